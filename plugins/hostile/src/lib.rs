@@ -1,0 +1,357 @@
+//! hostile: a ferry plugin that misbehaves on purpose.
+//!
+//! ferry's sandbox tests load it to check that a plugin cannot harm the host:
+//! that a trap, an endless loop, unbounded memory, a malformed result or an
+//! attempt to reach files or the environment fails one call (or one event)
+//! and nothing else. It is not an example to follow and has no use in a real
+//! pipeline. See README.md beside this crate for its config.
+
+use ferry_guest::prelude::*;
+use ferry_guest::serde_json::{self, json};
+use serde::Deserialize;
+use std::hint::black_box;
+
+/// The plugin's config, from its table in ferry.toml.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct Config {
+    /// How to misbehave; one of [`MODES`].
+    mode: String,
+    /// Misbehave only in a call whose batch holds an event of this type;
+    /// absent: in every call.
+    when_type: Option<String>,
+}
+
+/// The ways this plugin misbehaves; see README.md for each.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    Trap,
+    Loop,
+    Oom,
+    WrongLength,
+    BadJson,
+    Files,
+    Env,
+    HugeOutput,
+    InitFail,
+    Log,
+    Drop,
+    FailEach,
+}
+
+/// Every mode by its name in the config.
+const MODES: [(&str, Mode); 12] = [
+    ("trap", Mode::Trap),
+    ("loop", Mode::Loop),
+    ("oom", Mode::Oom),
+    ("wrong-length", Mode::WrongLength),
+    ("bad-json", Mode::BadJson),
+    ("files", Mode::Files),
+    ("env", Mode::Env),
+    ("huge-output", Mode::HugeOutput),
+    ("init-fail", Mode::InitFail),
+    ("log", Mode::Log),
+    ("drop", Mode::Drop),
+    ("fail-each", Mode::FailEach),
+];
+
+/// What `huge-output` pads each event with: 10 MiB.
+const HUGE_OUTPUT_BYTES: usize = 10 << 20;
+
+/// What `oom` allocates at a time: 1 MiB.
+const OOM_CHUNK_BYTES: usize = 1 << 20;
+
+impl Mode {
+    fn parse(name: &str) -> Result<Mode, String> {
+        match MODES.iter().find(|(known, _)| *known == name) {
+            Some((_, mode)) => Ok(*mode),
+            None => {
+                let known: Vec<&str> = MODES.iter().map(|(known, _)| *known).collect();
+                Err(format!(
+                    "config: unknown mode \"{name}\"; expected one of {}",
+                    known.join(", ")
+                ))
+            }
+        }
+    }
+}
+
+/// The plugin's state: its parsed config.
+#[derive(Debug)]
+struct Hostile {
+    mode: Mode,
+    when_type: Option<String>,
+}
+
+impl Plugin for Hostile {
+    fn init(config: &str) -> Result<Self, String> {
+        let config: Config =
+            serde_json::from_str(config).map_err(|error| format!("config: {error}"))?;
+        let mode = Mode::parse(&config.mode)?;
+        if mode == Mode::InitFail {
+            return Err("refusing config on purpose".to_owned());
+        }
+        Ok(Hostile {
+            mode,
+            when_type: config.when_type,
+        })
+    }
+
+    fn process(&mut self, batch: Vec<Event>) -> Vec<Outcome> {
+        if !batch.iter().any(|event| self.triggers(event)) {
+            return keep(batch.len());
+        }
+        match self.mode {
+            Mode::Trap => panic!("hostile plugin: trapping on purpose (mode \"trap\")"),
+            Mode::Loop => spin(),
+            Mode::Oom => hoard(),
+            Mode::WrongLength => keep(batch.len() - 1),
+            Mode::BadJson => each(&batch, || Outcome::Replace(b"{\"not\": json".to_vec())),
+            Mode::Files => each(&batch, || leak(read_files(), "leaked")),
+            Mode::Env => each(&batch, env_outcome),
+            Mode::HugeOutput => each(&batch, huge_outcome),
+            // `init` refuses this mode, so `process` never runs with it.
+            Mode::InitFail => keep(batch.len()),
+            Mode::Log => log_batch(&batch),
+            Mode::Drop => each(&batch, || Outcome::Drop),
+            Mode::FailEach => self.fail_each(&batch),
+        }
+    }
+}
+
+impl Hostile {
+    /// Whether this event makes the call misbehave.
+    fn triggers(&self, event: &Event) -> bool {
+        match &self.when_type {
+            Some(event_type) => event.event_type == *event_type,
+            None => true,
+        }
+    }
+
+    /// `fail-each`: fails the triggering events, keeps the others.
+    fn fail_each(&self, batch: &[Event]) -> Vec<Outcome> {
+        batch
+            .iter()
+            .map(|event| {
+                if self.triggers(event) {
+                    Outcome::Fail("failed on purpose".to_owned())
+                } else {
+                    Outcome::Keep
+                }
+            })
+            .collect()
+    }
+}
+
+/// `events` Keep outcomes.
+fn keep(events: usize) -> Vec<Outcome> {
+    (0..events).map(|_| Outcome::Keep).collect()
+}
+
+/// The same outcome for every event of the batch, made anew for each.
+fn each(batch: &[Event], outcome: impl Fn() -> Outcome) -> Vec<Outcome> {
+    batch.iter().map(|_| outcome()).collect()
+}
+
+/// `loop`: never returns; `black_box` keeps the compiler from proving the
+/// loop useless.
+fn spin() -> ! {
+    let mut turns: u64 = 0;
+    loop {
+        turns = black_box(turns.wrapping_add(1));
+    }
+}
+
+/// `oom`: allocates 1 MiB blocks filled with non-zero bytes, so every page is
+/// really touched, and keeps them all, until the allocator fails (a trap).
+fn hoard() -> ! {
+    let mut hoard: Vec<Vec<u8>> = Vec::new();
+    loop {
+        hoard.push(vec![0x5a; OOM_CHUNK_BYTES]);
+        black_box(&hoard);
+    }
+}
+
+/// `files`: the start of /etc/passwd, else the names in /, else why neither
+/// could be read.
+fn read_files() -> Result<String, String> {
+    let passwd_error = match std::fs::read_to_string("/etc/passwd") {
+        Ok(passwd) => return Ok(passwd),
+        Err(error) => error,
+    };
+    match std::fs::read_dir("/") {
+        Ok(entries) => Ok(entries
+            .filter_map(Result::ok)
+            .map(|entry| entry.file_name().to_string_lossy().into_owned())
+            .collect::<Vec<_>>()
+            .join(" ")),
+        Err(root_error) => Err(format!(
+            "/etc/passwd: {passwd_error}; read_dir(\"/\"): {root_error}"
+        )),
+    }
+}
+
+/// Replaces the event with `{key: <first 100 chars>}` of what was read, or
+/// fails it with why nothing could be.
+fn leak(read: Result<String, String>, key: &str) -> Outcome {
+    match read {
+        Ok(text) => {
+            let start: String = text.chars().take(100).collect();
+            Outcome::replace_json(&json!({ key: start }))
+        }
+        Err(error) => Outcome::Fail(format!("file access denied: {error}")),
+    }
+}
+
+/// `env`: replaces the event with the number of visible variables, if any.
+fn env_outcome() -> Outcome {
+    match std::env::vars().count() {
+        0 => Outcome::Keep,
+        visible => Outcome::replace_json(&json!({ "leaked_env": visible })),
+    }
+}
+
+/// `huge-output`: replaces the event with `{"pad":"xxx…"}`, 10 MiB of x.
+fn huge_outcome() -> Outcome {
+    let mut json = Vec::with_capacity(HUGE_OUTPUT_BYTES + 16);
+    json.extend_from_slice(b"{\"pad\":\"");
+    json.resize(json.len() + HUGE_OUTPUT_BYTES, b'x');
+    json.extend_from_slice(b"\"}");
+    Outcome::Replace(json)
+}
+
+/// `log`: one info record with a field and one counter, then keeps all.
+fn log_batch(batch: &[Event]) -> Vec<Outcome> {
+    log::info("Hostile plugin saw a batch.", &[("events", &batch.len())]);
+    count("seen", batch.len() as u64);
+    keep(batch.len())
+}
+
+export_plugin!(Hostile);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event(event_type: &str) -> Event {
+        Event {
+            id: format!("id-{event_type}"),
+            event_type: event_type.to_owned(),
+            time: String::new(),
+            index: 0,
+            session_id: String::new(),
+            json: b"{}".to_vec(),
+        }
+    }
+
+    fn hostile(config: &str) -> Hostile {
+        Hostile::init(config).unwrap_or_else(|error| panic!("config {config}: {error}"))
+    }
+
+    fn batch() -> Vec<Event> {
+        vec![
+            event("session.start"),
+            event("user.login"),
+            event("session.end"),
+        ]
+    }
+
+    #[test]
+    fn every_mode_name_parses() {
+        for (name, mode) in MODES {
+            assert_eq!(Mode::parse(name), Ok(mode));
+        }
+    }
+
+    #[test]
+    fn unknown_mode_is_refused_by_name() {
+        let error = Hostile::init(r#"{"mode":"explode"}"#).expect_err("unknown mode");
+        assert!(
+            error.starts_with("config: unknown mode \"explode\"; expected one of trap, loop,"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn config_needs_a_mode_and_no_unknown_keys() {
+        let error = Hostile::init("{}").expect_err("no mode");
+        assert_eq!(error, "config: missing field `mode` at line 1 column 2");
+        let error = Hostile::init(r#"{"mode":"drop","when":"x"}"#).expect_err("unknown key");
+        assert!(error.starts_with("config: unknown field `when`"), "{error}");
+    }
+
+    #[test]
+    fn init_fail_refuses_on_purpose() {
+        let error = Hostile::init(r#"{"mode":"init-fail"}"#).expect_err("on purpose");
+        assert_eq!(error, "refusing config on purpose");
+    }
+
+    #[test]
+    fn batches_without_the_trigger_type_are_kept() {
+        let mut plugin = hostile(r#"{"mode":"trap","when-type":"user.delete"}"#);
+        let outcomes = plugin.process(batch());
+        assert!(matches!(
+            outcomes[..],
+            [Outcome::Keep, Outcome::Keep, Outcome::Keep]
+        ));
+    }
+
+    #[test]
+    fn wrong_length_returns_one_outcome_fewer() {
+        let mut plugin = hostile(r#"{"mode":"wrong-length","when-type":"user.login"}"#);
+        assert_eq!(plugin.process(batch()).len(), 2);
+    }
+
+    #[test]
+    fn fail_each_fails_only_triggering_events() {
+        let mut plugin = hostile(r#"{"mode":"fail-each","when-type":"user.login"}"#);
+        let outcomes = plugin.process(batch());
+        assert!(matches!(
+            &outcomes[..],
+            [Outcome::Keep, Outcome::Fail(reason), Outcome::Keep] if reason == "failed on purpose"
+        ));
+    }
+
+    #[test]
+    fn without_when_type_every_call_misbehaves() {
+        let mut plugin = hostile(r#"{"mode":"drop"}"#);
+        let outcomes = plugin.process(vec![event("session.start")]);
+        assert!(matches!(outcomes[..], [Outcome::Drop]));
+    }
+
+    #[test]
+    fn bad_json_is_not_json() {
+        let mut plugin = hostile(r#"{"mode":"bad-json"}"#);
+        for outcome in plugin.process(batch()) {
+            let Outcome::Replace(json) = outcome else {
+                panic!("expected a replacement, got {outcome:?}");
+            };
+            assert!(serde_json::from_slice::<serde_json::Value>(&json).is_err());
+        }
+    }
+
+    #[test]
+    fn huge_output_is_ten_mib_of_valid_json() {
+        let Outcome::Replace(json) = huge_outcome() else {
+            panic!("expected a replacement");
+        };
+        assert_eq!(json.len(), HUGE_OUTPUT_BYTES + 10);
+        let value: serde_json::Value = serde_json::from_slice(&json).expect("valid JSON");
+        assert_eq!(value["pad"].as_str().map(str::len), Some(HUGE_OUTPUT_BYTES));
+    }
+
+    #[test]
+    fn leak_reports_denied_access() {
+        let outcome = leak(Err("/etc/passwd: denied".to_owned()), "leaked");
+        assert!(matches!(
+            outcome,
+            Outcome::Fail(reason) if reason == "file access denied: /etc/passwd: denied"
+        ));
+        let outcome = leak(Ok("root:x:0:0".repeat(20)), "leaked");
+        let Outcome::Replace(json) = outcome else {
+            panic!("expected a replacement");
+        };
+        let value: serde_json::Value = serde_json::from_slice(&json).expect("valid JSON");
+        assert_eq!(value["leaked"].as_str().map(str::len), Some(100));
+    }
+}

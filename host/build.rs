@@ -1,0 +1,52 @@
+//! Builds the plugins in `plugins/` for `wasm32-wasip2` so that tests,
+//! `ferry demo` and `ferry bench` always run the plugins of this checkout,
+//! with no manual step. The plugins form their own cargo workspace; one
+//! build of it serves every profile of the host (debug tests, release demo).
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn main() {
+    let manifest_dir = PathBuf::from(env("CARGO_MANIFEST_DIR"));
+    let root = manifest_dir.parent().expect("host/ sits inside the workspace").to_owned();
+    for watched in ["plugins/Cargo.toml", "plugins/Cargo.lock", "plugins/redact", "plugins/hostile", "guest-sdk", "wit"] {
+        println!("cargo:rerun-if-changed={}", root.join(watched).display());
+    }
+    let target_dir = plugin_target_dir(Path::new(&env("OUT_DIR")));
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let mut command = Command::new(cargo);
+    command
+        .args(["build", "--release", "--locked", "--target", "wasm32-wasip2", "--manifest-path"])
+        .arg(root.join("plugins/Cargo.toml"))
+        .arg("--target-dir")
+        .arg(&target_dir);
+    // The outer build's settings are for the host, not for wasm32.
+    for (key, _) in std::env::vars() {
+        if key.starts_with("CARGO_") && key != "CARGO_HOME" && key != "CARGO_MAKEFLAGS" || key.starts_with("RUSTC_") || key == "RUSTFLAGS" {
+            command.env_remove(key);
+        }
+    }
+    let status = command.status().expect("cannot run cargo to build the plugins");
+    if !status.success() {
+        panic!(
+            "building the plugins for wasm32-wasip2 failed ({status}); see the cargo output above. \
+             Is the target installed? `rustup target add wasm32-wasip2` (rust-toolchain.toml lists it)"
+        );
+    }
+    let wasm_dir = target_dir.join("wasm32-wasip2/release");
+    println!("cargo:rustc-env=FERRY_PLUGIN_BUILD_DIR={}", wasm_dir.display());
+}
+
+/// `target/wasm-plugins`, found from `target/<profile>/build/<crate>/out`.
+fn plugin_target_dir(out_dir: &Path) -> PathBuf {
+    let profile_dir = out_dir
+        .ancestors()
+        .find(|dir| dir.file_name().is_some_and(|name| name == "build"))
+        .and_then(Path::parent)
+        .expect("OUT_DIR lies under target/<profile>/build");
+    profile_dir.parent().unwrap_or(profile_dir).join("wasm-plugins")
+}
+
+fn env(key: &str) -> String {
+    std::env::var(key).unwrap_or_else(|_| panic!("cargo sets {key} for build scripts"))
+}

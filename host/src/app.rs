@@ -1,0 +1,114 @@
+//! Building a runnable ferry from a config: the one path that `ferry start`,
+//! `ferry check` and `ferry demo` share, so that a config that checks is a
+//! config that starts.
+
+use crate::config::{ConfigError, FerryConfig, discover_plugins};
+use crate::metrics::Metrics;
+use crate::pipeline::{Chain, Pipeline};
+use crate::plugin::{Loaded, PluginError, Runtime, Transform, WasmPlugin};
+use crate::sink::retry::Backoff;
+use crate::sink::{self, Sink};
+use crate::source::Source;
+use crate::state::{State, StateError};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+/// Why ferry cannot start with a config.
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    /// The config is wrong.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// A plugin cannot be loaded.
+    #[error(transparent)]
+    Plugin(#[from] PluginError),
+    /// The state database cannot be opened.
+    #[error(transparent)]
+    State(#[from] StateError),
+}
+
+/// Everything a config describes, checked, but not yet running.
+pub struct Parts {
+    /// The source.
+    pub source: Source,
+    /// The loaded plugins, in chain order.
+    pub plugins: Vec<WasmPlugin>,
+    /// How each plugin was loaded (compiled now or read from the cache).
+    pub loaded: Vec<Loaded>,
+    /// The sinks by name.
+    pub sinks: BTreeMap<String, Box<dyn Sink>>,
+    /// The sink for events no plugin routed.
+    pub default_sink: String,
+    /// The plugin runtime; it must outlive the plugins.
+    pub runtime: Arc<Runtime>,
+}
+
+/// Checks the config and loads every part of it: source settings, sinks,
+/// and each plugin (compiled, checked against the contract, instantiated,
+/// `init` called with its config). `use_cache` keeps compiled plugins in
+/// the storage folder.
+pub async fn build_parts(config: &FerryConfig, metrics: Arc<Metrics>, use_cache: bool) -> Result<Parts, BuildError> {
+    config
+        .pipeline
+        .validate()
+        .map_err(|(key, message)| ConfigError::invalid(&config.file, key, message))?;
+    let source = Source::build(config)?;
+    let default_sink = config.default_sink()?;
+    let mut sinks = BTreeMap::new();
+    for (name, sink_config) in &config.sinks {
+        sinks.insert(name.clone(), sink::build(name, sink_config, config)?);
+    }
+    let specs = discover_plugins(config)?;
+    let cache = use_cache.then(|| config.plugin_cache_dir());
+    let (runtime, plugins, loaded) = tokio::task::spawn_blocking(move || -> Result<_, PluginError> {
+        let runtime = Arc::new(Runtime::new(cache, metrics)?);
+        let mut plugins = Vec::with_capacity(specs.len());
+        let mut loaded = Vec::with_capacity(specs.len());
+        for spec in specs {
+            let (plugin, how) = runtime.load(spec.settings())?;
+            plugins.push(plugin);
+            loaded.push(how);
+        }
+        Ok((runtime, plugins, loaded))
+    })
+    .await
+    .unwrap_or_else(|panic| std::panic::resume_unwind(panic.into_panic()))?;
+    Ok(Parts { source, plugins, loaded, sinks, default_sink, runtime })
+}
+
+/// Builds the whole pipeline for `ferry start`, opening the state database.
+pub async fn build_pipeline(config: &FerryConfig, metrics: Arc<Metrics>) -> Result<(Pipeline, Arc<Runtime>), BuildError> {
+    let mut parts = build_parts(config, metrics.clone(), true).await?;
+    let transforms: Vec<Box<dyn Transform>> =
+        std::mem::take(&mut parts.plugins).into_iter().map(|p| Box::new(p) as Box<dyn Transform>).collect();
+    let runtime = parts.runtime.clone();
+    let pipeline = assemble(config, parts, transforms, metrics).await?;
+    Ok((pipeline, runtime))
+}
+
+/// Opens the state and joins the parts into a pipeline whose chain is
+/// `transforms` (the loaded plugins, or native stand-ins for benchmarks).
+pub async fn assemble(
+    config: &FerryConfig,
+    parts: Parts,
+    transforms: Vec<Box<dyn Transform>>,
+    metrics: Arc<Metrics>,
+) -> Result<Pipeline, BuildError> {
+    let state = State::open(&config.database_path()).await?;
+    let chain = Chain::new(
+        transforms,
+        parts.sinks.keys().cloned().collect(),
+        parts.default_sink,
+        parts.source.name().to_owned(),
+        metrics.clone(),
+    );
+    Ok(Pipeline {
+        source: parts.source,
+        chain,
+        sinks: parts.sinks,
+        state,
+        config: config.pipeline.clone(),
+        metrics,
+        backoff: Backoff::default(),
+    })
+}

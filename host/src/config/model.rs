@@ -1,0 +1,205 @@
+use super::ConfigError;
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+pub use crate::pipeline::PipelineConfig;
+pub use crate::plugin::PluginSpec;
+use crate::sink::file::FileSinkConfig;
+use crate::sink::stdout::StdoutSinkConfig;
+use crate::source::file::FileSourceConfig;
+
+/// The whole of ferry.toml.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct FerryConfig {
+    /// Folder for ferry's state database (`ferry.db`: cursors, session
+    /// progress, dead letters) and its cache of compiled plugins.
+    /// Default `./storage`, the same key and default as teleport-event-handler.
+    #[serde(default = "default_storage")]
+    pub storage: PathBuf,
+
+    /// Folder to load the plugin chain from: every `*.wasm` in it, in name
+    /// order, each with an optional `NAME.toml` beside it. Default `./plugins`
+    /// (a missing default folder means no plugins). Not allowed together
+    /// with `[[plugins]]`.
+    pub plugins_dir: Option<PathBuf>,
+
+    /// An explicit plugin chain, in order. Replaces `plugins-dir`.
+    #[serde(default)]
+    pub plugins: Vec<PluginSpec>,
+
+    /// Batching and flow control.
+    #[serde(default)]
+    pub pipeline: PipelineConfig,
+
+    /// Where events come from.
+    pub source: Option<SourceConfig>,
+
+    /// Where events go, by name. Events a plugin does not route go to the
+    /// sink named `default` (or to the only sink, when there is one).
+    #[serde(default)]
+    pub sinks: BTreeMap<String, SinkConfig>,
+
+    /// The folder of the config file; relative paths are resolved against it.
+    #[serde(skip)]
+    pub base_dir: PathBuf,
+
+    /// The config file itself, for error messages.
+    #[serde(skip)]
+    pub file: PathBuf,
+}
+
+/// The event source; exactly one per ferry.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub enum SourceConfig {
+    /// `[source.file]`: JSON Lines from a file, following appends.
+    File(FileSourceConfig),
+}
+
+/// One sink, `[sinks.NAME]`, chosen by `type`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(tag = "type", rename_all = "kebab-case", deny_unknown_fields)]
+pub enum SinkConfig {
+    /// `type = "file"`: appends JSON Lines to a file.
+    File(FileSinkConfig),
+    /// `type = "stdout"`: writes JSON Lines to standard output.
+    Stdout(StdoutSinkConfig),
+}
+
+fn default_storage() -> PathBuf {
+    PathBuf::from("./storage")
+}
+
+impl FerryConfig {
+    /// Reads and parses a config file; relative paths are made absolute
+    /// against the file's folder. Values are checked later, by the parts
+    /// that use them, so `ferry check` and `ferry start` share one path.
+    pub fn load(path: &Path) -> Result<FerryConfig, ConfigError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
+        Self::parse(&text, path)
+    }
+
+    /// Parses config text that came from `path`.
+    pub fn parse(text: &str, path: &Path) -> Result<FerryConfig, ConfigError> {
+        let mut config: FerryConfig =
+            toml::from_str(text).map_err(|err| ConfigError::from_toml(path.to_owned(), text, &err))?;
+        config.file = path.to_owned();
+        config.base_dir = path
+            .parent()
+            .filter(|dir| !dir.as_os_str().is_empty())
+            .map_or_else(|| PathBuf::from("."), Path::to_owned);
+        config.base_dir = std::path::absolute(&config.base_dir).unwrap_or(config.base_dir);
+        Ok(config)
+    }
+
+    /// A path from the config, made absolute against the config's folder.
+    pub fn resolve(&self, path: &Path) -> PathBuf {
+        self.base_dir.join(path)
+    }
+
+    /// The state database file.
+    pub fn database_path(&self) -> PathBuf {
+        self.resolve(&self.storage).join("ferry.db")
+    }
+
+    /// The folder of compiled plugins, kept beside the state.
+    pub fn plugin_cache_dir(&self) -> PathBuf {
+        self.resolve(&self.storage).join("plugin-cache")
+    }
+
+    /// The name of the sink that receives events no plugin routed.
+    pub fn default_sink(&self) -> Result<String, ConfigError> {
+        if self.sinks.contains_key("default") {
+            return Ok("default".to_owned());
+        }
+        let mut names = self.sinks.keys();
+        match (names.next(), names.next()) {
+            (Some(only), None) => Ok(only.clone()),
+            (None, _) => Err(ConfigError::invalid(&self.file, "sinks", "no sink is configured; add e.g. [sinks.default] with type = \"file\"")),
+            (Some(_), Some(_)) => Err(ConfigError::invalid(
+                &self.file,
+                "sinks",
+                "several sinks but none is named `default`; name the one that gets unrouted events `default`",
+            )),
+        }
+    }
+
+    /// The source, or an error saying how to add one.
+    pub fn source(&self) -> Result<&SourceConfig, ConfigError> {
+        self.source
+            .as_ref()
+            .ok_or_else(|| ConfigError::invalid(&self.file, "source", "no source is configured; add [source.file] with a path"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<FerryConfig, ConfigError> {
+        FerryConfig::parse(text, Path::new("/etc/ferry/ferry.toml"))
+    }
+
+    #[test]
+    fn a_full_config_parses_and_paths_resolve_against_its_folder() {
+        let config = parse(
+            r#"
+            storage = "state"
+            [pipeline]
+            batch-size = 10
+            linger = "50ms"
+            [source.file]
+            path = "in.jsonl"
+            [[plugins]]
+            path = "redact.wasm"
+            on-error = "pass"
+            config = { fields = ["login"] }
+            [sinks.default]
+            type = "file"
+            path = "/var/out.jsonl"
+            [sinks.debug]
+            type = "stdout"
+            "#,
+        )
+        .expect("valid config");
+        assert_eq!(config.database_path(), Path::new("/etc/ferry/state/ferry.db"));
+        assert_eq!(config.pipeline.batch_size, 10);
+        assert_eq!(config.plugins.len(), 1);
+        assert_eq!(config.default_sink().expect("has default"), "default");
+        let SourceConfig::File(file) = config.source().expect("has source");
+        assert_eq!(config.resolve(&file.path), Path::new("/etc/ferry/in.jsonl"));
+    }
+
+    #[test]
+    fn an_unknown_key_is_named_with_its_line() {
+        let err = parse("storage = \"s\"\n\n[pipeline]\nbatch-sise = 3\n").expect_err("typo");
+        let text = err.to_string();
+        assert!(text.starts_with("/etc/ferry/ferry.toml:4:1: unknown field `batch-sise`"), "{text}");
+        assert!(!text.contains('\n'));
+    }
+
+    #[test]
+    fn a_wrong_type_is_named_with_its_line() {
+        let err = parse("[pipeline]\nbatch-size = \"many\"\n").expect_err("wrong type");
+        let text = err.to_string();
+        assert!(text.starts_with("/etc/ferry/ferry.toml:2:"), "{text}");
+        assert!(text.contains("invalid type"), "{text}");
+    }
+
+    #[test]
+    fn an_unknown_sink_type_is_refused() {
+        let err = parse("[sinks.default]\ntype = \"kafka\"\n").expect_err("unknown type");
+        assert!(err.to_string().contains("unknown variant `kafka`"), "{err}");
+    }
+
+    #[test]
+    fn the_only_sink_is_the_default_and_two_unnamed_ones_are_an_error() {
+        let one = parse("[sinks.out]\ntype = \"stdout\"\n").expect("valid");
+        assert_eq!(one.default_sink().expect("only sink"), "out");
+        let two = parse("[sinks.a]\ntype = \"stdout\"\n[sinks.b]\ntype = \"stdout\"\n").expect("valid");
+        assert!(two.default_sink().expect_err("ambiguous").to_string().contains("none is named `default`"));
+    }
+}

@@ -1,0 +1,149 @@
+//! The audit event as it travels through ferry.
+//!
+//! The type is the one generated from the WIT contract, so an event crosses
+//! into a plugin without conversion. This module adds what the host needs on
+//! top: building an event from JSON text with its header fields filled in.
+
+use serde::Deserialize;
+use serde::de::IgnoredAny;
+use sha2::{Digest, Sha256};
+use std::borrow::Cow;
+
+pub use crate::plugin::bindings::ferry::plugin::types::{Event, Outcome, Route};
+
+/// Input that is not an audit event (not a JSON object), handed back with
+/// its bytes so that nothing is lost: they go to the dead-letter table.
+#[derive(Debug, thiserror::Error)]
+#[error("not a JSON object: {error}")]
+pub struct EventError {
+    error: serde_json::Error,
+    json: Vec<u8>,
+}
+
+impl EventError {
+    /// The bytes that were refused.
+    pub fn into_json(self) -> Vec<u8> {
+        self.json
+    }
+}
+
+/// The header fields ferry copies out of an event. Unknown fields are skipped
+/// by serde without being built, which keeps the parse cheap; the whole text
+/// is still checked to be valid JSON.
+#[derive(Deserialize)]
+struct Headers<'a> {
+    #[serde(borrow, default)]
+    uid: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    event: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    time: Option<Cow<'a, str>>,
+    #[serde(default)]
+    ei: Option<Index>,
+    #[serde(borrow, default)]
+    sid: Option<Cow<'a, str>>,
+}
+
+/// Teleport's `ei` is a number; anything else is kept in the JSON but read
+/// as 0 rather than refusing an otherwise good event.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum Index {
+    Number(i64),
+    Other(IgnoredAny),
+}
+
+impl Event {
+    /// Builds an event from one JSON object, filling the header fields.
+    ///
+    /// The id is Teleport's `uid`; an event without one gets the SHA-256 of
+    /// its JSON text, as Teleport itself identifies such events, so that the
+    /// id is stable across retries and restarts.
+    pub fn from_json(json: Vec<u8>) -> Result<Event, EventError> {
+        let headers: Headers<'_> = match serde_json::from_slice(&json) {
+            Ok(headers) => headers,
+            Err(error) => return Err(EventError { error, json }),
+        };
+        let id = match headers.uid.as_deref() {
+            Some(uid) if !uid.is_empty() => uid.to_owned(),
+            _ => hex_sha256(&json),
+        };
+        let index = match headers.ei {
+            Some(Index::Number(n)) => n,
+            Some(Index::Other(_)) | None => 0,
+        };
+        Ok(Event {
+            id,
+            event_type: headers.event.map(Cow::into_owned).unwrap_or_default(),
+            time: headers.time.map(Cow::into_owned).unwrap_or_default(),
+            index,
+            session_id: headers.sid.map(Cow::into_owned).unwrap_or_default(),
+            json,
+        })
+    }
+}
+
+fn hex_sha256(bytes: &[u8]) -> String {
+    use std::fmt::Write;
+    let digest = Sha256::digest(bytes);
+    let mut out = String::with_capacity(64);
+    for byte in digest {
+        // Writing to a String cannot fail.
+        let _ = write!(out, "{byte:02x}");
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn headers_are_copied_out_of_the_json() {
+        let json = br#"{"event":"session.start","uid":"u-1","time":"2020-01-01T00:00:00Z","ei":3,"sid":"s-9","x":{"y":[1,2]}}"#;
+        let event = Event::from_json(json.to_vec()).expect("valid event");
+        assert_eq!(event.id, "u-1");
+        assert_eq!(event.event_type, "session.start");
+        assert_eq!(event.time, "2020-01-01T00:00:00Z");
+        assert_eq!(event.index, 3);
+        assert_eq!(event.session_id, "s-9");
+        assert_eq!(event.json, json.to_vec());
+    }
+
+    #[test]
+    fn an_event_without_uid_gets_a_stable_content_id() {
+        let a = Event::from_json(br#"{"event":"x"}"#.to_vec()).expect("valid");
+        let b = Event::from_json(br#"{"event":"x"}"#.to_vec()).expect("valid");
+        let c = Event::from_json(br#"{"event":"y"}"#.to_vec()).expect("valid");
+        assert_eq!(a.id.len(), 64);
+        assert_eq!(a.id, b.id);
+        assert_ne!(a.id, c.id);
+    }
+
+    #[test]
+    fn odd_index_types_read_as_zero() {
+        let event = Event::from_json(br#"{"ei":"seven"}"#.to_vec()).expect("valid");
+        assert_eq!(event.index, 0);
+    }
+
+    #[test]
+    fn non_objects_and_broken_json_are_refused() {
+        for bad in [&b"[1,2]"[..], b"\"text\"", b"{\"a\":", b"not json", b""] {
+            let err = Event::from_json(bad.to_vec()).expect_err("must refuse");
+            assert!(err.to_string().starts_with("not a JSON object"), "{err}");
+        }
+    }
+
+    #[test]
+    fn every_fixture_event_parses() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/fixtures/teleport-events.jsonl");
+        let text = std::fs::read_to_string(path).expect("fixtures beside the repository");
+        let mut ids = std::collections::HashSet::new();
+        for line in text.lines() {
+            let event = Event::from_json(line.as_bytes().to_vec()).expect("fixture parses");
+            assert!(!event.id.is_empty());
+            ids.insert(event.id);
+        }
+        assert_eq!(ids.len(), text.lines().count(), "every fixture event has its own id");
+    }
+}

@@ -1,0 +1,23 @@
+//! ferry carries Teleport audit events to Logstash through a chain of
+//! sandboxed WebAssembly plugins.
+//!
+//! Data flows one way through the modules, each named for its role:
+//! [`source`] reads events and their cursor positions, [`pipeline`] batches
+//! them, runs the [`plugin`] chain, routes the results to [`sink`]s and moves
+//! the cursor in [`state`] only after every sink has acknowledged (or the
+//! event was dead-lettered). [`config`] turns ferry.toml into all of that.
+#![deny(missing_docs)]
+
+pub mod app;
+pub mod bench;
+pub mod config;
+pub mod demo;
+pub mod event;
+pub mod metrics;
+pub mod pipeline;
+pub mod plugin;
+pub mod shutdown;
+pub mod sink;
+pub mod source;
+pub mod state;
+pub mod units;

@@ -1,0 +1,138 @@
+//! The `ferry` command line.
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use ferry::config::FerryConfig;
+use ferry::metrics::Metrics;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+/// ferry carries Teleport audit events to Logstash through sandboxed
+/// WebAssembly plugins.
+#[derive(Parser)]
+#[command(name = "ferry", version, about)]
+struct Cli {
+    /// Log debug detail.
+    #[arg(short, long, global = true)]
+    debug: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Forward events as the config says, until stopped (SIGINT or SIGTERM)
+    /// or until a non-following source ends.
+    Start {
+        /// The config file.
+        #[arg(short, long, env = "FERRY_CONFIG", default_value = "ferry.toml")]
+        config: PathBuf,
+    },
+    /// Check a config and load its plugins without forwarding anything.
+    Check {
+        /// The config file.
+        #[arg(short, long, env = "FERRY_CONFIG", default_value = "ferry.toml")]
+        config: PathBuf,
+    },
+    /// Print the version of ferry and of the plugin contract.
+    Version,
+    /// Run the whole job on built-in sample events, with no set-up.
+    Demo(ferry::demo::DemoArgs),
+    /// Measure throughput: the redact plugin in WebAssembly against the same
+    /// code compiled into ferry, through the real pipeline.
+    Bench(ferry::bench::BenchArgs),
+    /// List the dead letters of a config's state database as JSON Lines.
+    DeadLetters {
+        /// The config file.
+        #[arg(short, long, env = "FERRY_CONFIG", default_value = "ferry.toml")]
+        config: PathBuf,
+        /// Most dead letters to list, oldest first.
+        #[arg(long, default_value_t = 1000)]
+        limit: u32,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.debug);
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            eprintln!("ferry: error: cannot start the async runtime: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli.command)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            let line = format!("{err:#}").replace('\n', " ");
+            eprintln!("ferry: error: {line}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_logging(debug: bool) {
+    let default = if debug { "ferry=debug,info" } else { "info" };
+    let filter = tracing_subscriber::EnvFilter::try_from_env("FERRY_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    tracing_subscriber::fmt().with_env_filter(filter).with_ansi(ansi).with_writer(std::io::stderr).init();
+}
+
+async fn run(command: Command) -> anyhow::Result<()> {
+    match command {
+        Command::Start { config } => start(config).await,
+        Command::Check { config } => check(config).await,
+        Command::Version => {
+            println!(
+                "ferry {} (plugin contract ferry:plugin@{}, wasmtime 48)",
+                env!("CARGO_PKG_VERSION"),
+                ferry::plugin::CONTRACT_VERSION
+            );
+            Ok(())
+        }
+        Command::Demo(args) => ferry::demo::run(args).await,
+        Command::Bench(args) => ferry::bench::run(args).await,
+        Command::DeadLetters { config, limit } => dead_letters(config, limit).await,
+    }
+}
+
+async fn start(path: PathBuf) -> anyhow::Result<()> {
+    let config = FerryConfig::load(&path)?;
+    let metrics = Arc::new(Metrics::default());
+    let (pipeline, _runtime) = ferry::app::build_pipeline(&config, metrics).await?;
+    let (trigger, shutdown) = ferry::shutdown::channel();
+    ferry::shutdown::fire_on_signals(trigger);
+    let summary = pipeline.run(shutdown).await?;
+    tracing::info!(%summary, "Stopped.");
+    Ok(())
+}
+
+async fn check(path: PathBuf) -> anyhow::Result<()> {
+    let config = FerryConfig::load(&path)?;
+    let parts = ferry::app::build_parts(&config, Arc::new(Metrics::default()), false).await?;
+    let plugins: Vec<&str> = parts.plugins.iter().map(|p| p.settings().name.as_str()).collect();
+    let sinks: Vec<&str> = parts.sinks.keys().map(String::as_str).collect();
+    println!(
+        "{}: ok: source {}, plugins [{}], sinks [{}] (default `{}`)",
+        path.display(),
+        parts.source.name(),
+        plugins.join(", "),
+        sinks.join(", "),
+        parts.default_sink
+    );
+    Ok(())
+}
+
+async fn dead_letters(path: PathBuf, limit: u32) -> anyhow::Result<()> {
+    let config = FerryConfig::load(&path)?;
+    let database = config.database_path();
+    anyhow::ensure!(database.exists(), "no state database at {}: ferry has not run with this config", database.display());
+    let state = ferry::state::State::open(&database).await?;
+    for letter in state.dead_letters(limit).await? {
+        println!("{}", serde_json::to_string(&letter).context("cannot encode a dead letter")?);
+    }
+    Ok(())
+}

@@ -1,0 +1,107 @@
+//! Groups source records into batches by size and linger time.
+
+use crate::event::Event;
+use crate::source::{Invalid, SourceRecord};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
+use tokio::time::Instant;
+
+/// Records read together, with the source position just past the last one.
+pub struct Batch {
+    /// Sequence number, from 0, in source order.
+    pub seq: u64,
+    /// The events, in source order.
+    pub events: Vec<Event>,
+    /// Input the source could not read as events; dead-lettered with the batch.
+    pub invalid: Vec<Invalid>,
+    /// The source position just past this batch.
+    pub position: String,
+    /// Holds one of the in-flight slots until the batch is committed.
+    pub permit: OwnedSemaphorePermit,
+}
+
+/// Reads records and sends batches of at most `size`, each sent at most
+/// `linger` after its first record arrived. Takes an in-flight slot before
+/// reading a batch, so the source waits while the pipeline is full.
+pub async fn run(
+    mut records: mpsc::Receiver<SourceRecord>,
+    batches: mpsc::Sender<Batch>,
+    size: usize,
+    linger: Duration,
+    in_flight: Arc<Semaphore>,
+) {
+    let mut seq = 0;
+    loop {
+        let Ok(permit) = in_flight.clone().acquire_owned().await else { return };
+        let Some(first) = records.recv().await else { return };
+        let deadline = Instant::now() + linger;
+        let mut batch = Batch { seq, events: Vec::with_capacity(size), invalid: Vec::new(), position: String::new(), permit };
+        add(&mut batch, first);
+        let mut closed = false;
+        while batch.events.len() + batch.invalid.len() < size {
+            tokio::select! {
+                record = records.recv() => match record {
+                    Some(record) => add(&mut batch, record),
+                    None => { closed = true; break; }
+                },
+                () = tokio::time::sleep_until(deadline) => break,
+            }
+        }
+        if batches.send(batch).await.is_err() || closed {
+            return;
+        }
+        seq += 1;
+    }
+}
+
+fn add(batch: &mut Batch, record: SourceRecord) {
+    batch.position = record.position;
+    match record.item {
+        Ok(event) => batch.events.push(event),
+        Err(invalid) => batch.invalid.push(invalid),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(i: usize) -> SourceRecord {
+        let event = Event::from_json(format!("{{\"uid\":\"{i}\"}}").into_bytes()).expect("valid");
+        SourceRecord { item: Ok(event), position: i.to_string() }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn batches_fill_to_size_or_leave_after_linger() {
+        let (record_tx, record_rx) = mpsc::channel(16);
+        let (batch_tx, mut batch_rx) = mpsc::channel(16);
+        let slots = Arc::new(Semaphore::new(8));
+        tokio::spawn(run(record_rx, batch_tx, 3, Duration::from_millis(100), slots));
+        for i in 0..4 {
+            record_tx.send(record(i)).await.expect("open");
+        }
+        let full = batch_rx.recv().await.expect("first batch");
+        assert_eq!((full.seq, full.events.len(), full.position.as_str()), (0, 3, "2"));
+        let lingered = batch_rx.recv().await.expect("second batch after linger");
+        assert_eq!((lingered.seq, lingered.events.len(), lingered.position.as_str()), (1, 1, "3"));
+        drop(record_tx);
+        assert!(batch_rx.recv().await.is_none());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn no_batch_is_read_while_every_slot_is_taken() {
+        let (record_tx, record_rx) = mpsc::channel(16);
+        let (batch_tx, mut batch_rx) = mpsc::channel(16);
+        let slots = Arc::new(Semaphore::new(1));
+        tokio::spawn(run(record_rx, batch_tx, 1, Duration::from_millis(10), slots));
+        record_tx.send(record(0)).await.expect("open");
+        record_tx.send(record(1)).await.expect("open");
+        let first = batch_rx.recv().await.expect("first");
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        assert!(batch_rx.try_recv().is_err(), "second batch waits for the slot");
+        drop(first);
+        let second = batch_rx.recv().await.expect("second after the slot is freed");
+        assert_eq!(second.seq, 1);
+    }
+}

@@ -1,0 +1,307 @@
+//! Runs a batch through the plugins in order and sorts the result by sink.
+
+use super::json;
+use crate::event::{Event, Outcome, Route};
+use crate::metrics::Metrics;
+use crate::plugin::{OnError, PluginError, Transform};
+use crate::sink::OutEvent;
+use crate::state::{DeadLetter, Stage};
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+/// The plugins of one pipeline, in order, and the sinks they may route to.
+pub struct Chain {
+    transforms: Vec<Box<dyn Transform>>,
+    sinks: BTreeSet<String>,
+    default_sink: String,
+    source: String,
+    metrics: Arc<Metrics>,
+}
+
+/// What became of a batch's events.
+#[derive(Debug, Default)]
+pub struct ChainOutput {
+    /// Events to deliver, by sink name, in source order.
+    pub deliveries: BTreeMap<String, Vec<OutEvent>>,
+    /// Events that failed, with why.
+    pub dead: Vec<DeadLetter>,
+    /// How many events plugins dropped on purpose.
+    pub dropped: u64,
+}
+
+/// A plugin with `on-error = "halt"` failed: ferry must stop without moving
+/// the cursor past this batch.
+#[derive(Debug, thiserror::Error)]
+#[error("{error}; stopping because its on-error is `halt` (the batch will be retried at the next start)")]
+pub struct Halted {
+    /// The failure.
+    pub error: PluginError,
+}
+
+/// An event on its way through the chain, with the route set so far.
+struct InFlight {
+    routes: Option<Vec<String>>,
+}
+
+impl Chain {
+    /// A chain of `transforms` whose events go to `sinks` (`default_sink`
+    /// when no plugin routes them). `source` names the source in dead letters.
+    pub fn new(
+        transforms: Vec<Box<dyn Transform>>,
+        sinks: BTreeSet<String>,
+        default_sink: String,
+        source: String,
+        metrics: Arc<Metrics>,
+    ) -> Chain {
+        Chain { transforms, sinks, default_sink, source, metrics }
+    }
+
+    /// Runs `events` through every plugin and sorts the survivors by sink.
+    pub fn apply(&mut self, mut events: Vec<Event>) -> Result<ChainOutput, Halted> {
+        let mut output = ChainOutput::default();
+        let mut flights: Vec<InFlight> = events.iter().map(|_| InFlight { routes: None }).collect();
+        for index in 0..self.transforms.len() {
+            if events.is_empty() {
+                break;
+            }
+            let transform = &mut self.transforms[index];
+            match transform.process(&events) {
+                Ok(outcomes) => {
+                    let name = transform.name().to_owned();
+                    (events, flights) = self.settle(&name, events, flights, outcomes, &mut output);
+                }
+                Err(error) => {
+                    let name = transform.name().to_owned();
+                    let policy = transform.on_error();
+                    self.metrics.add("ferry_plugin_failures_total", &[("plugin", &name)], 1);
+                    tracing::error!(plugin = %name, error = %error, policy = %policy, events = events.len(), "Plugin call failed.");
+                    match policy {
+                        OnError::Pass => {}
+                        OnError::Halt => return Err(Halted { error }),
+                        OnError::DeadLetter => {
+                            let reason = error.to_string();
+                            for event in events.drain(..) {
+                                output.dead.push(self.dead_letter(&name, &reason, event.id, event.json));
+                            }
+                            flights.clear();
+                        }
+                    }
+                }
+            }
+        }
+        for (event, flight) in events.into_iter().zip(flights) {
+            self.deliver(event, flight.routes, &mut output);
+        }
+        Ok(output)
+    }
+
+    /// Applies one plugin's outcomes; returns the events that go on.
+    fn settle(
+        &self,
+        plugin: &str,
+        events: Vec<Event>,
+        flights: Vec<InFlight>,
+        outcomes: Vec<Outcome>,
+        output: &mut ChainOutput,
+    ) -> (Vec<Event>, Vec<InFlight>) {
+        let mut kept_events = Vec::with_capacity(events.len());
+        let mut kept_flights = Vec::with_capacity(events.len());
+        let mut dropped = 0;
+        for ((event, mut flight), outcome) in events.into_iter().zip(flights).zip(outcomes) {
+            let next = match outcome {
+                Outcome::Keep => Ok(event),
+                Outcome::Replace(json) => self.replaced(plugin, event, json),
+                Outcome::Drop => {
+                    dropped += 1;
+                    continue;
+                }
+                Outcome::Route(Route { sinks, json }) => match self.check_routes(&sinks) {
+                    Err(reason) => Err((event, reason)),
+                    Ok(()) => {
+                        flight.routes = Some(sinks);
+                        match json {
+                            Some(json) => self.replaced(plugin, event, json),
+                            None => Ok(event),
+                        }
+                    }
+                },
+                Outcome::Fail(reason) => Err((event, reason.replace('\n', " "))),
+            };
+            match next {
+                Ok(event) => {
+                    kept_events.push(event);
+                    kept_flights.push(flight);
+                }
+                Err((event, reason)) => {
+                    let reason = format!("plugin `{plugin}` failed event {}: {reason}", event.id);
+                    output.dead.push(self.dead_letter(plugin, &reason, event.id, event.json));
+                }
+            }
+        }
+        if dropped > 0 {
+            self.metrics.add("ferry_events_dropped_total", &[("plugin", plugin)], dropped);
+            output.dropped += dropped;
+        }
+        (kept_events, kept_flights)
+    }
+
+    /// The event rebuilt from a plugin's new JSON, or the original with why
+    /// the new JSON cannot be used.
+    fn replaced(&self, plugin: &str, original: Event, json: Vec<u8>) -> Result<Event, (Event, String)> {
+        let json = if json::has_line_break(&json) { json::compact(&json) } else { json };
+        Event::from_json(json).map_err(|err| (original, format!("plugin `{plugin}` returned invalid JSON: {err}")))
+    }
+
+    fn check_routes(&self, sinks: &[String]) -> Result<(), String> {
+        if sinks.is_empty() {
+            return Err("routed to no sink (use drop to drop an event)".to_owned());
+        }
+        match sinks.iter().find(|sink| !self.sinks.contains(*sink)) {
+            Some(unknown) => Err(format!("routed to unknown sink `{unknown}`")),
+            None => Ok(()),
+        }
+    }
+
+    fn deliver(&self, event: Event, routes: Option<Vec<String>>, output: &mut ChainOutput) {
+        let routes = routes.unwrap_or_else(|| vec![self.default_sink.clone()]);
+        let mut routes: Vec<String> = routes;
+        routes.sort();
+        routes.dedup();
+        let last = routes.len() - 1;
+        let mut out = Some(OutEvent { id: event.id, json: event.json });
+        for (i, sink) in routes.into_iter().enumerate() {
+            let event = if i == last { out.take() } else { out.clone() };
+            if let Some(event) = event {
+                output.deliveries.entry(sink).or_default().push(event);
+            }
+        }
+    }
+
+    fn dead_letter(&self, plugin: &str, reason: &str, id: String, json: Vec<u8>) -> DeadLetter {
+        DeadLetter {
+            source: self.source.clone(),
+            position: None,
+            event_id: Some(id),
+            stage: Stage::Plugin,
+            component: plugin.to_owned(),
+            reason: reason.to_owned(),
+            payload: json,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A transform that answers with fixed outcomes, or fails.
+    struct Scripted {
+        name: &'static str,
+        on_error: OnError,
+        answer: fn(&[Event]) -> Result<Vec<Outcome>, PluginError>,
+    }
+
+    impl Transform for Scripted {
+        fn name(&self) -> &str {
+            self.name
+        }
+        fn on_error(&self) -> OnError {
+            self.on_error
+        }
+        fn process(&mut self, batch: &[Event]) -> Result<Vec<Outcome>, PluginError> {
+            (self.answer)(batch)
+        }
+    }
+
+    fn chain(transforms: Vec<Box<dyn Transform>>) -> Chain {
+        let sinks = ["default", "security"].into_iter().map(String::from).collect();
+        Chain::new(transforms, sinks, "default".into(), "file:x".into(), Arc::new(Metrics::default()))
+    }
+
+    fn events(types: &[&str]) -> Vec<Event> {
+        types
+            .iter()
+            .enumerate()
+            .map(|(i, t)| Event::from_json(format!("{{\"uid\":\"u{i}\",\"event\":\"{t}\"}}").into_bytes()).expect("valid"))
+            .collect()
+    }
+
+    fn ids(output: &ChainOutput, sink: &str) -> Vec<String> {
+        output.deliveries.get(sink).map(|events| events.iter().map(|e| e.id.clone()).collect()).unwrap_or_default()
+    }
+
+    #[test]
+    fn every_outcome_lands_where_it_says() {
+        let script = Scripted {
+            name: "p",
+            on_error: OnError::DeadLetter,
+            answer: |_| {
+                Ok(vec![
+                    Outcome::Keep,
+                    Outcome::Drop,
+                    Outcome::Replace(b"{\n \"uid\": \"u2\", \"new\": true\n}".to_vec()),
+                    Outcome::Route(Route { sinks: vec!["security".into(), "default".into()], json: None }),
+                    Outcome::Fail("bad\nthing".into()),
+                    Outcome::Route(Route { sinks: vec!["nowhere".into()], json: None }),
+                    Outcome::Replace(b"not json".to_vec()),
+                ])
+            },
+        };
+        let mut chain = chain(vec![Box::new(script)]);
+        let output = chain.apply(events(&["a", "b", "c", "d", "e", "f", "g"])).expect("no halt");
+        assert_eq!(ids(&output, "default"), ["u0", "u2", "u3"]);
+        assert_eq!(ids(&output, "security"), ["u3"]);
+        assert_eq!(output.deliveries["default"][1].json, br#"{"uid":"u2","new":true}"#.to_vec());
+        assert_eq!(output.dropped, 1);
+        let dead: Vec<_> = output.dead.iter().map(|d| (d.event_id.clone().unwrap_or_default(), d.reason.clone())).collect();
+        assert_eq!(dead.len(), 3);
+        assert_eq!(dead[0], ("u4".into(), "plugin `p` failed event u4: bad thing".into()));
+        assert!(dead[1].1.ends_with("routed to unknown sink `nowhere`"), "{}", dead[1].1);
+        assert!(dead[2].1.contains("returned invalid JSON"), "{}", dead[2].1);
+        assert_eq!(output.dead[2].payload, br#"{"uid":"u6","event":"g"}"#.to_vec(), "the original is kept");
+    }
+
+    fn failing(on_error: OnError) -> Box<dyn Transform> {
+        Box::new(Scripted {
+            name: "broken",
+            on_error,
+            answer: |_| Err(PluginError::Call { plugin: "broken".into(), message: "trapped: oops".into() }),
+        })
+    }
+
+    #[test]
+    fn a_failed_call_follows_the_plugins_policy() {
+        let output = chain(vec![failing(OnError::DeadLetter)]).apply(events(&["a", "b"])).expect("no halt");
+        assert!(output.deliveries.is_empty());
+        assert_eq!(output.dead.len(), 2);
+        assert_eq!(output.dead[0].reason, "plugin `broken` failed: trapped: oops");
+        assert_eq!(output.dead[0].component, "broken");
+
+        let output = chain(vec![failing(OnError::Pass)]).apply(events(&["a", "b"])).expect("no halt");
+        assert_eq!(ids(&output, "default"), ["u0", "u1"]);
+        assert!(output.dead.is_empty());
+
+        let halted = chain(vec![failing(OnError::Halt)]).apply(events(&["a"])).expect_err("halts");
+        assert!(halted.to_string().contains("on-error is `halt`"), "{halted}");
+    }
+
+    #[test]
+    fn later_plugins_see_earlier_changes_and_the_last_route_wins() {
+        let first = Scripted {
+            name: "first",
+            on_error: OnError::DeadLetter,
+            answer: |batch| Ok(batch.iter().map(|_| Outcome::Route(Route { sinks: vec!["security".into()], json: Some(b"{\"uid\":\"x\",\"step\":1}".to_vec()) })).collect()),
+        };
+        let second = Scripted {
+            name: "second",
+            on_error: OnError::DeadLetter,
+            answer: |batch| {
+                assert!(batch.iter().all(|e| e.json == b"{\"uid\":\"x\",\"step\":1}"));
+                Ok(batch.iter().map(|_| Outcome::Keep).collect())
+            },
+        };
+        let output = chain(vec![Box::new(first), Box::new(second)]).apply(events(&["a"])).expect("no halt");
+        assert_eq!(ids(&output, "security"), ["x"]);
+        assert!(!output.deliveries.contains_key("default"));
+    }
+}

@@ -1,0 +1,40 @@
+//! The WebAssembly plugin runtime.
+//!
+//! Plugins are untrusted. Each runs in its own wasmtime `Store` with a WASI
+//! context that grants nothing (no files, network, environment or inherited
+//! stdio, a frozen clock), a memory cap and a deadline per call. A trap,
+//! timeout, over-limit or malformed result fails that call only: the plugin
+//! is instantiated anew for the next batch and the caller decides what
+//! happens to the failed batch (the plugin's [`OnError`] policy).
+//!
+//! Components are compiled once and cached on disk keyed by the file's
+//! SHA-256 and the engine's compatibility hash, so restarts and reloads of an
+//! unchanged plugin skip Cranelift (seconds for Python and JavaScript guests).
+
+pub mod bindings;
+mod config;
+mod error;
+mod instance;
+mod runtime;
+mod state;
+
+pub use config::{OnError, PluginSettings, PluginSpec};
+pub use error::PluginError;
+pub use instance::WasmPlugin;
+pub use runtime::{CONTRACT_VERSION, Loaded, Runtime};
+
+use crate::event::{Event, Outcome};
+
+/// One step of the plugin chain: a WebAssembly plugin, or (for benchmarks)
+/// the same logic compiled into the host.
+pub trait Transform: Send {
+    /// The name used in logs, metrics and dead letters.
+    fn name(&self) -> &str;
+
+    /// What to do with a batch when a call fails.
+    fn on_error(&self) -> OnError;
+
+    /// Returns one outcome per event of `batch`, in order, or the reason the
+    /// call failed as a whole.
+    fn process(&mut self, batch: &[Event]) -> Result<Vec<Outcome>, PluginError>;
+}

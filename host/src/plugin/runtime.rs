@@ -1,0 +1,246 @@
+//! The shared engine, the linker, the compile cache and the epoch ticker.
+
+use super::bindings::PluginPre;
+use super::state::PluginState;
+use super::{PluginError, PluginSettings, WasmPlugin};
+use crate::metrics::Metrics;
+use sha2::{Digest, Sha256};
+use std::hash::{Hash, Hasher};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+use wasmtime::component::{Component, HasSelf, Linker};
+use wasmtime::{Config, Engine};
+
+/// The version of `ferry:plugin` this host implements. A unit test keeps it
+/// equal to the package version in `wit/plugin.wit`.
+pub const CONTRACT_VERSION: &str = "0.1.0";
+
+/// How often the epoch advances; plugin deadlines are counted in these ticks.
+pub(super) const EPOCH_TICK: Duration = Duration::from_millis(10);
+
+/// Where a loaded component came from, so callers and tests can tell that an
+/// unchanged file was not compiled again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Loaded {
+    /// Compiled by Cranelift just now.
+    Compiled,
+    /// Read back from the compile cache.
+    FromCache,
+}
+
+/// One wasmtime engine for every plugin, with its linker and compile cache.
+pub struct Runtime {
+    engine: Engine,
+    linker: Linker<PluginState>,
+    cache_dir: Option<PathBuf>,
+    metrics: Arc<Metrics>,
+    ticker_stop: Arc<AtomicBool>,
+}
+
+impl Runtime {
+    /// Builds the engine. `cache_dir` is where compiled plugins are kept;
+    /// `None` compiles in memory every time.
+    pub fn new(cache_dir: Option<PathBuf>, metrics: Arc<Metrics>) -> Result<Runtime, PluginError> {
+        let engine = Engine::new(&engine_config()).map_err(|err| runtime_error(Path::new("<engine>"), &err))?;
+        let mut linker = Linker::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(|err| runtime_error(Path::new("<linker>"), &err))?;
+        super::bindings::Plugin::add_to_linker::<PluginState, HasSelf<PluginState>>(&mut linker, |state| state)
+            .map_err(|err| runtime_error(Path::new("<linker>"), &err))?;
+        let ticker_stop = Arc::new(AtomicBool::new(false));
+        spawn_epoch_ticker(engine.clone(), ticker_stop.clone());
+        Ok(Runtime { engine, linker, cache_dir, metrics, ticker_stop })
+    }
+
+    /// Loads a plugin: compiles (or reads from cache), checks it against the
+    /// contract, instantiates it and calls its `init` with its config.
+    pub fn load(&self, settings: PluginSettings) -> Result<(WasmPlugin, Loaded), PluginError> {
+        let (component, loaded) = self.compile(&settings.path)?;
+        check_contract(&self.engine, &component, &settings.path)?;
+        let instance_pre = self
+            .linker
+            .instantiate_pre(&component)
+            .map_err(|err| runtime_error(&settings.path, &err))?;
+        let pre = PluginPre::new(instance_pre).map_err(|err| runtime_error(&settings.path, &err))?;
+        let plugin = WasmPlugin::new(self.engine.clone(), pre, settings, self.metrics.clone())?;
+        Ok((plugin, loaded))
+    }
+
+    /// Reads the file and returns its compiled component, from the cache when
+    /// this exact file was compiled by a compatible engine before.
+    fn compile(&self, path: &Path) -> Result<(Component, Loaded), PluginError> {
+        let bytes = std::fs::read(path).map_err(|source| PluginError::Read { path: path.to_owned(), source })?;
+        check_is_component(&bytes, path)?;
+        let Some(cache_dir) = &self.cache_dir else {
+            let component = Component::new(&self.engine, &bytes).map_err(|err| invalid_component(path, &err))?;
+            return Ok((component, Loaded::Compiled));
+        };
+        let cached = cache_dir.join(format!("{}.cwasm", self.cache_key(&bytes)));
+        if cached.exists() {
+            // SAFETY: the cache folder is ferry's own and holds only what
+            // `precompile_component` wrote, under a key that includes the
+            // engine's compatibility hash; it is trusted like the binary.
+            match unsafe { Component::deserialize_file(&self.engine, &cached) } {
+                Ok(component) => return Ok((component, Loaded::FromCache)),
+                Err(err) => tracing::warn!(path = %cached.display(), error = %err, "Cached plugin is unusable; compiling again."),
+            }
+        }
+        let compiled = self.engine.precompile_component(&bytes).map_err(|err| invalid_component(path, &err))?;
+        if let Err(err) = write_atomically(cache_dir, &cached, &compiled) {
+            tracing::warn!(path = %cached.display(), error = %err, "Cannot cache the compiled plugin; it will be compiled again at the next start.");
+        }
+        // SAFETY: `compiled` was produced by this engine a moment ago.
+        let component = unsafe { Component::deserialize(&self.engine, &compiled) }
+            .map_err(|err| runtime_error(path, &err))?;
+        Ok((component, Loaded::Compiled))
+    }
+
+    fn cache_key(&self, bytes: &[u8]) -> String {
+        let mut engine_hash = std::collections::hash_map::DefaultHasher::new();
+        self.engine.precompile_compatibility_hash().hash(&mut engine_hash);
+        let content: String = Sha256::digest(bytes).iter().take(16).map(|b| format!("{b:02x}")).collect();
+        format!("{content}-{:016x}", engine_hash.finish())
+    }
+}
+
+impl Drop for Runtime {
+    fn drop(&mut self) {
+        self.ticker_stop.store(true, Ordering::Relaxed);
+    }
+}
+
+fn engine_config() -> Config {
+    let mut config = Config::new();
+    // Deadlines: a ticker thread advances the epoch; each call gets a budget.
+    config.epoch_interruption(true);
+    // The concurrency machinery of the component model costs about twice the
+    // fixed per-call time and ferry uses none of it.
+    config.concurrency_support(false);
+    // A trap message is one line for the user; backtraces would make it many.
+    config.wasm_backtrace_max_frames(None);
+    config
+}
+
+fn spawn_epoch_ticker(engine: Engine, stop: Arc<AtomicBool>) {
+    let spawned = std::thread::Builder::new().name("ferry-epoch".into()).spawn(move || {
+        while !stop.load(Ordering::Relaxed) {
+            std::thread::sleep(EPOCH_TICK);
+            engine.increment_epoch();
+        }
+    });
+    if let Err(err) = spawned {
+        // Without the ticker no deadline fires; refuse to run plugins blind.
+        tracing::error!(error = %err, "Cannot start the plugin deadline thread; plugin calls will time out at once.");
+    }
+}
+
+/// The first bytes tell a component (layer 1) from a core module (layer 0).
+fn check_is_component(bytes: &[u8], path: &Path) -> Result<(), PluginError> {
+    const MAGIC: &[u8] = b"\0asm";
+    match bytes.get(..8) {
+        Some(head) if head.starts_with(MAGIC) && head[6..8] == [1, 0] => Ok(()),
+        Some(head) if head.starts_with(MAGIC) => Err(PluginError::NotAPlugin {
+            path: path.to_owned(),
+            message: "it is a core WebAssembly module, not a component; build it for wasm32-wasip2 or wrap it with `wasm-tools component new`".into(),
+        }),
+        _ => Err(PluginError::NotAPlugin { path: path.to_owned(), message: "it is not a WebAssembly file".into() }),
+    }
+}
+
+/// Checks that the component exports ferry's `guest` interface at a version
+/// this host runs, and imports nothing beyond `host` and WASI.
+fn check_contract(engine: &Engine, component: &Component, path: &Path) -> Result<(), PluginError> {
+    let ty = component.component_type();
+    let exports: Vec<String> = ty.exports(engine).map(|(name, _)| name.to_owned()).collect();
+    let Some(guest) = exports.iter().find_map(|name| name.strip_prefix("ferry:plugin/guest@")) else {
+        let found = if exports.is_empty() { "nothing".to_owned() } else { exports.join(", ") };
+        return Err(PluginError::NotAPlugin {
+            path: path.to_owned(),
+            message: format!("it does not export ferry:plugin/guest (it exports {found})"),
+        });
+    };
+    check_version(guest, path)?;
+    for (import, _) in ty.imports(engine) {
+        if let Some(version) = import.strip_prefix("ferry:plugin/host@").or_else(|| import.strip_prefix("ferry:plugin/types@")) {
+            check_version(version, path)?;
+        } else if !import.starts_with("wasi:") {
+            return Err(PluginError::UnsupportedImport { path: path.to_owned(), import: import.to_owned() });
+        }
+    }
+    Ok(())
+}
+
+/// Versions are compatible when their major numbers agree, or, while the
+/// major number is 0, when their minor numbers agree (semver's rule).
+fn check_version(found: &str, path: &Path) -> Result<(), PluginError> {
+    fn major_minor(version: &str) -> Option<(u64, u64)> {
+        let mut parts = version.split(['.', '-', '+']);
+        Some((parts.next()?.parse().ok()?, parts.next()?.parse().ok()?))
+    }
+    let compatible = match (major_minor(found), major_minor(CONTRACT_VERSION)) {
+        (Some((0, found_minor)), Some((0, ours_minor))) => found_minor == ours_minor,
+        (Some((found_major, _)), Some((ours_major, _))) => found_major == ours_major,
+        _ => false,
+    };
+    if compatible {
+        Ok(())
+    } else {
+        Err(PluginError::Incompatible { path: path.to_owned(), found: found.to_owned(), supported: CONTRACT_VERSION.to_owned() })
+    }
+}
+
+fn write_atomically(dir: &Path, file: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    std::fs::create_dir_all(dir)?;
+    let temp = file.with_extension(format!("tmp{}", std::process::id()));
+    std::fs::write(&temp, bytes)?;
+    std::fs::rename(&temp, file)
+}
+
+fn runtime_error(path: &Path, err: &wasmtime::Error) -> PluginError {
+    PluginError::Runtime { path: path.to_owned(), message: one_line(err) }
+}
+
+fn invalid_component(path: &Path, err: &wasmtime::Error) -> PluginError {
+    PluginError::NotAPlugin { path: path.to_owned(), message: format!("invalid component: {}", one_line(err)) }
+}
+
+/// An error and its causes on one line.
+pub(super) fn one_line(err: &wasmtime::Error) -> String {
+    format!("{err:#}").replace('\n', " ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn contract_version_matches_the_wit_package() {
+        let wit = include_str!("../../../wit/plugin.wit");
+        assert!(wit.contains(&format!("package ferry:plugin@{CONTRACT_VERSION};")));
+    }
+
+    #[test]
+    fn versions_follow_semver_compatibility() {
+        let path = Path::new("p.wasm");
+        assert!(check_version("0.1.0", path).is_ok());
+        assert!(check_version("0.1.7", path).is_ok());
+        let err = check_version("0.2.0", path).expect_err("other minor while major is 0");
+        assert_eq!(
+            err.to_string(),
+            "plugin p.wasm: built for ferry:plugin@0.2.0, but this ferry runs ferry:plugin@0.1.0; rebuild it against 0.1.0"
+        );
+        assert!(check_version("1.0.0", path).is_err());
+        assert!(check_version("garbage", path).is_err());
+    }
+
+    #[test]
+    fn core_modules_and_other_files_are_told_apart() {
+        let path = Path::new("x.wasm");
+        let core = check_is_component(b"\0asm\x01\0\0\0", path).expect_err("core module");
+        assert!(core.to_string().contains("core WebAssembly module"), "{core}");
+        let text = check_is_component(b"hello world", path).expect_err("not wasm");
+        assert!(text.to_string().contains("not a WebAssembly file"), "{text}");
+        assert!(check_is_component(b"\0asm\x0d\0\x01\0", path).is_ok());
+    }
+}

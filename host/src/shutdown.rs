@@ -1,0 +1,79 @@
+//! One shutdown signal, handed to every part of ferry.
+//!
+//! When it fires the source stops reading, the pipeline finishes the batches
+//! in flight (within a deadline), commits what was acknowledged, and ferry
+//! exits. Nothing half-done is committed, so a shutdown that runs out of time
+//! loses nothing either: the rest is sent again at the next start.
+
+use std::time::Duration;
+use tokio::sync::watch;
+
+/// Fires the shutdown.
+#[derive(Debug)]
+pub struct Trigger {
+    tx: watch::Sender<bool>,
+}
+
+/// Waits for the shutdown. Cheap to clone; one per task.
+#[derive(Debug, Clone)]
+pub struct Shutdown {
+    rx: watch::Receiver<bool>,
+}
+
+/// A new trigger and the signal it fires.
+pub fn channel() -> (Trigger, Shutdown) {
+    let (tx, rx) = watch::channel(false);
+    (Trigger { tx }, Shutdown { rx })
+}
+
+impl Trigger {
+    /// Asks everything holding a [`Shutdown`] to stop.
+    pub fn fire(&self) {
+        self.tx.send_replace(true);
+    }
+}
+
+impl Shutdown {
+    /// True once the shutdown has fired.
+    pub fn is_fired(&self) -> bool {
+        *self.rx.borrow()
+    }
+
+    /// Returns once the shutdown fires (or its trigger is gone).
+    pub async fn wait(&mut self) {
+        let _ = self.rx.wait_for(|fired| *fired).await;
+    }
+
+    /// Sleeps for `duration`; returns true if the shutdown fired meanwhile.
+    pub async fn sleep_or_stop(&mut self, duration: Duration) -> bool {
+        tokio::select! {
+            () = tokio::time::sleep(duration) => self.is_fired(),
+            () = self.wait() => true,
+        }
+    }
+}
+
+/// Fires `trigger` at the first SIGINT or SIGTERM.
+pub fn fire_on_signals(trigger: Trigger) {
+    tokio::spawn(async move {
+        wait_for_signal().await;
+        tracing::info!("Shutting down: finishing the batches in flight.");
+        trigger.fire();
+    });
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    match (signal(SignalKind::interrupt()), signal(SignalKind::terminate())) {
+        (Ok(mut interrupt), Ok(mut terminate)) => {
+            tokio::select! {
+                _ = interrupt.recv() => {}
+                _ = terminate.recv() => {}
+            }
+        }
+        _ => {
+            tracing::warn!("Cannot listen for SIGTERM; only Ctrl-C stops ferry gracefully.");
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}

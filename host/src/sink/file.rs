@@ -1,0 +1,75 @@
+//! `type = "file"`: appends events as JSON Lines to a file.
+
+use super::{DeliverFuture, Delivery, OutEvent, RetryableError, Sink, json_lines};
+use crate::config::{ConfigError, FerryConfig};
+use serde::Deserialize;
+use std::path::PathBuf;
+use tokio::io::AsyncWriteExt;
+
+/// `[sinks.NAME]` with `type = "file"`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct FileSinkConfig {
+    /// The file to append to, relative to the config file's folder; created
+    /// (with its folder) if missing.
+    pub path: PathBuf,
+    /// Flush every batch to the disk before acknowledging it (default
+    /// `true`). Without it a power cut can lose acknowledged events; a crash
+    /// of ferry alone cannot.
+    #[serde(default = "default_fsync")]
+    pub fsync: bool,
+}
+
+fn default_fsync() -> bool {
+    true
+}
+
+/// A file sink. The file is opened at the first delivery and kept open; a
+/// failed write closes it so the next attempt starts fresh.
+pub struct FileSink {
+    path: PathBuf,
+    fsync: bool,
+    file: Option<tokio::fs::File>,
+}
+
+impl FileSink {
+    /// Checks the settings.
+    pub fn build(name: &str, config: &FileSinkConfig, ferry: &FerryConfig) -> Result<FileSink, ConfigError> {
+        if config.path.as_os_str().is_empty() {
+            return Err(ConfigError::invalid(&ferry.file, format!("sinks.{name}.path"), "must name a file"));
+        }
+        Ok(FileSink { path: ferry.resolve(&config.path), fsync: config.fsync, file: None })
+    }
+
+    async fn append(&mut self, body: &[u8]) -> std::io::Result<()> {
+        if self.file.is_none() {
+            if let Some(dir) = self.path.parent() {
+                tokio::fs::create_dir_all(dir).await?;
+            }
+            let file = tokio::fs::OpenOptions::new().create(true).append(true).open(&self.path).await?;
+            self.file = Some(file);
+        }
+        let Some(file) = self.file.as_mut() else { unreachable!("opened just above") };
+        file.write_all(body).await?;
+        file.flush().await?;
+        if self.fsync {
+            file.sync_data().await?;
+        }
+        Ok(())
+    }
+}
+
+impl Sink for FileSink {
+    fn deliver<'a>(&'a mut self, events: &'a [OutEvent]) -> DeliverFuture<'a> {
+        Box::pin(async move {
+            let body = json_lines(events);
+            match self.append(&body).await {
+                Ok(()) => Ok(Delivery::default()),
+                Err(err) => {
+                    self.file = None;
+                    Err(RetryableError(format!("cannot write {}: {err}", self.path.display())))
+                }
+            }
+        })
+    }
+}

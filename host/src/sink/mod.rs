@@ -1,0 +1,70 @@
+//! Sinks: where events are delivered, each acknowledging what it took.
+//!
+//! A sink's [`Sink::deliver`] either takes a whole request (the events are
+//! acknowledged), refuses some events for good (they go to the dead-letter
+//! table with the reason), or fails in a way worth retrying. The
+//! [`worker`] around each sink does the retrying, with capped exponential
+//! backoff and full jitter, until the sink takes the events or ferry shuts
+//! down; nothing is skipped because a peer was down.
+
+pub mod file;
+pub mod retry;
+pub mod stdout;
+pub mod worker;
+
+use crate::config::{ConfigError, FerryConfig, SinkConfig};
+use std::future::Future;
+use std::pin::Pin;
+
+/// An event on its way to a sink: its id (for dedupe downstream and for
+/// dead letters) and its final JSON text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutEvent {
+    /// The event id (Teleport's `uid`, or the derived one).
+    pub id: String,
+    /// One JSON object, without a trailing newline.
+    pub json: Vec<u8>,
+}
+
+/// What a sink did with a request it took.
+#[derive(Debug, Default)]
+pub struct Delivery {
+    /// Events the peer refused for good, by index into the request, with
+    /// the reason. Every other event was acknowledged.
+    pub rejected: Vec<(usize, String)>,
+}
+
+/// A delivery attempt that failed and may succeed later (peer down, busy,
+/// timed out, disk full).
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{0}")]
+pub struct RetryableError(pub String);
+
+/// The future a sink returns for one delivery.
+pub type DeliverFuture<'a> = Pin<Box<dyn Future<Output = Result<Delivery, RetryableError>> + Send + 'a>>;
+
+/// A place events are delivered to.
+pub trait Sink: Send + 'static {
+    /// Delivers `events` in order. Returning `Ok` acknowledges every event
+    /// not listed in [`Delivery::rejected`].
+    fn deliver<'a>(&'a mut self, events: &'a [OutEvent]) -> DeliverFuture<'a>;
+}
+
+/// Builds the sink configured as `[sinks.NAME]`.
+pub fn build(name: &str, config: &SinkConfig, ferry: &FerryConfig) -> Result<Box<dyn Sink>, ConfigError> {
+    match config {
+        SinkConfig::File(file) => Ok(Box::new(file::FileSink::build(name, file, ferry)?)),
+        SinkConfig::Stdout(_) => Ok(Box::new(stdout::StdoutSink::default())),
+    }
+}
+
+/// The bytes of a JSON Lines body for `events`.
+pub fn json_lines(events: &[OutEvent]) -> Vec<u8> {
+    let size = events.iter().map(|e| e.json.len() + 1).sum();
+    let mut body = Vec::with_capacity(size);
+    for event in events {
+        body.extend_from_slice(&event.json);
+        body.push(b'\n');
+    }
+    body
+}

@@ -1,0 +1,82 @@
+//! Sources: where events come from, each with a cursor that says how far
+//! ferry has got.
+//!
+//! A source emits [`SourceRecord`]s in order. Each carries the position just
+//! past it; the pipeline commits a record's position only once the record
+//! and everything before it are delivered or dead-lettered. A source never
+//! drops input it cannot parse: it emits it as [`Invalid`] so that it is
+//! dead-lettered in order with its neighbours.
+
+pub mod file;
+
+use crate::config::{ConfigError, FerryConfig, SourceConfig};
+use crate::event::Event;
+use crate::shutdown::Shutdown;
+use tokio::sync::mpsc;
+
+/// One thing a source read: an event, or input that is not one.
+#[derive(Debug)]
+pub struct SourceRecord {
+    /// The event, or why the input is not an event.
+    pub item: Result<Event, Invalid>,
+    /// The source's cursor just past this record.
+    pub position: String,
+}
+
+/// Input that could not be read as an event.
+#[derive(Debug)]
+pub struct Invalid {
+    /// Where it starts in the source.
+    pub position: String,
+    /// Why it is not an event, on one line.
+    pub reason: String,
+    /// The raw bytes, kept for the dead-letter table.
+    pub raw: Vec<u8>,
+}
+
+/// A source failed in a way it cannot recover from by itself.
+#[derive(Debug, thiserror::Error)]
+#[error("source {source_name}: {message}")]
+pub struct SourceError {
+    /// The source's name (its cursor key).
+    pub source_name: String,
+    /// What went wrong.
+    pub message: String,
+}
+
+/// A configured source, ready to run.
+pub enum Source {
+    /// JSON Lines from a file.
+    File(file::FileSource),
+}
+
+impl Source {
+    /// Builds the configured source. Its starting position is read later,
+    /// from the state, by [`Source::run`]'s caller.
+    pub fn build(config: &FerryConfig) -> Result<Source, ConfigError> {
+        match config.source()? {
+            SourceConfig::File(file) => Ok(Source::File(file::FileSource::build(file, config)?)),
+        }
+    }
+
+    /// The name this source's cursor and dead letters are stored under.
+    pub fn name(&self) -> &str {
+        match self {
+            Source::File(source) => source.name(),
+        }
+    }
+
+    /// Reads from `position` (the committed cursor, or the start when none)
+    /// and sends records until the input ends, `shutdown` fires or the
+    /// receiver goes away.
+    pub async fn run(
+        self,
+        position: Option<String>,
+        out: mpsc::Sender<SourceRecord>,
+        shutdown: Shutdown,
+    ) -> Result<(), SourceError> {
+        match self {
+            Source::File(source) => source.run(position, out, shutdown).await,
+        }
+    }
+}

@@ -1,0 +1,190 @@
+use super::{DeadLetter, StoredDeadLetter};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{Row, SqlitePool};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// A state database could not be opened, migrated, read or written.
+#[derive(Debug, thiserror::Error)]
+#[error("state database {}: {message}", path.display())]
+pub struct StateError {
+    path: PathBuf,
+    message: String,
+}
+
+/// The state database. Cheap to clone; clones share one connection pool.
+#[derive(Clone, Debug)]
+pub struct State {
+    pool: SqlitePool,
+    path: PathBuf,
+}
+
+impl State {
+    /// Opens (creating if needed) the database at `path` and brings its
+    /// schema up to date.
+    pub async fn open(path: &Path) -> Result<State, StateError> {
+        let error = |message: String| StateError { path: path.to_owned(), message };
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).map_err(|err| error(format!("cannot create its folder: {err}")))?;
+        }
+        let options = SqliteConnectOptions::new()
+            .filename(path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Normal)
+            .busy_timeout(Duration::from_secs(10));
+        let pool = SqlitePoolOptions::new()
+            .max_connections(4)
+            .connect_with(options)
+            .await
+            .map_err(|err| error(format!("cannot open: {err}")))?;
+        sqlx::migrate!("./migrations")
+            .run(&pool)
+            .await
+            .map_err(|err| error(format!("cannot update its schema: {err}")))?;
+        Ok(State { pool, path: path.to_owned() })
+    }
+
+    fn error(&self, err: sqlx::Error) -> StateError {
+        StateError { path: self.path.clone(), message: err.to_string() }
+    }
+
+    /// The committed position of `source`, if it ever committed one.
+    pub async fn cursor(&self, source: &str) -> Result<Option<String>, StateError> {
+        sqlx::query_scalar("SELECT position FROM cursors WHERE source = ?")
+            .bind(source)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(|err| self.error(err))
+    }
+
+    /// Records that `source` has got to `position`.
+    pub async fn commit_cursor(&self, source: &str, position: &str) -> Result<(), StateError> {
+        sqlx::query(
+            "INSERT INTO cursors (source, position) VALUES (?, ?)
+             ON CONFLICT (source) DO UPDATE SET position = excluded.position,
+                 updated_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now')",
+        )
+        .bind(source)
+        .bind(position)
+        .execute(&self.pool)
+        .await
+        .map_err(|err| self.error(err))?;
+        Ok(())
+    }
+
+    /// Writes dead letters in one transaction: all of them or none.
+    pub async fn add_dead_letters(&self, letters: &[DeadLetter]) -> Result<(), StateError> {
+        if letters.is_empty() {
+            return Ok(());
+        }
+        let mut tx = self.pool.begin().await.map_err(|err| self.error(err))?;
+        for letter in letters {
+            sqlx::query(
+                "INSERT INTO dead_letters (source, position, event_id, stage, component, reason, payload)
+                 VALUES (?, ?, ?, ?, ?, ?, ?)",
+            )
+            .bind(&letter.source)
+            .bind(&letter.position)
+            .bind(&letter.event_id)
+            .bind(letter.stage.as_str())
+            .bind(&letter.component)
+            .bind(&letter.reason)
+            .bind(&letter.payload)
+            .execute(&mut *tx)
+            .await
+            .map_err(|err| self.error(err))?;
+        }
+        tx.commit().await.map_err(|err| self.error(err))
+    }
+
+    /// Dead letters in the order they were written, oldest first.
+    pub async fn dead_letters(&self, limit: u32) -> Result<Vec<StoredDeadLetter>, StateError> {
+        let rows = sqlx::query(
+            "SELECT id, created_at, source, position, event_id, stage, component, reason, payload
+             FROM dead_letters ORDER BY id LIMIT ?",
+        )
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(|err| self.error(err))?;
+        rows.iter().map(|row| StoredDeadLetter::from_row(row).map_err(|err| self.error(err))).collect()
+    }
+
+    /// How many dead letters are stored.
+    pub async fn dead_letter_count(&self) -> Result<u64, StateError> {
+        let count: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM dead_letters")
+            .fetch_one(&self.pool)
+            .await
+            .map_err(|err| self.error(err))?;
+        Ok(u64::try_from(count).unwrap_or(0))
+    }
+
+    /// Closes the pool, waiting for writes in progress.
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+}
+
+impl StoredDeadLetter {
+    fn from_row(row: &sqlx::sqlite::SqliteRow) -> Result<StoredDeadLetter, sqlx::Error> {
+        Ok(StoredDeadLetter {
+            id: row.try_get("id")?,
+            created_at: row.try_get("created_at")?,
+            source: row.try_get("source")?,
+            position: row.try_get("position")?,
+            event_id: row.try_get("event_id")?,
+            stage: row.try_get("stage")?,
+            component: row.try_get("component")?,
+            reason: row.try_get("reason")?,
+            payload: row.try_get("payload")?,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::state::Stage;
+
+    #[tokio::test]
+    async fn cursors_survive_reopening() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("sub/ferry.db");
+        let state = State::open(&path).await.expect("open");
+        assert_eq!(state.cursor("file:a").await.expect("read"), None);
+        state.commit_cursor("file:a", "10").await.expect("commit");
+        state.commit_cursor("file:a", "25").await.expect("commit");
+        state.close().await;
+        let state = State::open(&path).await.expect("reopen");
+        assert_eq!(state.cursor("file:a").await.expect("read").as_deref(), Some("25"));
+    }
+
+    #[tokio::test]
+    async fn dead_letters_keep_everything_needed_to_replay() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let state = State::open(&dir.path().join("ferry.db")).await.expect("open");
+        let letter = DeadLetter {
+            source: "file:a".into(),
+            position: Some("17".into()),
+            event_id: Some("u-1".into()),
+            stage: Stage::Plugin,
+            component: "redact".into(),
+            reason: "trapped".into(),
+            payload: b"{\"uid\":\"u-1\"}".to_vec(),
+        };
+        state.add_dead_letters(&[letter.clone(), letter]).await.expect("write");
+        let stored = state.dead_letters(10).await.expect("read");
+        assert_eq!(stored.len(), 2);
+        assert_eq!(stored[0].stage, "plugin");
+        assert_eq!(stored[0].component, "redact");
+        assert_eq!(stored[0].payload, b"{\"uid\":\"u-1\"}");
+        assert_eq!(state.dead_letter_count().await.expect("count"), 2);
+    }
+
+    #[tokio::test]
+    async fn an_unwritable_place_is_a_clear_error() {
+        let err = State::open(Path::new("/proc/ferry/ferry.db")).await.expect_err("cannot create");
+        assert!(err.to_string().starts_with("state database /proc/ferry/ferry.db: "), "{err}");
+    }
+}

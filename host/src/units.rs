@@ -1,0 +1,88 @@
+//! Durations and byte sizes as people write them in ferry.toml.
+//!
+//! Durations take Go's and humantime's spelling (`"500ms"`, `"10s"`, `"1h30m"`),
+//! because teleport-event-handler.toml files already use it. Sizes take an
+//! integer number of bytes or a string with a unit (`"64MiB"`, `"10 MB"`).
+
+use serde::{Deserialize, Deserializer, de};
+use std::time::Duration;
+
+/// A duration read from config text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct ConfigDuration(pub Duration);
+
+impl<'de> Deserialize<'de> for ConfigDuration {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        parse_duration(&text).map(ConfigDuration).map_err(de::Error::custom)
+    }
+}
+
+/// Parses `"250ms"`, `"10s"`, `"1h30m"`.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    humantime::parse_duration(text.trim())
+        .map_err(|err| format!("`{text}` is not a duration ({err}); write e.g. \"500ms\", \"10s\" or \"1h30m\""))
+}
+
+/// A number of bytes read from config text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct ByteSize(pub u64);
+
+impl<'de> Deserialize<'de> for ByteSize {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Number(u64),
+            Text(String),
+        }
+        match Raw::deserialize(deserializer)? {
+            Raw::Number(n) => Ok(ByteSize(n)),
+            Raw::Text(text) => parse_byte_size(&text).map(ByteSize).map_err(de::Error::custom),
+        }
+    }
+}
+
+/// Parses `"64MiB"`, `"10 MB"`, `"4096"`; binary and decimal units both work.
+pub fn parse_byte_size(text: &str) -> Result<u64, String> {
+    let trimmed = text.trim();
+    let split = trimmed.find(|c: char| !c.is_ascii_digit()).unwrap_or(trimmed.len());
+    let (digits, unit) = trimmed.split_at(split);
+    let number: u64 = digits
+        .parse()
+        .map_err(|_| format!("`{text}` is not a size; write e.g. 65536, \"64KiB\" or \"128MiB\""))?;
+    let multiplier: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kb" => 1_000,
+        "kib" => 1 << 10,
+        "m" | "mb" => 1_000_000,
+        "mib" => 1 << 20,
+        "g" | "gb" => 1_000_000_000,
+        "gib" => 1 << 30,
+        other => return Err(format!("`{text}` has an unknown size unit `{other}`; use B, KiB, MiB or GiB")),
+    };
+    number.checked_mul(multiplier).ok_or_else(|| format!("`{text}` is too large"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_in_every_spelling() {
+        assert_eq!(parse_byte_size("4096"), Ok(4096));
+        assert_eq!(parse_byte_size("64MiB"), Ok(64 << 20));
+        assert_eq!(parse_byte_size("10 MB"), Ok(10_000_000));
+        assert_eq!(parse_byte_size("1gib"), Ok(1 << 30));
+        assert!(parse_byte_size("12 parsecs").unwrap_err().contains("unknown size unit `parsecs`"));
+        assert!(parse_byte_size("MiB").unwrap_err().contains("is not a size"));
+        assert!(parse_byte_size("99999999999999GiB").unwrap_err().contains("too large"));
+    }
+
+    #[test]
+    fn durations_in_go_spelling() {
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("1h30m"), Ok(Duration::from_secs(5400)));
+        assert!(parse_duration("soon").unwrap_err().contains("`soon` is not a duration"));
+    }
+}

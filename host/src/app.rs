@@ -56,7 +56,7 @@ pub async fn build_parts(config: &FerryConfig, metrics: Arc<Metrics>, use_cache:
     let default_sink = config.default_sink()?;
     let mut sinks = BTreeMap::new();
     for (name, sink_config) in &config.sinks {
-        sinks.insert(name.clone(), sink::build(name, sink_config, config)?);
+        sinks.insert(name.clone(), sink::build(name, sink_config, config, metrics.clone())?);
     }
     let specs = discover_plugins(config)?;
     let cache = use_cache.then(|| config.plugin_cache_dir());

@@ -92,7 +92,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
 
 async fn run_once(variant: Variant, repeat: usize, batch_size: usize) -> anyhow::Result<f64> {
     let dir = tempfile::tempdir().context("cannot create a temporary folder")?;
-    let config_path = crate::demo::write_setup(dir.path(), repeat)?;
+    let config_path = crate::demo::write_setup(dir.path(), repeat, &crate::demo::file_sink("out/events.jsonl"))?;
     let mut text = std::fs::read_to_string(&config_path)?;
     text = text.replace("type = \"file\"\n", "type = \"file\"\nfsync = false\n");
     text.push_str(&format!("\n[pipeline]\nbatch-size = {batch_size}\nlinger = \"5ms\"\nbatches-in-flight = 8\n"));

@@ -2,11 +2,13 @@
 //!
 //! It writes Teleport's sample audit events to a JSON Lines file, puts the
 //! redact plugin (built from `plugins/redact` with this binary) in a plugins
-//! folder, and runs the real pipeline: file source → plugin chain → file
-//! sink, with cursors and dead letters in a real SQLite file.
+//! folder, starts the stand-in Logstash (mutual TLS with a fresh CA), and
+//! runs the real pipeline: file source → plugin chain → Logstash sink, with
+//! cursors and dead letters in a real SQLite file.
 
 use crate::config::FerryConfig;
 use crate::metrics::Metrics;
+use crate::standin::logstash::LogstashStandIn;
 use anyhow::Context;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -60,8 +62,14 @@ fn with_uid_suffix(line: &str, copy: usize) -> String {
     }
 }
 
-/// Writes a demo setup into `dir`: input, plugin, config. Returns the config path.
-pub fn write_setup(dir: &Path, repeat: usize) -> anyhow::Result<PathBuf> {
+/// The sink of a demo setup: `[sinks.default]` settings as TOML lines.
+pub fn file_sink(path: &str) -> String {
+    format!("type = \"file\"\npath = \"{path}\"\n")
+}
+
+/// Writes a demo setup into `dir`: input, plugin, config with `sink` as the
+/// default sink's settings. Returns the config path.
+pub fn write_setup(dir: &Path, repeat: usize, sink: &str) -> anyhow::Result<PathBuf> {
     let plugins = dir.join("plugins");
     std::fs::create_dir_all(&plugins).with_context(|| format!("cannot create {}", plugins.display()))?;
     std::fs::write(dir.join("events.jsonl"), sample_events(repeat)).context("cannot write the sample events")?;
@@ -70,7 +78,7 @@ pub fn write_setup(dir: &Path, repeat: usize) -> anyhow::Result<PathBuf> {
     let config = dir.join("ferry.toml");
     std::fs::write(
         &config,
-        "storage = \"storage\"\nplugins-dir = \"plugins\"\n\n[source.file]\npath = \"events.jsonl\"\nfollow = false\n\n[sinks.default]\ntype = \"file\"\npath = \"out/events.jsonl\"\n",
+        format!("storage = \"storage\"\nplugins-dir = \"plugins\"\n\n[source.file]\npath = \"events.jsonl\"\nfollow = false\n\n[sinks.default]\n{sink}"),
     )
     .context("cannot write the demo config")?;
     Ok(config)
@@ -86,30 +94,38 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
             temp.path().to_owned()
         }
     };
-    let config_path = write_setup(&dir, args.repeat.max(1))?;
+    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let received = dir.join("logstash-received.jsonl");
+    let _ = std::fs::remove_file(&received);
+    let logstash = LogstashStandIn::start(Some(received.clone())).await.context("cannot start the stand-in Logstash")?;
+    let pki = logstash.pki.write(&dir.join("pki")).context("cannot write the demo certificates")?;
+    let sink = format!(
+        "type = \"logstash\"\nurl = \"{}\"\nca = \"{}\"\ncert = \"{}\"\nkey = \"{}\"\n",
+        logstash.url(),
+        pki.ca.display(),
+        pki.client_cert.display(),
+        pki.client_key.display()
+    );
+    let config_path = write_setup(&dir, args.repeat.max(1), &sink)?;
     let config = FerryConfig::load(&config_path)?;
     let metrics = Arc::new(Metrics::default());
     let (pipeline, _runtime) = crate::app::build_pipeline(&config, metrics).await?;
     let (trigger, shutdown) = crate::shutdown::channel();
     crate::shutdown::fire_on_signals(trigger);
     let summary = pipeline.run(shutdown).await?;
-    println!("ferry demo: file source → redact plugin (WebAssembly) → file sink");
+    println!("ferry demo: file source → redact plugin (WebAssembly) → Logstash sink (stand-in, mutual TLS at {})", logstash.url());
     println!("  {summary}");
-    let output = dir.join("out/events.jsonl");
-    if let Some(example) = first_redacted(&output)? {
-        println!("  a redacted event: {example}");
+    println!("  the stand-in Logstash recorded {} events in {} requests", logstash.event_count(), logstash.requests().len());
+    if let Some(example) = logstash.events().into_iter().find(|e| e.get("addr.remote").is_some_and(|v| v == "***")) {
+        println!("  a redacted event as Logstash got it: {example}");
     }
     match &args.dir {
-        Some(dir) => println!("  files kept in {} (output: out/events.jsonl, state: storage/ferry.db)", dir.display()),
-        None => println!("  (run with --dir DIR to keep the config, output and state)"),
+        Some(dir) => println!("  files kept in {} (config: ferry.toml, received: logstash-received.jsonl, state: storage/ferry.db)", dir.display()),
+        None => println!("  (run with --dir DIR to keep the config, certificates, received events and state)"),
     }
     anyhow::ensure!(summary.dead_lettered == 0, "the demo dead-lettered {} events", summary.dead_lettered);
+    anyhow::ensure!(logstash.event_count() as u64 == summary.delivered, "the stand-in recorded {} events but ferry delivered {}", logstash.event_count(), summary.delivered);
     Ok(())
-}
-
-fn first_redacted(output: &Path) -> anyhow::Result<Option<String>> {
-    let text = std::fs::read_to_string(output).with_context(|| format!("cannot read {}", output.display()))?;
-    Ok(text.lines().find(|line| line.contains("\"addr.remote\":\"***\"")).map(str::to_owned))
 }
 
 #[cfg(test)]

@@ -19,5 +19,7 @@ pub mod plugin;
 pub mod shutdown;
 pub mod sink;
 pub mod source;
+pub mod standin;
 pub mod state;
+pub mod tls;
 pub mod units;

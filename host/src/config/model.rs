@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 pub use crate::pipeline::PipelineConfig;
 pub use crate::plugin::PluginSpec;
 use crate::sink::file::FileSinkConfig;
+use crate::sink::logstash::HttpSinkConfig;
 use crate::sink::stdout::StdoutSinkConfig;
 use crate::source::file::FileSourceConfig;
 
@@ -66,6 +67,12 @@ pub enum SinkConfig {
     File(FileSinkConfig),
     /// `type = "stdout"`: writes JSON Lines to standard output.
     Stdout(StdoutSinkConfig),
+    /// `type = "logstash"`: HTTPS (mutual TLS) to a Logstash `http` input,
+    /// a JSON array per request.
+    Logstash(HttpSinkConfig),
+    /// `type = "http"`: HTTPS (mutual TLS) to any JSON receiver, one event
+    /// per request unless `format` says otherwise.
+    Http(HttpSinkConfig),
 }
 
 fn default_storage() -> PathBuf {

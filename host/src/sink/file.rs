@@ -29,7 +29,7 @@ fn default_fsync() -> bool {
 pub struct FileSink {
     path: PathBuf,
     fsync: bool,
-    file: Option<tokio::fs::File>,
+    file: tokio::sync::Mutex<Option<tokio::fs::File>>,
 }
 
 impl FileSink {
@@ -38,18 +38,18 @@ impl FileSink {
         if config.path.as_os_str().is_empty() {
             return Err(ConfigError::invalid(&ferry.file, format!("sinks.{name}.path"), "must name a file"));
         }
-        Ok(FileSink { path: ferry.resolve(&config.path), fsync: config.fsync, file: None })
+        Ok(FileSink { path: ferry.resolve(&config.path), fsync: config.fsync, file: tokio::sync::Mutex::new(None) })
     }
 
-    async fn append(&mut self, body: &[u8]) -> std::io::Result<()> {
-        if self.file.is_none() {
+    async fn append(&self, slot: &mut Option<tokio::fs::File>, body: &[u8]) -> std::io::Result<()> {
+        if slot.is_none() {
             if let Some(dir) = self.path.parent() {
                 tokio::fs::create_dir_all(dir).await?;
             }
             let file = tokio::fs::OpenOptions::new().create(true).append(true).open(&self.path).await?;
-            self.file = Some(file);
+            *slot = Some(file);
         }
-        let Some(file) = self.file.as_mut() else { unreachable!("opened just above") };
+        let Some(file) = slot.as_mut() else { unreachable!("opened just above") };
         file.write_all(body).await?;
         file.flush().await?;
         if self.fsync {
@@ -60,14 +60,15 @@ impl FileSink {
 }
 
 impl Sink for FileSink {
-    fn deliver<'a>(&'a mut self, events: &'a [OutEvent]) -> DeliverFuture<'a> {
+    fn deliver<'a>(&'a self, events: &'a [OutEvent]) -> DeliverFuture<'a> {
         Box::pin(async move {
             let body = json_lines(events);
-            match self.append(&body).await {
+            let mut slot = self.file.lock().await;
+            match self.append(&mut slot, &body).await {
                 Ok(()) => Ok(Delivery::default()),
                 Err(err) => {
-                    self.file = None;
-                    Err(RetryableError(format!("cannot write {}: {err}", self.path.display())))
+                    *slot = None;
+                    Err(RetryableError::new(format!("cannot write {}: {err}", self.path.display())))
                 }
             }
         })

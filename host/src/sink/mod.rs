@@ -8,11 +8,14 @@
 //! down; nothing is skipped because a peer was down.
 
 pub mod file;
+pub mod logstash;
 pub mod retry;
 pub mod stdout;
 pub mod worker;
 
 use crate::config::{ConfigError, FerryConfig, SinkConfig};
+use crate::metrics::Metrics;
+use std::sync::Arc;
 use std::future::Future;
 use std::pin::Pin;
 
@@ -37,24 +40,45 @@ pub struct Delivery {
 /// A delivery attempt that failed and may succeed later (peer down, busy,
 /// timed out, disk full).
 #[derive(Debug, Clone, thiserror::Error)]
-#[error("{0}")]
-pub struct RetryableError(pub String);
+#[error("{message}")]
+pub struct RetryableError {
+    /// What failed, on one line.
+    pub message: String,
+    /// How long the peer asked to wait (HTTP `Retry-After`), if it did.
+    pub retry_after: Option<std::time::Duration>,
+}
+
+impl RetryableError {
+    /// A failure worth retrying after the usual backoff.
+    pub fn new(message: impl Into<String>) -> Self {
+        RetryableError { message: message.into(), retry_after: None }
+    }
+}
 
 /// The future a sink returns for one delivery.
 pub type DeliverFuture<'a> = Pin<Box<dyn Future<Output = Result<Delivery, RetryableError>> + Send + 'a>>;
 
 /// A place events are delivered to.
-pub trait Sink: Send + 'static {
+pub trait Sink: Send + Sync + 'static {
     /// Delivers `events` in order. Returning `Ok` acknowledges every event
-    /// not listed in [`Delivery::rejected`].
-    fn deliver<'a>(&'a mut self, events: &'a [OutEvent]) -> DeliverFuture<'a>;
+    /// not listed in [`Delivery::rejected`]. May be called again before an
+    /// earlier call finished, up to [`Sink::concurrency`] calls at once.
+    fn deliver<'a>(&'a self, events: &'a [OutEvent]) -> DeliverFuture<'a>;
+
+    /// How many batches may be in delivery at once. 1 keeps the order of
+    /// batches at the peer; more overlaps round trips.
+    fn concurrency(&self) -> usize {
+        1
+    }
 }
 
 /// Builds the sink configured as `[sinks.NAME]`.
-pub fn build(name: &str, config: &SinkConfig, ferry: &FerryConfig) -> Result<Box<dyn Sink>, ConfigError> {
+pub fn build(name: &str, config: &SinkConfig, ferry: &FerryConfig, metrics: Arc<Metrics>) -> Result<Box<dyn Sink>, ConfigError> {
     match config {
         SinkConfig::File(file) => Ok(Box::new(file::FileSink::build(name, file, ferry)?)),
         SinkConfig::Stdout(_) => Ok(Box::new(stdout::StdoutSink::default())),
+        SinkConfig::Logstash(http) => Ok(Box::new(logstash::HttpSink::build(name, http, ferry, true, metrics)?)),
+        SinkConfig::Http(http) => Ok(Box::new(logstash::HttpSink::build(name, http, ferry, false, metrics)?)),
     }
 }
 

@@ -15,12 +15,12 @@ pub struct StdoutSinkConfig {}
 pub struct StdoutSink;
 
 impl Sink for StdoutSink {
-    fn deliver<'a>(&'a mut self, events: &'a [OutEvent]) -> DeliverFuture<'a> {
+    fn deliver<'a>(&'a self, events: &'a [OutEvent]) -> DeliverFuture<'a> {
         Box::pin(async move {
             let mut stdout = tokio::io::stdout();
             let body = json_lines(events);
-            stdout.write_all(&body).await.map_err(|err| RetryableError(format!("cannot write to stdout: {err}")))?;
-            stdout.flush().await.map_err(|err| RetryableError(format!("cannot write to stdout: {err}")))?;
+            stdout.write_all(&body).await.map_err(|err| RetryableError::new(format!("cannot write to stdout: {err}")))?;
+            stdout.flush().await.map_err(|err| RetryableError::new(format!("cannot write to stdout: {err}")))?;
             Ok(Delivery::default())
         })
     }

@@ -8,6 +8,10 @@ use crate::shutdown::Shutdown;
 use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot};
 
+/// The longest `Retry-After` ferry honours; a peer asking for more is
+/// probably misconfigured, and waiting hours would look like a hang.
+const MAX_RETRY_AFTER: std::time::Duration = std::time::Duration::from_secs(300);
+
 /// Events for one sink from one batch, with where to report the result.
 pub struct SinkJob {
     /// The events, in order.
@@ -18,44 +22,72 @@ pub struct SinkJob {
     pub done: oneshot::Sender<Vec<(OutEvent, String)>>,
 }
 
-/// Runs `sink` until `jobs` closes or shutdown fires while a delivery is
-/// being retried.
+/// Runs `sink` until `jobs` closes, with up to [`Sink::concurrency`] jobs
+/// in delivery at once. A job whose delivery is still being retried when
+/// shutdown fires is left unacknowledged.
 pub async fn run(
     name: String,
-    mut sink: Box<dyn Sink>,
+    sink: Box<dyn Sink>,
     mut jobs: mpsc::Receiver<SinkJob>,
     backoff: Backoff,
     metrics: Arc<Metrics>,
-    mut shutdown: Shutdown,
+    shutdown: Shutdown,
 ) {
+    let sink: Arc<dyn Sink> = Arc::from(sink);
+    let slots = Arc::new(tokio::sync::Semaphore::new(sink.concurrency().max(1)));
+    let name: Arc<str> = name.into();
     while let Some(job) = jobs.recv().await {
-        let mut attempt = 0;
-        let delivery = loop {
-            match sink.deliver(&job.events).await {
-                Ok(delivery) => break delivery,
-                Err(err) => {
-                    metrics.add("ferry_sink_retries_total", &[("sink", &name)], 1);
-                    let delay = backoff.delay(attempt);
-                    tracing::warn!(sink = %name, error = %err, attempt = attempt + 1, retry_in = ?delay, "Delivery failed; retrying.");
-                    attempt = attempt.saturating_add(1);
-                    if shutdown.sleep_or_stop(delay).await {
-                        tracing::warn!(sink = %name, events = job.events.len(), "Shutting down with a delivery unacknowledged; it will be sent again at the next start.");
-                        return;
-                    }
-                }
+        let Ok(slot) = slots.clone().acquire_owned().await else { return };
+        let delivery = deliver(name.clone(), sink.clone(), job, backoff, metrics.clone(), shutdown.clone());
+        tokio::spawn(async move {
+            delivery.await;
+            drop(slot);
+        });
+    }
+    // Wait for the deliveries still running before the sink is dropped.
+    let _ = slots.acquire_many(u32::try_from(sink.concurrency().max(1)).unwrap_or(1)).await;
+}
+
+/// Delivers one job, retrying until the sink takes it, then reports back.
+async fn deliver(name: Arc<str>, sink: Arc<dyn Sink>, job: SinkJob, backoff: Backoff, metrics: Arc<Metrics>, mut shutdown: Shutdown) {
+    let mut attempt = 0;
+    let delivery = loop {
+        let result = tokio::select! {
+            result = sink.deliver(&job.events) => result,
+            () = shutdown.wait() => {
+                tracing::warn!(sink = %name, events = job.events.len(), "Shutting down with a delivery unacknowledged; it will be sent again at the next start.");
+                return;
             }
         };
-        let refused = delivery.rejected.len() as u64;
-        metrics.add("ferry_events_delivered_total", &[("sink", &name)], job.events.len() as u64 - refused.min(job.events.len() as u64));
-        let mut events: Vec<Option<OutEvent>> = job.events.into_iter().map(Some).collect();
-        let rejected = delivery
-            .rejected
-            .into_iter()
-            .filter_map(|(index, reason)| events.get_mut(index).and_then(Option::take).map(|event| (event, reason)))
-            .collect();
-        // The pipeline may have given up on this batch (shutdown); that is fine.
-        let _ = job.done.send(rejected);
-    }
+        match result {
+            Ok(delivery) => break delivery,
+            Err(err) => {
+                metrics.add("ferry_sink_retries_total", &[("sink", &name)], 1);
+                // A peer's Retry-After is honoured, within reason.
+                let delay = match err.retry_after {
+                    Some(after) => after.min(MAX_RETRY_AFTER),
+                    None => backoff.delay(attempt),
+                };
+                tracing::warn!(sink = %name, error = %err, attempt = attempt + 1, retry_in = ?delay, "Delivery failed; retrying.");
+                attempt = attempt.saturating_add(1);
+                if shutdown.sleep_or_stop(delay).await {
+                    tracing::warn!(sink = %name, events = job.events.len(), "Shutting down with a delivery unacknowledged; it will be sent again at the next start.");
+                    return;
+                }
+            }
+        }
+    };
+    let total = job.events.len() as u64;
+    let refused = (delivery.rejected.len() as u64).min(total);
+    metrics.add("ferry_events_delivered_total", &[("sink", &name)], total - refused);
+    let mut events: Vec<Option<OutEvent>> = job.events.into_iter().map(Some).collect();
+    let rejected = delivery
+        .rejected
+        .into_iter()
+        .filter_map(|(index, reason)| events.get_mut(index).and_then(Option::take).map(|event| (event, reason)))
+        .collect();
+    // The pipeline may have given up on this batch (shutdown); that is fine.
+    let _ = job.done.send(rejected);
 }
 
 #[cfg(test)]
@@ -66,17 +98,16 @@ mod tests {
 
     /// Fails a given number of times, then takes everything but index 1.
     struct Flaky {
-        failures_left: u32,
+        failures: u32,
         attempts: Arc<std::sync::atomic::AtomicU32>,
     }
 
     impl Sink for Flaky {
-        fn deliver<'a>(&'a mut self, _events: &'a [OutEvent]) -> DeliverFuture<'a> {
+        fn deliver<'a>(&'a self, _events: &'a [OutEvent]) -> DeliverFuture<'a> {
             Box::pin(async move {
-                self.attempts.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-                if self.failures_left > 0 {
-                    self.failures_left -= 1;
-                    return Err(RetryableError("peer down".into()));
+                let attempt = self.attempts.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                if attempt < self.failures {
+                    return Err(RetryableError::new("peer down"));
                 }
                 Ok(Delivery { rejected: vec![(1, "400 bad event".into())] })
             })
@@ -90,7 +121,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn retries_until_the_sink_takes_the_events_and_reports_refusals() {
         let attempts = Arc::new(std::sync::atomic::AtomicU32::new(0));
-        let sink = Flaky { failures_left: 3, attempts: attempts.clone() };
+        let sink = Flaky { failures: 3, attempts: attempts.clone() };
         let (tx, rx) = mpsc::channel(1);
         let metrics = Arc::new(Metrics::default());
         let (_trigger, shutdown) = crate::shutdown::channel();
@@ -110,7 +141,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn shutdown_while_retrying_leaves_the_job_unacknowledged() {
         let attempts = Arc::new(std::sync::atomic::AtomicU32::new(0));
-        let sink = Flaky { failures_left: u32::MAX, attempts };
+        let sink = Flaky { failures: u32::MAX, attempts };
         let (tx, rx) = mpsc::channel(1);
         let (trigger, shutdown) = crate::shutdown::channel();
         let worker = tokio::spawn(run("s".into(), Box::new(sink), rx, Backoff::default(), Arc::new(Metrics::default()), shutdown));

@@ -1,0 +1,303 @@
+//! TLS settings built from PEM files, in one place.
+//!
+//! Every part of ferry that speaks TLS (the Logstash sink, the Teleport
+//! client, the stand-in peers) gets its rustls config here, so the crypto
+//! provider, protocol versions and error messages stay the same everywhere.
+//! Loading tells failures apart (no certificate in a file, no key, a key
+//! that does not match its certificate, an unusable CA) and names the file.
+
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::{ClientConfig, RootCertStore, ServerConfig};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+// === params: these must be kept in sync with each other ===
+
+/// The one crypto provider ferry uses (ring: no C toolchain beyond cc).
+pub fn provider() -> Arc<rustls::crypto::CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+/// TLS 1.2 and 1.3; nothing older.
+const VERSIONS: &[&rustls::SupportedProtocolVersion] = &[&rustls::version::TLS13, &rustls::version::TLS12];
+
+/// A TLS file that cannot be used, and why.
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    /// The file cannot be read.
+    #[error("cannot read {}: {source}", path.display())]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The file holds no PEM certificate.
+    #[error("{}: no PEM certificate in the file", path.display())]
+    NoCertificate {
+        /// The file.
+        path: PathBuf,
+    },
+    /// The file holds no PEM private key (PKCS#8, PKCS#1 or SEC1).
+    #[error("{}: no PEM private key in the file (PKCS#8, PKCS#1 and SEC1 keys are accepted)", path.display())]
+    NoKey {
+        /// The file.
+        path: PathBuf,
+    },
+    /// The CA file holds no certificate usable as a trust anchor.
+    #[error("{}: no usable CA certificate in the file", path.display())]
+    NoCa {
+        /// The file.
+        path: PathBuf,
+    },
+    /// The key does not belong to the certificate, or rustls refused them.
+    #[error("{} and {}: {message}", cert.display(), key.display())]
+    KeyMismatch {
+        /// The certificate file.
+        cert: PathBuf,
+        /// The key file.
+        key: PathBuf,
+        /// rustls' reason.
+        message: String,
+    },
+    /// A setting cannot work (for example a certificate without its key).
+    #[error("{0}")]
+    Invalid(String),
+}
+
+/// Certificates from a PEM file (a chain or a bundle).
+pub fn load_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
+    let bytes = std::fs::read(path).map_err(|source| TlsError::Read { path: path.to_owned(), source })?;
+    certs_from_pem(&bytes).ok_or_else(|| TlsError::NoCertificate { path: path.to_owned() })
+}
+
+/// Certificates from PEM text; `None` when there are none.
+pub fn certs_from_pem(pem: &[u8]) -> Option<Vec<CertificateDer<'static>>> {
+    let certs: Vec<_> = CertificateDer::pem_slice_iter(pem).filter_map(Result::ok).collect();
+    (!certs.is_empty()).then_some(certs)
+}
+
+/// The first private key in a PEM file.
+pub fn load_key(path: &Path) -> Result<PrivateKeyDer<'static>, TlsError> {
+    let bytes = std::fs::read(path).map_err(|source| TlsError::Read { path: path.to_owned(), source })?;
+    PrivateKeyDer::from_pem_slice(&bytes).map_err(|_| TlsError::NoKey { path: path.to_owned() })
+}
+
+/// A root store holding every certificate of the CA file.
+pub fn load_roots(path: &Path) -> Result<RootCertStore, TlsError> {
+    let mut roots = RootCertStore::empty();
+    let (added, _ignored) = roots.add_parsable_certificates(load_certs(path)?);
+    if added == 0 {
+        return Err(TlsError::NoCa { path: path.to_owned() });
+    }
+    Ok(roots)
+}
+
+/// The operating system's trust store, for peers with public certificates.
+pub fn system_roots() -> Result<RootCertStore, TlsError> {
+    let mut roots = RootCertStore::empty();
+    let found = rustls_native_certs::load_native_certs();
+    roots.add_parsable_certificates(found.certs);
+    if roots.is_empty() {
+        return Err(TlsError::Invalid("no CA certificates in the system trust store; set `ca`".into()));
+    }
+    Ok(roots)
+}
+
+/// Where a client's TLS material comes from.
+#[derive(Debug, Clone, Default)]
+pub struct ClientFiles {
+    /// CA bundle that verifies the server; system roots when `None`.
+    pub ca: Option<PathBuf>,
+    /// Client certificate (chain), for mutual TLS.
+    pub cert: Option<PathBuf>,
+    /// The client certificate's key.
+    pub key: Option<PathBuf>,
+}
+
+/// A client config: server verified against `ca` (or the system roots),
+/// client certificate presented when `cert` and `key` are given.
+pub fn client_config(files: &ClientFiles, alpn: &[&[u8]]) -> Result<ClientConfig, TlsError> {
+    let roots = match &files.ca {
+        Some(ca) => load_roots(ca)?,
+        None => system_roots()?,
+    };
+    let builder = ClientConfig::builder_with_provider(provider())
+        .with_protocol_versions(VERSIONS)
+        .map_err(|err| TlsError::Invalid(err.to_string()))?
+        .with_root_certificates(roots);
+    let mut config = match (&files.cert, &files.key) {
+        (Some(cert), Some(key)) => builder
+            .with_client_auth_cert(load_certs(cert)?, load_key(key)?)
+            .map_err(|err| TlsError::KeyMismatch { cert: cert.clone(), key: key.clone(), message: err.to_string() })?,
+        (None, None) => builder.with_no_client_auth(),
+        (Some(cert), None) => return Err(TlsError::Invalid(format!("{}: a client certificate needs its `key`", cert.display()))),
+        (None, Some(key)) => return Err(TlsError::Invalid(format!("{}: a client key needs its `cert`", key.display()))),
+    };
+    config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+    Ok(config)
+}
+
+/// A server config presenting `cert`/`key`. With `client_ca`, clients must
+/// present a certificate signed by it or the handshake fails, as Logstash's
+/// `ssl_client_authentication => "required"` does.
+pub fn server_config(
+    certs: Vec<CertificateDer<'static>>,
+    key: PrivateKeyDer<'static>,
+    client_ca: Option<RootCertStore>,
+    alpn: &[&[u8]],
+) -> Result<ServerConfig, TlsError> {
+    let builder = ServerConfig::builder_with_provider(provider())
+        .with_protocol_versions(VERSIONS)
+        .map_err(|err| TlsError::Invalid(err.to_string()))?;
+    let builder = match client_ca {
+        Some(roots) => {
+            let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider())
+                .build()
+                .map_err(|err| TlsError::Invalid(format!("client CA: {err}")))?;
+            builder.with_client_cert_verifier(verifier)
+        }
+        None => builder.with_no_client_auth(),
+    };
+    let mut config = builder
+        .with_single_cert(certs, key)
+        .map_err(|err| TlsError::Invalid(format!("server certificate: {err}")))?;
+    config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+    Ok(config)
+}
+
+/// A throw-away PKI (a CA, a server certificate for `localhost` and
+/// `127.0.0.1`, a client certificate) for the stand-in peers, the demo and
+/// tests. Keys are PKCS#8 PEM.
+pub mod testpki {
+    use rcgen::{BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair, KeyUsagePurpose, SanType};
+    use std::path::{Path, PathBuf};
+
+    /// PEM text of a certificate and its key.
+    #[derive(Clone)]
+    pub struct Pair {
+        /// Certificate, PEM.
+        pub cert: String,
+        /// Private key, PKCS#8 PEM.
+        pub key: String,
+    }
+
+    /// A CA with a server and a client certificate it signed.
+    #[derive(Clone)]
+    pub struct Pki {
+        /// The CA.
+        pub ca: Pair,
+        /// Server certificate for `localhost` / `127.0.0.1`.
+        pub server: Pair,
+        /// Client certificate.
+        pub client: Pair,
+    }
+
+    /// Paths of a PKI written to a folder.
+    #[derive(Debug, Clone)]
+    pub struct PkiFiles {
+        /// `ca.crt`.
+        pub ca: PathBuf,
+        /// `server.crt`.
+        pub server_cert: PathBuf,
+        /// `server.key`.
+        pub server_key: PathBuf,
+        /// `client.crt`.
+        pub client_cert: PathBuf,
+        /// `client.key`.
+        pub client_key: PathBuf,
+    }
+
+    impl Pki {
+        /// Generates a fresh PKI named `name` (used in the CA's common name).
+        pub fn generate(name: &str) -> Result<Pki, rcgen::Error> {
+            let ca_key = KeyPair::generate()?;
+            let mut ca_params = CertificateParams::new(Vec::<String>::new())?;
+            ca_params.distinguished_name.push(DnType::CommonName, format!("{name} test CA"));
+            ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+            ca_params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+            let ca_cert = ca_params.self_signed(&ca_key)?;
+            let ca = Pair { cert: ca_cert.pem(), key: ca_key.serialize_pem() };
+            let issuer = Issuer::new(ca_params, ca_key);
+            let server = leaf(&issuer, "localhost", &["localhost", "127.0.0.1"], ExtendedKeyUsagePurpose::ServerAuth)?;
+            let client = leaf(&issuer, "ferry", &[], ExtendedKeyUsagePurpose::ClientAuth)?;
+            Ok(Pki { ca, server, client })
+        }
+
+        /// Writes the PKI to `dir` as `ca.crt`, `server.{crt,key}`, `client.{crt,key}`.
+        pub fn write(&self, dir: &Path) -> std::io::Result<PkiFiles> {
+            std::fs::create_dir_all(dir)?;
+            let files = PkiFiles {
+                ca: dir.join("ca.crt"),
+                server_cert: dir.join("server.crt"),
+                server_key: dir.join("server.key"),
+                client_cert: dir.join("client.crt"),
+                client_key: dir.join("client.key"),
+            };
+            std::fs::write(&files.ca, &self.ca.cert)?;
+            std::fs::write(&files.server_cert, &self.server.cert)?;
+            std::fs::write(&files.server_key, &self.server.key)?;
+            std::fs::write(&files.client_cert, &self.client.cert)?;
+            std::fs::write(&files.client_key, &self.client.key)?;
+            Ok(files)
+        }
+    }
+
+    fn leaf(issuer: &Issuer<'_, KeyPair>, common_name: &str, names: &[&str], usage: ExtendedKeyUsagePurpose) -> Result<Pair, rcgen::Error> {
+        let key = KeyPair::generate()?;
+        let mut params = CertificateParams::new(Vec::<String>::new())?;
+        params.distinguished_name.push(DnType::CommonName, common_name);
+        for name in names {
+            params.subject_alt_names.push(match name.parse::<std::net::IpAddr>() {
+                Ok(ip) => SanType::IpAddress(ip),
+                Err(_) => SanType::DnsName((*name).try_into()?),
+            });
+        }
+        params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+        params.extended_key_usages = vec![usage];
+        let cert = params.signed_by(&key, issuer)?;
+        Ok(Pair { cert: cert.pem(), key: key.serialize_pem() })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn written() -> (tempfile::TempDir, testpki::PkiFiles) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let files = testpki::Pki::generate("t").expect("pki").write(dir.path()).expect("write");
+        (dir, files)
+    }
+
+    #[test]
+    fn a_generated_pki_makes_client_and_server_configs() {
+        let (_dir, files) = written();
+        let client = ClientFiles { ca: Some(files.ca.clone()), cert: Some(files.client_cert.clone()), key: Some(files.client_key.clone()) };
+        assert!(client_config(&client, &[b"h2"]).is_ok());
+        let roots = load_roots(&files.ca).expect("roots");
+        let server = server_config(load_certs(&files.server_cert).expect("cert"), load_key(&files.server_key).expect("key"), Some(roots), &[]);
+        assert!(server.is_ok());
+    }
+
+    #[test]
+    fn failures_are_told_apart_and_name_the_file() {
+        let (dir, files) = written();
+        let empty = dir.path().join("empty.pem");
+        std::fs::write(&empty, "nothing here").expect("write");
+        let missing = dir.path().join("missing.pem");
+
+        let err = load_certs(&empty).expect_err("no cert");
+        assert_eq!(err.to_string(), format!("{}: no PEM certificate in the file", empty.display()));
+        assert!(matches!(load_key(&files.client_cert), Err(TlsError::NoKey { .. })));
+        assert!(matches!(load_certs(&missing), Err(TlsError::Read { .. })));
+
+        let mismatch = ClientFiles { ca: Some(files.ca.clone()), cert: Some(files.client_cert.clone()), key: Some(files.server_key.clone()) };
+        let err = client_config(&mismatch, &[]).expect_err("key of another cert");
+        assert!(matches!(err, TlsError::KeyMismatch { .. }), "{err}");
+
+        let half = ClientFiles { ca: Some(files.ca.clone()), cert: Some(files.client_cert.clone()), key: None };
+        assert!(client_config(&half, &[]).expect_err("no key").to_string().contains("needs its `key`"));
+    }
+}

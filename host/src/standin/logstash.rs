@@ -63,6 +63,8 @@ struct Shared {
     requests: Mutex<Vec<SeenRequest>>,
     handshake_failures: AtomicU64,
     record_to: Option<std::path::PathBuf>,
+    stalled: tokio::sync::watch::Sender<bool>,
+    waiting: AtomicU64,
 }
 
 /// A running stand-in. Stops when dropped.
@@ -137,6 +139,17 @@ impl LogstashStandIn {
     pub fn handshake_failures(&self) -> u64 {
         self.shared.handshake_failures.load(Ordering::Relaxed)
     }
+
+    /// While stalled, requests are held unanswered, as Logstash does when its
+    /// queue is blocked.
+    pub fn set_stalled(&self, stalled: bool) {
+        self.shared.stalled.send_replace(stalled);
+    }
+
+    /// Requests being held by a stall right now.
+    pub fn held_requests(&self) -> u64 {
+        self.shared.waiting.load(Ordering::Relaxed)
+    }
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -170,6 +183,12 @@ async fn serve(listener: TcpListener, acceptor: tokio_rustls::TlsAcceptor, share
 struct ResetOnPurpose;
 
 async fn handle(request: Request<Incoming>, shared: Arc<Shared>) -> Result<Response<Full<Bytes>>, ResetOnPurpose> {
+    let mut stalled = shared.stalled.subscribe();
+    if *stalled.borrow() {
+        shared.waiting.fetch_add(1, Ordering::Relaxed);
+        let _ = stalled.wait_for(|stalled| !*stalled).await;
+        shared.waiting.fetch_sub(1, Ordering::Relaxed);
+    }
     let fault = lock(&shared.faults).pop_front();
     let header = |name: hyper::header::HeaderName| request.headers().get(name).and_then(|v| v.to_str().ok()).map(str::to_owned);
     let mut seen = SeenRequest {

@@ -116,6 +116,17 @@ impl HttpSink {
         })
     }
 
+    /// Checks that the receiver can be reached and takes our TLS: POSTs an
+    /// empty JSON body, which Logstash acknowledges without creating an
+    /// event. The error names the URL and says what failed.
+    pub async fn probe(&self) -> Result<(), String> {
+        match self.send_once(Bytes::new(), "application/json", None).await {
+            Verdict::Acknowledged => Ok(()),
+            Verdict::Retry { reason, .. } | Verdict::Refused { reason } => Err(format!("{}: {reason}", self.url)),
+            Verdict::TooLarge => Err(format!("{}: HTTP 413 for an empty body", self.url)),
+        }
+    }
+
     /// Sends every request of a batch (concurrently, within the connection
     /// limit) and collects the events refused for good.
     async fn send_batch(&self, events: &[OutEvent]) -> Delivery {
@@ -243,6 +254,10 @@ fn error_chain(err: &dyn std::error::Error) -> String {
     }
     text.replace('\n', " ")
 }
+
+#[cfg(test)]
+#[path = "tests.rs"]
+mod tests;
 
 impl Sink for HttpSink {
     fn deliver<'a>(&'a self, events: &'a [OutEvent]) -> DeliverFuture<'a> {

@@ -11,6 +11,30 @@ use serde_json::{Map, Value};
 /// Errors name the event's id, so a plugin can return them as
 /// [`Outcome::Fail`] as they are and the dead-letter reason says which event
 /// and what was wrong with it.
+///
+/// ```
+/// use ferry_guest::prelude::*;
+/// use ferry_guest::serde_json::Value;
+///
+/// /// Adds `"site": "eu-1"` to an event.
+/// fn tag(event: &Event) -> Outcome {
+///     match event.parse_object() {
+///         Ok(mut fields) => {
+///             fields.insert("site".to_owned(), Value::from("eu-1"));
+///             Outcome::replace_json(&Value::Object(fields))
+///         }
+///         Err(reason) => Outcome::Fail(reason),
+///     }
+/// }
+/// # let event = |json: &str| Event {
+/// #     id: "ev-1".into(), event_type: String::new(), time: String::new(),
+/// #     index: 0, session_id: String::new(), json: json.as_bytes().to_vec(),
+/// # };
+/// # assert!(matches!(tag(&event(r#"{"ei":0}"#)),
+/// #     Outcome::Replace(json) if json == br#"{"ei":0,"site":"eu-1"}"#));
+/// # assert!(matches!(tag(&event("{")),
+/// #     Outcome::Fail(reason) if reason.starts_with("event ev-1: JSON is not valid")));
+/// ```
 pub trait EventExt {
     /// Parses the event's JSON into a [`Value`], keeping its key order.
     fn parse_json(&self) -> Result<Value, String>;

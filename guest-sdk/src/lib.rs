@@ -17,8 +17,9 @@
 //! # Example
 //!
 //! A plugin that drops the event types named in its config and counts them.
-//! In ferry.toml its table would be `{ "drop" = ["user.login"] }`, which
-//! `init` receives as the JSON text `{"drop":["user.login"]}`.
+//! Its config in ferry.toml, `config = { drop = ["user.login"] }` in its
+//! `[[plugins]]` entry, reaches `init` as the JSON text
+//! `{"drop":["user.login"]}`.
 //!
 //! ```
 //! use ferry_guest::prelude::*;

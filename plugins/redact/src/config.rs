@@ -9,7 +9,7 @@ use serde_json::error::Category;
 ///
 /// ```toml
 /// [[plugins]]
-/// name = "redact"
+/// path = "redact.wasm"
 /// config = { fields = ["login", "addr.remote", "user.traits.logins"], replacement = "***" }
 /// ```
 #[derive(Debug, Deserialize)]

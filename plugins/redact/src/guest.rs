@@ -27,12 +27,13 @@ impl Plugin for Redact {
 
 impl Redact {
     /// Keep when nothing was masked, Replace with the masked JSON, or Fail
-    /// with the reason the event could not be read.
+    /// with the reason the event could not be read (ferry dead-letters the
+    /// event with its id beside the reason, so the reason need not repeat it).
     fn outcome(&self, event: &Event) -> Outcome {
         match self.redactor.redact(&event.json) {
             Ok(None) => Outcome::Keep,
             Ok(Some(json)) => Outcome::Replace(json),
-            Err(reason) => Outcome::Fail(format!("event {}: {reason}", event.id)),
+            Err(reason) => Outcome::Fail(reason),
         }
     }
 }

@@ -105,7 +105,7 @@ async fn run_once(variant: Variant, repeat: usize, batch_size: usize) -> anyhow:
     let summary = match variant {
         Variant::Wasm => {
             let (pipeline, _runtime) = crate::app::build_pipeline(&config, metrics).await?;
-            pipeline.run(crate::shutdown::channel().1).await?
+            pipeline.run(crate::shutdown::Shutdown::never()).await?
         }
         Variant::Native | Variant::NoPlugin => {
             let parts = crate::app::build_parts(&config, metrics.clone(), false).await?;
@@ -116,7 +116,7 @@ async fn run_once(variant: Variant, repeat: usize, batch_size: usize) -> anyhow:
                 Vec::new()
             };
             let pipeline = crate::app::assemble(&config, parts, transforms, metrics).await?;
-            pipeline.run(crate::shutdown::channel().1).await?
+            pipeline.run(crate::shutdown::Shutdown::never()).await?
         }
     };
     anyhow::ensure!(summary.delivered == summary.events_in, "bench run lost events: {summary}");

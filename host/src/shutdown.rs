@@ -39,9 +39,20 @@ impl Shutdown {
         *self.rx.borrow()
     }
 
-    /// Returns once the shutdown fires (or its trigger is gone).
+    /// A signal that never fires, for runs that end with their input.
+    pub fn never() -> Shutdown {
+        let (trigger, shutdown) = channel();
+        // Keeping the sender alive for ever costs one small allocation.
+        std::mem::forget(trigger);
+        shutdown
+    }
+
+    /// Returns once the shutdown fires. If the trigger is dropped without
+    /// firing, nothing can fire it any more, so this never returns.
     pub async fn wait(&mut self) {
-        let _ = self.rx.wait_for(|fired| *fired).await;
+        if self.rx.wait_for(|fired| *fired).await.is_err() {
+            std::future::pending::<()>().await;
+        }
     }
 
     /// Sleeps for `duration`; returns true if the shutdown fired meanwhile.

@@ -18,6 +18,8 @@ mod config;
 mod json;
 mod router;
 mod run;
+#[cfg(test)]
+mod tests;
 
 pub use chain::{Chain, ChainOutput, Halted};
 pub use config::PipelineConfig;

@@ -1,1 +1,13 @@
+//! ferry's end-to-end tests: each module is one scenario that runs the real
+//! `ferry` binary, with the real plugins, in a fresh folder.
+//!
+//! Run with `cargo test -p ferry --test e2e`. Set `FERRY_E2E_KEEP=1` to keep
+//! the folder of a failed scenario (its path is in the failure message).
 
+mod util;
+
+mod check;
+mod crash_restart;
+mod hostile;
+mod malformed;
+mod redact_file;

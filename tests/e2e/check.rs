@@ -1,0 +1,135 @@
+//! `ferry check`: a good config says ok; every broken one fails with exactly
+//! one line on stderr that names the problem and where it is.
+
+use crate::util::{self, Sandbox};
+
+const SOURCE_AND_SINK: &str = r#"
+[source.file]
+path = "in.jsonl"
+
+[sinks.default]
+type = "file"
+path = "out.jsonl"
+"#;
+
+fn redact() -> String {
+    format!("[[plugins]]\npath = '{}'\nconfig = {{ fields = [\"login\"] }}\n", util::plugin("redact").display())
+}
+
+fn hostile(name: &str, mode: &str) -> String {
+    format!(
+        "[[plugins]]\npath = '{}'\nname = \"{name}\"\nconfig = {{ mode = \"{mode}\" }}\n",
+        util::plugin("hostile").display()
+    )
+}
+
+#[test]
+fn a_good_config_checks_ok_and_touches_nothing() {
+    let config = format!("storage = \"storage\"\n{}{}{SOURCE_AND_SINK}", redact(), hostile("quiet", "log"));
+    let sandbox = Sandbox::new("check_ok", &config);
+    let run = sandbox.run("check");
+    run.assert_success(&sandbox);
+    let expected = format!(
+        "{}: ok: source file:{}, plugins [redact, quiet], sinks [default] (default `default`)\n",
+        sandbox.config().display(),
+        sandbox.path("in.jsonl").display()
+    );
+    assert_eq!(run.stdout, expected, "{}", sandbox.report(Some(&run)));
+    assert_eq!(run.stderr, "", "a successful check prints nothing on stderr{}", sandbox.report(Some(&run)));
+    let mut left: Vec<String> = std::fs::read_dir(sandbox.root())
+        .expect("list the folder")
+        .filter_map(Result::ok)
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|name| !name.starts_with("run-"))
+        .collect();
+    left.sort();
+    assert_eq!(left, ["ferry.toml"], "check must not create state, input or output{}", sandbox.report(Some(&run)));
+}
+
+/// One broken setup: the config, files beside it, and what the one error
+/// line must contain (`{cfg}` is the config file's path, `{dir}` its folder).
+struct Case {
+    name: &'static str,
+    config: String,
+    files: Vec<(&'static str, Vec<u8>)>,
+    says: Vec<String>,
+}
+
+fn case(name: &'static str, config: impl Into<String>, says: &[&str]) -> Case {
+    Case { name, config: config.into(), files: Vec::new(), says: says.iter().map(|s| (*s).to_owned()).collect() }
+}
+
+impl Case {
+    fn with_file(mut self, path: &'static str, bytes: &[u8]) -> Case {
+        self.files.push((path, bytes.to_vec()));
+        self
+    }
+}
+
+#[test]
+fn every_broken_config_fails_with_one_line_naming_the_problem() {
+    let cases = [
+        case(
+            "unknown key",
+            format!("storage = \"s\"\n\n[pipeline]\nbatch-sise = 3\n{SOURCE_AND_SINK}"),
+            &["{cfg}:4:1: unknown field `batch-sise`", "batch-size"],
+        ),
+        case(
+            "wrong type",
+            format!("[pipeline]\nbatch-size = 5\nlinger = 20\n{SOURCE_AND_SINK}"),
+            &["{cfg}:3:10: ", "invalid type: integer `20`"],
+        ),
+        case(
+            "bad duration",
+            format!("[pipeline]\nlinger = \"soon\"\n{SOURCE_AND_SINK}"),
+            &["{cfg}:2:10: ", "`soon` is not a duration"],
+        ),
+        case(
+            "zero batch size",
+            format!("[pipeline]\nbatch-size = 0\n{SOURCE_AND_SINK}"),
+            &["{cfg}: `pipeline.batch-size`: must be at least 1"],
+        ),
+        case("no sink", "[source.file]\npath = \"in.jsonl\"\n", &["{cfg}: `sinks`: no sink is configured"]),
+        case(
+            "missing plugin file",
+            format!("[[plugins]]\npath = \"missing.wasm\"\n{SOURCE_AND_SINK}"),
+            &["plugin {dir}/missing.wasm: cannot read: "],
+        ),
+        case("text file as a plugin", format!("plugins-dir = \"plugins\"\n{SOURCE_AND_SINK}"), &["plugin {dir}/plugins/x.wasm: not a ferry plugin", "not a WebAssembly file"])
+            .with_file("plugins/x.wasm", b"this is not WebAssembly\n"),
+        case("core module as a plugin", format!("plugins-dir = \"plugins\"\n{SOURCE_AND_SINK}"), &["plugin {dir}/plugins/core.wasm: not a ferry plugin", "core WebAssembly module"])
+            .with_file("plugins/core.wasm", b"\0asm\x01\0\0\0"),
+        case("plugins-dir missing", format!("plugins-dir = \"gone\"\n{SOURCE_AND_SINK}"), &["{dir}/gone"]),
+        case("typo in a plugin's settings", format!("plugins-dir = \"plugins\"\n{SOURCE_AND_SINK}"), &["{dir}/plugins/a.toml:1:1: unknown field `on-eror`"])
+            .with_file("plugins/a.wasm", b"")
+            .with_file("plugins/a.toml", b"on-eror = \"pass\"\n"),
+        case("init refuses its config", format!("{}{SOURCE_AND_SINK}", hostile("evil", "init-fail")), &["plugin `evil` refused its config: refusing config on purpose"]),
+        case("plugin config rejected", format!("{}{SOURCE_AND_SINK}", hostile("confused", "sideways")), &["plugin `confused` refused its config: config: unknown mode \"sideways\""]),
+    ];
+
+    for case in cases {
+        let sandbox = Sandbox::new("check", &case.config);
+        for (path, bytes) in &case.files {
+            sandbox.write(path, bytes);
+        }
+        let run = sandbox.run("check");
+        let context = format!("case `{}`{}", case.name, sandbox.report(Some(&run)));
+        assert!(run.status.is_some() && !run.success(), "ferry check should fail: {context}");
+        let message = run.one_line_error(&sandbox);
+        for says in &case.says {
+            let says = says.replace("{cfg}", &sandbox.config().display().to_string()).replace("{dir}", &sandbox.root().display().to_string());
+            assert!(message.contains(&says), "the error should contain `{says}`; it is `{message}`: {context}");
+        }
+    }
+}
+
+#[test]
+fn a_missing_config_file_is_named() {
+    let sandbox = Sandbox::new("check_missing", "");
+    let mut command = std::process::Command::new(util::FERRY);
+    command.arg("check").arg("--config").arg(sandbox.path("nowhere.toml")).env_remove("FERRY_LOG");
+    let run = sandbox.run_command(command);
+    let message = run.one_line_error(&sandbox);
+    let path = sandbox.path("nowhere.toml").display().to_string();
+    assert!(message.starts_with(&format!("cannot read {path}: ")), "{message}{}", sandbox.report(Some(&run)));
+}

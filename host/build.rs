@@ -2,12 +2,17 @@
 //! `ferry demo` and `ferry bench` always run the plugins of this checkout,
 //! with no manual step. The plugins form their own cargo workspace; one
 //! build of it serves every profile of the host (debug tests, release demo).
+//!
+//! It also compiles ferry's copy of Teleport's gRPC protocol (`proto/`) into
+//! Rust client and server code, with protox so that no system `protoc` is
+//! needed.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 fn main() {
     let manifest_dir = PathBuf::from(env("CARGO_MANIFEST_DIR"));
+    compile_teleport_protocol(&manifest_dir.join("proto"));
     let root = manifest_dir.parent().expect("host/ sits inside the workspace").to_owned();
     for watched in ["plugins/Cargo.toml", "plugins/Cargo.lock", "plugins/redact", "plugins/hostile", "guest-sdk", "wit"] {
         println!("cargo:rerun-if-changed={}", root.join(watched).display());
@@ -35,6 +40,23 @@ fn main() {
     }
     let wasm_dir = target_dir.join("wasm32-wasip2/release");
     println!("cargo:rustc-env=FERRY_PLUGIN_BUILD_DIR={}", wasm_dir.display());
+}
+
+/// Teleport's audit log and Auth Service protocol, client and server code,
+/// into OUT_DIR (one `.rs` file per protobuf package).
+fn compile_teleport_protocol(proto_dir: &Path) {
+    println!("cargo:rerun-if-changed={}", proto_dir.display());
+    let files = [
+        "teleport/auditlog/v1/auditlog.proto",
+        "teleport/legacy/types/types.proto",
+        "teleport/legacy/client/proto/authservice.proto",
+    ];
+    let descriptors = protox::compile(files, [proto_dir]).unwrap_or_else(|err| panic!("the Teleport protocol in {} does not compile: {err}", proto_dir.display()));
+    tonic_prost_build::configure()
+        .build_client(true)
+        .build_server(true)
+        .compile_fds(descriptors)
+        .unwrap_or_else(|err| panic!("cannot generate Rust code for the Teleport protocol: {err}"));
 }
 
 /// `target/wasm-plugins`, found from `target/<profile>/build/<crate>/out`.

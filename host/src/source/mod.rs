@@ -8,6 +8,7 @@
 //! dead-lettered in order with its neighbours.
 
 pub mod file;
+pub mod teleport;
 
 use crate::config::{ConfigError, FerryConfig, SourceConfig};
 use crate::event::Event;

@@ -4,3 +4,4 @@
 //! cluster.
 
 pub mod logstash;
+pub mod teleport;

@@ -1,0 +1,360 @@
+//! The gRPC channel to Teleport's Auth Service over mutual TLS.
+//!
+//! tonic dials through [`TlsConnector`], which opens TCP to the configured
+//! address and runs the TLS handshake with ferry's own rustls config: SNI
+//! `teleport.cluster.local`, the cluster CAs as roots, the client
+//! certificate, ALPN per [`Route`]. The connector takes the newest config for
+//! every new connection, so when an [`IdentityWatcher`] has re-read a renewed
+//! identity file, reconnects use the new certificate while open connections
+//! carry on.
+//!
+//! Keepalive follows Teleport's: its gRPC server refuses pings more often
+//! than its keep-alive period (5 minutes by default; grpc-go answers a
+//! faster pinger with GOAWAY `too_many_pings`), and Teleport's own client
+//! pings at that period.
+
+use super::identity::{Credentials, IdentityError, Route, TlsMaterial, API_DOMAIN};
+use super::proto::auditlog::audit_log_service_client::AuditLogServiceClient;
+use super::proto::auth::auth_service_client::AuthServiceClient;
+use hyper_util::rt::TokioIo;
+use rustls::pki_types::ServerName;
+use rustls::ClientConfig;
+use std::error::Error as StdError;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::{Duration, SystemTime};
+use tokio::net::TcpStream;
+use tokio::sync::watch;
+use tonic::transport::{Channel, Endpoint, Uri};
+
+/// The largest message ferry accepts from Teleport (events can be large;
+/// tonic's default is 4 MiB).
+pub const MAX_MESSAGE_BYTES: usize = 64 << 20;
+
+/// How the channel behaves.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConnectOptions {
+    /// Longest wait for TCP and the TLS handshake. Default 15 s.
+    pub connect_timeout: Duration,
+    /// HTTP/2 ping interval. Default 5 minutes: Teleport's server
+    /// disconnects clients that ping more often than its keep-alive period.
+    pub keepalive_interval: Duration,
+    /// How long a ping may go unanswered before the connection is dropped.
+    /// Default 30 s.
+    pub keepalive_timeout: Duration,
+}
+
+impl Default for ConnectOptions {
+    fn default() -> Self {
+        ConnectOptions {
+            connect_timeout: Duration::from_secs(15),
+            keepalive_interval: Duration::from_secs(300),
+            keepalive_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+/// Connecting failed; one line naming the address.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectError {
+    /// The address is not `host:port`.
+    #[error("Teleport address `{addr}` is not host:port: {reason}")]
+    Address {
+        /// The configured address.
+        addr: String,
+        /// Why.
+        reason: String,
+    },
+    /// TCP, TLS or HTTP/2 failed.
+    #[error("cannot connect to Teleport at {addr}: {reason}")]
+    Connect {
+        /// The configured address.
+        addr: String,
+        /// What failed, the whole cause chain on one line.
+        reason: String,
+    },
+}
+
+// === ClientTls: the newest client config ===
+
+/// Where the connector gets its rustls config for each new connection.
+#[derive(Clone)]
+pub struct ClientTls {
+    config: watch::Receiver<Arc<ClientConfig>>,
+}
+
+impl ClientTls {
+    /// A config that never changes.
+    pub fn fixed(config: Arc<ClientConfig>) -> ClientTls {
+        // A receiver keeps the last value after its sender is gone.
+        let (_sender, config) = watch::channel(config);
+        ClientTls { config }
+    }
+
+    /// The config new connections use now.
+    pub fn current(&self) -> Arc<ClientConfig> {
+        self.config.borrow().clone()
+    }
+}
+
+// === IdentityWatcher: re-reading renewed credentials ===
+
+/// Loaded credentials, kept fresh: when any credential file's modification
+/// time or size changes, it is read again; a good new identity replaces the
+/// old one for new connections, a bad one is logged and the old one kept
+/// (Machine ID may be half-way through writing it).
+pub struct IdentityWatcher {
+    material: watch::Receiver<Arc<TlsMaterial>>,
+    config: watch::Receiver<Arc<ClientConfig>>,
+    reload_error: watch::Receiver<Option<String>>,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Drop for IdentityWatcher {
+    fn drop(&mut self) {
+        if let Some(task) = self.task.take() {
+            task.abort();
+        }
+    }
+}
+
+impl IdentityWatcher {
+    /// Loads the credentials (an expired or broken identity is an error
+    /// here) and, with `refresh`, polls their files at that interval.
+    pub fn start(credentials: Credentials, route: Route, refresh: Option<Duration>) -> Result<IdentityWatcher, IdentityError> {
+        let material = credentials.load()?;
+        let config = material.shared_client_config(&route)?;
+        let stamp = FileStamp::of(&credentials);
+        let (material_tx, material_rx) = watch::channel(Arc::new(material));
+        let (config_tx, config_rx) = watch::channel(config);
+        let (error_tx, error_rx) = watch::channel(None);
+        let task = refresh.map(|interval| {
+            let reloader = Reloader { credentials, route, stamp, material: material_tx, config: config_tx, error: error_tx };
+            tokio::spawn(reloader.run(interval))
+        });
+        Ok(IdentityWatcher { material: material_rx, config: config_rx, reload_error: error_rx, task })
+    }
+
+    /// The config source for [`connect`].
+    pub fn client_tls(&self) -> ClientTls {
+        ClientTls { config: self.config.clone() }
+    }
+
+    /// The credentials in use now.
+    pub fn current(&self) -> Arc<TlsMaterial> {
+        self.material.borrow().clone()
+    }
+
+    /// A receiver that sees every identity that replaces the current one.
+    pub fn subscribe(&self) -> watch::Receiver<Arc<TlsMaterial>> {
+        self.material.clone()
+    }
+
+    /// Why the last attempt to re-read the credentials failed; `None` once
+    /// a re-read succeeds. For status reports and tests.
+    pub fn reload_error(&self) -> watch::Receiver<Option<String>> {
+        self.reload_error.clone()
+    }
+}
+
+/// What the files looked like when last read: modification time, size and
+/// (on Unix) inode, so that a file replaced by rename, as Machine ID and the
+/// stand-in do, is seen even within the file system's timestamp granularity.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct FileStamp(Vec<Option<(SystemTime, u64, u64)>>);
+
+impl FileStamp {
+    fn of(credentials: &Credentials) -> FileStamp {
+        let stamp = |path: &std::path::Path| {
+            let meta = std::fs::metadata(path).ok()?;
+            Some((meta.modified().ok()?, meta.len(), inode(&meta)))
+        };
+        FileStamp(credentials.files().into_iter().map(stamp).collect())
+    }
+}
+
+#[cfg(unix)]
+fn inode(meta: &std::fs::Metadata) -> u64 {
+    std::os::unix::fs::MetadataExt::ino(meta)
+}
+
+#[cfg(not(unix))]
+fn inode(_: &std::fs::Metadata) -> u64 {
+    0
+}
+
+struct Reloader {
+    credentials: Credentials,
+    route: Route,
+    stamp: FileStamp,
+    material: watch::Sender<Arc<TlsMaterial>>,
+    config: watch::Sender<Arc<ClientConfig>>,
+    error: watch::Sender<Option<String>>,
+}
+
+impl Reloader {
+    async fn run(mut self, interval: Duration) {
+        let mut ticks = tokio::time::interval(interval);
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            ticks.tick().await;
+            let stamp = FileStamp::of(&self.credentials);
+            if stamp != self.stamp {
+                self.stamp = stamp;
+                self.reload();
+            }
+        }
+    }
+
+    fn reload(&self) {
+        let loaded = self.credentials.load().and_then(|material| Ok((material.shared_client_config(&self.route)?, material)));
+        match loaded {
+            Ok((config, material)) => {
+                tracing::info!(
+                    subject = %material.certificate().common_name,
+                    serial = %material.certificate().serial,
+                    expires = %humantime::format_rfc3339_seconds(material.expires()),
+                    "Re-read the Teleport identity; new connections use it."
+                );
+                self.config.send_replace(config);
+                self.material.send_replace(Arc::new(material));
+                self.error.send_replace(None);
+            }
+            Err(error) => {
+                tracing::warn!(%error, "Failed to reload the Teleport identity; keeping the previous one.");
+                self.error.send_replace(Some(error.to_string()));
+            }
+        }
+    }
+}
+
+// === The connector ===
+
+/// Opens TCP to one address and runs TLS with the newest client config.
+#[derive(Clone)]
+pub struct TlsConnector {
+    addr: String,
+    tls: ClientTls,
+}
+
+impl TlsConnector {
+    /// A connector to `addr` (`host:port`).
+    pub fn new(addr: impl Into<String>, tls: ClientTls) -> TlsConnector {
+        TlsConnector { addr: addr.into(), tls }
+    }
+
+    async fn open(addr: String, config: Arc<ClientConfig>) -> std::io::Result<TokioIo<tokio_rustls::client::TlsStream<TcpStream>>> {
+        let tcp = TcpStream::connect(&addr).await?;
+        tcp.set_nodelay(true)?;
+        let name = ServerName::try_from(API_DOMAIN).map_err(std::io::Error::other)?;
+        let tls = tokio_rustls::TlsConnector::from(config).connect(name, tcp).await?;
+        Ok(TokioIo::new(tls))
+    }
+}
+
+type Connecting = Pin<Box<dyn Future<Output = std::io::Result<TokioIo<tokio_rustls::client::TlsStream<TcpStream>>>> + Send>>;
+
+impl tonic::codegen::Service<Uri> for TlsConnector {
+    type Response = TokioIo<tokio_rustls::client::TlsStream<TcpStream>>;
+    type Error = std::io::Error;
+    type Future = Connecting;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, _: Uri) -> Self::Future {
+        Box::pin(Self::open(self.addr.clone(), self.tls.current()))
+    }
+}
+
+// === connect ===
+
+/// Connects to Teleport at `addr` (`host:port`) and waits until the channel
+/// is up. The channel reconnects by itself after a failure, through the same
+/// connector (so with the newest identity).
+pub async fn connect(addr: &str, tls: &ClientTls, options: &ConnectOptions) -> Result<Channel, ConnectError> {
+    let endpoint = endpoint(addr, options)?;
+    let connector = TlsConnector::new(addr, tls.clone());
+    endpoint.connect_with_connector(connector).await.map_err(|err| ConnectError::Connect { addr: addr.to_owned(), reason: one_line(&err) })
+}
+
+/// Like [`connect`], but connects on first use; for a process that must
+/// start (and retry) while Teleport is down.
+pub fn connect_lazy(addr: &str, tls: &ClientTls, options: &ConnectOptions) -> Result<Channel, ConnectError> {
+    Ok(endpoint(addr, options)?.connect_with_connector_lazy(TlsConnector::new(addr, tls.clone())))
+}
+
+fn endpoint(addr: &str, options: &ConnectOptions) -> Result<Endpoint, ConnectError> {
+    let invalid = |reason: String| ConnectError::Address { addr: addr.to_owned(), reason };
+    let uri: Uri = format!("http://{addr}").parse().map_err(|err: tonic::codegen::http::uri::InvalidUri| invalid(err.to_string()))?;
+    if uri.port_u16().is_none() || uri.path() != "/" || uri.host().is_none_or(str::is_empty) {
+        return Err(invalid("expected host:port, for example teleport.example.com:3025".into()));
+    }
+    // The scheme is http because TLS happens in our connector, not in tonic.
+    Ok(Endpoint::from(uri)
+        .connect_timeout(options.connect_timeout)
+        .http2_keep_alive_interval(options.keepalive_interval)
+        .keep_alive_timeout(options.keepalive_timeout)
+        .keep_alive_while_idle(true))
+}
+
+/// The audit log client on a channel, accepting messages up to
+/// [`MAX_MESSAGE_BYTES`].
+pub fn audit_log_client(channel: Channel) -> AuditLogServiceClient<Channel> {
+    AuditLogServiceClient::new(channel).max_decoding_message_size(MAX_MESSAGE_BYTES)
+}
+
+/// The Auth Service client on a channel (for `UpsertLock`).
+pub fn auth_client(channel: Channel) -> AuthServiceClient<Channel> {
+    AuthServiceClient::new(channel).max_decoding_message_size(MAX_MESSAGE_BYTES)
+}
+
+/// An error and its causes on one line, each cause once.
+pub fn one_line(err: &(dyn StdError + 'static)) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    let mut next = Some(err);
+    while let Some(err) = next {
+        let text = err.to_string().replace('\n', " ");
+        if !parts.iter().any(|part| part.contains(&text)) {
+            parts.push(text);
+        }
+        next = err.source();
+    }
+    parts.join(": ")
+}
+
+/// A failed call as one line: which address answered what.
+pub fn describe_status(addr: &str, status: &tonic::Status) -> String {
+    let mut line = format!("Teleport at {addr} answered {:?}: {}", status.code(), status.message().replace('\n', " "));
+    if let Some(source) = status.source() {
+        line.push_str(&format!(" ({})", one_line(source)));
+    }
+    line
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn addresses_must_be_host_and_port() {
+        let options = ConnectOptions::default();
+        assert!(endpoint("teleport.example.com:3025", &options).is_ok());
+        assert!(endpoint("[::1]:3025", &options).is_ok());
+        for bad in ["teleport.example.com", "https://teleport.example.com:443", "host:3025/path", ":3025", "a b:1"] {
+            let err = endpoint(bad, &options).expect_err(bad).to_string();
+            assert!(err.starts_with(&format!("Teleport address `{bad}` is not host:port: ")), "{err}");
+        }
+    }
+
+    #[test]
+    fn causes_are_joined_on_one_line_once() {
+        let inner = std::io::Error::other("connection refused");
+        let outer = std::io::Error::other(ConnectError::Connect { addr: "a:1".into(), reason: "x".into() });
+        assert_eq!(one_line(&inner), "connection refused");
+        assert_eq!(one_line(&outer), "cannot connect to Teleport at a:1: x");
+    }
+}

@@ -973,6 +973,24 @@ mod tests {
     }
 
     #[test]
+    fn the_ssh_user_certificate_is_signed_by_the_ssh_ca() {
+        use ring::signature::KeyPair as _;
+        let ca = SshCa::generate().expect("ssh ca");
+        let key = KeyPair::generate().expect("key");
+        let line = ca.user_certificate(&key, 7, "ferry", (1, 2)).expect("certificate");
+        let line = String::from_utf8(line).expect("text");
+        let (kind, encoded) = line.trim_end().split_once(' ').expect("two words");
+        assert_eq!(kind, "ecdsa-sha2-nistp256-cert-v01@openssh.com");
+        let blob = base64::engine::general_purpose::STANDARD.decode(encoded).expect("base64");
+        // The last field: string(string("ssh-ed25519") string(64-byte signature)).
+        let (signed, signature) = blob.split_at(blob.len() - (4 + 4 + 11 + 4 + 64));
+        let public = ring::signature::UnparsedPublicKey::new(&ring::signature::ED25519, ca.key.public_key().as_ref());
+        public.verify(signed, &signature[signature.len() - 64..]).expect("a valid CA signature");
+        let known_host = String::from_utf8(ca.known_hosts_line("ferry.test")).expect("text");
+        assert!(known_host.starts_with("@cert-authority ferry.test,*.ferry.test ssh-ed25519 AAAAC3NzaC1lZDI1NTE5"), "{known_host}");
+    }
+
+    #[test]
     fn page_keys_round_trip_and_foreign_keys_are_refused() {
         assert_eq!(parse_page_key(&page_key((-5, 9))).expect("ours"), Some((-5, 9)));
         assert_eq!(parse_page_key("").expect("empty"), None);

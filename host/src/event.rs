@@ -11,13 +11,25 @@ use std::borrow::Cow;
 
 pub use crate::plugin::bindings::ferry::plugin::types::{Event, Outcome, Route};
 
-/// Input that is not an audit event (not a JSON object), handed back with
-/// its bytes so that nothing is lost: they go to the dead-letter table.
+/// Input that is not an audit event, handed back with its bytes so that
+/// nothing is lost: they go to the dead-letter table.
 #[derive(Debug, thiserror::Error)]
-#[error("not a JSON object: {error}")]
+#[error("{problem}")]
 pub struct EventError {
-    error: serde_json::Error,
+    problem: Problem,
     json: Vec<u8>,
+}
+
+#[derive(Debug, thiserror::Error)]
+enum Problem {
+    /// JSON must be UTF-8; sinks would otherwise write invalid JSON.
+    #[error("not UTF-8 text (invalid byte at offset {0})")]
+    NotUtf8(usize),
+    /// An event is one JSON object; arrays, strings and numbers are not.
+    #[error("not a JSON object (it starts with {0})")]
+    NotObject(String),
+    #[error("invalid JSON: {0}")]
+    Invalid(serde_json::Error),
 }
 
 impl EventError {
@@ -60,9 +72,12 @@ impl Event {
     /// its JSON text, as Teleport itself identifies such events, so that the
     /// id is stable across retries and restarts.
     pub fn from_json(json: Vec<u8>) -> Result<Event, EventError> {
+        if let Err(problem) = check_object_text(&json) {
+            return Err(EventError { problem, json });
+        }
         let headers: Headers<'_> = match serde_json::from_slice(&json) {
             Ok(headers) => headers,
-            Err(error) => return Err(EventError { error, json }),
+            Err(error) => return Err(EventError { problem: Problem::Invalid(error), json }),
         };
         let id = match headers.uid.as_deref() {
             Some(uid) if !uid.is_empty() => uid.to_owned(),
@@ -80,6 +95,23 @@ impl Event {
             session_id: headers.sid.map(Cow::into_owned).unwrap_or_default(),
             json,
         })
+    }
+}
+
+/// serde_json checks UTF-8 only inside the strings it decodes, and a struct
+/// also deserializes from an array; both are ruled out here first.
+fn check_object_text(json: &[u8]) -> Result<(), Problem> {
+    if let Err(err) = std::str::from_utf8(json) {
+        return Err(Problem::NotUtf8(err.valid_up_to()));
+    }
+    match json.iter().find(|b| !b.is_ascii_whitespace()) {
+        Some(b'{') => Ok(()),
+        None => Err(Problem::NotObject("nothing".into())),
+        // Valid JSON of another kind, or not JSON at all: say which.
+        Some(&other) => match serde_json::from_slice::<IgnoredAny>(json) {
+            Ok(_) => Err(Problem::NotObject(format!("`{}`", char::from(other).escape_default()))),
+            Err(error) => Err(Problem::Invalid(error)),
+        },
     }
 }
 
@@ -128,9 +160,19 @@ mod tests {
 
     #[test]
     fn non_objects_and_broken_json_are_refused() {
-        for bad in [&b"[1,2]"[..], b"\"text\"", b"{\"a\":", b"not json", b""] {
+        for (bad, says) in [
+            (&b"[1,2]"[..], "not a JSON object (it starts with `[`)"),
+            (b"[]", "not a JSON object (it starts with `[`)"),
+            (br#"["u-1","user.login"]"#, "not a JSON object (it starts with `[`)"),
+            (b"\"text\"", "not a JSON object (it starts with `\\\"`)"),
+            (b"", "not a JSON object (it starts with nothing)"),
+            (b"{\"a\":", "invalid JSON: EOF while parsing"),
+            (b"oops", "invalid JSON: expected value"),
+            (b"{\"uid\":\"x\",\"user\":\"\xff\xfe\"}", "not UTF-8 text (invalid byte at offset 19)"),
+        ] {
             let err = Event::from_json(bad.to_vec()).expect_err("must refuse");
-            assert!(err.to_string().starts_with("not a JSON object"), "{err}");
+            assert!(err.to_string().starts_with(says), "{err} does not start with {says}");
+            assert_eq!(err.into_json(), bad.to_vec(), "the bytes come back unchanged");
         }
     }
 

@@ -4,6 +4,7 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use ferry::config::FerryConfig;
 use ferry::metrics::Metrics;
+use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -131,8 +132,15 @@ async fn dead_letters(path: PathBuf, limit: u32) -> anyhow::Result<()> {
     let database = config.database_path();
     anyhow::ensure!(database.exists(), "no state database at {}: ferry has not run with this config", database.display());
     let state = ferry::state::State::open(&database).await?;
+    let mut out = std::io::stdout().lock();
     for letter in state.dead_letters(limit).await? {
-        println!("{}", serde_json::to_string(&letter).context("cannot encode a dead letter")?);
+        let line = serde_json::to_string(&letter).context("cannot encode a dead letter")?;
+        match writeln!(out, "{line}") {
+            Ok(()) => {}
+            // The reader has seen enough (`ferry dead-letters | head`).
+            Err(err) if err.kind() == std::io::ErrorKind::BrokenPipe => return Ok(()),
+            Err(err) => return Err(err).context("cannot write to stdout"),
+        }
     }
     Ok(())
 }

@@ -30,7 +30,7 @@ fn bad_lines_are_dead_lettered_with_their_offset_and_the_rest_delivered() {
     let events = util::fixtures();
     let bad = [
         Bad { bytes: br#"{"uid":"cut-short","event":"user.login","#, says: "EOF while parsing" },
-        Bad { bytes: b"[1,2]", says: "invalid type" },
+        Bad { bytes: b"[1,2]", says: "not a JSON object" },
         Bad { bytes: br#"{"uid":"two-objects"} {"uid":"on-one-line"}"#, says: "trailing characters" },
         Bad { bytes: b"oops, not json", says: "expected value" },
     ];

@@ -42,6 +42,12 @@ pub struct FerryConfig {
     #[serde(default)]
     pub sinks: BTreeMap<String, SinkConfig>,
 
+    /// teleport-event-handler's `[forward.fluentd]`, kept so that its config
+    /// files load unchanged: it becomes the sinks `default` (audit events,
+    /// to `url`) and `sessions` (session recordings, to
+    /// `<session-url>.<session id>.log`), one event per request as before.
+    pub forward: Option<LegacyForward>,
+
     /// The folder of the config file; relative paths are resolved against it.
     #[serde(skip)]
     pub base_dir: PathBuf,
@@ -75,6 +81,47 @@ pub enum SinkConfig {
     Http(HttpSinkConfig),
 }
 
+/// `[forward]` of teleport-event-handler.toml.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct LegacyForward {
+    /// `[forward.fluentd]`.
+    pub fluentd: Option<LegacyFluentd>,
+}
+
+/// `[forward.fluentd]` of teleport-event-handler.toml, same keys and meaning.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct LegacyFluentd {
+    /// Where audit events are POSTed.
+    pub url: String,
+    /// Base of the URLs session events are POSTed to.
+    pub session_url: Option<String>,
+    /// CA that verifies the receiver.
+    pub ca: Option<PathBuf>,
+    /// Client certificate.
+    pub cert: Option<PathBuf>,
+    /// Client key.
+    pub key: Option<PathBuf>,
+    /// Most requests in flight; 0 means the original's default, 10.
+    pub max_connections: Option<usize>,
+}
+
+impl LegacyFluentd {
+    fn sink(&self, url: &str, per_session: bool) -> SinkConfig {
+        SinkConfig::Http(HttpSinkConfig {
+            url: url.to_owned(),
+            ca: self.ca.clone(),
+            cert: self.cert.clone(),
+            key: self.key.clone(),
+            max_connections: self.max_connections.filter(|&n| n > 0),
+            format: Some(crate::sink::logstash::BodyFormat::Single),
+            per_session,
+            ..HttpSinkConfig::default()
+        })
+    }
+}
+
 fn default_storage() -> PathBuf {
     PathBuf::from("./storage")
 }
@@ -99,7 +146,27 @@ impl FerryConfig {
             .filter(|dir| !dir.as_os_str().is_empty())
             .map_or_else(|| PathBuf::from("."), Path::to_owned);
         config.base_dir = std::path::absolute(&config.base_dir).unwrap_or(config.base_dir);
+        config.apply_legacy_forward()?;
         Ok(config)
+    }
+
+    /// Turns `[forward.fluentd]` into the sinks it stands for.
+    fn apply_legacy_forward(&mut self) -> Result<(), ConfigError> {
+        let Some(fluentd) = self.forward.as_ref().and_then(|forward| forward.fluentd.clone()) else { return Ok(()) };
+        for name in ["default", "sessions"] {
+            if self.sinks.contains_key(name) {
+                return Err(ConfigError::invalid(
+                    &self.file,
+                    format!("sinks.{name}"),
+                    "[forward.fluentd] already defines this sink; keep one of the two",
+                ));
+            }
+        }
+        self.sinks.insert("default".to_owned(), fluentd.sink(&fluentd.url, false));
+        if let Some(session_url) = &fluentd.session_url {
+            self.sinks.insert("sessions".to_owned(), fluentd.sink(session_url, true));
+        }
+        Ok(())
     }
 
     /// A path from the config, made absolute against the config's folder.
@@ -194,6 +261,26 @@ mod tests {
         let text = err.to_string();
         assert!(text.starts_with("/etc/ferry/ferry.toml:2:"), "{text}");
         assert!(text.contains("invalid type"), "{text}");
+    }
+
+    #[test]
+    fn the_event_handlers_forward_table_becomes_two_sinks() {
+        let config = parse(
+            "[forward.fluentd]\nca = \"ca.crt\"\ncert = \"client.crt\"\nkey = \"client.key\"\n\
+             url = \"https://localhost:8888/test.log\"\nsession-url = \"https://localhost:8888/session\"\n",
+        )
+        .expect("legacy config");
+        let Some(SinkConfig::Http(audit)) = config.sinks.get("default") else { panic!("no default sink") };
+        assert_eq!(audit.url, "https://localhost:8888/test.log");
+        assert_eq!(audit.format, Some(crate::sink::logstash::BodyFormat::Single));
+        assert!(!audit.per_session);
+        let Some(SinkConfig::Http(sessions)) = config.sinks.get("sessions") else { panic!("no sessions sink") };
+        assert_eq!(sessions.url, "https://localhost:8888/session");
+        assert!(sessions.per_session);
+        assert_eq!(config.default_sink().expect("default"), "default");
+
+        let clash = parse("[forward.fluentd]\nurl = \"https://x/\"\n[sinks.default]\ntype = \"stdout\"\n").expect_err("two defaults");
+        assert!(clash.to_string().contains("`sinks.default`: [forward.fluentd] already defines"), "{clash}");
     }
 
     #[test]

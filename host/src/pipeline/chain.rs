@@ -110,7 +110,7 @@ impl Chain {
         for ((event, mut flight), outcome) in events.into_iter().zip(flights).zip(outcomes) {
             let next = match outcome {
                 Outcome::Keep => Ok(event),
-                Outcome::Replace(json) => self.replaced(plugin, event, json),
+                Outcome::Replace(json) => self.replaced(event, json),
                 Outcome::Drop => {
                     dropped += 1;
                     continue;
@@ -120,7 +120,7 @@ impl Chain {
                     Ok(()) => {
                         flight.routes = Some(sinks);
                         match json {
-                            Some(json) => self.replaced(plugin, event, json),
+                            Some(json) => self.replaced(event, json),
                             None => Ok(event),
                         }
                     }
@@ -147,9 +147,9 @@ impl Chain {
 
     /// The event rebuilt from a plugin's new JSON, or the original with why
     /// the new JSON cannot be used.
-    fn replaced(&self, plugin: &str, original: Event, json: Vec<u8>) -> Result<Event, (Event, String)> {
+    fn replaced(&self, original: Event, json: Vec<u8>) -> Result<Event, (Event, String)> {
         let json = if json::has_line_break(&json) { json::compact(&json) } else { json };
-        Event::from_json(json).map_err(|err| (original, format!("plugin `{plugin}` returned invalid JSON: {err}")))
+        Event::from_json(json).map_err(|err| (original, format!("returned {err}")))
     }
 
     fn check_routes(&self, sinks: &[String]) -> Result<(), String> {
@@ -168,7 +168,7 @@ impl Chain {
         routes.sort();
         routes.dedup();
         let last = routes.len() - 1;
-        let mut out = Some(OutEvent { id: event.id, json: event.json });
+        let mut out = Some(OutEvent { id: event.id, session_id: event.session_id, json: event.json });
         for (i, sink) in routes.into_iter().enumerate() {
             let event = if i == last { out.take() } else { out.clone() };
             if let Some(event) = event {
@@ -257,7 +257,7 @@ mod tests {
         assert_eq!(dead.len(), 3);
         assert_eq!(dead[0], ("u4".into(), "plugin `p` failed event u4: bad thing".into()));
         assert!(dead[1].1.ends_with("routed to unknown sink `nowhere`"), "{}", dead[1].1);
-        assert!(dead[2].1.contains("returned invalid JSON"), "{}", dead[2].1);
+        assert_eq!(dead[2].1, "plugin `p` failed event u6: returned invalid JSON: expected ident at line 1 column 2");
         assert_eq!(output.dead[2].payload, br#"{"uid":"u6","event":"g"}"#.to_vec(), "the original is kept");
     }
 

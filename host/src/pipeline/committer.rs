@@ -3,7 +3,7 @@
 use super::router::Completed;
 use crate::metrics::Metrics;
 use crate::sink::retry::Backoff;
-use crate::state::State;
+use crate::state::{DeadLetter, State};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -23,21 +23,33 @@ pub async fn run(mut completed: mpsc::Receiver<Completed>, state: State, source:
             ready.push(batch);
             next += 1;
         }
+        let dead: Vec<DeadLetter> = ready.iter_mut().flat_map(|batch| std::mem::take(&mut batch.dead)).collect();
         let Some(last) = ready.last() else { continue };
-        commit(&state, &source, &last.position).await;
+        commit(&state, &source, &last.position, &dead).await;
+        report(&dead, &metrics);
         metrics.add("ferry_batches_committed_total", &[], ready.len() as u64);
         // Dropping the batches frees their in-flight slots, after the commit.
         drop(ready);
     }
 }
 
-async fn commit(state: &State, source: &str, position: &str) {
+/// Commits the cursor and the dead letters before it, retrying until the
+/// database takes them: events must not count as handled while their dead
+/// letters exist only in memory.
+async fn commit(state: &State, source: &str, position: &str, dead: &[DeadLetter]) {
     let backoff = Backoff { initial: Duration::from_millis(100), max: Duration::from_secs(5) };
     let mut attempt = 0;
-    while let Err(err) = state.commit_cursor(source, position).await {
-        tracing::error!(error = %err, "Cannot commit the cursor; retrying. Events after it wait.");
+    while let Err(err) = state.commit(source, position, dead).await {
+        tracing::error!(error = %err, dead_letters = dead.len(), "Cannot commit the cursor; retrying. Events after it wait.");
         tokio::time::sleep(backoff.delay(attempt)).await;
         attempt = attempt.saturating_add(1);
+    }
+}
+
+fn report(dead: &[DeadLetter], metrics: &Metrics) {
+    for letter in dead {
+        tracing::warn!(stage = letter.stage.as_str(), component = %letter.component, event = letter.event_id.as_deref().unwrap_or("-"), position = letter.position.as_deref().unwrap_or("-"), reason = %letter.reason, "Event dead-lettered.");
+        metrics.add("ferry_events_dead_lettered_total", &[("stage", letter.stage.as_str())], 1);
     }
 }
 
@@ -55,6 +67,7 @@ mod tests {
         let committer = tokio::spawn(run(rx, state.clone(), "src".into(), Arc::new(Metrics::default())));
         let batch = |seq: u64| Completed {
             seq,
+            dead: Vec::new(),
             position: format!("pos{seq}"),
             permit: slots.clone().try_acquire_owned().expect("slot"),
         };

@@ -2,14 +2,11 @@
 //! answered, records the batch's dead letters and reports it complete.
 
 use super::ChainOutput;
-use crate::metrics::Metrics;
 use crate::sink::OutEvent;
-use crate::sink::retry::Backoff;
 use crate::sink::worker::SinkJob;
 use crate::source::Invalid;
-use crate::state::{DeadLetter, Stage, State};
+use crate::state::{DeadLetter, Stage};
 use std::collections::BTreeMap;
-use std::sync::Arc;
 use tokio::sync::{OwnedSemaphorePermit, mpsc, oneshot};
 
 /// A batch after the plugin chain.
@@ -26,12 +23,15 @@ pub struct Processed {
     pub invalid: Vec<Invalid>,
 }
 
-/// A batch whose every event is delivered, dropped or dead-lettered.
+/// A batch whose every event is delivered, dropped or about to be
+/// dead-lettered (with the cursor, in one transaction).
 pub struct Completed {
     /// The batch's sequence number.
     pub seq: u64,
     /// The source position just past the batch.
     pub position: String,
+    /// The batch's events that could not be delivered.
+    pub dead: Vec<DeadLetter>,
     /// Released once the position is committed.
     #[expect(dead_code, reason = "held, never read: dropping it frees the in-flight slot")]
     pub permit: OwnedSemaphorePermit,
@@ -40,12 +40,8 @@ pub struct Completed {
 /// What the router needs besides its channels.
 #[derive(Clone)]
 pub struct RouterContext {
-    /// The state database, for dead letters.
-    pub state: State,
     /// The source name, for dead letters.
     pub source: String,
-    /// Counters.
-    pub metrics: Arc<Metrics>,
 }
 
 /// Sends each batch's events to their sinks in batch order, so that every
@@ -78,24 +74,23 @@ pub async fn run(
             reason: bad.reason,
             payload: bad.raw,
         }));
-        let done = Completed { seq, position, permit };
-        tokio::spawn(complete(answers, dead, done, completed.clone(), context.clone()));
+        let done = Completed { seq, position, permit, dead };
+        tokio::spawn(complete(answers, done, completed.clone(), context.clone()));
     }
 }
 
-/// Waits for every sink's answer, writes the batch's dead letters, and
-/// reports the batch complete. Returns quietly if a sink gave up because of
-/// shutdown: the batch then stays uncommitted.
+/// Waits for every sink's answer and reports the batch complete. Returns
+/// quietly if a sink gave up because of shutdown: the batch then stays
+/// uncommitted.
 async fn complete(
     answers: Vec<(String, oneshot::Receiver<Vec<(OutEvent, String)>>)>,
-    mut dead: Vec<DeadLetter>,
-    done: Completed,
+    mut done: Completed,
     completed: mpsc::Sender<Completed>,
     context: RouterContext,
 ) {
     for (sink, answer) in answers {
         let Ok(refused) = answer.await else { return };
-        dead.extend(refused.into_iter().map(|(event, reason)| DeadLetter {
+        done.dead.extend(refused.into_iter().map(|(event, reason)| DeadLetter {
             source: context.source.clone(),
             position: None,
             event_id: Some(event.id),
@@ -105,25 +100,5 @@ async fn complete(
             payload: event.json,
         }));
     }
-    write_dead_letters(&context, &dead).await;
     let _ = completed.send(done).await;
-}
-
-/// Writes dead letters, retrying until the database takes them: the batch
-/// must not count as done while they exist only in memory.
-async fn write_dead_letters(context: &RouterContext, dead: &[DeadLetter]) {
-    if dead.is_empty() {
-        return;
-    }
-    let backoff = Backoff { initial: std::time::Duration::from_millis(100), max: std::time::Duration::from_secs(5) };
-    let mut attempt = 0;
-    while let Err(err) = context.state.add_dead_letters(dead).await {
-        tracing::error!(error = %err, events = dead.len(), "Cannot write dead letters; retrying. The cursor waits.");
-        tokio::time::sleep(backoff.delay(attempt)).await;
-        attempt = attempt.saturating_add(1);
-    }
-    for letter in dead {
-        tracing::warn!(stage = letter.stage.as_str(), component = %letter.component, event = letter.event_id.as_deref().unwrap_or("-"), position = letter.position.as_deref().unwrap_or("-"), reason = %letter.reason, "Event dead-lettered.");
-        context.metrics.add("ferry_events_dead_lettered_total", &[("stage", letter.stage.as_str())], 1);
-    }
 }

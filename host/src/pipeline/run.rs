@@ -140,7 +140,7 @@ impl Pipeline {
             jobs.insert(name.clone(), tx);
             tokio::spawn(sink::worker::run(name, sink, rx, backoff, metrics.clone(), stopped.clone()));
         }
-        let context = RouterContext { state: state.clone(), source: source_name.clone(), metrics: metrics.clone() };
+        let context = RouterContext { source: source_name.clone() };
         tokio::spawn(router::run(processed_rx, jobs, completed_tx, context));
         let mut committer = tokio::spawn(committer::run(completed_rx, state.clone(), source_name, metrics.clone()));
 

@@ -22,11 +22,11 @@ fn write_events(path: &Path, count: usize) -> Vec<(String, u64)> {
     ends
 }
 
-async fn pipeline_for(dir: &Path, standin: &LogstashStandIn, pipeline: &str) -> (crate::pipeline::Pipeline, Arc<Metrics>, FerryConfig) {
+async fn pipeline_for(dir: &Path, standin: &LogstashStandIn, pipeline: &str, sink: &str) -> (crate::pipeline::Pipeline, Arc<Metrics>, FerryConfig) {
     let pki = standin.pki.write(&dir.join("pki")).expect("pki");
     let text = format!(
         "storage = \"storage\"\n[pipeline]\n{pipeline}\n[source.file]\npath = \"in.jsonl\"\nfollow = false\n\
-         [sinks.default]\ntype = \"logstash\"\nurl = \"{}\"\nca = \"{}\"\ncert = \"{}\"\nkey = \"{}\"\nretry-initial = \"20ms\"\nretry-max = \"100ms\"\nmax-connections = 2\n",
+         [sinks.default]\ntype = \"logstash\"\nurl = \"{}\"\nca = \"{}\"\ncert = \"{}\"\nkey = \"{}\"\nretry-initial = \"20ms\"\nretry-max = \"100ms\"\n{sink}\n",
         standin.url(),
         pki.ca.display(),
         pki.client_cert.display(),
@@ -53,7 +53,7 @@ async fn a_stalled_receiver_pauses_the_source_instead_of_buffering() {
     write_events(&dir.path().join("in.jsonl"), total);
     let standin = LogstashStandIn::start(None).await.expect("stand-in");
     standin.set_stalled(true);
-    let (pipeline, metrics, _config) = pipeline_for(dir.path(), &standin, "batch-size = 100\nlinger = \"10ms\"\nbatches-in-flight = 2").await;
+    let (pipeline, metrics, _config) = pipeline_for(dir.path(), &standin, "batch-size = 100\nlinger = \"10ms\"\nbatches-in-flight = 2", "max-connections = 2").await;
     let run = tokio::spawn(pipeline.run(crate::shutdown::Shutdown::never()));
 
     wait_for("requests to be held by the stall", || standin.held_requests() >= 2).await;
@@ -89,7 +89,7 @@ async fn through_faults_the_cursor_never_passes_an_unacknowledged_event() {
         faults.extend([Fault::Status(500), Fault::Reset, Fault::TooManyRequests(0), Fault::Delay(Duration::from_millis(30))]);
     }
     standin.inject(faults);
-    let (pipeline, _metrics, config) = pipeline_for(dir.path(), &standin, "batch-size = 50\nlinger = \"5ms\"\nbatches-in-flight = 4").await;
+    let (pipeline, _metrics, config) = pipeline_for(dir.path(), &standin, "batch-size = 50\nlinger = \"5ms\"\nbatches-in-flight = 4", "max-connections = 2").await;
     let state = crate::state::State::open(&config.database_path()).await.expect("state");
     let source = format!("file:{}", dir.path().join("in.jsonl").display());
     let run = tokio::spawn(pipeline.run(crate::shutdown::Shutdown::never()));
@@ -115,4 +115,27 @@ async fn through_faults_the_cursor_never_passes_an_unacknowledged_event() {
     assert_eq!(received.len(), 3_000, "every event arrived");
     assert_eq!(state.cursor(&source).await.expect("cursor").as_deref(), lines.last().map(|(_, end)| end.to_string()).as_deref());
     eprintln!("checked the cursor {checks} times while faults were injected");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_the_receiver_refuses_are_dead_lettered_with_the_status_and_the_rest_flows() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let lines = write_events(&dir.path().join("in.jsonl"), 20);
+    let standin = LogstashStandIn::start(None).await.expect("stand-in");
+    standin.inject([Fault::BadRequest("cannot index event".into())]);
+    // One event per request, so that the refusal hits exactly one event.
+    let sink = "max-connections = 1\nformat = \"single\"";
+    let (pipeline, _metrics, config) = pipeline_for(dir.path(), &standin, "batch-size = 5\nlinger = \"5ms\"\nbatches-in-flight = 1", sink).await;
+    let summary = pipeline.run(crate::shutdown::Shutdown::never()).await.expect("ran");
+    assert_eq!((summary.delivered, summary.dead_lettered), (19, 1), "{summary}");
+    let state = crate::state::State::open(&config.database_path()).await.expect("state");
+    let letters = state.dead_letters(10).await.expect("dead letters");
+    assert_eq!(letters.len(), 1);
+    let letter = &letters[0];
+    assert_eq!((letter.stage.as_str(), letter.component.as_str()), ("sink", "default"));
+    assert!(letter.reason.contains("HTTP 400 Bad Request: cannot index event"), "{}", letter.reason);
+    assert_eq!(letter.event_id.as_deref(), Some(lines[0].0.as_str()));
+    assert_eq!(standin.event_count(), 19);
+    let source = format!("file:{}", dir.path().join("in.jsonl").display());
+    assert_eq!(state.cursor(&source).await.expect("cursor"), lines.last().map(|(_, end)| end.to_string()), "the cursor moved past the dead letter");
 }

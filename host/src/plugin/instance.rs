@@ -77,7 +77,7 @@ impl WasmPlugin {
     fn call_error(&self, err: &wasmtime::Error) -> PluginError {
         let message = match err.downcast_ref::<Trap>() {
             Some(Trap::Interrupt) => format!("ran past its deadline of {:?} (deadline)", self.settings.deadline),
-            Some(trap) => format!("trapped: {trap}"),
+            Some(trap) => trap.to_string(),
             None => one_line(err),
         };
         PluginError::Call { plugin: self.settings.name.clone(), message }

@@ -17,6 +17,8 @@ mod error;
 mod instance;
 mod runtime;
 mod state;
+#[cfg(test)]
+mod tests;
 
 pub use config::{OnError, PluginSettings, PluginSpec};
 pub use error::PluginError;

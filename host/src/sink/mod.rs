@@ -20,11 +20,14 @@ use std::future::Future;
 use std::pin::Pin;
 
 /// An event on its way to a sink: its id (for dedupe downstream and for
-/// dead letters) and its final JSON text.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// dead letters), its session (for per-session destinations) and its final
+/// JSON text.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct OutEvent {
     /// The event id (Teleport's `uid`, or the derived one).
     pub id: String,
+    /// The session it belongs to (Teleport's `sid`), or empty.
+    pub session_id: String,
     /// One JSON object, without a trailing newline.
     pub json: Vec<u8>,
 }

@@ -52,14 +52,11 @@ pub async fn run(
 async fn deliver(name: Arc<str>, sink: Arc<dyn Sink>, job: SinkJob, backoff: Backoff, metrics: Arc<Metrics>, mut shutdown: Shutdown) {
     let mut attempt = 0;
     let delivery = loop {
-        let result = tokio::select! {
-            result = sink.deliver(&job.events) => result,
-            () = shutdown.wait() => {
-                tracing::warn!(sink = %name, events = job.events.len(), "Shutting down with a delivery unacknowledged; it will be sent again at the next start.");
-                return;
-            }
-        };
-        match result {
+        // An attempt under way is never cut short: its write may land anyway,
+        // and cutting it would only turn it into a duplicate. Shutdown is
+        // heeded between attempts; the pipeline's shutdown-timeout bounds
+        // an attempt that hangs.
+        match sink.deliver(&job.events).await {
             Ok(delivery) => break delivery,
             Err(err) => {
                 metrics.add("ferry_sink_retries_total", &[("sink", &name)], 1);
@@ -115,7 +112,7 @@ mod tests {
     }
 
     fn events(n: usize) -> Vec<OutEvent> {
-        (0..n).map(|i| OutEvent { id: format!("e{i}"), json: format!("{{\"i\":{i}}}").into_bytes() }).collect()
+        (0..n).map(|i| OutEvent { id: format!("e{i}"), json: format!("{{\"i\":{i}}}").into_bytes(), ..Default::default() }).collect()
     }
 
     #[tokio::test(start_paused = true)]
@@ -149,6 +146,7 @@ mod tests {
         tx.send(SinkJob { events: events(1), done }).await.expect("worker running");
         tokio::time::sleep(Duration::from_secs(5)).await;
         trigger.fire();
+        drop(tx);
         worker.await.expect("worker ends");
         assert!(result.await.is_err(), "no acknowledgement after shutdown");
     }

@@ -316,7 +316,7 @@ mod tests {
         assert_eq!(records[0].position, "12");
         let invalid = records[1].item.as_ref().expect_err("bad line");
         assert_eq!(invalid.position, "16");
-        assert!(invalid.reason.starts_with("line at byte 16: not a JSON object"), "{}", invalid.reason);
+        assert!(invalid.reason.starts_with("line at byte 16: invalid JSON: expected ident"), "{}", invalid.reason);
         assert_eq!(invalid.raw, b"not json");
         assert_eq!(records[1].position, "25");
     }

@@ -60,17 +60,25 @@ impl State {
 
     /// Records that `source` has got to `position`.
     pub async fn commit_cursor(&self, source: &str, position: &str) -> Result<(), StateError> {
-        sqlx::query(
-            "INSERT INTO cursors (source, position) VALUES (?, ?)
-             ON CONFLICT (source) DO UPDATE SET position = excluded.position,
-                 updated_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now')",
-        )
+        sqlx::query(UPSERT_CURSOR)
         .bind(source)
         .bind(position)
         .execute(&self.pool)
         .await
         .map_err(|err| self.error(err))?;
         Ok(())
+    }
+
+    /// Records that `source` has got to `position` and stores the dead
+    /// letters of everything before it, in one transaction: a crash leaves
+    /// both or neither, so a dead letter is never stored twice.
+    pub async fn commit(&self, source: &str, position: &str, letters: &[DeadLetter]) -> Result<(), StateError> {
+        let mut tx = self.pool.begin().await.map_err(|err| self.error(err))?;
+        for letter in letters {
+            insert_dead_letter(&mut tx, letter).await.map_err(|err| self.error(err))?;
+        }
+        sqlx::query(UPSERT_CURSOR).bind(source).bind(position).execute(&mut *tx).await.map_err(|err| self.error(err))?;
+        tx.commit().await.map_err(|err| self.error(err))
     }
 
     /// Writes dead letters in one transaction: all of them or none.
@@ -80,20 +88,7 @@ impl State {
         }
         let mut tx = self.pool.begin().await.map_err(|err| self.error(err))?;
         for letter in letters {
-            sqlx::query(
-                "INSERT INTO dead_letters (source, position, event_id, stage, component, reason, payload)
-                 VALUES (?, ?, ?, ?, ?, ?, ?)",
-            )
-            .bind(&letter.source)
-            .bind(&letter.position)
-            .bind(&letter.event_id)
-            .bind(letter.stage.as_str())
-            .bind(&letter.component)
-            .bind(&letter.reason)
-            .bind(&letter.payload)
-            .execute(&mut *tx)
-            .await
-            .map_err(|err| self.error(err))?;
+            insert_dead_letter(&mut tx, letter).await.map_err(|err| self.error(err))?;
         }
         tx.commit().await.map_err(|err| self.error(err))
     }
@@ -124,6 +119,27 @@ impl State {
     pub async fn close(&self) {
         self.pool.close().await;
     }
+}
+
+const UPSERT_CURSOR: &str = "INSERT INTO cursors (source, position) VALUES (?, ?)
+     ON CONFLICT (source) DO UPDATE SET position = excluded.position,
+         updated_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now')";
+
+async fn insert_dead_letter(tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>, letter: &DeadLetter) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO dead_letters (source, position, event_id, stage, component, reason, payload)
+         VALUES (?, ?, ?, ?, ?, ?, ?)",
+    )
+    .bind(&letter.source)
+    .bind(&letter.position)
+    .bind(&letter.event_id)
+    .bind(letter.stage.as_str())
+    .bind(&letter.component)
+    .bind(&letter.reason)
+    .bind(&letter.payload)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
 }
 
 impl StoredDeadLetter {

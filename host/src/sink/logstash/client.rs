@@ -2,7 +2,7 @@
 //! loop that retries each request until the receiver settles it.
 
 use super::classify::{Verdict, classify};
-use super::encode::{self, Request};
+use super::encode;
 use super::{BodyFormat, HttpSinkConfig};
 use crate::config::{ConfigError, FerryConfig};
 use crate::metrics::Metrics;
@@ -28,6 +28,7 @@ const RESPONSE_EXCERPT: usize = 1024;
 pub struct HttpSink {
     name: String,
     url: Uri,
+    per_session: bool,
     client: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
     headers: Vec<(HeaderName, HeaderValue)>,
     format: BodyFormat,
@@ -99,6 +100,7 @@ impl HttpSink {
         Ok(HttpSink {
             name: name.to_owned(),
             url,
+            per_session: config.per_session,
             client,
             headers,
             format: config.format.unwrap_or(if logstash { BodyFormat::JsonArray } else { BodyFormat::Single }),
@@ -120,7 +122,7 @@ impl HttpSink {
     /// empty JSON body, which Logstash acknowledges without creating an
     /// event. The error names the URL and says what failed.
     pub async fn probe(&self) -> Result<(), String> {
-        match self.send_once(Bytes::new(), "application/json", None).await {
+        match self.send_once(&self.url, Bytes::new(), "application/json", None).await {
             Verdict::Acknowledged => Ok(()),
             Verdict::Retry { reason, .. } | Verdict::Refused { reason } => Err(format!("{}: {reason}", self.url)),
             Verdict::TooLarge => Err(format!("{}: HTTP 413 for an empty body", self.url)),
@@ -130,18 +132,58 @@ impl HttpSink {
     /// Sends every request of a batch (concurrently, within the connection
     /// limit) and collects the events refused for good.
     async fn send_batch(&self, events: &[OutEvent]) -> Delivery {
-        let requests = encode::plan_requests(events, self.format, self.max_bytes);
-        let settled = futures_util::future::join_all(requests.into_iter().map(|Request { events: range }| self.send_range(events, range))).await;
-        Delivery { rejected: settled.into_iter().flatten().collect() }
+        let mut sends = Vec::new();
+        let mut refused = Vec::new();
+        for (url, group) in self.destinations(events) {
+            let url = match url {
+                Ok(url) => url,
+                Err(reason) => {
+                    refused.extend(group.map(|i| (i, reason.clone())));
+                    continue;
+                }
+            };
+            for request in encode::plan_requests(&events[group.clone()], self.format, self.max_bytes) {
+                let range = group.start + request.events.start..group.start + request.events.end;
+                sends.push(self.send_range(url.clone(), events, range));
+            }
+        }
+        let settled = futures_util::future::join_all(sends).await;
+        refused.extend(settled.into_iter().flatten());
+        Delivery { rejected: refused }
+    }
+
+    /// Where each run of events goes: `url`, or with `per-session`, one URL
+    /// per run of events of the same session.
+    fn destinations(&self, events: &[OutEvent]) -> Vec<(Result<Uri, String>, Range<usize>)> {
+        if !self.per_session {
+            return vec![(Ok(self.url.clone()), 0..events.len())];
+        }
+        let mut runs: Vec<(Result<Uri, String>, Range<usize>)> = Vec::new();
+        for (i, event) in events.iter().enumerate() {
+            match runs.last_mut() {
+                Some((_, run)) if events[run.start].session_id == event.session_id => run.end = i + 1,
+                _ => runs.push((self.session_url(&event.session_id), i..i + 1)),
+            }
+        }
+        runs
+    }
+
+    /// `<url>.<session id>.log`, as teleport-event-handler builds it.
+    fn session_url(&self, session_id: &str) -> Result<Uri, String> {
+        if session_id.is_empty() {
+            return Ok(self.url.clone());
+        }
+        let text = format!("{}.{session_id}.log", self.url);
+        text.parse().map_err(|err| format!("session id `{session_id}` makes no valid URL: {err}"))
     }
 
     /// Sends the events in `range`, splitting on 413, until every one is
     /// acknowledged or refused. Returns the refused ones.
-    async fn send_range(&self, events: &[OutEvent], range: Range<usize>) -> Vec<(usize, String)> {
+    async fn send_range(&self, url: Uri, events: &[OutEvent], range: Range<usize>) -> Vec<(usize, String)> {
         let mut pending = vec![range];
         let mut refused = Vec::new();
         while let Some(range) = pending.pop() {
-            match self.send_until_settled(&events[range.clone()]).await {
+            match self.send_until_settled(&url, &events[range.clone()]).await {
                 Settled::Acknowledged => {}
                 Settled::TooLarge(_) if range.len() > 1 => {
                     let middle = range.start + range.len() / 2;
@@ -149,8 +191,8 @@ impl HttpSink {
                     pending.push(range.start..middle);
                 }
                 Settled::TooLarge(reason) | Settled::Refused(reason) => {
-                    tracing::warn!(sink = %self.name, url = %self.url, %reason, events = range.len(), "Receiver refused events; dead-lettering them.");
-                    refused.extend(range.map(|i| (i, format!("{}: {reason}", self.url))));
+                    tracing::warn!(sink = %self.name, %url, %reason, events = range.len(), "Receiver refused events; dead-lettering them.");
+                    refused.extend(range.map(|i| (i, format!("{url}: {reason}"))));
                 }
             }
         }
@@ -159,7 +201,7 @@ impl HttpSink {
 
     /// One request, retried with backoff until the receiver acknowledges,
     /// refuses it, or finds it too large.
-    async fn send_until_settled(&self, events: &[OutEvent]) -> Settled {
+    async fn send_until_settled(&self, url: &Uri, events: &[OutEvent]) -> Settled {
         let (body, content_type) = encode::body(events, self.format);
         let (body, encoding) = match self.gzip {
             true => match encode::gzip(&body) {
@@ -173,7 +215,7 @@ impl HttpSink {
         loop {
             let verdict = {
                 let _slot = self.connections.acquire().await;
-                self.send_once(body.clone(), content_type, encoding).await
+                self.send_once(url, body.clone(), content_type, encoding).await
             };
             match verdict {
                 Verdict::Acknowledged => return Settled::Acknowledged,
@@ -182,7 +224,7 @@ impl HttpSink {
                 Verdict::Retry { reason, after } => {
                     let delay = after.unwrap_or_else(|| self.backoff.delay(attempt));
                     self.metrics.add("ferry_sink_retries_total", &[("sink", &self.name)], 1);
-                    tracing::warn!(sink = %self.name, url = %self.url, error = %reason, attempt = attempt + 1, retry_in = ?delay, "Delivery failed; retrying.");
+                    tracing::warn!(sink = %self.name, %url, error = %reason, attempt = attempt + 1, retry_in = ?delay, "Delivery failed; retrying.");
                     tokio::time::sleep(delay).await;
                     attempt = attempt.saturating_add(1);
                 }
@@ -190,8 +232,8 @@ impl HttpSink {
         }
     }
 
-    async fn send_once(&self, body: Bytes, content_type: &'static str, encoding: Option<&'static str>) -> Verdict {
-        let mut request = hyper::Request::builder().method(Method::POST).uri(self.url.clone()).header(CONTENT_TYPE, content_type);
+    async fn send_once(&self, url: &Uri, body: Bytes, content_type: &'static str, encoding: Option<&'static str>) -> Verdict {
+        let mut request = hyper::Request::builder().method(Method::POST).uri(url.clone()).header(CONTENT_TYPE, content_type);
         if let Some(encoding) = encoding {
             request = request.header(CONTENT_ENCODING, encoding);
         }

@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 /// `[sinks.NAME]` with `type = "logstash"` or `type = "http"`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize)]
 #[serde(rename_all = "kebab-case", deny_unknown_fields)]
 pub struct HttpSinkConfig {
     /// Where to POST events, e.g. `https://logstash.example.com:9601/`.
@@ -23,6 +23,11 @@ pub struct HttpSinkConfig {
     /// Longest wait for one response. Default `"60s"`: Logstash answers late
     /// when its queue is blocked, and a timeout means a re-send.
     pub timeout: Option<ConfigDuration>,
+    /// POST each event to `<url>.<session id>.log` instead of `url`, as
+    /// teleport-event-handler sends session recordings to its `session-url`.
+    /// Events without a session go to `url` itself. Default false.
+    #[serde(default)]
+    pub per_session: bool,
     /// Request body: `json-array` (one request per batch; default for
     /// `logstash`), `ndjson`, or `single` (one event per request; default
     /// for `http`, as teleport-event-handler does).

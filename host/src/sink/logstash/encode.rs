@@ -78,7 +78,7 @@ mod tests {
         sizes
             .iter()
             .enumerate()
-            .map(|(i, &n)| OutEvent { id: i.to_string(), json: format!("{{\"p\":\"{}\"}}", "x".repeat(n.saturating_sub(8))).into_bytes() })
+            .map(|(i, &n)| OutEvent { id: i.to_string(), json: format!("{{\"p\":\"{}\"}}", "x".repeat(n.saturating_sub(8))).into_bytes(), ..Default::default() })
             .collect()
     }
 
@@ -96,8 +96,8 @@ mod tests {
     #[test]
     fn bodies_in_each_format() {
         let batch = vec![
-            OutEvent { id: "a".into(), json: b"{\"a\":1}".to_vec() },
-            OutEvent { id: "b".into(), json: b"{\"b\":2}".to_vec() },
+            OutEvent { id: "a".into(), json: b"{\"a\":1}".to_vec(), ..Default::default() },
+            OutEvent { id: "b".into(), json: b"{\"b\":2}".to_vec(), ..Default::default() },
         ];
         assert_eq!(body(&batch, BodyFormat::JsonArray), (b"[{\"a\":1},{\"b\":2}]".to_vec(), "application/json"));
         assert_eq!(body(&batch, BodyFormat::Ndjson), (b"{\"a\":1}\n{\"b\":2}\n".to_vec(), "application/x-ndjson"));

@@ -12,7 +12,7 @@ fn fixture_events() -> Vec<OutEvent> {
         .lines()
         .map(|line| {
             let event = crate::event::Event::from_json(line.as_bytes().to_vec()).expect("fixture parses");
-            OutEvent { id: event.id, json: event.json }
+            OutEvent { id: event.id, json: event.json, ..Default::default() }
         })
         .collect()
 }
@@ -170,6 +170,30 @@ async fn a_client_without_a_certificate_fails_the_handshake() {
     assert!(standin.requests().is_empty(), "no request got through: {err}");
     eprintln!("no client certificate: {err}");
     assert_eq!(standin.event_count(), 0);
+}
+
+#[tokio::test]
+async fn per_session_sinks_post_each_session_to_its_own_url() {
+    let (standin, dir, files) = standin_and_files().await;
+    let text = format!(
+        "[sinks.sessions]\ntype = \"http\"\nurl = \"{}session\"\nper-session = true\nca = \"{}\"\ncert = \"{}\"\nkey = \"{}\"\n",
+        standin.url(),
+        files.ca.display(),
+        files.client_cert.display(),
+        files.client_key.display()
+    );
+    let config = FerryConfig::parse(&text, &dir.path().join("ferry.toml")).expect("valid");
+    let crate::config::SinkConfig::Http(http) = &config.sinks["sessions"] else { unreachable!("http") };
+    let sink = HttpSink::build("sessions", http, &config, false, Arc::new(Metrics::default())).expect("builds");
+    let event = |i: usize, sid: &str| OutEvent { id: i.to_string(), session_id: sid.into(), json: format!("{{\"i\":{i}}}").into_bytes() };
+    let events = vec![event(0, "s-1"), event(1, "s-1"), event(2, "s-2"), event(3, ""), event(4, "bad id")];
+    let delivery = sink.deliver(&events).await.expect("delivered");
+    assert_eq!(delivery.rejected.len(), 1, "{:?}", delivery.rejected);
+    assert_eq!(delivery.rejected[0].0, 4);
+    assert!(delivery.rejected[0].1.contains("makes no valid URL"), "{}", delivery.rejected[0].1);
+    let mut paths: Vec<String> = standin.requests().into_iter().map(|r| r.path).collect();
+    paths.sort();
+    assert_eq!(paths, ["/session", "/session.s-1.log", "/session.s-1.log", "/session.s-2.log"]);
 }
 
 #[tokio::test]

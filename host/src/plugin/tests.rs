@@ -1,0 +1,133 @@
+//! The runtime against the real plugins built from `plugins/`: the compile
+//! cache, and each way a hostile plugin is cut off, with the exact message.
+
+use super::*;
+use crate::event::{Event, Outcome};
+use crate::metrics::Metrics;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+fn built(name: &str) -> PathBuf {
+    PathBuf::from(env!("FERRY_PLUGIN_BUILD_DIR")).join(format!("{name}.wasm"))
+}
+
+fn settings(name: &str, config: &str) -> PluginSettings {
+    let spec: PluginSpec = toml::from_str(&format!("deadline = \"300ms\"\nmax-memory = \"32MiB\"\n[config]\n{config}")).expect("spec");
+    let mut settings = spec.settings();
+    settings.name = name.to_owned();
+    settings.path = built(if name.starts_with("hostile") { "hostile" } else { name });
+    settings
+}
+
+fn batch(types: &[&str]) -> Vec<Event> {
+    types
+        .iter()
+        .enumerate()
+        .map(|(i, t)| Event::from_json(format!("{{\"uid\":\"u{i}\",\"event\":\"{t}\",\"login\":\"root\"}}").into_bytes()).expect("valid"))
+        .collect()
+}
+
+fn runtime(cache: Option<PathBuf>) -> Runtime {
+    Runtime::new(cache, Arc::new(Metrics::default())).expect("runtime")
+}
+
+#[test]
+fn an_unchanged_plugin_is_compiled_once_and_then_read_from_the_cache() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let runtime = runtime(Some(dir.path().to_owned()));
+    let config = "fields = [\"login\"]";
+    let (_, first) = runtime.load(settings("redact", config)).expect("loads");
+    let (mut plugin, second) = runtime.load(settings("redact", config)).expect("loads again");
+    assert_eq!((first, second), (Loaded::Compiled, Loaded::FromCache));
+    let outcomes = plugin.process(&batch(&["user.login"])).expect("runs from the cache");
+    assert!(matches!(&outcomes[0], Outcome::Replace(json) if json.windows(12).any(|w| w == b"[REDACTED]\"}")), "{outcomes:?}");
+    // A fresh runtime (a restart) finds the cache too.
+    let (_, after_restart) = self::runtime(Some(dir.path().to_owned())).load(settings("redact", config)).expect("loads");
+    assert_eq!(after_restart, Loaded::FromCache);
+}
+
+/// Loads `hostile` in `mode` (misbehaving on `user.login`), checks the bad
+/// call fails with `expected` in its message, then that the next batch runs.
+fn contained(mode: &str, expected: &str) {
+    let runtime = runtime(None);
+    let name = format!("hostile-{mode}");
+    let (mut plugin, _) = runtime.load(settings(&name, &format!("mode = \"{mode}\"\nwhen-type = \"user.login\""))).expect("loads");
+    let err = plugin.process(&batch(&["session.start", "user.login"])).expect_err("misbehaves");
+    let text = err.to_string();
+    assert!(text.starts_with(&format!("plugin `{name}` ")), "{text}");
+    assert!(text.contains(expected), "{mode}: {text}");
+    assert!(!text.contains('\n'), "{text}");
+    let outcomes = plugin.process(&batch(&["session.start", "session.end"])).expect("the next batch runs");
+    assert!(outcomes.iter().all(|o| matches!(o, Outcome::Keep)), "{outcomes:?}");
+}
+
+#[test]
+fn a_trap_fails_the_call_and_the_plugin_comes_back() {
+    contained("trap", "failed: wasm trap: wasm `unreachable` instruction executed");
+}
+
+#[test]
+fn an_endless_loop_is_cut_at_the_deadline() {
+    contained("loop", "failed: ran past its deadline of 300ms (deadline)");
+}
+
+#[test]
+fn unbounded_allocation_is_cut_at_the_memory_cap() {
+    contained("oom", "memory limit exceeded");
+}
+
+#[test]
+fn a_result_of_the_wrong_length_is_malformed() {
+    contained("wrong-length", "returned a malformed result: 1 outcomes for 2 events");
+}
+
+#[test]
+fn output_beyond_max_output_is_refused() {
+    let runtime = runtime(None);
+    let mut settings = settings("hostile-huge", "mode = \"huge-output\"");
+    settings.max_memory = 256 << 20;
+    settings.max_output = 1 << 20;
+    settings.deadline = std::time::Duration::from_secs(10);
+    let (mut plugin, _) = runtime.load(settings).expect("loads");
+    let err = plugin.process(&batch(&["x"])).expect_err("too much output");
+    assert!(err.to_string().contains("over its max-output of 1048576 bytes"), "{err}");
+}
+
+#[test]
+fn the_sandbox_grants_no_files_and_no_environment() {
+    let runtime = runtime(None);
+    let (mut files, _) = runtime.load(settings("hostile-files", "mode = \"files\"")).expect("loads");
+    let outcomes = files.process(&batch(&["x"])).expect("runs");
+    assert!(matches!(&outcomes[0], Outcome::Fail(reason) if reason.contains("file access denied")), "{outcomes:?}");
+    // SAFETY (test only): the variable is set before the plugin runs and read by nothing else.
+    unsafe { std::env::set_var("FERRY_TEST_SECRET", "hunter2") };
+    let (mut env, _) = runtime.load(settings("hostile-env", "mode = \"env\"")).expect("loads");
+    let outcomes = env.process(&batch(&["x"])).expect("runs");
+    assert!(matches!(&outcomes[0], Outcome::Keep), "the plugin saw environment variables: {outcomes:?}");
+}
+
+#[test]
+fn a_refused_config_names_the_plugin() {
+    let err = runtime(None).load(settings("hostile-init", "mode = \"init-fail\"")).err().expect("refused");
+    assert_eq!(err.to_string(), "plugin `hostile-init` refused its config: refusing config on purpose");
+}
+
+#[test]
+fn host_imports_reach_ferrys_counters() {
+    let metrics = Arc::new(Metrics::default());
+    let runtime = Runtime::new(None, metrics.clone()).expect("runtime");
+    let (mut plugin, _) = runtime.load(settings("hostile-log", "mode = \"log\"")).expect("loads");
+    plugin.process(&batch(&["a", "b"])).expect("runs");
+    assert_eq!(metrics.get("ferry_plugin_counter_total", &[("plugin", "hostile-log"), ("name", "seen")]), 2);
+}
+
+#[test]
+fn a_file_that_is_not_a_plugin_is_named() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let fake = dir.path().join("fake.wasm");
+    std::fs::write(&fake, "not wasm").expect("write");
+    let mut settings = settings("fake", "");
+    settings.path = fake.clone();
+    let err = runtime(None).load(settings).err().expect("refused");
+    assert_eq!(err.to_string(), format!("plugin {}: not a ferry plugin: it is not a WebAssembly file", fake.display()));
+}

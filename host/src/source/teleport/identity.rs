@@ -374,7 +374,8 @@ impl TlsMaterial {
         let key = parse_key(path, &key_pem)?;
         let cert_pem = file.tls_cert.ok_or_else(|| IdentityError::NoCertificate { path: path.to_owned() })?;
         let certs = parse_certs(path, &cert_pem)?;
-        // A CA block that is not a certificate is skipped, as Go's cert pool does.
+        // A CA block that is not a certificate is skipped (Teleport's Go client
+        // refuses the whole file instead); only having none is an error.
         let cas = file.tls_cas.iter().flat_map(|pem| CertificateDer::pem_slice_iter(pem).filter_map(Result::ok)).collect();
         TlsMaterial::new(certs, key, cas, (path, path), now)
     }

@@ -97,7 +97,9 @@ async fn run_once(variant: Variant, repeat: usize, batch_size: usize) -> anyhow:
     text = text.replace("type = \"file\"\n", "type = \"file\"\nfsync = false\n");
     text.push_str(&format!("\n[pipeline]\nbatch-size = {batch_size}\nlinger = \"5ms\"\nbatches-in-flight = 8\n"));
     if variant != Variant::Wasm {
+        // An empty plugins folder: the chain is set up below instead.
         std::fs::remove_dir_all(dir.path().join("plugins"))?;
+        std::fs::create_dir(dir.path().join("plugins"))?;
     }
     std::fs::write(&config_path, text)?;
     let config = FerryConfig::load(&config_path)?;

@@ -95,6 +95,8 @@ pub async fn assemble(
     metrics: Arc<Metrics>,
 ) -> Result<Pipeline, BuildError> {
     let state = State::open(&config.database_path()).await?;
+    let mut parts = parts;
+    parts.source.prepare(&state).await?;
     let chain = Chain::new(
         transforms,
         parts.sinks.keys().cloned().collect(),

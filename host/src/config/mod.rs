@@ -8,6 +8,7 @@
 //! from any working directory reads the same files.
 
 mod error;
+pub mod legacy;
 mod model;
 mod plugins;
 

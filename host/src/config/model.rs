@@ -9,6 +9,9 @@ use crate::sink::file::FileSinkConfig;
 use crate::sink::logstash::HttpSinkConfig;
 use crate::sink::stdout::StdoutSinkConfig;
 use crate::source::file::FileSourceConfig;
+use crate::source::teleport::TeleportSourceConfig;
+use crate::source::teleport::config::LockConfig;
+use crate::units::ConfigDuration;
 
 /// The whole of ferry.toml.
 #[derive(Debug, Clone, Deserialize)]
@@ -48,6 +51,59 @@ pub struct FerryConfig {
     /// `<session-url>.<session id>.log`), one event per request as before.
     pub forward: Option<LegacyForward>,
 
+    /// teleport-event-handler's `[teleport]`: with the event handler's
+    /// top-level keys below, it becomes `[source.teleport]`.
+    pub teleport: Option<TeleportSourceConfig>,
+
+    // The event handler's top-level ingestion keys, accepted where its
+    // config files put them; they apply to `[teleport]` (see `legacy`).
+    // (Listed here rather than flattened: serde cannot flatten into a
+    // struct that refuses unknown keys.)
+    /// `batch`: events per page of the audit log search.
+    pub batch: Option<u32>,
+    /// `types`: only these event types.
+    #[serde(default, deserialize_with = "super::legacy::optional_list")]
+    pub types: Option<Vec<String>>,
+    /// `skip-event-types`.
+    #[serde(default, deserialize_with = "super::legacy::optional_list")]
+    pub skip_event_types: Option<Vec<String>>,
+    /// `skip-session-types`.
+    #[serde(default, deserialize_with = "super::legacy::optional_list")]
+    pub skip_session_types: Option<Vec<String>>,
+    /// `start-time`.
+    pub start_time: Option<String>,
+    /// `timeout`: pause once caught up.
+    pub timeout: Option<ConfigDuration>,
+    /// `window-size`.
+    pub window_size: Option<ConfigDuration>,
+    /// `concurrency`: session recordings streamed at once.
+    pub concurrency: Option<usize>,
+    /// `exit-on-last-event`.
+    pub exit_on_last_event: Option<bool>,
+    /// `lock-enabled`.
+    pub lock_enabled: Option<bool>,
+    /// `lock-failed-attempts-count`.
+    pub lock_failed_attempts_count: Option<u32>,
+    /// `lock-period`.
+    pub lock_period: Option<ConfigDuration>,
+    /// `lock-for`.
+    pub lock_for: Option<ConfigDuration>,
+    /// `[lock]`: the same four keys as a table.
+    pub lock: Option<LockConfig>,
+
+    /// Read and process events but deliver nothing, keep no cursor and lock
+    /// no one: the state goes to a fresh temporary database.
+    #[serde(default)]
+    pub dry_run: bool,
+
+    /// The event handler's `debug`: the same as `ferry -d`.
+    #[serde(default)]
+    pub debug: bool,
+
+    /// Whether the source came from `[teleport]` (errors then name its keys).
+    #[serde(skip)]
+    pub legacy_teleport: bool,
+
     /// The folder of the config file; relative paths are resolved against it.
     #[serde(skip)]
     pub base_dir: PathBuf,
@@ -63,6 +119,8 @@ pub struct FerryConfig {
 pub enum SourceConfig {
     /// `[source.file]`: JSON Lines from a file, following appends.
     File(FileSourceConfig),
+    /// `[source.teleport]`: Teleport's audit log and session recordings.
+    Teleport(TeleportSourceConfig),
 }
 
 /// One sink, `[sinks.NAME]`, chosen by `type`.
@@ -136,10 +194,26 @@ impl FerryConfig {
         Self::parse(&text, path)
     }
 
-    /// Parses config text that came from `path`.
+    /// Parses config text that came from `path`, with the event handler's
+    /// `FDFWD_*` environment variables applied.
     pub fn parse(text: &str, path: &Path) -> Result<FerryConfig, ConfigError> {
-        let mut config: FerryConfig =
-            toml::from_str(text).map_err(|err| ConfigError::from_toml(path.to_owned(), text, &err))?;
+        Self::parse_with_env(text, path, &|name| std::env::var(name).ok())
+    }
+
+    /// Parses config text with `env` as the environment.
+    pub fn parse_with_env(text: &str, path: &Path, env: &dyn Fn(&str) -> Option<String>) -> Result<FerryConfig, ConfigError> {
+        let from_text = |text: &str| toml::from_str::<FerryConfig>(text).map_err(|err| ConfigError::from_toml(path.to_owned(), text, &err));
+        let mut table: toml::Table = text.parse().map_err(|err| ConfigError::from_toml(path.to_owned(), text, &err))?;
+        let mut config = if super::legacy::apply_environment(&mut table, env).map_err(|message| {
+            let name = message.split(':').next().unwrap_or_default().trim_start_matches("environment variable ").to_owned();
+            ConfigError::invalid(path, name, message)
+        })? {
+            // Errors in the merged text point at the environment's keys too.
+            let merged = toml::to_string(&table).map_err(|err| ConfigError::invalid(path, "", err.to_string()))?;
+            from_text(&merged)?
+        } else {
+            from_text(text)?
+        };
         config.file = path.to_owned();
         config.base_dir = path
             .parent()
@@ -147,6 +221,7 @@ impl FerryConfig {
             .map_or_else(|| PathBuf::from("."), Path::to_owned);
         config.base_dir = std::path::absolute(&config.base_dir).unwrap_or(config.base_dir);
         config.apply_legacy_forward()?;
+        config.apply_legacy_teleport()?;
         Ok(config)
     }
 
@@ -243,7 +318,7 @@ mod tests {
         assert_eq!(config.pipeline.batch_size, 10);
         assert_eq!(config.plugins.len(), 1);
         assert_eq!(config.default_sink().expect("has default"), "default");
-        let SourceConfig::File(file) = config.source().expect("has source");
+        let Some(SourceConfig::File(file)) = &config.source else { panic!("a file source") };
         assert_eq!(config.resolve(&file.path), Path::new("/etc/ferry/in.jsonl"));
     }
 

@@ -1,7 +1,7 @@
 //! Groups source records into batches by size and linger time.
 
 use crate::event::Event;
-use crate::source::{Invalid, SourceRecord};
+use crate::source::{Invalid, Item, SourceRecord};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
@@ -13,6 +13,9 @@ pub struct Batch {
     pub seq: u64,
     /// The events, in source order.
     pub events: Vec<Event>,
+    /// For each event, the sink it goes to unless a plugin routes it
+    /// (`None`: the default sink).
+    pub sinks: Vec<Option<Arc<str>>>,
     /// Input the source could not read as events; dead-lettered with the batch.
     pub invalid: Vec<Invalid>,
     /// The source position just past this batch.
@@ -36,7 +39,8 @@ pub async fn run(
         let Ok(permit) = in_flight.clone().acquire_owned().await else { return };
         let Some(first) = records.recv().await else { return };
         let deadline = Instant::now() + linger;
-        let mut batch = Batch { seq, events: Vec::with_capacity(size), invalid: Vec::new(), position: String::new(), permit };
+        let mut batch =
+            Batch { seq, events: Vec::with_capacity(size), sinks: Vec::with_capacity(size), invalid: Vec::new(), position: String::new(), permit };
         add(&mut batch, first);
         let mut closed = false;
         while batch.events.len() + batch.invalid.len() < size {
@@ -58,8 +62,12 @@ pub async fn run(
 fn add(batch: &mut Batch, record: SourceRecord) {
     batch.position = record.position;
     match record.item {
-        Ok(event) => batch.events.push(event),
-        Err(invalid) => batch.invalid.push(invalid),
+        Item::Event(event) => {
+            batch.events.push(event);
+            batch.sinks.push(record.sink);
+        }
+        Item::Invalid(invalid) => batch.invalid.push(invalid),
+        Item::Progress => {}
     }
 }
 
@@ -69,7 +77,7 @@ mod tests {
 
     fn record(i: usize) -> SourceRecord {
         let event = Event::from_json(format!("{{\"uid\":\"{i}\"}}").into_bytes()).expect("valid");
-        SourceRecord { item: Ok(event), position: i.to_string() }
+        SourceRecord { item: Item::Event(event), position: i.to_string(), sink: None }
     }
 
     #[tokio::test(start_paused = true)]

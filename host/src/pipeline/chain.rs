@@ -41,6 +41,9 @@ pub struct Halted {
 /// An event on its way through the chain, with the route set so far.
 struct InFlight {
     routes: Option<Vec<String>>,
+    /// Where the event goes if no plugin routes it; `None`: the chain's
+    /// default sink.
+    default: Option<Arc<str>>,
 }
 
 impl Chain {
@@ -56,10 +59,20 @@ impl Chain {
         Chain { transforms, sinks, default_sink, source, metrics }
     }
 
-    /// Runs `events` through every plugin and sorts the survivors by sink.
-    pub fn apply(&mut self, mut events: Vec<Event>) -> Result<ChainOutput, Halted> {
+    /// Runs `events` through every plugin and sorts the survivors by sink;
+    /// events no plugin routes go to the default sink.
+    pub fn apply(&mut self, events: Vec<Event>) -> Result<ChainOutput, Halted> {
+        let defaults = vec![None; events.len()];
+        self.apply_routed(events, defaults)
+    }
+
+    /// Like [`Chain::apply`], but an event no plugin routes goes to its
+    /// entry in `defaults` when that is set (session recordings go to the
+    /// sessions sink). `defaults` has one entry per event.
+    pub fn apply_routed(&mut self, mut events: Vec<Event>, defaults: Vec<Option<Arc<str>>>) -> Result<ChainOutput, Halted> {
         let mut output = ChainOutput::default();
-        let mut flights: Vec<InFlight> = events.iter().map(|_| InFlight { routes: None }).collect();
+        let mut flights: Vec<InFlight> = defaults.into_iter().map(|default| InFlight { routes: None, default }).collect();
+        flights.resize_with(events.len(), || InFlight { routes: None, default: None });
         for index in 0..self.transforms.len() {
             if events.is_empty() {
                 break;
@@ -90,7 +103,7 @@ impl Chain {
             }
         }
         for (event, flight) in events.into_iter().zip(flights) {
-            self.deliver(event, flight.routes, &mut output);
+            self.deliver(event, flight, &mut output);
         }
         Ok(output)
     }
@@ -162,8 +175,9 @@ impl Chain {
         }
     }
 
-    fn deliver(&self, event: Event, routes: Option<Vec<String>>, output: &mut ChainOutput) {
-        let routes = routes.unwrap_or_else(|| vec![self.default_sink.clone()]);
+    fn deliver(&self, event: Event, flight: InFlight, output: &mut ChainOutput) {
+        let fallback = flight.default.map_or_else(|| self.default_sink.clone(), |sink| sink.to_string());
+        let routes = flight.routes.unwrap_or_else(|| vec![fallback]);
         let mut routes: Vec<String> = routes;
         routes.sort();
         routes.dedup();

@@ -119,7 +119,7 @@ impl Pipeline {
             while let Some(batch) = batch_rx.blocking_recv() {
                 let count = batch.events.len() + batch.invalid.len();
                 chain_metrics.add("ferry_events_received_total", &[], count as u64);
-                let output = chain.apply(batch.events).inspect_err(|_| halt.fire())?;
+                let output = chain.apply_routed(batch.events, batch.sinks).inspect_err(|_| halt.fire())?;
                 let processed = router::Processed {
                     seq: batch.seq,
                     position: batch.position,

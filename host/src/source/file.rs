@@ -5,7 +5,7 @@
 //! a file that was truncated or replaced (log rotation) and starts it from
 //! the beginning; without it, the source ends at the end of the file.
 
-use super::{Invalid, SourceError, SourceRecord};
+use super::{Invalid, Item, SourceError, SourceRecord};
 use crate::config::{ConfigError, FerryConfig};
 use crate::event::Event;
 use crate::shutdown::Shutdown;
@@ -186,19 +186,20 @@ impl Line {
         let start = self.start.to_string();
         if self.too_long {
             let reason = format!("line at byte {} is longer than max-line-bytes ({} bytes kept)", self.start, self.bytes.len());
-            return Some(SourceRecord { item: Err(Invalid { position: start, reason, raw: self.bytes }), position });
+            return Some(SourceRecord { item: Item::Invalid(Invalid { position: start, reason, raw: self.bytes }), position, sink: None });
         }
         let mut bytes = self.bytes;
         bytes.truncate(trimmed_len(&bytes));
         if bytes.iter().all(u8::is_ascii_whitespace) {
             return None;
         }
-        let item = Event::from_json(bytes).map_err(|err| Invalid {
-            position: start,
-            reason: format!("line at byte {}: {err}", self.start),
-            raw: err.into_json(),
-        });
-        Some(SourceRecord { item, position })
+        let item = match Event::from_json(bytes) {
+            Ok(event) => Item::Event(event),
+            Err(err) => {
+                Item::Invalid(Invalid { position: start, reason: format!("line at byte {}: {err}", self.start), raw: err.into_json() })
+            }
+        };
+        Some(SourceRecord { item, position, sink: None })
     }
 }
 
@@ -312,9 +313,9 @@ mod tests {
         let lines = read_all(b"{\"uid\":\"x\"}\n   \nnot json\n", 1024, false).await;
         let records: Vec<_> = lines.into_iter().filter_map(Line::into_record).collect();
         assert_eq!(records.len(), 2);
-        assert_eq!(records[0].item.as_ref().map(|e| e.id.as_str()).ok(), Some("x"));
+        assert!(matches!(&records[0].item, Item::Event(event) if event.id == "x"));
         assert_eq!(records[0].position, "12");
-        let invalid = records[1].item.as_ref().expect_err("bad line");
+        let Item::Invalid(invalid) = &records[1].item else { panic!("bad line") };
         assert_eq!(invalid.position, "16");
         assert!(invalid.reason.starts_with("line at byte 16: invalid JSON: expected ident"), "{}", invalid.reason);
         assert_eq!(invalid.raw, b"not json");
@@ -325,9 +326,9 @@ mod tests {
     async fn an_overlong_line_is_cut_and_marked() {
         let lines = read_all(b"{\"a\":\"0123456789\"}\n{}\n", 8, false).await;
         let records: Vec<_> = lines.into_iter().filter_map(Line::into_record).collect();
-        let invalid = records[0].item.as_ref().expect_err("too long");
+        let Item::Invalid(invalid) = &records[0].item else { panic!("too long") };
         assert!(invalid.reason.contains("longer than max-line-bytes"), "{}", invalid.reason);
         assert_eq!(invalid.raw.len(), 8);
-        assert!(records[1].item.is_ok());
+        assert!(matches!(records[1].item, Item::Event(_)));
     }
 }

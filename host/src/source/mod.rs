@@ -13,15 +13,32 @@ pub mod teleport;
 use crate::config::{ConfigError, FerryConfig, SourceConfig};
 use crate::event::Event;
 use crate::shutdown::Shutdown;
+use crate::state::State;
+use std::sync::Arc;
 use tokio::sync::mpsc;
 
-/// One thing a source read: an event, or input that is not one.
+/// One thing a source read, with the cursor just past it.
 #[derive(Debug)]
 pub struct SourceRecord {
-    /// The event, or why the input is not an event.
-    pub item: Result<Event, Invalid>,
+    /// What was read.
+    pub item: Item,
     /// The source's cursor just past this record.
     pub position: String,
+    /// The sink this record's event goes to unless a plugin routes it;
+    /// `None` for the default sink (session recordings go to their own).
+    pub sink: Option<Arc<str>>,
+}
+
+/// What a source read.
+#[derive(Debug)]
+pub enum Item {
+    /// An event.
+    Event(Event),
+    /// Input that is not an event, for the dead-letter table.
+    Invalid(Invalid),
+    /// Nothing to forward, but the cursor moved (past skipped input, to a
+    /// new search window, at the end of a session recording).
+    Progress,
 }
 
 /// Input that could not be read as an event.
@@ -49,6 +66,8 @@ pub struct SourceError {
 pub enum Source {
     /// JSON Lines from a file.
     File(file::FileSource),
+    /// Teleport's audit log and session recordings over gRPC.
+    Teleport(Box<teleport::TeleportSource>),
 }
 
 impl Source {
@@ -57,6 +76,10 @@ impl Source {
     pub fn build(config: &FerryConfig) -> Result<Source, ConfigError> {
         match config.source()? {
             SourceConfig::File(file) => Ok(Source::File(file::FileSource::build(file, config)?)),
+            SourceConfig::Teleport(teleport) => {
+                let prefix = if config.legacy_teleport { "teleport." } else { "source.teleport." };
+                Ok(Source::Teleport(Box::new(teleport::TeleportSource::build(teleport, config, prefix)?)))
+            }
         }
     }
 
@@ -64,6 +87,16 @@ impl Source {
     pub fn name(&self) -> &str {
         match self {
             Source::File(source) => source.name(),
+            Source::Teleport(source) => source.name(),
+        }
+    }
+
+    /// Settles what must be fixed in the state before the first run (the
+    /// Teleport source's start time).
+    pub async fn prepare(&mut self, state: &State) -> Result<(), ConfigError> {
+        match self {
+            Source::File(_) => Ok(()),
+            Source::Teleport(source) => source.prepare(state).await,
         }
     }
 
@@ -78,6 +111,7 @@ impl Source {
     ) -> Result<(), SourceError> {
         match self {
             Source::File(source) => source.run(position, out, shutdown).await,
+            Source::Teleport(source) => source.run(position, out, shutdown).await,
         }
     }
 }

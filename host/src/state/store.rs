@@ -45,6 +45,11 @@ impl State {
         Ok(State { pool, path: path.to_owned() })
     }
 
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
     fn error(&self, err: sqlx::Error) -> StateError {
         StateError { path: self.path.clone(), message: err.to_string() }
     }

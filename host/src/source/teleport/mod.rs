@@ -7,10 +7,19 @@
 //! [`proto`] is generated from `host/proto`, which keeps Teleport's package,
 //! service, method and message names and field numbers.
 
+pub mod audit;
+pub mod config;
 pub mod connect;
+pub mod cursor;
 pub mod identity;
+pub mod lock;
 pub mod proto;
+pub mod sessions;
+mod source;
 pub mod structjson;
+
+pub use config::TeleportSourceConfig;
+pub use source::TeleportSource;
 
 #[cfg(test)]
 mod tests;

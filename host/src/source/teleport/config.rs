@@ -1,0 +1,284 @@
+//! `[source.teleport]`, and the same settings as teleport-event-handler
+//! spells them (`[teleport]` plus top-level keys; see `config::legacy`).
+
+use super::identity::{Credentials, Route};
+use crate::config::ConfigError;
+use crate::units::ConfigDuration;
+use serde::Deserialize;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
+
+/// Where and how to read Teleport's audit log.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct TeleportSourceConfig {
+    /// The Auth Service (`host:3025`) or a Proxy with TLS routing (`host:443`,
+    /// with `cluster`). Default `localhost:3025`, as the event handler.
+    #[serde(default = "default_addr")]
+    pub addr: String,
+    /// An identity file (`tctl auth sign --format=file`, or Machine ID's).
+    pub identity: Option<PathBuf>,
+    /// Re-reading the credentials when they change on disk.
+    #[serde(default)]
+    pub refresh: RefreshConfig,
+    /// The cluster's TLS CA (with `cert` and `key`, instead of `identity`).
+    pub ca: Option<PathBuf>,
+    /// A TLS client certificate.
+    pub cert: Option<PathBuf>,
+    /// Its private key.
+    pub key: Option<PathBuf>,
+    /// Reach the Auth Service of this cluster through a Proxy with TLS
+    /// routing (ALPN `teleport-auth@…`). Unset: `addr` is the Auth Service.
+    pub cluster: Option<String>,
+    /// Events per page of the audit log search (the event handler's `batch`).
+    #[serde(default = "default_page_size", alias = "batch")]
+    pub page_size: u32,
+    /// Only these event types (exact names); empty means all. A TOML array
+    /// or one comma-separated string.
+    #[serde(default, deserialize_with = "crate::config::legacy::list")]
+    pub types: Vec<String>,
+    /// Event types never forwarded.
+    #[serde(default, deserialize_with = "crate::config::legacy::list")]
+    pub skip_event_types: Vec<String>,
+    /// Session-recording event types never forwarded.
+    #[serde(default = "default_skip_session_types", deserialize_with = "crate::config::legacy::list")]
+    pub skip_session_types: Vec<String>,
+    /// Where ingestion starts on the first run (RFC 3339); default: now.
+    /// Stored at the first run and fixed from then on.
+    pub start_time: Option<String>,
+    /// Pause between searches once the audit log is caught up.
+    #[serde(default = "default_timeout")]
+    pub timeout: ConfigDuration,
+    /// Span of one audit log search.
+    #[serde(default = "default_window_size")]
+    pub window_size: ConfigDuration,
+    /// Session recordings streamed at once.
+    #[serde(default = "default_concurrency")]
+    pub concurrency: usize,
+    /// Stop once the audit log and the session recordings are caught up.
+    #[serde(default)]
+    pub exit_on_last_event: bool,
+    /// Which API reads the audit log.
+    #[serde(default)]
+    pub engine: Engine,
+    /// The sink that session recordings go to unless a plugin routes them.
+    /// Default: `sessions` when such a sink exists, else the default sink.
+    pub session_sink: Option<String>,
+    /// Locking users after failed logins.
+    #[serde(default)]
+    pub lock: LockConfig,
+}
+
+/// `refresh.enabled`, `refresh.interval`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct RefreshConfig {
+    /// Re-read the credentials when their files change. Default off, as the
+    /// event handler; turn it on with Machine ID.
+    #[serde(default)]
+    pub enabled: bool,
+    /// How often to look at the files. Default 1 minute.
+    #[serde(default = "default_refresh_interval")]
+    pub interval: ConfigDuration,
+}
+
+impl Default for RefreshConfig {
+    fn default() -> Self {
+        RefreshConfig { enabled: false, interval: default_refresh_interval() }
+    }
+}
+
+/// Which audit log API to use.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Engine {
+    /// The bulk export API where the cluster implements it, else paging.
+    #[default]
+    Auto,
+    /// Always page through `GetUnstructuredEvents`.
+    Legacy,
+    /// Always use the bulk export API.
+    Export,
+}
+
+/// `lock-enabled`, `lock-failed-attempts-count`, `lock-period`, `lock-for`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct LockConfig {
+    /// Lock a user after too many failed logins. Default off.
+    #[serde(default)]
+    pub enabled: bool,
+    /// Failed logins allowed within `period`; the next one locks. Default 3.
+    #[serde(default = "default_failed_attempts")]
+    pub failed_attempts_count: u32,
+    /// The span failed logins are counted over. Default 1 minute.
+    #[serde(default = "default_lock_period")]
+    pub period: ConfigDuration,
+    /// How long the lock lasts; 0 (the default) means until removed.
+    #[serde(default = "zero", rename = "for")]
+    pub lock_for: ConfigDuration,
+}
+
+impl Default for LockConfig {
+    fn default() -> Self {
+        LockConfig { enabled: false, failed_attempts_count: default_failed_attempts(), period: default_lock_period(), lock_for: zero() }
+    }
+}
+
+fn default_addr() -> String {
+    "localhost:3025".into()
+}
+fn default_page_size() -> u32 {
+    500
+}
+fn default_skip_session_types() -> Vec<String> {
+    vec!["print".into(), "desktop.recording".into()]
+}
+fn default_timeout() -> ConfigDuration {
+    ConfigDuration(Duration::from_secs(5))
+}
+fn default_window_size() -> ConfigDuration {
+    ConfigDuration(Duration::from_secs(24 * 3600))
+}
+fn default_concurrency() -> usize {
+    5
+}
+fn default_refresh_interval() -> ConfigDuration {
+    ConfigDuration(Duration::from_secs(60))
+}
+fn default_failed_attempts() -> u32 {
+    3
+}
+fn default_lock_period() -> ConfigDuration {
+    ConfigDuration(Duration::from_secs(60))
+}
+fn zero() -> ConfigDuration {
+    ConfigDuration(Duration::ZERO)
+}
+
+impl TeleportSourceConfig {
+    /// A config with every default and this address and identity file.
+    pub fn new(addr: impl Into<String>, identity: PathBuf) -> TeleportSourceConfig {
+        let text = format!("addr = {:?}", addr.into());
+        let mut config: TeleportSourceConfig = toml::from_str(&text).unwrap_or_else(|err| unreachable!("defaults parse: {err}"));
+        config.identity = Some(identity);
+        config
+    }
+
+    /// Checks the values and resolves the credentials against `base_dir`.
+    /// Errors name the key, as `source.teleport.KEY` (`prefix`).
+    pub fn check(&self, file: &Path, base_dir: &Path, prefix: &str) -> Result<Checked, ConfigError> {
+        let invalid = |key: &str, message: String| ConfigError::invalid(file, format!("{prefix}{key}"), message);
+        let credentials = self.credentials(base_dir).map_err(|message| invalid("identity", message))?;
+        if self.page_size == 0 {
+            return Err(invalid("batch", "must be at least 1".into()));
+        }
+        if self.concurrency == 0 {
+            return Err(invalid("concurrency", "must be at least 1".into()));
+        }
+        if self.window_size.0 < Duration::from_secs(1) {
+            return Err(invalid("window-size", "must be at least 1s".into()));
+        }
+        if self.lock.enabled && self.lock.period.0.is_zero() {
+            return Err(invalid("lock-period", "must be more than 0 when locking is enabled".into()));
+        }
+        let start_time = match &self.start_time {
+            None => None,
+            Some(text) => Some(parse_start_time(text).map_err(|message| invalid("start-time", message))?),
+        };
+        let route = match &self.cluster {
+            Some(cluster) if cluster.trim().is_empty() => return Err(invalid("cluster", "must not be empty".into())),
+            Some(cluster) => Route::TlsRouting { cluster: cluster.clone() },
+            None => Route::Direct,
+        };
+        Ok(Checked { credentials, route, start_time })
+    }
+
+    fn credentials(&self, base_dir: &Path) -> Result<Credentials, String> {
+        let resolve = |path: &PathBuf| base_dir.join(path);
+        let triple = [("ca", &self.ca), ("cert", &self.cert), ("key", &self.key)];
+        let given: Vec<&str> = triple.iter().filter(|(_, value)| value.is_some()).map(|(name, _)| *name).collect();
+        match (&self.identity, &self.ca, &self.cert, &self.key) {
+            (Some(identity), None, None, None) => Ok(Credentials::IdentityFile(resolve(identity))),
+            (Some(_), ..) => Err(format!("give either `identity` or `ca`, `cert` and `key`, not both (found `identity` and `{}`)", given.join("`, `"))),
+            (None, Some(ca), Some(cert), Some(key)) => Ok(Credentials::KeyPair { cert: resolve(cert), key: resolve(key), ca: resolve(ca) }),
+            (None, None, None, None) => Err("no Teleport credentials: set `identity` (an identity file) or `ca`, `cert` and `key`".into()),
+            (None, ..) => {
+                let missing: Vec<&str> = triple.iter().filter(|(_, value)| value.is_none()).map(|(name, _)| *name).collect();
+                Err(format!("`{}` given but `{}` missing: `ca`, `cert` and `key` go together", given.join("`, `"), missing.join("`, `")))
+            }
+        }
+    }
+}
+
+/// The parts of the config that needed checking.
+#[derive(Debug, Clone)]
+pub struct Checked {
+    /// Where the credentials are.
+    pub credentials: Credentials,
+    /// Direct or through a proxy.
+    pub route: Route,
+    /// `start-time`, if set, truncated to the second.
+    pub start_time: Option<SystemTime>,
+}
+
+/// RFC 3339, truncated to whole seconds as the event handler does.
+pub fn parse_start_time(text: &str) -> Result<SystemTime, String> {
+    let time = humantime::parse_rfc3339_weak(text.trim())
+        .or_else(|_| humantime::parse_rfc3339(text.trim()))
+        .map_err(|err| format!("`{text}` is not an RFC 3339 time such as 2024-05-01T00:00:00Z ({err})"))?;
+    Ok(truncate_to_second(time))
+}
+
+/// `time` without its fraction of a second.
+pub fn truncate_to_second(time: SystemTime) -> SystemTime {
+    let since = time.duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default();
+    SystemTime::UNIX_EPOCH + Duration::from_secs(since.as_secs())
+}
+
+/// RFC 3339 in whole seconds, as stored.
+pub fn format_time(time: SystemTime) -> String {
+    humantime::format_rfc3339_seconds(time).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> TeleportSourceConfig {
+        toml::from_str(text).expect("parses")
+    }
+
+    #[test]
+    fn defaults_follow_the_event_handler() {
+        let config = parse("identity = \"auth.pem\"");
+        assert_eq!(config.addr, "localhost:3025");
+        assert_eq!(config.skip_session_types, ["print", "desktop.recording"]);
+        assert_eq!(config.concurrency, 5);
+        assert_eq!(config.window_size.0, Duration::from_secs(86_400));
+        assert_eq!(config.lock.failed_attempts_count, 3);
+        let checked = config.check(Path::new("f.toml"), Path::new("/etc/ferry"), "source.teleport.").expect("valid");
+        assert_eq!(checked.credentials, Credentials::IdentityFile(PathBuf::from("/etc/ferry/auth.pem")));
+        assert_eq!(checked.route, Route::Direct);
+    }
+
+    #[test]
+    fn credentials_are_an_identity_or_a_whole_triple() {
+        let check = |text: &str| parse(text).check(Path::new("f.toml"), Path::new("/"), "teleport.").map(|c| c.credentials);
+        let half = check("ca = \"ca.pem\"\ncert = \"c.pem\"").expect_err("key missing").to_string();
+        assert!(half.contains("`teleport.identity`: `ca`, `cert` given but `key` missing"), "{half}");
+        let both = check("identity = \"i\"\ncert = \"c.pem\"").expect_err("both").to_string();
+        assert!(both.contains("not both (found `identity` and `cert`)"), "{both}");
+        assert!(check("").expect_err("none").to_string().contains("no Teleport credentials"));
+        let triple = check("ca = \"a\"\ncert = \"b\"\nkey = \"c\"").expect("triple");
+        assert!(matches!(triple, Credentials::KeyPair { .. }));
+    }
+
+    #[test]
+    fn start_time_is_rfc3339_truncated_to_the_second() {
+        let time = parse_start_time("2024-05-01T10:00:00.750Z").expect("valid");
+        assert_eq!(format_time(time), "2024-05-01T10:00:00Z");
+        let err = parse("identity = \"i\"\nstart-time = \"yesterday\"").check(Path::new("f.toml"), Path::new("/"), "").expect_err("bad");
+        assert!(err.to_string().contains("`start-time`: `yesterday` is not an RFC 3339 time"), "{err}");
+    }
+}

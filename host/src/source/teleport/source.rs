@@ -1,0 +1,404 @@
+//! The Teleport source: the audit log, the session recordings it announces,
+//! and failed-login locks, merged into one ordered stream of records.
+//!
+//! One merge loop owns the [`Cursor`]. The audit engine and the session
+//! tasks send it what they read; it updates the cursor and emits each
+//! record with the cursor as it stands just after it. Because the pipeline
+//! commits only the position of the last record of a fully delivered prefix,
+//! the stored cursor never claims an event that is not delivered, for the
+//! audit log and for every session alike.
+
+use super::audit::{AuditItem, Reader, TypeFilter};
+use super::config::{TeleportSourceConfig, format_time, parse_start_time, truncate_to_second};
+use super::connect::{ConnectOptions, IdentityWatcher, audit_log_client, auth_client, connect_lazy};
+use super::cursor::{AuditCursor, Cursor, SessionProgress};
+use super::lock::{FailedLogins, lock_for, run_locker};
+use super::proto::types::LockV2;
+use super::sessions::{SessionItem, SessionReader};
+use crate::config::{ConfigError, FerryConfig};
+use crate::event::Event;
+use crate::shutdown::Shutdown;
+use crate::sink::retry::Backoff;
+use crate::source::{Invalid, Item, SourceError, SourceRecord};
+use crate::state::State;
+use std::collections::{HashMap, HashSet};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+
+/// Sessions announced but not yet streamed, per unit of `concurrency`,
+/// before the audit log waits (the event handler's back-pressure).
+const BACKLOG_PER_STREAM: usize = 16;
+/// A recording still missing after this many tries is given up.
+const MISSING_ATTEMPTS: u32 = 3;
+/// A recording announced longer ago than this is given up when missing.
+const MISSING_GIVE_UP_AGE: Duration = Duration::from_secs(48 * 3600);
+
+/// A configured Teleport source.
+pub struct TeleportSource {
+    name: String,
+    config: TeleportSourceConfig,
+    file: PathBuf,
+    key_prefix: String,
+    watcher: IdentityWatcher,
+    session_sink: Option<Arc<str>>,
+    start_time: Option<SystemTime>,
+    locking: bool,
+    missing_retry: Duration,
+}
+
+impl TeleportSource {
+    /// Checks the settings and loads the credentials: a config whose every
+    /// certificate has expired is refused here, with the file named.
+    /// `key_prefix` is how errors name the keys (`source.teleport.` or
+    /// `teleport.` for an event handler config).
+    pub fn build(config: &TeleportSourceConfig, ferry: &FerryConfig, key_prefix: &str) -> Result<TeleportSource, ConfigError> {
+        let checked = config.check(&ferry.file, &ferry.base_dir, key_prefix)?;
+        let refresh = config.refresh.enabled.then_some(config.refresh.interval.0);
+        let watcher = IdentityWatcher::start(checked.credentials.clone(), checked.route.clone(), refresh)
+            .map_err(|err| ConfigError::invalid(&ferry.file, format!("{key_prefix}identity"), err.to_string()))?;
+        let session_sink = match &config.session_sink {
+            Some(name) if !ferry.sinks.contains_key(name) => {
+                return Err(ConfigError::invalid(&ferry.file, format!("{key_prefix}session-sink"), format!("no sink is named `{name}`")));
+            }
+            Some(name) => Some(Arc::from(name.as_str())),
+            None => ferry.sinks.contains_key("sessions").then(|| Arc::from("sessions")),
+        };
+        Ok(TeleportSource {
+            name: format!("teleport:{}", config.addr),
+            config: config.clone(),
+            file: ferry.file.clone(),
+            key_prefix: key_prefix.to_owned(),
+            watcher,
+            session_sink,
+            start_time: checked.start_time,
+            locking: config.lock.enabled && !ferry.dry_run,
+            missing_retry: Duration::from_secs(60),
+        })
+    }
+
+    /// The name the cursor is stored under.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// How long to wait before asking again for a recording that was not
+    /// found (default 1 minute; the n-th retry waits n times as long).
+    pub fn set_missing_retry(&mut self, delay: Duration) {
+        self.missing_retry = delay;
+    }
+
+    /// Fixes the start time at the first run and refuses a `start-time`
+    /// that differs from the stored one, as the event handler does.
+    pub async fn prepare(&mut self, state: &State) -> Result<(), ConfigError> {
+        let key = format!("{}#start-time", self.name);
+        let stored = state.cursor(&key).await.map_err(|err| ConfigError::invalid(&self.file, "storage", err.to_string()))?;
+        match (stored, self.start_time) {
+            (Some(stored), Some(wanted)) if format_time(wanted) != stored => Err(ConfigError::invalid(
+                &self.file,
+                format!("{}start-time", self.key_prefix),
+                format!(
+                    "ingestion started from {stored}; start-time cannot change once ingestion started (to start over, delete {})",
+                    state.path().display()
+                ),
+            )),
+            (Some(stored), _) => {
+                self.start_time = Some(parse_start_time(&stored).unwrap_or_else(|_| SystemTime::now()));
+                Ok(())
+            }
+            (None, wanted) => {
+                let start = wanted.unwrap_or_else(|| truncate_to_second(SystemTime::now()));
+                state.commit_cursor(&key, &format_time(start)).await.map_err(|err| ConfigError::invalid(&self.file, "storage", err.to_string()))?;
+                self.start_time = Some(start);
+                Ok(())
+            }
+        }
+    }
+
+    /// Reads from `position` until shutdown, or until caught up with
+    /// `exit-on-last-event`.
+    pub async fn run(self, position: Option<String>, out: mpsc::Sender<SourceRecord>, shutdown: Shutdown) -> Result<(), SourceError> {
+        let error = |message: String| SourceError { source_name: self.name.clone(), message };
+        let cursor = match position {
+            Some(text) => Cursor::parse(&text).map_err(error)?,
+            None => Cursor::default(),
+        };
+        let addr = self.config.addr.clone();
+        let channel = connect_lazy(&addr, &self.watcher.client_tls(), &ConnectOptions::default()).map_err(|err| error(err.to_string()))?;
+        let client = audit_log_client(channel.clone());
+        let (audit_tx, audit_rx) = mpsc::channel(self.config.page_size.clamp(1, 1024) as usize);
+        let (session_tx, session_rx) = mpsc::channel(256);
+        let skip_sessions = TypeFilter { types: HashSet::new(), skip: self.config.skip_session_types.iter().cloned().collect() };
+        let reader = Reader {
+            client: client.clone(),
+            addr: addr.clone(),
+            filter: TypeFilter { types: self.config.types.iter().cloned().collect(), skip: self.config.skip_event_types.iter().cloned().collect() },
+            page_size: self.config.page_size,
+            window_size: self.config.window_size.0,
+            poll_interval: self.config.timeout.0,
+            exit_on_last_event: self.config.exit_on_last_event,
+            start_time: self.start_time.unwrap_or_else(SystemTime::now),
+            backoff: Backoff { initial: Duration::from_millis(500), max: Duration::from_secs(30) },
+            out: audit_tx,
+            shutdown: shutdown.clone(),
+        };
+        let audit_task = tokio::spawn(run_engine(reader, cursor.audit.clone(), self.config.engine));
+        let locks = self.locking.then(|| {
+            let (tx, rx) = mpsc::channel(64);
+            tokio::spawn(run_locker(auth_client(channel), addr.clone(), rx, shutdown.clone()));
+            let logins = FailedLogins::new(self.config.lock.failed_attempts_count, self.config.lock.period.0);
+            Locking { logins, out: tx, duration: self.config.lock.lock_for.0 }
+        });
+        let mut merge = Merge {
+            cursor,
+            out,
+            sessions: SessionReader { client, addr, filter: skip_sessions, backoff: Backoff { initial: Duration::from_secs(1), max: Duration::from_secs(60) }, out: session_tx },
+            active: HashMap::new(),
+            waiting: HashMap::new(),
+            concurrency: self.config.concurrency,
+            session_sink: self.session_sink.clone(),
+            locks,
+            exit_on_last_event: self.config.exit_on_last_event,
+            missing_retry: self.missing_retry,
+            audit_done: false,
+        };
+        merge.run(audit_rx, session_rx, shutdown).await;
+        audit_task.abort();
+        for (_, task) in merge.active.drain() {
+            task.abort();
+        }
+        drop(self.watcher);
+        Ok(())
+    }
+}
+
+/// Picks the engine (from the cursor, the config, or by asking Teleport)
+/// and runs it.
+async fn run_engine(mut reader: Reader, cursor: AuditCursor, engine: super::config::Engine) {
+    use super::config::Engine;
+    let export = match (&cursor, engine) {
+        (AuditCursor::Legacy(_), _) => false,
+        (AuditCursor::Export(_), _) => true,
+        (AuditCursor::Start, Engine::Legacy) => false,
+        (AuditCursor::Start, Engine::Export) => true,
+        (AuditCursor::Start, Engine::Auto) => match reader.supports_export().await {
+            Ok(supported) => supported,
+            Err(_stopped) => return,
+        },
+    };
+    tracing::info!(engine = if export { "export" } else { "legacy" }, addr = %reader.addr, "Reading Teleport's audit log.");
+    match cursor {
+        AuditCursor::Export(cursor) => drop(reader.run_export(Some(cursor)).await),
+        AuditCursor::Legacy(cursor) => drop(reader.run_legacy(Some(cursor)).await),
+        AuditCursor::Start if export => drop(reader.run_export(None).await),
+        AuditCursor::Start => drop(reader.run_legacy(None).await),
+    }
+}
+
+struct Locking {
+    logins: FailedLogins,
+    out: mpsc::Sender<LockV2>,
+    duration: Duration,
+}
+
+/// The merge loop's state.
+struct Merge {
+    cursor: Cursor,
+    out: mpsc::Sender<SourceRecord>,
+    sessions: SessionReader,
+    active: HashMap<String, tokio::task::JoinHandle<()>>,
+    /// Recordings not found, by session id: when to ask again.
+    waiting: HashMap<String, Instant>,
+    concurrency: usize,
+    session_sink: Option<Arc<str>>,
+    locks: Option<Locking>,
+    exit_on_last_event: bool,
+    missing_retry: Duration,
+    audit_done: bool,
+}
+
+/// The pipeline stopped reading.
+struct Closed;
+
+impl Merge {
+    async fn run(&mut self, mut audit: mpsc::Receiver<AuditItem>, mut sessions: mpsc::Receiver<SessionItem>, mut shutdown: Shutdown) {
+        let backlog = self.concurrency.saturating_mul(BACKLOG_PER_STREAM);
+        loop {
+            self.start_sessions(&shutdown);
+            if self.exit_on_last_event && self.audit_done && self.active.is_empty() {
+                if !self.waiting.is_empty() {
+                    tracing::warn!(recordings = self.waiting.len(), "Caught up; recordings not uploaded yet are asked for again at the next start.");
+                }
+                return;
+            }
+            let take_audit = !self.audit_done && self.cursor.sessions.len() < backlog;
+            let next_retry = self.waiting.values().min().copied();
+            let step = tokio::select! {
+                item = audit.recv(), if take_audit => match item {
+                    Some(item) => self.on_audit(item).await,
+                    None => { self.audit_done = true; Ok(()) }
+                },
+                Some(item) = sessions.recv() => self.on_session(item).await,
+                () = sleep_until(next_retry), if next_retry.is_some() => {
+                    let now = Instant::now();
+                    self.waiting.retain(|_, at| *at > now);
+                    Ok(())
+                }
+                () = shutdown.wait() => return,
+            };
+            if step.is_err() {
+                return;
+            }
+        }
+    }
+
+    /// Starts streams for pending sessions, up to `concurrency`.
+    fn start_sessions(&mut self, shutdown: &Shutdown) {
+        for progress in &self.cursor.sessions {
+            if self.active.len() >= self.concurrency {
+                break;
+            }
+            if self.active.contains_key(&progress.sid) || self.waiting.contains_key(&progress.sid) {
+                continue;
+            }
+            let task = tokio::spawn(self.sessions.clone().run(progress.sid.clone(), progress.next_index, shutdown.clone()));
+            self.active.insert(progress.sid.clone(), task);
+        }
+    }
+
+    async fn emit(&self, item: Item, sink: Option<Arc<str>>) -> Result<(), Closed> {
+        let record = SourceRecord { item, position: self.cursor.encode(), sink };
+        self.out.send(record).await.map_err(|_| Closed)
+    }
+
+    async fn on_audit(&mut self, item: AuditItem) -> Result<(), Closed> {
+        match item {
+            AuditItem::Event { json, id, cursor } => {
+                self.cursor.audit = cursor;
+                match Event::from_json(json) {
+                    Ok(event) => {
+                        self.register_session(&event);
+                        self.check_failed_login(&event).await;
+                        self.emit(Item::Event(event), None).await
+                    }
+                    Err(err) => {
+                        let reason = format!("audit event {id}: {err}");
+                        let invalid = Invalid { position: format!("audit event {id}"), reason, raw: err.into_json() };
+                        self.emit(Item::Invalid(invalid), None).await
+                    }
+                }
+            }
+            AuditItem::Moved(cursor) => {
+                self.cursor.audit = cursor;
+                self.emit(Item::Progress, None).await
+            }
+            AuditItem::CaughtUp => {
+                self.audit_done = true;
+                Ok(())
+            }
+        }
+    }
+
+    /// A `session.upload` announces a recording to stream.
+    fn register_session(&mut self, event: &Event) {
+        if event.event_type != "session.upload" {
+            return;
+        }
+        if event.session_id.is_empty() {
+            tracing::warn!(event = %event.id, "A session.upload event names no session (`sid`); there is no recording to stream.");
+            return;
+        }
+        if self.cursor.sessions.iter().any(|s| s.sid == event.session_id) {
+            return;
+        }
+        self.cursor.sessions.push(SessionProgress { sid: event.session_id.clone(), next_index: 0, upload_time: event.time.clone(), missing: 0 });
+    }
+
+    async fn check_failed_login(&mut self, event: &Event) {
+        let Some(locking) = &mut self.locks else { return };
+        if event.event_type != "user.login" {
+            return;
+        }
+        if let Some(target) = locking.logins.observe(&event.json, SystemTime::now()) {
+            let _ = locking.out.send(lock_for(&target, locking.duration, SystemTime::now())).await;
+        }
+    }
+
+    fn progress(&mut self, sid: &str) -> Option<&mut SessionProgress> {
+        self.cursor.sessions.iter_mut().find(|s| s.sid == sid)
+    }
+
+    fn forget(&mut self, sid: &str) {
+        self.cursor.sessions.retain(|s| s.sid != sid);
+        self.active.remove(sid);
+    }
+
+    async fn on_session(&mut self, item: SessionItem) -> Result<(), Closed> {
+        match item {
+            SessionItem::Event { sid, index, json } => {
+                let Some(progress) = self.progress(&sid) else { return Ok(()) };
+                progress.next_index = index + 1;
+                match Event::from_json(json) {
+                    Ok(event) => self.emit(Item::Event(event), self.session_sink.clone()).await,
+                    Err(err) => {
+                        let reason = format!("session {sid} event {index}: {err}");
+                        let invalid = Invalid { position: format!("session {sid} event {index}"), reason, raw: err.into_json() };
+                        self.emit(Item::Invalid(invalid), None).await
+                    }
+                }
+            }
+            SessionItem::Skipped { sid, index } => {
+                if let Some(progress) = self.progress(&sid) {
+                    progress.next_index = index + 1;
+                }
+                Ok(())
+            }
+            SessionItem::Done { sid } => {
+                self.forget(&sid);
+                self.emit(Item::Progress, None).await
+            }
+            SessionItem::Missing { sid, reason } => self.on_missing(sid, reason).await,
+            SessionItem::Malformed { sid, reason } => {
+                let Some(progress) = self.progress(&sid).cloned() else { return Ok(()) };
+                self.forget(&sid);
+                self.give_up(&progress, format!("session recording {sid} cannot be read: {reason}")).await
+            }
+        }
+    }
+
+    async fn on_missing(&mut self, sid: String, reason: String) -> Result<(), Closed> {
+        self.active.remove(&sid);
+        let Some(progress) = self.progress(&sid) else { return Ok(()) };
+        progress.missing += 1;
+        let progress = progress.clone();
+        let announced = humantime::parse_rfc3339_weak(&progress.upload_time).or_else(|_| humantime::parse_rfc3339(&progress.upload_time)).ok();
+        let too_old = announced.is_some_and(|at| at + MISSING_GIVE_UP_AGE < SystemTime::now());
+        if progress.missing >= MISSING_ATTEMPTS || too_old {
+            self.forget(&sid);
+            let why = if too_old { "announced more than 48 hours ago".to_owned() } else { format!("asked {} times", progress.missing) };
+            return self.give_up(&progress, format!("session recording {sid} is not in Teleport's storage ({why}): {reason}")).await;
+        }
+        let delay = self.missing_retry * progress.missing;
+        tracing::info!(session = %sid, retry_in = ?delay, "Session recording not uploaded yet: {reason}; asking again later.");
+        self.waiting.insert(sid, Instant::now() + delay);
+        self.emit(Item::Progress, None).await
+    }
+
+    /// Dead-letters a recording that cannot be streamed, so that an
+    /// operator sees it and the rest goes on.
+    async fn give_up(&mut self, progress: &SessionProgress, reason: String) -> Result<(), Closed> {
+        tracing::error!(session = %progress.sid, "{reason}");
+        let raw = serde_json::json!({ "sid": progress.sid, "upload_time": progress.upload_time, "next_index": progress.next_index });
+        let invalid = Invalid { position: format!("session {}", progress.sid), reason, raw: raw.to_string().into_bytes() };
+        self.emit(Item::Invalid(invalid), None).await
+    }
+}
+
+async fn sleep_until(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}

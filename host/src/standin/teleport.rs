@@ -104,6 +104,8 @@ pub struct StandInOptions {
     pub tls_routing: bool,
     /// The server certificate's validity. Default 24 hours.
     pub server_validity: Validity,
+    /// Where to listen. Default: `127.0.0.1` at a free port.
+    pub listen: Option<SocketAddr>,
 }
 
 impl Default for StandInOptions {
@@ -117,6 +119,7 @@ impl Default for StandInOptions {
             chunk_size: 50,
             tls_routing: false,
             server_validity: Validity::For(Duration::from_secs(24 * 3600)),
+            listen: None,
         }
     }
 }
@@ -252,6 +255,8 @@ struct Shared {
     refusals: tokio::sync::watch::Sender<usize>,
     server_tls: RwLock<Arc<ServerConfig>>,
     ca: Mutex<ClusterCa>,
+    /// Bumped to close every open connection (see `drop_connections`).
+    generation: std::sync::atomic::AtomicU64,
 }
 
 /// An audit event and its place in the log: (time in ns, arrival number).
@@ -266,7 +271,7 @@ struct Export {
 }
 
 impl TeleportStandIn {
-    /// Starts on `127.0.0.1` at a free port.
+    /// Starts on `options.listen`, by default `127.0.0.1` at a free port.
     pub async fn start(options: StandInOptions) -> io::Result<TeleportStandIn> {
         let mut ca = ClusterCa::generate(&options.cluster_name)?;
         let server_tls = ca.server_config(options.server_validity)?;
@@ -287,8 +292,12 @@ impl TeleportStandIn {
             refusals: tokio::sync::watch::channel(0).0,
             server_tls: RwLock::new(Arc::new(server_tls)),
             ca: Mutex::new(ca),
+            generation: std::sync::atomic::AtomicU64::new(0),
         });
-        let listener = TcpListener::bind("127.0.0.1:0").await?;
+        let listener = match options.listen {
+            Some(addr) => TcpListener::bind(addr).await?,
+            None => TcpListener::bind("127.0.0.1:0").await?,
+        };
         let addr = listener.local_addr()?;
         let (incoming_tx, incoming_rx) = mpsc::channel(16);
         let accept = tokio::spawn(accept_loop(listener, shared.clone(), incoming_tx));
@@ -304,6 +313,12 @@ impl TeleportStandIn {
             }
         });
         Ok(TeleportStandIn { addr, shared, tasks: vec![accept, serve] })
+    }
+
+    /// Closes every open connection the next time it is read from, as an
+    /// Auth Service restart would: clients must connect again.
+    pub fn drop_connections(&self) {
+        self.shared.generation.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
     }
 
     /// The address it listens on.
@@ -697,7 +712,8 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, incoming: mpsc:
         let (shared, incoming) = (shared.clone(), incoming.clone());
         tokio::spawn(async move {
             match handshake(tcp, &shared).await {
-                Ok(stream) => {
+                Ok(mut stream) => {
+                    stream.shared = Some(shared.clone());
                     lock(&shared.connections).push(stream.peer.clone());
                     let _ = incoming.send(Ok(stream)).await;
                 }
@@ -725,13 +741,18 @@ async fn handshake(tcp: TcpStream, shared: &Shared) -> Result<PeerStream, String
     let tls = start.into_stream(config).await.map_err(|err| err.to_string())?;
     let client = tls.get_ref().1.peer_certificates().and_then(<[_]>::first).and_then(|cert| certificate_info(cert).ok());
     let (common_name, serial) = client.map(|info| (info.common_name, info.serial)).unwrap_or_default();
-    Ok(PeerStream { inner: tls, peer: PeerInfo { sni, alpn, common_name, serial } })
+    let generation = shared.generation.load(std::sync::atomic::Ordering::SeqCst);
+    Ok(PeerStream { inner: tls, peer: PeerInfo { sni, alpn, common_name, serial }, generation, shared: None })
 }
 
 /// A TLS connection that tells tonic who is on the other end.
 struct PeerStream {
     inner: tokio_rustls::server::TlsStream<TcpStream>,
     peer: PeerInfo,
+    /// The generation this connection belongs to; once the stand-in's
+    /// moves on, the connection reads end-of-file and closes.
+    generation: u64,
+    shared: Option<Arc<Shared>>,
 }
 
 impl tonic::transport::server::Connected for PeerStream {
@@ -744,7 +765,12 @@ impl tonic::transport::server::Connected for PeerStream {
 
 impl AsyncRead for PeerStream {
     fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().inner).poll_read(cx, buf)
+        let this = self.get_mut();
+        let current = this.shared.as_ref().map(|shared| shared.generation.load(std::sync::atomic::Ordering::SeqCst));
+        if current.is_some_and(|current| current != this.generation) {
+            return Poll::Ready(Ok(())); // End of file: hyper closes the connection.
+        }
+        Pin::new(&mut this.inner).poll_read(cx, buf)
     }
 }
 

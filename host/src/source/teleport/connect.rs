@@ -328,11 +328,14 @@ pub fn one_line(err: &(dyn StdError + 'static)) -> String {
 
 /// A failed call as one line: which address answered what.
 pub fn describe_status(addr: &str, status: &tonic::Status) -> String {
-    let mut line = format!("Teleport at {addr} answered {:?}: {}", status.code(), status.message().replace('\n', " "));
-    if let Some(source) = status.source() {
-        line.push_str(&format!(" ({})", one_line(source)));
-    }
-    line
+    let message = status.message().replace('\n', " ");
+    let cause = status.source().map(one_line).unwrap_or_default();
+    let detail = match () {
+        _ if cause.is_empty() || message.contains(&cause) => message,
+        _ if cause.contains(&message) => cause,
+        _ => format!("{message} ({cause})"),
+    };
+    format!("Teleport at {addr} answered {:?}: {detail}", status.code())
 }
 
 #[cfg(test)]

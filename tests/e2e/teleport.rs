@@ -1,0 +1,364 @@
+//! The Teleport source against the stand-in Auth Service, over real gRPC
+//! and mutual TLS, through the real binary.
+//!
+//! Each scenario starts the stand-in in the test process (its own tokio
+//! runtime), writes an identity file in Teleport's format, and runs
+//! `ferry start` on an event handler style config (`[teleport]` plus the
+//! event handler's top-level keys) with file sinks for audit events and
+//! session recordings. What the sinks hold is compared with what the
+//! stand-in serves, event by event.
+
+use crate::util::{self, DEADLINE, OUT, Sandbox};
+use ferry::source::teleport::structjson::struct_to_json;
+use ferry::standin::logstash::{self, LogstashStandIn};
+use ferry::standin::teleport::{Fault, IdentitySpec, Method, StandInOptions, TeleportStandIn, Validity};
+use serde_json::Value;
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+const SESSIONS: &str = "sessions.jsonl";
+const SID: &str = "516965e5-e6ef-11e9-9d5b-42010a80002b";
+
+/// The stand-in and the runtime it runs on.
+struct Cluster {
+    runtime: tokio::runtime::Runtime,
+    standin: TeleportStandIn,
+}
+
+impl Cluster {
+    fn start(options: StandInOptions) -> Cluster {
+        let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("a runtime");
+        let standin = runtime.block_on(TeleportStandIn::start(options)).expect("the stand-in starts");
+        Cluster { runtime, standin }
+    }
+
+    /// The fixtures, with a `session.upload` for the fixture session.
+    fn with_fixtures(export_api: bool) -> Cluster {
+        Cluster::start(StandInOptions { export_api, announce_sessions: true, ..StandInOptions::default() })
+    }
+
+    /// The audit log as served, as JSON, oldest first.
+    fn audit_log(&self) -> Vec<Value> {
+        self.standin.audit_events().iter().map(|event| struct_to_json(&event.unstructured.clone().unwrap_or_default())).collect()
+    }
+
+    /// The fixture session's events as streamed, as JSON.
+    fn session(&self) -> Vec<Value> {
+        let events = self.standin.session_events(SID).expect("the fixture session");
+        events.iter().map(|event| struct_to_json(&event.unstructured.clone().unwrap_or_default())).collect()
+    }
+
+    fn write_identity(&self, sandbox: &Sandbox, spec: &IdentitySpec) -> String {
+        self.standin.write_identity_with(&sandbox.path("identity"), spec).expect("identity written").serial
+    }
+}
+
+/// An event handler style config reading from `addr`; `extra` goes at the
+/// top level, before the tables.
+fn config(addr: &str, extra: &str) -> String {
+    format!(
+        r#"
+storage = "storage"
+start-time = "2019-01-01T00:00:00Z"
+window-size = "8760h"
+timeout = "100ms"
+batch = 20
+{extra}
+
+[teleport]
+addr = "{addr}"
+identity = "identity"
+
+[pipeline]
+batch-size = 10
+batches-in-flight = 1
+linger = "20ms"
+
+[sinks.default]
+type = "file"
+path = "{OUT}"
+
+[sinks.sessions]
+type = "file"
+path = "{SESSIONS}"
+"#
+    )
+}
+
+fn lines(sandbox: &Sandbox, file: &str) -> Vec<Value> {
+    util::complete_lines(&sandbox.read(file))
+        .iter()
+        .map(|line| serde_json::from_str(line).unwrap_or_else(|err| panic!("{file} holds a line that is not JSON ({err}): {line}")))
+        .collect()
+}
+
+fn event_type(event: &Value) -> &str {
+    event.get("event").and_then(Value::as_str).unwrap_or_default()
+}
+
+/// Runs `ferry start` to the end (exit-on-last-event) and checks it succeeded.
+fn run_to_end(sandbox: &Sandbox) -> util::Output {
+    let output = sandbox.run("start");
+    output.assert_success(sandbox);
+    output
+}
+
+fn every_event_once_in_order(export_api: bool) {
+    let cluster = Cluster::with_fixtures(export_api);
+    let sandbox = Sandbox::new(if export_api { "teleport-export" } else { "teleport-legacy" }, &config(&cluster.standin.address(), "exit-on-last-event = true"));
+    cluster.write_identity(&sandbox, &IdentitySpec::default());
+    let output = run_to_end(&sandbox);
+
+    let expected = cluster.audit_log();
+    assert_eq!(expected.len(), 184, "183 fixtures and the session.upload the stand-in adds");
+    let got = lines(&sandbox, OUT);
+    assert_eq!(got.len(), expected.len(), "every audit event once\n{}", sandbox.report(Some(&output)));
+    assert!(got == expected, "the audit events arrive as served, in order\n{}", sandbox.report(Some(&output)));
+    let engine = if export_api { "engine=\"export\"" } else { "engine=\"legacy\"" };
+    assert!(output.stderr.contains(engine), "ferry says which engine it uses ({engine})\n{}", sandbox.report(Some(&output)));
+
+    // The recording announced by session.upload, without the print events
+    // (skipped by default, as the event handler does).
+    let session: Vec<Value> = cluster.session().into_iter().filter(|event| event_type(event) != "print").collect();
+    assert_eq!(session.len(), 4);
+    assert_eq!(lines(&sandbox, SESSIONS), session, "the session recording goes to the sessions sink\n{}", sandbox.report(Some(&output)));
+}
+
+#[test]
+fn the_legacy_engine_delivers_every_event_once_in_order() {
+    every_event_once_in_order(false);
+}
+
+#[test]
+fn the_export_engine_delivers_every_event_once_in_order() {
+    every_event_once_in_order(true);
+}
+
+fn types_filter(export_api: bool) {
+    let cluster = Cluster::with_fixtures(export_api);
+    let extra = "exit-on-last-event = true\ntypes = \"user.login,session.start,session.end\"\nskip-event-types = [\"session.end\"]";
+    let sandbox = Sandbox::new("teleport-types", &config(&cluster.standin.address(), extra));
+    cluster.write_identity(&sandbox, &IdentitySpec::default());
+    let output = run_to_end(&sandbox);
+    let expected: Vec<Value> = cluster.audit_log().into_iter().filter(|event| matches!(event_type(event), "user.login" | "session.start")).collect();
+    assert_eq!(expected.len(), 5, "the fixtures have four logins and a session start");
+    assert!(lines(&sandbox, OUT) == expected, "only the listed types, without the skipped one\n{}", sandbox.report(Some(&output)));
+    assert!(sandbox.read(SESSIONS).is_empty(), "session.upload is not among the types, so no recording is streamed");
+}
+
+#[test]
+fn types_and_skip_event_types_filter_in_the_legacy_engine() {
+    types_filter(false);
+}
+
+#[test]
+fn types_and_skip_event_types_filter_in_the_export_engine() {
+    types_filter(true);
+}
+
+#[test]
+fn print_events_carry_their_base64_data_as_sent() {
+    let cluster = Cluster::with_fixtures(false);
+    let sandbox = Sandbox::new("teleport-print", &config(&cluster.standin.address(), "exit-on-last-event = true\nskip-session-types = []"));
+    cluster.write_identity(&sandbox, &IdentitySpec::default());
+    let output = run_to_end(&sandbox);
+    let expected = cluster.session();
+    assert_eq!(expected.len(), 160);
+    let got = lines(&sandbox, SESSIONS);
+    assert!(got == expected, "all 160 session events, prints included\n{}", sandbox.report(Some(&output)));
+    let prints: Vec<&Value> = got.iter().filter(|event| event_type(event) == "print").collect();
+    assert_eq!(prints.len(), 156);
+    assert!(prints.iter().all(|print| print.get("data").and_then(Value::as_str).is_some_and(|data| !data.is_empty())), "every print has data");
+}
+
+/// How often each `uid` (or whole event, for events without one) occurs.
+fn tally(events: &[Value]) -> BTreeMap<String, usize> {
+    let mut counts = BTreeMap::new();
+    for event in events {
+        let key = event.get("uid").and_then(Value::as_str).map_or_else(|| event.to_string(), str::to_owned);
+        *counts.entry(key).or_insert(0) += 1;
+    }
+    counts
+}
+
+/// Every expected event arrived, and at most `batch` of them twice.
+fn nothing_lost_at_most_a_batch_twice(expected: &[Value], got: &[Value], batch: usize, what: &str, sandbox: &Sandbox) {
+    let (want, have) = (tally(expected), tally(got));
+    for (key, count) in &want {
+        let seen = have.get(key).copied().unwrap_or(0);
+        assert!(seen >= *count, "{what}: {key} was lost\n{}", sandbox.report(None));
+    }
+    let duplicates: usize = have.iter().map(|(key, count)| count.saturating_sub(want.get(key).copied().unwrap_or(0))).sum();
+    assert!(duplicates <= batch, "{what}: {duplicates} duplicates, more than one batch of {batch}\n{}", sandbox.report(None));
+    assert!(have.keys().all(|key| want.contains_key(key)), "{what}: an event that was never served arrived");
+}
+
+#[test]
+fn killed_mid_page_and_restarted_nothing_is_lost() {
+    let cluster = Cluster::with_fixtures(false);
+    // Slow pages of five, so that ferry is killed in the middle of the log.
+    for _ in 0..30 {
+        cluster.standin.inject(Method::GetUnstructuredEvents, Fault::Delay(Duration::from_millis(40)));
+    }
+    let text = config(&cluster.standin.address(), "exit-on-last-event = true").replace("batch = 20", "batch = 5");
+    let sandbox = Sandbox::new("teleport-kill-page", &text);
+    cluster.write_identity(&sandbox, &IdentitySpec::default());
+    let mut running = sandbox.spawn_start();
+    util::wait_for("some audit events", DEADLINE, || sandbox.out_count() >= 40, || sandbox.report(Some(&running.snapshot())));
+    let killed = running.kill(&sandbox);
+    let delivered = sandbox.out_count();
+    assert!(delivered < 184, "ferry was killed before the end of the log ({delivered} delivered)\n{}", sandbox.report(Some(&killed)));
+    run_to_end(&sandbox);
+    nothing_lost_at_most_a_batch_twice(&cluster.audit_log(), &lines(&sandbox, OUT), 10, "audit events", &sandbox);
+}
+
+#[test]
+fn killed_mid_session_and_restarted_the_session_resumes() {
+    let cluster = Cluster::with_fixtures(false);
+    let runtime = &cluster.runtime;
+    let logstash = runtime.block_on(LogstashStandIn::start(None)).expect("the stand-in Logstash starts");
+    // Every session batch waits, so that ferry is killed in the middle of the recording.
+    logstash.inject((0..40).map(|_| logstash::Fault::Delay(Duration::from_millis(60))));
+    let sandbox = Sandbox::new("teleport-kill-session", "");
+    let pki = logstash.pki.write(&sandbox.path("pki")).expect("certificates written");
+    let text = config(&cluster.standin.address(), "exit-on-last-event = true\nskip-session-types = []").replace(
+        &format!("[sinks.sessions]\ntype = \"file\"\npath = \"{SESSIONS}\""),
+        &format!(
+            "[sinks.sessions]\ntype = \"logstash\"\nurl = \"{}\"\nca = \"{}\"\ncert = \"{}\"\nkey = \"{}\"",
+            logstash.url(),
+            pki.ca.display(),
+            pki.client_cert.display(),
+            pki.client_key.display()
+        ),
+    );
+    sandbox.set_config(&text);
+    cluster.write_identity(&sandbox, &IdentitySpec::default());
+    let mut running = sandbox.spawn_start();
+    util::wait_for("part of the session", DEADLINE, || logstash.event_count() >= 40, || sandbox.report(Some(&running.snapshot())));
+    let killed = running.kill(&sandbox);
+    let before = logstash.event_count();
+    assert!(before < 160, "ferry was killed in the middle of the session ({before} of 160)\n{}", sandbox.report(Some(&killed)));
+    let output = run_to_end(&sandbox);
+    let got = logstash.events();
+    assert!(got.len() >= 160, "the restart resumed the session\n{}", sandbox.report(Some(&output)));
+    nothing_lost_at_most_a_batch_twice(&cluster.session(), &got, 10, "session events", &sandbox);
+    assert!(got.len() - 160 <= 10, "the restart did not start the session over");
+}
+
+#[test]
+fn an_expired_identity_is_refused_on_one_line() {
+    let cluster = Cluster::with_fixtures(false);
+    let sandbox = Sandbox::new("teleport-expired", &config(&cluster.standin.address(), ""));
+    cluster.write_identity(&sandbox, &IdentitySpec { validity: Validity::Expired, ..IdentitySpec::default() });
+    for command in ["start", "check"] {
+        let message = sandbox.run(command).one_line_error(&sandbox);
+        assert!(message.contains("`teleport.identity`"), "{command}: {message}");
+        assert!(message.contains("expired"), "{command}: {message}");
+        assert!(message.contains(&sandbox.path("identity").display().to_string()), "{command}: {message}");
+    }
+}
+
+/// A wrong client certificate, then the right one written in its place:
+/// ferry retries, says why on one line, and delivers everything once the
+/// identity is renewed. The renewed identity is used by new connections.
+#[test]
+fn a_wrong_ca_is_retried_and_a_renewed_identity_recovers() {
+    let cluster = Cluster::with_fixtures(false);
+    let extra = "exit-on-last-event = true\n";
+    let text = config(&cluster.standin.address(), extra).replace("identity = \"identity\"", "identity = \"identity\"\nrefresh.enabled = true\nrefresh.interval = \"100ms\"");
+    let sandbox = Sandbox::new("teleport-wrong-ca", &text);
+    cluster.write_identity(&sandbox, &IdentitySpec { foreign_ca: true, ..IdentitySpec::default() });
+    let mut running = sandbox.spawn_start();
+    util::wait_for("refused handshakes", DEADLINE, || cluster.standin.handshake_errors().len() >= 2, || sandbox.report(Some(&running.snapshot())));
+    let warnings = running.stderr();
+    assert!(sandbox.read(OUT).is_empty(), "nothing is read with a refused certificate");
+    assert!(!running.has_exited(), "ferry keeps retrying\n{}", sandbox.report(Some(&running.snapshot())));
+    let serial = cluster.write_identity(&sandbox, &IdentitySpec::default());
+    let output = running.wait(&sandbox, DEADLINE);
+    output.assert_success(&sandbox);
+    assert_eq!(lines(&sandbox, OUT), cluster.audit_log(), "everything arrives once the identity is renewed\n{}", sandbox.report(Some(&output)));
+    assert!(cluster.standin.connections().iter().any(|peer| peer.serial == serial), "the renewed certificate was used");
+    let retry_line = warnings.lines().find(|line| line.contains("retrying")).unwrap_or_else(|| panic!("no retry warning\n{warnings}"));
+    assert!(retry_line.contains(&cluster.standin.address()), "the warning names the address: {retry_line}");
+}
+
+/// ferry started before Teleport: it retries until the Auth Service is up.
+#[test]
+fn a_server_that_is_down_is_waited_for() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port").local_addr().expect("its address");
+    // A restarted stand-in has a new CA; Machine ID would renew the identity.
+    let text = config(&port.to_string(), "exit-on-last-event = true").replace("identity = \"identity\"", "identity = \"identity\"\nrefresh.enabled = true\nrefresh.interval = \"100ms\"");
+    let sandbox = Sandbox::new("teleport-down", &text);
+    // The identity comes from a stand-in that is started and stopped first.
+    let first = Cluster::with_fixtures(false);
+    first.write_identity(&sandbox, &IdentitySpec::default());
+    let mut running = sandbox.spawn_start();
+    util::wait_for("a retry warning", DEADLINE, || running.stderr().contains("retrying"), || sandbox.report(Some(&running.snapshot())));
+    assert!(!running.has_exited(), "ferry waits for Teleport\n{}", sandbox.report(Some(&running.snapshot())));
+    drop(first);
+    let cluster = Cluster::start(StandInOptions { export_api: false, announce_sessions: true, listen: Some(port), ..StandInOptions::default() });
+    cluster.write_identity(&sandbox, &IdentitySpec::default());
+    let output = running.wait(&sandbox, DEADLINE);
+    output.assert_success(&sandbox);
+    assert_eq!(lines(&sandbox, OUT), cluster.audit_log(), "nothing lost while Teleport was down\n{}", sandbox.report(Some(&output)));
+}
+
+#[test]
+fn a_rotated_identity_is_used_by_new_connections_while_running() {
+    let cluster = Cluster::with_fixtures(false);
+    let text = config(&cluster.standin.address(), "").replace("identity = \"identity\"", "identity = \"identity\"\nrefresh.enabled = true\nrefresh.interval = \"100ms\"");
+    let sandbox = Sandbox::new("teleport-rotate", &text);
+    let first = cluster.write_identity(&sandbox, &IdentitySpec::default());
+    let running = sandbox.spawn_start();
+    util::wait_for("every audit event", DEADLINE, || sandbox.out_count() >= 184, || sandbox.report(Some(&running.snapshot())));
+    let second = cluster.write_identity(&sandbox, &IdentitySpec::default());
+    assert_ne!(first, second);
+    // Give the watcher time to see the new file, then make ferry reconnect.
+    std::thread::sleep(Duration::from_millis(500));
+    cluster.standin.drop_connections();
+    util::wait_for(
+        "a connection with the new certificate",
+        DEADLINE,
+        || cluster.standin.connections().iter().any(|peer| peer.serial == second),
+        || sandbox.report(Some(&running.snapshot())),
+    );
+    running.terminate();
+    assert_eq!(sandbox.out_count(), 184, "no event twice across the reconnection");
+}
+
+#[test]
+fn failed_logins_past_the_threshold_lock_the_user_once() {
+    let now = humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string();
+    let failed = |n: usize| {
+        serde_json::json!({"event": "user.login", "code": "T1000W", "success": false, "user": "mallory", "method": "local", "time": now, "uid": format!("failed-{n}")})
+    };
+    let mut events: Vec<Value> = (0..5).map(failed).collect();
+    events.push(serde_json::json!({"event": "user.login", "code": "T1000I", "success": true, "user": "alice", "time": now, "uid": "ok-1"}));
+    let cluster = Cluster::start(StandInOptions { events, export_api: false, ..StandInOptions::default() });
+    let extra = "exit-on-last-event = true\nstart-time = \"2000-01-01T00:00:00Z\"\nlock-enabled = true\nlock-failed-attempts-count = 3\nlock-period = \"1h\"\nlock-for = \"10m\"";
+    let text = config(&cluster.standin.address(), extra).replace("start-time = \"2019-01-01T00:00:00Z\"\n", "").replace("window-size = \"8760h\"", "window-size = \"87600h\"");
+    let sandbox = Sandbox::new("teleport-lock", &text);
+    cluster.write_identity(&sandbox, &IdentitySpec::default());
+    let output = run_to_end(&sandbox);
+    assert_eq!(sandbox.out_count(), 6, "{}", sandbox.report(Some(&output)));
+    util::wait_for("the lock", DEADLINE, || !cluster.standin.locks().is_empty(), || sandbox.report(Some(&output)));
+    let locks = cluster.standin.locks();
+    assert_eq!(locks.len(), 1, "exactly one lock for five failures over a threshold of three: {locks:?}");
+    let lock = &locks[0];
+    assert_eq!(lock.metadata.as_ref().map(|m| m.name.as_str()), Some("event-handler-auto-lock-mallory-"));
+    let spec = lock.spec.as_ref().expect("a spec");
+    assert_eq!(spec.target.as_ref().map(|t| t.user.as_str()), Some("mallory"));
+    assert_eq!(spec.message, "User is locked due to too many failed login attempts");
+    assert!(spec.expires.is_some(), "lock-for sets an expiry");
+}
+
+#[test]
+fn start_time_cannot_change_once_ingestion_started() {
+    let cluster = Cluster::with_fixtures(false);
+    let sandbox = Sandbox::new("teleport-start-time", &config(&cluster.standin.address(), "exit-on-last-event = true"));
+    cluster.write_identity(&sandbox, &IdentitySpec::default());
+    run_to_end(&sandbox);
+    sandbox.set_config(&config(&cluster.standin.address(), "exit-on-last-event = true").replace("2019-01-01T00:00:00Z", "2020-01-01T00:00:00Z"));
+    let message = sandbox.run("start").one_line_error(&sandbox);
+    assert!(message.contains("`teleport.start-time`: ingestion started from 2019-01-01T00:00:00Z"), "{message}");
+}

@@ -362,3 +362,45 @@ fn start_time_cannot_change_once_ingestion_started() {
     let message = sandbox.run("start").one_line_error(&sandbox);
     assert!(message.contains("`teleport.start-time`: ingestion started from 2019-01-01T00:00:00Z"), "{message}");
 }
+
+/// A recording announced but not uploaded is asked for again later, then
+/// dead-lettered; one the server cannot read is dead-lettered at once. The
+/// audit log flows on meanwhile and ferry keeps running.
+#[test]
+fn missing_and_unreadable_recordings_are_dead_lettered_and_ingestion_goes_on() {
+    let now = humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string();
+    let upload = |sid: &str| serde_json::json!({"event": "session.upload", "code": "T2005I", "sid": sid, "time": now, "uid": format!("upload-{sid}")});
+    // The first recording asked for gets the injected fault.
+    let mut events = vec![upload(SID), upload("ghost-session")];
+    events.push(serde_json::json!({"event": "user.login", "code": "T1000I", "success": true, "user": "alice", "time": now, "uid": "after"}));
+    let cluster = Cluster::start(StandInOptions { events, export_api: false, ..StandInOptions::default() });
+    cluster.standin.inject(Method::StreamUnstructuredSessionEvents, Fault::Status(tonic::Code::DataLoss, "recording is corrupted".into()));
+    let text = config(&cluster.standin.address(), "concurrency = 1")
+        .replace("identity = \"identity\"", "identity = \"identity\"\nmissing-recording-retry = \"100ms\"")
+        .replace("start-time = \"2019-01-01T00:00:00Z\"", "start-time = \"2020-01-01T00:00:00Z\"")
+        .replace("window-size = \"8760h\"", "window-size = \"87600h\"");
+    let sandbox = Sandbox::new("teleport-missing", &text);
+    cluster.write_identity(&sandbox, &IdentitySpec::default());
+    let running = sandbox.spawn_start();
+    util::wait_for("the audit events", DEADLINE, || sandbox.out_count() == 3, || sandbox.report(Some(&running.snapshot())));
+    let mut letters = Vec::new();
+    util::wait_for(
+        "two dead letters",
+        DEADLINE,
+        || {
+            letters = sandbox.dead_letters();
+            letters.len() == 2
+        },
+        || sandbox.report(Some(&running.snapshot())),
+    );
+    let reasons: Vec<&str> = letters.iter().filter_map(|letter| letter.get("reason").and_then(Value::as_str)).collect();
+    assert!(reasons.iter().any(|r| r.contains("session recording ghost-session is not in Teleport's storage (asked 3 times)")), "{reasons:?}");
+    assert!(reasons.iter().any(|r| r.contains(&format!("session recording {SID} cannot be read")) && r.contains("recording is corrupted")), "{reasons:?}");
+    let asked = cluster.standin.calls().iter().filter(|call| call.method == Method::StreamUnstructuredSessionEvents).count();
+    assert!(asked >= 4, "the missing recording was asked for three times, the corrupted one once ({asked} calls)");
+    assert!(sandbox.read(SESSIONS).is_empty(), "nothing of either recording was delivered");
+    let mut running = running;
+    assert!(!running.has_exited(), "ferry keeps running\n{}", sandbox.report(Some(&running.snapshot())));
+    running.terminate();
+    running.wait(&sandbox, DEADLINE).assert_success(&sandbox);
+}

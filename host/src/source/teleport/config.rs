@@ -64,6 +64,13 @@ pub struct TeleportSourceConfig {
     /// The sink that session recordings go to unless a plugin routes them.
     /// Default: `sessions` when such a sink exists, else the default sink.
     pub session_sink: Option<String>,
+    /// How long to wait before asking again for a session recording that
+    /// Teleport does not have yet (uploads can lag the `session.upload`
+    /// event); the n-th retry waits n times as long, and after 3 tries, or
+    /// 48 hours after the upload, the recording is dead-lettered.
+    /// Default 1 minute.
+    #[serde(default = "default_missing_recording_retry")]
+    pub missing_recording_retry: ConfigDuration,
     /// Locking users after failed logins.
     #[serde(default)]
     pub lock: LockConfig,
@@ -142,6 +149,9 @@ fn default_window_size() -> ConfigDuration {
 }
 fn default_concurrency() -> usize {
     5
+}
+fn default_missing_recording_retry() -> ConfigDuration {
+    ConfigDuration(Duration::from_secs(60))
 }
 fn default_refresh_interval() -> ConfigDuration {
     ConfigDuration(Duration::from_secs(60))

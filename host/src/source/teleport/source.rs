@@ -75,19 +75,13 @@ impl TeleportSource {
             session_sink,
             start_time: checked.start_time,
             locking: config.lock.enabled && !ferry.dry_run,
-            missing_retry: Duration::from_secs(60),
+            missing_retry: config.missing_recording_retry.0,
         })
     }
 
     /// The name the cursor is stored under.
     pub fn name(&self) -> &str {
         &self.name
-    }
-
-    /// How long to wait before asking again for a recording that was not
-    /// found (default 1 minute; the n-th retry waits n times as long).
-    pub fn set_missing_retry(&mut self, delay: Duration) {
-        self.missing_retry = delay;
     }
 
     /// Fixes the start time at the first run and refuses a `start-time`

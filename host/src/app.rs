@@ -56,7 +56,9 @@ pub async fn build_parts(config: &FerryConfig, metrics: Arc<Metrics>, use_cache:
     let default_sink = config.default_sink()?;
     let mut sinks = BTreeMap::new();
     for (name, sink_config) in &config.sinks {
-        sinks.insert(name.clone(), sink::build(name, sink_config, config, metrics.clone())?);
+        let built = sink::build(name, sink_config, config, metrics.clone())?;
+        let sink: Box<dyn Sink> = if config.dry_run { Box::new(sink::DryRun::new(name)) } else { built };
+        sinks.insert(name.clone(), sink);
     }
     let specs = discover_plugins(config)?;
     let cache = use_cache.then(|| config.plugin_cache_dir());
@@ -94,6 +96,15 @@ pub async fn assemble(
     transforms: Vec<Box<dyn Transform>>,
     metrics: Arc<Metrics>,
 ) -> Result<Pipeline, BuildError> {
+    if config.dry_run {
+        // A dry run starts from scratch every time and leaves the real
+        // cursor alone.
+        let path = config.database_path();
+        for suffix in ["", "-wal", "-shm"] {
+            let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
+        }
+        tracing::warn!(state = %path.display(), "Dry run: events are read and processed but not sent; the cursor is kept apart.");
+    }
     let state = State::open(&config.database_path()).await?;
     let mut parts = parts;
     parts.source.prepare(&state).await?;

@@ -55,8 +55,10 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
-    init_logging(cli.debug);
+    let mut cli = Cli::parse();
+    adopt_event_handler_config_variable(&mut cli.command);
+    let debug = cli.debug || config_asks_for_debug(&cli.command);
+    init_logging(debug);
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(runtime) => runtime,
         Err(err) => {
@@ -87,6 +89,26 @@ fn one_line(err: &anyhow::Error) -> String {
         }
     }
     line.replace('\n', " ")
+}
+
+/// teleport-event-handler reads its config path from `FDFWD_CONFIG`; ferry
+/// does too when neither `--config` nor `FERRY_CONFIG` says otherwise.
+fn adopt_event_handler_config_variable(command: &mut Command) {
+    let (Command::Start { config } | Command::Check { config } | Command::DeadLetters { config, .. }) = command else { return };
+    if config.as_os_str() == "ferry.toml" && std::env::var_os("FERRY_CONFIG").is_none() {
+        if let Some(path) = std::env::var_os("FDFWD_CONFIG") {
+            *config = PathBuf::from(path);
+        }
+    }
+}
+
+/// `debug = true` in the config (or `FDFWD_DEBUG`), as the event handler
+/// takes it, turns on debug logging like `-d`. A config that does not load
+/// is reported later, once logging is up.
+fn config_asks_for_debug(command: &Command) -> bool {
+    let env_debug = std::env::var("FDFWD_DEBUG").is_ok_and(|value| matches!(value.trim(), "1" | "true" | "yes" | "on"));
+    let (Command::Start { config } | Command::Check { config }) = command else { return env_debug };
+    env_debug || FerryConfig::load(config).is_ok_and(|loaded| loaded.debug)
 }
 
 fn init_logging(debug: bool) {

@@ -404,3 +404,18 @@ fn missing_and_unreadable_recordings_are_dead_lettered_and_ingestion_goes_on() {
     running.terminate();
     running.wait(&sandbox, DEADLINE).assert_success(&sandbox);
 }
+
+/// `dry-run`: everything is read and processed, nothing is sent, no cursor
+/// is kept, so a second dry run reads everything again.
+#[test]
+fn a_dry_run_reads_everything_and_sends_nothing() {
+    let cluster = Cluster::with_fixtures(false);
+    let sandbox = Sandbox::new("teleport-dry-run", &config(&cluster.standin.address(), "exit-on-last-event = true\ndry-run = true"));
+    cluster.write_identity(&sandbox, &IdentitySpec::default());
+    for run in 1..=2 {
+        let output = run_to_end(&sandbox);
+        assert!(output.stderr.contains("188 events in, 188 delivered"), "run {run}: 184 audit and 4 session events\n{}", sandbox.report(Some(&output)));
+        assert!(sandbox.read(OUT).is_empty() && sandbox.read(SESSIONS).is_empty(), "nothing was sent");
+    }
+    assert!(!sandbox.path("storage/ferry.db").exists(), "the real state is untouched");
+}

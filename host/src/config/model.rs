@@ -249,9 +249,10 @@ impl FerryConfig {
         self.base_dir.join(path)
     }
 
-    /// The state database file.
+    /// The state database file; a dry run has one of its own.
     pub fn database_path(&self) -> PathBuf {
-        self.resolve(&self.storage).join("ferry.db")
+        let storage = self.resolve(&self.storage);
+        if self.dry_run { storage.join("dry-run").join("ferry.db") } else { storage.join("ferry.db") }
     }
 
     /// The folder of compiled plugins, kept beside the state.

@@ -85,6 +85,29 @@ pub fn build(name: &str, config: &SinkConfig, ferry: &FerryConfig, metrics: Arc<
     }
 }
 
+/// Stands in for every sink with `dry-run = true`: takes every event and
+/// sends nothing, so that a config can be tried against a live cluster
+/// without touching the receivers.
+pub struct DryRun {
+    name: String,
+}
+
+impl DryRun {
+    /// The stand-in for the sink `name`.
+    pub fn new(name: &str) -> DryRun {
+        DryRun { name: name.to_owned() }
+    }
+}
+
+impl Sink for DryRun {
+    fn deliver<'a>(&'a self, events: &'a [OutEvent]) -> DeliverFuture<'a> {
+        for event in events {
+            tracing::debug!(sink = %self.name, event = %event.id, "Dry run: not sent.");
+        }
+        Box::pin(async { Ok(Delivery::default()) })
+    }
+}
+
 /// The bytes of a JSON Lines body for `events`.
 pub fn json_lines(events: &[OutEvent]) -> Vec<u8> {
     let size = events.iter().map(|e| e.json.len() + 1).sum();

@@ -1,14 +1,18 @@
 //! `ferry demo`: the whole job on built-in sample events, with no set-up.
 //!
-//! It writes Teleport's sample audit events to a JSON Lines file, puts the
-//! redact plugin (built from `plugins/redact` with this binary) in a plugins
-//! folder, starts the stand-in Logstash (mutual TLS with a fresh CA), and
-//! runs the real pipeline: file source → plugin chain → Logstash sink, with
-//! cursors and dead letters in a real SQLite file.
+//! It starts the stand-in Teleport Auth Service (real gRPC over mutual TLS,
+//! serving Teleport's sample audit events and a recorded session) and
+//! writes an identity file for it in Teleport's format, starts the stand-in
+//! Logstash (mutual TLS with a CA of its own), puts the redact plugin (built
+//! from `plugins/redact` with this binary) in a plugins folder, and runs the
+//! real pipeline: Teleport source → plugin chain → Logstash sinks (audit
+//! events and session recordings), with the cursor and dead letters in a
+//! real SQLite file. `ferry bench` uses the file-source half of this module.
 
 use crate::config::FerryConfig;
 use crate::metrics::Metrics;
 use crate::standin::logstash::LogstashStandIn;
+use crate::standin::teleport::{StandInOptions, TeleportStandIn};
 use anyhow::Context;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -84,6 +88,35 @@ pub fn write_setup(dir: &Path, repeat: usize, sink: &str) -> anyhow::Result<Path
     Ok(config)
 }
 
+/// The audit log the demo's Teleport serves: the samples `repeat` times.
+fn demo_audit_log(repeat: usize) -> anyhow::Result<Vec<serde_json::Value>> {
+    let events = sample_events(repeat);
+    let text = std::str::from_utf8(&events).context("the sample events are UTF-8")?;
+    text.lines().map(|line| serde_json::from_str(line).context("a sample event is not JSON")).collect()
+}
+
+/// The demo's config: the stand-in Teleport as source, the stand-in
+/// Logstash as both sinks, the redact plugin in the plugins folder.
+fn write_teleport_setup(dir: &Path, teleport: &TeleportStandIn, logstash_sink: &dyn Fn(&str) -> String) -> anyhow::Result<PathBuf> {
+    let plugins = dir.join("plugins");
+    std::fs::create_dir_all(&plugins).with_context(|| format!("cannot create {}", plugins.display()))?;
+    std::fs::write(plugins.join("10-redact.wasm"), REDACT_PLUGIN).context("cannot write the redact plugin")?;
+    std::fs::write(plugins.join("10-redact.toml"), DEMO_REDACT_CONFIG).context("cannot write the plugin settings")?;
+    teleport.write_identity(&dir.join("identity")).context("cannot write the demo identity file")?;
+    let config = dir.join("ferry.toml");
+    let text = format!(
+        "storage = \"storage\"\nplugins-dir = \"plugins\"\n\n\
+         [source.teleport]\naddr = \"{}\"\nidentity = \"identity\"\n\
+         start-time = \"2019-01-01T00:00:00Z\"\nwindow-size = \"8760h\"\nengine = \"legacy\"\nexit-on-last-event = true\n\n\
+         [sinks.default]\n{}\n[sinks.sessions]\n{}",
+        teleport.address(),
+        logstash_sink("audit"),
+        logstash_sink("sessions"),
+    );
+    std::fs::write(&config, text).context("cannot write the demo config")?;
+    Ok(config)
+}
+
 /// Runs the demo.
 pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     let temp;
@@ -97,31 +130,49 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let received = dir.join("logstash-received.jsonl");
     let _ = std::fs::remove_file(&received);
+    let options = StandInOptions { events: demo_audit_log(args.repeat.max(1))?, announce_sessions: true, ..StandInOptions::default() };
+    let teleport = TeleportStandIn::start(options).await.context("cannot start the stand-in Teleport Auth Service")?;
     let logstash = LogstashStandIn::start(Some(received.clone())).await.context("cannot start the stand-in Logstash")?;
     let pki = logstash.pki.write(&dir.join("pki")).context("cannot write the demo certificates")?;
-    let sink = format!(
-        "type = \"logstash\"\nurl = \"{}\"\nca = \"{}\"\ncert = \"{}\"\nkey = \"{}\"\n",
-        logstash.url(),
-        pki.ca.display(),
-        pki.client_cert.display(),
-        pki.client_key.display()
-    );
-    let config_path = write_setup(&dir, args.repeat.max(1), &sink)?;
+    let sink = |path: &str| {
+        format!(
+            "type = \"logstash\"\nurl = \"{}{path}\"\nca = \"{}\"\ncert = \"{}\"\nkey = \"{}\"\n",
+            logstash.url(),
+            pki.ca.display(),
+            pki.client_cert.display(),
+            pki.client_key.display()
+        )
+    };
+    let config_path = write_teleport_setup(&dir, &teleport, &sink)?;
     let config = FerryConfig::load(&config_path)?;
     let metrics = Arc::new(Metrics::default());
     let (pipeline, _runtime) = crate::app::build_pipeline(&config, metrics).await?;
     let (trigger, shutdown) = crate::shutdown::channel();
     crate::shutdown::fire_on_signals(trigger);
     let summary = pipeline.run(shutdown).await?;
-    println!("ferry demo: file source → redact plugin (WebAssembly) → Logstash sink (stand-in, mutual TLS at {})", logstash.url());
+    println!(
+        "ferry demo: Teleport (stand-in Auth Service, gRPC over mutual TLS at {}) → redact plugin (WebAssembly) → Logstash (stand-in, mutual TLS at {})",
+        teleport.address(),
+        logstash.url()
+    );
     println!("  {summary}");
-    println!("  the stand-in Logstash recorded {} events in {} requests", logstash.event_count(), logstash.requests().len());
+    let requests = logstash.requests();
+    let sessions = requests.iter().filter(|request| request.path.contains("sessions")).count();
+    println!(
+        "  the stand-in Logstash recorded {} events in {} requests ({} of them session recording batches)",
+        logstash.event_count(),
+        requests.len(),
+        sessions
+    );
     if let Some(example) = logstash.events().into_iter().find(|e| e.get("addr.remote").is_some_and(|v| v == "***")) {
         println!("  a redacted event as Logstash got it: {example}");
     }
     match &args.dir {
-        Some(dir) => println!("  files kept in {} (config: ferry.toml, received: logstash-received.jsonl, state: storage/ferry.db)", dir.display()),
-        None => println!("  (run with --dir DIR to keep the config, certificates, received events and state)"),
+        Some(dir) => println!(
+            "  files kept in {} (config: ferry.toml, identity, received: logstash-received.jsonl, state: storage/ferry.db; a second run resumes from the cursor)",
+            dir.display()
+        ),
+        None => println!("  (run with --dir DIR to keep the config, identity, certificates, received events and state)"),
     }
     anyhow::ensure!(summary.dead_lettered == 0, "the demo dead-lettered {} events", summary.dead_lettered);
     anyhow::ensure!(logstash.event_count() as u64 == summary.delivered, "the stand-in recorded {} events but ferry delivered {}", logstash.event_count(), summary.delivered);

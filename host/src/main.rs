@@ -116,11 +116,14 @@ async fn run(command: Command) -> anyhow::Result<()> {
 }
 
 async fn start(path: PathBuf) -> anyhow::Result<()> {
+    let hangups = ferry::reload::hangups();
     let config = FerryConfig::load(&path)?;
     let metrics = Arc::new(Metrics::default());
-    let (pipeline, _runtime) = ferry::app::build_pipeline(&config, metrics).await?;
+    let (mut pipeline, runtime) = ferry::app::build_pipeline(&config, metrics.clone()).await?;
     let (trigger, shutdown) = ferry::shutdown::channel();
     ferry::shutdown::fire_on_signals(trigger);
+    let reloader = ferry::reload::Reloader::new(path, config, runtime, pipeline.chain.swap_handle(), metrics);
+    tokio::spawn(reloader.run(shutdown.clone(), hangups));
     let summary = pipeline.run(shutdown).await?;
     tracing::info!(%summary, "Stopped.");
     Ok(())

@@ -131,3 +131,56 @@ fn a_file_that_is_not_a_plugin_is_named() {
     let err = runtime(None).load(settings).err().expect("refused");
     assert_eq!(err.to_string(), format!("plugin {}: not a ferry plugin: it is not a WebAssembly file", fake.display()));
 }
+
+#[test]
+fn the_sandbox_grants_no_network() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("listener");
+    listener.set_nonblocking(true).expect("nonblocking");
+    let address = listener.local_addr().expect("address");
+    let runtime = runtime(None);
+    let (mut plugin, _) =
+        runtime.load(settings("hostile-socket", &format!("mode = \"socket\"\naddress = \"{address}\""))).expect("loads");
+    let outcomes = plugin.process(&batch(&["x", "y"])).expect("the call itself succeeds");
+    for outcome in &outcomes {
+        let Outcome::Fail(reason) = outcome else { panic!("the plugin reached the network: {outcomes:?}") };
+        assert!(reason.starts_with(&format!("socket access denied: connect {address}: ")), "{reason}");
+    }
+    assert!(
+        matches!(listener.accept(), Err(err) if err.kind() == std::io::ErrorKind::WouldBlock),
+        "a connection reached the listener"
+    );
+    // The host and the plugin go on.
+    let (mut other, _) = runtime.load(settings("redact", "fields = [\"login\"]")).expect("loads");
+    assert!(matches!(&other.process(&batch(&["x"])).expect("runs")[0], Outcome::Replace(_)));
+    assert_eq!(plugin.process(&batch(&["z"])).expect("runs again").len(), 1);
+}
+
+/// What `remember` made of each event: (id, ids seen before it, first id seen).
+fn remembered(outcomes: &[Outcome]) -> Vec<(String, u64, String)> {
+    outcomes
+        .iter()
+        .map(|outcome| {
+            let Outcome::Replace(json) = outcome else { panic!("expected a replacement: {outcome:?}") };
+            let value: serde_json::Value = serde_json::from_slice(json).expect("JSON");
+            let text = |key: &str| value[key].as_str().unwrap_or_default().to_owned();
+            (text("uid"), value["seen_before"].as_u64().unwrap_or(u64::MAX), text("first_seen"))
+        })
+        .collect()
+}
+
+#[test]
+fn a_plugin_cannot_see_another_plugins_data() {
+    let runtime = runtime(None);
+    let (mut first, _) = runtime.load(settings("hostile-a", "mode = \"remember\"")).expect("loads");
+    let (mut second, _) = runtime.load(settings("hostile-b", "mode = \"remember\"")).expect("loads");
+    let a = batch(&["a", "a"]);
+    assert_eq!(remembered(&first.process(&a).expect("runs")), [("u0".into(), 0, "u0".into()), ("u1".into(), 1, "u0".into())]);
+    // The same component, loaded twice: the second instance's static is its own.
+    let b: Vec<Event> = ["b0", "b1"]
+        .iter()
+        .map(|id| Event::from_json(format!("{{\"uid\":\"{id}\"}}").into_bytes()).expect("valid"))
+        .collect();
+    assert_eq!(remembered(&second.process(&b).expect("runs")), [("b0".into(), 0, "b0".into()), ("b1".into(), 1, "b0".into())]);
+    // And the first still holds exactly what it saw itself.
+    assert_eq!(remembered(&first.process(&batch(&["a"])).expect("runs")), [("u0".into(), 2, "u0".into())]);
+}

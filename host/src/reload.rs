@@ -67,6 +67,8 @@ pub struct Reloader {
     runtime: Arc<Runtime>,
     swap: ChainSwap,
     metrics: Arc<Metrics>,
+    /// The watched files when last acted on.
+    seen: Fingerprint,
 }
 
 /// The parts of a config that only a restart changes, compared by their
@@ -109,13 +111,24 @@ impl Reloader {
     /// by `runtime`, the one the running plugins came from, so its compile
     /// cache and epoch ticker serve them too.
     pub fn new(config_path: PathBuf, config: FerryConfig, runtime: Arc<Runtime>, swap: ChainSwap, metrics: Arc<Metrics>) -> Reloader {
-        Reloader { config_path, running: FixedParts::of(&config), watched_config: config, runtime, swap, metrics }
+        let mut reloader = Reloader {
+            config_path,
+            running: FixedParts::of(&config),
+            watched_config: config,
+            runtime,
+            swap,
+            metrics,
+            seen: Fingerprint(Vec::new()),
+        };
+        // Taken now, not when `run` first polls, so that a change made
+        // while the pipeline starts is not mistaken for the starting state.
+        reloader.seen = reloader.fingerprint();
+        reloader
     }
 
     /// Watches until `shutdown` fires or the pipeline is gone, reloading on
     /// every settled change of the watched files and on every SIGHUP.
     pub async fn run(mut self, mut shutdown: Shutdown, mut hangups: Option<Signal>) {
-        let mut seen = self.fingerprint();
         let mut unsettled: Option<Fingerprint> = None;
         let mut ticker = tokio::time::interval(POLL_INTERVAL);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -133,12 +146,12 @@ impl Reloader {
                     if !self.reload().await {
                         return;
                     }
-                    seen = self.fingerprint();
+                    self.seen = self.fingerprint();
                     unsettled = None;
                 }
                 _ = ticker.tick() => {
                     let now = self.fingerprint();
-                    if now == seen {
+                    if now == self.seen {
                         unsettled = None;
                     } else if unsettled.as_ref() == Some(&now) {
                         tracing::info!(config = %self.config_path.display(), "Plugin files or config changed: reloading the plugin chain.");
@@ -146,7 +159,7 @@ impl Reloader {
                             return;
                         }
                         // A refused reload is not retried until the files change again.
-                        seen = self.fingerprint();
+                        self.seen = self.fingerprint();
                         unsettled = None;
                     } else {
                         // Changed since the last look: wait for it to settle.

@@ -358,6 +358,20 @@ impl Running {
             .unwrap_or_else(|err| panic!("cannot run kill: {err}"));
         assert!(status.success(), "`kill {}` failed: {status}", self.pid());
     }
+
+    /// SIGHUP, as an operator asks ferry to reload its plugins.
+    pub fn hangup(&self) {
+        let status = Command::new("kill")
+            .args(["-HUP", &self.pid().to_string()])
+            .status()
+            .unwrap_or_else(|err| panic!("cannot run kill: {err}"));
+        assert!(status.success(), "`kill -HUP {}` failed: {status}", self.pid());
+    }
+
+    /// How many lines of stderr so far contain `text`.
+    pub fn stderr_count(&self, text: &str) -> usize {
+        self.stderr().lines().filter(|line| line.contains(text)).count()
+    }
 }
 
 impl Drop for Running {

@@ -184,3 +184,57 @@ fn a_plugin_cannot_see_another_plugins_data() {
     // And the first still holds exactly what it saw itself.
     assert_eq!(remembered(&first.process(&batch(&["a"])).expect("runs")), [("u0".into(), 2, "u0".into())]);
 }
+
+/// `component` as if it had been built against `ferry:plugin@{version}`: a
+/// plugin's interface names (`ferry:plugin/guest@0.1.0`, …) are plain
+/// length-prefixed strings in the component, both in its imports and
+/// exports and in its embedded WIT, so rewriting them to a version of the
+/// same length gives exactly the component wit-bindgen would produce from a
+/// copy of the WIT carrying that version.
+fn built_against(component: &[u8], version: &str) -> Vec<u8> {
+    assert_eq!(version.len(), CONTRACT_VERSION.len(), "the rewrite keeps lengths");
+    let mut bytes = component.to_vec();
+    let mut rewritten = 0;
+    for name in ["ferry:plugin/types@", "ferry:plugin/host@", "ferry:plugin/guest@", "ferry:plugin@"] {
+        let from = format!("{name}{CONTRACT_VERSION}").into_bytes();
+        let to = format!("{name}{version}").into_bytes();
+        let mut at = 0;
+        while let Some(found) = bytes[at..].windows(from.len()).position(|w| w == from.as_slice()) {
+            let start = at + found;
+            bytes[start..start + to.len()].copy_from_slice(&to);
+            at = start + to.len();
+            rewritten += 1;
+        }
+    }
+    assert!(rewritten >= 2, "the component should name its guest and host interfaces");
+    bytes
+}
+
+#[test]
+fn a_plugin_built_against_another_contract_version_is_refused_naming_both() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let hostile = std::fs::read(built("hostile")).expect("hostile is built");
+    let runtime = runtime(None);
+    let load = |version: &str| {
+        let path = dir.path().join(format!("hostile-{version}.wasm"));
+        std::fs::write(&path, built_against(&hostile, version)).expect("write");
+        let mut settings = settings("hostile-versioned", "mode = \"drop\"");
+        settings.path = path.clone();
+        (path, runtime.load(settings))
+    };
+    for incompatible in ["0.2.0", "1.1.0"] {
+        let (path, result) = load(incompatible);
+        let err = result.err().expect("refused");
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "plugin {}: built for ferry:plugin@{incompatible}, but this ferry runs ferry:plugin@{CONTRACT_VERSION}; rebuild it against {CONTRACT_VERSION}",
+                path.display()
+            )
+        );
+    }
+    // A patch release of the contract is compatible: it loads and runs.
+    let (_, result) = load("0.1.9");
+    let (mut plugin, _) = result.expect("a compatible version loads");
+    assert!(matches!(plugin.process(&batch(&["x"])).expect("runs")[..], [Outcome::Drop]));
+}

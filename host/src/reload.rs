@@ -146,7 +146,6 @@ impl Reloader {
                     if !self.reload().await {
                         return;
                     }
-                    self.seen = self.fingerprint();
                     unsettled = None;
                 }
                 _ = ticker.tick() => {
@@ -158,8 +157,6 @@ impl Reloader {
                         if !self.reload().await {
                             return;
                         }
-                        // A refused reload is not retried until the files change again.
-                        self.seen = self.fingerprint();
                         unsettled = None;
                     } else {
                         // Changed since the last look: wait for it to settle.
@@ -172,7 +169,20 @@ impl Reloader {
 
     /// Loads the chain the config now describes and queues it for the
     /// pipeline. Returns false once the pipeline is gone.
+    ///
+    /// The files are marked as seen as they were before loading: a refused
+    /// reload is not tried again until they change, and a change made while
+    /// loading (a copy that went on) is a change still to act on.
     async fn reload(&mut self) -> bool {
+        let before = self.fingerprint();
+        let done = self.load_and_swap().await;
+        let after = self.fingerprint();
+        // A config that moved the plugins makes other files the watched ones.
+        self.seen = if after.same_files(&before) { before } else { after };
+        done
+    }
+
+    async fn load_and_swap(&mut self) -> bool {
         match self.load_chain().await {
             Ok(transforms) => {
                 let names: Vec<String> = transforms.iter().map(|t| t.name().to_owned()).collect();
@@ -249,6 +259,13 @@ enum Refusal {
 /// What the watched files looked like at one poll.
 #[derive(Debug, PartialEq, Eq)]
 struct Fingerprint(Vec<(PathBuf, Option<Stamp>)>);
+
+impl Fingerprint {
+    /// Whether both looked at the same files, changed or not.
+    fn same_files(&self, other: &Fingerprint) -> bool {
+        self.0.len() == other.0.len() && self.0.iter().zip(&other.0).all(|((a, _), (b, _))| a == b)
+    }
+}
 
 /// Enough of a file's metadata to tell that it changed: a write changes the
 /// size or the modification time, a replacement by rename changes the inode.

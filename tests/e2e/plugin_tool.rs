@@ -2,7 +2,6 @@
 //! the fixture events and the plugins this checkout builds.
 
 use crate::util::{self, FixtureEvent, IN, Output, Sandbox};
-use serde_json::Value;
 
 /// Runs `ferry plugin test PLUGIN ARGS…` over every fixture event.
 fn plugin_test(scenario: &str, plugin: &str, args: &[&str]) -> (Sandbox, Vec<FixtureEvent>, Output) {

@@ -399,6 +399,45 @@ mod tests {
     }
 
     #[test]
+    fn outcomes_are_judged_as_the_pipeline_would() {
+        let event = Event::from_json(br#"{"uid":"u1","event":"user.login","login":"root"}"#.to_vec()).expect("event");
+        let mut tally = Tally::default();
+        let route = |sinks: &[&str], json: Option<&[u8]>| {
+            Outcome::Route(Route { sinks: sinks.iter().map(|s| s.to_string()).collect(), json: json.map(<[u8]>::to_vec) })
+        };
+        let verdicts: Vec<String> = [
+            Outcome::Keep,
+            Outcome::Drop,
+            Outcome::Fail("no\nway".into()),
+            Outcome::Replace(br#"{"uid":"u1","event":"user.login"}"#.to_vec()),
+            Outcome::Replace(b"[1]".to_vec()),
+            Outcome::Replace(event.json.clone()),
+            route(&["security", "default"], None),
+            route(&["security"], Some(br#"{"uid":"u1","event":"user.login","login":"root","severity":3}"#)),
+            route(&[], None),
+        ]
+        .iter()
+        .map(|outcome| judge(&event, outcome, &mut tally))
+        .collect();
+        assert_eq!(
+            verdicts,
+            [
+                "kept",
+                "dropped",
+                "failed: no way",
+                "replaced: -/login \"root\"",
+                "failed: returned not a JSON object (it starts with `[`)",
+                "replaced: no field changed",
+                "routed to security, default",
+                "routed to security, replaced: +/severity 3",
+                "failed: routed to no sink (use drop to drop an event)",
+            ]
+        );
+        let expected = Tally { events: 0, kept: 1, replaced: 2, routed: 2, dropped: 1, failed: 3, ..Tally::default() };
+        assert_eq!(tally, expected);
+    }
+
+    #[test]
     fn long_values_are_cut() {
         let long = Value::from("x".repeat(100));
         let text = shown(&long);

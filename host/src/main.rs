@@ -137,7 +137,7 @@ async fn plugin(command: PluginCommand) -> anyhow::Result<()> {
     let work = move || -> anyhow::Result<()> {
         let stdout = std::io::stdout().lock();
         match command {
-            PluginCommand::Test(args) => tool::test(&args, std::io::stdin().lock(), stdout).map(drop)?,
+            PluginCommand::Test(args) => tool::test(&args, std::io::stdin().lock(), std::io::BufWriter::new(stdout)).map(drop)?,
             PluginCommand::Inspect(args) => tool::inspect(&args, stdout)?,
         }
         Ok(())

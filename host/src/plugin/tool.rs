@@ -123,7 +123,7 @@ pub fn test(args: &TestArgs, input: impl BufRead, mut out: impl Write) -> Result
         }
     }
     pending.run(&mut plugin, &mut out, &mut tally).map_err(ToolError::Output)?;
-    writeln!(out, "{tally}").map_err(ToolError::Output)?;
+    writeln!(out, "{tally}").and_then(|()| out.flush()).map_err(ToolError::Output)?;
     Ok(tally)
 }
 

@@ -5,12 +5,13 @@
 use crate::config::{ConfigError, FerryConfig, discover_plugins};
 use crate::metrics::Metrics;
 use crate::pipeline::{Chain, Pipeline};
-use crate::plugin::{Loaded, PluginError, Runtime, Transform, WasmPlugin};
+use crate::plugin::{Loaded, PluginError, PluginSpec, Runtime, Transform, WasmPlugin};
 use crate::sink::retry::Backoff;
 use crate::sink::{self, Sink};
 use crate::source::Source;
 use crate::state::{State, StateError};
 use std::collections::BTreeMap;
+use std::path::PathBuf;
 use std::sync::Arc;
 
 /// Why ferry cannot start with a config.
@@ -64,18 +65,38 @@ pub async fn build_parts(config: &FerryConfig, metrics: Arc<Metrics>, use_cache:
     let cache = use_cache.then(|| config.plugin_cache_dir());
     let (runtime, plugins, loaded) = tokio::task::spawn_blocking(move || -> Result<_, PluginError> {
         let runtime = Arc::new(Runtime::new(cache, metrics)?);
-        let mut plugins = Vec::with_capacity(specs.len());
-        let mut loaded = Vec::with_capacity(specs.len());
-        for spec in specs {
-            let (plugin, how) = runtime.load(spec.settings())?;
-            plugins.push(plugin);
-            loaded.push(how);
-        }
+        let (plugins, loaded): (Vec<WasmPlugin>, Vec<Loaded>) = load_plugins(&runtime, specs).map_err(|refused| refused.error)?.into_iter().unzip();
         Ok((runtime, plugins, loaded))
     })
     .await
     .unwrap_or_else(|panic| std::panic::resume_unwind(panic.into_panic()))?;
     Ok(Parts { source, plugins, loaded, sinks, default_sink, runtime })
+}
+
+/// A plugin that could not be loaded, named by both its name and its file
+/// (load errors name the file, `init` errors the name; an operator needs both).
+#[derive(Debug)]
+pub struct Refused {
+    /// The plugin's name.
+    pub name: String,
+    /// Its component file.
+    pub path: PathBuf,
+    /// Why it was refused.
+    pub error: PluginError,
+}
+
+/// Loads `specs` in order (compiled or read from the cache, checked against
+/// the contract, `init` called), stopping at the first plugin refused. This
+/// blocks: Cranelift can take seconds.
+pub fn load_plugins(runtime: &Runtime, specs: Vec<PluginSpec>) -> Result<Vec<(WasmPlugin, Loaded)>, Refused> {
+    specs
+        .into_iter()
+        .map(|spec| {
+            let settings = spec.settings();
+            let (name, path) = (settings.name.clone(), settings.path.clone());
+            runtime.load(settings).map_err(|error| Refused { name, path, error })
+        })
+        .collect()
 }
 
 /// Builds the whole pipeline for `ferry start`, opening the state database.

@@ -16,6 +16,7 @@ pub mod event;
 pub mod metrics;
 pub mod pipeline;
 pub mod plugin;
+pub mod reload;
 pub mod shutdown;
 pub mod sink;
 pub mod source;

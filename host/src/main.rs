@@ -52,6 +52,20 @@ enum Command {
         #[arg(long, default_value_t = 1000)]
         limit: u32,
     },
+    /// Work with plugins: try one on events, or inspect a component.
+    #[command(subcommand)]
+    Plugin(PluginCommand),
+}
+
+#[derive(Subcommand)]
+enum PluginCommand {
+    /// Run a plugin over JSON Lines events read from stdin and print what
+    /// became of each (kept, dropped, failed, routed, replaced with the
+    /// changed fields), then a summary.
+    Test(ferry::plugin::tool::TestArgs),
+    /// Show a component's ferry:plugin version, exports, imports and size,
+    /// and whether this ferry would load it.
+    Inspect(ferry::plugin::tool::InspectArgs),
 }
 
 fn main() -> ExitCode {
@@ -134,15 +148,34 @@ async fn run(command: Command) -> anyhow::Result<()> {
         Command::Demo(args) => ferry::demo::run(args).await,
         Command::Bench(args) => ferry::bench::run(args).await,
         Command::DeadLetters { config, limit } => dead_letters(config, limit).await,
+        Command::Plugin(command) => plugin(command).await,
     }
 }
 
+/// Plugin tools run on a blocking thread: plugin calls must not block the
+/// async runtime's own threads.
+async fn plugin(command: PluginCommand) -> anyhow::Result<()> {
+    use ferry::plugin::tool;
+    let work = move || -> anyhow::Result<()> {
+        let stdout = std::io::stdout().lock();
+        match command {
+            PluginCommand::Test(args) => tool::test(&args, std::io::stdin().lock(), std::io::BufWriter::new(stdout)).map(drop)?,
+            PluginCommand::Inspect(args) => tool::inspect(&args, stdout)?,
+        }
+        Ok(())
+    };
+    tokio::task::spawn_blocking(work).await.context("the plugin tool stopped unexpectedly")?
+}
+
 async fn start(path: PathBuf) -> anyhow::Result<()> {
+    let hangups = ferry::reload::hangups();
     let config = FerryConfig::load(&path)?;
     let metrics = Arc::new(Metrics::default());
-    let (pipeline, _runtime) = ferry::app::build_pipeline(&config, metrics).await?;
+    let (mut pipeline, runtime) = ferry::app::build_pipeline(&config, metrics.clone()).await?;
     let (trigger, shutdown) = ferry::shutdown::channel();
     ferry::shutdown::fire_on_signals(trigger);
+    let reloader = ferry::reload::Reloader::new(path, config, runtime, pipeline.chain.swap_handle(), metrics);
+    tokio::spawn(reloader.run(shutdown.clone(), hangups));
     let summary = pipeline.run(shutdown).await?;
     tracing::info!(%summary, "Stopped.");
     Ok(())

@@ -331,3 +331,38 @@ fn on_error_halt_stops_ferry_before_the_failed_batch() {
     let all: Vec<&str> = events.iter().map(|e| e.line.as_str()).collect();
     assert!(lines == all, "after the halt, resuming must deliver every event exactly once, in order{}", sandbox.report(Some(&rest)));
 }
+
+#[test]
+fn the_network_is_out_of_reach() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("listener");
+    listener.set_nonblocking(true).expect("nonblocking");
+    let address = listener.local_addr().expect("address");
+    let config = config("netcat", "socket", "").replace(
+        &format!("when-type = \"{TRIGGER}\" }}"),
+        &format!("when-type = \"{TRIGGER}\", address = \"{address}\" }}"),
+    );
+    let c = Contained::run("hostile_socket", "netcat", &config);
+    c.assert_each_event_once();
+    let dead: BTreeSet<usize> = c.dead.iter().map(|(_, i)| *i).collect();
+    let delivered: BTreeSet<usize> = c.delivered.iter().copied().collect();
+    assert!(c.triggers().iter().all(|t| dead.contains(t)), "every connecting event fails{}", c.report());
+    assert_eq!(delivered.len() + dead.len(), c.events.len(), "{}", c.report());
+    for (letter, _) in &c.dead {
+        let reason = letter["reason"].as_str().unwrap_or_default();
+        assert!(reason.contains(&format!("socket access denied: connect {address}")), "{reason}{}", c.report());
+    }
+    assert!(
+        matches!(listener.accept(), Err(err) if err.kind() == std::io::ErrorKind::WouldBlock),
+        "a plugin's connection reached the listener{}",
+        c.report()
+    );
+}
+
+#[test]
+fn plugin_stdio_reaches_nothing() {
+    let c = Contained::run("hostile_stdio", "loud", &config("loud", "stdio", ""));
+    c.assert_each_event_once();
+    assert_eq!(c.delivered, (0..c.events.len()).collect::<Vec<_>>(), "every event unchanged, in order{}", c.report());
+    let marker = "hostile plugin output on stdio";
+    assert!(!c.run.stdout.contains(marker) && !c.run.stderr.contains(marker), "the plugin's stdio reached ferry's{}", c.report());
+}

@@ -10,5 +10,7 @@ mod check;
 mod crash_restart;
 mod hostile;
 mod malformed;
+mod plugin_tool;
 mod redact_file;
+mod reload;
 mod teleport;

@@ -224,14 +224,32 @@ impl Sandbox {
         self.spawn_command(self.command(&["start"]))
     }
 
+    /// Runs `ferry ARGS…` exactly as given (no `--config` added) in the
+    /// folder, to the end (at most [`DEADLINE`]), with stdin read from the
+    /// folder's file `stdin` when given.
+    pub fn run_args(&self, args: &[&str], stdin: Option<&str>) -> Output {
+        let mut command = Command::new(FERRY);
+        command.args(args).current_dir(&self.root).env_remove("FERRY_LOG");
+        let mut running = self.spawn_with_stdin(command, stdin);
+        running.wait(self, DEADLINE)
+    }
+
     /// Starts `command` with stdout and stderr going to files in the folder
     /// (a pipe nobody reads could fill and stall ferry).
-    pub fn spawn_command(&self, mut command: Command) -> Running {
+    pub fn spawn_command(&self, command: Command) -> Running {
+        self.spawn_with_stdin(command, None)
+    }
+
+    fn spawn_with_stdin(&self, mut command: Command, stdin: Option<&str>) -> Running {
         let run = self.runs.fetch_add(1, Ordering::SeqCst) + 1;
         let stdout = self.path(&format!("run-{run}.stdout"));
         let stderr = self.path(&format!("run-{run}.stderr"));
         let create = |path: &Path| std::fs::File::create(path).unwrap_or_else(|err| panic!("cannot create {}: {err}", path.display()));
-        command.stdin(Stdio::null()).stdout(create(&stdout)).stderr(create(&stderr));
+        let input = match stdin {
+            Some(file) => Stdio::from(std::fs::File::open(self.path(file)).unwrap_or_else(|err| panic!("cannot open {file}: {err}"))),
+            None => Stdio::null(),
+        };
+        command.stdin(input).stdout(create(&stdout)).stderr(create(&stderr));
         let shown = describe_command(&command);
         let child = command.spawn().unwrap_or_else(|err| panic!("cannot run {shown}: {err}"));
         Running { child, command: shown, stdout, stderr }
@@ -357,6 +375,20 @@ impl Running {
             .status()
             .unwrap_or_else(|err| panic!("cannot run kill: {err}"));
         assert!(status.success(), "`kill {}` failed: {status}", self.pid());
+    }
+
+    /// SIGHUP, as an operator asks ferry to reload its plugins.
+    pub fn hangup(&self) {
+        let status = Command::new("kill")
+            .args(["-HUP", &self.pid().to_string()])
+            .status()
+            .unwrap_or_else(|err| panic!("cannot run kill: {err}"));
+        assert!(status.success(), "`kill -HUP {}` failed: {status}", self.pid());
+    }
+
+    /// How many lines of stderr so far contain `text`.
+    pub fn stderr_count(&self, text: &str) -> usize {
+        self.stderr().lines().filter(|line| line.contains(text)).count()
     }
 }
 

@@ -7,7 +7,7 @@ use crate::plugin::{OnError, PluginError, Transform};
 use crate::sink::OutEvent;
 use crate::state::{DeadLetter, Stage};
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::Arc;
+use std::sync::{Arc, mpsc};
 
 /// The plugins of one pipeline, in order, and the sinks they may route to.
 pub struct Chain {
@@ -16,6 +16,23 @@ pub struct Chain {
     default_sink: String,
     source: String,
     metrics: Arc<Metrics>,
+    replacements: Option<mpsc::Receiver<Vec<Box<dyn Transform>>>>,
+}
+
+/// Hands a chain new plugins while it runs (hot reload). The chain takes
+/// them at the start of its next batch, so a batch runs entirely through
+/// the old plugins or entirely through the new ones, never half of each.
+#[derive(Clone)]
+pub struct ChainSwap {
+    tx: mpsc::Sender<Vec<Box<dyn Transform>>>,
+}
+
+impl ChainSwap {
+    /// Queues `transforms` to replace the running plugins before the next
+    /// batch. Returns false when the chain is gone (the pipeline stopped).
+    pub fn replace(&self, transforms: Vec<Box<dyn Transform>>) -> bool {
+        self.tx.send(transforms).is_ok()
+    }
 }
 
 /// What became of a batch's events.
@@ -56,7 +73,35 @@ impl Chain {
         source: String,
         metrics: Arc<Metrics>,
     ) -> Chain {
-        Chain { transforms, sinks, default_sink, source, metrics }
+        Chain { transforms, sinks, default_sink, source, metrics, replacements: None }
+    }
+
+    /// A handle that replaces this chain's plugins between batches. Only the
+    /// latest handle works: taking a new one disconnects the previous.
+    pub fn swap_handle(&mut self) -> ChainSwap {
+        let (tx, rx) = mpsc::channel();
+        self.replacements = Some(rx);
+        ChainSwap { tx }
+    }
+
+    /// The names of the plugins now in the chain, in order.
+    pub fn plugin_names(&self) -> Vec<String> {
+        self.transforms.iter().map(|t| t.name().to_owned()).collect()
+    }
+
+    /// Takes the newest plugins queued by a [`ChainSwap`], if any. Called
+    /// only between batches; the old plugins are dropped here.
+    fn take_replacement(&mut self) {
+        let Some(replacements) = &self.replacements else { return };
+        let mut newest = None;
+        while let Ok(transforms) = replacements.try_recv() {
+            newest = Some(transforms);
+        }
+        if let Some(transforms) = newest {
+            self.transforms = transforms;
+            let plugins = self.plugin_names().join(", ");
+            tracing::info!(plugins = %plugins, "New plugin chain in use from this batch on.");
+        }
     }
 
     /// Runs `events` through every plugin and sorts the survivors by sink;
@@ -70,6 +115,7 @@ impl Chain {
     /// entry in `defaults` when that is set (session recordings go to the
     /// sessions sink). `defaults` has one entry per event.
     pub fn apply_routed(&mut self, mut events: Vec<Event>, defaults: Vec<Option<Arc<str>>>) -> Result<ChainOutput, Halted> {
+        self.take_replacement();
         let mut output = ChainOutput::default();
         let mut flights: Vec<InFlight> = defaults.into_iter().map(|default| InFlight { routes: None, default }).collect();
         flights.resize_with(events.len(), || InFlight { routes: None, default: None });
@@ -297,6 +343,23 @@ mod tests {
 
         let halted = chain(vec![failing(OnError::Halt)]).apply(events(&["a"])).expect_err("halts");
         assert!(halted.to_string().contains("on-error is `halt`"), "{halted}");
+    }
+
+    #[test]
+    fn a_swap_takes_effect_at_the_next_batch_and_the_newest_wins() {
+        let dropper = || Box::new(Scripted { name: "dropper", on_error: OnError::DeadLetter, answer: |b| Ok(b.iter().map(|_| Outcome::Drop).collect()) });
+        let keeper = || Box::new(Scripted { name: "keeper", on_error: OnError::DeadLetter, answer: |b| Ok(b.iter().map(|_| Outcome::Keep).collect()) });
+        let mut chain = chain(vec![dropper()]);
+        let swap = chain.swap_handle();
+        assert_eq!(chain.apply(events(&["a"])).expect("no halt").dropped, 1);
+        assert!(swap.replace(vec![dropper()]));
+        assert!(swap.replace(vec![keeper()]));
+        assert_eq!(chain.plugin_names(), ["dropper"], "nothing changes until a batch starts");
+        let output = chain.apply(events(&["a", "b"])).expect("no halt");
+        assert_eq!((ids(&output, "default").len(), output.dropped), (2, 0), "the newest chain ran the whole batch");
+        assert_eq!(chain.plugin_names(), ["keeper"]);
+        drop(chain);
+        assert!(!swap.replace(vec![keeper()]), "a stopped chain refuses replacements");
     }
 
     #[test]

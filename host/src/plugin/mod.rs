@@ -19,6 +19,7 @@ mod runtime;
 mod state;
 #[cfg(test)]
 mod tests;
+pub mod tool;
 
 pub use config::{OnError, PluginSettings, PluginSpec};
 pub use error::PluginError;

@@ -28,7 +28,11 @@ impl PluginState {
         let wasi = WasiCtx::builder()
             .wall_clock(FrozenClock)
             .monotonic_clock(FrozenClock)
+            // No network: no name lookups, no sockets of either kind, and
+            // (wasmtime's default) no address a socket may bind or connect to.
             .allow_ip_name_lookup(false)
+            .allow_tcp(false)
+            .allow_udp(false)
             .build();
         PluginState {
             wasi,

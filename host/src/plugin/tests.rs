@@ -131,3 +131,110 @@ fn a_file_that_is_not_a_plugin_is_named() {
     let err = runtime(None).load(settings).err().expect("refused");
     assert_eq!(err.to_string(), format!("plugin {}: not a ferry plugin: it is not a WebAssembly file", fake.display()));
 }
+
+#[test]
+fn the_sandbox_grants_no_network() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("listener");
+    listener.set_nonblocking(true).expect("nonblocking");
+    let address = listener.local_addr().expect("address");
+    let runtime = runtime(None);
+    let (mut plugin, _) =
+        runtime.load(settings("hostile-socket", &format!("mode = \"socket\"\naddress = \"{address}\""))).expect("loads");
+    let outcomes = plugin.process(&batch(&["x", "y"])).expect("the call itself succeeds");
+    for outcome in &outcomes {
+        let Outcome::Fail(reason) = outcome else { panic!("the plugin reached the network: {outcomes:?}") };
+        assert!(reason.starts_with(&format!("socket access denied: connect {address}: ")), "{reason}");
+    }
+    assert!(
+        matches!(listener.accept(), Err(err) if err.kind() == std::io::ErrorKind::WouldBlock),
+        "a connection reached the listener"
+    );
+    // The host and the plugin go on.
+    let (mut other, _) = runtime.load(settings("redact", "fields = [\"login\"]")).expect("loads");
+    assert!(matches!(&other.process(&batch(&["x"])).expect("runs")[0], Outcome::Replace(_)));
+    assert_eq!(plugin.process(&batch(&["z"])).expect("runs again").len(), 1);
+}
+
+/// What `remember` made of each event: (id, ids seen before it, first id seen).
+fn remembered(outcomes: &[Outcome]) -> Vec<(String, u64, String)> {
+    outcomes
+        .iter()
+        .map(|outcome| {
+            let Outcome::Replace(json) = outcome else { panic!("expected a replacement: {outcome:?}") };
+            let value: serde_json::Value = serde_json::from_slice(json).expect("JSON");
+            let text = |key: &str| value[key].as_str().unwrap_or_default().to_owned();
+            (text("uid"), value["seen_before"].as_u64().unwrap_or(u64::MAX), text("first_seen"))
+        })
+        .collect()
+}
+
+#[test]
+fn a_plugin_cannot_see_another_plugins_data() {
+    let runtime = runtime(None);
+    let (mut first, _) = runtime.load(settings("hostile-a", "mode = \"remember\"")).expect("loads");
+    let (mut second, _) = runtime.load(settings("hostile-b", "mode = \"remember\"")).expect("loads");
+    let a = batch(&["a", "a"]);
+    assert_eq!(remembered(&first.process(&a).expect("runs")), [("u0".into(), 0, "u0".into()), ("u1".into(), 1, "u0".into())]);
+    // The same component, loaded twice: the second instance's static is its own.
+    let b: Vec<Event> = ["b0", "b1"]
+        .iter()
+        .map(|id| Event::from_json(format!("{{\"uid\":\"{id}\"}}").into_bytes()).expect("valid"))
+        .collect();
+    assert_eq!(remembered(&second.process(&b).expect("runs")), [("b0".into(), 0, "b0".into()), ("b1".into(), 1, "b0".into())]);
+    // And the first still holds exactly what it saw itself.
+    assert_eq!(remembered(&first.process(&batch(&["a"])).expect("runs")), [("u0".into(), 2, "u0".into())]);
+}
+
+/// `component` as if it had been built against `ferry:plugin@{version}`: a
+/// plugin's interface names (`ferry:plugin/guest@0.1.0`, …) are plain
+/// length-prefixed strings in the component, both in its imports and
+/// exports and in its embedded WIT, so rewriting them to a version of the
+/// same length gives exactly the component wit-bindgen would produce from a
+/// copy of the WIT carrying that version.
+fn built_against(component: &[u8], version: &str) -> Vec<u8> {
+    assert_eq!(version.len(), CONTRACT_VERSION.len(), "the rewrite keeps lengths");
+    let mut bytes = component.to_vec();
+    let mut rewritten = 0;
+    for name in ["ferry:plugin/types@", "ferry:plugin/host@", "ferry:plugin/guest@", "ferry:plugin@"] {
+        let from = format!("{name}{CONTRACT_VERSION}").into_bytes();
+        let to = format!("{name}{version}").into_bytes();
+        let mut at = 0;
+        while let Some(found) = bytes[at..].windows(from.len()).position(|w| w == from.as_slice()) {
+            let start = at + found;
+            bytes[start..start + to.len()].copy_from_slice(&to);
+            at = start + to.len();
+            rewritten += 1;
+        }
+    }
+    assert!(rewritten >= 2, "the component should name its guest and host interfaces");
+    bytes
+}
+
+#[test]
+fn a_plugin_built_against_another_contract_version_is_refused_naming_both() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let hostile = std::fs::read(built("hostile")).expect("hostile is built");
+    let runtime = runtime(None);
+    let load = |version: &str| {
+        let path = dir.path().join(format!("hostile-{version}.wasm"));
+        std::fs::write(&path, built_against(&hostile, version)).expect("write");
+        let mut settings = settings("hostile-versioned", "mode = \"drop\"");
+        settings.path = path.clone();
+        (path, runtime.load(settings))
+    };
+    for incompatible in ["0.2.0", "1.1.0"] {
+        let (path, result) = load(incompatible);
+        let err = result.err().expect("refused");
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "plugin {}: built for ferry:plugin@{incompatible}, but this ferry runs ferry:plugin@{CONTRACT_VERSION}; rebuild it against {CONTRACT_VERSION}",
+                path.display()
+            )
+        );
+    }
+    // A patch release of the contract is compatible: it loads and runs.
+    let (_, result) = load("0.1.9");
+    let (mut plugin, _) = result.expect("a compatible version loads");
+    assert!(matches!(plugin.process(&batch(&["x"])).expect("runs")[..], [Outcome::Drop]));
+}

@@ -2,8 +2,8 @@
 //!
 //! ferry's sandbox tests load it to check that a plugin cannot harm the host:
 //! that a trap, an endless loop, unbounded memory, a malformed result or an
-//! attempt to reach files or the environment fails one call (or one event)
-//! and nothing else. It is not an example to follow and has no use in a real
+//! attempt to reach files, the network, the environment, ferry's own output
+//! or another plugin's data fails one call (or one event) and nothing else. It is not an example to follow and has no use in a real
 //! pipeline. See README.md beside this crate for its config.
 
 use ferry_guest::prelude::*;
@@ -20,6 +20,8 @@ struct Config {
     /// Misbehave only in a call whose batch holds an event of this type;
     /// absent: in every call.
     when_type: Option<String>,
+    /// `socket` mode: the `host:port` to connect to. Default `127.0.0.1:9`.
+    address: Option<String>,
 }
 
 /// The ways this plugin misbehaves; see README.md for each.
@@ -37,10 +39,13 @@ enum Mode {
     Log,
     Drop,
     FailEach,
+    Socket,
+    Stdio,
+    Remember,
 }
 
 /// Every mode by its name in the config.
-const MODES: [(&str, Mode); 12] = [
+const MODES: [(&str, Mode); 15] = [
     ("trap", Mode::Trap),
     ("loop", Mode::Loop),
     ("oom", Mode::Oom),
@@ -53,7 +58,18 @@ const MODES: [(&str, Mode); 12] = [
     ("log", Mode::Log),
     ("drop", Mode::Drop),
     ("fail-each", Mode::FailEach),
+    ("socket", Mode::Socket),
+    ("stdio", Mode::Stdio),
+    ("remember", Mode::Remember),
 ];
+
+/// What `stdio` writes to its stdout and stderr; ferry must not show it.
+const STDIO_MARKER: &str = "hostile plugin output on stdio";
+
+/// Every event id this instance has seen, in order (`remember`). A static, so
+/// that it lives as long as the instance's linear memory: another instance,
+/// even of the same component, has its own.
+static SEEN: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
 
 /// What `huge-output` pads each event with: 10 MiB.
 const HUGE_OUTPUT_BYTES: usize = 10 << 20;
@@ -81,6 +97,7 @@ impl Mode {
 struct Hostile {
     mode: Mode,
     when_type: Option<String>,
+    address: String,
 }
 
 impl Plugin for Hostile {
@@ -94,6 +111,7 @@ impl Plugin for Hostile {
         Ok(Hostile {
             mode,
             when_type: config.when_type,
+            address: config.address.unwrap_or_else(|| "127.0.0.1:9".to_owned()),
         })
     }
 
@@ -115,6 +133,13 @@ impl Plugin for Hostile {
             Mode::Log => log_batch(&batch),
             Mode::Drop => each(&batch, || Outcome::Drop),
             Mode::FailEach => self.fail_each(&batch),
+            Mode::Socket => each(&batch, || connect(&self.address)),
+            Mode::Stdio => {
+                println!("{STDIO_MARKER}");
+                eprintln!("{STDIO_MARKER}");
+                keep(batch.len())
+            }
+            Mode::Remember => remember(&batch),
         }
     }
 }
@@ -201,6 +226,31 @@ fn leak(read: Result<String, String>, key: &str) -> Outcome {
         }
         Err(error) => Outcome::Fail(format!("file access denied: {error}")),
     }
+}
+
+/// `socket`: opens a TCP connection to `address`; on success replaces the
+/// event with `{"connected": address}`, else fails it with the error.
+fn connect(address: &str) -> Outcome {
+    match std::net::TcpStream::connect(address) {
+        Ok(_) => Outcome::replace_json(&json!({ "connected": address })),
+        Err(error) => Outcome::Fail(format!("socket access denied: connect {address}: {error}")),
+    }
+}
+
+/// `remember`: adds each event's id to [`SEEN`] and replaces the event with
+/// `{"uid": id, "seen_before": N, "first_seen": first id ever seen}`, where N
+/// counts the ids this instance saw before this event.
+fn remember(batch: &[Event]) -> Vec<Outcome> {
+    let mut seen = SEEN.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    batch
+        .iter()
+        .map(|event| {
+            let before = seen.len();
+            seen.push(event.id.clone());
+            let first = seen.first().cloned().unwrap_or_default();
+            Outcome::replace_json(&json!({ "uid": event.id, "seen_before": before, "first_seen": first }))
+        })
+        .collect()
 }
 
 /// `env`: replaces the event with the number of visible variables, if any.

@@ -1,0 +1,322 @@
+//! Hot reload of the plugin chain while ferry runs.
+//!
+//! ferry watches its config file and the plugin files it names (the plugins
+//! folder, or the `[[plugins]]` list). On a change, or on SIGHUP, it reads
+//! the config again, loads the new chain on a blocking thread (compiling
+//! only what the compile cache does not hold), and hands it to the running
+//! pipeline, which takes it at the start of its next batch: no batch sees
+//! half of one chain and half of the other, and the cursor, the committer
+//! and the batches in flight are untouched, so nothing is lost or sent twice
+//! by a reload.
+//!
+//! A new chain is all or nothing: if one plugin fails to load or refuses its
+//! config, the reload is refused with one line naming the plugin and its
+//! file, and the running chain stays. Only the plugin chain reloads; changes
+//! to the source, sinks, storage or pipeline settings are reported as
+//! needing a restart and the running ones are kept.
+//!
+//! Watching is a poll of file metadata (size, modification time, inode) once
+//! a second rather than inotify through the `notify` crate: a handful of
+//! `stat` calls a second costs nothing, needs no extra dependency, and also
+//! sees changes that inotify misses (network filesystems, a Kubernetes
+//! ConfigMap swapping its symlinks, an editor replacing a file). File
+//! contents are not hashed on every poll because a Python or JavaScript
+//! plugin is 10–20 MB; the compile cache hashes them once when they load.
+//!
+//! Bursts are debounced: a change is acted on once the files have stayed the
+//! same for one whole poll, so a copy still in progress is not loaded. If a
+//! copy pauses longer than that, the half-written component fails to
+//! validate, the reload is refused, and the next change (the copy going on)
+//! tries again.
+
+use crate::app::{Refused, load_plugins};
+use crate::config::{ConfigError, FerryConfig, discover_plugins};
+use crate::metrics::Metrics;
+use crate::pipeline::ChainSwap;
+use crate::plugin::{Runtime, Transform};
+use crate::shutdown::Shutdown;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::signal::unix::{Signal, SignalKind, signal};
+
+/// How often the watched files are looked at.
+pub const POLL_INTERVAL: Duration = Duration::from_secs(1);
+
+/// Listens for SIGHUP. Call it before anything slow at start-up: SIGHUP's
+/// default action ends the process, so a SIGHUP that arrives before this is
+/// in place would stop ferry instead of reloading it.
+pub fn hangups() -> Option<Signal> {
+    match signal(SignalKind::hangup()) {
+        Ok(signal) => Some(signal),
+        Err(err) => {
+            tracing::warn!(error = %err, "Cannot listen for SIGHUP; plugins reload only when their files change.");
+            None
+        }
+    }
+}
+
+/// Reloads the plugin chain of one running pipeline.
+pub struct Reloader {
+    config_path: PathBuf,
+    /// What the running, not reloadable parts were built from.
+    running: FixedParts,
+    /// The config the watched files come from: the newest that parsed.
+    watched_config: FerryConfig,
+    runtime: Arc<Runtime>,
+    swap: ChainSwap,
+    metrics: Arc<Metrics>,
+    /// The watched files when last acted on.
+    seen: Fingerprint,
+}
+
+/// The parts of a config that only a restart changes, compared by their
+/// debug form (their config types are plain data; nothing is printed).
+#[derive(PartialEq)]
+struct FixedParts {
+    storage: String,
+    pipeline: String,
+    source: String,
+    sinks: String,
+}
+
+impl FixedParts {
+    fn of(config: &FerryConfig) -> FixedParts {
+        FixedParts {
+            storage: format!("{:?}", config.resolve(&config.storage)),
+            pipeline: format!("{:?}", config.pipeline),
+            source: format!("{:?}", config.source),
+            sinks: format!("{:?}", config.sinks),
+        }
+    }
+
+    /// The config sections of `other` that differ from these.
+    fn changed_in(&self, other: &FixedParts) -> Vec<&'static str> {
+        [
+            ("storage", self.storage != other.storage),
+            ("[pipeline]", self.pipeline != other.pipeline),
+            ("[source]", self.source != other.source),
+            ("[sinks]", self.sinks != other.sinks),
+        ]
+        .into_iter()
+        .filter_map(|(name, changed)| changed.then_some(name))
+        .collect()
+    }
+}
+
+impl Reloader {
+    /// A reloader for the pipeline started from `config` (read from
+    /// `config_path`), whose chain `swap` replaces. New plugins are loaded
+    /// by `runtime`, the one the running plugins came from, so its compile
+    /// cache and epoch ticker serve them too.
+    pub fn new(config_path: PathBuf, config: FerryConfig, runtime: Arc<Runtime>, swap: ChainSwap, metrics: Arc<Metrics>) -> Reloader {
+        let mut reloader = Reloader {
+            config_path,
+            running: FixedParts::of(&config),
+            watched_config: config,
+            runtime,
+            swap,
+            metrics,
+            seen: Fingerprint(Vec::new()),
+        };
+        // Taken now, not when `run` first polls, so that a change made
+        // while the pipeline starts is not mistaken for the starting state.
+        reloader.seen = reloader.fingerprint();
+        reloader
+    }
+
+    /// Watches until `shutdown` fires or the pipeline is gone, reloading on
+    /// every settled change of the watched files and on every SIGHUP.
+    pub async fn run(mut self, mut shutdown: Shutdown, mut hangups: Option<Signal>) {
+        let mut unsettled: Option<Fingerprint> = None;
+        let mut ticker = tokio::time::interval(POLL_INTERVAL);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            let hangup = async {
+                match hangups.as_mut() {
+                    Some(signal) => signal.recv().await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                () = shutdown.wait() => return,
+                _ = hangup => {
+                    tracing::info!("SIGHUP: reloading the plugin chain.");
+                    if !self.reload().await {
+                        return;
+                    }
+                    unsettled = None;
+                }
+                _ = ticker.tick() => {
+                    let now = self.fingerprint();
+                    if now == self.seen {
+                        unsettled = None;
+                    } else if unsettled.as_ref() == Some(&now) {
+                        tracing::info!(config = %self.config_path.display(), "Plugin files or config changed: reloading the plugin chain.");
+                        if !self.reload().await {
+                            return;
+                        }
+                        unsettled = None;
+                    } else {
+                        // Changed since the last look: wait for it to settle.
+                        unsettled = Some(now);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Loads the chain the config now describes and queues it for the
+    /// pipeline. Returns false once the pipeline is gone.
+    ///
+    /// The files are marked as seen as they were before loading: a refused
+    /// reload is not tried again until they change, and a change made while
+    /// loading (a copy that went on) is a change still to act on.
+    async fn reload(&mut self) -> bool {
+        let before = self.fingerprint();
+        let done = self.load_and_swap().await;
+        let after = self.fingerprint();
+        // A config that moved the plugins makes other files the watched ones.
+        self.seen = if after.same_files(&before) { before } else { after };
+        done
+    }
+
+    async fn load_and_swap(&mut self) -> bool {
+        match self.load_chain().await {
+            Ok(transforms) => {
+                let names: Vec<String> = transforms.iter().map(|t| t.name().to_owned()).collect();
+                if !self.swap.replace(transforms) {
+                    return false;
+                }
+                self.metrics.add("ferry_plugin_reloads_total", &[("result", "ok")], 1);
+                tracing::info!(plugins = %names.join(", "), "Plugin chain reloaded; it takes over at the next batch.");
+            }
+            Err(refusal) => {
+                self.metrics.add("ferry_plugin_reloads_total", &[("result", "refused")], 1);
+                match refusal {
+                    Refusal::Config(error) => {
+                        tracing::error!(error = %error, "Reload refused: the config is invalid; the running plugin chain stays.");
+                    }
+                    Refusal::Plugin(Refused { name, path, error }) => tracing::error!(
+                        plugin = %name,
+                        file = %path.display(),
+                        error = %error,
+                        "Reload refused: a plugin cannot be loaded; the running plugin chain stays."
+                    ),
+                }
+            }
+        }
+        true
+    }
+
+    async fn load_chain(&mut self) -> Result<Vec<Box<dyn Transform>>, Refusal> {
+        let config = FerryConfig::load(&self.config_path).map_err(Refusal::Config)?;
+        let specs = discover_plugins(&config).map_err(Refusal::Config)?;
+        let changed = self.running.changed_in(&FixedParts::of(&config));
+        if !changed.is_empty() {
+            tracing::warn!(
+                sections = %changed.join(", "),
+                "Config changes outside the plugin chain need a restart; the running settings stay until then."
+            );
+        }
+        self.watched_config = config;
+        let runtime = self.runtime.clone();
+        let loaded = tokio::task::spawn_blocking(move || load_plugins(&runtime, specs))
+            .await
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic.into_panic()))
+            .map_err(Refusal::Plugin)?;
+        Ok(loaded.into_iter().map(|(plugin, _)| Box::new(plugin) as Box<dyn Transform>).collect())
+    }
+
+    /// The metadata of the config file and of every plugin file it points
+    /// at, as it is now.
+    fn fingerprint(&self) -> Fingerprint {
+        let mut files = vec![stamp(&self.config_path)];
+        let config = &self.watched_config;
+        if config.plugins.is_empty() {
+            let dir = config.resolve(config.plugins_dir.as_deref().unwrap_or(Path::new("./plugins")));
+            files.push(stamp(&dir));
+            let mut entries: Vec<PathBuf> = std::fs::read_dir(&dir)
+                .map(|entries| entries.filter_map(Result::ok).map(|entry| entry.path()).collect())
+                .unwrap_or_default();
+            entries.retain(|path| path.extension().is_some_and(|ext| ext == "wasm" || ext == "toml"));
+            entries.sort();
+            files.extend(entries.iter().map(|path| stamp(path)));
+        } else {
+            files.extend(config.plugins.iter().filter_map(|spec| spec.path.as_deref()).map(|path| stamp(&config.resolve(path))));
+        }
+        Fingerprint(files)
+    }
+}
+
+/// Why a reload was refused.
+enum Refusal {
+    Config(ConfigError),
+    Plugin(Refused),
+}
+
+/// What the watched files looked like at one poll.
+#[derive(Debug, PartialEq, Eq)]
+struct Fingerprint(Vec<(PathBuf, Option<Stamp>)>);
+
+impl Fingerprint {
+    /// Whether both looked at the same files, changed or not.
+    fn same_files(&self, other: &Fingerprint) -> bool {
+        self.0.len() == other.0.len() && self.0.iter().zip(&other.0).all(|((a, _), (b, _))| a == b)
+    }
+}
+
+/// Enough of a file's metadata to tell that it changed: a write changes the
+/// size or the modification time, a replacement by rename changes the inode.
+#[derive(Debug, PartialEq, Eq)]
+struct Stamp {
+    len: u64,
+    modified: (i64, i64),
+    changed: (i64, i64),
+    inode: u64,
+}
+
+fn stamp(path: &Path) -> (PathBuf, Option<Stamp>) {
+    let stamp = std::fs::metadata(path).ok().map(|meta| Stamp {
+        len: meta.len(),
+        modified: (meta.mtime(), meta.mtime_nsec()),
+        changed: (meta.ctime(), meta.ctime_nsec()),
+        inode: meta.ino(),
+    });
+    (path.to_owned(), stamp)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_rewrite_a_replacement_and_a_new_file_all_change_the_fingerprint() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = dir.path().join("a.wasm");
+        std::fs::write(&file, b"one").expect("write");
+        let first = stamp(&file);
+        assert_eq!(first, stamp(&file), "an untouched file keeps its stamp");
+        std::fs::write(&file, b"two!").expect("rewrite");
+        let rewritten = stamp(&file);
+        assert_ne!(first, rewritten);
+        let other = dir.path().join("b.wasm");
+        std::fs::write(&other, b"two!").expect("write");
+        std::fs::rename(&other, &file).expect("replace");
+        assert_ne!(rewritten, stamp(&file), "a rename over the file changes its inode");
+        std::fs::remove_file(&file).expect("remove");
+        assert_eq!(stamp(&file).1, None);
+    }
+
+    #[test]
+    fn only_changes_outside_the_chain_are_named_as_needing_a_restart() {
+        let parse = |text: &str| FerryConfig::parse(text, Path::new("/etc/ferry/ferry.toml")).expect("valid config");
+        let base = "[source.file]\npath = \"in.jsonl\"\n[sinks.default]\ntype = \"stdout\"\n";
+        let running = FixedParts::of(&parse(base));
+        let plugins_only = parse(&format!("plugins-dir = \"other\"\n{base}"));
+        assert!(running.changed_in(&FixedParts::of(&plugins_only)).is_empty());
+        let moved = parse("storage = \"elsewhere\"\n[source.file]\npath = \"in2.jsonl\"\n[sinks.default]\ntype = \"stdout\"\n");
+        assert_eq!(running.changed_in(&FixedParts::of(&moved)), ["storage", "[source]"]);
+    }
+}

@@ -1,0 +1,215 @@
+//! Hot reload: ferry follows a growing input file while the test changes its
+//! plugins folder (or sends SIGHUP). Each chunk of events is appended only
+//! after the reload it should see has been logged, so every output line can
+//! be checked against the plugin that should have made it; at the end every
+//! input event must be in the sink exactly once.
+
+use crate::util::{self, DEADLINE, FixtureEvent, IN, Running, Sandbox};
+use serde_json::Value;
+
+const CONFIG: &str = r#"
+storage = "storage"
+plugins-dir = "plugins"
+
+[pipeline]
+batch-size = 8
+linger = "20ms"
+
+[source.file]
+path = "in.jsonl"
+follow = true
+poll-interval = "20ms"
+
+[sinks.default]
+type = "file"
+path = "out.jsonl"
+"#;
+
+const RELOADED: &str = "Plugin chain reloaded";
+const REFUSED: &str = "Reload refused";
+
+/// One run of ferry over a folder whose plugin is `plugins/p.wasm`.
+struct Live {
+    sandbox: Sandbox,
+    ferry: Running,
+    events: Vec<FixtureEvent>,
+    /// How many fixture events were appended so far.
+    sent: usize,
+    /// Every output line so far, in order, as the scenario checked it.
+    out: Vec<Value>,
+}
+
+impl Live {
+    fn start(scenario: &str, wasm: &str, settings: &str) -> Live {
+        let sandbox = Sandbox::new(scenario, CONFIG);
+        sandbox.write(IN, b"");
+        sandbox.write("plugins/p.toml", settings.as_bytes());
+        sandbox.write("plugins/p.wasm", &built(wasm));
+        let ferry = sandbox.spawn_start();
+        let live = Live { sandbox, ferry, events: util::fixtures(), sent: 0, out: Vec::new() };
+        live.wait_stderr("Starting the pipeline.", 1);
+        live
+    }
+
+    fn report(&self) -> String {
+        self.sandbox.report(Some(&self.ferry.snapshot()))
+    }
+
+    /// Waits until `text` is on `count` lines of ferry's stderr.
+    fn wait_stderr(&self, text: &str, count: usize) {
+        util::wait_for(&format!("{count} stderr lines with `{text}`"), DEADLINE, || self.ferry.stderr_count(text) >= count, || self.report());
+    }
+
+    /// Appends the next `n` fixture events and waits until the sink holds
+    /// every event sent so far; returns the output lines of these `n`.
+    fn send(&mut self, n: usize) -> (Vec<FixtureEvent>, Vec<Value>) {
+        let chunk: Vec<FixtureEvent> = self.events[self.sent..self.sent + n].to_vec();
+        self.sent += n;
+        self.sandbox.append(IN, util::jsonl(&chunk).as_bytes());
+        let sent = self.sent;
+        util::wait_for(&format!("{sent} events in the sink"), DEADLINE, || self.sandbox.out_count() >= sent, || self.report());
+        let lines = self.sandbox.out_lines();
+        assert_eq!(lines.len(), sent, "more output than input{}", self.report());
+        let values: Vec<Value> = lines[sent - n..]
+            .iter()
+            .map(|line| serde_json::from_str(line).unwrap_or_else(|err| panic!("output is not JSON ({err}): {line}{}", self.report())))
+            .collect();
+        self.out.extend(values.iter().cloned());
+        (chunk, values)
+    }
+
+    /// Replaces the plugin by rename, as a deployment tool would: its
+    /// settings first, then the component.
+    fn replace_plugin(&self, wasm: &[u8], settings: &str) {
+        self.sandbox.write("plugins/p.toml", settings.as_bytes());
+        self.sandbox.write("plugins/p.wasm.partial", wasm);
+        std::fs::rename(self.sandbox.path("plugins/p.wasm.partial"), self.sandbox.path("plugins/p.wasm")).expect("rename");
+    }
+
+    /// Stops ferry with SIGTERM and checks that the sink holds exactly the
+    /// lines each chunk was checked to produce: every input event once, in
+    /// input order, nothing sent again at shutdown.
+    fn stop_and_count(mut self) {
+        self.ferry.terminate();
+        let output = self.ferry.wait(&self.sandbox, DEADLINE);
+        output.assert_success(&self.sandbox);
+        let out: Vec<Value> = self.sandbox.out_lines().iter().map(|line| serde_json::from_str(line).unwrap_or(Value::Null)).collect();
+        assert_eq!(out.len(), self.sent, "one output line per input event{}", self.sandbox.report(Some(&output)));
+        assert!(out == self.out, "the output changed after it was checked{}", self.sandbox.report(Some(&output)));
+        let summary = format!("{} events in, {} delivered, 0 dropped, 0 dead-lettered", self.sent, self.sent);
+        assert!(output.stderr.contains(&summary), "the summary should read `{summary}`{}", self.sandbox.report(Some(&output)));
+        for line in output.stderr_lines().iter().filter(|line| line.contains(REFUSED)) {
+            assert!(line.contains("plugin=p ") && line.contains("p.wasm"), "a refusal names the plugin and its file: {line}");
+        }
+    }
+}
+
+fn built(name: &str) -> Vec<u8> {
+    std::fs::read(util::plugin(name)).unwrap_or_else(|err| panic!("the {name} plugin is built by host/build.rs: {err}"))
+}
+
+fn redact_settings(replacement: &str) -> String {
+    format!("[config]\nfields = [\"login\"]\nreplacement = \"{replacement}\"\n")
+}
+
+const REMEMBER: &str = "[config]\nmode = \"remember\"\n";
+
+/// Every event of `chunk` that has a login came out with it masked as
+/// `replacement`, and every other field unchanged.
+fn assert_redacted(chunk: &[FixtureEvent], out: &[Value], replacement: &str, live: &Live) {
+    for (event, value) in chunk.iter().zip(out) {
+        let mut expected = event.value.clone();
+        if let Some(login) = expected.get_mut("login") {
+            *login = Value::from(replacement);
+        }
+        assert_eq!(*value, expected, "event {} should be redacted with {replacement:?}{}", event.id, live.report());
+    }
+}
+
+/// `chunk` went through hostile's `remember`, whose instance had seen
+/// `before` events (and first `first`) when the chunk began.
+fn assert_remembered(chunk: &[FixtureEvent], out: &[Value], before: u64, first: &str, live: &Live) {
+    for (n, (event, value)) in chunk.iter().zip(out).enumerate() {
+        let expected = serde_json::json!({ "uid": event.id, "seen_before": before + n as u64, "first_seen": first });
+        assert_eq!(*value, expected, "event {} should come from the remembering instance{}", event.id, live.report());
+    }
+}
+
+#[test]
+fn a_replaced_plugin_takes_over_and_broken_replacements_are_refused() {
+    let mut live = Live::start("reload_replace", "redact", &redact_settings("OLD"));
+    let (chunk, out) = live.send(25);
+    assert_redacted(&chunk, &out, "OLD", &live);
+
+    // New settings for the same component.
+    live.sandbox.write("plugins/p.toml", redact_settings("NEW").as_bytes());
+    live.wait_stderr(RELOADED, 1);
+    let (chunk, out) = live.send(25);
+    assert_redacted(&chunk, &out, "NEW", &live);
+
+    // Another component in its place. Its settings land first, so ferry may
+    // see redact with hostile's settings for a moment: refused, not loaded.
+    live.replace_plugin(&built("hostile"), REMEMBER);
+    live.wait_stderr(RELOADED, 2);
+    let (chunk, out) = live.send(25);
+    let first = chunk[0].id.clone();
+    assert_remembered(&chunk, &out, 0, &first, &live);
+
+    // A plugin that refuses its config: refused, and the same instance runs on.
+    let refused = live.ferry.stderr_count(REFUSED);
+    live.sandbox.write("plugins/p.toml", b"[config]\nmode = \"init-fail\"\n");
+    live.wait_stderr(REFUSED, refused + 1);
+    let line = live.ferry.stderr().lines().filter(|l| l.contains(REFUSED)).last().unwrap_or_default().to_owned();
+    assert!(line.contains("refused its config: refusing config on purpose"), "{line}{}", live.report());
+    let (chunk, out) = live.send(25);
+    assert_remembered(&chunk, &out, 25, &first, &live);
+
+    // Garbage where the component was (checked before the settings are).
+    live.sandbox.write("plugins/p.wasm", b"this is not WebAssembly");
+    live.wait_stderr(REFUSED, refused + 2);
+    let line = live.ferry.stderr().lines().filter(|l| l.contains(REFUSED)).last().unwrap_or_default().to_owned();
+    assert!(line.contains("not a WebAssembly file"), "{line}{}", live.report());
+    let (chunk, out) = live.send(25);
+    assert_remembered(&chunk, &out, 50, &first, &live);
+
+    // A copy caught half-way is refused; once complete, it loads.
+    let redact = built("redact");
+    live.sandbox.write("plugins/p.wasm", &redact[..redact.len() / 2]);
+    live.sandbox.write("plugins/p.toml", redact_settings("LAST").as_bytes());
+    live.wait_stderr("invalid component", 1);
+    let (chunk, out) = live.send(10);
+    assert_remembered(&chunk, &out, 75, &first, &live);
+    live.sandbox.write("plugins/p.wasm", &redact);
+    live.wait_stderr(RELOADED, 3);
+    let (chunk, out) = live.send(20);
+    assert_redacted(&chunk, &out, "LAST", &live);
+
+    for line in live.ferry.stderr().lines().filter(|l| l.contains(REFUSED)) {
+        assert!(!line.contains("\\n"), "one line per refusal: {line}");
+    }
+    live.stop_and_count();
+}
+
+#[test]
+fn sighup_reloads_and_changes_outside_the_chain_wait_for_a_restart() {
+    let mut live = Live::start("reload_sighup", "hostile", REMEMBER);
+    let (chunk, out) = live.send(20);
+    assert_remembered(&chunk, &out, 0, &chunk[0].id.clone(), &live);
+
+    // Nothing changed on disk: only the signal reloads, and a fresh
+    // instance remembers nothing.
+    live.ferry.hangup();
+    live.wait_stderr(RELOADED, 1);
+    assert_eq!(live.ferry.stderr_count("SIGHUP: reloading"), 1, "{}", live.report());
+    let (chunk, out) = live.send(20);
+    assert_remembered(&chunk, &out, 0, &chunk[0].id.clone(), &live);
+
+    // A pipeline setting changed: the chain reloads, the setting waits.
+    live.sandbox.set_config(&CONFIG.replace("linger = \"20ms\"", "linger = \"30ms\""));
+    live.wait_stderr(RELOADED, 2);
+    let warning = live.ferry.stderr().lines().find(|l| l.contains("need a restart")).unwrap_or_default().to_owned();
+    assert!(warning.contains("[pipeline]") && !warning.contains("[sinks]"), "the warning names what changed: {warning}{}", live.report());
+    let (chunk, out) = live.send(20);
+    assert_remembered(&chunk, &out, 0, &chunk[0].id.clone(), &live);
+    live.stop_and_count();
+}

@@ -56,7 +56,7 @@ impl FerryConfig {
         set(&mut teleport.lock.failed_attempts_count, self.lock_failed_attempts_count.take());
         set(&mut teleport.lock.period, self.lock_period.take());
         set(&mut teleport.lock.lock_for, self.lock_for.take());
-        self.source = Some(SourceConfig::Teleport(teleport));
+        self.source = Some(SourceConfig::Teleport(Box::new(teleport)));
         self.legacy_teleport = true;
         Ok(())
     }

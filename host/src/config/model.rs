@@ -120,7 +120,7 @@ pub enum SourceConfig {
     /// `[source.file]`: JSON Lines from a file, following appends.
     File(FileSourceConfig),
     /// `[source.teleport]`: Teleport's audit log and session recordings.
-    Teleport(TeleportSourceConfig),
+    Teleport(Box<TeleportSourceConfig>),
 }
 
 /// One sink, `[sinks.NAME]`, chosen by `type`.

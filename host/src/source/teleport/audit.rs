@@ -137,17 +137,13 @@ impl Reader {
     // === Legacy engine ===
 
     /// Pages through the audit log from `cursor` until stopped.
-    pub async fn run_legacy(mut self, cursor: Option<LegacyCursor>) -> Stopped {
+    pub async fn run_legacy(mut self, cursor: Option<LegacyCursor>) {
         let mut cursor = cursor.unwrap_or_else(|| LegacyCursor {
             window_start: format_time(self.start_time),
             start_key: String::new(),
             last_id: String::new(),
         });
-        loop {
-            if let Err(stopped) = self.legacy_step(&mut cursor).await {
-                return stopped;
-            }
-        }
+        while self.legacy_step(&mut cursor).await.is_ok() {}
     }
 
     /// Reads one page and moves `cursor` on.
@@ -211,16 +207,12 @@ impl Reader {
     // === Export engine ===
 
     /// Exports date after date from `cursor` until stopped.
-    pub async fn run_export(mut self, cursor: Option<ExportCursor>) -> Stopped {
+    pub async fn run_export(mut self, cursor: Option<ExportCursor>) {
         let mut cursor = cursor.unwrap_or_default();
         if cursor.dates.is_empty() {
             cursor.dates.push(DateCursor { date: date_of(self.start_time), done: Vec::new(), partial: Default::default() });
         }
-        loop {
-            if let Err(stopped) = self.export_pass(&mut cursor).await {
-                return stopped;
-            }
-        }
+        while self.export_pass(&mut cursor).await.is_ok() {}
     }
 
     /// Reads every new chunk of every tracked date, then moves to the next

@@ -185,10 +185,10 @@ async fn run_engine(mut reader: Reader, cursor: AuditCursor, engine: super::conf
     };
     tracing::info!(engine = if export { "export" } else { "legacy" }, addr = %reader.addr, "Reading Teleport's audit log.");
     match cursor {
-        AuditCursor::Export(cursor) => drop(reader.run_export(Some(cursor)).await),
-        AuditCursor::Legacy(cursor) => drop(reader.run_legacy(Some(cursor)).await),
-        AuditCursor::Start if export => drop(reader.run_export(None).await),
-        AuditCursor::Start => drop(reader.run_legacy(None).await),
+        AuditCursor::Export(cursor) => reader.run_export(Some(cursor)).await,
+        AuditCursor::Legacy(cursor) => reader.run_legacy(Some(cursor)).await,
+        AuditCursor::Start if export => reader.run_export(None).await,
+        AuditCursor::Start => reader.run_legacy(None).await,
     }
 }
 

@@ -419,3 +419,17 @@ fn a_dry_run_reads_everything_and_sends_nothing() {
     }
     assert!(!sandbox.path("storage/ferry.db").exists(), "the real state is untouched");
 }
+
+/// Through a Proxy with TLS routing: ferry asks for the cluster's Auth
+/// Service by ALPN, and everything arrives as it does directly.
+#[test]
+fn through_a_proxy_with_tls_routing() {
+    let cluster = Cluster::start(StandInOptions { export_api: false, announce_sessions: true, tls_routing: true, ..StandInOptions::default() });
+    let text = config(&cluster.standin.address(), "exit-on-last-event = true").replace("identity = \"identity\"", "identity = \"identity\"\ncluster = \"ferry.test\"");
+    let sandbox = Sandbox::new("teleport-proxy", &text);
+    cluster.write_identity(&sandbox, &IdentitySpec::default());
+    let output = run_to_end(&sandbox);
+    assert!(lines(&sandbox, OUT) == cluster.audit_log(), "every audit event through the proxy\n{}", sandbox.report(Some(&output)));
+    let alpn = &cluster.standin.connections()[0].alpn;
+    assert_eq!(alpn.first().map(String::as_str), Some("teleport-auth@66657272792e74657374.teleport.cluster.local"), "{alpn:?}");
+}

@@ -13,6 +13,8 @@ use std::process::Command;
 fn main() {
     let manifest_dir = PathBuf::from(env("CARGO_MANIFEST_DIR"));
     compile_teleport_protocol(&manifest_dir.join("proto"));
+    // sqlx::migrate! embeds these; a new migration must rebuild the crate.
+    println!("cargo:rerun-if-changed={}", manifest_dir.join("migrations").display());
     let root = manifest_dir.parent().expect("host/ sits inside the workspace").to_owned();
     for watched in ["plugins/Cargo.toml", "plugins/Cargo.lock", "plugins/redact", "plugins/hostile", "guest-sdk", "wit"] {
         println!("cargo:rerun-if-changed={}", root.join(watched).display());

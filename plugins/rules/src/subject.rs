@@ -23,6 +23,18 @@ impl<'a> Subject<'a> {
         Subject { event_type, json, parsed: OnceCell::new() }
     }
 
+    /// An event whose JSON the caller already parsed; [`Subject::into_json`]
+    /// gives it back, so a plugin that changes events parses each only once.
+    pub fn from_value(event_type: &'a str, json: Value) -> Subject<'a> {
+        let parsed = OnceCell::from(Some(json).filter(Value::is_object));
+        Subject { event_type, json: b"", parsed }
+    }
+
+    /// The parsed JSON, if it was parsed (or given) and is an object.
+    pub fn into_json(self) -> Option<Value> {
+        self.parsed.into_inner().flatten()
+    }
+
     /// The parsed JSON, or `None` when it is not a JSON object (ferry hands
     /// plugins only objects, so this is for robustness, not a case to handle).
     pub fn json(&self) -> Option<&Value> {

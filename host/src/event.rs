@@ -77,7 +77,10 @@ impl Event {
         }
         let headers: Headers<'_> = match serde_json::from_slice(&json) {
             Ok(headers) => headers,
-            Err(error) => return Err(EventError { problem: Problem::Invalid(error), json }),
+            Err(error) => match lenient_headers(&json) {
+                Some(headers) => headers,
+                None => return Err(EventError { problem: Problem::Invalid(error), json }),
+            },
         };
         let id = match headers.uid.as_deref() {
             Some(uid) if !uid.is_empty() => uid.to_owned(),
@@ -96,6 +99,34 @@ impl Event {
             json,
         })
     }
+}
+
+/// The headers of a valid JSON object whose header fields do not have
+/// Teleport's types, read the slow way; `None` when the JSON is not valid.
+///
+/// The common case is an event the `ecs` plugin mapped to the Elastic Common
+/// Schema: its `event` is an object, and it keeps Teleport's original under
+/// `teleport` and its id in `event.id`. Reading the headers from there keeps
+/// the event's id, type, time, index and session the same through the
+/// mapping, so later plugins, dead letters and per-session sinks still know
+/// it. A header of any other odd type is read as absent.
+fn lenient_headers(json: &[u8]) -> Option<Headers<'static>> {
+    use serde_json::Value;
+    let value: Value = serde_json::from_slice(json).ok()?;
+    let teleport = value.get("teleport");
+    let text = |key: &str| {
+        let found = value.get(key).and_then(Value::as_str).or_else(|| teleport?.get(key)?.as_str());
+        found.map(|text| Cow::Owned(text.to_owned()))
+    };
+    let ecs_text = |object: &str, key: &str| value.get(object)?.get(key)?.as_str().map(|text| Cow::Owned(text.to_owned()));
+    let index = value.get("ei").and_then(Value::as_i64).or_else(|| teleport?.get("ei")?.as_i64());
+    Some(Headers {
+        uid: text("uid").or_else(|| ecs_text("event", "id")),
+        event: text("event"),
+        time: text("time").or_else(|| value.get("@timestamp")?.as_str().map(|text| Cow::Owned(text.to_owned()))),
+        ei: index.map(Index::Number),
+        sid: text("sid"),
+    })
 }
 
 /// serde_json checks UTF-8 only inside the strings it decodes, and a struct
@@ -150,6 +181,23 @@ mod tests {
         assert_eq!(a.id.len(), 64);
         assert_eq!(a.id, b.id);
         assert_ne!(a.id, c.id);
+    }
+
+    #[test]
+    fn an_ecs_mapped_event_keeps_its_teleport_headers() {
+        let json = br#"{"@timestamp":"2020-01-01T00:00:00Z","event":{"id":"u-1","action":"session.start"},"user":{"name":"alice"},"teleport":{"event":"session.start","uid":"u-1","time":"2020-01-01T00:00:00Z","ei":3,"sid":"s-9"}}"#;
+        let event = Event::from_json(json.to_vec()).expect("valid event");
+        assert_eq!((event.id.as_str(), event.event_type.as_str(), event.time.as_str()), ("u-1", "session.start", "2020-01-01T00:00:00Z"));
+        assert_eq!((event.index, event.session_id.as_str()), (3, "s-9"));
+        // An event without a uid keeps the id the ecs plugin copied to `event.id`.
+        let no_uid = br#"{"event":{"id":"abc","action":"exec"},"teleport":{"event":"exec"}}"#;
+        assert_eq!(Event::from_json(no_uid.to_vec()).expect("valid").id, "abc");
+    }
+
+    #[test]
+    fn odd_header_types_read_as_absent() {
+        let event = Event::from_json(br#"{"uid":5,"event":["x"],"sid":null}"#.to_vec()).expect("valid");
+        assert_eq!((event.id.len(), event.event_type.as_str(), event.session_id.as_str()), (64, "", ""));
     }
 
     #[test]

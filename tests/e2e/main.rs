@@ -8,6 +8,7 @@ mod util;
 
 mod check;
 mod crash_restart;
+mod example_chain;
 mod hostile;
 mod malformed;
 mod plugin_tool;

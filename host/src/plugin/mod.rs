@@ -18,6 +18,8 @@ mod instance;
 mod runtime;
 mod state;
 #[cfg(test)]
+mod examples_tests;
+#[cfg(test)]
 mod tests;
 pub mod tool;
 

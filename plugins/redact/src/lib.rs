@@ -27,7 +27,10 @@
 //! # What it does to each event
 //!
 //! - No configured field present: the event passes unchanged
-//!   (`Outcome::Keep`, nothing copied).
+//!   (`Outcome::Keep`, nothing copied). An event in which no configured key
+//!   appears at all (as a quoted string, with no escapes in the event) is
+//!   passed without being parsed, and so without being checked to be JSON:
+//!   ferry hands plugins only JSON objects.
 //! - Some present: the event is replaced by the same JSON with those values
 //!   masked, keys in their original order (`Outcome::Replace`), and the
 //!   number of masked fields is added to the counter `redacted_fields`.
@@ -66,6 +69,10 @@ pub struct Redactor {
     replacement: String,
     /// Fields masked so far, over every call.
     masked: AtomicU64,
+    /// The keys, quoted, whose plain appearance in an event's bytes is the
+    /// condition for parsing it; `None` when a configured key could be
+    /// written in more than one way and every event must be parsed.
+    needles: Option<Vec<Vec<u8>>>,
 }
 
 impl Redactor {
@@ -76,10 +83,17 @@ impl Redactor {
     /// The error says which key is wrong and how, prefixed with `config`.
     pub fn from_config(config_json: &str) -> Result<Redactor, String> {
         let config = config::parse(config_json)?;
+        let needles = config
+            .fields
+            .iter()
+            .map(FieldPath::keys)
+            .collect::<Option<Vec<_>>>()
+            .map(|keys| keys.concat());
         Ok(Redactor {
             fields: config.fields,
             replacement: config.replacement,
             masked: AtomicU64::new(0),
+            needles,
         })
     }
 
@@ -90,6 +104,9 @@ impl Redactor {
     /// `Ok(Some(json))` with the new JSON otherwise, and `Err` saying why
     /// when `json` is not a JSON object.
     pub fn redact(&self, json: &[u8]) -> Result<Option<Vec<u8>>, String> {
+        if !self.may_hold_a_field(json) {
+            return Ok(None);
+        }
         let mut event = parse_object(json)?;
         let masked = self.mask(&mut event);
         if masked == 0 {
@@ -106,6 +123,23 @@ impl Redactor {
     /// batch takes the difference.
     pub fn masked_count(&self) -> u64 {
         self.masked.load(Ordering::Relaxed)
+    }
+
+    /// Whether `json` may hold a configured field: false only when none of
+    /// the configured keys appears in it, quoted, and it has no escape (a
+    /// key could be written with escapes, `"log\u0069n"`). Most events have
+    /// nothing to mask, and this scan is much cheaper than parsing them.
+    fn may_hold_a_field(&self, json: &[u8]) -> bool {
+        let Some(needles) = &self.needles else { return true };
+        let mut from = 0;
+        while let Some(offset) = json[from..].iter().position(|&byte| byte == b'"' || byte == b'\\') {
+            let at = from + offset;
+            if json[at] == b'\\' || needles.iter().any(|needle| json[at..].starts_with(needle)) {
+                return true;
+            }
+            from = at + 1;
+        }
+        false
     }
 
     /// Masks every configured path in `event`; returns how many it changed.

@@ -37,6 +37,21 @@ impl FieldPath {
         })
     }
 
+    /// The keys an event must contain, quoted, for this path to name a
+    /// value in it: the literal key, and for a nested path its last part.
+    /// `None` when a key holds a character JSON may write escaped (a quote,
+    /// a backslash, a control or non-ASCII character), which a plain byte
+    /// search could miss.
+    pub(crate) fn keys(&self) -> Option<Vec<Vec<u8>>> {
+        let plain = |key: &str| key.bytes().all(|byte| (0x20..0x7f).contains(&byte) && byte != b'"' && byte != b'\\');
+        let quoted = |key: &str| format!("\"{key}\"").into_bytes();
+        let mut keys = vec![quoted(&self.literal)];
+        if let Some(last) = self.parts.last().filter(|_| self.parts.len() > 1) {
+            keys.push(quoted(last));
+        }
+        (plain(&self.literal)).then_some(keys)
+    }
+
     /// Replaces the value this path names in `event` by `replacement`.
     ///
     /// Returns whether it changed anything: false when the event has no such

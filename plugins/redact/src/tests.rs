@@ -213,9 +213,11 @@ fn invalid_json_is_an_error_that_says_where() {
         Err("event is not valid JSON: EOF while parsing an object at line 1 column 15".to_owned())
     );
     assert_eq!(
-        redactor.redact(b"\xff"),
+        redactor.redact(b"\xff\"login\""),
         Err("event is not valid JSON: expected value at line 1 column 1".to_owned())
     );
+    // Bytes in which no configured key appears are not parsed at all.
+    assert_eq!(redactor.redact(b"\xff"), Ok(None));
 }
 
 #[test]
@@ -285,5 +287,38 @@ fn config_that_is_not_json_says_so() {
     assert_eq!(
         config_error("fields = [\"login\"]"),
         "config is not valid JSON: expected ident at line 1 column 2"
+    );
+}
+
+// === Skipping events without the keys ===
+
+#[test]
+fn escaped_keys_are_still_found() {
+    let redactor = redactor(r#"{"fields":["login"]}"#);
+    let output = masked(&redactor, br#"{"log\u0069n":"root"}"#);
+    assert_eq!(output, r#"{"login":"[REDACTED]"}"#);
+}
+
+#[test]
+fn the_skip_agrees_with_parsing_on_every_fixture_event() {
+    // Paths of every kind: top-level, dotted literal, nested, absent.
+    for fields in [r#"["login"]"#, r#"["addr.remote","addr.local"]"#, r#"["attributes.email","user"]"#, r#"["password"]"#] {
+        let config = format!(r#"{{"fields":{fields}}}"#);
+        let fast = redactor(&config);
+        let mut slow = redactor(&config);
+        slow.needles = None;
+        for line in fixture_lines() {
+            assert_eq!(fast.redact(line.as_bytes()), slow.redact(line.as_bytes()), "{fields}: {line}");
+        }
+    }
+}
+
+#[test]
+fn keys_json_may_escape_turn_the_skip_off() {
+    assert!(redactor(r#"{"fields":["caf\u00e9"]}"#).needles.is_none());
+    assert!(redactor(r#"{"fields":["a\"b"]}"#).needles.is_none());
+    assert_eq!(
+        redactor(r#"{"fields":["user.traits.logins"]}"#).needles,
+        Some(vec![br#""user.traits.logins""#.to_vec(), br#""logins""#.to_vec()])
     );
 }

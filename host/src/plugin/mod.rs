@@ -16,7 +16,10 @@ mod config;
 mod error;
 mod instance;
 mod runtime;
+pub mod scaffold;
 mod state;
+#[cfg(test)]
+mod script_tests;
 #[cfg(test)]
 mod tests;
 

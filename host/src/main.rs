@@ -52,6 +52,24 @@ enum Command {
         #[arg(long, default_value_t = 1000)]
         limit: u32,
     },
+    /// Write, try and examine plugins.
+    #[command(subcommand)]
+    Plugin(PluginCommand),
+}
+
+#[derive(Subcommand)]
+enum PluginCommand {
+    /// Create a working plugin to start from, with its build instructions.
+    New {
+        /// The plugin's name (lowercase letters, digits, `-`, `_`); also its folder.
+        name: String,
+        /// The language to write it in.
+        #[arg(long)]
+        lang: ferry::plugin::scaffold::Language,
+        /// Where to create the plugin's folder.
+        #[arg(long, default_value = ".")]
+        dir: PathBuf,
+    },
 }
 
 fn main() -> ExitCode {
@@ -112,6 +130,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
         Command::Demo(args) => ferry::demo::run(args).await,
         Command::Bench(args) => ferry::bench::run(args).await,
         Command::DeadLetters { config, limit } => dead_letters(config, limit).await,
+        Command::Plugin(PluginCommand::New { name, lang, dir }) => plugin_new(&name, lang, &dir),
     }
 }
 
@@ -157,5 +176,19 @@ async fn dead_letters(path: PathBuf, limit: u32) -> anyhow::Result<()> {
             Err(err) => return Err(err).context("cannot write to stdout"),
         }
     }
+    Ok(())
+}
+
+fn plugin_new(name: &str, language: ferry::plugin::scaffold::Language, dir: &std::path::Path) -> anyhow::Result<()> {
+    let scaffold = ferry::plugin::scaffold::create(name, language, dir)?;
+    println!("Created the {language} plugin `{name}` in {}:", scaffold.dir.display());
+    for file in &scaffold.files {
+        println!("  {file}");
+    }
+    println!("Build it (see its README.md):\n  cd {}", scaffold.dir.display());
+    for step in &scaffold.build {
+        println!("  {step}");
+    }
+    println!("Then try it: ferry plugin test {} < events.jsonl", scaffold.output);
     Ok(())
 }

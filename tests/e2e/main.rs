@@ -11,3 +11,4 @@ mod crash_restart;
 mod hostile;
 mod malformed;
 mod redact_file;
+mod script_plugins;

@@ -136,3 +136,24 @@ fn reshaped(input: &FixtureEvent) -> (Value, Vec<String>) {
         .collect();
     (value, keys)
 }
+
+#[test]
+fn plugin_new_scaffolds_once_and_refuses_to_overwrite() {
+    let sandbox = Sandbox::new("plugin_new", "");
+    let new = || {
+        let mut command = std::process::Command::new(util::FERRY);
+        command.args(["plugin", "new", "edge-tagger", "--lang", "js", "--dir"]).arg(sandbox.root());
+        sandbox.run_command(command)
+    };
+    let first = new();
+    first.assert_success(&sandbox);
+    for file in ["app.js", "package.json", "README.md", "wit/plugin.wit"] {
+        assert!(sandbox.path("edge-tagger").join(file).is_file(), "{file} missing{}", sandbox.report(Some(&first)));
+    }
+    assert!(first.stdout.contains("npm run build"), "the build steps are printed{}", sandbox.report(Some(&first)));
+    let package = sandbox.read("edge-tagger/package.json");
+    assert!(package.contains("--out edge-tagger.wasm"), "{package}");
+    let again = new();
+    let message = again.one_line_error(&sandbox);
+    assert_eq!(message, format!("{} already exists; choose another name or --dir", sandbox.path("edge-tagger").display()));
+}

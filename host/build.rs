@@ -2,6 +2,8 @@
 //! `ferry demo` and `ferry bench` always run the plugins of this checkout,
 //! with no manual step. The plugins form their own cargo workspace; one
 //! build of it serves every profile of the host (debug tests, release demo).
+//! The Python and JavaScript plugins are built into the same folder
+//! (`build/script_plugins.rs`).
 //!
 //! It also compiles ferry's copy of Teleport's gRPC protocol (`proto/`) into
 //! Rust client and server code, with protox so that no system `protoc` is
@@ -9,6 +11,9 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
+
+#[path = "build/script_plugins.rs"]
+mod script_plugins;
 
 fn main() {
     let manifest_dir = PathBuf::from(env("CARGO_MANIFEST_DIR"));
@@ -41,7 +46,17 @@ fn main() {
         );
     }
     let wasm_dir = target_dir.join("wasm32-wasip2/release");
+    let tools_dir = target_dir.with_file_name("plugin-tools");
+    if let Err(reason) = script_plugins::build(&root, &wasm_dir, &tools_dir) {
+        println!("cargo::error={reason}");
+        return;
+    }
     println!("cargo:rustc-env=FERRY_PLUGIN_BUILD_DIR={}", wasm_dir.display());
+    // Tests share one compile cache, so each Python or JavaScript plugin is
+    // compiled by Cranelift once (seconds each), not once per test.
+    println!("cargo:rustc-env=FERRY_TEST_PLUGIN_CACHE={}", target_dir.join("compiled").display());
+    // The scaffold tests build plugins with the same tools, offline.
+    println!("cargo:rustc-env=FERRY_PLUGIN_TOOLS={}", tools_dir.display());
 }
 
 /// Teleport's audit log and Auth Service protocol, client and server code,

@@ -52,7 +52,7 @@ enum Command {
         #[arg(long, default_value_t = 1000)]
         limit: u32,
     },
-    /// Work with plugins: try one on events, or inspect a component.
+    /// Write, try and examine plugins.
     #[command(subcommand)]
     Plugin(PluginCommand),
 }
@@ -66,6 +66,17 @@ enum PluginCommand {
     /// Show a component's ferry:plugin version, exports, imports and size,
     /// and whether this ferry would load it.
     Inspect(ferry::plugin::tool::InspectArgs),
+    /// Create a working plugin to start from, with its build instructions.
+    New {
+        /// The plugin's name (lowercase letters, digits, `-`, `_`); also its folder.
+        name: String,
+        /// The language to write it in.
+        #[arg(long)]
+        lang: ferry::plugin::scaffold::Language,
+        /// Where to create the plugin's folder.
+        #[arg(long, default_value = ".")]
+        dir: PathBuf,
+    },
 }
 
 fn main() -> ExitCode {
@@ -161,6 +172,7 @@ async fn plugin(command: PluginCommand) -> anyhow::Result<()> {
         match command {
             PluginCommand::Test(args) => tool::test(&args, std::io::stdin().lock(), std::io::BufWriter::new(stdout)).map(drop)?,
             PluginCommand::Inspect(args) => tool::inspect(&args, stdout)?,
+            PluginCommand::New { name, lang, dir } => plugin_new(&name, lang, &dir)?,
         }
         Ok(())
     };
@@ -212,5 +224,19 @@ async fn dead_letters(path: PathBuf, limit: u32) -> anyhow::Result<()> {
             Err(err) => return Err(err).context("cannot write to stdout"),
         }
     }
+    Ok(())
+}
+
+fn plugin_new(name: &str, language: ferry::plugin::scaffold::Language, dir: &std::path::Path) -> anyhow::Result<()> {
+    let scaffold = ferry::plugin::scaffold::create(name, language, dir)?;
+    println!("Created the {language} plugin `{name}` in {}:", scaffold.dir.display());
+    for file in &scaffold.files {
+        println!("  {file}");
+    }
+    println!("Build it (see its README.md):\n  cd {}", scaffold.dir.display());
+    for step in &scaffold.build {
+        println!("  {step}");
+    }
+    println!("Then try it: ferry plugin test {} < events.jsonl", scaffold.output);
     Ok(())
 }

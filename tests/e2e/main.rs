@@ -14,4 +14,5 @@ mod malformed;
 mod plugin_tool;
 mod redact_file;
 mod reload;
+mod script_plugins;
 mod teleport;

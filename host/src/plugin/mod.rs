@@ -16,9 +16,12 @@ mod config;
 mod error;
 mod instance;
 mod runtime;
+pub mod scaffold;
 mod state;
 #[cfg(test)]
 mod examples_tests;
+#[cfg(test)]
+mod script_tests;
 #[cfg(test)]
 mod tests;
 pub mod tool;

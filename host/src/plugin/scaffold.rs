@@ -1,0 +1,173 @@
+//! `ferry plugin new`: a working plugin to start from, in Rust, Python or
+//! JavaScript.
+//!
+//! Every scaffold carries a copy of the contract (`wit/plugin.wit`) this
+//! ferry implements, so it builds without a ferry checkout; the Rust one also
+//! carries ferry's Rust SDK (`ferry-guest/`), whose bindings are generated
+//! from that copy. The templates live in `host/templates/` and are compiled
+//! into the binary. Each scaffold does the same small job (drop the event
+//! types named in its config, mark every other event), so that it shows
+//! config, replace, drop and counters, and can be checked after it is built.
+
+use std::path::{Path, PathBuf};
+
+/// The languages ferry can scaffold a plugin in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Language {
+    /// Rust with ferry's SDK, `ferry-guest`; built by cargo for wasm32-wasip2.
+    Rust,
+    /// Python, packed with CPython by componentize-py.
+    Python,
+    /// JavaScript, packed with StarlingMonkey by componentize-js.
+    Js,
+}
+
+impl std::fmt::Display for Language {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Language::Rust => "Rust",
+            Language::Python => "Python",
+            Language::Js => "JavaScript",
+        })
+    }
+}
+
+/// Why a scaffold could not be written.
+#[derive(Debug, thiserror::Error)]
+pub enum ScaffoldError {
+    /// The name cannot be a plugin, crate and file name.
+    #[error("invalid plugin name `{name}`: use a lowercase letter, then lowercase letters, digits, `-` or `_` (at most 64)")]
+    InvalidName {
+        /// The name given.
+        name: String,
+    },
+    /// Scaffolding never overwrites anything.
+    #[error("{} already exists; choose another name or --dir", path.display())]
+    Exists {
+        /// The plugin's folder.
+        path: PathBuf,
+    },
+    /// The file system refused.
+    #[error("cannot write {}: {source}", path.display())]
+    Write {
+        /// The file or folder being written.
+        path: PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
+}
+
+/// A plugin folder just written.
+#[derive(Debug)]
+pub struct Scaffold {
+    /// The plugin's folder.
+    pub dir: PathBuf,
+    /// The files written, relative to `dir`.
+    pub files: Vec<&'static str>,
+    /// Shell commands, run in `dir`, that build the plugin.
+    pub build: Vec<String>,
+    /// The component the build writes, relative to `dir`.
+    pub output: String,
+}
+
+/// The contract every scaffold implements.
+const WIT: &str = include_str!("../../../wit/plugin.wit");
+
+/// Writes a new plugin called `name` in `language` into `parent/name`.
+pub fn create(name: &str, language: Language, parent: &Path) -> Result<Scaffold, ScaffoldError> {
+    check_name(name)?;
+    let dir = parent.join(name);
+    if dir.exists() {
+        return Err(ScaffoldError::Exists { path: dir });
+    }
+    let lib_name = name.replace('-', "_");
+    let fill = |template: &str| {
+        template
+            .replace("{{name}}", name)
+            .replace("{{lib_name}}", &lib_name)
+            .replace("{{type_name}}", &type_name(name))
+            .replace("{{ferry_version}}", env!("CARGO_PKG_VERSION"))
+    };
+    let files: Vec<(&'static str, String)> = match language {
+        Language::Rust => vec![
+            ("Cargo.toml", fill(include_str!("../../templates/rust/Cargo.toml"))),
+            // Pins the dependencies ferry's own plugins are built and tested with.
+            ("Cargo.lock", include_str!("../../../plugins/Cargo.lock").to_owned()),
+            ("src/lib.rs", fill(include_str!("../../templates/rust/lib.rs"))),
+            ("README.md", fill(include_str!("../../templates/rust/README.md"))),
+            ("ferry-guest/Cargo.toml", fill(include_str!("../../templates/rust/ferry-guest.Cargo.toml"))),
+            ("ferry-guest/src/lib.rs", include_str!("../../../guest-sdk/src/lib.rs").to_owned()),
+            ("ferry-guest/src/host.rs", include_str!("../../../guest-sdk/src/host.rs").to_owned()),
+            ("ferry-guest/src/json.rs", include_str!("../../../guest-sdk/src/json.rs").to_owned()),
+            ("ferry-guest/src/plugin.rs", include_str!("../../../guest-sdk/src/plugin.rs").to_owned()),
+            ("wit/plugin.wit", WIT.to_owned()),
+        ],
+        Language::Python => vec![
+            ("app.py", fill(include_str!("../../templates/python/app.py"))),
+            ("README.md", fill(include_str!("../../templates/python/README.md"))),
+            ("wit/plugin.wit", WIT.to_owned()),
+        ],
+        Language::Js => vec![
+            ("app.js", fill(include_str!("../../templates/js/app.js"))),
+            ("package.json", fill(include_str!("../../templates/js/package.json"))),
+            ("README.md", fill(include_str!("../../templates/js/README.md"))),
+            ("wit/plugin.wit", WIT.to_owned()),
+        ],
+    };
+    for (relative, text) in &files {
+        write(&dir.join(relative), text)?;
+    }
+    let (build, output) = build_commands(name, &lib_name, language);
+    Ok(Scaffold { dir, files: files.iter().map(|(relative, _)| *relative).collect(), build, output })
+}
+
+/// How each language's scaffold is built, as its README says.
+fn build_commands(name: &str, lib_name: &str, language: Language) -> (Vec<String>, String) {
+    match language {
+        Language::Rust => (
+            vec!["cargo build --release --target wasm32-wasip2".to_owned()],
+            format!("target/wasm32-wasip2/release/{lib_name}.wasm"),
+        ),
+        Language::Python => (
+            vec![
+                "python3 -m venv .venv && .venv/bin/pip install componentize-py==0.25.1".to_owned(),
+                format!(".venv/bin/componentize-py -d wit -w plugin componentize app -o {name}.wasm"),
+            ],
+            format!("{name}.wasm"),
+        ),
+        Language::Js => (vec!["npm install".to_owned(), "npm run build".to_owned()], format!("{name}.wasm")),
+    }
+}
+
+/// A plugin name must be usable as a crate name, a Python or npm package
+/// name and a file name, everywhere: so lowercase ASCII only.
+fn check_name(name: &str) -> Result<(), ScaffoldError> {
+    let mut chars = name.chars();
+    let valid = chars.next().is_some_and(|c| c.is_ascii_lowercase())
+        && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_')
+        && name.len() <= 64;
+    if valid { Ok(()) } else { Err(ScaffoldError::InvalidName { name: name.to_owned() }) }
+}
+
+/// `my-plugin` → `MyPlugin`, the Rust type the plugin's state lives in.
+fn type_name(name: &str) -> String {
+    name.split(['-', '_'])
+        .filter(|part| !part.is_empty())
+        .map(|part| {
+            let mut chars = part.chars();
+            chars.next().map(|first| first.to_ascii_uppercase().to_string() + chars.as_str()).unwrap_or_default()
+        })
+        .collect()
+}
+
+fn write(path: &Path, text: &str) -> Result<(), ScaffoldError> {
+    let failed = |source| ScaffoldError::Write { path: path.to_owned(), source };
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent).map_err(failed)?;
+    }
+    std::fs::write(path, text).map_err(failed)
+}
+
+#[cfg(test)]
+#[path = "scaffold_tests.rs"]
+mod tests;

@@ -1,0 +1,76 @@
+"""tag: a ferry plugin in Python.
+
+Adds fixed fields to every event (say, which pipeline or environment it
+passed through) and drops the event types an operator does not want to
+forward (say, the chatty `sftp` events).
+
+Config (the plugin's `[config]` table in ferry.toml, handed to `init` as JSON):
+
+    [config]
+    tags = { pipeline = "ferry", env = "prod" }   # fields to set on every event
+    drop = ["sftp", "desktop.*"]                   # event types to drop (globs)
+
+A tag overwrites a field of the same name. An event whose type matches a
+`drop` pattern is dropped (counted by ferry), whatever its tags.
+
+Events cross as their JSON bytes; the header fields (`event_type` here) come
+pre-parsed, so deciding to drop an event costs no JSON parsing at all.
+"""
+
+import fnmatch
+import json
+import re
+
+from componentize_py_types import Err
+from wit_world import exports
+from wit_world.imports import host, types
+
+KEEP = types.Outcome_Keep()
+DROP = types.Outcome_Drop()
+
+
+# The plugin's state lives in the module: componentize-py may create a new
+# `Guest` object for each call, but the module lives as long as the instance.
+state = {"tags": {}, "drop": None}
+
+
+class Guest(exports.Guest):
+    def init(self, config: str) -> None:
+        try:
+            settings = json.loads(config)
+        except ValueError as err:
+            raise Err(f"config is not JSON: {err}")
+        if not isinstance(settings, dict):
+            raise Err("config must be a table")
+        unknown = sorted(set(settings) - {"tags", "drop"})
+        if unknown:
+            raise Err(f"unknown config key `{unknown[0]}` (expected `tags` or `drop`)")
+        tags = settings.get("tags", {})
+        if not isinstance(tags, dict):
+            raise Err("`tags` must be a table of field = value")
+        drop = settings.get("drop", [])
+        if not isinstance(drop, list) or not all(isinstance(p, str) for p in drop):
+            raise Err("`drop` must be a list of event-type patterns")
+        state["tags"] = tags
+        # One regular expression for all patterns: one match call per event.
+        state["drop"] = re.compile("|".join(fnmatch.translate(p) for p in drop)) if drop else None
+
+    def process(self, batch):
+        tags = state["tags"]
+        drop = state["drop"]
+        outcomes = []
+        dropped = 0
+        for event in batch:
+            if drop is not None and drop.match(event.event_type):
+                outcomes.append(DROP)
+                dropped += 1
+            elif tags:
+                value = json.loads(event.json)
+                value.update(tags)
+                text = json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+                outcomes.append(types.Outcome_Replace(text.encode()))
+            else:
+                outcomes.append(KEEP)
+        if dropped:
+            host.count("dropped_by_type", dropped)
+        return outcomes

@@ -102,10 +102,10 @@ function reshape(event) {
   return changed ? result : null;
 }
 
-// Decoding and encoding are done once per batch, not once per event: each
-// TextDecoder/TextEncoder call has a fixed cost that would dwarf the work on
-// a 400-byte event. The events are joined with NUL bytes, which cannot occur
-// in JSON text (ferry hands plugins only valid JSON objects).
+// The batch is decoded at once, not event by event: each TextDecoder call
+// has a fixed cost that would dwarf the work on a 400-byte event. The events
+// are joined with NUL bytes, which cannot occur in JSON text (ferry hands
+// plugins only valid JSON objects).
 
 /// The JSON text of every event of the batch.
 function decodeAll(batch) {
@@ -120,24 +120,10 @@ function decodeAll(batch) {
   return decoder.decode(joined).split("\0");
 }
 
-/// The UTF-8 bytes of each text.
-function encodeAll(texts) {
-  const joined = encoder.encode(texts.join("\0"));
-  let start = 0;
-  return texts.map(() => {
-    let end = joined.indexOf(0, start);
-    if (end < 0) end = joined.length;
-    const bytes = joined.slice(start, end);
-    start = end + 1;
-    return bytes;
-  });
-}
-
 function outcomes(batch) {
   const texts = rename.size > 0 || lowercase.size > 0 ? decodeAll(batch) : null;
   const results = new Array(batch.length);
-  const changedAt = [];
-  const changedTexts = [];
+  const json = new Array(batch.length);
   for (let i = 0; i < batch.length; i++) {
     if (texts === null) continue;
     let parsed;
@@ -148,13 +134,8 @@ function outcomes(batch) {
       continue;
     }
     const changed = reshape(parsed);
-    if (changed !== null) {
-      changedAt.push(i);
-      changedTexts.push(JSON.stringify(changed));
-    }
+    if (changed !== null) json[i] = encoder.encode(JSON.stringify(changed));
   }
-  const json = new Array(batch.length);
-  encodeAll(changedTexts).forEach((bytes, n) => (json[changedAt[n]] = bytes));
   for (let i = 0; i < batch.length; i++) {
     if (results[i] !== undefined) continue;
     const route = routes.find((r) => r.pattern.test(batch[i].eventType));

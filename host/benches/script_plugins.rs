@@ -41,6 +41,11 @@ fn script_plugins(c: &mut Criterion) {
         // is left is the cost of crossing into the guest and back.
         ("python_keep", load(&runtime, "tag", "")),
         ("js_keep", load(&runtime, "reshape", "")),
+        // Where the JavaScript time goes: routing alone (no parsing; sink
+        // names are strings handed back), lowercasing alone (parse, change
+        // in place, write), then everything.
+        ("js_route_only", load(&runtime, "reshape", "[config]\nroutes = [{ types = \"session.*\", sinks = [\"sessions\"] }]")),
+        ("js_lowercase_only", load(&runtime, "reshape", "[config]\nlowercase = [\"user\"]")),
         ("python_tag", load(&runtime, "tag", "[config]\ntags = { pipeline = \"ferry\" }\ndrop = [\"sftp\"]")),
         (
             "js_reshape",

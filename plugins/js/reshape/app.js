@@ -26,6 +26,8 @@ const KEEP = { tag: "keep" };
 
 let rename = new Map();
 let lowercase = new Set();
+// Each field to lowercase as it is named before renaming: [source, name].
+let lowercaseSources = [];
 let routes = [];
 
 /// A glob (`*` matches any run of characters) as an anchored RegExp.
@@ -72,34 +74,54 @@ function configure(settings) {
   });
   rename = new Map(Object.entries(renames));
   lowercase = new Set(strings(settings.lowercase, "lowercase"));
+  lowercaseSources = [];
+  for (const name of lowercase) {
+    if (!rename.has(name)) lowercaseSources.push([name, name]);
+    for (const [from, to] of rename) if (to === name) lowercaseSources.push([from, name]);
+  }
   routes = compiled;
 }
 
-/// Changes `event` as configured; returns the changed event (`event` itself,
-/// or a copy when a field was renamed: renaming in place would move the
-/// field to the end), or null when nothing in it is to change.
+/// The JSON text of `event` as configured, or null when nothing in it is to
+/// change. Values are lowercased in place. Fields are renamed in the written
+/// text when the key occurs there exactly once (then it is the top-level
+/// key: a key inside a string value would have its quotes escaped), so the
+/// field keeps its place without copying the object, which is slow in this
+/// interpreter; otherwise the object is copied key by key.
 function reshape(event) {
-  let result = event;
   let changed = false;
-  for (const key of rename.keys()) {
-    if (Object.prototype.hasOwnProperty.call(event, key)) {
-      result = {};
-      for (const [name, value] of Object.entries(event)) result[rename.get(name) ?? name] = value;
-      changed = true;
-      break;
-    }
-  }
-  for (const name of lowercase) {
-    const value = result[name];
+  for (const [source] of lowercaseSources) {
+    const value = event[source];
     if (typeof value === "string") {
       const lower = value.toLowerCase();
       if (lower !== value) {
-        result[name] = lower;
+        event[source] = lower;
         changed = true;
       }
     }
   }
-  return changed ? result : null;
+  const present = [];
+  for (const key of rename.keys()) {
+    if (Object.prototype.hasOwnProperty.call(event, key)) present.push(key);
+  }
+  if (present.length === 0) return changed ? JSON.stringify(event) : null;
+  let text = JSON.stringify(event);
+  for (const key of present) {
+    const pattern = `${JSON.stringify(key)}:`;
+    const at = text.indexOf(pattern);
+    if (!PLAIN_KEY.test(key) || at < 0 || text.indexOf(pattern, at + 1) >= 0) return copyRenamed(event);
+    text = `${text.slice(0, at)}${JSON.stringify(rename.get(key))}:${text.slice(at + pattern.length)}`;
+  }
+  return text;
+}
+
+/// Keys whose JSON spelling needs no escapes.
+const PLAIN_KEY = /^[A-Za-z0-9_.@-]+$/;
+
+function copyRenamed(event) {
+  const copy = {};
+  for (const [name, value] of Object.entries(event)) copy[rename.get(name) ?? name] = value;
+  return JSON.stringify(copy);
 }
 
 // The batch is decoded at once, not event by event: each TextDecoder call
@@ -134,7 +156,7 @@ function outcomes(batch) {
       continue;
     }
     const changed = reshape(parsed);
-    if (changed !== null) json[i] = encoder.encode(JSON.stringify(changed));
+    if (changed !== null) json[i] = encoder.encode(changed);
   }
   for (let i = 0; i < batch.length; i++) {
     if (results[i] !== undefined) continue;

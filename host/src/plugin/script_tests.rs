@@ -114,6 +114,15 @@ fn javascript_reshape_renames_lowercases_and_routes() {
         }
     }
     assert_eq!(routed, 19, "the fixtures hold 19 session.* events");
+    // A nested field of the renamed name stays as it is (the plugin copies
+    // the object key by key when the name occurs more than once).
+    let nested = br#"{"event":"x","addr.remote":"a","nested":{"addr.remote":"b"},"note":"\"addr.remote\":","user":"BOB"}"#;
+    let outcomes = plugin.process(&[Event::from_json(nested.to_vec()).expect("valid")]).expect("runs");
+    let [Outcome::Replace(json)] = outcomes.as_slice() else { panic!("{outcomes:?}") };
+    assert_eq!(
+        String::from_utf8_lossy(json),
+        r#"{"event":"x","remote_addr":"a","nested":{"addr.remote":"b"},"note":"\"addr.remote\":","user":"bob"}"#
+    );
     assert!(replaced > 50, "the fixtures should exercise the renames: only {replaced} changed");
     assert_eq!(metrics.get("ferry_plugin_counter_total", &[("plugin", "reshape"), ("name", "routed")]), routed);
 }

@@ -14,7 +14,10 @@ A tag overwrites a field of the same name. An event whose type matches a
 `drop` pattern is dropped (counted by ferry), whatever its tags.
 
 Events cross as their JSON bytes; the header fields (`event_type` here) come
-pre-parsed, so deciding to drop an event costs no JSON parsing at all.
+pre-parsed, so deciding to drop an event costs no JSON parsing at all. Nor
+does tagging, usually: when no tag names a field the event already has, the
+tags are appended to the event's bytes as they are (parsing and writing the
+JSON again is what costs most in a plugin, several times the rest).
 """
 
 import fnmatch
@@ -31,7 +34,20 @@ DROP = types.Outcome_Drop()
 
 # The plugin's state lives in the module: componentize-py may create a new
 # `Guest` object for each call, but the module lives as long as the instance.
-state = {"tags": {}, "drop": None}
+state = {"tags": {}, "drop": None, "suffix": b"", "names": []}
+
+
+def tagged(data: bytes) -> bytes:
+    """The event's JSON object with the tags set."""
+    # An escape (`\u…`) could spell a tag's name differently, so any event
+    # that might hold a tag's field, or has escapes, takes the slow way.
+    if b"\\u" not in data and not any(name in data for name in state["names"]):
+        body = data.rstrip()[:-1].rstrip()
+        separator = b"" if body.endswith(b"{") else b","
+        return body + separator + state["suffix"] + b"}"
+    value = json.loads(data)
+    value.update(state["tags"])
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode()
 
 
 class Guest(exports.Guest):
@@ -52,11 +68,14 @@ class Guest(exports.Guest):
         if not isinstance(drop, list) or not all(isinstance(p, str) for p in drop):
             raise Err("`drop` must be a list of event-type patterns")
         state["tags"] = tags
+        # `"name":value,…` ready to append, and each name as it would be
+        # written, to tell when an event may already have the field.
+        state["suffix"] = json.dumps(tags, ensure_ascii=False, separators=(",", ":"))[1:-1].encode()
+        state["names"] = [json.dumps(name, ensure_ascii=False).encode() for name in tags]
         # One regular expression for all patterns: one match call per event.
         state["drop"] = re.compile("|".join(fnmatch.translate(p) for p in drop)) if drop else None
 
     def process(self, batch):
-        tags = state["tags"]
         drop = state["drop"]
         outcomes = []
         dropped = 0
@@ -64,11 +83,8 @@ class Guest(exports.Guest):
             if drop is not None and drop.match(event.event_type):
                 outcomes.append(DROP)
                 dropped += 1
-            elif tags:
-                value = json.loads(event.json)
-                value.update(tags)
-                text = json.dumps(value, ensure_ascii=False, separators=(",", ":"))
-                outcomes.append(types.Outcome_Replace(text.encode()))
+            elif state["tags"]:
+                outcomes.append(types.Outcome_Replace(tagged(event.json)))
             else:
                 outcomes.append(KEEP)
         if dropped:

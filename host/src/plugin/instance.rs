@@ -24,6 +24,8 @@ pub struct WasmPlugin {
     name: Arc<str>,
     metrics: Arc<Metrics>,
     live: Option<Live>,
+    /// Keeps deadlines firing while this plugin exists.
+    _ticker: Arc<super::runtime::EpochTicker>,
 }
 
 struct Live {
@@ -39,9 +41,10 @@ impl WasmPlugin {
         pre: PluginPre<PluginState>,
         settings: PluginSettings,
         metrics: Arc<Metrics>,
+        ticker: Arc<super::runtime::EpochTicker>,
     ) -> Result<WasmPlugin, PluginError> {
         let name: Arc<str> = settings.name.as_str().into();
-        let mut plugin = WasmPlugin { engine, pre, settings, name, metrics, live: None };
+        let mut plugin = WasmPlugin { engine, pre, settings, name, metrics, live: None, _ticker: ticker };
         plugin.live = Some(plugin.instantiate()?);
         Ok(plugin)
     }

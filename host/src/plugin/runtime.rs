@@ -36,7 +36,20 @@ pub struct Runtime {
     linker: Linker<PluginState>,
     cache_dir: Option<PathBuf>,
     metrics: Arc<Metrics>,
-    ticker_stop: Arc<AtomicBool>,
+    ticker: Arc<EpochTicker>,
+}
+
+/// Advances the engine's epoch for as long as anyone holds it: the runtime
+/// and every plugin it loaded. A plugin kept after its runtime is gone
+/// (a reload drops the old runtime's handle first) still has its deadline.
+pub(super) struct EpochTicker {
+    stop: Arc<AtomicBool>,
+}
+
+impl Drop for EpochTicker {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
 }
 
 impl Runtime {
@@ -48,9 +61,9 @@ impl Runtime {
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(|err| runtime_error(Path::new("<linker>"), &err))?;
         super::bindings::Plugin::add_to_linker::<PluginState, HasSelf<PluginState>>(&mut linker, |state| state)
             .map_err(|err| runtime_error(Path::new("<linker>"), &err))?;
-        let ticker_stop = Arc::new(AtomicBool::new(false));
-        spawn_epoch_ticker(engine.clone(), ticker_stop.clone());
-        Ok(Runtime { engine, linker, cache_dir, metrics, ticker_stop })
+        let stop = Arc::new(AtomicBool::new(false));
+        spawn_epoch_ticker(engine.clone(), stop.clone());
+        Ok(Runtime { engine, linker, cache_dir, metrics, ticker: Arc::new(EpochTicker { stop }) })
     }
 
     /// Loads a plugin: compiles (or reads from cache), checks it against the
@@ -63,7 +76,7 @@ impl Runtime {
             .instantiate_pre(&component)
             .map_err(|err| runtime_error(&settings.path, &err))?;
         let pre = PluginPre::new(instance_pre).map_err(|err| runtime_error(&settings.path, &err))?;
-        let plugin = WasmPlugin::new(self.engine.clone(), pre, settings, self.metrics.clone())?;
+        let plugin = WasmPlugin::new(self.engine.clone(), pre, settings, self.metrics.clone(), self.ticker.clone())?;
         Ok((plugin, loaded))
     }
 
@@ -115,12 +128,6 @@ impl Runtime {
         self.engine.precompile_compatibility_hash().hash(&mut engine_hash);
         let content: String = Sha256::digest(bytes).iter().take(16).map(|b| format!("{b:02x}")).collect();
         format!("{content}-{:016x}", engine_hash.finish())
-    }
-}
-
-impl Drop for Runtime {
-    fn drop(&mut self) {
-        self.ticker_stop.store(true, Ordering::Relaxed);
     }
 }
 

@@ -72,6 +72,14 @@ fn an_endless_loop_is_cut_at_the_deadline() {
 }
 
 #[test]
+fn a_plugin_keeps_its_deadline_after_its_runtime_is_dropped() {
+    let (mut plugin, _) = runtime(None).load(settings("hostile-loop", "mode = \"loop\"")).expect("loads");
+    // The runtime is gone; the epoch must still advance for this plugin.
+    let err = plugin.process(&batch(&["user.login"])).expect_err("cut at the deadline");
+    assert!(err.to_string().contains("ran past its deadline of 300ms"), "{err}");
+}
+
+#[test]
 fn unbounded_allocation_is_cut_at_the_memory_cap() {
     contained("oom", "memory limit exceeded");
 }

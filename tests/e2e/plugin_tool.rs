@@ -10,7 +10,9 @@ fn plugin_test(scenario: &str, plugin: &str, args: &[&str]) -> (Sandbox, Vec<Fix
     sandbox.write(IN, util::jsonl(&events).as_bytes());
     let wasm = util::plugin(plugin);
     let wasm = wasm.to_string_lossy();
-    let mut all = vec!["plugin", "test", &wasm];
+    let cache = sandbox.path("cache");
+    let cache = cache.to_string_lossy();
+    let mut all = vec!["plugin", "test", &wasm, "--cache", &cache];
     all.extend_from_slice(args);
     let output = sandbox.run_args(&all, Some(IN));
     (sandbox, events, output)
@@ -23,6 +25,15 @@ fn report_lines<'a>(sandbox: &Sandbox, events: &[FixtureEvent], output: &'a Outp
     let lines: Vec<&str> = output.stdout.lines().collect();
     assert_eq!(lines.len(), events.len() + 1, "one line per event and a summary\n{}", sandbox.report(Some(output)));
     (lines[..events.len()].to_vec(), lines[events.len()])
+}
+
+#[test]
+fn plugin_test_keeps_compiled_plugins_in_its_cache() {
+    let (sandbox, events, output) = plugin_test("plugin-test-cache", "redact", &["--config", r#"{"fields":["login"]}"#]);
+    report_lines(&sandbox, &events, &output);
+    let cached: Vec<_> = std::fs::read_dir(sandbox.path("cache")).expect("the cache folder exists").flatten().collect();
+    assert_eq!(cached.len(), 1, "one compiled plugin in the cache: {cached:?}");
+    assert!(cached[0].file_name().to_string_lossy().ends_with(".cwasm"), "{cached:?}");
 }
 
 #[test]

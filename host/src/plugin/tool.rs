@@ -29,6 +29,26 @@ pub struct TestArgs {
     /// Events per `process` call, as `batch-size` in ferry.toml.
     #[arg(long, default_value_t = 256)]
     pub batch: usize,
+    /// Where compiled plugins are kept between runs, so that a Python or
+    /// JavaScript plugin is compiled once, not at every try. Default:
+    /// `$XDG_CACHE_HOME/ferry/plugin-cache` (or `~/.cache/…`); `none`
+    /// compiles in memory every time.
+    #[arg(long)]
+    pub cache: Option<PathBuf>,
+}
+
+/// The compile cache `plugin test` uses: `--cache`, else the user's cache
+/// folder; `None` for `--cache none` or when there is no home folder.
+fn compile_cache(chosen: Option<&std::path::Path>) -> Option<PathBuf> {
+    match chosen {
+        Some(path) if path.as_os_str() == "none" => None,
+        Some(path) => Some(path.to_owned()),
+        None => std::env::var_os("XDG_CACHE_HOME")
+            .filter(|dir| !dir.is_empty())
+            .map(PathBuf::from)
+            .or_else(|| std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".cache")))
+            .map(|dir| dir.join("ferry").join("plugin-cache")),
+    }
 }
 
 /// Arguments of `ferry plugin inspect`.
@@ -105,7 +125,7 @@ pub fn test(args: &TestArgs, input: impl BufRead, mut out: impl Write) -> Result
     }
     let mut settings = PluginSpec { path: Some(args.plugin.clone()), ..PluginSpec::default() }.settings();
     settings.config_json = config.to_string();
-    let runtime = Runtime::new(None, Arc::new(Metrics::default()))?;
+    let runtime = Runtime::new(compile_cache(args.cache.as_deref()), Arc::new(Metrics::default()))?;
     let (mut plugin, _) = runtime.load(settings)?;
 
     let mut tally = Tally::default();

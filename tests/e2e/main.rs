@@ -15,4 +15,5 @@ mod plugin_tool;
 mod redact_file;
 mod reload;
 mod script_plugins;
+mod service;
 mod teleport;

@@ -182,3 +182,59 @@ fn inspect_refuses_a_file_that_is_not_a_component_in_one_line() {
     let output = sandbox.run_args(&["plugin", "inspect", &sandbox.path("missing.wasm").to_string_lossy()], None);
     assert!(output.one_line_error(&sandbox).contains("missing.wasm: cannot read"), "{}", sandbox.report(Some(&output)));
 }
+
+/// The summary's count of `what` (`kept`, `replaced`, `routed`, `dropped`, `failed`).
+fn count_in(summary: &str, what: &str) -> usize {
+    let before = summary.split(&format!(" {what}")).next().unwrap_or_default();
+    before.rsplit(' ').next().and_then(|n| n.parse().ok()).unwrap_or_else(|| panic!("no `{what}` count in: {summary}"))
+}
+
+/// The report line of the fixture event with `uid`.
+fn line_of<'a>(events: &[FixtureEvent], lines: &[&'a str], uid: &str) -> &'a str {
+    let at = events.iter().position(|e| e.id == uid).unwrap_or_else(|| panic!("no fixture {uid}"));
+    lines[at]
+}
+
+const FAILED_LOGIN: &str = "597bf08b-75b2-4dda-a578-e387c5ce9b76";
+
+#[test]
+fn plugin_test_with_each_example_plugin_gives_the_expected_output() {
+    let events = util::fixtures();
+    let total = events.len();
+    let code = |e: &FixtureEvent| e.value.get("code").and_then(|c| c.as_str()).unwrap_or_default().to_owned();
+
+    let (sandbox, events, output) =
+        plugin_test("tool_filter", "filter", &["--config", r#"{"exclude":[{"type":"session.*"},{"type":"sftp","code":"*E"}]}"#]);
+    let (lines, summary) = report_lines(&sandbox, &events, &output);
+    let dropped = events.iter().filter(|e| e.event_type.starts_with("session.") || (e.event_type == "sftp" && code(e).ends_with('E'))).count();
+    assert_eq!((count_in(summary, "dropped"), count_in(summary, "kept")), (dropped, total - dropped), "{summary}");
+    assert!(line_of(&events, &lines, FAILED_LOGIN).ends_with(" kept"));
+
+    let route = r#"{"default":"default","rules":[{"when":{"type":"session.*"},"sinks":"sessions"},{"when":{"type":"user.login","success":false},"sinks":["security","default"]}]}"#;
+    let (sandbox, events, output) = plugin_test("tool_route", "route", &["--config", route]);
+    let (lines, summary) = report_lines(&sandbox, &events, &output);
+    assert_eq!(count_in(summary, "routed"), total, "{summary}");
+    assert!(line_of(&events, &lines, FAILED_LOGIN).ends_with(" routed to security, default"), "{lines:?}");
+
+    let (sandbox, events, output) = plugin_test("tool_ecs", "ecs", &[]);
+    let (lines, summary) = report_lines(&sandbox, &events, &output);
+    assert_eq!(count_in(summary, "replaced"), total, "{summary}");
+    assert!(line_of(&events, &lines, FAILED_LOGIN).contains(r#"~/user "fsdfsdf" → {"name":"fsdfsdf"}, +/@timestamp "2019-04-22T18:06:32Z""#), "{}", line_of(&events, &lines, FAILED_LOGIN));
+
+    let (sandbox, events, output) = plugin_test("tool_enrich", "enrich", &["--config", r#"{"fields":{"labels.environment":"prod"}}"#]);
+    let (lines, summary) = report_lines(&sandbox, &events, &output);
+    assert_eq!(count_in(summary, "replaced"), total, "{summary}");
+    assert!(line_of(&events, &lines, FAILED_LOGIN).contains(r#"+/severity "high""#), "{}", line_of(&events, &lines, FAILED_LOGIN));
+
+    let (sandbox, events, output) = plugin_test("tool_tag", "tag", &["--config", r#"{"tags":{"pipeline":"ferry"},"drop":["sftp","desktop.*"]}"#]);
+    let (lines, summary) = report_lines(&sandbox, &events, &output);
+    let dropped = events.iter().filter(|e| e.event_type == "sftp" || e.event_type.starts_with("desktop.")).count();
+    assert_eq!((count_in(summary, "dropped"), count_in(summary, "replaced")), (dropped, total - dropped), "{summary}");
+    assert!(line_of(&events, &lines, FAILED_LOGIN).contains(r#"+/pipeline "ferry""#), "{}", line_of(&events, &lines, FAILED_LOGIN));
+
+    let reshape = r#"{"rename":{"addr.remote":"remote_addr"},"lowercase":["user"],"routes":[{"types":"session.*","sinks":["sessions"]}]}"#;
+    let (sandbox, events, output) = plugin_test("tool_reshape", "reshape", &["--config", reshape]);
+    let (_, summary) = report_lines(&sandbox, &events, &output);
+    let sessions = events.iter().filter(|e| e.event_type.starts_with("session.")).count();
+    assert_eq!(count_in(summary, "routed"), sessions, "{summary}");
+}

@@ -27,24 +27,9 @@ fn sandbox_with(scenario: &str, config: &str, name: &str, settings: &str) -> San
 
 #[test]
 fn python_tag_sets_fields_and_drops_types() {
-    let config = r#"
-storage = "storage"
-plugins-dir = "plugins"
-
-[pipeline]
-batch-size = 64
-linger = "20ms"
-
-[source.file]
-path = "in.jsonl"
-follow = false
-
-[sinks.default]
-type = "file"
-path = "out.jsonl"
-"#;
+    let config = util::plugins_dir_job(64, "");
     let settings = "[config]\ntags = { pipeline = \"ferry\" }\ndrop = [\"sftp\", \"desktop.*\"]\n";
-    let sandbox = sandbox_with("python_tag", config, "tag", settings);
+    let sandbox = sandbox_with("python_tag", &config, "tag", settings);
     let run = sandbox.run("start");
     run.assert_success(&sandbox);
     let report = || sandbox.report(Some(&run));
@@ -70,29 +55,10 @@ path = "out.jsonl"
 
 #[test]
 fn javascript_reshape_renames_lowercases_and_routes_sessions() {
-    let config = r#"
-storage = "storage"
-plugins-dir = "plugins"
-
-[pipeline]
-batch-size = 64
-linger = "20ms"
-
-[source.file]
-path = "in.jsonl"
-follow = false
-
-[sinks.default]
-type = "file"
-path = "out.jsonl"
-
-[sinks.sessions]
-type = "file"
-path = "sessions.jsonl"
-"#;
+    let config = util::plugins_dir_job(64, "\n[sinks.sessions]\ntype = \"file\"\npath = \"sessions.jsonl\"\n");
     let settings = "[config]\nrename = { \"addr.remote\" = \"remote_addr\" }\nlowercase = [\"user\"]\n\
                     routes = [{ types = \"session.*\", sinks = [\"sessions\"] }]\n";
-    let sandbox = sandbox_with("js_reshape", config, "reshape", settings);
+    let sandbox = sandbox_with("js_reshape", &config, "reshape", settings);
     let run = sandbox.run("start");
     run.assert_success(&sandbox);
     let report = || sandbox.report(Some(&run));

@@ -124,6 +124,16 @@ pub fn wait_for(what: &str, timeout: Duration, mut condition: impl FnMut() -> bo
     }
 }
 
+/// A ferry.toml that runs the plugins folder `plugins` over `in.jsonl` (to
+/// its end) into the file sink `default` (`out.jsonl`), in batches of
+/// `batch_size`; `more` is appended (further sinks, say).
+pub fn plugins_dir_job(batch_size: usize, more: &str) -> String {
+    format!(
+        "storage = \"storage\"\nplugins-dir = \"plugins\"\n\n[pipeline]\nbatch-size = {batch_size}\nlinger = \"20ms\"\n\n\
+         [source.file]\npath = \"{IN}\"\nfollow = false\n\n[sinks.default]\ntype = \"file\"\npath = \"{OUT}\"\n{more}"
+    )
+}
+
 /// A fresh folder with a ferry.toml, in which the tests run ferry. It is
 /// removed when dropped, unless the test failed and `FERRY_E2E_KEEP` is set.
 pub struct Sandbox {

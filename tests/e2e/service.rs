@@ -2,7 +2,7 @@
 //! command lines this binary accepts: its `ExecStart`, with the paths
 //! pointed into a test folder, runs a whole job to the end.
 
-use crate::util::{self, FERRY, IN, OUT, Sandbox};
+use crate::util::{self, FERRY, IN, Sandbox};
 use std::process::Command;
 
 const UNIT: &str = include_str!("../../packaging/systemd/ferry.service");

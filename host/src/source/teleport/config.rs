@@ -167,14 +167,6 @@ fn zero() -> ConfigDuration {
 }
 
 impl TeleportSourceConfig {
-    /// A config with every default and this address and identity file.
-    pub fn new(addr: impl Into<String>, identity: PathBuf) -> TeleportSourceConfig {
-        let text = format!("addr = {:?}", addr.into());
-        let mut config: TeleportSourceConfig = toml::from_str(&text).unwrap_or_else(|err| unreachable!("defaults parse: {err}"));
-        config.identity = Some(identity);
-        config
-    }
-
     /// Checks the values and resolves the credentials against `base_dir`.
     /// Errors name the key, as `source.teleport.KEY` (`prefix`).
     pub fn check(&self, file: &Path, base_dir: &Path, prefix: &str) -> Result<Checked, ConfigError> {

@@ -1,16 +1,14 @@
-//! JSON helpers on the generated [`Event`] and [`Outcome`] types.
-//!
-//! Those types are generated from the WIT in this crate's `bindings`, so
-//! helpers on them are extension traits; both are in the prelude.
+//! JSON helpers on [`Event`] and [`Outcome`], as extension traits (both are
+//! in the prelude), so that a plugin that parses no JSON need not see them.
 
 use crate::{Event, Outcome, Route};
 use serde_json::{Map, Value};
 
 /// Reads an event's JSON.
 ///
-/// Errors name the event's id, so a plugin can return them as
-/// [`Outcome::Fail`] as they are and the dead-letter reason says which event
-/// and what was wrong with it.
+/// Errors say what is wrong, so a plugin can return them as
+/// [`Outcome::Fail`] as they are: ferry writes the dead letter with the
+/// event's id beside the reason.
 ///
 /// ```
 /// use ferry_guest::prelude::*;
@@ -26,14 +24,10 @@ use serde_json::{Map, Value};
 ///         Err(reason) => Outcome::Fail(reason),
 ///     }
 /// }
-/// # let event = |json: &str| Event {
-/// #     id: "ev-1".into(), event_type: String::new(), time: String::new(),
-/// #     index: 0, session_id: String::new(), json: json.as_bytes().to_vec(),
-/// # };
-/// # assert!(matches!(tag(&event(r#"{"ei":0}"#)),
-/// #     Outcome::Replace(json) if json == br#"{"ei":0,"site":"eu-1"}"#));
-/// # assert!(matches!(tag(&event("{")),
-/// #     Outcome::Fail(reason) if reason.starts_with("event ev-1: JSON is not valid")));
+/// # assert!(matches!(tag(&Event::new(br#"{"uid":"ev-1"}"#)),
+/// #     Outcome::Replace(json) if json == br#"{"uid":"ev-1","site":"eu-1"}"#));
+/// # assert!(matches!(tag(&Event::new(b"{")),
+/// #     Outcome::Fail(reason) if reason.starts_with("event JSON is not valid")));
 /// ```
 pub trait EventExt {
     /// Parses the event's JSON into a [`Value`], keeping its key order.
@@ -44,23 +38,21 @@ pub trait EventExt {
     fn parse_object(&self) -> Result<Map<String, Value>, String>;
 }
 
-impl EventExt for Event {
+impl EventExt for Event<'_> {
     fn parse_json(&self) -> Result<Value, String> {
-        serde_json::from_slice(&self.json)
-            .map_err(|error| format!("event {}: JSON is not valid: {error}", self.id))
+        serde_json::from_slice(self.json)
+            .map_err(|error| format!("event JSON is not valid: {error}"))
     }
 
     fn parse_object(&self) -> Result<Map<String, Value>, String> {
         match self.parse_json()? {
             Value::Object(fields) => Ok(fields),
-            other => Err(format!(
-                "event {}: JSON is {}, not an object",
-                self.id,
-                kind(&other)
-            )),
+            other => Err(format!("event JSON is {}, not an object", kind(&other))),
         }
     }
 }
+
+
 
 /// Builds outcomes from JSON values.
 pub trait OutcomeExt {
@@ -124,15 +116,8 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    fn event(json: &[u8]) -> Event {
-        Event {
-            id: "ev-7".to_owned(),
-            event_type: "user.login".to_owned(),
-            time: String::new(),
-            index: 0,
-            session_id: String::new(),
-            json: json.to_vec(),
-        }
+    fn event(json: &[u8]) -> Event<'_> {
+        Event::new(json)
     }
 
     #[test]
@@ -149,14 +134,14 @@ mod tests {
         let error = event(b"{\"user\":").parse_json().expect_err("truncated");
         assert_eq!(
             error,
-            "event ev-7: JSON is not valid: EOF while parsing a value at line 1 column 8"
+            "event JSON is not valid: EOF while parsing a value at line 1 column 8"
         );
     }
 
     #[test]
     fn parse_object_refuses_other_json() {
         let error = event(b"[1,2]").parse_object().expect_err("an array");
-        assert_eq!(error, "event ev-7: JSON is an array, not an object");
+        assert_eq!(error, "event JSON is an array, not an object");
     }
 
     #[test]

@@ -2,7 +2,7 @@
 //!
 //! ferry forwards Teleport audit events through a chain of plugins. A plugin
 //! is a WebAssembly component, built for `wasm32-wasip2` against ferry's
-//! contract `wit/plugin.wit` (package `ferry:plugin@0.1.0`, world `plugin`).
+//! contract `wit/plugin.wit` (package `ferry:plugin@0.2.0`, world `plugin`).
 //! This crate owns that contract's Rust bindings so that a plugin is only:
 //!
 //! 1. a type holding the plugin's state, implementing [`Plugin`]
@@ -38,8 +38,8 @@
 //!         Ok(DropTypes { types })
 //!     }
 //!
-//!     fn process(&mut self, batch: Vec<Event>) -> Vec<Outcome> {
-//!         let drop = |event: &Event| self.types.contains(&event.event_type);
+//!     fn process(&mut self, batch: &[Event]) -> Vec<Outcome> {
+//!         let drop = |event: &Event| self.types.iter().any(|t| t == event.event_type());
 //!         let dropped = batch.iter().filter(|event| drop(event)).count();
 //!         count("dropped", dropped as u64);
 //!         log::debug("Batch filtered.", &[("events", &batch.len()), ("dropped", &dropped)]);
@@ -56,11 +56,10 @@
 //! #     // Natively the host imports are stand-ins (see `count`), so the
 //! #     // plugin's logic can be tested with plain `cargo test`.
 //! #     let mut plugin = DropTypes::init(r#"{"drop":["user.login"]}"#).expect("valid config");
-//! #     let event = |event_type: &str| Event {
-//! #         id: "1".into(), event_type: event_type.into(), time: String::new(),
-//! #         index: 0, session_id: String::new(), json: b"{}".to_vec(),
-//! #     };
-//! #     let outcomes = plugin.process(vec![event("user.login"), event("session.start")]);
+//! #     let outcomes = plugin.process(&[
+//! #         Event::new(br#"{"event":"user.login"}"#),
+//! #         Event::new(br#"{"event":"session.start"}"#),
+//! #     ]);
 //! #     assert!(matches!(outcomes[..], [Outcome::Drop, Outcome::Keep]));
 //! #     assert!(DropTypes::init("{}").is_err());
 //! # }
@@ -105,9 +104,11 @@
 
 #![deny(missing_docs)]
 
+mod event;
 mod host;
 mod json;
 mod plugin;
+mod wire;
 
 /// The Rust bindings wit-bindgen generates from `wit/plugin.wit`.
 ///
@@ -131,7 +132,8 @@ pub mod bindings {
     });
 }
 
-pub use bindings::ferry::plugin::types::{Event, Level, Outcome, Route};
+pub use bindings::ferry::plugin::types::Level;
+pub use event::{Event, Outcome, Route};
 pub use host::{count, log};
 pub use json::{EventExt, OutcomeExt};
 pub use plugin::Plugin;
@@ -198,7 +200,7 @@ pub mod __private {
 /// # struct MyPlugin;
 /// # impl Plugin for MyPlugin {
 /// #     fn init(_config: &str) -> Result<Self, String> { Ok(MyPlugin) }
-/// #     fn process(&mut self, batch: Vec<Event>) -> Vec<Outcome> {
+/// #     fn process(&mut self, batch: &[Event]) -> Vec<Outcome> {
 /// #         batch.iter().map(|_| Outcome::Keep).collect()
 /// #     }
 /// # }
@@ -232,9 +234,9 @@ macro_rules! export_plugin {
                 }
 
                 fn process(
-                    batch: ::std::vec::Vec<$crate::Event>,
-                ) -> ::std::vec::Vec<$crate::Outcome> {
-                    $crate::__private::process::<$plugin>(&FERRY_PLUGIN_STATE, batch)
+                    events: ::std::vec::Vec<u8>,
+                ) -> $crate::bindings::ferry::plugin::types::Output {
+                    $crate::__private::process::<$plugin>(&FERRY_PLUGIN_STATE, &events)
                 }
             }
 

@@ -1,6 +1,7 @@
 //! The [`Plugin`] trait and the state slot behind [`export_plugin!`](crate::export_plugin).
 
-use crate::{Event, Outcome};
+use crate::bindings::ferry::plugin::types::Output;
+use crate::{Event, Outcome, wire};
 use std::cell::RefCell;
 use std::thread::LocalKey;
 
@@ -27,10 +28,9 @@ pub trait Plugin: Sized + 'static {
     /// Decides what happens to each event of a batch.
     ///
     /// Must return exactly one [`Outcome`] per event, in the order of
-    /// `batch`; a result of another length fails the whole batch. The events
-    /// are yours: move their `json` into an [`Outcome::Replace`] instead of
-    /// copying it.
-    fn process(&mut self, batch: Vec<Event>) -> Vec<Outcome>;
+    /// `batch`; a result of another length fails the whole batch. Each
+    /// event's JSON is borrowed from the buffer ferry sent: read it in place.
+    fn process(&mut self, batch: &[Event<'_>]) -> Vec<Outcome>;
 }
 
 /// The slot [`export_plugin!`](crate::export_plugin) declares for a plugin's state: empty until a
@@ -56,9 +56,14 @@ pub fn init<P: Plugin>(slot: &'static LocalKey<State<P>>, config: &str) -> Resul
     Ok(())
 }
 
-/// The export `process`: hands the batch to the stored plugin, or fails each
-/// event with `NOT_INITIALISED` when there is none.
-pub fn process<P: Plugin>(slot: &'static LocalKey<State<P>>, batch: Vec<Event>) -> Vec<Outcome> {
+/// The export `process`: splits the batch into events, hands them to the
+/// stored plugin (or fails each with `NOT_INITIALISED` when there is none),
+/// and writes the outcomes as the contract's output.
+pub fn process<P: Plugin>(slot: &'static LocalKey<State<P>>, lines: &[u8]) -> Output {
+    wire::output(outcomes(slot, &wire::events(lines)))
+}
+
+fn outcomes<P: Plugin>(slot: &'static LocalKey<State<P>>, batch: &[Event<'_>]) -> Vec<Outcome> {
     // The component model forbids re-entering an instance while a call is
     // running, so this borrow is never contended.
     slot.with_borrow_mut(|state| match state {
@@ -91,7 +96,7 @@ mod tests {
             }
         }
 
-        fn process(&mut self, batch: Vec<Event>) -> Vec<Outcome> {
+        fn process(&mut self, batch: &[Event<'_>]) -> Vec<Outcome> {
             self.batches += 1;
             let reason = format!("batch {}", self.batches);
             batch
@@ -105,15 +110,8 @@ mod tests {
         static SLOT: State<Counter> = const { RefCell::new(None) };
     }
 
-    fn event() -> Event {
-        Event {
-            id: "id-1".to_owned(),
-            event_type: "user.login".to_owned(),
-            time: String::new(),
-            index: 0,
-            session_id: String::new(),
-            json: b"{}".to_vec(),
-        }
+    fn event() -> Event<'static> {
+        Event::new(br#"{"event":"user.login"}"#)
     }
 
     fn reasons(outcomes: &[Outcome]) -> Vec<String> {
@@ -124,6 +122,10 @@ mod tests {
                 other => panic!("expected a failure, got {other:?}"),
             })
             .collect()
+    }
+
+    fn process(slot: &'static LocalKey<State<Counter>>, batch: Vec<Event<'_>>) -> Vec<Outcome> {
+        outcomes(slot, &batch)
     }
 
     #[test]

@@ -1,15 +1,56 @@
 //! The audit event as it travels through ferry.
 //!
-//! The type is the one generated from the WIT contract, so an event crosses
-//! into a plugin without conversion. This module adds what the host needs on
-//! top: building an event from JSON text with its header fields filled in.
+//! An event is its JSON text plus the header fields ferry copies out of it
+//! once, when it enters ferry, so that routing, dead letters and logs can
+//! name it without parsing it again. Plugins get only the JSON (the contract
+//! sends a batch as one JSON Lines buffer); what they decide comes back as an
+//! [`Outcome`] per event.
 
 use serde::Deserialize;
 use serde::de::IgnoredAny;
 use sha2::{Digest, Sha256};
 use std::borrow::Cow;
 
-pub use crate::plugin::bindings::ferry::plugin::types::{Event, Outcome, Route};
+/// One audit event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Event {
+    /// Teleport's `uid`, or the SHA-256 of the JSON for an event without one.
+    pub id: String,
+    /// Teleport's `event` field; empty when the event has none.
+    pub event_type: String,
+    /// Teleport's `time` field as sent; empty when the event has none.
+    pub time: String,
+    /// Teleport's `ei` field; 0 when the event has none.
+    pub index: i64,
+    /// Teleport's `sid` field; empty for events outside a session.
+    pub session_id: String,
+    /// The whole event: one JSON object, UTF-8.
+    pub json: Vec<u8>,
+}
+
+/// What one plugin decided for one event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// Pass the event on unchanged.
+    Keep,
+    /// Pass on this JSON instead.
+    Replace(Vec<u8>),
+    /// Drop the event on purpose.
+    Drop,
+    /// Send the event to these sinks, with new JSON or unchanged.
+    Route(Route),
+    /// Dead-letter the event with this reason.
+    Fail(String),
+}
+
+/// Where a plugin routed an event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Route {
+    /// Sink names from ferry.toml; never empty when a plugin set it.
+    pub sinks: Vec<String>,
+    /// New JSON for the event, or `None` to route it unchanged.
+    pub json: Option<Vec<u8>>,
+}
 
 /// Input that is not an audit event, handed back with its bytes so that
 /// nothing is lost: they go to the dead-letter table.

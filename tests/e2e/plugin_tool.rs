@@ -145,10 +145,10 @@ fn inspect_shows_redacts_contract_exports_and_imports() {
     let report = || sandbox.report(Some(&output));
     assert_eq!(lines[0], format!("plugin    {}", wasm.display()), "{}", report());
     assert!(lines[1].starts_with(&format!("size      {size} bytes (")), "{}", report());
-    assert_eq!(lines[2], "contract  ferry:plugin@0.1.0 (this ferry runs ferry:plugin@0.1.0)", "{}", report());
+    assert_eq!(lines[2], "contract  ferry:plugin@0.2.0 (this ferry runs ferry:plugin@0.2.0)", "{}", report());
     assert_eq!(lines[3], "exports   1", "{}", report());
-    assert_eq!(lines[4], "  ferry:plugin/guest@0.1.0: init(config), process(batch)", "{}", report());
-    assert!(lines.iter().any(|l| l.starts_with("  ferry:plugin/host@0.1.0: ") && l.contains("count(name, delta)")), "{}", report());
+    assert_eq!(lines[4], "  ferry:plugin/guest@0.2.0: init(config), process(events)", "{}", report());
+    assert!(lines.iter().any(|l| l.starts_with("  ferry:plugin/host@0.2.0: ") && l.contains("count(name, delta)")), "{}", report());
     assert!(lines.iter().any(|l| l.starts_with("  wasi:")), "a Rust plugin imports WASI{}", report());
     assert_eq!(lines.last().copied(), Some("accepted  yes"), "{}", report());
 }

@@ -4,6 +4,7 @@
 use super::bindings::{Plugin, PluginPre};
 use super::runtime::{EPOCH_TICK, one_line};
 use super::state::PluginState;
+use super::wire;
 use super::{OnError, PluginError, PluginSettings, Transform};
 use crate::event::{Event, Outcome};
 use crate::metrics::Metrics;
@@ -24,6 +25,8 @@ pub struct WasmPlugin {
     name: Arc<str>,
     metrics: Arc<Metrics>,
     live: Option<Live>,
+    /// The last batch as JSON Lines; kept so that its memory is reused.
+    lines: Vec<u8>,
     /// Keeps deadlines firing while this plugin exists.
     _ticker: Arc<super::runtime::EpochTicker>,
 }
@@ -44,7 +47,7 @@ impl WasmPlugin {
         ticker: Arc<super::runtime::EpochTicker>,
     ) -> Result<WasmPlugin, PluginError> {
         let name: Arc<str> = settings.name.as_str().into();
-        let mut plugin = WasmPlugin { engine, pre, settings, name, metrics, live: None, _ticker: ticker };
+        let mut plugin = WasmPlugin { engine, pre, settings, name, metrics, live: None, lines: Vec::new(), _ticker: ticker };
         plugin.live = Some(plugin.instantiate()?);
         Ok(plugin)
     }
@@ -86,25 +89,6 @@ impl WasmPlugin {
         PluginError::Call { plugin: self.settings.name.clone(), message }
     }
 
-    fn check_result(&self, batch: &[Event], outcomes: &[Outcome]) -> Result<(), PluginError> {
-        if outcomes.len() != batch.len() {
-            return Err(self.malformed(format!("{} outcomes for {} events", outcomes.len(), batch.len())));
-        }
-        let output: usize = outcomes
-            .iter()
-            .map(|outcome| match outcome {
-                Outcome::Replace(json) => json.len(),
-                Outcome::Route(route) => route.json.as_ref().map_or(0, Vec::len),
-                Outcome::Fail(reason) => reason.len(),
-                Outcome::Keep | Outcome::Drop => 0,
-            })
-            .sum();
-        if output as u64 > self.settings.max_output {
-            return Err(self.malformed(format!("{output} bytes of output, over its max-output of {} bytes", self.settings.max_output)));
-        }
-        Ok(())
-    }
-
     fn malformed(&self, message: String) -> PluginError {
         PluginError::Malformed { plugin: self.settings.name.clone(), message }
     }
@@ -124,13 +108,14 @@ impl Transform for WasmPlugin {
             Some(live) => live,
             None => self.instantiate()?,
         };
+        wire::encode(batch, &mut self.lines);
         self.arm_deadline(&mut live.store);
-        let outcomes = live
+        let output = live
             .bindings
             .ferry_plugin_guest()
-            .call_process(&mut live.store, batch)
+            .call_process(&mut live.store, &self.lines)
             .map_err(|err| self.call_error(&err))?;
-        self.check_result(batch, &outcomes)?;
+        let outcomes = wire::decode(output, batch.len(), self.settings.max_output).map_err(|message| self.malformed(message))?;
         if live.store.data().limiter.used() <= self.settings.max_memory / 2 {
             self.live = Some(live);
         } else {

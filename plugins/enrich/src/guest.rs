@@ -12,11 +12,11 @@ impl Plugin for EnrichPlugin {
         Ok(EnrichPlugin { enricher: Enricher::from_config(config)? })
     }
 
-    fn process(&mut self, batch: Vec<Event>) -> Vec<Outcome> {
+    fn process(&mut self, batch: &[Event]) -> Vec<Outcome> {
         let mut enriched = 0;
         let outcomes = batch
             .iter()
-            .map(|event| match self.enricher.enrich(&event.event_type, &event.json) {
+            .map(|event| match self.enricher.enrich("", event.json) {
                 Ok(None) => Outcome::Keep,
                 Ok(Some(json)) => {
                     enriched += 1;

@@ -158,7 +158,8 @@ impl Enricher {
         Ok(Enricher { fields, overwrite: config.overwrite, severity })
     }
 
-    /// Adds the fields to one event. Returns `Ok(None)` when nothing was
+    /// Adds the fields to one event (`event_type` is its type when the caller
+    /// has already read it, or empty to read it from `json`). Returns `Ok(None)` when nothing was
     /// added, the new JSON otherwise, and `Err` when `json` is not a JSON
     /// object.
     pub fn enrich(&self, event_type: &str, json: &[u8]) -> Result<Option<Vec<u8>>, String> {

@@ -12,10 +12,10 @@ impl Plugin for FilterPlugin {
         Ok(FilterPlugin { filter: Filter::from_config(config)? })
     }
 
-    fn process(&mut self, batch: Vec<Event>) -> Vec<Outcome> {
+    fn process(&mut self, batch: &[Event]) -> Vec<Outcome> {
         let outcomes: Vec<Outcome> = batch
             .iter()
-            .map(|event| if self.filter.keeps(&event.event_type, &event.json) { Outcome::Keep } else { Outcome::Drop })
+            .map(|event| if self.filter.keeps("", event.json) { Outcome::Keep } else { Outcome::Drop })
             .collect();
         count("dropped", outcomes.iter().filter(|outcome| matches!(outcome, Outcome::Drop)).count() as u64);
         outcomes

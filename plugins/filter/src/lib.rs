@@ -66,7 +66,8 @@ impl Filter {
         Ok(Filter { include: config.include, exclude: config.exclude })
     }
 
-    /// Whether to keep the event with this header type and JSON.
+    /// Whether to keep the event with this JSON. `event_type` is its type
+    /// when the caller has already read it, or empty to read it from `json`.
     pub fn keeps(&self, event_type: &str, json: &[u8]) -> bool {
         let subject = Subject::new(event_type, json);
         let included = self.include.is_empty() || self.include.iter().any(|rule| rule.matches(&subject));

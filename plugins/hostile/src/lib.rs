@@ -115,7 +115,7 @@ impl Plugin for Hostile {
         })
     }
 
-    fn process(&mut self, batch: Vec<Event>) -> Vec<Outcome> {
+    fn process(&mut self, batch: &[Event]) -> Vec<Outcome> {
         if !batch.iter().any(|event| self.triggers(event)) {
             return keep(batch.len());
         }
@@ -124,22 +124,22 @@ impl Plugin for Hostile {
             Mode::Loop => spin(),
             Mode::Oom => hoard(),
             Mode::WrongLength => keep(batch.len() - 1),
-            Mode::BadJson => each(&batch, || Outcome::Replace(b"{\"not\": json".to_vec())),
-            Mode::Files => each(&batch, || leak(read_files(), "leaked")),
-            Mode::Env => each(&batch, env_outcome),
-            Mode::HugeOutput => each(&batch, huge_outcome),
+            Mode::BadJson => each(batch, || Outcome::Replace(b"{\"not\": json".to_vec())),
+            Mode::Files => each(batch, || leak(read_files(), "leaked")),
+            Mode::Env => each(batch, env_outcome),
+            Mode::HugeOutput => each(batch, huge_outcome),
             // `init` refuses this mode, so `process` never runs with it.
             Mode::InitFail => keep(batch.len()),
-            Mode::Log => log_batch(&batch),
-            Mode::Drop => each(&batch, || Outcome::Drop),
-            Mode::FailEach => self.fail_each(&batch),
-            Mode::Socket => each(&batch, || connect(&self.address)),
+            Mode::Log => log_batch(batch),
+            Mode::Drop => each(batch, || Outcome::Drop),
+            Mode::FailEach => self.fail_each(batch),
+            Mode::Socket => each(batch, || connect(&self.address)),
             Mode::Stdio => {
                 println!("{STDIO_MARKER}");
                 eprintln!("{STDIO_MARKER}");
                 keep(batch.len())
             }
-            Mode::Remember => remember(&batch),
+            Mode::Remember => remember(batch),
         }
     }
 }
@@ -148,7 +148,7 @@ impl Hostile {
     /// Whether this event makes the call misbehave.
     fn triggers(&self, event: &Event) -> bool {
         match &self.when_type {
-            Some(event_type) => event.event_type == *event_type,
+            Some(event_type) => event.event_type() == event_type,
             None => true,
         }
     }
@@ -246,9 +246,9 @@ fn remember(batch: &[Event]) -> Vec<Outcome> {
         .iter()
         .map(|event| {
             let before = seen.len();
-            seen.push(event.id.clone());
+            seen.push(event.id().to_owned());
             let first = seen.first().cloned().unwrap_or_default();
-            Outcome::replace_json(&json!({ "uid": event.id, "seen_before": before, "first_seen": first }))
+            Outcome::replace_json(&json!({ "uid": event.id(), "seen_before": before, "first_seen": first }))
         })
         .collect()
 }
@@ -283,22 +283,22 @@ export_plugin!(Hostile);
 mod tests {
     use super::*;
 
-    fn event(event_type: &str) -> Event {
-        Event {
-            id: format!("id-{event_type}"),
-            event_type: event_type.to_owned(),
-            time: String::new(),
-            index: 0,
-            session_id: String::new(),
-            json: b"{}".to_vec(),
-        }
+    /// The JSON of an event of this type.
+    fn event(event_type: &str) -> Vec<u8> {
+        format!(r#"{{"event":"{event_type}","uid":"id-{event_type}"}}"#).into_bytes()
+    }
+
+    /// Runs `plugin` on these events' JSON.
+    fn process(plugin: &mut Hostile, jsons: Vec<Vec<u8>>) -> Vec<Outcome> {
+        let events: Vec<Event> = jsons.iter().map(|json| Event::new(json)).collect();
+        plugin.process(&events)
     }
 
     fn hostile(config: &str) -> Hostile {
         Hostile::init(config).unwrap_or_else(|error| panic!("config {config}: {error}"))
     }
 
-    fn batch() -> Vec<Event> {
+    fn batch() -> Vec<Vec<u8>> {
         vec![
             event("session.start"),
             event("user.login"),
@@ -339,7 +339,7 @@ mod tests {
     #[test]
     fn batches_without_the_trigger_type_are_kept() {
         let mut plugin = hostile(r#"{"mode":"trap","when-type":"user.delete"}"#);
-        let outcomes = plugin.process(batch());
+        let outcomes = process(&mut plugin, batch());
         assert!(matches!(
             outcomes[..],
             [Outcome::Keep, Outcome::Keep, Outcome::Keep]
@@ -349,13 +349,13 @@ mod tests {
     #[test]
     fn wrong_length_returns_one_outcome_fewer() {
         let mut plugin = hostile(r#"{"mode":"wrong-length","when-type":"user.login"}"#);
-        assert_eq!(plugin.process(batch()).len(), 2);
+        assert_eq!(process(&mut plugin, batch()).len(), 2);
     }
 
     #[test]
     fn fail_each_fails_only_triggering_events() {
         let mut plugin = hostile(r#"{"mode":"fail-each","when-type":"user.login"}"#);
-        let outcomes = plugin.process(batch());
+        let outcomes = process(&mut plugin, batch());
         assert!(matches!(
             &outcomes[..],
             [Outcome::Keep, Outcome::Fail(reason), Outcome::Keep] if reason == "failed on purpose"
@@ -365,14 +365,14 @@ mod tests {
     #[test]
     fn without_when_type_every_call_misbehaves() {
         let mut plugin = hostile(r#"{"mode":"drop"}"#);
-        let outcomes = plugin.process(vec![event("session.start")]);
+        let outcomes = process(&mut plugin, vec![event("session.start")]);
         assert!(matches!(outcomes[..], [Outcome::Drop]));
     }
 
     #[test]
     fn bad_json_is_not_json() {
         let mut plugin = hostile(r#"{"mode":"bad-json"}"#);
-        for outcome in plugin.process(batch()) {
+        for outcome in process(&mut plugin, batch()) {
             let Outcome::Replace(json) = outcome else {
                 panic!("expected a replacement, got {outcome:?}");
             };

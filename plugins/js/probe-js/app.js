@@ -14,7 +14,7 @@ export const guest = {
     if (!["observe", "loop", "hoard"].includes(mode)) throw `unknown mode ${mode}`;
   },
 
-  process(batch) {
+  process(events) {
     if (mode === "loop") {
       for (;;) {}
     }
@@ -28,6 +28,9 @@ export const guest = {
       random: Math.random() >= 0 && Math.random() < 1,
       time: Date.now(),
     });
-    return batch.map(() => ({ tag: "fail", val: report }));
+    // One event per line: count the line breaks.
+    const count = events.reduce((n, byte) => n + (byte === 10 ? 1 : 0), 0);
+    const verdicts = Array.from({ length: count }, () => ({ tag: "fail", val: report }));
+    return { verdicts, lines: new Uint8Array(0), routes: [] };
   },
 };

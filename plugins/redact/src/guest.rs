@@ -17,7 +17,7 @@ impl Plugin for Redact {
         Ok(Redact { redactor })
     }
 
-    fn process(&mut self, batch: Vec<Event>) -> Vec<Outcome> {
+    fn process(&mut self, batch: &[Event]) -> Vec<Outcome> {
         let before = self.redactor.masked_count();
         let outcomes = batch.iter().map(|event| self.outcome(event)).collect();
         count("redacted_fields", self.redactor.masked_count() - before);
@@ -30,7 +30,7 @@ impl Redact {
     /// with the reason the event could not be read (ferry dead-letters the
     /// event with its id beside the reason, so the reason need not repeat it).
     fn outcome(&self, event: &Event) -> Outcome {
-        match self.redactor.redact(&event.json) {
+        match self.redactor.redact(event.json) {
             Ok(None) => Outcome::Keep,
             Ok(Some(json)) => Outcome::Replace(json),
             Err(reason) => Outcome::Fail(reason),

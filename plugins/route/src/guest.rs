@@ -12,11 +12,11 @@ impl Plugin for RoutePlugin {
         Ok(RoutePlugin { router: Router::from_config(config)? })
     }
 
-    fn process(&mut self, batch: Vec<Event>) -> Vec<Outcome> {
+    fn process(&mut self, batch: &[Event]) -> Vec<Outcome> {
         let mut unrouted = 0;
         let outcomes = batch
             .iter()
-            .map(|event| match self.router.sinks(&event.event_type, &event.json) {
+            .map(|event| match self.router.sinks("", event.json) {
                 Some(sinks) => Outcome::route_to(sinks),
                 None => {
                     unrouted += 1;

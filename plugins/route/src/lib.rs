@@ -89,7 +89,8 @@ impl Router {
         Ok(Router { rules: config.rules, default: config.default.0 })
     }
 
-    /// The sinks of the event with this header type and JSON, each once, in
+    /// The sinks of the event with this JSON (`event_type` as for
+    /// `Filter::keeps`: empty to read it from `json`), each once, in
     /// the order first named; `None` when no rule matched and there is no
     /// `default`.
     pub fn sinks(&self, event_type: &str, json: &[u8]) -> Option<Vec<String>> {

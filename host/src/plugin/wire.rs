@@ -1,0 +1,175 @@
+//! The batch as it crosses into a plugin, and the plugin's answer as it comes
+//! back: one JSON Lines buffer in, verdicts plus one JSON Lines buffer out
+//! (`wit/plugin.wit` says why). This module turns ferry's events into the
+//! first and the second into one [`Outcome`] per event, refusing an answer
+//! that does not add up.
+
+use super::bindings::ferry::plugin::types::{Output, Verdict};
+use crate::event::{Event, Outcome, Route};
+
+/// Writes `batch` as JSON Lines into `buffer`, which is cleared first (the
+/// caller keeps it between batches, so its memory is reused).
+///
+/// An event's JSON may hold a raw line break only as whitespace between
+/// tokens (JSON forbids one inside a string), so each is written as a space:
+/// the plugin sees the same JSON, on one line.
+pub(super) fn encode(batch: &[Event], buffer: &mut Vec<u8>) {
+    buffer.clear();
+    buffer.reserve(batch.iter().map(|event| event.json.len() + 1).sum());
+    for event in batch {
+        let start = buffer.len();
+        buffer.extend_from_slice(&event.json);
+        if event.json.contains(&b'\n') {
+            for byte in &mut buffer[start..] {
+                if *byte == b'\n' {
+                    *byte = b' ';
+                }
+            }
+        }
+        buffer.push(b'\n');
+    }
+}
+
+/// Turns a plugin's output for a batch of `events` events into one outcome
+/// per event, or says in one line why the output does not fit the batch.
+///
+/// `max_output` bounds the bytes a plugin may hand back (new JSON and
+/// failure reasons together).
+pub(super) fn decode(output: Output, events: usize, max_output: u64) -> Result<Vec<Outcome>, String> {
+    let Output { verdicts, lines, routes } = output;
+    if verdicts.len() != events {
+        return Err(format!("{} for {}", count(verdicts.len(), "verdict"), count(events, "event")));
+    }
+    let reasons: usize = verdicts.iter().map(|verdict| if let Verdict::Fail(reason) = verdict { reason.len() } else { 0 }).sum();
+    let returned = lines.len() + reasons;
+    if returned as u64 > max_output {
+        return Err(format!("{returned} bytes of output, over its max-output of {max_output} bytes"));
+    }
+    let mut new_json = Lines::new(&lines);
+    let mut outcomes = Vec::with_capacity(events);
+    for verdict in verdicts {
+        outcomes.push(match verdict {
+            Verdict::Keep => Outcome::Keep,
+            Verdict::Drop => Outcome::Drop,
+            Verdict::Fail(reason) => Outcome::Fail(reason),
+            Verdict::Replace => Outcome::Replace(new_json.next()?),
+            Verdict::Route(route) => {
+                let sinks = usize::try_from(route.sinks).ok().and_then(|index| routes.get(index)).ok_or_else(|| {
+                    format!("a verdict routes to sink list {} of {}", route.sinks, routes.len())
+                })?;
+                let json = if route.replaced { Some(new_json.next()?) } else { None };
+                Outcome::Route(Route { sinks: sinks.clone(), json })
+            }
+        });
+    }
+    new_json.finish()?;
+    Ok(outcomes)
+}
+
+/// The lines of new JSON, handed out one per verdict that asks for one.
+struct Lines<'a> {
+    rest: &'a [u8],
+    taken: usize,
+}
+
+impl<'a> Lines<'a> {
+    fn new(lines: &'a [u8]) -> Lines<'a> {
+        Lines { rest: lines, taken: 0 }
+    }
+
+    fn next(&mut self) -> Result<Vec<u8>, String> {
+        if self.rest.is_empty() {
+            return Err(format!("{} of new JSON, fewer than its verdicts replace", count(self.taken, "line")));
+        }
+        let end = self.rest.iter().position(|&byte| byte == b'\n').unwrap_or(self.rest.len());
+        let line = self.rest[..end].to_vec();
+        self.rest = self.rest.get(end + 1..).unwrap_or_default();
+        self.taken += 1;
+        Ok(line)
+    }
+
+    fn finish(self) -> Result<(), String> {
+        if self.rest.iter().all(u8::is_ascii_whitespace) {
+            Ok(())
+        } else {
+            let more = self.rest.split(|&byte| byte == b'\n').filter(|line| !line.is_empty()).count();
+            Err(format!("{} of new JSON more than its {} replaced", count(more, "line"), count(self.taken, "event")))
+        }
+    }
+}
+
+/// `1 event`, `2 events`.
+fn count(n: usize, noun: &str) -> String {
+    if n == 1 { format!("1 {noun}") } else { format!("{n} {noun}s") }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plugin::bindings::ferry::plugin::types::Route as WireRoute;
+
+    fn event(json: &str) -> Event {
+        Event::from_json(json.as_bytes().to_vec()).expect("test events are valid")
+    }
+
+    fn output(verdicts: Vec<Verdict>, lines: &str, routes: &[&[&str]]) -> Output {
+        let routes = routes.iter().map(|list| list.iter().map(|name| name.to_string()).collect()).collect();
+        Output { verdicts, lines: lines.as_bytes().to_vec(), routes }
+    }
+
+    #[test]
+    fn encode_writes_one_line_per_event_and_flattens_line_breaks() {
+        let batch = [event(r#"{"uid":"a"}"#), event("{\n  \"uid\": \"b\"\n}")];
+        let mut buffer = b"left over".to_vec();
+        encode(&batch, &mut buffer);
+        assert_eq!(String::from_utf8(buffer).unwrap(), "{\"uid\":\"a\"}\n{   \"uid\": \"b\" }\n");
+    }
+
+    #[test]
+    fn decode_pairs_each_replacing_verdict_with_its_line() {
+        let verdicts = vec![
+            Verdict::Keep,
+            Verdict::Replace,
+            Verdict::Drop,
+            Verdict::Route(WireRoute { sinks: 1, replaced: true }),
+            Verdict::Route(WireRoute { sinks: 0, replaced: false }),
+            Verdict::Fail("bad".into()),
+        ];
+        let outcomes = decode(output(verdicts, "{\"a\":1}\n{\"b\":2}", &[&["default"], &["security", "default"]]), 6, 1024).unwrap();
+        assert_eq!(
+            outcomes,
+            [
+                Outcome::Keep,
+                Outcome::Replace(b"{\"a\":1}".to_vec()),
+                Outcome::Drop,
+                Outcome::Route(Route { sinks: vec!["security".into(), "default".into()], json: Some(b"{\"b\":2}".to_vec()) }),
+                Outcome::Route(Route { sinks: vec!["default".into()], json: None }),
+                Outcome::Fail("bad".into()),
+            ]
+        );
+    }
+
+    #[test]
+    fn decode_refuses_output_that_does_not_add_up() {
+        let refused = |out: Output, events| decode(out, events, 1024).unwrap_err();
+        assert_eq!(refused(output(vec![Verdict::Keep], "", &[]), 2), "1 verdict for 2 events");
+        assert_eq!(
+            refused(output(vec![Verdict::Replace, Verdict::Replace], "{}\n", &[]), 2),
+            "1 line of new JSON, fewer than its verdicts replace"
+        );
+        assert_eq!(refused(output(vec![Verdict::Replace], "{}\n{}\n{}", &[]), 1), "2 lines of new JSON more than its 1 event replaced");
+        assert_eq!(
+            refused(output(vec![Verdict::Route(WireRoute { sinks: 2, replaced: false })], "", &[&["a"]]), 1),
+            "a verdict routes to sink list 2 of 1"
+        );
+        let big = "x".repeat(2000);
+        assert_eq!(refused(output(vec![Verdict::Fail(big)], "", &[]), 1), "2000 bytes of output, over its max-output of 1024 bytes");
+    }
+
+    #[test]
+    fn decode_accepts_a_last_line_with_or_without_its_line_break() {
+        for lines in ["{}", "{}\n"] {
+            assert_eq!(decode(output(vec![Verdict::Replace], lines, &[]), 1, 1024).unwrap(), [Outcome::Replace(b"{}".to_vec())]);
+        }
+    }
+}

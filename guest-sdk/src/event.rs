@@ -35,6 +35,14 @@ struct Header<'a> {
     ei: i64,
     #[serde(borrow, default)]
     sid: Option<Cow<'a, str>>,
+    /// The id of an event without a `uid`, worked out when first asked for.
+    #[serde(skip)]
+    hashed_id: OnceCell<String>,
+}
+
+fn hex_sha256(json: &[u8]) -> String {
+    use sha2::{Digest, Sha256};
+    Sha256::digest(json).iter().map(|byte| format!("{byte:02x}")).collect()
 }
 
 /// Teleport's `ei` is a number; anything else reads as 0.
@@ -55,11 +63,16 @@ impl<'a> Event<'a> {
         text(&self.header().event)
     }
 
-    /// Teleport's `uid` for the event; empty when it has none. (ferry names
-    /// such events by the SHA-256 of their JSON in its own logs and dead
-    /// letters.)
+    /// ferry's id for the event: Teleport's `uid`, or for an event without
+    /// one the hex SHA-256 of its JSON text, as ferry names such events in
+    /// its logs and dead letters (and as Teleport identifies them). Never
+    /// empty; the same for the same event across retries and restarts.
     pub fn id(&self) -> &str {
-        text(&self.header().uid)
+        let header = self.header();
+        match &header.uid {
+            Some(uid) if !uid.is_empty() => uid,
+            _ => header.hashed_id.get_or_init(|| hex_sha256(self.json)),
+        }
     }
 
     /// The event time, Teleport's `time` field, as sent (RFC 3339); empty
@@ -139,9 +152,17 @@ mod tests {
     #[test]
     fn missing_or_odd_header_fields_read_as_empty() {
         let event = Event::new(br#"{"ei":"seven","event":"user.login"}"#);
-        assert_eq!((event.event_type(), event.id(), event.index(), event.session_id()), ("user.login", "", 0, ""));
+        assert_eq!((event.event_type(), event.index(), event.session_id()), ("user.login", 0, ""));
         let broken = Event::new(b"{\"event\":");
-        assert_eq!((broken.event_type(), broken.id()), ("", ""));
+        assert_eq!(broken.event_type(), "");
+    }
+
+    #[test]
+    fn an_event_without_a_uid_gets_the_sha256_of_its_json_as_id() {
+        let event = Event::new(br#"{"event":"user.login"}"#);
+        // `printf '%s' '{"event":"user.login"}' | sha256sum`
+        assert_eq!(event.id(), "4eacfd0e4be7deeddfc5958366b93c2ffe933a8be557ed2e9bffe57aa88a8f31");
+        assert_eq!(Event::new(br#"{"uid":"","ei":1}"#).id().len(), 64, "an empty uid counts as none");
     }
 
     #[test]

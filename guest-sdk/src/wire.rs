@@ -18,7 +18,10 @@ pub(crate) fn events(lines: &[u8]) -> Vec<Event<'_>> {
 /// The output ferry reads: one verdict per outcome, the new JSON of every
 /// replaced event on its own line, and each distinct sink list once.
 pub(crate) fn output(outcomes: Vec<Outcome>) -> Output {
-    let mut output = Output { verdicts: Vec::with_capacity(outcomes.len()), lines: Vec::new(), routes: Vec::new() };
+    // Reserved at once: a plugin close to its memory cap holds its outcomes
+    // and this copy of them, and doubling as it grows would need more.
+    let lines = outcomes.iter().map(|outcome| new_json(outcome).map_or(0, |json| json.len() + 1)).sum();
+    let mut output = Output { verdicts: Vec::with_capacity(outcomes.len()), lines: Vec::with_capacity(lines), routes: Vec::new() };
     for outcome in outcomes {
         let verdict = match outcome {
             Outcome::Keep => Verdict::Keep,
@@ -39,6 +42,15 @@ pub(crate) fn output(outcomes: Vec<Outcome>) -> Output {
         output.verdicts.push(verdict);
     }
     output
+}
+
+/// The new JSON an outcome carries, if any.
+fn new_json(outcome: &Outcome) -> Option<&[u8]> {
+    match outcome {
+        Outcome::Replace(json) => Some(json),
+        Outcome::Route(route) => route.json.as_deref(),
+        Outcome::Keep | Outcome::Drop | Outcome::Fail(_) => None,
+    }
 }
 
 /// Appends one line of new JSON. A raw line break can stand in valid JSON

@@ -180,7 +180,7 @@ fn a_result_of_the_wrong_length_is_refused() {
     let c = Contained::run("hostile_wrong_length", "short", &config("short", "wrong-length", ""));
     c.assert_trigger_batches_dead("malformed result");
     let reason = c.dead[0].0["reason"].as_str().unwrap_or_default();
-    assert!(reason.contains("verdict for"), "the reason should say what is malformed: {reason}{}", c.report());
+    assert!(reason.contains("verdicts for"), "the reason should say what is malformed: {reason}{}", c.report());
 }
 
 #[test]

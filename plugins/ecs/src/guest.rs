@@ -16,7 +16,7 @@ impl Plugin for EcsPlugin {
         let mut passed = 0;
         let outcomes = batch
             .iter()
-            .map(|event| match self.mapper.map(event.json) {
+            .map(|event| match self.mapper.map(event.id(), event.json) {
                 Some(json) => Outcome::Replace(json),
                 None => {
                     passed += 1;

@@ -68,7 +68,6 @@ mod guest;
 mod tests;
 
 use serde::Deserialize;
-use sha2::{Digest, Sha256};
 
 /// The ECS version the mapped events follow.
 pub const ECS_VERSION: &str = "8.11.0";
@@ -102,23 +101,13 @@ impl Mapper {
     }
 
     /// The event as ECS JSON, or `None` when it is not a Teleport event and
-    /// passes unchanged.
-    pub fn map(&self, json: &[u8]) -> Option<Vec<u8>> {
+    /// passes unchanged. `id` is ferry's id for the event (its `uid`, or a
+    /// hash for an event without one), written to `event.id`.
+    pub fn map(&self, id: &str, json: &[u8]) -> Option<Vec<u8>> {
         let serde_json::Value::Object(original) = serde_json::from_slice(json).ok()? else {
             return None;
         };
-        let id = event_id(&original, json);
-        let mapped = map::to_ecs(&id, &self.dataset, original)?;
+        let mapped = map::to_ecs(id, &self.dataset, original)?;
         serde_json::to_vec(&mapped).ok()
-    }
-}
-
-/// ferry's id for the event, written to `event.id`: its `uid`, or for an
-/// event without one the hex SHA-256 of its JSON text, the id ferry itself
-/// gives such an event, so that ferry names the mapped event as before.
-fn event_id(original: &serde_json::Map<String, serde_json::Value>, json: &[u8]) -> String {
-    match original.get("uid").and_then(serde_json::Value::as_str) {
-        Some(uid) if !uid.is_empty() => uid.to_owned(),
-        _ => Sha256::digest(json).iter().map(|byte| format!("{byte:02x}")).collect(),
     }
 }

@@ -12,7 +12,7 @@ fn mapper() -> Mapper {
 /// Maps a fixture event by uid; the uid is also ferry's id for it.
 fn mapped(uid: &str) -> (Value, Value) {
     let line = fixture(uid);
-    let json = mapper().map(line.as_bytes()).expect("a Teleport event is mapped");
+    let json = mapper().map(uid, line.as_bytes()).expect("a Teleport event is mapped");
     let original: Value = serde_json::from_str(&line).expect("fixture JSON");
     (serde_json::from_slice(&json).expect("the mapper writes JSON"), original)
 }
@@ -107,14 +107,13 @@ fn every_fixture_event_maps_and_keeps_its_original() {
     let mapper = mapper();
     let mut categorised = 0;
     for line in fixture_lines() {
-        let json = mapper.map(line.as_bytes()).unwrap_or_else(|| panic!("not mapped: {line}"));
+        let json = mapper.map("some-id", line.as_bytes()).unwrap_or_else(|| panic!("not mapped: {line}"));
         let ecs: Value = serde_json::from_slice(&json).expect("JSON");
         let original: Value = serde_json::from_str(&line).expect("JSON");
         assert_eq!(ecs["teleport"], original, "{line}");
         assert_eq!(ecs["event"]["action"], original["event"], "{line}");
         assert_eq!(ecs["@timestamp"], original["time"], "{line}");
-        let id = original["uid"].as_str().map_or_else(|| hex_sha256(line.as_bytes()), str::to_owned);
-        assert_eq!(ecs["event"]["id"], id, "{line}");
+        assert_eq!(ecs["event"]["id"], "some-id");
         if ecs["event"].get("category").is_some() {
             categorised += 1;
         }
@@ -131,35 +130,27 @@ fn every_fixture_event_maps_and_keeps_its_original() {
 fn what_is_not_a_teleport_event_passes_unchanged() {
     let mapper = mapper();
     for odd in [&b"not json"[..], b"[1,2]", b"{}", br#"{"event":{"action":"user.login"}}"#, br#"{"event":7}"#] {
-        assert_eq!(mapper.map(odd), None, "{}", String::from_utf8_lossy(odd));
+        assert_eq!(mapper.map("id", odd), None, "{}", String::from_utf8_lossy(odd));
     }
     let (ecs, _) = mapped("84c07a99-856c-419f-9de5-15560451a116");
-    let again = mapper.map(&serde_json::to_vec(&ecs).expect("JSON"));
+    let again = mapper.map("id", &serde_json::to_vec(&ecs).expect("JSON"));
     assert_eq!(again, None, "mapping twice changes nothing");
 }
 
 #[test]
 fn odd_field_types_are_skipped_not_fatal() {
     let json = br#"{"event":"session.start","time":5,"user":["a"],"addr.remote":"not an address","addr.local":7,"ei":"x","success":"yes","code":""}"#;
-    let ecs: Value = serde_json::from_slice(&mapper().map(json).expect("mapped")).expect("JSON");
+    let ecs: Value = serde_json::from_slice(&mapper().map("", json).expect("mapped")).expect("JSON");
     assert_eq!(ecs["source"], json!({"address": "not an address"}));
     assert!(ecs.get("@timestamp").is_none() && ecs.get("user").is_none() && ecs.get("destination").is_none());
-    assert!(ecs["event"].get("sequence").is_none() && ecs["event"].get("outcome").is_none() && ecs["event"].get("outcome").is_none());
-    // No `uid`: the id is the one ferry gives such an event, the SHA-256 of its JSON.
-    assert_eq!(ecs["event"]["id"], hex_sha256(json));
+    assert!(ecs["event"].get("sequence").is_none() && ecs["event"].get("outcome").is_none() && ecs["event"].get("id").is_none());
 }
 
 #[test]
 fn config() {
     let mapper = Mapper::from_config(r#"{"dataset":"teleport.prod"}"#).expect("valid");
-    let json = mapper.map(br#"{"event":"exec","uid":"x"}"#).expect("mapped");
+    let json = mapper.map("x", br#"{"event":"exec"}"#).expect("mapped");
     assert!(String::from_utf8_lossy(&json).contains(r#""dataset":"teleport.prod""#));
     assert_eq!(Mapper::from_config(r#"{"dataset":" "}"#).expect_err("blank"), "config: `dataset` is blank; leave it out for \"teleport.audit\"");
     assert_eq!(Mapper::from_config(r#"{"datset":"x"}"#).expect_err("typo"), "config: `datset`: unknown field `datset`, expected `dataset`");
-}
-
-/// The id ferry gives an event without a `uid`: the hex SHA-256 of its JSON.
-fn hex_sha256(json: &[u8]) -> String {
-    use sha2::{Digest, Sha256};
-    Sha256::digest(json).iter().map(|byte| format!("{byte:02x}")).collect()
 }

@@ -12,14 +12,17 @@
 //   routes = [{ types = "session.*", sinks = ["sessions"] }]   # first match wins
 //
 // An event that nothing changes is kept as it came (its bytes untouched); a
-// changed event is re-serialised with its fields in their original order.
+// changed event keeps its fields in their original order.
 //
 // The batch crosses as one Uint8Array of JSON Lines, decoded at once, and the
 // changed events go back as one Uint8Array, encoded at once: each value handed
 // across on its own, and each TextDecoder or TextEncoder call, has a fixed
 // cost in this runtime that would dwarf the work on a 400-byte event. Routed
 // events name their sinks by index into the configured routes, so no string
-// goes back per event.
+// goes back per event. StarlingMonkey interprets JavaScript (no JIT): every
+// call into the runtime costs about a microsecond, so the code below makes
+// few calls per event — one parse for the whole batch, edits in the event's
+// own text, verdicts and route lookups made once and reused.
 
 import { count } from "ferry:plugin/host@0.2.0";
 
@@ -33,6 +36,13 @@ let lowercase = new Set();
 // Each field to lowercase as it is named before renaming: [source, name].
 let lowercaseSources = [];
 let routes = [];
+// What `reshape` reads per event, worked out once from the config: plain
+// arrays walked by index, and each key already quoted as JSON (every call
+// into the runtime has a fixed cost in this interpreter).
+let toLowercase = [];
+let toRename = [];
+// The two verdicts of each route, unchanged and replaced, made once.
+let routeVerdicts = [];
 
 /// A glob (`*` matches any run of characters) as an anchored RegExp.
 function glob(pattern) {
@@ -84,43 +94,52 @@ function configure(settings) {
     for (const [from, to] of rename) if (to === name) lowercaseSources.push([from, name]);
   }
   routes = compiled;
+  toLowercase = lowercaseSources.map(([source]) => ({ key: source, quoted: JSON.stringify(source) }));
+  routeVerdicts = routes.map((_, sinks) => [false, true].map((replaced) => ({ tag: "route", val: { sinks, replaced } })));
+  toRename = [...rename].map(([from, to]) => ({ key: from, quoted: JSON.stringify(from), to: JSON.stringify(to) }));
 }
 
-/// The JSON text of `event` as configured, or null when nothing in it is to
-/// change. Values are lowercased in place. Fields are renamed in the written
-/// text when the key occurs there exactly once (then it is the top-level
-/// key: a key inside a string value would have its quotes escaped), so the
-/// field keeps its place without copying the object, which is slow in this
-/// interpreter; otherwise the object is copied key by key.
-function reshape(event) {
-  let changed = false;
-  for (const [source] of lowercaseSources) {
-    const value = event[source];
-    if (typeof value === "string") {
-      const lower = value.toLowerCase();
-      if (lower !== value) {
-        event[source] = lower;
-        changed = true;
-      }
-    }
+/// The new JSON text of `event` (parsed from `text`), or null when nothing in
+/// it is to change. Values are lowercased in place.
+///
+/// Writing the whole object again is the slowest step in this interpreter,
+/// so the edits are made in the event's own text when that is safe: the text
+/// holds no backslash (so no key or value is spelt with escapes), and each
+/// edited key occurs there, quoted, exactly once; the object has that key at
+/// its top level, so that one occurrence is it. Otherwise the object is
+/// written again.
+function reshape(event, text) {
+  const edits = [];
+  for (let i = 0; i < toLowercase.length; i++) {
+    const field = toLowercase[i];
+    const value = event[field.key];
+    if (typeof value !== "string") continue;
+    const lower = value.toLowerCase();
+    if (lower === value) continue;
+    event[field.key] = lower;
+    edits.push({ quoted: field.quoted, before: `:${JSON.stringify(value)}`, after: `:${JSON.stringify(lower)}` });
   }
-  const present = [];
-  for (const key of rename.keys()) {
-    if (Object.prototype.hasOwnProperty.call(event, key)) present.push(key);
+  for (let i = 0; i < toRename.length; i++) {
+    const field = toRename[i];
+    if (Object.hasOwn(event, field.key)) edits.push({ quoted: field.quoted, to: field.to });
   }
-  if (present.length === 0) return changed ? JSON.stringify(event) : null;
-  let text = JSON.stringify(event);
-  for (const key of present) {
-    const pattern = `${JSON.stringify(key)}:`;
-    const at = text.indexOf(pattern);
-    if (!PLAIN_KEY.test(key) || at < 0 || text.indexOf(pattern, at + 1) >= 0) return copyRenamed(event);
-    text = `${text.slice(0, at)}${JSON.stringify(rename.get(key))}:${text.slice(at + pattern.length)}`;
-  }
-  return text;
+  if (edits.length === 0) return null;
+  let edited = text.includes("\\") ? null : text;
+  for (let i = 0; i < edits.length && edited !== null; i++) edited = edit(edited, edits[i]);
+  return edited !== null ? edited : copyRenamed(event);
 }
 
-/// Keys whose JSON spelling needs no escapes.
-const PLAIN_KEY = /^[A-Za-z0-9_.@-]+$/;
+/// `text` with one edit made at the one occurrence of its quoted key: the
+/// key renamed (`to`), or the value after it changed from `before` to
+/// `after` (both with their leading colon); null when the key does not occur
+/// exactly once, followed by what the edit expects.
+function edit(text, { quoted, to, before, after }) {
+  const start = text.indexOf(quoted);
+  if (start < 0 || text.indexOf(quoted, start + quoted.length) >= 0) return null;
+  const end = start + quoted.length;
+  if (to !== undefined) return text[end] === ":" ? text.slice(0, start) + to + text.slice(end) : null;
+  return text.startsWith(before, end) ? text.slice(0, end) + after + text.slice(end + before.length) : null;
+}
 
 function copyRenamed(event) {
   const copy = {};
@@ -128,21 +147,49 @@ function copyRenamed(event) {
   return JSON.stringify(copy);
 }
 
-/// The verdict for one event's JSON text, with its new text pushed on
+/// The verdict for one event's JSON text (`parsed` from it, or undefined
+/// when the batch could not be parsed at once), with its new text pushed on
 /// `lines` when it changes.
-function verdict(text, lines) {
-  let parsed;
-  try {
-    parsed = JSON.parse(text);
-  } catch (err) {
-    return { tag: "fail", val: `not JSON: ${err}` };
+function verdict(text, parsed, lines, routeOf) {
+  if (parsed === undefined) {
+    try {
+      parsed = JSON.parse(text);
+    } catch (err) {
+      return { tag: "fail", val: `not JSON: ${err}` };
+    }
   }
-  const changed = rename.size > 0 || lowercase.size > 0 ? reshape(parsed) : null;
+  const changed = rename.size > 0 || lowercase.size > 0 ? reshape(parsed, text) : null;
   if (changed !== null) lines.push(changed);
-  const type = typeof parsed.event === "string" ? parsed.event : "";
-  const route = routes.findIndex((r) => r.pattern.test(type));
-  if (route >= 0) return { tag: "route", val: { sinks: route, replaced: changed !== null } };
+  const route = routeOf(typeof parsed.event === "string" ? parsed.event : "");
+  if (route >= 0) return routeVerdicts[route][changed === null ? 0 : 1];
   return changed === null ? KEEP : REPLACE;
+}
+
+/// The index of the first route whose pattern matches a type, remembered
+/// per type: a batch holds few types, and a regular expression runs in an
+/// interpreter here.
+function routeFinder() {
+  const known = new Map();
+  return (type) => {
+    let route = known.get(type);
+    if (route === undefined) {
+      route = routes.findIndex((r) => r.pattern.test(type));
+      known.set(type, route);
+    }
+    return route;
+  };
+}
+
+/// Every event of the batch parsed by one call (each call has a fixed cost
+/// here that parsing a small event does not dwarf), or null when one of
+/// them is not JSON; then each is parsed alone, to fail only that one.
+function parseAll(texts) {
+  try {
+    const parsed = JSON.parse(`[${texts.join(",")}]`);
+    return parsed.length === texts.length ? parsed : null;
+  } catch {
+    return null;
+  }
 }
 
 function output(events) {
@@ -150,7 +197,14 @@ function output(events) {
   texts.pop(); // every event ends with a line break
   const configured = rename.size > 0 || lowercase.size > 0 || routes.length > 0;
   const lines = [];
-  const verdicts = configured ? texts.map((text) => verdict(text, lines)) : texts.map(() => KEEP);
+  let verdicts;
+  if (configured) {
+    const parsed = parseAll(texts);
+    const routeOf = routeFinder();
+    verdicts = texts.map((text, i) => verdict(text, parsed === null ? undefined : parsed[i], lines, routeOf));
+  } else {
+    verdicts = texts.map(() => KEEP);
+  }
   return { verdicts, lines: encoder.encode(lines.join("\n")), routes: routes.map((r) => r.sinks) };
 }
 

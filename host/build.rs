@@ -31,7 +31,11 @@ fn main() {
         .args(["build", "--release", "--locked", "--target", "wasm32-wasip2", "--manifest-path"])
         .arg(root.join("plugins/Cargo.toml"))
         .arg("--target-dir")
-        .arg(&target_dir);
+        .arg(&target_dir)
+        // WebAssembly SIMD (wasmtime runs it on the CPU's vector unit): the
+        // byte scans a plugin does most — line breaks, quotes, keys — go 16
+        // bytes at a time instead of 4.
+        .args(["--config", r#"target.wasm32-wasip2.rustflags=["-C", "target-feature=+simd128"]"#]);
     // The outer build's settings are for the host, not for wasm32.
     for (key, _) in std::env::vars() {
         if key.starts_with("CARGO_") && key != "CARGO_HOME" && key != "CARGO_MAKEFLAGS" || key.starts_with("RUSTC_") || key == "RUSTFLAGS" {

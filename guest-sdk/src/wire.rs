@@ -12,7 +12,13 @@ pub(crate) fn events(lines: &[u8]) -> Vec<Event<'_>> {
     if lines.is_empty() {
         return Vec::new();
     }
-    lines.split(|&byte| byte == b'\n').map(Event::new).collect()
+    let mut events = Vec::with_capacity(memchr::memchr_iter(b'\n', lines).count() + 1);
+    let mut start = 0;
+    for end in memchr::memchr_iter(b'\n', lines).chain([lines.len()]) {
+        events.push(Event::new(&lines[start..end]));
+        start = end + 1;
+    }
+    events
 }
 
 /// The output ferry reads: one verdict per outcome, the new JSON of every
@@ -58,7 +64,7 @@ fn new_json(outcome: &Outcome) -> Option<&[u8]> {
 fn push_line(lines: &mut Vec<u8>, json: &[u8]) {
     let start = lines.len();
     lines.extend_from_slice(json);
-    if json.contains(&b'\n') {
+    if memchr::memchr(b'\n', json).is_some() {
         lines[start..].iter_mut().filter(|byte| **byte == b'\n').for_each(|byte| *byte = b' ');
     }
     lines.push(b'\n');

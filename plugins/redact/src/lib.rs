@@ -31,16 +31,18 @@
 //!   appears at all (as a quoted string, with no escapes in the event) is
 //!   passed without being parsed, and so without being checked to be JSON:
 //!   ferry hands plugins only JSON objects.
-//! - Some present: the event is replaced by the same JSON with those values
-//!   masked, keys in their original order (`Outcome::Replace`), and the
-//!   number of masked fields is added to the counter `redacted_fields`.
+//! - Some present: the event is replaced by the same JSON text with those
+//!   values masked (`Outcome::Replace`), and the number of masked fields is
+//!   added to the counter `redacted_fields`. A key given more than once has
+//!   each of its values masked.
 //! - Not a JSON object: the event fails (`Outcome::Fail`) with the parse
 //!   error, and ferry dead-letters it; the rest of the batch goes on.
 //!
-//! A changed event is written back by `serde_json`: compact, strings and
-//! numbers re-encoded. The values are the same, but an input written with
-//! escapes such as `\u00e9` or numbers such as `1.0e3` comes out as `é` and
-//! `1000.0`.
+//! Only the masked values change: every other byte of the event — key order,
+//! spacing, escapes such as `\u00e9`, numbers such as `1.0e3` — is copied as
+//! it came. The event is read once to find where the values are (each value
+//! checked to be valid JSON, none built), and written as slices of its text
+//! with the replacement between them.
 
 #![deny(missing_docs)]
 
@@ -53,8 +55,11 @@ mod guest;
 #[cfg(test)]
 mod tests;
 
-use path::FieldPath;
-use serde_json::{Map, Value};
+use memchr::memmem::Finder;
+use path::{FieldPath, Members};
+use serde_json::Value;
+use std::cmp::Reverse;
+use std::ops::Range;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Masks the configured fields of JSON events.
@@ -67,12 +72,14 @@ pub struct Redactor {
     fields: Vec<FieldPath>,
     /// What masked values become.
     replacement: String,
+    /// The replacement as JSON text, as it is written into events.
+    replacement_json: Vec<u8>,
     /// Fields masked so far, over every call.
     masked: AtomicU64,
     /// The keys, quoted, whose plain appearance in an event's bytes is the
     /// condition for parsing it; `None` when a configured key could be
     /// written in more than one way and every event must be parsed.
-    needles: Option<Vec<Vec<u8>>>,
+    needles: Option<Vec<Finder<'static>>>,
 }
 
 impl Redactor {
@@ -88,10 +95,12 @@ impl Redactor {
             .iter()
             .map(FieldPath::keys)
             .collect::<Option<Vec<_>>>()
-            .map(|keys| keys.concat());
+            .map(|keys| keys.concat().iter().map(|key| Finder::new(key).into_owned()).collect());
+        let replacement_json = serde_json::to_vec(&config.replacement).expect("a string always serialises");
         Ok(Redactor {
             fields: config.fields,
             replacement: config.replacement,
+            replacement_json,
             masked: AtomicU64::new(0),
             needles,
         })
@@ -107,15 +116,47 @@ impl Redactor {
         if !self.may_hold_a_field(json) {
             return Ok(None);
         }
-        let mut event = parse_object(json)?;
-        let masked = self.mask(&mut event);
-        if masked == 0 {
+        let event = Members::parse(json).map_err(|error| not_an_object(json, error))?;
+        let mut spans = Vec::new();
+        for field in &self.fields {
+            field.find(json, &event, &mut spans);
+        }
+        spans.retain(|span| !self.is_replacement(&json[span.clone()]));
+        if spans.is_empty() {
             return Ok(None);
         }
+        let (masked, json) = self.write_masked(json, spans);
         self.masked.fetch_add(masked, Ordering::Relaxed);
-        let json = serde_json::to_vec(&event)
-            .expect("a JSON object read by serde_json always serialises: its keys are strings");
         Ok(Some(json))
+    }
+
+    /// `json` with the value at each span replaced; returns how many values
+    /// it masked. A span inside another (`user` and `user.name` both
+    /// configured) or named twice is masked once.
+    fn write_masked(&self, json: &[u8], mut spans: Vec<Range<usize>>) -> (u64, Vec<u8>) {
+        spans.sort_by_key(|span| (span.start, Reverse(span.end)));
+        let mut out = Vec::with_capacity(json.len());
+        let (mut done, mut masked) = (0, 0);
+        for span in spans {
+            if span.start < done {
+                continue;
+            }
+            out.extend_from_slice(&json[done..span.start]);
+            out.extend_from_slice(&self.replacement_json);
+            done = span.end;
+            masked += 1;
+        }
+        out.extend_from_slice(&json[done..]);
+        (masked, out)
+    }
+
+    /// Whether a value's text already is the replacement, so that redacting
+    /// twice changes nothing the second time.
+    fn is_replacement(&self, value: &[u8]) -> bool {
+        value == self.replacement_json.as_slice()
+            || (value.first() == Some(&b'"')
+                && value.contains(&b'\\')
+                && serde_json::from_slice::<String>(value).is_ok_and(|text| text == self.replacement))
     }
 
     /// How many fields this redactor has masked since it was built, over all
@@ -128,41 +169,20 @@ impl Redactor {
     /// Whether `json` may hold a configured field: false only when none of
     /// the configured keys appears in it, quoted, and it has no escape (a
     /// key could be written with escapes, `"log\u0069n"`). Most events have
-    /// nothing to mask, and this scan is much cheaper than parsing them.
+    /// nothing to mask, and this scan is much cheaper than parsing them:
+    /// each search runs a vector's width of bytes at a time.
     fn may_hold_a_field(&self, json: &[u8]) -> bool {
         let Some(needles) = &self.needles else { return true };
-        let mut from = 0;
-        while let Some(offset) = json[from..].iter().position(|&byte| byte == b'"' || byte == b'\\') {
-            let at = from + offset;
-            if json[at] == b'\\' || needles.iter().any(|needle| json[at..].starts_with(needle)) {
-                return true;
-            }
-            from = at + 1;
-        }
-        false
-    }
-
-    /// Masks every configured path in `event`; returns how many it changed.
-    fn mask(&self, event: &mut Map<String, Value>) -> u64 {
-        let mut masked = 0;
-        for field in &self.fields {
-            if field.mask(event, &self.replacement) {
-                masked += 1;
-            }
-        }
-        masked
+        memchr::memchr(b'\\', json).is_some() || needles.iter().any(|needle| needle.find(json).is_some())
     }
 }
 
-/// Parses an event, which must be one JSON object.
-fn parse_object(json: &[u8]) -> Result<Map<String, Value>, String> {
-    match serde_json::from_slice(json) {
-        Ok(Value::Object(event)) => Ok(event),
-        Ok(other) => Err(format!(
-            "event is not a JSON object but {}",
-            json_kind(&other)
-        )),
-        Err(error) => Err(format!("event is not valid JSON: {error}")),
+/// Why an event that is not one JSON object cannot be redacted: it is JSON
+/// of another type, or not JSON at all (parsed again only to tell which).
+fn not_an_object(json: &[u8], error: serde_json::Error) -> String {
+    match serde_json::from_slice::<Value>(json) {
+        Ok(other) => format!("event is not a JSON object but {}", json_kind(&other)),
+        Err(_) => format!("event is not valid JSON: {error}"),
     }
 }
 

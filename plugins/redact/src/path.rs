@@ -1,7 +1,11 @@
-//! Field paths (`login`, `addr.remote`, `user.traits.logins`) and masking
-//! the value one names.
+//! Field paths (`login`, `addr.remote`, `user.traits.logins`) and finding
+//! the values one names in an event's text.
 
-use serde_json::{Map, Value};
+use serde::de::{self, Deserialize, Deserializer, MapAccess, Visitor};
+use serde_json::value::RawValue;
+use std::borrow::Cow;
+use std::fmt;
+use std::ops::Range;
 
 /// One configured field path.
 ///
@@ -52,45 +56,115 @@ impl FieldPath {
         (plain(&self.literal)).then_some(keys)
     }
 
-    /// Replaces the value this path names in `event` by `replacement`.
-    ///
-    /// Returns whether it changed anything: false when the event has no such
-    /// field, or when the value already is the replacement (so redacting
-    /// twice changes nothing the second time).
-    pub(crate) fn mask(&self, event: &mut Map<String, Value>, replacement: &str) -> bool {
-        match self.find(event) {
-            Some(value) => mask_value(value, replacement),
-            None => false,
+    /// Adds to `found` the span in `json` of every value this path names in
+    /// `event` (the members of the event object `json` holds): the top-level
+    /// key as written, else the nested one. A key given more than once has
+    /// each of its values found, so that none escapes the mask.
+    pub(crate) fn find(&self, json: &[u8], event: &Members<'_>, found: &mut Vec<Range<usize>>) {
+        if event.has(&self.literal) {
+            found.extend(event.values(&self.literal).map(|value| span(json, value)));
+            return;
         }
-    }
-
-    /// The value the path names: the top-level key as written, else the
-    /// nested one.
-    fn find<'a>(&self, event: &'a mut Map<String, Value>) -> Option<&'a mut Value> {
-        // Looked up twice because returning the first borrow from inside a
-        // conditional is not yet accepted by the borrow checker.
-        if event.contains_key(&self.literal) {
-            return event.get_mut(&self.literal);
-        }
-        match self.parts.split_last() {
-            Some((last, parents)) if !parents.is_empty() => {
-                let mut object = event;
-                for part in parents {
-                    object = object.get_mut(part)?.as_object_mut()?;
-                }
-                object.get_mut(last)
-            }
+        let Some((last, parents)) = self.parts.split_last().filter(|(_, parents)| !parents.is_empty()) else {
             // A single part is the literal key, already looked up.
-            _ => None,
+            return;
+        };
+        find_nested(json, event, parents, last, found);
+    }
+}
+
+/// Follows `parents` through nested objects, then finds `last`.
+fn find_nested(json: &[u8], object: &Members<'_>, parents: &[String], last: &str, found: &mut Vec<Range<usize>>) {
+    let Some((part, rest)) = parents.split_first() else {
+        found.extend(object.values(last).map(|value| span(json, value)));
+        return;
+    };
+    for value in object.values(part) {
+        // A value that is not an object has no fields to follow.
+        if let Ok(inner) = Members::parse(value.get().as_bytes()) {
+            find_nested(json, &inner, rest, last, found);
         }
     }
 }
 
-/// Sets `value` to the replacement string; returns whether it changed.
-fn mask_value(value: &mut Value, replacement: &str) -> bool {
-    if value.as_str() == Some(replacement) {
-        return false;
+/// Where `value`, borrowed from `json`, sits in it.
+fn span(json: &[u8], value: &RawValue) -> Range<usize> {
+    let start = value.get().as_ptr() as usize - json.as_ptr() as usize;
+    start..start + value.get().len()
+}
+
+/// The members of one JSON object, each value left as its text.
+///
+/// Nothing is built but this list: keys are borrowed from the text unless
+/// they hold escapes, and values are not parsed into anything, only checked
+/// to be valid JSON.
+pub(crate) struct Members<'a> {
+    members: Vec<(Cow<'a, str>, &'a RawValue)>,
+}
+
+impl<'a> Members<'a> {
+    /// The members of the object `json` holds; an error when it does not
+    /// hold exactly one valid JSON object.
+    pub(crate) fn parse(json: &'a [u8]) -> Result<Members<'a>, serde_json::Error> {
+        serde_json::from_slice(json)
     }
-    *value = Value::String(replacement.to_owned());
-    true
+
+    fn has(&self, key: &str) -> bool {
+        self.members.iter().any(|(name, _)| name == key)
+    }
+
+    fn values<'s>(&'s self, key: &'s str) -> impl Iterator<Item = &'a RawValue> + 's {
+        self.members.iter().filter(move |(name, _)| name == key).map(|(_, value)| *value)
+    }
+}
+
+impl<'de> Deserialize<'de> for Members<'de> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_map(MembersVisitor)
+    }
+}
+
+struct MembersVisitor;
+
+impl<'de> Visitor<'de> for MembersVisitor {
+    type Value = Members<'de>;
+
+    fn expecting(&self, formatter: &mut fmt::Formatter) -> fmt::Result {
+        formatter.write_str("a JSON object")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Members<'de>, A::Error> {
+        let mut members = Vec::with_capacity(map.size_hint().unwrap_or(32));
+        while let Some(Key(name)) = map.next_key()? {
+            members.push((name, map.next_value()?));
+        }
+        Ok(Members { members })
+    }
+}
+
+/// An object key, borrowed from the text when it holds no escape.
+struct Key<'a>(Cow<'a, str>);
+
+impl<'de> Deserialize<'de> for Key<'de> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_str(KeyVisitor)
+    }
+}
+
+struct KeyVisitor;
+
+impl<'de> Visitor<'de> for KeyVisitor {
+    type Value = Key<'de>;
+
+    fn expecting(&self, formatter: &mut fmt::Formatter) -> fmt::Result {
+        formatter.write_str("an object key")
+    }
+
+    fn visit_borrowed_str<E: de::Error>(self, key: &'de str) -> Result<Key<'de>, E> {
+        Ok(Key(Cow::Borrowed(key)))
+    }
+
+    fn visit_str<E: de::Error>(self, key: &str) -> Result<Key<'de>, E> {
+        Ok(Key(Cow::Owned(key.to_owned())))
+    }
 }

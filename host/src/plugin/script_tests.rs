@@ -72,6 +72,14 @@ fn python_tag_sets_its_tags_and_drops_the_configured_types() {
     }
     assert_eq!(dropped, 36 + 8, "36 sftp and 8 desktop.* fixture events");
     assert_eq!(metrics.get("ferry_plugin_counter_total", &[("plugin", "tag"), ("name", "dropped_by_type")]), dropped);
+    // The type is the top-level `event`, however the text reads.
+    let odd = |json: &str| Event::from_json(json.as_bytes().to_vec()).expect("valid");
+    let batch = [odd(r#"{"uid":"a","meta":{"event":"sftp"}}"#), odd(r#"{"uid":"b","ev\u0065nt":"sftp"}"#), odd(r#"{"uid":"c","event":"exec"}"#)];
+    let outcomes = plugin.process(&batch).expect("runs");
+    assert!(matches!(outcomes.as_slice(), [Outcome::Replace(_), Outcome::Drop, Outcome::Replace(_)]), "{outcomes:?}");
+    let batch = [odd(r#"{"uid":"a","meta":{"event":"sftp"}}"#), odd(r#"{"uid":"c","event":"exec"}"#)];
+    let outcomes = plugin.process(&batch).expect("runs");
+    assert!(matches!(outcomes.as_slice(), [Outcome::Replace(_), Outcome::Replace(_)]), "{outcomes:?}");
 }
 
 #[test]
@@ -123,6 +131,11 @@ fn javascript_reshape_renames_lowercases_and_routes() {
         String::from_utf8_lossy(json),
         r#"{"event":"x","remote_addr":"a","nested":{"addr.remote":"b"},"note":"\"addr.remote\":","user":"bob"}"#
     );
+    // A plain event is edited in its own text: everything else stays as written.
+    let plain = br#"{"event":"y","user":"ALICE", "addr.remote":"1.2.3.4:5","n":1.0e3}"#;
+    let outcomes = plugin.process(&[Event::from_json(plain.to_vec()).expect("valid")]).expect("runs");
+    let [Outcome::Replace(json)] = outcomes.as_slice() else { panic!("{outcomes:?}") };
+    assert_eq!(String::from_utf8_lossy(json), r#"{"event":"y","user":"alice", "remote_addr":"1.2.3.4:5","n":1.0e3}"#);
     assert!(replaced > 50, "the fixtures should exercise the renames: only {replaced} changed");
     assert_eq!(metrics.get("ferry_plugin_counter_total", &[("plugin", "reshape"), ("name", "routed")]), routed);
 }

@@ -43,6 +43,9 @@ let toLowercase = [];
 let toRename = [];
 // The two verdicts of each route, unchanged and replaced, made once.
 let routeVerdicts = [];
+// Type -> index of its route (-1 for none), filled as types are seen: a
+// batch holds few types, and a regular expression runs in an interpreter.
+let routeOf = new Map();
 
 /// A glob (`*` matches any run of characters) as an anchored RegExp.
 function glob(pattern) {
@@ -97,6 +100,7 @@ function configure(settings) {
   toLowercase = lowercaseSources.map(([source]) => ({ key: source, quoted: JSON.stringify(source) }));
   routeVerdicts = routes.map((_, sinks) => [false, true].map((replaced) => ({ tag: "route", val: { sinks, replaced } })));
   toRename = [...rename].map(([from, to]) => ({ key: from, quoted: JSON.stringify(from), to: JSON.stringify(to) }));
+  routeOf = new Map();
 }
 
 /// The new JSON text of `event` (parsed from `text`), or null when nothing in
@@ -109,7 +113,7 @@ function configure(settings) {
 /// its top level, so that one occurrence is it. Otherwise the object is
 /// written again.
 function reshape(event, text) {
-  const edits = [];
+  let edits = null;
   for (let i = 0; i < toLowercase.length; i++) {
     const field = toLowercase[i];
     const value = event[field.key];
@@ -117,13 +121,14 @@ function reshape(event, text) {
     const lower = value.toLowerCase();
     if (lower === value) continue;
     event[field.key] = lower;
-    edits.push({ quoted: field.quoted, before: `:${JSON.stringify(value)}`, after: `:${JSON.stringify(lower)}` });
+    (edits ??= []).push({ quoted: field.quoted, before: `:${JSON.stringify(value)}`, after: `:${JSON.stringify(lower)}` });
   }
   for (let i = 0; i < toRename.length; i++) {
     const field = toRename[i];
-    if (Object.hasOwn(event, field.key)) edits.push({ quoted: field.quoted, to: field.to });
+    // A plain read first: most events lack the field, and a call costs more.
+    if (event[field.key] !== undefined && Object.hasOwn(event, field.key)) (edits ??= []).push(field);
   }
-  if (edits.length === 0) return null;
+  if (edits === null) return null;
   let edited = text.includes("\\") ? null : text;
   for (let i = 0; i < edits.length && edited !== null; i++) edited = edit(edited, edits[i]);
   return edited !== null ? edited : copyRenamed(event);
@@ -150,7 +155,7 @@ function copyRenamed(event) {
 /// The verdict for one event's JSON text (`parsed` from it, or undefined
 /// when the batch could not be parsed at once), with its new text pushed on
 /// `lines` when it changes.
-function verdict(text, parsed, lines, routeOf) {
+function verdict(text, parsed, lines) {
   if (parsed === undefined) {
     try {
       parsed = JSON.parse(text);
@@ -160,24 +165,14 @@ function verdict(text, parsed, lines, routeOf) {
   }
   const changed = rename.size > 0 || lowercase.size > 0 ? reshape(parsed, text) : null;
   if (changed !== null) lines.push(changed);
-  const route = routeOf(typeof parsed.event === "string" ? parsed.event : "");
+  const type = typeof parsed.event === "string" ? parsed.event : "";
+  let route = routeOf.get(type);
+  if (route === undefined) {
+    route = routes.findIndex((r) => r.pattern.test(type));
+    routeOf.set(type, route);
+  }
   if (route >= 0) return routeVerdicts[route][changed === null ? 0 : 1];
   return changed === null ? KEEP : REPLACE;
-}
-
-/// The index of the first route whose pattern matches a type, remembered
-/// per type: a batch holds few types, and a regular expression runs in an
-/// interpreter here.
-function routeFinder() {
-  const known = new Map();
-  return (type) => {
-    let route = known.get(type);
-    if (route === undefined) {
-      route = routes.findIndex((r) => r.pattern.test(type));
-      known.set(type, route);
-    }
-    return route;
-  };
 }
 
 /// Every event of the batch parsed by one call (each call has a fixed cost
@@ -197,13 +192,11 @@ function output(events) {
   texts.pop(); // every event ends with a line break
   const configured = rename.size > 0 || lowercase.size > 0 || routes.length > 0;
   const lines = [];
-  let verdicts;
-  if (configured) {
-    const parsed = parseAll(texts);
-    const routeOf = routeFinder();
-    verdicts = texts.map((text, i) => verdict(text, parsed === null ? undefined : parsed[i], lines, routeOf));
-  } else {
-    verdicts = texts.map(() => KEEP);
+  const verdicts = new Array(texts.length);
+  const parsed = configured ? parseAll(texts) : null;
+  for (let i = 0; i < texts.length; i++) {
+    if (!configured) verdicts[i] = KEEP;
+    else verdicts[i] = verdict(texts[i], parsed === null ? undefined : parsed[i], lines);
   }
   return { verdicts, lines: encoder.encode(lines.join("\n")), routes: routes.map((r) => r.sinks) };
 }

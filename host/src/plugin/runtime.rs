@@ -145,7 +145,7 @@ impl Runtime {
 fn engine_config() -> Config {
     let mut config = Config::new();
     // Deadlines: a ticker thread advances the epoch; each call gets a budget.
-    config.epoch_interruption(std::env::var_os("FERRY_NO_EPOCH").is_none());
+    config.epoch_interruption(true);
     // The concurrency machinery of the component model costs about twice the
     // fixed per-call time and ferry uses none of it.
     config.concurrency_support(false);

@@ -49,19 +49,27 @@ state = {"tags": {}, "drop": None, "drop_bytes": None, "suffix": b"", "names": [
 
 def tag_all(events: bytes, lines: list) -> list:
     """The lines (JSON objects, some of the lines of `events`) with the tags
-    set."""
+    set: appended to each event's bytes, or, for an event where that may be
+    wrong, by parsing and writing it again. The scans for escapes and tag
+    names run once over the whole batch, and line by line only when the
+    batch holds one."""
     suffix = state["suffix"]
-    plain = (
-        b"\\u" not in events
-        and not any(name in events for name in state["names"])
-        # Every line ends with `}` and none is `{}`.
-        and events.count(b"}\n") == events.count(b"\n")
-        and b"\n{}\n" not in events
-        and not events.startswith(b"{}\n")
-    )
-    if plain:
-        return [line[:-1] + suffix for line in lines]
-    return [tagged(line) for line in lines]
+    if b"\\u" not in events and not any(name in events for name in state["names"]):
+        return [line[:-1] + suffix if closes(line) else tagged(line) for line in lines]
+    return [line[:-1] + suffix if appendable(line) else tagged(line) for line in lines]
+
+
+def closes(line: bytes) -> bool:
+    """Whether the line ends with the `}` of a non-empty object, written
+    tightly (`…x}`), so that `,"tag":…}` can take its place."""
+    return len(line) > 2 and line[-1] == 0x7D and line[-2] not in b"{ \t\r"
+
+
+def appendable(line: bytes) -> bool:
+    """Whether the tags can be appended to this event's bytes: no escape
+    (`\\u…`) that could spell a tag's name, no tag's name already in it, and
+    a tight closing brace."""
+    return b"\\u" not in line and not any(name in line for name in state["names"]) and closes(line)
 
 
 def tagged(line: bytes) -> bytes:

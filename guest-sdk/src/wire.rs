@@ -12,7 +12,7 @@ pub(crate) fn events(lines: &[u8]) -> Vec<Event<'_>> {
     if lines.is_empty() {
         return Vec::new();
     }
-    let mut events = Vec::with_capacity(memchr::memchr_iter(b'\n', lines).count() + 1);
+    let mut events = Vec::new();
     let mut start = 0;
     for end in memchr::memchr_iter(b'\n', lines).chain([lines.len()]) {
         events.push(Event::new(&lines[start..end]));

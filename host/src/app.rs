@@ -6,7 +6,7 @@ use crate::config::{ConfigError, FerryConfig, discover_plugins};
 use crate::metrics::Metrics;
 use crate::pipeline::{Chain, Pipeline};
 use crate::plugin::{Loaded, PluginError, PluginSpec, Runtime, Transform, WasmPlugin};
-use crate::sink::retry::Backoff;
+use crate::retry::Backoff;
 use crate::sink::{self, Sink};
 use crate::source::Source;
 use crate::state::{State, StateError};

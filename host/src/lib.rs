@@ -17,6 +17,7 @@ pub mod metrics;
 pub mod pipeline;
 pub mod plugin;
 pub mod reload;
+pub mod retry;
 pub mod shutdown;
 pub mod sink;
 pub mod source;

@@ -20,6 +20,10 @@ pub struct Shutdown {
     rx: watch::Receiver<bool>,
 }
 
+/// A wait or a loop ended because shutdown fired.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Stopped;
+
 /// A new trigger and the signal it fires.
 pub fn channel() -> (Trigger, Shutdown) {
     let (tx, rx) = watch::channel(false);

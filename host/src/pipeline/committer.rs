@@ -2,7 +2,7 @@
 
 use super::router::Completed;
 use crate::metrics::Metrics;
-use crate::sink::retry::Backoff;
+use crate::retry::Backoff;
 use crate::state::{DeadLetter, State};
 use std::collections::BTreeMap;
 use std::sync::Arc;

@@ -5,7 +5,7 @@ use super::router::{self, RouterContext};
 use super::{Chain, Halted, PipelineConfig, batcher, committer};
 use crate::metrics::Metrics;
 use crate::shutdown::{self, Shutdown};
-use crate::sink::retry::Backoff;
+use crate::retry::Backoff;
 use crate::sink::{self, Sink};
 use crate::source::{Source, SourceError};
 use crate::state::{State, StateError};

@@ -9,7 +9,6 @@
 
 pub mod file;
 pub mod logstash;
-pub mod retry;
 pub mod stdout;
 pub mod worker;
 

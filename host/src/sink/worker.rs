@@ -1,7 +1,7 @@
 //! The task around each sink: takes jobs in order, retries until the sink
 //! takes them, and reports back what was acknowledged and what refused.
 
-use super::retry::Backoff;
+use crate::retry::Backoff;
 use super::{OutEvent, Sink};
 use crate::metrics::Metrics;
 use crate::shutdown::Shutdown;

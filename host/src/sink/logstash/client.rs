@@ -6,7 +6,7 @@ use super::encode;
 use super::{BodyFormat, HttpSinkConfig};
 use crate::config::{ConfigError, FerryConfig};
 use crate::metrics::Metrics;
-use crate::sink::retry::Backoff;
+use crate::retry::Backoff;
 use crate::sink::{DeliverFuture, Delivery, OutEvent, Sink};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};

@@ -15,7 +15,7 @@ use super::proto::auditlog::audit_log_service_client::AuditLogServiceClient;
 use super::proto::auditlog::{EventUnstructured, ExportUnstructuredEventsRequest, GetEventExportChunksRequest, GetUnstructuredEventsRequest, Order};
 use super::structjson::struct_to_json_bytes;
 use crate::shutdown::Shutdown;
-use crate::sink::retry::Backoff;
+use crate::retry::Backoff;
 use std::collections::{BTreeSet, HashSet};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::sync::mpsc;

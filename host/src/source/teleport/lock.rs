@@ -7,7 +7,7 @@ use super::connect::describe_status;
 use super::proto::auth::auth_service_client::AuthServiceClient;
 use super::proto::types::{LockSpecV2, LockTarget, LockV2, Metadata};
 use crate::shutdown::Shutdown;
-use crate::sink::retry::Backoff;
+use crate::retry::Backoff;
 use serde_json::Value;
 use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, SystemTime};

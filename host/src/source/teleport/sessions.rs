@@ -13,7 +13,7 @@ use super::proto::auditlog::StreamUnstructuredSessionEventsRequest;
 use super::proto::auditlog::audit_log_service_client::AuditLogServiceClient;
 use super::structjson::struct_to_json_bytes;
 use crate::shutdown::Shutdown;
-use crate::sink::retry::Backoff;
+use crate::retry::Backoff;
 use tokio::sync::mpsc;
 use tonic::Code;
 use tonic::transport::Channel;

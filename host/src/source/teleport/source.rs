@@ -18,7 +18,7 @@ use super::sessions::{SessionItem, SessionReader};
 use crate::config::{ConfigError, FerryConfig};
 use crate::event::Event;
 use crate::shutdown::Shutdown;
-use crate::sink::retry::Backoff;
+use crate::retry::Backoff;
 use crate::source::{Invalid, Item, SourceError, SourceRecord};
 use crate::state::State;
 use std::collections::{HashMap, HashSet};

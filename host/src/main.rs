@@ -91,7 +91,11 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(run(cli.command)) {
+    let result = runtime.block_on(run(cli.command));
+    // Whatever is still running (a source read or plugin call left behind at
+    // the shutdown deadline) must not hold the exit: it is cut off here.
+    runtime.shutdown_background();
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
             eprintln!("ferry: error: {}", one_line(&err));
@@ -185,10 +189,14 @@ async fn start(path: PathBuf) -> anyhow::Result<()> {
     let metrics = Arc::new(Metrics::default());
     let (mut pipeline, runtime) = ferry::app::build_pipeline(&config, metrics.clone()).await?;
     let (trigger, shutdown) = ferry::shutdown::channel();
-    ferry::shutdown::fire_on_signals(trigger);
+    ferry::shutdown::fire_on_signals(trigger.clone());
+    ferry::shutdown::fire_on_panic(trigger);
     let reloader = ferry::reload::Reloader::new(path, config, runtime, pipeline.chain.swap_handle(), metrics);
     tokio::spawn(reloader.run(shutdown.clone(), hangups));
     let summary = pipeline.run(shutdown).await?;
+    // A panic anywhere (a sink's delivery, a reload) stopped the pipeline
+    // through the hook; it must not look like a clean stop.
+    anyhow::ensure!(!ferry::shutdown::panicked(), "a part of ferry panicked (see the log above); exiting with a failure so that the service manager restarts ferry");
     tracing::info!(%summary, "Stopped.");
     Ok(())
 }

@@ -59,6 +59,12 @@ impl Retry {
         Retry { backoff, max_retry_after: DEFAULT_MAX_RETRY_AFTER, attempt: 0, shutdown }
     }
 
+    /// Waits by `backoff` instead (a sink with its own retry settings).
+    pub fn with_backoff(mut self, backoff: Backoff) -> Retry {
+        self.backoff = backoff;
+        self
+    }
+
     /// Caps the `Retry-After` a peer may ask for.
     pub fn max_retry_after(mut self, cap: Duration) -> Retry {
         self.max_retry_after = cap;
@@ -76,11 +82,14 @@ impl Retry {
     }
 
     /// Counts a failed attempt and says how long to wait before the next:
-    /// the peer's `retry_after`, capped, or the backoff's jittered delay.
+    /// the peer's `retry_after`, capped, or the backoff's jittered delay,
+    /// whichever is longer (a peer answering `Retry-After: 0` every time
+    /// must not be hammered in a tight loop).
     pub fn next_delay(&mut self, retry_after: Option<Duration>) -> Duration {
+        let backoff = self.backoff.delay(self.attempt);
         let delay = match retry_after {
-            Some(after) => after.min(self.max_retry_after),
-            None => self.backoff.delay(self.attempt),
+            Some(after) => after.min(self.max_retry_after).max(backoff),
+            None => backoff,
         };
         self.attempt = self.attempt.saturating_add(1);
         delay
@@ -129,6 +138,7 @@ mod tests {
         assert_eq!(retry.next_delay(Some(Duration::from_secs(86_400))), Duration::from_secs(120));
         assert_eq!(retry.next_delay(Some(Duration::from_secs(3))), Duration::from_secs(3));
         assert_eq!(retry.attempts(), 2);
+        assert!(retry.next_delay(Some(Duration::ZERO)) <= Backoff::default().ceiling(2), "a zero Retry-After falls back to the backoff");
         retry.reset();
         assert_eq!(retry.attempts(), 0);
     }

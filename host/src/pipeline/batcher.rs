@@ -1,6 +1,7 @@
 //! Groups source records into batches by size and linger time.
 
 use crate::event::Event;
+use crate::shutdown::Shutdown;
 use crate::source::{Invalid, Item, SourceRecord};
 use std::sync::Arc;
 use std::time::Duration;
@@ -27,17 +28,35 @@ pub struct Batch {
 /// Reads records and sends batches of at most `size`, each sent at most
 /// `linger` after its first record arrived. Takes an in-flight slot before
 /// reading a batch, so the source waits while the pipeline is full.
+///
+/// Returns as soon as `shutdown` fires, whatever it was waiting for (a
+/// slot, a record, room downstream): a batch not yet handed on is dropped,
+/// which is safe because nothing commits its position, and dropping the
+/// records channel tells a source blocked on sending that it is over.
 pub async fn run(
     mut records: mpsc::Receiver<SourceRecord>,
     batches: mpsc::Sender<Batch>,
     size: usize,
     linger: Duration,
     in_flight: Arc<Semaphore>,
+    mut shutdown: Shutdown,
 ) {
     let mut seq = 0;
     loop {
-        let Ok(permit) = in_flight.clone().acquire_owned().await else { return };
-        let Some(first) = records.recv().await else { return };
+        let permit = tokio::select! {
+            permit = in_flight.clone().acquire_owned() => match permit {
+                Ok(permit) => permit,
+                Err(_) => return,
+            },
+            () = shutdown.wait() => return,
+        };
+        let first = tokio::select! {
+            record = records.recv() => match record {
+                Some(record) => record,
+                None => return,
+            },
+            () = shutdown.wait() => return,
+        };
         let deadline = Instant::now() + linger;
         let mut batch =
             Batch { seq, events: Vec::with_capacity(size), sinks: Vec::with_capacity(size), invalid: Vec::new(), position: String::new(), permit };
@@ -50,9 +69,14 @@ pub async fn run(
                     None => { closed = true; break; }
                 },
                 () = tokio::time::sleep_until(deadline) => break,
+                () = shutdown.wait() => return,
             }
         }
-        if batches.send(batch).await.is_err() || closed {
+        let sent = tokio::select! {
+            sent = batches.send(batch) => sent.is_ok(),
+            () = shutdown.wait() => false,
+        };
+        if !sent || closed {
             return;
         }
         seq += 1;
@@ -85,7 +109,7 @@ mod tests {
         let (record_tx, record_rx) = mpsc::channel(16);
         let (batch_tx, mut batch_rx) = mpsc::channel(16);
         let slots = Arc::new(Semaphore::new(8));
-        tokio::spawn(run(record_rx, batch_tx, 3, Duration::from_millis(100), slots));
+        tokio::spawn(run(record_rx, batch_tx, 3, Duration::from_millis(100), slots, Shutdown::never()));
         for i in 0..4 {
             record_tx.send(record(i)).await.expect("open");
         }
@@ -102,7 +126,7 @@ mod tests {
         let (record_tx, record_rx) = mpsc::channel(16);
         let (batch_tx, mut batch_rx) = mpsc::channel(16);
         let slots = Arc::new(Semaphore::new(1));
-        tokio::spawn(run(record_rx, batch_tx, 1, Duration::from_millis(10), slots));
+        tokio::spawn(run(record_rx, batch_tx, 1, Duration::from_millis(10), slots, Shutdown::never()));
         record_tx.send(record(0)).await.expect("open");
         record_tx.send(record(1)).await.expect("open");
         let first = batch_rx.recv().await.expect("first");
@@ -111,5 +135,22 @@ mod tests {
         drop(first);
         let second = batch_rx.recv().await.expect("second after the slot is freed");
         assert_eq!(second.seq, 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn shutdown_ends_a_batcher_waiting_for_a_slot_and_frees_the_source() {
+        let (record_tx, record_rx) = mpsc::channel(1);
+        let (batch_tx, mut batch_rx) = mpsc::channel(16);
+        let slots = Arc::new(Semaphore::new(1));
+        let (trigger, shutdown) = crate::shutdown::channel();
+        let batcher = tokio::spawn(run(record_rx, batch_tx, 1, Duration::from_millis(10), slots, shutdown));
+        record_tx.send(record(0)).await.expect("open");
+        let _held = batch_rx.recv().await.expect("first batch holds the only slot");
+        record_tx.send(record(1)).await.expect("room for one");
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        assert!(!batcher.is_finished(), "the batcher waits for the slot");
+        trigger.fire();
+        tokio::time::timeout(Duration::from_secs(1), batcher).await.expect("the batcher ends at shutdown").expect("joins");
+        assert!(record_tx.send(record(2)).await.is_err(), "a source blocked on sending learns that the pipeline is over");
     }
 }

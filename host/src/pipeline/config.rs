@@ -32,15 +32,44 @@ impl Default for PipelineConfig {
     }
 }
 
+/// The largest `batch-size` taken: a batch is held in memory whole (and
+/// its channels are sized by it), so a mistyped huge value must be an error,
+/// not an allocation failure.
+pub const MAX_BATCH_SIZE: usize = 1 << 20;
+
 impl PipelineConfig {
     /// Checks the values; returns the key and what is wrong.
-    pub fn validate(&self) -> Result<(), (&'static str, &'static str)> {
+    pub fn validate(&self) -> Result<(), (&'static str, String)> {
         if self.batch_size == 0 {
-            return Err(("pipeline.batch-size", "must be at least 1"));
+            return Err(("pipeline.batch-size", "must be at least 1".into()));
+        }
+        if self.batch_size > MAX_BATCH_SIZE {
+            return Err(("pipeline.batch-size", format!("{} is more than {MAX_BATCH_SIZE} events (each batch is held in memory whole)", self.batch_size)));
         }
         if self.batches_in_flight == 0 {
-            return Err(("pipeline.batches-in-flight", "must be at least 1"));
+            return Err(("pipeline.batches-in-flight", "must be at least 1".into()));
+        }
+        // The in-flight slots are a semaphore, which cannot hold more.
+        if self.batches_in_flight > tokio::sync::Semaphore::MAX_PERMITS {
+            return Err(("pipeline.batches-in-flight", format!("{} is more than the most ferry can track ({})", self.batches_in_flight, tokio::sync::Semaphore::MAX_PERMITS)));
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn more_batches_in_flight_than_a_semaphore_holds_are_refused() {
+        let config = PipelineConfig { batches_in_flight: usize::MAX, ..PipelineConfig::default() };
+        let (key, message) = config.validate().expect_err("refused");
+        assert_eq!(key, "pipeline.batches-in-flight");
+        assert!(message.contains("more than the most ferry can track"), "{message}");
+        let config = PipelineConfig { batches_in_flight: tokio::sync::Semaphore::MAX_PERMITS, ..PipelineConfig::default() };
+        assert!(config.validate().is_ok());
+        let config = PipelineConfig { batch_size: usize::MAX, ..PipelineConfig::default() };
+        assert_eq!(config.validate().expect_err("refused").0, "pipeline.batch-size");
     }
 }

@@ -2,6 +2,7 @@
 //! answered, records the batch's dead letters and reports it complete.
 
 use super::ChainOutput;
+use crate::shutdown::Shutdown;
 use crate::sink::OutEvent;
 use crate::sink::worker::SinkJob;
 use crate::source::Invalid;
@@ -42,16 +43,28 @@ pub struct Completed {
 pub struct RouterContext {
     /// The source name, for dead letters.
     pub source: String,
+    /// Test-only and deliberately wrong (`FERRY_TEST_COMMIT_BEFORE_ACK=1`):
+    /// report each batch complete as soon as it is handed to its sinks,
+    /// without waiting for them, so that the torture test can show that it
+    /// notices the loss this causes. Sink refusals are then not
+    /// dead-lettered either.
+    pub commit_before_ack: bool,
 }
 
 /// Sends each batch's events to their sinks in batch order, so that every
 /// sink sees events in source order, then waits for the answers off to the
 /// side so that the next batch can go out meanwhile.
+///
+/// Once `shutdown` fires, a batch not yet handed to every one of its sinks
+/// is abandoned (never reported complete, so never committed: it is sent
+/// again at the next start); batches already with their sinks complete as
+/// the sinks answer.
 pub async fn run(
     mut processed: mpsc::Receiver<Processed>,
     sinks: BTreeMap<String, mpsc::Sender<SinkJob>>,
     completed: mpsc::Sender<Completed>,
     context: RouterContext,
+    mut shutdown: Shutdown,
 ) {
     while let Some(batch) = processed.recv().await {
         let Processed { seq, position, permit, output, invalid } = batch;
@@ -59,8 +72,12 @@ pub async fn run(
         for (sink, events) in output.deliveries {
             let Some(jobs) = sinks.get(&sink) else { unreachable!("the chain routes only to configured sinks") };
             let (done, answer) = oneshot::channel();
-            if jobs.send(SinkJob { events, done }).await.is_err() {
-                return; // The sink stopped: ferry is shutting down.
+            let handed = tokio::select! {
+                sent = jobs.send(SinkJob { events, done }) => sent.is_ok(),
+                () = shutdown.wait() => false,
+            };
+            if !handed {
+                return; // Shutting down: the sink stopped, or no room before shutdown.
             }
             answers.push((sink, answer));
         }
@@ -75,6 +92,19 @@ pub async fn run(
             payload: bad.raw,
         }));
         let done = Completed { seq, position, permit, dead };
+        if context.commit_before_ack {
+            // Test-only (see `RouterContext`): the sinks still deliver, but
+            // nobody waits for them before the position is committed.
+            tokio::spawn(async move {
+                for (_, answer) in answers {
+                    let _ = answer.await;
+                }
+            });
+            if completed.send(done).await.is_err() {
+                return;
+            }
+            continue;
+        }
         tokio::spawn(complete(answers, done, completed.clone(), context.clone()));
     }
 }

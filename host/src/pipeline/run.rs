@@ -1,8 +1,9 @@
 //! Wires the stages together and runs them to the end of the input or to
 //! shutdown.
 
+use super::committer::{self, CommitFailed};
 use super::router::{self, RouterContext};
-use super::{Chain, Halted, PipelineConfig, batcher, committer};
+use super::{Chain, Halted, PipelineConfig, batcher};
 use crate::metrics::Metrics;
 use crate::shutdown::{self, Shutdown};
 use crate::retry::Backoff;
@@ -13,6 +14,17 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::{Semaphore, mpsc};
+use tokio::task::JoinHandle;
+
+/// The environment variable of the test-only switch that commits each batch
+/// as soon as it is routed, before any sink acknowledged it (see
+/// `RouterContext::commit_before_ack`). Loses events on purpose: it exists
+/// so that the torture test can show that it detects loss.
+pub const COMMIT_BEFORE_ACK_VARIABLE: &str = "FERRY_TEST_COMMIT_BEFORE_ACK";
+
+/// The part of `shutdown-timeout` kept for winding down (at most 500 ms):
+/// the stages are given the rest to drain.
+const WIND_DOWN: Duration = Duration::from_millis(500);
 
 /// A pipeline ready to run.
 pub struct Pipeline {
@@ -44,6 +56,15 @@ pub enum PipelineError {
     /// A plugin with `on-error = "halt"` failed.
     #[error(transparent)]
     Halted(#[from] Halted),
+    /// The state database kept refusing commits.
+    #[error(transparent)]
+    Commit(#[from] CommitFailed),
+    /// A stage panicked (a bug in ferry).
+    #[error("the {stage} stage of the pipeline panicked; stopping so that the service manager restarts ferry")]
+    Panicked {
+        /// Which stage.
+        stage: &'static str,
+    },
 }
 
 /// What a run did.
@@ -85,8 +106,11 @@ impl std::fmt::Display for Summary {
 
 impl Pipeline {
     /// Runs until the source ends or `shutdown` fires, then drains the
-    /// batches in flight (for at most `shutdown-timeout`) and returns what
-    /// was done. The cursor is committed as batches complete.
+    /// batches in flight and returns what was done. The cursor is committed
+    /// as batches complete. Once shutdown fires, this returns within
+    /// `shutdown-timeout` whatever the source, the plugins or the sinks are
+    /// doing: what was not acknowledged by then is not committed, and is
+    /// sent again at the next start.
     pub async fn run(self, mut shutdown: Shutdown) -> Result<Summary, PipelineError> {
         let started = Instant::now();
         let Pipeline { source, mut chain, sinks, state, config, metrics, backoff } = self;
@@ -94,9 +118,9 @@ impl Pipeline {
         let position = state.cursor(&source_name).await?;
         tracing::info!(source = %source_name, position = position.as_deref().unwrap_or("start"), "Starting the pipeline.");
 
-        // One internal stop signal: fired by the caller's shutdown or by a halting plugin.
+        // One internal stop signal: fired by the caller's shutdown, by a
+        // halting plugin, or by a committer that gave up.
         let (stop, stopped) = shutdown::channel();
-        let stop = Arc::new(stop);
         let forward = stop.clone();
         tokio::spawn(async move {
             shutdown.wait().await;
@@ -107,16 +131,23 @@ impl Pipeline {
         let (record_tx, record_rx) = mpsc::channel(size);
         let (batch_tx, mut batch_rx) = mpsc::channel::<batcher::Batch>(1);
         let (processed_tx, processed_rx) = mpsc::channel(1);
-        let (completed_tx, completed_rx) = mpsc::channel(config.batches_in_flight + 1);
+        let (completed_tx, completed_rx) = mpsc::channel(config.batches_in_flight.saturating_add(1).min(Semaphore::MAX_PERMITS));
         let in_flight = Arc::new(Semaphore::new(config.batches_in_flight));
 
-        let source_task = tokio::spawn(source.run(position, record_tx, stopped.clone()));
-        tokio::spawn(batcher::run(record_rx, batch_tx, size, config.linger.0, in_flight));
+        let mut source_task = tokio::spawn(source.run(position, record_tx, stopped.clone()));
+        let mut tasks: Vec<JoinHandle<()>> = Vec::new();
+        tasks.push(tokio::spawn(batcher::run(record_rx, batch_tx, size, config.linger.0, in_flight, stopped.clone())));
 
         let chain_metrics = metrics.clone();
         let halt = stop.clone();
-        let chain_task = tokio::task::spawn_blocking(move || -> Result<(), Halted> {
+        let chain_stopped = stopped.clone();
+        let mut chain_task = tokio::task::spawn_blocking(move || -> Result<(), Halted> {
             while let Some(batch) = batch_rx.blocking_recv() {
+                // A batch that reaches the chain after shutdown would not be
+                // handed to the sinks anyway: spare its plugin calls.
+                if chain_stopped.is_fired() {
+                    break;
+                }
                 let count = batch.events.len() + batch.invalid.len();
                 chain_metrics.add("ferry_events_received_total", &[], count as u64);
                 let output = chain.apply_routed(batch.events, batch.sinks).inspect_err(|_| halt.fire())?;
@@ -138,29 +169,72 @@ impl Pipeline {
         for (name, sink) in sinks {
             let (tx, rx) = mpsc::channel(1);
             jobs.insert(name.clone(), tx);
-            tokio::spawn(sink::worker::run(name, sink, rx, backoff, metrics.clone(), stopped.clone()));
+            tasks.push(tokio::spawn(sink::worker::run(name, sink, rx, backoff, metrics.clone(), stopped.clone())));
         }
-        let context = RouterContext { source: source_name.clone() };
-        tokio::spawn(router::run(processed_rx, jobs, completed_tx, context));
-        let mut committer = tokio::spawn(committer::run(completed_rx, state.clone(), source_name, metrics.clone()));
+        let commit_before_ack = std::env::var_os(COMMIT_BEFORE_ACK_VARIABLE).is_some_and(|value| value == "1");
+        if commit_before_ack {
+            tracing::warn!(variable = COMMIT_BEFORE_ACK_VARIABLE, "Test-only switch on: batches are committed before the sinks acknowledge them, so events can be lost. Never set this outside ferry's tests.");
+        }
+        let context = RouterContext { source: source_name.clone(), commit_before_ack };
+        tasks.push(tokio::spawn(router::run(processed_rx, jobs, completed_tx, context, stopped.clone())));
+        let mut committer = tokio::spawn(committer::run(completed_rx, state.clone(), source_name, metrics.clone(), stopped.clone()));
 
+        // Drain: the committer ends once every stage before it has ended. Once
+        // the stop fires, the stages get `shutdown-timeout` (less a moment to
+        // wind down) to get there.
+        let timeout = config.shutdown_timeout.0;
+        let wind_down = WIND_DOWN.min(timeout / 4);
         let mut stopped_wait = stopped.clone();
-        let drained = tokio::select! {
-            _ = &mut committer => true,
-            () = async { stopped_wait.wait().await; tokio::time::sleep(config.shutdown_timeout.0).await } => false,
+        let deadline = async {
+            stopped_wait.wait().await;
+            let deadline = tokio::time::Instant::now() + timeout;
+            tokio::time::sleep_until(deadline - wind_down).await;
+            deadline
         };
-        if !drained {
-            committer.abort();
-            tracing::warn!(timeout = ?config.shutdown_timeout.0, "Shutdown deadline passed with batches unacknowledged; they will be sent again at the next start.");
+        let (committed, deadline) = tokio::select! {
+            committed = &mut committer => (Some(committed), None),
+            deadline = deadline => (None, Some(deadline)),
+        };
+        // From here on every stage stops, whatever it was doing.
+        stop.fire();
+        let deadline = deadline.unwrap_or_else(|| tokio::time::Instant::now() + wind_down);
+        let committed = match committed {
+            Some(committed) => committed,
+            None => {
+                committer.abort();
+                tracing::warn!(timeout = ?timeout, "Shutdown deadline passed with batches unacknowledged; they will be sent again at the next start.");
+                Ok(Ok(()))
+            }
+        };
+        for task in &tasks {
+            task.abort();
         }
-        let source_result = source_task.await;
-        let chain_result = chain_task.await;
-        state.close().await;
-        if let Ok(Err(halted)) = chain_result {
-            return Err(halted.into());
+        // The source and the chain were told to stop (and their channels are
+        // closed); wait for them only until the deadline. A plugin call or a
+        // source read still under way then is left behind: ferry exits without it.
+        let source_result = tokio::time::timeout_at(deadline, &mut source_task).await;
+        let chain_result = tokio::time::timeout_at(deadline, &mut chain_task).await;
+        if source_result.is_err() || chain_result.is_err() {
+            source_task.abort();
+            tracing::warn!("The source or a plugin call did not stop in time; leaving it behind.");
         }
-        if let Ok(Err(err)) = source_result {
-            return Err(err.into());
+        let _ = tokio::time::timeout_at(deadline.max(tokio::time::Instant::now() + Duration::from_millis(100)), state.close()).await;
+
+        match committed {
+            Ok(Ok(())) => {}
+            Ok(Err(failed)) => return Err(failed.into()),
+            Err(join) if join.is_panic() => return Err(PipelineError::Panicked { stage: "commit" }),
+            Err(_) => {}
+        }
+        match chain_result {
+            Ok(Ok(Err(halted))) => return Err(halted.into()),
+            Ok(Err(join)) if join.is_panic() => return Err(PipelineError::Panicked { stage: "plugin chain" }),
+            _ => {}
+        }
+        match source_result {
+            Ok(Ok(Err(err))) => return Err(err.into()),
+            Ok(Err(join)) if join.is_panic() => return Err(PipelineError::Panicked { stage: "source" }),
+            _ => {}
         }
         Ok(Summary {
             events_in: metrics.total("ferry_events_received_total"),

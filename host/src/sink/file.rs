@@ -1,9 +1,12 @@
 //! `type = "file"`: appends events as JSON Lines to a file.
 
-use super::{DeliverFuture, Delivery, OutEvent, RetryableError, Sink, json_lines};
+use super::{DeliverFuture, Delivery, OutEvent, RetryableError, Sink, json_lines, retry_until};
 use crate::config::{ConfigError, FerryConfig};
+use crate::metrics::Metrics;
+use crate::retry::Retry;
 use serde::Deserialize;
 use std::path::PathBuf;
+use std::sync::Arc;
 use tokio::io::AsyncWriteExt;
 
 /// `[sinks.NAME]` with `type = "file"`.
@@ -27,6 +30,8 @@ fn default_fsync() -> bool {
 /// A file sink. The file is opened at the first delivery and kept open; a
 /// failed write closes it so the next attempt starts fresh.
 pub struct FileSink {
+    name: String,
+    metrics: Arc<Metrics>,
     path: PathBuf,
     fsync: bool,
     file: tokio::sync::Mutex<Option<tokio::fs::File>>,
@@ -34,11 +39,11 @@ pub struct FileSink {
 
 impl FileSink {
     /// Checks the settings.
-    pub fn build(name: &str, config: &FileSinkConfig, ferry: &FerryConfig) -> Result<FileSink, ConfigError> {
+    pub fn build(name: &str, config: &FileSinkConfig, ferry: &FerryConfig, metrics: Arc<Metrics>) -> Result<FileSink, ConfigError> {
         if config.path.as_os_str().is_empty() {
             return Err(ConfigError::invalid(&ferry.file, format!("sinks.{name}.path"), "must name a file"));
         }
-        Ok(FileSink { path: ferry.resolve(&config.path), fsync: config.fsync, file: tokio::sync::Mutex::new(None) })
+        Ok(FileSink { name: name.to_owned(), metrics, path: ferry.resolve(&config.path), fsync: config.fsync, file: tokio::sync::Mutex::new(None) })
     }
 
     async fn append(&self, slot: &mut Option<tokio::fs::File>, body: &[u8]) -> std::io::Result<()> {
@@ -60,17 +65,20 @@ impl FileSink {
 }
 
 impl Sink for FileSink {
-    fn deliver<'a>(&'a self, events: &'a [OutEvent]) -> DeliverFuture<'a> {
+    fn deliver<'a>(&'a self, events: &'a [OutEvent], mut retry: Retry) -> DeliverFuture<'a> {
         Box::pin(async move {
             let body = json_lines(events);
-            let mut slot = self.file.lock().await;
-            match self.append(&mut slot, &body).await {
-                Ok(()) => Ok(Delivery::default()),
-                Err(err) => {
-                    *slot = None;
-                    Err(RetryableError::new(format!("cannot write {}: {err}", self.path.display())))
+            retry_until(&self.name, &self.path.display(), &mut retry, &self.metrics, || async {
+                let mut slot = self.file.lock().await;
+                match self.append(&mut slot, &body).await {
+                    Ok(()) => Ok(Delivery::default()),
+                    Err(err) => {
+                        *slot = None;
+                        Err(RetryableError::new(format!("cannot write {}: {err}", self.path.display())))
+                    }
                 }
-            }
+            })
+            .await
         })
     }
 }

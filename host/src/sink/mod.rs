@@ -1,11 +1,13 @@
 //! Sinks: where events are delivered, each acknowledging what it took.
 //!
-//! A sink's [`Sink::deliver`] either takes a whole request (the events are
-//! acknowledged), refuses some events for good (they go to the dead-letter
-//! table with the reason), or fails in a way worth retrying. The
-//! [`worker`] around each sink does the retrying, with capped exponential
-//! backoff and full jitter, until the sink takes the events or ferry shuts
-//! down; nothing is skipped because a peer was down.
+//! A sink's [`Sink::deliver`] ends with every event either acknowledged or
+//! refused for good (refused events go to the dead-letter table with the
+//! reason). Failures worth retrying are retried inside it, in one loop per
+//! request ([`retry_until`], through [`crate::retry::Retry`]: capped
+//! exponential backoff with full jitter, a peer's `Retry-After` capped),
+//! until the peer takes the events or ferry shuts down; nothing is skipped
+//! because a peer was down. Shutdown cuts every wait between attempts: the
+//! delivery then ends in [`Stopped`] and its events stay unacknowledged.
 
 pub mod file;
 pub mod logstash;
@@ -14,6 +16,8 @@ pub mod worker;
 
 use crate::config::{ConfigError, FerryConfig, SinkConfig};
 use crate::metrics::Metrics;
+use crate::retry::Retry;
+use crate::shutdown::Stopped;
 use std::sync::Arc;
 use std::future::Future;
 use std::pin::Pin;
@@ -57,15 +61,19 @@ impl RetryableError {
     }
 }
 
-/// The future a sink returns for one delivery.
-pub type DeliverFuture<'a> = Pin<Box<dyn Future<Output = Result<Delivery, RetryableError>> + Send + 'a>>;
+/// The future a sink returns for one delivery: what became of the events,
+/// or [`Stopped`] when shutdown came before the sink took them all.
+pub type DeliverFuture<'a> = Pin<Box<dyn Future<Output = Result<Delivery, Stopped>> + Send + 'a>>;
 
 /// A place events are delivered to.
 pub trait Sink: Send + Sync + 'static {
-    /// Delivers `events` in order. Returning `Ok` acknowledges every event
-    /// not listed in [`Delivery::rejected`]. May be called again before an
-    /// earlier call finished, up to [`Sink::concurrency`] calls at once.
-    fn deliver<'a>(&'a self, events: &'a [OutEvent]) -> DeliverFuture<'a>;
+    /// Delivers `events` in order, retrying what fails through `retry`
+    /// until the peer takes or refuses every event. Returning `Ok`
+    /// acknowledges every event not listed in [`Delivery::rejected`];
+    /// [`Stopped`] (shutdown cut a wait) acknowledges nothing. May be called
+    /// again before an earlier call finished, up to [`Sink::concurrency`]
+    /// calls at once.
+    fn deliver<'a>(&'a self, events: &'a [OutEvent], retry: Retry) -> DeliverFuture<'a>;
 
     /// How many batches may be in delivery at once. 1 keeps the order of
     /// batches at the peer; more overlaps round trips.
@@ -77,8 +85,8 @@ pub trait Sink: Send + Sync + 'static {
 /// Builds the sink configured as `[sinks.NAME]`.
 pub fn build(name: &str, config: &SinkConfig, ferry: &FerryConfig, metrics: Arc<Metrics>) -> Result<Box<dyn Sink>, ConfigError> {
     match config {
-        SinkConfig::File(file) => Ok(Box::new(file::FileSink::build(name, file, ferry)?)),
-        SinkConfig::Stdout(_) => Ok(Box::new(stdout::StdoutSink::default())),
+        SinkConfig::File(file) => Ok(Box::new(file::FileSink::build(name, file, ferry, metrics)?)),
+        SinkConfig::Stdout(_) => Ok(Box::new(stdout::StdoutSink::new(name, metrics))),
         SinkConfig::Logstash(http) => Ok(Box::new(logstash::HttpSink::build(name, http, ferry, true, metrics)?)),
         SinkConfig::Http(http) => Ok(Box::new(logstash::HttpSink::build(name, http, ferry, false, metrics)?)),
     }
@@ -99,11 +107,37 @@ impl DryRun {
 }
 
 impl Sink for DryRun {
-    fn deliver<'a>(&'a self, events: &'a [OutEvent]) -> DeliverFuture<'a> {
+    fn deliver<'a>(&'a self, events: &'a [OutEvent], _retry: Retry) -> DeliverFuture<'a> {
         for event in events {
             tracing::debug!(sink = %self.name, event = %event.id, "Dry run: not sent.");
         }
         Box::pin(async { Ok(Delivery::default()) })
+    }
+}
+
+/// The one retry loop of a delivery: runs `attempt` until it succeeds,
+/// waiting through `retry` after each failure (the peer's `Retry-After`
+/// capped, shutdown cutting the wait short: then [`Stopped`]). Each failure
+/// is counted and logged for the sink `sink`; `target` says where it went
+/// (a path, a URL).
+pub async fn retry_until<T, F, Fut>(sink: &str, target: &dyn std::fmt::Display, retry: &mut Retry, metrics: &Metrics, mut attempt: F) -> Result<T, Stopped>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, RetryableError>>,
+{
+    loop {
+        // An attempt under way is not cut short by shutdown: its write may
+        // land anyway, and cutting it would only make a duplicate. The
+        // pipeline's shutdown-timeout bounds an attempt that hangs.
+        match attempt().await {
+            Ok(done) => return Ok(done),
+            Err(err) => {
+                let delay = retry.next_delay(err.retry_after);
+                metrics.add("ferry_sink_retries_total", &[("sink", sink)], 1);
+                tracing::warn!(sink, %target, error = %err, attempt = retry.attempts(), retry_in = ?delay, "Delivery failed; retrying.");
+                retry.sleep(delay).await?;
+            }
+        }
     }
 }
 

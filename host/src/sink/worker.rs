@@ -1,16 +1,14 @@
-//! The task around each sink: takes jobs in order, retries until the sink
-//! takes them, and reports back what was acknowledged and what refused.
+//! The task around each sink: takes jobs in order, hands each to the sink
+//! (which retries inside, through the one retry policy), and reports back
+//! what was acknowledged and what refused.
 
-use crate::retry::Backoff;
 use super::{OutEvent, Sink};
 use crate::metrics::Metrics;
-use crate::shutdown::Shutdown;
+use crate::retry::{Backoff, Retry};
+use crate::shutdown::{Shutdown, Stopped};
 use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot};
-
-/// The longest `Retry-After` ferry honours; a peer asking for more is
-/// probably misconfigured, and waiting hours would look like a hang.
-const MAX_RETRY_AFTER: std::time::Duration = std::time::Duration::from_secs(300);
+use tokio::task::JoinSet;
 
 /// Events for one sink from one batch, with where to report the result.
 pub struct SinkJob {
@@ -23,8 +21,11 @@ pub struct SinkJob {
 }
 
 /// Runs `sink` until `jobs` closes, with up to [`Sink::concurrency`] jobs
-/// in delivery at once. A job whose delivery is still being retried when
-/// shutdown fires is left unacknowledged.
+/// in delivery at once. When shutdown fires, every delivery still waiting
+/// to retry stops at once and its job is left unacknowledged (an attempt
+/// under way may finish, within the pipeline's shutdown-timeout; jobs that
+/// arrive later get one attempt each). Aborting this task aborts its
+/// deliveries too.
 pub async fn run(
     name: String,
     sink: Box<dyn Sink>,
@@ -34,44 +35,28 @@ pub async fn run(
     shutdown: Shutdown,
 ) {
     let sink: Arc<dyn Sink> = Arc::from(sink);
-    let slots = Arc::new(tokio::sync::Semaphore::new(sink.concurrency().max(1)));
+    let limit = sink.concurrency().max(1);
     let name: Arc<str> = name.into();
+    let mut deliveries = JoinSet::new();
     while let Some(job) = jobs.recv().await {
-        let Ok(slot) = slots.clone().acquire_owned().await else { return };
-        let delivery = deliver(name.clone(), sink.clone(), job, backoff, metrics.clone(), shutdown.clone());
-        tokio::spawn(async move {
-            delivery.await;
-            drop(slot);
-        });
+        while deliveries.len() >= limit {
+            deliveries.join_next().await;
+        }
+        let retry = Retry::new(backoff, shutdown.clone());
+        deliveries.spawn(deliver(name.clone(), sink.clone(), job, retry, metrics.clone()));
+        while deliveries.try_join_next().is_some() {}
     }
-    // Wait for the deliveries still running before the sink is dropped.
-    let _ = slots.acquire_many(u32::try_from(sink.concurrency().max(1)).unwrap_or(1)).await;
+    while deliveries.join_next().await.is_some() {}
 }
 
-/// Delivers one job, retrying until the sink takes it, then reports back.
-async fn deliver(name: Arc<str>, sink: Arc<dyn Sink>, job: SinkJob, backoff: Backoff, metrics: Arc<Metrics>, mut shutdown: Shutdown) {
-    let mut attempt = 0;
-    let delivery = loop {
-        // An attempt under way is never cut short: its write may land anyway,
-        // and cutting it would only turn it into a duplicate. Shutdown is
-        // heeded between attempts; the pipeline's shutdown-timeout bounds
-        // an attempt that hangs.
-        match sink.deliver(&job.events).await {
-            Ok(delivery) => break delivery,
-            Err(err) => {
-                metrics.add("ferry_sink_retries_total", &[("sink", &name)], 1);
-                // A peer's Retry-After is honoured, within reason.
-                let delay = match err.retry_after {
-                    Some(after) => after.min(MAX_RETRY_AFTER),
-                    None => backoff.delay(attempt),
-                };
-                tracing::warn!(sink = %name, error = %err, attempt = attempt + 1, retry_in = ?delay, "Delivery failed; retrying.");
-                attempt = attempt.saturating_add(1);
-                if shutdown.sleep_or_stop(delay).await {
-                    tracing::warn!(sink = %name, events = job.events.len(), "Shutting down with a delivery unacknowledged; it will be sent again at the next start.");
-                    return;
-                }
-            }
+/// Delivers one job (the sink retries until it is taken or shutdown cuts a
+/// wait), then reports back.
+async fn deliver(name: Arc<str>, sink: Arc<dyn Sink>, job: SinkJob, retry: Retry, metrics: Arc<Metrics>) {
+    let delivery = match sink.deliver(&job.events, retry).await {
+        Ok(delivery) => delivery,
+        Err(Stopped) => {
+            tracing::warn!(sink = %name, events = job.events.len(), "Shutting down with a delivery unacknowledged; it will be sent again at the next start.");
+            return;
         }
     };
     let total = job.events.len() as u64;
@@ -90,23 +75,27 @@ async fn deliver(name: Arc<str>, sink: Arc<dyn Sink>, job: SinkJob, backoff: Bac
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sink::{DeliverFuture, Delivery, RetryableError};
+    use crate::sink::{DeliverFuture, Delivery, RetryableError, retry_until};
     use std::time::Duration;
 
     /// Fails a given number of times, then takes everything but index 1.
     struct Flaky {
         failures: u32,
         attempts: Arc<std::sync::atomic::AtomicU32>,
+        metrics: Arc<Metrics>,
     }
 
     impl Sink for Flaky {
-        fn deliver<'a>(&'a self, _events: &'a [OutEvent]) -> DeliverFuture<'a> {
+        fn deliver<'a>(&'a self, _events: &'a [OutEvent], mut retry: Retry) -> DeliverFuture<'a> {
             Box::pin(async move {
-                let attempt = self.attempts.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-                if attempt < self.failures {
-                    return Err(RetryableError::new("peer down"));
-                }
-                Ok(Delivery { rejected: vec![(1, "400 bad event".into())] })
+                retry_until("s", &"flaky", &mut retry, &self.metrics, || async {
+                    let attempt = self.attempts.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    if attempt < self.failures {
+                        return Err(RetryableError::new("peer down"));
+                    }
+                    Ok(Delivery { rejected: vec![(1, "400 bad event".into())] })
+                })
+                .await
             })
         }
     }
@@ -118,9 +107,9 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn retries_until_the_sink_takes_the_events_and_reports_refusals() {
         let attempts = Arc::new(std::sync::atomic::AtomicU32::new(0));
-        let sink = Flaky { failures: 3, attempts: attempts.clone() };
-        let (tx, rx) = mpsc::channel(1);
         let metrics = Arc::new(Metrics::default());
+        let sink = Flaky { failures: 3, attempts: attempts.clone(), metrics: metrics.clone() };
+        let (tx, rx) = mpsc::channel(1);
         let (_trigger, shutdown) = crate::shutdown::channel();
         let backoff = Backoff { initial: Duration::from_secs(1), max: Duration::from_secs(4) };
         tokio::spawn(run("s".into(), Box::new(sink), rx, backoff, metrics.clone(), shutdown));
@@ -138,16 +127,20 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn shutdown_while_retrying_leaves_the_job_unacknowledged() {
         let attempts = Arc::new(std::sync::atomic::AtomicU32::new(0));
-        let sink = Flaky { failures: u32::MAX, attempts };
+        let sink = Flaky { failures: u32::MAX, attempts, metrics: Arc::new(Metrics::default()) };
         let (tx, rx) = mpsc::channel(1);
         let (trigger, shutdown) = crate::shutdown::channel();
-        let worker = tokio::spawn(run("s".into(), Box::new(sink), rx, Backoff::default(), Arc::new(Metrics::default()), shutdown));
+        // Waits of up to an hour: shutdown must cut them, not wait them out.
+        let backoff = Backoff { initial: Duration::from_secs(3600), max: Duration::from_secs(3600) };
+        let worker = tokio::spawn(run("s".into(), Box::new(sink), rx, backoff, Arc::new(Metrics::default()), shutdown));
         let (done, result) = oneshot::channel();
         tx.send(SinkJob { events: events(1), done }).await.expect("worker running");
         tokio::time::sleep(Duration::from_secs(5)).await;
+        let fired = tokio::time::Instant::now();
         trigger.fire();
         drop(tx);
         worker.await.expect("worker ends");
+        assert!(fired.elapsed() < Duration::from_secs(1), "the worker ended {:?} after shutdown", fired.elapsed());
         assert!(result.await.is_err(), "no acknowledgement after shutdown");
     }
 }

@@ -8,6 +8,7 @@
 use crate::tls::testpki::Pki;
 use rustls::pki_types::pem::PemObject;
 use bytes::Bytes;
+use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use hyper::{Request, Response, StatusCode};
@@ -37,6 +38,11 @@ pub enum Fault {
     Reset,
     /// Refuse with 400 and this body.
     BadRequest(String),
+    /// Answer 503 with a `Retry-After` of this many seconds.
+    Unavailable(u64),
+    /// Take the events (they are recorded), answer 200, then send a body
+    /// that never ends.
+    EndlessBody,
 }
 
 /// One request as the stand-in saw it.
@@ -182,7 +188,7 @@ async fn serve(listener: TcpListener, acceptor: tokio_rustls::TlsAcceptor, share
 #[error("connection reset on purpose")]
 struct ResetOnPurpose;
 
-async fn handle(request: Request<Incoming>, shared: Arc<Shared>) -> Result<Response<Full<Bytes>>, ResetOnPurpose> {
+async fn handle(request: Request<Incoming>, shared: Arc<Shared>) -> Result<Response<BoxBody<Bytes, std::convert::Infallible>>, ResetOnPurpose> {
     let mut stalled = shared.stalled.subscribe();
     if *stalled.borrow() {
         shared.waiting.fetch_add(1, Ordering::Relaxed);
@@ -211,6 +217,29 @@ async fn handle(request: Request<Incoming>, shared: Arc<Shared>) -> Result<Respo
             response
         }
         (Some(Fault::BadRequest(text)), _) => answer(400, &text),
+        (Some(Fault::Unavailable(seconds)), _) => {
+            let mut response = answer(503, "");
+            if let Ok(value) = seconds.to_string().parse() {
+                response.headers_mut().insert(hyper::header::RETRY_AFTER, value);
+            }
+            response
+        }
+        (Some(Fault::EndlessBody), Ok(collected)) => {
+            if let Ok(events) = decode(&seen.content_type, &seen.content_encoding, &collected.to_bytes()) {
+                seen.events = events.len();
+                record(&shared, events);
+            }
+            lock(&shared.requests).push(seen);
+            // "ok", then a byte every 100 ms, for ever.
+            let chunks = futures_util::stream::unfold(true, |first| async move {
+                if !first {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                let data = Bytes::from_static(if first { b"ok" } else { b" " });
+                Some((Ok::<_, std::convert::Infallible>(hyper::body::Frame::data(data)), false))
+            });
+            return Ok(Response::new(http_body_util::StreamBody::new(chunks).boxed()));
+        }
         (_, Err(_)) => answer(413, ""),
         (fault, Ok(collected)) => {
             if let Some(Fault::Delay(delay)) = fault {
@@ -228,7 +257,7 @@ async fn handle(request: Request<Incoming>, shared: Arc<Shared>) -> Result<Respo
     };
     seen.status = response.status().as_u16();
     lock(&shared.requests).push(seen);
-    Ok(response)
+    Ok(response.map(BodyExt::boxed))
 }
 
 fn answer(code: u16, text: &str) -> Response<Full<Bytes>> {

@@ -49,7 +49,9 @@ pub fn classify(status: StatusCode, headers: &HeaderMap, body: &[u8], success: &
     }
 }
 
-/// `Retry-After` in seconds (the HTTP-date form is rare and ignored).
+/// `Retry-After` in seconds (the HTTP-date form is rare and ignored; so is
+/// anything else that is not a whole number of seconds). However long, the
+/// wait is capped by the sink's `max-retry-after`.
 fn retry_after(headers: &HeaderMap) -> Option<Duration> {
     let seconds: u64 = headers.get(RETRY_AFTER)?.to_str().ok()?.trim().parse().ok()?;
     Some(Duration::from_secs(seconds))
@@ -99,6 +101,57 @@ mod tests {
                 Verdict::Refused { .. } => "refused",
             };
             assert_eq!(got, *expected, "HTTP {code} with success {success:?}");
+        }
+    }
+
+    fn one_line(reason: &str) -> Result<(), proptest::test_runner::TestCaseError> {
+        proptest::prop_assert!(!reason.contains(['\n', '\r']), "reason on more than one line: {reason:?}");
+        proptest::prop_assert!(reason.chars().count() <= 300, "reason too long: {} characters", reason.chars().count());
+        Ok(())
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(256))]
+
+        /// Any status, any headers (odd `Retry-After` values above all),
+        /// any body bytes: a verdict, never a panic, and reasons on one
+        /// short line.
+        #[test]
+        fn any_answer_gets_a_verdict_with_a_one_line_reason(
+            code in 100u16..1000,
+            retry_after in proptest::option::of(proptest::collection::vec(proptest::num::u8::ANY, 0..40)),
+            retry_after_text in proptest::option::of("[0-9 +-.eE]{0,30}|[a-zA-Z, :0-9]{0,40}"),
+            other in proptest::collection::vec(("[a-z][a-z0-9-]{0,20}", proptest::collection::vec(proptest::num::u8::ANY, 0..40)), 0..4),
+            body in proptest::collection::vec(proptest::num::u8::ANY, 0..2048),
+            success in proptest::collection::vec(100u16..1000, 0..3),
+        ) {
+            let status = StatusCode::from_u16(code).expect("100..1000 is a status");
+            let mut headers = HeaderMap::new();
+            for (name, value) in other {
+                if let (Ok(name), Ok(value)) = (hyper::header::HeaderName::try_from(name), hyper::header::HeaderValue::from_bytes(&value)) {
+                    headers.append(name, value);
+                }
+            }
+            for value in retry_after.into_iter().chain(retry_after_text.map(String::into_bytes)) {
+                if let Ok(value) = hyper::header::HeaderValue::from_bytes(&value) {
+                    headers.append(RETRY_AFTER, value);
+                }
+            }
+            match classify(status, &headers, &body, &success) {
+                Verdict::Acknowledged => {
+                    let listed = if success.is_empty() { status.is_success() } else { success.contains(&code) };
+                    proptest::prop_assert!(listed, "HTTP {code} acknowledged with success {success:?}");
+                }
+                Verdict::TooLarge => proptest::prop_assert_eq!(code, 413),
+                Verdict::Retry { reason, after } => {
+                    one_line(&reason)?;
+                    proptest::prop_assert!(code == 408 || code == 429 || (code >= 500 && code != 501), "HTTP {code} retried");
+                    if code == 408 {
+                        proptest::prop_assert!(after.is_none());
+                    }
+                }
+                Verdict::Refused { reason } => one_line(&reason)?,
+            }
         }
     }
 

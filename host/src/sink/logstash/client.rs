@@ -6,8 +6,9 @@ use super::encode;
 use super::{BodyFormat, HttpSinkConfig};
 use crate::config::{ConfigError, FerryConfig};
 use crate::metrics::Metrics;
-use crate::retry::Backoff;
-use crate::sink::{DeliverFuture, Delivery, OutEvent, Sink};
+use crate::retry::{Backoff, DEFAULT_MAX_RETRY_AFTER, Retry};
+use crate::shutdown::Stopped;
+use crate::sink::{DeliverFuture, Delivery, OutEvent, RetryableError, Sink, retry_until};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::header::{CONTENT_ENCODING, CONTENT_TYPE, HeaderName, HeaderValue};
@@ -24,6 +25,16 @@ use tokio::sync::Semaphore;
 /// Bytes of a response body kept for error messages and dead letters.
 const RESPONSE_EXCERPT: usize = 1024;
 
+/// Most bytes of a response body read (the rest is dropped with the
+/// connection). The status has already settled the request; the body only
+/// gives a reason, and a receiver whose body never ends must not hold a
+/// delivery, or turn an acknowledgement into a re-send.
+const RESPONSE_READ_BYTES: usize = 64 << 10;
+
+/// Longest time spent reading a response body once the status arrived, for
+/// the same reason.
+const RESPONSE_READ_TIME: Duration = Duration::from_secs(2);
+
 /// A sink that POSTs events to an HTTP(S) receiver.
 pub struct HttpSink {
     name: String,
@@ -37,6 +48,7 @@ pub struct HttpSink {
     timeout: Duration,
     success: Vec<u16>,
     backoff: Backoff,
+    max_retry_after: Duration,
     connections: Arc<Semaphore>,
     max_connections: usize,
     metrics: Arc<Metrics>,
@@ -65,6 +77,9 @@ impl HttpSink {
         if url.host().is_none() {
             return Err(invalid("url", format!("`{}` has no host", config.url)));
         }
+        if !https && (config.cert.is_some() || config.key.is_some()) {
+            tracing::warn!(sink = name, url = %config.url, "The sink's URL is http://, so its client certificate (cert, key) is never sent; use https:// for mutual TLS.");
+        }
         let files = crate::tls::ClientFiles {
             ca: config.ca.as_ref().map(|p| ferry.resolve(p)),
             cert: config.cert.as_ref().map(|p| ferry.resolve(p)),
@@ -75,6 +90,9 @@ impl HttpSink {
         let max_connections = config.max_connections.unwrap_or(10);
         if max_connections == 0 {
             return Err(invalid("max-connections", "must be at least 1".into()));
+        }
+        if max_connections > Semaphore::MAX_PERMITS {
+            return Err(invalid("max-connections", format!("{max_connections} is more than the most ferry can track ({})", Semaphore::MAX_PERMITS)));
         }
         let mut http = HttpConnector::new();
         http.enforce_http(false);
@@ -112,6 +130,7 @@ impl HttpSink {
                 initial: config.retry_initial.map_or(Duration::from_millis(500), |d| d.0),
                 max: config.retry_max.map_or(Duration::from_secs(30), |d| d.0),
             },
+            max_retry_after: config.max_retry_after.map_or(DEFAULT_MAX_RETRY_AFTER, |d| d.0),
             connections: Arc::new(Semaphore::new(max_connections)),
             max_connections,
             metrics,
@@ -130,8 +149,10 @@ impl HttpSink {
     }
 
     /// Sends every request of a batch (concurrently, within the connection
-    /// limit) and collects the events refused for good.
-    async fn send_batch(&self, events: &[OutEvent]) -> Delivery {
+    /// limit) and collects the events refused for good; [`Stopped`] as soon
+    /// as shutdown cuts the retry wait of any request.
+    async fn send_batch(&self, events: &[OutEvent], retry: Retry) -> Result<Delivery, Stopped> {
+        let retry = retry.with_backoff(self.backoff).max_retry_after(self.max_retry_after);
         let mut sends = Vec::new();
         let mut refused = Vec::new();
         for (url, group) in self.destinations(events) {
@@ -144,12 +165,12 @@ impl HttpSink {
             };
             for request in encode::plan_requests(&events[group.clone()], self.format, self.max_bytes) {
                 let range = group.start + request.events.start..group.start + request.events.end;
-                sends.push(self.send_range(url.clone(), events, range));
+                sends.push(self.send_range(url.clone(), events, range, retry.clone()));
             }
         }
-        let settled = futures_util::future::join_all(sends).await;
+        let settled = futures_util::future::try_join_all(sends).await?;
         refused.extend(settled.into_iter().flatten());
-        Delivery { rejected: refused }
+        Ok(Delivery { rejected: refused })
     }
 
     /// Where each run of events goes: `url`, or with `per-session`, one URL
@@ -179,11 +200,12 @@ impl HttpSink {
 
     /// Sends the events in `range`, splitting on 413, until every one is
     /// acknowledged or refused. Returns the refused ones.
-    async fn send_range(&self, url: Uri, events: &[OutEvent], range: Range<usize>) -> Vec<(usize, String)> {
+    async fn send_range(&self, url: Uri, events: &[OutEvent], range: Range<usize>, mut retry: Retry) -> Result<Vec<(usize, String)>, Stopped> {
         let mut pending = vec![range];
         let mut refused = Vec::new();
         while let Some(range) = pending.pop() {
-            match self.send_until_settled(&url, &events[range.clone()]).await {
+            retry.reset();
+            match self.send_until_settled(&url, &events[range.clone()], &mut retry).await? {
                 Settled::Acknowledged => {}
                 Settled::TooLarge(_) if range.len() > 1 => {
                     let middle = range.start + range.len() / 2;
@@ -196,12 +218,13 @@ impl HttpSink {
                 }
             }
         }
-        refused
+        Ok(refused)
     }
 
-    /// One request, retried with backoff until the receiver acknowledges,
-    /// refuses it, or finds it too large.
-    async fn send_until_settled(&self, url: &Uri, events: &[OutEvent]) -> Settled {
+    /// One request, retried through `retry` (the one retry loop of this
+    /// request) until the receiver acknowledges, refuses it, or finds it too
+    /// large; [`Stopped`] when shutdown cuts a wait.
+    async fn send_until_settled(&self, url: &Uri, events: &[OutEvent], retry: &mut Retry) -> Result<Settled, Stopped> {
         let (body, content_type) = encode::body(events, self.format);
         let (body, encoding) = match self.gzip {
             true => match encode::gzip(&body) {
@@ -211,25 +234,23 @@ impl HttpSink {
             false => (body, None),
         };
         let body = Bytes::from(body);
-        let mut attempt = 0;
-        loop {
-            let verdict = {
-                let _slot = self.connections.acquire().await;
-                self.send_once(url, body.clone(), content_type, encoding).await
-            };
-            match verdict {
-                Verdict::Acknowledged => return Settled::Acknowledged,
-                Verdict::TooLarge => return Settled::TooLarge("HTTP 413 Payload Too Large".into()),
-                Verdict::Refused { reason } => return Settled::Refused(reason),
-                Verdict::Retry { reason, after } => {
-                    let delay = after.unwrap_or_else(|| self.backoff.delay(attempt));
-                    self.metrics.add("ferry_sink_retries_total", &[("sink", &self.name)], 1);
-                    tracing::warn!(sink = %self.name, %url, error = %reason, attempt = attempt + 1, retry_in = ?delay, "Delivery failed; retrying.");
-                    tokio::time::sleep(delay).await;
-                    attempt = attempt.saturating_add(1);
+        retry_until(&self.name, url, retry, &self.metrics, || {
+            let body = body.clone();
+            async move {
+                let verdict = {
+                    // The semaphore is never closed, so this only waits.
+                    let _slot = self.connections.acquire().await;
+                    self.send_once(url, body, content_type, encoding).await
+                };
+                match verdict {
+                    Verdict::Acknowledged => Ok(Settled::Acknowledged),
+                    Verdict::TooLarge => Ok(Settled::TooLarge("HTTP 413 Payload Too Large".into())),
+                    Verdict::Refused { reason } => Ok(Settled::Refused(reason)),
+                    Verdict::Retry { reason, after } => Err(RetryableError { message: reason, retry_after: after }),
                 }
             }
-        }
+        })
+        .await
     }
 
     async fn send_once(&self, url: &Uri, body: Bytes, content_type: &'static str, encoding: Option<&'static str>) -> Verdict {
@@ -244,13 +265,17 @@ impl HttpSink {
             Ok(request) => request,
             Err(err) => return Verdict::Refused { reason: format!("cannot build the request: {err}") },
         };
-        let answer = tokio::time::timeout(self.timeout, async {
-            let response = self.client.request(request).await?;
-            let (parts, body) = response.into_parts();
-            let bytes = read_excerpt(body).await;
-            Ok::<_, hyper_util::client::legacy::Error>((parts.status, parts.headers, bytes))
-        })
-        .await;
+        // The timeout bounds the wait for the status; the body is read
+        // under its own bounds, since the status already settled the request.
+        let answer = match tokio::time::timeout(self.timeout, self.client.request(request)).await {
+            Ok(Ok(response)) => {
+                let (parts, body) = response.into_parts();
+                let read_time = self.timeout.min(RESPONSE_READ_TIME);
+                Ok(Ok((parts.status, parts.headers, read_excerpt(body, read_time).await)))
+            }
+            Ok(Err(err)) => Ok(Err(err)),
+            Err(elapsed) => Err(elapsed),
+        };
         let verdict = match answer {
             Ok(Ok((status, headers, body))) => classify(status, &headers, &body, &self.success),
             Ok(Err(err)) => Verdict::Retry { reason: error_chain(&err), after: None },
@@ -267,15 +292,29 @@ impl HttpSink {
     }
 }
 
-/// Reads at most [`RESPONSE_EXCERPT`] bytes of a response body, draining the
-/// rest so that the connection can be reused.
-async fn read_excerpt(mut body: hyper::body::Incoming) -> Vec<u8> {
+/// Keeps the first [`RESPONSE_EXCERPT`] bytes of a response body. Reads on
+/// (so that a short body's connection can be reused) for at most
+/// [`RESPONSE_READ_BYTES`] and `within`; a body that goes on past either is
+/// dropped with its connection.
+async fn read_excerpt<B>(mut body: B, within: Duration) -> Vec<u8>
+where
+    B: hyper::body::Body + Unpin,
+    B::Data: bytes::Buf,
+{
+    let deadline = tokio::time::Instant::now() + within;
     let mut kept = Vec::new();
-    while let Some(frame) = body.frame().await {
-        let Ok(frame) = frame else { break };
+    let mut read = 0usize;
+    while read < RESPONSE_READ_BYTES {
+        let frame = match tokio::time::timeout_at(deadline, body.frame()).await {
+            Ok(Some(Ok(frame))) => frame,
+            // The end, a broken body, or out of time: the status stands.
+            Ok(None | Some(Err(_))) | Err(_) => break,
+        };
         if let Some(data) = frame.data_ref() {
+            let chunk = bytes::Buf::chunk(data);
+            read = read.saturating_add(bytes::Buf::remaining(data));
             let room = RESPONSE_EXCERPT.saturating_sub(kept.len());
-            kept.extend_from_slice(&data[..data.len().min(room)]);
+            kept.extend_from_slice(&chunk[..chunk.len().min(room)]);
         }
     }
     kept
@@ -302,8 +341,8 @@ fn error_chain(err: &dyn std::error::Error) -> String {
 mod tests;
 
 impl Sink for HttpSink {
-    fn deliver<'a>(&'a self, events: &'a [OutEvent]) -> DeliverFuture<'a> {
-        Box::pin(async move { Ok(self.send_batch(events).await) })
+    fn deliver<'a>(&'a self, events: &'a [OutEvent], retry: Retry) -> DeliverFuture<'a> {
+        Box::pin(self.send_batch(events, retry))
     }
 
     fn concurrency(&self) -> usize {

@@ -48,6 +48,11 @@ pub struct HttpSinkConfig {
     pub retry_initial: Option<ConfigDuration>,
     /// Longest retry delay. Default `"30s"`.
     pub retry_max: Option<ConfigDuration>,
+    /// Longest wait a receiver's `Retry-After` (on 429 or 5xx) is obeyed
+    /// for; a longer one is cut to this. Default `"5m"`: a receiver asking
+    /// for a day is misconfigured, and a day without delivery looks like a
+    /// hang.
+    pub max_retry_after: Option<ConfigDuration>,
 }
 
 /// How a batch is laid out in request bodies.

@@ -5,6 +5,11 @@ use crate::standin::logstash::{Fault, LogstashStandIn};
 use crate::tls::testpki::{Pki, PkiFiles};
 use std::collections::HashMap;
 
+/// A retry loop that only the sink's own settings bound.
+fn never() -> crate::retry::Retry {
+    crate::retry::Retry::new(crate::retry::Backoff::default(), crate::shutdown::Shutdown::never())
+}
+
 const FIXTURES: &str = include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/fixtures/teleport-events.jsonl"));
 
 fn fixture_events() -> Vec<OutEvent> {
@@ -79,7 +84,7 @@ async fn fixtures_arrive_once_and_unchanged_in_every_body_format() {
         let (standin, _dir, files) = standin_and_files().await;
         let setup = sink_for(&standin, &files, extra);
         let events = fixture_events();
-        let delivery = setup.sink.deliver(&events).await.expect("delivered");
+        let delivery = setup.sink.deliver(&events, never()).await.expect("delivered");
         assert!(delivery.rejected.is_empty(), "{extra}: {:?}", delivery.rejected);
         assert_all_once(&standin, &events);
         let requests = standin.requests();
@@ -97,7 +102,7 @@ async fn busy_failing_and_resetting_receivers_are_retried_until_they_take_everyt
     standin.inject([Fault::TooManyRequests(0), Fault::Status(500), Fault::Reset, Fault::Status(503), Fault::Reset]);
     let setup = sink_for(&standin, &files, "max-batch-bytes = \"16KiB\"\n");
     let events = fixture_events();
-    let delivery = setup.sink.deliver(&events).await.expect("delivered");
+    let delivery = setup.sink.deliver(&events, never()).await.expect("delivered");
     assert!(delivery.rejected.is_empty());
     assert_all_once(&standin, &events);
     assert!(setup.metrics.get("ferry_sink_retries_total", &[("sink", "default")]) >= 5);
@@ -109,7 +114,7 @@ async fn a_refusal_rejects_that_requests_events_with_status_and_body() {
     standin.inject([Fault::BadRequest("field [event] is not\nan object".into())]);
     let setup = sink_for(&standin, &files, "format = \"single\"\n");
     let events = fixture_events();
-    let delivery = setup.sink.deliver(&events[..3]).await.expect("delivered");
+    let delivery = setup.sink.deliver(&events[..3], never()).await.expect("delivered");
     assert_eq!(delivery.rejected.len(), 1);
     let (index, reason) = &delivery.rejected[0];
     assert!(reason.contains("HTTP 400 Bad Request: field [event] is not an object"), "{reason}");
@@ -124,13 +129,13 @@ async fn a_too_large_body_is_split_and_a_single_too_large_event_rejected() {
     standin.inject([Fault::Status(413)]);
     let setup = sink_for(&standin, &files, "");
     let events = fixture_events();
-    let delivery = setup.sink.deliver(&events).await.expect("delivered");
+    let delivery = setup.sink.deliver(&events, never()).await.expect("delivered");
     assert!(delivery.rejected.is_empty());
     assert_all_once(&standin, &events);
     assert_eq!(standin.requests().len(), 3, "one refused whole, then two halves");
 
     standin.inject([Fault::Status(413)]);
-    let delivery = setup.sink.deliver(&events[..1]).await.expect("delivered");
+    let delivery = setup.sink.deliver(&events[..1], never()).await.expect("delivered");
     assert_eq!(delivery.rejected.len(), 1);
     assert!(delivery.rejected[0].1.contains("413"), "{}", delivery.rejected[0].1);
 }
@@ -147,7 +152,7 @@ async fn a_server_certificate_from_another_ca_is_refused_naming_the_url() {
     eprintln!("unknown CA: {err}");
     // Deliveries keep retrying rather than falling back to anything else.
     let events = fixture_events();
-    let attempt = tokio::time::timeout(Duration::from_millis(300), setup.sink.deliver(&events)).await;
+    let attempt = tokio::time::timeout(Duration::from_millis(300), setup.sink.deliver(&events, never())).await;
     assert!(attempt.is_err(), "delivery must not complete");
     assert_eq!(standin.event_count(), 0);
     assert!(standin.requests().is_empty(), "no request reached the receiver");
@@ -187,7 +192,7 @@ async fn per_session_sinks_post_each_session_to_its_own_url() {
     let sink = HttpSink::build("sessions", http, &config, false, Arc::new(Metrics::default())).expect("builds");
     let event = |i: usize, sid: &str| OutEvent { id: i.to_string(), session_id: sid.into(), json: format!("{{\"i\":{i}}}").into_bytes() };
     let events = vec![event(0, "s-1"), event(1, "s-1"), event(2, "s-2"), event(3, ""), event(4, "bad id")];
-    let delivery = sink.deliver(&events).await.expect("delivered");
+    let delivery = sink.deliver(&events, never()).await.expect("delivered");
     assert_eq!(delivery.rejected.len(), 1, "{:?}", delivery.rejected);
     assert_eq!(delivery.rejected[0].0, 4);
     assert!(delivery.rejected[0].1.contains("makes no valid URL"), "{}", delivery.rejected[0].1);
@@ -332,7 +337,7 @@ http {{
         let url = format!("https://localhost:{}/", nginx.port);
 
         let events = fixture_events();
-        let delivery = sink(&url, &pki, true, dir.path()).deliver(&events).await.expect("delivered");
+        let delivery = sink(&url, &pki, true, dir.path()).deliver(&events, never()).await.expect("delivered");
         assert!(delivery.rejected.is_empty(), "{:?}", delivery.rejected);
         let sent: Vec<serde_json::Value> = events.iter().map(|e| serde_json::from_slice(&e.json).expect("json")).collect();
         // nginx logs a request after answering it: wait for the log to catch up.

@@ -245,3 +245,42 @@ impl Pipeline {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::FerryConfig;
+    use crate::event::{Event, Outcome};
+    use crate::plugin::{OnError, PluginError, Transform};
+
+    /// A plugin whose every call panics: a bug in ferry's own code.
+    struct Panics;
+
+    impl Transform for Panics {
+        fn name(&self) -> &str {
+            "panics"
+        }
+
+        fn on_error(&self) -> OnError {
+            OnError::Halt
+        }
+
+        fn process(&mut self, _batch: &[Event]) -> Result<Vec<Outcome>, PluginError> {
+            panic!("a bug");
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_panicking_stage_ends_the_run_with_an_error() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::write(dir.path().join("in.jsonl"), "{\"uid\":\"a\",\"event\":\"x\"}\n").expect("input");
+        let text = "storage = \"storage\"\n[source.file]\npath = \"in.jsonl\"\nfollow = false\n[sinks.default]\ntype = \"file\"\npath = \"out.jsonl\"\n";
+        let config = FerryConfig::parse(text, &dir.path().join("ferry.toml")).expect("config");
+        let metrics = Arc::new(Metrics::default());
+        let parts = crate::app::build_parts(&config, metrics.clone(), false).await.expect("parts");
+        let pipeline = crate::app::assemble(&config, parts, vec![Box::new(Panics)], metrics).await.expect("pipeline");
+        let ended = tokio::time::timeout(Duration::from_secs(20), pipeline.run(Shutdown::never())).await.expect("the run ends");
+        assert!(matches!(ended, Err(PipelineError::Panicked { stage: "plugin chain" })), "{ended:?}");
+        assert_eq!(std::fs::read_to_string(dir.path().join("out.jsonl")).unwrap_or_default(), "", "nothing delivered");
+    }
+}

@@ -372,3 +372,22 @@ http {{
         assert_eq!(last["body"], "", "nothing was taken from a client without a certificate");
     }
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_response_body_is_read_within_bounds_of_size_and_time() {
+    use http_body_util::StreamBody;
+    use hyper::body::Frame;
+    // A body that streams as fast as it is read: cut at the size bound.
+    let endless = StreamBody::new(futures_util::stream::repeat_with(|| Ok::<_, std::convert::Infallible>(Frame::data(Bytes::from_static(b"0123456789")))));
+    let kept = read_excerpt(endless, Duration::from_secs(3600)).await;
+    assert_eq!(kept.len(), RESPONSE_EXCERPT, "an excerpt is kept");
+    // A body that trickles for ever: cut at the time bound.
+    let started = tokio::time::Instant::now();
+    let trickle = StreamBody::new(futures_util::stream::unfold((), |()| async {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        Some((Ok::<_, std::convert::Infallible>(Frame::data(Bytes::from_static(b"."))), ()))
+    }));
+    let kept = read_excerpt(Box::pin(trickle), RESPONSE_READ_TIME).await;
+    assert_eq!(started.elapsed(), RESPONSE_READ_TIME, "the read stops at its deadline");
+    assert!(kept.len() >= 10 && kept.len() < 30, "{} bytes kept", kept.len());
+}

@@ -1,0 +1,99 @@
+//! SIGTERM finishes within `shutdown-timeout` whatever the sink is doing,
+//! and a second signal exits at once.
+//!
+//! With Logstash unreachable, ferry retries its deliveries; SIGTERM must
+//! still end it within `shutdown-timeout` (systemd would SIGKILL it
+//! otherwise), committing nothing that was not acknowledged, so that a
+//! restart with Logstash up delivers every event. While ferry drains (a
+//! stalled Logstash holding a request), a second SIGTERM ends it at once.
+
+use crate::util::{self, DEADLINE, FixtureEvent, IN, Sandbox};
+use ferry::standin::logstash::LogstashStandIn;
+use ferry::tls::testpki::{Pki, PkiFiles};
+use std::time::{Duration, Instant};
+
+/// A job over the fixtures (to their end) into one Logstash sink at `url`.
+fn config(url: &str, pki: &PkiFiles, shutdown_timeout: &str) -> String {
+    format!(
+        "storage = \"storage\"\n\n[pipeline]\nbatch-size = 50\nlinger = \"20ms\"\nshutdown-timeout = \"{shutdown_timeout}\"\n\n\
+         [source.file]\npath = \"{IN}\"\nfollow = false\n\n\
+         [sinks.default]\ntype = \"logstash\"\nurl = \"{url}\"\nca = \"{}\"\ncert = \"{}\"\nkey = \"{}\"\nretry-initial = \"50ms\"\nretry-max = \"200ms\"\n",
+        pki.ca.display(),
+        pki.client_cert.display(),
+        pki.client_key.display()
+    )
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("a runtime")
+}
+
+/// A URL where nothing listens: a port just freed.
+fn unreachable_url() -> String {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port");
+    let port = listener.local_addr().expect("its address").port();
+    drop(listener);
+    format!("https://localhost:{port}/")
+}
+
+/// Every fixture arrived at least once.
+fn assert_every_fixture_arrived(fixtures: &[FixtureEvent], standin: &LogstashStandIn, sandbox: &Sandbox, output: &util::Output) {
+    let received = standin.events();
+    let missing: Vec<&str> = fixtures.iter().filter(|f| !received.contains(&f.value)).map(|f| f.id.as_str()).collect();
+    assert!(missing.is_empty(), "{} of {} events never arrived (first: {:?})\n{}", missing.len(), fixtures.len(), missing.first(), sandbox.report(Some(output)));
+}
+
+#[test]
+fn sigterm_with_logstash_down_exits_within_the_timeout_and_a_restart_delivers_everything() {
+    let runtime = runtime();
+    let fixtures = util::fixtures();
+    let sandbox = Sandbox::new("shutdown-sink-down", "");
+    sandbox.write(IN, util::jsonl(&fixtures).as_bytes());
+    let pki = Pki::generate("logstash").expect("a PKI");
+    let files = pki.write(&sandbox.path("pki")).expect("certificates written");
+    sandbox.set_config(&config(&unreachable_url(), &files, "2s"));
+
+    let mut running = sandbox.spawn_start();
+    util::wait_for("failed deliveries", DEADLINE, || running.stderr_count("Delivery failed; retrying.") >= 3, || sandbox.report(Some(&running.snapshot())));
+    running.terminate();
+    let signalled = Instant::now();
+    let stopped = running.wait(&sandbox, Duration::from_secs(10));
+    let took = signalled.elapsed();
+    // 2 s of shutdown-timeout, and a little for the process to wind down.
+    assert!(took < Duration::from_millis(3000), "ferry took {took:?} to stop after SIGTERM with shutdown-timeout = \"2s\"\n{}", sandbox.report(Some(&stopped)));
+    stopped.assert_success(&sandbox);
+
+    let standin = runtime.block_on(LogstashStandIn::start_with(pki, None)).expect("the stand-in Logstash starts");
+    sandbox.set_config(&config(&standin.url(), &files, "2s"));
+    let restarted = sandbox.run("start");
+    restarted.assert_success(&sandbox);
+    assert_every_fixture_arrived(&fixtures, &standin, &sandbox, &restarted);
+}
+
+#[test]
+fn a_second_sigterm_while_draining_exits_at_once() {
+    let runtime = runtime();
+    let fixtures = util::fixtures();
+    let sandbox = Sandbox::new("shutdown-second-signal", "");
+    sandbox.write(IN, util::jsonl(&fixtures).as_bytes());
+    let standin = runtime.block_on(LogstashStandIn::start(None)).expect("the stand-in Logstash starts");
+    let files = standin.pki.write(&sandbox.path("pki")).expect("certificates written");
+    sandbox.set_config(&config(&standin.url(), &files, "60s"));
+    // Logstash holds every request unanswered, so a drain would take the whole minute.
+    standin.set_stalled(true);
+
+    let mut running = sandbox.spawn_start();
+    util::wait_for("a request held by Logstash", DEADLINE, || standin.held_requests() >= 1, || sandbox.report(Some(&running.snapshot())));
+    running.terminate();
+    util::wait_for("the shutdown to begin", DEADLINE, || running.stderr_count("Shutting down") >= 1, || sandbox.report(Some(&running.snapshot())));
+    assert!(!running.has_exited(), "ferry drains while Logstash holds a request\n{}", sandbox.report(Some(&running.snapshot())));
+    running.terminate();
+    let signalled = Instant::now();
+    let stopped = running.wait(&sandbox, Duration::from_secs(10));
+    let took = signalled.elapsed();
+    assert!(took < Duration::from_secs(1), "ferry took {took:?} to exit after a second SIGTERM\n{}", sandbox.report(Some(&stopped)));
+    assert!(!stopped.success(), "an interrupted drain is not a success\n{}", sandbox.report(Some(&stopped)));
+    assert!(stopped.stderr.contains("Second signal"), "ferry says why it exits at once\n{}", sandbox.report(Some(&stopped)));
+    assert_eq!(stopped.status.and_then(|s| s.code()), Some(143), "exit status 128 + SIGTERM\n{}", sandbox.report(Some(&stopped)));
+    standin.set_stalled(false);
+}

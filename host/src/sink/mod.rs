@@ -120,7 +120,7 @@ impl Sink for DryRun {
 /// capped, shutdown cutting the wait short: then [`Stopped`]). Each failure
 /// is counted and logged for the sink `sink`; `target` says where it went
 /// (a path, a URL).
-pub async fn retry_until<T, F, Fut>(sink: &str, target: &dyn std::fmt::Display, retry: &mut Retry, metrics: &Metrics, mut attempt: F) -> Result<T, Stopped>
+pub async fn retry_until<T, F, Fut>(sink: &str, target: &(dyn std::fmt::Display + Sync), retry: &mut Retry, metrics: &Metrics, mut attempt: F) -> Result<T, Stopped>
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<T, RetryableError>>,

@@ -12,11 +12,13 @@ use ferry::standin::logstash::LogstashStandIn;
 use ferry::tls::testpki::{Pki, PkiFiles};
 use std::time::{Duration, Instant};
 
-/// A job over the fixtures (to their end) into one Logstash sink at `url`.
-fn config(url: &str, pki: &PkiFiles, shutdown_timeout: &str) -> String {
+/// A job over the fixtures into one Logstash sink at `url`, in batches of 10
+/// with 2 in flight (so that a stuck sink soon blocks the source too);
+/// `follow` keeps reading past the end.
+fn config(url: &str, pki: &PkiFiles, shutdown_timeout: &str, follow: bool) -> String {
     format!(
-        "storage = \"storage\"\n\n[pipeline]\nbatch-size = 50\nlinger = \"20ms\"\nshutdown-timeout = \"{shutdown_timeout}\"\n\n\
-         [source.file]\npath = \"{IN}\"\nfollow = false\n\n\
+        "storage = \"storage\"\n\n[pipeline]\nbatch-size = 10\nbatches-in-flight = 2\nlinger = \"20ms\"\nshutdown-timeout = \"{shutdown_timeout}\"\n\n\
+         [source.file]\npath = \"{IN}\"\nfollow = {follow}\n\n\
          [sinks.default]\ntype = \"logstash\"\nurl = \"{url}\"\nca = \"{}\"\ncert = \"{}\"\nkey = \"{}\"\nretry-initial = \"50ms\"\nretry-max = \"200ms\"\n",
         pki.ca.display(),
         pki.client_cert.display(),
@@ -51,7 +53,7 @@ fn sigterm_with_logstash_down_exits_within_the_timeout_and_a_restart_delivers_ev
     sandbox.write(IN, util::jsonl(&fixtures).as_bytes());
     let pki = Pki::generate("logstash").expect("a PKI");
     let files = pki.write(&sandbox.path("pki")).expect("certificates written");
-    sandbox.set_config(&config(&unreachable_url(), &files, "2s"));
+    sandbox.set_config(&config(&unreachable_url(), &files, "2s", true));
 
     let mut running = sandbox.spawn_start();
     util::wait_for("failed deliveries", DEADLINE, || running.stderr_count("Delivery failed; retrying.") >= 3, || sandbox.report(Some(&running.snapshot())));
@@ -64,7 +66,7 @@ fn sigterm_with_logstash_down_exits_within_the_timeout_and_a_restart_delivers_ev
     stopped.assert_success(&sandbox);
 
     let standin = runtime.block_on(LogstashStandIn::start_with(pki, None)).expect("the stand-in Logstash starts");
-    sandbox.set_config(&config(&standin.url(), &files, "2s"));
+    sandbox.set_config(&config(&standin.url(), &files, "2s", false));
     let restarted = sandbox.run("start");
     restarted.assert_success(&sandbox);
     assert_every_fixture_arrived(&fixtures, &standin, &sandbox, &restarted);
@@ -78,7 +80,7 @@ fn a_second_sigterm_while_draining_exits_at_once() {
     sandbox.write(IN, util::jsonl(&fixtures).as_bytes());
     let standin = runtime.block_on(LogstashStandIn::start(None)).expect("the stand-in Logstash starts");
     let files = standin.pki.write(&sandbox.path("pki")).expect("certificates written");
-    sandbox.set_config(&config(&standin.url(), &files, "60s"));
+    sandbox.set_config(&config(&standin.url(), &files, "60s", true));
     // Logstash holds every request unanswered, so a drain would take the whole minute.
     standin.set_stalled(true);
 

@@ -61,6 +61,7 @@ fn sigterm_with_logstash_down_exits_within_the_timeout_and_a_restart_delivers_ev
     let signalled = Instant::now();
     let stopped = running.wait(&sandbox, Duration::from_secs(10));
     let took = signalled.elapsed();
+    eprintln!("ferry stopped {took:?} after SIGTERM (shutdown-timeout 2s, Logstash down)");
     // 2 s of shutdown-timeout, and a little for the process to wind down.
     assert!(took < Duration::from_millis(3000), "ferry took {took:?} to stop after SIGTERM with shutdown-timeout = \"2s\"\n{}", sandbox.report(Some(&stopped)));
     stopped.assert_success(&sandbox);
@@ -93,9 +94,41 @@ fn a_second_sigterm_while_draining_exits_at_once() {
     let signalled = Instant::now();
     let stopped = running.wait(&sandbox, Duration::from_secs(10));
     let took = signalled.elapsed();
+    eprintln!("ferry exited {took:?} after the second SIGTERM");
     assert!(took < Duration::from_secs(1), "ferry took {took:?} to exit after a second SIGTERM\n{}", sandbox.report(Some(&stopped)));
     assert!(!stopped.success(), "an interrupted drain is not a success\n{}", sandbox.report(Some(&stopped)));
     assert!(stopped.stderr.contains("Second signal"), "ferry says why it exits at once\n{}", sandbox.report(Some(&stopped)));
     assert_eq!(stopped.status.and_then(|s| s.code()), Some(143), "exit status 128 + SIGTERM\n{}", sandbox.report(Some(&stopped)));
     standin.set_stalled(false);
+}
+
+#[test]
+fn sigterm_while_logstash_holds_a_request_exits_at_the_timeout_and_a_restart_delivers_everything() {
+    let runtime = runtime();
+    let fixtures = util::fixtures();
+    let sandbox = Sandbox::new("shutdown-held-request", "");
+    sandbox.write(IN, util::jsonl(&fixtures).as_bytes());
+    let standin = runtime.block_on(LogstashStandIn::start(None)).expect("the stand-in Logstash starts");
+    let files = standin.pki.write(&sandbox.path("pki")).expect("certificates written");
+    sandbox.set_config(&config(&standin.url(), &files, "2s", true));
+    // Logstash holds every request unanswered: an attempt is under way when SIGTERM comes.
+    standin.set_stalled(true);
+
+    let mut running = sandbox.spawn_start();
+    util::wait_for("a request held by Logstash", DEADLINE, || standin.held_requests() >= 1, || sandbox.report(Some(&running.snapshot())));
+    running.terminate();
+    let signalled = Instant::now();
+    let stopped = running.wait(&sandbox, Duration::from_secs(10));
+    let took = signalled.elapsed();
+    eprintln!("ferry stopped {took:?} after SIGTERM (shutdown-timeout 2s, a request held)");
+    assert!(took >= Duration::from_millis(1400), "ferry waited for the request in flight ({took:?})\n{}", sandbox.report(Some(&stopped)));
+    assert!(took < Duration::from_millis(3000), "ferry took {took:?} to stop with shutdown-timeout = \"2s\"\n{}", sandbox.report(Some(&stopped)));
+    stopped.assert_success(&sandbox);
+    assert!(stopped.stderr.contains("Shutdown deadline passed"), "ferry says it gave up on the batches in flight\n{}", sandbox.report(Some(&stopped)));
+
+    standin.set_stalled(false);
+    sandbox.set_config(&config(&standin.url(), &files, "2s", false));
+    let restarted = sandbox.run("start");
+    restarted.assert_success(&sandbox);
+    assert_every_fixture_arrived(&fixtures, &standin, &sandbox, &restarted);
 }

@@ -132,3 +132,32 @@ fn sigterm_while_logstash_holds_a_request_exits_at_the_timeout_and_a_restart_del
     restarted.assert_success(&sandbox);
     assert_every_fixture_arrived(&fixtures, &standin, &sandbox, &restarted);
 }
+
+#[test]
+fn the_test_only_commit_before_ack_switch_loses_events_and_says_so() {
+    let runtime = runtime();
+    let fixtures = util::fixtures();
+    let sandbox = Sandbox::new("shutdown-commit-before-ack", "");
+    sandbox.write(IN, util::jsonl(&fixtures).as_bytes());
+    let pki = Pki::generate("logstash").expect("a PKI");
+    let files = pki.write(&sandbox.path("pki")).expect("certificates written");
+    sandbox.set_config(&config(&unreachable_url(), &files, "2s", true));
+
+    let mut command = sandbox.command(&["start"]);
+    command.env("FERRY_TEST_COMMIT_BEFORE_ACK", "1");
+    let mut running = sandbox.spawn_command(command);
+    util::wait_for("failed deliveries", DEADLINE, || running.stderr_count("Delivery failed; retrying.") >= 5, || sandbox.report(Some(&running.snapshot())));
+    running.terminate();
+    let stopped = running.wait(&sandbox, Duration::from_secs(10));
+    let warned = stopped.stderr.lines().filter(|line| line.contains("WARN") && line.contains("Test-only switch on")).count();
+    assert_eq!(warned, 1, "the switch is announced at WARN\n{}", sandbox.report(Some(&stopped)));
+
+    // Without the switch, a restart with Logstash up cannot bring back what was committed unsent.
+    let standin = runtime.block_on(LogstashStandIn::start_with(pki, None)).expect("the stand-in Logstash starts");
+    sandbox.set_config(&config(&standin.url(), &files, "2s", false));
+    let restarted = sandbox.run("start");
+    restarted.assert_success(&sandbox);
+    let received = standin.events();
+    let missing = fixtures.iter().filter(|f| !received.contains(&f.value)).count();
+    assert!(missing > 0, "committing before the acknowledgement lost nothing?\n{}", sandbox.report(Some(&restarted)));
+}

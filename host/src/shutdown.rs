@@ -129,3 +129,20 @@ pub fn fire_on_panic(trigger: Trigger) {
 pub fn panicked() -> bool {
     PANICKED.load(Ordering::SeqCst)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_panic_on_any_thread_fires_the_shutdown_and_is_remembered() {
+        let (trigger, shutdown) = channel();
+        fire_on_panic(trigger);
+        let thread = std::thread::spawn(|| panic!("a bug in some task"));
+        assert!(thread.join().is_err(), "the thread panicked");
+        // The hook is process-wide: leave the default one for the other tests.
+        let _ = std::panic::take_hook();
+        assert!(shutdown.is_fired(), "the panic fired the shutdown");
+        assert!(panicked(), "main will exit non-zero");
+    }
+}

@@ -234,23 +234,31 @@ impl HttpSink {
             false => (body, None),
         };
         let body = Bytes::from(body);
-        retry_until(&self.name, url, retry, &self.metrics, || {
+        let shutdown = retry.shutdown().clone();
+        let settled = retry_until(&self.name, url, retry, &self.metrics, || {
             let body = body.clone();
+            let mut shutdown = shutdown.clone();
             async move {
                 let verdict = {
-                    // The semaphore is never closed, so this only waits.
-                    let _slot = self.connections.acquire().await;
+                    // Waiting for a free connection is a wait like any
+                    // other: shutdown ends it. (The semaphore is never
+                    // closed, so acquiring only waits.)
+                    let _slot = tokio::select! {
+                        slot = self.connections.acquire() => slot,
+                        () = shutdown.wait() => return Ok(Err(Stopped)),
+                    };
                     self.send_once(url, body, content_type, encoding).await
                 };
                 match verdict {
-                    Verdict::Acknowledged => Ok(Settled::Acknowledged),
-                    Verdict::TooLarge => Ok(Settled::TooLarge("HTTP 413 Payload Too Large".into())),
-                    Verdict::Refused { reason } => Ok(Settled::Refused(reason)),
+                    Verdict::Acknowledged => Ok(Ok(Settled::Acknowledged)),
+                    Verdict::TooLarge => Ok(Ok(Settled::TooLarge("HTTP 413 Payload Too Large".into()))),
+                    Verdict::Refused { reason } => Ok(Ok(Settled::Refused(reason))),
                     Verdict::Retry { reason, after } => Err(RetryableError { message: reason, retry_after: after }),
                 }
             }
         })
-        .await
+        .await;
+        settled?
     }
 
     async fn send_once(&self, url: &Uri, body: Bytes, content_type: &'static str, encoding: Option<&'static str>) -> Verdict {

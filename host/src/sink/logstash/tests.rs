@@ -391,3 +391,22 @@ async fn a_response_body_is_read_within_bounds_of_size_and_time() {
     assert_eq!(started.elapsed(), RESPONSE_READ_TIME, "the read stops at its deadline");
     assert!(kept.len() >= 10 && kept.len() < 30, "{} bytes kept", kept.len());
 }
+
+#[tokio::test]
+async fn shutdown_ends_a_delivery_waiting_for_a_free_connection() {
+    let (standin, _dir, files) = standin_and_files().await;
+    standin.set_stalled(true);
+    // One connection, two requests: the first is held by Logstash, the second waits for the connection.
+    let setup = sink_for(&standin, &files, "format = \"single\"\nmax-connections = 1\n");
+    let events = fixture_events();
+    let (trigger, shutdown) = crate::shutdown::channel();
+    let mut delivery = setup.sink.deliver(&events[..2], Retry::new(Backoff::default(), shutdown));
+    tokio::select! {
+        _ = &mut delivery => panic!("a delivery cannot end while Logstash holds its request"),
+        () = async { while standin.held_requests() < 1 { tokio::time::sleep(Duration::from_millis(10)).await } } => {}
+    }
+    trigger.fire();
+    let ended = tokio::time::timeout(Duration::from_secs(2), delivery).await.expect("shutdown ends the delivery");
+    assert!(ended.is_err(), "a delivery cut by shutdown acknowledges nothing");
+    standin.set_stalled(false);
+}

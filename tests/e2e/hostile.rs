@@ -473,17 +473,17 @@ fn an_amplifying_result_is_refused_before_it_is_copied() {
     sandbox.write(IN, util::jsonl(&events).as_bytes());
     let mut running = sandbox.spawn_start();
     let refusal = "plugin `amp` returned a malformed result: it handed ferry more than its max-output of 1048576 bytes in one call";
-    util::wait_for("both batches to be refused", std::time::Duration::from_secs(30), || running.stderr_count(refusal) >= 2, || {
+    let refused_calls = |stderr: &str| stderr.lines().filter(|line| line.contains("Plugin call failed.") && line.contains(refusal)).count();
+    util::wait_for("both batches to be refused", std::time::Duration::from_secs(30), || refused_calls(&running.stderr()) >= 2, || {
         sandbox.report(Some(&running.snapshot()))
     });
     let peak = peak_rss(running.pid());
     running.terminate();
     let run = running.wait(&sandbox, util::DEADLINE);
-    let refused: Vec<&str> = run.stderr.lines().filter(|line| line.contains(refusal)).collect();
-    assert!(refused.iter().all(|line| line.contains("Plugin call failed")), "{refused:?}");
-    // ferry with a compiled plugin stays near 100 MiB; one copy of the list
-    // would be 64 MiB more and a copy per event a GiB.
-    assert!(peak < 160 << 20, "ferry's peak RSS was {} MiB{}", peak >> 20, sandbox.report(Some(&run)));
+    eprintln!("ferry's peak RSS: {} MiB", peak >> 20);
+    // ferry with this plugin compiled peaks near 50 MiB; one copy of the
+    // list would be 64 MiB more, and a copy per event a GiB.
+    assert!(peak < 100 << 20, "ferry's peak RSS was {} MiB{}", peak >> 20, sandbox.report(Some(&run)));
     let dead = sandbox.dead_letters();
     assert_eq!(dead.len(), events.len(), "every refused event is dead-lettered{}", sandbox.report(Some(&run)));
     assert!(dead.iter().all(|letter| letter["reason"].as_str().is_some_and(|reason| reason.contains("max-output of 1048576 bytes") && !reason.contains('\n'))));

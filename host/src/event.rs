@@ -47,7 +47,9 @@ pub enum Outcome {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Route {
     /// Sink names from ferry.toml; never empty when a plugin set it.
-    pub sinks: Vec<String>,
+    /// Shared: the verdicts of one result that name the same sink list hold
+    /// one copy of it, so a plugin cannot multiply a long list per event.
+    pub sinks: std::sync::Arc<[String]>,
     /// New JSON for the event, or `None` to route it unchanged.
     pub json: Option<Vec<u8>>,
 }

@@ -366,3 +366,143 @@ fn plugin_stdio_reaches_nothing() {
     let marker = "hostile plugin output on stdio";
     assert!(!c.run.stdout.contains(marker) && !c.run.stderr.contains(marker), "the plugin's stdio reached ferry's{}", c.report());
 }
+
+/// A config running `hostile` as plugin `name` over `in.jsonl` into
+/// `out.jsonl`: `plugin` holds more keys of its `[[plugins]]` table (its
+/// `config` included), `pipeline` more keys of `[pipeline]`.
+fn job(name: &str, plugin: &str, batch: usize, follow: bool, pipeline: &str) -> String {
+    format!(
+        r#"
+storage = "storage"
+
+[[plugins]]
+path = '{wasm}'
+name = "{name}"
+{plugin}
+
+[pipeline]
+batch-size = {batch}
+linger = "10ms"
+{pipeline}
+
+[source.file]
+path = "in.jsonl"
+follow = {follow}
+
+[sinks.default]
+type = "file"
+path = "out.jsonl"
+"#,
+        wasm = util::plugin("hostile").display()
+    )
+}
+
+/// `n` small events `ev-0`, `ev-1`, …; the one at `poison` (if any) carries
+/// the marker the `poison` mode traps on.
+fn numbered(n: usize, poison: Option<usize>) -> Vec<FixtureEvent> {
+    (0..n)
+        .map(|i| {
+            let note = if Some(i) == poison { "hostile-poison" } else { "fine" };
+            FixtureEvent::new(&format!(r#"{{"event":"app.check","uid":"ev-{i}","time":"2026-11-30T10:00:00Z","note":"{note}"}}"#))
+        })
+        .collect()
+}
+
+#[test]
+fn a_sleeping_plugin_fails_its_call_at_its_deadline() {
+    // `sleep` sleeps 60 s in every batch holding a user.login (4 of them):
+    // a host call (WASI clock + poll) that the epoch deadline cannot stop.
+    let started = std::time::Instant::now();
+    let c = Contained::run("hostile_sleep", "sleepy", &config("sleepy", "sleep", "deadline = \"500ms\""));
+    let took = started.elapsed();
+    c.assert_trigger_batches_dead("ran past its deadline of 500ms (deadline)");
+    // Each of the 4 batches costs at most 4 deadlines (the call and isolating
+    // its events); compiling the plugin takes a few seconds more.
+    assert!(took < std::time::Duration::from_secs(30), "4 sleeping batches took {took:?}{}", c.report());
+}
+
+#[test]
+fn sigterm_stops_ferry_within_its_shutdown_timeout_while_a_plugin_sleeps() {
+    let config = job("sleepy", "deadline = \"500ms\"\nconfig = { mode = \"sleep\" }", 16, true, "shutdown-timeout = \"2s\"");
+    let sandbox = Sandbox::new("hostile_sleep_sigterm", &config);
+    sandbox.write(IN, util::jsonl(&numbered(64, None)).as_bytes());
+    let mut running = sandbox.spawn_start();
+    // Every call sleeps: the first one ends at its deadline ...
+    util::wait_for("a sleeping call to fail at its deadline", std::time::Duration::from_secs(20), || running.stderr_count("ran past its deadline of 500ms") > 0, || {
+        sandbox.report(Some(&running.snapshot()))
+    });
+    // ... and ferry, busy isolating that batch's events in calls that sleep
+    // too, still stops within its shutdown-timeout (2 s) after SIGTERM.
+    running.terminate();
+    let stopped = std::time::Instant::now();
+    let run = running.wait(&sandbox, std::time::Duration::from_secs(5));
+    assert!(stopped.elapsed() < std::time::Duration::from_millis(3500), "ferry took {:?} to stop{}", stopped.elapsed(), sandbox.report(Some(&run)));
+}
+
+#[test]
+fn ferry_check_refuses_a_plugin_whose_init_sleeps_within_seconds() {
+    let config = job("napper", "deadline = \"500ms\"\nconfig = { mode = \"sleep-init\" }", 16, false, "");
+    let sandbox = Sandbox::new("hostile_sleep_init", &config);
+    sandbox.write(IN, b"");
+    let started = std::time::Instant::now();
+    let mut running = sandbox.spawn_command(sandbox.command(&["check"]));
+    let run = running.wait(&sandbox, std::time::Duration::from_secs(20));
+    assert!(!run.success(), "check should refuse a plugin whose init never returns{}", sandbox.report(Some(&run)));
+    let message = run.one_line_error(&sandbox);
+    assert!(message.contains("`napper`") && message.contains("ran past its deadline of 500ms"), "{message}{}", sandbox.report(Some(&run)));
+    // Most of that is compiling the plugin; the init itself is cut at 500 ms.
+    assert!(started.elapsed() < std::time::Duration::from_secs(15), "{:?}{}", started.elapsed(), sandbox.report(Some(&run)));
+}
+
+/// ferry's peak resident memory (`VmHWM`) in bytes.
+fn peak_rss(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_else(|err| panic!("cannot read /proc/{pid}/status: {err}"));
+    let line = status.lines().find(|line| line.starts_with("VmHWM:")).unwrap_or_else(|| panic!("no VmHWM in {status}"));
+    let kib: u64 = line.split_whitespace().nth(1).and_then(|n| n.parse().ok()).unwrap_or_else(|| panic!("unreadable: {line}"));
+    kib << 10
+}
+
+#[test]
+fn an_amplifying_result_is_refused_before_it_is_copied() {
+    // Each call returns one sink list of 1,024 names that all point to the
+    // same 64 KiB of guest memory, and routes all 16 events to it: 64 MiB in
+    // the host for one copy of the list, a GiB for a copy per event.
+    let config = job("amp", "max-output = \"1MiB\"\nconfig = { mode = \"amplify\" }", 16, true, "");
+    let sandbox = Sandbox::new("hostile_amplify", &config);
+    let events = numbered(32, None);
+    sandbox.write(IN, util::jsonl(&events).as_bytes());
+    let mut running = sandbox.spawn_start();
+    let refusal = "plugin `amp` returned a malformed result: it handed ferry more than its max-output of 1048576 bytes in one call";
+    let refused_calls = |stderr: &str| stderr.lines().filter(|line| line.contains("Plugin call failed.") && line.contains(refusal)).count();
+    util::wait_for("both batches to be refused", std::time::Duration::from_secs(30), || refused_calls(&running.stderr()) >= 2, || {
+        sandbox.report(Some(&running.snapshot()))
+    });
+    let peak = peak_rss(running.pid());
+    running.terminate();
+    let run = running.wait(&sandbox, util::DEADLINE);
+    eprintln!("ferry's peak RSS: {} MiB", peak >> 20);
+    // ferry with this plugin compiled peaks near 50 MiB; one copy of the
+    // list would be 64 MiB more, and a copy per event a GiB.
+    assert!(peak < 100 << 20, "ferry's peak RSS was {} MiB{}", peak >> 20, sandbox.report(Some(&run)));
+    let dead = sandbox.dead_letters();
+    assert_eq!(dead.len(), events.len(), "every refused event is dead-lettered{}", sandbox.report(Some(&run)));
+    assert!(dead.iter().all(|letter| letter["reason"].as_str().is_some_and(|reason| reason.contains("max-output of 1048576 bytes") && !reason.contains('\n'))));
+    assert_eq!(sandbox.out_count(), 0, "{}", sandbox.report(Some(&run)));
+}
+
+#[test]
+fn one_poisonous_event_is_dead_lettered_alone_and_the_other_255_are_delivered() {
+    let config = job("taster", "config = { mode = \"poison\" }", 256, false, "");
+    let sandbox = Sandbox::new("hostile_poison", &config);
+    let events = numbered(256, Some(137));
+    sandbox.write(IN, util::jsonl(&events).as_bytes());
+    let run = sandbox.run("start");
+    run.assert_success(&sandbox);
+    let dead = sandbox.dead_letters();
+    let dead_ids: Vec<&str> = dead.iter().map(|letter| letter["event_id"].as_str().unwrap_or_default()).collect();
+    assert_eq!(dead_ids, ["ev-137"], "only the poisonous event is dead-lettered{}", sandbox.report(Some(&run)));
+    let reason = dead[0]["reason"].as_str().unwrap_or_default();
+    assert!(reason.starts_with("plugin `taster` failed: ") && reason.contains("unreachable"), "{reason}");
+    let expected: Vec<&str> = events.iter().filter(|e| e.id != "ev-137").map(|e| e.line.as_str()).collect();
+    assert!(sandbox.out_lines() == expected, "the other 255, unchanged and in order{}", sandbox.report(Some(&run)));
+}

@@ -7,7 +7,9 @@ use crate::plugin::{OnError, PluginError, Transform};
 use crate::sink::OutEvent;
 use crate::state::{DeadLetter, Stage};
 use std::collections::{BTreeMap, BTreeSet};
+use std::ops::Range;
 use std::sync::{Arc, mpsc};
+use std::time::Instant;
 
 /// The plugins of one pipeline, in order, and the sinks they may route to.
 pub struct Chain {
@@ -57,7 +59,7 @@ pub struct Halted {
 
 /// An event on its way through the chain, with the route set so far.
 struct InFlight {
-    routes: Option<Vec<String>>,
+    routes: Option<Arc<[String]>>,
     /// Where the event goes if no plugin routes it; `None`: the chain's
     /// default sink.
     default: Option<Arc<str>>,
@@ -124,29 +126,27 @@ impl Chain {
                 break;
             }
             let transform = &mut self.transforms[index];
-            match transform.process(&events) {
-                Ok(outcomes) => {
-                    let name = transform.name().to_owned();
-                    (events, flights) = self.settle(&name, events, flights, outcomes, &mut output);
-                }
+            let name = transform.name().to_owned();
+            let results = match transform.process(&events) {
+                Ok(outcomes) => outcomes.into_iter().map(Ok).collect(),
                 Err(error) => {
-                    let name = transform.name().to_owned();
                     let policy = transform.on_error();
                     self.metrics.add("ferry_plugin_failures_total", &[("plugin", &name)], 1);
                     tracing::error!(plugin = %name, error = %error, policy = %policy, events = events.len(), "Plugin call failed.");
-                    match policy {
-                        OnError::Pass => {}
-                        OnError::Halt => return Err(Halted { error }),
-                        OnError::DeadLetter => {
-                            let reason = error.to_string();
-                            for event in events.drain(..) {
-                                output.dead.push(self.dead_letter(&name, &reason, event.id, event.json));
-                            }
-                            flights.clear();
-                        }
+                    if policy == OnError::Halt {
+                        return Err(Halted { error });
                     }
+                    let fates = isolate(transform.as_mut(), &events, &error, &self.metrics);
+                    fates
+                        .into_iter()
+                        .map(|fate| match (fate, policy) {
+                            (Err(_), OnError::Pass) => Ok(Outcome::Keep),
+                            (fate, _) => fate,
+                        })
+                        .collect()
                 }
-            }
+            };
+            (events, flights) = self.settle(&name, events, flights, results, &mut output);
         }
         for (event, flight) in events.into_iter().zip(flights) {
             self.deliver(event, flight, &mut output);
@@ -154,19 +154,28 @@ impl Chain {
         Ok(output)
     }
 
-    /// Applies one plugin's outcomes; returns the events that go on.
+    /// Applies one plugin's outcomes; returns the events that go on. An
+    /// `Err` is an event whose call failed (on its own, or when isolating
+    /// ran out of budget): it is dead-lettered with that reason as it is.
     fn settle(
         &self,
         plugin: &str,
         events: Vec<Event>,
         flights: Vec<InFlight>,
-        outcomes: Vec<Outcome>,
+        outcomes: Vec<Result<Outcome, String>>,
         output: &mut ChainOutput,
     ) -> (Vec<Event>, Vec<InFlight>) {
         let mut kept_events = Vec::with_capacity(events.len());
         let mut kept_flights = Vec::with_capacity(events.len());
         let mut dropped = 0;
         for ((event, mut flight), outcome) in events.into_iter().zip(flights).zip(outcomes) {
+            let outcome = match outcome {
+                Ok(outcome) => outcome,
+                Err(reason) => {
+                    output.dead.push(self.dead_letter(plugin, &reason, event.id, event.json));
+                    continue;
+                }
+            };
             let next = match outcome {
                 Outcome::Keep => Ok(event),
                 Outcome::Replace(json) => self.replaced(event, json),
@@ -222,17 +231,20 @@ impl Chain {
     }
 
     fn deliver(&self, event: Event, flight: InFlight, output: &mut ChainOutput) {
-        let fallback = flight.default.map_or_else(|| self.default_sink.clone(), |sink| sink.to_string());
-        let routes = flight.routes.unwrap_or_else(|| vec![fallback]);
-        let mut routes: Vec<String> = routes;
-        routes.sort();
-        routes.dedup();
-        let last = routes.len() - 1;
+        let fallback;
+        let routes: BTreeSet<&str> = match &flight.routes {
+            Some(routes) => routes.iter().map(String::as_str).collect(),
+            None => {
+                fallback = flight.default.map_or_else(|| self.default_sink.clone(), |sink| sink.to_string());
+                BTreeSet::from([fallback.as_str()])
+            }
+        };
+        let last = routes.len().saturating_sub(1);
         let mut out = Some(OutEvent { id: event.id, session_id: event.session_id, json: event.json });
         for (i, sink) in routes.into_iter().enumerate() {
             let event = if i == last { out.take() } else { out.clone() };
             if let Some(event) = event {
-                output.deliveries.entry(sink).or_default().push(event);
+                output.deliveries.entry(sink.to_owned()).or_default().push(event);
             }
         }
     }
@@ -248,6 +260,80 @@ impl Chain {
             payload: json,
         }
     }
+}
+
+/// Most calls that may fail while isolating the events of one batch that
+/// fail on their own: two per halving level, so that any two poisonous
+/// events are found (each costs one failed call per level on its way down).
+fn isolation_failures(events: usize) -> usize {
+    let levels = usize::BITS - events.saturating_sub(1).leading_zeros();
+    2 * levels as usize + 2
+}
+
+/// Isolating stops starting calls once it has taken this many deadlines.
+const ISOLATION_DEADLINES: u32 = 2;
+
+/// After a call over all of `events` failed with `error`: runs the batch
+/// again by halves, halving only what fails, so that only the events that
+/// fail on their own are failed. Returns one outcome or failure reason per
+/// event, in order.
+///
+/// The budget, so that a plugin that fails every call, or sleeps to its
+/// deadline in every call, does not cost 2N calls or 2N deadlines: at most
+/// [`isolation_failures`] failed calls (18 for a batch of 256), and no new
+/// call once isolating has taken [`ISOLATION_DEADLINES`] × the plugin's
+/// deadline. A call is itself cut at the deadline, so one batch costs a
+/// plugin at most 4 deadlines in all (the first call, 2 of isolating, one
+/// call started just before the budget ran out). Events still undecided
+/// when the budget runs out fail with the batch's error, as before
+/// isolating existed.
+fn isolate(transform: &mut dyn Transform, events: &[Event], error: &PluginError, metrics: &Metrics) -> Vec<Result<Outcome, String>> {
+    if events.len() <= 1 {
+        return events.iter().map(|_| Err(error.to_string())).collect();
+    }
+    let mut fates: Vec<Option<Result<Outcome, String>>> = (0..events.len()).map(|_| None).collect();
+    let (max_failures, max_time) = (isolation_failures(events.len()), transform.deadline().saturating_mul(ISOLATION_DEADLINES));
+    let started = Instant::now();
+    let mut failures = 0;
+    let mut calls = 0;
+    let mut pending = halves(0..events.len());
+    while let Some(range) = pending.pop() {
+        if failures >= max_failures || started.elapsed() >= max_time {
+            tracing::warn!(plugin = %transform.name(), calls, failures, undecided = events.len() - fates.iter().filter(|f| f.is_some()).count(), "Stopped isolating the events that fail on their own: its budget is spent; the rest of the batch follows on-error.");
+            break;
+        }
+        calls += 1;
+        match transform.process(&events[range.clone()]) {
+            Ok(outcomes) => {
+                for (fate, outcome) in fates[range].iter_mut().zip(outcomes) {
+                    *fate = Some(Ok(outcome));
+                }
+            }
+            Err(failed) => {
+                failures += 1;
+                metrics.add("ferry_plugin_failures_total", &[("plugin", transform.name())], 1);
+                tracing::debug!(plugin = %transform.name(), error = %failed, events = range.len(), "Plugin call failed while isolating.");
+                if range.len() == 1 {
+                    fates[range.start] = Some(Err(failed.to_string()));
+                } else {
+                    pending.extend(halves(range));
+                }
+            }
+        }
+    }
+    let alone = fates.iter().filter(|fate| matches!(fate, Some(Err(_)))).count();
+    tracing::info!(plugin = %transform.name(), events = events.len(), failed_alone = alone, calls, "Isolated the events of a failed batch that fail on their own.");
+    fates.into_iter().map(|fate| fate.unwrap_or_else(|| Err(error.to_string()))).collect()
+}
+
+/// The two halves of `range`, the first half last (so popped first); a
+/// single event is its own half.
+fn halves(range: Range<usize>) -> Vec<Range<usize>> {
+    if range.len() <= 1 {
+        return vec![range];
+    }
+    let middle = range.start + range.len() / 2;
+    vec![middle..range.end, range.start..middle]
 }
 
 #[cfg(test)]
@@ -300,9 +386,9 @@ mod tests {
                     Outcome::Keep,
                     Outcome::Drop,
                     Outcome::Replace(b"{\n \"uid\": \"u2\", \"new\": true\n}".to_vec()),
-                    Outcome::Route(Route { sinks: vec!["security".into(), "default".into()], json: None }),
+                    Outcome::Route(Route { sinks: vec!["security".into(), "default".into()].into(), json: None }),
                     Outcome::Fail("bad\nthing".into()),
-                    Outcome::Route(Route { sinks: vec!["nowhere".into()], json: None }),
+                    Outcome::Route(Route { sinks: vec!["nowhere".into()].into(), json: None }),
                     Outcome::Replace(b"not json".to_vec()),
                 ])
             },
@@ -367,7 +453,7 @@ mod tests {
         let first = Scripted {
             name: "first",
             on_error: OnError::DeadLetter,
-            answer: |batch| Ok(batch.iter().map(|_| Outcome::Route(Route { sinks: vec!["security".into()], json: Some(b"{\"uid\":\"x\",\"step\":1}".to_vec()) })).collect()),
+            answer: |batch| Ok(batch.iter().map(|_| Outcome::Route(Route { sinks: vec!["security".into()].into(), json: Some(b"{\"uid\":\"x\",\"step\":1}".to_vec()) })).collect()),
         };
         let second = Scripted {
             name: "second",
@@ -380,5 +466,96 @@ mod tests {
         let output = chain(vec![Box::new(first), Box::new(second)]).apply(events(&["a"])).expect("no halt");
         assert_eq!(ids(&output, "security"), ["x"]);
         assert!(!output.deliveries.contains_key("default"));
+    }
+
+    /// Fails any call whose batch holds an event with a uid in `poison`,
+    /// after sleeping `pause`; counts its calls.
+    struct Poisoned {
+        poison: &'static [&'static str],
+        on_error: OnError,
+        pause: std::time::Duration,
+        calls: Arc<std::sync::atomic::AtomicUsize>,
+    }
+
+    impl Transform for Poisoned {
+        fn name(&self) -> &str {
+            "poisoned"
+        }
+        fn on_error(&self) -> OnError {
+            self.on_error
+        }
+        fn deadline(&self) -> std::time::Duration {
+            std::time::Duration::from_millis(20)
+        }
+        fn process(&mut self, batch: &[Event]) -> Result<Vec<Outcome>, PluginError> {
+            self.calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            std::thread::sleep(self.pause);
+            if batch.iter().any(|event| self.poison.contains(&event.id.as_str())) {
+                return Err(PluginError::Call { plugin: "poisoned".into(), message: "wasm trap: poison".into() });
+            }
+            Ok(batch.iter().map(|_| Outcome::Keep).collect())
+        }
+    }
+
+    fn poisoned(poison: &'static [&'static str], on_error: OnError, pause_ms: u64) -> (Box<dyn Transform>, Arc<std::sync::atomic::AtomicUsize>) {
+        let calls = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let transform = Poisoned { poison, on_error, pause: std::time::Duration::from_millis(pause_ms), calls: calls.clone() };
+        (Box::new(transform), calls)
+    }
+
+    fn many(n: usize) -> Vec<Event> {
+        events(&vec!["e"; n])
+    }
+
+    #[test]
+    fn only_the_events_that_fail_on_their_own_are_dead_lettered() {
+        let (transform, calls) = poisoned(&["u77", "u200"], OnError::DeadLetter, 0);
+        let output = chain(vec![transform]).apply(many(256)).expect("no halt");
+        let dead: Vec<_> = output.dead.iter().map(|d| (d.event_id.clone().unwrap_or_default(), d.reason.clone())).collect();
+        assert_eq!(dead, [("u77".into(), "plugin `poisoned` failed: wasm trap: poison".into()), ("u200".into(), "plugin `poisoned` failed: wasm trap: poison".into())]);
+        let delivered = ids(&output, "default");
+        assert_eq!(delivered.len(), 254);
+        assert!(delivered.iter().all(|id| id != "u77" && id != "u200"), "in order, without the poison");
+        assert!(calls.load(std::sync::atomic::Ordering::SeqCst) <= 1 + 2 * isolation_failures(256), "{calls:?}");
+    }
+
+    #[test]
+    fn a_poisonous_event_passes_alone_when_the_policy_is_pass_and_halt_stays_halt() {
+        let (transform, _) = poisoned(&["u3"], OnError::Pass, 0);
+        let output = chain(vec![transform]).apply(many(8)).expect("no halt");
+        assert_eq!(ids(&output, "default").len(), 8);
+        assert!(output.dead.is_empty());
+
+        let (transform, calls) = poisoned(&["u3"], OnError::Halt, 0);
+        assert!(chain(vec![transform]).apply(many(8)).is_err());
+        assert_eq!(calls.load(std::sync::atomic::Ordering::SeqCst), 1, "halt does not retry");
+    }
+
+    #[test]
+    fn a_plugin_that_fails_every_call_costs_a_bounded_number_of_calls() {
+        let (transform, calls) = every_call_fails(0);
+        let output = chain(vec![transform]).apply(many(256)).expect("no halt");
+        assert_eq!(output.dead.len(), 256, "nothing is lost");
+        assert!(output.dead.iter().all(|d| d.reason == "plugin `poisoned` failed: wasm trap: poison"));
+        assert_eq!(calls.load(std::sync::atomic::Ordering::SeqCst), 1 + isolation_failures(256), "not 2N calls");
+    }
+
+    #[test]
+    fn a_plugin_that_runs_to_its_deadline_every_call_costs_at_most_four_deadlines() {
+        // The deadline is 20 ms; each call takes all of it and fails.
+        let (transform, calls) = every_call_fails(20);
+        let started = std::time::Instant::now();
+        let output = chain(vec![transform]).apply(many(256)).expect("no halt");
+        let took = started.elapsed();
+        assert_eq!(output.dead.len(), 256);
+        assert!(calls.load(std::sync::atomic::Ordering::SeqCst) <= 4, "{calls:?}");
+        assert!(took < std::time::Duration::from_millis(4 * 20 + 60), "{took:?}");
+    }
+
+    /// A plugin whose every call fails (every uid is poison).
+    fn every_call_fails(pause_ms: u64) -> (Box<dyn Transform>, Arc<std::sync::atomic::AtomicUsize>) {
+        static EVERY_UID: std::sync::LazyLock<Vec<&'static str>> =
+            std::sync::LazyLock::new(|| (0..256).map(|i| &*Box::leak(format!("u{i}").into_boxed_str())).collect());
+        poisoned(EVERY_UID.as_slice(), OnError::DeadLetter, pause_ms)
     }
 }

@@ -7,4 +7,8 @@
 wasmtime::component::bindgen!({
     world: "plugin",
     path: "../wit",
+    // Calls into a plugin are async so that a host call the plugin makes
+    // (a WASI clock wait, a poll) can be cut off at its deadline; see
+    // `instance.rs`. ferry's own imports (`log`, `count`) never block.
+    exports: { default: async },
 });

@@ -110,7 +110,7 @@ rules = [
     }
     assert_eq!(tally, BTreeMap::from([("sessions".into(), 19), ("security+default".into(), 2), ("default".into(), 162)]));
     let sinks = |id: &str| match by_id(&results, id) {
-        Outcome::Route(route) => route.sinks.clone(),
+        Outcome::Route(route) => route.sinks.to_vec(),
         other => panic!("{other:?}"),
     };
     assert_eq!(sinks(FAILED_LOGIN), ["security", "default"]);

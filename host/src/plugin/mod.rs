@@ -43,6 +43,13 @@ pub trait Transform: Send {
     /// What to do with a batch when a call fails.
     fn on_error(&self) -> OnError;
 
+    /// The longest one call may take; the chain budgets the retries that
+    /// isolate a failing event in multiples of it. Default: ferry's default
+    /// plugin deadline.
+    fn deadline(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(2)
+    }
+
     /// Returns one outcome per event of `batch`, in order, or the reason the
     /// call failed as a whole.
     fn process(&mut self, batch: &[Event]) -> Result<Vec<Outcome>, PluginError>;

@@ -58,7 +58,7 @@ impl Runtime {
     pub fn new(cache_dir: Option<PathBuf>, metrics: Arc<Metrics>) -> Result<Runtime, PluginError> {
         let engine = Engine::new(&engine_config()).map_err(|err| runtime_error(Path::new("<engine>"), &err))?;
         let mut linker = Linker::new(&engine);
-        wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(|err| runtime_error(Path::new("<linker>"), &err))?;
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(|err| runtime_error(Path::new("<linker>"), &err))?;
         super::bindings::Plugin::add_to_linker::<PluginState, HasSelf<PluginState>>(&mut linker, |state| state)
             .map_err(|err| runtime_error(Path::new("<linker>"), &err))?;
         let stop = Arc::new(AtomicBool::new(false));
@@ -146,6 +146,18 @@ fn engine_config() -> Config {
     let mut config = Config::new();
     // Deadlines: a ticker thread advances the epoch; each call gets a budget.
     config.epoch_interruption(true);
+    // The epoch stops running wasm code, but not a host call the plugin is
+    // blocked in: WASI's `subscribe-duration` + `poll` (what
+    // `std::thread::sleep` becomes) would hold a synchronous call for as long
+    // as the plugin asked. So plugins are called async (wasmtime 48 always
+    // supports it; the linker takes WASI's async host functions): every call
+    // is a future on a fiber, and a blocked WASI call is a pending future
+    // inside it; `instance.rs` races that future against the deadline and
+    // drops it, which cuts off *every* WASI call at once, whatever it waits
+    // on. The alternative, ferry's own clock and poll imports, would cover
+    // only the waits someone remembered to replace. Cost: a fiber switch
+    // and a timer per call (the stack is reused), measured with
+    // `cargo bench -p ferry --bench plugins`.
     // The concurrency machinery of the component model costs about twice the
     // fixed per-call time and ferry uses none of it.
     config.concurrency_support(false);

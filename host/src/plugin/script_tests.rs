@@ -104,7 +104,7 @@ fn javascript_reshape_renames_lowercases_and_routes() {
         let changed = expected != input;
         let json = match outcome {
             Outcome::Route(route) if event.event_type.starts_with("session.") => {
-                assert_eq!(route.sinks, ["sessions", "archive"], "event {}", event.id);
+                assert_eq!(route.sinks.to_vec(), ["sessions", "archive"], "event {}", event.id);
                 routed += 1;
                 route.json.as_deref()
             }

@@ -3,14 +3,24 @@
 
 use super::bindings::ferry::plugin::{host, types};
 use crate::metrics::Metrics;
-use std::sync::Arc;
-use std::time::Duration;
+use std::borrow::Cow;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{HostMonotonicClock, HostWallClock, WasiCtx, WasiCtxView, WasiView};
 
 /// Longest log message or field a plugin may write; longer text is cut so
 /// that a plugin cannot flood ferry's log with one call.
 const MAX_LOG_TEXT: usize = 4096;
+
+/// Lines one plugin may log per [`LOG_WINDOW`]: 100 per 10 s, plenty for
+/// a plugin reporting per batch (a batch every 200 ms is 50), while a plugin
+/// logging per event cannot bury ferry's own lines or fill a disk. Lines
+/// past it are counted, and the count logged once the window closes.
+pub(super) const LOG_LINES_PER_WINDOW: u32 = 100;
+
+/// The window of [`LOG_LINES_PER_WINDOW`].
+pub(super) const LOG_WINDOW: Duration = Duration::from_secs(10);
 
 /// The data of one plugin's `Store`.
 pub struct PluginState {
@@ -20,11 +30,13 @@ pub struct PluginState {
     pub limiter: MemoryLimiter,
     plugin: Arc<str>,
     metrics: Arc<Metrics>,
+    log_limit: Arc<Mutex<LogLimit>>,
 }
 
 impl PluginState {
     /// A state that grants the guest nothing but `max_memory` bytes of memory.
-    pub fn new(plugin: Arc<str>, max_memory: u64, metrics: Arc<Metrics>) -> Self {
+    /// `log_limit` is the plugin's, shared by every store it gets.
+    pub fn new(plugin: Arc<str>, max_memory: u64, metrics: Arc<Metrics>, log_limit: Arc<Mutex<LogLimit>>) -> Self {
         let wasi = WasiCtx::builder()
             .wall_clock(FrozenClock)
             .monotonic_clock(FrozenClock)
@@ -40,6 +52,7 @@ impl PluginState {
             limiter: MemoryLimiter { max: max_memory, used: 0 },
             plugin,
             metrics,
+            log_limit,
         }
     }
 }
@@ -110,10 +123,15 @@ impl types::Host for PluginState {}
 
 impl host::Host for PluginState {
     fn log(&mut self, level: types::Level, message: String, fields: Vec<(String, String)>) {
-        let message = clip(&message);
-        let fields: Vec<String> = fields.iter().take(32).map(|(k, v)| format!("{}={}", clip(k), clip(v))).collect();
-        let fields = fields.join(" ");
         let plugin = &*self.plugin;
+        let (admitted, suppressed) = self.log_limit.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).admit(Instant::now());
+        report_suppressed(plugin, suppressed);
+        if !admitted {
+            return;
+        }
+        let message = escape(clip(&message));
+        let fields: Vec<String> = fields.iter().take(32).map(|(k, v)| format!("{}={}", escape(clip(k)), escape(clip(v)))).collect();
+        let fields = fields.join(" ");
         match level {
             types::Level::Trace => tracing::trace!(plugin, fields, "{message}"),
             types::Level::Debug => tracing::debug!(plugin, fields, "{message}"),
@@ -128,6 +146,70 @@ impl host::Host for PluginState {
     }
 }
 
+/// How many log lines a plugin may write now: a fixed window of
+/// [`LOG_WINDOW`] holding at most [`LOG_LINES_PER_WINDOW`] lines.
+#[derive(Debug, Default)]
+pub struct LogLimit {
+    window_start: Option<Instant>,
+    written: u32,
+    suppressed: u64,
+}
+
+impl LogLimit {
+    /// Whether a line at `now` may be written, and how many lines were
+    /// suppressed in a window that has just closed (to be reported first).
+    pub(super) fn admit(&mut self, now: Instant) -> (bool, u64) {
+        let closed = self.close_window(now);
+        if self.written < LOG_LINES_PER_WINDOW {
+            self.written += 1;
+            (true, closed)
+        } else {
+            self.suppressed += 1;
+            (false, closed)
+        }
+    }
+
+    /// Starts a new window when the current one is over; returns how many
+    /// lines the closed window suppressed.
+    pub(super) fn close_window(&mut self, now: Instant) -> u64 {
+        match self.window_start {
+            Some(start) if now.saturating_duration_since(start) < LOG_WINDOW => 0,
+            _ => {
+                self.window_start = Some(now);
+                self.written = 0;
+                std::mem::take(&mut self.suppressed)
+            }
+        }
+    }
+}
+
+/// Logs that `suppressed` lines of `plugin` were not written, if any were.
+pub(super) fn report_suppressed(plugin: &str, suppressed: u64) {
+    if suppressed > 0 {
+        tracing::warn!(plugin, suppressed, limit = LOG_LINES_PER_WINDOW, window = ?LOG_WINDOW, "Plugin log lines over the rate limit were suppressed.");
+    }
+}
+
+/// The text with every control character written as an escape (`\n`,
+/// `\r`, `\t`, `\u{1b}`), so that what a plugin logs stays on its own
+/// line and cannot forge a line of ferry's log or drive a terminal.
+fn escape(text: &str) -> Cow<'_, str> {
+    if !text.chars().any(char::is_control) {
+        return Cow::Borrowed(text);
+    }
+    let mut escaped = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        match c {
+            '\n' => escaped.push_str("\\n"),
+            '\r' => escaped.push_str("\\r"),
+            '\t' => escaped.push_str("\\t"),
+            c if c.is_control() => escaped.push_str(&c.escape_unicode().to_string()),
+            c => escaped.push(c),
+        }
+    }
+    Cow::Owned(escaped)
+}
+
 fn clip(text: &str) -> &str {
     if text.len() <= MAX_LOG_TEXT {
         return text;
@@ -137,4 +219,33 @@ fn clip(text: &str) -> &str {
         end -= 1;
     }
     &text[..end]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn line_breaks_and_control_characters_are_escaped() {
+        assert_eq!(escape("plain text"), "plain text");
+        assert!(matches!(escape("plain text"), Cow::Borrowed(_)));
+        let forged = "done.\n2026-11-30T10:00:00Z ERROR ferry: Shutdown deadline passed.\r\x1b[2K\tx";
+        let escaped = escape(forged);
+        assert_eq!(escaped, "done.\\n2026-11-30T10:00:00Z ERROR ferry: Shutdown deadline passed.\\r\\u{1b}[2K\\tx");
+        assert!(!escaped.chars().any(char::is_control), "{escaped}");
+    }
+
+    #[test]
+    fn a_plugin_logs_at_most_its_limit_per_window_and_the_rest_is_counted() {
+        let mut limit = LogLimit::default();
+        let start = Instant::now();
+        let admitted = (0..250).filter(|_| limit.admit(start).0).count();
+        assert_eq!(admitted, LOG_LINES_PER_WINDOW as usize);
+        assert_eq!(limit.close_window(start + LOG_WINDOW / 2), 0, "the window is still open");
+        assert!(!limit.admit(start + LOG_WINDOW / 2).0);
+        // The next window reports what the last one suppressed, once.
+        assert_eq!(limit.admit(start + LOG_WINDOW), (true, 151));
+        assert_eq!(limit.admit(start + LOG_WINDOW), (true, 0));
+        assert_eq!(limit.close_window(start + LOG_WINDOW * 3), 0, "nothing was suppressed since");
+    }
 }

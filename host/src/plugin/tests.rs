@@ -72,6 +72,36 @@ fn an_endless_loop_is_cut_at_the_deadline() {
 }
 
 #[test]
+fn a_sleep_is_cut_at_the_deadline_like_a_loop() {
+    // `std::thread::sleep` is a WASI clock subscription and `poll`: a host
+    // call, where the epoch deadline cannot reach.
+    let started = std::time::Instant::now();
+    contained("sleep", "failed: ran past its deadline of 300ms (deadline)");
+    assert!(started.elapsed() < std::time::Duration::from_secs(10), "{:?}", started.elapsed());
+}
+
+#[test]
+fn an_init_that_sleeps_is_refused_at_the_deadline() {
+    let started = std::time::Instant::now();
+    let err = runtime(None).load(settings("hostile-nap", "mode = \"sleep-init\"")).err().expect("refused");
+    assert_eq!(err.to_string(), "plugin `hostile-nap` failed: ran past its deadline of 300ms (deadline)");
+    assert!(started.elapsed() < std::time::Duration::from_secs(10), "{:?}", started.elapsed());
+}
+
+#[test]
+fn a_result_that_would_expand_in_the_host_is_refused_before_it_is_copied() {
+    // 1,024 sink names pointing at the same 64 KiB: 64 MiB if copied, over
+    // even the default max-output of 64 MiB.
+    let runtime = runtime(None);
+    let (mut plugin, _) = runtime.load(settings("hostile-amp", "mode = \"amplify\"")).expect("loads");
+    let err = plugin.process(&batch(&["a", "b"])).expect_err("refused");
+    assert_eq!(
+        err.to_string(),
+        "plugin `hostile-amp` returned a malformed result: it handed ferry more than its max-output of 67108864 bytes in one call (verdicts, lines, sink lists and sink names, counted as copied), refused before copying the rest"
+    );
+}
+
+#[test]
 fn a_plugin_keeps_its_deadline_after_its_runtime_is_dropped() {
     let (mut plugin, _) = runtime(None).load(settings("hostile-loop", "mode = \"loop\"")).expect("loads");
     // The runtime is gone; the epoch must still advance for this plugin.
@@ -98,7 +128,7 @@ fn output_beyond_max_output_is_refused() {
     settings.deadline = std::time::Duration::from_secs(10);
     let (mut plugin, _) = runtime.load(settings).expect("loads");
     let err = plugin.process(&batch(&["x"])).expect_err("too much output");
-    assert!(err.to_string().contains("over its max-output of 1048576 bytes"), "{err}");
+    assert!(err.to_string().contains("more than its max-output of 1048576 bytes"), "{err}");
 }
 
 #[test]

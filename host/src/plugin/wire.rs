@@ -6,6 +6,8 @@
 
 use super::bindings::ferry::plugin::types::{Output, Verdict};
 use crate::event::{Event, Outcome, Route};
+use std::collections::HashSet;
+use std::sync::Arc;
 
 /// Writes `batch` as JSON Lines into `buffer`, which is cleared first (the
 /// caller keeps it between batches, so its memory is reused).
@@ -33,18 +35,23 @@ pub(super) fn encode(batch: &[Event], buffer: &mut Vec<u8>) {
 /// Turns a plugin's output for a batch of `events` events into one outcome
 /// per event, or says in one line why the output does not fit the batch.
 ///
-/// `max_output` bounds the bytes a plugin may hand back (new JSON and
-/// failure reasons together).
+/// `max_output` bounds the bytes a plugin may hand back: new JSON, failure
+/// reasons and every sink name. (wasmtime has already refused to copy more
+/// than that out of the guest, counting its own way; see `instance.rs`.)
+/// Each sink list becomes one shared copy, without repeated names, that
+/// every verdict naming it points to.
 pub(super) fn decode(output: Output, events: usize, max_output: u64) -> Result<Vec<Outcome>, String> {
     let Output { verdicts, lines, routes } = output;
     if verdicts.len() != events {
         return Err(format!("{} for {}", count(verdicts.len(), "verdict"), count(events, "event")));
     }
-    let reasons: usize = verdicts.iter().map(|verdict| if let Verdict::Fail(reason) = verdict { reason.len() } else { 0 }).sum();
-    let returned = lines.len() + reasons;
-    if returned as u64 > max_output {
+    let reasons: u64 = verdicts.iter().map(|verdict| if let Verdict::Fail(reason) = verdict { reason.len() as u64 } else { 0 }).sum();
+    let names: u64 = routes.iter().flatten().map(|name| name.len() as u64).sum();
+    let returned = lines.len() as u64 + reasons + names;
+    if returned > max_output {
         return Err(format!("{returned} bytes of output, over its max-output of {max_output} bytes"));
     }
+    let routes: Vec<Arc<[String]>> = routes.into_iter().map(distinct).collect();
     let mut new_json = Lines::new(&lines);
     let mut outcomes = Vec::with_capacity(events);
     for verdict in verdicts {
@@ -58,12 +65,25 @@ pub(super) fn decode(output: Output, events: usize, max_output: u64) -> Result<V
                     format!("a verdict routes to sink list {} of {}", route.sinks, routes.len())
                 })?;
                 let json = if route.replaced { Some(new_json.next()?) } else { None };
-                Outcome::Route(Route { sinks: sinks.clone(), json })
+                Outcome::Route(Route { sinks: Arc::clone(sinks), json })
             }
         });
     }
     new_json.finish()?;
     Ok(outcomes)
+}
+
+/// The sink list in its order with repeats removed, so that a list naming
+/// one sink a million times costs ferry one name from here on.
+fn distinct(list: Vec<String>) -> Arc<[String]> {
+    let mut seen = HashSet::with_capacity(list.len().min(64));
+    let mut kept = Vec::new();
+    for name in &list {
+        if seen.insert(name.as_str()) {
+            kept.push(name.clone());
+        }
+    }
+    Arc::from(kept)
 }
 
 /// The lines of new JSON, handed out one per verdict that asks for one.
@@ -142,8 +162,8 @@ mod tests {
                 Outcome::Keep,
                 Outcome::Replace(b"{\"a\":1}".to_vec()),
                 Outcome::Drop,
-                Outcome::Route(Route { sinks: vec!["security".into(), "default".into()], json: Some(b"{\"b\":2}".to_vec()) }),
-                Outcome::Route(Route { sinks: vec!["default".into()], json: None }),
+                Outcome::Route(Route { sinks: Arc::from(["security".to_owned(), "default".to_owned()]), json: Some(b"{\"b\":2}".to_vec()) }),
+                Outcome::Route(Route { sinks: Arc::from(["default".to_owned()]), json: None }),
                 Outcome::Fail("bad".into()),
             ]
         );
@@ -170,6 +190,71 @@ mod tests {
     fn decode_accepts_a_last_line_with_or_without_its_line_break() {
         for lines in ["{}", "{}\n"] {
             assert_eq!(decode(output(vec![Verdict::Replace], lines, &[]), 1, 1024).unwrap(), [Outcome::Replace(b"{}".to_vec())]);
+        }
+    }
+
+    #[test]
+    fn sink_names_count_against_max_output_and_each_list_is_shared_once() {
+        let long = "s".repeat(600);
+        let names: &[&str] = &[&long, &long];
+        let refused = decode(output(vec![Verdict::Route(WireRoute { sinks: 0, replaced: false })], "", &[names]), 1, 1024).unwrap_err();
+        assert_eq!(refused, "1200 bytes of output, over its max-output of 1024 bytes");
+
+        let verdicts = (0..3).map(|_| Verdict::Route(WireRoute { sinks: 0, replaced: false })).collect();
+        let outcomes = decode(output(verdicts, "", &[&["security", "default", "security", "default"]]), 3, 1024).unwrap();
+        let lists: Vec<&Arc<[String]>> = outcomes.iter().map(|o| match o { Outcome::Route(route) => &route.sinks, other => panic!("{other:?}") }).collect();
+        assert_eq!(lists[0][..], ["security".to_owned(), "default".to_owned()], "repeats removed, order kept");
+        assert!(lists.iter().all(|list| Arc::ptr_eq(list, lists[0])), "one copy shared by every verdict");
+    }
+
+    mod properties {
+        use super::*;
+        use proptest::prelude::*;
+
+        fn verdict() -> impl Strategy<Value = Verdict> {
+            prop_oneof![
+                Just(Verdict::Keep),
+                Just(Verdict::Drop),
+                Just(Verdict::Replace),
+                (0u32..6, any::<bool>()).prop_map(|(sinks, replaced)| Verdict::Route(WireRoute { sinks, replaced })),
+                (any::<u32>(), any::<bool>()).prop_map(|(sinks, replaced)| Verdict::Route(WireRoute { sinks, replaced })),
+                ".{0,40}".prop_map(Verdict::Fail),
+            ]
+        }
+
+        fn lines() -> impl Strategy<Value = Vec<u8>> {
+            prop_oneof![
+                proptest::collection::vec(any::<u8>(), 0..200),
+                proptest::collection::vec(prop_oneof![Just(b'\n'), Just(b'{'), Just(b'}'), Just(b' '), any::<u8>()], 0..200),
+                proptest::collection::vec("[{}a-z\":, ]{0,20}", 0..12).prop_map(|lines| lines.join("\n").into_bytes()),
+            ]
+        }
+
+        fn routes() -> impl Strategy<Value = Vec<Vec<String>>> {
+            proptest::collection::vec(proptest::collection::vec("[a-z\n]{0,12}", 0..5), 0..5)
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(256))]
+
+            /// Whatever a plugin hands back, decoding never panics; it either
+            /// gives one outcome per event or refuses in one line.
+            #[test]
+            fn decoding_never_panics_and_refuses_in_one_line(
+                verdicts in proptest::collection::vec(verdict(), 0..12),
+                lines in lines(),
+                routes in routes(),
+                events in 0usize..12,
+                max_output in prop_oneof![Just(u64::MAX), 0u64..400],
+            ) {
+                match decode(Output { verdicts, lines, routes }, events, max_output) {
+                    Ok(outcomes) => prop_assert_eq!(outcomes.len(), events),
+                    Err(message) => {
+                        prop_assert!(!message.is_empty());
+                        prop_assert!(!message.contains('\n') && !message.contains('\r'), "{:?}", message);
+                    }
+                }
+            }
         }
     }
 }

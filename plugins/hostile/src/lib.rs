@@ -9,7 +9,10 @@
 use ferry_guest::prelude::*;
 use ferry_guest::serde_json::{self, json};
 use serde::Deserialize;
+use ferry_guest::bindings::ferry::plugin::types::{Output, Route as WireRoute, Verdict};
+use std::alloc::{GlobalAlloc, Layout, System};
 use std::hint::black_box;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 /// The plugin's config, from its table in ferry.toml.
 #[derive(Debug, Deserialize)]
@@ -42,10 +45,14 @@ enum Mode {
     Socket,
     Stdio,
     Remember,
+    Sleep,
+    SleepInit,
+    Amplify,
+    Poison,
 }
 
 /// Every mode by its name in the config.
-const MODES: [(&str, Mode); 15] = [
+const MODES: [(&str, Mode); 19] = [
     ("trap", Mode::Trap),
     ("loop", Mode::Loop),
     ("oom", Mode::Oom),
@@ -61,7 +68,23 @@ const MODES: [(&str, Mode); 15] = [
     ("socket", Mode::Socket),
     ("stdio", Mode::Stdio),
     ("remember", Mode::Remember),
+    ("sleep", Mode::Sleep),
+    ("sleep-init", Mode::SleepInit),
+    ("amplify", Mode::Amplify),
+    ("poison", Mode::Poison),
 ];
+
+/// How long `sleep` and `sleep-init` sleep: far past any deadline.
+const SLEEP: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// What `poison` traps on: a batch holding an event whose JSON has this.
+const POISON_MARKER: &[u8] = b"hostile-poison";
+
+/// `amplify`: how many entries its one sink list has, and how long the one
+/// name they all point to is: 64 MiB for a host that copies the list, from
+/// 64 KiB of guest memory.
+const AMPLIFY_NAMES: usize = 1024;
+const AMPLIFY_NAME_BYTES: usize = 64 << 10;
 
 /// What `stdio` writes to its stdout and stderr; ferry must not show it.
 const STDIO_MARKER: &str = "hostile plugin output on stdio";
@@ -108,6 +131,9 @@ impl Plugin for Hostile {
         if mode == Mode::InitFail {
             return Err("refusing config on purpose".to_owned());
         }
+        if mode == Mode::SleepInit {
+            std::thread::sleep(SLEEP);
+        }
         Ok(Hostile {
             mode,
             when_type: config.when_type,
@@ -140,6 +166,18 @@ impl Plugin for Hostile {
                 keep(batch.len())
             }
             Mode::Remember => remember(batch),
+            Mode::Sleep => {
+                std::thread::sleep(SLEEP);
+                keep(batch.len())
+            }
+            // `init` slept already; the export answers for `amplify`.
+            Mode::SleepInit | Mode::Amplify => keep(batch.len()),
+            Mode::Poison => {
+                if batch.iter().any(|event| event.json.windows(POISON_MARKER.len()).any(|w| w == POISON_MARKER)) {
+                    panic!("hostile plugin: trapping on a poisonous event (mode \"poison\")");
+                }
+                keep(batch.len())
+            }
         }
     }
 }
@@ -277,7 +315,77 @@ fn log_batch(batch: &[Event]) -> Vec<Outcome> {
     keep(batch.len())
 }
 
-export_plugin!(Hostile);
+// What `export_plugin!(Hostile)` would write, except that `amplify` answers
+// with an output the SDK would never build.
+std::thread_local! {
+    static STATE: ferry_guest::__private::State<Hostile> =
+        const { ferry_guest::__private::RefCell::new(None) };
+}
+
+struct Export;
+
+impl ferry_guest::bindings::exports::ferry::plugin::guest::Guest for Export {
+    fn init(config: String) -> Result<(), String> {
+        ferry_guest::__private::init::<Hostile>(&STATE, &config)
+    }
+
+    fn process(events: Vec<u8>) -> Output {
+        let amplify = STATE.with_borrow(|state| matches!(state, Some(plugin) if plugin.mode == Mode::Amplify));
+        if amplify {
+            return amplified(events.iter().filter(|&&byte| byte == b'\n').count());
+        }
+        ferry_guest::__private::process::<Hostile>(&STATE, &events)
+    }
+}
+
+ferry_guest::bindings::__export_plugin_world!(Export with_types_in ferry_guest::bindings);
+
+/// `amplify`: every event routed to sink list 0, whose
+/// [`AMPLIFY_NAMES`] names all point to the same [`AMPLIFY_NAME_BYTES`]
+/// bytes of guest memory. A host that copies the list once per verdict
+/// turns 64 KiB of guest memory into 64 MiB per event.
+///
+/// The aliasing `String`s are unsound on purpose (this plugin is hostile);
+/// they are never dropped by this code, and [`NEVER_FREE`] makes the
+/// component's post-return free of each of them a no-op.
+fn amplified(events: usize) -> Output {
+    NEVER_FREE.store(true, Ordering::Relaxed);
+    let name: &'static mut [u8] = Box::leak(vec![b's'; AMPLIFY_NAME_BYTES].into_boxed_slice());
+    let pointer = name.as_mut_ptr();
+    // SAFETY: none; see above. The bytes are ASCII and live forever.
+    let names: Vec<String> = (0..AMPLIFY_NAMES)
+        .map(|_| unsafe { String::from_raw_parts(pointer, AMPLIFY_NAME_BYTES, AMPLIFY_NAME_BYTES) })
+        .collect();
+    Output {
+        verdicts: (0..events).map(|_| Verdict::Route(WireRoute { sinks: 0, replaced: false })).collect(),
+        lines: Vec::new(),
+        routes: vec![names],
+    }
+}
+
+/// Set by `amplify`: from then on this instance frees nothing.
+static NEVER_FREE: AtomicBool = AtomicBool::new(false);
+
+/// The system allocator, except that it frees nothing once [`NEVER_FREE`]
+/// is set, so that the aliased names of `amplify` are not freed twice.
+struct Allocator;
+
+// SAFETY: every call is forwarded to the system allocator, or (dealloc
+// after `amplify`) not made at all, which only leaks.
+unsafe impl GlobalAlloc for Allocator {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        unsafe { System.alloc(layout) }
+    }
+
+    unsafe fn dealloc(&self, pointer: *mut u8, layout: Layout) {
+        if !NEVER_FREE.load(Ordering::Relaxed) {
+            unsafe { System.dealloc(pointer, layout) }
+        }
+    }
+}
+
+#[global_allocator]
+static ALLOCATOR: Allocator = Allocator;
 
 #[cfg(test)]
 mod tests {
@@ -378,6 +486,26 @@ mod tests {
             };
             assert!(serde_json::from_slice::<serde_json::Value>(&json).is_err());
         }
+    }
+
+    #[test]
+    fn poison_traps_only_on_a_batch_holding_the_marker() {
+        let mut plugin = hostile(r#"{"mode":"poison"}"#);
+        assert!(matches!(process(&mut plugin, batch())[..], [Outcome::Keep, Outcome::Keep, Outcome::Keep]));
+        let poisonous = br#"{"event":"x","uid":"p","note":"hostile-poison"}"#.to_vec();
+        let panicked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| process(&mut plugin, vec![event("a"), poisonous])));
+        assert!(panicked.is_err());
+    }
+
+    #[test]
+    fn amplify_points_every_name_at_the_same_bytes() {
+        let output = amplified(3);
+        assert_eq!(output.verdicts.len(), 3);
+        let names = &output.routes[0];
+        assert_eq!(names.len(), AMPLIFY_NAMES);
+        assert!(names.iter().all(|name| name.as_ptr() == names[0].as_ptr() && name.len() == AMPLIFY_NAME_BYTES));
+        // The aliases must not be dropped here.
+        std::mem::forget(output);
     }
 
     #[test]

@@ -217,13 +217,24 @@ impl Reader {
             Ok(page) => page,
             Err(status) => return self.legacy_recover(cursor, &status).await,
         };
-        let resume_at = resume_at(&page.items, &cursor.last_id, cursor.skip);
+        // A search started over may have more events already read than a
+        // page holds (many events in one millisecond): pass whole pages.
+        let (resume_at, carried) = match cursor.skip {
+            Some(done) if done > page.items.len() && !page.last_key.is_empty() => (page.items.len(), done - page.items.len()),
+            skip => (resume_at(&page.items, &cursor.last_id, skip), 0),
+        };
         let fresh = page.items.len().saturating_sub(resume_at);
         for (at, event) in page.items.into_iter().enumerate().skip(resume_at) {
             cursor.last_id = event.id.clone();
             cursor.skip = Some(at + 1);
-            if let Some(time) = event.time.clone().and_then(|time| SystemTime::try_from(time).ok()) {
-                cursor.last_time = humantime::format_rfc3339_nanos(time).to_string();
+            let time = event.time.clone().and_then(|time| SystemTime::try_from(time).ok()).map(|time| humantime::format_rfc3339_nanos(time).to_string());
+            match time {
+                Some(time) if time == cursor.last_time => cursor.same_time += 1,
+                Some(time) => {
+                    cursor.last_time = time;
+                    cursor.same_time = 1;
+                }
+                None => cursor.same_time = 0,
             }
             self.forward(event, AuditCursor::Legacy(cursor.clone())).await?;
         }
@@ -231,7 +242,7 @@ impl Reader {
             // The next page; nothing of it is read yet. The last id and time
             // stay: a search that must start over starts from them.
             cursor.start_key = page.last_key;
-            cursor.skip = Some(0);
+            cursor.skip = Some(carried);
             return Ok(());
         }
         if !last_window {
@@ -246,8 +257,10 @@ impl Reader {
 
     /// Teleport refuses a search for good (a page key that expired or that
     /// another backend issued): searches again, without a key, from the time
-    /// of the last event read, skipping up to its id. Events read before that
-    /// stay read; at worst a few that share its time come again.
+    /// of the last event read, passing the events of that time already read
+    /// (they come first, in the same order). Events read before that stay
+    /// read; a cursor of an older ferry, which did not count them, finds the
+    /// last event by id instead, and at worst some of its time come again.
     async fn legacy_recover(&mut self, cursor: &mut LegacyCursor, status: &tonic::Status) -> Result<(), Stopped> {
         let reason = describe_status(&self.addr, status);
         if cursor.start_key.is_empty() {
@@ -261,8 +274,7 @@ impl Reader {
         tracing::warn!(from = %from, last_event = %cursor.last_id, "Teleport refused the audit log page key: {reason}; searching again from the last event read.");
         cursor.window_start = from;
         cursor.start_key.clear();
-        // Where the last event sits in the new first page is not known: find it by id.
-        cursor.skip = None;
+        cursor.skip = (cursor.same_time > 0).then_some(cursor.same_time);
         Ok(())
     }
 

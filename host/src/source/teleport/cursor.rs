@@ -50,17 +50,25 @@ pub struct LegacyCursor {
     /// must start over (Teleport refused the page key) starts there.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub last_time: String,
-    /// Events of the page at `start_key` already read; `None` when not known
-    /// (a cursor of an older ferry, or a search started over), and then the
-    /// page is resumed after `last_id`.
+    /// Events read that have the time `last_time`, the last of them
+    /// `last_id`: a search started over at `last_time` passes this many.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub same_time: usize,
+    /// Events from the page at `start_key` on already read (more than the
+    /// page holds after a search started over); `None` when not known (a
+    /// cursor of an older ferry), and then the page is resumed after `last_id`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub skip: Option<usize>,
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
 }
 
 impl LegacyCursor {
     /// The start of the window at `window_start`, nothing of it read.
     pub fn start(window_start: String) -> LegacyCursor {
-        LegacyCursor { window_start, start_key: String::new(), last_id: String::new(), last_time: String::new(), skip: Some(0) }
+        LegacyCursor { window_start, start_key: String::new(), last_id: String::new(), last_time: String::new(), same_time: 0, skip: Some(0) }
     }
 }
 

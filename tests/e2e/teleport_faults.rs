@@ -217,3 +217,29 @@ fn events_without_ids_at_the_end_of_the_log_are_read_once() {
     let options = StandInOptions { events: events_with_uids(&[None; 12]), sessions: Default::default(), export_api: false, raw_ids: true, ..StandInOptions::default() };
     read_once_to_the_end("teleport-empty-ids", options, 12);
 }
+
+/// A recording whose stream breaks, then fails with INTERNAL (Teleport's
+/// word for backend trouble), then is refused from the index ferry got to
+/// (OUT_OF_RANGE): ferry retries the first two and asks for the recording
+/// from its start after the third, skipping what it already forwarded. It
+/// used to give the whole recording up at INTERNAL.
+#[test]
+fn a_recording_survives_internal_errors_and_a_refused_index() {
+    use ferry::standin::teleport::{Fault, Method};
+    let cluster = Cluster::start(StandInOptions { export_api: false, announce_sessions: true, ..StandInOptions::default() });
+    cluster.standin.inject(Method::StreamUnstructuredSessionEvents, Fault::DropStreamAfter(50));
+    cluster.standin.inject(Method::StreamUnstructuredSessionEvents, Fault::Status(tonic::Code::Internal, "backend hiccup".into()));
+    cluster.standin.inject(Method::StreamUnstructuredSessionEvents, Fault::Status(tonic::Code::OutOfRange, "start_index is past what this reader can seek to".into()));
+    let tables = format!("{}\n[sinks.sessions]\ntype = \"file\"\npath = \"sessions.jsonl\"\n", file_sink());
+    let sandbox = cluster.sandbox("teleport-session-faults", &config(&cluster.standin.address(), &format!("{FIXTURES}\nskip-session-types = []"), &tables));
+    let output = sandbox.run("start");
+    output.assert_success(&sandbox);
+    let recording: Vec<Value> = cluster.standin.session_events(SID).expect("the fixture session").iter().map(|event| struct_to_json(&event.unstructured.clone().unwrap_or_default())).collect();
+    let got: Vec<Value> = util::complete_lines(&sandbox.read("sessions.jsonl")).iter().map(|line| serde_json::from_str(line).expect("JSON")).collect();
+    assert_eq!(got.len(), 160, "the whole recording, once\n{}", sandbox.report(Some(&output)));
+    assert!(got == recording, "in order\n{}", sandbox.report(Some(&output)));
+    assert!(sandbox.dead_letters().is_empty(), "the recording was not given up");
+    let asked = cluster.standin.calls().iter().filter(|call| call.method == Method::StreamUnstructuredSessionEvents).count();
+    assert_eq!(asked, 4, "dropped, internal, refused index, then from the start");
+    assert!(output.stderr.contains("asking for it from its start"), "{}", sandbox.report(Some(&output)));
+}

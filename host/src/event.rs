@@ -24,6 +24,12 @@ pub struct Event {
     pub index: i64,
     /// Teleport's `sid` field; empty for events outside a session.
     pub session_id: String,
+    /// The session recording this event was streamed from, set by the
+    /// source, not read from the JSON: a recording goes to
+    /// `<session-url>.<this>.log` as the event handler sends it, although its
+    /// `print` events have no `sid`, and a plugin that replaces the JSON
+    /// cannot move it. `None` for audit events.
+    pub stream_session: Option<std::sync::Arc<str>>,
     /// The whole event: one JSON object, UTF-8.
     pub json: Vec<u8>,
 }
@@ -139,6 +145,7 @@ impl Event {
             time: headers.time.map(Cow::into_owned).unwrap_or_default(),
             index,
             session_id: headers.sid.map(Cow::into_owned).unwrap_or_default(),
+            stream_session: None,
             json,
         })
     }

@@ -20,3 +20,4 @@ mod service;
 mod shutdown;
 mod sink_faults;
 mod teleport;
+mod teleport_faults;

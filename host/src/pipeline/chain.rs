@@ -217,7 +217,8 @@ impl Chain {
     /// the new JSON cannot be used.
     fn replaced(&self, original: Event, json: Vec<u8>) -> Result<Event, (Event, String)> {
         let json = if json::has_line_break(&json) { json::compact(&json) } else { json };
-        Event::from_json(json).map_err(|err| (original, format!("returned {err}")))
+        let stream_session = original.stream_session.clone();
+        Event::from_json(json).map(|event| Event { stream_session, ..event }).map_err(|err| (original, format!("returned {err}")))
     }
 
     fn check_routes(&self, sinks: &[String]) -> Result<(), String> {
@@ -240,7 +241,9 @@ impl Chain {
             }
         };
         let last = routes.len().saturating_sub(1);
-        let mut out = Some(OutEvent { id: event.id, session_id: event.session_id, json: event.json });
+        // A recorded session's events go by the stream's id (see `Event::stream_session`).
+        let session_id = event.stream_session.map_or(event.session_id, |sid| sid.to_string());
+        let mut out = Some(OutEvent { id: event.id, session_id, json: event.json });
         for (i, sink) in routes.into_iter().enumerate() {
             let event = if i == last { out.take() } else { out.clone() };
             if let Some(event) = event {

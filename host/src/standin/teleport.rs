@@ -23,7 +23,11 @@
 //! - `UpsertLock` is recorded (see [`TeleportStandIn::locks`]).
 //!
 //! Faults are scripted per method: UNAVAILABLE or any status, a delay, a
-//! stream that fails part-way; the server certificate can be made to expire;
+//! stream that fails part-way; page keys can be made to expire (every key
+//! issued so far answers INVALID_ARGUMENT for good, as a backend whose keys
+//! timed out); an export chunk can vanish between its listing and its
+//! reading (NOT_FOUND, as retention removes it); events can be served with
+//! the ids they carry, even empty or repeated; the server certificate can be made to expire;
 //! identities can be issued expired or by a foreign CA. It records every
 //! connection (SNI, offered ALPN, client certificate) and every call.
 
@@ -106,6 +110,10 @@ pub struct StandInOptions {
     pub server_validity: Validity,
     /// Where to listen. Default: `127.0.0.1` at a free port.
     pub listen: Option<SocketAddr>,
+    /// Serve each audit event's `uid` as its id as it is, empty when it has
+    /// none, as a backend with a bug would; default off: Teleport's
+    /// `computeEventID` (the SHA-256 of the JSON for an event without one).
+    pub raw_ids: bool,
 }
 
 impl Default for StandInOptions {
@@ -120,6 +128,7 @@ impl Default for StandInOptions {
             tls_routing: false,
             server_validity: Validity::For(Duration::from_secs(24 * 3600)),
             listen: None,
+            raw_ids: false,
         }
     }
 }
@@ -257,6 +266,13 @@ struct Shared {
     ca: Mutex<ClusterCa>,
     /// Bumped to close every open connection (see `drop_connections`).
     generation: std::sync::atomic::AtomicU64,
+    /// Page keys carry the epoch they were issued in; keys of an older one
+    /// are refused (see `expire_page_keys_after`).
+    key_epoch: std::sync::atomic::AtomicU64,
+    /// Searches with a key still served before every key issued expires.
+    keyed_until_expiry: Mutex<Option<usize>>,
+    /// Export chunk names answered NOT_FOUND (see `vanish_chunk`).
+    vanished: Mutex<HashSet<String>>,
 }
 
 /// An audit event and its place in the log: (time in ns, arrival number).
@@ -275,7 +291,15 @@ impl TeleportStandIn {
     pub async fn start(options: StandInOptions) -> io::Result<TeleportStandIn> {
         let mut ca = ClusterCa::generate(&options.cluster_name)?;
         let server_tls = ca.server_config(options.server_validity)?;
-        let audit = audit_log(&options)?;
+        let mut audit = audit_log(&options)?;
+        if options.raw_ids {
+            for stored in &mut audit {
+                stored.event.id = stored.event.unstructured.as_ref().and_then(|fields| fields.fields.get("uid")).and_then(|uid| match &uid.kind {
+                    Some(prost_types::value::Kind::StringValue(uid)) => Some(uid.clone()),
+                    _ => None,
+                }).unwrap_or_default();
+            }
+        }
         let sessions = options.sessions.iter().map(|(sid, events)| Ok((sid.clone(), session_events(sid, events)?))).collect::<io::Result<_>>()?;
         let export = options.export_api.then(|| Export::of(&audit, options.chunk_size.max(1)));
         let shared = Arc::new(Shared {
@@ -293,6 +317,9 @@ impl TeleportStandIn {
             server_tls: RwLock::new(Arc::new(server_tls)),
             ca: Mutex::new(ca),
             generation: std::sync::atomic::AtomicU64::new(0),
+            key_epoch: std::sync::atomic::AtomicU64::new(0),
+            keyed_until_expiry: Mutex::new(None),
+            vanished: Mutex::default(),
         });
         let listener = match options.listen {
             Some(addr) => TcpListener::bind(addr).await?,
@@ -384,6 +411,23 @@ impl TeleportStandIn {
     /// The next `n` calls of `method` answer UNAVAILABLE.
     pub fn fail_next(&self, method: Method, n: usize) {
         lock(&self.shared.faults).extend(std::iter::repeat_n((method, Fault::Unavailable), n));
+    }
+
+    /// After `n` more searches with a page key are served, every key issued
+    /// until then is refused for good with INVALID_ARGUMENT, as a backend
+    /// whose keys timed out: a client must search again without a key.
+    pub fn expire_page_keys_after(&self, n: usize) {
+        *lock(&self.shared.keyed_until_expiry) = Some(n);
+    }
+
+    /// Export chunk `name` (of any date) stays listed but answers NOT_FOUND
+    /// when read, as a chunk removed by retention after it was listed.
+    /// Returns the events it held.
+    pub fn vanish_chunk(&self, name: &str) -> Vec<EventUnstructured> {
+        lock(&self.shared.vanished).insert(name.to_owned());
+        let Some(export) = &self.shared.export else { return Vec::new() };
+        let held = export.days.values().flat_map(|chunks| chunks.iter().enumerate().filter(|(number, _)| chunk_name(*number) == name).map(|(_, chunk)| chunk));
+        held.flatten().map(|&at| self.shared.audit[at].event.clone()).collect()
     }
 
     /// Every lock upserted so far, in order.
@@ -549,16 +593,22 @@ fn chunk_name(number: usize) -> String {
 
 // === Paging keys ===
 
-fn page_key(position: (i128, u64)) -> String {
-    format!("{}:{}", position.0, position.1)
+fn page_key(epoch: u64, position: (i128, u64)) -> String {
+    format!("{epoch}:{}:{}", position.0, position.1)
 }
 
-fn parse_page_key(key: &str) -> Result<Option<(i128, u64)>, Status> {
+/// The position a key names; a key of an epoch before `epoch` has expired.
+fn parse_page_key(key: &str, epoch: u64) -> Result<Option<(i128, u64)>, Status> {
     if key.is_empty() {
         return Ok(None);
     }
     let invalid = || Status::invalid_argument(format!("start_key {key:?} is not a key this server issued"));
-    let (time, number) = key.split_once(':').ok_or_else(invalid)?;
+    let mut parts = key.splitn(3, ':');
+    let (Some(issued), Some(time), Some(number)) = (parts.next(), parts.next(), parts.next()) else { return Err(invalid()) };
+    let issued: u64 = issued.parse().map_err(|_| invalid())?;
+    if issued != epoch {
+        return Err(Status::invalid_argument(format!("start_key {key:?} has expired")));
+    }
     Ok(Some((time.parse().map_err(|_| invalid())?, number.parse().map_err(|_| invalid())?)))
 }
 
@@ -605,14 +655,27 @@ impl Service {
         if !ascending {
             matching.reverse();
         }
-        let start = match parse_page_key(&request.start_key)? {
+        use std::sync::atomic::Ordering;
+        if !request.start_key.is_empty() {
+            let mut countdown = lock(&self.shared.keyed_until_expiry);
+            match *countdown {
+                Some(0) => {
+                    self.shared.key_epoch.fetch_add(1, Ordering::SeqCst);
+                    *countdown = None;
+                }
+                Some(n) => *countdown = Some(n - 1),
+                None => {}
+            }
+        }
+        let epoch = self.shared.key_epoch.load(Ordering::SeqCst);
+        let start = match parse_page_key(&request.start_key, epoch)? {
             None => 0,
             Some(key) => matching.iter().position(|s| if ascending { s.position > key } else { s.position < key }).unwrap_or(matching.len()),
         };
         let limit = usize::try_from(request.limit).ok().filter(|&limit| limit > 0).map_or(DEFAULT_LIMIT, |limit| limit.min(MAX_LIMIT));
         let page: Vec<&Stored> = matching[start..].iter().take(limit).copied().collect();
         let last_key = match page.last() {
-            Some(last) if page.len() == limit => page_key(last.position),
+            Some(last) if page.len() == limit => page_key(epoch, last.position),
             _ => String::new(),
         };
         Ok(EventsUnstructured { items: page.into_iter().map(|stored| stored.event.clone()).collect(), last_key })
@@ -675,6 +738,9 @@ impl AuditLogService for Service {
         let chunks = self.export()?.chunks(request.date.as_ref());
         let chunk = (0..chunks.len()).find(|&number| chunk_name(number) == request.chunk).map(|number| &chunks[number]);
         let chunk = chunk.ok_or_else(|| Status::not_found(format!("export chunk {:?} not found for that date", request.chunk)))?;
+        if lock(&self.shared.vanished).contains(&request.chunk) {
+            return Err(Status::not_found(format!("export chunk {:?} not found: removed by retention (injected)", request.chunk)));
+        }
         let done = match request.cursor.as_str() {
             "" => 0,
             cursor => cursor.parse::<usize>().ok().filter(|&done| done <= chunk.len()).ok_or_else(|| Status::invalid_argument(format!("cursor {cursor:?} is not valid for this chunk")))?,
@@ -1018,8 +1084,10 @@ mod tests {
 
     #[test]
     fn page_keys_round_trip_and_foreign_keys_are_refused() {
-        assert_eq!(parse_page_key(&page_key((-5, 9))).expect("ours"), Some((-5, 9)));
-        assert_eq!(parse_page_key("").expect("empty"), None);
-        assert_eq!(parse_page_key("nope").expect_err("foreign").code(), tonic::Code::InvalidArgument);
+        assert_eq!(parse_page_key(&page_key(2, (-5, 9)), 2).expect("ours"), Some((-5, 9)));
+        assert_eq!(parse_page_key("", 0).expect("empty"), None);
+        assert_eq!(parse_page_key("nope", 0).expect_err("foreign").code(), tonic::Code::InvalidArgument);
+        let expired = parse_page_key(&page_key(1, (-5, 9)), 2).expect_err("expired");
+        assert_eq!((expired.code(), expired.message()), (tonic::Code::InvalidArgument, "start_key \"1:-5:9\" has expired"));
     }
 }

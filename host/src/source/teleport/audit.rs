@@ -7,15 +7,24 @@
 //! each new chunk with `ExportUnstructuredEvents`, resuming inside a chunk
 //! from its cursor. Both filter by `types` and `skip-event-types` and send
 //! what they read, with the cursor just past it, to the source's merge loop.
+//!
+//! A failed call is handled by its class ([`super::status::classify`]): a
+//! transient one is asked again through the one retry policy; one that is
+//! permanent for the request is recovered from (a stale page key: search
+//! again from the last event read; a stale export cursor: read the chunk
+//! again from its start; a chunk that vanished: skip it with a dead letter
+//! naming it); a refused identity is asked again slowly, with one ERROR line
+//! a minute.
 
 use super::cursor::{AuditCursor, DateCursor, ExportCursor, LegacyCursor};
 use super::config::format_time;
 use super::connect::describe_status;
 use super::proto::auditlog::audit_log_service_client::AuditLogServiceClient;
-use super::proto::auditlog::{EventUnstructured, ExportUnstructuredEventsRequest, GetEventExportChunksRequest, GetUnstructuredEventsRequest, Order};
+use super::proto::auditlog::{EventUnstructured, EventsUnstructured, ExportUnstructuredEventsRequest, GetEventExportChunksRequest, GetUnstructuredEventsRequest, Order};
+use super::status::{Class, ErrorEvery, SLOW_RETRY, classify};
 use super::structjson::struct_to_json_bytes;
-use crate::shutdown::Shutdown;
-use crate::retry::Backoff;
+use crate::retry::{Backoff, Retry};
+use crate::shutdown::{Shutdown, Stopped};
 use std::collections::{BTreeSet, HashSet};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::sync::mpsc;
@@ -40,6 +49,19 @@ pub enum AuditItem {
     /// The cursor moved past input that is not forwarded (a skipped event
     /// type, a finished window or chunk).
     Moved(AuditCursor),
+    /// Input that Teleport no longer has (an export chunk removed by
+    /// retention between its listing and its reading): the cursor moves past
+    /// it and a dead letter names it, so that the loss is visible.
+    Lost {
+        /// What was lost, e.g. `export chunk chunk-0001 of 2024-05-01`.
+        position: String,
+        /// Why, on one line.
+        reason: String,
+        /// A JSON record of it for the dead-letter table.
+        raw: Vec<u8>,
+        /// The cursor past it.
+        cursor: AuditCursor,
+    },
     /// Everything up to now is read (sent only with `exit-on-last-event`).
     CaughtUp,
 }
@@ -84,10 +106,9 @@ pub struct Reader {
     pub out: mpsc::Sender<AuditItem>,
     /// Stops the engine.
     pub shutdown: Shutdown,
+    /// Lets one ERROR line a minute through for a failure that lasts.
+    pub errors: ErrorEvery,
 }
-
-/// The engine ended: shut down, or the merge loop went away.
-pub struct Stopped;
 
 impl Reader {
     /// Asks whether the cluster implements the bulk export API, as the event
@@ -95,22 +116,64 @@ impl Reader {
     /// Retries other failures until shutdown.
     pub async fn supports_export(&mut self) -> Result<bool, Stopped> {
         let date = SystemTime::now() + Duration::from_secs(2 * SECONDS_PER_DAY);
-        let mut attempt = 0;
+        let mut retry = self.retry();
         loop {
-            match self.list_chunks(date).await {
+            let status = match self.list_chunks(date).await {
                 Ok(_) => return Ok(true),
-                Err(status) if status.code() == tonic::Code::Unimplemented => return Ok(false),
-                Err(status) => self.retry_after(&status, "probe the bulk export API", &mut attempt).await?,
+                Err(status) => status,
+            };
+            if status.code() == tonic::Code::Unimplemented {
+                return Ok(false);
+            }
+            if self.wait_or_recover(&mut retry, &status, "probe the bulk export API").await? {
+                // Any other refusal of the probe: the paging API still works.
+                tracing::warn!("Cannot use the bulk export API: {}; paging the audit log instead.", describe_status(&self.addr, &status));
+                return Ok(false);
             }
         }
     }
 
-    /// Logs a failed call on one line and waits before the next attempt.
-    async fn retry_after(&mut self, status: &tonic::Status, what: &str, attempt: &mut u32) -> Result<(), Stopped> {
-        let delay = self.backoff.delay(*attempt);
-        tracing::warn!(retry_in = ?delay, "Cannot {what}: {}; retrying.", describe_status(&self.addr, status));
-        *attempt = attempt.saturating_add(1);
-        if self.shutdown.sleep_or_stop(delay).await { Err(Stopped) } else { Ok(()) }
+    /// A retry loop for one request, cut short by shutdown.
+    fn retry(&self) -> Retry {
+        Retry::new(self.backoff, self.shutdown.clone())
+    }
+
+    /// Waits before asking again after `status`, as its class says, and
+    /// returns false; returns true at once, without waiting, when the
+    /// failure is permanent for the request, which the caller recovers from
+    /// by asking something else.
+    async fn wait_or_recover(&mut self, retry: &mut Retry, status: &tonic::Status, what: &str) -> Result<bool, Stopped> {
+        let reason = describe_status(&self.addr, status);
+        match classify(status.code()) {
+            Class::Permanent => Ok(true),
+            Class::Transient => {
+                let delay = retry.next_delay(None);
+                tracing::warn!(retry_in = ?delay, "Cannot {what}: {reason}; retrying.");
+                retry.sleep(delay).await.map(|()| false)
+            }
+            Class::Unauthorized => {
+                let hint = "give ferry's Teleport user `event` and `session` `list` and `read`, or renew its identity";
+                self.slowly(retry, what, &reason, hint).await.map(|()| false)
+            }
+        }
+    }
+
+    /// Asks again slowly after a failure only an operator can fix, with one
+    /// ERROR line a minute rather than one per attempt.
+    async fn slowly(&mut self, retry: &mut Retry, what: &str, reason: &str, hint: &str) -> Result<(), Stopped> {
+        let delay = retry.next_delay(Some(SLOW_RETRY));
+        if self.errors.due() {
+            tracing::error!(retry_in = ?delay, "Cannot {what}: {reason}; {hint}. Retrying every {}s.", SLOW_RETRY.as_secs());
+        } else {
+            tracing::debug!(retry_in = ?delay, "Cannot {what}: {reason}; retrying.");
+        }
+        retry.sleep(delay).await
+    }
+
+    /// A call succeeded: the next failure is reported at once.
+    fn succeeded(&mut self, retry: &mut Retry) {
+        retry.reset();
+        self.errors.reset();
     }
 
     async fn send(&self, item: AuditItem) -> Result<(), Stopped> {
@@ -138,11 +201,7 @@ impl Reader {
 
     /// Pages through the audit log from `cursor` until stopped.
     pub async fn run_legacy(mut self, cursor: Option<LegacyCursor>) {
-        let mut cursor = cursor.unwrap_or_else(|| LegacyCursor {
-            window_start: format_time(self.start_time),
-            start_key: String::new(),
-            last_id: String::new(),
-        });
+        let mut cursor = cursor.unwrap_or_else(|| LegacyCursor::start(format_time(self.start_time)));
         while self.legacy_step(&mut cursor).await.is_ok() {}
     }
 
@@ -154,24 +213,40 @@ impl Reader {
         let now = SystemTime::now();
         let window_end = (window_start + self.window_size).min(now);
         let last_window = window_start + self.window_size >= now;
-        let page = self.fetch_page(window_start, window_end, &cursor.start_key).await?;
-        let resume_at = match cursor.last_id.as_str() {
-            "" => 0,
-            last => page.items.iter().position(|event| event.id == last).map_or(0, |at| at + 1),
+        let page = match self.fetch_page(window_start, window_end, &cursor.start_key).await? {
+            Ok(page) => page,
+            Err(status) => return self.legacy_recover(cursor, &status).await,
+        };
+        // A search started over may have more events already read than a
+        // page holds (many events in one millisecond): pass whole pages.
+        let (resume_at, carried) = match cursor.skip {
+            Some(done) if done > page.items.len() && !page.last_key.is_empty() => (page.items.len(), done - page.items.len()),
+            skip => (resume_at(&page.items, &cursor.last_id, skip), 0),
         };
         let fresh = page.items.len().saturating_sub(resume_at);
-        for event in page.items.into_iter().skip(resume_at) {
+        for (at, event) in page.items.into_iter().enumerate().skip(resume_at) {
             cursor.last_id = event.id.clone();
+            cursor.skip = Some(at + 1);
+            let time = event.time.clone().and_then(|time| SystemTime::try_from(time).ok()).map(|time| humantime::format_rfc3339_nanos(time).to_string());
+            match time {
+                Some(time) if time == cursor.last_time => cursor.same_time += 1,
+                Some(time) => {
+                    cursor.last_time = time;
+                    cursor.same_time = 1;
+                }
+                None => cursor.same_time = 0,
+            }
             self.forward(event, AuditCursor::Legacy(cursor.clone())).await?;
         }
         if !page.last_key.is_empty() {
-            // The next page; its events carry its key.
+            // The next page; nothing of it is read yet. The last id and time
+            // stay: a search that must start over starts from them.
             cursor.start_key = page.last_key;
-            cursor.last_id.clear();
+            cursor.skip = Some(carried);
             return Ok(());
         }
         if !last_window {
-            *cursor = LegacyCursor { window_start: format_time(window_end), start_key: String::new(), last_id: String::new() };
+            *cursor = LegacyCursor::start(format_time(window_end));
             return self.send(AuditItem::Moved(AuditCursor::Legacy(cursor.clone()))).await;
         }
         if fresh == 0 {
@@ -180,8 +255,33 @@ impl Reader {
         Ok(())
     }
 
-    async fn fetch_page(&mut self, from: SystemTime, to: SystemTime, start_key: &str) -> Result<super::proto::auditlog::EventsUnstructured, Stopped> {
-        let mut attempt = 0;
+    /// Teleport refuses a search for good (a page key that expired or that
+    /// another backend issued): searches again, without a key, from the time
+    /// of the last event read, passing the events of that time already read
+    /// (they come first, in the same order). Events read before that stay
+    /// read; a cursor of an older ferry, which did not count them, finds the
+    /// last event by id instead, and at worst some of its time come again.
+    async fn legacy_recover(&mut self, cursor: &mut LegacyCursor, status: &tonic::Status) -> Result<(), Stopped> {
+        let reason = describe_status(&self.addr, status);
+        if cursor.start_key.is_empty() {
+            // The search has no key to drop: nothing ferry can change makes
+            // Teleport answer it, so an operator must look.
+            let mut retry = self.retry();
+            let what = format!("search the audit log from {}", cursor.window_start);
+            return self.slowly(&mut retry, &what, &reason, "check the cluster's audit log backend").await;
+        }
+        let from = if cursor.last_time.is_empty() { cursor.window_start.clone() } else { cursor.last_time.clone() };
+        tracing::warn!(from = %from, last_event = %cursor.last_id, "Teleport refused the audit log page key: {reason}; searching again from the last event read.");
+        cursor.window_start = from;
+        cursor.start_key.clear();
+        cursor.skip = (cursor.same_time > 0).then_some(cursor.same_time);
+        Ok(())
+    }
+
+    /// Asks for one page until Teleport answers; `Ok(Err(status))` when the
+    /// request is refused for good.
+    async fn fetch_page(&mut self, from: SystemTime, to: SystemTime, start_key: &str) -> Result<Result<EventsUnstructured, tonic::Status>, Stopped> {
+        let mut retry = self.retry();
         loop {
             let request = GetUnstructuredEventsRequest {
                 namespace: "default".into(),
@@ -198,8 +298,15 @@ impl Reader {
                 () = self.shutdown.wait() => return Err(Stopped),
             };
             match answer {
-                Ok(page) => return Ok(page.into_inner()),
-                Err(status) => self.retry_after(&status, "read the audit log", &mut attempt).await?,
+                Ok(page) => {
+                    self.succeeded(&mut retry);
+                    return Ok(Ok(page.into_inner()));
+                }
+                Err(status) => {
+                    if self.wait_or_recover(&mut retry, &status, "read the audit log").await? {
+                        return Ok(Err(status));
+                    }
+                }
             }
         }
     }
@@ -252,11 +359,21 @@ impl Reader {
     }
 
     async fn chunks(&mut self, date: SystemTime) -> Result<Vec<String>, Stopped> {
-        let mut attempt = 0;
+        let mut retry = self.retry();
         loop {
             match self.list_chunks(date).await {
-                Ok(chunks) => return Ok(chunks),
-                Err(status) => self.retry_after(&status, "list export chunks", &mut attempt).await?,
+                Ok(chunks) => {
+                    self.succeeded(&mut retry);
+                    return Ok(chunks);
+                }
+                Err(status) => {
+                    let what = format!("list the export chunks of {}", date_of(date));
+                    if self.wait_or_recover(&mut retry, &status, &what).await? {
+                        // A listing has nothing to drop or skip: an operator must look.
+                        let reason = describe_status(&self.addr, &status);
+                        self.slowly(&mut retry, &what, &reason, "check the cluster's audit log backend").await?;
+                    }
+                }
             }
         }
     }
@@ -275,21 +392,48 @@ impl Reader {
     }
 
     /// Reads one chunk to its end, resuming from its saved cursor; a stream
-    /// that breaks is opened again from the last event received.
+    /// that breaks is opened again from the last event received. A cursor
+    /// Teleport refuses for good is dropped and the chunk read again from its
+    /// start (what comes twice is deduplicated downstream by id); a chunk
+    /// Teleport no longer has, or cannot read even from its start, is
+    /// skipped with a dead letter naming it.
     async fn export_chunk(&mut self, cursor: &mut ExportCursor, at: usize, chunk: &str) -> Result<(), Stopped> {
         let date = start_of(&cursor.dates[at].date);
-        let mut attempt = 0;
-        loop {
+        let mut retry = self.retry();
+        let lost = loop {
             let resume = cursor.dates[at].partial.get(chunk).cloned().unwrap_or_default();
-            match self.stream_chunk(cursor, at, chunk, date, resume).await? {
-                Ok(()) => break,
-                Err(status) => self.retry_after(&status, &format!("export chunk {chunk}"), &mut attempt).await?,
+            let status = match self.stream_chunk(cursor, at, chunk, date, resume.clone(), &mut retry).await? {
+                Ok(()) => break None,
+                Err(status) => status,
+            };
+            let what = format!("export chunk {chunk} of {}", cursor.dates[at].date);
+            if !self.wait_or_recover(&mut retry, &status, &what).await? {
+                continue;
             }
-        }
+            let reason = describe_status(&self.addr, &status);
+            if status.code() == tonic::Code::Unimplemented {
+                // The cluster no longer has the export API (a downgrade):
+                // skipping every chunk would lose the log; an operator must look.
+                self.slowly(&mut retry, &what, &reason, "the cluster no longer offers the bulk export API this cursor was read with; check its version").await?;
+                continue;
+            }
+            if status.code() != tonic::Code::NotFound && !resume.is_empty() {
+                tracing::warn!(chunk, date = %cursor.dates[at].date, "Teleport refused the export cursor of chunk {chunk}: {reason}; reading the chunk again from its start.");
+                cursor.dates[at].partial.remove(chunk);
+                continue;
+            }
+            break Some((what, reason, resume));
+        };
         let day = &mut cursor.dates[at];
         day.partial.remove(chunk);
         day.done.push(chunk.to_owned());
-        self.send(AuditItem::Moved(AuditCursor::Export(cursor.clone()))).await
+        let Some((what, reason, resume)) = lost else {
+            return self.send(AuditItem::Moved(AuditCursor::Export(cursor.clone()))).await;
+        };
+        let reason = format!("{what} cannot be read, so its events are skipped: {reason}");
+        tracing::error!(chunk, date = %cursor.dates[at].date, "{reason}");
+        let raw = serde_json::json!({ "date": cursor.dates[at].date, "chunk": chunk, "cursor": resume }).to_string().into_bytes();
+        self.send(AuditItem::Lost { position: what, reason, raw, cursor: AuditCursor::Export(cursor.clone()) }).await
     }
 
     async fn stream_chunk(
@@ -299,6 +443,7 @@ impl Reader {
         chunk: &str,
         date: SystemTime,
         resume: String,
+        retry: &mut Retry,
     ) -> Result<Result<(), tonic::Status>, Stopped> {
         let request = ExportUnstructuredEventsRequest { date: Some(date.into()), chunk: chunk.to_owned(), cursor: resume };
         let mut stream = match self.client.export_unstructured_events(request).await {
@@ -312,6 +457,7 @@ impl Reader {
             };
             match next {
                 Ok(Some(exported)) => {
+                    retry.reset();
                     cursor.dates[at].partial.insert(chunk.to_owned(), exported.cursor);
                     let Some(event) = exported.event else { continue };
                     self.forward(event, AuditCursor::Export(cursor.clone())).await?;
@@ -321,6 +467,30 @@ impl Reader {
             }
         }
     }
+}
+
+/// Where to go on in a page that was read before up to `skip` events, the
+/// last of them `last_id`.
+///
+/// The count decides when the event it points at still has the last id (or
+/// there is no id to check), so that an id that repeats, or is empty, cannot
+/// send ferry back to an earlier event of the page again and again. When the
+/// page changed under the cursor, or the count is unknown (a cursor of an
+/// older ferry, a search started over), the occurrence of the id nearest the
+/// count is taken; when the id is not on the page, the whole page is read
+/// again: duplicates rather than a loss.
+fn resume_at(items: &[EventUnstructured], last_id: &str, skip: Option<usize>) -> usize {
+    match skip {
+        Some(0) => return 0,
+        Some(done) if done <= items.len() && (last_id.is_empty() || items[done - 1].id == last_id) => return done,
+        _ => {}
+    }
+    if last_id.is_empty() {
+        return skip.unwrap_or(0).min(items.len());
+    }
+    let near = skip.unwrap_or(0).saturating_sub(1);
+    let found = items.iter().enumerate().filter(|(_, event)| event.id == last_id).map(|(at, _)| at).min_by_key(|at| at.abs_diff(near));
+    found.map_or(0, |at| at + 1)
 }
 
 /// `YYYY-MM-DD` of `time`, UTC.
@@ -345,6 +515,32 @@ mod tests {
         let time = humantime::parse_rfc3339("2024-02-29T23:59:59Z").expect("valid");
         assert_eq!(date_of(time), "2024-02-29");
         assert_eq!(date_of(start_of("2024-02-29") + Duration::from_secs(SECONDS_PER_DAY)), "2024-03-01");
+    }
+
+    fn page(ids: &[&str]) -> Vec<EventUnstructured> {
+        ids.iter().map(|id| EventUnstructured { id: (*id).to_owned(), ..Default::default() }).collect()
+    }
+
+    #[test]
+    fn a_page_resumes_after_the_events_read_even_when_ids_repeat_or_are_empty() {
+        let repeated = page(&["a", "b", "a"]);
+        assert_eq!(resume_at(&repeated, "a", Some(3)), 3, "the repeated id at the end is the last read, not the first");
+        assert_eq!(resume_at(&repeated, "a", Some(1)), 1);
+        let empty = page(&["", "", ""]);
+        assert_eq!(resume_at(&empty, "", Some(3)), 3, "events without an id are counted");
+        assert_eq!(resume_at(&empty, "", Some(2)), 2);
+        assert_eq!(resume_at(&page(&["a", "b"]), "b", Some(0)), 0, "a new page starts at its first event");
+    }
+
+    #[test]
+    fn a_page_that_changed_is_resumed_by_id() {
+        // An event arrived late, before the last one read.
+        let page = page(&["a", "late", "b", "c"]);
+        assert_eq!(resume_at(&page, "b", Some(2)), 3);
+        // An older ferry's cursor (no count), or a search started over.
+        assert_eq!(resume_at(&page, "b", None), 3);
+        assert_eq!(resume_at(&page, "gone", None), 0, "an id not on the page: read it all again");
+        assert_eq!(resume_at(&page, "", None), 0);
     }
 
     #[test]

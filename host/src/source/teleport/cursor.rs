@@ -34,7 +34,8 @@ pub enum AuditCursor {
 }
 
 /// The legacy engine's place: the window, the key of the page holding the
-/// last event delivered, and that event's id.
+/// last event delivered, that event's id and time, and how many events of
+/// the page were read.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub struct LegacyCursor {
@@ -42,8 +43,33 @@ pub struct LegacyCursor {
     pub window_start: String,
     /// `start_key` of the page being read; empty for the first page.
     pub start_key: String,
-    /// Id of the last event delivered from that page; empty for none.
+    /// Id of the last event read (kept when the next page starts, so that a
+    /// search started over can find it); empty for none.
     pub last_id: String,
+    /// Time of the last event read (RFC 3339, nanoseconds): a search that
+    /// must start over (Teleport refused the page key) starts there.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub last_time: String,
+    /// Events read that have the time `last_time`, the last of them
+    /// `last_id`: a search started over at `last_time` passes this many.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub same_time: usize,
+    /// Events from the page at `start_key` on already read (more than the
+    /// page holds after a search started over); `None` when not known (a
+    /// cursor of an older ferry), and then the page is resumed after `last_id`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub skip: Option<usize>,
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
+}
+
+impl LegacyCursor {
+    /// The start of the window at `window_start`, nothing of it read.
+    pub fn start(window_start: String) -> LegacyCursor {
+        LegacyCursor { window_start, start_key: String::new(), last_id: String::new(), last_time: String::new(), same_time: 0, skip: Some(0) }
+    }
 }
 
 /// The export engine's place: per UTC date being exported, the chunks
@@ -114,7 +140,7 @@ mod tests {
         assert_eq!(Cursor::parse(&cursor.encode()).expect("parses"), cursor);
         let legacy = Cursor::parse(r#"{"audit":{"engine":"legacy","window-start":"2024-05-01T00:00:00Z","start-key":"","last-id":"x"}}"#)
             .expect("legacy");
-        assert!(matches!(legacy.audit, AuditCursor::Legacy(ref l) if l.last_id == "x"));
+        assert!(matches!(legacy.audit, AuditCursor::Legacy(ref l) if l.last_id == "x" && l.skip.is_none()), "an older ferry's cursor still reads");
         assert!(Cursor::parse("1234").expect_err("a file offset").contains("not a Teleport cursor"));
     }
 }

@@ -627,4 +627,131 @@ mod tests {
         let err = Credentials::IdentityFile(missing.clone()).load().expect_err("missing");
         assert!(err.to_string().starts_with(&format!("cannot read {}: ", missing.display())), "{err}");
     }
+
+    /// Whatever the bytes, reading them as an identity file never panics, and
+    /// a refusal is one line that names the file.
+    mod props {
+        use super::*;
+        use proptest::prelude::*;
+        use std::sync::OnceLock;
+
+        /// One real identity, issued once: key generation is slow.
+        fn real() -> &'static [u8] {
+            static TEXT: OnceLock<Vec<u8>> = OnceLock::new();
+            TEXT.get_or_init(|| identity_text(&fresh()).into_bytes())
+        }
+
+        /// One way to damage a file.
+        #[derive(Debug, Clone)]
+        enum Damage {
+            /// Replace the byte at (a fraction of the length) with this one.
+            Set(f64, u8),
+            /// Remove this many bytes from there.
+            Cut(f64, usize),
+            /// Insert these bytes there.
+            Insert(f64, Vec<u8>),
+            /// End the file there.
+            Truncate(f64),
+            /// Repeat the line there.
+            DuplicateLine(f64),
+            /// Drop the line there.
+            DropLine(f64),
+        }
+
+        fn damage() -> impl Strategy<Value = Damage> {
+            let at = 0.0..1.0f64;
+            prop_oneof![
+                (at.clone(), any::<u8>()).prop_map(|(at, byte)| Damage::Set(at, byte)),
+                (at.clone(), 1..64usize).prop_map(|(at, n)| Damage::Cut(at, n)),
+                (at.clone(), prop_oneof![
+                    proptest::collection::vec(any::<u8>(), 1..32),
+                    Just(b"-----BEGIN CERTIFICATE-----\n".to_vec()),
+                    Just(b"-----END CERTIFICATE-----\n".to_vec()),
+                    Just(b"-----BEGIN RSA PRIVATE KEY-----\n".to_vec()),
+                    Just(b"\n".to_vec()),
+                    Just(b"\r\n".to_vec()),
+                ]).prop_map(|(at, bytes)| Damage::Insert(at, bytes)),
+                at.clone().prop_map(Damage::Truncate),
+                at.clone().prop_map(Damage::DuplicateLine),
+                at.prop_map(Damage::DropLine),
+            ]
+        }
+
+        fn apply(text: &mut Vec<u8>, damage: &Damage) {
+            let place = |at: f64, len: usize| ((at * len as f64) as usize).min(len);
+            match damage {
+                Damage::Set(at, byte) => {
+                    if !text.is_empty() {
+                        let i = place(*at, text.len() - 1);
+                        text[i] = *byte;
+                    }
+                }
+                Damage::Cut(at, n) => {
+                    let i = place(*at, text.len());
+                    let end = (i + n).min(text.len());
+                    text.drain(i..end);
+                }
+                Damage::Insert(at, bytes) => {
+                    let i = place(*at, text.len());
+                    text.splice(i..i, bytes.iter().copied());
+                }
+                Damage::Truncate(at) => text.truncate(place(*at, text.len())),
+                Damage::DuplicateLine(at) | Damage::DropLine(at) => {
+                    let mut lines: Vec<Vec<u8>> = text.split(|&b| b == b'\n').map(<[u8]>::to_vec).collect();
+                    let i = place(*at, lines.len() - 1);
+                    if matches!(damage, Damage::DuplicateLine(_)) {
+                        lines.insert(i, lines[i].clone());
+                    } else {
+                        lines.remove(i);
+                    }
+                    *text = lines.join(&b'\n');
+                }
+            }
+        }
+
+        fn check(text: &[u8]) -> Result<(), TestCaseError> {
+            let path = path();
+            if let Err(err) = TlsMaterial::from_identity(&path, text, SystemTime::now()) {
+                let message = err.to_string();
+                prop_assert!(!message.contains('\n') && !message.contains('\r'), "not one line: {message:?}");
+                prop_assert!(message.contains(&path.display().to_string()), "does not name the file: {message}");
+                prop_assert!(!message.contains("PRIVATE KEY-----"), "quotes the key: {message}");
+            }
+            Ok(())
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(192))]
+
+            #[test]
+            fn arbitrary_bytes_never_panic(text in proptest::collection::vec(any::<u8>(), 0..2048)) {
+                check(&text)?;
+            }
+
+            #[test]
+            fn a_damaged_real_identity_never_panics(damages in proptest::collection::vec(damage(), 1..6)) {
+                let mut text = real().to_vec();
+                for damage in &damages {
+                    apply(&mut text, damage);
+                }
+                check(&text)?;
+            }
+
+            #[test]
+            fn pem_bodies_with_changed_bytes_never_panic(at in 0.0..1.0f64, byte in any::<u8>(), block in 0..3usize) {
+                // Damage inside one PEM body (key, certificate or CA), where
+                // the parsers below the splitter see it.
+                let text = real();
+                let begins: Vec<usize> = text.windows(11).enumerate().filter(|(_, w)| *w == b"-----BEGIN ").map(|(i, _)| i).collect();
+                let start = begins[block.min(begins.len() - 1)];
+                let body_start = start + text[start..].iter().position(|&b| b == b'\n').unwrap_or(0) + 1;
+                let body_len = text[body_start..].windows(9).position(|w| w == b"-----END ").unwrap_or(0);
+                let mut text = text.to_vec();
+                if body_len > 0 {
+                    text[body_start + ((at * body_len as f64) as usize).min(body_len - 1)] = byte;
+                }
+                check(&text)?;
+            }
+        }
+    }
 }

@@ -16,6 +16,7 @@ pub mod lock;
 pub mod proto;
 pub mod sessions;
 mod source;
+pub mod status;
 pub mod structjson;
 
 pub use config::TeleportSourceConfig;

@@ -3,17 +3,24 @@
 //! A task streams `StreamUnstructuredSessionEvents` from the session's next
 //! index and sends each event, with its index, to the merge loop, which owns
 //! the progress. A stream that breaks is opened again from the event after
-//! the last one received. A recording that is not there yet (NOT_FOUND) is
-//! handed back to be asked for later; one the server cannot read is
-//! reported as malformed and dead-lettered, never stopping the process.
+//! the last one received. Failures are handled by their class
+//! ([`super::status::classify`]): a transient one is asked again through the
+//! one retry policy; a refused identity is asked again slowly, with one ERROR
+//! line a minute, and never gives the recording up; a recording that is not
+//! there yet (NOT_FOUND) is handed back to be asked for later; any other
+//! permanent refusal is first answered by asking for the recording from its
+//! start (the events already forwarded are skipped), and only a recording
+//! that fails from its start too is reported as malformed and dead-lettered,
+//! never stopping the process.
 
 use super::audit::TypeFilter;
 use super::connect::describe_status;
 use super::proto::auditlog::StreamUnstructuredSessionEventsRequest;
 use super::proto::auditlog::audit_log_service_client::AuditLogServiceClient;
+use super::status::{Class, ErrorEvery, SLOW_RETRY, classify};
 use super::structjson::struct_to_json_bytes;
-use crate::shutdown::Shutdown;
-use crate::retry::Backoff;
+use crate::retry::{Backoff, Retry};
+use crate::shutdown::{Shutdown, Stopped};
 use tokio::sync::mpsc;
 use tonic::Code;
 use tonic::transport::Channel;
@@ -73,17 +80,14 @@ pub struct SessionReader {
     pub out: mpsc::Sender<SessionItem>,
 }
 
-/// Errors worth asking again for: the server or the network had a moment.
-fn is_transient(code: Code) -> bool {
-    matches!(code, Code::Unavailable | Code::DeadlineExceeded | Code::ResourceExhausted | Code::Aborted | Code::Unknown | Code::Cancelled)
-}
-
 impl SessionReader {
     /// Streams session `sid` from `next_index` to its end, or until stopped.
-    pub async fn run(self, sid: String, mut next_index: i64, mut shutdown: Shutdown) {
-        let mut attempt = 0u32;
+    pub async fn run(self, sid: String, mut next_index: i64, shutdown: Shutdown) {
+        let mut retry = Retry::new(self.backoff, shutdown);
+        let mut errors = ErrorEvery::default();
+        let mut start_index = next_index;
         loop {
-            let status = match self.stream(&sid, &mut next_index, &mut attempt, &mut shutdown).await {
+            let status = match self.stream(&sid, start_index, &mut next_index, &mut retry).await {
                 Ok(Some(status)) => status,
                 Ok(None) => {
                     let _ = self.out.send(SessionItem::Done { sid }).await;
@@ -92,28 +96,51 @@ impl SessionReader {
                 Err(Stopped) => return,
             };
             let reason = describe_status(&self.addr, &status);
-            if status.code() == Code::NotFound {
-                let _ = self.out.send(SessionItem::Missing { sid, reason }).await;
+            let delay = match classify(status.code()) {
+                Class::Transient => {
+                    let delay = retry.next_delay(None);
+                    tracing::warn!(session = %sid, next_index, retry_in = ?delay, "Session recording stream failed: {reason}; retrying.");
+                    delay
+                }
+                Class::Unauthorized => {
+                    let delay = retry.next_delay(Some(SLOW_RETRY));
+                    if errors.due() {
+                        tracing::error!(session = %sid, next_index, retry_in = ?delay, "Cannot stream the session recording: {reason}; give ferry's Teleport user `session` `list` and `read`, or renew its identity. Retrying every {}s.", SLOW_RETRY.as_secs());
+                    } else {
+                        tracing::debug!(session = %sid, next_index, retry_in = ?delay, "Cannot stream the session recording: {reason}; retrying.");
+                    }
+                    delay
+                }
+                Class::Permanent if status.code() == Code::NotFound => {
+                    let _ = self.out.send(SessionItem::Missing { sid, reason }).await;
+                    return;
+                }
+                Class::Permanent if start_index > 0 => {
+                    // Teleport will not stream from this index (an index past
+                    // a recording it re-encoded, say): ask from the start; the
+                    // events already forwarded are skipped.
+                    tracing::warn!(session = %sid, start_index, "Teleport refused to stream the session recording from event {start_index}: {reason}; asking for it from its start.");
+                    start_index = 0;
+                    continue;
+                }
+                Class::Permanent => {
+                    let _ = self.out.send(SessionItem::Malformed { sid, reason }).await;
+                    return;
+                }
+            };
+            if retry.sleep(delay).await.is_err() {
                 return;
             }
-            if !is_transient(status.code()) {
-                let _ = self.out.send(SessionItem::Malformed { sid, reason }).await;
-                return;
-            }
-            let delay = self.backoff.delay(attempt);
-            attempt = attempt.saturating_add(1);
-            tracing::warn!(session = %sid, next_index, retry_in = ?delay, "Session recording stream failed: {reason}; retrying.");
-            if shutdown.sleep_or_stop(delay).await {
-                return;
-            }
+            start_index = next_index;
         }
     }
 
-    /// One stream; `Ok(None)` at its end, `Ok(Some(status))` when it failed.
-    async fn stream(&self, sid: &str, next_index: &mut i64, attempt: &mut u32, shutdown: &mut Shutdown) -> Result<Option<tonic::Status>, Stopped> {
+    /// One stream from `start_index`, forwarding events from `next_index`
+    /// on; `Ok(None)` at its end, `Ok(Some(status))` when it failed.
+    async fn stream(&self, sid: &str, start_index: i64, next_index: &mut i64, retry: &mut Retry) -> Result<Option<tonic::Status>, Stopped> {
         let request = StreamUnstructuredSessionEventsRequest {
             session_id: sid.to_owned(),
-            start_index: i32::try_from(*next_index).unwrap_or(i32::MAX),
+            start_index: i32::try_from(start_index).unwrap_or(i32::MAX),
         };
         let mut client = self.client.clone();
         let mut stream = match client.stream_unstructured_session_events(request).await {
@@ -123,14 +150,14 @@ impl SessionReader {
         loop {
             let next = tokio::select! {
                 next = stream.message() => next,
-                () = shutdown.wait() => return Err(Stopped),
+                () = retry.shutdown().wait() => return Err(Stopped),
             };
             let event = match next {
                 Ok(Some(event)) => event,
                 Ok(None) => return Ok(None),
                 Err(status) => return Ok(Some(status)),
             };
-            *attempt = 0;
+            retry.reset();
             if event.index < *next_index {
                 continue; // Already forwarded before the stream was reopened.
             }
@@ -145,6 +172,3 @@ impl SessionReader {
         }
     }
 }
-
-/// The task was stopped or its reports are no longer read.
-struct Stopped;

@@ -138,6 +138,7 @@ impl TeleportSource {
             backoff: Backoff { initial: Duration::from_millis(500), max: Duration::from_secs(10) },
             out: audit_tx,
             shutdown: shutdown.clone(),
+            errors: Default::default(),
         };
         let audit_task = tokio::spawn(run_engine(reader, cursor.audit.clone(), self.config.engine));
         let locks = self.locking.then(|| {
@@ -275,7 +276,7 @@ impl Merge {
                 match Event::from_json(json) {
                     Ok(event) => {
                         self.register_session(&event);
-                        self.check_failed_login(&event).await;
+                        self.check_failed_login(&event);
                         self.emit(Item::Event(event), None).await
                     }
                     Err(err) => {
@@ -288,6 +289,10 @@ impl Merge {
             AuditItem::Moved(cursor) => {
                 self.cursor.audit = cursor;
                 self.emit(Item::Progress, None).await
+            }
+            AuditItem::Lost { position, reason, raw, cursor } => {
+                self.cursor.audit = cursor;
+                self.emit(Item::Invalid(Invalid { position, reason, raw }), None).await
             }
             AuditItem::CaughtUp => {
                 self.audit_done = true;
@@ -311,13 +316,16 @@ impl Merge {
         self.cursor.sessions.push(SessionProgress { sid: event.session_id.clone(), next_index: 0, upload_time: event.time.clone(), missing: 0 });
     }
 
-    async fn check_failed_login(&mut self, event: &Event) {
+    fn check_failed_login(&mut self, event: &Event) {
         let Some(locking) = &mut self.locks else { return };
         if event.event_type != "user.login" {
             return;
         }
         if let Some(target) = locking.logins.observe(&event.json, SystemTime::now()) {
-            let _ = locking.out.send(lock_for(&target, locking.duration, SystemTime::now())).await;
+            // The audit log must not wait for locks Teleport is slow to take.
+            if let Err(error) = locking.out.try_send(lock_for(&target, locking.duration, SystemTime::now())) {
+                tracing::error!(user = %target.user, login = %target.login, %error, "Cannot queue the lock for the user: too many locks wait for Teleport.");
+            }
         }
     }
 
@@ -336,7 +344,12 @@ impl Merge {
                 let Some(progress) = self.progress(&sid) else { return Ok(()) };
                 progress.next_index = index + 1;
                 match Event::from_json(json) {
-                    Ok(event) => self.emit(Item::Event(event), self.session_sink.clone()).await,
+                    Ok(mut event) => {
+                        // A recording goes to `<session-url>.<sid>.log` by the
+                        // stream's id: its `print` events have no `sid`.
+                        event.stream_session = Some(Arc::from(sid.as_str()));
+                        self.emit(Item::Event(event), self.session_sink.clone()).await
+                    }
                     Err(err) => {
                         let reason = format!("session {sid} event {index}: {err}");
                         let invalid = Invalid { position: format!("session {sid} event {index}"), reason, raw: err.into_json() };

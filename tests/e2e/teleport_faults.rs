@@ -1,0 +1,245 @@
+//! The Teleport source when Teleport misbehaves, through the real binary:
+//! a page key that expires, an export chunk that vanishes, ids that repeat
+//! or are empty at the end of the log, and where a recording's `print`
+//! events go. Each scenario runs `ferry start` to the end of the log
+//! (`exit-on-last-event`), so a ferry that stalls or loops fails by its
+//! deadline rather than by a sleep.
+
+use crate::util::{self, OUT, Sandbox};
+use ferry::source::teleport::structjson::struct_to_json;
+use ferry::standin::logstash::LogstashStandIn;
+use ferry::standin::teleport::{IdentitySpec, StandInOptions, TeleportStandIn};
+use serde_json::Value;
+use std::collections::BTreeSet;
+
+const SID: &str = "516965e5-e6ef-11e9-9d5b-42010a80002b";
+
+/// The stand-in and the runtime it runs on.
+struct Cluster {
+    runtime: tokio::runtime::Runtime,
+    standin: TeleportStandIn,
+}
+
+impl Cluster {
+    fn start(options: StandInOptions) -> Cluster {
+        let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("a runtime");
+        let standin = runtime.block_on(TeleportStandIn::start(options)).expect("the stand-in starts");
+        Cluster { runtime, standin }
+    }
+
+    fn audit_log(&self) -> Vec<Value> {
+        self.standin.audit_events().iter().map(|event| struct_to_json(&event.unstructured.clone().unwrap_or_default())).collect()
+    }
+
+    fn sandbox(&self, name: &str, config: &str) -> Sandbox {
+        let sandbox = Sandbox::new(name, config);
+        self.standin.write_identity_with(&sandbox.path("identity"), &IdentitySpec::default()).expect("identity written");
+        sandbox
+    }
+}
+
+/// Where the fixtures are read from: a year a window, pages of 20.
+const FIXTURES: &str = "start-time = \"2019-01-01T00:00:00Z\"\nwindow-size = \"8760h\"\nbatch = 20";
+
+/// An event handler style config for `addr`: `top` at the top level (it
+/// sets `start-time`, `window-size` and `batch`), and `tables` after
+/// `[teleport]` (sinks, `[forward.fluentd]`).
+fn config(addr: &str, top: &str, tables: &str) -> String {
+    format!(
+        r#"
+storage = "storage"
+timeout = "100ms"
+exit-on-last-event = true
+{top}
+
+[teleport]
+addr = "{addr}"
+identity = "identity"
+
+[pipeline]
+batch-size = 10
+batches-in-flight = 1
+linger = "20ms"
+
+{tables}
+"#
+    )
+}
+
+fn file_sink() -> String {
+    format!("[sinks.default]\ntype = \"file\"\npath = \"{OUT}\"\n")
+}
+
+fn lines(sandbox: &Sandbox) -> Vec<Value> {
+    util::complete_lines(&sandbox.read(OUT))
+        .iter()
+        .map(|line| serde_json::from_str(line).unwrap_or_else(|err| panic!("{OUT} holds a line that is not JSON ({err}): {line}")))
+        .collect()
+}
+
+/// As the event handler sends a recording: every event of it, `print`
+/// events too (they have no `sid`), to `<session-url>.<sid>.log` — also
+/// when a plugin replaced the event (here redact masks the printed data).
+#[test]
+fn a_recordings_prints_go_to_the_session_url_of_the_stream() {
+    let cluster = Cluster::start(StandInOptions { export_api: false, announce_sessions: true, ..StandInOptions::default() });
+    let logstash = cluster.runtime.block_on(LogstashStandIn::start(None)).expect("the stand-in Logstash starts");
+    let sandbox = Sandbox::new("teleport-session-url", "");
+    let pki = logstash.pki.write(&sandbox.path("pki")).expect("certificates written");
+    let fluentd = format!(
+        "[forward.fluentd]\nurl = \"{url}test.log\"\nsession-url = \"{url}session\"\nca = \"{ca}\"\ncert = \"{cert}\"\nkey = \"{key}\"\n",
+        url = logstash.url(),
+        ca = pki.ca.display(),
+        cert = pki.client_cert.display(),
+        key = pki.client_key.display(),
+    );
+    sandbox.set_config(&config(&cluster.standin.address(), &format!("{FIXTURES}\nskip-session-types = []\nplugins-dir = \"plugins\""), &fluentd));
+    cluster.standin.write_identity_with(&sandbox.path("identity"), &IdentitySpec::default()).expect("identity written");
+    let wasm = std::fs::read(util::plugin("redact")).expect("the redact plugin is built by host/build.rs");
+    sandbox.write("plugins/redact.wasm", &wasm);
+    sandbox.write("plugins/redact.toml", b"[config]\nfields = [\"data\"]\nreplacement = \"***\"\n");
+
+    let output = sandbox.run("start");
+    output.assert_success(&sandbox);
+    let report = || format!("{}\nrequests: {:?}", sandbox.report(Some(&output)), logstash.requests().iter().map(|r| r.path.clone()).collect::<BTreeSet<_>>());
+    let session_path = format!("/session.{SID}.log");
+    let requests = logstash.requests();
+    let session_events: usize = requests.iter().filter(|request| request.path == session_path).map(|request| request.events).sum();
+    let audit_events: usize = requests.iter().filter(|request| request.path == "/test.log").map(|request| request.events).sum();
+    assert_eq!(session_events, 160, "the whole recording, its 156 prints too, at {session_path}\n{}", report());
+    assert_eq!(audit_events, 184, "the audit log at the audit URL\n{}", report());
+    let paths: BTreeSet<String> = requests.iter().map(|request| request.path.clone()).collect();
+    assert_eq!(paths, BTreeSet::from(["/test.log".to_owned(), session_path]), "nothing went anywhere else\n{}", report());
+    let prints: Vec<Value> = logstash.events().into_iter().filter(|event| event.get("event").and_then(Value::as_str) == Some("print")).collect();
+    assert_eq!(prints.len(), 156);
+    assert!(prints.iter().all(|print| print.get("data").and_then(Value::as_str) == Some("***") && print.get("sid").is_none()), "the plugin replaced every print, which has no sid");
+}
+
+/// A page key Teleport refuses for good (INVALID_ARGUMENT, as a backend
+/// whose keys expired): ferry searches again from the last event it read
+/// and delivers the whole log once, instead of asking with the dead key
+/// for ever.
+#[test]
+fn an_expired_page_key_is_searched_again_and_nothing_is_lost() {
+    let cluster = Cluster::start(StandInOptions { export_api: false, ..StandInOptions::default() });
+    // The first window (2019) holds 49 events: pages of 20 at keys k1, k2;
+    // k1 is served, then every key expires, so k2 is refused.
+    cluster.standin.expire_page_keys_after(1);
+    let sandbox = cluster.sandbox("teleport-expired-key", &config(&cluster.standin.address(), FIXTURES, &file_sink()));
+    let output = sandbox.run("start");
+    output.assert_success(&sandbox);
+    let expected = cluster.audit_log();
+    let got = lines(&sandbox);
+    assert_eq!(got.len(), expected.len(), "every event once\n{}", sandbox.report(Some(&output)));
+    assert!(got == expected, "in order, none twice\n{}", sandbox.report(Some(&output)));
+    let warning = output.stderr_lines().into_iter().find(|line| line.contains("refused the audit log page key"));
+    let warning = warning.unwrap_or_else(|| panic!("no line says the key was refused\n{}", sandbox.report(Some(&output))));
+    assert!(warning.contains("has expired") && warning.contains("searching again from the last event read"), "{warning}");
+    assert!(sandbox.dead_letters().is_empty(), "nothing was lost, so nothing is dead-lettered");
+}
+
+/// An export chunk listed, then removed by retention before ferry reads it
+/// (NOT_FOUND): ferry skips it with a dead letter naming it, and delivers
+/// every other event once.
+#[test]
+fn a_vanished_export_chunk_is_dead_lettered_and_ingestion_goes_on() {
+    let cluster = Cluster::start(StandInOptions { export_api: true, chunk_size: 10, ..StandInOptions::default() });
+    let vanished = cluster.standin.vanish_chunk("chunk-0001");
+    let vanished_ids: BTreeSet<String> = vanished.iter().map(|event| event.id.clone()).collect();
+    let dates: BTreeSet<String> = vanished.iter().filter_map(|event| event.time.as_ref()).map(|time| humantime::format_rfc3339_seconds(std::time::UNIX_EPOCH + std::time::Duration::from_secs(time.seconds as u64)).to_string()[..10].to_owned()).collect();
+    assert!(vanished.len() >= 10 && !dates.is_empty(), "the fixtures have dates with a second chunk");
+    let sandbox = cluster.sandbox("teleport-vanished-chunk", &config(&cluster.standin.address(), FIXTURES, &file_sink()));
+    let output = sandbox.run("start");
+    output.assert_success(&sandbox);
+    let report = || sandbox.report(Some(&output));
+
+    // Events compared as their JSON text: some fixtures have no uid.
+    let served = cluster.standin.audit_events().into_iter().zip(cluster.audit_log());
+    let expected: Vec<String> = served.filter(|(event, _)| !vanished_ids.contains(&event.id)).map(|(_, json)| json.to_string()).collect();
+    let got: Vec<String> = lines(&sandbox).iter().map(Value::to_string).collect();
+    assert_eq!(got.len(), expected.len(), "every event that exists, once\n{}", report());
+    assert_eq!(got.iter().collect::<BTreeSet<_>>(), expected.iter().collect::<BTreeSet<_>>(), "{}", report());
+
+    let letters = sandbox.dead_letters();
+    let reasons: Vec<&str> = letters.iter().filter_map(|letter| letter.get("reason").and_then(Value::as_str)).collect();
+    assert_eq!(reasons.len(), dates.len(), "one dead letter per vanished chunk: {reasons:?}\n{}", report());
+    for date in &dates {
+        let named = format!("export chunk chunk-0001 of {date} cannot be read");
+        assert!(reasons.iter().any(|reason| reason.contains(&named) && reason.contains("NotFound")), "no dead letter says `{named}`: {reasons:?}");
+    }
+}
+
+/// Events of the stand-in's last page: times a second apart from 2020.
+fn events_with_uids(uids: &[Option<&str>]) -> Vec<Value> {
+    let start = humantime::parse_rfc3339("2020-01-01T00:00:00Z").expect("a time");
+    uids.iter()
+        .enumerate()
+        .map(|(n, uid)| {
+            let time = humantime::format_rfc3339_seconds(start + std::time::Duration::from_secs(n as u64)).to_string();
+            let mut event = serde_json::json!({"event": "user.login", "code": "T1000I", "success": true, "user": format!("user-{n}"), "time": time});
+            if let Some(uid) = uid {
+                event["uid"] = Value::from(*uid);
+            }
+            event
+        })
+        .collect()
+}
+
+fn read_once_to_the_end(name: &str, options: StandInOptions, count: usize) {
+    let cluster = Cluster::start(options);
+    // One window from before the events to after now: the last window,
+    // which ferry polls until it has read everything.
+    let top = "start-time = \"2019-12-31T00:00:00Z\"\nwindow-size = \"87600h\"\nbatch = 5";
+    let sandbox = cluster.sandbox(name, &config(&cluster.standin.address(), top, &file_sink()));
+    let output = sandbox.run("start");
+    output.assert_success(&sandbox);
+    let got = lines(&sandbox);
+    assert_eq!(got.len(), count, "every event once, none sent again\n{}", sandbox.report(Some(&output)));
+    assert!(got == cluster.audit_log(), "as served\n{}", sandbox.report(Some(&output)));
+}
+
+/// Pages of five; the last three events (across the last page boundary)
+/// repeat one id. ferry used to find the first of them and send the rest
+/// again, for ever.
+#[test]
+fn an_id_repeated_at_the_end_of_the_log_is_read_once() {
+    let mut uids: Vec<Option<String>> = (0..9).map(|n| Some(format!("u-{n}"))).collect();
+    uids.extend([Some("dup".to_owned()), Some("dup".to_owned()), Some("dup".to_owned())]);
+    let uids: Vec<Option<&str>> = uids.iter().map(Option::as_deref).collect();
+    let options = StandInOptions { events: events_with_uids(&uids), sessions: Default::default(), export_api: false, ..StandInOptions::default() };
+    read_once_to_the_end("teleport-repeated-id", options, 12);
+}
+
+/// Events that Teleport serves without an id: ferry used to start the last
+/// page over again and again.
+#[test]
+fn events_without_ids_at_the_end_of_the_log_are_read_once() {
+    let options = StandInOptions { events: events_with_uids(&[None; 12]), sessions: Default::default(), export_api: false, raw_ids: true, ..StandInOptions::default() };
+    read_once_to_the_end("teleport-empty-ids", options, 12);
+}
+
+/// A recording whose stream breaks, then fails with INTERNAL (Teleport's
+/// word for backend trouble), then is refused from the index ferry got to
+/// (OUT_OF_RANGE): ferry retries the first two and asks for the recording
+/// from its start after the third, skipping what it already forwarded. It
+/// used to give the whole recording up at INTERNAL.
+#[test]
+fn a_recording_survives_internal_errors_and_a_refused_index() {
+    use ferry::standin::teleport::{Fault, Method};
+    let cluster = Cluster::start(StandInOptions { export_api: false, announce_sessions: true, ..StandInOptions::default() });
+    cluster.standin.inject(Method::StreamUnstructuredSessionEvents, Fault::DropStreamAfter(50));
+    cluster.standin.inject(Method::StreamUnstructuredSessionEvents, Fault::Status(tonic::Code::Internal, "backend hiccup".into()));
+    cluster.standin.inject(Method::StreamUnstructuredSessionEvents, Fault::Status(tonic::Code::OutOfRange, "start_index is past what this reader can seek to".into()));
+    let tables = format!("{}\n[sinks.sessions]\ntype = \"file\"\npath = \"sessions.jsonl\"\n", file_sink());
+    let sandbox = cluster.sandbox("teleport-session-faults", &config(&cluster.standin.address(), &format!("{FIXTURES}\nskip-session-types = []"), &tables));
+    let output = sandbox.run("start");
+    output.assert_success(&sandbox);
+    let recording: Vec<Value> = cluster.standin.session_events(SID).expect("the fixture session").iter().map(|event| struct_to_json(&event.unstructured.clone().unwrap_or_default())).collect();
+    let got: Vec<Value> = util::complete_lines(&sandbox.read("sessions.jsonl")).iter().map(|line| serde_json::from_str(line).expect("JSON")).collect();
+    assert_eq!(got.len(), 160, "the whole recording, once\n{}", sandbox.report(Some(&output)));
+    assert!(got == recording, "in order\n{}", sandbox.report(Some(&output)));
+    assert!(sandbox.dead_letters().is_empty(), "the recording was not given up");
+    let asked = cluster.standin.calls().iter().filter(|call| call.method == Method::StreamUnstructuredSessionEvents).count();
+    assert_eq!(asked, 4, "dropped, internal, refused index, then from the start");
+    assert!(output.stderr.contains("asking for it from its start"), "{}", sandbox.report(Some(&output)));
+}

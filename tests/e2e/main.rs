@@ -14,6 +14,8 @@ mod malformed;
 mod plugin_tool;
 mod redact_file;
 mod reload;
+mod rotation;
 mod script_plugins;
 mod service;
+mod state;
 mod teleport;

@@ -171,7 +171,7 @@ impl FileSource {
             match self.read_lines(&mut lines, &mut tracked, &out, &mut shutdown).await? {
                 Next::Stop => return Ok(()),
                 Next::Replaced => {
-                    tracing::info!(path = %self.path.display(), "The file was rotated or replaced; read the rest of the old one, reading the new one from the start.");
+                    tracing::info!(path = %self.path.display(), "The file was rotated or replaced; the old one was read to its end, the new one is read from its start.");
                 }
                 Next::Truncated(done) => {
                     let cursor = FileCursor::new(&mut tracked, done);
@@ -335,6 +335,15 @@ impl FileSource {
             Ok(_) if tracked.head_changed(read) => Change::Truncated,
             _ => Change::Same,
         }
+    }
+}
+
+/// The byte offset a stored file cursor holds (either form), for tools and
+/// tests that compare it with the file.
+pub fn offset_of(position: &str) -> Option<u64> {
+    match Cursor::parse(position).ok()? {
+        Cursor::Offset(offset) => Some(offset),
+        Cursor::File(cursor) => Some(cursor.offset),
     }
 }
 

@@ -317,6 +317,12 @@ impl FileSource {
                 }
                 continue;
             };
+            // Fresh bytes from the file: if its first bytes changed, the file
+            // was truncated and written again past the offset since it was
+            // last looked at, and these bytes are from the middle of new text.
+            if lines.take_refilled() && tracked.head_changed(lines.offset()) {
+                return Ok(Next::Truncated(line.start));
+            }
             let position = tracked.position(line.end);
             let Some(record) = line.into_record(position) else { continue };
             if out.send(record).await.is_err() {
@@ -603,6 +609,9 @@ struct LineReader {
     partial_start: u64,
     dropping: bool,
     max_line: usize,
+    /// Bytes were read from the file (not from the buffer) since
+    /// [`LineReader::take_refilled`] was last called.
+    refilled: bool,
 }
 
 impl LineReader {
@@ -615,12 +624,18 @@ impl LineReader {
             partial_start: offset,
             dropping: false,
             max_line,
+            refilled: false,
         })
     }
 
     /// Bytes consumed so far, including a partial line.
     fn offset(&self) -> u64 {
         self.offset
+    }
+
+    /// True once after bytes were read from the file itself.
+    fn take_refilled(&mut self) -> bool {
+        std::mem::take(&mut self.refilled)
     }
 
     /// Bytes of complete lines handed on so far.
@@ -632,7 +647,9 @@ impl LineReader {
     /// `follow`, a last line with no newline counts as complete.
     async fn next_line(&mut self, follow: bool) -> std::io::Result<Option<Line>> {
         loop {
+            let was_empty = self.reader.buffer().is_empty();
             let available = self.reader.fill_buf().await?;
+            self.refilled |= was_empty && !available.is_empty();
             if available.is_empty() {
                 if !follow && !self.partial.is_empty() {
                     return Ok(Some(self.take_line()));

@@ -126,7 +126,9 @@ pub async fn assemble(
         }
         tracing::warn!(state = %path.display(), "Dry run: events are read and processed but not sent; the cursor is kept apart.");
     }
-    let state = State::open(&config.database_path()).await?;
+    // A dry run's state is thrown away each time; only the real one has a
+    // marker of past runs to check.
+    let state = if config.dry_run { State::open(&config.database_path()).await? } else { State::open_guarded(&config.database_path(), &config.file).await? };
     let mut parts = parts;
     parts.source.prepare(&state).await?;
     let chain = Chain::new(

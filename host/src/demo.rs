@@ -121,7 +121,9 @@ fn write_teleport_setup(dir: &Path, teleport: &TeleportStandIn, logstash_sink: &
 pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     let temp;
     let dir = match &args.dir {
-        Some(dir) => dir.clone(),
+        // Absolute, because the config written into it names the
+        // certificates by path and relative paths are taken from its folder.
+        Some(dir) => std::path::absolute(dir).with_context(|| format!("cannot find {}", dir.display()))?,
         None => {
             temp = tempfile::tempdir().context("cannot create a temporary folder")?;
             temp.path().to_owned()

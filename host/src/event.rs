@@ -287,3 +287,121 @@ mod tests {
         assert_eq!(ids.len(), text.lines().count(), "every fixture event has its own id");
     }
 }
+
+/// Property tests: reading an event's headers from whatever arrives (a file
+/// source's line, a plugin's replacement) never panics, and an event's id is
+/// the same every time it is read.
+#[cfg(test)]
+mod proptests {
+    use super::*;
+    use proptest::prelude::*;
+    use serde_json::{Map, Value, json};
+
+    /// Keys that ferry reads, often, and others.
+    fn key() -> impl Strategy<Value = String> {
+        prop_oneof![
+            3 => prop::sample::select(vec!["uid", "event", "time", "ei", "sid", "teleport", "@timestamp", "id", "action"]).prop_map(str::to_owned),
+            1 => ".{0,6}",
+        ]
+    }
+
+    fn value() -> impl Strategy<Value = Value> {
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::from),
+            any::<i64>().prop_map(Value::from),
+            any::<u64>().prop_map(Value::from),
+            any::<f64>().prop_filter("JSON numbers are finite", |f| f.is_finite()).prop_map(Value::from),
+            ".{0,12}".prop_map(Value::from),
+        ];
+        leaf.prop_recursive(4, 48, 6, |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..6).prop_map(Value::Array),
+                prop::collection::vec((key(), inner), 0..6).prop_map(|pairs| Value::Object(pairs.into_iter().collect::<Map<_, _>>())),
+            ]
+        })
+    }
+
+    fn object() -> impl Strategy<Value = Map<String, Value>> {
+        prop::collection::vec((key(), value()), 0..8).prop_map(|pairs| pairs.into_iter().collect())
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        #[test]
+        fn arbitrary_bytes_never_panic_and_come_back_whole(bytes in prop::collection::vec(any::<u8>(), 0..300)) {
+            match Event::from_json(bytes.clone()) {
+                Ok(event) => {
+                    prop_assert_eq!(&event.json, &bytes);
+                    prop_assert!(!event.id.is_empty());
+                }
+                Err(err) => {
+                    let text = err.to_string();
+                    prop_assert!(!text.contains('\n'), "one line: {}", text);
+                    prop_assert_eq!(err.into_json(), bytes);
+                }
+            }
+        }
+
+        #[test]
+        fn json_text_with_braces_never_panics(text in r#"[{}\[\]",:0-9a-z \\]{0,60}"#) {
+            let first = Event::from_json(text.clone().into_bytes()).map(|event| event.id);
+            let second = Event::from_json(text.into_bytes()).map(|event| event.id);
+            prop_assert_eq!(first.ok(), second.ok(), "the same bytes give the same id");
+        }
+
+        #[test]
+        fn every_object_is_an_event_with_a_stable_id(object in object()) {
+            let text = serde_json::to_vec(&Value::Object(object.clone())).expect("a JSON value serialises");
+            let event = Event::from_json(text.clone()).expect("a JSON object is an event");
+            let again = Event::from_json(text.clone()).expect("a JSON object is an event");
+            prop_assert_eq!(&event, &again);
+            match object.get("uid") {
+                Some(Value::String(uid)) if !uid.is_empty() => prop_assert_eq!(&event.id, uid),
+                _ if event.id.len() == 64 && event.id.bytes().all(|b| b.is_ascii_hexdigit()) => prop_assert_eq!(&event.id, &hex_sha256(&text)),
+                // No uid of its own: one from `teleport.uid` or `event.id` (ECS).
+                _ => prop_assert!(!event.id.is_empty()),
+            }
+            if let Some(Value::String(sid)) = object.get("sid") {
+                prop_assert_eq!(&event.session_id, sid);
+            }
+            if let (Some(Value::Number(ei)), Some(Value::String(_)) | None) = (object.get("ei"), object.get("event")) {
+                if let Some(ei) = ei.as_i64() {
+                    prop_assert_eq!(event.index, ei);
+                }
+            }
+        }
+
+        #[test]
+        fn other_json_values_are_refused_with_their_bytes(value in value().prop_filter("not an object", |v| !v.is_object())) {
+            let text = serde_json::to_vec(&value).expect("a JSON value serialises");
+            let err = Event::from_json(text.clone()).expect_err("only objects are events");
+            prop_assert!(err.to_string().starts_with("not a JSON object"), "{}", err);
+            prop_assert_eq!(err.into_json(), text);
+        }
+
+        #[test]
+        fn an_ecs_mapped_event_keeps_the_teleport_headers(
+            uid in "[a-z0-9-]{1,20}",
+            kind in "[a-z.]{1,16}",
+            time in "[0-9TZ:-]{1,24}",
+            ei in any::<i64>(),
+            sid in "[a-z0-9-]{0,20}",
+            extra in object(),
+        ) {
+            let mut mapped = json!({
+                "@timestamp": time,
+                "event": {"id": uid, "action": kind},
+                "teleport": {"event": kind, "uid": uid, "time": time, "ei": ei, "sid": sid},
+            });
+            let teleport_headers = ["uid", "event", "time", "ei", "sid", "teleport", "@timestamp"];
+            for (key, value) in extra.into_iter().filter(|(key, _)| !teleport_headers.contains(&key.as_str())) {
+                mapped[key] = value;
+            }
+            let event = Event::from_json(serde_json::to_vec(&mapped).expect("serialises")).expect("an object");
+            prop_assert_eq!((&event.id, &event.event_type, &event.time), (&uid, &kind, &time));
+            prop_assert_eq!((event.index, &event.session_id), (ei, &sid));
+        }
+    }
+}

@@ -55,6 +55,9 @@ enum Command {
     /// Write, try and examine plugins.
     #[command(subcommand)]
     Plugin(PluginCommand),
+    /// Manage the state database (`ferry state reset` after it was lost).
+    #[command(subcommand)]
+    State(ferry::state::StateCommand),
 }
 
 #[derive(Subcommand)]
@@ -164,6 +167,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
         Command::Bench(args) => ferry::bench::run(args).await,
         Command::DeadLetters { config, limit } => dead_letters(config, limit).await,
         Command::Plugin(command) => plugin(command).await,
+        Command::State(command) => command.run().await,
     }
 }
 

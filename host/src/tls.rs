@@ -167,6 +167,22 @@ pub fn server_config(
     Ok(config)
 }
 
+/// Writes a file that holds a key (or an identity) so that only its owner
+/// can read it: created 0600 under a temporary name, then renamed over
+/// `path`, so that no reader ever sees it readable by others or half
+/// written (Machine ID readers poll identity files).
+pub fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut temporary = path.as_os_str().to_owned();
+    temporary.push(".tmp~");
+    let temporary = PathBuf::from(temporary);
+    let _ = std::fs::remove_file(&temporary);
+    let mut file = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&temporary)?;
+    file.write_all(bytes)?;
+    std::fs::rename(&temporary, path)
+}
+
 /// A throw-away PKI (a CA, a server certificate for `localhost` and
 /// `127.0.0.1`, a client certificate) for the stand-in peers, the demo and
 /// tests. Keys are PKCS#8 PEM.
@@ -235,11 +251,12 @@ pub mod testpki {
                 client_cert: dir.join("client.crt"),
                 client_key: dir.join("client.key"),
             };
-            std::fs::write(&files.ca, &self.ca.cert)?;
-            std::fs::write(&files.server_cert, &self.server.cert)?;
-            std::fs::write(&files.server_key, &self.server.key)?;
-            std::fs::write(&files.client_cert, &self.client.cert)?;
-            std::fs::write(&files.client_key, &self.client.key)?;
+            // Certificates too: the demo's folder is for its owner only.
+            super::write_private(&files.ca, self.ca.cert.as_bytes())?;
+            super::write_private(&files.server_cert, self.server.cert.as_bytes())?;
+            super::write_private(&files.server_key, self.server.key.as_bytes())?;
+            super::write_private(&files.client_cert, self.client.cert.as_bytes())?;
+            super::write_private(&files.client_key, self.client.key.as_bytes())?;
             Ok(files)
         }
     }
@@ -279,6 +296,20 @@ mod tests {
         let roots = load_roots(&files.ca).expect("roots");
         let server = server_config(load_certs(&files.server_cert).expect("cert"), load_key(&files.server_key).expect("key"), Some(roots), &[]);
         assert!(server.is_ok());
+    }
+
+    #[test]
+    fn written_keys_and_certificates_are_private() {
+        use std::os::unix::fs::PermissionsExt;
+        let (_dir, files) = written();
+        for path in [&files.ca, &files.server_cert, &files.server_key, &files.client_cert, &files.client_key] {
+            let mode = std::fs::metadata(path).expect("stat").permissions().mode() & 0o777;
+            assert_eq!(mode, 0o600, "{}", path.display());
+        }
+        // Replacing a file keeps it private, and leaves no temporary file.
+        write_private(&files.client_key, b"new").expect("rewrite");
+        assert_eq!(std::fs::metadata(&files.client_key).expect("stat").permissions().mode() & 0o777, 0o600);
+        assert_eq!(std::fs::read_dir(files.ca.parent().expect("folder")).expect("list").count(), 5);
     }
 
     #[test]

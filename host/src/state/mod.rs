@@ -4,9 +4,16 @@
 //! ferry loses nothing that was committed, and a power cut can at worst take
 //! back the last commits, which moves a cursor back and re-sends events
 //! (duplicates, which the id makes harmless) but never skips one.
+//!
+//! A marker file beside the database remembers which database ferry ran
+//! with, so that one deleted or replaced while ferry was stopped is an error
+//! rather than a silent fresh start (see [`marker`]). The database, its WAL
+//! and shared-memory files and the marker are created 0600: they hold events.
 
 mod dead_letter;
+pub mod marker;
 mod store;
 
 pub use dead_letter::{DeadLetter, Stage, StoredDeadLetter};
+pub use marker::StateCommand;
 pub use store::{State, StateError};

@@ -12,6 +12,34 @@ pub struct StateError {
     message: String,
 }
 
+impl StateError {
+    pub(super) fn new(path: &Path, message: String) -> StateError {
+        StateError { path: path.to_owned(), message }
+    }
+}
+
+/// Creates the database file 0600 before SQLite does (SQLite would use
+/// 0644 and gives its `-wal` and `-shm` files the database's mode), and
+/// takes the group's and others' access away from files an older ferry left.
+fn restrict(path: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    if !path.exists() {
+        std::fs::OpenOptions::new().write(true).create(true).truncate(false).mode(0o600).open(path)?;
+    }
+    for suffix in ["", "-wal", "-shm"] {
+        let mut file = path.as_os_str().to_owned();
+        file.push(suffix);
+        let file = PathBuf::from(file);
+        match std::fs::metadata(&file) {
+            Ok(meta) if meta.permissions().mode() & 0o077 != 0 => std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600))?,
+            Ok(_) => {}
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
+            Err(err) => return Err(err),
+        }
+    }
+    Ok(())
+}
+
 /// The state database. Cheap to clone; clones share one connection pool.
 #[derive(Clone, Debug)]
 pub struct State {
@@ -21,12 +49,14 @@ pub struct State {
 
 impl State {
     /// Opens (creating if needed) the database at `path` and brings its
-    /// schema up to date.
+    /// schema up to date. This does not look at the marker of past runs:
+    /// `ferry start` opens its state with [`State::open_guarded`].
     pub async fn open(path: &Path) -> Result<State, StateError> {
         let error = |message: String| StateError { path: path.to_owned(), message };
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir).map_err(|err| error(format!("cannot create its folder: {err}")))?;
         }
+        restrict(path).map_err(|err| error(format!("cannot make it private (mode 0600): {err}")))?;
         let options = SqliteConnectOptions::new()
             .filename(path)
             .create_if_missing(true)
@@ -48,6 +78,27 @@ impl State {
     /// The database file.
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// This database's identity (see the `identity` migration), written
+    /// now if it has none yet.
+    pub async fn identity(&self) -> Result<String, StateError> {
+        if let Some(id) = self.stored_identity().await? {
+            return Ok(id);
+        }
+        let id = format!("{:016x}{:016x}", fastrand::u64(..), fastrand::u64(..));
+        sqlx::query("INSERT OR IGNORE INTO identity (only, id) VALUES (1, ?)")
+            .bind(&id)
+            .execute(&self.pool)
+            .await
+            .map_err(|err| self.error(err))?;
+        // Another ferry on the same database may have written one first.
+        self.stored_identity().await?.ok_or_else(|| StateError::new(&self.path, "its identity could not be written".into()))
+    }
+
+    /// This database's identity, if it has one.
+    pub async fn stored_identity(&self) -> Result<Option<String>, StateError> {
+        sqlx::query_scalar("SELECT id FROM identity WHERE only = 1").fetch_optional(&self.pool).await.map_err(|err| self.error(err))
     }
 
     fn error(&self, err: sqlx::Error) -> StateError {

@@ -17,3 +17,4 @@ mod reload;
 mod script_plugins;
 mod service;
 mod teleport;
+mod torture;

@@ -14,4 +14,4 @@ mod plugins;
 
 pub use error::ConfigError;
 pub use model::{FerryConfig, PipelineConfig, PluginSpec, SinkConfig, SourceConfig};
-pub use plugins::discover_plugins;
+pub use plugins::{Lost, Member, PluginChain, discover_chain, discover_plugins};

@@ -11,6 +11,8 @@ mod error;
 pub mod legacy;
 mod model;
 mod plugins;
+#[cfg(test)]
+mod proptests;
 
 pub use error::ConfigError;
 pub use model::{FerryConfig, PipelineConfig, PluginSpec, SinkConfig, SourceConfig};

@@ -30,7 +30,7 @@ const IN_FLIGHT: usize = 4;
 /// SIGKILLs per run.
 const KILLS: usize = 22;
 /// Copies of the 183 fixtures, each copy with its own uids.
-const COPIES: usize = 12;
+const COPIES: usize = 30;
 /// Share of requests the stand-in fails.
 const FAILURE_RATE: f64 = 0.10;
 
@@ -144,13 +144,13 @@ fn torture(name: &str, commit_before_ack: bool) -> Outcome {
         // ferry opens its database), half once a random number of events
         // more has arrived (in the middle of deliveries).
         if rng.bool() {
-            let deadline = Instant::now() + Duration::from_millis(rng.u64(0..400));
+            let deadline = Instant::now() + Duration::from_millis(rng.u64(0..300));
             while Instant::now() < deadline && !ferry.has_exited() {
                 std::thread::sleep(Duration::from_millis(5));
             }
         } else {
             // `util::wait_for`, by hand: the condition needs ferry mutably.
-            let target = logstash.event_count() + rng.usize(1..=2 * BATCH * IN_FLIGHT);
+            let target = logstash.event_count() + rng.usize(1..=BATCH * IN_FLIGHT);
             let deadline = Instant::now() + DEADLINE;
             while logstash.event_count() < target && !ferry.has_exited() {
                 assert!(Instant::now() < deadline, "timed out waiting for {target} events before the next kill{}", context(Some(&ferry.snapshot()), kills));

@@ -11,7 +11,12 @@
 //!
 //! A new chain is all or nothing: if one plugin fails to load or refuses its
 //! config, the reload is refused with one line naming the plugin and its
-//! file, and the running chain stays. Only the plugin chain reloads; changes
+//! file, and the running chain stays. A new chain never silently loses a
+//! running plugin either: a plugin whose file (or settings file) vanished
+//! from the plugins folder is refused the same way, since a deploy that
+//! deletes and then copies would otherwise let events out unredacted in
+//! between. A plugin leaves the chain only when ferry.toml says so: named
+//! in `removed-plugins`, or taken out of its `[[plugins]]` list. Only the plugin chain reloads; changes
 //! to the source, sinks, storage or pipeline settings are reported as
 //! needing a restart and the running ones are kept.
 //!
@@ -30,7 +35,7 @@
 //! tries again.
 
 use crate::app::{Refused, load_plugins};
-use crate::config::{ConfigError, FerryConfig, discover_plugins};
+use crate::config::{ConfigError, FerryConfig, Lost, Member, PluginChain, discover_chain};
 use crate::metrics::Metrics;
 use crate::pipeline::ChainSwap;
 use crate::plugin::{Runtime, Transform};
@@ -67,6 +72,9 @@ pub struct Reloader {
     runtime: Arc<Runtime>,
     swap: ChainSwap,
     metrics: Arc<Metrics>,
+    /// The plugins of the running chain, which a new chain must keep
+    /// unless the config takes them out.
+    running_plugins: Vec<Member>,
     /// The watched files when last acted on.
     seen: Fingerprint,
 }
@@ -110,7 +118,11 @@ impl Reloader {
     /// `config_path`), whose chain `swap` replaces. New plugins are loaded
     /// by `runtime`, the one the running plugins came from, so its compile
     /// cache and epoch ticker serve them too.
+    ///
+    /// The running chain is taken to be what `config` discovers now: the
+    /// pipeline loaded it from the same files a moment ago.
     pub fn new(config_path: PathBuf, config: FerryConfig, runtime: Arc<Runtime>, swap: ChainSwap, metrics: Arc<Metrics>) -> Reloader {
+        let running_plugins = discover_chain(&config).map(|chain| chain.members).unwrap_or_default();
         let mut reloader = Reloader {
             config_path,
             running: FixedParts::of(&config),
@@ -118,6 +130,7 @@ impl Reloader {
             runtime,
             swap,
             metrics,
+            running_plugins,
             seen: Fingerprint(Vec::new()),
         };
         // Taken now, not when `run` first polls, so that a change made
@@ -184,12 +197,20 @@ impl Reloader {
 
     async fn load_and_swap(&mut self) -> bool {
         match self.load_chain().await {
-            Ok(transforms) => {
+            Ok((transforms, chain)) => {
                 let names: Vec<String> = transforms.iter().map(|t| t.name().to_owned()).collect();
                 if !self.swap.replace(transforms) {
                     return false;
                 }
                 self.metrics.add("ferry_plugin_reloads_total", &[("result", "ok")], 1);
+                for member in chain.taken_out(&self.running_plugins) {
+                    tracing::warn!(
+                        plugin = %member.name,
+                        file = %member.wasm.display(),
+                        "Plugin taken out of the chain by the config; events no longer pass through it from the next batch."
+                    );
+                }
+                self.running_plugins = chain.members;
                 tracing::info!(plugins = %names.join(", "), "Plugin chain reloaded; it takes over at the next batch.");
             }
             Err(refusal) => {
@@ -204,15 +225,21 @@ impl Reloader {
                         error = %error,
                         "Reload refused: a plugin cannot be loaded; the running plugin chain stays."
                     ),
+                    Refusal::Lost(lost) => tracing::error!(
+                        plugin = %lost.name,
+                        file = %lost.file.display(),
+                        error = %lost,
+                        "Reload refused: it would drop a running plugin; the running plugin chain stays."
+                    ),
                 }
             }
         }
         true
     }
 
-    async fn load_chain(&mut self) -> Result<Vec<Box<dyn Transform>>, Refusal> {
+    async fn load_chain(&mut self) -> Result<(Vec<Box<dyn Transform>>, PluginChain), Refusal> {
         let config = FerryConfig::load(&self.config_path).map_err(Refusal::Config)?;
-        let specs = discover_plugins(&config).map_err(Refusal::Config)?;
+        let chain = discover_chain(&config).map_err(Refusal::Config)?;
         let changed = self.running.changed_in(&FixedParts::of(&config));
         if !changed.is_empty() {
             tracing::warn!(
@@ -221,12 +248,14 @@ impl Reloader {
             );
         }
         self.watched_config = config;
+        chain.check_keeps(&self.running_plugins).map_err(Refusal::Lost)?;
         let runtime = self.runtime.clone();
+        let specs = chain.specs.clone();
         let loaded = tokio::task::spawn_blocking(move || load_plugins(&runtime, specs))
             .await
             .unwrap_or_else(|panic| std::panic::resume_unwind(panic.into_panic()))
             .map_err(Refusal::Plugin)?;
-        Ok(loaded.into_iter().map(|(plugin, _)| Box::new(plugin) as Box<dyn Transform>).collect())
+        Ok((loaded.into_iter().map(|(plugin, _)| Box::new(plugin) as Box<dyn Transform>).collect(), chain))
     }
 
     /// The metadata of the config file and of every plugin file it points
@@ -254,6 +283,8 @@ impl Reloader {
 enum Refusal {
     Config(ConfigError),
     Plugin(Refused),
+    /// The new chain would lose a running plugin the config does not take out.
+    Lost(Lost),
 }
 
 /// What the watched files looked like at one poll.

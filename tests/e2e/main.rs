@@ -23,3 +23,4 @@ mod sink_faults;
 mod state;
 mod teleport;
 mod teleport_faults;
+mod torture;

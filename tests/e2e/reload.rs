@@ -213,3 +213,98 @@ fn sighup_reloads_and_changes_outside_the_chain_wait_for_a_restart() {
     assert_remembered(&chunk, &out, 0, &chunk[0].id.clone(), &live);
     live.stop_and_count();
 }
+
+/// The last line of ferry's stderr holding `text`.
+fn last_line(live: &Live, text: &str) -> String {
+    live.ferry.stderr().lines().filter(|line| line.contains(text)).last().unwrap_or_default().to_owned()
+}
+
+#[test]
+fn a_deleted_plugin_is_refused_and_no_event_leaves_unredacted() {
+    let mut live = Live::start("reload_delete", "redact", &redact_settings("***"));
+    let (chunk, out) = live.send(20);
+    assert_redacted(&chunk, &out, "***", &live);
+
+    // A deploy that deletes, then copies: the plugin's files vanish while
+    // events go on arriving.
+    std::fs::remove_file(live.sandbox.path("plugins/p.wasm")).expect("delete the plugin");
+    std::fs::remove_file(live.sandbox.path("plugins/p.toml")).expect("delete its settings");
+    let (chunk, out) = live.send(20);
+    assert_redacted(&chunk, &out, "***", &live);
+    util::wait_for(
+        "ferry to act on the deletion",
+        DEADLINE,
+        || live.ferry.stderr_count(REFUSED) + live.ferry.stderr_count(RELOADED) >= 1,
+        || live.report(),
+    );
+    assert_eq!(live.ferry.stderr_count(RELOADED), 0, "a chain without the deleted plugin was loaded{}", live.report());
+    let line = last_line(&live, REFUSED);
+    assert!(line.contains(" ERROR ") && line.contains("it would drop a running plugin"), "{line}{}", live.report());
+    assert!(line.contains("plugin=p ") && line.contains("p.wasm no longer exists") && line.contains("removed-plugins"), "{line}{}", live.report());
+    let (chunk, out) = live.send(30);
+    assert_redacted(&chunk, &out, "***", &live);
+
+    // The copy lands: the plugin loads again.
+    live.replace_plugin(&built("redact"), &redact_settings("AGAIN"));
+    live.wait_stderr(RELOADED, 1);
+    let (chunk, out) = live.send(20);
+    assert_redacted(&chunk, &out, "AGAIN", &live);
+
+    // A truncated file in its place is refused; the running chain stays.
+    let redact = built("redact");
+    live.sandbox.write("plugins/p.wasm", &redact[..redact.len() / 3]);
+    live.wait_stderr(REFUSED, 2);
+    assert!(last_line(&live, REFUSED).contains("a plugin cannot be loaded"), "{}", live.report());
+    let (chunk, out) = live.send(20);
+    assert_redacted(&chunk, &out, "AGAIN", &live);
+    live.sandbox.write("plugins/p.wasm", &redact);
+    live.wait_stderr(RELOADED, 2);
+
+    // Taken out on purpose: ferry.toml names it, and events pass unchanged.
+    live.sandbox.set_config(&format!("removed-plugins = [\"p\"]\n{CONFIG}"));
+    live.wait_stderr(RELOADED, 3);
+    let warning = last_line(&live, "taken out of the chain");
+    assert!(warning.contains(" WARN ") && warning.contains("plugin=p "), "{warning}{}", live.report());
+    let (chunk, out) = live.send(20);
+    for (event, value) in chunk.iter().zip(&out) {
+        assert_eq!(*value, event.value, "event {} should pass unchanged once p is removed{}", event.id, live.report());
+    }
+    live.stop_and_count();
+}
+
+/// A run over a fixed input that ends with it, and names no plugins folder.
+const TO_THE_END: &str = r#"
+storage = "storage"
+
+[source.file]
+path = "in.jsonl"
+follow = false
+
+[sinks.default]
+type = "file"
+path = "out.jsonl"
+"#;
+
+#[test]
+fn a_missing_plugins_folder_named_by_the_config_fails_start_and_check_on_one_line() {
+    let sandbox = util::Sandbox::new("reload_missing_folder", &format!("plugins-dir = \"plugins\"\n{TO_THE_END}"));
+    sandbox.write(IN, util::jsonl(&util::fixtures()[..3]).as_bytes());
+    for command in ["check", "start"] {
+        let output = sandbox.run(command);
+        let message = output.one_line_error(&sandbox);
+        assert!(
+            message.contains("ferry.toml: `plugins-dir`: cannot read the plugins folder ") && message.contains("/plugins: "),
+            "`ferry {command}`: {message}{}",
+            sandbox.report(Some(&output))
+        );
+    }
+    assert_eq!(sandbox.out_count(), 0, "nothing was delivered without the plugins{}", sandbox.report(None));
+
+    // A config that names no folder (as teleport-event-handler's) runs
+    // without plugins when `./plugins` is not there.
+    sandbox.set_config(TO_THE_END);
+    sandbox.run("check").assert_success(&sandbox);
+    let output = sandbox.run("start");
+    output.assert_success(&sandbox);
+    assert_eq!(sandbox.out_count(), 3, "{}", sandbox.report(Some(&output)));
+}

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     /// The file (or a file it names) cannot be read.
-    #[error("cannot read {}: {source}", path.display())]
+    #[error("cannot read {}: {}", one_line(&path.display().to_string()), one_line(&source.to_string()))]
     Read {
         /// The file that could not be read.
         path: PathBuf,
@@ -12,7 +12,7 @@ pub enum ConfigError {
         source: std::io::Error,
     },
     /// The text is not valid TOML or does not fit ferry's schema.
-    #[error("{}:{line}:{column}: {message}", path.display())]
+    #[error("{}:{line}:{column}: {}", one_line(&path.display().to_string()), one_line(message))]
     Parse {
         /// The file with the error.
         path: PathBuf,
@@ -24,7 +24,7 @@ pub enum ConfigError {
         message: String,
     },
     /// The file parses but a value cannot work.
-    #[error("{}: `{key}`: {message}", path.display())]
+    #[error("{}: `{}`: {}", one_line(&path.display().to_string()), one_line(key), one_line(message))]
     Invalid {
         /// The config file.
         path: PathBuf,
@@ -50,6 +50,20 @@ impl ConfigError {
     }
 }
 
+/// `text` with every control character (line breaks above all) and Unicode
+/// line separator escaped: an error quotes values from the file and from
+/// the environment, and must still print as one line a log can hold.
+fn one_line(text: &str) -> String {
+    if !text.chars().any(needs_escape) {
+        return text.to_owned();
+    }
+    text.chars().map(|c| if needs_escape(c) { c.escape_default().to_string() } else { c.to_string() }).collect()
+}
+
+fn needs_escape(c: char) -> bool {
+    c.is_control() || c == '\u{2028}' || c == '\u{2029}'
+}
+
 fn line_and_column(text: &str, offset: usize) -> (usize, usize) {
     let before = &text.as_bytes()[..offset.min(text.len())];
     let line = before.iter().filter(|&&b| b == b'\n').count() + 1;
@@ -68,5 +82,13 @@ mod tests {
         assert_eq!(line_and_column(text, 6), (2, 1));
         assert_eq!(line_and_column(text, 9), (2, 4));
         assert_eq!(line_and_column(text, 1000), (3, 1));
+    }
+
+    #[test]
+    fn values_with_line_breaks_still_print_on_one_line() {
+        let error = ConfigError::invalid("/etc/ferry/ferry.toml", "FDFWD_BATCH", "environment variable FDFWD_BATCH: `1\r\n2\u{2028}` is not a whole number");
+        assert_eq!(error.to_string(), "/etc/ferry/ferry.toml: `FDFWD_BATCH`: environment variable FDFWD_BATCH: `1\\r\\n2\\u{2028}` is not a whole number");
+        let parse = ConfigError::Parse { path: "a\nb.toml".into(), line: 1, column: 2, message: "bad\tvalue".into() };
+        assert_eq!(parse.to_string(), "a\\nb.toml:1:2: bad\\tvalue");
     }
 }

@@ -11,7 +11,9 @@ mod error;
 pub mod legacy;
 mod model;
 mod plugins;
+#[cfg(test)]
+mod proptests;
 
 pub use error::ConfigError;
 pub use model::{FerryConfig, PipelineConfig, PluginSpec, SinkConfig, SourceConfig};
-pub use plugins::discover_plugins;
+pub use plugins::{Lost, Member, PluginChain, discover_chain, discover_plugins};

@@ -33,6 +33,15 @@ pub struct FerryConfig {
     #[serde(default)]
     pub plugins: Vec<PluginSpec>,
 
+    /// Plugins, by name, that are taken out of the chain on purpose: not
+    /// loaded even when their file is there. Default none. A running
+    /// plugin whose file disappears from the plugins folder is a reload
+    /// error, not a smaller chain (a deploy that deletes, then copies, must
+    /// not let one batch out unredacted); naming it here is how an operator
+    /// says that the chain is meant to lose it.
+    #[serde(default)]
+    pub removed_plugins: Vec<String>,
+
     /// Batching and flow control.
     #[serde(default)]
     pub pipeline: PipelineConfig,

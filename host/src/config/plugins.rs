@@ -1,14 +1,24 @@
-//! Which plugin files make up the chain, and each one's settings.
+//! Which plugin files make up the chain, and each one's settings; and the
+//! rule that keeps a reload from shrinking the chain behind the operator's
+//! back.
 
 use super::{ConfigError, FerryConfig, PluginSpec};
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
 /// The plugin chain the config asks for, in order, with each file's path
 /// made absolute: either the `[[plugins]]` list, or every `*.wasm` of the
 /// plugins folder in name order, each with the settings of the `NAME.toml`
-/// beside it.
+/// beside it. Plugins named in `removed-plugins` are left out.
 pub fn discover_plugins(config: &FerryConfig) -> Result<Vec<PluginSpec>, ConfigError> {
-    if !config.plugins.is_empty() {
+    discover_chain(config).map(|chain| chain.specs)
+}
+
+/// [`discover_plugins`] with what a reload needs to compare the chain with
+/// the running one.
+pub fn discover_chain(config: &FerryConfig) -> Result<PluginChain, ConfigError> {
+    let listed = !config.plugins.is_empty();
+    let found = if listed {
         if config.plugins_dir.is_some() {
             return Err(ConfigError::invalid(
                 &config.file,
@@ -16,15 +26,122 @@ pub fn discover_plugins(config: &FerryConfig) -> Result<Vec<PluginSpec>, ConfigE
                 "set either `plugins-dir` or [[plugins]], not both",
             ));
         }
-        return listed_plugins(config);
+        listed_plugins(config)?
+    } else {
+        match &config.plugins_dir {
+            Some(dir) => folder_plugins(&config.resolve(dir), true).map_err(|error| match error {
+                // The key, not only the folder, so the operator knows which line to fix.
+                ConfigError::Read { path, source } if path == config.resolve(dir) => ConfigError::invalid(
+                    &config.file,
+                    "plugins-dir",
+                    format!("cannot read the plugins folder {}: {source}; create it, or remove the key to run without plugins", path.display()),
+                ),
+                other => other,
+            })?,
+            None => folder_plugins(&config.resolve(Path::new("./plugins")), false)?,
+        }
+    };
+    let removed: BTreeSet<String> = config.removed_plugins.iter().cloned().collect();
+    let (specs, members): (Vec<PluginSpec>, Vec<Member>) = found
+        .into_iter()
+        .map(|(spec, settings)| {
+            let resolved = spec.settings();
+            let member = Member { name: resolved.name, wasm: resolved.path, settings };
+            (spec, member)
+        })
+        .filter(|(_, member)| !removed.contains(&member.name))
+        .unzip();
+    Ok(PluginChain { specs, members, listed, removed })
+}
+
+/// A plugin chain as discovered, before anything is loaded.
+#[derive(Debug, Clone)]
+pub struct PluginChain {
+    /// The plugins to load, in order.
+    pub specs: Vec<PluginSpec>,
+    /// The same plugins by name and files, in the same order.
+    pub members: Vec<Member>,
+    /// Whether the chain is the `[[plugins]]` list of ferry.toml: then a
+    /// plugin missing from it was taken out by editing ferry.toml.
+    pub listed: bool,
+    /// `removed-plugins`: names taken out of the chain on purpose.
+    pub removed: BTreeSet<String>,
+}
+
+/// One plugin of a chain: what it is called and which files it came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Member {
+    /// Its name in logs, metrics and dead letters.
+    pub name: String,
+    /// Its component file.
+    pub wasm: PathBuf,
+    /// The `NAME.toml` beside it its settings came from, in a plugins folder.
+    pub settings: Option<PathBuf>,
+}
+
+/// A reload that would lose a plugin of the running chain although the
+/// config does not take it out: its file vanished (a deploy that deletes,
+/// then copies), or its settings file did (it would run unconfigured: a
+/// redact plugin without its fields masks nothing).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{what}; the running chain keeps it (to take it out on purpose, name it in `removed-plugins` of ferry.toml)")]
+pub struct Lost {
+    /// The plugin's name.
+    pub name: String,
+    /// The file that is gone (the component, or its settings).
+    pub file: PathBuf,
+    /// What happened, on one line.
+    pub what: String,
+}
+
+impl PluginChain {
+    /// The plugins' names, in order.
+    pub fn names(&self) -> Vec<String> {
+        self.members.iter().map(|member| member.name.clone()).collect()
     }
-    match &config.plugins_dir {
-        Some(dir) => folder_plugins(&config.resolve(dir), true),
-        None => folder_plugins(&config.resolve(Path::new("./plugins")), false),
+
+    /// The running plugins this chain leaves out on purpose: named in
+    /// `removed-plugins`, or no longer in the `[[plugins]]` list.
+    pub fn taken_out<'a>(&self, running: &'a [Member]) -> Vec<&'a Member> {
+        running.iter().filter(|old| !self.members.iter().any(|new| new.name == old.name)).collect()
+    }
+
+    /// Checks that this chain, about to replace `running`, keeps every
+    /// running plugin the config does not take out on purpose, with the
+    /// settings file it had. The first one lost is the error.
+    pub fn check_keeps(&self, running: &[Member]) -> Result<(), Lost> {
+        for old in running {
+            if self.removed.contains(&old.name) {
+                continue;
+            }
+            match self.members.iter().find(|new| new.name == old.name) {
+                // Settings inline in [[plugins]] are an edit of ferry.toml.
+                Some(new) if !self.listed && new.settings.is_none() => {
+                    if let Some(settings) = &old.settings {
+                        return Err(Lost {
+                            name: old.name.clone(),
+                            file: settings.clone(),
+                            what: format!("plugin `{}` lost its settings file {}; it would run with default settings", old.name, settings.display()),
+                        });
+                    }
+                }
+                Some(_) => {}
+                None if self.listed => {}
+                None => {
+                    let what = if old.wasm.exists() {
+                        format!("plugin `{}` ({}) is no longer in the chain under that name", old.name, old.wasm.display())
+                    } else {
+                        format!("plugin `{}` is gone: {} no longer exists", old.name, old.wasm.display())
+                    };
+                    return Err(Lost { name: old.name.clone(), file: old.wasm.clone(), what });
+                }
+            }
+        }
+        Ok(())
     }
 }
 
-fn listed_plugins(config: &FerryConfig) -> Result<Vec<PluginSpec>, ConfigError> {
+fn listed_plugins(config: &FerryConfig) -> Result<Vec<(PluginSpec, Option<PathBuf>)>, ConfigError> {
     config
         .plugins
         .iter()
@@ -35,12 +152,12 @@ fn listed_plugins(config: &FerryConfig) -> Result<Vec<PluginSpec>, ConfigError> 
             };
             let mut spec = spec.clone();
             spec.path = Some(config.resolve(path));
-            Ok(spec)
+            Ok((spec, None))
         })
         .collect()
 }
 
-fn folder_plugins(dir: &Path, required: bool) -> Result<Vec<PluginSpec>, ConfigError> {
+fn folder_plugins(dir: &Path, required: bool) -> Result<Vec<(PluginSpec, Option<PathBuf>)>, ConfigError> {
     let entries = match std::fs::read_dir(dir) {
         Ok(entries) => entries,
         Err(err) if !required && err.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
@@ -58,23 +175,24 @@ fn folder_plugins(dir: &Path, required: bool) -> Result<Vec<PluginSpec>, ConfigE
     files.into_iter().map(|wasm| spec_beside(&wasm)).collect()
 }
 
-/// The settings for `dir/NAME.wasm`, from `dir/NAME.toml` when it exists.
-fn spec_beside(wasm: &Path) -> Result<PluginSpec, ConfigError> {
+/// The settings for `dir/NAME.wasm`, from `dir/NAME.toml` when it exists
+/// (returned too, so that a reload notices it vanishing).
+fn spec_beside(wasm: &Path) -> Result<(PluginSpec, Option<PathBuf>), ConfigError> {
     let settings = wasm.with_extension("toml");
-    let mut spec = match std::fs::read_to_string(&settings) {
+    let (mut spec, found) = match std::fs::read_to_string(&settings) {
         Ok(text) => {
             let spec: PluginSpec =
                 toml::from_str(&text).map_err(|err| ConfigError::from_toml(settings.clone(), &text, &err))?;
             if spec.path.is_some() {
                 return Err(ConfigError::invalid(&settings, "path", "not allowed here: the plugin is the .wasm file beside this one"));
             }
-            spec
+            (spec, Some(settings))
         }
-        Err(err) if err.kind() == std::io::ErrorKind::NotFound => PluginSpec::default(),
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => (PluginSpec::default(), None),
         Err(source) => return Err(ConfigError::Read { path: settings, source }),
     };
     spec.path = Some(wasm.to_owned());
-    Ok(spec)
+    Ok((spec, found))
 }
 
 #[cfg(test)]
@@ -109,7 +227,9 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         assert!(discover_plugins(&config_in(dir.path(), "")).expect("no plugins").is_empty());
         let err = discover_plugins(&config_in(dir.path(), "plugins-dir = \"gone\"\n")).expect_err("missing folder");
-        assert!(err.to_string().starts_with("cannot read ") && err.to_string().contains("gone"), "{err}");
+        let text = err.to_string();
+        assert!(text.contains("ferry.toml: `plugins-dir`: cannot read the plugins folder ") && text.contains("gone"), "{text}");
+        assert!(!text.contains('\n'), "{text}");
     }
 
     #[test]
@@ -128,5 +248,91 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let config = config_in(dir.path(), "plugins-dir = \"p\"\n[[plugins]]\npath = \"a.wasm\"\n");
         assert!(discover_plugins(&config).expect_err("both").to_string().contains("not both"));
+    }
+
+    /// A folder of `a.wasm` (with `a.toml`) and `b.wasm`, discovered.
+    fn folder_chain(dir: &Path, config: &str) -> PluginChain {
+        let plugins = dir.join("plugins");
+        std::fs::create_dir_all(&plugins).expect("mkdir");
+        discover_chain(&config_in(dir, config)).expect("discovered")
+    }
+
+    fn two_plugins(dir: &Path) -> PluginChain {
+        let plugins = dir.join("plugins");
+        std::fs::create_dir_all(&plugins).expect("mkdir");
+        std::fs::write(plugins.join("a.wasm"), b"").expect("write");
+        std::fs::write(plugins.join("a.toml"), "[config]\nfields = [\"login\"]\n").expect("write");
+        std::fs::write(plugins.join("b.wasm"), b"").expect("write");
+        folder_chain(dir, "")
+    }
+
+    #[test]
+    fn a_deleted_plugin_file_is_lost_not_a_smaller_chain() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let running = two_plugins(dir.path());
+        assert_eq!(running.names(), ["a", "b"]);
+        assert!(running.members[0].settings.is_some() && running.members[1].settings.is_none());
+        std::fs::remove_file(dir.path().join("plugins/a.wasm")).expect("rm");
+        std::fs::remove_file(dir.path().join("plugins/a.toml")).expect("rm");
+        let after = folder_chain(dir.path(), "");
+        assert_eq!(after.names(), ["b"]);
+        let lost = after.check_keeps(&running.members).expect_err("a is gone");
+        assert_eq!(lost.name, "a");
+        assert_eq!(lost.file, dir.path().join("plugins/a.wasm"));
+        let text = lost.to_string();
+        assert!(text.starts_with("plugin `a` is gone: ") && text.contains("a.wasm no longer exists") && text.contains("`removed-plugins`"), "{text}");
+        assert!(!text.contains('\n'));
+        // A new plugin beside the running ones is no loss.
+        std::fs::write(dir.path().join("plugins/a.wasm"), b"").expect("write");
+        std::fs::write(dir.path().join("plugins/a.toml"), "").expect("write");
+        std::fs::write(dir.path().join("plugins/c.wasm"), b"").expect("write");
+        folder_chain(dir.path(), "").check_keeps(&running.members).expect("a is back, c is new");
+    }
+
+    #[test]
+    fn a_vanished_settings_file_is_lost_too() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let running = two_plugins(dir.path());
+        std::fs::remove_file(dir.path().join("plugins/a.toml")).expect("rm");
+        let lost = folder_chain(dir.path(), "").check_keeps(&running.members).expect_err("a would run unconfigured");
+        assert_eq!(lost.file, dir.path().join("plugins/a.toml"));
+        assert!(lost.to_string().contains("plugin `a` lost its settings file"), "{lost}");
+    }
+
+    #[test]
+    fn a_renamed_plugin_is_lost_under_its_old_name() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let running = two_plugins(dir.path());
+        std::fs::write(dir.path().join("plugins/b.toml"), "name = \"bee\"\n").expect("write");
+        let lost = folder_chain(dir.path(), "").check_keeps(&running.members).expect_err("b is now bee");
+        assert!(lost.to_string().contains("plugin `b` (") && lost.to_string().contains("no longer in the chain under that name"), "{lost}");
+    }
+
+    #[test]
+    fn removed_plugins_takes_a_plugin_out_on_purpose() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let running = two_plugins(dir.path());
+        // Named while its file is still there: not loaded.
+        let after = folder_chain(dir.path(), "removed-plugins = [\"a\"]\n");
+        assert_eq!(after.names(), ["b"]);
+        assert_eq!(after.specs.len(), 1);
+        after.check_keeps(&running.members).expect("removed on purpose");
+        assert_eq!(after.taken_out(&running.members), [&running.members[0]]);
+        // And once its files are gone.
+        std::fs::remove_file(dir.path().join("plugins/a.wasm")).expect("rm");
+        folder_chain(dir.path(), "removed-plugins = [\"a\"]\n").check_keeps(&running.members).expect("removed on purpose");
+    }
+
+    #[test]
+    fn a_plugin_left_out_of_the_plugins_list_is_taken_out_on_purpose() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let running = discover_chain(&config_in(dir.path(), "[[plugins]]\npath = \"a.wasm\"\n[[plugins]]\npath = \"b.wasm\"\n")).expect("listed");
+        assert!(running.listed);
+        let after = discover_chain(&config_in(dir.path(), "[[plugins]]\npath = \"b.wasm\"\n")).expect("listed");
+        after.check_keeps(&running.members).expect("the list is ferry.toml's own");
+        assert_eq!(after.taken_out(&running.members).len(), 1);
+        // From a folder to a list that leaves one out: an edit of ferry.toml too.
+        let folder = two_plugins(dir.path());
+        after.check_keeps(&folder.members).expect("edited ferry.toml");
     }
 }

@@ -3,7 +3,8 @@
 //! Logstash with `ssl_client_authentication => "required"`), decodes bodies
 //! as Logstash's `json` codec does, answers `200 ok`, and records every
 //! event. Faults can be scripted per request: a status, a slow answer, or a
-//! dropped connection.
+//! dropped connection; or drawn at random for a share of all requests
+//! ([`Chaos`], for the torture test).
 
 use crate::tls::testpki::Pki;
 use rustls::pki_types::pem::PemObject;
@@ -43,6 +44,10 @@ pub enum Fault {
     /// Take the events (they are recorded), answer 200, then send a body
     /// that never ends.
     EndlessBody,
+    /// Record the events, then drop the connection without answering: the
+    /// acknowledgement is lost after the events were stored, so the sender
+    /// must send them again.
+    AckLost,
 }
 
 /// One request as the stand-in saw it.
@@ -71,6 +76,8 @@ struct Shared {
     record_to: Option<std::path::PathBuf>,
     stalled: tokio::sync::watch::Sender<bool>,
     waiting: AtomicU64,
+    chaos: Mutex<Option<(Chaos, fastrand::Rng)>>,
+    chaos_count: Mutex<ChaosCount>,
 }
 
 /// A running stand-in. Stops when dropped.
@@ -195,7 +202,7 @@ async fn handle(request: Request<Incoming>, shared: Arc<Shared>) -> Result<Respo
         let _ = stalled.wait_for(|stalled| !*stalled).await;
         shared.waiting.fetch_sub(1, Ordering::Relaxed);
     }
-    let fault = lock(&shared.faults).pop_front();
+    let fault = lock(&shared.faults).pop_front().or_else(|| chaos_fault(&shared));
     let header = |name: hyper::header::HeaderName| request.headers().get(name).and_then(|v| v.to_str().ok()).map(str::to_owned);
     let mut seen = SeenRequest {
         path: request.uri().path().to_owned(),
@@ -208,6 +215,13 @@ async fn handle(request: Request<Incoming>, shared: Arc<Shared>) -> Result<Respo
     let body = Limited::new(request.into_body(), MAX_CONTENT_LENGTH).collect().await;
     let response = match (fault, body) {
         (Some(Fault::Reset), _) => return Err(ResetOnPurpose),
+        (Some(Fault::AckLost), Ok(collected)) => {
+            if let Ok(events) = decode(&seen.content_type, &seen.content_encoding, &collected.to_bytes()) {
+                lock(&shared.chaos_count).lost_ack_events += events.len() as u64;
+                record(&shared, events);
+            }
+            return Err(ResetOnPurpose);
+        }
         (Some(Fault::Status(code)), _) => answer(code, ""),
         (Some(Fault::TooManyRequests(seconds)), _) => {
             let mut response = answer(429, "");
@@ -326,6 +340,76 @@ fn json_codec(text: &str) -> Vec<Value> {
     }
 }
 
+// Random faults (the torture test): kept together here, apart from the
+// scripted ones, which they only feed.
+
+/// Random faults: each request that no scripted fault answers fails with
+/// probability `rate`, as one of a 500, a 503, a 429 with `Retry-After: 1`,
+/// a reset connection or a lost acknowledgement ([`Fault::AckLost`]), in
+/// equal shares. The draws come from `seed`, so a run can be replayed as far
+/// as the requests arrive in the same order.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Chaos {
+    /// Share of requests that fail, 0.0 to 1.0.
+    pub rate: f64,
+    /// Seed of the draws.
+    pub seed: u64,
+}
+
+/// What the random faults did so far.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ChaosCount {
+    /// Requests answered 500 or 503.
+    pub statuses: u64,
+    /// Requests answered 429 with `Retry-After: 1`.
+    pub throttled: u64,
+    /// Connections dropped before the events were stored.
+    pub resets: u64,
+    /// Connections dropped after the events were stored.
+    pub lost_acks: u64,
+    /// Events stored by requests whose acknowledgement was lost (scripted
+    /// [`Fault::AckLost`] included): each may arrive again.
+    pub lost_ack_events: u64,
+}
+
+impl LogstashStandIn {
+    /// Fails a share of the requests from now on (none: stop failing).
+    pub fn set_chaos(&self, chaos: Option<Chaos>) {
+        *lock(&self.shared.chaos) = chaos.map(|chaos| (chaos, fastrand::Rng::with_seed(chaos.seed)));
+    }
+
+    /// What the random faults did so far.
+    pub fn chaos_count(&self) -> ChaosCount {
+        lock(&self.shared.chaos_count).clone()
+    }
+}
+
+/// The random fault for one request, if it draws one.
+fn chaos_fault(shared: &Shared) -> Option<Fault> {
+    let fault = {
+        let mut chaos = lock(&shared.chaos);
+        let (settings, rng) = chaos.as_mut()?;
+        if rng.f64() >= settings.rate {
+            return None;
+        }
+        match rng.u8(0..5) {
+            0 => Fault::Status(500),
+            1 => Fault::Status(503),
+            2 => Fault::TooManyRequests(1),
+            3 => Fault::Reset,
+            _ => Fault::AckLost,
+        }
+    };
+    let mut count = lock(&shared.chaos_count);
+    match fault {
+        Fault::Status(_) => count.statuses += 1,
+        Fault::TooManyRequests(_) => count.throttled += 1,
+        Fault::Reset => count.resets += 1,
+        _ => count.lost_acks += 1,
+    }
+    Some(fault)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -341,5 +425,25 @@ mod tests {
         assert_eq!(decode("application/x-ndjson", "", b"{\"a\":1}\n{\"b\":2}\n").expect("lines").len(), 2);
         assert_eq!(decode("text/plain", "", b"hello").expect("plain")[0]["message"], "hello");
         assert!(decode(json, "gzip", b"not gzip").expect_err("bad gzip").contains("cannot decompress"));
+    }
+
+    #[test]
+    fn chaos_fails_its_share_of_requests_with_every_fault_and_repeats_from_its_seed() {
+        let draws = |seed: u64| {
+            let shared = Shared::default();
+            *lock(&shared.chaos) = Some((Chaos { rate: 0.1, seed }, fastrand::Rng::with_seed(seed)));
+            let faults: Vec<Option<Fault>> = (0..10_000).map(|_| chaos_fault(&shared)).collect();
+            (faults, lock(&shared.chaos_count).clone())
+        };
+        let (faults, count) = draws(7);
+        assert_eq!(faults, draws(7).0, "the same seed draws the same faults");
+        assert_ne!(faults, draws(8).0);
+        let failed = faults.iter().flatten().count();
+        assert!((800..=1200).contains(&failed), "{failed} of 10000 failed");
+        for kind in [Fault::Status(500), Fault::Status(503), Fault::TooManyRequests(1), Fault::Reset, Fault::AckLost] {
+            assert!(faults.contains(&Some(kind.clone())), "{kind:?} never drawn");
+        }
+        assert_eq!(count.statuses + count.throttled + count.resets + count.lost_acks, failed as u64);
+        assert!(chaos_fault(&Shared::default()).is_none(), "no chaos unless asked for");
     }
 }

@@ -270,6 +270,66 @@ mod tests {
         }
     }
 
+    /// A plugin whose second and later calls take 3 s.
+    struct SlowAfterFirst(u32);
+
+    impl Transform for SlowAfterFirst {
+        fn name(&self) -> &str {
+            "slow"
+        }
+
+        fn on_error(&self) -> OnError {
+            OnError::Halt
+        }
+
+        fn process(&mut self, batch: &[Event]) -> Result<Vec<Outcome>, PluginError> {
+            self.0 += 1;
+            if self.0 > 1 {
+                std::thread::sleep(Duration::from_secs(3));
+            }
+            Ok(vec![Outcome::Keep; batch.len()])
+        }
+    }
+
+    /// A sink that never answers and never looks at shutdown.
+    struct Hangs;
+
+    impl crate::sink::Sink for Hangs {
+        fn deliver<'a>(&'a self, _events: &'a [crate::sink::OutEvent], _retry: crate::retry::Retry) -> crate::sink::DeliverFuture<'a> {
+            Box::pin(std::future::pending())
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn shutdown_ends_the_run_within_its_timeout_whatever_source_plugin_and_sink_do() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let input: String = (0..100).map(|i| format!("{{\"uid\":\"e{i}\",\"event\":\"x\"}}\n")).collect();
+        std::fs::write(dir.path().join("in.jsonl"), input).expect("input");
+        let text = "storage = \"storage\"\n[pipeline]\nbatch-size = 1\nbatches-in-flight = 2\nlinger = \"10ms\"\nshutdown-timeout = \"1s\"\n\
+                    [source.file]\npath = \"in.jsonl\"\nfollow = true\n[sinks.default]\ntype = \"file\"\npath = \"out.jsonl\"\n";
+        let config = FerryConfig::parse(text, &dir.path().join("ferry.toml")).expect("config");
+        let metrics = Arc::new(Metrics::default());
+        let mut parts = crate::app::build_parts(&config, metrics.clone(), false).await.expect("parts");
+        parts.sinks.insert("default".into(), Box::new(Hangs));
+        let pipeline = crate::app::assemble(&config, parts, vec![Box::new(SlowAfterFirst(0))], metrics.clone()).await.expect("pipeline");
+        let state = pipeline.state.clone();
+        let source = pipeline.source.name().to_owned();
+        let (trigger, shutdown) = crate::shutdown::channel();
+        let run = tokio::spawn(pipeline.run(shutdown));
+        // The sink holds the first batch, the plugin the second, and the source waits for room.
+        while metrics.total("ferry_events_received_total") < 2 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let fired = Instant::now();
+        trigger.fire();
+        let ended = tokio::time::timeout(Duration::from_secs(5), run).await.expect("the run ends").expect("joins");
+        let took = fired.elapsed();
+        assert!(ended.is_ok(), "{ended:?}");
+        assert!(took < Duration::from_millis(1200), "the run took {took:?} after shutdown with shutdown-timeout = 1s");
+        let state = State::open(state.path()).await.expect("reopen");
+        assert_eq!(state.cursor(&source).await.expect("read"), None, "nothing acknowledged, nothing committed");
+    }
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_panicking_stage_ends_the_run_with_an_error() {
         let dir = tempfile::tempdir().expect("tempdir");

@@ -227,7 +227,7 @@ impl Reader {
         for (at, event) in page.items.into_iter().enumerate().skip(resume_at) {
             cursor.last_id = event.id.clone();
             cursor.skip = Some(at + 1);
-            let time = event.time.clone().and_then(|time| SystemTime::try_from(time).ok()).map(|time| humantime::format_rfc3339_nanos(time).to_string());
+            let time = event.time.and_then(|time| SystemTime::try_from(time).ok()).map(|time| humantime::format_rfc3339_nanos(time).to_string());
             match time {
                 Some(time) if time == cursor.last_time => cursor.same_time += 1,
                 Some(time) => {

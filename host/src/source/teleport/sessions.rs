@@ -143,7 +143,11 @@ impl SessionReader {
             start_index: i32::try_from(start_index).unwrap_or(i32::MAX),
         };
         let mut client = self.client.clone();
-        let mut stream = match client.stream_unstructured_session_events(request).await {
+        let opened = tokio::select! {
+            opened = client.stream_unstructured_session_events(request) => opened,
+            () = retry.shutdown().wait() => return Err(Stopped),
+        };
+        let mut stream = match opened {
             Ok(stream) => stream.into_inner(),
             Err(status) => return Ok(Some(status)),
         };

@@ -243,3 +243,26 @@ fn a_recording_survives_internal_errors_and_a_refused_index() {
     assert_eq!(asked, 4, "dropped, internal, refused index, then from the start");
     assert!(output.stderr.contains("asking for it from its start"), "{}", sandbox.report(Some(&output)));
 }
+
+/// An export stream breaks inside a chunk, and Teleport then refuses the
+/// cursor to resume it (INVALID_ARGUMENT, for good): ferry reads the chunk
+/// again from its start. Nothing is lost; what comes twice is at most what
+/// was read of the chunk before the break.
+#[test]
+fn a_refused_export_cursor_reads_the_chunk_again_from_its_start() {
+    use ferry::standin::teleport::{Fault, Method};
+    let cluster = Cluster::start(StandInOptions { export_api: true, chunk_size: 10, ..StandInOptions::default() });
+    cluster.standin.inject(Method::ExportUnstructuredEvents, Fault::DropStreamAfter(5));
+    cluster.standin.refuse_export_cursors();
+    let sandbox = cluster.sandbox("teleport-refused-cursor", &config(&cluster.standin.address(), FIXTURES, &file_sink()));
+    let output = sandbox.run("start");
+    output.assert_success(&sandbox);
+    let report = || sandbox.report(Some(&output));
+    let expected: Vec<String> = cluster.audit_log().iter().map(Value::to_string).collect();
+    let got: Vec<String> = lines(&sandbox).iter().map(Value::to_string).collect();
+    let want: BTreeSet<&String> = expected.iter().collect();
+    assert_eq!(got.iter().collect::<BTreeSet<_>>(), want, "every event arrived, none that was not served\n{}", report());
+    assert!(got.len() - expected.len() <= 5, "{} events twice, more than the five read before the break\n{}", got.len() - expected.len(), report());
+    assert!(output.stderr.contains("reading the chunk again from its start"), "{}", report());
+    assert!(sandbox.dead_letters().is_empty(), "nothing was lost, so nothing is dead-lettered");
+}

@@ -243,3 +243,48 @@ fn a_recording_survives_internal_errors_and_a_refused_index() {
     assert_eq!(asked, 4, "dropped, internal, refused index, then from the start");
     assert!(output.stderr.contains("asking for it from its start"), "{}", sandbox.report(Some(&output)));
 }
+
+/// An export stream breaks inside a chunk, and Teleport then refuses the
+/// cursor to resume it (INVALID_ARGUMENT, for good): ferry reads the chunk
+/// again from its start. Nothing is lost; what comes twice is at most what
+/// was read of the chunk before the break.
+#[test]
+fn a_refused_export_cursor_reads_the_chunk_again_from_its_start() {
+    use ferry::standin::teleport::{Fault, Method};
+    let cluster = Cluster::start(StandInOptions { export_api: true, chunk_size: 10, ..StandInOptions::default() });
+    cluster.standin.inject(Method::ExportUnstructuredEvents, Fault::DropStreamAfter(5));
+    cluster.standin.refuse_export_cursors();
+    let sandbox = cluster.sandbox("teleport-refused-cursor", &config(&cluster.standin.address(), FIXTURES, &file_sink()));
+    let output = sandbox.run("start");
+    output.assert_success(&sandbox);
+    let report = || sandbox.report(Some(&output));
+    let expected: Vec<String> = cluster.audit_log().iter().map(Value::to_string).collect();
+    let got: Vec<String> = lines(&sandbox).iter().map(Value::to_string).collect();
+    let want: BTreeSet<&String> = expected.iter().collect();
+    assert_eq!(got.iter().collect::<BTreeSet<_>>(), want, "every event arrived, none that was not served\n{}", report());
+    assert!(got.len() - expected.len() <= 5, "{} events twice, more than the five read before the break\n{}", got.len() - expected.len(), report());
+    assert!(output.stderr.contains("reading the chunk again from its start"), "{}", report());
+    assert!(sandbox.dead_letters().is_empty(), "nothing was lost, so nothing is dead-lettered");
+}
+
+/// Teleport refuses ferry's roles twice (PERMISSION_DENIED), then lets it
+/// read: one ERROR line says what to fix (not one per attempt), ferry asks
+/// again slowly meanwhile, and then the whole log arrives. About 30 s: two
+/// slow retries of 15 s.
+#[test]
+fn a_refused_identity_is_one_error_line_and_retried_slowly() {
+    use ferry::standin::teleport::{Fault, Method};
+    let cluster = Cluster::start(StandInOptions { export_api: false, ..StandInOptions::default() });
+    for _ in 0..2 {
+        cluster.standin.inject(Method::GetUnstructuredEvents, Fault::Status(tonic::Code::PermissionDenied, "access denied to perform action \"list\" on \"event\"".into()));
+    }
+    let sandbox = cluster.sandbox("teleport-denied", &config(&cluster.standin.address(), FIXTURES, &file_sink()));
+    let output = sandbox.run("start");
+    output.assert_success(&sandbox);
+    assert_eq!(lines(&sandbox), cluster.audit_log(), "everything arrives once Teleport allows it\n{}", sandbox.report(Some(&output)));
+    let errors: Vec<&str> = output.stderr_lines().into_iter().filter(|line| line.contains("ERROR")).collect();
+    assert_eq!(errors.len(), 1, "one ERROR line for two refusals: {errors:#?}\n{}", sandbox.report(Some(&output)));
+    assert!(errors[0].contains("PermissionDenied") && errors[0].contains("`event` and `session` `list` and `read`"), "{}", errors[0]);
+    let calls: Vec<_> = cluster.standin.calls().into_iter().filter(|call| call.method == Method::GetUnstructuredEvents).collect();
+    assert!(calls.len() >= 3, "asked again after each refusal");
+}

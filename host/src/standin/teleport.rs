@@ -273,6 +273,8 @@ struct Shared {
     keyed_until_expiry: Mutex<Option<usize>>,
     /// Export chunk names answered NOT_FOUND (see `vanish_chunk`).
     vanished: Mutex<HashSet<String>>,
+    /// Export cursors are refused (see `refuse_export_cursors`).
+    refuse_cursors: std::sync::atomic::AtomicBool,
 }
 
 /// An audit event and its place in the log: (time in ns, arrival number).
@@ -320,6 +322,7 @@ impl TeleportStandIn {
             key_epoch: std::sync::atomic::AtomicU64::new(0),
             keyed_until_expiry: Mutex::new(None),
             vanished: Mutex::default(),
+            refuse_cursors: std::sync::atomic::AtomicBool::new(false),
         });
         let listener = match options.listen {
             Some(addr) => TcpListener::bind(addr).await?,
@@ -428,6 +431,13 @@ impl TeleportStandIn {
         let Some(export) = &self.shared.export else { return Vec::new() };
         let held = export.days.values().flat_map(|chunks| chunks.iter().enumerate().filter(|(number, _)| chunk_name(*number) == name).map(|(_, chunk)| chunk));
         held.flatten().map(|&at| self.shared.audit[at].event.clone()).collect()
+    }
+
+    /// From now on every export request that resumes inside a chunk (a
+    /// non-empty `cursor`) answers INVALID_ARGUMENT, as a backend whose
+    /// cursors expired: a client must read the chunk from its start.
+    pub fn refuse_export_cursors(&self) {
+        self.shared.refuse_cursors.store(true, std::sync::atomic::Ordering::SeqCst);
     }
 
     /// Every lock upserted so far, in order.
@@ -733,6 +743,9 @@ impl AuditLogService for Service {
         let chunk = chunk.ok_or_else(|| Status::not_found(format!("export chunk {:?} not found for that date", request.chunk)))?;
         if lock(&self.shared.vanished).contains(&request.chunk) {
             return Err(Status::not_found(format!("export chunk {:?} not found: removed by retention (injected)", request.chunk)));
+        }
+        if !request.cursor.is_empty() && self.shared.refuse_cursors.load(std::sync::atomic::Ordering::SeqCst) {
+            return Err(Status::invalid_argument(format!("cursor {:?} has expired (injected)", request.cursor)));
         }
         let done = match request.cursor.as_str() {
             "" => 0,

@@ -118,7 +118,7 @@ impl Reader {
         let date = SystemTime::now() + Duration::from_secs(2 * SECONDS_PER_DAY);
         let mut retry = self.retry();
         loop {
-            let status = match self.list_chunks(date).await {
+            let status = match self.list_chunks_or_stop(date).await? {
                 Ok(_) => return Ok(true),
                 Err(status) => status,
             };
@@ -227,7 +227,7 @@ impl Reader {
         for (at, event) in page.items.into_iter().enumerate().skip(resume_at) {
             cursor.last_id = event.id.clone();
             cursor.skip = Some(at + 1);
-            let time = event.time.clone().and_then(|time| SystemTime::try_from(time).ok()).map(|time| humantime::format_rfc3339_nanos(time).to_string());
+            let time = event.time.and_then(|time| SystemTime::try_from(time).ok()).map(|time| humantime::format_rfc3339_nanos(time).to_string());
             match time {
                 Some(time) if time == cursor.last_time => cursor.same_time += 1,
                 Some(time) => {
@@ -361,7 +361,7 @@ impl Reader {
     async fn chunks(&mut self, date: SystemTime) -> Result<Vec<String>, Stopped> {
         let mut retry = self.retry();
         loop {
-            match self.list_chunks(date).await {
+            match self.list_chunks_or_stop(date).await? {
                 Ok(chunks) => {
                     self.succeeded(&mut retry);
                     return Ok(chunks);
@@ -375,6 +375,16 @@ impl Reader {
                     }
                 }
             }
+        }
+    }
+
+    /// [`Reader::list_chunks`], given up when shutdown fires: a call that
+    /// hangs must not hold shutdown.
+    async fn list_chunks_or_stop(&mut self, date: SystemTime) -> Result<Result<Vec<String>, tonic::Status>, Stopped> {
+        let mut shutdown = self.shutdown.clone();
+        tokio::select! {
+            listed = self.list_chunks(date) => Ok(listed),
+            () = shutdown.wait() => Err(Stopped),
         }
     }
 
@@ -446,7 +456,11 @@ impl Reader {
         retry: &mut Retry,
     ) -> Result<Result<(), tonic::Status>, Stopped> {
         let request = ExportUnstructuredEventsRequest { date: Some(date.into()), chunk: chunk.to_owned(), cursor: resume };
-        let mut stream = match self.client.export_unstructured_events(request).await {
+        let opened = tokio::select! {
+            opened = self.client.export_unstructured_events(request) => opened,
+            () = self.shutdown.wait() => return Err(Stopped),
+        };
+        let mut stream = match opened {
             Ok(stream) => stream.into_inner(),
             Err(status) => return Ok(Err(status)),
         };

@@ -21,6 +21,7 @@ use super::status::{Class, ErrorEvery, SLOW_RETRY, classify};
 use super::structjson::struct_to_json_bytes;
 use crate::retry::{Backoff, Retry};
 use crate::shutdown::{Shutdown, Stopped};
+use std::sync::{Arc, Mutex};
 use tokio::sync::mpsc;
 use tonic::Code;
 use tonic::transport::Channel;
@@ -78,13 +79,15 @@ pub struct SessionReader {
     pub backoff: Backoff,
     /// Where reports go.
     pub out: mpsc::Sender<SessionItem>,
+    /// Shared by every session task, so that a refused identity makes one
+    /// ERROR line a minute, not one per recording.
+    pub errors: Arc<Mutex<ErrorEvery>>,
 }
 
 impl SessionReader {
     /// Streams session `sid` from `next_index` to its end, or until stopped.
     pub async fn run(self, sid: String, mut next_index: i64, shutdown: Shutdown) {
         let mut retry = Retry::new(self.backoff, shutdown);
-        let mut errors = ErrorEvery::default();
         let mut start_index = next_index;
         loop {
             let status = match self.stream(&sid, start_index, &mut next_index, &mut retry).await {
@@ -104,7 +107,7 @@ impl SessionReader {
                 }
                 Class::Unauthorized => {
                     let delay = retry.next_delay(Some(SLOW_RETRY));
-                    if errors.due() {
+                    if self.errors.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).due() {
                         tracing::error!(session = %sid, next_index, retry_in = ?delay, "Cannot stream the session recording: {reason}; give ferry's Teleport user `session` `list` and `read`, or renew its identity. Retrying every {}s.", SLOW_RETRY.as_secs());
                     } else {
                         tracing::debug!(session = %sid, next_index, retry_in = ?delay, "Cannot stream the session recording: {reason}; retrying.");
@@ -143,7 +146,11 @@ impl SessionReader {
             start_index: i32::try_from(start_index).unwrap_or(i32::MAX),
         };
         let mut client = self.client.clone();
-        let mut stream = match client.stream_unstructured_session_events(request).await {
+        let opened = tokio::select! {
+            opened = client.stream_unstructured_session_events(request) => opened,
+            () = retry.shutdown().wait() => return Err(Stopped),
+        };
+        let mut stream = match opened {
             Ok(stream) => stream.into_inner(),
             Err(status) => return Ok(Some(status)),
         };

@@ -150,7 +150,7 @@ impl TeleportSource {
         let mut merge = Merge {
             cursor,
             out,
-            sessions: SessionReader { client, addr, filter: skip_sessions, backoff: Backoff { initial: Duration::from_secs(1), max: Duration::from_secs(60) }, out: session_tx },
+            sessions: SessionReader { client, addr, filter: skip_sessions, backoff: Backoff { initial: Duration::from_secs(1), max: Duration::from_secs(60) }, out: session_tx, errors: Default::default() },
             active: HashMap::new(),
             waiting: HashMap::new(),
             concurrency: self.config.concurrency,

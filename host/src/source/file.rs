@@ -480,8 +480,18 @@ impl Tracked {
         fingerprint(&self.head[..wanted.min(self.head.len())])
     }
 
-    /// The stored cursor text for `offset` in this file.
+    /// The stored cursor text for `offset` in this file. Past the first
+    /// bytes only the offset changes, so the rest is written once.
     fn position(&mut self, offset: u64) -> String {
+        if offset >= HEAD_BYTES {
+            if let Some(full) = &self.full {
+                use std::fmt::Write;
+                let mut text = String::with_capacity(96);
+                // Writing to a String cannot fail.
+                let _ = write!(text, r#"{{"dev":{},"ino":{},"head":"{full}","offset":{offset}}}"#, self.id.dev, self.id.ino);
+                return text;
+            }
+        }
         FileCursor::new(self, offset).to_text()
     }
 

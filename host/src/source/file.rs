@@ -214,13 +214,12 @@ impl FileSource {
                     return Ok(None);
                 }
             }
-            None if current == Some(cursor.id) => tracing::error!(
-                path = %self.path.display(), offset = cursor.offset,
-                "The file was truncated while ferry was stopped and no copy of it was found beside it; reading it from the start. Lines written after the cursor and before the truncation were not read."
-            ),
+            // The same inode with other first bytes is a file truncated in
+            // place, or a new file that got the deleted one's inode: the
+            // two cannot be told apart, and neither can be read any more.
             None => tracing::error!(
-                path = %self.path.display(), offset = cursor.offset, inode = cursor.id.ino,
-                "The file ferry was reading was rotated while ferry was stopped and cannot be found beside it; reading the new file from the start. Lines written to the old file after the cursor were not read."
+                path = %self.path.display(), offset = cursor.offset, inode = cursor.id.ino, same_inode = current == Some(cursor.id),
+                "The file ferry was reading was rotated, replaced or truncated while ferry was stopped and cannot be found beside the path; reading the file at the path from its start. Lines written to the old file after the cursor were not read."
             ),
         }
         Ok(Some(Start::New))

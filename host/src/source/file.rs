@@ -3,9 +3,9 @@
 //! The cursor names the file as well as the place in it: its device, its
 //! inode, a fingerprint of its first bytes (up to [`HEAD_BYTES`], never past
 //! the cursor) and the byte offset just past the last line handed on. A byte
-//! offset alone cannot tell a rotated file from the one ferry was reading, so
-//! a rotation while ferry was stopped used to skip the start of the new
-//! file. Now, at start, ferry looks at what the path names:
+//! offset alone cannot tell a rotated file from the one ferry was reading,
+//! and would skip the start of a file rotated while ferry was stopped. At
+//! start, ferry looks at what the path names:
 //!
 //! - the same file (device, inode and first bytes agree, and it is not
 //!   shorter than the cursor): go on from the offset;
@@ -21,7 +21,10 @@
 //! names another file (rotated or replaced) is read from its start once what
 //! is left of the open one has been read; a file truncated in place
 //! (`copytruncate`) has the rest read from its copy when one is found next to
-//! it. Without `follow`, the source ends at the end of the file. A cursor
+//! it. The first bytes are compared again after every read from the file
+//! (one small read per buffer), so a file truncated and written past the
+//! offset between two looks is not read from its middle. Without `follow`,
+//! the source ends at the end of the file. A cursor
 //! holding a bare byte offset (written by ferry before file identities) is
 //! taken as an offset into the file the path names.
 

@@ -171,3 +171,21 @@ fn truncation_while_running_reads_the_file_again_from_its_start() {
     run.assert_success(&sandbox);
     assert_exactly(&sandbox, &wanted, &run);
 }
+
+#[test]
+fn a_rotated_file_that_is_gone_is_reported_and_the_new_one_read_whole() {
+    let sandbox = Sandbox::new("rotation_gone", &config("20ms"));
+    sandbox.write(IN, lines("old", 0..200).as_bytes());
+    run_until(&sandbox, &uids("old", 0..200), "the first 200 lines");
+
+    // Rotated and compressed (or deleted) while ferry was stopped: what was
+    // written to it after the cursor cannot be read any more, and ferry says so.
+    std::fs::remove_file(sandbox.path(IN)).expect("delete");
+    sandbox.write(IN, lines("new", 0..300).as_bytes());
+    let wanted: Vec<String> = [uids("old", 0..200), uids("new", 0..300)].concat();
+    let run = run_until(&sandbox, &wanted, "the whole new file");
+    assert_exactly(&sandbox, &wanted, &run);
+    let reported: Vec<&str> = run.stderr.lines().filter(|line| line.contains("ERROR") && line.contains("cannot be found")).collect();
+    assert_eq!(reported.len(), 1, "one ERROR line says the rotated file is gone{}", sandbox.report(Some(&run)));
+    assert!(reported[0].contains(&sandbox.path(IN).display().to_string()), "it names the file: {}", reported[0]);
+}

@@ -3,9 +3,9 @@
 //! The cursor names the file as well as the place in it: its device, its
 //! inode, a fingerprint of its first bytes (up to [`HEAD_BYTES`], never past
 //! the cursor) and the byte offset just past the last line handed on. A byte
-//! offset alone cannot tell a rotated file from the one ferry was reading, so
-//! a rotation while ferry was stopped used to skip the start of the new
-//! file. Now, at start, ferry looks at what the path names:
+//! offset alone cannot tell a rotated file from the one ferry was reading,
+//! and would skip the start of a file rotated while ferry was stopped. At
+//! start, ferry looks at what the path names:
 //!
 //! - the same file (device, inode and first bytes agree, and it is not
 //!   shorter than the cursor): go on from the offset;
@@ -21,7 +21,10 @@
 //! names another file (rotated or replaced) is read from its start once what
 //! is left of the open one has been read; a file truncated in place
 //! (`copytruncate`) has the rest read from its copy when one is found next to
-//! it. Without `follow`, the source ends at the end of the file. A cursor
+//! it. The first bytes are compared again after every read from the file
+//! (one small read per buffer), so a file truncated and written past the
+//! offset between two looks is not read from its middle. Without `follow`,
+//! the source ends at the end of the file. A cursor
 //! holding a bare byte offset (written by ferry before file identities) is
 //! taken as an offset into the file the path names.
 
@@ -214,13 +217,12 @@ impl FileSource {
                     return Ok(None);
                 }
             }
-            None if current == Some(cursor.id) => tracing::error!(
-                path = %self.path.display(), offset = cursor.offset,
-                "The file was truncated while ferry was stopped and no copy of it was found beside it; reading it from the start. Lines written after the cursor and before the truncation were not read."
-            ),
+            // The same inode with other first bytes is a file truncated in
+            // place, or a new file that got the deleted one's inode: the
+            // two cannot be told apart, and neither can be read any more.
             None => tracing::error!(
-                path = %self.path.display(), offset = cursor.offset, inode = cursor.id.ino,
-                "The file ferry was reading was rotated while ferry was stopped and cannot be found beside it; reading the new file from the start. Lines written to the old file after the cursor were not read."
+                path = %self.path.display(), offset = cursor.offset, inode = cursor.id.ino, same_inode = current == Some(cursor.id),
+                "The file ferry was reading was rotated, replaced or truncated while ferry was stopped and cannot be found beside the path; reading the file at the path from its start. Lines written to the old file after the cursor were not read."
             ),
         }
         Ok(Some(Start::New))
@@ -480,8 +482,18 @@ impl Tracked {
         fingerprint(&self.head[..wanted.min(self.head.len())])
     }
 
-    /// The stored cursor text for `offset` in this file.
+    /// The stored cursor text for `offset` in this file. Past the first
+    /// bytes only the offset changes, so the rest is written once.
     fn position(&mut self, offset: u64) -> String {
+        if offset >= HEAD_BYTES {
+            if let Some(full) = &self.full {
+                use std::fmt::Write;
+                let mut text = String::with_capacity(96);
+                // Writing to a String cannot fail.
+                let _ = write!(text, r#"{{"dev":{},"ino":{},"head":"{full}","offset":{offset}}}"#, self.id.dev, self.id.ino);
+                return text;
+            }
+        }
         FileCursor::new(self, offset).to_text()
     }
 

@@ -21,6 +21,8 @@ impl StateError {
 /// Creates the database file 0600 before SQLite does (SQLite would use
 /// 0644 and gives its `-wal` and `-shm` files the database's mode), and
 /// takes the group's and others' access away from files an older ferry left.
+/// A file that cannot be changed (another owner: an operator listing dead
+/// letters) is only warned about: it can still be read.
 fn restrict(path: &Path) -> std::io::Result<()> {
     use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
     if !path.exists() {
@@ -30,11 +32,11 @@ fn restrict(path: &Path) -> std::io::Result<()> {
         let mut file = path.as_os_str().to_owned();
         file.push(suffix);
         let file = PathBuf::from(file);
-        match std::fs::metadata(&file) {
-            Ok(meta) if meta.permissions().mode() & 0o077 != 0 => std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600))?,
-            Ok(_) => {}
-            Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
-            Err(err) => return Err(err),
+        let Ok(meta) = std::fs::metadata(&file) else { continue };
+        if meta.permissions().mode() & 0o077 != 0 {
+            if let Err(error) = std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)) {
+                tracing::warn!(file = %file.display(), %error, "The state file is readable by others and cannot be made private (mode 0600).");
+            }
         }
     }
     Ok(())

@@ -216,7 +216,7 @@ fn sighup_reloads_and_changes_outside_the_chain_wait_for_a_restart() {
 
 /// The last line of ferry's stderr holding `text`.
 fn last_line(live: &Live, text: &str) -> String {
-    live.ferry.stderr().lines().filter(|line| line.contains(text)).last().unwrap_or_default().to_owned()
+    live.ferry.stderr().lines().rev().find(|line| line.contains(text)).unwrap_or_default().to_owned()
 }
 
 #[test]

@@ -64,8 +64,32 @@ impl Live {
     /// every event sent so far; returns the output lines of these `n`.
     fn send(&mut self, n: usize) -> (Vec<FixtureEvent>, Vec<Value>) {
         let chunk: Vec<FixtureEvent> = self.events[self.sent..self.sent + n].to_vec();
-        self.sent += n;
         self.sandbox.append(IN, util::jsonl(&chunk).as_bytes());
+        self.delivered(chunk)
+    }
+
+    /// Like [`Live::send`], but appends the events one every 25 ms from
+    /// another thread while `during` runs: events flow while it acts.
+    fn trickle(&mut self, n: usize, during: impl FnOnce(&Live)) -> (Vec<FixtureEvent>, Vec<Value>) {
+        let chunk: Vec<FixtureEvent> = self.events[self.sent..self.sent + n].to_vec();
+        let input = self.sandbox.path(IN);
+        let lines: Vec<String> = chunk.iter().map(|event| format!("{}\n", event.line)).collect();
+        let writer = std::thread::spawn(move || {
+            for line in lines {
+                util::append(&input, line.as_bytes());
+                std::thread::sleep(std::time::Duration::from_millis(25));
+            }
+        });
+        during(self);
+        writer.join().expect("the writer thread panicked");
+        self.delivered(chunk)
+    }
+
+    /// Waits until the sink holds every event sent so far and `chunk`, just
+    /// appended; returns the output lines of `chunk`.
+    fn delivered(&mut self, chunk: Vec<FixtureEvent>) -> (Vec<FixtureEvent>, Vec<Value>) {
+        let n = chunk.len();
+        self.sent += n;
         let sent = self.sent;
         util::wait_for(&format!("{sent} events in the sink"), DEADLINE, || self.sandbox.out_count() >= sent, || self.report());
         let lines = self.sandbox.out_lines();
@@ -216,7 +240,7 @@ fn sighup_reloads_and_changes_outside_the_chain_wait_for_a_restart() {
 
 /// The last line of ferry's stderr holding `text`.
 fn last_line(live: &Live, text: &str) -> String {
-    live.ferry.stderr().lines().filter(|line| line.contains(text)).last().unwrap_or_default().to_owned()
+    live.ferry.stderr().lines().rev().find(|line| line.contains(text)).unwrap_or_default().to_owned()
 }
 
 #[test]
@@ -226,22 +250,23 @@ fn a_deleted_plugin_is_refused_and_no_event_leaves_unredacted() {
     assert_redacted(&chunk, &out, "***", &live);
 
     // A deploy that deletes, then copies: the plugin's files vanish while
-    // events go on arriving.
-    std::fs::remove_file(live.sandbox.path("plugins/p.wasm")).expect("delete the plugin");
-    std::fs::remove_file(live.sandbox.path("plugins/p.toml")).expect("delete its settings");
-    let (chunk, out) = live.send(20);
+    // events go on arriving, one every 25 ms, until ferry has acted on it.
+    let (chunk, out) = live.trickle(70, |live| {
+        std::fs::remove_file(live.sandbox.path("plugins/p.wasm")).expect("delete the plugin");
+        std::fs::remove_file(live.sandbox.path("plugins/p.toml")).expect("delete its settings");
+        util::wait_for(
+            "ferry to act on the deletion",
+            DEADLINE,
+            || live.ferry.stderr_count(REFUSED) + live.ferry.stderr_count(RELOADED) >= 1,
+            || live.report(),
+        );
+    });
     assert_redacted(&chunk, &out, "***", &live);
-    util::wait_for(
-        "ferry to act on the deletion",
-        DEADLINE,
-        || live.ferry.stderr_count(REFUSED) + live.ferry.stderr_count(RELOADED) >= 1,
-        || live.report(),
-    );
     assert_eq!(live.ferry.stderr_count(RELOADED), 0, "a chain without the deleted plugin was loaded{}", live.report());
     let line = last_line(&live, REFUSED);
     assert!(line.contains(" ERROR ") && line.contains("it would drop a running plugin"), "{line}{}", live.report());
     assert!(line.contains("plugin=p ") && line.contains("p.wasm no longer exists") && line.contains("removed-plugins"), "{line}{}", live.report());
-    let (chunk, out) = live.send(30);
+    let (chunk, out) = live.send(20);
     assert_redacted(&chunk, &out, "***", &live);
 
     // The copy lands: the plugin loads again.

@@ -255,6 +255,20 @@ refresh.interval = "2m"
     }
 
     #[test]
+    fn with_variables_set_a_mistake_in_the_file_is_shown_at_its_own_line() {
+        let lookup = |name: &str| (name == "FDFWD_BATCH").then(|| "50".to_owned());
+        let text = format!("\n\n\n\n\nbogus = 1\n{EVENT_HANDLER_TOML}");
+        let err = FerryConfig::parse_with_env(&text, Path::new("/etc/eh.toml"), &lookup).expect_err("unknown key");
+        assert!(err.to_string().starts_with("/etc/eh.toml:6:1: unknown field `bogus`"), "{err}");
+
+        // A problem only the variables bring in has no line in the file.
+        let lookup = |name: &str| (name == "FDFWD_TIMEOUT").then(|| "soon".to_owned());
+        let err = FerryConfig::parse_with_env(EVENT_HANDLER_TOML, Path::new("/etc/eh.toml"), &lookup).expect_err("not a duration");
+        assert!(err.to_string().starts_with("/etc/eh.toml: `FDFWD_*`: with the event handler's environment variables applied: "), "{err}");
+        assert!(err.to_string().contains("soon"), "{err}");
+    }
+
+    #[test]
     fn event_handler_keys_without_a_teleport_table_are_named() {
         let err = FerryConfig::parse("batch = 20\n[sinks.out]\ntype = \"stdout\"\n", Path::new("/f.toml")).expect_err("no [teleport]");
         assert!(err.to_string().starts_with("/f.toml: `batch`: is a teleport-event-handler setting"), "{err}");

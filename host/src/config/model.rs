@@ -217,9 +217,26 @@ impl FerryConfig {
             let name = message.split(':').next().unwrap_or_default().trim_start_matches("environment variable ").to_owned();
             ConfigError::invalid(path, name, message)
         })? {
-            // Errors in the merged text point at the environment's keys too.
-            let merged = toml::to_string(&table).map_err(|err| ConfigError::invalid(path, "", err.to_string()))?;
-            from_text(&merged)?
+            // The merged text is not the file: its lines are not the file's.
+            // A mistake in the file itself is shown at its own line; only one
+            // the variables bring in is shown without a line.
+            let merged = toml::to_string(&table).map_err(|err| ConfigError::invalid(path, "FDFWD_*", err.to_string()))?;
+            match from_text(&merged) {
+                Ok(config) => config,
+                Err(merged_error) => {
+                    // (A key the file lacks may be one a variable supplies.)
+                    match from_text(text) {
+                        Err(ConfigError::Parse { message, .. }) if message.starts_with("missing field") => {}
+                        Err(own) => return Err(own),
+                        Ok(_) => {}
+                    }
+                    let message = match merged_error {
+                        ConfigError::Parse { message, .. } => message,
+                        other => other.to_string(),
+                    };
+                    return Err(ConfigError::invalid(path, "FDFWD_*", format!("with the event handler's environment variables applied: {message}")));
+                }
+            }
         } else {
             from_text(text)?
         };

@@ -218,10 +218,10 @@ fn assert_one_line(error: &ConfigError, file: &Path, text: &str) {
     assert!(!shown.is_empty() && !shown.contains('\n') && !shown.contains('\r'), "not one line: {shown:?}");
     let named = shown.starts_with(&format!("{}:", file.display())) || shown.starts_with("cannot read ");
     assert!(named, "the error does not start with the file: {shown:?}");
-    if let ConfigError::Parse { line, column, path, .. } = error {
-        if path == file {
-            assert!(*line >= 1 && *column >= 1 && *line <= text.lines().count() + 1, "{shown:?} is past the end of the text");
-        }
+    if let ConfigError::Parse { line, column, path, .. } = error
+        && path == file
+    {
+        assert!(*line >= 1 && *column >= 1 && *line <= text.lines().count() + 1, "{shown:?} is past the end of the text");
     }
 }
 

@@ -2,7 +2,7 @@
 //! `ferry check` and `ferry demo` share, so that a config that checks is a
 //! config that starts.
 
-use crate::config::{ConfigError, FerryConfig, discover_plugins};
+use crate::config::{ConfigError, FerryConfig, Member, discover_chain};
 use crate::metrics::Metrics;
 use crate::pipeline::{Chain, Pipeline};
 use crate::plugin::{Loaded, PluginError, PluginSpec, Runtime, Transform, WasmPlugin};
@@ -40,6 +40,9 @@ pub struct Parts {
     pub sinks: BTreeMap<String, Box<dyn Sink>>,
     /// The sink for events no plugin routed.
     pub default_sink: String,
+    /// Which plugin files the chain was loaded from: what a reload must
+    /// keep unless the config takes them out.
+    pub members: Vec<Member>,
     /// The plugin runtime; it must outlive the plugins.
     pub runtime: Arc<Runtime>,
 }
@@ -61,7 +64,8 @@ pub async fn build_parts(config: &FerryConfig, metrics: Arc<Metrics>, use_cache:
         let sink: Box<dyn Sink> = if config.dry_run { Box::new(sink::DryRun::new(name)) } else { built };
         sinks.insert(name.clone(), sink);
     }
-    let specs = discover_plugins(config)?;
+    let chain = discover_chain(config)?;
+    let (specs, members) = (chain.specs, chain.members);
     let cache = use_cache.then(|| config.plugin_cache_dir());
     let (runtime, plugins, loaded) = tokio::task::spawn_blocking(move || -> Result<_, PluginError> {
         let runtime = Arc::new(Runtime::new(cache, metrics)?);
@@ -70,7 +74,7 @@ pub async fn build_parts(config: &FerryConfig, metrics: Arc<Metrics>, use_cache:
     })
     .await
     .unwrap_or_else(|panic| std::panic::resume_unwind(panic.into_panic()))?;
-    Ok(Parts { source, plugins, loaded, sinks, default_sink, runtime })
+    Ok(Parts { source, plugins, loaded, sinks, default_sink, members, runtime })
 }
 
 /// A plugin that could not be loaded, named by both its name and its file
@@ -100,13 +104,16 @@ pub fn load_plugins(runtime: &Runtime, specs: Vec<PluginSpec>) -> Result<Vec<(Wa
 }
 
 /// Builds the whole pipeline for `ferry start`, opening the state database.
-pub async fn build_pipeline(config: &FerryConfig, metrics: Arc<Metrics>) -> Result<(Pipeline, Arc<Runtime>), BuildError> {
+/// Also returns the runtime the plugins were loaded by and the plugin files
+/// of the chain as loaded, for the reloader.
+pub async fn build_pipeline(config: &FerryConfig, metrics: Arc<Metrics>) -> Result<(Pipeline, Arc<Runtime>, Vec<Member>), BuildError> {
     let mut parts = build_parts(config, metrics.clone(), true).await?;
     let transforms: Vec<Box<dyn Transform>> =
         std::mem::take(&mut parts.plugins).into_iter().map(|p| Box::new(p) as Box<dyn Transform>).collect();
     let runtime = parts.runtime.clone();
+    let members = std::mem::take(&mut parts.members);
     let pipeline = assemble(config, parts, transforms, metrics).await?;
-    Ok((pipeline, runtime))
+    Ok((pipeline, runtime, members))
 }
 
 /// Opens the state and joins the parts into a pipeline whose chain is

@@ -106,7 +106,7 @@ async fn run_once(variant: Variant, repeat: usize, batch_size: usize) -> anyhow:
     let metrics = Arc::new(Metrics::default());
     let summary = match variant {
         Variant::Wasm => {
-            let (pipeline, _runtime) = crate::app::build_pipeline(&config, metrics).await?;
+            let (pipeline, _runtime, _plugins) = crate::app::build_pipeline(&config, metrics).await?;
             pipeline.run(crate::shutdown::Shutdown::never()).await?
         }
         Variant::Native | Variant::NoPlugin => {

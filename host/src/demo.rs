@@ -148,7 +148,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     let config_path = write_teleport_setup(&dir, &teleport, &sink)?;
     let config = FerryConfig::load(&config_path)?;
     let metrics = Arc::new(Metrics::default());
-    let (pipeline, _runtime) = crate::app::build_pipeline(&config, metrics).await?;
+    let (pipeline, _runtime, _plugins) = crate::app::build_pipeline(&config, metrics).await?;
     let (trigger, shutdown) = crate::shutdown::channel();
     crate::shutdown::fire_on_signals(trigger);
     let summary = pipeline.run(shutdown).await?;

@@ -191,11 +191,11 @@ async fn start(path: PathBuf) -> anyhow::Result<()> {
     let hangups = ferry::reload::hangups();
     let config = FerryConfig::load(&path)?;
     let metrics = Arc::new(Metrics::default());
-    let (mut pipeline, runtime) = ferry::app::build_pipeline(&config, metrics.clone()).await?;
+    let (mut pipeline, runtime, plugins) = ferry::app::build_pipeline(&config, metrics.clone()).await?;
     let (trigger, shutdown) = ferry::shutdown::channel();
     ferry::shutdown::fire_on_signals(trigger.clone());
     ferry::shutdown::fire_on_panic(trigger);
-    let reloader = ferry::reload::Reloader::new(path, config, runtime, pipeline.chain.swap_handle(), metrics);
+    let reloader = ferry::reload::Reloader::new(path, config, runtime, plugins, pipeline.chain.swap_handle(), metrics);
     tokio::spawn(reloader.run(shutdown.clone(), hangups));
     let summary = pipeline.run(shutdown).await?;
     // A panic anywhere (a sink's delivery, a reload) stopped the pipeline

@@ -119,10 +119,10 @@ impl Reloader {
     /// by `runtime`, the one the running plugins came from, so its compile
     /// cache and epoch ticker serve them too.
     ///
-    /// The running chain is taken to be what `config` discovers now: the
-    /// pipeline loaded it from the same files a moment ago.
-    pub fn new(config_path: PathBuf, config: FerryConfig, runtime: Arc<Runtime>, swap: ChainSwap, metrics: Arc<Metrics>) -> Reloader {
-        let running_plugins = discover_chain(&config).map(|chain| chain.members).unwrap_or_default();
+    /// `running_plugins` are the files the running chain was loaded from
+    /// (not what the folder holds now: a file deleted while the pipeline
+    /// started must still count as lost).
+    pub fn new(config_path: PathBuf, config: FerryConfig, runtime: Arc<Runtime>, running_plugins: Vec<Member>, swap: ChainSwap, metrics: Arc<Metrics>) -> Reloader {
         let mut reloader = Reloader {
             config_path,
             running: FixedParts::of(&config),

@@ -34,7 +34,7 @@ async fn pipeline_for(dir: &Path, standin: &LogstashStandIn, pipeline: &str, sin
     );
     let config = FerryConfig::parse(&text, &dir.join("ferry.toml")).expect("config");
     let metrics = Arc::new(Metrics::default());
-    let (pipeline, _runtime) = crate::app::build_pipeline(&config, metrics.clone()).await.expect("pipeline");
+    let (pipeline, _runtime, _plugins) = crate::app::build_pipeline(&config, metrics.clone()).await.expect("pipeline");
     (pipeline, metrics, config)
 }
 

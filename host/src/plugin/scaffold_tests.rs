@@ -87,14 +87,16 @@ fn a_rust_scaffold_builds_on_its_own_and_runs() {
     assert!(scaffold.files.contains(&"ferry-guest/src/lib.rs") && scaffold.files.contains(&"wit/plugin.wit"));
     let mut build = Command::new(option_env!("CARGO").unwrap_or("cargo"));
     build.args(["build", "--release", "--offline", "--target", "wasm32-wasip2"]);
-    // A target folder kept between runs: only the first compiles the SDK's dependencies.
-    let target = tools().join("rust-scaffold-target");
-    build.env("CARGO_TARGET_DIR", &target);
     for (key, _) in std::env::vars() {
         if key.starts_with("CARGO_") && key != "CARGO_HOME" || key.starts_with("RUSTC") || key == "RUSTFLAGS" {
             build.env_remove(key);
         }
     }
+    // A target folder kept between runs: only the first compiles the SDK's
+    // dependencies. Set after the clean-up above, which would otherwise drop
+    // it whenever the outer build runs with CARGO_TARGET_DIR of its own.
+    let target = tools().join("rust-scaffold-target");
+    build.env("CARGO_TARGET_DIR", &target);
     run(build, &scaffold.dir);
     assert_eq!(scaffold.output, "target/wasm32-wasip2/release/rust_start.wasm");
     check_built(&target.join("wasm32-wasip2/release/rust_start.wasm"), "rust-start");

@@ -14,16 +14,21 @@ pub struct PluginSpec {
     /// The name used in logs, metrics and dead letters. Default: the file
     /// name without `.wasm`.
     pub name: Option<String>,
-    /// What happens to a batch when a call fails (trap, timeout, memory cap,
-    /// malformed result): `dead-letter` (default), `pass` or `halt`.
+    /// What happens when a call fails (trap, timeout, memory cap, malformed
+    /// result): `dead-letter` (default), `pass` or `halt`. Except with
+    /// `halt`, the batch is first run again by halves, so that only the
+    /// events that fail on their own are dead-lettered or passed.
     pub on_error: Option<OnError>,
-    /// The longest one call may run. Default `"2s"`.
+    /// The longest one call may run, the host calls it makes (WASI clock
+    /// waits, polls) included; `init` gets the same. Default `"2s"`.
     pub deadline: Option<ConfigDuration>,
     /// The most linear memory the plugin may use, in bytes or with a unit.
     /// Default `"128MiB"`. Python and JavaScript guests need about 16 MiB
     /// just to start.
     pub max_memory: Option<ByteSize>,
-    /// The most JSON bytes one call may return. Default `"64MiB"`.
+    /// The most bytes one call may hand ferry: new JSON, failure reasons and
+    /// sink names, each counted as copied into ferry (a result over it is
+    /// refused before it is copied). Default `"64MiB"`.
     pub max_output: Option<ByteSize>,
     /// The plugin's own settings, handed to its `init` as JSON text.
     #[serde(default)]

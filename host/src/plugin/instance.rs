@@ -9,7 +9,7 @@ use super::{OnError, PluginError, PluginSettings, Transform};
 use crate::event::{Event, Outcome};
 use crate::metrics::Metrics;
 use std::future::Future;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, LazyLock, Mutex};
 use std::time::Instant;
 use wasmtime::{Engine, Store, Trap};
 
@@ -35,6 +35,18 @@ pub struct WasmPlugin {
     /// Keeps deadlines firing while this plugin exists.
     _ticker: Arc<super::runtime::EpochTicker>,
 }
+
+/// The runtime plugin calls run on when the calling thread has no tokio
+/// runtime of its own: one worker thread for timers and WASI's waits (I/O
+/// enabled too, so that a socket call is refused by WASI, not by tokio).
+static FALLBACK: LazyLock<Result<tokio::runtime::Runtime, String>> = LazyLock::new(|| {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .thread_name("ferry-plugin-timers")
+        .enable_all()
+        .build()
+        .map_err(|err| format!("cannot start the runtime for plugin deadlines: {err}"))
+});
 
 struct Live {
     store: Store<PluginState>,
@@ -96,13 +108,20 @@ impl WasmPlugin {
     /// as after a trap. A call that needs no host wait never yields, so the
     /// race costs one timer registration per call.
     ///
-    /// The chain calls this from a blocking thread; `in_tokio` runs the
-    /// future on the ambient tokio runtime there (whose timers drive the
-    /// deadline), or on wasmtime-wasi's own one where there is none (tests,
-    /// `ferry plugin test`).
+    /// The chain calls this from a blocking thread, where the future runs
+    /// on the ambient tokio runtime (whose timers drive the deadline);
+    /// where there is none (tests, benchmarks) it runs on [`FALLBACK`].
     fn within_deadline<T>(&self, call: impl Future<Output = wasmtime::Result<T>>) -> Result<T, PluginError> {
         let deadline = self.settings.deadline;
-        match wasmtime_wasi::runtime::in_tokio(async move { tokio::time::timeout(deadline, call).await }) {
+        let raced = async move { tokio::time::timeout(deadline, call).await };
+        let outcome = match tokio::runtime::Handle::try_current() {
+            Ok(handle) => handle.block_on(raced),
+            Err(_) => match &*FALLBACK {
+                Ok(runtime) => runtime.block_on(raced),
+                Err(message) => return Err(PluginError::Call { plugin: self.settings.name.clone(), message: message.clone() }),
+            },
+        };
+        match outcome {
             Ok(Ok(value)) => Ok(value),
             Ok(Err(err)) => Err(self.call_error(&err)),
             Err(_elapsed) => Err(self.past_deadline()),

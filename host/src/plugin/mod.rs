@@ -2,10 +2,13 @@
 //!
 //! Plugins are untrusted. Each runs in its own wasmtime `Store` with a WASI
 //! context that grants nothing (no files, network, environment or inherited
-//! stdio, a frozen clock), a memory cap and a deadline per call. A trap,
-//! timeout, over-limit or malformed result fails that call only: the plugin
-//! is instantiated anew for the next batch and the caller decides what
-//! happens to the failed batch (the plugin's [`OnError`] policy).
+//! stdio, a frozen clock), a memory cap, a deadline per call that also cuts
+//! off any host call the plugin is blocked in, and a cap on the bytes a
+//! result may make ferry copy. A trap, timeout, over-limit or malformed
+//! result fails that call only: the plugin is instantiated anew for the next
+//! call and the caller decides what happens to the failed batch (the chain
+//! isolates the events that fail on their own, then applies the plugin's
+//! [`OnError`] policy to them).
 //!
 //! Components are compiled once and cached on disk keyed by the file's
 //! SHA-256 and the engine's compatibility hash, so restarts and reloads of an

@@ -197,11 +197,11 @@ mod tests {
     fn sink_names_count_against_max_output_and_each_list_is_shared_once() {
         let long = "s".repeat(600);
         let names: &[&str] = &[&long, &long];
-        let refused = decode(output(vec![Verdict::Route(WireRoute { sinks: 0, replaced: false })], "", &[names]), 1, 1024).unwrap_err();
+        let refused = decode(output(vec![Verdict::Route(WireRoute { sinks: 0, replaced: false })], "", &[names]), 1, 1024).expect_err("over max-output");
         assert_eq!(refused, "1200 bytes of output, over its max-output of 1024 bytes");
 
         let verdicts = (0..3).map(|_| Verdict::Route(WireRoute { sinks: 0, replaced: false })).collect();
-        let outcomes = decode(output(verdicts, "", &[&["security", "default", "security", "default"]]), 3, 1024).unwrap();
+        let outcomes = decode(output(verdicts, "", &[&["security", "default", "security", "default"]]), 3, 1024).expect("fits");
         let lists: Vec<&Arc<[String]>> = outcomes.iter().map(|o| match o { Outcome::Route(route) => &route.sinks, other => panic!("{other:?}") }).collect();
         assert_eq!(lists[0][..], ["security".to_owned(), "default".to_owned()], "repeats removed, order kept");
         assert!(lists.iter().all(|list| Arc::ptr_eq(list, lists[0])), "one copy shared by every verdict");

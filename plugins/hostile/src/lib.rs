@@ -377,10 +377,29 @@ unsafe impl GlobalAlloc for Allocator {
         unsafe { System.alloc(layout) }
     }
 
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        unsafe { System.alloc_zeroed(layout) }
+    }
+
     unsafe fn dealloc(&self, pointer: *mut u8, layout: Layout) {
         if !NEVER_FREE.load(Ordering::Relaxed) {
             unsafe { System.dealloc(pointer, layout) }
         }
+    }
+
+    unsafe fn realloc(&self, pointer: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        if !NEVER_FREE.load(Ordering::Relaxed) {
+            return unsafe { System.realloc(pointer, layout, new_size) };
+        }
+        // Moved without freeing the old block.
+        let Ok(new_layout) = Layout::from_size_align(new_size, layout.align()) else {
+            return std::ptr::null_mut();
+        };
+        let new = unsafe { System.alloc(new_layout) };
+        if !new.is_null() {
+            unsafe { std::ptr::copy_nonoverlapping(pointer, new, layout.size().min(new_size)) };
+        }
+        new
     }
 }
 

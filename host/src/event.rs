@@ -366,11 +366,10 @@ mod proptests {
             if let Some(Value::String(sid)) = object.get("sid") {
                 prop_assert_eq!(&event.session_id, sid);
             }
-            if let (Some(Value::Number(ei)), Some(Value::String(_)) | None) = (object.get("ei"), object.get("event")) {
-                if let Some(ei) = ei.as_i64() {
+            if let (Some(Value::Number(ei)), Some(Value::String(_)) | None) = (object.get("ei"), object.get("event"))
+                && let Some(ei) = ei.as_i64() {
                     prop_assert_eq!(event.index, ei);
                 }
-            }
         }
 
         #[test]

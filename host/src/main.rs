@@ -127,11 +127,10 @@ fn one_line(err: &anyhow::Error) -> String {
 /// does too when neither `--config` nor `FERRY_CONFIG` says otherwise.
 fn adopt_event_handler_config_variable(command: &mut Command) {
     let (Command::Start { config } | Command::Check { config } | Command::DeadLetters { config, .. }) = command else { return };
-    if config.as_os_str() == "ferry.toml" && std::env::var_os("FERRY_CONFIG").is_none() {
-        if let Some(path) = std::env::var_os("FDFWD_CONFIG") {
+    if config.as_os_str() == "ferry.toml" && std::env::var_os("FERRY_CONFIG").is_none()
+        && let Some(path) = std::env::var_os("FDFWD_CONFIG") {
             *config = PathBuf::from(path);
         }
-    }
 }
 
 /// `debug = true` in the config (or `FDFWD_DEBUG`), as the event handler

@@ -183,7 +183,7 @@ fn a_replaced_plugin_takes_over_and_broken_replacements_are_refused() {
     let refused = live.ferry.stderr_count(REFUSED);
     live.sandbox.write("plugins/p.toml", b"[config]\nmode = \"init-fail\"\n");
     live.wait_stderr(REFUSED, refused + 1);
-    let line = live.ferry.stderr().lines().filter(|l| l.contains(REFUSED)).last().unwrap_or_default().to_owned();
+    let line = live.ferry.stderr().lines().rfind(|l| l.contains(REFUSED)).unwrap_or_default().to_owned();
     assert!(line.contains("refused its config: refusing config on purpose"), "{line}{}", live.report());
     let (chunk, out) = live.send(25);
     assert_remembered(&chunk, &out, 25, &first, &live);
@@ -191,7 +191,7 @@ fn a_replaced_plugin_takes_over_and_broken_replacements_are_refused() {
     // Garbage where the component was (checked before the settings are).
     live.sandbox.write("plugins/p.wasm", b"this is not WebAssembly");
     live.wait_stderr(REFUSED, refused + 2);
-    let line = live.ferry.stderr().lines().filter(|l| l.contains(REFUSED)).last().unwrap_or_default().to_owned();
+    let line = live.ferry.stderr().lines().rfind(|l| l.contains(REFUSED)).unwrap_or_default().to_owned();
     assert!(line.contains("not a WebAssembly file"), "{line}{}", live.report());
     let (chunk, out) = live.send(25);
     assert_remembered(&chunk, &out, 50, &first, &live);

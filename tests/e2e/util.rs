@@ -303,7 +303,7 @@ impl Sandbox {
         for line in lines.iter().skip(shown.max(lines.len().saturating_sub(shown))) {
             let _ = writeln!(text, "  {}", clip(line, 300));
         }
-        if out.len() > 0 && !out.ends_with('\n') {
+        if !out.is_empty() && !out.ends_with('\n') {
             let _ = writeln!(text, "  (the last line has no newline)");
         }
         text.push_str("=====\n");

@@ -469,11 +469,10 @@ impl Tracked {
     /// The fingerprint of the first `min(offset, HEAD_BYTES)` bytes.
     fn fingerprint(&mut self, offset: u64) -> String {
         let wanted = usize::try_from(offset.min(HEAD_BYTES)).unwrap_or(0);
-        if wanted as u64 == HEAD_BYTES {
-            if let Some(full) = &self.full {
+        if wanted as u64 == HEAD_BYTES
+            && let Some(full) = &self.full {
                 return full.clone();
             }
-        }
         if self.head.len() < wanted {
             // Only while a small file grows past what was there when it was
             // opened: one read of at most HEAD_BYTES.
@@ -485,15 +484,14 @@ impl Tracked {
     /// The stored cursor text for `offset` in this file. Past the first
     /// bytes only the offset changes, so the rest is written once.
     fn position(&mut self, offset: u64) -> String {
-        if offset >= HEAD_BYTES {
-            if let Some(full) = &self.full {
+        if offset >= HEAD_BYTES
+            && let Some(full) = &self.full {
                 use std::fmt::Write;
                 let mut text = String::with_capacity(96);
                 // Writing to a String cannot fail.
                 let _ = write!(text, r#"{{"dev":{},"ino":{},"head":"{full}","offset":{offset}}}"#, self.id.dev, self.id.ino);
                 return text;
             }
-        }
         FileCursor::new(self, offset).to_text()
     }
 

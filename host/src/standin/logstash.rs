@@ -277,11 +277,10 @@ async fn handle(request: Request<Incoming>, shared: Arc<Shared>) -> Result<Respo
 fn answer(code: u16, text: &str) -> Response<Full<Bytes>> {
     let mut response = Response::new(Full::new(Bytes::from(text.to_owned())));
     *response.status_mut() = StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    if !text.is_empty() {
-        if let Ok(value) = "text/plain".parse() {
+    if !text.is_empty()
+        && let Ok(value) = "text/plain".parse() {
             response.headers_mut().insert(hyper::header::CONTENT_TYPE, value);
         }
-    }
     response
 }
 

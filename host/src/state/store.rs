@@ -33,11 +33,10 @@ fn restrict(path: &Path) -> std::io::Result<()> {
         file.push(suffix);
         let file = PathBuf::from(file);
         let Ok(meta) = std::fs::metadata(&file) else { continue };
-        if meta.permissions().mode() & 0o077 != 0 {
-            if let Err(error) = std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)) {
+        if meta.permissions().mode() & 0o077 != 0
+            && let Err(error) = std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)) {
                 tracing::warn!(file = %file.display(), %error, "The state file is readable by others and cannot be made private (mode 0600).");
             }
-        }
     }
     Ok(())
 }

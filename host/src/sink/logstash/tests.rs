@@ -57,7 +57,7 @@ fn assert_all_once(standin: &LogstashStandIn, sent: &[OutEvent]) {
     let received = standin.events();
     assert_eq!(received.len(), sent.len(), "event count");
     let mut by_id: HashMap<String, serde_json::Value> = HashMap::new();
-    for event in &sent[..] {
+    for event in sent {
         let value: serde_json::Value = serde_json::from_slice(&event.json).expect("json");
         by_id.insert(event.id.clone(), value);
     }

@@ -110,6 +110,9 @@ fn redacts_every_event_once_and_a_second_run_delivers_nothing() {
     let masked = events.iter().filter(|e| FIELDS.iter().any(|path| field(&e.value, path).is_some())).count();
     assert!(masked > 50, "the fixtures should exercise the plugin: only {masked} events have {FIELDS:?}");
 
+    let mode = std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(sandbox.path(OUT)).expect("output file").permissions());
+    assert_eq!(mode & 0o777, 0o600, "the file sink creates its file for its owner only{}", report());
+
     // The cursor is at the end of the file: a second run delivers nothing.
     let out_before = sandbox.read(OUT);
     let second = sandbox.run("start");

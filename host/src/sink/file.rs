@@ -51,7 +51,10 @@ impl FileSink {
             if let Some(dir) = self.path.parent() {
                 tokio::fs::create_dir_all(dir).await?;
             }
-            let file = tokio::fs::OpenOptions::new().create(true).append(true).open(&self.path).await?;
+            // Audit events are for the operator's eyes only: a file ferry
+            // creates is readable by its owner alone (an existing one keeps
+            // the mode the operator gave it).
+            let file = tokio::fs::OpenOptions::new().create(true).append(true).mode(0o600).open(&self.path).await?;
             *slot = Some(file);
         }
         let Some(file) = slot.as_mut() else { unreachable!("opened just above") };

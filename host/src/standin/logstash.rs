@@ -291,7 +291,7 @@ fn record(shared: &Shared, events: Vec<Value>) {
             lines.extend_from_slice(event.to_string().as_bytes());
             lines.push(b'\n');
         }
-        let written = std::fs::OpenOptions::new().create(true).append(true).open(path).and_then(|mut f| std::io::Write::write_all(&mut f, &lines));
+        let written = std::os::unix::fs::OpenOptionsExt::mode(std::fs::OpenOptions::new().create(true).append(true), 0o600).open(path).and_then(|mut f| std::io::Write::write_all(&mut f, &lines));
         if let Err(err) = written {
             tracing::warn!(path = %path.display(), error = %err, "Stand-in Logstash cannot record events.");
         }

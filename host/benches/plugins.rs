@@ -50,7 +50,7 @@ fn bench_redact(criterion: &mut Criterion) {
     let spec: PluginSpec = toml::from_str(CONFIG).expect("bench config is TOML");
     let mut settings = spec.settings();
     settings.name = "redact".to_owned();
-    settings.path = PathBuf::from(env!("FERRY_PLUGIN_BUILD_DIR")).join("redact.wasm");
+    settings.path = PathBuf::from(ferry_test_plugins::PLUGIN_DIR).join("redact.wasm");
     let redactor = redact::Redactor::from_config(&settings.config_json).expect("bench config is valid");
     let runtime = Runtime::new(None, Arc::new(Metrics::default())).expect("wasmtime engine");
     let (mut plugin, _) = runtime.load(settings).expect("redact.wasm loads");
@@ -90,7 +90,7 @@ fn empty_plugin(runtime: &Runtime) -> ferry::plugin::WasmPlugin {
     let spec: PluginSpec = toml::from_str("[config]\nmode = \"drop\"\n").expect("TOML");
     let mut settings = spec.settings();
     settings.name = "empty".to_owned();
-    settings.path = PathBuf::from(env!("FERRY_PLUGIN_BUILD_DIR")).join("hostile.wasm");
+    settings.path = PathBuf::from(ferry_test_plugins::PLUGIN_DIR).join("hostile.wasm");
     runtime.load(settings).expect("hostile.wasm loads").0
 }
 

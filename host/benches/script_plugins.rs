@@ -28,13 +28,13 @@ fn load(runtime: &Runtime, name: &str, settings: &str) -> WasmPlugin {
     let spec: PluginSpec = toml::from_str(settings).expect("settings");
     let mut settings = spec.settings();
     settings.name = name.to_owned();
-    settings.path = PathBuf::from(env!("FERRY_PLUGIN_BUILD_DIR")).join(format!("{name}.wasm"));
+    settings.path = PathBuf::from(ferry_test_plugins::PLUGIN_DIR).join(format!("{name}.wasm"));
     runtime.load(settings).unwrap_or_else(|err| panic!("{err}")).0
 }
 
 fn script_plugins(c: &mut Criterion) {
     // The test compile cache: the components are compiled once, not per run.
-    let cache = PathBuf::from(env!("FERRY_TEST_PLUGIN_CACHE"));
+    let cache = PathBuf::from(ferry_test_plugins::COMPILE_CACHE);
     let runtime = Runtime::new(Some(cache), Arc::new(Metrics::default())).expect("runtime");
     let plugins = [
         // With an empty config each plugin keeps every event untouched: what

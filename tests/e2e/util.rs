@@ -32,7 +32,7 @@ pub const IN: &str = "in.jsonl";
 
 /// A built plugin (`redact`, `hostile`) of this checkout.
 pub fn plugin(name: &str) -> PathBuf {
-    Path::new(env!("FERRY_PLUGIN_BUILD_DIR")).join(format!("{name}.wasm"))
+    ferry_test_plugins::plugin(name)
 }
 
 /// The 183 Teleport audit events shared by the project's tests.

@@ -24,7 +24,7 @@ fn load(name: &str, config: &str) -> WasmPlugin {
     let spec: PluginSpec = toml::from_str(&format!("[config]\n{config}")).expect("test config is TOML");
     let mut settings = spec.settings();
     settings.name = name.to_owned();
-    settings.path = PathBuf::from(env!("FERRY_PLUGIN_BUILD_DIR")).join(format!("{name}.wasm"));
+    settings.path = PathBuf::from(ferry_test_plugins::PLUGIN_DIR).join(format!("{name}.wasm"));
     let runtime = Runtime::new(None, Arc::new(Metrics::default())).expect("runtime");
     let (plugin, _) = runtime.load(settings).unwrap_or_else(|err| panic!("{name} loads: {err}"));
     plugin
@@ -171,7 +171,7 @@ fn a_bad_example_config_is_refused_in_one_line_naming_plugin_and_key() {
         let spec: PluginSpec = toml::from_str(&format!("[config]\n{config}")).expect("TOML");
         let mut settings = spec.settings();
         settings.name = name.to_owned();
-        settings.path = PathBuf::from(env!("FERRY_PLUGIN_BUILD_DIR")).join(format!("{name}.wasm"));
+        settings.path = PathBuf::from(ferry_test_plugins::PLUGIN_DIR).join(format!("{name}.wasm"));
         runtime.load(settings).err().expect("refused").to_string()
     };
     assert_eq!(

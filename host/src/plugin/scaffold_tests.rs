@@ -9,9 +9,9 @@ use crate::plugin::script_tests::{fixtures, load_path};
 use std::process::Command;
 use std::sync::Arc;
 
-/// The plugin tools `host/build.rs` installed.
+/// The plugin tools ferry-test-plugins installed (tests/plugins-build).
 fn tools() -> PathBuf {
-    PathBuf::from(env!("FERRY_PLUGIN_TOOLS"))
+    PathBuf::from(ferry_test_plugins::TOOLS_DIR)
 }
 
 /// Runs `command` in `dir`, failing the test with its output when it fails.

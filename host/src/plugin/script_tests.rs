@@ -18,7 +18,7 @@ use std::sync::{Arc, Mutex};
 static LOADING: Mutex<()> = Mutex::new(());
 
 fn load(file: &str, settings_toml: &str, metrics: Arc<Metrics>) -> Result<(WasmPlugin, Runtime), PluginError> {
-    let path = PathBuf::from(env!("FERRY_PLUGIN_BUILD_DIR")).join(format!("{file}.wasm"));
+    let path = PathBuf::from(ferry_test_plugins::PLUGIN_DIR).join(format!("{file}.wasm"));
     load_path(&path, file, settings_toml, metrics)
 }
 
@@ -32,7 +32,7 @@ pub(super) fn load_path(path: &Path, name: &str, settings_toml: &str, metrics: A
     settings.name = name.to_owned();
     settings.path = path.to_owned();
     let _serial = LOADING.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-    let runtime = Runtime::new(Some(PathBuf::from(env!("FERRY_TEST_PLUGIN_CACHE"))), metrics).expect("runtime");
+    let runtime = Runtime::new(Some(PathBuf::from(ferry_test_plugins::COMPILE_CACHE)), metrics).expect("runtime");
     runtime.load(settings).map(|(plugin, _)| (plugin, runtime))
 }
 

@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 fn built(name: &str) -> PathBuf {
-    PathBuf::from(env!("FERRY_PLUGIN_BUILD_DIR")).join(format!("{name}.wasm"))
+    PathBuf::from(ferry_test_plugins::PLUGIN_DIR).join(format!("{name}.wasm"))
 }
 
 fn settings(name: &str, config: &str) -> PluginSettings {

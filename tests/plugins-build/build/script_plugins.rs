@@ -1,6 +1,6 @@
 //! Builds the Python and JavaScript plugins (`plugins/python/*/app.py`,
 //! `plugins/js/*/app.js`) into WebAssembly components beside the Rust ones,
-//! so that tests and the demo run them with no manual step.
+//! so that tests and benches run them with no manual step.
 //!
 //! The tools are installed on first use into `target/plugin-tools`, pinned to
 //! the versions the project was measured with: componentize-py (PyPI) in a

@@ -1,0 +1,108 @@
+//! Builds Rust plugins of `plugins/` (their own cargo workspace) for
+//! `wasm32-wasip2`, adding the target to the toolchain first when it is
+//! missing. Shared by ferry's build script (the plugins the binary embeds)
+//! and the test-plugins crate's (every plugin, for tests and benches).
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// The WebAssembly target the plugins build for (rust-toolchain.toml lists it).
+pub const TARGET: &str = "wasm32-wasip2";
+
+/// `target/wasm-plugins`, found from `target/<profile>/build/<crate>/out`:
+/// one folder that every profile and both build scripts share.
+pub fn target_dir(out_dir: &Path) -> PathBuf {
+    let profile_dir = out_dir
+        .ancestors()
+        .find(|dir| dir.file_name().is_some_and(|name| name == "build"))
+        .and_then(Path::parent)
+        .expect("OUT_DIR lies under target/<profile>/build");
+    profile_dir.parent().unwrap_or(profile_dir).join("wasm-plugins")
+}
+
+/// Builds `packages` of `root/plugins` (every member when empty) into
+/// `target_dir`, watching their sources (a listed package must not use a
+/// path dependency in `plugins/` besides itself); the components land in `target_dir/wasm32-wasip2/release`,
+/// which is returned. The outer build's settings are for the host, not for
+/// wasm32, so they are not passed on.
+pub fn build(root: &Path, target_dir: &Path, packages: &[&str]) -> Result<PathBuf, String> {
+    for watched in ["plugins/Cargo.toml", "plugins/Cargo.lock", "guest-sdk", "wit"] {
+        println!("cargo:rerun-if-changed={}", root.join(watched).display());
+    }
+    if packages.is_empty() {
+        println!("cargo:rerun-if-changed={}", root.join("plugins").display());
+    }
+    for package in packages {
+        println!("cargo:rerun-if-changed={}", root.join("plugins").join(package).display());
+    }
+    ensure_target(target_dir)?;
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let mut command = Command::new(cargo);
+    command
+        .args(["build", "--release", "--locked", "--target", TARGET, "--manifest-path"])
+        .arg(root.join("plugins/Cargo.toml"))
+        .arg("--target-dir")
+        .arg(target_dir)
+        // WebAssembly SIMD (wasmtime runs it on the CPU's vector unit): the
+        // byte scans a plugin does most — line breaks, quotes, keys — go 16
+        // bytes at a time instead of 4.
+        .args(["--config", r#"target.wasm32-wasip2.rustflags=["-C", "target-feature=+simd128"]"#]);
+    for package in packages {
+        command.args(["--package", package]);
+    }
+    for (key, _) in std::env::vars() {
+        if key.starts_with("CARGO_") && key != "CARGO_HOME" && key != "CARGO_MAKEFLAGS" || key.starts_with("RUSTC_") || key == "RUSTFLAGS" {
+            command.env_remove(key);
+        }
+    }
+    let status = command.status().map_err(|err| format!("cannot run cargo to build the plugins: {err}"))?;
+    if !status.success() {
+        return Err(format!("building the plugins in {} for {TARGET} failed ({status}); see the cargo output above", root.join("plugins").display()));
+    }
+    Ok(target_dir.join(TARGET).join("release"))
+}
+
+/// Adds the wasm32-wasip2 standard library to the toolchain this build runs
+/// on when it is missing. rustup installs a toolchain file's `targets` only
+/// with the toolchain itself, so a machine that already had `stable` lacks
+/// it, and the README's first command would stop at "can't find crate for
+/// `core`". Two build scripts may get here at once: a lock file beside the
+/// plugins' target folder lets one install while the other waits.
+fn ensure_target(target_dir: &Path) -> Result<(), String> {
+    let rustc = std::env::var("RUSTC").unwrap_or_else(|_| "rustc".into());
+    let installed = || -> Result<bool, String> {
+        let output = Command::new(&rustc).args(["--print", "sysroot"]).output().map_err(|err| format!("cannot run {rustc} --print sysroot: {err}"))?;
+        if !output.status.success() {
+            return Err(format!("`{rustc} --print sysroot` failed ({})", output.status));
+        }
+        let sysroot = PathBuf::from(String::from_utf8_lossy(&output.stdout).trim());
+        Ok(sysroot.join("lib/rustlib").join(TARGET).join("lib").is_dir())
+    };
+    if installed()? {
+        return Ok(());
+    }
+    std::fs::create_dir_all(target_dir).map_err(|err| format!("cannot create {}: {err}", target_dir.display()))?;
+    let lock_path = target_dir.join(".target-install.lock");
+    let lock = std::fs::File::create(&lock_path).map_err(|err| format!("cannot create {}: {err}", lock_path.display()))?;
+    lock.lock().map_err(|err| format!("cannot lock {}: {err}", lock_path.display()))?;
+    if installed()? {
+        return Ok(());
+    }
+    let toolchain = std::env::var("RUSTUP_TOOLCHAIN").ok();
+    let mut rustup = Command::new("rustup");
+    rustup.args(["target", "add", TARGET]);
+    if let Some(toolchain) = &toolchain {
+        rustup.args(["--toolchain", toolchain]);
+    }
+    let shown = match &toolchain {
+        Some(toolchain) => format!("rustup target add {TARGET} --toolchain {toolchain}"),
+        None => format!("rustup target add {TARGET}"),
+    };
+    println!("cargo:warning=The {TARGET} target (ferry's plugins build for it) is not installed; running `{shown}`.");
+    match rustup.status() {
+        Ok(status) if status.success() && installed()? => Ok(()),
+        Ok(status) if status.success() => Err(format!("`{shown}` succeeded but {rustc} still has no {TARGET} standard library; install the {TARGET} target for the Rust toolchain in use")),
+        Ok(status) => Err(format!("`{shown}` failed ({status}); ferry's plugins build for {TARGET}: install that target for the Rust toolchain in use")),
+        Err(_) => Err(format!("ferry's plugins build for {TARGET}, whose standard library {rustc} does not have, and rustup was not found to add it; install the {TARGET} target for your Rust toolchain (with rustup: `rustup target add {TARGET}`)")),
+    }
+}

@@ -70,16 +70,23 @@ pub fn build(root: &Path, target_dir: &Path, packages: &[&str]) -> Result<PathBu
 /// plugins' target folder lets one install while the other waits.
 fn ensure_target(target_dir: &Path) -> Result<(), String> {
     let rustc = std::env::var("RUSTC").unwrap_or_else(|_| "rustc".into());
-    let installed = || -> Result<bool, String> {
+    let sysroot = || -> Result<PathBuf, String> {
         let output = Command::new(&rustc).args(["--print", "sysroot"]).output().map_err(|err| format!("cannot run {rustc} --print sysroot: {err}"))?;
         if !output.status.success() {
             return Err(format!("`{rustc} --print sysroot` failed ({})", output.status));
         }
-        let sysroot = PathBuf::from(String::from_utf8_lossy(&output.stdout).trim());
-        Ok(sysroot.join("lib/rustlib").join(TARGET).join("lib").is_dir())
+        Ok(PathBuf::from(String::from_utf8_lossy(&output.stdout).trim()))
     };
+    let installed = || -> Result<bool, String> { Ok(sysroot()?.join("lib/rustlib").join(TARGET).join("lib").is_dir()) };
     if installed()? {
         return Ok(());
+    }
+    let has_rustup = Command::new("rustup").arg("--version").output().is_ok_and(|output| output.status.success());
+    if !has_rustup {
+        return Err(format!(
+            "ferry's plugins build for {TARGET}, but the Rust toolchain at {} has no {TARGET} standard library and rustup was not found to add it; install the {TARGET} standard library (rust-std) for that toolchain, e.g. with rustup: `rustup target add {TARGET}`",
+            sysroot()?.display()
+        ));
     }
     std::fs::create_dir_all(target_dir).map_err(|err| format!("cannot create {}: {err}", target_dir.display()))?;
     let lock_path = target_dir.join(".target-install.lock");
@@ -101,8 +108,8 @@ fn ensure_target(target_dir: &Path) -> Result<(), String> {
     println!("cargo:warning=The {TARGET} target (ferry's plugins build for it) is not installed; running `{shown}`.");
     match rustup.status() {
         Ok(status) if status.success() && installed()? => Ok(()),
-        Ok(status) if status.success() => Err(format!("`{shown}` succeeded but {rustc} still has no {TARGET} standard library; install the {TARGET} target for the Rust toolchain in use")),
+        Ok(status) if status.success() => Err(format!("`{shown}` succeeded but the toolchain at {} still has no {TARGET} standard library; install that target for it", sysroot()?.display())),
         Ok(status) => Err(format!("`{shown}` failed ({status}); ferry's plugins build for {TARGET}: install that target for the Rust toolchain in use")),
-        Err(_) => Err(format!("ferry's plugins build for {TARGET}, whose standard library {rustc} does not have, and rustup was not found to add it; install the {TARGET} target for your Rust toolchain (with rustup: `rustup target add {TARGET}`)")),
+        Err(err) => Err(format!("cannot run `{shown}`: {err}; ferry's plugins build for {TARGET}: install that target for the Rust toolchain in use")),
     }
 }

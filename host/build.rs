@@ -21,7 +21,7 @@ fn main() {
     // sqlx::migrate! embeds these; a new migration must rebuild the crate.
     println!("cargo:rerun-if-changed={}", manifest_dir.join("migrations").display());
     let root = manifest_dir.parent().expect("host/ sits inside the workspace").to_owned();
-    for watched in ["plugins/Cargo.toml", "plugins/Cargo.lock", "plugins/redact", "plugins/hostile", "plugins/rules", "plugins/filter", "plugins/route", "plugins/ecs", "plugins/enrich", "guest-sdk", "wit"] {
+    for watched in ["plugins/Cargo.toml", "plugins/Cargo.lock", "plugins/redact", "plugins/hostile", "plugins/rules", "plugins/filter", "plugins/route", "plugins/ecs", "plugins/enrich", "event", "guest-sdk", "wit"] {
         println!("cargo:rerun-if-changed={}", root.join(watched).display());
     }
     let target_dir = plugin_target_dir(Path::new(&env("OUT_DIR")));

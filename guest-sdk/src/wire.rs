@@ -5,20 +5,11 @@
 
 use crate::bindings::ferry::plugin::types::{Output, Route as WireRoute, Verdict};
 use crate::{Event, Outcome, Route};
+use ferry_event::lines::push_line;
 
 /// The events of a JSON Lines buffer, borrowing their JSON from it.
 pub(crate) fn events(lines: &[u8]) -> Vec<Event<'_>> {
-    let lines = lines.strip_suffix(b"\n").unwrap_or(lines);
-    if lines.is_empty() {
-        return Vec::new();
-    }
-    let mut events = Vec::new();
-    let mut start = 0;
-    for end in memchr::memchr_iter(b'\n', lines).chain([lines.len()]) {
-        events.push(Event::new(&lines[start..end]));
-        start = end + 1;
-    }
-    events
+    ferry_event::lines::split(lines).map(Event::new).collect()
 }
 
 /// The output ferry reads: one verdict per outcome, the new JSON of every
@@ -26,7 +17,7 @@ pub(crate) fn events(lines: &[u8]) -> Vec<Event<'_>> {
 pub(crate) fn output(outcomes: Vec<Outcome>) -> Output {
     // Reserved at once: a plugin close to its memory cap holds its outcomes
     // and this copy of them, and doubling as it grows would need more.
-    let lines = outcomes.iter().map(|outcome| new_json(outcome).map_or(0, |json| json.len() + 1)).sum();
+    let lines = outcomes.iter().map(|outcome| outcome.new_json().map_or(0, |json| json.len() + 1)).sum();
     let mut output = Output { verdicts: Vec::with_capacity(outcomes.len()), lines: Vec::with_capacity(lines), routes: Vec::new() };
     for outcome in outcomes {
         let verdict = match outcome {
@@ -48,26 +39,6 @@ pub(crate) fn output(outcomes: Vec<Outcome>) -> Output {
         output.verdicts.push(verdict);
     }
     output
-}
-
-/// The new JSON an outcome carries, if any.
-fn new_json(outcome: &Outcome) -> Option<&[u8]> {
-    match outcome {
-        Outcome::Replace(json) => Some(json),
-        Outcome::Route(route) => route.json.as_deref(),
-        Outcome::Keep | Outcome::Drop | Outcome::Fail(_) => None,
-    }
-}
-
-/// Appends one line of new JSON. A raw line break can stand in valid JSON
-/// only as whitespace, so each becomes a space and the line stays one line.
-fn push_line(lines: &mut Vec<u8>, json: &[u8]) {
-    let start = lines.len();
-    lines.extend_from_slice(json);
-    if memchr::memchr(b'\n', json).is_some() {
-        lines[start..].iter_mut().filter(|byte| **byte == b'\n').for_each(|byte| *byte = b' ');
-    }
-    lines.push(b'\n');
 }
 
 /// The index of `sinks` in the batch's table, adding it when it is new.

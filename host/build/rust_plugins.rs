@@ -26,7 +26,7 @@ pub fn target_dir(out_dir: &Path) -> PathBuf {
 /// which is returned. The outer build's settings are for the host, not for
 /// wasm32, so they are not passed on.
 pub fn build(root: &Path, target_dir: &Path, packages: &[&str]) -> Result<PathBuf, String> {
-    for watched in ["plugins/Cargo.toml", "plugins/Cargo.lock", "guest-sdk", "wit"] {
+    for watched in ["plugins/Cargo.toml", "plugins/Cargo.lock", "event", "guest-sdk", "wit"] {
         println!("cargo:rerun-if-changed={}", root.join(watched).display());
     }
     if packages.is_empty() {

@@ -5,11 +5,12 @@
 //! name it without parsing it again. Plugins get only the JSON (the contract
 //! sends a batch as one JSON Lines buffer); what they decide comes back as an
 //! [`Outcome`] per event.
+//!
+//! How the header is read, what an id is and what an outcome means is the
+//! event contract, `ferry-event`, which the plugins' SDK reads the same way.
 
-use serde::Deserialize;
+use ferry_event::Header;
 use serde::de::IgnoredAny;
-use sha2::{Digest, Sha256};
-use std::borrow::Cow;
 
 /// One audit event.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -34,31 +35,17 @@ pub struct Event {
     pub json: Vec<u8>,
 }
 
-/// What one plugin decided for one event.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Outcome {
-    /// Pass the event on unchanged.
-    Keep,
-    /// Pass on this JSON instead.
-    Replace(Vec<u8>),
-    /// Drop the event on purpose.
-    Drop,
-    /// Send the event to these sinks, with new JSON or unchanged.
-    Route(Route),
-    /// Dead-letter the event with this reason.
-    Fail(String),
-}
+/// What one plugin decided for one event (the contract's [`ferry_event::Outcome`]),
+/// with each route's sink list shared between the verdicts that name it.
+pub type Outcome = ferry_event::Outcome<SinkList>;
 
-/// Where a plugin routed an event.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Route {
-    /// Sink names from ferry.toml; never empty when a plugin set it.
-    /// Shared: the verdicts of one result that name the same sink list hold
-    /// one copy of it, so a plugin cannot multiply a long list per event.
-    pub sinks: std::sync::Arc<[String]>,
-    /// New JSON for the event, or `None` to route it unchanged.
-    pub json: Option<Vec<u8>>,
-}
+/// Where a plugin routed an event (the contract's [`ferry_event::Route`]).
+pub type Route = ferry_event::Route<SinkList>;
+
+/// Sink names from ferry.toml; never empty when a plugin set it. Shared: the
+/// verdicts of one result that name the same sink list hold one copy of it,
+/// so a plugin cannot multiply a long list per event.
+pub type SinkList = std::sync::Arc<[String]>;
 
 /// Input that is not an audit event, handed back with its bytes so that
 /// nothing is lost: they go to the dead-letter table.
@@ -88,95 +75,33 @@ impl EventError {
     }
 }
 
-/// The header fields ferry copies out of an event. Unknown fields are skipped
-/// by serde without being built, which keeps the parse cheap; the whole text
-/// is still checked to be valid JSON.
-#[derive(Deserialize)]
-struct Headers<'a> {
-    #[serde(borrow, default)]
-    uid: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
-    event: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
-    time: Option<Cow<'a, str>>,
-    #[serde(default)]
-    ei: Option<Index>,
-    #[serde(borrow, default)]
-    sid: Option<Cow<'a, str>>,
-}
-
-/// Teleport's `ei` is a number; anything else is kept in the JSON but read
-/// as 0 rather than refusing an otherwise good event.
-#[derive(Deserialize)]
-#[serde(untagged)]
-enum Index {
-    Number(i64),
-    Other(IgnoredAny),
-}
-
 impl Event {
-    /// Builds an event from one JSON object, filling the header fields.
+    /// Builds an event from one JSON object, filling the header fields as
+    /// [`Header::read`] reads them (an ECS-mapped event keeps its Teleport
+    /// header).
     ///
     /// The id is Teleport's `uid`; an event without one gets the SHA-256 of
-    /// its JSON text, as Teleport itself identifies such events, so that the
-    /// id is stable across retries and restarts.
+    /// its JSON text ([`ferry_event::content_id`]), as Teleport itself
+    /// identifies such events, so that the id is stable across retries and
+    /// restarts.
     pub fn from_json(json: Vec<u8>) -> Result<Event, EventError> {
         if let Err(problem) = check_object_text(&json) {
             return Err(EventError { problem, json });
         }
-        let headers: Headers<'_> = match serde_json::from_slice(&json) {
-            Ok(headers) => headers,
-            Err(error) => match lenient_headers(&json) {
-                Some(headers) => headers,
-                None => return Err(EventError { problem: Problem::Invalid(error), json }),
-            },
-        };
-        let id = match headers.uid.as_deref() {
-            Some(uid) if !uid.is_empty() => uid.to_owned(),
-            _ => hex_sha256(&json),
-        };
-        let index = match headers.ei {
-            Some(Index::Number(n)) => n,
-            Some(Index::Other(_)) | None => 0,
+        let header = match Header::read(&json) {
+            Ok(header) => header,
+            Err(error) => return Err(EventError { problem: Problem::Invalid(error), json }),
         };
         Ok(Event {
-            id,
-            event_type: headers.event.map(Cow::into_owned).unwrap_or_default(),
-            time: headers.time.map(Cow::into_owned).unwrap_or_default(),
-            index,
-            session_id: headers.sid.map(Cow::into_owned).unwrap_or_default(),
+            id: header.id(&json).into_owned(),
+            event_type: header.event_type().to_owned(),
+            time: header.time().to_owned(),
+            index: header.index(),
+            session_id: header.session_id().to_owned(),
             stream_session: None,
             json,
         })
     }
-}
-
-/// The headers of a valid JSON object whose header fields do not have
-/// Teleport's types, read the slow way; `None` when the JSON is not valid.
-///
-/// The common case is an event the `ecs` plugin mapped to the Elastic Common
-/// Schema: its `event` is an object, and it keeps Teleport's original under
-/// `teleport` and its id in `event.id`. Reading the headers from there keeps
-/// the event's id, type, time, index and session the same through the
-/// mapping, so later plugins, dead letters and per-session sinks still know
-/// it. A header of any other odd type is read as absent.
-fn lenient_headers(json: &[u8]) -> Option<Headers<'static>> {
-    use serde_json::Value;
-    let value: Value = serde_json::from_slice(json).ok()?;
-    let teleport = value.get("teleport");
-    let text = |key: &str| {
-        let found = value.get(key).and_then(Value::as_str).or_else(|| teleport?.get(key)?.as_str());
-        found.map(|text| Cow::Owned(text.to_owned()))
-    };
-    let ecs_text = |object: &str, key: &str| value.get(object)?.get(key)?.as_str().map(|text| Cow::Owned(text.to_owned()));
-    let index = value.get("ei").and_then(Value::as_i64).or_else(|| teleport?.get("ei")?.as_i64());
-    Some(Headers {
-        uid: text("uid").or_else(|| ecs_text("event", "id")),
-        event: text("event"),
-        time: text("time").or_else(|| value.get("@timestamp")?.as_str().map(|text| Cow::Owned(text.to_owned()))),
-        ei: index.map(Index::Number),
-        sid: text("sid"),
-    })
 }
 
 /// serde_json checks UTF-8 only inside the strings it decodes, and a struct
@@ -196,64 +121,19 @@ fn check_object_text(json: &[u8]) -> Result<(), Problem> {
     }
 }
 
-fn hex_sha256(bytes: &[u8]) -> String {
-    use std::fmt::Write;
-    let digest = Sha256::digest(bytes);
-    let mut out = String::with_capacity(64);
-    for byte in digest {
-        // Writing to a String cannot fail.
-        let _ = write!(out, "{byte:02x}");
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn headers_are_copied_out_of_the_json() {
-        let json = br#"{"event":"session.start","uid":"u-1","time":"2020-01-01T00:00:00Z","ei":3,"sid":"s-9","x":{"y":[1,2]}}"#;
-        let event = Event::from_json(json.to_vec()).expect("valid event");
-        assert_eq!(event.id, "u-1");
-        assert_eq!(event.event_type, "session.start");
-        assert_eq!(event.time, "2020-01-01T00:00:00Z");
-        assert_eq!(event.index, 3);
-        assert_eq!(event.session_id, "s-9");
-        assert_eq!(event.json, json.to_vec());
-    }
-
-    #[test]
-    fn an_event_without_uid_gets_a_stable_content_id() {
-        let a = Event::from_json(br#"{"event":"x"}"#.to_vec()).expect("valid");
-        let b = Event::from_json(br#"{"event":"x"}"#.to_vec()).expect("valid");
-        let c = Event::from_json(br#"{"event":"y"}"#.to_vec()).expect("valid");
-        assert_eq!(a.id.len(), 64);
-        assert_eq!(a.id, b.id);
-        assert_ne!(a.id, c.id);
-    }
-
-    #[test]
-    fn an_ecs_mapped_event_keeps_its_teleport_headers() {
-        let json = br#"{"@timestamp":"2020-01-01T00:00:00Z","event":{"id":"u-1","action":"session.start"},"user":{"name":"alice"},"teleport":{"event":"session.start","uid":"u-1","time":"2020-01-01T00:00:00Z","ei":3,"sid":"s-9"}}"#;
+    fn the_header_is_read_by_the_contract() {
+        let json = br#"{"@timestamp":"2020-01-01T00:00:00Z","event":{"id":"u-1","action":"session.start"},"teleport":{"event":"session.start","uid":"u-1","time":"2020-01-01T00:00:00Z","ei":3,"sid":"s-9"}}"#;
         let event = Event::from_json(json.to_vec()).expect("valid event");
         assert_eq!((event.id.as_str(), event.event_type.as_str(), event.time.as_str()), ("u-1", "session.start", "2020-01-01T00:00:00Z"));
-        assert_eq!((event.index, event.session_id.as_str()), (3, "s-9"));
-        // An event without a uid keeps the id the ecs plugin copied to `event.id`.
-        let no_uid = br#"{"event":{"id":"abc","action":"exec"},"teleport":{"event":"exec"}}"#;
-        assert_eq!(Event::from_json(no_uid.to_vec()).expect("valid").id, "abc");
-    }
-
-    #[test]
-    fn odd_header_types_read_as_absent() {
-        let event = Event::from_json(br#"{"uid":5,"event":["x"],"sid":null}"#.to_vec()).expect("valid");
-        assert_eq!((event.id.len(), event.event_type.as_str(), event.session_id.as_str()), (64, "", ""));
-    }
-
-    #[test]
-    fn odd_index_types_read_as_zero() {
-        let event = Event::from_json(br#"{"ei":"seven"}"#.to_vec()).expect("valid");
-        assert_eq!(event.index, 0);
+        assert_eq!((event.index, event.session_id.as_str(), event.stream_session.as_deref()), (3, "s-9", None));
+        assert_eq!(event.json, json.to_vec());
+        let no_uid = Event::from_json(br#"{"event":"x"}"#.to_vec()).expect("valid");
+        assert_eq!(no_uid.id, ferry_event::content_id(br#"{"event":"x"}"#));
     }
 
     #[test]
@@ -273,57 +153,26 @@ mod tests {
             assert_eq!(err.into_json(), bad.to_vec(), "the bytes come back unchanged");
         }
     }
-
-    #[test]
-    fn every_fixture_event_parses() {
-        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/fixtures/teleport-events.jsonl");
-        let text = std::fs::read_to_string(path).expect("fixtures beside the repository");
-        let mut ids = std::collections::HashSet::new();
-        for line in text.lines() {
-            let event = Event::from_json(line.as_bytes().to_vec()).expect("fixture parses");
-            assert!(!event.id.is_empty());
-            ids.insert(event.id);
-        }
-        assert_eq!(ids.len(), text.lines().count(), "every fixture event has its own id");
-    }
 }
 
-/// Property tests: reading an event's headers from whatever arrives (a file
-/// source's line, a plugin's replacement) never panics, and an event's id is
-/// the same every time it is read.
+/// Property tests: whatever arrives (a file source's line, a plugin's
+/// replacement) is an event or refused with its bytes, never a panic. How
+/// the header is read is tested in `ferry-event`.
 #[cfg(test)]
 mod proptests {
     use super::*;
     use proptest::prelude::*;
-    use serde_json::{Map, Value, json};
+    use serde_json::Value;
 
-    /// Keys that ferry reads, often, and others.
-    fn key() -> impl Strategy<Value = String> {
+    /// JSON values that are not objects.
+    fn not_object() -> impl Strategy<Value = Value> {
         prop_oneof![
-            3 => prop::sample::select(vec!["uid", "event", "time", "ei", "sid", "teleport", "@timestamp", "id", "action"]).prop_map(str::to_owned),
-            1 => ".{0,6}",
-        ]
-    }
-
-    fn value() -> impl Strategy<Value = Value> {
-        let leaf = prop_oneof![
             Just(Value::Null),
             any::<bool>().prop_map(Value::from),
             any::<i64>().prop_map(Value::from),
-            any::<u64>().prop_map(Value::from),
-            any::<f64>().prop_filter("JSON numbers are finite", |f| f.is_finite()).prop_map(Value::from),
             ".{0,12}".prop_map(Value::from),
-        ];
-        leaf.prop_recursive(4, 48, 6, |inner| {
-            prop_oneof![
-                prop::collection::vec(inner.clone(), 0..6).prop_map(Value::Array),
-                prop::collection::vec((key(), inner), 0..6).prop_map(|pairs| Value::Object(pairs.into_iter().collect::<Map<_, _>>())),
-            ]
-        })
-    }
-
-    fn object() -> impl Strategy<Value = Map<String, Value>> {
-        prop::collection::vec((key(), value()), 0..8).prop_map(|pairs| pairs.into_iter().collect())
+            prop::collection::vec(".{0,6}".prop_map(Value::from), 0..6).prop_map(Value::Array),
+        ]
     }
 
     proptest! {
@@ -345,62 +194,11 @@ mod proptests {
         }
 
         #[test]
-        fn json_text_with_braces_never_panics(text in r#"[{}\[\]",:0-9a-z \\]{0,60}"#) {
-            let first = Event::from_json(text.clone().into_bytes()).map(|event| event.id);
-            let second = Event::from_json(text.into_bytes()).map(|event| event.id);
-            prop_assert_eq!(first.ok(), second.ok(), "the same bytes give the same id");
-        }
-
-        #[test]
-        fn every_object_is_an_event_with_a_stable_id(object in object()) {
-            let text = serde_json::to_vec(&Value::Object(object.clone())).expect("a JSON value serialises");
-            let event = Event::from_json(text.clone()).expect("a JSON object is an event");
-            let again = Event::from_json(text.clone()).expect("a JSON object is an event");
-            prop_assert_eq!(&event, &again);
-            match object.get("uid") {
-                Some(Value::String(uid)) if !uid.is_empty() => prop_assert_eq!(&event.id, uid),
-                _ if event.id.len() == 64 && event.id.bytes().all(|b| b.is_ascii_hexdigit()) => prop_assert_eq!(&event.id, &hex_sha256(&text)),
-                // No uid of its own: one from `teleport.uid` or `event.id` (ECS).
-                _ => prop_assert!(!event.id.is_empty()),
-            }
-            if let Some(Value::String(sid)) = object.get("sid") {
-                prop_assert_eq!(&event.session_id, sid);
-            }
-            if let (Some(Value::Number(ei)), Some(Value::String(_)) | None) = (object.get("ei"), object.get("event"))
-                && let Some(ei) = ei.as_i64() {
-                    prop_assert_eq!(event.index, ei);
-                }
-        }
-
-        #[test]
-        fn other_json_values_are_refused_with_their_bytes(value in value().prop_filter("not an object", |v| !v.is_object())) {
+        fn other_json_values_are_refused_with_their_bytes(value in not_object()) {
             let text = serde_json::to_vec(&value).expect("a JSON value serialises");
             let err = Event::from_json(text.clone()).expect_err("only objects are events");
             prop_assert!(err.to_string().starts_with("not a JSON object"), "{}", err);
             prop_assert_eq!(err.into_json(), text);
-        }
-
-        #[test]
-        fn an_ecs_mapped_event_keeps_the_teleport_headers(
-            uid in "[a-z0-9-]{1,20}",
-            kind in "[a-z.]{1,16}",
-            time in "[0-9TZ:-]{1,24}",
-            ei in any::<i64>(),
-            sid in "[a-z0-9-]{0,20}",
-            extra in object(),
-        ) {
-            let mut mapped = json!({
-                "@timestamp": time,
-                "event": {"id": uid, "action": kind},
-                "teleport": {"event": kind, "uid": uid, "time": time, "ei": ei, "sid": sid},
-            });
-            let teleport_headers = ["uid", "event", "time", "ei", "sid", "teleport", "@timestamp"];
-            for (key, value) in extra.into_iter().filter(|(key, _)| !teleport_headers.contains(&key.as_str())) {
-                mapped[key] = value;
-            }
-            let event = Event::from_json(serde_json::to_vec(&mapped).expect("serialises")).expect("an object");
-            prop_assert_eq!((&event.id, &event.event_type, &event.time), (&uid, &kind, &time));
-            prop_assert_eq!((event.index, &event.session_id), (ei, &sid));
         }
     }
 }

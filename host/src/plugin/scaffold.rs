@@ -4,7 +4,8 @@
 //! Every scaffold carries a copy of the contract (`wit/plugin.wit`) this
 //! ferry implements, so it builds without a ferry checkout; the Rust one also
 //! carries ferry's Rust SDK (`ferry-guest/`), whose bindings are generated
-//! from that copy. The templates live in `host/templates/` and are compiled
+//! from that copy, and the event contract it reads events with
+//! (`ferry-event/`), so a plugin reads ids and types as this ferry does. The templates live in `host/templates/` and are compiled
 //! into the binary. Each scaffold does the same small job (drop the event
 //! types named in its config, mark every other event), so that it shows
 //! config, replace, drop and counters, and can be checked after it is built.
@@ -102,6 +103,11 @@ pub fn create(name: &str, language: Language, parent: &Path) -> Result<Scaffold,
             ("ferry-guest/src/host.rs", include_str!("../../../guest-sdk/src/host.rs").to_owned()),
             ("ferry-guest/src/json.rs", include_str!("../../../guest-sdk/src/json.rs").to_owned()),
             ("ferry-guest/src/plugin.rs", include_str!("../../../guest-sdk/src/plugin.rs").to_owned()),
+            ("ferry-event/Cargo.toml", fill(include_str!("../../templates/rust/ferry-event.Cargo.toml"))),
+            ("ferry-event/src/lib.rs", include_str!("../../../event/src/lib.rs").to_owned()),
+            ("ferry-event/src/header.rs", include_str!("../../../event/src/header.rs").to_owned()),
+            ("ferry-event/src/outcome.rs", include_str!("../../../event/src/outcome.rs").to_owned()),
+            ("ferry-event/src/lines.rs", include_str!("../../../event/src/lines.rs").to_owned()),
             ("wit/plugin.wit", WIT.to_owned()),
         ],
         Language::Python => vec![

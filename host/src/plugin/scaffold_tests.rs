@@ -85,6 +85,7 @@ fn a_rust_scaffold_builds_on_its_own_and_runs() {
     let dir = tempfile::tempdir().expect("tempdir");
     let scaffold = create("rust-start", Language::Rust, dir.path()).expect("scaffolds");
     assert!(scaffold.files.contains(&"ferry-guest/src/lib.rs") && scaffold.files.contains(&"wit/plugin.wit"));
+    assert!(scaffold.files.contains(&"ferry-event/src/header.rs"), "the SDK reads events with the contract beside it");
     let mut build = Command::new(option_env!("CARGO").unwrap_or("cargo"));
     build.args(["build", "--release", "--offline", "--target", "wasm32-wasip2"]);
     for (key, _) in std::env::vars() {

@@ -6,29 +6,18 @@
 
 use super::bindings::ferry::plugin::types::{Output, Verdict};
 use crate::event::{Event, Outcome, Route};
+use ferry_event::lines::push_line;
 use std::collections::HashSet;
 use std::sync::Arc;
 
 /// Writes `batch` as JSON Lines into `buffer`, which is cleared first (the
-/// caller keeps it between batches, so its memory is reused).
-///
-/// An event's JSON may hold a raw line break only as whitespace between
-/// tokens (JSON forbids one inside a string), so each is written as a space:
-/// the plugin sees the same JSON, on one line.
+/// caller keeps it between batches, so its memory is reused). Each event is
+/// one line even if its JSON holds line breaks ([`push_line`]).
 pub(super) fn encode(batch: &[Event], buffer: &mut Vec<u8>) {
     buffer.clear();
     buffer.reserve(batch.iter().map(|event| event.json.len() + 1).sum());
     for event in batch {
-        let start = buffer.len();
-        buffer.extend_from_slice(&event.json);
-        if event.json.contains(&b'\n') {
-            for byte in &mut buffer[start..] {
-                if *byte == b'\n' {
-                    *byte = b' ';
-                }
-            }
-        }
-        buffer.push(b'\n');
+        push_line(buffer, &event.json);
     }
 }
 

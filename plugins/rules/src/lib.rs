@@ -21,7 +21,10 @@ mod subject;
 
 pub use condition::{Condition, Predicate};
 pub use glob::{Glob, Globs, Strings};
-pub use subject::{Subject, teleport_field};
+/// Teleport's fields are read by ferry's event contract, so conditions read
+/// an event as ferry and the SDK do.
+pub use ferry_event::teleport_field;
+pub use subject::Subject;
 
 /// The project's fixture events, for the plugins' tests.
 #[cfg(feature = "testing")]
@@ -47,9 +50,9 @@ pub mod testing {
             .unwrap_or_else(|| panic!("no event with uid {uid} in {FIXTURE}"))
     }
 
-    /// Teleport's `event` of a fixture line (ferry's header type).
+    /// ferry's header type of a fixture line, as the SDK hands it to a plugin.
     pub fn event_type(line: &str) -> String {
-        let value: serde_json::Value = serde_json::from_str(line).unwrap_or_else(|error| panic!("fixture is not JSON ({error}): {line}"));
-        value.get("event").and_then(serde_json::Value::as_str).unwrap_or_default().to_owned()
+        let header = ferry_event::Header::read(line.as_bytes()).unwrap_or_else(|error| panic!("fixture is not JSON ({error}): {line}"));
+        header.event_type().to_owned()
     }
 }

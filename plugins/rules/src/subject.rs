@@ -1,6 +1,7 @@
 //! One event as conditions see it: its type from ferry's header, its JSON
 //! parsed at most once, and only when a condition needs a field.
 
+use ferry_event::teleport_field;
 use serde_json::Value;
 use std::cell::OnceCell;
 
@@ -44,7 +45,8 @@ impl<'a> Subject<'a> {
     }
 
     /// The event type: ferry's header, else Teleport's `event` read from the
-    /// JSON; empty when there is none.
+    /// JSON as ferry reads it (the same rule, [`teleport_field`], as for any
+    /// other field); empty when there is none.
     pub fn event_type(&self) -> &str {
         if !self.event_type.is_empty() {
             return self.event_type;
@@ -61,35 +63,9 @@ impl<'a> Subject<'a> {
     }
 }
 
-/// Teleport's top-level field `key`, or, when the event was mapped to ECS,
-/// the same field in the original kept under `teleport`.
-///
-/// The top-level value is taken only when it has the type Teleport writes
-/// there (a string, or a boolean for `success`): after the mapping, `user`
-/// and `event` are ECS objects and the Teleport values live in `teleport`.
-pub fn teleport_field<'v>(event: &'v Value, key: &str) -> Option<&'v Value> {
-    let teleport_kind = |value: &&Value| value.is_string() || value.is_boolean() || value.is_number();
-    event
-        .get(key)
-        .filter(teleport_kind)
-        .or_else(|| event.get("teleport")?.get(key))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
-
-    #[test]
-    fn fields_come_from_the_top_level_or_the_kept_original() {
-        let teleport = json!({"event": "user.login", "user": "alice"});
-        assert_eq!(teleport_field(&teleport, "user"), Some(&json!("alice")));
-        let ecs = json!({"event": {"action": "user.login"}, "user": {"name": "alice"}, "teleport": {"event": "user.login", "user": "alice"}});
-        assert_eq!(teleport_field(&ecs, "user"), Some(&json!("alice")));
-        assert_eq!(teleport_field(&ecs, "event"), Some(&json!("user.login")));
-        assert_eq!(teleport_field(&ecs, "code"), None);
-        assert_eq!(teleport_field(&json!({"teleport": 3}), "user"), None);
-    }
 
     #[test]
     fn the_type_falls_back_to_the_json() {

@@ -67,7 +67,7 @@ fn filter_ecs_enrich_route_fill_each_sink_with_exactly_its_events() {
     let events = util::fixtures();
     sandbox.write(IN, util::jsonl(&events).as_bytes());
     for name in ["filter", "ecs", "enrich", "route"] {
-        let wasm = std::fs::read(util::plugin(name)).unwrap_or_else(|err| panic!("{name}.wasm is built by host/build.rs: {err}"));
+        let wasm = std::fs::read(util::plugin(name)).unwrap_or_else(|err| panic!("{name}.wasm is built by ferry-test-plugins (tests/plugins-build): {err}"));
         sandbox.write(&format!("wasm/{name}.wasm"), &wasm);
     }
     let run = sandbox.run("start");

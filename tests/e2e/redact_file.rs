@@ -47,7 +47,7 @@ fn redacts_every_event_once_and_a_second_run_delivers_nothing() {
     let sandbox = Sandbox::new("redact_file", CONFIG);
     let events = util::fixtures();
     sandbox.write(IN, util::jsonl(&events).as_bytes());
-    let wasm = std::fs::read(util::plugin("redact")).expect("the redact plugin is built by host/build.rs");
+    let wasm = std::fs::read(util::plugin("redact")).expect("the redact plugin is built by ferry-test-plugins (tests/plugins-build)");
     sandbox.write("plugins/redact.wasm", &wasm);
     sandbox.write("plugins/redact.toml", format!("[config]\nfields = {FIELDS:?}\nreplacement = {REPLACEMENT:?}\n").as_bytes());
 

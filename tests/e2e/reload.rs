@@ -129,7 +129,7 @@ impl Live {
 }
 
 fn built(name: &str) -> Vec<u8> {
-    std::fs::read(util::plugin(name)).unwrap_or_else(|err| panic!("the {name} plugin is built by host/build.rs: {err}"))
+    std::fs::read(util::plugin(name)).unwrap_or_else(|err| panic!("the {name} plugin is built by ferry-test-plugins (tests/plugins-build): {err}"))
 }
 
 fn redact_settings(replacement: &str) -> String {

@@ -95,7 +95,7 @@ fn a_recordings_prints_go_to_the_session_url_of_the_stream() {
     );
     sandbox.set_config(&config(&cluster.standin.address(), &format!("{FIXTURES}\nskip-session-types = []\nplugins-dir = \"plugins\""), &fluentd));
     cluster.standin.write_identity_with(&sandbox.path("identity"), &IdentitySpec::default()).expect("identity written");
-    let wasm = std::fs::read(util::plugin("redact")).expect("the redact plugin is built by host/build.rs");
+    let wasm = std::fs::read(util::plugin("redact")).expect("the redact plugin is built by ferry-test-plugins (tests/plugins-build)");
     sandbox.write("plugins/redact.wasm", &wasm);
     sandbox.write("plugins/redact.toml", b"[config]\nfields = [\"data\"]\nreplacement = \"***\"\n");
 

@@ -17,16 +17,16 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 const SESSIONS: &str = "sessions.jsonl";
-const SID: &str = "516965e5-e6ef-11e9-9d5b-42010a80002b";
+pub(crate) const SID: &str = "516965e5-e6ef-11e9-9d5b-42010a80002b";
 
-/// The stand-in and the runtime it runs on.
-struct Cluster {
-    runtime: tokio::runtime::Runtime,
-    standin: TeleportStandIn,
+/// The stand-in and the runtime it runs on (also used by `teleport_faults`).
+pub(crate) struct Cluster {
+    pub(crate) runtime: tokio::runtime::Runtime,
+    pub(crate) standin: TeleportStandIn,
 }
 
 impl Cluster {
-    fn start(options: StandInOptions) -> Cluster {
+    pub(crate) fn start(options: StandInOptions) -> Cluster {
         let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("a runtime");
         let standin = runtime.block_on(TeleportStandIn::start(options)).expect("the stand-in starts");
         Cluster { runtime, standin }
@@ -38,7 +38,7 @@ impl Cluster {
     }
 
     /// The audit log as served, as JSON, oldest first.
-    fn audit_log(&self) -> Vec<Value> {
+    pub(crate) fn audit_log(&self) -> Vec<Value> {
         self.standin.audit_events().iter().map(|event| struct_to_json(&event.unstructured.clone().unwrap_or_default())).collect()
     }
 

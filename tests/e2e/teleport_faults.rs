@@ -8,29 +8,14 @@
 use crate::util::{self, OUT, Sandbox};
 use ferry::source::teleport::structjson::struct_to_json;
 use ferry::standin::logstash::LogstashStandIn;
-use ferry::standin::teleport::{IdentitySpec, StandInOptions, TeleportStandIn};
+use ferry::standin::teleport::{IdentitySpec, StandInOptions};
 use serde_json::Value;
 use std::collections::BTreeSet;
 
-const SID: &str = "516965e5-e6ef-11e9-9d5b-42010a80002b";
-
-/// The stand-in and the runtime it runs on.
-struct Cluster {
-    runtime: tokio::runtime::Runtime,
-    standin: TeleportStandIn,
-}
+use crate::teleport::{Cluster, SID};
 
 impl Cluster {
-    fn start(options: StandInOptions) -> Cluster {
-        let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("a runtime");
-        let standin = runtime.block_on(TeleportStandIn::start(options)).expect("the stand-in starts");
-        Cluster { runtime, standin }
-    }
-
-    fn audit_log(&self) -> Vec<Value> {
-        self.standin.audit_events().iter().map(|event| struct_to_json(&event.unstructured.clone().unwrap_or_default())).collect()
-    }
-
+    /// A scenario folder with an identity for this stand-in.
     fn sandbox(&self, name: &str, config: &str) -> Sandbox {
         let sandbox = Sandbox::new(name, config);
         self.standin.write_identity_with(&sandbox.path("identity"), &IdentitySpec::default()).expect("identity written");

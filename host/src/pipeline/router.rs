@@ -2,7 +2,6 @@
 //! answered, records the batch's dead letters and reports it complete.
 
 use super::ChainOutput;
-use crate::shutdown::Shutdown;
 use crate::sink::OutEvent;
 use crate::sink::worker::SinkJob;
 use crate::source::Invalid;
@@ -55,16 +54,17 @@ pub struct RouterContext {
 /// sink sees events in source order, then waits for the answers off to the
 /// side so that the next batch can go out meanwhile.
 ///
-/// Once `shutdown` fires, a batch not yet handed to every one of its sinks
-/// is abandoned (never reported complete, so never committed: it is sent
-/// again at the next start); batches already with their sinks complete as
-/// the sinks answer.
+/// A processed batch always goes to its sinks, shutdown or not: a halting
+/// plugin stops ferry after the batches before it were processed, and those
+/// are delivered rather than cut at a boundary chosen by timing. After
+/// shutdown each sink gives a job one attempt, and the pipeline's
+/// shutdown deadline aborts whatever is still waiting then (never reported
+/// complete, so never committed: it is sent again at the next start).
 pub async fn run(
     mut processed: mpsc::Receiver<Processed>,
     sinks: BTreeMap<String, mpsc::Sender<SinkJob>>,
     completed: mpsc::Sender<Completed>,
     context: RouterContext,
-    mut shutdown: Shutdown,
 ) {
     while let Some(batch) = processed.recv().await {
         let Processed { seq, position, permit, output, invalid } = batch;
@@ -72,12 +72,8 @@ pub async fn run(
         for (sink, events) in output.deliveries {
             let Some(jobs) = sinks.get(&sink) else { unreachable!("the chain routes only to configured sinks") };
             let (done, answer) = oneshot::channel();
-            let handed = tokio::select! {
-                sent = jobs.send(SinkJob { events, done }) => sent.is_ok(),
-                () = shutdown.wait() => false,
-            };
-            if !handed {
-                return; // Shutting down: the sink stopped, or no room before shutdown.
+            if jobs.send(SinkJob { events, done }).await.is_err() {
+                return; // The sink's worker was aborted at the shutdown deadline.
             }
             answers.push((sink, answer));
         }
@@ -131,4 +127,40 @@ async fn complete(
         }));
     }
     let _ = completed.send(done).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+    use tokio::sync::Semaphore;
+
+    fn processed(seq: u64, permit: OwnedSemaphorePermit) -> Processed {
+        let event = OutEvent { id: format!("e{seq}"), session_id: String::new(), json: b"{}".to_vec() };
+        let mut output = ChainOutput::default();
+        output.deliveries.insert("s".into(), vec![event]);
+        Processed { seq, position: seq.to_string(), permit, output, invalid: Vec::new() }
+    }
+
+    /// A halting plugin stops ferry after the batches before it were
+    /// processed: those must reach their sink even when its queue is full for
+    /// a moment, or the output stops at a batch boundary chosen by timing.
+    #[tokio::test]
+    async fn a_processed_batch_waits_for_room_at_its_sink_and_is_never_abandoned() {
+        let permits = Arc::new(Semaphore::new(2));
+        let (processed_tx, processed_rx) = mpsc::channel(2);
+        for seq in [1, 2] {
+            processed_tx.send(processed(seq, permits.clone().try_acquire_owned().expect("a permit"))).await.expect("room");
+        }
+        drop(processed_tx);
+        let (job_tx, mut job_rx) = mpsc::channel(1);
+        let (completed_tx, _completed_rx) = mpsc::channel(2);
+        let context = RouterContext { source: "src".into(), commit_before_ack: false };
+        let router = tokio::spawn(run(processed_rx, BTreeMap::from([("s".to_owned(), job_tx)]), completed_tx, context));
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        let first = job_rx.recv().await.expect("the first batch");
+        let second = job_rx.recv().await.expect("the second batch, handed once the sink made room");
+        assert_eq!((first.events[0].id.as_str(), second.events[0].id.as_str()), ("e1", "e2"));
+        router.await.expect("the router ends once its input closes");
+    }
 }

@@ -176,7 +176,7 @@ impl Pipeline {
             tracing::warn!(variable = COMMIT_BEFORE_ACK_VARIABLE, "Test-only switch on: batches are committed before the sinks acknowledge them, so events can be lost. Never set this outside ferry's tests.");
         }
         let context = RouterContext { source: source_name.clone(), commit_before_ack };
-        tasks.push(tokio::spawn(router::run(processed_rx, jobs, completed_tx, context, stopped.clone())));
+        tasks.push(tokio::spawn(router::run(processed_rx, jobs, completed_tx, context)));
         let mut committer = tokio::spawn(committer::run(completed_rx, state.clone(), source_name, metrics.clone(), stopped.clone()));
 
         // Drain: the committer ends once every stage before it has ended. Once

@@ -27,7 +27,7 @@ fn sandbox_with(scenario: &str, config: &str, name: &str, settings: &str) -> San
 
 #[test]
 fn python_tag_sets_fields_and_drops_types() {
-    let config = util::plugins_dir_job(64, "");
+    let config = util::plugins_dir_job(64).text();
     let settings = "[config]\ntags = { pipeline = \"ferry\" }\ndrop = [\"sftp\", \"desktop.*\"]\n";
     let sandbox = sandbox_with("python_tag", &config, "tag", settings);
     let run = sandbox.run("start");
@@ -55,7 +55,7 @@ fn python_tag_sets_fields_and_drops_types() {
 
 #[test]
 fn javascript_reshape_renames_lowercases_and_routes_sessions() {
-    let config = util::plugins_dir_job(64, "\n[sinks.sessions]\ntype = \"file\"\npath = \"sessions.jsonl\"\n");
+    let config = util::plugins_dir_job(64).file_sink("sessions", "sessions.jsonl").text();
     let settings = "[config]\nrename = { \"addr.remote\" = \"remote_addr\" }\nlowercase = [\"user\"]\n\
                     routes = [{ types = \"session.*\", sinks = [\"sessions\"] }]\n";
     let sandbox = sandbox_with("js_reshape", &config, "reshape", settings);

@@ -8,7 +8,7 @@
 //! session recordings. What the sinks hold is compared with what the
 //! stand-in serves, event by event.
 
-use crate::util::{self, DEADLINE, OUT, Sandbox};
+use crate::util::{self, Config, DEADLINE, OUT, Sandbox};
 use ferry::source::teleport::structjson::struct_to_json;
 use ferry::standin::logstash::{self, LogstashStandIn};
 use ferry::standin::teleport::{Fault, IdentitySpec, Method, StandInOptions, TeleportStandIn, Validity};
@@ -53,36 +53,26 @@ impl Cluster {
     }
 }
 
-/// An event handler style config reading from `addr`; `extra` goes at the
-/// top level, before the tables.
-fn config(addr: &str, extra: &str) -> String {
-    format!(
-        r#"
-storage = "storage"
-start-time = "2019-01-01T00:00:00Z"
-window-size = "8760h"
-timeout = "100ms"
-batch = 20
-{extra}
+/// An event handler style config reading from `addr`, into file sinks for
+/// audit events and for session recordings.
+fn config(addr: &str) -> Config {
+    Config::teleport_job(addr).file_sink("default", OUT).file_sink("sessions", SESSIONS)
+}
 
-[teleport]
-addr = "{addr}"
-identity = "identity"
+/// `config` with the identity file re-read every 100 ms, as Machine ID
+/// renews it.
+fn refreshed(config: Config) -> Config {
+    config.set("teleport.refresh.enabled", true).set("teleport.refresh.interval", "100ms")
+}
 
-[pipeline]
-batch-size = 10
-batches-in-flight = 1
-linger = "20ms"
+/// As [`config`], ending at the last event of the log.
+fn to_the_end(addr: &str) -> Config {
+    config(addr).set("exit-on-last-event", true)
+}
 
-[sinks.default]
-type = "file"
-path = "{OUT}"
-
-[sinks.sessions]
-type = "file"
-path = "{SESSIONS}"
-"#
-    )
+/// No session type skipped: every recording is streamed.
+fn no_skipped_sessions() -> Vec<&'static str> {
+    Vec::new()
 }
 
 fn lines(sandbox: &Sandbox, file: &str) -> Vec<Value> {
@@ -105,7 +95,7 @@ fn run_to_end(sandbox: &Sandbox) -> util::Output {
 
 fn every_event_once_in_order(export_api: bool) {
     let cluster = Cluster::with_fixtures(export_api);
-    let sandbox = Sandbox::new(if export_api { "teleport-export" } else { "teleport-legacy" }, &config(&cluster.standin.address(), "exit-on-last-event = true"));
+    let sandbox = Sandbox::new(if export_api { "teleport-export" } else { "teleport-legacy" }, &to_the_end(&cluster.standin.address()).text());
     cluster.write_identity(&sandbox, &IdentitySpec::default());
     let output = run_to_end(&sandbox);
 
@@ -136,8 +126,8 @@ fn the_export_engine_delivers_every_event_once_in_order() {
 
 fn types_filter(export_api: bool) {
     let cluster = Cluster::with_fixtures(export_api);
-    let extra = "exit-on-last-event = true\ntypes = \"user.login,session.start,session.end\"\nskip-event-types = [\"session.end\"]";
-    let sandbox = Sandbox::new("teleport-types", &config(&cluster.standin.address(), extra));
+    let text = to_the_end(&cluster.standin.address()).set("types", "user.login,session.start,session.end").set("skip-event-types", vec!["session.end"]).text();
+    let sandbox = Sandbox::new("teleport-types", &text);
     cluster.write_identity(&sandbox, &IdentitySpec::default());
     let output = run_to_end(&sandbox);
     let expected: Vec<Value> = cluster.audit_log().into_iter().filter(|event| matches!(event_type(event), "user.login" | "session.start")).collect();
@@ -159,7 +149,7 @@ fn types_and_skip_event_types_filter_in_the_export_engine() {
 #[test]
 fn print_events_carry_their_base64_data_as_sent() {
     let cluster = Cluster::with_fixtures(false);
-    let sandbox = Sandbox::new("teleport-print", &config(&cluster.standin.address(), "exit-on-last-event = true\nskip-session-types = []"));
+    let sandbox = Sandbox::new("teleport-print", &to_the_end(&cluster.standin.address()).set("skip-session-types", no_skipped_sessions()).text());
     cluster.write_identity(&sandbox, &IdentitySpec::default());
     let output = run_to_end(&sandbox);
     let expected = cluster.session();
@@ -200,7 +190,7 @@ fn killed_mid_page_and_restarted_nothing_is_lost() {
     for _ in 0..30 {
         cluster.standin.inject(Method::GetUnstructuredEvents, Fault::Delay(Duration::from_millis(40)));
     }
-    let text = config(&cluster.standin.address(), "exit-on-last-event = true").replace("batch = 20", "batch = 5");
+    let text = to_the_end(&cluster.standin.address()).set("batch", 5).text();
     let sandbox = Sandbox::new("teleport-kill-page", &text);
     cluster.write_identity(&sandbox, &IdentitySpec::default());
     let mut running = sandbox.spawn_start();
@@ -221,17 +211,11 @@ fn killed_mid_session_and_restarted_the_session_resumes() {
     logstash.inject((0..40).map(|_| logstash::Fault::Delay(Duration::from_millis(60))));
     let sandbox = Sandbox::new("teleport-kill-session", "");
     let pki = logstash.pki.write(&sandbox.path("pki")).expect("certificates written");
-    let text = config(&cluster.standin.address(), "exit-on-last-event = true\nskip-session-types = []").replace(
-        &format!("[sinks.sessions]\ntype = \"file\"\npath = \"{SESSIONS}\""),
-        &format!(
-            "[sinks.sessions]\ntype = \"logstash\"\nurl = \"{}\"\nca = \"{}\"\ncert = \"{}\"\nkey = \"{}\"",
-            logstash.url(),
-            pki.ca.display(),
-            pki.client_cert.display(),
-            pki.client_key.display()
-        ),
-    );
-    sandbox.set_config(&text);
+    let text = to_the_end(&cluster.standin.address())
+        .set("skip-session-types", no_skipped_sessions())
+        .unset("sinks.sessions")
+        .logstash_sink("sessions", &logstash.url(), &pki.ca, &pki.client_cert, &pki.client_key);
+    sandbox.set_config(&text.text());
     cluster.write_identity(&sandbox, &IdentitySpec::default());
     let mut running = sandbox.spawn_start();
     util::wait_for("part of the session", DEADLINE, || logstash.event_count() >= 40, || sandbox.report(Some(&running.snapshot())));
@@ -248,7 +232,7 @@ fn killed_mid_session_and_restarted_the_session_resumes() {
 #[test]
 fn an_expired_identity_is_refused_on_one_line() {
     let cluster = Cluster::with_fixtures(false);
-    let sandbox = Sandbox::new("teleport-expired", &config(&cluster.standin.address(), ""));
+    let sandbox = Sandbox::new("teleport-expired", &config(&cluster.standin.address()).text());
     cluster.write_identity(&sandbox, &IdentitySpec { validity: Validity::Expired, ..IdentitySpec::default() });
     for command in ["start", "check"] {
         let message = sandbox.run(command).one_line_error(&sandbox);
@@ -264,8 +248,7 @@ fn an_expired_identity_is_refused_on_one_line() {
 #[test]
 fn a_wrong_ca_is_retried_and_a_renewed_identity_recovers() {
     let cluster = Cluster::with_fixtures(false);
-    let extra = "exit-on-last-event = true\n";
-    let text = config(&cluster.standin.address(), extra).replace("identity = \"identity\"", "identity = \"identity\"\nrefresh.enabled = true\nrefresh.interval = \"100ms\"");
+    let text = refreshed(to_the_end(&cluster.standin.address())).text();
     let sandbox = Sandbox::new("teleport-wrong-ca", &text);
     cluster.write_identity(&sandbox, &IdentitySpec { foreign_ca: true, ..IdentitySpec::default() });
     let mut running = sandbox.spawn_start();
@@ -287,7 +270,7 @@ fn a_wrong_ca_is_retried_and_a_renewed_identity_recovers() {
 fn a_server_that_is_down_is_waited_for() {
     let port = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port").local_addr().expect("its address");
     // A restarted stand-in has a new CA; Machine ID would renew the identity.
-    let text = config(&port.to_string(), "exit-on-last-event = true").replace("identity = \"identity\"", "identity = \"identity\"\nrefresh.enabled = true\nrefresh.interval = \"100ms\"");
+    let text = refreshed(to_the_end(&port.to_string())).text();
     let sandbox = Sandbox::new("teleport-down", &text);
     // The identity comes from a stand-in that is started and stopped first.
     let first = Cluster::with_fixtures(false);
@@ -306,15 +289,20 @@ fn a_server_that_is_down_is_waited_for() {
 #[test]
 fn a_rotated_identity_is_used_by_new_connections_while_running() {
     let cluster = Cluster::with_fixtures(false);
-    let text = config(&cluster.standin.address(), "").replace("identity = \"identity\"", "identity = \"identity\"\nrefresh.enabled = true\nrefresh.interval = \"100ms\"");
+    let text = refreshed(config(&cluster.standin.address())).text();
     let sandbox = Sandbox::new("teleport-rotate", &text);
     let first = cluster.write_identity(&sandbox, &IdentitySpec::default());
     let running = sandbox.spawn_start();
     util::wait_for("every audit event", DEADLINE, || sandbox.out_count() >= 184, || sandbox.report(Some(&running.snapshot())));
     let second = cluster.write_identity(&sandbox, &IdentitySpec::default());
     assert_ne!(first, second);
-    // Give the watcher time to see the new file, then make ferry reconnect.
-    std::thread::sleep(Duration::from_millis(500));
+    // Once the watcher has re-read the file, make ferry reconnect.
+    util::wait_for(
+        "the new identity re-read",
+        DEADLINE,
+        || running.stderr().lines().any(|line| line.contains("Re-read the Teleport identity") && line.contains(&second)),
+        || sandbox.report(Some(&running.snapshot())),
+    );
     cluster.standin.drop_connections();
     util::wait_for(
         "a connection with the new certificate",
@@ -335,8 +323,14 @@ fn failed_logins_past_the_threshold_lock_the_user_once() {
     let mut events: Vec<Value> = (0..5).map(failed).collect();
     events.push(serde_json::json!({"event": "user.login", "code": "T1000I", "success": true, "user": "alice", "time": now, "uid": "ok-1"}));
     let cluster = Cluster::start(StandInOptions { events, export_api: false, ..StandInOptions::default() });
-    let extra = "exit-on-last-event = true\nstart-time = \"2000-01-01T00:00:00Z\"\nlock-enabled = true\nlock-failed-attempts-count = 3\nlock-period = \"1h\"\nlock-for = \"10m\"";
-    let text = config(&cluster.standin.address(), extra).replace("start-time = \"2019-01-01T00:00:00Z\"\n", "").replace("window-size = \"8760h\"", "window-size = \"87600h\"");
+    let text = to_the_end(&cluster.standin.address())
+        .set("start-time", "2000-01-01T00:00:00Z")
+        .set("window-size", "87600h")
+        .set("lock-enabled", true)
+        .set("lock-failed-attempts-count", 3)
+        .set("lock-period", "1h")
+        .set("lock-for", "10m")
+        .text();
     let sandbox = Sandbox::new("teleport-lock", &text);
     cluster.write_identity(&sandbox, &IdentitySpec::default());
     let output = run_to_end(&sandbox);
@@ -355,10 +349,10 @@ fn failed_logins_past_the_threshold_lock_the_user_once() {
 #[test]
 fn start_time_cannot_change_once_ingestion_started() {
     let cluster = Cluster::with_fixtures(false);
-    let sandbox = Sandbox::new("teleport-start-time", &config(&cluster.standin.address(), "exit-on-last-event = true"));
+    let sandbox = Sandbox::new("teleport-start-time", &to_the_end(&cluster.standin.address()).text());
     cluster.write_identity(&sandbox, &IdentitySpec::default());
     run_to_end(&sandbox);
-    sandbox.set_config(&config(&cluster.standin.address(), "exit-on-last-event = true").replace("2019-01-01T00:00:00Z", "2020-01-01T00:00:00Z"));
+    sandbox.set_config(&to_the_end(&cluster.standin.address()).set("start-time", "2020-01-01T00:00:00Z").text());
     let message = sandbox.run("start").one_line_error(&sandbox);
     assert!(message.contains("`teleport.start-time`: ingestion started from 2019-01-01T00:00:00Z"), "{message}");
 }
@@ -375,10 +369,12 @@ fn missing_and_unreadable_recordings_are_dead_lettered_and_ingestion_goes_on() {
     events.push(serde_json::json!({"event": "user.login", "code": "T1000I", "success": true, "user": "alice", "time": now, "uid": "after"}));
     let cluster = Cluster::start(StandInOptions { events, export_api: false, ..StandInOptions::default() });
     cluster.standin.inject(Method::StreamUnstructuredSessionEvents, Fault::Status(tonic::Code::DataLoss, "recording is corrupted".into()));
-    let text = config(&cluster.standin.address(), "concurrency = 1")
-        .replace("identity = \"identity\"", "identity = \"identity\"\nmissing-recording-retry = \"100ms\"")
-        .replace("start-time = \"2019-01-01T00:00:00Z\"", "start-time = \"2020-01-01T00:00:00Z\"")
-        .replace("window-size = \"8760h\"", "window-size = \"87600h\"");
+    let text = config(&cluster.standin.address())
+        .set("concurrency", 1)
+        .set("teleport.missing-recording-retry", "100ms")
+        .set("start-time", "2020-01-01T00:00:00Z")
+        .set("window-size", "87600h")
+        .text();
     let sandbox = Sandbox::new("teleport-missing", &text);
     cluster.write_identity(&sandbox, &IdentitySpec::default());
     let running = sandbox.spawn_start();
@@ -410,7 +406,7 @@ fn missing_and_unreadable_recordings_are_dead_lettered_and_ingestion_goes_on() {
 #[test]
 fn a_dry_run_reads_everything_and_sends_nothing() {
     let cluster = Cluster::with_fixtures(false);
-    let sandbox = Sandbox::new("teleport-dry-run", &config(&cluster.standin.address(), "exit-on-last-event = true\ndry-run = true"));
+    let sandbox = Sandbox::new("teleport-dry-run", &to_the_end(&cluster.standin.address()).set("dry-run", true).text());
     cluster.write_identity(&sandbox, &IdentitySpec::default());
     for run in 1..=2 {
         let output = run_to_end(&sandbox);
@@ -425,7 +421,7 @@ fn a_dry_run_reads_everything_and_sends_nothing() {
 #[test]
 fn through_a_proxy_with_tls_routing() {
     let cluster = Cluster::start(StandInOptions { export_api: false, announce_sessions: true, tls_routing: true, ..StandInOptions::default() });
-    let text = config(&cluster.standin.address(), "exit-on-last-event = true").replace("identity = \"identity\"", "identity = \"identity\"\ncluster = \"ferry.test\"");
+    let text = to_the_end(&cluster.standin.address()).set("teleport.cluster", "ferry.test").text();
     let sandbox = Sandbox::new("teleport-proxy", &text);
     cluster.write_identity(&sandbox, &IdentitySpec::default());
     let output = run_to_end(&sandbox);

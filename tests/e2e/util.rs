@@ -9,6 +9,9 @@
 
 #![allow(dead_code)] // Each scenario uses a different part of this module.
 
+mod config;
+
+pub use config::{Config, Plugin};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
@@ -126,12 +129,9 @@ pub fn wait_for(what: &str, timeout: Duration, mut condition: impl FnMut() -> bo
 
 /// A ferry.toml that runs the plugins folder `plugins` over `in.jsonl` (to
 /// its end) into the file sink `default` (`out.jsonl`), in batches of
-/// `batch_size`; `more` is appended (further sinks, say).
-pub fn plugins_dir_job(batch_size: usize, more: &str) -> String {
-    format!(
-        "storage = \"storage\"\nplugins-dir = \"plugins\"\n\n[pipeline]\nbatch-size = {batch_size}\nlinger = \"20ms\"\n\n\
-         [source.file]\npath = \"{IN}\"\nfollow = false\n\n[sinks.default]\ntype = \"file\"\npath = \"{OUT}\"\n{more}"
-    )
+/// `batch_size`.
+pub fn plugins_dir_job(batch_size: i64) -> Config {
+    Config::file_job(false).set("plugins-dir", "plugins").pipeline(batch_size, "20ms")
 }
 
 /// A fresh folder with a ferry.toml, in which the tests run ferry. It is

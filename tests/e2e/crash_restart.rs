@@ -6,7 +6,7 @@
 //! the batches in flight finish and commits them before ferry exits 0, so
 //! the next run starts exactly where the stopped one ended.
 
-use crate::util::{self, DEADLINE, IN, OUT, Sandbox};
+use crate::util::{self, Config, DEADLINE, IN, OUT, Plugin, Sandbox};
 use serde_json::Value;
 use std::collections::BTreeSet;
 use std::io::Read;
@@ -15,34 +15,21 @@ use std::time::Duration;
 
 const BATCH: usize = 50;
 
+/// The redact job over `in.jsonl` (polled every 20 ms, followed or read to
+/// its end) into the file sink `default`, one batch of 50 in flight.
 fn config(follow: bool) -> String {
-    config_with_sink(follow, "type = \"file\"\npath = \"out.jsonl\"")
+    job(follow).file_sink("default", OUT).text()
 }
 
-fn config_with_sink(follow: bool, sink: &str) -> String {
-    format!(
-        r#"
-storage = "storage"
-
-[[plugins]]
-path = '{redact}'
-config = {{ fields = ["login"], replacement = "***" }}
-
-[pipeline]
-batch-size = {BATCH}
-batches-in-flight = 1
-linger = "20ms"
-
-[source.file]
-path = "in.jsonl"
-follow = {follow}
-poll-interval = "20ms"
-
-[sinks.default]
-{sink}
-"#,
-        redact = util::plugin("redact").display()
-    )
+/// As [`config`], without a sink.
+fn job(follow: bool) -> Config {
+    let redact = Plugin::built("redact").set("config.fields", vec!["login"]).set("config.replacement", "***");
+    Config::new()
+        .plugin(redact)
+        .pipeline(BATCH, "20ms")
+        .set("pipeline.batches-in-flight", 1)
+        .file_source(IN, follow)
+        .set("source.file.poll-interval", "20ms")
 }
 
 /// The fixtures repeated with a suffix on every uid (and a uid given to the
@@ -197,7 +184,7 @@ fn sigkill_mid_stream_loses_nothing_and_repeats_at_most_one_batch() {
 fn sigterm_during_a_delivery_finishes_it_before_exiting() {
     // The sink is ferry's stdout, a pipe nobody reads yet: once it is full,
     // ferry is stuck in the middle of delivering a batch.
-    let sandbox = Sandbox::new("sigterm_drain", &config_with_sink(true, "type = \"stdout\""));
+    let sandbox = Sandbox::new("sigterm_drain", &job(true).set("sinks.default.type", "stdout").text());
     let events = many_events(6);
     sandbox.write(IN, lines_of(&events).concat().as_bytes());
     let stderr = std::fs::File::create(sandbox.path("stopped-run.stderr")).expect("create the stderr file");

@@ -3,53 +3,35 @@
 //! sink must hold exactly the events the rules send it, mapped to ECS,
 //! enriched, with the original Teleport event intact under `teleport`.
 
-use crate::util::{self, FixtureEvent, IN, Sandbox};
+use crate::util::{self, Config, FixtureEvent, IN, Plugin, Sandbox, toml_value};
 use serde_json::Value;
 use std::collections::BTreeSet;
+use std::path::Path;
 
-const CONFIG: &str = r#"
-storage = "storage"
-
-[pipeline]
-batch-size = 32
-linger = "20ms"
-
-[source.file]
-path = "in.jsonl"
-follow = false
-
-[[plugins]]
-path = "wasm/filter.wasm"
-config = { exclude = [{ type = "session.data" }, { type = "sftp", code = "*I" }] }
-
-[[plugins]]
-path = "wasm/ecs.wasm"
-
-[[plugins]]
-path = "wasm/enrich.wasm"
-config = { fields = { "labels.environment" = "e2e" } }
-
-[[plugins]]
-path = "wasm/route.wasm"
-[plugins.config]
-default = "default"
-rules = [
-  { when = { type = "session.*" }, sinks = "sessions" },
-  { when = { type = "user.login", success = false }, sinks = ["security", "default"] },
-]
-
-[sinks.default]
-type = "file"
-path = "out.jsonl"
-
-[sinks.sessions]
-type = "file"
-path = "sessions.jsonl"
-
-[sinks.security]
-type = "file"
-path = "security.jsonl"
-"#;
+/// The chain over the fixtures to their end, into the sinks `default`,
+/// `sessions` and `security`; the plugins are copied into `wasm/`.
+fn config() -> String {
+    let filter = Plugin::new(Path::new("wasm/filter.wasm")).set("config.exclude", toml_value(r#"[{ type = "session.data" }, { type = "sftp", code = "*I" }]"#));
+    let enrich = Plugin::new(Path::new("wasm/enrich.wasm")).set("config.fields", toml_value(r#"{ "labels.environment" = "e2e" }"#));
+    let route = Plugin::new(Path::new("wasm/route.wasm")).set("config.default", "default").set(
+        "config.rules",
+        toml_value(
+            r#"[
+                { when = { type = "session.*" }, sinks = "sessions" },
+                { when = { type = "user.login", success = false }, sinks = ["security", "default"] },
+            ]"#,
+        ),
+    );
+    Config::file_job(false)
+        .pipeline(32, "20ms")
+        .plugin(filter)
+        .plugin(Plugin::new(Path::new("wasm/ecs.wasm")))
+        .plugin(enrich)
+        .plugin(route)
+        .file_sink("sessions", "sessions.jsonl")
+        .file_sink("security", "security.jsonl")
+        .text()
+}
 
 /// What the filter keeps: all but `session.data` and successful `sftp`.
 fn kept(event: &FixtureEvent) -> bool {
@@ -63,7 +45,7 @@ fn failed_login(event: &FixtureEvent) -> bool {
 
 #[test]
 fn filter_ecs_enrich_route_fill_each_sink_with_exactly_its_events() {
-    let sandbox = Sandbox::new("example_chain", CONFIG);
+    let sandbox = Sandbox::new("example_chain", &config());
     let events = util::fixtures();
     sandbox.write(IN, util::jsonl(&events).as_bytes());
     for name in ["filter", "ecs", "enrich", "route"] {

@@ -3,7 +3,7 @@
 //! batch (or the event) goes where the plugin's `on-error` says, every other
 //! event is delivered untouched, and nothing the sandbox hides leaks out.
 
-use crate::util::{self, FixtureEvent, IN, Output, Sandbox};
+use crate::util::{self, Config, FixtureEvent, IN, Output, Plugin, Sandbox};
 use serde_json::Value;
 use std::collections::BTreeSet;
 
@@ -11,33 +11,12 @@ use std::collections::BTreeSet;
 const BATCH: usize = 5;
 const TRIGGER: &str = "user.login";
 
-/// A config running `hostile` in `mode` as plugin `name`, with `settings`
-/// (more keys of its `[[plugins]]` table) and follow = false.
-fn config(name: &str, mode: &str, settings: &str) -> String {
-    format!(
-        r#"
-storage = "storage"
-
-[[plugins]]
-path = '{wasm}'
-name = "{name}"
-{settings}
-config = {{ mode = "{mode}", when-type = "{TRIGGER}" }}
-
-[pipeline]
-batch-size = {BATCH}
-linger = "10ms"
-
-[source.file]
-path = "in.jsonl"
-follow = false
-
-[sinks.default]
-type = "file"
-path = "out.jsonl"
-"#,
-        wasm = util::plugin("hostile").display()
-    )
+/// A config running `hostile` in `mode`, on the batches that hold a
+/// `user.login`, as plugin `name` with `settings` (more keys of its
+/// `[[plugins]]` table), over the fixtures to their end in small batches.
+fn config(name: &str, mode: &str, settings: &[(&str, &str)]) -> String {
+    let keys = [[("config.mode", mode), ("config.when-type", TRIGGER)].as_slice(), settings].concat();
+    job(name, &keys, BATCH, false).text()
 }
 
 /// One scenario's run over the fixtures, and what became of each event.
@@ -153,7 +132,7 @@ impl Contained {
 
 #[test]
 fn a_trap_dead_letters_its_batch_and_the_rest_is_delivered() {
-    let c = Contained::run("hostile_trap", "sandboxed-trap", &config("sandboxed-trap", "trap", ""));
+    let c = Contained::run("hostile_trap", "sandboxed-trap", &config("sandboxed-trap", "trap", &[]));
     c.assert_trigger_batches_dead("trap");
     let reason = c.dead[0].0["reason"].as_str().unwrap_or_default();
     assert!(reason.starts_with("plugin `sandboxed-trap` failed: "), "{reason}{}", c.report());
@@ -161,7 +140,7 @@ fn a_trap_dead_letters_its_batch_and_the_rest_is_delivered() {
 
 #[test]
 fn an_endless_loop_is_stopped_at_its_deadline() {
-    let c = Contained::run("hostile_loop", "spinner", &config("spinner", "loop", "deadline = \"300ms\""));
+    let c = Contained::run("hostile_loop", "spinner", &config("spinner", "loop", &[("deadline", "300ms")]));
     c.assert_trigger_batches_dead("deadline");
     let reason = c.dead[0].0["reason"].as_str().unwrap_or_default();
     assert!(reason.contains("300ms"), "the reason should give the deadline: {reason}{}", c.report());
@@ -169,7 +148,7 @@ fn an_endless_loop_is_stopped_at_its_deadline() {
 
 #[test]
 fn a_memory_hog_is_stopped_at_its_cap() {
-    let c = Contained::run("hostile_oom", "hog", &config("hog", "oom", "max-memory = \"32MiB\""));
+    let c = Contained::run("hostile_oom", "hog", &config("hog", "oom", &[("max-memory", "32MiB")]));
     c.assert_trigger_batches_dead("memory");
     let reason = c.dead[0].0["reason"].as_str().unwrap_or_default();
     assert!(reason.contains("max-memory") && reason.contains(&(32u64 << 20).to_string()), "the reason should name the cap: {reason}{}", c.report());
@@ -177,7 +156,7 @@ fn a_memory_hog_is_stopped_at_its_cap() {
 
 #[test]
 fn a_result_of_the_wrong_length_is_refused() {
-    let c = Contained::run("hostile_wrong_length", "short", &config("short", "wrong-length", ""));
+    let c = Contained::run("hostile_wrong_length", "short", &config("short", "wrong-length", &[]));
     c.assert_trigger_batches_dead("malformed result");
     let reason = c.dead[0].0["reason"].as_str().unwrap_or_default();
     assert!(reason.contains("verdicts for"), "the reason should say what is malformed: {reason}{}", c.report());
@@ -185,7 +164,7 @@ fn a_result_of_the_wrong_length_is_refused() {
 
 #[test]
 fn invalid_json_from_a_plugin_fails_each_event_and_keeps_the_original() {
-    let c = Contained::run("hostile_bad_json", "garbler", &config("garbler", "bad-json", ""));
+    let c = Contained::run("hostile_bad_json", "garbler", &config("garbler", "bad-json", &[]));
     c.assert_trigger_batches_dead("invalid JSON");
     for (letter, _) in &c.dead {
         let reason = letter["reason"].as_str().unwrap_or_default();
@@ -196,14 +175,14 @@ fn invalid_json_from_a_plugin_fails_each_event_and_keeps_the_original() {
 
 #[test]
 fn output_over_max_output_is_refused() {
-    let c = Contained::run("hostile_huge_output", "bloater", &config("bloater", "huge-output", "max-output = \"1MiB\""));
+    let c = Contained::run("hostile_huge_output", "bloater", &config("bloater", "huge-output", &[("max-output", "1MiB")]));
     c.assert_trigger_batches_dead("max-output");
     assert!(!c.sandbox.read(util::OUT).contains("xxxxxxxx"), "padding reached the output{}", c.report());
 }
 
 #[test]
 fn files_are_out_of_reach() {
-    let c = Contained::run("hostile_files", "snoop", &config("snoop", "files", ""));
+    let c = Contained::run("hostile_files", "snoop", &config("snoop", "files", &[]));
     c.assert_trigger_batches_dead("file access denied");
     assert!(!c.sandbox.read(util::OUT).contains("leaked"), "file contents reached the output{}", c.report());
     for (letter, _) in &c.dead {
@@ -214,7 +193,7 @@ fn files_are_out_of_reach() {
 
 #[test]
 fn the_environment_is_out_of_reach() {
-    let c = Contained::run_with("hostile_env", "envy", &config("envy", "env", ""), |command| {
+    let c = Contained::run_with("hostile_env", "envy", &config("envy", "env", &[]), |command| {
         command.env("FERRY_E2E_SECRET", "hunter2")
     });
     c.assert_each_event_once();
@@ -226,7 +205,7 @@ fn the_environment_is_out_of_reach() {
 
 #[test]
 fn failing_single_events_dead_letters_exactly_those() {
-    let c = Contained::run("hostile_fail_each", "picky", &config("picky", "fail-each", ""));
+    let c = Contained::run("hostile_fail_each", "picky", &config("picky", "fail-each", &[]));
     c.assert_each_event_once();
     let dead: Vec<usize> = c.dead.iter().map(|(_, i)| *i).collect();
     assert_eq!(dead, c.triggers(), "exactly the {TRIGGER} events should be dead-lettered{}", c.report());
@@ -242,7 +221,7 @@ fn failing_single_events_dead_letters_exactly_those() {
 
 #[test]
 fn dropped_events_are_neither_delivered_nor_dead_lettered() {
-    let c = Contained::run("hostile_drop", "dropper", &config("dropper", "drop", ""));
+    let c = Contained::run("hostile_drop", "dropper", &config("dropper", "drop", &[]));
     assert!(c.dead.is_empty(), "drops are not failures{}", c.report());
     let triggers = c.triggers();
     let dropped: Vec<usize> = (0..c.events.len()).filter(|i| !c.delivered.contains(i)).collect();
@@ -258,7 +237,7 @@ fn dropped_events_are_neither_delivered_nor_dead_lettered() {
 
 #[test]
 fn plugin_logs_reach_ferrys_log_tagged_with_the_plugin() {
-    let c = Contained::run("hostile_log", "chatty", &config("chatty", "log", ""));
+    let c = Contained::run("hostile_log", "chatty", &config("chatty", "log", &[]));
     assert!(c.dead.is_empty(), "{}", c.report());
     assert_eq!(c.delivered.len(), c.events.len(), "{}", c.report());
     let logged: Vec<&str> = c.run.stderr.lines().filter(|l| l.contains("Hostile plugin saw a batch.")).collect();
@@ -268,7 +247,7 @@ fn plugin_logs_reach_ferrys_log_tagged_with_the_plugin() {
 
 #[test]
 fn on_error_pass_hands_the_batch_on_unchanged() {
-    let c = Contained::run("hostile_pass", "lenient", &config("lenient", "trap", "on-error = \"pass\""));
+    let c = Contained::run("hostile_pass", "lenient", &config("lenient", "trap", &[("on-error", "pass")]));
     c.assert_each_event_once();
     assert!(c.dead.is_empty(), "with on-error = \"pass\" nothing is dead-lettered{}", c.report());
     assert_eq!(c.delivered, (0..c.events.len()).collect::<Vec<_>>(), "every event, unchanged and in order{}", c.report());
@@ -277,7 +256,7 @@ fn on_error_pass_hands_the_batch_on_unchanged() {
 
 #[test]
 fn on_error_halt_stops_ferry_before_the_failed_batch() {
-    let halt = config("strict", "trap", "on-error = \"halt\"");
+    let halt = config("strict", "trap", &[("on-error", "halt")]);
     let sandbox = Sandbox::new("hostile_halt", &halt);
     let events = util::fixtures();
     sandbox.write(IN, util::jsonl(&events).as_bytes());
@@ -324,7 +303,7 @@ fn on_error_halt_stops_ferry_before_the_failed_batch() {
     );
 
     // With the plugin made lenient, the rest arrives, the failed batch included.
-    sandbox.set_config(&config("strict", "trap", "on-error = \"pass\""));
+    sandbox.set_config(&config("strict", "trap", &[("on-error", "pass")]));
     let rest = sandbox.run("start");
     rest.assert_success(&sandbox);
     let lines = sandbox.out_lines();
@@ -337,10 +316,7 @@ fn the_network_is_out_of_reach() {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("listener");
     listener.set_nonblocking(true).expect("nonblocking");
     let address = listener.local_addr().expect("address");
-    let config = config("netcat", "socket", "").replace(
-        &format!("when-type = \"{TRIGGER}\" }}"),
-        &format!("when-type = \"{TRIGGER}\", address = \"{address}\" }}"),
-    );
+    let config = config("netcat", "socket", &[("config.address", &address.to_string())]);
     let c = Contained::run("hostile_socket", "netcat", &config);
     c.assert_each_event_once();
     let dead: BTreeSet<usize> = c.dead.iter().map(|(_, i)| *i).collect();
@@ -360,7 +336,7 @@ fn the_network_is_out_of_reach() {
 
 #[test]
 fn plugin_stdio_reaches_nothing() {
-    let c = Contained::run("hostile_stdio", "loud", &config("loud", "stdio", ""));
+    let c = Contained::run("hostile_stdio", "loud", &config("loud", "stdio", &[]));
     c.assert_each_event_once();
     assert_eq!(c.delivered, (0..c.events.len()).collect::<Vec<_>>(), "every event unchanged, in order{}", c.report());
     let marker = "hostile plugin output on stdio";
@@ -368,33 +344,11 @@ fn plugin_stdio_reaches_nothing() {
 }
 
 /// A config running `hostile` as plugin `name` over `in.jsonl` into
-/// `out.jsonl`: `plugin` holds more keys of its `[[plugins]]` table (its
-/// `config` included), `pipeline` more keys of `[pipeline]`.
-fn job(name: &str, plugin: &str, batch: usize, follow: bool, pipeline: &str) -> String {
-    format!(
-        r#"
-storage = "storage"
-
-[[plugins]]
-path = '{wasm}'
-name = "{name}"
-{plugin}
-
-[pipeline]
-batch-size = {batch}
-linger = "10ms"
-{pipeline}
-
-[source.file]
-path = "in.jsonl"
-follow = {follow}
-
-[sinks.default]
-type = "file"
-path = "out.jsonl"
-"#,
-        wasm = util::plugin("hostile").display()
-    )
+/// `out.jsonl`: `plugin` holds the keys of its `[[plugins]]` table (its
+/// `config` as `config.KEY`).
+fn job(name: &str, plugin: &[(&str, &str)], batch: usize, follow: bool) -> Config {
+    let hostile = plugin.iter().fold(Plugin::built("hostile").set("name", name), |hostile, (key, value)| hostile.set(key, *value));
+    Config::file_job(follow).pipeline(batch, "10ms").plugin(hostile)
 }
 
 /// `n` small events `ev-0`, `ev-1`, …; the one at `poison` (if any) carries
@@ -413,7 +367,7 @@ fn a_sleeping_plugin_fails_its_call_at_its_deadline() {
     // `sleep` sleeps 60 s in every batch holding a user.login (4 of them):
     // a host call (WASI clock + poll) that the epoch deadline cannot stop.
     let started = std::time::Instant::now();
-    let c = Contained::run("hostile_sleep", "sleepy", &config("sleepy", "sleep", "deadline = \"500ms\""));
+    let c = Contained::run("hostile_sleep", "sleepy", &config("sleepy", "sleep", &[("deadline", "500ms")]));
     let took = started.elapsed();
     c.assert_trigger_batches_dead("ran past its deadline of 500ms (deadline)");
     // Each of the 4 batches costs at most 4 deadlines (the call and isolating
@@ -423,7 +377,7 @@ fn a_sleeping_plugin_fails_its_call_at_its_deadline() {
 
 #[test]
 fn sigterm_stops_ferry_within_its_shutdown_timeout_while_a_plugin_sleeps() {
-    let config = job("sleepy", "deadline = \"500ms\"\nconfig = { mode = \"sleep\" }", 16, true, "shutdown-timeout = \"2s\"");
+    let config = job("sleepy", &[("deadline", "500ms"), ("config.mode", "sleep")], 16, true).set("pipeline.shutdown-timeout", "2s").text();
     let sandbox = Sandbox::new("hostile_sleep_sigterm", &config);
     sandbox.write(IN, util::jsonl(&numbered(64, None)).as_bytes());
     let mut running = sandbox.spawn_start();
@@ -441,7 +395,7 @@ fn sigterm_stops_ferry_within_its_shutdown_timeout_while_a_plugin_sleeps() {
 
 #[test]
 fn ferry_check_refuses_a_plugin_whose_init_sleeps_within_seconds() {
-    let config = job("napper", "deadline = \"500ms\"\nconfig = { mode = \"sleep-init\" }", 16, false, "");
+    let config = job("napper", &[("deadline", "500ms"), ("config.mode", "sleep-init")], 16, false).text();
     let sandbox = Sandbox::new("hostile_sleep_init", &config);
     sandbox.write(IN, b"");
     let started = std::time::Instant::now();
@@ -467,7 +421,7 @@ fn an_amplifying_result_is_refused_before_it_is_copied() {
     // Each call returns one sink list of 1,024 names that all point to the
     // same 64 KiB of guest memory, and routes all 16 events to it: 64 MiB in
     // the host for one copy of the list, a GiB for a copy per event.
-    let config = job("amp", "max-output = \"1MiB\"\nconfig = { mode = \"amplify\" }", 16, true, "");
+    let config = job("amp", &[("max-output", "1MiB"), ("config.mode", "amplify")], 16, true).text();
     let sandbox = Sandbox::new("hostile_amplify", &config);
     let events = numbered(32, None);
     sandbox.write(IN, util::jsonl(&events).as_bytes());
@@ -492,7 +446,7 @@ fn an_amplifying_result_is_refused_before_it_is_copied() {
 
 #[test]
 fn one_poisonous_event_is_dead_lettered_alone_and_the_other_255_are_delivered() {
-    let config = job("taster", "config = { mode = \"poison\" }", 256, false, "");
+    let config = job("taster", &[("config.mode", "poison")], 256, false).text();
     let sandbox = Sandbox::new("hostile_poison", &config);
     let events = numbered(256, Some(137));
     sandbox.write(IN, util::jsonl(&events).as_bytes());

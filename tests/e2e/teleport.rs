@@ -70,11 +70,6 @@ fn to_the_end(addr: &str) -> Config {
     config(addr).set("exit-on-last-event", true)
 }
 
-/// No session type skipped: every recording is streamed.
-fn no_skipped_sessions() -> Vec<&'static str> {
-    Vec::new()
-}
-
 fn lines(sandbox: &Sandbox, file: &str) -> Vec<Value> {
     util::complete_lines(&sandbox.read(file))
         .iter()
@@ -149,7 +144,7 @@ fn types_and_skip_event_types_filter_in_the_export_engine() {
 #[test]
 fn print_events_carry_their_base64_data_as_sent() {
     let cluster = Cluster::with_fixtures(false);
-    let sandbox = Sandbox::new("teleport-print", &to_the_end(&cluster.standin.address()).set("skip-session-types", no_skipped_sessions()).text());
+    let sandbox = Sandbox::new("teleport-print", &to_the_end(&cluster.standin.address()).set("skip-session-types", Vec::<&str>::new()).text());
     cluster.write_identity(&sandbox, &IdentitySpec::default());
     let output = run_to_end(&sandbox);
     let expected = cluster.session();
@@ -212,7 +207,7 @@ fn killed_mid_session_and_restarted_the_session_resumes() {
     let sandbox = Sandbox::new("teleport-kill-session", "");
     let pki = logstash.pki.write(&sandbox.path("pki")).expect("certificates written");
     let text = to_the_end(&cluster.standin.address())
-        .set("skip-session-types", no_skipped_sessions())
+        .set("skip-session-types", Vec::<&str>::new())
         .unset("sinks.sessions")
         .logstash_sink("sessions", &logstash.url(), &pki.ca, &pki.client_cert, &pki.client_key);
     sandbox.set_config(&text.text());

@@ -5,7 +5,7 @@
 //! (`exit-on-last-event`), so a ferry that stalls or loops fails by its
 //! deadline rather than by a sleep.
 
-use crate::util::{self, OUT, Sandbox};
+use crate::util::{self, Config, OUT, Sandbox};
 use ferry::source::teleport::structjson::struct_to_json;
 use ferry::standin::logstash::LogstashStandIn;
 use ferry::standin::teleport::{IdentitySpec, StandInOptions};
@@ -23,36 +23,15 @@ impl Cluster {
     }
 }
 
-/// Where the fixtures are read from: a year a window, pages of 20.
-const FIXTURES: &str = "start-time = \"2019-01-01T00:00:00Z\"\nwindow-size = \"8760h\"\nbatch = 20";
-
-/// An event handler style config for `addr`: `top` at the top level (it
-/// sets `start-time`, `window-size` and `batch`), and `tables` after
-/// `[teleport]` (sinks, `[forward.fluentd]`).
-fn config(addr: &str, top: &str, tables: &str) -> String {
-    format!(
-        r#"
-storage = "storage"
-timeout = "100ms"
-exit-on-last-event = true
-{top}
-
-[teleport]
-addr = "{addr}"
-identity = "identity"
-
-[pipeline]
-batch-size = 10
-batches-in-flight = 1
-linger = "20ms"
-
-{tables}
-"#
-    )
+/// An event handler style config for `addr` (the fixtures' year in one
+/// window, pages of 20) that ends at the last event of the log.
+fn config(addr: &str) -> Config {
+    Config::teleport_job(addr).set("exit-on-last-event", true)
 }
 
-fn file_sink() -> String {
-    format!("[sinks.default]\ntype = \"file\"\npath = \"{OUT}\"\n")
+/// [`config`] into the file sink `default`.
+fn into_file(addr: &str) -> String {
+    config(addr).file_sink("default", OUT).text()
 }
 
 fn lines(sandbox: &Sandbox) -> Vec<Value> {
@@ -71,14 +50,12 @@ fn a_recordings_prints_go_to_the_session_url_of_the_stream() {
     let logstash = cluster.runtime.block_on(LogstashStandIn::start(None)).expect("the stand-in Logstash starts");
     let sandbox = Sandbox::new("teleport-session-url", "");
     let pki = logstash.pki.write(&sandbox.path("pki")).expect("certificates written");
-    let fluentd = format!(
-        "[forward.fluentd]\nurl = \"{url}test.log\"\nsession-url = \"{url}session\"\nca = \"{ca}\"\ncert = \"{cert}\"\nkey = \"{key}\"\n",
-        url = logstash.url(),
-        ca = pki.ca.display(),
-        cert = pki.client_cert.display(),
-        key = pki.client_key.display(),
-    );
-    sandbox.set_config(&config(&cluster.standin.address(), &format!("{FIXTURES}\nskip-session-types = []\nplugins-dir = \"plugins\""), &fluentd));
+    let url = logstash.url();
+    let text = config(&cluster.standin.address())
+        .set("skip-session-types", Vec::<&str>::new())
+        .set("plugins-dir", "plugins")
+        .fluentd(&format!("{url}test.log"), &format!("{url}session"), &pki.ca, &pki.client_cert, &pki.client_key);
+    sandbox.set_config(&text.text());
     cluster.standin.write_identity_with(&sandbox.path("identity"), &IdentitySpec::default()).expect("identity written");
     let wasm = std::fs::read(util::plugin("redact")).expect("the redact plugin is built by ferry-test-plugins (tests/plugins-build)");
     sandbox.write("plugins/redact.wasm", &wasm);
@@ -110,7 +87,7 @@ fn an_expired_page_key_is_searched_again_and_nothing_is_lost() {
     // The first window (2019) holds 49 events: pages of 20 at keys k1, k2;
     // k1 is served, then every key expires, so k2 is refused.
     cluster.standin.expire_page_keys_after(1);
-    let sandbox = cluster.sandbox("teleport-expired-key", &config(&cluster.standin.address(), FIXTURES, &file_sink()));
+    let sandbox = cluster.sandbox("teleport-expired-key", &into_file(&cluster.standin.address()));
     let output = sandbox.run("start");
     output.assert_success(&sandbox);
     let expected = cluster.audit_log();
@@ -133,7 +110,7 @@ fn a_vanished_export_chunk_is_dead_lettered_and_ingestion_goes_on() {
     let vanished_ids: BTreeSet<String> = vanished.iter().map(|event| event.id.clone()).collect();
     let dates: BTreeSet<String> = vanished.iter().filter_map(|event| event.time.as_ref()).map(|time| humantime::format_rfc3339_seconds(std::time::UNIX_EPOCH + std::time::Duration::from_secs(time.seconds as u64)).to_string()[..10].to_owned()).collect();
     assert!(vanished.len() >= 10 && !dates.is_empty(), "the fixtures have dates with a second chunk");
-    let sandbox = cluster.sandbox("teleport-vanished-chunk", &config(&cluster.standin.address(), FIXTURES, &file_sink()));
+    let sandbox = cluster.sandbox("teleport-vanished-chunk", &into_file(&cluster.standin.address()));
     let output = sandbox.run("start");
     output.assert_success(&sandbox);
     let report = || sandbox.report(Some(&output));
@@ -174,8 +151,8 @@ fn read_once_to_the_end(name: &str, options: StandInOptions, count: usize) {
     let cluster = Cluster::start(options);
     // One window from before the events to after now: the last window,
     // which ferry polls until it has read everything.
-    let top = "start-time = \"2019-12-31T00:00:00Z\"\nwindow-size = \"87600h\"\nbatch = 5";
-    let sandbox = cluster.sandbox(name, &config(&cluster.standin.address(), top, &file_sink()));
+    let text = config(&cluster.standin.address()).set("start-time", "2019-12-31T00:00:00Z").set("window-size", "87600h").set("batch", 5).file_sink("default", OUT);
+    let sandbox = cluster.sandbox(name, &text.text());
     let output = sandbox.run("start");
     output.assert_success(&sandbox);
     let got = lines(&sandbox);
@@ -215,8 +192,8 @@ fn a_recording_survives_internal_errors_and_a_refused_index() {
     cluster.standin.inject(Method::StreamUnstructuredSessionEvents, Fault::DropStreamAfter(50));
     cluster.standin.inject(Method::StreamUnstructuredSessionEvents, Fault::Status(tonic::Code::Internal, "backend hiccup".into()));
     cluster.standin.inject(Method::StreamUnstructuredSessionEvents, Fault::Status(tonic::Code::OutOfRange, "start_index is past what this reader can seek to".into()));
-    let tables = format!("{}\n[sinks.sessions]\ntype = \"file\"\npath = \"sessions.jsonl\"\n", file_sink());
-    let sandbox = cluster.sandbox("teleport-session-faults", &config(&cluster.standin.address(), &format!("{FIXTURES}\nskip-session-types = []"), &tables));
+    let text = config(&cluster.standin.address()).set("skip-session-types", Vec::<&str>::new()).file_sink("default", OUT).file_sink("sessions", "sessions.jsonl");
+    let sandbox = cluster.sandbox("teleport-session-faults", &text.text());
     let output = sandbox.run("start");
     output.assert_success(&sandbox);
     let recording: Vec<Value> = cluster.standin.session_events(SID).expect("the fixture session").iter().map(|event| struct_to_json(&event.unstructured.clone().unwrap_or_default())).collect();
@@ -239,7 +216,7 @@ fn a_refused_export_cursor_reads_the_chunk_again_from_its_start() {
     let cluster = Cluster::start(StandInOptions { export_api: true, chunk_size: 10, ..StandInOptions::default() });
     cluster.standin.inject(Method::ExportUnstructuredEvents, Fault::DropStreamAfter(5));
     cluster.standin.refuse_export_cursors();
-    let sandbox = cluster.sandbox("teleport-refused-cursor", &config(&cluster.standin.address(), FIXTURES, &file_sink()));
+    let sandbox = cluster.sandbox("teleport-refused-cursor", &into_file(&cluster.standin.address()));
     let output = sandbox.run("start");
     output.assert_success(&sandbox);
     let report = || sandbox.report(Some(&output));
@@ -263,7 +240,7 @@ fn a_refused_identity_is_one_error_line_and_retried_slowly() {
     for _ in 0..2 {
         cluster.standin.inject(Method::GetUnstructuredEvents, Fault::Status(tonic::Code::PermissionDenied, "access denied to perform action \"list\" on \"event\"".into()));
     }
-    let sandbox = cluster.sandbox("teleport-denied", &config(&cluster.standin.address(), FIXTURES, &file_sink()));
+    let sandbox = cluster.sandbox("teleport-denied", &into_file(&cluster.standin.address()));
     let output = sandbox.run("start");
     output.assert_success(&sandbox);
     assert_eq!(lines(&sandbox), cluster.audit_log(), "everything arrives once Teleport allows it\n{}", sandbox.report(Some(&output)));

@@ -11,7 +11,7 @@
 
 mod config;
 
-pub use config::{Config, Plugin};
+pub use config::{Config, Plugin, count, toml_value};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
@@ -130,7 +130,7 @@ pub fn wait_for(what: &str, timeout: Duration, mut condition: impl FnMut() -> bo
 /// A ferry.toml that runs the plugins folder `plugins` over `in.jsonl` (to
 /// its end) into the file sink `default` (`out.jsonl`), in batches of
 /// `batch_size`.
-pub fn plugins_dir_job(batch_size: i64) -> Config {
+pub fn plugins_dir_job(batch_size: usize) -> Config {
     Config::file_job(false).set("plugins-dir", "plugins").pipeline(batch_size, "20ms")
 }
 

@@ -85,8 +85,8 @@ impl Config {
     }
 
     /// `[pipeline]` `batch-size` and `linger`.
-    pub fn pipeline(self, batch_size: i64, linger: &str) -> Config {
-        self.set("pipeline.batch-size", batch_size).set("pipeline.linger", linger)
+    pub fn pipeline(self, batch_size: usize, linger: &str) -> Config {
+        self.set("pipeline.batch-size", count(batch_size)).set("pipeline.linger", linger)
     }
 
     /// `[source.file]` on `path`, followed or read to its end.
@@ -171,9 +171,14 @@ impl Plugin {
 
 /// A TOML value written in TOML (an inline table, an array of tables), for
 /// the plugin configs that are clearer so than key by key.
-pub fn value(text: &str) -> Value {
+pub fn toml_value(text: &str) -> Value {
     let table: Table = toml::from_str(&format!("value = {text}")).unwrap_or_else(|err| panic!("not a TOML value ({err}): {text}"));
     table.get("value").cloned().unwrap_or_else(|| panic!("not a TOML value: {text}"))
+}
+
+/// A count as a TOML integer.
+pub fn count(n: usize) -> i64 {
+    i64::try_from(n).unwrap_or_else(|_| panic!("{n} does not fit a TOML integer"))
 }
 
 fn path_text(path: &Path) -> String {

@@ -1,31 +1,25 @@
 //! `ferry check`: a good config says ok; every broken one fails with exactly
 //! one line on stderr that names the problem and where it is.
 
-use crate::util::{self, Sandbox};
+use crate::util::{self, Config, IN, OUT, Plugin, Sandbox};
+use std::path::Path;
 
-const SOURCE_AND_SINK: &str = r#"
-[source.file]
-path = "in.jsonl"
-
-[sinks.default]
-type = "file"
-path = "out.jsonl"
-"#;
-
-fn redact() -> String {
-    format!("[[plugins]]\npath = '{}'\nconfig = {{ fields = [\"login\"] }}\n", util::plugin("redact").display())
+/// `in.jsonl` into the file sink `default`: what every case but one has.
+fn source_and_sink() -> Config {
+    Config::empty().set("source.file.path", IN).file_sink("default", OUT)
 }
 
-fn hostile(name: &str, mode: &str) -> String {
-    format!(
-        "[[plugins]]\npath = '{}'\nname = \"{name}\"\nconfig = {{ mode = \"{mode}\" }}\n",
-        util::plugin("hostile").display()
-    )
+fn redact() -> Plugin {
+    Plugin::built("redact").set("config.fields", vec!["login"])
+}
+
+fn hostile(name: &str, mode: &str) -> Plugin {
+    Plugin::built("hostile").set("name", name).set("config.mode", mode)
 }
 
 #[test]
 fn a_good_config_checks_ok_and_touches_nothing() {
-    let config = format!("storage = \"storage\"\n{}{}{SOURCE_AND_SINK}", redact(), hostile("quiet", "log"));
+    let config = source_and_sink().set("storage", "storage").plugin(redact()).plugin(hostile("quiet", "log")).text();
     let sandbox = Sandbox::new("check_ok", &config);
     let run = sandbox.run("check");
     run.assert_success(&sandbox);
@@ -69,42 +63,44 @@ impl Case {
 #[test]
 fn every_broken_config_fails_with_one_line_naming_the_problem() {
     let cases = [
+        // The first three are written as text on purpose: their errors name
+        // a line and column of it.
         case(
             "unknown key",
-            format!("storage = \"s\"\n\n[pipeline]\nbatch-sise = 3\n{SOURCE_AND_SINK}"),
+            format!("storage = \"s\"\n\n[pipeline]\nbatch-sise = 3\n{}", source_and_sink()),
             &["{cfg}:4:1: unknown field `batch-sise`", "batch-size"],
         ),
         case(
             "wrong type",
-            format!("[pipeline]\nbatch-size = 5\nlinger = 20\n{SOURCE_AND_SINK}"),
+            format!("[pipeline]\nbatch-size = 5\nlinger = 20\n{}", source_and_sink()),
             &["{cfg}:3:10: ", "invalid type: integer `20`"],
         ),
         case(
             "bad duration",
-            format!("[pipeline]\nlinger = \"soon\"\n{SOURCE_AND_SINK}"),
+            format!("[pipeline]\nlinger = \"soon\"\n{}", source_and_sink()),
             &["{cfg}:2:10: ", "`soon` is not a duration"],
         ),
         case(
             "zero batch size",
-            format!("[pipeline]\nbatch-size = 0\n{SOURCE_AND_SINK}"),
+            source_and_sink().set("pipeline.batch-size", 0).text(),
             &["{cfg}: `pipeline.batch-size`: must be at least 1"],
         ),
-        case("no sink", "[source.file]\npath = \"in.jsonl\"\n", &["{cfg}: `sinks`: no sink is configured"]),
+        case("no sink", Config::empty().set("source.file.path", IN).text(), &["{cfg}: `sinks`: no sink is configured"]),
         case(
             "missing plugin file",
-            format!("[[plugins]]\npath = \"missing.wasm\"\n{SOURCE_AND_SINK}"),
+            source_and_sink().plugin(Plugin::new(Path::new("missing.wasm"))).text(),
             &["plugin {dir}/missing.wasm: cannot read: "],
         ),
-        case("text file as a plugin", format!("plugins-dir = \"plugins\"\n{SOURCE_AND_SINK}"), &["plugin {dir}/plugins/x.wasm: not a ferry plugin", "not a WebAssembly file"])
+        case("text file as a plugin", source_and_sink().set("plugins-dir", "plugins").text(), &["plugin {dir}/plugins/x.wasm: not a ferry plugin", "not a WebAssembly file"])
             .with_file("plugins/x.wasm", b"this is not WebAssembly\n"),
-        case("core module as a plugin", format!("plugins-dir = \"plugins\"\n{SOURCE_AND_SINK}"), &["plugin {dir}/plugins/core.wasm: not a ferry plugin", "core WebAssembly module"])
+        case("core module as a plugin", source_and_sink().set("plugins-dir", "plugins").text(), &["plugin {dir}/plugins/core.wasm: not a ferry plugin", "core WebAssembly module"])
             .with_file("plugins/core.wasm", b"\0asm\x01\0\0\0"),
-        case("plugins-dir missing", format!("plugins-dir = \"gone\"\n{SOURCE_AND_SINK}"), &["{dir}/gone"]),
-        case("typo in a plugin's settings", format!("plugins-dir = \"plugins\"\n{SOURCE_AND_SINK}"), &["{dir}/plugins/a.toml:1:1: unknown field `on-eror`"])
+        case("plugins-dir missing", source_and_sink().set("plugins-dir", "gone").text(), &["{dir}/gone"]),
+        case("typo in a plugin's settings", source_and_sink().set("plugins-dir", "plugins").text(), &["{dir}/plugins/a.toml:1:1: unknown field `on-eror`"])
             .with_file("plugins/a.wasm", b"")
             .with_file("plugins/a.toml", b"on-eror = \"pass\"\n"),
-        case("init refuses its config", format!("{}{SOURCE_AND_SINK}", hostile("evil", "init-fail")), &["plugin `evil` refused its config: refusing config on purpose"]),
-        case("plugin config rejected", format!("{}{SOURCE_AND_SINK}", hostile("confused", "sideways")), &["plugin `confused` refused its config: config: unknown mode \"sideways\""]),
+        case("init refuses its config", source_and_sink().plugin(hostile("evil", "init-fail")).text(), &["plugin `evil` refused its config: refusing config on purpose"]),
+        case("plugin config rejected", source_and_sink().plugin(hostile("confused", "sideways")).text(), &["plugin `confused` refused its config: config: unknown mode \"sideways\""]),
     ];
 
     for case in cases {

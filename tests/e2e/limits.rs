@@ -2,20 +2,21 @@
 //! instead of panicking at start; an `http://` sink with a client
 //! certificate is warned about, once.
 
-use crate::util::Sandbox;
+use crate::util::{Config, IN, OUT, Sandbox};
 use ferry::tls::testpki::Pki;
 
-fn config(pipeline: &str, sink: &str) -> String {
-    format!("storage = \"storage\"\n\n[pipeline]\n{pipeline}\n\n[source.file]\npath = \"in.jsonl\"\n\n[sinks.default]\n{sink}\n")
+/// `in.jsonl` into the sink `default`, which the caller sets up.
+fn config() -> Config {
+    Config::new().set("source.file.path", IN)
 }
 
 #[test]
 fn more_batches_in_flight_or_connections_than_ferry_can_track_are_refused_on_one_line() {
-    let sandbox = Sandbox::new("limits-in-flight", &config("batches-in-flight = 9223372036854775807", "type = \"file\"\npath = \"out.jsonl\""));
+    let sandbox = Sandbox::new("limits-in-flight", &config().set("pipeline.batches-in-flight", i64::MAX).file_sink("default", OUT).text());
     let message = sandbox.run("check").one_line_error(&sandbox);
     assert!(message.contains("pipeline.batches-in-flight") && message.contains("more than the most ferry can track"), "{message}");
 
-    sandbox.set_config(&config("", "type = \"logstash\"\nurl = \"https://localhost:9/\"\nmax-connections = 9223372036854775807"));
+    sandbox.set_config(&config().set("sinks.default.type", "logstash").set("sinks.default.url", "https://localhost:9/").set("sinks.default.max-connections", i64::MAX).text());
     let message = sandbox.run("check").one_line_error(&sandbox);
     assert!(message.contains("sinks.default.max-connections") && message.contains("more than the most ferry can track"), "{message}");
 }
@@ -24,8 +25,12 @@ fn more_batches_in_flight_or_connections_than_ferry_can_track_are_refused_on_one
 fn an_http_url_with_a_client_certificate_is_warned_about_once() {
     let sandbox = Sandbox::new("limits-http-cert", "");
     let pki = Pki::generate("logstash").expect("a PKI").write(&sandbox.path("pki")).expect("certificates written");
-    let sink = format!("type = \"logstash\"\nurl = \"http://localhost:9/\"\ncert = \"{}\"\nkey = \"{}\"", pki.client_cert.display(), pki.client_key.display());
-    sandbox.set_config(&config("", &sink));
+    let text = config()
+        .set("sinks.default.type", "logstash")
+        .set("sinks.default.url", "http://localhost:9/")
+        .set_path("sinks.default.cert", &pki.client_cert)
+        .set_path("sinks.default.key", &pki.client_key);
+    sandbox.set_config(&text.text());
     let run = sandbox.run("check");
     run.assert_success(&sandbox);
     let warnings: Vec<&str> = run.stderr_lines().into_iter().filter(|line| line.contains("client certificate")).collect();

@@ -1,22 +1,14 @@
 //! Input that is not an event is dead-lettered where it stands, with its
 //! byte offset and why, and the events around it are delivered.
 
-use crate::util::{self, IN, Sandbox};
+use crate::util::{self, Config, IN, OUT, Sandbox};
 use serde_json::Value;
 
-const CONFIG: &str = r#"
-[pipeline]
-batch-size = 8
-linger = "10ms"
-
-[source.file]
-path = "in.jsonl"
-follow = false
-
-[sinks.default]
-type = "file"
-path = "out.jsonl"
-"#;
+/// The fixtures' file to its end into `out.jsonl`, in batches of 8, with
+/// ferry's default storage.
+fn config() -> String {
+    Config::empty().pipeline(8, "10ms").file_source(IN, false).file_sink("default", OUT).text()
+}
 
 /// A bad line: its bytes, and what the dead letter's reason must say.
 struct Bad {
@@ -26,7 +18,7 @@ struct Bad {
 
 #[test]
 fn bad_lines_are_dead_lettered_with_their_offset_and_the_rest_delivered() {
-    let sandbox = Sandbox::new("malformed", CONFIG);
+    let sandbox = Sandbox::new("malformed", &config());
     let events = util::fixtures();
     let bad = [
         Bad { bytes: br#"{"uid":"cut-short","event":"user.login","#, says: "EOF while parsing" },
@@ -90,7 +82,7 @@ fn bad_lines_are_dead_lettered_with_their_offset_and_the_rest_delivered() {
 /// Runs `lines` through ferry and returns what it delivered and the dead
 /// letters, failing unless it exits 0.
 fn run_lines(scenario: &str, lines: &[&[u8]]) -> (Sandbox, Vec<String>, Vec<Value>) {
-    let sandbox = Sandbox::new(scenario, CONFIG);
+    let sandbox = Sandbox::new(scenario, &config());
     let mut input = Vec::new();
     for line in lines {
         input.extend_from_slice(line);

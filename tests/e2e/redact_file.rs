@@ -8,22 +8,10 @@ use serde_json::Value;
 const FIELDS: [&str; 2] = ["login", "addr.remote"];
 const REPLACEMENT: &str = "***";
 
-const CONFIG: &str = r#"
-storage = "storage"
-plugins-dir = "plugins"
-
-[pipeline]
-batch-size = 16
-linger = "20ms"
-
-[source.file]
-path = "in.jsonl"
-follow = false
-
-[sinks.default]
-type = "file"
-path = "out.jsonl"
-"#;
+/// The plugins folder over the fixtures to their end, in batches of 16.
+fn config() -> String {
+    util::plugins_dir_job(16).text()
+}
 
 /// The value at a redact field path: a top-level key as written first, else
 /// the path split on dots into nested keys (the plugin's documented rule).
@@ -44,7 +32,7 @@ fn field<'a>(event: &'a Value, path: &str) -> Option<&'a Value> {
 
 #[test]
 fn redacts_every_event_once_and_a_second_run_delivers_nothing() {
-    let sandbox = Sandbox::new("redact_file", CONFIG);
+    let sandbox = Sandbox::new("redact_file", &config());
     let events = util::fixtures();
     sandbox.write(IN, util::jsonl(&events).as_bytes());
     let wasm = std::fs::read(util::plugin("redact")).expect("the redact plugin is built by ferry-test-plugins (tests/plugins-build)");

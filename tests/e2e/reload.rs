@@ -4,26 +4,14 @@
 //! be checked against the plugin that should have made it; at the end every
 //! input event must be in the sink exactly once.
 
-use crate::util::{self, DEADLINE, FixtureEvent, IN, Running, Sandbox};
+use crate::util::{self, Config, DEADLINE, FixtureEvent, IN, Running, Sandbox};
 use serde_json::Value;
 
-const CONFIG: &str = r#"
-storage = "storage"
-plugins-dir = "plugins"
-
-[pipeline]
-batch-size = 8
-linger = "20ms"
-
-[source.file]
-path = "in.jsonl"
-follow = true
-poll-interval = "20ms"
-
-[sinks.default]
-type = "file"
-path = "out.jsonl"
-"#;
+/// The plugins folder over `in.jsonl`, followed and polled every 20 ms,
+/// into `out.jsonl`, in batches of 8.
+fn config() -> Config {
+    Config::file_job(true).set("plugins-dir", "plugins").pipeline(8, "20ms").set("source.file.poll-interval", "20ms")
+}
 
 const RELOADED: &str = "Plugin chain reloaded";
 const REFUSED: &str = "Reload refused";
@@ -41,7 +29,7 @@ struct Live {
 
 impl Live {
     fn start(scenario: &str, wasm: &str, settings: &str) -> Live {
-        let sandbox = Sandbox::new(scenario, CONFIG);
+        let sandbox = Sandbox::new(scenario, &config().text());
         sandbox.write(IN, b"");
         sandbox.write("plugins/p.toml", settings.as_bytes());
         sandbox.write("plugins/p.wasm", &built(wasm));
@@ -229,7 +217,7 @@ fn sighup_reloads_and_changes_outside_the_chain_wait_for_a_restart() {
     assert_remembered(&chunk, &out, 0, &chunk[0].id.clone(), &live);
 
     // A pipeline setting changed: the chain reloads, the setting waits.
-    live.sandbox.set_config(&CONFIG.replace("linger = \"20ms\"", "linger = \"30ms\""));
+    live.sandbox.set_config(&config().set("pipeline.linger", "30ms").text());
     live.wait_stderr(RELOADED, 2);
     let warning = live.ferry.stderr().lines().find(|l| l.contains("need a restart")).unwrap_or_default().to_owned();
     assert!(warning.contains("[pipeline]") && !warning.contains("[sinks]"), "the warning names what changed: {warning}{}", live.report());
@@ -286,7 +274,7 @@ fn a_deleted_plugin_is_refused_and_no_event_leaves_unredacted() {
     live.wait_stderr(RELOADED, 2);
 
     // Taken out on purpose: ferry.toml names it, and events pass unchanged.
-    live.sandbox.set_config(&format!("removed-plugins = [\"p\"]\n{CONFIG}"));
+    live.sandbox.set_config(&config().set("removed-plugins", vec!["p"]).text());
     live.wait_stderr(RELOADED, 3);
     let warning = last_line(&live, "taken out of the chain");
     assert!(warning.contains(" WARN ") && warning.contains("plugin=p "), "{warning}{}", live.report());
@@ -298,21 +286,13 @@ fn a_deleted_plugin_is_refused_and_no_event_leaves_unredacted() {
 }
 
 /// A run over a fixed input that ends with it, and names no plugins folder.
-const TO_THE_END: &str = r#"
-storage = "storage"
-
-[source.file]
-path = "in.jsonl"
-follow = false
-
-[sinks.default]
-type = "file"
-path = "out.jsonl"
-"#;
+fn to_the_end() -> Config {
+    Config::file_job(false)
+}
 
 #[test]
 fn a_missing_plugins_folder_named_by_the_config_fails_start_and_check_on_one_line() {
-    let sandbox = util::Sandbox::new("reload_missing_folder", &format!("plugins-dir = \"plugins\"\n{TO_THE_END}"));
+    let sandbox = util::Sandbox::new("reload_missing_folder", &to_the_end().set("plugins-dir", "plugins").text());
     sandbox.write(IN, util::jsonl(&util::fixtures()[..3]).as_bytes());
     for command in ["check", "start"] {
         let output = sandbox.run(command);
@@ -327,7 +307,7 @@ fn a_missing_plugins_folder_named_by_the_config_fails_start_and_check_on_one_lin
 
     // A config that names no folder (as teleport-event-handler's) runs
     // without plugins when `./plugins` is not there.
-    sandbox.set_config(TO_THE_END);
+    sandbox.set_config(&to_the_end().text());
     sandbox.run("check").assert_success(&sandbox);
     let output = sandbox.run("start");
     output.assert_success(&sandbox);

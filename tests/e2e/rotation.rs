@@ -5,28 +5,14 @@
 //! logrotate would (rename, or `copytruncate`), and checks that every event
 //! written arrived, each once, with nothing dead-lettered.
 
-use crate::util::{self, DEADLINE, IN, Sandbox};
+use crate::util::{self, Config, DEADLINE, IN, Sandbox};
 use serde_json::Value;
 use std::collections::BTreeMap;
 
+/// `in.jsonl`, followed and polled every `poll`, into `out.jsonl`, in
+/// batches of 100.
 fn config(poll: &str) -> String {
-    format!(
-        r#"
-storage = "storage"
-
-[pipeline]
-batch-size = 100
-linger = "10ms"
-
-[source.file]
-path = "in.jsonl"
-poll-interval = "{poll}"
-
-[sinks.default]
-type = "file"
-path = "out.jsonl"
-"#
-    )
+    Config::new().pipeline(100, "10ms").set("source.file.path", IN).set("source.file.poll-interval", poll).file_sink("default", util::OUT).text()
 }
 
 /// Lines `PREFIX-N` for N in `range`, each an event with its own uid.

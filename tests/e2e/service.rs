@@ -2,7 +2,7 @@
 //! command lines this binary accepts: its `ExecStart`, with the paths
 //! pointed into a test folder, runs a whole job to the end.
 
-use crate::util::{self, FERRY, IN, Sandbox};
+use crate::util::{self, Config, FERRY, IN, Sandbox};
 use std::process::Command;
 
 const UNIT: &str = include_str!("../../packaging/systemd/ferry.service");
@@ -16,10 +16,7 @@ fn setting(key: &str) -> &'static str {
 
 #[test]
 fn the_units_exec_start_runs_ferry_as_written() {
-    let sandbox = Sandbox::new(
-        "service",
-        "storage = \"storage\"\n[source.file]\npath = \"in.jsonl\"\nfollow = false\n[sinks.default]\ntype = \"file\"\npath = \"out.jsonl\"\n",
-    );
+    let sandbox = Sandbox::new("service", &Config::file_job(false).text());
     let events = util::fixtures();
     sandbox.write(IN, util::jsonl(&events).as_bytes());
     let words: Vec<&str> = setting("ExecStart").split_whitespace().collect();

@@ -7,7 +7,7 @@
 //! restart with Logstash up delivers every event. While ferry drains (a
 //! stalled Logstash holding a request), a second SIGTERM ends it at once.
 
-use crate::util::{self, DEADLINE, FixtureEvent, IN, Sandbox};
+use crate::util::{self, Config, DEADLINE, FixtureEvent, IN, Sandbox};
 use ferry::standin::logstash::LogstashStandIn;
 use ferry::tls::testpki::{Pki, PkiFiles};
 use std::time::{Duration, Instant};
@@ -16,14 +16,13 @@ use std::time::{Duration, Instant};
 /// with 2 in flight (so that a stuck sink soon blocks the source too);
 /// `follow` keeps reading past the end.
 fn config(url: &str, pki: &PkiFiles, shutdown_timeout: &str, follow: bool) -> String {
-    format!(
-        "storage = \"storage\"\n\n[pipeline]\nbatch-size = 10\nbatches-in-flight = 2\nlinger = \"20ms\"\nshutdown-timeout = \"{shutdown_timeout}\"\n\n\
-         [source.file]\npath = \"{IN}\"\nfollow = {follow}\n\n\
-         [sinks.default]\ntype = \"logstash\"\nurl = \"{url}\"\nca = \"{}\"\ncert = \"{}\"\nkey = \"{}\"\nretry-initial = \"50ms\"\nretry-max = \"200ms\"\n",
-        pki.ca.display(),
-        pki.client_cert.display(),
-        pki.client_key.display()
-    )
+    Config::logstash_job(follow, url, &pki.ca, &pki.client_cert, &pki.client_key)
+        .pipeline(10, "20ms")
+        .set("pipeline.batches-in-flight", 2)
+        .set("pipeline.shutdown-timeout", shutdown_timeout)
+        .set("sinks.default.retry-initial", "50ms")
+        .set("sinks.default.retry-max", "200ms")
+        .text()
 }
 
 fn runtime() -> tokio::runtime::Runtime {

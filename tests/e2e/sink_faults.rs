@@ -4,22 +4,20 @@
 //! `max-retry-after`; a 2xx whose body never ends acknowledges its events
 //! once (ferry stops reading the body), and the cursor moves past them.
 
-use crate::util::{self, IN, Sandbox};
+use crate::util::{self, Config, IN, Sandbox};
 use ferry::standin::logstash::{Fault, LogstashStandIn};
 use ferry::tls::testpki::PkiFiles;
 use std::time::{Duration, Instant};
 
 /// A job over the fixtures (to their end, one batch) into one Logstash sink;
-/// `extra` adds sink settings.
-fn config(url: &str, pki: &PkiFiles, extra: &str) -> String {
-    format!(
-        "storage = \"storage\"\n\n[pipeline]\nbatch-size = 256\nlinger = \"20ms\"\n\n\
-         [source.file]\npath = \"{IN}\"\nfollow = false\n\n\
-         [sinks.default]\ntype = \"logstash\"\nurl = \"{url}\"\nca = \"{}\"\ncert = \"{}\"\nkey = \"{}\"\nretry-initial = \"50ms\"\nretry-max = \"200ms\"\n{extra}",
-        pki.ca.display(),
-        pki.client_cert.display(),
-        pki.client_key.display()
-    )
+/// `extra` adds a sink setting (key and value).
+fn config(url: &str, pki: &PkiFiles, (key, value): (&str, &str)) -> String {
+    Config::logstash_job(false, url, &pki.ca, &pki.client_cert, &pki.client_key)
+        .pipeline(256, "20ms")
+        .set("sinks.default.retry-initial", "50ms")
+        .set("sinks.default.retry-max", "200ms")
+        .set(&format!("sinks.default.{key}"), value)
+        .text()
 }
 
 struct Setup {
@@ -29,7 +27,7 @@ struct Setup {
     fixtures: Vec<util::FixtureEvent>,
 }
 
-fn setup(name: &str, extra: &str, faults: Vec<Fault>) -> Setup {
+fn setup(name: &str, extra: (&str, &str), faults: Vec<Fault>) -> Setup {
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("a runtime");
     let standin = runtime.block_on(LogstashStandIn::start(None)).expect("the stand-in Logstash starts");
     standin.inject(faults);
@@ -50,7 +48,7 @@ fn arrivals(setup: &Setup) -> (usize, usize) {
 
 #[test]
 fn a_retry_after_of_a_day_is_capped_by_max_retry_after() {
-    let setup = setup("sink-retry-after-day", "max-retry-after = \"1s\"\n", vec![Fault::Unavailable(86_400)]);
+    let setup = setup("sink-retry-after-day", ("max-retry-after", "1s"), vec![Fault::Unavailable(86_400)]);
     let sandbox = &setup.sandbox;
     let started = Instant::now();
     let mut running = sandbox.spawn_start();
@@ -69,7 +67,7 @@ fn a_retry_after_of_a_day_is_capped_by_max_retry_after() {
 fn a_2xx_whose_body_never_ends_acknowledges_its_events_once_and_the_cursor_moves() {
     // With a 5 s response timeout, a body read to its end would time out and
     // the request be sent again, for ever.
-    let setup = setup("sink-endless-body", "timeout = \"5s\"\n", vec![Fault::EndlessBody]);
+    let setup = setup("sink-endless-body", ("timeout", "5s"), vec![Fault::EndlessBody]);
     let sandbox = &setup.sandbox;
     let mut running = sandbox.spawn_start();
     let output = running.wait(sandbox, Duration::from_secs(30));

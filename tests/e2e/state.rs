@@ -2,25 +2,14 @@
 //! a fresh start is one command. The files ferry keeps its state and keys
 //! in are private (0600).
 
-use crate::util::{IN, Sandbox};
+use crate::util::{Config, IN, Sandbox};
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
-const CONFIG: &str = r#"
-storage = "storage"
-
-[pipeline]
-batch-size = 10
-linger = "10ms"
-
-[source.file]
-path = "in.jsonl"
-follow = false
-
-[sinks.default]
-type = "file"
-path = "out.jsonl"
-"#;
+/// A small input to its end into `out.jsonl`, in batches of 10.
+fn config() -> Config {
+    Config::file_job(false).pipeline(10, "10ms")
+}
 
 fn events(count: usize) -> String {
     (0..count).map(|n| format!("{{\"uid\":\"e-{n}\",\"event\":\"user.login\"}}\n")).collect()
@@ -32,7 +21,7 @@ fn mode(path: &Path) -> u32 {
 
 #[test]
 fn a_deleted_database_is_refused_until_a_reset_accepts_starting_afresh() {
-    let sandbox = Sandbox::new("state_deleted", CONFIG);
+    let sandbox = Sandbox::new("state_deleted", &config().text());
     sandbox.write(IN, events(20).as_bytes());
     sandbox.run("start").assert_success(&sandbox);
     assert_eq!(sandbox.out_count(), 20, "{}", sandbox.report(None));
@@ -61,11 +50,11 @@ fn a_deleted_database_is_refused_until_a_reset_accepts_starting_afresh() {
 
 #[test]
 fn a_replaced_database_is_refused() {
-    let sandbox = Sandbox::new("state_replaced", CONFIG);
+    let sandbox = Sandbox::new("state_replaced", &config().text());
     sandbox.write(IN, events(5).as_bytes());
     sandbox.run("start").assert_success(&sandbox);
     // Another ferry's database copied over this one.
-    let other = Sandbox::new("state_other", CONFIG);
+    let other = Sandbox::new("state_other", &config().text());
     other.write(IN, events(3).as_bytes());
     other.run("start").assert_success(&other);
     for suffix in ["", "-wal", "-shm"] {
@@ -79,7 +68,7 @@ fn a_replaced_database_is_refused() {
 
 #[test]
 fn a_dry_run_keeps_its_own_state_and_is_never_refused() {
-    let sandbox = Sandbox::new("state_dry_run", &format!("dry-run = true\n{CONFIG}"));
+    let sandbox = Sandbox::new("state_dry_run", &config().set("dry-run", true).text());
     sandbox.write(IN, events(5).as_bytes());
     sandbox.run("start").assert_success(&sandbox);
     // Each dry run throws its database away and starts again.

@@ -15,7 +15,7 @@
 //! [`SEED`]) printed in every failure, so a failure can be replayed (as far
 //! as the machine's timing repeats).
 
-use crate::util::{self, DEADLINE, IN, Output, Running, Sandbox};
+use crate::util::{self, Config, DEADLINE, IN, Output, Running, Sandbox};
 use ferry::standin::logstash::{Chaos, ChaosCount, LogstashStandIn};
 use serde_json::Value;
 use std::collections::BTreeSet;
@@ -56,34 +56,13 @@ fn unique_events() -> Vec<(String, String)> {
 }
 
 fn config(logstash: &LogstashStandIn, pki: &ferry::tls::testpki::PkiFiles) -> String {
-    format!(
-        r#"
-storage = "storage"
-
-[pipeline]
-batch-size = {BATCH}
-batches-in-flight = {IN_FLIGHT}
-linger = "10ms"
-
-[source.file]
-path = "in.jsonl"
-follow = false
-
-[sinks.default]
-type = "logstash"
-url = "{url}"
-ca = "{ca}"
-cert = "{cert}"
-key = "{key}"
-timeout = "10s"
-retry-initial = "20ms"
-retry-max = "200ms"
-"#,
-        url = logstash.url(),
-        ca = pki.ca.display(),
-        cert = pki.client_cert.display(),
-        key = pki.client_key.display(),
-    )
+    Config::logstash_job(false, &logstash.url(), &pki.ca, &pki.client_cert, &pki.client_key)
+        .pipeline(BATCH, "10ms")
+        .set("pipeline.batches-in-flight", util::count(IN_FLIGHT))
+        .set("sinks.default.timeout", "10s")
+        .set("sinks.default.retry-initial", "20ms")
+        .set("sinks.default.retry-max", "200ms")
+        .text()
 }
 
 /// What one torture run found.

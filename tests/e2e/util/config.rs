@@ -41,6 +41,13 @@ impl Config {
         Config::new().file_source(super::IN, follow).file_sink("default", super::OUT)
     }
 
+    /// Storage, the file source on `in.jsonl` (read to its end unless
+    /// `follow`), and the Logstash sink `default` at `url` with the CA `ca`
+    /// and the client certificate `cert` and key `key`.
+    pub fn logstash_job(follow: bool, url: &str, ca: &Path, cert: &Path, key: &Path) -> Config {
+        Config::new().file_source(super::IN, follow).logstash_sink("default", url, ca, cert, key)
+    }
+
     /// An event handler style job reading from the Teleport at `addr` with
     /// the identity file `identity`: the event handler's top-level keys as
     /// the fixtures need them (`start-time` in 2019, a year a window, pages

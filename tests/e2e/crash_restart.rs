@@ -72,6 +72,7 @@ fn trickle(path: std::path::PathBuf, lines: Vec<String>) -> std::thread::JoinHan
     std::thread::spawn(move || {
         for chunk in lines.chunks(30) {
             util::append(&path, chunk.concat().as_bytes());
+            // The writer's pace: the time is the point, not a wait.
             std::thread::sleep(Duration::from_millis(10));
         }
     })
@@ -209,6 +210,8 @@ fn sigterm_during_a_delivery_finishes_it_before_exiting() {
         let mut text = String::new();
         stdout.read_to_string(&mut text).map(|_| text)
     });
+    // `util::wait_for`, by hand: on a timeout this ferry (a plain child, not
+    // a `Running`) must be killed before the test fails.
     let started = std::time::Instant::now();
     let exit = loop {
         if let Some(status) = child.try_wait().expect("wait for ferry") {

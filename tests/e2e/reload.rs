@@ -65,6 +65,7 @@ impl Live {
         let writer = std::thread::spawn(move || {
             for line in lines {
                 util::append(&input, line.as_bytes());
+                // The writer's pace: the time is the point, not a wait.
                 std::thread::sleep(std::time::Duration::from_millis(25));
             }
         });

@@ -129,6 +129,8 @@ fn torture(name: &str, commit_before_ack: bool) -> Outcome {
         if rng.bool() {
             let deadline = Instant::now() + Duration::from_millis(rng.u64(0..300));
             let most = logstash.event_count() + 3 * BATCH * IN_FLIGHT;
+            // The random instant is the point: this waits out the time, not
+            // a result (cut short if the events or ferry's exit come first).
             while Instant::now() < deadline && logstash.event_count() < most && !ferry.has_exited() {
                 std::thread::sleep(Duration::from_millis(5));
             }

@@ -12,10 +12,6 @@
 use std::path::Path;
 use toml::{Table, Value};
 
-/// The event handler's top-level keys the Teleport scenarios share: the
-/// fixtures' year in one window, pages of 20, a short poll timeout.
-const START_TIME: &str = "2019-01-01T00:00:00Z";
-
 /// A ferry.toml under construction. Every method returns the config, so a
 /// scenario reads as the list of what it sets.
 #[derive(Debug, Clone, Default)]
@@ -55,7 +51,7 @@ impl Config {
     /// one in flight.
     pub fn teleport_job(addr: &str) -> Config {
         Config::new()
-            .set("start-time", START_TIME)
+            .set("start-time", "2019-01-01T00:00:00Z")
             .set("window-size", "8760h")
             .set("timeout", "100ms")
             .set("batch", 20)

@@ -7,7 +7,8 @@
 //! sinks (file, Logstash with its certificates), `[[plugins]]` entries with
 //! their config tables and `[forward.fluentd]`. Anything else is a key path
 //! given to [`Config::set`]. A test that must write a broken or odd file on
-//! purpose keeps its literal text: that text is its point.
+//! purpose keeps its literal text, given to `Sandbox::new` or
+//! `Sandbox::set_config` as it is: that text is its point.
 
 use std::path::Path;
 use toml::{Table, Value};

@@ -40,6 +40,25 @@ fn a_good_config_checks_ok_and_touches_nothing() {
     assert_eq!(left, ["ferry.toml"], "check must not create state, input or output{}", sandbox.report(Some(&run)));
 }
 
+/// Paths are written by the config builder, quoted as TOML wants: a plugin
+/// and a sink in a folder whose name holds quotes, a backslash and spaces
+/// check ok (config text put together with `format!` broke on them).
+#[test]
+fn paths_with_quotes_and_spaces_check_ok() {
+    let odd = "it's \"odd\" \\ dir";
+    let sandbox = Sandbox::new("check_odd_paths", "");
+    let wasm = std::fs::read(util::plugin("redact")).expect("the redact plugin is built by ferry-test-plugins (tests/plugins-build)");
+    sandbox.write(&format!("{odd}/redact.wasm"), &wasm);
+    let config = Config::empty()
+        .set("source.file.path", IN)
+        .file_sink("default", &format!("{odd}/out.jsonl"))
+        .plugin(Plugin::new(&sandbox.path(&format!("{odd}/redact.wasm"))).set("config.fields", vec!["login"]));
+    sandbox.set_config(&config.text());
+    let run = sandbox.run("check");
+    run.assert_success(&sandbox);
+    assert!(run.stdout.contains("plugins [redact]"), "{}", sandbox.report(Some(&run)));
+}
+
 /// One broken setup: the config, files beside it, and what the one error
 /// line must contain (`{cfg}` is the config file's path, `{dir}` its folder).
 struct Case {

@@ -240,11 +240,15 @@ fn load_and_check(text: &str, file: &Path, env: &[(String, String)]) {
     if let Err(error) = config.default_sink() {
         assert_one_line(&error, file, text);
     }
-    if let Err(error) = crate::source::Source::build(&config) {
+    let context = config.context();
+    if let Err(error) = config.source().and_then(|source| crate::source::Source::build(source, config.source_key(), &context)) {
+        assert_one_line(&error, file, text);
+    }
+    if let Err(error) = config.session_sink() {
         assert_one_line(&error, file, text);
     }
     for (name, sink) in &config.sinks {
-        if let Err(error) = crate::sink::build(name, sink, &config, Arc::new(Metrics::default())) {
+        if let Err(error) = crate::sink::build(name, sink, &context, Arc::new(Metrics::default())) {
             assert_one_line(&error, file, text);
         }
     }

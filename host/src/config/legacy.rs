@@ -364,4 +364,66 @@ refresh.interval = "2m"
         let both = FerryConfig::parse("[teleport]\nidentity = \"i\"\n[source.file]\npath = \"x\"\n", Path::new("/f.toml")).expect_err("two sources");
         assert!(both.to_string().contains("[teleport] and [source] both define the source"), "{both}");
     }
+
+    /// A value for each key of [`KEYS`] that differs from the default.
+    fn sample(key: &str) -> &'static str {
+        match key {
+            "storage" => "\"elsewhere\"",
+            "batch" => "7",
+            "types" => "\"user.login, session.upload\"",
+            "skip-event-types" => "[\"exec\"]",
+            "skip-session-types" => "\"print\"",
+            "start-time" => "\"2024-05-01T00:00:00Z\"",
+            "timeout" => "\"9s\"",
+            "window-size" => "\"2h\"",
+            "concurrency" => "2",
+            "exit-on-last-event" => "true",
+            "lock" => "{ enabled = true, period = \"3m\" }",
+            "lock-enabled" => "true",
+            "lock-failed-attempts-count" => "9",
+            "lock-period" => "\"4m\"",
+            "lock-for" => "\"5m\"",
+            "dry-run" | "debug" => "true",
+            other => panic!("no sample value for `{other}`: add one for the new key of KEYS"),
+        }
+    }
+
+    #[test]
+    fn every_top_level_key_lands_where_the_table_says() {
+        let teleport = |text: String| match FerryConfig::parse_with_env(&text, Path::new("/f.toml"), &|_| None).expect(&text).source {
+            Some(SourceConfig::Teleport(teleport)) => format!("{teleport:?}"),
+            other => panic!("not a Teleport source: {other:?}"),
+        };
+        let plain = teleport("[teleport]\nidentity = \"i\"\n".to_owned());
+        for entry in KEYS {
+            let value = sample(entry.key);
+            let Some(into) = entry.into else {
+                // Ferry's own keys stay where they are and touch no source.
+                assert_eq!(teleport(format!("{} = {value}\n[teleport]\nidentity = \"i\"\n", entry.key)), plain, "{}", entry.key);
+                continue;
+            };
+            let legacy = teleport(format!("{} = {value}\n[teleport]\nidentity = \"i\"\n", entry.key));
+            let own = teleport(format!("[source.teleport]\nidentity = \"i\"\n{} = {value}\n", into.join(".")));
+            assert_ne!(legacy, plain, "`{}` changed nothing", entry.key);
+            assert_eq!(legacy, own, "`{}` is not `source.teleport.{}`", entry.key, into.join("."));
+        }
+    }
+
+    #[test]
+    fn a_top_level_key_wins_over_teleports_own_and_is_reported_at_its_line() {
+        let config = FerryConfig::parse("batch = 7\nlock-period = \"4m\"\n[teleport]\nidentity = \"i\"\nbatch = 5\nlock = { period = \"1m\", enabled = true }\n", Path::new("/f.toml")).expect("loads");
+        let source = teleport(&config);
+        assert_eq!((source.page_size, source.lock.period.0.as_secs(), source.lock.enabled), (7, 240, true));
+        let err = FerryConfig::parse("storage = \"s\"\n\nbatch = \"many\"\n[teleport]\nidentity = \"i\"\n", Path::new("/f.toml")).expect_err("not a number");
+        assert!(err.to_string().starts_with("/f.toml:3:9: invalid type: string \"many\""), "{err}");
+        let err = FerryConfig::parse("lock-for = 3\n[teleport]\nidentity = \"i\"\n", Path::new("/f.toml")).expect_err("not a duration");
+        assert!(err.to_string().starts_with("/f.toml:1:12: "), "{err}");
+    }
+
+    #[test]
+    fn the_readme_documents_every_top_level_key() {
+        let readme = include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md"));
+        let missing: Vec<&str> = KEYS.iter().map(|entry| entry.key).filter(|key| !readme.contains(&format!("`{key}`"))).collect();
+        assert!(missing.is_empty(), "README.md does not name the event handler's keys {missing:?}");
+    }
 }

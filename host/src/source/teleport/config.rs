@@ -1,6 +1,6 @@
 //! `[source.teleport]`, and the same settings as teleport-event-handler
-//! spells them (`[teleport]` plus top-level keys, which `config::legacy`
-//! moves into it).
+//! spells them (`[teleport]` plus top-level keys, which ferry.toml's legacy
+//! module moves into it).
 
 use super::identity::{Credentials, Route};
 use crate::config::ConfigError;

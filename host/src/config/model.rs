@@ -311,4 +311,22 @@ mod tests {
         let two = parse("[sinks.a]\ntype = \"stdout\"\n[sinks.b]\ntype = \"stdout\"\n").expect("valid");
         assert!(two.default_sink().expect_err("ambiguous").to_string().contains("none is named `default`"));
     }
+
+    #[test]
+    fn the_session_sink_must_exist_and_defaults_to_sessions() {
+        let teleport = "[source.teleport]\nidentity = \"i\"\n";
+        let sinks = "[sinks.default]\ntype = \"stdout\"\n[sinks.sessions]\ntype = \"stdout\"\n";
+        let found = parse(&format!("{teleport}{sinks}")).expect("valid").session_sink().expect("sessions exists");
+        assert_eq!(found.as_deref(), Some("sessions"));
+        let none = parse(&format!("{teleport}[sinks.default]\ntype = \"stdout\"\n")).expect("valid").session_sink().expect("no sessions sink");
+        assert_eq!(none, None);
+        let named = parse(&format!("{teleport}session-sink = \"default\"\n{sinks}")).expect("valid").session_sink().expect("default exists");
+        assert_eq!(named.as_deref(), Some("default"));
+        let err = parse(&format!("{teleport}session-sink = \"recordings\"\n{sinks}")).expect("valid").session_sink().expect_err("no such sink");
+        assert_eq!(err.to_string(), "/etc/ferry/ferry.toml: `source.teleport.session-sink`: no sink is named `recordings`");
+        let legacy = parse(&format!("[teleport]\nidentity = \"i\"\nsession-sink = \"recordings\"\n{sinks}")).expect("valid").session_sink().expect_err("no such sink");
+        assert!(legacy.to_string().contains("`teleport.session-sink`"), "{legacy}");
+        let file = parse("[source.file]\npath = \"in.jsonl\"\n[sinks.sessions]\ntype = \"stdout\"\n").expect("valid");
+        assert_eq!(file.session_sink().expect("no Teleport source"), None);
+    }
 }

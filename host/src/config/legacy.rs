@@ -93,6 +93,24 @@ fn place<'i>(table: &mut DeTable<'i>, key: &str, path: &[&'static str], span: st
     table.insert(Spanned::new(span, Cow::Borrowed(*last)), value);
 }
 
+/// `error` with the event handler's top-level keys named among those an
+/// unknown top-level key could have meant: they were taken out of the
+/// document before ferry's types read it, so serde's list lacks them.
+pub fn expecting_keys(error: ConfigError) -> ConfigError {
+    const TOP_LEVEL: &str = "expected one of `storage`, `plugins-dir`, ";
+    match error {
+        ConfigError::Parse { path, line, column, message } if message.starts_with("unknown field") && message.contains(TOP_LEVEL) => {
+            let lifted: Vec<String> = KEYS.iter().filter(|entry| entry.into.is_some()).map(|entry| format!("`{}`", entry.key)).collect();
+            // (After the list's start: the unknown key itself is quoted text.)
+            let at = message.rfind(TOP_LEVEL).unwrap_or_default();
+            let (head, expected) = message.split_at(at);
+            let message = format!("{head}{}", expected.replacen("`teleport`", &format!("`teleport`, {}", lifted.join(", ")), 1));
+            ConfigError::Parse { path, line, column, message }
+        }
+        other => other,
+    }
+}
+
 impl FerryConfig {
     /// Turns `[teleport]` (with the top-level keys already moved into it)
     /// into `[source.teleport]`; `orphan` is a top-level key found without
@@ -425,5 +443,18 @@ refresh.interval = "2m"
         let readme = include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md"));
         let missing: Vec<&str> = KEYS.iter().map(|entry| entry.key).filter(|key| !readme.contains(&format!("`{key}`"))).collect();
         assert!(missing.is_empty(), "README.md does not name the event handler's keys {missing:?}");
+    }
+
+    #[test]
+    fn an_unknown_top_level_key_lists_the_event_handlers_keys_among_those_expected() {
+        let err = FerryConfig::parse("bacth = 20\n[teleport]\nidentity = \"i\"\n", Path::new("/f.toml")).expect_err("typo");
+        let text = err.to_string();
+        assert!(text.starts_with("/f.toml:1:1: unknown field `bacth`, expected one of `storage`, "), "{text}");
+        for entry in KEYS {
+            assert!(text.contains(&format!("`{}`", entry.key)), "{text} lacks `{}`", entry.key);
+        }
+        // Only at the top: a table's own list is its own.
+        let err = FerryConfig::parse("[pipeline]\nbacth = 20\n", Path::new("/f.toml")).expect_err("typo");
+        assert!(!err.to_string().contains("`lock-for`"), "{err}");
     }
 }

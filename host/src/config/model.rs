@@ -13,8 +13,9 @@ use crate::source::teleport::TeleportSourceConfig;
 
 /// The whole of ferry.toml: each component's own part, as that component
 /// defines it, and the few keys that belong to ferry as a whole. Only this
-/// module and the code that assembles the parts (`app`, reload) know the
-/// whole; a component builds from its part and a [`Context`].
+/// module and the code that assembles the parts (`app`, reload, the
+/// commands) know the whole; a component builds from its part and a
+/// [`Context`].
 #[derive(Debug, Clone, Deserialize)]
 #[serde(rename_all = "kebab-case", deny_unknown_fields)]
 pub struct FerryConfig {
@@ -114,7 +115,7 @@ impl FerryConfig {
             let toml_error = |err: &toml::de::Error| ConfigError::from_toml(path.to_owned(), text, err);
             let mut document = toml::de::DeTable::parse(text).map_err(|err| toml_error(&err))?;
             let orphan = legacy::lift_teleport_keys(document.get_mut());
-            let config = FerryConfig::deserialize(toml::de::Deserializer::from(document)).map_err(|err| toml_error(&err))?;
+            let config = FerryConfig::deserialize(toml::de::Deserializer::from(document)).map_err(|err| legacy::expecting_keys(toml_error(&err)))?;
             Ok((config, orphan))
         };
         let mut table: toml::Table = text.parse().map_err(|err| ConfigError::from_toml(path.to_owned(), text, &err))?;

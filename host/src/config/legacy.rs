@@ -28,10 +28,9 @@ pub struct LegacyKey {
     pub note: &'static str,
 }
 
-/// The event handler's top-level keys, in the order they are applied: a
-/// `lock` table first, then the `lock-*` keys that override its fields. A
-/// key here wins over the same setting in `[teleport]`, as in the event
-/// handler, where the top-level keys are the only spelling.
+/// The event handler's top-level keys. A key here wins over the same
+/// setting in `[teleport]`, as in the event handler, where the top-level
+/// keys are the only spelling; the `lock-*` keys win over a `lock` table.
 pub const KEYS: &[LegacyKey] = &[
     LegacyKey { key: "storage", into: None, note: "ferry's own key: the folder of the state database" },
     LegacyKey { key: "batch", into: Some(&["page-size"]), note: "events per page of the audit log search" },
@@ -43,11 +42,11 @@ pub const KEYS: &[LegacyKey] = &[
     LegacyKey { key: "window-size", into: Some(&["window-size"]), note: "span of one audit log search" },
     LegacyKey { key: "concurrency", into: Some(&["concurrency"]), note: "session recordings streamed at once" },
     LegacyKey { key: "exit-on-last-event", into: Some(&["exit-on-last-event"]), note: "stop once caught up" },
-    LegacyKey { key: "lock", into: Some(&["lock"]), note: "the four lock keys below as one table" },
     LegacyKey { key: "lock-enabled", into: Some(&["lock", "enabled"]), note: "lock users after failed logins" },
     LegacyKey { key: "lock-failed-attempts-count", into: Some(&["lock", "failed-attempts-count"]), note: "failed logins allowed within the period" },
     LegacyKey { key: "lock-period", into: Some(&["lock", "period"]), note: "span failed logins are counted over" },
     LegacyKey { key: "lock-for", into: Some(&["lock", "for"]), note: "how long a lock lasts (0: until removed)" },
+    LegacyKey { key: "lock", into: Some(&["lock"]), note: "the four `lock-*` keys as one table" },
     LegacyKey { key: "dry-run", into: None, note: "ferry's own key: read and process, send nothing" },
     LegacyKey { key: "debug", into: None, note: "ferry's own key: the same as `ferry -d`" },
 ];
@@ -58,20 +57,22 @@ pub const KEYS: &[LegacyKey] = &[
 /// caller refuses it once the rest of the file has been read (so that a
 /// plain mistake elsewhere is still reported first).
 pub fn lift_teleport_keys(document: &mut DeTable<'_>) -> Option<&'static str> {
-    let has_teleport = document.contains_key("teleport");
-    let mut orphan = None;
-    for entry in KEYS {
-        let Some(into) = entry.into else { continue };
-        let Some((key, value)) = document.remove_entry(entry.key) else { continue };
-        if !has_teleport {
-            orphan = orphan.or(Some(entry.key));
-            continue;
+    let lifted = || KEYS.iter().filter_map(|entry| Some((entry.key, entry.into?)));
+    if !document.contains_key("teleport") {
+        let orphan = lifted().map(|(key, _)| key).find(|key| document.contains_key(*key));
+        for (key, _) in lifted() {
+            document.remove(key);
         }
+        return orphan;
+    }
+    // Backwards: a `lock` table first, then the `lock-*` keys into it.
+    for (name, into) in lifted().rev() {
+        let Some((key, value)) = document.remove_entry(name) else { continue };
         // (`[teleport]` not being a table is reported when it is read.)
         let Some(DeValue::Table(teleport)) = document.get_mut("teleport").map(Spanned::get_mut) else { continue };
-        place(teleport, entry.key, into, key.span(), value);
+        place(teleport, name, into, key.span(), value);
     }
-    orphan
+    None
 }
 
 /// Puts `value` at `path` in `table`, creating the tables on the way.
@@ -100,6 +101,7 @@ pub fn expecting_keys(error: ConfigError) -> ConfigError {
     const TOP_LEVEL: &str = "expected one of `storage`, `plugins-dir`, ";
     match error {
         ConfigError::Parse { path, line, column, message } if message.starts_with("unknown field") && message.contains(TOP_LEVEL) => {
+            // (In the order of the table, which is that of the fields they once were.)
             let lifted: Vec<String> = KEYS.iter().filter(|entry| entry.into.is_some()).map(|entry| format!("`{}`", entry.key)).collect();
             // (After the list's start: the unknown key itself is quoted text.)
             let at = message.rfind(TOP_LEVEL).unwrap_or_default();

@@ -1,8 +1,10 @@
 //! Building a runnable ferry from a config: the one path that `ferry start`,
 //! `ferry check` and `ferry demo` share, so that a config that checks is a
-//! config that starts.
+//! config that starts. Here the config's parts meet: each component is
+//! built from its own table and the config's [`Context`], and the checks
+//! that span parts are made.
 
-use crate::config::{ConfigError, FerryConfig, Member, discover_chain};
+use crate::config::{ConfigError, Context, FerryConfig, Member, discover_chain};
 use crate::metrics::Metrics;
 use crate::pipeline::{Chain, Pipeline};
 use crate::plugin::{Loaded, PluginError, PluginSpec, Runtime, Transform, WasmPlugin};
@@ -56,11 +58,13 @@ pub async fn build_parts(config: &FerryConfig, metrics: Arc<Metrics>, use_cache:
         .pipeline
         .validate()
         .map_err(|(key, message)| ConfigError::invalid(&config.file, key, message))?;
-    let source = Source::build(config)?;
+    let context: Context = config.context();
+    let mut source = Source::build(config.source()?, config.source_key(), &context)?;
+    source.send_sessions_to(config.session_sink()?);
     let default_sink = config.default_sink()?;
     let mut sinks = BTreeMap::new();
     for (name, sink_config) in &config.sinks {
-        let built = sink::build(name, sink_config, config, metrics.clone())?;
+        let built = sink::build(name, sink_config, &context, metrics.clone())?;
         let sink: Box<dyn Sink> = if config.dry_run { Box::new(sink::DryRun::new(name)) } else { built };
         sinks.insert(name.clone(), sink);
     }

@@ -1,39 +1,128 @@
 //! teleport-event-handler.toml, read as is: its `[teleport]` table, its
-//! top-level ingestion keys and its `FDFWD_*` environment variables
-//! (including the original's misspelled `FDWRD_*` ones) become ferry's
-//! Teleport source. `[forward.fluentd]` is handled in `model`.
+//! top-level keys ([`KEYS`], the one list of them), `[forward.fluentd]` and
+//! its `FDFWD_*` environment variables (including the original's misspelled
+//! `FDWRD_*` ones) become ferry's Teleport source and sinks.
+//!
+//! The top-level keys are moved into `[teleport]` in the parsed document,
+//! before it is read into ferry's types, keeping their places in the file:
+//! a bad value is reported at its own line, and ferry's model has no second
+//! copy of the Teleport source's settings.
 
-use super::{ConfigError, FerryConfig, SourceConfig};
-use serde::{Deserialize, Deserializer};
+use super::{ConfigError, FerryConfig, SinkConfig, SourceConfig};
+use crate::sink::logstash::{BodyFormat, HttpSinkConfig};
+use serde::Deserialize;
+use std::borrow::Cow;
+use std::path::PathBuf;
+use toml::Spanned;
+use toml::de::{DeTable, DeValue};
 
-/// A list written as a TOML array or as one comma-separated string (the
-/// way the event handler's flags and environment variables take it).
-pub fn optional_list<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<Vec<String>>, D::Error> {
-    #[derive(Deserialize)]
-    #[serde(untagged)]
-    enum List {
-        One(String),
-        Many(Vec<String>),
-    }
-    Ok(Option::<List>::deserialize(deserializer)?.map(|list| match list {
-        List::One(text) => text.split(',').map(str::trim).filter(|item| !item.is_empty()).map(str::to_owned).collect(),
-        List::Many(items) => items,
-    }))
+/// One top-level key of teleport-event-handler.toml.
+#[derive(Debug, Clone, Copy)]
+pub struct LegacyKey {
+    /// The key, as the event handler spells it at the top of its file.
+    pub key: &'static str,
+    /// Where it goes in `[teleport]` (ferry's `[source.teleport]`), as a
+    /// path of keys; `None` for a key ferry reads at the top level itself.
+    pub into: Option<&'static [&'static str]>,
+    /// What it sets.
+    pub note: &'static str,
 }
 
-/// Like [`optional_list`], for a list with a default.
-pub fn list<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<String>, D::Error> {
-    Ok(optional_list(deserializer)?.unwrap_or_default())
+/// The event handler's top-level keys. A key here wins over the same
+/// setting in `[teleport]`, as in the event handler, where the top-level
+/// keys are the only spelling; the `lock-*` keys win over a `lock` table.
+pub const KEYS: &[LegacyKey] = &[
+    LegacyKey { key: "storage", into: None, note: "ferry's own key: the folder of the state database" },
+    LegacyKey { key: "batch", into: Some(&["page-size"]), note: "events per page of the audit log search" },
+    LegacyKey { key: "types", into: Some(&["types"]), note: "only these event types (array or comma-separated)" },
+    LegacyKey { key: "skip-event-types", into: Some(&["skip-event-types"]), note: "never these event types" },
+    LegacyKey { key: "skip-session-types", into: Some(&["skip-session-types"]), note: "never these session recording event types" },
+    LegacyKey { key: "start-time", into: Some(&["start-time"]), note: "where the first run starts (RFC 3339)" },
+    LegacyKey { key: "timeout", into: Some(&["timeout"]), note: "pause between searches once caught up" },
+    LegacyKey { key: "window-size", into: Some(&["window-size"]), note: "span of one audit log search" },
+    LegacyKey { key: "concurrency", into: Some(&["concurrency"]), note: "session recordings streamed at once" },
+    LegacyKey { key: "exit-on-last-event", into: Some(&["exit-on-last-event"]), note: "stop once caught up" },
+    LegacyKey { key: "lock-enabled", into: Some(&["lock", "enabled"]), note: "lock users after failed logins" },
+    LegacyKey { key: "lock-failed-attempts-count", into: Some(&["lock", "failed-attempts-count"]), note: "failed logins allowed within the period" },
+    LegacyKey { key: "lock-period", into: Some(&["lock", "period"]), note: "span failed logins are counted over" },
+    LegacyKey { key: "lock-for", into: Some(&["lock", "for"]), note: "how long a lock lasts (0: until removed)" },
+    LegacyKey { key: "lock", into: Some(&["lock"]), note: "the four `lock-*` keys as one table" },
+    LegacyKey { key: "dry-run", into: None, note: "ferry's own key: read and process, send nothing" },
+    LegacyKey { key: "debug", into: None, note: "ferry's own key: the same as `ferry -d`" },
+];
+
+/// Moves the event handler's top-level keys of `document` into its
+/// `[teleport]` table, each keeping its place in the file. Without a
+/// `[teleport]` table they are taken out, and the first is returned: the
+/// caller refuses it once the rest of the file has been read (so that a
+/// plain mistake elsewhere is still reported first).
+pub fn lift_teleport_keys(document: &mut DeTable<'_>) -> Option<&'static str> {
+    let lifted = || KEYS.iter().filter_map(|entry| Some((entry.key, entry.into?)));
+    if !document.contains_key("teleport") {
+        let orphan = lifted().map(|(key, _)| key).find(|key| document.contains_key(*key));
+        for (key, _) in lifted() {
+            document.remove(key);
+        }
+        return orphan;
+    }
+    // Backwards: a `lock` table first, then the `lock-*` keys into it.
+    for (name, into) in lifted().rev() {
+        let Some((key, value)) = document.remove_entry(name) else { continue };
+        // (`[teleport]` not being a table is reported when it is read.)
+        let Some(DeValue::Table(teleport)) = document.get_mut("teleport").map(Spanned::get_mut) else { continue };
+        place(teleport, name, into, key.span(), value);
+    }
+    None
+}
+
+/// Puts `value` at `path` in `table`, creating the tables on the way.
+fn place<'i>(table: &mut DeTable<'i>, key: &str, path: &[&'static str], span: std::ops::Range<usize>, value: Spanned<DeValue<'i>>) {
+    let (last, parents) = path.split_last().unwrap_or_else(|| unreachable!("paths in KEYS are not empty"));
+    let mut table = table;
+    for parent in parents {
+        let entry = table
+            .entry(Spanned::new(span.clone(), Cow::Borrowed(*parent)))
+            .or_insert_with(|| Spanned::new(span.clone(), DeValue::Table(DeTable::new())));
+        // (Not a table: the mistake in `[teleport]` is reported when it is read.)
+        let DeValue::Table(inner) = entry.get_mut() else { return };
+        table = inner;
+    }
+    if parents.is_empty() {
+        // `[teleport]` takes the event handler's own spelling too (`batch`).
+        table.remove(key);
+    }
+    table.insert(Spanned::new(span, Cow::Borrowed(*last)), value);
+}
+
+/// `error` with the event handler's top-level keys named among those an
+/// unknown top-level key could have meant: they were taken out of the
+/// document before ferry's types read it, so serde's list lacks them.
+pub fn expecting_keys(error: ConfigError) -> ConfigError {
+    const TOP_LEVEL: &str = "expected one of `storage`, `plugins-dir`, ";
+    match error {
+        ConfigError::Parse { path, line, column, message } if message.starts_with("unknown field") && message.contains(TOP_LEVEL) => {
+            // (In the order of the table, which is that of the fields they once were.)
+            let lifted: Vec<String> = KEYS.iter().filter(|entry| entry.into.is_some()).map(|entry| format!("`{}`", entry.key)).collect();
+            // (After the list's start: the unknown key itself is quoted text.)
+            let at = message.rfind(TOP_LEVEL).unwrap_or_default();
+            let (head, expected) = message.split_at(at);
+            let message = format!("{head}{}", expected.replacen("`teleport`", &format!("`teleport`, {}", lifted.join(", ")), 1));
+            ConfigError::Parse { path, line, column, message }
+        }
+        other => other,
+    }
 }
 
 impl FerryConfig {
-    /// Turns `[teleport]` and the top-level keys into `[source.teleport]`.
-    pub(super) fn apply_legacy_teleport(&mut self) -> Result<(), ConfigError> {
-        let Some(mut teleport) = self.teleport.take() else {
-            if let Some(first) = self.legacy_keys_set().first() {
+    /// Turns `[teleport]` (with the top-level keys already moved into it)
+    /// into `[source.teleport]`; `orphan` is a top-level key found without
+    /// a `[teleport]` table.
+    pub(super) fn apply_legacy_teleport(&mut self, orphan: Option<&'static str>) -> Result<(), ConfigError> {
+        let Some(teleport) = self.teleport.take() else {
+            if let Some(key) = orphan {
                 return Err(ConfigError::invalid(
                     &self.file,
-                    *first,
+                    key,
                     "is a teleport-event-handler setting; it needs a [teleport] table (or use [source.teleport])",
                 ));
             }
@@ -42,49 +131,69 @@ impl FerryConfig {
         if self.source.is_some() {
             return Err(ConfigError::invalid(&self.file, "teleport", "[teleport] and [source] both define the source; keep one"));
         }
-        set(&mut teleport.page_size, self.batch.take());
-        set(&mut teleport.types, self.types.take());
-        set(&mut teleport.skip_event_types, self.skip_event_types.take());
-        set(&mut teleport.skip_session_types, self.skip_session_types.take());
-        teleport.start_time = self.start_time.take().or(teleport.start_time);
-        set(&mut teleport.timeout, self.timeout.take());
-        set(&mut teleport.window_size, self.window_size.take());
-        set(&mut teleport.concurrency, self.concurrency.take());
-        set(&mut teleport.exit_on_last_event, self.exit_on_last_event.take());
-        set(&mut teleport.lock, self.lock.take());
-        set(&mut teleport.lock.enabled, self.lock_enabled.take());
-        set(&mut teleport.lock.failed_attempts_count, self.lock_failed_attempts_count.take());
-        set(&mut teleport.lock.period, self.lock_period.take());
-        set(&mut teleport.lock.lock_for, self.lock_for.take());
         self.source = Some(SourceConfig::Teleport(Box::new(teleport)));
         self.legacy_teleport = true;
         Ok(())
     }
 
-    fn legacy_keys_set(&self) -> Vec<&'static str> {
-        let set = [
-            ("batch", self.batch.is_some()),
-            ("types", self.types.is_some()),
-            ("skip-event-types", self.skip_event_types.is_some()),
-            ("skip-session-types", self.skip_session_types.is_some()),
-            ("start-time", self.start_time.is_some()),
-            ("timeout", self.timeout.is_some()),
-            ("window-size", self.window_size.is_some()),
-            ("concurrency", self.concurrency.is_some()),
-            ("exit-on-last-event", self.exit_on_last_event.is_some()),
-            ("lock-enabled", self.lock_enabled.is_some()),
-            ("lock-failed-attempts-count", self.lock_failed_attempts_count.is_some()),
-            ("lock-period", self.lock_period.is_some()),
-            ("lock-for", self.lock_for.is_some()),
-            ("lock", self.lock.is_some()),
-        ];
-        set.into_iter().filter(|(_, present)| *present).map(|(name, _)| name).collect()
+    /// Turns `[forward.fluentd]` into the sinks it stands for.
+    pub(super) fn apply_legacy_forward(&mut self) -> Result<(), ConfigError> {
+        let Some(fluentd) = self.forward.as_ref().and_then(|forward| forward.fluentd.clone()) else { return Ok(()) };
+        for name in ["default", "sessions"] {
+            if self.sinks.contains_key(name) {
+                return Err(ConfigError::invalid(
+                    &self.file,
+                    format!("sinks.{name}"),
+                    "[forward.fluentd] already defines this sink; keep one of the two",
+                ));
+            }
+        }
+        self.sinks.insert("default".to_owned(), fluentd.sink(&fluentd.url, false));
+        if let Some(session_url) = &fluentd.session_url {
+            self.sinks.insert("sessions".to_owned(), fluentd.sink(session_url, true));
+        }
+        Ok(())
     }
 }
 
-fn set<T>(target: &mut T, value: Option<T>) {
-    if let Some(value) = value {
-        *target = value;
+/// `[forward]` of teleport-event-handler.toml.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct LegacyForward {
+    /// `[forward.fluentd]`.
+    pub fluentd: Option<LegacyFluentd>,
+}
+
+/// `[forward.fluentd]` of teleport-event-handler.toml, same keys and meaning.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct LegacyFluentd {
+    /// Where audit events are POSTed.
+    pub url: String,
+    /// Base of the URLs session events are POSTed to.
+    pub session_url: Option<String>,
+    /// CA that verifies the receiver.
+    pub ca: Option<PathBuf>,
+    /// Client certificate.
+    pub cert: Option<PathBuf>,
+    /// Client key.
+    pub key: Option<PathBuf>,
+    /// Most requests in flight; 0 means the original's default, 10.
+    pub max_connections: Option<usize>,
+}
+
+impl LegacyFluentd {
+    fn sink(&self, url: &str, per_session: bool) -> SinkConfig {
+        SinkConfig::Http(HttpSinkConfig {
+            url: url.to_owned(),
+            ca: self.ca.clone(),
+            cert: self.cert.clone(),
+            key: self.key.clone(),
+            max_connections: self.max_connections.filter(|&n| n > 0),
+            format: Some(BodyFormat::Single),
+            per_session,
+            ..HttpSinkConfig::default()
+        })
     }
 }
 
@@ -276,5 +385,78 @@ refresh.interval = "2m"
         assert!(both.to_string().contains("[teleport] and [source] both define the source"), "{both}");
     }
 
-    use super::super::SinkConfig;
+    /// A value for each key of [`KEYS`] that differs from the default.
+    fn sample(key: &str) -> &'static str {
+        match key {
+            "storage" => "\"elsewhere\"",
+            "batch" => "7",
+            "types" => "\"user.login, session.upload\"",
+            "skip-event-types" => "[\"exec\"]",
+            "skip-session-types" => "\"print\"",
+            "start-time" => "\"2024-05-01T00:00:00Z\"",
+            "timeout" => "\"9s\"",
+            "window-size" => "\"2h\"",
+            "concurrency" => "2",
+            "exit-on-last-event" => "true",
+            "lock" => "{ enabled = true, period = \"3m\" }",
+            "lock-enabled" => "true",
+            "lock-failed-attempts-count" => "9",
+            "lock-period" => "\"4m\"",
+            "lock-for" => "\"5m\"",
+            "dry-run" | "debug" => "true",
+            other => panic!("no sample value for `{other}`: add one for the new key of KEYS"),
+        }
+    }
+
+    #[test]
+    fn every_top_level_key_lands_where_the_table_says() {
+        let teleport = |text: String| match FerryConfig::parse_with_env(&text, Path::new("/f.toml"), &|_| None).expect(&text).source {
+            Some(SourceConfig::Teleport(teleport)) => format!("{teleport:?}"),
+            other => panic!("not a Teleport source: {other:?}"),
+        };
+        let plain = teleport("[teleport]\nidentity = \"i\"\n".to_owned());
+        for entry in KEYS {
+            let value = sample(entry.key);
+            let Some(into) = entry.into else {
+                // Ferry's own keys stay where they are and touch no source.
+                assert_eq!(teleport(format!("{} = {value}\n[teleport]\nidentity = \"i\"\n", entry.key)), plain, "{}", entry.key);
+                continue;
+            };
+            let legacy = teleport(format!("{} = {value}\n[teleport]\nidentity = \"i\"\n", entry.key));
+            let own = teleport(format!("[source.teleport]\nidentity = \"i\"\n{} = {value}\n", into.join(".")));
+            assert_ne!(legacy, plain, "`{}` changed nothing", entry.key);
+            assert_eq!(legacy, own, "`{}` is not `source.teleport.{}`", entry.key, into.join("."));
+        }
+    }
+
+    #[test]
+    fn a_top_level_key_wins_over_teleports_own_and_is_reported_at_its_line() {
+        let config = FerryConfig::parse("batch = 7\nlock-period = \"4m\"\n[teleport]\nidentity = \"i\"\nbatch = 5\nlock = { period = \"1m\", enabled = true }\n", Path::new("/f.toml")).expect("loads");
+        let source = teleport(&config);
+        assert_eq!((source.page_size, source.lock.period.0.as_secs(), source.lock.enabled), (7, 240, true));
+        let err = FerryConfig::parse("storage = \"s\"\n\nbatch = \"many\"\n[teleport]\nidentity = \"i\"\n", Path::new("/f.toml")).expect_err("not a number");
+        assert!(err.to_string().starts_with("/f.toml:3:9: invalid type: string \"many\""), "{err}");
+        let err = FerryConfig::parse("lock-for = 3\n[teleport]\nidentity = \"i\"\n", Path::new("/f.toml")).expect_err("not a duration");
+        assert!(err.to_string().starts_with("/f.toml:1:12: "), "{err}");
+    }
+
+    #[test]
+    fn the_readme_documents_every_top_level_key() {
+        let readme = include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md"));
+        let missing: Vec<&str> = KEYS.iter().map(|entry| entry.key).filter(|key| !readme.contains(&format!("`{key}`"))).collect();
+        assert!(missing.is_empty(), "README.md does not name the event handler's keys {missing:?}");
+    }
+
+    #[test]
+    fn an_unknown_top_level_key_lists_the_event_handlers_keys_among_those_expected() {
+        let err = FerryConfig::parse("bacth = 20\n[teleport]\nidentity = \"i\"\n", Path::new("/f.toml")).expect_err("typo");
+        let text = err.to_string();
+        assert!(text.starts_with("/f.toml:1:1: unknown field `bacth`, expected one of `storage`, "), "{text}");
+        for entry in KEYS {
+            assert!(text.contains(&format!("`{}`", entry.key)), "{text} lacks `{}`", entry.key);
+        }
+        // Only at the top: a table's own list is its own.
+        let err = FerryConfig::parse("[pipeline]\nbacth = 20\n", Path::new("/f.toml")).expect_err("typo");
+        assert!(!err.to_string().contains("`lock-for`"), "{err}");
+    }
 }

@@ -1,19 +1,21 @@
-use super::ConfigError;
+use super::legacy::{self, LegacyForward};
+use super::{ConfigError, Context};
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 pub use crate::pipeline::PipelineConfig;
 pub use crate::plugin::PluginSpec;
-use crate::sink::file::FileSinkConfig;
-use crate::sink::logstash::HttpSinkConfig;
-use crate::sink::stdout::StdoutSinkConfig;
-use crate::source::file::FileSourceConfig;
+pub use crate::sink::SinkConfig;
+pub use crate::source::SourceConfig;
 use crate::source::teleport::TeleportSourceConfig;
-use crate::source::teleport::config::LockConfig;
-use crate::units::ConfigDuration;
 
-/// The whole of ferry.toml.
+/// The whole of ferry.toml: each component's own part, as that component
+/// defines it, and the few keys that belong to ferry as a whole. Only this
+/// module and the code that assembles the parts (`app`, reload, the
+/// commands) know the whole; a component builds from its part and a
+/// [`Context`].
 #[derive(Debug, Clone, Deserialize)]
 #[serde(rename_all = "kebab-case", deny_unknown_fields)]
 pub struct FerryConfig {
@@ -60,45 +62,10 @@ pub struct FerryConfig {
     /// `<session-url>.<session id>.log`), one event per request as before.
     pub forward: Option<LegacyForward>,
 
-    /// teleport-event-handler's `[teleport]`: with the event handler's
-    /// top-level keys below, it becomes `[source.teleport]`.
+    /// teleport-event-handler's `[teleport]`, with the event handler's
+    /// top-level keys (`legacy::KEYS`) moved into it before it is read: it
+    /// becomes `[source.teleport]`.
     pub teleport: Option<TeleportSourceConfig>,
-
-    // The event handler's top-level ingestion keys, accepted where its
-    // config files put them; they apply to `[teleport]` (see `legacy`).
-    // (Listed here rather than flattened: serde cannot flatten into a
-    // struct that refuses unknown keys.)
-    /// `batch`: events per page of the audit log search.
-    pub batch: Option<u32>,
-    /// `types`: only these event types.
-    #[serde(default, deserialize_with = "super::legacy::optional_list")]
-    pub types: Option<Vec<String>>,
-    /// `skip-event-types`.
-    #[serde(default, deserialize_with = "super::legacy::optional_list")]
-    pub skip_event_types: Option<Vec<String>>,
-    /// `skip-session-types`.
-    #[serde(default, deserialize_with = "super::legacy::optional_list")]
-    pub skip_session_types: Option<Vec<String>>,
-    /// `start-time`.
-    pub start_time: Option<String>,
-    /// `timeout`: pause once caught up.
-    pub timeout: Option<ConfigDuration>,
-    /// `window-size`.
-    pub window_size: Option<ConfigDuration>,
-    /// `concurrency`: session recordings streamed at once.
-    pub concurrency: Option<usize>,
-    /// `exit-on-last-event`.
-    pub exit_on_last_event: Option<bool>,
-    /// `lock-enabled`.
-    pub lock_enabled: Option<bool>,
-    /// `lock-failed-attempts-count`.
-    pub lock_failed_attempts_count: Option<u32>,
-    /// `lock-period`.
-    pub lock_period: Option<ConfigDuration>,
-    /// `lock-for`.
-    pub lock_for: Option<ConfigDuration>,
-    /// `[lock]`: the same four keys as a table.
-    pub lock: Option<LockConfig>,
 
     /// Read and process events but deliver nothing, keep no cursor and lock
     /// no one: the state goes to a fresh temporary database.
@@ -120,73 +87,6 @@ pub struct FerryConfig {
     /// The config file itself, for error messages.
     #[serde(skip)]
     pub file: PathBuf,
-}
-
-/// The event source; exactly one per ferry.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(rename_all = "kebab-case", deny_unknown_fields)]
-pub enum SourceConfig {
-    /// `[source.file]`: JSON Lines from a file, following appends.
-    File(FileSourceConfig),
-    /// `[source.teleport]`: Teleport's audit log and session recordings.
-    Teleport(Box<TeleportSourceConfig>),
-}
-
-/// One sink, `[sinks.NAME]`, chosen by `type`.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(tag = "type", rename_all = "kebab-case", deny_unknown_fields)]
-pub enum SinkConfig {
-    /// `type = "file"`: appends JSON Lines to a file.
-    File(FileSinkConfig),
-    /// `type = "stdout"`: writes JSON Lines to standard output.
-    Stdout(StdoutSinkConfig),
-    /// `type = "logstash"`: HTTPS (mutual TLS) to a Logstash `http` input,
-    /// a JSON array per request.
-    Logstash(HttpSinkConfig),
-    /// `type = "http"`: HTTPS (mutual TLS) to any JSON receiver, one event
-    /// per request unless `format` says otherwise.
-    Http(HttpSinkConfig),
-}
-
-/// `[forward]` of teleport-event-handler.toml.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(rename_all = "kebab-case", deny_unknown_fields)]
-pub struct LegacyForward {
-    /// `[forward.fluentd]`.
-    pub fluentd: Option<LegacyFluentd>,
-}
-
-/// `[forward.fluentd]` of teleport-event-handler.toml, same keys and meaning.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(rename_all = "kebab-case", deny_unknown_fields)]
-pub struct LegacyFluentd {
-    /// Where audit events are POSTed.
-    pub url: String,
-    /// Base of the URLs session events are POSTed to.
-    pub session_url: Option<String>,
-    /// CA that verifies the receiver.
-    pub ca: Option<PathBuf>,
-    /// Client certificate.
-    pub cert: Option<PathBuf>,
-    /// Client key.
-    pub key: Option<PathBuf>,
-    /// Most requests in flight; 0 means the original's default, 10.
-    pub max_connections: Option<usize>,
-}
-
-impl LegacyFluentd {
-    fn sink(&self, url: &str, per_session: bool) -> SinkConfig {
-        SinkConfig::Http(HttpSinkConfig {
-            url: url.to_owned(),
-            ca: self.ca.clone(),
-            cert: self.cert.clone(),
-            key: self.key.clone(),
-            max_connections: self.max_connections.filter(|&n| n > 0),
-            format: Some(crate::sink::logstash::BodyFormat::Single),
-            per_session,
-            ..HttpSinkConfig::default()
-        })
-    }
 }
 
 fn default_storage() -> PathBuf {
@@ -211,9 +111,15 @@ impl FerryConfig {
 
     /// Parses config text with `env` as the environment.
     pub fn parse_with_env(text: &str, path: &Path, env: &dyn Fn(&str) -> Option<String>) -> Result<FerryConfig, ConfigError> {
-        let from_text = |text: &str| toml::from_str::<FerryConfig>(text).map_err(|err| ConfigError::from_toml(path.to_owned(), text, &err));
+        let from_text = |text: &str| -> Result<(FerryConfig, Option<&'static str>), ConfigError> {
+            let toml_error = |err: &toml::de::Error| ConfigError::from_toml(path.to_owned(), text, err);
+            let mut document = toml::de::DeTable::parse(text).map_err(|err| toml_error(&err))?;
+            let orphan = legacy::lift_teleport_keys(document.get_mut());
+            let config = FerryConfig::deserialize(toml::de::Deserializer::from(document)).map_err(|err| legacy::expecting_keys(toml_error(&err)))?;
+            Ok((config, orphan))
+        };
         let mut table: toml::Table = text.parse().map_err(|err| ConfigError::from_toml(path.to_owned(), text, &err))?;
-        let mut config = if super::legacy::apply_environment(&mut table, env).map_err(|message| {
+        let (mut config, orphan) = if super::legacy::apply_environment(&mut table, env).map_err(|message| {
             let name = message.split(':').next().unwrap_or_default().trim_start_matches("environment variable ").to_owned();
             ConfigError::invalid(path, name, message)
         })? {
@@ -222,7 +128,7 @@ impl FerryConfig {
             // the variables bring in is shown without a line.
             let merged = toml::to_string(&table).map_err(|err| ConfigError::invalid(path, "FDFWD_*", err.to_string()))?;
             match from_text(&merged) {
-                Ok(config) => config,
+                Ok(parsed) => parsed,
                 Err(merged_error) => {
                     // (A key the file lacks may be one a variable supplies.)
                     match from_text(text) {
@@ -240,34 +146,17 @@ impl FerryConfig {
         } else {
             from_text(text)?
         };
-        config.file = path.to_owned();
-        config.base_dir = path
-            .parent()
-            .filter(|dir| !dir.as_os_str().is_empty())
-            .map_or_else(|| PathBuf::from("."), Path::to_owned);
-        config.base_dir = std::path::absolute(&config.base_dir).unwrap_or(config.base_dir);
+        let context = Context::for_file(path, false);
+        config.file = context.file;
+        config.base_dir = context.base_dir;
         config.apply_legacy_forward()?;
-        config.apply_legacy_teleport()?;
+        config.apply_legacy_teleport(orphan)?;
         Ok(config)
     }
 
-    /// Turns `[forward.fluentd]` into the sinks it stands for.
-    fn apply_legacy_forward(&mut self) -> Result<(), ConfigError> {
-        let Some(fluentd) = self.forward.as_ref().and_then(|forward| forward.fluentd.clone()) else { return Ok(()) };
-        for name in ["default", "sessions"] {
-            if self.sinks.contains_key(name) {
-                return Err(ConfigError::invalid(
-                    &self.file,
-                    format!("sinks.{name}"),
-                    "[forward.fluentd] already defines this sink; keep one of the two",
-                ));
-            }
-        }
-        self.sinks.insert("default".to_owned(), fluentd.sink(&fluentd.url, false));
-        if let Some(session_url) = &fluentd.session_url {
-            self.sinks.insert("sessions".to_owned(), fluentd.sink(session_url, true));
-        }
-        Ok(())
+    /// What every component's build gets besides its own table.
+    pub fn context(&self) -> Context {
+        Context { file: self.file.clone(), base_dir: self.base_dir.clone(), dry_run: self.dry_run }
     }
 
     /// A path from the config, made absolute against the config's folder.
@@ -308,6 +197,31 @@ impl FerryConfig {
         self.source
             .as_ref()
             .ok_or_else(|| ConfigError::invalid(&self.file, "source", "no source is configured; add [source.file] with a path"))
+    }
+
+    /// The dotted key of the source's table, from which its errors name
+    /// its keys: `teleport` for an event handler's file.
+    pub fn source_key(&self) -> &'static str {
+        match &self.source {
+            Some(SourceConfig::File(_)) | None => "source.file",
+            Some(SourceConfig::Teleport(_)) if self.legacy_teleport => "teleport",
+            Some(SourceConfig::Teleport(_)) => "source.teleport",
+        }
+    }
+
+    /// The sink the source's session recordings go to unless a plugin
+    /// routes them: the Teleport source's `session-sink`, which must name
+    /// a sink, else `sessions` when there is such a sink; none means the
+    /// default sink.
+    pub fn session_sink(&self) -> Result<Option<Arc<str>>, ConfigError> {
+        let Some(SourceConfig::Teleport(teleport)) = &self.source else { return Ok(None) };
+        match &teleport.session_sink {
+            Some(name) if !self.sinks.contains_key(name) => {
+                Err(ConfigError::invalid(&self.file, format!("{}.session-sink", self.source_key()), format!("no sink is named `{name}`")))
+            }
+            Some(name) => Ok(Some(Arc::from(name.as_str()))),
+            None => Ok(self.sinks.contains_key("sessions").then(|| Arc::from("sessions"))),
+        }
     }
 }
 
@@ -397,5 +311,23 @@ mod tests {
         assert_eq!(one.default_sink().expect("only sink"), "out");
         let two = parse("[sinks.a]\ntype = \"stdout\"\n[sinks.b]\ntype = \"stdout\"\n").expect("valid");
         assert!(two.default_sink().expect_err("ambiguous").to_string().contains("none is named `default`"));
+    }
+
+    #[test]
+    fn the_session_sink_must_exist_and_defaults_to_sessions() {
+        let teleport = "[source.teleport]\nidentity = \"i\"\n";
+        let sinks = "[sinks.default]\ntype = \"stdout\"\n[sinks.sessions]\ntype = \"stdout\"\n";
+        let found = parse(&format!("{teleport}{sinks}")).expect("valid").session_sink().expect("sessions exists");
+        assert_eq!(found.as_deref(), Some("sessions"));
+        let none = parse(&format!("{teleport}[sinks.default]\ntype = \"stdout\"\n")).expect("valid").session_sink().expect("no sessions sink");
+        assert_eq!(none, None);
+        let named = parse(&format!("{teleport}session-sink = \"default\"\n{sinks}")).expect("valid").session_sink().expect("default exists");
+        assert_eq!(named.as_deref(), Some("default"));
+        let err = parse(&format!("{teleport}session-sink = \"recordings\"\n{sinks}")).expect("valid").session_sink().expect_err("no such sink");
+        assert_eq!(err.to_string(), "/etc/ferry/ferry.toml: `source.teleport.session-sink`: no sink is named `recordings`");
+        let legacy = parse(&format!("[teleport]\nidentity = \"i\"\nsession-sink = \"recordings\"\n{sinks}")).expect("valid").session_sink().expect_err("no such sink");
+        assert!(legacy.to_string().contains("`teleport.session-sink`"), "{legacy}");
+        let file = parse("[source.file]\npath = \"in.jsonl\"\n[sinks.sessions]\ntype = \"stdout\"\n").expect("valid");
+        assert_eq!(file.session_sink().expect("no Teleport source"), None);
     }
 }

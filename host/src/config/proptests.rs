@@ -74,17 +74,21 @@ refresh.enabled = true
 "#;
 
 /// Key names ferry knows (so that generated documents reach past the
-/// unknown-key check), and a few it does not.
+/// unknown-key check), and a few it does not; with the event handler's
+/// top-level keys ([`super::legacy::KEYS`]), in [`keys`].
 const KEYS: &[&str] = &[
     "storage", "plugins-dir", "plugins", "removed-plugins", "pipeline", "batch-size", "linger", "batches-in-flight",
     "shutdown-timeout", "source", "file", "path", "follow", "poll-interval", "max-line-bytes", "teleport", "addr",
     "identity", "refresh", "enabled", "interval", "sinks", "default", "type", "url", "ca", "cert", "key", "format",
     "gzip", "max-connections", "timeout", "max-batch-bytes", "success-statuses", "headers", "retry-initial",
-    "retry-max", "forward", "fluentd", "session-url", "batch", "types", "skip-event-types", "skip-session-types",
-    "start-time", "window-size", "concurrency", "lock", "lock-enabled", "failed-attempts-count", "period", "for",
-    "dry-run", "debug", "on-error", "deadline", "max-memory", "max-output", "config", "name", "engine", "cluster",
-    "exit-on-last-event", "fsync", "per-session", "unknown", "x",
+    "retry-max", "forward", "fluentd", "session-url", "failed-attempts-count", "period", "for", "on-error", "deadline",
+    "max-memory", "max-output", "config", "name", "engine", "cluster", "fsync", "per-session", "unknown", "x",
 ];
+
+/// [`KEYS`] and the event handler's top-level keys.
+fn keys() -> Vec<&'static str> {
+    KEYS.iter().copied().chain(super::legacy::KEYS.iter().map(|entry| entry.key)).collect()
+}
 
 /// Values that mean something to some key, and odd ones.
 const TEXTS: &[&str] = &[
@@ -120,7 +124,7 @@ fn leaf() -> impl Strategy<Value = toml::Value> {
 }
 
 fn key() -> impl Strategy<Value = String> {
-    prop_oneof![4 => prop::sample::select(KEYS).prop_map(str::to_owned), 1 => "[a-z-]{1,8}"]
+    prop_oneof![4 => prop::sample::select(keys()).prop_map(str::to_owned), 1 => "[a-z-]{1,8}"]
 }
 
 fn value() -> impl Strategy<Value = toml::Value> {
@@ -240,11 +244,15 @@ fn load_and_check(text: &str, file: &Path, env: &[(String, String)]) {
     if let Err(error) = config.default_sink() {
         assert_one_line(&error, file, text);
     }
-    if let Err(error) = crate::source::Source::build(&config) {
+    let context = config.context();
+    if let Err(error) = config.source().and_then(|source| crate::source::Source::build(source, config.source_key(), &context)) {
+        assert_one_line(&error, file, text);
+    }
+    if let Err(error) = config.session_sink() {
         assert_one_line(&error, file, text);
     }
     for (name, sink) in &config.sinks {
-        if let Err(error) = crate::sink::build(name, sink, &config, Arc::new(Metrics::default())) {
+        if let Err(error) = crate::sink::build(name, sink, &context, Arc::new(Metrics::default())) {
             assert_one_line(&error, file, text);
         }
     }

@@ -1,7 +1,7 @@
 //! `type = "file"`: appends events as JSON Lines to a file.
 
 use super::{DeliverFuture, Delivery, OutEvent, RetryableError, Sink, json_lines, retry_until};
-use crate::config::{ConfigError, FerryConfig};
+use crate::config::{ConfigError, Context};
 use crate::metrics::Metrics;
 use crate::retry::Retry;
 use serde::Deserialize;
@@ -39,11 +39,11 @@ pub struct FileSink {
 
 impl FileSink {
     /// Checks the settings.
-    pub fn build(name: &str, config: &FileSinkConfig, ferry: &FerryConfig, metrics: Arc<Metrics>) -> Result<FileSink, ConfigError> {
+    pub fn build(name: &str, config: &FileSinkConfig, ctx: &Context, metrics: Arc<Metrics>) -> Result<FileSink, ConfigError> {
         if config.path.as_os_str().is_empty() {
-            return Err(ConfigError::invalid(&ferry.file, format!("sinks.{name}.path"), "must name a file"));
+            return Err(ctx.invalid(format!("sinks.{name}.path"), "must name a file"));
         }
-        Ok(FileSink { name: name.to_owned(), metrics, path: ferry.resolve(&config.path), fsync: config.fsync, file: tokio::sync::Mutex::new(None) })
+        Ok(FileSink { name: name.to_owned(), metrics, path: ctx.resolve(&config.path), fsync: config.fsync, file: tokio::sync::Mutex::new(None) })
     }
 
     async fn append(&self, slot: &mut Option<tokio::fs::File>, body: &[u8]) -> std::io::Result<()> {

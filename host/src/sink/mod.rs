@@ -14,10 +14,11 @@ pub mod logstash;
 pub mod stdout;
 pub mod worker;
 
-use crate::config::{ConfigError, FerryConfig, SinkConfig};
+use crate::config::{ConfigError, Context};
 use crate::metrics::Metrics;
 use crate::retry::Retry;
 use crate::shutdown::Stopped;
+use serde::Deserialize;
 use std::sync::Arc;
 use std::future::Future;
 use std::pin::Pin;
@@ -82,13 +83,30 @@ pub trait Sink: Send + Sync + 'static {
     }
 }
 
-/// Builds the sink configured as `[sinks.NAME]`.
-pub fn build(name: &str, config: &SinkConfig, ferry: &FerryConfig, metrics: Arc<Metrics>) -> Result<Box<dyn Sink>, ConfigError> {
+/// One sink, `[sinks.NAME]`, chosen by `type`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(tag = "type", rename_all = "kebab-case", deny_unknown_fields)]
+pub enum SinkConfig {
+    /// `type = "file"`: appends JSON Lines to a file.
+    File(file::FileSinkConfig),
+    /// `type = "stdout"`: writes JSON Lines to standard output.
+    Stdout(stdout::StdoutSinkConfig),
+    /// `type = "logstash"`: HTTPS (mutual TLS) to a Logstash `http` input,
+    /// a JSON array per request.
+    Logstash(logstash::HttpSinkConfig),
+    /// `type = "http"`: HTTPS (mutual TLS) to any JSON receiver, one event
+    /// per request unless `format` says otherwise.
+    Http(logstash::HttpSinkConfig),
+}
+
+/// Builds the sink configured as `[sinks.NAME]` from its own table; errors
+/// name its keys as `sinks.NAME.KEY`.
+pub fn build(name: &str, config: &SinkConfig, ctx: &Context, metrics: Arc<Metrics>) -> Result<Box<dyn Sink>, ConfigError> {
     match config {
-        SinkConfig::File(file) => Ok(Box::new(file::FileSink::build(name, file, ferry, metrics)?)),
+        SinkConfig::File(file) => Ok(Box::new(file::FileSink::build(name, file, ctx, metrics)?)),
         SinkConfig::Stdout(_) => Ok(Box::new(stdout::StdoutSink::new(name, metrics))),
-        SinkConfig::Logstash(http) => Ok(Box::new(logstash::HttpSink::build(name, http, ferry, true, metrics)?)),
-        SinkConfig::Http(http) => Ok(Box::new(logstash::HttpSink::build(name, http, ferry, false, metrics)?)),
+        SinkConfig::Logstash(http) => Ok(Box::new(logstash::HttpSink::build(name, http, ctx, true, metrics)?)),
+        SinkConfig::Http(http) => Ok(Box::new(logstash::HttpSink::build(name, http, ctx, false, metrics)?)),
     }
 }
 

@@ -29,7 +29,7 @@
 //! taken as an offset into the file the path names.
 
 use super::{Invalid, Item, SourceError, SourceRecord};
-use crate::config::{ConfigError, FerryConfig};
+use crate::config::{ConfigError, Context};
 use crate::event::Event;
 use crate::shutdown::Shutdown;
 use crate::units::{ByteSize, ConfigDuration};
@@ -108,11 +108,11 @@ enum Next {
 
 impl FileSource {
     /// Checks the settings; the file itself may appear later.
-    pub fn build(config: &FileSourceConfig, ferry: &FerryConfig) -> Result<FileSource, ConfigError> {
-        let path = ferry.resolve(&config.path);
+    pub fn build(config: &FileSourceConfig, ctx: &Context) -> Result<FileSource, ConfigError> {
+        let path = ctx.resolve(&config.path);
         let max_line = config.max_line_bytes.map_or(16 << 20, |b| b.0);
         if max_line == 0 {
-            return Err(ConfigError::invalid(&ferry.file, "source.file.max-line-bytes", "must be more than 0"));
+            return Err(ctx.invalid("source.file.max-line-bytes", "must be more than 0"));
         }
         Ok(FileSource {
             name: format!("file:{}", path.display()),

@@ -10,10 +10,11 @@
 pub mod file;
 pub mod teleport;
 
-use crate::config::{ConfigError, FerryConfig, SourceConfig};
+use crate::config::{ConfigError, Context};
 use crate::event::Event;
 use crate::shutdown::Shutdown;
 use crate::state::State;
+use serde::Deserialize;
 use std::sync::Arc;
 use tokio::sync::mpsc;
 
@@ -62,6 +63,16 @@ pub struct SourceError {
     pub message: String,
 }
 
+/// The event source, `[source.KIND]`; exactly one per ferry.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub enum SourceConfig {
+    /// `[source.file]`: JSON Lines from a file, following appends.
+    File(file::FileSourceConfig),
+    /// `[source.teleport]`: Teleport's audit log and session recordings.
+    Teleport(Box<teleport::TeleportSourceConfig>),
+}
+
 /// A configured source, ready to run.
 pub enum Source {
     /// JSON Lines from a file.
@@ -71,15 +82,23 @@ pub enum Source {
 }
 
 impl Source {
-    /// Builds the configured source. Its starting position is read later,
-    /// from the state, by [`Source::run`]'s caller.
-    pub fn build(config: &FerryConfig) -> Result<Source, ConfigError> {
-        match config.source()? {
-            SourceConfig::File(file) => Ok(Source::File(file::FileSource::build(file, config)?)),
-            SourceConfig::Teleport(teleport) => {
-                let prefix = if config.legacy_teleport { "teleport." } else { "source.teleport." };
-                Ok(Source::Teleport(Box::new(teleport::TeleportSource::build(teleport, config, prefix)?)))
-            }
+    /// Builds the source from its own table, which sits at the dotted `key`
+    /// of the config file (`source.teleport`, or `teleport` for an event
+    /// handler's file): errors name its keys from there. Its starting
+    /// position is read later, from the state, by [`Source::run`]'s caller.
+    pub fn build(config: &SourceConfig, key: &str, ctx: &Context) -> Result<Source, ConfigError> {
+        match config {
+            SourceConfig::File(file) => Ok(Source::File(file::FileSource::build(file, ctx)?)),
+            SourceConfig::Teleport(teleport) => Ok(Source::Teleport(Box::new(teleport::TeleportSource::build(teleport, ctx, &format!("{key}."))?))),
+        }
+    }
+
+    /// Sends the source's session recordings to `sink` (none: the default
+    /// sink). Which sink that is depends on the sinks configured, so the
+    /// code that assembles the parts settles it, not the source.
+    pub fn send_sessions_to(&mut self, sink: Option<Arc<str>>) {
+        if let Source::Teleport(source) = self {
+            source.send_sessions_to(sink);
         }
     }
 

@@ -4,7 +4,7 @@
 use super::classify::{Verdict, classify};
 use super::encode;
 use super::{BodyFormat, HttpSinkConfig};
-use crate::config::{ConfigError, FerryConfig};
+use crate::config::{ConfigError, Context};
 use crate::metrics::Metrics;
 use crate::retry::{Backoff, DEFAULT_MAX_RETRY_AFTER, Retry};
 use crate::shutdown::Stopped;
@@ -65,9 +65,9 @@ impl HttpSink {
     /// Checks the settings and loads the TLS files. `logstash` picks the
     /// Logstash defaults (JSON array bodies) over plain HTTP ones (one
     /// event per request).
-    pub fn build(name: &str, config: &HttpSinkConfig, ferry: &FerryConfig, logstash: bool, metrics: Arc<Metrics>) -> Result<HttpSink, ConfigError> {
+    pub fn build(name: &str, config: &HttpSinkConfig, ctx: &Context, logstash: bool, metrics: Arc<Metrics>) -> Result<HttpSink, ConfigError> {
         let key = |field: &str| format!("sinks.{name}.{field}");
-        let invalid = |field: &str, message: String| ConfigError::invalid(&ferry.file, key(field), message);
+        let invalid = |field: &str, message: String| ctx.invalid(key(field), message);
         let url: Uri = config.url.parse().map_err(|err| invalid("url", format!("`{}` is not a URL: {err}", config.url)))?;
         let https = match url.scheme_str() {
             Some("https") => true,
@@ -81,12 +81,12 @@ impl HttpSink {
             tracing::warn!(sink = name, url = %config.url, "The sink's URL is http://, so its client certificate (cert, key) is never sent; use https:// for mutual TLS.");
         }
         let files = crate::tls::ClientFiles {
-            ca: config.ca.as_ref().map(|p| ferry.resolve(p)),
-            cert: config.cert.as_ref().map(|p| ferry.resolve(p)),
-            key: config.key.as_ref().map(|p| ferry.resolve(p)),
+            ca: config.ca.as_ref().map(|p| ctx.resolve(p)),
+            cert: config.cert.as_ref().map(|p| ctx.resolve(p)),
+            key: config.key.as_ref().map(|p| ctx.resolve(p)),
         };
         // hyper-rustls sets ALPN itself from the enabled HTTP versions.
-        let tls = crate::tls::client_config(&files, &[]).map_err(|err| ConfigError::invalid(&ferry.file, format!("sinks.{name}"), err.to_string()))?;
+        let tls = crate::tls::client_config(&files, &[]).map_err(|err| ctx.invalid(format!("sinks.{name}"), err.to_string()))?;
         let max_connections = config.max_connections.unwrap_or(10);
         if max_connections == 0 {
             return Err(invalid("max-connections", "must be at least 1".into()));

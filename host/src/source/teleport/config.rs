@@ -1,10 +1,11 @@
 //! `[source.teleport]`, and the same settings as teleport-event-handler
-//! spells them (`[teleport]` plus top-level keys; see `config::legacy`).
+//! spells them (`[teleport]` plus top-level keys, which ferry.toml's legacy
+//! module moves into it).
 
 use super::identity::{Credentials, Route};
 use crate::config::ConfigError;
 use crate::units::ConfigDuration;
-use serde::Deserialize;
+use serde::{Deserialize, Deserializer};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
@@ -35,13 +36,13 @@ pub struct TeleportSourceConfig {
     pub page_size: u32,
     /// Only these event types (exact names); empty means all. A TOML array
     /// or one comma-separated string.
-    #[serde(default, deserialize_with = "crate::config::legacy::list")]
+    #[serde(default, deserialize_with = "list")]
     pub types: Vec<String>,
     /// Event types never forwarded.
-    #[serde(default, deserialize_with = "crate::config::legacy::list")]
+    #[serde(default, deserialize_with = "list")]
     pub skip_event_types: Vec<String>,
     /// Session-recording event types never forwarded.
-    #[serde(default = "default_skip_session_types", deserialize_with = "crate::config::legacy::list")]
+    #[serde(default = "default_skip_session_types", deserialize_with = "list")]
     pub skip_session_types: Vec<String>,
     /// Where ingestion starts on the first run (RFC 3339); default: now.
     /// Stored at the first run and fixed from then on.
@@ -130,6 +131,21 @@ impl Default for LockConfig {
     fn default() -> Self {
         LockConfig { enabled: false, failed_attempts_count: default_failed_attempts(), period: default_lock_period(), lock_for: zero() }
     }
+}
+
+/// A list written as a TOML array or as one comma-separated string (the
+/// way the event handler's flags and environment variables take it).
+fn list<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum List {
+        One(String),
+        Many(Vec<String>),
+    }
+    Ok(match List::deserialize(deserializer)? {
+        List::One(text) => text.split(',').map(str::trim).filter(|item| !item.is_empty()).map(str::to_owned).collect(),
+        List::Many(items) => items,
+    })
 }
 
 fn default_addr() -> String {

@@ -15,7 +15,7 @@ use super::cursor::{AuditCursor, Cursor, SessionProgress};
 use super::lock::{FailedLogins, lock_for, run_locker};
 use super::proto::types::LockV2;
 use super::sessions::{SessionItem, SessionReader};
-use crate::config::{ConfigError, FerryConfig};
+use crate::config::{ConfigError, Context};
 use crate::event::Event;
 use crate::shutdown::Shutdown;
 use crate::retry::Backoff;
@@ -53,30 +53,31 @@ impl TeleportSource {
     /// Checks the settings and loads the credentials: a config whose every
     /// certificate has expired is refused here, with the file named.
     /// `key_prefix` is how errors name the keys (`source.teleport.` or
-    /// `teleport.` for an event handler config).
-    pub fn build(config: &TeleportSourceConfig, ferry: &FerryConfig, key_prefix: &str) -> Result<TeleportSource, ConfigError> {
-        let checked = config.check(&ferry.file, &ferry.base_dir, key_prefix)?;
+    /// `teleport.` for an event handler config). Session recordings go to
+    /// the default sink until [`TeleportSource::send_sessions_to`] says
+    /// otherwise.
+    pub fn build(config: &TeleportSourceConfig, ctx: &Context, key_prefix: &str) -> Result<TeleportSource, ConfigError> {
+        let checked = config.check(&ctx.file, &ctx.base_dir, key_prefix)?;
         let refresh = config.refresh.enabled.then_some(config.refresh.interval.0);
         let watcher = IdentityWatcher::start(checked.credentials.clone(), checked.route.clone(), refresh)
-            .map_err(|err| ConfigError::invalid(&ferry.file, format!("{key_prefix}identity"), err.to_string()))?;
-        let session_sink = match &config.session_sink {
-            Some(name) if !ferry.sinks.contains_key(name) => {
-                return Err(ConfigError::invalid(&ferry.file, format!("{key_prefix}session-sink"), format!("no sink is named `{name}`")));
-            }
-            Some(name) => Some(Arc::from(name.as_str())),
-            None => ferry.sinks.contains_key("sessions").then(|| Arc::from("sessions")),
-        };
+            .map_err(|err| ctx.invalid(format!("{key_prefix}identity"), err.to_string()))?;
         Ok(TeleportSource {
             name: format!("teleport:{}", config.addr),
             config: config.clone(),
-            file: ferry.file.clone(),
+            file: ctx.file.clone(),
             key_prefix: key_prefix.to_owned(),
             watcher,
-            session_sink,
+            session_sink: None,
             start_time: checked.start_time,
-            locking: config.lock.enabled && !ferry.dry_run,
+            locking: config.lock.enabled && !ctx.dry_run,
             missing_retry: config.missing_recording_retry.0,
         })
+    }
+
+    /// Sends session recordings to `sink` unless a plugin routes them
+    /// (none: the default sink).
+    pub fn send_sessions_to(&mut self, sink: Option<Arc<str>>) {
+        self.session_sink = sink;
     }
 
     /// The name the cursor is stored under.

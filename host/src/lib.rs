@@ -12,6 +12,7 @@ pub mod app;
 pub mod bench;
 pub mod config;
 pub mod demo;
+pub mod error;
 pub mod event;
 pub mod metrics;
 pub mod pipeline;

@@ -254,9 +254,9 @@ fn invalid_component(path: &Path, err: &wasmtime::Error) -> PluginError {
     PluginError::NotAPlugin { path: path.to_owned(), message: format!("invalid component: {}", one_line(err)) }
 }
 
-/// An error and its causes on one line.
+/// A wasmtime error and its causes on one line, each cause once.
 pub(super) fn one_line(err: &wasmtime::Error) -> String {
-    format!("{err:#}").replace('\n', " ")
+    crate::error::join_causes(err.chain())
 }
 
 #[cfg(test)]

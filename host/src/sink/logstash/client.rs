@@ -5,6 +5,7 @@ use super::classify::{Verdict, classify};
 use super::encode;
 use super::{BodyFormat, HttpSinkConfig};
 use crate::config::{ConfigError, FerryConfig};
+use crate::error::one_line;
 use crate::metrics::Metrics;
 use crate::retry::{Backoff, DEFAULT_MAX_RETRY_AFTER, Retry};
 use crate::shutdown::Stopped;
@@ -286,7 +287,7 @@ impl HttpSink {
         };
         let verdict = match answer {
             Ok(Ok((status, headers, body))) => classify(status, &headers, &body, &self.success),
-            Ok(Err(err)) => Verdict::Retry { reason: error_chain(&err), after: None },
+            Ok(Err(err)) => Verdict::Retry { reason: one_line(&err), after: None },
             Err(_) => Verdict::Retry { reason: format!("no response within {:?} (timeout)", self.timeout), after: None },
         };
         let outcome = match &verdict {
@@ -326,22 +327,6 @@ where
         }
     }
     kept
-}
-
-/// An error and its causes on one line ("client error (Connect): tcp
-/// connect error: Connection refused").
-fn error_chain(err: &dyn std::error::Error) -> String {
-    let mut text = err.to_string();
-    let mut source = err.source();
-    while let Some(cause) = source {
-        let cause_text = cause.to_string();
-        if !text.contains(&cause_text) {
-            text.push_str(": ");
-            text.push_str(&cause_text);
-        }
-        source = cause.source();
-    }
-    text.replace('\n', " ")
 }
 
 #[cfg(test)]

@@ -19,6 +19,7 @@ use super::proto::auth::auth_service_client::AuthServiceClient;
 use hyper_util::rt::TokioIo;
 use rustls::pki_types::ServerName;
 use rustls::ClientConfig;
+use crate::error::one_line;
 use std::error::Error as StdError;
 use std::future::Future;
 use std::pin::Pin;
@@ -312,20 +313,6 @@ pub fn auth_client(channel: Channel) -> AuthServiceClient<Channel> {
     AuthServiceClient::new(channel).max_decoding_message_size(MAX_MESSAGE_BYTES)
 }
 
-/// An error and its causes on one line, each cause once.
-pub fn one_line(err: &(dyn StdError + 'static)) -> String {
-    let mut parts: Vec<String> = Vec::new();
-    let mut next = Some(err);
-    while let Some(err) = next {
-        let text = err.to_string().replace('\n', " ");
-        if !parts.iter().any(|part| part.contains(&text)) {
-            parts.push(text);
-        }
-        next = err.source();
-    }
-    parts.join(": ")
-}
-
 /// A failed call as one line: which address answered what.
 pub fn describe_status(addr: &str, status: &tonic::Status) -> String {
     let message = status.message().replace('\n', " ");
@@ -351,13 +338,5 @@ mod tests {
             let err = endpoint(bad, &options).expect_err(bad).to_string();
             assert!(err.starts_with(&format!("Teleport address `{bad}` is not host:port: ")), "{err}");
         }
-    }
-
-    #[test]
-    fn causes_are_joined_on_one_line_once() {
-        let inner = std::io::Error::other("connection refused");
-        let outer = std::io::Error::other(ConnectError::Connect { addr: "a:1".into(), reason: "x".into() });
-        assert_eq!(one_line(&inner), "connection refused");
-        assert_eq!(one_line(&outer), "cannot connect to Teleport at a:1: x");
     }
 }

@@ -26,3 +26,4 @@ pub mod standin;
 pub mod state;
 pub mod tls;
 pub mod units;
+pub mod watch;

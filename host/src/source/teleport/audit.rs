@@ -207,9 +207,7 @@ impl Reader {
 
     /// Reads one page and moves `cursor` on.
     async fn legacy_step(&mut self, cursor: &mut LegacyCursor) -> Result<(), Stopped> {
-        let window_start = humantime::parse_rfc3339_weak(&cursor.window_start)
-            .or_else(|_| humantime::parse_rfc3339(&cursor.window_start))
-            .unwrap_or(self.start_time);
+        let window_start = crate::units::parse_time(&cursor.window_start).unwrap_or(self.start_time);
         let now = SystemTime::now();
         let window_end = (window_start + self.window_size).min(now);
         let last_window = window_start + self.window_size >= now;
@@ -517,7 +515,7 @@ pub fn date_of(time: SystemTime) -> String {
 /// Midnight UTC at the start of `date` (`YYYY-MM-DD`); the epoch if it does
 /// not parse (a cursor is only ever written by ferry).
 fn start_of(date: &str) -> SystemTime {
-    humantime::parse_rfc3339(&format!("{date}T00:00:00Z")).unwrap_or(UNIX_EPOCH)
+    crate::units::parse_time(&format!("{date}T00:00:00Z")).unwrap_or(UNIX_EPOCH)
 }
 
 #[cfg(test)]

@@ -126,7 +126,7 @@ impl FailedLogins {
             return None;
         }
         let text = |key: &str| event.get(key).and_then(Value::as_str).unwrap_or_default().to_owned();
-        let time = event.get("time").and_then(Value::as_str).and_then(|t| humantime::parse_rfc3339_weak(t).or_else(|_| humantime::parse_rfc3339(t)).ok()).unwrap_or(now);
+        let time = event.get("time").and_then(Value::as_str).and_then(|time| crate::units::parse_time(time).ok()).unwrap_or(now);
         if time + self.period < now {
             return None;
         }

@@ -2,7 +2,7 @@
 //!
 //! ferry's own TLS clients (the Logstash and HTTP sinks, and the Teleport
 //! source through its identity, `source/teleport/identity.rs`) and the
-//! Logstash stand-in's server get their rustls configs here, so the crypto
+//! stand-in peers' servers get their rustls configs here, so the crypto
 //! provider, protocol versions, key checks and error messages stay the same
 //! for all of them. Loading tells failures apart (no certificate in a file,
 //! no key, a key ferry cannot sign with, a key that does not match its

@@ -244,10 +244,7 @@ impl HttpSink {
                     // Waiting for a free connection is a wait like any
                     // other: shutdown ends it. (The semaphore is never
                     // closed, so acquiring only waits.)
-                    let _slot = tokio::select! {
-                        slot = self.connections.acquire() => slot,
-                        () = shutdown.wait() => return Ok(Err(Stopped)),
-                    };
+                    let Ok(_slot) = shutdown.until(self.connections.acquire()).await else { return Ok(Err(Stopped)) };
                     self.send_once(url, body, content_type, encoding).await
                 };
                 match attempt {

@@ -291,10 +291,7 @@ impl Reader {
                 order: Order::Ascending.into(),
             };
             let call = self.client.get_unstructured_events(request);
-            let answer = tokio::select! {
-                answer = call => answer,
-                () = self.shutdown.wait() => return Err(Stopped),
-            };
+            let answer = self.shutdown.until(call).await?;
             match answer {
                 Ok(page) => {
                     self.succeeded(&mut retry);
@@ -380,10 +377,7 @@ impl Reader {
     /// hangs must not hold shutdown.
     async fn list_chunks_or_stop(&mut self, date: SystemTime) -> Result<Result<Vec<String>, tonic::Status>, Stopped> {
         let mut shutdown = self.shutdown.clone();
-        tokio::select! {
-            listed = self.list_chunks(date) => Ok(listed),
-            () = shutdown.wait() => Err(Stopped),
-        }
+        shutdown.until(self.list_chunks(date)).await
     }
 
     async fn list_chunks(&mut self, date: SystemTime) -> Result<Vec<String>, tonic::Status> {
@@ -454,19 +448,13 @@ impl Reader {
         retry: &mut Retry,
     ) -> Result<Result<(), tonic::Status>, Stopped> {
         let request = ExportUnstructuredEventsRequest { date: Some(date.into()), chunk: chunk.to_owned(), cursor: resume };
-        let opened = tokio::select! {
-            opened = self.client.export_unstructured_events(request) => opened,
-            () = self.shutdown.wait() => return Err(Stopped),
-        };
+        let opened = self.shutdown.until(self.client.export_unstructured_events(request)).await?;
         let mut stream = match opened {
             Ok(stream) => stream.into_inner(),
             Err(status) => return Ok(Err(status)),
         };
         loop {
-            let next = tokio::select! {
-                next = stream.message() => next,
-                () = self.shutdown.wait() => return Err(Stopped),
-            };
+            let next = self.shutdown.until(stream.message()).await?;
             match next {
                 Ok(Some(exported)) => {
                     retry.reset();

@@ -185,10 +185,7 @@ pub async fn run_locker(mut client: AuthServiceClient<Channel>, addr: String, mu
         let user = lock.spec.as_ref().and_then(|s| s.target.as_ref()).map(|t| t.user.clone()).unwrap_or_default();
         let mut retry = Retry::new(backoff, shutdown.clone());
         loop {
-            let answer = tokio::select! {
-                answer = client.upsert_lock(lock.clone()) => answer,
-                () = shutdown.wait() => return,
-            };
+            let Ok(answer) = shutdown.until(client.upsert_lock(lock.clone())).await else { return };
             let status = match answer {
                 Ok(_) => {
                     errors.reset();

@@ -16,11 +16,11 @@
 use super::identity::{Credentials, IdentityError, Route, TlsMaterial, API_DOMAIN};
 use super::proto::auditlog::audit_log_service_client::AuditLogServiceClient;
 use super::proto::auth::auth_service_client::AuthServiceClient;
+use crate::error::one_line;
+use crate::watch::{Snapshot, Watch};
 use hyper_util::rt::TokioIo;
 use rustls::pki_types::ServerName;
 use rustls::ClientConfig;
-use crate::error::one_line;
-use crate::watch::{Snapshot, Watch};
 use std::error::Error as StdError;
 use std::future::Future;
 use std::pin::Pin;

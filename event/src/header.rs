@@ -135,8 +135,16 @@ pub fn teleport_field<'v>(event: &'v Value, key: &str) -> Option<&'v Value> {
 /// Teleport itself identifies such events, so that it is stable across
 /// retries and restarts.
 pub fn content_id(json: &[u8]) -> String {
+    hex_sha256(json)
+}
+
+/// The SHA-256 of `bytes` in lowercase hex (64 characters): event ids here,
+/// and in the host the compile cache's keys and a file source's fingerprint
+/// of its file's first bytes, so that every digest ferry prints or stores
+/// is spelt the same way.
+pub fn hex_sha256(bytes: &[u8]) -> String {
     use std::fmt::Write;
-    let digest = Sha256::digest(json);
+    let digest = Sha256::digest(bytes);
     let mut out = String::with_capacity(64);
     for byte in digest {
         // Writing to a String cannot fail.

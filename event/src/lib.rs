@@ -4,7 +4,7 @@
 //! - [`Header`]: the fields ferry names an event by (its id, type, time,
 //!   index and session), read from the JSON the same way everywhere, also
 //!   after the `ecs` plugin mapped the event to the Elastic Common Schema;
-//! - [`content_id`]: the id of an event without a `uid`;
+//! - [`content_id`]: the id of an event without a `uid` (its [`hex_sha256`]);
 //! - [`teleport_field`]: a Teleport field of an event, mapped or not;
 //! - [`Outcome`] and [`Route`]: what a plugin decides for one event;
 //! - [`lines`]: the JSON Lines framing of a batch.
@@ -21,5 +21,5 @@ mod header;
 pub mod lines;
 mod outcome;
 
-pub use header::{Header, content_id, teleport_field};
+pub use header::{Header, content_id, hex_sha256, teleport_field};
 pub use outcome::{Outcome, Route};

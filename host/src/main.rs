@@ -110,17 +110,7 @@ fn main() -> ExitCode {
 /// The error and its causes on one line, each cause once: most of ferry's
 /// errors already name their cause in their own message.
 fn one_line(err: &anyhow::Error) -> String {
-    let mut line = String::new();
-    for cause in err.chain() {
-        let text = cause.to_string();
-        if !line.contains(&text) {
-            if !line.is_empty() {
-                line.push_str(": ");
-            }
-            line.push_str(&text);
-        }
-    }
-    line.replace('\n', " ")
+    ferry::error::join_causes(err.chain())
 }
 
 /// teleport-event-handler reads its config path from `FDFWD_CONFIG`; ferry

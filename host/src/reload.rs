@@ -20,19 +20,12 @@
 //! to the source, sinks, storage or pipeline settings are reported as
 //! needing a restart and the running ones are kept.
 //!
-//! Watching is a poll of file metadata (size, modification time, inode) once
-//! a second rather than inotify through the `notify` crate: a handful of
-//! `stat` calls a second costs nothing, needs no extra dependency, and also
-//! sees changes that inotify misses (network filesystems, a Kubernetes
-//! ConfigMap swapping its symlinks, an editor replacing a file). File
-//! contents are not hashed on every poll because a Python or JavaScript
-//! plugin is 10–20 MB; the compile cache hashes them once when they load.
-//!
-//! Bursts are debounced: a change is acted on once the files have stayed the
-//! same for one whole poll, so a copy still in progress is not loaded. If a
-//! copy pauses longer than that, the half-written component fails to
-//! validate, the reload is refused, and the next change (the copy going on)
-//! tries again.
+//! The config file and the plugin files are watched by [`crate::watch`]
+//! once a second. Bursts are debounced: a change is acted on once the files
+//! have stayed the same for one whole poll, so a copy still in progress is
+//! not loaded. If a copy pauses longer than that, the half-written component
+//! fails to validate, the reload is refused, and the next change (the copy
+//! going on) tries again.
 
 use crate::app::{Refused, load_plugins};
 use crate::config::{ConfigError, FerryConfig, Lost, Member, PluginChain, discover_chain};
@@ -40,7 +33,7 @@ use crate::metrics::Metrics;
 use crate::pipeline::ChainSwap;
 use crate::plugin::{Runtime, Transform};
 use crate::shutdown::Shutdown;
-use std::os::unix::fs::MetadataExt;
+use crate::watch::{Snapshot, Watch};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -75,8 +68,8 @@ pub struct Reloader {
     /// The plugins of the running chain, which a new chain must keep
     /// unless the config takes them out.
     running_plugins: Vec<Member>,
-    /// The watched files when last acted on.
-    seen: Fingerprint,
+    /// The watched files: when last acted on, and any change settling.
+    watch: Watch,
 }
 
 /// The parts of a config that only a restart changes, compared by their
@@ -131,20 +124,17 @@ impl Reloader {
             swap,
             metrics,
             running_plugins,
-            seen: Fingerprint(Vec::new()),
+            watch: Watch::new(Snapshot::of(Vec::<PathBuf>::new()), POLL_INTERVAL),
         };
         // Taken now, not when `run` first polls, so that a change made
         // while the pipeline starts is not mistaken for the starting state.
-        reloader.seen = reloader.fingerprint();
+        reloader.watch.mark_seen(reloader.watched_files());
         reloader
     }
 
     /// Watches until `shutdown` fires or the pipeline is gone, reloading on
     /// every settled change of the watched files and on every SIGHUP.
     pub async fn run(mut self, mut shutdown: Shutdown, mut hangups: Option<Signal>) {
-        let mut unsettled: Option<Fingerprint> = None;
-        let mut ticker = tokio::time::interval(POLL_INTERVAL);
-        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             let hangup = async {
                 match hangups.as_mut() {
@@ -159,21 +149,13 @@ impl Reloader {
                     if !self.reload().await {
                         return;
                     }
-                    unsettled = None;
                 }
-                _ = ticker.tick() => {
-                    let now = self.fingerprint();
-                    if now == self.seen {
-                        unsettled = None;
-                    } else if unsettled.as_ref() == Some(&now) {
+                () = tokio::time::sleep(self.watch.next_look()) => {
+                    if self.watch.look(self.watched_files()).is_some() {
                         tracing::info!(config = %self.config_path.display(), "Plugin files or config changed: reloading the plugin chain.");
                         if !self.reload().await {
                             return;
                         }
-                        unsettled = None;
-                    } else {
-                        // Changed since the last look: wait for it to settle.
-                        unsettled = Some(now);
                     }
                 }
             }
@@ -187,11 +169,11 @@ impl Reloader {
     /// reload is not tried again until they change, and a change made while
     /// loading (a copy that went on) is a change still to act on.
     async fn reload(&mut self) -> bool {
-        let before = self.fingerprint();
+        let before = self.watched_files();
         let done = self.load_and_swap().await;
-        let after = self.fingerprint();
+        let after = self.watched_files();
         // A config that moved the plugins makes other files the watched ones.
-        self.seen = if after.same_files(&before) { before } else { after };
+        self.watch.mark_seen(if after.same_files(&before) { before } else { after });
         done
     }
 
@@ -258,24 +240,23 @@ impl Reloader {
         Ok((loaded.into_iter().map(|(plugin, _)| Box::new(plugin) as Box<dyn Transform>).collect(), chain))
     }
 
-    /// The metadata of the config file and of every plugin file it points
-    /// at, as it is now.
-    fn fingerprint(&self) -> Fingerprint {
-        let mut files = vec![stamp(&self.config_path)];
+    /// The config file and every plugin file it points at, as they are now.
+    fn watched_files(&self) -> Snapshot {
+        let mut files = vec![self.config_path.clone()];
         let config = &self.watched_config;
         if config.plugins.is_empty() {
             let dir = config.resolve(config.plugins_dir.as_deref().unwrap_or(Path::new("./plugins")));
-            files.push(stamp(&dir));
             let mut entries: Vec<PathBuf> = std::fs::read_dir(&dir)
                 .map(|entries| entries.filter_map(Result::ok).map(|entry| entry.path()).collect())
                 .unwrap_or_default();
             entries.retain(|path| path.extension().is_some_and(|ext| ext == "wasm" || ext == "toml"));
             entries.sort();
-            files.extend(entries.iter().map(|path| stamp(path)));
+            files.push(dir);
+            files.extend(entries);
         } else {
-            files.extend(config.plugins.iter().filter_map(|spec| spec.path.as_deref()).map(|path| stamp(&config.resolve(path))));
+            files.extend(config.plugins.iter().filter_map(|spec| spec.path.as_deref()).map(|path| config.resolve(path)));
         }
-        Fingerprint(files)
+        Snapshot::of(files)
     }
 }
 
@@ -287,58 +268,9 @@ enum Refusal {
     Lost(Lost),
 }
 
-/// What the watched files looked like at one poll.
-#[derive(Debug, PartialEq, Eq)]
-struct Fingerprint(Vec<(PathBuf, Option<Stamp>)>);
-
-impl Fingerprint {
-    /// Whether both looked at the same files, changed or not.
-    fn same_files(&self, other: &Fingerprint) -> bool {
-        self.0.len() == other.0.len() && self.0.iter().zip(&other.0).all(|((a, _), (b, _))| a == b)
-    }
-}
-
-/// Enough of a file's metadata to tell that it changed: a write changes the
-/// size or the modification time, a replacement by rename changes the inode.
-#[derive(Debug, PartialEq, Eq)]
-struct Stamp {
-    len: u64,
-    modified: (i64, i64),
-    changed: (i64, i64),
-    inode: u64,
-}
-
-fn stamp(path: &Path) -> (PathBuf, Option<Stamp>) {
-    let stamp = std::fs::metadata(path).ok().map(|meta| Stamp {
-        len: meta.len(),
-        modified: (meta.mtime(), meta.mtime_nsec()),
-        changed: (meta.ctime(), meta.ctime_nsec()),
-        inode: meta.ino(),
-    });
-    (path.to_owned(), stamp)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn a_rewrite_a_replacement_and_a_new_file_all_change_the_fingerprint() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let file = dir.path().join("a.wasm");
-        std::fs::write(&file, b"one").expect("write");
-        let first = stamp(&file);
-        assert_eq!(first, stamp(&file), "an untouched file keeps its stamp");
-        std::fs::write(&file, b"two!").expect("rewrite");
-        let rewritten = stamp(&file);
-        assert_ne!(first, rewritten);
-        let other = dir.path().join("b.wasm");
-        std::fs::write(&other, b"two!").expect("write");
-        std::fs::rename(&other, &file).expect("replace");
-        assert_ne!(rewritten, stamp(&file), "a rename over the file changes its inode");
-        std::fs::remove_file(&file).expect("remove");
-        assert_eq!(stamp(&file).1, None);
-    }
 
     #[test]
     fn only_changes_outside_the_chain_are_named_as_needing_a_restart() {

@@ -62,6 +62,15 @@ impl Shutdown {
         }
     }
 
+    /// Runs `work` to its end unless the shutdown fires first ([`Stopped`]):
+    /// for a call or a read that may wait on a peer for long.
+    pub async fn until<F: std::future::Future>(&mut self, work: F) -> Result<F::Output, Stopped> {
+        tokio::select! {
+            output = work => Ok(output),
+            () = self.wait() => Err(Stopped),
+        }
+    }
+
     /// Sleeps for `duration`; returns true if the shutdown fired meanwhile.
     pub async fn sleep_or_stop(&mut self, duration: Duration) -> bool {
         tokio::select! {

@@ -1,10 +1,12 @@
 //! TLS settings built from PEM files, in one place.
 //!
-//! Every part of ferry that speaks TLS (the Logstash sink, the Teleport
-//! client, the stand-in peers) gets its rustls config here, so the crypto
-//! provider, protocol versions and error messages stay the same everywhere.
-//! Loading tells failures apart (no certificate in a file, no key, a key
-//! that does not match its certificate, an unusable CA) and names the file.
+//! ferry's own TLS clients (the Logstash and HTTP sinks, and the Teleport
+//! source through its identity, `source/teleport/identity.rs`) and the
+//! stand-in peers' servers get their rustls configs here, so the crypto
+//! provider, protocol versions, key checks and error messages stay the same
+//! for all of them. Loading tells failures apart (no certificate in a file,
+//! no key, a key ferry cannot sign with, a key that does not match its
+//! certificate, an unusable CA) and names the file.
 
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
@@ -45,6 +47,12 @@ pub enum TlsError {
         /// The file.
         path: PathBuf,
     },
+    /// The file holds a private key of a kind ferry cannot sign with.
+    #[error("{}: the private key cannot be used: {}", path.display(), KeyProblem::Unusable)]
+    UnusableKey {
+        /// The file.
+        path: PathBuf,
+    },
     /// The CA file holds no certificate usable as a trust anchor.
     #[error("{}: no usable CA certificate in the file", path.display())]
     NoCa {
@@ -81,17 +89,45 @@ pub fn certs_from_pem(pem: &[u8]) -> Option<Vec<CertificateDer<'static>>> {
 /// The first private key in a PEM file.
 pub fn load_key(path: &Path) -> Result<PrivateKeyDer<'static>, TlsError> {
     let bytes = std::fs::read(path).map_err(|source| TlsError::Read { path: path.to_owned(), source })?;
-    PrivateKeyDer::from_pem_slice(&bytes).map_err(|_| TlsError::NoKey { path: path.to_owned() })
+    key_from_pem(&bytes).map_err(|problem| match problem {
+        KeyProblem::NoKey => TlsError::NoKey { path: path.to_owned() },
+        KeyProblem::Unusable => TlsError::UnusableKey { path: path.to_owned() },
+    })
+}
+
+/// Why PEM text gave no private key ferry can use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum KeyProblem {
+    /// No PKCS#8, PKCS#1 (RSA) or SEC1 (EC) private key block.
+    #[error("not a PKCS#8, PKCS#1 (RSA) or SEC1 (EC) private key in PEM")]
+    NoKey,
+    /// A key block the crypto provider cannot sign with.
+    #[error("not an RSA, ECDSA or Ed25519 private key ferry can sign with")]
+    Unusable,
+}
+
+/// The first private key in PEM text, checked now that the crypto provider
+/// can sign with it: a PEM block of the right kind can still hold no usable
+/// key, and that is better told apart here than at the first handshake.
+pub fn key_from_pem(pem: &[u8]) -> Result<PrivateKeyDer<'static>, KeyProblem> {
+    let key = PrivateKeyDer::from_pem_slice(pem).map_err(|_| KeyProblem::NoKey)?;
+    match provider().key_provider.load_private_key(key.clone_key()) {
+        Ok(_) => Ok(key),
+        Err(_) => Err(KeyProblem::Unusable),
+    }
 }
 
 /// A root store holding every certificate of the CA file.
 pub fn load_roots(path: &Path) -> Result<RootCertStore, TlsError> {
+    roots_from(load_certs(path)?).ok_or_else(|| TlsError::NoCa { path: path.to_owned() })
+}
+
+/// A root store of the usable trust anchors among `certs`; `None` when
+/// there are none.
+pub fn roots_from(certs: impl IntoIterator<Item = CertificateDer<'static>>) -> Option<RootCertStore> {
     let mut roots = RootCertStore::empty();
-    let (added, _ignored) = roots.add_parsable_certificates(load_certs(path)?);
-    if added == 0 {
-        return Err(TlsError::NoCa { path: path.to_owned() });
-    }
-    Ok(roots)
+    let (added, _ignored) = roots.add_parsable_certificates(certs);
+    (added > 0).then_some(roots)
 }
 
 /// The operating system's trust store, for peers with public certificates.
@@ -123,19 +159,32 @@ pub fn client_config(files: &ClientFiles, alpn: &[&[u8]]) -> Result<ClientConfig
         Some(ca) => load_roots(ca)?,
         None => system_roots()?,
     };
-    let builder = ClientConfig::builder_with_provider(provider())
-        .with_protocol_versions(VERSIONS)
-        .map_err(|err| TlsError::Invalid(err.to_string()))?
-        .with_root_certificates(roots);
-    let mut config = match (&files.cert, &files.key) {
-        (Some(cert), Some(key)) => builder
-            .with_client_auth_cert(load_certs(cert)?, load_key(key)?)
-            .map_err(|err| TlsError::KeyMismatch { cert: cert.clone(), key: key.clone(), message: err.to_string() })?,
-        (None, None) => builder.with_no_client_auth(),
-        (Some(cert), None) => return Err(TlsError::Invalid(format!("{}: a client certificate needs its `key`", cert.display()))),
-        (None, Some(key)) => return Err(TlsError::Invalid(format!("{}: a client key needs its `cert`", key.display()))),
+    let alpn = alpn.iter().map(|p| p.to_vec()).collect();
+    match (&files.cert, &files.key) {
+        (Some(cert), Some(key)) => client_config_with(roots, Some((load_certs(cert)?, load_key(key)?)), alpn)
+            .map_err(|err| TlsError::KeyMismatch { cert: cert.clone(), key: key.clone(), message: err.to_string() }),
+        (None, None) => client_config_with(roots, None, alpn).map_err(|err| TlsError::Invalid(err.to_string())),
+        (Some(cert), None) => Err(TlsError::Invalid(format!("{}: a client certificate needs its `key`", cert.display()))),
+        (None, Some(key)) => Err(TlsError::Invalid(format!("{}: a client key needs its `cert`", key.display()))),
+    }
+}
+
+/// A client config from material already in memory: the server verified
+/// against `roots`, `client` (a certificate chain and its key) presented
+/// when given, `alpn` offered in order. Every client config ferry makes is
+/// made here; the error is rustls' (for a client certificate: usually a key
+/// that belongs to another certificate).
+pub fn client_config_with(
+    roots: RootCertStore,
+    client: Option<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>)>,
+    alpn: Vec<Vec<u8>>,
+) -> Result<ClientConfig, rustls::Error> {
+    let builder = ClientConfig::builder_with_provider(provider()).with_protocol_versions(VERSIONS)?.with_root_certificates(roots);
+    let mut config = match client {
+        Some((certs, key)) => builder.with_client_auth_cert(certs, key)?,
+        None => builder.with_no_client_auth(),
     };
-    config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+    config.alpn_protocols = alpn;
     Ok(config)
 }
 
@@ -327,6 +376,12 @@ mod tests {
         let mismatch = ClientFiles { ca: Some(files.ca.clone()), cert: Some(files.client_cert.clone()), key: Some(files.server_key.clone()) };
         let err = client_config(&mismatch, &[]).expect_err("key of another cert");
         assert!(matches!(err, TlsError::KeyMismatch { .. }), "{err}");
+
+        let unusable = dir.path().join("dsa.key");
+        // A PKCS#8 block that holds no key ring can sign with.
+        std::fs::write(&unusable, "-----BEGIN PRIVATE KEY-----\nbm90IGEga2V5\n-----END PRIVATE KEY-----\n").expect("write");
+        let err = load_key(&unusable).expect_err("no usable key");
+        assert_eq!(err.to_string(), format!("{}: the private key cannot be used: not an RSA, ECDSA or Ed25519 private key ferry can sign with", unusable.display()));
 
         let half = ClientFiles { ca: Some(files.ca.clone()), cert: Some(files.client_cert.clone()), key: None };
         assert!(client_config(&half, &[]).expect_err("no key").to_string().contains("needs its `key`"));

@@ -1,11 +1,11 @@
-//! Durations and byte sizes as people write them in ferry.toml.
+//! Durations, byte sizes and times as people (and Teleport) write them.
 //!
 //! Durations take Go's and humantime's spelling (`"500ms"`, `"10s"`, `"1h30m"`),
 //! because teleport-event-handler.toml files already use it. Sizes take an
 //! integer number of bytes or a string with a unit (`"64MiB"`, `"10 MB"`).
 
 use serde::{Deserialize, Deserializer, de};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 /// A duration read from config text.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -64,9 +64,28 @@ pub fn parse_byte_size(text: &str) -> Result<u64, String> {
     number.checked_mul(multiplier).ok_or_else(|| format!("`{text}` is too large"))
 }
 
+/// Parses an RFC 3339 time in UTC, as Teleport writes event times and ferry
+/// writes its cursors and `start-time` (`2024-05-01T00:00:00Z`, with or
+/// without a fraction of a second; a space for the `T` and a missing `Z`
+/// are taken too). Surrounding spaces are ignored.
+pub fn parse_time(text: &str) -> Result<SystemTime, humantime::TimestampError> {
+    let text = text.trim();
+    humantime::parse_rfc3339_weak(text).or_else(|_| humantime::parse_rfc3339(text))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn times_are_rfc3339_in_utc() {
+        let at = |seconds: u64, nanos: u32| SystemTime::UNIX_EPOCH + Duration::new(seconds, nanos);
+        assert_eq!(parse_time("2024-05-01T00:00:00Z"), Ok(at(1_714_521_600, 0)));
+        assert_eq!(parse_time(" 2024-05-01T00:00:00.250Z\n"), Ok(at(1_714_521_600, 250_000_000)));
+        assert_eq!(parse_time("2024-05-01 00:00:00"), Ok(at(1_714_521_600, 0)));
+        assert!(parse_time("2024-05-01").is_err());
+        assert!(parse_time("yesterday").is_err());
+    }
 
     #[test]
     fn sizes_in_every_spelling() {

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     /// The file (or a file it names) cannot be read.
-    #[error("cannot read {}: {}", one_line(&path.display().to_string()), one_line(&source.to_string()))]
+    #[error("cannot read {}: {}", escaped(&path.display().to_string()), escaped(&source.to_string()))]
     Read {
         /// The file that could not be read.
         path: PathBuf,
@@ -12,7 +12,7 @@ pub enum ConfigError {
         source: std::io::Error,
     },
     /// The text is not valid TOML or does not fit ferry's schema.
-    #[error("{}:{line}:{column}: {}", one_line(&path.display().to_string()), one_line(message))]
+    #[error("{}:{line}:{column}: {}", escaped(&path.display().to_string()), escaped(message))]
     Parse {
         /// The file with the error.
         path: PathBuf,
@@ -24,7 +24,7 @@ pub enum ConfigError {
         message: String,
     },
     /// The file parses but a value cannot work.
-    #[error("{}: `{}`: {}", one_line(&path.display().to_string()), one_line(key), one_line(message))]
+    #[error("{}: `{}`: {}", escaped(&path.display().to_string()), escaped(key), escaped(message))]
     Invalid {
         /// The config file.
         path: PathBuf,
@@ -53,7 +53,7 @@ impl ConfigError {
 /// `text` with every control character (line breaks above all) and Unicode
 /// line separator escaped: an error quotes values from the file and from
 /// the environment, and must still print as one line a log can hold.
-fn one_line(text: &str) -> String {
+fn escaped(text: &str) -> String {
     if !text.chars().any(needs_escape) {
         return text.to_owned();
     }

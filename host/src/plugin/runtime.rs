@@ -4,7 +4,6 @@ use super::bindings::PluginPre;
 use super::state::PluginState;
 use super::{PluginError, PluginSettings, WasmPlugin};
 use crate::metrics::Metrics;
-use sha2::{Digest, Sha256};
 use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -126,7 +125,8 @@ impl Runtime {
     fn cache_key(&self, bytes: &[u8]) -> String {
         let mut engine_hash = std::collections::hash_map::DefaultHasher::new();
         self.engine.precompile_compatibility_hash().hash(&mut engine_hash);
-        let content: String = Sha256::digest(bytes).iter().take(16).map(|b| format!("{b:02x}")).collect();
+        // The first 16 bytes of the SHA-256 (32 hex digits), as cache file names have always been.
+        let content = &ferry_event::hex_sha256(bytes)[..32];
         format!("{content}-{:016x}", engine_hash.finish())
     }
 }
@@ -254,9 +254,9 @@ fn invalid_component(path: &Path, err: &wasmtime::Error) -> PluginError {
     PluginError::NotAPlugin { path: path.to_owned(), message: format!("invalid component: {}", one_line(err)) }
 }
 
-/// An error and its causes on one line.
+/// A wasmtime error and its causes on one line, each cause once.
 pub(super) fn one_line(err: &wasmtime::Error) -> String {
-    format!("{err:#}").replace('\n', " ")
+    crate::error::join_causes(err.chain())
 }
 
 #[cfg(test)]

@@ -23,9 +23,10 @@ pub struct SinkJob {
 /// Runs `sink` until `jobs` closes, with up to [`Sink::concurrency`] jobs
 /// in delivery at once. When shutdown fires, every delivery still waiting
 /// to retry stops at once and its job is left unacknowledged (an attempt
-/// under way may finish, within the pipeline's shutdown-timeout; jobs that
-/// arrive later get one attempt each). Aborting this task aborts its
-/// deliveries too.
+/// under way may finish, within the pipeline's shutdown-timeout). Jobs that
+/// arrive later get at most one attempt and never a retry: a sink that must
+/// wait before its attempt (the HTTP sink, for a free connection) may stop
+/// there without trying. Aborting this task aborts its deliveries too.
 pub async fn run(
     name: String,
     sink: Box<dyn Sink>,

@@ -34,7 +34,6 @@ use crate::event::Event;
 use crate::shutdown::Shutdown;
 use crate::units::{ByteSize, ConfigDuration};
 use serde::Deserialize;
-use sha2::{Digest, Sha256};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::{Path, PathBuf};
@@ -524,14 +523,7 @@ fn read_head(file: &std::fs::File, limit: u64) -> std::io::Result<Vec<u8>> {
 
 /// The first 8 bytes of the SHA-256 of `bytes`, in hex.
 fn fingerprint(bytes: &[u8]) -> String {
-    use std::fmt::Write;
-    let digest = Sha256::digest(bytes);
-    let mut out = String::with_capacity(16);
-    for byte in &digest[..8] {
-        // Writing to a String cannot fail.
-        let _ = write!(out, "{byte:02x}");
-    }
-    out
+    ferry_event::hex_sha256(bytes)[..16].to_owned()
 }
 
 /// True when the file at `path` starts with the bytes `cursor` fingerprints.

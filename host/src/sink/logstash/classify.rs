@@ -4,9 +4,11 @@ use hyper::StatusCode;
 use hyper::header::{HeaderMap, RETRY_AFTER};
 use std::time::Duration;
 
-/// What to do after one attempt.
+/// What one attempt to send a request came to, and so what to do next.
+/// (Not the plugin contract's `verdict`, which is a plugin's decision on
+/// one event.)
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Verdict {
+pub enum Attempt {
     /// The receiver took the request: its events are acknowledged.
     Acknowledged,
     /// Worth trying again: the receiver is down, busy or slow.
@@ -29,23 +31,23 @@ pub enum Verdict {
 
 /// Classifies a response. `success` lists the acknowledging statuses; empty
 /// means any 2xx. Transport errors (connect, TLS, timeout) are classified by
-/// the caller as [`Verdict::Retry`].
-pub fn classify(status: StatusCode, headers: &HeaderMap, body: &[u8], success: &[u16]) -> Verdict {
+/// the caller as [`Attempt::Retry`].
+pub fn classify(status: StatusCode, headers: &HeaderMap, body: &[u8], success: &[u16]) -> Attempt {
     let acknowledged = if success.is_empty() { status.is_success() } else { success.contains(&status.as_u16()) };
     if acknowledged {
-        return Verdict::Acknowledged;
+        return Attempt::Acknowledged;
     }
     let reason = format!("HTTP {status}{}", excerpt(body));
     match status.as_u16() {
-        429 => Verdict::Retry { reason, after: retry_after(headers) },
-        408 => Verdict::Retry { reason, after: None },
-        413 => Verdict::TooLarge,
-        501 => Verdict::Refused { reason },
-        code if code >= 500 => Verdict::Retry { reason, after: retry_after(headers) },
-        code if (400..500).contains(&code) => Verdict::Refused { reason },
+        429 => Attempt::Retry { reason, after: retry_after(headers) },
+        408 => Attempt::Retry { reason, after: None },
+        413 => Attempt::TooLarge,
+        501 => Attempt::Refused { reason },
+        code if code >= 500 => Attempt::Retry { reason, after: retry_after(headers) },
+        code if (400..500).contains(&code) => Attempt::Refused { reason },
         // A 1xx, 2xx or 3xx not listed as success: the receiver does not
         // take events this way; retrying cannot help.
-        _ => Verdict::Refused { reason: format!("{reason} (not a success status for this sink)") },
+        _ => Attempt::Refused { reason: format!("{reason} (not a success status for this sink)") },
     }
 }
 
@@ -68,13 +70,13 @@ fn excerpt(body: &[u8]) -> String {
 mod tests {
     use super::*;
 
-    fn verdict(code: u16, success: &[u16]) -> Verdict {
+    fn attempt(code: u16, success: &[u16]) -> Attempt {
         let status = StatusCode::from_u16(code).expect("valid status");
         classify(status, &HeaderMap::new(), b"", success)
     }
 
     #[test]
-    fn every_status_class_has_its_verdict() {
+    fn every_status_class_is_classified() {
         let table: &[(u16, &[u16], &str)] = &[
             (200, &[], "ack"),
             (201, &[], "ack"),
@@ -94,11 +96,11 @@ mod tests {
             (503, &[], "retry"),
         ];
         for (code, success, expected) in table {
-            let got = match verdict(*code, success) {
-                Verdict::Acknowledged => "ack",
-                Verdict::Retry { .. } => "retry",
-                Verdict::TooLarge => "too-large",
-                Verdict::Refused { .. } => "refused",
+            let got = match attempt(*code, success) {
+                Attempt::Acknowledged => "ack",
+                Attempt::Retry { .. } => "retry",
+                Attempt::TooLarge => "too-large",
+                Attempt::Refused { .. } => "refused",
             };
             assert_eq!(got, *expected, "HTTP {code} with success {success:?}");
         }
@@ -114,10 +116,10 @@ mod tests {
         #![proptest_config(proptest::prelude::ProptestConfig::with_cases(256))]
 
         /// Any status, any headers (odd `Retry-After` values above all),
-        /// any body bytes: a verdict, never a panic, and reasons on one
+        /// any body bytes: a classification, never a panic, and reasons on one
         /// short line.
         #[test]
-        fn any_answer_gets_a_verdict_with_a_one_line_reason(
+        fn any_answer_is_classified_with_a_one_line_reason(
             code in 100u16..1000,
             retry_after in proptest::option::of(proptest::collection::vec(proptest::num::u8::ANY, 0..40)),
             retry_after_text in proptest::option::of("[0-9 +-.eE]{0,30}|[a-zA-Z, :0-9]{0,40}"),
@@ -138,19 +140,19 @@ mod tests {
                 }
             }
             match classify(status, &headers, &body, &success) {
-                Verdict::Acknowledged => {
+                Attempt::Acknowledged => {
                     let listed = if success.is_empty() { status.is_success() } else { success.contains(&code) };
                     proptest::prop_assert!(listed, "HTTP {code} acknowledged with success {success:?}");
                 }
-                Verdict::TooLarge => proptest::prop_assert_eq!(code, 413),
-                Verdict::Retry { reason, after } => {
+                Attempt::TooLarge => proptest::prop_assert_eq!(code, 413),
+                Attempt::Retry { reason, after } => {
                     one_line(&reason)?;
                     proptest::prop_assert!(code == 408 || code == 429 || (code >= 500 && code != 501), "HTTP {code} retried");
                     if code == 408 {
                         proptest::prop_assert!(after.is_none());
                     }
                 }
-                Verdict::Refused { reason } => one_line(&reason)?,
+                Attempt::Refused { reason } => one_line(&reason)?,
             }
         }
     }
@@ -161,9 +163,9 @@ mod tests {
         headers.insert(RETRY_AFTER, "7".parse().expect("header"));
         assert_eq!(
             classify(StatusCode::TOO_MANY_REQUESTS, &headers, b"", &[]),
-            Verdict::Retry { reason: "HTTP 429 Too Many Requests".into(), after: Some(Duration::from_secs(7)) }
+            Attempt::Retry { reason: "HTTP 429 Too Many Requests".into(), after: Some(Duration::from_secs(7)) }
         );
         let refused = classify(StatusCode::BAD_REQUEST, &HeaderMap::new(), b"bad\nevent  here", &[]);
-        assert_eq!(refused, Verdict::Refused { reason: "HTTP 400 Bad Request: bad event here".into() });
+        assert_eq!(refused, Attempt::Refused { reason: "HTTP 400 Bad Request: bad event here".into() });
     }
 }

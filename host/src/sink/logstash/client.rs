@@ -1,10 +1,11 @@
 //! The HTTP client side: a pooled hyper client over rustls, and the request
 //! loop that retries each request until the receiver settles it.
 
-use super::classify::{Verdict, classify};
+use super::classify::{Attempt, classify};
 use super::encode;
 use super::{BodyFormat, HttpSinkConfig};
 use crate::config::{ConfigError, Context};
+use crate::error::one_line;
 use crate::metrics::Metrics;
 use crate::retry::{Backoff, DEFAULT_MAX_RETRY_AFTER, Retry};
 use crate::shutdown::Stopped;
@@ -142,9 +143,9 @@ impl HttpSink {
     /// event. The error names the URL and says what failed.
     pub async fn probe(&self) -> Result<(), String> {
         match self.send_once(&self.url, Bytes::new(), "application/json", None).await {
-            Verdict::Acknowledged => Ok(()),
-            Verdict::Retry { reason, .. } | Verdict::Refused { reason } => Err(format!("{}: {reason}", self.url)),
-            Verdict::TooLarge => Err(format!("{}: HTTP 413 for an empty body", self.url)),
+            Attempt::Acknowledged => Ok(()),
+            Attempt::Retry { reason, .. } | Attempt::Refused { reason } => Err(format!("{}: {reason}", self.url)),
+            Attempt::TooLarge => Err(format!("{}: HTTP 413 for an empty body", self.url)),
         }
     }
 
@@ -239,21 +240,18 @@ impl HttpSink {
             let body = body.clone();
             let mut shutdown = shutdown.clone();
             async move {
-                let verdict = {
+                let attempt = {
                     // Waiting for a free connection is a wait like any
                     // other: shutdown ends it. (The semaphore is never
                     // closed, so acquiring only waits.)
-                    let _slot = tokio::select! {
-                        slot = self.connections.acquire() => slot,
-                        () = shutdown.wait() => return Ok(Err(Stopped)),
-                    };
+                    let Ok(_slot) = shutdown.until(self.connections.acquire()).await else { return Ok(Err(Stopped)) };
                     self.send_once(url, body, content_type, encoding).await
                 };
-                match verdict {
-                    Verdict::Acknowledged => Ok(Ok(Settled::Acknowledged)),
-                    Verdict::TooLarge => Ok(Ok(Settled::TooLarge("HTTP 413 Payload Too Large".into()))),
-                    Verdict::Refused { reason } => Ok(Ok(Settled::Refused(reason))),
-                    Verdict::Retry { reason, after } => Err(RetryableError { message: reason, retry_after: after }),
+                match attempt {
+                    Attempt::Acknowledged => Ok(Ok(Settled::Acknowledged)),
+                    Attempt::TooLarge => Ok(Ok(Settled::TooLarge("HTTP 413 Payload Too Large".into()))),
+                    Attempt::Refused { reason } => Ok(Ok(Settled::Refused(reason))),
+                    Attempt::Retry { reason, after } => Err(RetryableError { message: reason, retry_after: after }),
                 }
             }
         })
@@ -261,7 +259,7 @@ impl HttpSink {
         settled?
     }
 
-    async fn send_once(&self, url: &Uri, body: Bytes, content_type: &'static str, encoding: Option<&'static str>) -> Verdict {
+    async fn send_once(&self, url: &Uri, body: Bytes, content_type: &'static str, encoding: Option<&'static str>) -> Attempt {
         let mut request = hyper::Request::builder().method(Method::POST).uri(url.clone()).header(CONTENT_TYPE, content_type);
         if let Some(encoding) = encoding {
             request = request.header(CONTENT_ENCODING, encoding);
@@ -271,7 +269,7 @@ impl HttpSink {
         }
         let request = match request.body(Full::new(body)) {
             Ok(request) => request,
-            Err(err) => return Verdict::Refused { reason: format!("cannot build the request: {err}") },
+            Err(err) => return Attempt::Refused { reason: format!("cannot build the request: {err}") },
         };
         // The timeout bounds the wait for the status; the body is read
         // under its own bounds, since the status already settled the request.
@@ -284,19 +282,19 @@ impl HttpSink {
             Ok(Err(err)) => Ok(Err(err)),
             Err(elapsed) => Err(elapsed),
         };
-        let verdict = match answer {
+        let attempt = match answer {
             Ok(Ok((status, headers, body))) => classify(status, &headers, &body, &self.success),
-            Ok(Err(err)) => Verdict::Retry { reason: error_chain(&err), after: None },
-            Err(_) => Verdict::Retry { reason: format!("no response within {:?} (timeout)", self.timeout), after: None },
+            Ok(Err(err)) => Attempt::Retry { reason: one_line(&err), after: None },
+            Err(_) => Attempt::Retry { reason: format!("no response within {:?} (timeout)", self.timeout), after: None },
         };
-        let outcome = match &verdict {
-            Verdict::Acknowledged => "acknowledged",
-            Verdict::Retry { .. } => "retry",
-            Verdict::TooLarge => "too-large",
-            Verdict::Refused { .. } => "refused",
+        let outcome = match &attempt {
+            Attempt::Acknowledged => "acknowledged",
+            Attempt::Retry { .. } => "retry",
+            Attempt::TooLarge => "too-large",
+            Attempt::Refused { .. } => "refused",
         };
         self.metrics.add("ferry_http_requests_total", &[("sink", &self.name), ("outcome", outcome)], 1);
-        verdict
+        attempt
     }
 }
 
@@ -326,22 +324,6 @@ where
         }
     }
     kept
-}
-
-/// An error and its causes on one line ("client error (Connect): tcp
-/// connect error: Connection refused").
-fn error_chain(err: &dyn std::error::Error) -> String {
-    let mut text = err.to_string();
-    let mut source = err.source();
-    while let Some(cause) = source {
-        let cause_text = cause.to_string();
-        if !text.contains(&cause_text) {
-            text.push_str(": ");
-            text.push_str(&cause_text);
-        }
-        source = cause.source();
-    }
-    text.replace('\n', " ")
 }
 
 #[cfg(test)]

@@ -18,7 +18,7 @@ mod client;
 mod config;
 mod encode;
 
-pub use classify::{Verdict, classify};
+pub use classify::{Attempt, classify};
 pub use client::HttpSink;
 pub use config::{BodyFormat, HttpSinkConfig};
 pub use encode::{Request, plan_requests};

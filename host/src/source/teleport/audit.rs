@@ -207,9 +207,7 @@ impl Reader {
 
     /// Reads one page and moves `cursor` on.
     async fn legacy_step(&mut self, cursor: &mut LegacyCursor) -> Result<(), Stopped> {
-        let window_start = humantime::parse_rfc3339_weak(&cursor.window_start)
-            .or_else(|_| humantime::parse_rfc3339(&cursor.window_start))
-            .unwrap_or(self.start_time);
+        let window_start = crate::units::parse_time(&cursor.window_start).unwrap_or(self.start_time);
         let now = SystemTime::now();
         let window_end = (window_start + self.window_size).min(now);
         let last_window = window_start + self.window_size >= now;
@@ -293,10 +291,7 @@ impl Reader {
                 order: Order::Ascending.into(),
             };
             let call = self.client.get_unstructured_events(request);
-            let answer = tokio::select! {
-                answer = call => answer,
-                () = self.shutdown.wait() => return Err(Stopped),
-            };
+            let answer = self.shutdown.until(call).await?;
             match answer {
                 Ok(page) => {
                     self.succeeded(&mut retry);
@@ -382,10 +377,7 @@ impl Reader {
     /// hangs must not hold shutdown.
     async fn list_chunks_or_stop(&mut self, date: SystemTime) -> Result<Result<Vec<String>, tonic::Status>, Stopped> {
         let mut shutdown = self.shutdown.clone();
-        tokio::select! {
-            listed = self.list_chunks(date) => Ok(listed),
-            () = shutdown.wait() => Err(Stopped),
-        }
+        shutdown.until(self.list_chunks(date)).await
     }
 
     async fn list_chunks(&mut self, date: SystemTime) -> Result<Vec<String>, tonic::Status> {
@@ -456,19 +448,13 @@ impl Reader {
         retry: &mut Retry,
     ) -> Result<Result<(), tonic::Status>, Stopped> {
         let request = ExportUnstructuredEventsRequest { date: Some(date.into()), chunk: chunk.to_owned(), cursor: resume };
-        let opened = tokio::select! {
-            opened = self.client.export_unstructured_events(request) => opened,
-            () = self.shutdown.wait() => return Err(Stopped),
-        };
+        let opened = self.shutdown.until(self.client.export_unstructured_events(request)).await?;
         let mut stream = match opened {
             Ok(stream) => stream.into_inner(),
             Err(status) => return Ok(Err(status)),
         };
         loop {
-            let next = tokio::select! {
-                next = stream.message() => next,
-                () = self.shutdown.wait() => return Err(Stopped),
-            };
+            let next = self.shutdown.until(stream.message()).await?;
             match next {
                 Ok(Some(exported)) => {
                     retry.reset();
@@ -517,7 +503,7 @@ pub fn date_of(time: SystemTime) -> String {
 /// Midnight UTC at the start of `date` (`YYYY-MM-DD`); the epoch if it does
 /// not parse (a cursor is only ever written by ferry).
 fn start_of(date: &str) -> SystemTime {
-    humantime::parse_rfc3339(&format!("{date}T00:00:00Z")).unwrap_or(UNIX_EPOCH)
+    crate::units::parse_time(&format!("{date}T00:00:00Z")).unwrap_or(UNIX_EPOCH)
 }
 
 #[cfg(test)]

@@ -242,8 +242,7 @@ pub struct Checked {
 
 /// RFC 3339, truncated to whole seconds as the event handler does.
 pub fn parse_start_time(text: &str) -> Result<SystemTime, String> {
-    let time = humantime::parse_rfc3339_weak(text.trim())
-        .or_else(|_| humantime::parse_rfc3339(text.trim()))
+    let time = crate::units::parse_time(text)
         .map_err(|err| format!("`{text}` is not an RFC 3339 time such as 2024-05-01T00:00:00Z ({err})"))?;
     Ok(truncate_to_second(time))
 }

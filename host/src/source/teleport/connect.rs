@@ -16,6 +16,8 @@
 use super::identity::{Credentials, IdentityError, Route, TlsMaterial, API_DOMAIN};
 use super::proto::auditlog::audit_log_service_client::AuditLogServiceClient;
 use super::proto::auth::auth_service_client::AuthServiceClient;
+use crate::error::one_line;
+use crate::watch::{Snapshot, Watch};
 use hyper_util::rt::TokioIo;
 use rustls::pki_types::ServerName;
 use rustls::ClientConfig;
@@ -24,7 +26,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 use tokio::net::TcpStream;
 use tokio::sync::watch;
 use tonic::transport::{Channel, Endpoint, Uri};
@@ -101,10 +103,12 @@ impl ClientTls {
 
 // === IdentityWatcher: re-reading renewed credentials ===
 
-/// Loaded credentials, kept fresh: when any credential file's modification
-/// time or size changes, it is read again; a good new identity replaces the
-/// old one for new connections, a bad one is logged and the old one kept
-/// (Machine ID may be half-way through writing it).
+/// Loaded credentials, kept fresh: their files are watched
+/// ([`crate::watch`]: a rewrite, a replacement by rename or a deletion,
+/// acted on once settled), and when they change they are read again; a good
+/// new identity replaces the old one for new connections, a bad one is
+/// logged and the old one kept (Machine ID may be half-way through writing
+/// it).
 pub struct IdentityWatcher {
     material: watch::Receiver<Arc<TlsMaterial>>,
     config: watch::Receiver<Arc<ClientConfig>>,
@@ -122,17 +126,17 @@ impl Drop for IdentityWatcher {
 
 impl IdentityWatcher {
     /// Loads the credentials (an expired or broken identity is an error
-    /// here) and, with `refresh`, polls their files at that interval.
+    /// here) and, with `refresh`, looks at their files at that interval.
     pub fn start(credentials: Credentials, route: Route, refresh: Option<Duration>) -> Result<IdentityWatcher, IdentityError> {
         let material = credentials.load()?;
         let config = material.shared_client_config(&route)?;
-        let stamp = FileStamp::of(&credentials);
+        let files = Snapshot::of(credentials.files());
         let (material_tx, material_rx) = watch::channel(Arc::new(material));
         let (config_tx, config_rx) = watch::channel(config);
         let (error_tx, error_rx) = watch::channel(None);
         let task = refresh.map(|interval| {
-            let reloader = Reloader { credentials, route, stamp, material: material_tx, config: config_tx, error: error_tx };
-            tokio::spawn(reloader.run(interval))
+            let refresher = Refresher { credentials, route, files: Watch::new(files, interval), material: material_tx, config: config_tx, error: error_tx };
+            tokio::spawn(refresher.run())
         });
         Ok(IdentityWatcher { material: material_rx, config: config_rx, reload_error: error_rx, task })
     }
@@ -159,50 +163,21 @@ impl IdentityWatcher {
     }
 }
 
-/// What the files looked like when last read: modification time, size and
-/// (on Unix) inode, so that a file replaced by rename, as Machine ID and the
-/// stand-in do, is seen even within the file system's timestamp granularity.
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct FileStamp(Vec<Option<(SystemTime, u64, u64)>>);
-
-impl FileStamp {
-    fn of(credentials: &Credentials) -> FileStamp {
-        let stamp = |path: &std::path::Path| {
-            let meta = std::fs::metadata(path).ok()?;
-            Some((meta.modified().ok()?, meta.len(), inode(&meta)))
-        };
-        FileStamp(credentials.files().into_iter().map(stamp).collect())
-    }
-}
-
-#[cfg(unix)]
-fn inode(meta: &std::fs::Metadata) -> u64 {
-    std::os::unix::fs::MetadataExt::ino(meta)
-}
-
-#[cfg(not(unix))]
-fn inode(_: &std::fs::Metadata) -> u64 {
-    0
-}
-
-struct Reloader {
+/// Re-reads the credentials when their files change.
+struct Refresher {
     credentials: Credentials,
     route: Route,
-    stamp: FileStamp,
+    files: Watch,
     material: watch::Sender<Arc<TlsMaterial>>,
     config: watch::Sender<Arc<ClientConfig>>,
     error: watch::Sender<Option<String>>,
 }
 
-impl Reloader {
-    async fn run(mut self, interval: Duration) {
-        let mut ticks = tokio::time::interval(interval);
-        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+impl Refresher {
+    async fn run(mut self) {
         loop {
-            ticks.tick().await;
-            let stamp = FileStamp::of(&self.credentials);
-            if stamp != self.stamp {
-                self.stamp = stamp;
+            tokio::time::sleep(self.files.next_look()).await;
+            if self.files.look(Snapshot::of(self.credentials.files())).is_some() {
                 self.reload();
             }
         }
@@ -312,20 +287,6 @@ pub fn auth_client(channel: Channel) -> AuthServiceClient<Channel> {
     AuthServiceClient::new(channel).max_decoding_message_size(MAX_MESSAGE_BYTES)
 }
 
-/// An error and its causes on one line, each cause once.
-pub fn one_line(err: &(dyn StdError + 'static)) -> String {
-    let mut parts: Vec<String> = Vec::new();
-    let mut next = Some(err);
-    while let Some(err) = next {
-        let text = err.to_string().replace('\n', " ");
-        if !parts.iter().any(|part| part.contains(&text)) {
-            parts.push(text);
-        }
-        next = err.source();
-    }
-    parts.join(": ")
-}
-
 /// A failed call as one line: which address answered what.
 pub fn describe_status(addr: &str, status: &tonic::Status) -> String {
     let message = status.message().replace('\n', " ");
@@ -351,13 +312,5 @@ mod tests {
             let err = endpoint(bad, &options).expect_err(bad).to_string();
             assert!(err.starts_with(&format!("Teleport address `{bad}` is not host:port: ")), "{err}");
         }
-    }
-
-    #[test]
-    fn causes_are_joined_on_one_line_once() {
-        let inner = std::io::Error::other("connection refused");
-        let outer = std::io::Error::other(ConnectError::Connect { addr: "a:1".into(), reason: "x".into() });
-        assert_eq!(one_line(&inner), "connection refused");
-        assert_eq!(one_line(&outer), "cannot connect to Teleport at a:1: x");
     }
 }

@@ -24,9 +24,9 @@
 //! Key material is never printed: errors name the file and the part, and
 //! [`IdentityFile`]'s `Debug` hides the key.
 
-use rustls::pki_types::pem::PemObject;
+use crate::tls::{self, KeyProblem};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-use rustls::{ClientConfig, RootCertStore};
+use rustls::ClientConfig;
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -376,7 +376,7 @@ impl TlsMaterial {
         let certs = parse_certs(path, &cert_pem)?;
         // A CA block that is not a certificate is skipped (Teleport's Go client
         // refuses the whole file instead); only having none is an error.
-        let cas = file.tls_cas.iter().flat_map(|pem| CertificateDer::pem_slice_iter(pem).filter_map(Result::ok)).collect();
+        let cas = file.tls_cas.iter().filter_map(|pem| tls::certs_from_pem(pem)).flatten().collect();
         TlsMaterial::new(certs, key, cas, (path, path), now)
     }
 
@@ -431,20 +431,9 @@ impl TlsMaterial {
     /// certificate always presented, ALPN per [`alpn_protocols`]. The server
     /// name ([`API_DOMAIN`]) is given when connecting.
     pub fn client_config(&self, route: &Route) -> Result<ClientConfig, IdentityError> {
-        let mut roots = RootCertStore::empty();
-        let (added, _ignored) = roots.add_parsable_certificates(self.cas.iter().cloned());
-        if added == 0 {
-            return Err(IdentityError::NoCa { path: self.cert_path.clone() });
-        }
-        let mismatch = |reason: String| IdentityError::Mismatch { path: self.cert_path.clone(), reason };
-        let mut config = ClientConfig::builder_with_provider(crate::tls::provider())
-            .with_safe_default_protocol_versions()
-            .map_err(|err| mismatch(err.to_string()))?
-            .with_root_certificates(roots)
-            .with_client_auth_cert(self.certs.clone(), self.key.clone_key())
-            .map_err(|err| mismatch(err.to_string()))?;
-        config.alpn_protocols = alpn_protocols(route);
-        Ok(config)
+        let roots = tls::roots_from(self.cas.iter().cloned()).ok_or_else(|| IdentityError::NoCa { path: self.cert_path.clone() })?;
+        tls::client_config_with(roots, Some((self.certs.clone(), self.key.clone_key())), alpn_protocols(route))
+            .map_err(|err| IdentityError::Mismatch { path: self.cert_path.clone(), reason: err.to_string() })
     }
 
     /// [`TlsMaterial::client_config`], shared.
@@ -454,32 +443,15 @@ impl TlsMaterial {
 }
 
 fn parse_key(path: &Path, pem: &[u8]) -> Result<PrivateKeyDer<'static>, IdentityError> {
-    let unusable = || IdentityError::BadKey {
-        path: path.to_owned(),
-        reason: "not an RSA, ECDSA or Ed25519 private key ferry can sign with".into(),
-    };
-    match PrivateKeyDer::from_pem_slice(pem) {
-        // A PEM block of the right kind can still hold no usable key.
-        Ok(key) => match crate::tls::provider().key_provider.load_private_key(key.clone_key()) {
-            Ok(_) => Ok(key),
-            Err(_) => Err(unusable()),
-        },
-        Err(_) if pem.trim_ascii_start().starts_with(b"-----BEGIN CERTIFICATE-----") => Err(IdentityError::NoKey { path: path.to_owned() }),
-        Err(_) => Err(IdentityError::BadKey {
-            path: path.to_owned(),
-            reason: "not a PKCS#8, PKCS#1 (RSA) or SEC1 (EC) private key in PEM".into(),
-        }),
-    }
+    tls::key_from_pem(pem).map_err(|problem| match problem {
+        KeyProblem::NoKey if pem.trim_ascii_start().starts_with(b"-----BEGIN CERTIFICATE-----") => IdentityError::NoKey { path: path.to_owned() },
+        problem => IdentityError::BadKey { path: path.to_owned(), reason: problem.to_string() },
+    })
 }
 
 fn parse_certs(path: &Path, pem: &[u8]) -> Result<Vec<CertificateDer<'static>>, IdentityError> {
-    let certs: Vec<_> = CertificateDer::pem_slice_iter(pem).filter_map(Result::ok).collect();
-    if certs.is_empty() {
-        return Err(IdentityError::NoCertificate { path: path.to_owned() });
-    }
-    Ok(certs)
+    tls::certs_from_pem(pem).ok_or_else(|| IdentityError::NoCertificate { path: path.to_owned() })
 }
-
 
 #[cfg(test)]
 mod tests {

@@ -126,7 +126,7 @@ impl FailedLogins {
             return None;
         }
         let text = |key: &str| event.get(key).and_then(Value::as_str).unwrap_or_default().to_owned();
-        let time = event.get("time").and_then(Value::as_str).and_then(|t| humantime::parse_rfc3339_weak(t).or_else(|_| humantime::parse_rfc3339(t)).ok()).unwrap_or(now);
+        let time = event.get("time").and_then(Value::as_str).and_then(|time| crate::units::parse_time(time).ok()).unwrap_or(now);
         if time + self.period < now {
             return None;
         }
@@ -185,10 +185,7 @@ pub async fn run_locker(mut client: AuthServiceClient<Channel>, addr: String, mu
         let user = lock.spec.as_ref().and_then(|s| s.target.as_ref()).map(|t| t.user.clone()).unwrap_or_default();
         let mut retry = Retry::new(backoff, shutdown.clone());
         loop {
-            let answer = tokio::select! {
-                answer = client.upsert_lock(lock.clone()) => answer,
-                () = shutdown.wait() => return,
-            };
+            let Ok(answer) = shutdown.until(client.upsert_lock(lock.clone())).await else { return };
             let status = match answer {
                 Ok(_) => {
                     errors.reset();

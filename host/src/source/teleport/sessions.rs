@@ -146,19 +146,13 @@ impl SessionReader {
             start_index: i32::try_from(start_index).unwrap_or(i32::MAX),
         };
         let mut client = self.client.clone();
-        let opened = tokio::select! {
-            opened = client.stream_unstructured_session_events(request) => opened,
-            () = retry.shutdown().wait() => return Err(Stopped),
-        };
+        let opened = retry.shutdown().until(client.stream_unstructured_session_events(request)).await?;
         let mut stream = match opened {
             Ok(stream) => stream.into_inner(),
             Err(status) => return Ok(Some(status)),
         };
         loop {
-            let next = tokio::select! {
-                next = stream.message() => next,
-                () = retry.shutdown().wait() => return Err(Stopped),
-            };
+            let next = retry.shutdown().until(stream.message()).await?;
             let event = match next {
                 Ok(Some(event)) => event,
                 Ok(None) => return Ok(None),

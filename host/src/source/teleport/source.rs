@@ -382,7 +382,7 @@ impl Merge {
         let Some(progress) = self.progress(&sid) else { return Ok(()) };
         progress.missing += 1;
         let progress = progress.clone();
-        let announced = humantime::parse_rfc3339_weak(&progress.upload_time).or_else(|_| humantime::parse_rfc3339(&progress.upload_time)).ok();
+        let announced = crate::units::parse_time(&progress.upload_time).ok();
         let too_old = announced.is_some_and(|at| at + MISSING_GIVE_UP_AGE < SystemTime::now());
         if progress.missing >= MISSING_ATTEMPTS || too_old {
             self.forget(&sid);

@@ -5,8 +5,9 @@
 //! locks) asks [`classify`] and acts on the [`Class`]: a transient failure is
 //! asked again with backoff; a failure that is permanent for *this request*
 //! is recovered from by asking something else (a fresh search, a recording
-//! from its start, the next chunk, with a dead letter for what vanished);
-//! an authorization failure is asked again slowly, with one ERROR line a
+//! from its start, the next chunk, with a dead letter for what vanished),
+//! except a lock, which is given up with an ERROR line (as is one still
+//! failing after a few transient failures); an authorization failure is asked again slowly, with one ERROR line a
 //! minute ([`ErrorEvery`]) so that the operator sees it without a flood.
 
 use std::time::Duration;

@@ -77,6 +77,41 @@ fn a_recordings_prints_go_to_the_session_url_of_the_stream() {
     assert!(prints.iter().all(|print| print.get("data").and_then(Value::as_str) == Some("***") && print.get("sid").is_none()), "the plugin replaced every print, which has no sid");
 }
 
+/// The event handler's own config, unchanged: `[forward.fluentd]` sends each
+/// batch as one JSON array (Logstash's http input, Fluentd's in_http and
+/// Fluent Bit's each take it as that many events), not one request per
+/// event; `format = "single"` under it restores one event per request.
+#[test]
+fn the_drop_in_config_sends_json_arrays_and_single_restores_one_event_per_request() {
+    let cluster = Cluster::start(StandInOptions { export_api: false, ..StandInOptions::default() });
+    let audit_log = cluster.audit_log().len();
+    let run = |name: &str, single: bool| {
+        let logstash = cluster.runtime.block_on(LogstashStandIn::start(None)).expect("the stand-in Logstash starts");
+        let sandbox = Sandbox::new(name, "");
+        let pki = logstash.pki.write(&sandbox.path("pki")).expect("certificates written");
+        let url = logstash.url();
+        let mut config = config(&cluster.standin.address()).fluentd(&format!("{url}test.log"), &format!("{url}session"), &pki.ca, &pki.client_cert, &pki.client_key);
+        if single {
+            config = config.set("forward.fluentd.format", "single");
+        }
+        sandbox.set_config(&config.text());
+        cluster.standin.write_identity_with(&sandbox.path("identity"), &IdentitySpec::default()).expect("identity written");
+        let output = sandbox.run("start");
+        output.assert_success(&sandbox);
+        let requests: Vec<_> = logstash.requests().into_iter().filter(|request| request.path == "/test.log").collect();
+        let events: usize = requests.iter().map(|request| request.events).sum();
+        assert_eq!(events, audit_log, "every audit event once\n{}", sandbox.report(Some(&output)));
+        requests
+    };
+    let arrays = run("teleport-dropin-arrays", false);
+    assert!(arrays.iter().all(|request| request.content_type.starts_with("application/json")), "JSON bodies");
+    assert!(arrays.len() * 5 <= audit_log, "{} requests for {audit_log} events: batches of 10 should need about a tenth", arrays.len());
+    assert!(arrays.iter().any(|request| request.events > 1), "some request carries more than one event");
+    let single = run("teleport-dropin-single", true);
+    assert_eq!(single.len(), audit_log, "one request per event with format = \"single\"");
+    assert!(single.iter().all(|request| request.events == 1));
+}
+
 /// A page key Teleport refuses for good (INVALID_ARGUMENT, as a backend
 /// whose keys expired): ferry searches again from the last event it read
 /// and delivers the whole log once, instead of asking with the dead key

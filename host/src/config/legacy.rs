@@ -10,6 +10,7 @@
 
 use super::{ConfigError, FerryConfig, SinkConfig, SourceConfig};
 use crate::sink::logstash::{BodyFormat, HttpSinkConfig};
+use crate::units::ByteSize;
 use serde::Deserialize;
 use std::borrow::Cow;
 use std::path::PathBuf;
@@ -180,6 +181,16 @@ pub struct LegacyFluentd {
     pub key: Option<PathBuf>,
     /// Most requests in flight; 0 means the original's default, 10.
     pub max_connections: Option<usize>,
+    /// Request body. ferry's own addition: the original POSTs one event per
+    /// request, but Logstash's http input, Fluentd's in_http and Fluent
+    /// Bit's http input each take a JSON array as that many events, so the
+    /// default is `json-array`, one request per batch — several times the
+    /// throughput. `single` restores one event per request for a receiver
+    /// that needs it.
+    pub format: Option<BodyFormat>,
+    /// Largest request body; a batch is split to stay under it. Default
+    /// `"10MiB"`.
+    pub max_batch_bytes: Option<ByteSize>,
 }
 
 impl LegacyFluentd {
@@ -190,7 +201,8 @@ impl LegacyFluentd {
             cert: self.cert.clone(),
             key: self.key.clone(),
             max_connections: self.max_connections.filter(|&n| n > 0),
-            format: Some(BodyFormat::Single),
+            format: Some(self.format.unwrap_or(BodyFormat::JsonArray)),
+            max_batch_bytes: self.max_batch_bytes,
             per_session,
             ..HttpSinkConfig::default()
         })

@@ -94,7 +94,11 @@ fn cargo_build(cargo: &str, manifest: &Path, target_dir: &Path) -> Command {
         // WebAssembly SIMD (wasmtime runs it on the CPU's vector unit): the
         // byte scans a plugin does most — line breaks, quotes, keys — go 16
         // bytes at a time instead of 4.
-        .args(["--config", r#"target.wasm32-wasip2.rustflags=["-C", "target-feature=+simd128"]"#]);
+        .args(["--config", r#"target.wasm32-wasip2.rustflags=["-C", "target-feature=+simd128"]"#])
+        // Whatever cargo prints goes with its progress to stderr: stdout
+        // carries cargo's directives in a build script and the component's
+        // path in `ferry plugin build`.
+        .stdout(std::io::stderr());
     command
 }
 

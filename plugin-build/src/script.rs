@@ -241,8 +241,12 @@ fn componentize(language: Language, tool: &Tool, dir: &Path, wit: &Path, output:
 }
 
 /// Runs a command with its output shown by cargo when the build fails.
+/// The tool's stdout goes to stderr with the rest of its output: stdout is
+/// for cargo's directives in a build script, and for the component's path
+/// alone in `ferry plugin build` (componentize-py prints "Component built
+/// successfully" there).
 fn run(command: &mut Command, what: &str, hint: &str) -> Result<(), Failure> {
-    match command.status() {
+    match command.stdout(std::io::stderr()).status() {
         Ok(status) if status.success() => Ok(()),
         Ok(status) => Err(format!("{what} failed ({status}); {hint}")),
         Err(err) => Err(format!("{what} failed: cannot run {}: {err}", command.get_program().to_string_lossy())),

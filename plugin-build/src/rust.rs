@@ -170,3 +170,20 @@ fn ensure_target(target_dir: &Path, progress: Progress) -> Result<(), Failure> {
         Err(err) => Err(format!("cannot run `{shown}`: {err}; ferry's plugins build for {TARGET}: install that target for the Rust toolchain in use")),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_package_name_is_read_from_the_package_table_only() {
+        let dir = std::env::temp_dir().join(format!("ferry-plugin-build-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("temp folder");
+        let manifest = dir.join("Cargo.toml");
+        std::fs::write(&manifest, "[lib]\nname = \"not_this\"\n\n[package]\nversion = \"0.1.0\"\nname    =   \"my-plugin\" # the crate\n[dependencies]\nname = \"nor_this\"\n").expect("write");
+        assert_eq!(package_name(&manifest).as_deref(), Ok("my-plugin"));
+        std::fs::write(&manifest, "[workspace]\n").expect("write");
+        assert_eq!(package_name(&manifest), Err(format!("{} has no `name = \"…\"` under [package]", manifest.display())));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}

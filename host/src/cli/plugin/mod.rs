@@ -62,7 +62,11 @@ fn new(name: &str, language: scaffold::Language, dir: &Path) -> anyhow::Result<(
     for file in &scaffold.files {
         println!("  {file}");
     }
-    println!("Build it (or by hand, as its README.md says):\n  ferry plugin build {}", scaffold.dir.display());
+    println!("Build it:\n  ferry plugin build {}", scaffold.dir.display());
+    println!("or by hand (see its README.md):\n  cd {}", scaffold.dir.display());
+    for step in &scaffold.build {
+        println!("  {step}");
+    }
     println!("Then try it: ferry plugin test {} < events.jsonl", scaffold.dir.join(&scaffold.output).display());
     Ok(())
 }

@@ -12,6 +12,7 @@ mod example_chain;
 mod hostile;
 mod limits;
 mod malformed;
+mod plugin_authoring;
 mod plugin_tool;
 mod redact_file;
 mod reload;

@@ -211,7 +211,7 @@ fn plugin_test_with_each_example_plugin_gives_the_expected_output() {
     assert!(line_of(&events, &lines, FAILED_LOGIN).ends_with(" kept"));
 
     let route = r#"{"default":"default","rules":[{"when":{"type":"session.*"},"sinks":"sessions"},{"when":{"type":"user.login","success":false},"sinks":["security","default"]}]}"#;
-    let (sandbox, events, output) = plugin_test("tool_route", "route", &["--config", route]);
+    let (sandbox, events, output) = plugin_test("tool_route", "route", &["--config", route, "--sink", "default", "--sink", "security", "--sink", "sessions"]);
     let (lines, summary) = report_lines(&sandbox, &events, &output);
     assert_eq!(count_in(summary, "routed"), total, "{summary}");
     assert!(line_of(&events, &lines, FAILED_LOGIN).ends_with(" routed to security, default"), "{lines:?}");
@@ -233,8 +233,25 @@ fn plugin_test_with_each_example_plugin_gives_the_expected_output() {
     assert!(line_of(&events, &lines, FAILED_LOGIN).contains(r#"+/pipeline "ferry""#), "{}", line_of(&events, &lines, FAILED_LOGIN));
 
     let reshape = r#"{"rename":{"addr.remote":"remote_addr"},"lowercase":["user"],"routes":[{"types":"session.*","sinks":["sessions"]}]}"#;
-    let (sandbox, events, output) = plugin_test("tool_reshape", "reshape", &["--config", reshape]);
+    let (sandbox, events, output) = plugin_test("tool_reshape", "reshape", &["--config", reshape, "--sink", "sessions"]);
     let (_, summary) = report_lines(&sandbox, &events, &output);
     let sessions = events.iter().filter(|e| e.event_type.starts_with("session.")).count();
     assert_eq!(count_in(summary, "routed"), sessions, "{summary}");
+}
+
+#[test]
+fn plugin_test_reports_a_route_to_a_sink_not_named_with_sink_as_a_failure() {
+    let route = r#"{"rules":[{"when":{"type":"user.login","success":false},"sinks":["security","default"]}]}"#;
+    let (sandbox, events, output) = plugin_test("tool_route_unknown", "route", &["--config", route]);
+    let (lines, summary) = report_lines(&sandbox, &events, &output);
+    let failed_logins = events.iter().filter(|e| e.event_type == "user.login" && e.value.get("success") == Some(&serde_json::Value::Bool(false))).count();
+    assert!(failed_logins > 0, "the fixtures hold failed logins");
+    assert_eq!(line_of(&events, &lines, FAILED_LOGIN), format!("#{} {FAILED_LOGIN} failed: routed to unknown sink `security`", events.iter().position(|e| e.id == FAILED_LOGIN).map_or(0, |at| at + 1)));
+    assert_eq!((count_in(summary, "failed"), count_in(summary, "routed")), (failed_logins, 0), "{summary}");
+
+    // Named with --sink, the same routes are good.
+    let (sandbox, events, output) = plugin_test("tool_route_known", "route", &["--config", route, "--sink", "default", "--sink", "security"]);
+    let (lines, summary) = report_lines(&sandbox, &events, &output);
+    assert!(line_of(&events, &lines, FAILED_LOGIN).ends_with(" routed to security, default"), "{lines:?}");
+    assert_eq!((count_in(summary, "failed"), count_in(summary, "routed")), (0, failed_logins), "{summary}");
 }

@@ -176,24 +176,18 @@ impl Chain {
                     continue;
                 }
             };
-            let next = match outcome {
-                Outcome::Keep => Ok(event),
-                Outcome::Replace(json) => self.replaced(event, json),
-                Outcome::Drop => {
+            let next = match settle(event, outcome, &self.sinks) {
+                Settled::Next { event, routes } => {
+                    if routes.is_some() {
+                        flight.routes = routes;
+                    }
+                    Ok(event)
+                }
+                Settled::Dropped => {
                     dropped += 1;
                     continue;
                 }
-                Outcome::Route(Route { sinks, json }) => match self.check_routes(&sinks) {
-                    Err(reason) => Err((event, reason)),
-                    Ok(()) => {
-                        flight.routes = Some(sinks);
-                        match json {
-                            Some(json) => self.replaced(event, json),
-                            None => Ok(event),
-                        }
-                    }
-                },
-                Outcome::Fail(reason) => Err((event, reason.replace('\n', " "))),
+                Settled::Failed { event, reason } => Err((event, reason)),
             };
             match next {
                 Ok(event) => {
@@ -211,24 +205,6 @@ impl Chain {
             output.dropped += dropped;
         }
         (kept_events, kept_flights)
-    }
-
-    /// The event rebuilt from a plugin's new JSON, or the original with why
-    /// the new JSON cannot be used.
-    fn replaced(&self, original: Event, json: Vec<u8>) -> Result<Event, (Event, String)> {
-        let json = if json::has_line_break(&json) { json::compact(&json) } else { json };
-        let stream_session = original.stream_session.clone();
-        Event::from_json(json).map(|event| Event { stream_session, ..event }).map_err(|err| (original, format!("returned {err}")))
-    }
-
-    fn check_routes(&self, sinks: &[String]) -> Result<(), String> {
-        if sinks.is_empty() {
-            return Err("routed to no sink (use drop to drop an event)".to_owned());
-        }
-        match sinks.iter().find(|sink| !self.sinks.contains(*sink)) {
-            Some(unknown) => Err(format!("routed to unknown sink `{unknown}`")),
-            None => Ok(()),
-        }
     }
 
     fn deliver(&self, event: Event, flight: InFlight, output: &mut ChainOutput) {
@@ -261,6 +237,68 @@ impl Chain {
             component: plugin.to_owned(),
             reason: reason.to_owned(),
             payload: json,
+        }
+    }
+}
+
+/// What one plugin outcome makes of its event.
+#[derive(Debug)]
+pub enum Settled {
+    /// The event goes on to the next plugin, rebuilt from the plugin's JSON
+    /// when it replaced it; `routes` when the plugin routed it.
+    Next {
+        /// The event as it goes on.
+        event: Event,
+        /// The sinks the plugin routed it to (all configured), if it routed.
+        routes: Option<Arc<[String]>>,
+    },
+    /// The plugin dropped the event on purpose.
+    Dropped,
+    /// The event fails: the plugin failed it, or answered what the pipeline
+    /// cannot use (a replacement that is not one JSON object, a route to no
+    /// sink or to a sink not in `sinks`).
+    Failed {
+        /// The event as the plugin received it.
+        event: Event,
+        /// Why, on one line.
+        reason: String,
+    },
+}
+
+/// Settles one plugin outcome for `event` as the chain does, given the
+/// configured sink names: the one rule that `ferry start` and `ferry plugin
+/// test` share, so that a plugin tried out fails where it would fail in the
+/// pipeline.
+pub fn settle(event: Event, outcome: Outcome, sinks: &BTreeSet<String>) -> Settled {
+    let replaced = |original: Event, json: Vec<u8>| {
+        let json = if json::has_line_break(&json) { json::compact(&json) } else { json };
+        let stream_session = original.stream_session.clone();
+        match Event::from_json(json) {
+            Ok(event) => Settled::Next { event: Event { stream_session, ..event }, routes: None },
+            Err(err) => Settled::Failed { event: original, reason: format!("returned {err}") },
+        }
+    };
+    match outcome {
+        Outcome::Keep => Settled::Next { event, routes: None },
+        Outcome::Replace(json) => replaced(event, json),
+        Outcome::Drop => Settled::Dropped,
+        Outcome::Fail(reason) => Settled::Failed { event, reason: reason.replace('\n', " ") },
+        Outcome::Route(Route { sinks: routes, json }) => {
+            if routes.is_empty() {
+                return Settled::Failed { event, reason: "routed to no sink (use drop to drop an event)".to_owned() };
+            }
+            if let Some(unknown) = routes.iter().find(|sink| !sinks.contains(*sink)) {
+                let reason = format!("routed to unknown sink `{unknown}`");
+                return Settled::Failed { event, reason };
+            }
+            let settled = match json {
+                Some(json) => replaced(event, json),
+                None => Settled::Next { event, routes: None },
+            };
+            match settled {
+                Settled::Next { event, .. } => Settled::Next { event, routes: Some(routes) },
+                other => other,
+            }
         }
     }
 }

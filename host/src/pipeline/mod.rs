@@ -21,6 +21,6 @@ mod run;
 #[cfg(test)]
 mod tests;
 
-pub use chain::{Chain, ChainOutput, ChainSwap, Halted};
+pub use chain::{Chain, ChainOutput, ChainSwap, Halted, Settled, settle};
 pub use config::PipelineConfig;
 pub use run::{Pipeline, PipelineError, Summary};

@@ -19,16 +19,14 @@ mod config;
 mod error;
 mod instance;
 mod runtime;
-pub mod scaffold;
 mod state;
 mod wire;
 #[cfg(test)]
 mod examples_tests;
 #[cfg(test)]
-mod script_tests;
+pub(crate) mod script_tests;
 #[cfg(test)]
 mod tests;
-pub mod tool;
 
 pub use config::{OnError, PluginSettings, PluginSpec};
 pub use error::PluginError;

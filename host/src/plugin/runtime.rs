@@ -81,7 +81,7 @@ impl Runtime {
 
     /// Whether this ferry would run `component`: the contract check, then
     /// every import resolved against ferry's linker. `init` is not called.
-    pub(super) fn check_accepts(&self, component: &Component, path: &Path) -> Result<(), PluginError> {
+    pub(crate) fn check_accepts(&self, component: &Component, path: &Path) -> Result<(), PluginError> {
         check_contract(&self.engine, component, path)?;
         let instance_pre = self.linker.instantiate_pre(component).map_err(|err| runtime_error(path, &err))?;
         PluginPre::new(instance_pre).map_err(|err| runtime_error(path, &err))?;
@@ -89,13 +89,13 @@ impl Runtime {
     }
 
     /// The engine, for reading component types.
-    pub(super) fn engine(&self) -> &Engine {
+    pub(crate) fn engine(&self) -> &Engine {
         &self.engine
     }
 
     /// Reads the file and returns its compiled component, from the cache when
     /// this exact file was compiled by a compatible engine before.
-    pub(super) fn compile(&self, path: &Path) -> Result<(Component, Loaded), PluginError> {
+    pub(crate) fn compile(&self, path: &Path) -> Result<(Component, Loaded), PluginError> {
         let bytes = std::fs::read(path).map_err(|source| PluginError::Read { path: path.to_owned(), source })?;
         check_is_component(&bytes, path)?;
         let Some(cache_dir) = &self.cache_dir else {

@@ -26,7 +26,7 @@ fn load(file: &str, settings_toml: &str, metrics: Arc<Metrics>) -> Result<(WasmP
 /// `settings_toml`, through a runtime on the shared test compile cache. The
 /// runtime is returned too: its epoch ticker, which enforces deadlines,
 /// stops when it is dropped.
-pub(super) fn load_path(path: &Path, name: &str, settings_toml: &str, metrics: Arc<Metrics>) -> Result<(WasmPlugin, Runtime), PluginError> {
+pub(crate) fn load_path(path: &Path, name: &str, settings_toml: &str, metrics: Arc<Metrics>) -> Result<(WasmPlugin, Runtime), PluginError> {
     let spec: PluginSpec = toml::from_str(settings_toml).expect("spec");
     let mut settings = spec.settings();
     settings.name = name.to_owned();
@@ -37,7 +37,7 @@ pub(super) fn load_path(path: &Path, name: &str, settings_toml: &str, metrics: A
 }
 
 /// The fixture events (`host/demo/teleport-events.jsonl`).
-pub(super) fn fixtures() -> Vec<Event> {
+pub(crate) fn fixtures() -> Vec<Event> {
     crate::demo::SAMPLE_EVENTS
         .lines()
         .map(|line| Event::from_json(line.as_bytes().to_vec()).expect("fixture events are valid"))

@@ -1,35 +1,62 @@
-//! Builds the Python and JavaScript plugins (`plugins/python/*/app.py`,
-//! `plugins/js/*/app.js`) into WebAssembly components beside the Rust ones,
-//! so that tests and benches run them with no manual step.
+//! Python and JavaScript plugins: componentize-py packs an `app.py` with
+//! CPython, componentize-js an `app.js` with StarlingMonkey, into one
+//! WebAssembly component each. [`build_examples`] builds every such plugin
+//! of ferry's `plugins/` (for the test-plugins crate); [`build_plugin`] one
+//! plugin author's folder (for `ferry plugin build`).
 //!
-//! The tools are installed on first use into `target/plugin-tools`, pinned to
-//! the versions the project was measured with: componentize-py (PyPI) in a
-//! virtual environment, componentize-js (npm) in a node_modules folder. A
-//! plugin is built again only when its sources, the WIT or the tools are
-//! newer than its component (a build takes 15 s or so per plugin).
+//! The tools are installed on first use into a tools folder, pinned to the
+//! versions the project was measured with: componentize-py (PyPI) in a
+//! virtual environment, componentize-js (npm) in a node_modules folder. An
+//! example plugin is built again only when its sources, the WIT or the
+//! tools are newer than its component (a build takes 15 s or so per plugin).
 //!
 //! componentize-js is called directly, not through `jco componentize`, which
 //! cannot see its `--wit` path in jco 1.35. Its wasi:http import is disabled:
 //! ferry links plain WASI only.
 
+use crate::{Failure, Progress};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::SystemTime;
 
 /// The componentize-py release the Python plugins are built with.
-const COMPONENTIZE_PY: &str = "componentize-py==0.25.1";
+const COMPONENTIZE_PY: (&str, &str) = ("componentize-py", "0.25.1");
 /// The componentize-js release the JavaScript plugins are built with.
-const COMPONENTIZE_JS: &str = "@bytecodealliance/componentize-js@0.23.0";
+const COMPONENTIZE_JS: (&str, &str) = ("@bytecodealliance/componentize-js", "0.23.0");
 
-/// A plugin language: where its plugins live, what file a plugin's code
-/// starts in, and how its tools are installed and run.
-#[derive(Clone, Copy)]
-enum Language {
+/// A plugin language: what file a plugin's code starts in, where ferry's
+/// own plugins of it live, and how its tool is installed and run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Language {
+    /// `app.py`, built by componentize-py.
     Python,
+    /// `app.js`, built by componentize-js.
     JavaScript,
 }
 
 impl Language {
+    /// The language of the plugin in `dir`, by the file its code starts in
+    /// (as `ferry plugin new` writes it), if any.
+    pub fn of_folder(dir: &Path) -> Option<Language> {
+        [Language::Python, Language::JavaScript].into_iter().find(|language| dir.join(language.entry()).is_file())
+    }
+
+    /// The file a plugin's code starts in.
+    pub fn entry(self) -> &'static str {
+        match self {
+            Language::Python => "app.py",
+            Language::JavaScript => "app.js",
+        }
+    }
+
+    /// Its name, for messages.
+    pub fn name(self) -> &'static str {
+        match self {
+            Language::Python => "Python",
+            Language::JavaScript => "JavaScript",
+        }
+    }
+
     fn folder(self) -> &'static str {
         match self {
             Language::Python => "python",
@@ -37,31 +64,24 @@ impl Language {
         }
     }
 
-    fn entry(self) -> &'static str {
+    /// The tool's package and pinned version.
+    fn tool(self) -> (&'static str, &'static str) {
         match self {
-            Language::Python => "app.py",
-            Language::JavaScript => "app.js",
-        }
-    }
-
-    fn name(self) -> &'static str {
-        match self {
-            Language::Python => "Python",
-            Language::JavaScript => "JavaScript",
+            Language::Python => COMPONENTIZE_PY,
+            Language::JavaScript => COMPONENTIZE_JS,
         }
     }
 }
 
-/// What went wrong, as the one line cargo shows.
-type Failure = String;
+/// What a build script that runs [`build_examples`] must watch.
+pub fn watched(root: &Path) -> Vec<PathBuf> {
+    ["plugins/python", "plugins/js"].iter().map(|path| root.join(path)).collect()
+}
 
 /// Builds every Python and JavaScript plugin of `root/plugins` into
 /// `wasm_dir`, installing the tools into `tools_dir` when missing. Returns
 /// the one-line reason when a tool is missing or a build fails.
-pub fn build(root: &Path, wasm_dir: &Path, tools_dir: &Path) -> Result<(), Failure> {
-    for watched in ["plugins/python", "plugins/js"] {
-        println!("cargo:rerun-if-changed={}", root.join(watched).display());
-    }
+pub fn build_examples(root: &Path, wasm_dir: &Path, tools_dir: &Path) -> Result<(), Failure> {
     std::fs::create_dir_all(wasm_dir).map_err(|err| format!("cannot create {}: {err}", wasm_dir.display()))?;
     // The two languages build in parallel: each build is one long, mostly
     // single-threaded tool run.
@@ -74,6 +94,21 @@ pub fn build(root: &Path, wasm_dir: &Path, tools_dir: &Path) -> Result<(), Failu
     })
 }
 
+/// Builds the plugin in `dir` (its entry file and `wit/plugin.wit` beside
+/// it, as `ferry plugin new` writes them) into `dir/<folder name>.wasm`,
+/// installing the tool into `tools_dir` first when missing; returns the
+/// component's path. The tool's own output goes to stderr.
+pub fn build_plugin(language: Language, dir: &Path, tools_dir: &Path, progress: Progress) -> Result<PathBuf, Failure> {
+    let wit = dir.join("wit");
+    if !wit.is_dir() {
+        return Err(format!("no wit/ folder (the contract the plugin implements, which `ferry plugin new` writes) in {}", dir.display()));
+    }
+    let tool = install(language, tools_dir, progress)?;
+    let output = dir.join(format!("{}.wasm", plugin_name(dir)));
+    componentize(language, &tool, dir, &wit, &output, &tools_dir.join("stage"))?;
+    Ok(output)
+}
+
 /// Builds the plugins of one language that are older than their sources;
 /// installs the tool only when some plugin needs building.
 fn build_language(language: Language, root: &Path, wasm_dir: &Path, tools_dir: &Path) -> Result<(), Failure> {
@@ -83,7 +118,7 @@ fn build_language(language: Language, root: &Path, wasm_dir: &Path, tools_dir: &
         let output = wasm_dir.join(format!("{}.wasm", plugin_name(&dir)));
         let tool = match &tool {
             Some(tool) => tool,
-            None => tool.insert(install(language, tools_dir)?),
+            None => tool.insert(install(language, tools_dir, &crate::quiet)?),
         };
         if !is_up_to_date(&output, &[dir.as_path(), wit.as_path(), &tool.marker]) {
             componentize(language, tool, &dir, &wit, &output, &tools_dir.join("stage"))?;
@@ -110,27 +145,30 @@ fn plugin_name(dir: &Path) -> String {
 
 /// An installed tool: the program to run and the file whose age says when it
 /// was installed (a newer tool rebuilds every plugin).
-struct Tool {
+pub struct Tool {
     program: PathBuf,
     marker: PathBuf,
 }
 
 /// Installs the language's tool into `tools_dir` unless the same version is
-/// there already.
-fn install(language: Language, tools_dir: &Path) -> Result<Tool, Failure> {
+/// there already; `progress` hears of an installation before it starts.
+pub fn install(language: Language, tools_dir: &Path, progress: Progress) -> Result<Tool, Failure> {
+    let (package, version) = language.tool();
+    let tool_name = package.rsplit('/').next().unwrap_or(package);
     match language {
         Language::Python => {
             let venv = tools_dir.join("python");
-            let tool = Tool { program: venv.join("bin/componentize-py"), marker: venv.join(format!("{COMPONENTIZE_PY}.installed")) };
+            let tool = Tool { program: venv.join("bin/componentize-py"), marker: venv.join(format!("{package}=={version}.installed")) };
             if tool.marker.exists() && tool.program.exists() {
                 return Ok(tool);
             }
-            require("python3", &["--version"], "python3 (Debian: apt-get install python3 python3-venv)")?;
+            require(language, "python3", (3, 10), "Python 3.10 or later with venv (Debian: apt-get install python3 python3-venv)")?;
+            progress(&format!("Installing {tool_name} {version} into {}", venv.display()));
             let _ = std::fs::remove_dir_all(&venv);
             run(Command::new("python3").arg("-m").arg("venv").arg(&venv), "python3 -m venv", "is the venv module installed? (Debian: apt-get install python3-venv)")?;
             run(
-                Command::new(venv.join("bin/pip")).args(["install", "--quiet", "--disable-pip-version-check", COMPONENTIZE_PY]),
-                &format!("pip install {COMPONENTIZE_PY}"),
+                Command::new(venv.join("bin/pip")).args(["install", "--quiet", "--disable-pip-version-check", &format!("{package}=={version}")]),
+                &format!("pip install {package}=={version}"),
                 "PyPI must be reachable to install it",
             )?;
             touch(&tool.marker)?;
@@ -140,18 +178,19 @@ fn install(language: Language, tools_dir: &Path) -> Result<Tool, Failure> {
             let prefix = tools_dir.join("js");
             let tool = Tool {
                 program: prefix.join("node_modules/.bin/componentize-js"),
-                marker: prefix.join(format!("{}.installed", COMPONENTIZE_JS.replace('/', "+"))),
+                marker: prefix.join(format!("{}@{version}.installed", package.replace('/', "+"))),
             };
             if tool.marker.exists() && tool.program.exists() {
                 return Ok(tool);
             }
-            require("node", &["--version"], "Node.js 18 or later with npm (Debian: apt-get install nodejs npm)")?;
-            require("npm", &["--version"], "npm (Debian: apt-get install npm)")?;
+            require(language, "node", (18, 0), "Node.js 18 or later with npm (Debian: apt-get install nodejs npm)")?;
+            require(language, "npm", (0, 0), "npm (Debian: apt-get install npm)")?;
+            progress(&format!("Installing {tool_name} {version} into {}", prefix.display()));
             let _ = std::fs::remove_dir_all(&prefix);
             std::fs::create_dir_all(&prefix).map_err(|err| format!("cannot create {}: {err}", prefix.display()))?;
             run(
-                Command::new("npm").args(["install", "--no-audit", "--no-fund", "--loglevel=error", "--prefix"]).arg(&prefix).arg(COMPONENTIZE_JS),
-                &format!("npm install {COMPONENTIZE_JS}"),
+                Command::new("npm").args(["install", "--no-audit", "--no-fund", "--loglevel=error", "--prefix"]).arg(&prefix).arg(format!("{package}@{version}")),
+                &format!("npm install {package}@{version}"),
                 "the npm registry must be reachable to install it",
             )?;
             touch(&tool.marker)?;
@@ -160,11 +199,19 @@ fn install(language: Language, tools_dir: &Path) -> Result<Tool, Failure> {
     }
 }
 
-/// Fails with what to install when `program` cannot be run.
-fn require(program: &str, args: &[&str], what: &str) -> Result<(), Failure> {
-    match Command::new(program).args(args).output() {
-        Ok(output) if output.status.success() => Ok(()),
-        _ => Err(format!("building ferry's Python and JavaScript plugins needs {what}; `{program}` was not found or does not run")),
+/// Fails with what to install when `program` cannot be run or says (in
+/// `--version`: `Python 3.11.2`, `v18.19.0`) it is older than `at_least`.
+fn require(language: Language, program: &str, at_least: (u32, u32), what: &str) -> Result<(), Failure> {
+    let output = match Command::new(program).arg("--version").output() {
+        Ok(output) if output.status.success() => output,
+        _ => return Err(format!("building a {} plugin needs {what}; `{program}` was not found or does not run", language.name())),
+    };
+    let text = String::from_utf8_lossy(&output.stdout);
+    let mut numbers = text.trim().trim_start_matches(|c: char| !c.is_ascii_digit()).split('.').map(|part| part.parse::<u32>().ok());
+    let found = (numbers.next().flatten(), numbers.next().flatten());
+    match found {
+        (Some(major), Some(minor)) if (major, minor) < at_least => Err(format!("building a {} plugin needs {what}; `{program}` is {}", language.name(), text.trim())),
+        _ => Ok(()),
     }
 }
 
@@ -194,8 +241,12 @@ fn componentize(language: Language, tool: &Tool, dir: &Path, wit: &Path, output:
 }
 
 /// Runs a command with its output shown by cargo when the build fails.
+/// The tool's stdout goes to stderr with the rest of its output: stdout is
+/// for cargo's directives in a build script, and for the component's path
+/// alone in `ferry plugin build` (componentize-py prints "Component built
+/// successfully" there).
 fn run(command: &mut Command, what: &str, hint: &str) -> Result<(), Failure> {
-    match command.status() {
+    match command.stdout(std::io::stderr()).status() {
         Ok(status) if status.success() => Ok(()),
         Ok(status) => Err(format!("{what} failed ({status}); {hint}")),
         Err(err) => Err(format!("{what} failed: cannot run {}: {err}", command.get_program().to_string_lossy())),

@@ -65,14 +65,15 @@ pub struct Scaffold {
     pub dir: PathBuf,
     /// The files written, relative to `dir`.
     pub files: Vec<&'static str>,
-    /// Shell commands, run in `dir`, that build the plugin.
+    /// Shell commands, run in `dir`, that build the plugin by hand (its
+    /// README gives them after `ferry plugin build`).
     pub build: Vec<String>,
     /// The component the build writes, relative to `dir`.
     pub output: String,
 }
 
 /// The contract every scaffold implements.
-const WIT: &str = include_str!("../../../wit/plugin.wit");
+const WIT: &str = include_str!("../../../../wit/plugin.wit");
 
 /// Writes a new plugin called `name` in `language` into `parent/name`.
 pub fn create(name: &str, language: Language, parent: &Path) -> Result<Scaffold, ScaffoldError> {
@@ -91,34 +92,34 @@ pub fn create(name: &str, language: Language, parent: &Path) -> Result<Scaffold,
     };
     let files: Vec<(&'static str, String)> = match language {
         Language::Rust => vec![
-            ("Cargo.toml", fill(include_str!("../../templates/rust/Cargo.toml"))),
+            ("Cargo.toml", fill(include_str!("../../../templates/rust/Cargo.toml"))),
             // Pins the dependencies ferry's own plugins are built and tested with.
-            ("Cargo.lock", include_str!("../../../plugins/Cargo.lock").to_owned()),
-            ("src/lib.rs", fill(include_str!("../../templates/rust/lib.rs"))),
-            ("README.md", fill(include_str!("../../templates/rust/README.md"))),
-            ("ferry-guest/Cargo.toml", fill(include_str!("../../templates/rust/ferry-guest.Cargo.toml"))),
-            ("ferry-guest/src/lib.rs", include_str!("../../../guest-sdk/src/lib.rs").to_owned()),
-            ("ferry-guest/src/event.rs", include_str!("../../../guest-sdk/src/event.rs").to_owned()),
-            ("ferry-guest/src/wire.rs", include_str!("../../../guest-sdk/src/wire.rs").to_owned()),
-            ("ferry-guest/src/host.rs", include_str!("../../../guest-sdk/src/host.rs").to_owned()),
-            ("ferry-guest/src/json.rs", include_str!("../../../guest-sdk/src/json.rs").to_owned()),
-            ("ferry-guest/src/plugin.rs", include_str!("../../../guest-sdk/src/plugin.rs").to_owned()),
-            ("ferry-event/Cargo.toml", fill(include_str!("../../templates/rust/ferry-event.Cargo.toml"))),
-            ("ferry-event/src/lib.rs", include_str!("../../../event/src/lib.rs").to_owned()),
-            ("ferry-event/src/header.rs", include_str!("../../../event/src/header.rs").to_owned()),
-            ("ferry-event/src/outcome.rs", include_str!("../../../event/src/outcome.rs").to_owned()),
-            ("ferry-event/src/lines.rs", include_str!("../../../event/src/lines.rs").to_owned()),
+            ("Cargo.lock", include_str!("../../../../plugins/Cargo.lock").to_owned()),
+            ("src/lib.rs", fill(include_str!("../../../templates/rust/lib.rs"))),
+            ("README.md", fill(include_str!("../../../templates/rust/README.md"))),
+            ("ferry-guest/Cargo.toml", fill(include_str!("../../../templates/rust/ferry-guest.Cargo.toml"))),
+            ("ferry-guest/src/lib.rs", include_str!("../../../../guest-sdk/src/lib.rs").to_owned()),
+            ("ferry-guest/src/event.rs", include_str!("../../../../guest-sdk/src/event.rs").to_owned()),
+            ("ferry-guest/src/wire.rs", include_str!("../../../../guest-sdk/src/wire.rs").to_owned()),
+            ("ferry-guest/src/host.rs", include_str!("../../../../guest-sdk/src/host.rs").to_owned()),
+            ("ferry-guest/src/json.rs", include_str!("../../../../guest-sdk/src/json.rs").to_owned()),
+            ("ferry-guest/src/plugin.rs", include_str!("../../../../guest-sdk/src/plugin.rs").to_owned()),
+            ("ferry-event/Cargo.toml", fill(include_str!("../../../templates/rust/ferry-event.Cargo.toml"))),
+            ("ferry-event/src/lib.rs", include_str!("../../../../event/src/lib.rs").to_owned()),
+            ("ferry-event/src/header.rs", include_str!("../../../../event/src/header.rs").to_owned()),
+            ("ferry-event/src/outcome.rs", include_str!("../../../../event/src/outcome.rs").to_owned()),
+            ("ferry-event/src/lines.rs", include_str!("../../../../event/src/lines.rs").to_owned()),
             ("wit/plugin.wit", WIT.to_owned()),
         ],
         Language::Python => vec![
-            ("app.py", fill(include_str!("../../templates/python/app.py"))),
-            ("README.md", fill(include_str!("../../templates/python/README.md"))),
+            ("app.py", fill(include_str!("../../../templates/python/app.py"))),
+            ("README.md", fill(include_str!("../../../templates/python/README.md"))),
             ("wit/plugin.wit", WIT.to_owned()),
         ],
         Language::Js => vec![
-            ("app.js", fill(include_str!("../../templates/js/app.js"))),
-            ("package.json", fill(include_str!("../../templates/js/package.json"))),
-            ("README.md", fill(include_str!("../../templates/js/README.md"))),
+            ("app.js", fill(include_str!("../../../templates/js/app.js"))),
+            ("package.json", fill(include_str!("../../../templates/js/package.json"))),
+            ("README.md", fill(include_str!("../../../templates/js/README.md"))),
             ("wit/plugin.wit", WIT.to_owned()),
         ],
     };

@@ -3,14 +3,17 @@
 //! of each one, and what a component file is and whether this ferry takes it.
 //!
 //! `test` loads the plugin exactly as `ferry start` does (same runtime, same
-//! limits, same contract checks) and judges each outcome as the pipeline's
-//! chain would: a replacement that is not one JSON object, or a route to no
-//! sink, is reported as the failure it would be.
+//! limits, same contract checks) and settles each outcome with the chain's
+//! own code: a replacement that is not one JSON object, or a route to no
+//! sink or to a sink not named with `--sink`, is reported as the failure it
+//! would be.
 
-use super::{CONTRACT_VERSION, PluginError, PluginSpec, Runtime, Transform, WasmPlugin};
+use crate::plugin::{CONTRACT_VERSION, PluginError, PluginSpec, Runtime, Transform, WasmPlugin};
 use crate::event::{Event, Outcome, Route};
 use crate::metrics::Metrics;
+use crate::pipeline::{Settled, settle};
 use serde_json::Value;
+use std::collections::BTreeSet;
 use std::fmt::Write as _;
 use std::io::{BufRead, Write};
 use std::path::PathBuf;
@@ -35,6 +38,11 @@ pub struct TestArgs {
     /// compiles in memory every time.
     #[arg(long)]
     pub cache: Option<PathBuf>,
+    /// A sink of the ferry.toml the plugin will run in, which it may route
+    /// to (repeat for each); a route to any other is a failed event, as in
+    /// the pipeline.
+    #[arg(long = "sink", value_name = "NAME", default_value = "default")]
+    pub sinks: Vec<String>,
 }
 
 /// The compile cache `plugin test` uses: `--cache`, else the user's cache
@@ -43,11 +51,7 @@ fn compile_cache(chosen: Option<&std::path::Path>) -> Option<PathBuf> {
     match chosen {
         Some(path) if path.as_os_str() == "none" => None,
         Some(path) => Some(path.to_owned()),
-        None => std::env::var_os("XDG_CACHE_HOME")
-            .filter(|dir| !dir.is_empty())
-            .map(PathBuf::from)
-            .or_else(|| std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".cache")))
-            .map(|dir| dir.join("ferry").join("plugin-cache")),
+        None => super::user_cache("plugin-cache"),
     }
 }
 
@@ -127,6 +131,7 @@ pub fn test(args: &TestArgs, input: impl BufRead, mut out: impl Write) -> Result
     settings.config_json = config.to_string();
     let runtime = Runtime::new(compile_cache(args.cache.as_deref()), Arc::new(Metrics::default()))?;
     let (mut plugin, _) = runtime.load(settings)?;
+    let sinks: BTreeSet<String> = args.sinks.iter().cloned().collect();
 
     let mut tally = Tally::default();
     let mut pending = Pending::default();
@@ -139,10 +144,10 @@ pub fn test(args: &TestArgs, input: impl BufRead, mut out: impl Write) -> Result
         }
         pending.push(number, Event::from_json(line).map_err(|err| err.to_string()));
         if pending.events.len() == args.batch {
-            pending.run(&mut plugin, &mut out, &mut tally).map_err(ToolError::Output)?;
+            pending.run(&mut plugin, &sinks, &mut out, &mut tally).map_err(ToolError::Output)?;
         }
     }
-    pending.run(&mut plugin, &mut out, &mut tally).map_err(ToolError::Output)?;
+    pending.run(&mut plugin, &sinks, &mut out, &mut tally).map_err(ToolError::Output)?;
     writeln!(out, "{tally}").and_then(|()| out.flush()).map_err(ToolError::Output)?;
     Ok(tally)
 }
@@ -179,7 +184,7 @@ impl Pending {
 
     /// Runs the waiting events through `plugin` in one call and reports every
     /// waiting line in order.
-    fn run(&mut self, plugin: &mut WasmPlugin, out: &mut impl Write, tally: &mut Tally) -> std::io::Result<()> {
+    fn run(&mut self, plugin: &mut WasmPlugin, sinks: &BTreeSet<String>, out: &mut impl Write, tally: &mut Tally) -> std::io::Result<()> {
         if self.lines.is_empty() {
             return Ok(());
         }
@@ -211,7 +216,7 @@ impl Pending {
                     tally.failed += 1;
                     format!("failed (the whole call): {error}")
                 }
-                (Ok(_), Some(outcome)) => judge(event, outcome, tally),
+                (Ok(_), Some(outcome)) => judge(event, outcome, sinks, tally),
                 // The plugin checks the count; this is only for the type system.
                 (Ok(_), None) => "failed: no outcome".to_owned(),
             };
@@ -221,59 +226,53 @@ impl Pending {
     }
 }
 
-/// What the pipeline would make of `outcome` for `event`, in words.
-fn judge(event: &Event, outcome: &Outcome, tally: &mut Tally) -> String {
-    let mut failed = |reason: String| {
-        tally.failed += 1;
-        format!("failed: {}", reason.replace('\n', " "))
-    };
-    match outcome {
-        Outcome::Keep => {
-            tally.kept += 1;
-            "kept".to_owned()
-        }
-        Outcome::Drop => {
+/// What the pipeline would make of `outcome` for `event`, in words: the
+/// chain's own [`settle`] decides, with `sinks` as the configured sinks.
+fn judge(event: &Event, outcome: &Outcome, sinks: &BTreeSet<String>, tally: &mut Tally) -> String {
+    let replaced = matches!(outcome, Outcome::Replace(_) | Outcome::Route(Route { json: Some(_), .. }));
+    match settle(event.clone(), outcome.clone(), sinks) {
+        Settled::Dropped => {
             tally.dropped += 1;
             "dropped".to_owned()
         }
-        Outcome::Fail(reason) => failed(reason.clone()),
-        Outcome::Replace(json) => match changes(event, json) {
-            Ok(changes) => {
-                tally.replaced += 1;
-                format!("replaced: {changes}")
-            }
-            Err(reason) => failed(reason),
-        },
-        Outcome::Route(Route { sinks, json }) => {
-            if sinks.is_empty() {
-                return failed("routed to no sink (use drop to drop an event)".to_owned());
-            }
-            let mut verdict = format!("routed to {}", sinks.join(", "));
-            if let Some(json) = json {
-                match changes(event, json) {
-                    Ok(changes) => {
+        Settled::Failed { reason, .. } => {
+            tally.failed += 1;
+            format!("failed: {reason}")
+        }
+        Settled::Next { event: next, routes } => {
+            let changes = replaced.then(|| changes(event, &next));
+            match (routes, changes) {
+                (None, None) => {
+                    tally.kept += 1;
+                    "kept".to_owned()
+                }
+                (None, Some(changes)) => {
+                    tally.replaced += 1;
+                    format!("replaced: {changes}")
+                }
+                (Some(routes), changes) => {
+                    tally.routed += 1;
+                    let mut verdict = format!("routed to {}", routes.join(", "));
+                    if let Some(changes) = changes {
                         let _ = write!(verdict, ", replaced: {changes}");
                     }
-                    Err(reason) => return failed(reason),
+                    verdict
                 }
             }
-            tally.routed += 1;
-            verdict
         }
     }
 }
 
-/// The changes from `event` to `json`, or why `json` cannot replace it.
-fn changes(event: &Event, json: &[u8]) -> Result<String, String> {
-    let replacement = Event::from_json(json.to_vec()).map_err(|err| format!("returned {err}"))?;
+/// The fields that differ between `event` and its replacement `next`.
+fn changes(event: &Event, next: &Event) -> String {
     let old: Value = serde_json::from_slice(&event.json).unwrap_or(Value::Null);
-    let new: Value = serde_json::from_slice(&replacement.json).unwrap_or(Value::Null);
+    let new: Value = serde_json::from_slice(&next.json).unwrap_or(Value::Null);
     let mut found = Vec::new();
     diff("", &old, &new, &mut found);
     if found.is_empty() {
-        return Ok("no field changed".to_owned());
+        return "no field changed".to_owned();
     }
-    Ok(found.join(", "))
+    found.join(", ")
 }
 
 /// Adds the differences between `old` and `new`, both at JSON pointer
@@ -422,6 +421,7 @@ mod tests {
     fn outcomes_are_judged_as_the_pipeline_would() {
         let event = Event::from_json(br#"{"uid":"u1","event":"user.login","login":"root"}"#.to_vec()).expect("event");
         let mut tally = Tally::default();
+        let sinks = ["default", "security"].map(String::from).into();
         let route = |sinks: &[&str], json: Option<&[u8]>| {
             Outcome::Route(Route { sinks: sinks.iter().map(|s| s.to_string()).collect(), json: json.map(<[u8]>::to_vec) })
         };
@@ -435,9 +435,10 @@ mod tests {
             route(&["security", "default"], None),
             route(&["security"], Some(br#"{"uid":"u1","event":"user.login","login":"root","severity":3}"#)),
             route(&[], None),
+            route(&["security", "nowhere"], None),
         ]
         .iter()
-        .map(|outcome| judge(&event, outcome, &mut tally))
+        .map(|outcome| judge(&event, outcome, &sinks, &mut tally))
         .collect();
         assert_eq!(
             verdicts,
@@ -451,9 +452,10 @@ mod tests {
                 "routed to security, default",
                 "routed to security, replaced: +/severity 3",
                 "failed: routed to no sink (use drop to drop an event)",
+                "failed: routed to unknown sink `nowhere`",
             ]
         );
-        let expected = Tally { events: 0, kept: 1, replaced: 2, routed: 2, dropped: 1, failed: 3, ..Tally::default() };
+        let expected = Tally { events: 0, kept: 1, replaced: 2, routed: 2, dropped: 1, failed: 4, ..Tally::default() };
         assert_eq!(tally, expected);
     }
 

@@ -1,0 +1,103 @@
+//! The `ferry` command line: its commands and flags, and one module per
+//! command that carries it out. `main.rs` only parses, sets up logging and
+//! dispatches here.
+
+mod check;
+mod dead_letters;
+pub mod plugin;
+mod start;
+
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+
+/// ferry carries Teleport audit events to Logstash through sandboxed
+/// WebAssembly plugins.
+#[derive(Parser)]
+#[command(name = "ferry", version, about)]
+pub struct Cli {
+    /// Log debug detail.
+    #[arg(short, long, global = true)]
+    pub debug: bool,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The commands.
+#[derive(Subcommand)]
+pub enum Command {
+    /// Forward events as the config says, until stopped (SIGINT or SIGTERM)
+    /// or until a non-following source ends.
+    Start {
+        /// The config file.
+        #[arg(short, long, env = "FERRY_CONFIG", default_value = "ferry.toml")]
+        config: PathBuf,
+    },
+    /// Check a config and load its plugins without forwarding anything.
+    Check {
+        /// The config file.
+        #[arg(short, long, env = "FERRY_CONFIG", default_value = "ferry.toml")]
+        config: PathBuf,
+    },
+    /// Print the version of ferry and of the plugin contract.
+    Version,
+    /// Run the whole job on built-in sample events, with no set-up.
+    Demo(crate::demo::DemoArgs),
+    /// Measure throughput: the redact plugin in WebAssembly against the same
+    /// code compiled into ferry, through the real pipeline.
+    Bench(crate::bench::BenchArgs),
+    /// List the dead letters of a config's state database as JSON Lines.
+    DeadLetters {
+        /// The config file.
+        #[arg(short, long, env = "FERRY_CONFIG", default_value = "ferry.toml")]
+        config: PathBuf,
+        /// Most dead letters to list, oldest first.
+        #[arg(long, default_value_t = 1000)]
+        limit: u32,
+    },
+    /// Write, build, try and examine plugins.
+    #[command(subcommand)]
+    Plugin(plugin::PluginCommand),
+    /// Manage the state database (`ferry state reset` after it was lost).
+    #[command(subcommand)]
+    State(crate::state::StateCommand),
+}
+
+impl Command {
+    /// teleport-event-handler reads its config path from `FDFWD_CONFIG`;
+    /// ferry does too when neither `--config` nor `FERRY_CONFIG` says
+    /// otherwise.
+    pub fn adopt_event_handler_config_variable(&mut self) {
+        let (Command::Start { config } | Command::Check { config } | Command::DeadLetters { config, .. }) = self else { return };
+        if config.as_os_str() == "ferry.toml" && std::env::var_os("FERRY_CONFIG").is_none()
+            && let Some(path) = std::env::var_os("FDFWD_CONFIG") {
+                *config = PathBuf::from(path);
+            }
+    }
+
+    /// `debug = true` in the config (or `FDFWD_DEBUG`), as the event handler
+    /// takes it, turns on debug logging like `-d`. A config that does not
+    /// load is reported later, once logging is up.
+    pub fn config_asks_for_debug(&self) -> bool {
+        let env_debug = std::env::var("FDFWD_DEBUG").is_ok_and(|value| matches!(value.trim(), "1" | "true" | "yes" | "on"));
+        let (Command::Start { config } | Command::Check { config }) = self else { return env_debug };
+        env_debug || crate::config::FerryConfig::load(config).is_ok_and(|loaded| loaded.debug)
+    }
+
+    /// Carries out the command.
+    pub async fn run(self) -> anyhow::Result<()> {
+        match self {
+            Command::Start { config } => start::run(config).await,
+            Command::Check { config } => check::run(config).await,
+            Command::Version => {
+                println!("ferry {} (plugin contract ferry:plugin@{}, wasmtime 48)", env!("CARGO_PKG_VERSION"), crate::plugin::CONTRACT_VERSION);
+                Ok(())
+            }
+            Command::Demo(args) => crate::demo::run(args).await,
+            Command::Bench(args) => crate::bench::run(args).await,
+            Command::DeadLetters { config, limit } => dead_letters::run(config, limit).await,
+            Command::Plugin(command) => command.run().await,
+            Command::State(command) => command.run().await,
+        }
+    }
+}

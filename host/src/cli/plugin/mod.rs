@@ -1,0 +1,82 @@
+//! `ferry plugin …`: what a plugin author runs. `new` writes a plugin to
+//! start from, `build` builds it into a component, `test` runs it on events
+//! and `inspect` says what a component is: `new`, `build`, `test` is the
+//! whole authoring loop.
+
+pub mod build;
+pub mod scaffold;
+pub mod tool;
+
+use anyhow::Context;
+use clap::Subcommand;
+use std::path::{Path, PathBuf};
+
+/// The plugin commands.
+#[derive(Subcommand)]
+pub enum PluginCommand {
+    /// Run a plugin over JSON Lines events read from stdin and print what
+    /// became of each (kept, dropped, failed, routed, replaced with the
+    /// changed fields), then a summary.
+    Test(tool::TestArgs),
+    /// Show a component's ferry:plugin version, exports, imports and size,
+    /// and whether this ferry would load it.
+    Inspect(tool::InspectArgs),
+    /// Create a working plugin to start from, with its build instructions.
+    New {
+        /// The plugin's name (lowercase letters, digits, `-`, `_`); also its folder.
+        name: String,
+        /// The language to write it in.
+        #[arg(long)]
+        lang: scaffold::Language,
+        /// Where to create the plugin's folder.
+        #[arg(long, default_value = ".")]
+        dir: PathBuf,
+    },
+    /// Build a plugin folder (as `ferry plugin new` writes it: Rust, Python
+    /// or JavaScript) into a component and print the component's path.
+    Build(build::BuildArgs),
+}
+
+impl PluginCommand {
+    /// Runs the command on a blocking thread: plugin calls and builds must
+    /// not block the async runtime's own threads.
+    pub async fn run(self) -> anyhow::Result<()> {
+        let work = move || -> anyhow::Result<()> {
+            let stdout = std::io::stdout().lock();
+            match self {
+                PluginCommand::Test(args) => tool::test(&args, std::io::stdin().lock(), std::io::BufWriter::new(stdout)).map(drop)?,
+                PluginCommand::Inspect(args) => tool::inspect(&args, stdout)?,
+                PluginCommand::New { name, lang, dir } => new(&name, lang, &dir)?,
+                PluginCommand::Build(args) => build::run(&args, stdout).map(drop)?,
+            }
+            Ok(())
+        };
+        tokio::task::spawn_blocking(work).await.context("the plugin tool stopped unexpectedly")?
+    }
+}
+
+/// `ferry plugin new`: writes the scaffold and says how to go on.
+fn new(name: &str, language: scaffold::Language, dir: &Path) -> anyhow::Result<()> {
+    let scaffold = scaffold::create(name, language, dir)?;
+    println!("Created the {language} plugin `{name}` in {}:", scaffold.dir.display());
+    for file in &scaffold.files {
+        println!("  {file}");
+    }
+    println!("Build it:\n  ferry plugin build {}", scaffold.dir.display());
+    println!("or by hand (see its README.md):\n  cd {}", scaffold.dir.display());
+    for step in &scaffold.build {
+        println!("  {step}");
+    }
+    println!("Then try it: ferry plugin test {} < events.jsonl", scaffold.dir.join(&scaffold.output).display());
+    Ok(())
+}
+
+/// `$XDG_CACHE_HOME/ferry/NAME`, else `~/.cache/ferry/NAME`: where the
+/// plugin commands keep what they may reuse; `None` without a home folder.
+fn user_cache(name: &str) -> Option<PathBuf> {
+    std::env::var_os("XDG_CACHE_HOME")
+        .filter(|dir| !dir.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".cache")))
+        .map(|dir| dir.join("ferry").join(name))
+}

@@ -3,7 +3,7 @@
 //! certificate is warned about, once.
 
 use crate::util::Sandbox;
-use ferry::tls::testpki::Pki;
+use ferry_standin::pki::Pki;
 
 fn config(pipeline: &str, sink: &str) -> String {
     format!("storage = \"storage\"\n\n[pipeline]\n{pipeline}\n\n[source.file]\npath = \"in.jsonl\"\n\n[sinks.default]\n{sink}\n")

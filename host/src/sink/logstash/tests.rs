@@ -1,8 +1,8 @@
 //! The HTTP sink against the stand-in Logstash, over real sockets and TLS.
 
 use super::*;
-use crate::standin::logstash::{Fault, LogstashStandIn};
-use crate::tls::testpki::{Pki, PkiFiles};
+use ferry_standin::logstash::{Fault, LogstashStandIn};
+use ferry_standin::pki::{Pki, PkiFiles};
 use std::collections::HashMap;
 
 /// A retry loop that only the sink's own settings bound.

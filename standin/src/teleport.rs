@@ -22,15 +22,16 @@
 //!   FileLog, DynamoDB and Firestore backends, to force the legacy engine;
 //! - `UpsertLock` is recorded (see [`TeleportStandIn::locks`]).
 //!
-//! With the `faults` feature, faults are scripted per method: UNAVAILABLE
-//! or any status, a delay, a stream that fails part-way; page keys can be made to expire (every key
-//! issued so far answers INVALID_ARGUMENT for good, as a backend whose keys
-//! timed out); an export chunk can vanish between its listing and its
-//! reading (NOT_FOUND, as retention removes it); events can be served with
-//! the ids they carry, even empty or repeated; the server certificate can be made to expire;
-//! open connections can be dropped. Always: identities can be issued
-//! expired or by a foreign CA, and it records every connection (SNI,
-//! offered ALPN, client certificate) and every call.
+//! With the `faults` feature (tests only), faults are scripted per method:
+//! UNAVAILABLE or any status, a delay, a stream that fails part-way; page
+//! keys can be made to expire (every key issued so far answers
+//! INVALID_ARGUMENT for good, as a backend whose keys timed out); an export
+//! chunk can vanish between its listing and its reading (NOT_FOUND, as
+//! retention removes it); events can be served with the ids they carry, even
+//! empty or repeated; the server certificate can be made to expire; open
+//! connections can be dropped. Always: identities can be issued expired or
+//! by a foreign CA, and it records every connection (SNI, offered ALPN,
+//! client certificate) and every call.
 //!
 //! Teleport's side of the identity file, the TLS names and ALPN routing is
 //! written here from Teleport's definitions, not taken from ferry's reader,

@@ -7,9 +7,8 @@
 //! (`tests/plugins-build`), so that `cargo build --release` and `cargo
 //! install` need no Python, Node.js or network beyond crates.
 //!
-//! It also compiles ferry's copy of Teleport's gRPC protocol (`proto/`) into
-//! Rust client and server code, with protox so that no system `protoc` is
-//! needed.
+//! Teleport's gRPC protocol is compiled by the `ferry-proto` crate
+//! (`proto/`).
 
 use std::path::{Path, PathBuf};
 
@@ -17,7 +16,6 @@ use ferry_plugin_build::rust;
 
 fn main() {
     let manifest_dir = PathBuf::from(env("CARGO_MANIFEST_DIR"));
-    compile_teleport_protocol(&manifest_dir.join("proto"));
     // sqlx::migrate! embeds these; a new migration must rebuild the crate.
     println!("cargo:rerun-if-changed={}", manifest_dir.join("migrations").display());
     let root = manifest_dir.parent().expect("host/ sits inside the workspace").to_owned();
@@ -29,23 +27,6 @@ fn main() {
         Ok(wasm_dir) => println!("cargo:rustc-env=FERRY_PLUGIN_BUILD_DIR={}", wasm_dir.display()),
         Err(reason) => println!("cargo::error={reason}"),
     }
-}
-
-/// Teleport's audit log and Auth Service protocol, client and server code,
-/// into OUT_DIR (one `.rs` file per protobuf package).
-fn compile_teleport_protocol(proto_dir: &Path) {
-    println!("cargo:rerun-if-changed={}", proto_dir.display());
-    let files = [
-        "teleport/auditlog/v1/auditlog.proto",
-        "teleport/legacy/types/types.proto",
-        "teleport/legacy/client/proto/authservice.proto",
-    ];
-    let descriptors = protox::compile(files, [proto_dir]).unwrap_or_else(|err| panic!("the Teleport protocol in {} does not compile: {err}", proto_dir.display()));
-    tonic_prost_build::configure()
-        .build_client(true)
-        .build_server(true)
-        .compile_fds(descriptors)
-        .unwrap_or_else(|err| panic!("cannot generate Rust code for the Teleport protocol: {err}"));
 }
 
 fn env(key: &str) -> String {

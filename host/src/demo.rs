@@ -11,8 +11,8 @@
 
 use crate::config::FerryConfig;
 use crate::metrics::Metrics;
-use crate::standin::logstash::LogstashStandIn;
-use crate::standin::teleport::{StandInOptions, TeleportStandIn};
+use ferry_standin::logstash::LogstashStandIn;
+use ferry_standin::teleport::{StandInOptions, TeleportStandIn};
 use anyhow::Context;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

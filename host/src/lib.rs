@@ -23,7 +23,6 @@ pub mod retry;
 pub mod shutdown;
 pub mod sink;
 pub mod source;
-pub mod standin;
 pub mod state;
 pub mod tls;
 pub mod units;

@@ -3,7 +3,7 @@
 //! certificate is warned about, once.
 
 use crate::util::{Config, IN, OUT, Sandbox};
-use ferry::tls::testpki::Pki;
+use ferry_standin::pki::Pki;
 
 /// `in.jsonl` into the sink `default`, which the caller sets up.
 fn config() -> Config {

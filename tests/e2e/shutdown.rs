@@ -8,8 +8,8 @@
 //! stalled Logstash holding a request), a second SIGTERM ends it at once.
 
 use crate::util::{self, Config, DEADLINE, FixtureEvent, IN, Sandbox};
-use ferry::standin::logstash::LogstashStandIn;
-use ferry::tls::testpki::{Pki, PkiFiles};
+use ferry_standin::logstash::LogstashStandIn;
+use ferry_standin::pki::{Pki, PkiFiles};
 use std::time::{Duration, Instant};
 
 /// A job over the fixtures into one Logstash sink at `url`, in batches of 10

@@ -5,8 +5,8 @@
 //! once (ferry stops reading the body), and the cursor moves past them.
 
 use crate::util::{self, Config, IN, Sandbox};
-use ferry::standin::logstash::{Fault, LogstashStandIn};
-use ferry::tls::testpki::PkiFiles;
+use ferry_standin::logstash::{Fault, LogstashStandIn};
+use ferry_standin::pki::PkiFiles;
 use std::time::{Duration, Instant};
 
 /// A job over the fixtures (to their end, one batch) into one Logstash sink;

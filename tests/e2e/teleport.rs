@@ -9,9 +9,9 @@
 //! stand-in serves, event by event.
 
 use crate::util::{self, Config, DEADLINE, OUT, Sandbox};
-use ferry::source::teleport::structjson::struct_to_json;
-use ferry::standin::logstash::{self, LogstashStandIn};
-use ferry::standin::teleport::{Fault, IdentitySpec, Method, StandInOptions, TeleportStandIn, Validity};
+use ferry_proto::structjson::struct_to_json;
+use ferry_standin::logstash::{self, LogstashStandIn};
+use ferry_standin::teleport::{Fault, IdentitySpec, Method, StandInOptions, TeleportStandIn, Validity};
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::time::Duration;

@@ -6,9 +6,9 @@
 //! deadline rather than by a sleep.
 
 use crate::util::{self, Config, OUT, Sandbox};
-use ferry::source::teleport::structjson::struct_to_json;
-use ferry::standin::logstash::LogstashStandIn;
-use ferry::standin::teleport::{IdentitySpec, StandInOptions};
+use ferry_proto::structjson::struct_to_json;
+use ferry_standin::logstash::LogstashStandIn;
+use ferry_standin::teleport::{IdentitySpec, StandInOptions};
 use serde_json::Value;
 use std::collections::BTreeSet;
 
@@ -222,7 +222,7 @@ fn events_without_ids_at_the_end_of_the_log_are_read_once() {
 /// used to give the whole recording up at INTERNAL.
 #[test]
 fn a_recording_survives_internal_errors_and_a_refused_index() {
-    use ferry::standin::teleport::{Fault, Method};
+    use ferry_standin::teleport::{Fault, Method};
     let cluster = Cluster::start(StandInOptions { export_api: false, announce_sessions: true, ..StandInOptions::default() });
     cluster.standin.inject(Method::StreamUnstructuredSessionEvents, Fault::DropStreamAfter(50));
     cluster.standin.inject(Method::StreamUnstructuredSessionEvents, Fault::Status(tonic::Code::Internal, "backend hiccup".into()));
@@ -247,7 +247,7 @@ fn a_recording_survives_internal_errors_and_a_refused_index() {
 /// was read of the chunk before the break.
 #[test]
 fn a_refused_export_cursor_reads_the_chunk_again_from_its_start() {
-    use ferry::standin::teleport::{Fault, Method};
+    use ferry_standin::teleport::{Fault, Method};
     let cluster = Cluster::start(StandInOptions { export_api: true, chunk_size: 10, ..StandInOptions::default() });
     cluster.standin.inject(Method::ExportUnstructuredEvents, Fault::DropStreamAfter(5));
     cluster.standin.refuse_export_cursors();
@@ -270,7 +270,7 @@ fn a_refused_export_cursor_reads_the_chunk_again_from_its_start() {
 /// slow retries of 15 s.
 #[test]
 fn a_refused_identity_is_one_error_line_and_retried_slowly() {
-    use ferry::standin::teleport::{Fault, Method};
+    use ferry_standin::teleport::{Fault, Method};
     let cluster = Cluster::start(StandInOptions { export_api: false, ..StandInOptions::default() });
     for _ in 0..2 {
         cluster.standin.inject(Method::GetUnstructuredEvents, Fault::Status(tonic::Code::PermissionDenied, "access denied to perform action \"list\" on \"event\"".into()));

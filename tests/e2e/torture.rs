@@ -16,7 +16,7 @@
 //! as the machine's timing repeats).
 
 use crate::util::{self, Config, DEADLINE, IN, Output, Running, Sandbox};
-use ferry::standin::logstash::{Chaos, ChaosCount, LogstashStandIn};
+use ferry_standin::logstash::{Chaos, ChaosCount, LogstashStandIn};
 use serde_json::Value;
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
@@ -55,7 +55,7 @@ fn unique_events() -> Vec<(String, String)> {
     events
 }
 
-fn config(logstash: &LogstashStandIn, pki: &ferry::tls::testpki::PkiFiles) -> String {
+fn config(logstash: &LogstashStandIn, pki: &ferry_standin::pki::PkiFiles) -> String {
     Config::logstash_job(false, &logstash.url(), &pki.ca, &pki.client_cert, &pki.client_key)
         .pipeline(BATCH, "10ms")
         .set("pipeline.batches-in-flight", util::count(IN_FLIGHT))

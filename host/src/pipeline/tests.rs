@@ -3,7 +3,7 @@
 
 use crate::config::FerryConfig;
 use crate::metrics::Metrics;
-use crate::standin::logstash::{Fault, LogstashStandIn};
+use ferry_standin::logstash::{Fault, LogstashStandIn};
 use std::collections::HashSet;
 use std::path::Path;
 use std::sync::Arc;

@@ -2,8 +2,8 @@
 
 use super::*;
 use crate::config::FerryConfig;
-use crate::standin::logstash::{Fault, LogstashStandIn};
-use crate::tls::testpki::{Pki, PkiFiles};
+use ferry_standin::logstash::{Fault, LogstashStandIn};
+use ferry_standin::pki::{Pki, PkiFiles};
 use std::collections::HashMap;
 
 /// A retry loop that only the sink's own settings bound.

@@ -19,10 +19,10 @@
 use super::cursor::{AuditCursor, DateCursor, ExportCursor, LegacyCursor};
 use super::config::format_time;
 use super::connect::describe_status;
-use super::proto::auditlog::audit_log_service_client::AuditLogServiceClient;
-use super::proto::auditlog::{EventUnstructured, EventsUnstructured, ExportUnstructuredEventsRequest, GetEventExportChunksRequest, GetUnstructuredEventsRequest, Order};
+use ferry_proto::auditlog::audit_log_service_client::AuditLogServiceClient;
+use ferry_proto::auditlog::{EventUnstructured, EventsUnstructured, ExportUnstructuredEventsRequest, GetEventExportChunksRequest, GetUnstructuredEventsRequest, Order};
 use super::status::{Class, ErrorEvery, SLOW_RETRY, classify};
-use super::structjson::struct_to_json_bytes;
+use ferry_proto::structjson::struct_to_json_bytes;
 use crate::retry::{Backoff, Retry};
 use crate::shutdown::{Shutdown, Stopped};
 use std::collections::{BTreeSet, HashSet};

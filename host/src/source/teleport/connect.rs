@@ -14,8 +14,8 @@
 //! pings at that period.
 
 use super::identity::{Credentials, IdentityError, Route, TlsMaterial, API_DOMAIN};
-use super::proto::auditlog::audit_log_service_client::AuditLogServiceClient;
-use super::proto::auth::auth_service_client::AuthServiceClient;
+use ferry_proto::auditlog::audit_log_service_client::AuditLogServiceClient;
+use ferry_proto::auth::auth_service_client::AuthServiceClient;
 use crate::error::one_line;
 use crate::watch::{Snapshot, Watch};
 use hyper_util::rt::TokioIo;

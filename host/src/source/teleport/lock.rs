@@ -4,8 +4,8 @@
 //! a Teleport lock through `UpsertLock`, named and worded as the original's.
 
 use super::connect::describe_status;
-use super::proto::auth::auth_service_client::AuthServiceClient;
-use super::proto::types::{LockSpecV2, LockTarget, LockV2, Metadata};
+use ferry_proto::auth::auth_service_client::AuthServiceClient;
+use ferry_proto::types::{LockSpecV2, LockTarget, LockV2, Metadata};
 use super::status::{Class, ErrorEvery, SLOW_RETRY, classify};
 use crate::retry::{Backoff, Retry};
 use crate::shutdown::Shutdown;

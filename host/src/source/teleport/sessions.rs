@@ -15,10 +15,10 @@
 
 use super::audit::TypeFilter;
 use super::connect::describe_status;
-use super::proto::auditlog::StreamUnstructuredSessionEventsRequest;
-use super::proto::auditlog::audit_log_service_client::AuditLogServiceClient;
+use ferry_proto::auditlog::StreamUnstructuredSessionEventsRequest;
+use ferry_proto::auditlog::audit_log_service_client::AuditLogServiceClient;
 use super::status::{Class, ErrorEvery, SLOW_RETRY, classify};
-use super::structjson::struct_to_json_bytes;
+use ferry_proto::structjson::struct_to_json_bytes;
 use crate::retry::{Backoff, Retry};
 use crate::shutdown::{Shutdown, Stopped};
 use std::sync::{Arc, Mutex};

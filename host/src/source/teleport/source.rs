@@ -13,7 +13,7 @@ use super::config::{TeleportSourceConfig, format_time, parse_start_time, truncat
 use super::connect::{ConnectOptions, IdentityWatcher, audit_log_client, auth_client, connect_lazy};
 use super::cursor::{AuditCursor, Cursor, SessionProgress};
 use super::lock::{FailedLogins, lock_for, run_locker};
-use super::proto::types::LockV2;
+use ferry_proto::types::LockV2;
 use super::sessions::{SessionItem, SessionReader};
 use crate::config::{ConfigError, Context};
 use crate::event::Event;

@@ -4,13 +4,13 @@
 
 use super::connect::{audit_log_client, auth_client, connect, ClientTls, ConnectOptions, IdentityWatcher};
 use super::identity::{Credentials, IdentityFile, Route, API_DOMAIN};
-use super::proto::auditlog::{
+use ferry_proto::auditlog::{
     EventUnstructured, ExportUnstructuredEventsRequest, GetEventExportChunksRequest, GetUnstructuredEventsRequest, Order,
     StreamUnstructuredSessionEventsRequest,
 };
-use super::proto::types::{LockSpecV2, LockTarget, LockV2, Metadata};
-use super::structjson::struct_to_json;
-use crate::standin::teleport::{fixture_events, fixture_sessions, Fault, IdentitySpec, Method, StandInOptions, TeleportStandIn, Validity};
+use ferry_proto::types::{LockSpecV2, LockTarget, LockV2, Metadata};
+use ferry_proto::structjson::struct_to_json;
+use ferry_standin::teleport::{fixture_events, fixture_sessions, Fault, IdentitySpec, Method, StandInOptions, TeleportStandIn, Validity};
 use base64::Engine as _;
 use prost_types::Timestamp;
 use serde_json::Value;

@@ -2,12 +2,12 @@
 //! certificate signed by its CA (a missing one fails the handshake, as in
 //! Logstash with `ssl_client_authentication => "required"`), decodes bodies
 //! as Logstash's `json` codec does, answers `200 ok`, and records every
-//! event. Faults can be scripted per request: a status, a slow answer, or a
-//! dropped connection; or drawn at random for a share of all requests
-//! ([`Chaos`], for the torture test).
+//! event. With the `faults` feature, faults can be scripted per request: a
+//! status, a slow answer, or a dropped connection; or drawn at random for a
+//! share of all requests (`Chaos`, for the torture test); and the input can
+//! stall as a blocked Logstash queue does.
 
-use crate::tls::testpki::Pki;
-use rustls::pki_types::pem::PemObject;
+use crate::pki::Pki;
 use bytes::Bytes;
 use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Full, Limited};
@@ -15,40 +15,19 @@ use hyper::body::Incoming;
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use serde_json::Value;
-use std::collections::VecDeque;
 use std::io::Read;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 use tokio::net::TcpListener;
 
 /// Logstash's default `max_content_length`: 100 MiB.
 const MAX_CONTENT_LENGTH: usize = 100 << 20;
 
-/// A scripted answer for one request.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Fault {
-    /// Answer with this status (and no events recorded).
-    Status(u16),
-    /// Answer 429 with a `Retry-After` of this many seconds.
-    TooManyRequests(u64),
-    /// Wait this long, then handle the request normally.
-    Delay(Duration),
-    /// Drop the connection without an answer.
-    Reset,
-    /// Refuse with 400 and this body.
-    BadRequest(String),
-    /// Answer 503 with a `Retry-After` of this many seconds.
-    Unavailable(u64),
-    /// Take the events (they are recorded), answer 200, then send a body
-    /// that never ends.
-    EndlessBody,
-    /// Record the events, then drop the connection without answering: the
-    /// acknowledgement is lost after the events were stored, so the sender
-    /// must send them again.
-    AckLost,
-}
+#[cfg(feature = "faults")]
+mod faults;
+#[cfg(feature = "faults")]
+pub use faults::{Chaos, ChaosCount, Fault};
 
 /// One request as the stand-in saw it.
 #[derive(Debug, Clone)]
@@ -69,15 +48,12 @@ pub struct SeenRequest {
 
 #[derive(Default)]
 struct Shared {
-    faults: Mutex<VecDeque<Fault>>,
     events: Mutex<Vec<Value>>,
     requests: Mutex<Vec<SeenRequest>>,
     handshake_failures: AtomicU64,
     record_to: Option<std::path::PathBuf>,
-    stalled: tokio::sync::watch::Sender<bool>,
-    waiting: AtomicU64,
-    chaos: Mutex<Option<(Chaos, fastrand::Rng)>>,
-    chaos_count: Mutex<ChaosCount>,
+    #[cfg(feature = "faults")]
+    faults: faults::Faults,
 }
 
 /// A running stand-in. Stops when dropped.
@@ -105,11 +81,7 @@ impl LogstashStandIn {
 
     /// Starts with a given PKI (to share one CA between peers).
     pub async fn start_with(pki: Pki, record_to: Option<std::path::PathBuf>) -> std::io::Result<LogstashStandIn> {
-        let certs = crate::tls::certs_from_pem(pki.server.cert.as_bytes()).ok_or_else(|| std::io::Error::other("no server certificate"))?;
-        let key = rustls::pki_types::PrivateKeyDer::from_pem_slice(pki.server.key.as_bytes()).map_err(std::io::Error::other)?;
-        let mut roots = rustls::RootCertStore::empty();
-        roots.add_parsable_certificates(crate::tls::certs_from_pem(pki.ca.cert.as_bytes()).unwrap_or_default());
-        let tls = crate::tls::server_config(certs, key, Some(roots), &[b"h2", b"http/1.1"]).map_err(std::io::Error::other)?;
+        let tls = crate::tls::server_config(pki.server.cert.as_bytes(), pki.server.key.as_bytes(), pki.ca.cert.as_bytes(), &[b"h2", b"http/1.1"])?;
         let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(tls));
         let listener = TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?;
@@ -126,11 +98,6 @@ impl LogstashStandIn {
     /// The address it listens on.
     pub fn addr(&self) -> SocketAddr {
         self.addr
-    }
-
-    /// Queues scripted answers for the next requests, in order.
-    pub fn inject(&self, faults: impl IntoIterator<Item = Fault>) {
-        lock(&self.shared.faults).extend(faults);
     }
 
     /// Every event recorded so far, in arrival order.
@@ -151,17 +118,6 @@ impl LogstashStandIn {
     /// TLS handshakes that failed (for example a client without a certificate).
     pub fn handshake_failures(&self) -> u64 {
         self.shared.handshake_failures.load(Ordering::Relaxed)
-    }
-
-    /// While stalled, requests are held unanswered, as Logstash does when its
-    /// queue is blocked.
-    pub fn set_stalled(&self, stalled: bool) {
-        self.shared.stalled.send_replace(stalled);
-    }
-
-    /// Requests being held by a stall right now.
-    pub fn held_requests(&self) -> u64 {
-        self.shared.waiting.load(Ordering::Relaxed)
     }
 }
 
@@ -196,13 +152,8 @@ async fn serve(listener: TcpListener, acceptor: tokio_rustls::TlsAcceptor, share
 struct ResetOnPurpose;
 
 async fn handle(request: Request<Incoming>, shared: Arc<Shared>) -> Result<Response<BoxBody<Bytes, std::convert::Infallible>>, ResetOnPurpose> {
-    let mut stalled = shared.stalled.subscribe();
-    if *stalled.borrow() {
-        shared.waiting.fetch_add(1, Ordering::Relaxed);
-        let _ = stalled.wait_for(|stalled| !*stalled).await;
-        shared.waiting.fetch_sub(1, Ordering::Relaxed);
-    }
-    let fault = lock(&shared.faults).pop_front().or_else(|| chaos_fault(&shared));
+    #[cfg(feature = "faults")]
+    let fault = shared.faults.next().await;
     let header = |name: hyper::header::HeaderName| request.headers().get(name).and_then(|v| v.to_str().ok()).map(str::to_owned);
     let mut seen = SeenRequest {
         path: request.uri().path().to_owned(),
@@ -212,62 +163,23 @@ async fn handle(request: Request<Incoming>, shared: Arc<Shared>) -> Result<Respo
         status: 200,
         events: 0,
     };
-    let body = Limited::new(request.into_body(), MAX_CONTENT_LENGTH).collect().await;
-    let response = match (fault, body) {
-        (Some(Fault::Reset), _) => return Err(ResetOnPurpose),
-        (Some(Fault::AckLost), Ok(collected)) => {
-            if let Ok(events) = decode(&seen.content_type, &seen.content_encoding, &collected.to_bytes()) {
-                lock(&shared.chaos_count).lost_ack_events += events.len() as u64;
-                record(&shared, events);
-            }
-            return Err(ResetOnPurpose);
-        }
-        (Some(Fault::Status(code)), _) => answer(code, ""),
-        (Some(Fault::TooManyRequests(seconds)), _) => {
-            let mut response = answer(429, "");
-            if let Ok(value) = seconds.to_string().parse() {
-                response.headers_mut().insert(hyper::header::RETRY_AFTER, value);
-            }
-            response
-        }
-        (Some(Fault::BadRequest(text)), _) => answer(400, &text),
-        (Some(Fault::Unavailable(seconds)), _) => {
-            let mut response = answer(503, "");
-            if let Ok(value) = seconds.to_string().parse() {
-                response.headers_mut().insert(hyper::header::RETRY_AFTER, value);
-            }
-            response
-        }
-        (Some(Fault::EndlessBody), Ok(collected)) => {
-            if let Ok(events) = decode(&seen.content_type, &seen.content_encoding, &collected.to_bytes()) {
+    let body = Limited::new(request.into_body(), MAX_CONTENT_LENGTH).collect().await.map(|collected| collected.to_bytes());
+    #[cfg(feature = "faults")]
+    if let Some(fault) = fault
+        && let Some(answered) = faults::respond(fault, &mut seen, body.as_ref().ok(), &shared).await
+    {
+        return answered;
+    }
+    let response = match body {
+        Err(_) => answer(413, ""),
+        Ok(body) => match decode(&seen.content_type, &seen.content_encoding, &body) {
+            Ok(events) => {
                 seen.events = events.len();
                 record(&shared, events);
+                answer(200, "ok")
             }
-            lock(&shared.requests).push(seen);
-            // "ok", then a byte every 100 ms, for ever.
-            let chunks = futures_util::stream::unfold(true, |first| async move {
-                if !first {
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                }
-                let data = Bytes::from_static(if first { b"ok" } else { b" " });
-                Some((Ok::<_, std::convert::Infallible>(hyper::body::Frame::data(data)), false))
-            });
-            return Ok(Response::new(http_body_util::StreamBody::new(chunks).boxed()));
-        }
-        (_, Err(_)) => answer(413, ""),
-        (fault, Ok(collected)) => {
-            if let Some(Fault::Delay(delay)) = fault {
-                tokio::time::sleep(delay).await;
-            }
-            match decode(&seen.content_type, &seen.content_encoding, &collected.to_bytes()) {
-                Ok(events) => {
-                    seen.events = events.len();
-                    record(&shared, events);
-                    answer(200, "ok")
-                }
-                Err(message) => answer(400, &message),
-            }
-        }
+            Err(message) => answer(400, &message),
+        },
     };
     seen.status = response.status().as_u16();
     lock(&shared.requests).push(seen);
@@ -339,76 +251,6 @@ fn json_codec(text: &str) -> Vec<Value> {
     }
 }
 
-// Random faults (the torture test): kept together here, apart from the
-// scripted ones, which they only feed.
-
-/// Random faults: each request that no scripted fault answers fails with
-/// probability `rate`, as one of a 500, a 503, a 429 with `Retry-After: 1`,
-/// a reset connection or a lost acknowledgement ([`Fault::AckLost`]), in
-/// equal shares. The draws come from `seed`, so a run can be replayed as far
-/// as the requests arrive in the same order.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Chaos {
-    /// Share of requests that fail, 0.0 to 1.0.
-    pub rate: f64,
-    /// Seed of the draws.
-    pub seed: u64,
-}
-
-/// What the random faults did so far.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct ChaosCount {
-    /// Requests answered 500 or 503.
-    pub statuses: u64,
-    /// Requests answered 429 with `Retry-After: 1`.
-    pub throttled: u64,
-    /// Connections dropped before the events were stored.
-    pub resets: u64,
-    /// Connections dropped after the events were stored.
-    pub lost_acks: u64,
-    /// Events stored by requests whose acknowledgement was lost (scripted
-    /// [`Fault::AckLost`] included): each may arrive again.
-    pub lost_ack_events: u64,
-}
-
-impl LogstashStandIn {
-    /// Fails a share of the requests from now on (none: stop failing).
-    pub fn set_chaos(&self, chaos: Option<Chaos>) {
-        *lock(&self.shared.chaos) = chaos.map(|chaos| (chaos, fastrand::Rng::with_seed(chaos.seed)));
-    }
-
-    /// What the random faults did so far.
-    pub fn chaos_count(&self) -> ChaosCount {
-        lock(&self.shared.chaos_count).clone()
-    }
-}
-
-/// The random fault for one request, if it draws one.
-fn chaos_fault(shared: &Shared) -> Option<Fault> {
-    let fault = {
-        let mut chaos = lock(&shared.chaos);
-        let (settings, rng) = chaos.as_mut()?;
-        if rng.f64() >= settings.rate {
-            return None;
-        }
-        match rng.u8(0..5) {
-            0 => Fault::Status(500),
-            1 => Fault::Status(503),
-            2 => Fault::TooManyRequests(1),
-            3 => Fault::Reset,
-            _ => Fault::AckLost,
-        }
-    };
-    let mut count = lock(&shared.chaos_count);
-    match fault {
-        Fault::Status(_) => count.statuses += 1,
-        Fault::TooManyRequests(_) => count.throttled += 1,
-        Fault::Reset => count.resets += 1,
-        _ => count.lost_acks += 1,
-    }
-    Some(fault)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -424,25 +266,5 @@ mod tests {
         assert_eq!(decode("application/x-ndjson", "", b"{\"a\":1}\n{\"b\":2}\n").expect("lines").len(), 2);
         assert_eq!(decode("text/plain", "", b"hello").expect("plain")[0]["message"], "hello");
         assert!(decode(json, "gzip", b"not gzip").expect_err("bad gzip").contains("cannot decompress"));
-    }
-
-    #[test]
-    fn chaos_fails_its_share_of_requests_with_every_fault_and_repeats_from_its_seed() {
-        let draws = |seed: u64| {
-            let shared = Shared::default();
-            *lock(&shared.chaos) = Some((Chaos { rate: 0.1, seed }, fastrand::Rng::with_seed(seed)));
-            let faults: Vec<Option<Fault>> = (0..10_000).map(|_| chaos_fault(&shared)).collect();
-            (faults, lock(&shared.chaos_count).clone())
-        };
-        let (faults, count) = draws(7);
-        assert_eq!(faults, draws(7).0, "the same seed draws the same faults");
-        assert_ne!(faults, draws(8).0);
-        let failed = faults.iter().flatten().count();
-        assert!((800..=1200).contains(&failed), "{failed} of 10000 failed");
-        for kind in [Fault::Status(500), Fault::Status(503), Fault::TooManyRequests(1), Fault::Reset, Fault::AckLost] {
-            assert!(faults.contains(&Some(kind.clone())), "{kind:?} never drawn");
-        }
-        assert_eq!(count.statuses + count.throttled + count.resets + count.lost_acks, failed as u64);
-        assert!(chaos_fault(&Shared::default()).is_none(), "no chaos unless asked for");
     }
 }

@@ -22,31 +22,35 @@
 //!   FileLog, DynamoDB and Firestore backends, to force the legacy engine;
 //! - `UpsertLock` is recorded (see [`TeleportStandIn::locks`]).
 //!
-//! Faults are scripted per method: UNAVAILABLE or any status, a delay, a
-//! stream that fails part-way; page keys can be made to expire (every key
-//! issued so far answers INVALID_ARGUMENT for good, as a backend whose keys
-//! timed out); an export chunk can vanish between its listing and its
-//! reading (NOT_FOUND, as retention removes it); events can be served with
-//! the ids they carry, even empty or repeated; the server certificate can be made to expire;
-//! identities can be issued expired or by a foreign CA. It records every
-//! connection (SNI, offered ALPN, client certificate) and every call.
+//! With the `faults` feature (tests only), faults are scripted per method:
+//! UNAVAILABLE or any status, a delay, a stream that fails part-way; page
+//! keys can be made to expire (every key issued so far answers
+//! INVALID_ARGUMENT for good, as a backend whose keys timed out); an export
+//! chunk can vanish between its listing and its reading (NOT_FOUND, as
+//! retention removes it); events can be served with the ids they carry, even
+//! empty or repeated; the server certificate can be made to expire; open
+//! connections can be dropped. Always: identities can be issued expired or
+//! by a foreign CA, and it records every connection (SNI, offered ALPN,
+//! client certificate) and every call.
+//!
+//! Teleport's side of the identity file, the TLS names and ALPN routing is
+//! written here from Teleport's definitions, not taken from ferry's reader,
+//! so that a mistake in one shows as a failure against the other.
 
-use crate::source::teleport::identity::{self, certificate_info, CertInfo, IdentityFile, ALPN_AUTH_PREFIX, ALPN_H2, API_DOMAIN};
-use crate::source::teleport::proto::auditlog::audit_log_service_server::{AuditLogService, AuditLogServiceServer};
-use crate::source::teleport::proto::auditlog::{
+use crate::tls::write_private;
+use ferry_proto::auditlog::audit_log_service_server::{AuditLogService, AuditLogServiceServer};
+use ferry_proto::auditlog::{
     EventExportChunk, EventUnstructured, EventsUnstructured, ExportEventUnstructured, ExportUnstructuredEventsRequest,
     GetEventExportChunksRequest, GetUnstructuredEventsRequest, Order, StreamUnstructuredSessionEventsRequest,
 };
-use crate::source::teleport::proto::auth::auth_service_server::{AuthService, AuthServiceServer};
-use crate::source::teleport::proto::types::LockV2;
-use crate::source::teleport::structjson::json_to_struct;
+use ferry_proto::auth::auth_service_server::{AuthService, AuthServiceServer};
+use ferry_proto::structjson::json_to_struct;
+use ferry_proto::types::LockV2;
 use base64::Engine as _;
 use rcgen::{BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair, KeyUsagePurpose, SanType};
-use rustls::pki_types::pem::PemObject;
 use rustls::ServerConfig;
 use serde_json::Value;
-use sha2::Digest as _;
-use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::io;
 use std::net::SocketAddr;
 use std::path::Path;
@@ -61,15 +65,29 @@ use tokio_stream::Stream;
 use tonic::{Request, Response, Status};
 
 /// The audit events ferry's demo and tests serve by default.
-const FIXTURE_EVENTS: &str = include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/demo/teleport-events.jsonl"));
+const FIXTURE_EVENTS: &str = include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/../host/demo/teleport-events.jsonl"));
 /// One recorded SSH session (160 events).
-const FIXTURE_SESSION: &str = include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/demo/teleport-session-events.jsonl"));
+const FIXTURE_SESSION: &str = include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/../host/demo/teleport-session-events.jsonl"));
 
 /// Teleport's page size when a search asks for none.
 const DEFAULT_LIMIT: usize = 500;
 /// The largest page served.
 const MAX_LIMIT: usize = 10_000;
 const SECONDS_PER_DAY: i64 = 86_400;
+
+/// The server name on every certificate Teleport issues to its services
+/// (`constants.APIDomain`).
+const API_DOMAIN: &str = "teleport.cluster.local";
+/// Prefix of the ALPN protocol that asks a Proxy with TLS routing for a
+/// cluster's Auth Service (`constants.ALPNSNIAuthProtocol`).
+const ALPN_AUTH_PREFIX: &str = "teleport-auth@";
+/// HTTP/2 over TLS, which gRPC needs.
+const ALPN_H2: &[u8] = b"h2";
+
+#[cfg(feature = "faults")]
+mod faults;
+#[cfg(feature = "faults")]
+pub use faults::Fault;
 
 // === Options ===
 
@@ -113,6 +131,7 @@ pub struct StandInOptions {
     /// Serve each audit event's `uid` as its id as it is, empty when it has
     /// none, as a backend with a bug would; default off: Teleport's
     /// `computeEventID` (the SHA-256 of the JSON for an event without one).
+    #[cfg(feature = "faults")]
     pub raw_ids: bool,
 }
 
@@ -128,6 +147,7 @@ impl Default for StandInOptions {
             tls_routing: false,
             server_validity: Validity::For(Duration::from_secs(24 * 3600)),
             listen: None,
+            #[cfg(feature = "faults")]
             raw_ids: false,
         }
     }
@@ -149,9 +169,10 @@ fn json_lines(text: &str) -> Vec<Value> {
     text.lines().filter(|line| !line.trim().is_empty()).filter_map(|line| serde_json::from_str(line).ok()).collect()
 }
 
-// === Faults and records ===
+// === Records ===
 
-/// Which method a fault is for.
+/// A method of the Auth Service: what a recorded call was (and, with the
+/// `faults` feature, which calls a fault is for).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Method {
     /// Whichever call comes next.
@@ -166,20 +187,6 @@ pub enum Method {
     ExportUnstructuredEvents,
     /// `AuthService/UpsertLock`.
     UpsertLock,
-}
-
-/// A scripted misbehaviour for one call.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Fault {
-    /// Answer UNAVAILABLE, as an Auth Service that is restarting.
-    Unavailable,
-    /// Answer with this status.
-    Status(tonic::Code, String),
-    /// Wait this long, then answer normally (a slow page).
-    Delay(Duration),
-    /// For a streaming call: send this many items, then fail with
-    /// UNAVAILABLE (a stream dropped part-way). Other calls ignore it.
-    DropStreamAfter(usize),
 }
 
 /// A TLS connection as the stand-in saw it.
@@ -256,7 +263,6 @@ struct Shared {
     audit: Vec<Stored>,
     sessions: HashMap<String, Vec<EventUnstructured>>,
     export: Option<Export>,
-    faults: Mutex<VecDeque<(Method, Fault)>>,
     locks: Mutex<Vec<LockV2>>,
     calls: Mutex<Vec<SeenCall>>,
     connections: Mutex<Vec<PeerInfo>>,
@@ -264,17 +270,8 @@ struct Shared {
     refusals: tokio::sync::watch::Sender<usize>,
     server_tls: RwLock<Arc<ServerConfig>>,
     ca: Mutex<ClusterCa>,
-    /// Bumped to close every open connection (see `drop_connections`).
-    generation: std::sync::atomic::AtomicU64,
-    /// Page keys carry the epoch they were issued in; keys of an older one
-    /// are refused (see `expire_page_keys_after`).
-    key_epoch: std::sync::atomic::AtomicU64,
-    /// Searches with a key still served before every key issued expires.
-    keyed_until_expiry: Mutex<Option<usize>>,
-    /// Export chunk names answered NOT_FOUND (see `vanish_chunk`).
-    vanished: Mutex<HashSet<String>>,
-    /// Export cursors are refused (see `refuse_export_cursors`).
-    refuse_cursors: std::sync::atomic::AtomicBool,
+    #[cfg(feature = "faults")]
+    faults: faults::Faults,
 }
 
 /// An audit event and its place in the log: (time in ns, arrival number).
@@ -293,15 +290,9 @@ impl TeleportStandIn {
     pub async fn start(options: StandInOptions) -> io::Result<TeleportStandIn> {
         let mut ca = ClusterCa::generate(&options.cluster_name)?;
         let server_tls = ca.server_config(options.server_validity)?;
-        let mut audit = audit_log(&options)?;
-        if options.raw_ids {
-            for stored in &mut audit {
-                stored.event.id = stored.event.unstructured.as_ref().and_then(|fields| fields.fields.get("uid")).and_then(|uid| match &uid.kind {
-                    Some(prost_types::value::Kind::StringValue(uid)) => Some(uid.clone()),
-                    _ => None,
-                }).unwrap_or_default();
-            }
-        }
+        let audit = audit_log(&options)?;
+        #[cfg(feature = "faults")]
+        let audit = if options.raw_ids { faults::raw_ids(audit) } else { audit };
         let sessions = options.sessions.iter().map(|(sid, events)| Ok((sid.clone(), session_events(sid, events)?))).collect::<io::Result<_>>()?;
         let export = options.export_api.then(|| Export::of(&audit, options.chunk_size.max(1)));
         let shared = Arc::new(Shared {
@@ -310,7 +301,6 @@ impl TeleportStandIn {
             audit,
             sessions,
             export,
-            faults: Mutex::default(),
             locks: Mutex::default(),
             calls: Mutex::default(),
             connections: Mutex::default(),
@@ -318,11 +308,8 @@ impl TeleportStandIn {
             refusals: tokio::sync::watch::channel(0).0,
             server_tls: RwLock::new(Arc::new(server_tls)),
             ca: Mutex::new(ca),
-            generation: std::sync::atomic::AtomicU64::new(0),
-            key_epoch: std::sync::atomic::AtomicU64::new(0),
-            keyed_until_expiry: Mutex::new(None),
-            vanished: Mutex::default(),
-            refuse_cursors: std::sync::atomic::AtomicBool::new(false),
+            #[cfg(feature = "faults")]
+            faults: faults::Faults::default(),
         });
         let listener = match options.listen {
             Some(addr) => TcpListener::bind(addr).await?,
@@ -343,12 +330,6 @@ impl TeleportStandIn {
             }
         });
         Ok(TeleportStandIn { addr, shared, tasks: vec![accept, serve] })
-    }
-
-    /// Closes every open connection the next time it is read from, as an
-    /// Auth Service restart would: clients must connect again.
-    pub fn drop_connections(&self) {
-        self.shared.generation.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
     }
 
     /// The address it listens on.
@@ -391,53 +372,10 @@ impl TeleportStandIn {
     pub fn write_key_pair(&self, dir: &Path, spec: &IdentitySpec) -> io::Result<IssuedIdentity> {
         let (file, issued) = lock(&self.shared.ca).identity(spec)?;
         std::fs::create_dir_all(dir)?;
-        write_private(&dir.join("tls.crt"), file.tls_cert.as_deref().unwrap_or_default())?;
-        write_private(&dir.join("tls.key"), file.private_key.as_deref().unwrap_or_default())?;
-        write_private(&dir.join("tls.cas"), &file.tls_cas.concat())?;
+        write_private(&dir.join("tls.crt"), &file.tls_cert)?;
+        write_private(&dir.join("tls.key"), &file.private_key)?;
+        write_private(&dir.join("tls.cas"), &file.tls_ca)?;
         Ok(issued)
-    }
-
-    /// Replaces the server certificate; new connections get the new one
-    /// (`Validity::Expired` makes every new handshake fail).
-    pub fn set_server_validity(&self, validity: Validity) -> io::Result<()> {
-        let config = lock(&self.shared.ca).server_config(validity)?;
-        *self.shared.server_tls.write().unwrap_or_else(|poisoned| poisoned.into_inner()) = Arc::new(config);
-        Ok(())
-    }
-
-    /// Queues a fault for the next call of `method` (or of any method).
-    /// Faults for the same method apply in order, one per call.
-    pub fn inject(&self, method: Method, fault: Fault) {
-        lock(&self.shared.faults).push_back((method, fault));
-    }
-
-    /// The next `n` calls of `method` answer UNAVAILABLE.
-    pub fn fail_next(&self, method: Method, n: usize) {
-        lock(&self.shared.faults).extend(std::iter::repeat_n((method, Fault::Unavailable), n));
-    }
-
-    /// After `n` more searches with a page key are served, every key issued
-    /// until then is refused for good with INVALID_ARGUMENT, as a backend
-    /// whose keys timed out: a client must search again without a key.
-    pub fn expire_page_keys_after(&self, n: usize) {
-        *lock(&self.shared.keyed_until_expiry) = Some(n);
-    }
-
-    /// Export chunk `name` (of any date) stays listed but answers NOT_FOUND
-    /// when read, as a chunk removed by retention after it was listed.
-    /// Returns the events it held.
-    pub fn vanish_chunk(&self, name: &str) -> Vec<EventUnstructured> {
-        lock(&self.shared.vanished).insert(name.to_owned());
-        let Some(export) = &self.shared.export else { return Vec::new() };
-        let held = export.days.values().flat_map(|chunks| chunks.iter().enumerate().filter(|(number, _)| chunk_name(*number) == name).map(|(_, chunk)| chunk));
-        held.flatten().map(|&at| self.shared.audit[at].event.clone()).collect()
-    }
-
-    /// From now on every export request that resumes inside a chunk (a
-    /// non-empty `cursor`) answers INVALID_ARGUMENT, as a backend whose
-    /// cursors expired: a client must read the chunk from its start.
-    pub fn refuse_export_cursors(&self) {
-        self.shared.refuse_cursors.store(true, std::sync::atomic::Ordering::SeqCst);
     }
 
     /// Every lock upserted so far, in order.
@@ -482,10 +420,6 @@ impl TeleportStandIn {
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
-}
-
-fn write_private(path: &Path, bytes: &[u8]) -> io::Result<()> {
-    crate::tls::write_private(path, bytes)
 }
 
 // === Events ===
@@ -558,7 +492,7 @@ fn unstructured(json: &Value) -> Result<EventUnstructured, String> {
     let id = match json.get("uid").and_then(Value::as_str) {
         Some(uid) if !uid.is_empty() => uid.to_owned(),
         // Teleport's computeEventID: the SHA-256 of the event's JSON.
-        _ => identity::hex(&sha2::Sha256::digest(serde_json::to_vec(json).unwrap_or_default())),
+        _ => ferry_event::content_id(&serde_json::to_vec(json).unwrap_or_default()),
     };
     Ok(EventUnstructured {
         r#type: text("event"),
@@ -625,25 +559,15 @@ struct Service {
 type ItemStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send + 'static>>;
 
 impl Service {
-    /// Records the call and applies its fault; `Ok(Some(n))` cuts a stream after n items.
+    /// Records the call and applies its fault, if any; `Ok(Some(n))` cuts a
+    /// stream after n items.
     async fn begin<T>(&self, method: Method, request: &Request<T>) -> Result<Option<usize>, Status> {
         let peer = request.extensions().get::<PeerInfo>().cloned();
         lock(&self.shared.calls).push(SeenCall { method, peer });
-        let fault = {
-            let mut faults = lock(&self.shared.faults);
-            let at = faults.iter().position(|(target, _)| *target == method || *target == Method::Any);
-            at.and_then(|at| faults.remove(at)).map(|(_, fault)| fault)
-        };
-        match fault {
-            None => Ok(None),
-            Some(Fault::Unavailable) => Err(Status::unavailable("stand-in: the Auth Service is unavailable (injected)")),
-            Some(Fault::Status(code, message)) => Err(Status::new(code, message)),
-            Some(Fault::Delay(delay)) => {
-                tokio::time::sleep(delay).await;
-                Ok(None)
-            }
-            Some(Fault::DropStreamAfter(n)) => Ok(Some(n)),
-        }
+        #[cfg(feature = "faults")]
+        return self.shared.faults.apply(method).await;
+        #[cfg(not(feature = "faults"))]
+        Ok(None)
     }
 
     fn page(&self, request: &GetUnstructuredEventsRequest) -> Result<EventsUnstructured, Status> {
@@ -658,19 +582,11 @@ impl Service {
         if !ascending {
             matching.reverse();
         }
-        use std::sync::atomic::Ordering;
-        if !request.start_key.is_empty() {
-            let mut countdown = lock(&self.shared.keyed_until_expiry);
-            match *countdown {
-                Some(0) => {
-                    self.shared.key_epoch.fetch_add(1, Ordering::SeqCst);
-                    *countdown = None;
-                }
-                Some(n) => *countdown = Some(n - 1),
-                None => {}
-            }
-        }
-        let epoch = self.shared.key_epoch.load(Ordering::SeqCst);
+        // Keys carry an epoch; only faults move it on, expiring every key.
+        #[cfg(feature = "faults")]
+        let epoch = self.shared.faults.page_key_epoch(!request.start_key.is_empty());
+        #[cfg(not(feature = "faults"))]
+        let epoch = 0;
         let start = match parse_page_key(&request.start_key, epoch)? {
             None => 0,
             Some(key) => matching.iter().position(|s| if ascending { s.position > key } else { s.position < key }).unwrap_or(matching.len()),
@@ -741,12 +657,8 @@ impl AuditLogService for Service {
         let chunks = self.export()?.chunks(request.date.as_ref());
         let chunk = (0..chunks.len()).find(|&number| chunk_name(number) == request.chunk).map(|number| &chunks[number]);
         let chunk = chunk.ok_or_else(|| Status::not_found(format!("export chunk {:?} not found for that date", request.chunk)))?;
-        if lock(&self.shared.vanished).contains(&request.chunk) {
-            return Err(Status::not_found(format!("export chunk {:?} not found: removed by retention (injected)", request.chunk)));
-        }
-        if !request.cursor.is_empty() && self.shared.refuse_cursors.load(std::sync::atomic::Ordering::SeqCst) {
-            return Err(Status::invalid_argument(format!("cursor {:?} has expired (injected)", request.cursor)));
-        }
+        #[cfg(feature = "faults")]
+        self.shared.faults.check_export(&request)?;
         let done = match request.cursor.as_str() {
             "" => 0,
             cursor => cursor.parse::<usize>().ok().filter(|&done| done <= chunk.len()).ok_or_else(|| Status::invalid_argument(format!("cursor {cursor:?} is not valid for this chunk")))?,
@@ -784,8 +696,9 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, incoming: mpsc:
         let (shared, incoming) = (shared.clone(), incoming.clone());
         tokio::spawn(async move {
             match handshake(tcp, &shared).await {
-                Ok(mut stream) => {
-                    stream.shared = Some(shared.clone());
+                Ok(stream) => {
+                    #[cfg(feature = "faults")]
+                    let stream = PeerStream { shared: Some(shared.clone()), ..stream };
                     lock(&shared.connections).push(stream.peer.clone());
                     let _ = incoming.send(Ok(stream)).await;
                 }
@@ -804,7 +717,7 @@ async fn handshake(tcp: TcpStream, shared: &Shared) -> Result<PeerStream, String
     let sni = hello.server_name().map(str::to_owned);
     let alpn: Vec<String> = hello.alpn().map(|offered| offered.map(|p| String::from_utf8_lossy(p).into_owned()).collect()).unwrap_or_default();
     if shared.tls_routing {
-        let route = format!("{ALPN_AUTH_PREFIX}{}", identity::encode_cluster_name(&shared.cluster_name));
+        let route = format!("{ALPN_AUTH_PREFIX}{}", encode_cluster_name(&shared.cluster_name));
         if !alpn.contains(&route) {
             return Err(format!("TLS routing: ALPN {alpn:?} does not ask for {route}"));
         }
@@ -813,8 +726,14 @@ async fn handshake(tcp: TcpStream, shared: &Shared) -> Result<PeerStream, String
     let tls = start.into_stream(config).await.map_err(|err| err.to_string())?;
     let client = tls.get_ref().1.peer_certificates().and_then(<[_]>::first).and_then(|cert| certificate_info(cert).ok());
     let (common_name, serial) = client.map(|info| (info.common_name, info.serial)).unwrap_or_default();
-    let generation = shared.generation.load(std::sync::atomic::Ordering::SeqCst);
-    Ok(PeerStream { inner: tls, peer: PeerInfo { sni, alpn, common_name, serial }, generation, shared: None })
+    Ok(PeerStream {
+        inner: tls,
+        peer: PeerInfo { sni, alpn, common_name, serial },
+        #[cfg(feature = "faults")]
+        generation: shared.faults.generation(),
+        #[cfg(feature = "faults")]
+        shared: None,
+    })
 }
 
 /// A TLS connection that tells tonic who is on the other end.
@@ -822,8 +741,11 @@ struct PeerStream {
     inner: tokio_rustls::server::TlsStream<TcpStream>,
     peer: PeerInfo,
     /// The generation this connection belongs to; once the stand-in's
-    /// moves on, the connection reads end-of-file and closes.
+    /// moves on (`drop_connections`), the connection reads end-of-file and
+    /// closes.
+    #[cfg(feature = "faults")]
     generation: u64,
+    #[cfg(feature = "faults")]
     shared: Option<Arc<Shared>>,
 }
 
@@ -838,8 +760,8 @@ impl tonic::transport::server::Connected for PeerStream {
 impl AsyncRead for PeerStream {
     fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
         let this = self.get_mut();
-        let current = this.shared.as_ref().map(|shared| shared.generation.load(std::sync::atomic::Ordering::SeqCst));
-        if current.is_some_and(|current| current != this.generation) {
+        #[cfg(feature = "faults")]
+        if this.shared.as_ref().is_some_and(|shared| shared.faults.generation() != this.generation) {
             return Poll::Ready(Ok(())); // End of file: hyper closes the connection.
         }
         Pin::new(&mut this.inner).poll_read(cx, buf)
@@ -895,17 +817,13 @@ impl ClusterCa {
     fn server_config(&mut self, validity: Validity) -> io::Result<ServerConfig> {
         let key = KeyPair::generate().map_err(io::Error::other)?;
         let mut params = leaf_params("auth.ferry.test", validity, self.serial())?;
-        for name in [API_DOMAIN.to_owned(), format!("*.{API_DOMAIN}"), identity::encode_cluster_name(&self.cluster_name), "localhost".into()] {
+        for name in [API_DOMAIN.to_owned(), format!("*.{API_DOMAIN}"), encode_cluster_name(&self.cluster_name), "localhost".into()] {
             params.subject_alt_names.push(SanType::DnsName(name.try_into().map_err(io::Error::other)?));
         }
         params.subject_alt_names.push(SanType::IpAddress([127, 0, 0, 1].into()));
         params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth, ExtendedKeyUsagePurpose::ClientAuth];
         let cert = params.signed_by(&key, &self.issuer).map_err(io::Error::other)?;
-        let certs = vec![cert.der().clone()];
-        let private_key = rustls::pki_types::PrivateKeyDer::from_pem_slice(key.serialize_pem().as_bytes()).map_err(io::Error::other)?;
-        let mut roots = rustls::RootCertStore::empty();
-        roots.add_parsable_certificates(crate::tls::certs_from_pem(self.cert_pem.as_bytes()).unwrap_or_default());
-        crate::tls::server_config(certs, private_key, Some(roots), &[ALPN_H2]).map_err(io::Error::other)
+        crate::tls::server_config(cert.pem().as_bytes(), key.serialize_pem().as_bytes(), self.cert_pem.as_bytes(), &[ALPN_H2])
     }
 
     /// A client identity as `tctl auth sign --format=file` lays it out.
@@ -921,17 +839,69 @@ impl ClusterCa {
             params.signed_by(&key, &self.issuer)
         }
         .map_err(io::Error::other)?;
-        let info: CertInfo = certificate_info(cert.der()).map_err(io::Error::other)?;
+        let info = certificate_info(cert.der()).map_err(io::Error::other)?;
         let (valid_after, valid_before) = unix_window(spec.validity);
         let file = IdentityFile {
-            private_key: Some(key.serialize_pem().into_bytes()),
-            ssh_cert: Some(self.ssh.user_certificate(&key, serial, &spec.user, (valid_after, valid_before))?),
-            tls_cert: Some(cert.pem().into_bytes()),
-            ssh_cas: vec![self.ssh.known_hosts_line(&self.cluster_name)],
-            tls_cas: vec![self.cert_pem.clone().into_bytes()],
+            private_key: key.serialize_pem().into_bytes(),
+            ssh_cert: self.ssh.user_certificate(&key, serial, &spec.user, (valid_after, valid_before))?,
+            tls_cert: cert.pem().into_bytes(),
+            ssh_ca: self.ssh.known_hosts_line(&self.cluster_name),
+            tls_ca: self.cert_pem.clone().into_bytes(),
         };
         Ok((file, IssuedIdentity { common_name: info.common_name, serial: info.serial, not_after: info.not_after }))
     }
+}
+
+/// An identity file's parts, PEM blocks or text lines.
+struct IdentityFile {
+    private_key: Vec<u8>,
+    ssh_cert: Vec<u8>,
+    tls_cert: Vec<u8>,
+    ssh_ca: Vec<u8>,
+    tls_ca: Vec<u8>,
+}
+
+impl IdentityFile {
+    /// The file's text, in the order `tctl auth sign --format=file` writes
+    /// it (`api/identityfile`, `encodeIdentityFile`): key, SSH certificate,
+    /// TLS certificate, SSH CA lines, TLS CA certificates.
+    fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::new();
+        for part in [&self.private_key, &self.ssh_cert, &self.tls_cert, &self.ssh_ca, &self.tls_ca] {
+            out.extend_from_slice(part);
+            if !part.ends_with(b"\n") {
+                out.push(b'\n');
+            }
+        }
+        out
+    }
+}
+
+/// What the stand-in reports of a certificate.
+struct CertInfo {
+    common_name: String,
+    serial: String,
+    not_after: SystemTime,
+}
+
+/// The subject common name, serial (lowercase hex, no leading zero bytes,
+/// as ferry prints it) and end of validity of a DER certificate.
+fn certificate_info(der: &[u8]) -> Result<CertInfo, String> {
+    let (_, cert) = x509_parser::parse_x509_certificate(der).map_err(|err| format!("not an X.509 certificate ({err})"))?;
+    let common_name = cert.subject().iter_common_name().next().and_then(|cn| cn.as_str().ok()).unwrap_or_default().to_owned();
+    let serial = cert.raw_serial();
+    let serial = &serial[serial.iter().position(|&b| b != 0).unwrap_or(serial.len().saturating_sub(1))..];
+    let not_after = u64::try_from(cert.validity().not_after.timestamp()).map_or(UNIX_EPOCH, |seconds| UNIX_EPOCH + Duration::from_secs(seconds));
+    Ok(CertInfo { common_name, serial: hex(serial), not_after })
+}
+
+/// `<hex(cluster)>.teleport.cluster.local`, as Teleport's `EncodeClusterName`.
+fn encode_cluster_name(cluster: &str) -> String {
+    format!("{}.{API_DOMAIN}", hex(cluster.as_bytes()))
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// A CA whose subject is the cluster name, as Teleport's (CN and O).

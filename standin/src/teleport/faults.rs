@@ -1,0 +1,162 @@
+//! The stand-in Auth Service misbehaving, for tests only (the `faults`
+//! feature): scripted statuses, delays and cut streams per method; page
+//! keys, export chunks and export cursors that expire or vanish; dropped
+//! connections; a replaced server certificate; ids served as a buggy
+//! backend would.
+
+use super::{chunk_name, lock, Method, Stored, TeleportStandIn, Validity};
+use ferry_proto::auditlog::{EventUnstructured, ExportUnstructuredEventsRequest};
+use std::collections::{HashSet, VecDeque};
+use std::io;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tonic::Status;
+
+/// A scripted misbehaviour for one call.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Fault {
+    /// Answer UNAVAILABLE, as an Auth Service that is restarting.
+    Unavailable,
+    /// Answer with this status.
+    Status(tonic::Code, String),
+    /// Wait this long, then answer normally (a slow page).
+    Delay(Duration),
+    /// For a streaming call: send this many items, then fail with
+    /// UNAVAILABLE (a stream dropped part-way). Other calls ignore it.
+    DropStreamAfter(usize),
+}
+
+/// The misbehaviour asked for so far.
+#[derive(Default)]
+pub(super) struct Faults {
+    scripted: Mutex<VecDeque<(Method, Fault)>>,
+    /// Bumped to close every open connection (see `drop_connections`).
+    generation: AtomicU64,
+    /// Page keys carry the epoch they were issued in; keys of an older one
+    /// are refused (see `expire_page_keys_after`).
+    key_epoch: AtomicU64,
+    /// Searches with a key still served before every key issued expires.
+    keyed_until_expiry: Mutex<Option<usize>>,
+    /// Export chunk names answered NOT_FOUND (see `vanish_chunk`).
+    vanished: Mutex<HashSet<String>>,
+    /// Export cursors are refused (see `refuse_export_cursors`).
+    refuse_cursors: AtomicBool,
+}
+
+impl TeleportStandIn {
+    /// Closes every open connection the next time it is read from, as an
+    /// Auth Service restart would: clients must connect again.
+    pub fn drop_connections(&self) {
+        self.shared.faults.generation.fetch_add(1, Ordering::SeqCst);
+    }
+
+    /// Replaces the server certificate; new connections get the new one
+    /// (`Validity::Expired` makes every new handshake fail).
+    pub fn set_server_validity(&self, validity: Validity) -> io::Result<()> {
+        let config = lock(&self.shared.ca).server_config(validity)?;
+        *self.shared.server_tls.write().unwrap_or_else(|poisoned| poisoned.into_inner()) = Arc::new(config);
+        Ok(())
+    }
+
+    /// Queues a fault for the next call of `method` (or of any method).
+    /// Faults for the same method apply in order, one per call.
+    pub fn inject(&self, method: Method, fault: Fault) {
+        lock(&self.shared.faults.scripted).push_back((method, fault));
+    }
+
+    /// The next `n` calls of `method` answer UNAVAILABLE.
+    pub fn fail_next(&self, method: Method, n: usize) {
+        lock(&self.shared.faults.scripted).extend(std::iter::repeat_n((method, Fault::Unavailable), n));
+    }
+
+    /// After `n` more searches with a page key are served, every key issued
+    /// until then is refused for good with INVALID_ARGUMENT, as a backend
+    /// whose keys timed out: a client must search again without a key.
+    pub fn expire_page_keys_after(&self, n: usize) {
+        *lock(&self.shared.faults.keyed_until_expiry) = Some(n);
+    }
+
+    /// Export chunk `name` (of any date) stays listed but answers NOT_FOUND
+    /// when read, as a chunk removed by retention after it was listed.
+    /// Returns the events it held.
+    pub fn vanish_chunk(&self, name: &str) -> Vec<EventUnstructured> {
+        lock(&self.shared.faults.vanished).insert(name.to_owned());
+        let Some(export) = &self.shared.export else { return Vec::new() };
+        let held = export.days.values().flat_map(|chunks| chunks.iter().enumerate().filter(|(number, _)| chunk_name(*number) == name).map(|(_, chunk)| chunk));
+        held.flatten().map(|&at| self.shared.audit[at].event.clone()).collect()
+    }
+
+    /// From now on every export request that resumes inside a chunk (a
+    /// non-empty `cursor`) answers INVALID_ARGUMENT, as a backend whose
+    /// cursors expired: a client must read the chunk from its start.
+    pub fn refuse_export_cursors(&self) {
+        self.shared.faults.refuse_cursors.store(true, Ordering::SeqCst);
+    }
+}
+
+impl Faults {
+    /// Takes the next fault scripted for `method` and applies it;
+    /// `Ok(Some(n))` cuts a stream after n items.
+    pub(super) async fn apply(&self, method: Method) -> Result<Option<usize>, Status> {
+        let fault = {
+            let mut scripted = lock(&self.scripted);
+            let at = scripted.iter().position(|(target, _)| *target == method || *target == Method::Any);
+            at.and_then(|at| scripted.remove(at)).map(|(_, fault)| fault)
+        };
+        match fault {
+            None => Ok(None),
+            Some(Fault::Unavailable) => Err(Status::unavailable("stand-in: the Auth Service is unavailable (injected)")),
+            Some(Fault::Status(code, message)) => Err(Status::new(code, message)),
+            Some(Fault::Delay(delay)) => {
+                tokio::time::sleep(delay).await;
+                Ok(None)
+            }
+            Some(Fault::DropStreamAfter(n)) => Ok(Some(n)),
+        }
+    }
+
+    /// The epoch of the page keys a search may use and issues; a search
+    /// with a key (`keyed`) counts down to their expiry.
+    pub(super) fn page_key_epoch(&self, keyed: bool) -> u64 {
+        if keyed {
+            let mut countdown = lock(&self.keyed_until_expiry);
+            match *countdown {
+                Some(0) => {
+                    self.key_epoch.fetch_add(1, Ordering::SeqCst);
+                    *countdown = None;
+                }
+                Some(n) => *countdown = Some(n - 1),
+                None => {}
+            }
+        }
+        self.key_epoch.load(Ordering::SeqCst)
+    }
+
+    /// Refuses an export request for a vanished chunk or with a refused cursor.
+    pub(super) fn check_export(&self, request: &ExportUnstructuredEventsRequest) -> Result<(), Status> {
+        if lock(&self.vanished).contains(&request.chunk) {
+            return Err(Status::not_found(format!("export chunk {:?} not found: removed by retention (injected)", request.chunk)));
+        }
+        if !request.cursor.is_empty() && self.refuse_cursors.load(Ordering::SeqCst) {
+            return Err(Status::invalid_argument(format!("cursor {:?} has expired (injected)", request.cursor)));
+        }
+        Ok(())
+    }
+
+    /// The connection generation now; a connection of an older one closes.
+    pub(super) fn generation(&self) -> u64 {
+        self.generation.load(Ordering::SeqCst)
+    }
+}
+
+/// Serves each event's `uid` as its id as it is, empty when it has none.
+pub(super) fn raw_ids(mut audit: Vec<Stored>) -> Vec<Stored> {
+    for stored in &mut audit {
+        stored.event.id = stored.event.unstructured.as_ref().and_then(|fields| fields.fields.get("uid")).and_then(|uid| match &uid.kind {
+            Some(prost_types::value::Kind::StringValue(uid)) => Some(uid.clone()),
+            _ => None,
+        }).unwrap_or_default();
+    }
+    audit
+}

@@ -314,6 +314,44 @@ http {{
         log.lines().map(|line| serde_json::from_str(line).expect("nginx writes JSON lines")).collect()
     }
 
+    /// The events of each request nginx took, once it logged `events` of
+    /// them (it logs a request after answering it), each checked to be
+    /// taken over mutual TLS with a JSON body; a body that is one object
+    /// counts as one event.
+    async fn requests(nginx: &Nginx, events: usize) -> Vec<Vec<serde_json::Value>> {
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            let mut requests = Vec::new();
+            for line in recorded(nginx) {
+                assert_eq!(line["status"], 200, "{line}");
+                assert_eq!(line["verify"], "SUCCESS", "{line}");
+                assert_eq!(line["content_type"], "application/json");
+                let body: serde_json::Value = serde_json::from_str(line["body"].as_str().expect("body")).expect("a JSON body");
+                requests.push(match body {
+                    serde_json::Value::Array(events) => events,
+                    event => vec![event],
+                });
+            }
+            if requests.iter().map(Vec::len).sum::<usize>() >= events || std::time::Instant::now() > deadline {
+                return requests;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// The sink the event handler's `[forward.fluentd]` table stands for.
+    fn fluentd_sink(url: &str, pki: &PkiFiles, extra: &str, dir: &Path) -> HttpSink {
+        let text = format!(
+            "[forward.fluentd]\nurl = \"{url}\"\nca = \"{}\"\ncert = \"{}\"\nkey = \"{}\"\n{extra}",
+            pki.ca.display(),
+            pki.client_cert.display(),
+            pki.client_key.display()
+        );
+        let config = FerryConfig::parse(&text, &dir.join("ferry.toml")).expect("valid");
+        let crate::config::SinkConfig::Http(http) = &config.sinks["default"] else { unreachable!("[forward.fluentd] is an http sink") };
+        HttpSink::build("default", http, &config.context(), false, Arc::new(Metrics::default())).expect("builds")
+    }
+
     fn sink(url: &str, pki: &PkiFiles, with_cert: bool, dir: &Path) -> HttpSink {
         let mut text = format!("[sinks.default]\ntype = \"logstash\"\nurl = \"{url}\"\nca = \"{}\"\n", pki.ca.display());
         if with_cert {
@@ -341,22 +379,7 @@ http {{
         let delivery = sink(&url, &pki, true, dir.path()).deliver(&events, never()).await.expect("delivered");
         assert!(delivery.rejected.is_empty(), "{:?}", delivery.rejected);
         let sent: Vec<serde_json::Value> = events.iter().map(|e| serde_json::from_slice(&e.json).expect("json")).collect();
-        // nginx logs a request after answering it: wait for the log to catch up.
-        let deadline = std::time::Instant::now() + Duration::from_secs(20);
-        let received = loop {
-            let mut received: Vec<serde_json::Value> = Vec::new();
-            for line in recorded(&nginx) {
-                assert_eq!(line["status"], 200, "{line}");
-                assert_eq!(line["verify"], "SUCCESS", "{line}");
-                assert_eq!(line["content_type"], "application/json");
-                let body: Vec<serde_json::Value> = serde_json::from_str(line["body"].as_str().expect("body")).expect("a JSON array body");
-                received.extend(body);
-            }
-            if received.len() >= sent.len() || std::time::Instant::now() > deadline {
-                break received;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        };
+        let received: Vec<serde_json::Value> = requests(&nginx, sent.len()).await.into_iter().flatten().collect();
         assert_eq!(received.len(), sent.len(), "nginx recorded {} of {} events", received.len(), sent.len());
         let first_difference = received.iter().zip(&sent).position(|(got, want)| got != want);
         assert_eq!(first_difference, None, "nginx got every event once, unchanged, in order");
@@ -371,6 +394,41 @@ http {{
         let last = recorded(&nginx).pop().expect("the refused request is logged");
         assert_eq!(last["verify"], "NONE");
         assert_eq!(last["body"], "", "nothing was taken from a client without a certificate");
+    }
+
+    /// The event handler's own config sends nginx each batch as one JSON
+    /// array, not one request per event; `format = "single"` restores one.
+    #[tokio::test]
+    async fn the_drop_in_config_posts_arrays_to_nginx_and_single_posts_one_event_each() {
+        let Some(binary) = nginx_binary() else {
+            assert!(std::env::var_os("CI").is_none(), "nginx must be installed in CI (.ci/run installs nginx-light)");
+            eprintln!("nginx is not installed here; `apt-get install nginx-light` to run this test");
+            return;
+        };
+        let events: Vec<OutEvent> = fixture_events().into_iter().take(40).collect();
+        let sent: Vec<serde_json::Value> = events.iter().map(|e| serde_json::from_slice(&e.json).expect("json")).collect();
+        for (extra, single) in [("", false), ("format = \"single\"\n", true)] {
+            let dir = tempfile::tempdir().expect("tempdir");
+            let pki = Pki::generate("nginx").expect("pki").write(dir.path()).expect("files");
+            let nginx = start(&pki, binary).await;
+            let url = format!("https://localhost:{}/", nginx.port);
+            let delivery = fluentd_sink(&url, &pki, extra, dir.path()).deliver(&events, never()).await.expect("delivered");
+            assert!(delivery.rejected.is_empty(), "{:?}", delivery.rejected);
+            let requests = requests(&nginx, sent.len()).await;
+            // One event per request goes out up to `max-connections` at once,
+            // so nginx may log them in another order.
+            let sorted = |events: Vec<&serde_json::Value>| {
+                let mut texts: Vec<String> = events.into_iter().map(serde_json::Value::to_string).collect();
+                texts.sort();
+                texts
+            };
+            assert!(sorted(requests.iter().flatten().collect()) == sorted(sent.iter().collect()), "nginx got every event once, unchanged ({extra:?})");
+            if single {
+                assert_eq!(requests.len(), events.len(), "one request per event");
+            } else {
+                assert_eq!(requests.len(), 1, "the batch as one JSON array");
+            }
+        }
     }
 }
 

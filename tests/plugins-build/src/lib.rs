@@ -15,6 +15,11 @@ pub const COMPILE_CACHE: &str = env!("FERRY_TEST_PLUGIN_CACHE");
 /// the scaffold tests build plugins with them, offline.
 pub const TOOLS_DIR: &str = env!("FERRY_PLUGIN_TOOLS");
 
+/// Every plugin this crate builds: the Rust workspace's and the Python and
+/// JavaScript examples. Tests that go through all plugins use this list
+/// rather than the folder, where a test may be building a plugin of its own.
+pub const PLUGINS: &[&str] = &["redact", "hostile", "filter", "route", "ecs", "enrich", "tag", "reshape", "probe-py", "probe-js"];
+
 /// The built plugin `name` (`redact`, `hostile`, `tag`, …).
 pub fn plugin(name: &str) -> PathBuf {
     Path::new(PLUGIN_DIR).join(format!("{name}.wasm"))

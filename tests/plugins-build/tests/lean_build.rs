@@ -7,7 +7,7 @@ use std::process::Command;
 
 #[test]
 fn tests_get_every_plugin() {
-    for name in ["redact", "hostile", "filter", "route", "ecs", "enrich", "tag", "reshape", "probe-py", "probe-js"] {
+    for name in ferry_test_plugins::PLUGINS {
         let path = ferry_test_plugins::plugin(name);
         assert!(path.is_file(), "{} was not built", path.display());
     }

@@ -60,6 +60,12 @@ fn compile_cache(chosen: Option<&std::path::Path>) -> Option<PathBuf> {
 pub struct InspectArgs {
     /// The component file (`.wasm`).
     pub plugin: PathBuf,
+    /// Where compiled plugins are kept between runs, as for `plugin test`
+    /// (inspecting compiles the component, which takes seconds for a Python
+    /// or JavaScript one). Default: `$XDG_CACHE_HOME/ferry/plugin-cache`
+    /// (or `~/.cache/…`); `none` compiles in memory every time.
+    #[arg(long)]
+    pub cache: Option<PathBuf>,
 }
 
 /// Why a tool could not do its job.
@@ -327,7 +333,7 @@ fn shown(value: &Value) -> String {
 /// a component).
 pub fn inspect(args: &InspectArgs, mut out: impl Write) -> Result<(), ToolError> {
     let path = &args.plugin;
-    let runtime = Runtime::new(None, Arc::new(Metrics::default()))?;
+    let runtime = Runtime::new(compile_cache(args.cache.as_deref()), Arc::new(Metrics::default()))?;
     let size = std::fs::metadata(path).map_err(|source| PluginError::Read { path: path.clone(), source })?.len();
     let (component, _) = runtime.compile(path)?;
     let engine = runtime.engine();

@@ -226,7 +226,7 @@ mod proptests {
             Just(Value { kind: Some(Kind::NullValue(0)) }),
             any::<bool>().prop_map(|b| Value { kind: Some(Kind::BoolValue(b)) }),
             prop_oneof![Just(String::new()), "[a-z.-]{1,8}".prop_map(String::from)].prop_map(|s| Value { kind: Some(Kind::StringValue(s)) }),
-            prop_oneof![(-5i64..5).prop_map(|n| n as f64), any::<f64>(), Just(1e300), Just(9_007_199_254_740_994.0), Just(f64::NAN)].prop_map(|n| Value { kind: Some(Kind::NumberValue(n)) }),
+            number(),
         ];
         leaf.prop_recursive(2, 12, 4, |inner| {
             prop_oneof![
@@ -243,8 +243,22 @@ mod proptests {
         ].prop_map(String::from)
     }
 
+    /// Numbers around the edges of what reads as an integer `ei`.
+    fn number() -> impl Strategy<Value = prost_types::Value> {
+        prop_oneof![
+            (-5i64..5).prop_map(|n| n as f64), any::<f64>(), Just(0.5), Just(-0.0), Just(1e300), Just(f64::NAN), Just(f64::INFINITY),
+            Just(9_007_199_254_740_992.0), Just(-9_007_199_254_740_992.0), Just(9_007_199_254_740_994.0),
+        ].prop_map(|n| prost_types::Value { kind: Some(Kind::NumberValue(n)) })
+    }
+
+    /// Random fields, and half the time an `ei` that is a number.
     fn teleport_struct() -> impl Strategy<Value = Struct> {
-        prop::collection::btree_map(header_key(), struct_value(), 0..9).prop_map(|fields| Struct { fields })
+        (prop::collection::btree_map(header_key(), struct_value(), 0..9), prop::option::of(number())).prop_map(|(mut fields, ei)| {
+            if let Some(ei) = ei {
+                fields.insert("ei".to_owned(), ei);
+            }
+            Struct { fields }
+        })
     }
 
     proptest! {

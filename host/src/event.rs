@@ -10,6 +10,9 @@
 //! event contract, `ferry-event`, which the plugins' SDK reads the same way.
 
 use ferry_event::Header;
+use ferry_proto::structjson::write_struct_json;
+use prost_types::Struct;
+use prost_types::value::Kind;
 use serde::de::IgnoredAny;
 
 /// One audit event.
@@ -88,19 +91,59 @@ impl Event {
         if let Err(problem) = check_object_text(&json) {
             return Err(EventError { problem, json });
         }
-        let header = match Header::read(&json) {
-            Ok(header) => header,
-            Err(error) => return Err(EventError { problem: Problem::Invalid(error), json }),
+        Event::with_header(json)
+    }
+
+    /// Builds an event from a Teleport `Struct` in one pass: its JSON is
+    /// written straight into `buffer` (reused from event to event, so the
+    /// event's own copy is the one allocation) and the header is taken from
+    /// the Struct's fields, so the text is never parsed. The same event as
+    /// `Event::from_json(struct_to_json_bytes(fields))`; a Struct always
+    /// makes a JSON object in UTF-8, so this cannot fail.
+    pub fn from_struct(fields: &Struct, buffer: &mut Vec<u8>) -> Event {
+        buffer.clear();
+        write_struct_json(fields, buffer);
+        let json = buffer.clone();
+        // A header field absent, null or a string: what `Header::read`'s
+        // quick way accepts. Another type sends it its slower way (an
+        // ECS-mapped event, say), so the text is read after all.
+        let text = |key: &str| match fields.fields.get(key).and_then(|value| value.kind.as_ref()) {
+            None | Some(Kind::NullValue(_)) => Some(""),
+            Some(Kind::StringValue(text)) => Some(text.as_str()),
+            Some(_) => None,
         };
-        Ok(Event {
-            id: header.id(&json).into_owned(),
-            event_type: header.event_type().to_owned(),
-            time: header.time().to_owned(),
-            index: header.index(),
-            session_id: header.session_id().to_owned(),
+        let (Some(uid), Some(event_type), Some(time), Some(session_id)) = (text("uid"), text("event"), text("time"), text("sid")) else {
+            // Text written from a Struct is valid JSON, so this reads it;
+            // were it not, the event keeps its bytes under its content id.
+            return Event::with_header(json).unwrap_or_else(|err| {
+                let json = err.into_json();
+                Event { id: ferry_event::content_id(&json), event_type: String::new(), time: String::new(), index: 0, session_id: String::new(), stream_session: None, json }
+            });
+        };
+        // `ei` as the JSON has it: an integer when the double is integral
+        // within ±2^53 (see `ferry_proto::structjson`), else 0.
+        let index = match fields.fields.get("ei").and_then(|value| value.kind.as_ref()) {
+            Some(&Kind::NumberValue(n)) if n.fract() == 0.0 && n.abs() <= 9_007_199_254_740_992.0 => n as i64,
+            _ => 0,
+        };
+        Event {
+            id: if uid.is_empty() { ferry_event::content_id(&json) } else { uid.to_owned() },
+            event_type: event_type.to_owned(),
+            time: time.to_owned(),
+            index,
+            session_id: session_id.to_owned(),
             stream_session: None,
             json,
-        })
+        }
+    }
+
+    /// The event with the header [`Header::read`] reads from its JSON.
+    fn with_header(json: Vec<u8>) -> Result<Event, EventError> {
+        let (id, event_type, time, index, session_id) = match Header::read(&json) {
+            Ok(header) => (header.id(&json).into_owned(), header.event_type().to_owned(), header.time().to_owned(), header.index(), header.session_id().to_owned()),
+            Err(error) => return Err(EventError { problem: Problem::Invalid(error), json }),
+        };
+        Ok(Event { id, event_type, time, index, session_id, stream_session: None, json })
     }
 }
 
@@ -175,6 +218,49 @@ mod proptests {
         ]
     }
 
+    /// Struct values of every kind, header-like ones most often.
+    fn struct_value() -> impl Strategy<Value = prost_types::Value> {
+        use prost_types::{ListValue, Value};
+        let leaf = prop_oneof![
+            Just(Value { kind: None }),
+            Just(Value { kind: Some(Kind::NullValue(0)) }),
+            any::<bool>().prop_map(|b| Value { kind: Some(Kind::BoolValue(b)) }),
+            prop_oneof![Just(String::new()), "[a-z.-]{1,8}".prop_map(String::from)].prop_map(|s| Value { kind: Some(Kind::StringValue(s)) }),
+            number(),
+        ];
+        leaf.prop_recursive(2, 12, 4, |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..3).prop_map(|values| Value { kind: Some(Kind::ListValue(ListValue { values })) }),
+                prop::collection::btree_map(header_key(), inner, 0..5).prop_map(|fields| Value { kind: Some(Kind::StructValue(Struct { fields })) }),
+            ]
+        })
+    }
+
+    /// Teleport's header keys, the ECS ones, and others.
+    fn header_key() -> impl Strategy<Value = String> {
+        prop_oneof![
+            Just("uid"), Just("event"), Just("time"), Just("ei"), Just("sid"), Just("teleport"), Just("id"), Just("@timestamp"), Just("user"),
+        ].prop_map(String::from)
+    }
+
+    /// Numbers around the edges of what reads as an integer `ei`.
+    fn number() -> impl Strategy<Value = prost_types::Value> {
+        prop_oneof![
+            (-5i64..5).prop_map(|n| n as f64), any::<f64>(), Just(0.5), Just(-0.0), Just(1e300), Just(f64::NAN), Just(f64::INFINITY),
+            Just(9_007_199_254_740_992.0), Just(-9_007_199_254_740_992.0), Just(9_007_199_254_740_994.0),
+        ].prop_map(|n| prost_types::Value { kind: Some(Kind::NumberValue(n)) })
+    }
+
+    /// Random fields, and half the time an `ei` that is a number.
+    fn teleport_struct() -> impl Strategy<Value = Struct> {
+        (prop::collection::btree_map(header_key(), struct_value(), 0..9), prop::option::of(number())).prop_map(|(mut fields, ei)| {
+            if let Some(ei) = ei {
+                fields.insert("ei".to_owned(), ei);
+            }
+            Struct { fields }
+        })
+    }
+
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(256))]
 
@@ -191,6 +277,13 @@ mod proptests {
                     prop_assert_eq!(err.into_json(), bytes);
                 }
             }
+        }
+
+        #[test]
+        fn an_event_from_a_struct_is_the_event_from_its_json(fields in teleport_struct()) {
+            let through_json = Event::from_json(ferry_proto::structjson::struct_to_json_bytes(&fields)).expect("a Struct's JSON is an event");
+            let mut buffer = b"left from the last event".to_vec();
+            prop_assert_eq!(Event::from_struct(&fields, &mut buffer), through_json);
         }
 
         #[test]

@@ -32,8 +32,68 @@ pub fn struct_to_json(fields: &Struct) -> Json {
 
 /// The JSON text (compact) of a Struct.
 pub fn struct_to_json_bytes(fields: &Struct) -> Vec<u8> {
-    // Serialising a `serde_json::Value` cannot fail: every key is a string.
-    serde_json::to_vec(&struct_to_json(fields)).unwrap_or_default()
+    let mut out = Vec::new();
+    write_struct_json(fields, &mut out);
+    out
+}
+
+/// Appends the compact JSON text of a Struct to `out`: byte for byte what
+/// `serde_json::to_vec(&struct_to_json(fields))` gives, without building
+/// the `serde_json::Value` tree first. This runs once per Teleport event,
+/// so it allocates nothing but `out`'s growth: a caller that reuses `out`
+/// for every event pays for neither the tree nor a fresh buffer.
+///
+/// Strings and numbers are written by serde_json itself, so escaping and
+/// float formatting are the same as before.
+pub fn write_struct_json(fields: &Struct, out: &mut Vec<u8>) {
+    out.push(b'{');
+    for (at, (key, value)) in fields.fields.iter().enumerate() {
+        if at > 0 {
+            out.push(b',');
+        }
+        write_str(key, out);
+        out.push(b':');
+        write_value(value, out);
+    }
+    out.push(b'}');
+}
+
+fn write_value(value: &Value, out: &mut Vec<u8>) {
+    match &value.kind {
+        None | Some(Kind::NullValue(_)) => out.extend_from_slice(b"null"),
+        Some(Kind::BoolValue(true)) => out.extend_from_slice(b"true"),
+        Some(Kind::BoolValue(false)) => out.extend_from_slice(b"false"),
+        Some(Kind::StringValue(s)) => write_str(s, out),
+        Some(Kind::NumberValue(n)) => write_number(*n, out),
+        Some(Kind::StructValue(s)) => write_struct_json(s, out),
+        Some(Kind::ListValue(list)) => {
+            out.push(b'[');
+            for (at, item) in list.values.iter().enumerate() {
+                if at > 0 {
+                    out.push(b',');
+                }
+                write_value(item, out);
+            }
+            out.push(b']');
+        }
+    }
+}
+
+fn write_str(text: &str, out: &mut Vec<u8>) {
+    // Writing a string into a Vec cannot fail.
+    let _ = serde_json::to_writer(&mut *out, text);
+}
+
+/// As [`number_to_json`] decides, written without a `Number`.
+fn write_number(n: f64, out: &mut Vec<u8>) {
+    // Writing a number into a Vec cannot fail.
+    if n.fract() == 0.0 && n.abs() <= MAX_EXACT_INTEGER {
+        let _ = serde_json::to_writer(&mut *out, &(n as i64));
+    } else if n.is_finite() {
+        let _ = serde_json::to_writer(&mut *out, &n);
+    } else {
+        out.extend_from_slice(b"null");
+    }
 }
 
 /// The JSON of one Struct value.
@@ -167,8 +227,74 @@ mod tests {
     }
 
     #[test]
+    fn the_writer_appends_to_what_the_buffer_holds() {
+        let fields = json_to_struct(&json!({"a": "é\n\u{1}", "n": [1.5, -0.0, null]})).expect("object");
+        let mut out = b"kept".to_vec();
+        write_struct_json(&fields, &mut out);
+        assert_eq!(String::from_utf8(out).expect("utf-8"), r#"kept{"a":"é\n\u0001","n":[1.5,0,null]}"#);
+    }
+
+    #[test]
     fn only_objects_become_structs() {
         assert_eq!(json_to_struct(&json!([1])), Err(NotAnObject { found: "an array" }));
         assert_eq!(json_to_struct(&json!("x")).expect_err("string").to_string(), "a protobuf Struct must be a JSON object, not a string");
+    }
+}
+
+/// The direct writer against the `Value` path it replaces, on random Structs.
+#[cfg(test)]
+mod proptests {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// Doubles of every kind a Struct can hold: integral ones inside and
+    /// outside ±2^53, fractions, huge and tiny ones, -0, NaN and infinities.
+    fn number() -> impl Strategy<Value = f64> {
+        prop_oneof![
+            any::<i64>().prop_map(|n| n as f64),
+            (-1_000_000i64..1_000_000).prop_map(|n| n as f64),
+            any::<f64>(),
+            Just(MAX_EXACT_INTEGER),
+            Just(MAX_EXACT_INTEGER + 2.0),
+            Just(-MAX_EXACT_INTEGER),
+            Just(-0.0),
+            Just(f64::NAN),
+            Just(f64::INFINITY),
+            Just(f64::NEG_INFINITY),
+            Just(f64::MIN_POSITIVE),
+            Just(1e-7),
+            Just(0.1),
+        ]
+    }
+
+    fn value() -> impl Strategy<Value = Value> {
+        let leaf = prop_oneof![
+            Just(Value { kind: None }),
+            Just(Value { kind: Some(Kind::NullValue(0)) }),
+            any::<bool>().prop_map(|b| Value { kind: Some(Kind::BoolValue(b)) }),
+            // Any text: quotes, backslashes, control characters, non-ASCII.
+            any::<String>().prop_map(|s| Value { kind: Some(Kind::StringValue(s)) }),
+            number().prop_map(|n| Value { kind: Some(Kind::NumberValue(n)) }),
+        ];
+        leaf.prop_recursive(3, 32, 6, |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..6).prop_map(|values| Value { kind: Some(Kind::ListValue(ListValue { values })) }),
+                prop::collection::btree_map(any::<String>(), inner, 0..6).prop_map(|fields| Value { kind: Some(Kind::StructValue(Struct { fields })) }),
+            ]
+        })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        #[test]
+        fn the_writer_gives_the_bytes_of_the_value_path(fields in prop::collection::btree_map(any::<String>(), value(), 0..8)) {
+            let fields = Struct { fields };
+            let before = serde_json::to_vec(&struct_to_json(&fields)).expect("a Value serialises");
+            let mut after = Vec::new();
+            write_struct_json(&fields, &mut after);
+            prop_assert_eq!(String::from_utf8_lossy(&after), String::from_utf8_lossy(&before));
+            prop_assert_eq!(struct_to_json_bytes(&fields), before);
+        }
     }
 }

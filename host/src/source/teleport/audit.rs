@@ -22,7 +22,7 @@ use super::connect::describe_status;
 use ferry_proto::auditlog::audit_log_service_client::AuditLogServiceClient;
 use ferry_proto::auditlog::{EventUnstructured, EventsUnstructured, ExportUnstructuredEventsRequest, GetEventExportChunksRequest, GetUnstructuredEventsRequest, Order};
 use super::status::{Class, ErrorEvery, SLOW_RETRY, classify};
-use ferry_proto::structjson::struct_to_json_bytes;
+use crate::event::Event;
 use crate::retry::{Backoff, Retry};
 use crate::shutdown::{Shutdown, Stopped};
 use std::collections::{BTreeSet, HashSet};
@@ -39,10 +39,9 @@ const EXPORT_BACKLOG_DAYS: u64 = 2;
 pub enum AuditItem {
     /// An event to forward.
     Event {
-        /// The event's JSON text.
-        json: Vec<u8>,
-        /// Teleport's id for it.
-        id: String,
+        /// The event, its JSON written and its header read here, in the
+        /// engine's task.
+        event: Event,
         /// The cursor just past it.
         cursor: AuditCursor,
     },
@@ -108,6 +107,9 @@ pub struct Reader {
     pub shutdown: Shutdown,
     /// Lets one ERROR line a minute through for a failure that lasts.
     pub errors: ErrorEvery,
+    /// Each event's JSON is written here first, so that the buffer grows
+    /// once, not per event; empty to start.
+    pub buffer: Vec<u8>,
 }
 
 impl Reader {
@@ -180,12 +182,12 @@ impl Reader {
         self.out.send(item).await.map_err(|_| Stopped)
     }
 
-    async fn forward(&self, event: EventUnstructured, cursor: AuditCursor) -> Result<(), Stopped> {
+    async fn forward(&mut self, event: EventUnstructured, cursor: AuditCursor) -> Result<(), Stopped> {
         if !self.filter.forwards(&event.r#type) {
             return self.send(AuditItem::Moved(cursor)).await;
         }
-        let json = struct_to_json_bytes(&event.unstructured.unwrap_or_default());
-        self.send(AuditItem::Event { json, id: event.id, cursor }).await
+        let event = Event::from_struct(&event.unstructured.unwrap_or_default(), &mut self.buffer);
+        self.send(AuditItem::Event { event, cursor }).await
     }
 
     /// Caught up: ends the engine with `exit-on-last-event`, else waits.

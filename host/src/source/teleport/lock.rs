@@ -9,7 +9,9 @@ use ferry_proto::types::{LockSpecV2, LockTarget, LockV2, Metadata};
 use super::status::{Class, ErrorEvery, SLOW_RETRY, classify};
 use crate::retry::{Backoff, Retry};
 use crate::shutdown::Shutdown;
-use serde_json::Value;
+use serde::Deserialize;
+use serde::de::IgnoredAny;
+use std::borrow::Cow;
 use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, SystemTime};
 use tokio::sync::mpsc;
@@ -68,6 +70,46 @@ pub struct LockTargetUser {
     pub login: String,
 }
 
+/// The fields of a login event the count reads, borrowed from its JSON:
+/// serde skips the rest without building it (every `user.login` event is
+/// read here). A field of another type reads as absent, as before.
+#[derive(Deserialize)]
+struct Login<'a> {
+    #[serde(borrow, default)]
+    event: Option<Text<'a>>,
+    #[serde(default)]
+    success: Option<Flag>,
+    #[serde(borrow, default)]
+    user: Option<Text<'a>>,
+    #[serde(borrow, default)]
+    login: Option<Text<'a>>,
+    #[serde(borrow, default)]
+    time: Option<Text<'a>>,
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum Text<'a> {
+    Text(#[serde(borrow)] Cow<'a, str>),
+    Other(IgnoredAny),
+}
+
+impl Text<'_> {
+    fn as_str(&self) -> Option<&str> {
+        match self {
+            Text::Text(text) => Some(text),
+            Text::Other(_) => None,
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum Flag {
+    Bool(bool),
+    Other(IgnoredAny),
+}
+
 impl FailedLogins {
     /// Allows `allowed` failures within `period`.
     pub fn new(allowed: u32, period: Duration) -> FailedLogins {
@@ -121,12 +163,12 @@ impl FailedLogins {
     /// many more failures follow. Failures older than the period (ferry
     /// catching up on old events) never lock anyone.
     pub fn observe(&mut self, json: &[u8], now: SystemTime) -> Option<LockTargetUser> {
-        let event: Value = serde_json::from_slice(json).ok()?;
-        if event.get("event")?.as_str()? != "user.login" || event.get("success").and_then(Value::as_bool) != Some(false) {
+        let event: Login<'_> = serde_json::from_slice(json).ok()?;
+        if event.event.as_ref().and_then(Text::as_str)? != "user.login" || !matches!(event.success, Some(Flag::Bool(false))) {
             return None;
         }
-        let text = |key: &str| event.get(key).and_then(Value::as_str).unwrap_or_default().to_owned();
-        let time = event.get("time").and_then(Value::as_str).and_then(|time| crate::units::parse_time(time).ok()).unwrap_or(now);
+        let text = |field: &Option<Text<'_>>| field.as_ref().and_then(Text::as_str).unwrap_or_default().to_owned();
+        let time = event.time.as_ref().and_then(Text::as_str).and_then(|time| crate::units::parse_time(time).ok()).unwrap_or(now);
         if time + self.period < now {
             return None;
         }
@@ -134,7 +176,7 @@ impl FailedLogins {
         if self.since_sweep >= self.max_tracked || self.recent.len() >= self.max_tracked || self.locked_at.len() >= self.max_tracked {
             self.sweep(now.max(time));
         }
-        let key = (text("user"), text("login"));
+        let key = (text(&event.user), text(&event.login));
         let window = self.recent.entry(key.clone()).or_default();
         window.push_back(time);
         while window.front().is_some_and(|&first| first + self.period <= time) {
@@ -242,6 +284,19 @@ mod tests {
         assert!((0..5).all(|_| logins.observe(&failed("eve", old), now).is_none()));
         let ok = br#"{"event":"user.login","success":true,"user":"eve"}"#;
         assert!((0..5).all(|_| logins.observe(ok, now).is_none()));
+    }
+
+    #[test]
+    fn odd_field_types_read_as_absent_and_escapes_are_read() {
+        let now = SystemTime::now();
+        let mut logins = FailedLogins::new(0, Duration::from_secs(60));
+        // A success that is not `false`, or a type that is not a string, is not a failed login.
+        for not_failed in [&br#"{"event":"user.login","success":"false","user":"eve"}"#[..], br#"{"event":"user.login","user":"eve"}"#, br#"{"event":["user.login"],"success":false,"user":"eve"}"#] {
+            assert_eq!(logins.observe(not_failed, now), None);
+        }
+        // A user of another type counts as the empty user; an odd time as now; escapes are read.
+        let odd = br#"{"event":"user.log\u0069n","success":false,"user":{"name":"eve"},"login":"r\u006fot","time":5,"x":[1,{"y":null}]}"#;
+        assert_eq!(logins.observe(odd, now), Some(LockTargetUser { user: String::new(), login: "root".into() }));
     }
 
     #[test]

@@ -18,7 +18,7 @@ use super::connect::describe_status;
 use ferry_proto::auditlog::StreamUnstructuredSessionEventsRequest;
 use ferry_proto::auditlog::audit_log_service_client::AuditLogServiceClient;
 use super::status::{Class, ErrorEvery, SLOW_RETRY, classify};
-use ferry_proto::structjson::struct_to_json_bytes;
+use crate::event::Event;
 use crate::retry::{Backoff, Retry};
 use crate::shutdown::{Shutdown, Stopped};
 use std::sync::{Arc, Mutex};
@@ -35,8 +35,9 @@ pub enum SessionItem {
         sid: String,
         /// The event's index in the recording.
         index: i64,
-        /// Its JSON text.
-        json: Vec<u8>,
+        /// The event, its JSON written and its header read in the session's
+        /// task.
+        event: Event,
     },
     /// An event of a skipped type went by.
     Skipped {
@@ -151,6 +152,8 @@ impl SessionReader {
             Ok(stream) => stream.into_inner(),
             Err(status) => return Ok(Some(status)),
         };
+        // Each event's JSON is written here first: the buffer grows once.
+        let mut buffer = Vec::new();
         loop {
             let next = retry.shutdown().until(stream.message()).await?;
             let event = match next {
@@ -166,8 +169,8 @@ impl SessionReader {
             let item = if self.filter.skip.contains(&event.r#type) {
                 SessionItem::Skipped { sid: sid.to_owned(), index: event.index }
             } else {
-                let json = struct_to_json_bytes(&event.unstructured.unwrap_or_default());
-                SessionItem::Event { sid: sid.to_owned(), index: event.index, json }
+                let built = Event::from_struct(&event.unstructured.unwrap_or_default(), &mut buffer);
+                SessionItem::Event { sid: sid.to_owned(), index: event.index, event: built }
             };
             self.out.send(item).await.map_err(|_| Stopped)?;
         }

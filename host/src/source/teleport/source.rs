@@ -140,6 +140,7 @@ impl TeleportSource {
             out: audit_tx,
             shutdown: shutdown.clone(),
             errors: Default::default(),
+            buffer: Vec::new(),
         };
         let audit_task = tokio::spawn(run_engine(reader, cursor.audit.clone(), self.config.engine));
         let locks = self.locking.then(|| {
@@ -272,20 +273,11 @@ impl Merge {
 
     async fn on_audit(&mut self, item: AuditItem) -> Result<(), Closed> {
         match item {
-            AuditItem::Event { json, id, cursor } => {
+            AuditItem::Event { event, cursor } => {
                 self.cursor.audit = cursor;
-                match Event::from_json(json) {
-                    Ok(event) => {
-                        self.register_session(&event);
-                        self.check_failed_login(&event);
-                        self.emit(Item::Event(event), None).await
-                    }
-                    Err(err) => {
-                        let reason = format!("audit event {id}: {err}");
-                        let invalid = Invalid { position: format!("audit event {id}"), reason, raw: err.into_json() };
-                        self.emit(Item::Invalid(invalid), None).await
-                    }
-                }
+                self.register_session(&event);
+                self.check_failed_login(&event);
+                self.emit(Item::Event(event), None).await
             }
             AuditItem::Moved(cursor) => {
                 self.cursor.audit = cursor;
@@ -341,22 +333,13 @@ impl Merge {
 
     async fn on_session(&mut self, item: SessionItem) -> Result<(), Closed> {
         match item {
-            SessionItem::Event { sid, index, json } => {
+            SessionItem::Event { sid, index, mut event } => {
                 let Some(progress) = self.progress(&sid) else { return Ok(()) };
                 progress.next_index = index + 1;
-                match Event::from_json(json) {
-                    Ok(mut event) => {
-                        // A recording goes to `<session-url>.<sid>.log` by the
-                        // stream's id: its `print` events have no `sid`.
-                        event.stream_session = Some(Arc::from(sid.as_str()));
-                        self.emit(Item::Event(event), self.session_sink.clone()).await
-                    }
-                    Err(err) => {
-                        let reason = format!("session {sid} event {index}: {err}");
-                        let invalid = Invalid { position: format!("session {sid} event {index}"), reason, raw: err.into_json() };
-                        self.emit(Item::Invalid(invalid), None).await
-                    }
-                }
+                // A recording goes to `<session-url>.<sid>.log` by the
+                // stream's id: its `print` events have no `sid`.
+                event.stream_session = Some(Arc::from(sid.as_str()));
+                self.emit(Item::Event(event), self.session_sink.clone()).await
             }
             SessionItem::Skipped { sid, index } => {
                 if let Some(progress) = self.progress(&sid) {

@@ -60,7 +60,7 @@ pub async fn run(path: &Path) -> anyhow::Result<()> {
     let mut audit = connect::audit_log_client(channel);
 
     let files = crate::tls::ClientFiles { ca: Some(settings.ca.clone()), cert: Some(settings.cert.clone()), key: Some(settings.key.clone()) };
-    let sink_tls = crate::tls::client_config(&files, &[b"h2", b"http/1.1"])?;
+    let sink_tls = crate::tls::client_config(&files, &[])?;
     let mut http = HttpConnector::new();
     http.enforce_http(false);
     http.set_nodelay(true);

@@ -248,7 +248,9 @@ async fn run_once(exe: &Path, teleport: &TeleportStandIn, variant: Variant, even
     let unique = logstash
         .events()
         .iter()
-        .filter_map(|event| event.get("uid").and_then(serde_json::Value::as_str).map(str::to_owned))
+        // Copies of a sample without `uid` differ by the `copy` field the
+        // repetition adds, so the whole event tells them apart.
+        .map(|event| event.get("uid").and_then(serde_json::Value::as_str).map_or_else(|| event.to_string(), str::to_owned))
         .collect::<HashSet<String>>()
         .len();
     anyhow::ensure!(delivered == events && unique == events, "the Logstash stand-in recorded {delivered} events ({unique} distinct) of {events}; the child's last lines:\n{}", log_tail());

@@ -47,7 +47,8 @@ pub struct SeenRequest {
     /// When its head arrived; with `took`, what `ferry bench` reports as
     /// the time a request spends at the receiver.
     pub arrived: std::time::Instant,
-    /// From its head arriving to its events being recorded (or its answer).
+    /// From its head arriving to its events being recorded (or its answer;
+    /// zero when a scripted fault answered).
     pub took: std::time::Duration,
 }
 

@@ -18,7 +18,8 @@
 //! - request latency p50/p99: per request, from its head arriving at the
 //!   Logstash stand-in to its events being recorded (the receiver's side of
 //!   a batch: body transfer, decoding, storing);
-//! - peak RSS: the child's `ru_maxrss`.
+//! - peak RSS: the child's `VmHWM`, polled while it runs (its
+//!   `ru_maxrss` would count this process's size at the fork).
 
 use super::BenchArgs;
 use super::reference::Settings;
@@ -297,23 +298,41 @@ fn wait4(pid: libc::pid_t) -> std::io::Result<Usage> {
     let mut status: libc::c_int = 0;
     // SAFETY: `rusage` is plain data, valid when zeroed.
     let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // `ru_maxrss` of a child counts the parent's size at the fork (the
+    // kernel carries it over `exec`), so the peak is read from the child's
+    // own `VmHWM` while it runs; it only grows, and a poll every 20 ms
+    // misses at most that last stretch.
+    let mut peak_kib = 0;
     loop {
+        if let Some(kib) = vm_hwm_kib(pid) {
+            peak_kib = peak_kib.max(kib);
+        }
         // SAFETY: both pointers are to live locals of the right types.
-        let waited = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
+        let waited = unsafe { libc::wait4(pid, &mut status, libc::WNOHANG, &mut usage) };
         if waited == pid {
             break;
         }
-        let error = std::io::Error::last_os_error();
-        if error.kind() != std::io::ErrorKind::Interrupted {
-            return Err(error);
+        if waited < 0 {
+            let error = std::io::Error::last_os_error();
+            if error.kind() != std::io::ErrorKind::Interrupted {
+                return Err(error);
+            }
         }
+        std::thread::sleep(Duration::from_millis(20));
     }
     let time = |t: libc::timeval| Duration::from_secs(t.tv_sec.max(0) as u64) + Duration::from_micros(t.tv_usec.max(0) as u64);
     Ok(Usage {
         success: libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
         cpu: time(usage.ru_utime) + time(usage.ru_stime),
-        max_rss_kib: usage.ru_maxrss,
+        max_rss_kib: peak_kib,
     })
+}
+
+/// The process's peak resident set (`VmHWM` in `/proc/PID/status`), KiB.
+fn vm_hwm_kib(pid: libc::pid_t) -> Option<i64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|line| line.starts_with("VmHWM:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
 }
 
 fn percentile(sorted: &[f64], q: f64) -> f64 {

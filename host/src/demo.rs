@@ -24,7 +24,7 @@ pub const SAMPLE_EVENTS: &str = include_str!("../demo/teleport-events.jsonl");
 pub const REDACT_PLUGIN: &[u8] = include_bytes!(concat!(env!("FERRY_PLUGIN_BUILD_DIR"), "/redact.wasm"));
 
 /// The fields the demo masks.
-const DEMO_REDACT_CONFIG: &str = "[config]\nfields = [\"login\", \"addr.remote\", \"addr.local\"]\nreplacement = \"***\"\n";
+pub const DEMO_REDACT_CONFIG: &str = "[config]\nfields = [\"login\", \"addr.remote\", \"addr.local\"]\nreplacement = \"***\"\n";
 
 /// Options of `ferry demo`.
 #[derive(Debug, clap::Args)]

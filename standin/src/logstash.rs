@@ -44,6 +44,12 @@ pub struct SeenRequest {
     pub status: u16,
     /// Events decoded and recorded from it.
     pub events: usize,
+    /// When its head arrived; with `took`, what `ferry bench` reports as
+    /// the time a request spends at the receiver.
+    pub arrived: std::time::Instant,
+    /// From its head arriving to its events being recorded (or its answer;
+    /// zero when a scripted fault answered).
+    pub took: std::time::Duration,
 }
 
 #[derive(Default)]
@@ -162,6 +168,8 @@ async fn handle(request: Request<Incoming>, shared: Arc<Shared>) -> Result<Respo
         user_agent: header(hyper::header::USER_AGENT),
         status: 200,
         events: 0,
+        arrived: std::time::Instant::now(),
+        took: std::time::Duration::ZERO,
     };
     let body = Limited::new(request.into_body(), MAX_CONTENT_LENGTH).collect().await.map(|collected| collected.to_bytes());
     #[cfg(feature = "faults")]
@@ -182,6 +190,7 @@ async fn handle(request: Request<Incoming>, shared: Arc<Shared>) -> Result<Respo
         },
     };
     seen.status = response.status().as_u16();
+    seen.took = seen.arrived.elapsed();
     lock(&shared.requests).push(seen);
     Ok(response.map(BodyExt::boxed))
 }

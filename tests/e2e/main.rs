@@ -6,6 +6,7 @@
 
 mod util;
 
+mod bench;
 mod check;
 mod crash_restart;
 mod example_chain;

@@ -1,6 +1,9 @@
 //! `ferry bench`: end-to-end throughput of the real pipeline (file source →
 //! chain → file sink, SQLite cursor) with the redact plugin as WebAssembly,
-//! against the same redact code compiled into ferry, in one run.
+//! against the same redact code compiled into ferry, in one run; with
+//! `--teleport`, the real job (Teleport stand-in → ferry as a child process
+//! → Logstash stand-in, mTLS on both sides) beside a minimal reference
+//! client ([`teleport`], [`reference`]).
 //!
 //! A benchmark, not a test: numbers depend on the machine and its load, so
 //! each variant runs several rounds, interleaved, and the median is reported
@@ -14,6 +17,9 @@ use anyhow::Context;
 use std::path::Path;
 use std::sync::Arc;
 
+pub mod reference;
+pub mod teleport;
+
 /// Options of `ferry bench`.
 #[derive(Debug, clap::Args)]
 pub struct BenchArgs {
@@ -26,6 +32,18 @@ pub struct BenchArgs {
     /// Rounds per variant; the median is reported.
     #[arg(long, default_value_t = 3)]
     pub rounds: usize,
+    /// Measure the real job instead: Teleport stand-in (gRPC, mTLS) → ferry
+    /// as a child process → Logstash stand-in (mTLS), per config variant,
+    /// beside a minimal reference client.
+    #[arg(long)]
+    pub teleport: bool,
+    /// With `--teleport`: print the results as JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+    /// Run as the reference client with the settings in this JSON file
+    /// (`ferry bench --teleport` starts it as a child process).
+    #[arg(long, hide = true)]
+    pub reference_client: Option<std::path::PathBuf>,
 }
 
 /// The same redaction as `plugins/redact`, compiled into the host.
@@ -71,6 +89,12 @@ impl Variant {
 
 /// Runs the benchmark and prints a table.
 pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
+    if let Some(settings) = &args.reference_client {
+        return reference::run(settings).await;
+    }
+    if args.teleport {
+        return teleport::run(&args).await;
+    }
     let repeat = args.events.div_ceil(crate::demo::SAMPLE_EVENTS.lines().count()).max(1);
     let variants = [Variant::NoPlugin, Variant::Native, Variant::Wasm];
     let mut rates: Vec<Vec<f64>> = vec![Vec::new(); variants.len()];

@@ -13,11 +13,13 @@
 //! events per second for each variant, the WebAssembly/native ratio, and
 //! what an empty plugin call costs per event (the sandbox's fixed share).
 
+mod common;
+
 use criterion::{BatchSize, Criterion, Throughput};
 use ferry::event::{Event, Outcome};
 use ferry::metrics::Metrics;
 use ferry::plugin::{PluginSpec, Runtime, Transform};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 
 /// Events per batch: the pipeline's default batch size.
@@ -94,21 +96,12 @@ fn empty_plugin(runtime: &Runtime) -> ferry::plugin::WasmPlugin {
     runtime.load(settings).expect("hostile.wasm loads").0
 }
 
-/// Criterion's median time per batch for one variant, in nanoseconds. The
-/// median, because the machine is shared: other work inflates some samples.
-fn median_nanos(dir: &Path, variant: &str) -> Option<f64> {
-    let path = dir.join("redact-256").join(variant).join("new/estimates.json");
-    let text = std::fs::read_to_string(path).ok()?;
-    let estimates: serde_json::Value = serde_json::from_str(&text).ok()?;
-    estimates["median"]["point_estimate"].as_f64()
-}
-
 fn main() {
     let out = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("criterion");
     let mut criterion = Criterion::default().output_directory(&out).configure_from_args();
     bench_redact(&mut criterion);
     criterion.final_summary();
-    let [native, wasm, empty] = ["native", "wasm", "wasm-empty-call"].map(|variant| median_nanos(&out, variant));
+    let [native, wasm, empty] = ["native", "wasm", "wasm-empty-call"].map(|variant| common::median_nanos(&out, "redact-256", variant));
     if let (Some(native), Some(wasm), Some(empty)) = (native, wasm, empty) {
         let rate = |nanos: f64| BATCH as f64 / (nanos / 1e9);
         println!("redact, batches of {BATCH} fixture events, median of criterion's samples:");

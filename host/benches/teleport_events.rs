@@ -12,11 +12,13 @@
 //! `cargo bench -p ferry --bench teleport_events` prints criterion's
 //! figures, then events per second for each and the ratio.
 
+mod common;
+
 use criterion::{Criterion, Throughput};
 use ferry::event::Event;
 use ferry_proto::structjson::{json_to_struct, struct_to_json};
 use prost_types::Struct;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 const SESSION_EVENTS: &str = include_str!("../demo/teleport-session-events.jsonl");
 
@@ -55,20 +57,13 @@ fn bench_events(criterion: &mut Criterion, structs: &[Struct]) {
     group.finish();
 }
 
-fn median_nanos(dir: &Path, variant: &str) -> Option<f64> {
-    let path = dir.join("teleport-events").join(variant).join("new/estimates.json");
-    let text = std::fs::read_to_string(path).ok()?;
-    let estimates: serde_json::Value = serde_json::from_str(&text).ok()?;
-    estimates["median"]["point_estimate"].as_f64()
-}
-
 fn main() {
     let out = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("criterion");
     let mut criterion = Criterion::default().output_directory(&out).configure_from_args();
     let structs = structs();
     bench_events(&mut criterion, &structs);
     criterion.final_summary();
-    if let [Some(before), Some(after)] = ["value-path", "one-pass"].map(|variant| median_nanos(&out, variant)) {
+    if let [Some(before), Some(after)] = ["value-path", "one-pass"].map(|variant| common::median_nanos(&out, "teleport-events", variant)) {
         let rate = |nanos: f64| structs.len() as f64 / (nanos / 1e9);
         println!("Teleport events (Struct → ferry Event), {} fixture events, median of criterion's samples:", structs.len());
         println!("  value path (before): {:>10.0} events/s", rate(before));

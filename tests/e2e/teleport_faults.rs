@@ -112,6 +112,35 @@ fn the_drop_in_config_sends_json_arrays_and_single_restores_one_event_per_reques
     assert!(single.iter().all(|request| request.events == 1));
 }
 
+/// teleport-event-handler's `start` flags (as a unit file or a chart's
+/// `extraArgs` passes them) set what their `FDFWD_*` variables set and win
+/// over them and over the file: here the file and the variable name a
+/// receiver that does not exist, the flags the real one.
+#[test]
+fn the_event_handlers_start_flags_win_over_its_variables_and_the_file() {
+    let cluster = Cluster::start(StandInOptions { export_api: false, ..StandInOptions::default() });
+    let audit_log = cluster.audit_log().len();
+    let logstash = cluster.runtime.block_on(LogstashStandIn::start(None)).expect("the stand-in Logstash starts");
+    let sandbox = Sandbox::new("teleport-dropin-flags", "");
+    let pki = logstash.pki.write(&sandbox.path("pki")).expect("certificates written");
+    let url = logstash.url();
+    let nowhere = "https://127.0.0.1:9/";
+    let config = config(&cluster.standin.address()).fluentd(&format!("{nowhere}test.log"), &format!("{nowhere}session"), &pki.ca, &pki.client_cert, &pki.client_key);
+    sandbox.set_config(&config.text());
+    cluster.standin.write_identity_with(&sandbox.path("identity"), &IdentitySpec::default()).expect("identity written");
+    let mut command = sandbox.command(&["start", "--fluentd-url", &format!("{url}test.log"), "--fluentd-session-url", &format!("{url}session"), "--batch=7", "--exit-on-last-event"]);
+    command.env("FDFWD_FLUENTD_URL", format!("{nowhere}from-the-variable.log"));
+    let output = sandbox.run_command(command);
+    output.assert_success(&sandbox);
+    let events: usize = logstash.requests().iter().filter(|request| request.path == "/test.log").map(|request| request.events).sum();
+    assert_eq!(events, audit_log, "every audit event reached the flag's receiver\n{}", sandbox.report(Some(&output)));
+
+    // A flag's bad value is named as the flag, on one line.
+    let bad = sandbox.run_command(sandbox.command(&["check", "--batch", "many"]));
+    let line = bad.stderr_lines().into_iter().find(|line| line.contains("error")).unwrap_or_default();
+    assert!(!bad.status.is_some_and(|status| status.success()) && line.contains("flag --batch") && line.contains("`many` is not a whole number"), "{line}\n{}", sandbox.report(Some(&bad)));
+}
+
 /// A page key Teleport refuses for good (INVALID_ARGUMENT, as a backend
 /// whose keys expired): ferry searches again from the last event it read
 /// and delivers the whole log once, instead of asking with the dead key

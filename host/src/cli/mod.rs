@@ -4,6 +4,7 @@
 
 mod check;
 mod dead_letters;
+pub mod event_handler_flags;
 pub mod plugin;
 mod start;
 
@@ -32,12 +33,18 @@ pub enum Command {
         /// The config file.
         #[arg(short, long, env = "FERRY_CONFIG", default_value = "ferry.toml")]
         config: PathBuf,
+        /// teleport-event-handler's own flags, for a drop-in start.
+        #[command(flatten)]
+        event_handler: event_handler_flags::EventHandlerFlags,
     },
     /// Check a config and load its plugins without forwarding anything.
     Check {
         /// The config file.
         #[arg(short, long, env = "FERRY_CONFIG", default_value = "ferry.toml")]
         config: PathBuf,
+        /// teleport-event-handler's own flags, as `start` takes them.
+        #[command(flatten)]
+        event_handler: event_handler_flags::EventHandlerFlags,
     },
     /// Print the version of ferry and of the plugin contract.
     Version,
@@ -67,8 +74,13 @@ impl Command {
     /// teleport-event-handler reads its config path from `FDFWD_CONFIG`;
     /// ferry does too when neither `--config` nor `FERRY_CONFIG` says
     /// otherwise.
+    ///
+    /// Its `start` flags are kept here too, before anything loads the config.
     pub fn adopt_event_handler_config_variable(&mut self) {
-        let (Command::Start { config } | Command::Check { config } | Command::DeadLetters { config, .. }) = self else { return };
+        if let Command::Start { event_handler, .. } | Command::Check { event_handler, .. } = self {
+            std::mem::take(event_handler).install();
+        }
+        let (Command::Start { config, .. } | Command::Check { config, .. } | Command::DeadLetters { config, .. }) = self else { return };
         if config.as_os_str() == "ferry.toml" && std::env::var_os("FERRY_CONFIG").is_none()
             && let Some(path) = std::env::var_os("FDFWD_CONFIG") {
                 *config = PathBuf::from(path);
@@ -80,15 +92,15 @@ impl Command {
     /// load is reported later, once logging is up.
     pub fn config_asks_for_debug(&self) -> bool {
         let env_debug = std::env::var("FDFWD_DEBUG").is_ok_and(|value| matches!(value.trim(), "1" | "true" | "yes" | "on"));
-        let (Command::Start { config } | Command::Check { config }) = self else { return env_debug };
+        let (Command::Start { config, .. } | Command::Check { config, .. }) = self else { return env_debug };
         env_debug || crate::config::FerryConfig::load(config).is_ok_and(|loaded| loaded.debug)
     }
 
     /// Carries out the command.
     pub async fn run(self) -> anyhow::Result<()> {
         match self {
-            Command::Start { config } => start::run(config).await,
-            Command::Check { config } => check::run(config).await,
+            Command::Start { config, .. } => start::run(config).await,
+            Command::Check { config, .. } => check::run(config).await,
             Command::Version => {
                 println!("ferry {} (plugin contract ferry:plugin@{}, wasmtime 48)", env!("CARGO_PKG_VERSION"), crate::plugin::CONTRACT_VERSION);
                 Ok(())

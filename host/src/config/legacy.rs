@@ -255,6 +255,85 @@ const VARIABLES: &[(&str, &[&str], Kind)] = &[
 /// Both spellings the event handler reads; the correct one wins.
 const PREFIXES: [&str; 2] = ["FDFWD_", "FDWRD_"];
 
+// === Command-line flags ===
+
+/// A flag of the event handler's `start` command: its name, the variable
+/// (after `FDFWD_`) that sets the same key, and whether it is a switch
+/// (`--dry-run`, taking no value).
+#[derive(Debug, Clone, Copy)]
+pub struct LegacyFlag {
+    /// The flag without its `--`.
+    pub name: &'static str,
+    /// The variable it stands for, after `FDFWD_`.
+    pub variable: &'static str,
+    /// A switch: true when given without a value.
+    pub switch: bool,
+}
+
+const fn flag(name: &'static str, variable: &'static str) -> LegacyFlag {
+    LegacyFlag { name, variable, switch: false }
+}
+
+const fn switch(name: &'static str, variable: &'static str) -> LegacyFlag {
+    LegacyFlag { name, variable, switch: true }
+}
+
+/// `teleport-event-handler start`'s flags. Each sets what its variable
+/// sets, and wins over it, as in the event handler; so a unit file or a
+/// chart's `extraArgs` written for the event handler runs ferry unchanged.
+pub const FLAGS: &[LegacyFlag] = &[
+    flag("storage", "STORAGE"),
+    flag("batch", "BATCH"),
+    flag("types", "TYPES"),
+    flag("skip-event-types", "SKIP_EVENT_TYPES"),
+    flag("skip-session-types", "SKIP_SESSION_TYPES"),
+    flag("start-time", "START_TIME"),
+    flag("timeout", "TIMEOUT"),
+    flag("window-size", "WINDOW_SIZE"),
+    flag("concurrency", "CONCURRENCY"),
+    switch("dry-run", "DRY_RUN"),
+    switch("exit-on-last-event", "EXIT_ON_LAST_EVENT"),
+    switch("lock-enabled", "LOCKING_ENABLED"),
+    flag("lock-failed-attempts-count", "LOCKING_FAILED_ATTEMPTS"),
+    flag("lock-period", "LOCKING_PERIOD"),
+    flag("lock-for", "LOCKING_FOR"),
+    flag("teleport-addr", "TELEPORT_ADDR"),
+    flag("teleport-identity", "TELEPORT_IDENTITY"),
+    switch("teleport-refresh-enabled", "TELEPORT_REFRESH_ENABLED"),
+    flag("teleport-refresh-interval", "TELEPORT_REFRESH_INTERVAL"),
+    flag("teleport-ca", "TELEPORT_CA"),
+    flag("teleport-cert", "TELEPORT_CERT"),
+    flag("teleport-key", "TELEPORT_KEY"),
+    flag("fluentd-url", "FLUENTD_URL"),
+    flag("fluentd-session-url", "FLUENTD_SESSION_URL"),
+    flag("fluentd-ca", "FLUENTD_CA"),
+    flag("fluentd-cert", "FLUENTD_CERT"),
+    flag("fluentd-key", "FLUENTD_KEY"),
+];
+
+/// The event handler's flags given to this ferry, as (variable after
+/// `FDFWD_`, value); set once, when the command line is parsed, and read by
+/// every config load after it (a reload included).
+static FLAG_VALUES: std::sync::OnceLock<Vec<(&'static str, String)>> = std::sync::OnceLock::new();
+
+/// Keeps the event handler's flags given on the command line for every
+/// config load of this process. Only the first call counts.
+pub fn set_flags(values: Vec<(&'static str, String)>) {
+    let _ = FLAG_VALUES.set(values);
+}
+
+/// The value of the event handler's variable `name` (`FDFWD_…` or
+/// `FDWRD_…`) for this process: the flag that stands for it if one was
+/// given, else the environment's.
+pub fn flag_or_environment(name: &str) -> Option<String> {
+    let suffix = PREFIXES.iter().find_map(|prefix| name.strip_prefix(prefix));
+    let flagged = suffix.and_then(|suffix| FLAG_VALUES.get()?.iter().rev().find(|(variable, _)| *variable == suffix));
+    match flagged {
+        Some((_, value)) => Some(value.clone()),
+        None => std::env::var(name).ok(),
+    }
+}
+
 /// Sets the keys named by the event handler's environment variables in
 /// `table`. Returns whether any was set.
 pub fn apply_environment(table: &mut toml::Table, env: &dyn Fn(&str) -> Option<String>) -> Result<bool, String> {
@@ -266,21 +345,32 @@ pub fn apply_environment(table: &mut toml::Table, env: &dyn Fn(&str) -> Option<S
         }) else {
             continue;
         };
+        let given_by = given_by(suffix, &name);
         let value = match kind {
             Kind::Text => toml::Value::String(text),
             Kind::Integer => toml::Value::Integer(
-                text.trim().parse().map_err(|_| format!("environment variable {name}: `{text}` is not a whole number"))?,
+                text.trim().parse().map_err(|_| format!("{given_by}: `{text}` is not a whole number"))?,
             ),
             Kind::Boolean => toml::Value::Boolean(match text.trim().to_ascii_lowercase().as_str() {
                 "1" | "true" | "yes" | "on" => true,
                 "0" | "false" | "no" | "off" | "" => false,
-                _ => return Err(format!("environment variable {name}: `{text}` is not true or false")),
+                _ => return Err(format!("{given_by}: `{text}` is not true or false")),
             }),
         };
-        insert(table, path, value).map_err(|key| format!("environment variable {name}: `{key}` in the config is not a table"))?;
+        insert(table, path, value).map_err(|key| format!("{given_by}: `{key}` in the config is not a table"))?;
         any = true;
     }
     Ok(any)
+}
+
+/// How the user gave the variable `name` (after `FDFWD_`: `suffix`), for
+/// errors: the flag that stands for it, or the variable itself.
+fn given_by(suffix: &str, name: &str) -> String {
+    let flagged = FLAG_VALUES.get().is_some_and(|values| values.iter().any(|(variable, _)| *variable == suffix));
+    match FLAGS.iter().find(|flag| flag.variable == suffix) {
+        Some(flag) if flagged => format!("flag --{}", flag.name),
+        _ => format!("environment variable {name}"),
+    }
 }
 
 fn insert(table: &mut toml::Table, path: &[&str], value: toml::Value) -> Result<(), String> {
@@ -330,6 +420,16 @@ refresh.interval = "2m"
             SourceConfig::Teleport(teleport) => teleport,
             other => panic!("not a Teleport source: {other:?}"),
         }
+    }
+
+    #[test]
+    fn every_start_flag_stands_for_a_variable_and_every_variable_but_ferrys_own_has_a_flag() {
+        for flag in FLAGS {
+            assert!(VARIABLES.iter().any(|(suffix, _, _)| *suffix == flag.variable), "--{} stands for FDFWD_{}, which no entry reads", flag.name, flag.variable);
+        }
+        let unflagged: Vec<&str> = VARIABLES.iter().map(|(suffix, _, _)| *suffix).filter(|suffix| !FLAGS.iter().any(|flag| flag.variable == *suffix)).collect();
+        // MAX_CONNECTIONS is ferry's own variable; the event handler has no flag for it.
+        assert_eq!(unflagged, ["MAX_CONNECTIONS"]);
     }
 
     #[test]

@@ -104,9 +104,10 @@ impl FerryConfig {
     }
 
     /// Parses config text that came from `path`, with the event handler's
-    /// `FDFWD_*` environment variables applied.
+    /// `FDFWD_*` environment variables (and the `start` flags that stand for
+    /// them) applied.
     pub fn parse(text: &str, path: &Path) -> Result<FerryConfig, ConfigError> {
-        Self::parse_with_env(text, path, &|name| std::env::var(name).ok())
+        Self::parse_with_env(text, path, &legacy::flag_or_environment)
     }
 
     /// Parses config text with `env` as the environment.
@@ -120,7 +121,7 @@ impl FerryConfig {
         };
         let mut table: toml::Table = text.parse().map_err(|err| ConfigError::from_toml(path.to_owned(), text, &err))?;
         let (mut config, orphan) = if super::legacy::apply_environment(&mut table, env).map_err(|message| {
-            let name = message.split(':').next().unwrap_or_default().trim_start_matches("environment variable ").to_owned();
+            let name = message.split(':').next().unwrap_or_default().trim_start_matches("environment variable ").trim_start_matches("flag ").to_owned();
             ConfigError::invalid(path, name, message)
         })? {
             // The merged text is not the file: its lines are not the file's.

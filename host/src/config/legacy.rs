@@ -557,6 +557,16 @@ refresh.interval = "2m"
         let readme = include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md"));
         let missing: Vec<&str> = KEYS.iter().map(|entry| entry.key).filter(|key| !readme.contains(&format!("`{key}`"))).collect();
         assert!(missing.is_empty(), "README.md does not name the event handler's keys {missing:?}");
+        // The table of everything the event handler reads names each flag and variable.
+        let table = readme.split("## Coming from teleport-event-handler").nth(1).expect("README.md has the section for the event handler's users");
+        let flags: Vec<&str> = FLAGS.iter().map(|flag| flag.name).filter(|name| !table.contains(&format!("`--{name}`"))).collect();
+        assert!(flags.is_empty(), "README.md's table lacks the flags {flags:?}");
+        let variables: Vec<&str> = VARIABLES
+            .iter()
+            .map(|(suffix, _, _)| *suffix)
+            .filter(|suffix| !PREFIXES.iter().any(|prefix| table.contains(&format!("{prefix}{suffix}`"))))
+            .collect();
+        assert!(variables.is_empty(), "README.md's table lacks the variables {variables:?}");
     }
 
     #[test]

@@ -6,6 +6,7 @@ mod check;
 mod dead_letters;
 pub mod plugin;
 mod start;
+mod status;
 
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
@@ -38,6 +39,20 @@ pub enum Command {
         /// The config file.
         #[arg(short, long, env = "FERRY_CONFIG", default_value = "ferry.toml")]
         config: PathBuf,
+        /// Also connect to Teleport and to every sink (TLS with the client
+        /// certificate, one harmless request) and say what works.
+        #[arg(long)]
+        probe: bool,
+    },
+    /// Show each source's cursor, the newest delivered event and the lag,
+    /// recordings in progress, dead letters per stage and the state's size.
+    Status {
+        /// The config file.
+        #[arg(short, long, env = "FERRY_CONFIG", default_value = "ferry.toml")]
+        config: PathBuf,
+        /// One JSON document, for scripts.
+        #[arg(long)]
+        json: bool,
     },
     /// Print the version of ferry and of the plugin contract.
     Version,
@@ -46,15 +61,9 @@ pub enum Command {
     /// Measure throughput: the redact plugin in WebAssembly against the same
     /// code compiled into ferry, through the real pipeline.
     Bench(crate::bench::BenchArgs),
-    /// List the dead letters of a config's state database as JSON Lines.
-    DeadLetters {
-        /// The config file.
-        #[arg(short, long, env = "FERRY_CONFIG", default_value = "ferry.toml")]
-        config: PathBuf,
-        /// Most dead letters to list, oldest first.
-        #[arg(long, default_value_t = 1000)]
-        limit: u32,
-    },
+    /// List, show, replay or purge the dead letters of a config's state
+    /// database (alone: list them as JSON Lines).
+    DeadLetters(dead_letters::DeadLettersArgs),
     /// Write, build, try and examine plugins.
     #[command(subcommand)]
     Plugin(plugin::PluginCommand),
@@ -68,7 +77,7 @@ impl Command {
     /// ferry does too when neither `--config` nor `FERRY_CONFIG` says
     /// otherwise.
     pub fn adopt_event_handler_config_variable(&mut self) {
-        let (Command::Start { config } | Command::Check { config } | Command::DeadLetters { config, .. }) = self else { return };
+        let (Command::Start { config } | Command::Check { config, .. } | Command::Status { config, .. } | Command::DeadLetters(dead_letters::DeadLettersArgs { config, .. })) = self else { return };
         if config.as_os_str() == "ferry.toml" && std::env::var_os("FERRY_CONFIG").is_none()
             && let Some(path) = std::env::var_os("FDFWD_CONFIG") {
                 *config = PathBuf::from(path);
@@ -80,7 +89,7 @@ impl Command {
     /// load is reported later, once logging is up.
     pub fn config_asks_for_debug(&self) -> bool {
         let env_debug = std::env::var("FDFWD_DEBUG").is_ok_and(|value| matches!(value.trim(), "1" | "true" | "yes" | "on"));
-        let (Command::Start { config } | Command::Check { config }) = self else { return env_debug };
+        let (Command::Start { config } | Command::Check { config, .. }) = self else { return env_debug };
         env_debug || crate::config::FerryConfig::load(config).is_ok_and(|loaded| loaded.debug)
     }
 
@@ -88,14 +97,15 @@ impl Command {
     pub async fn run(self) -> anyhow::Result<()> {
         match self {
             Command::Start { config } => start::run(config).await,
-            Command::Check { config } => check::run(config).await,
+            Command::Check { config, probe } => check::run(config, probe).await,
+            Command::Status { config, json } => status::run(config, json).await,
             Command::Version => {
                 println!("ferry {} (plugin contract ferry:plugin@{}, wasmtime 48)", env!("CARGO_PKG_VERSION"), crate::plugin::CONTRACT_VERSION);
                 Ok(())
             }
             Command::Demo(args) => crate::demo::run(args).await,
             Command::Bench(args) => crate::bench::run(args).await,
-            Command::DeadLetters { config, limit } => dead_letters::run(config, limit).await,
+            Command::DeadLetters(args) => args.run().await,
             Command::Plugin(command) => command.run().await,
             Command::State(command) => command.run().await,
         }

@@ -11,7 +11,7 @@ use ferry_standin::logstash::{Fault, LogstashStandIn};
 use ferry_standin::pki::PkiFiles;
 use ferry_standin::teleport::{IdentitySpec, StandInOptions, TeleportStandIn};
 use serde_json::{Value, json};
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
 const BAD_LINE: &str = "this line is not JSON";
 
@@ -246,4 +246,31 @@ fn check_probe_names_teleport_when_it_refuses_the_identity() {
     assert_eq!(failed.len(), 1, "{}", sandbox.report(Some(&probe)));
     assert!(failed[0].starts_with(&format!("teleport {}: FAILED: ", peers.teleport.addr())), "{}", sandbox.report(Some(&probe)));
     assert!(probe.stdout.lines().any(|line| line.starts_with("sink default (") && line.contains("): ok")), "{}", sandbox.report(Some(&probe)));
+}
+
+#[test]
+fn status_after_a_teleport_run_shows_the_engine_cursor_and_the_newest_event() {
+    let cluster = crate::teleport::Cluster::start(StandInOptions { announce_sessions: true, ..StandInOptions::default() });
+    let addr = cluster.standin.addr().to_string();
+    let config = Config::teleport_job(&addr).file_sink("default", util::OUT).file_sink("sessions", "sessions.jsonl").set("exit-on-last-event", true);
+    let sandbox = Sandbox::new("ops-status-teleport", &config.text());
+    cluster.standin.write_identity_with(&sandbox.path("identity"), &IdentitySpec::default()).expect("identity written");
+    let run = sandbox.run("start");
+    run.assert_success(&sandbox);
+    let status = status_json(&sandbox);
+    let source = &status["sources"][0];
+    assert_eq!(source["source"], format!("teleport:{addr}"), "{status:#}");
+    assert_eq!(source["kind"], "teleport", "{status:#}");
+    assert_eq!(source["cursor"]["engine"], "legacy", "the stand-in has no export API: {status:#}");
+    assert_eq!(source["sessions"], json!([]), "every recording was streamed: {status:#}");
+    let mut times: Vec<String> = cluster.audit_log().iter().filter_map(|event| event["time"].as_str().map(str::to_owned)).collect();
+    let recording = cluster.standin.session_events(crate::teleport::SID).expect("the fixture session");
+    times.extend(recording.iter().map(|event| ferry_proto::structjson::struct_to_json(&event.unstructured.clone().unwrap_or_default())).filter_map(|event| event["time"].as_str().map(str::to_owned)));
+    let newest = times.iter().filter_map(|time| humantime::parse_rfc3339_weak(time).or_else(|_| humantime::parse_rfc3339(time)).ok()).max().expect("times");
+    let stored = source["newest_event_time"].as_str().unwrap_or_else(|| panic!("a newest event time: {status:#}"));
+    assert_eq!(humantime::parse_rfc3339(stored).ok(), Some(newest), "{status:#}");
+    let text = sandbox.run("status");
+    text.assert_success(&sandbox);
+    assert!(text.stdout.contains("cursor: legacy engine, window from "), "{}", sandbox.report(Some(&text)));
+    assert!(text.stdout.contains("dead letters: 0"), "{}", sandbox.report(Some(&text)));
 }

@@ -102,7 +102,7 @@ impl Filter {
         self.stage.is_none() && self.component.is_none() && self.ids.is_empty() && self.limit.is_none()
     }
 
-    pub(super) fn push_where(&self, query: &mut sqlx::QueryBuilder<'_, sqlx::Sqlite>) {
+    pub(super) fn push_where(&self, query: &mut sqlx::QueryBuilder<sqlx::Sqlite>) {
         let mut word = " WHERE ";
         if let Some(stage) = &self.stage {
             query.push(word).push("stage = ").push_bind(stage.clone());

@@ -207,7 +207,7 @@ impl State {
 
     /// The dead letters `filter` names, oldest first.
     pub async fn find_dead_letters(&self, filter: &Filter) -> Result<Vec<StoredDeadLetter>, StateError> {
-        let mut query = sqlx::QueryBuilder::new("SELECT id, created_at, source, position, event_id, stage, component, reason, payload FROM dead_letters");
+        let mut query = sqlx::QueryBuilder::<sqlx::Sqlite>::new("SELECT id, created_at, source, position, event_id, stage, component, reason, payload FROM dead_letters");
         filter.push_where(&mut query);
         query.push(" ORDER BY id");
         if let Some(limit) = filter.limit {
@@ -220,7 +220,7 @@ impl State {
     /// Deletes the dead letters `filter` names (its limit the oldest so
     /// many); how many were deleted.
     pub async fn purge_dead_letters(&self, filter: &Filter) -> Result<u64, StateError> {
-        let mut query = sqlx::QueryBuilder::new("DELETE FROM dead_letters WHERE id IN (SELECT id FROM dead_letters");
+        let mut query = sqlx::QueryBuilder::<sqlx::Sqlite>::new("DELETE FROM dead_letters WHERE id IN (SELECT id FROM dead_letters");
         filter.push_where(&mut query);
         query.push(" ORDER BY id");
         if let Some(limit) = filter.limit {

@@ -250,7 +250,7 @@ fn check_probe_names_teleport_when_it_refuses_the_identity() {
 
 #[test]
 fn status_after_a_teleport_run_shows_the_engine_cursor_and_the_newest_event() {
-    let cluster = crate::teleport::Cluster::start(StandInOptions { announce_sessions: true, ..StandInOptions::default() });
+    let cluster = crate::teleport::Cluster::start(StandInOptions { export_api: false, announce_sessions: true, ..StandInOptions::default() });
     let addr = cluster.standin.addr().to_string();
     let config = Config::teleport_job(&addr).file_sink("default", util::OUT).file_sink("sessions", "sessions.jsonl").set("exit-on-last-event", true);
     let sandbox = Sandbox::new("ops-status-teleport", &config.text());
@@ -261,7 +261,7 @@ fn status_after_a_teleport_run_shows_the_engine_cursor_and_the_newest_event() {
     let source = &status["sources"][0];
     assert_eq!(source["source"], format!("teleport:{addr}"), "{status:#}");
     assert_eq!(source["kind"], "teleport", "{status:#}");
-    assert_eq!(source["cursor"]["engine"], "legacy", "the stand-in has no export API: {status:#}");
+    assert_eq!(source["cursor"]["engine"], "legacy", "the stand-in is told to have no export API: {status:#}");
     assert_eq!(source["sessions"], json!([]), "every recording was streamed: {status:#}");
     let mut times: Vec<String> = cluster.audit_log().iter().filter_map(|event| event["time"].as_str().map(str::to_owned)).collect();
     let recording = cluster.standin.session_events(crate::teleport::SID).expect("the fixture session");

@@ -354,6 +354,40 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_replay_deletes_what_was_delivered_and_keeps_every_failure() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let state = State::open(&dir.path().join("ferry.db")).await.expect("open");
+        let letter = |component: &str, payload: &[u8]| DeadLetter {
+            source: "file:a".into(),
+            position: Some("3".into()),
+            event_id: Some("u-1".into()),
+            stage: Stage::Plugin,
+            component: component.into(),
+            reason: "trapped".into(),
+            payload: payload.to_vec(),
+        };
+        state.add_dead_letters(&[letter("redact", b"{}"), letter("redact", b"{}"), letter("redact", b"{}")]).await.expect("write");
+        let ids: Vec<i64> = state.dead_letters(10).await.expect("read").iter().map(|l| l.id).collect();
+        let refused = |sink: &str| DeadLetter { stage: Stage::Sink, reason: format!("400 from {sink}"), ..letter(sink, b"{\"new\":1}") };
+        // The first was delivered; the second refused by one sink; the third by both sinks of a fan-out.
+        let outcomes = [(ids[0], vec![]), (ids[1], vec![refused("a")]), (ids[2], vec![refused("a"), refused("b")])];
+        state.settle_replayed(&outcomes).await.expect("settle");
+        let left = state.dead_letters(10).await.expect("read");
+        let seen: Vec<(i64, &str, &str, &[u8])> = left.iter().map(|l| (l.id, l.stage.as_str(), l.component.as_str(), l.payload.as_slice())).collect();
+        assert_eq!(seen[0], (ids[1], "sink", "a", &b"{\"new\":1}"[..]));
+        assert_eq!(seen[1], (ids[2], "sink", "a", &b"{\"new\":1}"[..]));
+        assert_eq!((seen[2].1, seen[2].2), ("sink", "b"), "the second sink's refusal gets a row of its own");
+        assert_eq!(left.len(), 3);
+
+        let purged = state.purge_dead_letters(&Filter { component: Some("b".into()), ..Filter::default() }).await.expect("purge");
+        assert_eq!(purged, 1);
+        let purged = state.purge_dead_letters(&Filter { ids: vec![ids[1]], ..Filter::default() }).await.expect("purge");
+        assert_eq!(purged, 1);
+        let left: Vec<i64> = state.find_dead_letters(&Filter::default()).await.expect("read").iter().map(|l| l.id).collect();
+        assert_eq!(left, [ids[2]]);
+    }
+
+    #[tokio::test]
     async fn an_unwritable_place_is_a_clear_error() {
         let err = State::open(Path::new("/proc/ferry/ferry.db")).await.expect_err("cannot create");
         assert!(err.to_string().starts_with("state database /proc/ferry/ferry.db: "), "{err}");

@@ -13,6 +13,7 @@ mod example_chain;
 mod hostile;
 mod limits;
 mod malformed;
+mod ops;
 mod plugin_authoring;
 mod plugin_tool;
 mod redact_file;

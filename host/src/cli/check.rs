@@ -1,13 +1,23 @@
-//! `ferry check`: validate a config and load its plugins.
+//! `ferry check`: validate a config and load its plugins; with `--probe`,
+//! also connect to Teleport and to every sink and say what works.
 
-use crate::config::FerryConfig;
+use crate::config::{FerryConfig, SourceConfig};
 use crate::metrics::Metrics;
+use crate::sink::SinkConfig;
+use crate::sink::logstash::HttpSink;
+use crate::source::teleport::connect::{ClientTls, ConnectOptions, audit_log_client, connect, describe_status};
+use ferry_proto::auditlog::{GetUnstructuredEventsRequest, Order};
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+/// Longest wait for one probe's connection and answer.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(15);
 
 /// Builds every part of the config at `path` without forwarding anything
-/// and prints what it found.
-pub async fn run(path: PathBuf) -> anyhow::Result<()> {
+/// and prints what it found; with `probe`, then tries every peer and
+/// prints one line per target, failing when any failed.
+pub async fn run(path: PathBuf, probe: bool) -> anyhow::Result<()> {
     let config = FerryConfig::load(&path)?;
     let parts = crate::app::build_parts(&config, Arc::new(Metrics::default()), false).await?;
     let plugins: Vec<&str> = parts.plugins.iter().map(|p| p.settings().name.as_str()).collect();
@@ -20,5 +30,85 @@ pub async fn run(path: PathBuf) -> anyhow::Result<()> {
         sinks.join(", "),
         parts.default_sink
     );
+    if !probe {
+        return Ok(());
+    }
+    let results = probe_all(&config).await;
+    let failed = results.iter().filter(|(_, result)| result.is_err()).count();
+    for (target, result) in &results {
+        match result {
+            Ok(what) => println!("{target}: ok: {what}"),
+            Err(why) => println!("{target}: FAILED: {why}"),
+        }
+    }
+    anyhow::ensure!(failed == 0, "{failed} of {} probe(s) failed (see above)", results.len());
     Ok(())
+}
+
+/// Probes Teleport (when the source is Teleport) and every sink, one after
+/// the other: `(target, what worked or why it failed)`.
+pub async fn probe_all(config: &FerryConfig) -> Vec<(String, Result<String, String>)> {
+    let mut results = Vec::new();
+    if let Ok(SourceConfig::Teleport(teleport)) = config.source() {
+        let target = format!("teleport {}", teleport.addr);
+        results.push((target, probe_teleport(config, teleport).await));
+    }
+    let context = config.context();
+    for (name, sink) in &config.sinks {
+        let (http, logstash) = match sink {
+            SinkConfig::Logstash(http) => (http, true),
+            SinkConfig::Http(http) => (http, false),
+            SinkConfig::File(_) => {
+                results.push((format!("sink {name}"), Ok("a file sink, nothing to connect to".to_owned())));
+                continue;
+            }
+            SinkConfig::Stdout(_) => {
+                results.push((format!("sink {name}"), Ok("standard output, nothing to connect to".to_owned())));
+                continue;
+            }
+        };
+        let target = format!("sink {name} ({})", http.url);
+        let result = match HttpSink::build(name, http, &context, logstash, Arc::new(Metrics::default())) {
+            Err(err) => Err(err.to_string()),
+            Ok(sink) => match tokio::time::timeout(PROBE_TIMEOUT, sink.probe()).await {
+                Ok(Ok(())) => Ok("TLS handshake and an empty JSON array ([]) acknowledged".to_owned()),
+                Ok(Err(why)) => Err(why),
+                Err(_) => Err(format!("no answer within {}", humantime::format_duration(PROBE_TIMEOUT))),
+            },
+        };
+        results.push((target, result));
+    }
+    results
+}
+
+/// Connects to Teleport with the identity (mutual TLS) and asks for one
+/// event of the last minute: the cheapest call that shows the user may
+/// read the audit log.
+async fn probe_teleport(config: &FerryConfig, teleport: &crate::source::teleport::TeleportSourceConfig) -> Result<String, String> {
+    let prefix = format!("{}.", config.source_key());
+    let checked = teleport.check(&config.file, &config.base_dir, &prefix).map_err(|err| err.to_string())?;
+    let material = checked.credentials.load().map_err(|err| err.to_string())?;
+    let user = material.certificate().common_name.clone();
+    let tls = material.shared_client_config(&checked.route).map_err(|err| err.to_string())?;
+    let options = ConnectOptions { connect_timeout: PROBE_TIMEOUT, ..ConnectOptions::default() };
+    let addr = teleport.addr.as_str();
+    let call = async {
+        let channel = connect(addr, &ClientTls::fixed(tls), &options).await.map_err(|err| err.to_string())?;
+        let now = SystemTime::now();
+        let request = GetUnstructuredEventsRequest {
+            namespace: "default".into(),
+            start_date: Some((now - Duration::from_secs(60)).into()),
+            end_date: Some(now.into()),
+            event_types: Vec::new(),
+            limit: 1,
+            start_key: String::new(),
+            order: Order::Ascending.into(),
+        };
+        audit_log_client(channel).get_unstructured_events(request).await.map_err(|status| describe_status(addr, &status))
+    };
+    match tokio::time::timeout(PROBE_TIMEOUT, call).await {
+        Ok(Ok(_)) => Ok(format!("mutual TLS as `{user}` and the audit log answered")),
+        Ok(Err(why)) => Err(why),
+        Err(_) => Err(format!("no answer within {}", humantime::format_duration(PROBE_TIMEOUT))),
+    }
 }

@@ -1,19 +1,113 @@
-//! `ferry dead-letters`: list a config's dead letters.
+//! `ferry dead-letters`: list, show, replay and purge a config's dead letters.
+//!
+//! `replay` builds today's chain and sinks from the config the way `start`
+//! does and sends each dead letter on: one a plugin or the source gave up
+//! on goes through the whole chain, one a sink refused goes straight back
+//! to that sink (it already passed the chain). A dead letter is deleted
+//! only once every sink it went to acknowledged it (or today's chain
+//! dropped it); one that fails again keeps its row, with the new stage,
+//! reason and payload, in the same transaction. Nothing is lost.
 
 use crate::config::FerryConfig;
+use crate::event::Event;
+use crate::metrics::Metrics;
+use crate::pipeline::{Chain, ChainOutput};
+use crate::plugin::Transform;
+use crate::retry::{Backoff, Retry};
+use crate::shutdown::Shutdown;
+use crate::sink::{OutEvent, Sink};
+use crate::state::{DeadLetter, Filter, Stage, State, StoredDeadLetter};
 use anyhow::Context;
+use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
 
-/// Writes up to `limit` dead letters of the config at `path`, oldest first,
-/// to stdout as JSON Lines.
-pub async fn run(path: PathBuf, limit: u32) -> anyhow::Result<()> {
-    let config = FerryConfig::load(&path)?;
-    let database = config.database_path();
-    anyhow::ensure!(database.exists(), "no state database at {}: ferry has not run with this config", database.display());
-    let state = crate::state::State::open(&database).await?;
+/// How many dead letters a replay sends per round (one request per sink).
+const REPLAY_CHUNK: usize = 100;
+
+/// `ferry dead-letters [list|show|replay|purge]`; alone, it lists.
+#[derive(Debug, clap::Args)]
+pub struct DeadLettersArgs {
+    /// What to do (default: list).
+    #[command(subcommand)]
+    pub command: Option<DeadLettersCommand>,
+    /// The config file.
+    #[arg(short, long, env = "FERRY_CONFIG", default_value = "ferry.toml", global = true)]
+    pub config: PathBuf,
+    /// Which dead letters.
+    #[command(flatten)]
+    pub filter: FilterArgs,
+}
+
+/// Which dead letters a command is about; every filter given must hold.
+#[derive(Debug, clap::Args)]
+pub struct FilterArgs {
+    /// Only those of this stage.
+    #[arg(long, global = true, value_parser = ["source", "plugin", "sink"])]
+    pub stage: Option<String>,
+    /// Only those of this plugin, sink or source (its name).
+    #[arg(long, global = true)]
+    pub component: Option<String>,
+    /// Only the dead letter with this id (repeatable).
+    #[arg(long = "id", global = true)]
+    pub ids: Vec<i64>,
+    /// At most this many, oldest first (`list` alone: 1000).
+    #[arg(long, global = true)]
+    pub limit: Option<u32>,
+}
+
+/// The dead-letter commands.
+#[derive(Debug, clap::Subcommand)]
+pub enum DeadLettersCommand {
+    /// List dead letters as JSON Lines, oldest first (stage, plugin or sink,
+    /// reason, the event).
+    List,
+    /// Show one dead letter, its event as JSON.
+    Show {
+        /// Its id (the `id` of `list`).
+        id: i64,
+    },
+    /// Send dead letters again through today's chain and sinks; each is
+    /// removed once delivered, one that fails again stays with its new
+    /// reason. Exits non-zero when any failed again.
+    Replay {
+        /// Longest time to wait for the sinks; what is not acknowledged by
+        /// then stays.
+        #[arg(long, default_value = "30s", value_parser = crate::units::parse_duration)]
+        timeout: Duration,
+    },
+    /// Delete dead letters: all of them with `--all`, or those the filters name.
+    Purge {
+        /// Every dead letter.
+        #[arg(long)]
+        all: bool,
+    },
+}
+
+impl DeadLettersArgs {
+    /// Carries out the command.
+    pub async fn run(self) -> anyhow::Result<()> {
+        let filter = Filter { stage: self.filter.stage, component: self.filter.component, ids: self.filter.ids, limit: self.filter.limit };
+        let config = FerryConfig::load(&self.config)?;
+        let database = config.database_path();
+        anyhow::ensure!(database.exists(), "no state database at {}: ferry has not run with this config", database.display());
+        let state = State::open(&database).await?;
+        let result = match self.command.unwrap_or(DeadLettersCommand::List) {
+            DeadLettersCommand::List => list(&state, Filter { limit: filter.limit.or(Some(1000)), ..filter }).await,
+            DeadLettersCommand::Show { id } => show(&state, id).await,
+            DeadLettersCommand::Replay { timeout } => replay(&config, &state, &filter, timeout).await,
+            DeadLettersCommand::Purge { all } => purge(&state, &filter, all).await,
+        };
+        state.close().await;
+        result
+    }
+}
+
+async fn list(state: &State, filter: Filter) -> anyhow::Result<()> {
     let mut out = std::io::stdout().lock();
-    for letter in state.dead_letters(limit).await? {
+    for letter in state.find_dead_letters(&filter).await? {
         let line = serde_json::to_string(&letter).context("cannot encode a dead letter")?;
         match writeln!(out, "{line}") {
             Ok(()) => {}
@@ -23,4 +117,196 @@ pub async fn run(path: PathBuf, limit: u32) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+async fn show(state: &State, id: i64) -> anyhow::Result<()> {
+    let found = state.find_dead_letters(&Filter { ids: vec![id], ..Filter::default() }).await?;
+    let Some(letter) = found.into_iter().next() else {
+        anyhow::bail!("no dead letter with id {id} in {}", state.path().display());
+    };
+    let mut shown = serde_json::to_value(&letter).context("cannot encode a dead letter")?;
+    // The event as JSON when it is JSON (a source dead letter may not be).
+    if let Ok(event) = serde_json::from_slice::<serde_json::Value>(&letter.payload) {
+        shown["payload"] = event;
+    }
+    println!("{}", serde_json::to_string_pretty(&shown).context("cannot encode a dead letter")?);
+    Ok(())
+}
+
+async fn purge(state: &State, filter: &Filter, all: bool) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        all || !filter.is_everything(),
+        "`ferry dead-letters purge` needs `--all` or filters (`--stage`, `--component`, `--id`, `--limit`) saying which dead letters to delete"
+    );
+    anyhow::ensure!(!(all && !filter.is_everything()), "`--all` and filters contradict each other; give one or the other");
+    let removed = state.purge_dead_letters(filter).await?;
+    println!("removed {removed} dead letter(s) from {}", state.path().display());
+    Ok(())
+}
+
+/// What became of one dead letter in a replay: the failures it met (none:
+/// delivered everywhere, or dropped by today's chain).
+struct Replayed {
+    id: i64,
+    failures: Vec<DeadLetter>,
+}
+
+async fn replay(config: &FerryConfig, state: &State, filter: &Filter, timeout: Duration) -> anyhow::Result<()> {
+    let letters = state.find_dead_letters(filter).await?;
+    if letters.is_empty() {
+        println!("no dead letters to replay in {}", state.path().display());
+        return Ok(());
+    }
+    let metrics = Arc::new(Metrics::default());
+    let parts = crate::app::build_parts(config, metrics.clone(), true).await?;
+    let transforms: Vec<Box<dyn Transform>> = parts.plugins.into_iter().map(|p| Box::new(p) as Box<dyn Transform>).collect();
+    let names = parts.sinks.keys().cloned().collect();
+    let mut chain = Some(Chain::new(transforms, names, parts.default_sink, "replay".to_owned(), metrics));
+    let sinks = parts.sinks;
+
+    // One deadline for the whole replay, cut short by SIGINT or SIGTERM: a
+    // sink that stays down does not hold the command for ever.
+    let (trigger, shutdown) = crate::shutdown::channel();
+    crate::shutdown::fire_on_signals(trigger.clone());
+    tokio::spawn(async move {
+        tokio::time::sleep(timeout).await;
+        trigger.fire();
+    });
+
+    let (mut delivered, mut failed) = (0usize, 0usize);
+    for chunk in letters.chunks(REPLAY_CHUNK) {
+        let owned = chunk.to_vec();
+        let taken = chain.take().expect("the chain is put back after every chunk");
+        let (back, routed) = tokio::task::spawn_blocking(move || route(taken, owned))
+            .await
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic.into_panic()));
+        chain = Some(back);
+        let outcomes = deliver(chunk, routed, &sinks, &shutdown, timeout).await;
+        let settled: Vec<(i64, Vec<DeadLetter>)> = outcomes.into_iter().map(|r| (r.id, r.failures)).collect();
+        state.settle_replayed(&settled).await?;
+        for (id, failures) in &settled {
+            match failures.first() {
+                None => delivered += 1,
+                Some(first) => {
+                    failed += 1;
+                    tracing::warn!(id, stage = first.stage.as_str(), component = %first.component, reason = %first.reason, "Dead letter failed again; it stays.");
+                }
+            }
+        }
+    }
+    println!("replayed {} dead letter(s): {delivered} delivered (or dropped by the chain) and removed, {failed} failed again and stay", letters.len());
+    anyhow::ensure!(failed == 0, "{failed} dead letter(s) failed again and stay in {} (`ferry dead-letters list` shows their new reasons)", state.path().display());
+    Ok(())
+}
+
+/// Where each dead letter of a chunk goes: per sink, the events and the
+/// index in the chunk of the letter each came from; and the failures met
+/// before any sink (not an event, a plugin failing again).
+struct Routed {
+    by_sink: BTreeMap<String, (Vec<OutEvent>, Vec<usize>)>,
+    failures: Vec<Vec<DeadLetter>>,
+}
+
+/// Sends each letter through the chain (one call per letter, so that what
+/// comes out is known to be its own), or straight to its sink when a sink
+/// refused it. Blocks: plugins run here.
+fn route(mut chain: Chain, letters: Vec<StoredDeadLetter>) -> (Chain, Routed) {
+    let mut routed = Routed { by_sink: BTreeMap::new(), failures: letters.iter().map(|_| Vec::new()).collect() };
+    for (index, letter) in letters.iter().enumerate() {
+        let again = |stage: Stage, component: &str, reason: String, payload: Vec<u8>| DeadLetter {
+            source: letter.source.clone(),
+            position: letter.position.clone(),
+            event_id: letter.event_id.clone(),
+            stage,
+            component: component.to_owned(),
+            reason,
+            payload,
+        };
+        if letter.stage == Stage::Sink.as_str() {
+            let (id, session_id) = match Event::from_json(letter.payload.clone()) {
+                Ok(event) => (event.id, event.session_id),
+                Err(_) => (letter.event_id.clone().unwrap_or_default(), String::new()),
+            };
+            let out = OutEvent { id, session_id, json: letter.payload.clone() };
+            let entry = routed.by_sink.entry(letter.component.clone()).or_default();
+            entry.0.push(out);
+            entry.1.push(index);
+            continue;
+        }
+        let event = match Event::from_json(letter.payload.clone()) {
+            Ok(event) => event,
+            Err(err) => {
+                routed.failures[index].push(again(Stage::Source, &letter.component, format!("replay: still not an event: {err}"), letter.payload.clone()));
+                continue;
+            }
+        };
+        match chain.apply(vec![event]) {
+            Err(halted) => routed.failures[index].push(again(Stage::Plugin, "chain", format!("replay: {}", halted.error), letter.payload.clone())),
+            Ok(ChainOutput { deliveries, dead, .. }) => {
+                for letter in dead {
+                    routed.failures[index].push(again(letter.stage, &letter.component, letter.reason, letter.payload));
+                }
+                for (sink, events) in deliveries {
+                    let entry = routed.by_sink.entry(sink).or_default();
+                    entry.1.extend(std::iter::repeat_n(index, events.len()));
+                    entry.0.extend(events);
+                }
+            }
+        }
+    }
+    (chain, routed)
+}
+
+/// Hands each sink its events and collects, per letter, what failed: a
+/// refusal (with the sink's reason), a sink the config no longer has, or
+/// no acknowledgement before the deadline.
+async fn deliver(
+    letters: &[StoredDeadLetter],
+    routed: Routed,
+    sinks: &BTreeMap<String, Box<dyn Sink>>,
+    shutdown: &Shutdown,
+    timeout: Duration,
+) -> Vec<Replayed> {
+    let Routed { by_sink, mut failures } = routed;
+    let again = |index: usize, sink: &str, reason: String, payload: Vec<u8>| {
+        let letter = &letters[index];
+        DeadLetter {
+            source: letter.source.clone(),
+            position: letter.position.clone(),
+            event_id: letter.event_id.clone(),
+            stage: Stage::Sink,
+            component: sink.to_owned(),
+            reason,
+            payload,
+        }
+    };
+    for (name, (events, owners)) in by_sink {
+        let Some(sink) = sinks.get(&name) else {
+            for (event, &index) in events.into_iter().zip(&owners) {
+                failures[index].push(again(index, &name, format!("replay: the sink `{name}` is not in the config any more"), event.json));
+            }
+            continue;
+        };
+        let retry = Retry::new(Backoff::default(), shutdown.clone());
+        // The sink retries until the deadline fires; an attempt under way
+        // then still gets its own timeout, and this bounds even that.
+        let answer = tokio::time::timeout(timeout + Duration::from_secs(5), sink.deliver(&events, retry)).await;
+        match answer {
+            Ok(Ok(delivery)) => {
+                let mut events: Vec<Option<OutEvent>> = events.into_iter().map(Some).collect();
+                for (at, reason) in delivery.rejected {
+                    if let (Some(event), Some(&index)) = (events.get_mut(at).and_then(Option::take), owners.get(at)) {
+                        failures[index].push(again(index, &name, reason, event.json));
+                    }
+                }
+            }
+            Ok(Err(_)) | Err(_) => {
+                let reason = format!("replay: the sink `{name}` did not acknowledge within {} (see the log for its errors)", humantime::format_duration(timeout));
+                for (event, &index) in events.into_iter().zip(&owners) {
+                    failures[index].push(again(index, &name, reason.clone(), event.json));
+                }
+            }
+        }
+    }
+    letters.iter().zip(failures).map(|(letter, failures)| Replayed { id: letter.id, failures }).collect()
 }

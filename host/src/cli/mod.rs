@@ -7,6 +7,7 @@ mod dead_letters;
 pub mod event_handler_flags;
 pub mod plugin;
 mod start;
+mod status;
 
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
@@ -45,6 +46,20 @@ pub enum Command {
         /// teleport-event-handler's own flags, as `start` takes them.
         #[command(flatten)]
         event_handler: event_handler_flags::EventHandlerFlags,
+        /// Also connect to Teleport and to every sink (TLS with the client
+        /// certificate, one harmless request) and say what works.
+        #[arg(long)]
+        probe: bool,
+    },
+    /// Show each source's cursor, the newest delivered event and the lag,
+    /// recordings in progress, dead letters per stage and the state's size.
+    Status {
+        /// The config file.
+        #[arg(short, long, env = "FERRY_CONFIG", default_value = "ferry.toml")]
+        config: PathBuf,
+        /// One JSON document, for scripts.
+        #[arg(long)]
+        json: bool,
     },
     /// Print the version of ferry and of the plugin contract.
     Version,
@@ -53,15 +68,9 @@ pub enum Command {
     /// Measure throughput: the redact plugin in WebAssembly against the same
     /// code compiled into ferry, through the real pipeline.
     Bench(crate::bench::BenchArgs),
-    /// List the dead letters of a config's state database as JSON Lines.
-    DeadLetters {
-        /// The config file.
-        #[arg(short, long, env = "FERRY_CONFIG", default_value = "ferry.toml")]
-        config: PathBuf,
-        /// Most dead letters to list, oldest first.
-        #[arg(long, default_value_t = 1000)]
-        limit: u32,
-    },
+    /// List, show, replay or purge the dead letters of a config's state
+    /// database (alone: list them as JSON Lines).
+    DeadLetters(dead_letters::DeadLettersArgs),
     /// Write, build, try and examine plugins.
     #[command(subcommand)]
     Plugin(plugin::PluginCommand),
@@ -80,7 +89,7 @@ impl Command {
         if let Command::Start { event_handler, .. } | Command::Check { event_handler, .. } = self {
             std::mem::take(event_handler).install();
         }
-        let (Command::Start { config, .. } | Command::Check { config, .. } | Command::DeadLetters { config, .. }) = self else { return };
+        let (Command::Start { config, .. } | Command::Check { config, .. } | Command::Status { config, .. } | Command::DeadLetters(dead_letters::DeadLettersArgs { config, .. })) = self else { return };
         if config.as_os_str() == "ferry.toml" && std::env::var_os("FERRY_CONFIG").is_none()
             && let Some(path) = std::env::var_os("FDFWD_CONFIG") {
                 *config = PathBuf::from(path);
@@ -100,14 +109,15 @@ impl Command {
     pub async fn run(self) -> anyhow::Result<()> {
         match self {
             Command::Start { config, .. } => start::run(config).await,
-            Command::Check { config, .. } => check::run(config).await,
+            Command::Check { config, probe, .. } => check::run(config, probe).await,
+            Command::Status { config, json } => status::run(config, json).await,
             Command::Version => {
                 println!("ferry {} (plugin contract ferry:plugin@{}, wasmtime 48)", env!("CARGO_PKG_VERSION"), crate::plugin::CONTRACT_VERSION);
                 Ok(())
             }
             Command::Demo(args) => crate::demo::run(args).await,
             Command::Bench(args) => crate::bench::run(args).await,
-            Command::DeadLetters { config, limit } => dead_letters::run(config, limit).await,
+            Command::DeadLetters(args) => args.run().await,
             Command::Plugin(command) => command.run().await,
             Command::State(command) => command.run().await,
         }

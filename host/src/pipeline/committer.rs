@@ -56,7 +56,8 @@ pub async fn run(mut completed: mpsc::Receiver<Completed>, state: State, source:
         }
         let dead: Vec<DeadLetter> = ready.iter_mut().flat_map(|batch| std::mem::take(&mut batch.dead)).collect();
         let Some(last) = ready.last() else { continue };
-        match commit(&state, &source, &last.position, &dead, &mut retry).await {
+        let newest = ready.iter().filter_map(|batch| batch.newest).max().map(|time| humantime::format_rfc3339_nanos(time).to_string());
+        match commit(&state, &source, &last.position, newest.as_deref(), &dead, &mut retry).await {
             Ok(()) => {}
             Err(Ok(Stopped)) => {
                 tracing::warn!(batches = ready.len(), "Shutting down before the cursor could be committed; those batches will be sent again at the next start.");
@@ -76,11 +77,11 @@ pub async fn run(mut completed: mpsc::Receiver<Completed>, state: State, source:
 /// database takes them: events must not count as handled while their dead
 /// letters exist only in memory. Gives up after [`GIVE_UP_AFTER`] of
 /// failures in a row, or when shutdown cuts a wait.
-async fn commit(state: &State, source: &str, position: &str, dead: &[DeadLetter], retry: &mut Retry) -> Result<(), Result<Stopped, CommitFailed>> {
+async fn commit(state: &State, source: &str, position: &str, newest: Option<&str>, dead: &[DeadLetter], retry: &mut Retry) -> Result<(), Result<Stopped, CommitFailed>> {
     retry.reset();
     let started = tokio::time::Instant::now();
     loop {
-        let error = match state.commit(source, position, dead).await {
+        let error = match state.commit(source, position, newest, dead).await {
             Ok(()) => return Ok(()),
             Err(error) => error,
         };
@@ -118,6 +119,7 @@ mod tests {
         let batch = |seq: u64| Completed {
             seq,
             dead: Vec::new(),
+            newest: None,
             position: format!("pos{seq}"),
             permit: slots.clone().try_acquire_owned().expect("slot"),
         };
@@ -134,7 +136,7 @@ mod tests {
     }
 
     fn completed(slots: &Arc<Semaphore>, seq: u64) -> Completed {
-        Completed { seq, dead: Vec::new(), position: format!("pos{seq}"), permit: slots.clone().try_acquire_owned().expect("slot") }
+        Completed { seq, dead: Vec::new(), newest: None, position: format!("pos{seq}"), permit: slots.clone().try_acquire_owned().expect("slot") }
     }
 
     #[tokio::test]

@@ -21,6 +21,8 @@ pub struct Processed {
     pub output: ChainOutput,
     /// Input the source could not read.
     pub invalid: Vec<Invalid>,
+    /// The newest event time in the batch, stored with its cursor.
+    pub newest: Option<std::time::SystemTime>,
 }
 
 /// A batch whose every event is delivered, dropped or about to be
@@ -32,6 +34,8 @@ pub struct Completed {
     pub position: String,
     /// The batch's events that could not be delivered.
     pub dead: Vec<DeadLetter>,
+    /// The newest event time in the batch, stored with its cursor.
+    pub newest: Option<std::time::SystemTime>,
     /// Released once the position is committed.
     #[expect(dead_code, reason = "held, never read: dropping it frees the in-flight slot")]
     pub permit: OwnedSemaphorePermit,
@@ -67,7 +71,7 @@ pub async fn run(
     context: RouterContext,
 ) {
     while let Some(batch) = processed.recv().await {
-        let Processed { seq, position, permit, output, invalid } = batch;
+        let Processed { seq, position, permit, output, invalid, newest } = batch;
         let mut answers = Vec::with_capacity(output.deliveries.len());
         for (sink, events) in output.deliveries {
             let Some(jobs) = sinks.get(&sink) else { unreachable!("the chain routes only to configured sinks") };
@@ -87,7 +91,7 @@ pub async fn run(
             reason: bad.reason,
             payload: bad.raw,
         }));
-        let done = Completed { seq, position, permit, dead };
+        let done = Completed { seq, position, permit, dead, newest };
         if context.commit_before_ack {
             // Test-only (see `RouterContext`): the sinks still deliver, but
             // nobody waits for them before the position is committed.
@@ -139,7 +143,7 @@ mod tests {
         let event = OutEvent { id: format!("e{seq}"), session_id: String::new(), json: b"{}".to_vec() };
         let mut output = ChainOutput::default();
         output.deliveries.insert("s".into(), vec![event]);
-        Processed { seq, position: seq.to_string(), permit, output, invalid: Vec::new() }
+        Processed { seq, position: seq.to_string(), permit, output, invalid: Vec::new(), newest: None }
     }
 
     /// A halting plugin stops ferry after the batches before it were

@@ -150,6 +150,7 @@ impl Pipeline {
                 }
                 let count = batch.events.len() + batch.invalid.len();
                 chain_metrics.add("ferry_events_received_total", &[], count as u64);
+                let newest = batch.events.iter().filter_map(|event| crate::units::parse_time(&event.time).ok()).max();
                 let output = chain.apply_routed(batch.events, batch.sinks).inspect_err(|_| halt.fire())?;
                 let processed = router::Processed {
                     seq: batch.seq,
@@ -157,6 +158,7 @@ impl Pipeline {
                     permit: batch.permit,
                     output,
                     invalid: batch.invalid,
+                    newest,
                 };
                 if processed_tx.blocking_send(processed).is_err() {
                     break;

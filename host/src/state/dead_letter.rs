@@ -68,3 +68,57 @@ pub struct StoredDeadLetter {
 fn as_text<S: serde::Serializer>(bytes: &[u8], serializer: S) -> Result<S::Ok, S::Error> {
     serializer.serialize_str(&String::from_utf8_lossy(bytes))
 }
+
+/// A source's cursor as stored, for `ferry status`.
+#[derive(Debug, Clone, Serialize)]
+pub struct StoredCursor {
+    /// The source's name (`file:PATH`, `teleport`).
+    pub source: String,
+    /// The source's own cursor text.
+    pub position: String,
+    /// When it was last committed (UTC, RFC 3339).
+    pub updated_at: String,
+    /// The newest event time of the batches committed (UTC, RFC 3339), if
+    /// any had one.
+    pub newest_event_time: Option<String>,
+}
+
+/// Which dead letters a command is about: every condition given must hold.
+#[derive(Debug, Clone, Default)]
+pub struct Filter {
+    /// Only this stage (`source`, `plugin`, `sink`).
+    pub stage: Option<String>,
+    /// Only this plugin, sink or source.
+    pub component: Option<String>,
+    /// Only these row ids (none: any).
+    pub ids: Vec<i64>,
+    /// At most this many, oldest first.
+    pub limit: Option<u32>,
+}
+
+impl Filter {
+    /// Whether it names nothing in particular (every dead letter).
+    pub fn is_everything(&self) -> bool {
+        self.stage.is_none() && self.component.is_none() && self.ids.is_empty() && self.limit.is_none()
+    }
+
+    pub(super) fn push_where(&self, query: &mut sqlx::QueryBuilder<sqlx::Sqlite>) {
+        let mut word = " WHERE ";
+        if let Some(stage) = &self.stage {
+            query.push(word).push("stage = ").push_bind(stage.clone());
+            word = " AND ";
+        }
+        if let Some(component) = &self.component {
+            query.push(word).push("component = ").push_bind(component.clone());
+            word = " AND ";
+        }
+        if !self.ids.is_empty() {
+            query.push(word).push("id IN (");
+            let mut ids = query.separated(", ");
+            for id in &self.ids {
+                ids.push_bind(*id);
+            }
+            query.push(")");
+        }
+    }
+}

@@ -14,6 +14,6 @@ mod dead_letter;
 pub mod marker;
 mod store;
 
-pub use dead_letter::{DeadLetter, Stage, StoredDeadLetter};
+pub use dead_letter::{DeadLetter, Filter, Stage, StoredCursor, StoredDeadLetter};
 pub use marker::StateCommand;
 pub use store::{State, StateError};

@@ -1,4 +1,4 @@
-use super::{DeadLetter, StoredDeadLetter};
+use super::{DeadLetter, Filter, StoredCursor, StoredDeadLetter};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{Row, SqlitePool};
 use std::path::{Path, PathBuf};
@@ -120,6 +120,7 @@ impl State {
         sqlx::query(UPSERT_CURSOR)
         .bind(source)
         .bind(position)
+        .bind(None::<&str>)
         .execute(&self.pool)
         .await
         .map_err(|err| self.error(err))?;
@@ -128,13 +129,16 @@ impl State {
 
     /// Records that `source` has got to `position` and stores the dead
     /// letters of everything before it, in one transaction: a crash leaves
-    /// both or neither, so a dead letter is never stored twice.
-    pub async fn commit(&self, source: &str, position: &str, letters: &[DeadLetter]) -> Result<(), StateError> {
+    /// both or neither, so a dead letter is never stored twice. `newest` is
+    /// the newest event time of the batches committed (RFC 3339 with
+    /// nanoseconds, UTC); the stored one only moves forward, and with the
+    /// cursor, so it never claims an event that is not yet acknowledged.
+    pub async fn commit(&self, source: &str, position: &str, newest: Option<&str>, letters: &[DeadLetter]) -> Result<(), StateError> {
         let mut tx = self.pool.begin().await.map_err(|err| self.error(err))?;
         for letter in letters {
             insert_dead_letter(&mut tx, letter).await.map_err(|err| self.error(err))?;
         }
-        sqlx::query(UPSERT_CURSOR).bind(source).bind(position).execute(&mut *tx).await.map_err(|err| self.error(err))?;
+        sqlx::query(UPSERT_CURSOR).bind(source).bind(position).bind(newest).execute(&mut *tx).await.map_err(|err| self.error(err))?;
         tx.commit().await.map_err(|err| self.error(err))
     }
 
@@ -172,14 +176,108 @@ impl State {
         Ok(u64::try_from(count).unwrap_or(0))
     }
 
+    /// Every source's cursor, by source name.
+    pub async fn cursors(&self) -> Result<Vec<StoredCursor>, StateError> {
+        let rows = sqlx::query("SELECT source, position, updated_at, newest_event_time FROM cursors ORDER BY source")
+            .fetch_all(&self.pool)
+            .await
+            .map_err(|err| self.error(err))?;
+        rows.iter()
+            .map(|row| -> Result<StoredCursor, sqlx::Error> {
+                Ok(StoredCursor {
+                    source: row.try_get("source")?,
+                    position: row.try_get("position")?,
+                    updated_at: row.try_get("updated_at")?,
+                    newest_event_time: row.try_get("newest_event_time")?,
+                })
+            })
+            .collect::<Result<_, _>>()
+            .map_err(|err| self.error(err))
+    }
+
+    /// How many dead letters each stage and component holds:
+    /// `(stage, component, count)`, by stage then component.
+    pub async fn dead_letter_counts(&self) -> Result<Vec<(String, String, u64)>, StateError> {
+        let rows: Vec<(String, String, i64)> = sqlx::query_as("SELECT stage, component, COUNT(*) FROM dead_letters GROUP BY stage, component ORDER BY stage, component")
+            .fetch_all(&self.pool)
+            .await
+            .map_err(|err| self.error(err))?;
+        Ok(rows.into_iter().map(|(stage, component, count)| (stage, component, u64::try_from(count).unwrap_or(0))).collect())
+    }
+
+    /// The dead letters `filter` names, oldest first.
+    pub async fn find_dead_letters(&self, filter: &Filter) -> Result<Vec<StoredDeadLetter>, StateError> {
+        let mut query = sqlx::QueryBuilder::<sqlx::Sqlite>::new("SELECT id, created_at, source, position, event_id, stage, component, reason, payload FROM dead_letters");
+        filter.push_where(&mut query);
+        query.push(" ORDER BY id");
+        if let Some(limit) = filter.limit {
+            query.push(" LIMIT ").push_bind(limit);
+        }
+        let rows = query.build().fetch_all(&self.pool).await.map_err(|err| self.error(err))?;
+        rows.iter().map(|row| StoredDeadLetter::from_row(row).map_err(|err| self.error(err))).collect()
+    }
+
+    /// Deletes the dead letters `filter` names (its limit the oldest so
+    /// many); how many were deleted.
+    pub async fn purge_dead_letters(&self, filter: &Filter) -> Result<u64, StateError> {
+        let mut query = sqlx::QueryBuilder::<sqlx::Sqlite>::new("DELETE FROM dead_letters WHERE id IN (SELECT id FROM dead_letters");
+        filter.push_where(&mut query);
+        query.push(" ORDER BY id");
+        if let Some(limit) = filter.limit {
+            query.push(" LIMIT ").push_bind(limit);
+        }
+        query.push(")");
+        let done = query.build().execute(&self.pool).await.map_err(|err| self.error(err))?;
+        Ok(done.rows_affected())
+    }
+
+    /// Records what a replay made of dead letters, in one transaction: a
+    /// letter with no failures was delivered (or dropped by today's chain)
+    /// and is deleted; one with failures keeps its row, which takes the
+    /// first failure (stage, component, reason, payload), and each further
+    /// failure (a second sink of a fan-out) gets a row of its own.
+    pub async fn settle_replayed(&self, outcomes: &[(i64, Vec<DeadLetter>)]) -> Result<(), StateError> {
+        let mut tx = self.pool.begin().await.map_err(|err| self.error(err))?;
+        for (id, failures) in outcomes {
+            let result = match failures.split_first() {
+                None => sqlx::query("DELETE FROM dead_letters WHERE id = ?").bind(id).execute(&mut *tx).await.map(drop),
+                Some((first, rest)) => {
+                    let updated = sqlx::query(
+                        "UPDATE dead_letters SET stage = ?, component = ?, reason = ?, payload = ?, event_id = COALESCE(?, event_id),
+                             created_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now') WHERE id = ?",
+                    )
+                    .bind(first.stage.as_str())
+                    .bind(&first.component)
+                    .bind(&first.reason)
+                    .bind(&first.payload)
+                    .bind(&first.event_id)
+                    .bind(id)
+                    .execute(&mut *tx)
+                    .await
+                    .map(drop);
+                    let mut inserted = Ok(());
+                    for letter in rest {
+                        inserted = inserted.and(insert_dead_letter(&mut tx, letter).await);
+                    }
+                    updated.and(inserted)
+                }
+            };
+            result.map_err(|err| self.error(err))?;
+        }
+        tx.commit().await.map_err(|err| self.error(err))
+    }
+
     /// Closes the pool, waiting for writes in progress.
     pub async fn close(&self) {
         self.pool.close().await;
     }
 }
 
-const UPSERT_CURSOR: &str = "INSERT INTO cursors (source, position) VALUES (?, ?)
+const UPSERT_CURSOR: &str = "INSERT INTO cursors (source, position, newest_event_time) VALUES (?, ?, ?)
      ON CONFLICT (source) DO UPDATE SET position = excluded.position,
+         newest_event_time = CASE
+             WHEN cursors.newest_event_time IS NULL OR excluded.newest_event_time > cursors.newest_event_time THEN excluded.newest_event_time
+             ELSE cursors.newest_event_time END,
          updated_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now')";
 
 async fn insert_dead_letter(tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>, letter: &DeadLetter) -> Result<(), sqlx::Error> {
@@ -253,6 +351,40 @@ mod tests {
         assert_eq!(stored[0].component, "redact");
         assert_eq!(stored[0].payload, b"{\"uid\":\"u-1\"}");
         assert_eq!(state.dead_letter_count().await.expect("count"), 2);
+    }
+
+    #[tokio::test]
+    async fn a_replay_deletes_what_was_delivered_and_keeps_every_failure() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let state = State::open(&dir.path().join("ferry.db")).await.expect("open");
+        let letter = |component: &str, payload: &[u8]| DeadLetter {
+            source: "file:a".into(),
+            position: Some("3".into()),
+            event_id: Some("u-1".into()),
+            stage: Stage::Plugin,
+            component: component.into(),
+            reason: "trapped".into(),
+            payload: payload.to_vec(),
+        };
+        state.add_dead_letters(&[letter("redact", b"{}"), letter("redact", b"{}"), letter("redact", b"{}")]).await.expect("write");
+        let ids: Vec<i64> = state.dead_letters(10).await.expect("read").iter().map(|l| l.id).collect();
+        let refused = |sink: &str| DeadLetter { stage: Stage::Sink, reason: format!("400 from {sink}"), ..letter(sink, b"{\"new\":1}") };
+        // The first was delivered; the second refused by one sink; the third by both sinks of a fan-out.
+        let outcomes = [(ids[0], vec![]), (ids[1], vec![refused("a")]), (ids[2], vec![refused("a"), refused("b")])];
+        state.settle_replayed(&outcomes).await.expect("settle");
+        let left = state.dead_letters(10).await.expect("read");
+        let seen: Vec<(i64, &str, &str, &[u8])> = left.iter().map(|l| (l.id, l.stage.as_str(), l.component.as_str(), l.payload.as_slice())).collect();
+        assert_eq!(seen[0], (ids[1], "sink", "a", &b"{\"new\":1}"[..]));
+        assert_eq!(seen[1], (ids[2], "sink", "a", &b"{\"new\":1}"[..]));
+        assert_eq!((seen[2].1, seen[2].2), ("sink", "b"), "the second sink's refusal gets a row of its own");
+        assert_eq!(left.len(), 3);
+
+        let purged = state.purge_dead_letters(&Filter { component: Some("b".into()), ..Filter::default() }).await.expect("purge");
+        assert_eq!(purged, 1);
+        let purged = state.purge_dead_letters(&Filter { ids: vec![ids[1]], ..Filter::default() }).await.expect("purge");
+        assert_eq!(purged, 1);
+        let left: Vec<i64> = state.find_dead_letters(&Filter::default()).await.expect("read").iter().map(|l| l.id).collect();
+        assert_eq!(left, [ids[2]]);
     }
 
     #[tokio::test]

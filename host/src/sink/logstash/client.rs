@@ -139,10 +139,10 @@ impl HttpSink {
     }
 
     /// Checks that the receiver can be reached and takes our TLS: POSTs an
-    /// empty JSON body, which Logstash acknowledges without creating an
-    /// event. The error names the URL and says what failed.
+    /// empty JSON array, which Logstash's json codec decodes as zero events
+    /// (as Fluentd's in_http does). The error names the URL and says what failed.
     pub async fn probe(&self) -> Result<(), String> {
-        match self.send_once(&self.url, Bytes::new(), "application/json", None).await {
+        match self.send_once(&self.url, Bytes::from_static(b"[]"), "application/json", None).await {
             Attempt::Acknowledged => Ok(()),
             Attempt::Retry { reason, .. } | Attempt::Refused { reason } => Err(format!("{}: {reason}", self.url)),
             Attempt::TooLarge => Err(format!("{}: HTTP 413 for an empty body", self.url)),

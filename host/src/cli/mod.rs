@@ -3,6 +3,7 @@
 //! dispatches here.
 
 mod check;
+pub mod configure;
 mod dead_letters;
 pub mod plugin;
 mod start;
@@ -39,6 +40,9 @@ pub enum Command {
         #[arg(short, long, env = "FERRY_CONFIG", default_value = "ferry.toml")]
         config: PathBuf,
     },
+    /// Write certificates, the Teleport role, ferry.toml, a Logstash pipeline,
+    /// fluent.conf and the systemd unit for a new installation.
+    Configure(configure::ConfigureArgs),
     /// Print the version of ferry and of the plugin contract.
     Version,
     /// Run the whole job on built-in sample events, with no set-up.
@@ -89,6 +93,7 @@ impl Command {
         match self {
             Command::Start { config } => start::run(config).await,
             Command::Check { config } => check::run(config).await,
+            Command::Configure(args) => configure::run(args),
             Command::Version => {
                 println!("ferry {} (plugin contract ferry:plugin@{}, wasmtime 48)", env!("CARGO_PKG_VERSION"), crate::plugin::CONTRACT_VERSION);
                 Ok(())

@@ -213,6 +213,9 @@ fn bad_values_and_an_unwritable_folder_are_one_line_naming_what() {
         assert_eq!(err.to_string().lines().count(), 1, "{err}");
         assert!(err.to_string().starts_with(&format!("cannot write {}", locked.join("ca.crt").display())), "{err}");
     }
+    // A folder nobody can make, root included.
+    let err = run(Path::new("/proc/ferry-configure"), &["--key-type", "ecdsa"]).expect_err("refused");
+    assert!(err.to_string().starts_with("cannot use the folder /proc/ferry-configure: ") && !err.to_string().contains('\n'), "{err}");
     let file = dir.path().join("a-file");
     std::fs::write(&file, b"").expect("write");
     let err = run(&file, &["--key-type", "ecdsa"]).expect_err("refused");

@@ -8,6 +8,7 @@ mod util;
 
 mod bench;
 mod check;
+mod configure;
 mod crash_restart;
 mod example_chain;
 mod hostile;

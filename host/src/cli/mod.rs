@@ -3,6 +3,7 @@
 //! dispatches here.
 
 mod check;
+pub mod configure;
 mod dead_letters;
 pub mod event_handler_flags;
 pub mod plugin;
@@ -61,6 +62,9 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Write certificates, the Teleport role, ferry.toml, a Logstash pipeline,
+    /// fluent.conf and the systemd unit for a new installation.
+    Configure(configure::ConfigureArgs),
     /// Print the version of ferry and of the plugin contract.
     Version,
     /// Run the whole job on built-in sample events, with no set-up.
@@ -111,6 +115,7 @@ impl Command {
             Command::Start { config, .. } => start::run(config).await,
             Command::Check { config, probe, .. } => check::run(config, probe).await,
             Command::Status { config, json } => status::run(config, json).await,
+            Command::Configure(args) => configure::run(args),
             Command::Version => {
                 println!("ferry {} (plugin contract ferry:plugin@{}, wasmtime 48)", env!("CARGO_PKG_VERSION"), crate::plugin::CONTRACT_VERSION);
                 Ok(())

@@ -1,0 +1,134 @@
+//! What `ferry configure` writes and prints: the files in the order they
+//! are written, the refusal to overwrite (checked for every file before any
+//! is written), and the steps left to the operator.
+
+use super::args::Options;
+use super::pki::{self, Material};
+use super::{render, ConfigureArgs, ConfigureError};
+use std::path::{Path, PathBuf};
+
+/// Every file `ferry configure` writes, in the order it writes them.
+pub const FILES: [&str; 16] = [
+    "ca.crt",
+    "ca.key",
+    "server.crt",
+    "server.key",
+    "server.encrypted.key",
+    "server.key.passphrase",
+    "client.crt",
+    "client.key",
+    "teleport-event-handler-role.yaml",
+    "teleport-event-handler-impersonator.yaml",
+    "ferry.toml",
+    "logstash-ferry.conf",
+    "logstash-pipelines.yml",
+    "elasticsearch-index-template.json",
+    "fluent.conf",
+    "ferry.service",
+];
+
+/// Carries out `ferry configure`.
+pub fn run(args: ConfigureArgs) -> anyhow::Result<()> {
+    let options = args.check()?;
+    let written = configure(&options)?;
+    print!("{}", summary(&options, &written));
+    Ok(())
+}
+
+/// Checks, generates and writes; returns the folder written to (absolute).
+pub(super) fn configure(options: &Options) -> Result<PathBuf, ConfigureError> {
+    let dir = folder(&options.out)?;
+    let quoted = render::quoted_folder(&dir)?;
+    if !options.force
+        && let Some(existing) = FILES.iter().map(|name| dir.join(name)).find(|path| path.symlink_metadata().is_ok()) {
+            return Err(ConfigureError::Exists { path: existing });
+        }
+    let material = pki::generate(&pki::Request {
+        key_type: options.key_type,
+        length: options.length,
+        ttl: options.ttl,
+        dns_names: &options.dns_names,
+        ips: &options.ips,
+    })?;
+    for (name, text) in FILES.iter().zip(contents(options, &material, &quoted)) {
+        let path = dir.join(name);
+        // Everything 0600, certificates too: the folder is the operator's
+        // working copy, and whoever installs the files sets their owners.
+        crate::tls::write_private(&path, text.as_bytes()).map_err(|source| ConfigureError::Write { path, source })?;
+    }
+    Ok(dir)
+}
+
+/// The contents of [`FILES`], in the same order.
+fn contents(options: &Options, material: &Material, dir: &str) -> [String; 16] {
+    [
+        material.ca_cert.clone(),
+        material.ca_key.clone(),
+        material.server_cert.clone(),
+        material.server_key.clone(),
+        material.server_key_encrypted.clone(),
+        format!("{}\n", material.passphrase),
+        material.client_cert.clone(),
+        material.client_key.clone(),
+        render::role(options.lock),
+        render::impersonator(),
+        render::ferry_toml(&options.addr, &options.dns_names[0], options.lock),
+        render::logstash_pipeline(dir),
+        render::logstash_pipelines_yml(dir),
+        render::index_template(),
+        render::fluent_conf(dir),
+        render::systemd_unit(),
+    ]
+}
+
+/// The output folder, made when missing, as an absolute path (the Logstash
+/// and Fluentd configs name files in it).
+fn folder(out: &Path) -> Result<PathBuf, ConfigureError> {
+    let error = |source| ConfigureError::Folder { path: out.to_owned(), source };
+    std::fs::create_dir_all(out).map_err(error)?;
+    let dir = out.canonicalize().map_err(error)?;
+    if !dir.is_dir() {
+        return Err(error(std::io::Error::other("not a folder")));
+    }
+    Ok(dir)
+}
+
+/// What was written and what is left to do, as the event handler prints it.
+fn summary(options: &Options, dir: &Path) -> String {
+    let d = dir.display();
+    let key = match options.key_type {
+        super::KeyType::Rsa => format!("RSA {} bits", options.length),
+        super::KeyType::Ecdsa => "ECDSA P-256".to_owned(),
+    };
+    let days = options.ttl.as_secs() / 86_400;
+    format!(
+        "ferry configure: wrote {count} files to {d}
+
+[1] mTLS certificates ({key}, valid {days} days): ca.crt, ca.key (keep it offline: it signs clients Logstash trusts),
+    server.crt, server.key (PKCS#8, for Logstash), server.encrypted.key and server.key.passphrase (for Fluentd),
+    client.crt, client.key (ferry's)
+[2] Teleport role and user: teleport-event-handler-role.yaml{lock}; impersonator role: teleport-event-handler-impersonator.yaml
+[3] ferry config: ferry.toml (Teleport at {addr}, Logstash at https://{host}:9601/)
+[4] Logstash: logstash-ferry.conf, its pipelines.yml entry logstash-pipelines.yml, elasticsearch-index-template.json
+[5] Fluentd: fluent.conf
+[6] systemd unit: ferry.service
+
+Next steps:
+  1. Create the role, the user and the impersonator role in Teleport:
+       tctl create -f {d}/teleport-event-handler-role.yaml
+       tctl create -f {d}/teleport-event-handler-impersonator.yaml
+  2. Add teleport-event-handler-impersonator to your Teleport user's roles (tctl edit users/YOUR-USER), log in again
+     (tsh login), and sign ferry's identity (or let Machine ID write and renew it, with refresh.enabled in ferry.toml):
+       tctl auth sign --user=teleport-event-handler --out={d}/identity --ttl=10h
+  3. Check the config, which now finds everything it names:
+       ferry check --config {d}/ferry.toml
+  4. Give Logstash the pipeline (add logstash-pipelines.yml to /etc/logstash/pipelines.yml) and restart it.
+  5. Install ferry as a service: copy the folder's ferry.toml, ca.crt, client.crt, client.key and identity to
+     /etc/ferry, ferry.service to /etc/systemd/system, then: systemctl daemon-reload && systemctl enable --now ferry
+",
+        count = FILES.len(),
+        lock = if options.lock { " (with the lock rule)" } else { "" },
+        addr = options.addr,
+        host = options.dns_names[0],
+    )
+}

@@ -12,6 +12,7 @@ mod crash_restart;
 mod example_chain;
 mod hostile;
 mod limits;
+mod observe;
 mod malformed;
 mod plugin_authoring;
 mod plugin_tool;

@@ -18,6 +18,10 @@ pub struct Cli {
     /// Log debug detail.
     #[arg(short, long, global = true)]
     pub debug: bool,
+    /// How log lines look on stderr: `text` for people, `json` (one object
+    /// a line) for journald and ELK. Default `text`, or `log-format` in the config.
+    #[arg(long, global = true, value_enum, env = "FERRY_LOG_FORMAT")]
+    pub log_format: Option<crate::observe::LogFormat>,
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
@@ -32,6 +36,13 @@ pub enum Command {
         /// The config file.
         #[arg(short, long, env = "FERRY_CONFIG", default_value = "ferry.toml")]
         config: PathBuf,
+        /// Serve /metrics, /healthz and /readyz on this HOST:PORT (over
+        /// `http-addr` in the config).
+        #[arg(long, env = "FERRY_HTTP_ADDR")]
+        http_addr: Option<String>,
+        /// How often to log progress when stderr is not a terminal; 0 for never.
+        #[arg(long, default_value = "60s", value_parser = crate::units::parse_duration)]
+        progress_every: std::time::Duration,
     },
     /// Check a config and load its plugins without forwarding anything.
     Check {
@@ -68,7 +79,7 @@ impl Command {
     /// ferry does too when neither `--config` nor `FERRY_CONFIG` says
     /// otherwise.
     pub fn adopt_event_handler_config_variable(&mut self) {
-        let (Command::Start { config } | Command::Check { config } | Command::DeadLetters { config, .. }) = self else { return };
+        let (Command::Start { config, .. } | Command::Check { config } | Command::DeadLetters { config, .. }) = self else { return };
         if config.as_os_str() == "ferry.toml" && std::env::var_os("FERRY_CONFIG").is_none()
             && let Some(path) = std::env::var_os("FDFWD_CONFIG") {
                 *config = PathBuf::from(path);
@@ -80,14 +91,20 @@ impl Command {
     /// load is reported later, once logging is up.
     pub fn config_asks_for_debug(&self) -> bool {
         let env_debug = std::env::var("FDFWD_DEBUG").is_ok_and(|value| matches!(value.trim(), "1" | "true" | "yes" | "on"));
-        let (Command::Start { config } | Command::Check { config }) = self else { return env_debug };
+        let (Command::Start { config, .. } | Command::Check { config }) = self else { return env_debug };
         env_debug || crate::config::FerryConfig::load(config).is_ok_and(|loaded| loaded.debug)
+    }
+
+    /// `log-format` in the config of `start` or `check`, when it loads and says.
+    pub fn config_log_format(&self) -> Option<crate::observe::LogFormat> {
+        let (Command::Start { config, .. } | Command::Check { config }) = self else { return None };
+        crate::config::FerryConfig::load(config).ok().and_then(|loaded| loaded.log_format)
     }
 
     /// Carries out the command.
     pub async fn run(self) -> anyhow::Result<()> {
         match self {
-            Command::Start { config } => start::run(config).await,
+            Command::Start { config, http_addr, progress_every } => start::run(config, http_addr, progress_every).await,
             Command::Check { config } => check::run(config).await,
             Command::Version => {
                 println!("ferry {} (plugin contract ferry:plugin@{}, wasmtime 48)", env!("CARGO_PKG_VERSION"), crate::plugin::CONTRACT_VERSION);

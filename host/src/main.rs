@@ -29,7 +29,7 @@ fn main() -> ExitCode {
             // A JSON log stays JSON to its last line.
             match format {
                 LogFormat::Text => eprintln!("ferry: error: {}", one_line(&err)),
-                LogFormat::Json => tracing::error!(error = %one_line(&err), "ferry stopped with an error."),
+                LogFormat::Json => tracing::error!(error = %one_line(&err), "Stopped with an error."),
             }
             ExitCode::FAILURE
         }

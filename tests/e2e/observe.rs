@@ -104,7 +104,6 @@ fn metrics_count_what_logstash_received_dropped_and_dead_lettered() {
     assert!(value(&metrics, "ferry_plugin_call_seconds_count{plugin=\"filter\"}") >= 1, "{metrics}");
     assert!(metrics.contains("\nferry_lag_seconds "), "{metrics}");
     assert_eq!(value(&metrics, "ferry_newest_delivered_event_timestamp_seconds"), 1_796_032_800, "{metrics}");
-    assert_eq!(sandbox.dead_letters().len(), 1, "{}", report());
 
     let (status, content_type, _) = get(&addr, "/metrics").expect("an answer");
     assert_eq!((status, content_type.as_str()), (200, "application/openmetrics-text; version=1.0.0; charset=utf-8"));

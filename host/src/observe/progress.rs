@@ -134,7 +134,7 @@ pub async fn run(metrics: Arc<Metrics>, terminal: bool, every: Duration, mut shu
                 sent = totals.sent,
                 dropped = totals.dropped,
                 dead_lettered = totals.dead_lettered,
-                rate = format!("{:.0}/s", rate(before.0, totals, after.1 - before.1)),
+                rate = %format!("{:.0}/s", rate(before.0, totals, after.1 - before.1)),
                 lag = %lag_text(metrics.lag()),
                 "Progress."
             );

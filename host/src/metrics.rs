@@ -131,7 +131,7 @@ impl Metrics {
         let name = "ferry_plugin_counter_total";
         let series = labels(&[("plugin", plugin), ("name", counter)]);
         let Some(counted) = self.counters.get(name) else { return };
-        if !counted.family.contains(&series) {
+        if counted.family.get(&series).is_none() {
             let mut names = self.plugin_counter_names.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
             let known = names.entry(plugin.to_owned()).or_insert(0);
             if *known >= MAX_PLUGIN_COUNTERS {

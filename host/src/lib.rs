@@ -16,6 +16,7 @@ pub mod demo;
 pub mod error;
 pub mod event;
 pub mod metrics;
+pub mod observe;
 pub mod pipeline;
 pub mod plugin;
 pub mod reload;

@@ -13,6 +13,7 @@ mod crash_restart;
 mod example_chain;
 mod hostile;
 mod limits;
+mod observe;
 mod malformed;
 mod ops;
 mod plugin_authoring;

@@ -21,6 +21,10 @@ pub struct Cli {
     /// Log debug detail.
     #[arg(short, long, global = true)]
     pub debug: bool,
+    /// How log lines look on stderr: `text` for people, `json` (one object
+    /// a line) for journald and ELK. Default `text`, or `log-format` in the config.
+    #[arg(long, global = true, value_enum, env = "FERRY_LOG_FORMAT")]
+    pub log_format: Option<crate::observe::LogFormat>,
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
@@ -38,6 +42,13 @@ pub enum Command {
         /// teleport-event-handler's own flags, for a drop-in start.
         #[command(flatten)]
         event_handler: event_handler_flags::EventHandlerFlags,
+        /// Serve /metrics, /healthz and /readyz on this HOST:PORT (over
+        /// `http-addr` in the config).
+        #[arg(long, env = "FERRY_HTTP_ADDR")]
+        http_addr: Option<String>,
+        /// How often to log progress when stderr is not a terminal; 0 for never.
+        #[arg(long, default_value = "60s", value_parser = crate::units::parse_duration)]
+        progress_every: std::time::Duration,
     },
     /// Check a config and load its plugins without forwarding anything.
     Check {
@@ -109,10 +120,16 @@ impl Command {
         env_debug || crate::config::FerryConfig::load(config).is_ok_and(|loaded| loaded.debug)
     }
 
+    /// `log-format` in the config of `start` or `check`, when it loads and says.
+    pub fn config_log_format(&self) -> Option<crate::observe::LogFormat> {
+        let (Command::Start { config, .. } | Command::Check { config, .. }) = self else { return None };
+        crate::config::FerryConfig::load(config).ok().and_then(|loaded| loaded.log_format)
+    }
+
     /// Carries out the command.
     pub async fn run(self) -> anyhow::Result<()> {
         match self {
-            Command::Start { config, .. } => start::run(config).await,
+            Command::Start { config, http_addr, progress_every, .. } => start::run(config, http_addr, progress_every).await,
             Command::Check { config, probe, .. } => check::run(config, probe).await,
             Command::Status { config, json } => status::run(config, json).await,
             Command::Configure(args) => configure::run(args),

@@ -4,20 +4,44 @@ use crate::config::FerryConfig;
 use crate::metrics::Metrics;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 /// Runs the pipeline of the config at `path`, reloading plugins on change
 /// or SIGHUP, until SIGINT/SIGTERM or the end of a non-following source.
-pub async fn run(path: PathBuf) -> anyhow::Result<()> {
+/// Serves `/metrics`, `/healthz` and `/readyz` on `http_addr` (or the
+/// config's `http-addr`) and shows progress (every `progress_every` in the
+/// log when stderr is not a terminal).
+pub async fn run(path: PathBuf, http_addr: Option<String>, progress_every: Duration) -> anyhow::Result<()> {
     let hangups = crate::reload::hangups();
     let config = FerryConfig::load(&path)?;
     let metrics = Arc::new(Metrics::default());
-    let (mut pipeline, runtime, plugins) = crate::app::build_pipeline(&config, metrics.clone()).await?;
+    let health = crate::observe::health();
+    // The endpoint listens before the plugins compile, so that a liveness
+    // probe sees ferry alive (and not ready) during a slow start, and a
+    // taken port fails at once.
+    let http = match (http_addr, &config.http_addr) {
+        (Some(addr), _) => Some(crate::observe::http::bind(&addr, "--http-addr").await?),
+        (None, Some(addr)) => Some(crate::observe::http::bind(addr, &format!("http-addr in {}", path.display())).await?),
+        (None, None) => None,
+    };
     let (trigger, shutdown) = crate::shutdown::channel();
+    if let Some(listener) = http {
+        tokio::spawn(crate::observe::http::serve(listener, metrics.clone(), health, shutdown.clone()));
+    }
+    let (mut pipeline, runtime, plugins) = crate::app::build_pipeline(&config, metrics.clone()).await?;
     crate::shutdown::fire_on_signals(trigger.clone());
     crate::shutdown::fire_on_panic(trigger);
-    let reloader = crate::reload::Reloader::new(path, config, runtime, plugins, pipeline.chain.swap_handle(), metrics);
+    let reloader = crate::reload::Reloader::new(path, config, runtime, plugins, pipeline.chain.swap_handle(), metrics.clone());
     tokio::spawn(reloader.run(shutdown.clone(), hangups));
-    let summary = pipeline.run(shutdown).await?;
+    let terminal = crate::observe::progress::on_terminal();
+    let (progress_stop, progress_shutdown) = crate::shutdown::channel();
+    let progress = tokio::spawn(crate::observe::progress::run(metrics, terminal, progress_every, progress_shutdown));
+    health.set_running(true);
+    let summary = pipeline.run(shutdown).await;
+    health.set_running(false);
+    progress_stop.fire();
+    let _ = progress.await;
+    let summary = summary?;
     // A panic anywhere (a sink's delivery, a reload) stopped the pipeline
     // through the hook; it must not look like a clean stop.
     anyhow::ensure!(!crate::shutdown::panicked(), "a part of ferry panicked (see the log above); exiting with a failure so that the service manager restarts ferry");

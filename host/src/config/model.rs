@@ -76,6 +76,13 @@ pub struct FerryConfig {
     #[serde(default)]
     pub debug: bool,
 
+    /// `HOST:PORT` where `ferry start` serves `/metrics`, `/healthz` and
+    /// `/readyz`; `--http-addr` wins. Default none: no endpoint.
+    pub http_addr: Option<String>,
+
+    /// How log lines look: `text` (default) or `json`; `--log-format` wins.
+    pub log_format: Option<crate::observe::LogFormat>,
+
     /// Whether the source came from `[teleport]` (errors then name its keys).
     #[serde(skip)]
     pub legacy_teleport: bool,

@@ -127,7 +127,10 @@ impl Chain {
             }
             let transform = &mut self.transforms[index];
             let name = transform.name().to_owned();
-            let results = match transform.process(&events) {
+            let (events_in, called) = (events.len(), std::time::Instant::now());
+            let processed = transform.process(&events);
+            self.metrics.observe_plugin_call(&name, called.elapsed());
+            let results = match processed {
                 Ok(outcomes) => outcomes.into_iter().map(Ok).collect(),
                 Err(error) => {
                     let policy = transform.on_error();
@@ -147,6 +150,7 @@ impl Chain {
                 }
             };
             (events, flights) = self.settle(&name, events, flights, results, &mut output);
+            self.metrics.plugin_events(&name, events_in, events.len());
         }
         for (event, flight) in events.into_iter().zip(flights) {
             self.deliver(event, flight, &mut output);
@@ -201,7 +205,7 @@ impl Chain {
             }
         }
         if dropped > 0 {
-            self.metrics.add("ferry_events_dropped_total", &[("plugin", plugin)], dropped);
+            self.metrics.add("ferry_plugin_events_dropped_total", &[("plugin", plugin)], dropped);
             output.dropped += dropped;
         }
         (kept_events, kept_flights)

@@ -67,6 +67,7 @@ pub async fn run(mut completed: mpsc::Receiver<Completed>, state: State, source:
         }
         report(&dead, &metrics);
         metrics.add("ferry_batches_committed_total", &[], ready.len() as u64);
+        metrics.committed_through(last.seq);
         // Dropping the batches frees their in-flight slots, after the commit.
         drop(ready);
     }
@@ -100,7 +101,7 @@ async fn commit(state: &State, source: &str, position: &str, newest: Option<&str
 fn report(dead: &[DeadLetter], metrics: &Metrics) {
     for letter in dead {
         tracing::warn!(stage = letter.stage.as_str(), component = %letter.component, event = letter.event_id.as_deref().unwrap_or("-"), position = letter.position.as_deref().unwrap_or("-"), reason = %letter.reason, "Event dead-lettered.");
-        metrics.add("ferry_events_dead_lettered_total", &[("stage", letter.stage.as_str())], 1);
+        metrics.add("ferry_events_dead_lettered_total", &[("stage", letter.stage.as_str()), ("component", &letter.component)], 1);
     }
 }
 

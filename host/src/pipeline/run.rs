@@ -151,7 +151,12 @@ impl Pipeline {
                 let count = batch.events.len() + batch.invalid.len();
                 chain_metrics.add("ferry_events_received_total", &[], count as u64);
                 let newest = batch.events.iter().filter_map(|event| crate::units::parse_time(&event.time).ok()).max();
+                if let Some(newest) = batch.events.last() {
+                    chain_metrics.batch_read(batch.seq, &newest.time);
+                }
+                crate::observe::health().chain_busy(true);
                 let output = chain.apply_routed(batch.events, batch.sinks).inspect_err(|_| halt.fire())?;
+                crate::observe::health().chain_busy(false);
                 let processed = router::Processed {
                     seq: batch.seq,
                     position: batch.position,
@@ -240,8 +245,8 @@ impl Pipeline {
         }
         Ok(Summary {
             events_in: metrics.total("ferry_events_received_total"),
-            delivered: metrics.total("ferry_events_delivered_total"),
-            dropped: metrics.total("ferry_events_dropped_total"),
+            delivered: metrics.total("ferry_sink_events_sent_total"),
+            dropped: metrics.total("ferry_plugin_events_dropped_total"),
             dead_lettered: metrics.total("ferry_events_dead_lettered_total"),
             elapsed: started.elapsed(),
         })

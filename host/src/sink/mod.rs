@@ -148,10 +148,14 @@ where
         // land anyway, and cutting it would only make a duplicate. The
         // pipeline's shutdown-timeout bounds an attempt that hangs.
         match attempt().await {
-            Ok(done) => return Ok(done),
+            Ok(done) => {
+                crate::observe::health().sink_up(sink);
+                return Ok(done);
+            }
             Err(err) => {
                 let delay = retry.next_delay(err.retry_after);
                 metrics.add("ferry_sink_retries_total", &[("sink", sink)], 1);
+                crate::observe::health().sink_down(sink, &err.to_string());
                 tracing::warn!(sink, %target, error = %err, attempt = retry.attempts(), retry_in = ?delay, "Delivery failed; retrying.");
                 retry.sleep(delay).await?;
             }

@@ -62,7 +62,8 @@ async fn deliver(name: Arc<str>, sink: Arc<dyn Sink>, job: SinkJob, retry: Retry
     };
     let total = job.events.len() as u64;
     let refused = (delivery.rejected.len() as u64).min(total);
-    metrics.add("ferry_events_delivered_total", &[("sink", &name)], total - refused);
+    metrics.add("ferry_sink_events_sent_total", &[("sink", &name)], total - refused);
+    metrics.add("ferry_sink_events_failed_total", &[("sink", &name)], refused);
     let mut events: Vec<Option<OutEvent>> = job.events.into_iter().map(Some).collect();
     let rejected = delivery
         .rejected
@@ -121,7 +122,7 @@ mod tests {
         assert_eq!(rejected.len(), 1);
         assert_eq!(rejected[0].0.id, "e1");
         assert_eq!(rejected[0].1, "400 bad event");
-        assert_eq!(metrics.get("ferry_events_delivered_total", &[("sink", "s")]), 2);
+        assert_eq!(metrics.get("ferry_sink_events_sent_total", &[("sink", "s")]), 2);
         assert_eq!(metrics.get("ferry_sink_retries_total", &[("sink", "s")]), 3);
     }
 

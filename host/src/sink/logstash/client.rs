@@ -273,6 +273,7 @@ impl HttpSink {
         };
         // The timeout bounds the wait for the status; the body is read
         // under its own bounds, since the status already settled the request.
+        let started = std::time::Instant::now();
         let answer = match tokio::time::timeout(self.timeout, self.client.request(request)).await {
             Ok(Ok(response)) => {
                 let (parts, body) = response.into_parts();
@@ -294,6 +295,7 @@ impl HttpSink {
             Attempt::Refused { .. } => "refused",
         };
         self.metrics.add("ferry_http_requests_total", &[("sink", &self.name), ("outcome", outcome)], 1);
+        self.metrics.observe_sink_request(&self.name, started.elapsed());
         attempt
     }
 }

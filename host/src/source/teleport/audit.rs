@@ -149,11 +149,13 @@ impl Reader {
         match classify(status.code()) {
             Class::Permanent => Ok(true),
             Class::Transient => {
+                crate::observe::health().source_down(&reason);
                 let delay = retry.next_delay(None);
                 tracing::warn!(retry_in = ?delay, "Cannot {what}: {reason}; retrying.");
                 retry.sleep(delay).await.map(|()| false)
             }
             Class::Unauthorized => {
+                crate::observe::health().source_down(&reason);
                 let hint = "give ferry's Teleport user `event` and `session` `list` and `read`, or renew its identity";
                 self.slowly(retry, what, &reason, hint).await.map(|()| false)
             }
@@ -174,6 +176,7 @@ impl Reader {
 
     /// A call succeeded: the next failure is reported at once.
     fn succeeded(&mut self, retry: &mut Retry) {
+        crate::observe::health().source_up();
         retry.reset();
         self.errors.reset();
     }

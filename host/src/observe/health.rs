@@ -1,0 +1,156 @@
+//! Whether ferry is alive and whether it is ready, for `/healthz` and
+//! `/readyz`.
+//!
+//! One per process ([`health`]): the parts that know (the Teleport reader,
+//! each sink's retry loop, the plugin chain) report here with one call
+//! each, without a handle threaded through every constructor. A ferry that
+//! is not ready (Teleport or a sink unreachable) keeps retrying on its own,
+//! so readiness never stops it; liveness fails only when restarting would
+//! help: the plugin chain has been stuck in one batch for [`STALLED_AFTER`].
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+/// How long the plugin chain may spend on one batch before `/healthz`
+/// calls ferry stalled. Far beyond any plugin's deadline, and beyond the
+/// isolation of a failing batch, which is bounded by a few deadlines.
+pub const STALLED_AFTER: Duration = Duration::from_secs(300);
+
+/// What `/healthz` and `/readyz` answer from.
+#[derive(Debug, Default)]
+pub struct Health {
+    inner: Mutex<Inner>,
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    /// The pipeline has started reading (plugins compiled, state open).
+    running: bool,
+    /// Why the source failed its last call; `None` while it answers.
+    source_down: Option<String>,
+    /// Why each sink failed its last attempt, by sink; absent or `None`
+    /// once an attempt succeeded.
+    sinks_down: BTreeMap<String, Option<String>>,
+    /// When the plugin chain took the batch it is working on.
+    chain_busy_since: Option<Instant>,
+}
+
+/// The process's health.
+pub fn health() -> &'static Health {
+    static HEALTH: std::sync::OnceLock<Health> = std::sync::OnceLock::new();
+    HEALTH.get_or_init(Health::default)
+}
+
+impl Health {
+    fn inner(&self) -> std::sync::MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// The pipeline started (`true`) or ended (`false`).
+    pub fn set_running(&self, running: bool) {
+        self.inner().running = running;
+    }
+
+    /// A call to the source failed for `reason`; ferry retries it.
+    pub fn source_down(&self, reason: &str) {
+        self.inner().source_down = Some(reason.to_owned());
+    }
+
+    /// A call to the source succeeded.
+    pub fn source_up(&self) {
+        let mut inner = self.inner();
+        if inner.source_down.is_some() {
+            inner.source_down = None;
+        }
+    }
+
+    /// An attempt to deliver to `sink` failed for `reason`; ferry retries it.
+    pub fn sink_down(&self, sink: &str, reason: &str) {
+        self.inner().sinks_down.insert(sink.to_owned(), Some(reason.to_owned()));
+    }
+
+    /// An attempt to deliver to `sink` succeeded.
+    pub fn sink_up(&self, sink: &str) {
+        let mut inner = self.inner();
+        if let Some(down) = inner.sinks_down.get_mut(sink) {
+            *down = None;
+        }
+    }
+
+    /// The plugin chain took a batch (`true`) or finished it (`false`).
+    pub fn chain_busy(&self, busy: bool) {
+        self.inner().chain_busy_since = busy.then(Instant::now);
+    }
+
+    /// `Ok` while ferry is alive and not stalled, else why not.
+    pub fn live(&self) -> Result<(), String> {
+        self.live_at(Instant::now())
+    }
+
+    fn live_at(&self, now: Instant) -> Result<(), String> {
+        match self.inner().chain_busy_since {
+            Some(since) if now.saturating_duration_since(since) >= STALLED_AFTER => {
+                Err(format!("stalled: the plugin chain has been on one batch for {}s", now.saturating_duration_since(since).as_secs()))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// `Ok` once the pipeline runs with its source and every sink answering,
+    /// else one line naming each part that is not ready and why.
+    pub fn ready(&self) -> Result<(), String> {
+        let inner = self.inner();
+        let mut problems = Vec::new();
+        if !inner.running {
+            problems.push("the pipeline is not running (starting or stopping)".to_owned());
+        }
+        if let Some(reason) = &inner.source_down {
+            problems.push(format!("source unreachable: {reason}"));
+        }
+        for (sink, reason) in &inner.sinks_down {
+            if let Some(reason) = reason {
+                problems.push(format!("sink `{sink}` unreachable: {reason}"));
+            }
+        }
+        drop(inner);
+        self.live()?;
+        if problems.is_empty() { Ok(()) } else { Err(problems.join("; ")) }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ready_names_each_part_that_is_not_and_recovers() {
+        let health = Health::default();
+        assert_eq!(health.ready(), Err("the pipeline is not running (starting or stopping)".to_owned()));
+        health.set_running(true);
+        assert_eq!(health.ready(), Ok(()));
+        health.sink_down("default", "connection refused");
+        health.sink_down("sessions", "503");
+        health.source_down("cannot connect to Teleport at t:3025");
+        assert_eq!(
+            health.ready(),
+            Err("source unreachable: cannot connect to Teleport at t:3025; sink `default` unreachable: connection refused; sink `sessions` unreachable: 503".to_owned())
+        );
+        health.sink_up("default");
+        health.sink_up("sessions");
+        health.source_up();
+        assert_eq!(health.ready(), Ok(()));
+    }
+
+    #[test]
+    fn a_chain_stuck_on_one_batch_is_stalled() {
+        let health = Health::default();
+        health.chain_busy(true);
+        let now = Instant::now();
+        assert_eq!(health.live_at(now), Ok(()));
+        let later = now + STALLED_AFTER + Duration::from_secs(1);
+        assert!(health.live_at(later).is_err_and(|why| why.starts_with("stalled: the plugin chain has been on one batch for 30")));
+        health.chain_busy(false);
+        assert_eq!(health.live_at(later), Ok(()));
+    }
+}

@@ -2,7 +2,7 @@
 
 use crate::event::Event;
 use crate::shutdown::Shutdown;
-use crate::source::{Invalid, Item, SourceRecord};
+use crate::source::{Invalid, Item, Position, SourceRecord};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
@@ -20,7 +20,7 @@ pub struct Batch {
     /// Input the source could not read as events; dead-lettered with the batch.
     pub invalid: Vec<Invalid>,
     /// The source position just past this batch.
-    pub position: String,
+    pub position: Position,
     /// Holds one of the in-flight slots until the batch is committed.
     pub permit: OwnedSemaphorePermit,
 }
@@ -59,7 +59,7 @@ pub async fn run(
         };
         let deadline = Instant::now() + linger;
         let mut batch =
-            Batch { seq, events: Vec::with_capacity(size), sinks: Vec::with_capacity(size), invalid: Vec::new(), position: String::new(), permit };
+            Batch { seq, events: Vec::with_capacity(size), sinks: Vec::with_capacity(size), invalid: Vec::new(), position: Position::default(), permit };
         add(&mut batch, first);
         let mut closed = false;
         while batch.events.len() + batch.invalid.len() < size {
@@ -101,7 +101,7 @@ mod tests {
 
     fn record(i: usize) -> SourceRecord {
         let event = Event::from_json(format!("{{\"uid\":\"{i}\"}}").into_bytes()).expect("valid");
-        SourceRecord { item: Item::Event(event), position: i.to_string(), sink: None }
+        SourceRecord { item: Item::Event(event), position: i.to_string().into(), sink: None }
     }
 
     #[tokio::test(start_paused = true)]
@@ -114,9 +114,9 @@ mod tests {
             record_tx.send(record(i)).await.expect("open");
         }
         let full = batch_rx.recv().await.expect("first batch");
-        assert_eq!((full.seq, full.events.len(), full.position.as_str()), (0, 3, "2"));
+        assert_eq!((full.seq, full.events.len(), full.position.encode().as_ref()), (0, 3, "2"));
         let lingered = batch_rx.recv().await.expect("second batch after linger");
-        assert_eq!((lingered.seq, lingered.events.len(), lingered.position.as_str()), (1, 1, "3"));
+        assert_eq!((lingered.seq, lingered.events.len(), lingered.position.encode().as_ref()), (1, 1, "3"));
         drop(record_tx);
         assert!(batch_rx.recv().await.is_none());
     }

@@ -11,7 +11,7 @@
 use super::audit::{AuditItem, Reader, TypeFilter};
 use super::config::{TeleportSourceConfig, format_time, parse_start_time, truncate_to_second};
 use super::connect::{ConnectOptions, IdentityWatcher, audit_log_client, auth_client, connect_lazy};
-use super::cursor::{AuditCursor, Cursor, SessionProgress};
+use super::cursor::{AuditCursor, Cursor, SessionProgress, Snapshot};
 use super::lock::{FailedLogins, lock_for, run_locker};
 use ferry_proto::types::LockV2;
 use super::sessions::{SessionItem, SessionReader};
@@ -19,7 +19,7 @@ use crate::config::{ConfigError, Context};
 use crate::event::Event;
 use crate::shutdown::Shutdown;
 use crate::retry::Backoff;
-use crate::source::{Invalid, Item, SourceError, SourceRecord};
+use crate::source::{Invalid, Item, Position, SourceError, SourceRecord};
 use crate::state::State;
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
@@ -143,6 +143,7 @@ impl TeleportSource {
             buffer: Vec::new(),
         };
         let audit_task = tokio::spawn(run_engine(reader, cursor.audit.clone(), self.config.engine));
+        let cursor = Snapshot::from(cursor);
         let locks = self.locking.then(|| {
             let (tx, rx) = mpsc::channel(64);
             tokio::spawn(run_locker(auth_client(channel), addr.clone(), rx, shutdown.clone()));
@@ -203,7 +204,7 @@ struct Locking {
 
 /// The merge loop's state.
 struct Merge {
-    cursor: Cursor,
+    cursor: Snapshot,
     out: mpsc::Sender<SourceRecord>,
     sessions: SessionReader,
     active: HashMap<String, tokio::task::JoinHandle<()>>,
@@ -254,7 +255,7 @@ impl Merge {
 
     /// Starts streams for pending sessions, up to `concurrency`.
     fn start_sessions(&mut self, shutdown: &Shutdown) {
-        for progress in &self.cursor.sessions {
+        for progress in self.cursor.sessions.iter() {
             if self.active.len() >= self.concurrency {
                 break;
             }
@@ -267,7 +268,9 @@ impl Merge {
     }
 
     async fn emit(&self, item: Item, sink: Option<Arc<str>>) -> Result<(), Closed> {
-        let record = SourceRecord { item, position: self.cursor.encode(), sink };
+        // Shared, not encoded: the committer writes the document of the
+        // last record of each batch only.
+        let record = SourceRecord { item, position: Position::Deferred(Arc::new(self.cursor.clone())), sink };
         self.out.send(record).await.map_err(|_| Closed)
     }
 
@@ -306,7 +309,7 @@ impl Merge {
         if self.cursor.sessions.iter().any(|s| s.sid == event.session_id) {
             return;
         }
-        self.cursor.sessions.push(SessionProgress { sid: event.session_id.clone(), next_index: 0, upload_time: event.time.clone(), missing: 0 });
+        Arc::make_mut(&mut self.cursor.sessions).push(SessionProgress { sid: event.session_id.clone(), next_index: 0, upload_time: event.time.clone(), missing: 0 });
     }
 
     fn check_failed_login(&mut self, event: &Event) {
@@ -323,11 +326,11 @@ impl Merge {
     }
 
     fn progress(&mut self, sid: &str) -> Option<&mut SessionProgress> {
-        self.cursor.sessions.iter_mut().find(|s| s.sid == sid)
+        Arc::make_mut(&mut self.cursor.sessions).iter_mut().find(|s| s.sid == sid)
     }
 
     fn forget(&mut self, sid: &str) {
-        self.cursor.sessions.retain(|s| s.sid != sid);
+        Arc::make_mut(&mut self.cursor.sessions).retain(|s| s.sid != sid);
         self.active.remove(sid);
     }
 

@@ -21,7 +21,7 @@ use crate::shutdown::Shutdown;
 use crate::retry::Backoff;
 use crate::source::{Invalid, Item, Position, SourceError, SourceRecord};
 use crate::state::State;
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -35,6 +35,8 @@ const BACKLOG_PER_STREAM: usize = 16;
 const MISSING_ATTEMPTS: u32 = 3;
 /// A recording announced longer ago than this is given up when missing.
 const MISSING_GIVE_UP_AGE: Duration = Duration::from_secs(48 * 3600);
+/// Audit items the merge loop takes from the engine's channel at once.
+const AUDIT_AT_ONCE: usize = 64;
 
 /// A configured Teleport source.
 pub struct TeleportSource {
@@ -224,8 +226,17 @@ struct Closed;
 impl Merge {
     async fn run(&mut self, mut audit: mpsc::Receiver<AuditItem>, mut sessions: mpsc::Receiver<SessionItem>, mut shutdown: Shutdown) {
         let backlog = self.concurrency.saturating_mul(BACKLOG_PER_STREAM);
+        // Audit items are taken as many at a time as the engine has queued
+        // (one wake-up for them all), then handled one by one, each under
+        // the session backlog's limit as before.
+        let mut arrived = Vec::with_capacity(AUDIT_AT_ONCE);
+        let mut queued: VecDeque<AuditItem> = VecDeque::with_capacity(AUDIT_AT_ONCE);
+        let mut audit_closed = false;
         loop {
             self.start_sessions(&shutdown);
+            if audit_closed && queued.is_empty() {
+                self.audit_done = true;
+            }
             if self.exit_on_last_event && self.audit_done && self.active.is_empty() {
                 if !self.waiting.is_empty() {
                     tracing::warn!(recordings = self.waiting.len(), "Caught up; recordings not uploaded yet are asked for again at the next start.");
@@ -233,11 +244,18 @@ impl Merge {
                 return;
             }
             let take_audit = !self.audit_done && self.cursor.sessions.len() < backlog;
+            if take_audit && !shutdown.is_fired() && let Some(item) = queued.pop_front() {
+                if self.on_audit(item).await.is_err() {
+                    return;
+                }
+                continue;
+            }
             let next_retry = self.waiting.values().min().copied();
             let step = tokio::select! {
-                item = audit.recv(), if take_audit => match item {
-                    Some(item) => self.on_audit(item).await,
-                    None => { self.audit_done = true; Ok(()) }
+                count = audit.recv_many(&mut arrived, AUDIT_AT_ONCE), if take_audit && !audit_closed => {
+                    audit_closed = count == 0;
+                    queued.extend(arrived.drain(..));
+                    Ok(())
                 },
                 Some(item) = sessions.recv() => self.on_session(item).await,
                 () = sleep_until(next_retry), if next_retry.is_some() => {

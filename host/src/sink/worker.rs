@@ -63,6 +63,11 @@ async fn deliver(name: Arc<str>, sink: Arc<dyn Sink>, job: SinkJob, retry: Retry
     let total = job.events.len() as u64;
     let refused = (delivery.rejected.len() as u64).min(total);
     metrics.add("ferry_events_delivered_total", &[("sink", &name)], total - refused);
+    if delivery.rejected.is_empty() {
+        // The common case: no second pass over the batch's events.
+        let _ = job.done.send(Vec::new());
+        return;
+    }
     let mut events: Vec<Option<OutEvent>> = job.events.into_iter().map(Some).collect();
     let rejected = delivery
         .rejected

@@ -9,6 +9,15 @@
 //!   reused buffer, the header taken from the Struct's fields.
 //!
 //! Both must give the same events, or the comparison means nothing.
+//!
+//! The cursor each record carries, for a page of 500 events, with the
+//! legacy and the export engine's cursors and four recordings pending:
+//!
+//! - `encode-per-event` is the old way: the cursor document cloned and
+//!   written as JSON for every record, all but the batch's last thrown away;
+//! - `shared-snapshot` is what the source does now: a snapshot sharing the
+//!   cursor's parts per record, the document written once for the batch.
+//!
 //! `cargo bench -p ferry --bench teleport_events` prints criterion's
 //! figures, then events per second for each and the ratio.
 
@@ -16,6 +25,10 @@ mod common;
 
 use criterion::{Criterion, Throughput};
 use ferry::event::Event;
+use ferry::source::Position;
+use ferry::source::teleport::cursor::{AuditCursor, AuditPosition, ChunkPosition, Cursor, DateCursor, ExportCursor, ExportPosition, LegacyCursor, SessionProgress, Snapshot};
+use std::collections::BTreeMap;
+use std::sync::Arc;
 use ferry_proto::structjson::{json_to_struct, struct_to_json};
 use prost_types::Struct;
 use std::path::PathBuf;
@@ -57,11 +70,80 @@ fn bench_events(criterion: &mut Criterion, structs: &[Struct]) {
     group.finish();
 }
 
+/// Events per page, as the original's config has it (`batch = 500`).
+const PAGE: usize = 500;
+
+fn sessions() -> Vec<SessionProgress> {
+    (0..4).map(|i| SessionProgress { sid: format!("5f1d2e8c-0a4b-4c7e-9d3f-{i:012}"), next_index: 17, upload_time: "2024-05-01T10:00:00.123Z".into(), missing: 0 }).collect()
+}
+
+/// An export cursor two days in, with 40 chunks done per day.
+fn export_base() -> ExportCursor {
+    let day = |date: &str| DateCursor { date: date.into(), done: (0..40).map(|i| format!("chunk-{date}-{i:04}")).collect(), partial: BTreeMap::new() };
+    ExportCursor { dates: vec![day("2024-04-30"), day("2024-05-01")] }
+}
+
+fn event_ids() -> Vec<String> {
+    (0..PAGE).map(|i| format!("8d8e1c5e-7a8f-4a73-b1a3-{i:012}")).collect()
+}
+
+/// The old way: per record, the audit cursor cloned, the document written.
+fn encode_per_event(audit: impl Fn(usize) -> AuditCursor, sessions: &[SessionProgress]) -> String {
+    let mut last = String::new();
+    for i in 0..PAGE {
+        let cursor = Cursor { audit: audit(i), sessions: sessions.to_vec() };
+        last = cursor.encode();
+    }
+    last
+}
+
+/// Now: per record a snapshot sharing the parts; the batch's last written once.
+fn shared_snapshot(audit: impl Fn(usize) -> AuditPosition, sessions: &Arc<Vec<SessionProgress>>) -> String {
+    let mut positions = Vec::with_capacity(PAGE);
+    for i in 0..PAGE {
+        positions.push(Position::Deferred(Arc::new(Snapshot { audit: audit(i), sessions: sessions.clone() })));
+    }
+    positions.last().map(|position| position.encode().into_owned()).unwrap_or_default()
+}
+
+fn bench_cursors(criterion: &mut Criterion) {
+    let ids = event_ids();
+    let sessions = sessions();
+    let shared_sessions = Arc::new(sessions.clone());
+    let legacy = |i: usize| {
+        let mut cursor = LegacyCursor::start("2024-05-01T00:00:00Z".into());
+        cursor.start_key = Arc::from("page-key-0000000000000000000001");
+        cursor.last_id = Arc::from(ids[i].as_str());
+        cursor.last_time = Arc::from("2024-05-01T10:00:00.123456789Z");
+        cursor.skip = Some(i + 1);
+        cursor
+    };
+    let base = Arc::new(export_base());
+    let name: Arc<str> = Arc::from("chunk-2024-05-01-0040");
+    let chunk_cursors: Vec<Arc<str>> = (0..PAGE).map(|i| Arc::from(format!("{{\"offset\":{}}}", i + 1).as_str())).collect();
+    let export_document = |i: usize| {
+        let mut cursor = base.as_ref().clone();
+        cursor.dates[1].partial.insert(name.to_string(), chunk_cursors[i].to_string());
+        AuditCursor::Export(cursor)
+    };
+    let export_position = |i: usize| AuditPosition::Export(ExportPosition { base: base.clone(), chunk: Some(ChunkPosition { date: 1, name: name.clone(), cursor: chunk_cursors[i].clone() }) });
+    let mut group = criterion.benchmark_group("teleport-cursor");
+    group.throughput(Throughput::Elements(PAGE as u64));
+    assert_eq!(encode_per_event(|i| AuditCursor::Legacy(legacy(i)), &sessions), shared_snapshot(|i| AuditPosition::Legacy(legacy(i)), &shared_sessions), "legacy: the two ways disagree");
+    assert_eq!(encode_per_event(export_document, &sessions), shared_snapshot(export_position, &shared_sessions), "export: the two ways disagree");
+    group.bench_function("legacy-encode-per-event", |bench| bench.iter(|| encode_per_event(|i| AuditCursor::Legacy(legacy(i)), &sessions)));
+    group.bench_function("legacy-shared-snapshot", |bench| bench.iter(|| shared_snapshot(|i| AuditPosition::Legacy(legacy(i)), &shared_sessions)));
+    group.bench_function("export-encode-per-event", |bench| bench.iter(|| encode_per_event(export_document, &sessions)));
+    group.bench_function("export-shared-snapshot", |bench| bench.iter(|| shared_snapshot(export_position, &shared_sessions)));
+    group.finish();
+}
+
 fn main() {
     let out = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("criterion");
     let mut criterion = Criterion::default().output_directory(&out).configure_from_args();
     let structs = structs();
     bench_events(&mut criterion, &structs);
+    bench_cursors(&mut criterion);
     criterion.final_summary();
     if let [Some(before), Some(after)] = ["value-path", "one-pass"].map(|variant| common::median_nanos(&out, "teleport-events", variant)) {
         let rate = |nanos: f64| structs.len() as f64 / (nanos / 1e9);
@@ -69,6 +151,15 @@ fn main() {
         println!("  value path (before): {:>10.0} events/s", rate(before));
         println!("  one pass   (after):  {:>10.0} events/s", rate(after));
         println!("  ratio after/before:  {:>10.2}", before / after);
-        println!("  on {} cores", std::thread::available_parallelism().map_or(1, |n| n.get()));
     }
+    println!("The cursor per record, pages of {PAGE} events, median of criterion's samples:");
+    for engine in ["legacy", "export"] {
+        let [before, after] = ["encode-per-event", "shared-snapshot"].map(|way| common::median_nanos(&out, "teleport-cursor", &format!("{engine}-{way}")));
+        if let (Some(before), Some(after)) = (before, after) {
+            let per_event = |nanos: f64| nanos / PAGE as f64;
+            println!("  {engine:<6} encoded per event (before): {:>8.0} ns/event", per_event(before));
+            println!("  {engine:<6} shared snapshot   (after):  {:>8.0} ns/event   ratio {:.1}", per_event(after), before / after);
+        }
+    }
+    println!("  on {} cores", std::thread::available_parallelism().map_or(1, |n| n.get()));
 }

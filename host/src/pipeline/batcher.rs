@@ -2,7 +2,7 @@
 
 use crate::event::Event;
 use crate::shutdown::Shutdown;
-use crate::source::{Invalid, Item, SourceRecord};
+use crate::source::{Invalid, Item, Position, SourceRecord};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
@@ -20,7 +20,7 @@ pub struct Batch {
     /// Input the source could not read as events; dead-lettered with the batch.
     pub invalid: Vec<Invalid>,
     /// The source position just past this batch.
-    pub position: String,
+    pub position: Position,
     /// Holds one of the in-flight slots until the batch is committed.
     pub permit: OwnedSemaphorePermit,
 }
@@ -42,6 +42,9 @@ pub async fn run(
     mut shutdown: Shutdown,
 ) {
     let mut seq = 0;
+    // Records are taken as many at a time as have arrived: one wake-up and
+    // one timer per batch, not per record.
+    let mut arrived = Vec::with_capacity(size.min(4096));
     loop {
         let permit = tokio::select! {
             permit = in_flight.clone().acquire_owned() => match permit {
@@ -57,18 +60,25 @@ pub async fn run(
             },
             () = shutdown.wait() => return,
         };
-        let deadline = Instant::now() + linger;
+        let deadline = tokio::time::sleep_until(Instant::now() + linger);
+        tokio::pin!(deadline);
         let mut batch =
-            Batch { seq, events: Vec::with_capacity(size), sinks: Vec::with_capacity(size), invalid: Vec::new(), position: String::new(), permit };
+            Batch { seq, events: Vec::with_capacity(size), sinks: Vec::with_capacity(size), invalid: Vec::new(), position: Position::default(), permit };
         add(&mut batch, first);
         let mut closed = false;
         while batch.events.len() + batch.invalid.len() < size {
+            let room = size - (batch.events.len() + batch.invalid.len());
             tokio::select! {
-                record = records.recv() => match record {
-                    Some(record) => add(&mut batch, record),
-                    None => { closed = true; break; }
+                count = records.recv_many(&mut arrived, room) => {
+                    if count == 0 {
+                        closed = true;
+                        break;
+                    }
+                    for record in arrived.drain(..) {
+                        add(&mut batch, record);
+                    }
                 },
-                () = tokio::time::sleep_until(deadline) => break,
+                () = &mut deadline => break,
                 () = shutdown.wait() => return,
             }
         }
@@ -101,7 +111,7 @@ mod tests {
 
     fn record(i: usize) -> SourceRecord {
         let event = Event::from_json(format!("{{\"uid\":\"{i}\"}}").into_bytes()).expect("valid");
-        SourceRecord { item: Item::Event(event), position: i.to_string(), sink: None }
+        SourceRecord { item: Item::Event(event), position: i.to_string().into(), sink: None }
     }
 
     #[tokio::test(start_paused = true)]
@@ -114,11 +124,35 @@ mod tests {
             record_tx.send(record(i)).await.expect("open");
         }
         let full = batch_rx.recv().await.expect("first batch");
-        assert_eq!((full.seq, full.events.len(), full.position.as_str()), (0, 3, "2"));
+        assert_eq!((full.seq, full.events.len(), full.position.encode().as_ref()), (0, 3, "2"));
         let lingered = batch_rx.recv().await.expect("second batch after linger");
-        assert_eq!((lingered.seq, lingered.events.len(), lingered.position.as_str()), (1, 1, "3"));
+        assert_eq!((lingered.seq, lingered.events.len(), lingered.position.encode().as_ref()), (1, 1, "3"));
         drop(record_tx);
         assert!(batch_rx.recv().await.is_none());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn records_waiting_together_still_split_at_the_size_in_order() {
+        let (record_tx, record_rx) = mpsc::channel(16);
+        let (batch_tx, mut batch_rx) = mpsc::channel(16);
+        let slots = Arc::new(Semaphore::new(8));
+        // Everything is queued before the batcher first runs.
+        for i in 0..2 {
+            record_tx.send(record(i)).await.expect("open");
+        }
+        record_tx.send(SourceRecord { item: Item::Progress, position: "p".to_owned().into(), sink: None }).await.expect("open");
+        for i in 2..7 {
+            record_tx.send(record(i)).await.expect("open");
+        }
+        drop(record_tx);
+        tokio::spawn(run(record_rx, batch_tx, 3, Duration::from_millis(100), slots, Shutdown::never()));
+        let mut seen = Vec::new();
+        while let Some(batch) = batch_rx.recv().await {
+            let ids: Vec<String> = batch.events.iter().map(|event| event.id.clone()).collect();
+            seen.push((ids.join(","), batch.position.encode().into_owned()));
+        }
+        let want = [("0,1,2", "2"), ("3,4,5", "5"), ("6", "6")].map(|(ids, at)| (ids.to_owned(), at.to_owned()));
+        assert_eq!(seen, want, "a progress record is carried and does not count");
     }
 
     #[tokio::test(start_paused = true)]

@@ -57,7 +57,9 @@ pub async fn run(mut completed: mpsc::Receiver<Completed>, state: State, source:
         let dead: Vec<DeadLetter> = ready.iter_mut().flat_map(|batch| std::mem::take(&mut batch.dead)).collect();
         let Some(last) = ready.last() else { continue };
         let newest = ready.iter().filter_map(|batch| batch.newest).max().map(|time| humantime::format_rfc3339_nanos(time).to_string());
-        match commit(&state, &source, &last.position, newest.as_deref(), &dead, &mut retry).await {
+        // A source's cursor document is written here, once per commit, not
+        // once per record.
+        match commit(&state, &source, &last.position.encode(), newest.as_deref(), &dead, &mut retry).await {
             Ok(()) => {}
             Err(Ok(Stopped)) => {
                 tracing::warn!(batches = ready.len(), "Shutting down before the cursor could be committed; those batches will be sent again at the next start.");
@@ -121,7 +123,7 @@ mod tests {
             seq,
             dead: Vec::new(),
             newest: None,
-            position: format!("pos{seq}"),
+            position: format!("pos{seq}").into(),
             permit: slots.clone().try_acquire_owned().expect("slot"),
         };
         tx.send(batch(1)).await.expect("open");
@@ -137,7 +139,7 @@ mod tests {
     }
 
     fn completed(slots: &Arc<Semaphore>, seq: u64) -> Completed {
-        Completed { seq, dead: Vec::new(), newest: None, position: format!("pos{seq}"), permit: slots.clone().try_acquire_owned().expect("slot") }
+        Completed { seq, dead: Vec::new(), newest: None, position: format!("pos{seq}").into(), permit: slots.clone().try_acquire_owned().expect("slot") }
     }
 
     #[tokio::test]

@@ -4,7 +4,7 @@
 use super::ChainOutput;
 use crate::sink::OutEvent;
 use crate::sink::worker::SinkJob;
-use crate::source::Invalid;
+use crate::source::{Invalid, Position};
 use crate::state::{DeadLetter, Stage};
 use std::collections::BTreeMap;
 use tokio::sync::{OwnedSemaphorePermit, mpsc, oneshot};
@@ -14,7 +14,7 @@ pub struct Processed {
     /// The batch's sequence number.
     pub seq: u64,
     /// The source position just past the batch.
-    pub position: String,
+    pub position: Position,
     /// The batch's in-flight slot.
     pub permit: OwnedSemaphorePermit,
     /// What the chain made of it.
@@ -31,7 +31,7 @@ pub struct Completed {
     /// The batch's sequence number.
     pub seq: u64,
     /// The source position just past the batch.
-    pub position: String,
+    pub position: Position,
     /// The batch's events that could not be delivered.
     pub dead: Vec<DeadLetter>,
     /// The newest event time in the batch, stored with its cursor.
@@ -143,7 +143,7 @@ mod tests {
         let event = OutEvent { id: format!("e{seq}"), session_id: String::new(), json: b"{}".to_vec() };
         let mut output = ChainOutput::default();
         output.deliveries.insert("s".into(), vec![event]);
-        Processed { seq, position: seq.to_string(), permit, output, invalid: Vec::new(), newest: None }
+        Processed { seq, position: seq.to_string().into(), permit, output, invalid: Vec::new(), newest: None }
     }
 
     /// A halting plugin stops ferry after the batches before it were

@@ -64,6 +64,11 @@ async fn deliver(name: Arc<str>, sink: Arc<dyn Sink>, job: SinkJob, retry: Retry
     let refused = (delivery.rejected.len() as u64).min(total);
     metrics.add("ferry_sink_events_sent_total", &[("sink", &name)], total - refused);
     metrics.add("ferry_sink_events_failed_total", &[("sink", &name)], refused);
+    if delivery.rejected.is_empty() {
+        // The common case: no second pass over the batch's events.
+        let _ = job.done.send(Vec::new());
+        return;
+    }
     let mut events: Vec<Option<OutEvent>> = job.events.into_iter().map(Some).collect();
     let rejected = delivery
         .rejected

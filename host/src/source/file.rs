@@ -162,7 +162,7 @@ impl FileSource {
                 }
                 Start::Legacy(offset) => offset,
                 Start::New => {
-                    let progress = SourceRecord { item: Item::Progress, position: tracked.position(0), sink: None };
+                    let progress = SourceRecord { item: Item::Progress, position: tracked.position(0).into(), sink: None };
                     if out.send(progress).await.is_err() {
                         return Ok(());
                     }
@@ -580,7 +580,7 @@ impl Line {
         let start = self.start.to_string();
         if self.too_long {
             let reason = format!("line at byte {} is longer than max-line-bytes ({} bytes kept)", self.start, self.bytes.len());
-            return Some(SourceRecord { item: Item::Invalid(Invalid { position: start, reason, raw: self.bytes }), position, sink: None });
+            return Some(SourceRecord { item: Item::Invalid(Invalid { position: start, reason, raw: self.bytes }), position: position.into(), sink: None });
         }
         let mut bytes = self.bytes;
         bytes.truncate(trimmed_len(&bytes));
@@ -593,7 +593,7 @@ impl Line {
                 Item::Invalid(Invalid { position: start, reason: format!("line at byte {}: {err}", self.start), raw: err.into_json() })
             }
         };
-        Some(SourceRecord { item, position, sink: None })
+        Some(SourceRecord { item, position: position.into(), sink: None })
     }
 }
 
@@ -769,7 +769,7 @@ mod tests {
 
     /// The last cursor a run left.
     fn last(records: &[SourceRecord]) -> Option<String> {
-        records.last().map(|r| r.position.clone())
+        records.last().map(|r| r.position.encode().into_owned())
     }
 
     #[test]
@@ -796,7 +796,7 @@ mod tests {
         let offset = std::fs::metadata(&path).expect("stat").len() - events("a", 12..13).len() as u64;
         let legacy = run_to_end(dir.path(), Some(offset.to_string())).await;
         assert_eq!(ids(&legacy), expected(&[("a", 12..13)]));
-        assert!(matches!(Cursor::parse(&legacy[0].position), Ok(Cursor::File(_))), "the cursor is stored with the file's identity from then on");
+        assert!(matches!(Cursor::parse(&legacy[0].position.encode()), Ok(Cursor::File(_))), "the cursor is stored with the file's identity from then on");
     }
 
     #[tokio::test]

@@ -24,10 +24,56 @@ pub struct SourceRecord {
     /// What was read.
     pub item: Item,
     /// The source's cursor just past this record.
-    pub position: String,
+    pub position: Position,
     /// The sink this record's event goes to unless a plugin routes it;
     /// `None` for the default sink (session recordings go to their own).
     pub sink: Option<Arc<str>>,
+}
+
+/// A source's cursor as it travels with each record. Only the position of a
+/// batch's last record is ever committed, so a source whose cursor is a
+/// document hands out [`Position::Deferred`]: a copy per record costs a few
+/// reference counts, and the text is written once per committed batch.
+#[derive(Debug, Clone)]
+pub enum Position {
+    /// Already the text stored (a file position).
+    Text(String),
+    /// Written as text only when committed.
+    Deferred(Arc<dyn EncodePosition>),
+}
+
+/// A cursor whose stored text is written only when it is committed.
+pub trait EncodePosition: std::fmt::Debug + Send + Sync {
+    /// The text stored for the position.
+    fn encode(&self) -> String;
+}
+
+impl Position {
+    /// The text stored for the position.
+    pub fn encode(&self) -> std::borrow::Cow<'_, str> {
+        match self {
+            Position::Text(text) => std::borrow::Cow::Borrowed(text),
+            Position::Deferred(position) => std::borrow::Cow::Owned(position.encode()),
+        }
+    }
+}
+
+impl Default for Position {
+    fn default() -> Position {
+        Position::Text(String::new())
+    }
+}
+
+impl From<String> for Position {
+    fn from(text: String) -> Position {
+        Position::Text(text)
+    }
+}
+
+impl PartialEq<&str> for Position {
+    fn eq(&self, other: &&str) -> bool {
+        self.encode() == *other
+    }
 }
 
 /// What a source read.

@@ -53,6 +53,8 @@ pub struct HttpSink {
     connections: Arc<Semaphore>,
     max_connections: usize,
     metrics: Arc<Metrics>,
+    /// Request bodies for reuse.
+    buffers: encode::Buffers,
 }
 
 /// How one request ended.
@@ -135,6 +137,7 @@ impl HttpSink {
             connections: Arc::new(Semaphore::new(max_connections)),
             max_connections,
             metrics,
+            buffers: encode::Buffers::new(max_connections.min(4)),
         })
     }
 
@@ -226,10 +229,14 @@ impl HttpSink {
     /// request) until the receiver acknowledges, refuses it, or finds it too
     /// large; [`Stopped`] when shutdown cuts a wait.
     async fn send_until_settled(&self, url: &Uri, events: &[OutEvent], retry: &mut Retry) -> Result<Settled, Stopped> {
-        let (body, content_type) = encode::body(events, self.format);
+        let mut body = self.buffers.take();
+        let content_type = encode::write_body(events, self.format, &mut body);
         let (body, encoding) = match self.gzip {
-            true => match encode::gzip(&body) {
-                Ok(packed) => (packed, Some("gzip")),
+            true => match encode::gzip(&body, self.buffers.take()) {
+                Ok(packed) => {
+                    self.buffers.put(body);
+                    (packed, Some("gzip"))
+                }
                 Err(_) => (body, None),
             },
             false => (body, None),
@@ -256,6 +263,7 @@ impl HttpSink {
             }
         })
         .await;
+        self.buffers.recover(body);
         settled?
     }
 

@@ -94,6 +94,7 @@ async fn fixtures_arrive_once_and_unchanged_in_every_body_format() {
         if extra.contains("gzip") {
             assert!(requests.iter().all(|r| r.content_encoding == "gzip"));
         }
+        assert!(setup.sink.buffers.kept() >= 1, "{extra}: the bodies sent come back for the next requests");
     }
 }
 

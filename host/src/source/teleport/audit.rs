@@ -16,7 +16,7 @@
 //! naming it); a refused identity is asked again slowly, with one ERROR line
 //! a minute.
 
-use super::cursor::{AuditCursor, DateCursor, ExportCursor, LegacyCursor};
+use super::cursor::{AuditPosition, ChunkPosition, DateCursor, ExportCursor, ExportPosition, LegacyCursor};
 use super::config::format_time;
 use super::connect::describe_status;
 use ferry_proto::auditlog::audit_log_service_client::AuditLogServiceClient;
@@ -26,6 +26,7 @@ use crate::event::Event;
 use crate::retry::{Backoff, Retry};
 use crate::shutdown::{Shutdown, Stopped};
 use std::collections::{BTreeSet, HashSet};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::sync::mpsc;
 use tonic::transport::Channel;
@@ -43,11 +44,11 @@ pub enum AuditItem {
         /// engine's task.
         event: Event,
         /// The cursor just past it.
-        cursor: AuditCursor,
+        cursor: AuditPosition,
     },
     /// The cursor moved past input that is not forwarded (a skipped event
     /// type, a finished window or chunk).
-    Moved(AuditCursor),
+    Moved(AuditPosition),
     /// Input that Teleport no longer has (an export chunk removed by
     /// retention between its listing and its reading): the cursor moves past
     /// it and a dead letter names it, so that the loss is visible.
@@ -59,7 +60,7 @@ pub enum AuditItem {
         /// A JSON record of it for the dead-letter table.
         raw: Vec<u8>,
         /// The cursor past it.
-        cursor: AuditCursor,
+        cursor: AuditPosition,
     },
     /// Everything up to now is read (sent only with `exit-on-last-event`).
     CaughtUp,
@@ -185,7 +186,7 @@ impl Reader {
         self.out.send(item).await.map_err(|_| Stopped)
     }
 
-    async fn forward(&mut self, event: EventUnstructured, cursor: AuditCursor) -> Result<(), Stopped> {
+    async fn forward(&mut self, event: EventUnstructured, cursor: AuditPosition) -> Result<(), Stopped> {
         if !self.filter.forwards(&event.r#type) {
             return self.send(AuditItem::Moved(cursor)).await;
         }
@@ -228,29 +229,29 @@ impl Reader {
         };
         let fresh = page.items.len().saturating_sub(resume_at);
         for (at, event) in page.items.into_iter().enumerate().skip(resume_at) {
-            cursor.last_id = event.id.clone();
+            cursor.last_id = Arc::from(event.id.as_str());
             cursor.skip = Some(at + 1);
             let time = event.time.and_then(|time| SystemTime::try_from(time).ok()).map(|time| humantime::format_rfc3339_nanos(time).to_string());
             match time {
-                Some(time) if time == cursor.last_time => cursor.same_time += 1,
+                Some(time) if *time == *cursor.last_time => cursor.same_time += 1,
                 Some(time) => {
-                    cursor.last_time = time;
+                    cursor.last_time = Arc::from(time);
                     cursor.same_time = 1;
                 }
                 None => cursor.same_time = 0,
             }
-            self.forward(event, AuditCursor::Legacy(cursor.clone())).await?;
+            self.forward(event, AuditPosition::Legacy(cursor.clone())).await?;
         }
         if !page.last_key.is_empty() {
             // The next page; nothing of it is read yet. The last id and time
             // stay: a search that must start over starts from them.
-            cursor.start_key = page.last_key;
+            cursor.start_key = Arc::from(page.last_key);
             cursor.skip = Some(carried);
             return Ok(());
         }
         if !last_window {
             *cursor = LegacyCursor::start(format_time(window_end));
-            return self.send(AuditItem::Moved(AuditCursor::Legacy(cursor.clone()))).await;
+            return self.send(AuditItem::Moved(AuditPosition::Legacy(cursor.clone()))).await;
         }
         if fresh == 0 {
             self.idle().await?;
@@ -276,7 +277,7 @@ impl Reader {
         let from = if cursor.last_time.is_empty() { cursor.window_start.clone() } else { cursor.last_time.clone() };
         tracing::warn!(from = %from, last_event = %cursor.last_id, "Teleport refused the audit log page key: {reason}; searching again from the last event read.");
         cursor.window_start = from;
-        cursor.start_key.clear();
+        cursor.start_key = Arc::default();
         cursor.skip = (cursor.same_time > 0).then_some(cursor.same_time);
         Ok(())
     }
@@ -315,16 +316,18 @@ impl Reader {
 
     /// Exports date after date from `cursor` until stopped.
     pub async fn run_export(mut self, cursor: Option<ExportCursor>) {
-        let mut cursor = cursor.unwrap_or_default();
+        // Shared with the positions handed out; changed through
+        // `Arc::make_mut`, a copy per chunk, not per event.
+        let mut cursor = Arc::new(cursor.unwrap_or_default());
         if cursor.dates.is_empty() {
-            cursor.dates.push(DateCursor { date: date_of(self.start_time), done: Vec::new(), partial: Default::default() });
+            Arc::make_mut(&mut cursor).dates.push(DateCursor { date: date_of(self.start_time), done: Vec::new(), partial: Default::default() });
         }
         while self.export_pass(&mut cursor).await.is_ok() {}
     }
 
     /// Reads every new chunk of every tracked date, then moves to the next
     /// date or waits.
-    async fn export_pass(&mut self, cursor: &mut ExportCursor) -> Result<(), Stopped> {
+    async fn export_pass(&mut self, cursor: &mut Arc<ExportCursor>) -> Result<(), Stopped> {
         let mut found_new = false;
         for at in 0..cursor.dates.len() {
             let date = start_of(&cursor.dates[at].date);
@@ -341,16 +344,17 @@ impl Reader {
         let newest = cursor.dates.last().map(|date| date.date.clone()).unwrap_or_else(|| today.clone());
         if newest < today {
             let next = date_of(start_of(&newest) + Duration::from_secs(SECONDS_PER_DAY));
-            cursor.dates.push(DateCursor { date: next, done: Vec::new(), partial: Default::default() });
+            let cursor_mut = Arc::make_mut(cursor);
+            cursor_mut.dates.push(DateCursor { date: next, done: Vec::new(), partial: Default::default() });
             let oldest_kept = date_of(SystemTime::now() - Duration::from_secs(EXPORT_BACKLOG_DAYS * SECONDS_PER_DAY));
             // Dates near today stay for chunks written late; older ones were
             // listed once after their day was over, which is final.
-            while cursor.dates.len() > 1
-                && (cursor.dates.len() > 1 + EXPORT_BACKLOG_DAYS as usize || cursor.dates[0].date < oldest_kept)
+            while cursor_mut.dates.len() > 1
+                && (cursor_mut.dates.len() > 1 + EXPORT_BACKLOG_DAYS as usize || cursor_mut.dates[0].date < oldest_kept)
             {
-                cursor.dates.remove(0);
+                cursor_mut.dates.remove(0);
             }
-            return self.send(AuditItem::Moved(AuditCursor::Export(cursor.clone()))).await;
+            return self.send(AuditItem::Moved(export_position(cursor, None))).await;
         }
         if !found_new {
             self.idle().await?;
@@ -404,7 +408,7 @@ impl Reader {
     /// start (what comes twice is deduplicated downstream by id); a chunk
     /// Teleport no longer has, or cannot read even from its start, is
     /// skipped with a dead letter naming it.
-    async fn export_chunk(&mut self, cursor: &mut ExportCursor, at: usize, chunk: &str) -> Result<(), Stopped> {
+    async fn export_chunk(&mut self, cursor: &mut Arc<ExportCursor>, at: usize, chunk: &str) -> Result<(), Stopped> {
         let date = start_of(&cursor.dates[at].date);
         let mut retry = self.retry();
         let lost = loop {
@@ -426,26 +430,26 @@ impl Reader {
             }
             if status.code() != tonic::Code::NotFound && !resume.is_empty() {
                 tracing::warn!(chunk, date = %cursor.dates[at].date, "Teleport refused the export cursor of chunk {chunk}: {reason}; reading the chunk again from its start.");
-                cursor.dates[at].partial.remove(chunk);
+                Arc::make_mut(cursor).dates[at].partial.remove(chunk);
                 continue;
             }
             break Some((what, reason, resume));
         };
-        let day = &mut cursor.dates[at];
+        let day = &mut Arc::make_mut(cursor).dates[at];
         day.partial.remove(chunk);
         day.done.push(chunk.to_owned());
         let Some((what, reason, resume)) = lost else {
-            return self.send(AuditItem::Moved(AuditCursor::Export(cursor.clone()))).await;
+            return self.send(AuditItem::Moved(export_position(cursor, None))).await;
         };
         let reason = format!("{what} cannot be read, so its events are skipped: {reason}");
         tracing::error!(chunk, date = %cursor.dates[at].date, "{reason}");
         let raw = serde_json::json!({ "date": cursor.dates[at].date, "chunk": chunk, "cursor": resume }).to_string().into_bytes();
-        self.send(AuditItem::Lost { position: what, reason, raw, cursor: AuditCursor::Export(cursor.clone()) }).await
+        self.send(AuditItem::Lost { position: what, reason, raw, cursor: export_position(cursor, None) }).await
     }
 
     async fn stream_chunk(
         &mut self,
-        cursor: &mut ExportCursor,
+        cursor: &mut Arc<ExportCursor>,
         at: usize,
         chunk: &str,
         date: SystemTime,
@@ -458,20 +462,36 @@ impl Reader {
             Ok(stream) => stream.into_inner(),
             Err(status) => return Ok(Err(status)),
         };
-        loop {
+        // Each event's position shares `cursor` as it stood when the chunk
+        // was opened and adds the chunk's latest cursor; the shared cursor
+        // takes the latest only when the stream ends or breaks.
+        let name: Arc<str> = Arc::from(chunk);
+        let mut latest: Option<Arc<str>> = None;
+        let ended = loop {
             let next = self.shutdown.until(stream.message()).await?;
             match next {
                 Ok(Some(exported)) => {
                     retry.reset();
-                    cursor.dates[at].partial.insert(chunk.to_owned(), exported.cursor);
+                    let chunk_cursor: Arc<str> = Arc::from(exported.cursor);
+                    latest = Some(chunk_cursor.clone());
                     let Some(event) = exported.event else { continue };
-                    self.forward(event, AuditCursor::Export(cursor.clone())).await?;
+                    let position = export_position(cursor, Some(ChunkPosition { date: at, name: name.clone(), cursor: chunk_cursor }));
+                    self.forward(event, position).await?;
                 }
-                Ok(None) => return Ok(Ok(())),
-                Err(status) => return Ok(Err(status)),
+                Ok(None) => break Ok(()),
+                Err(status) => break Err(status),
             }
+        };
+        if let Some(latest) = latest {
+            Arc::make_mut(cursor).dates[at].partial.insert(chunk.to_owned(), latest.to_string());
         }
+        Ok(ended)
     }
+}
+
+/// The export engine's position: `cursor`, shared, and the chunk under way.
+fn export_position(cursor: &Arc<ExportCursor>, chunk: Option<ChunkPosition>) -> AuditPosition {
+    AuditPosition::Export(ExportPosition { base: cursor.clone(), chunk })
 }
 
 /// Where to go on in a page that was read before up to `skip` events, the

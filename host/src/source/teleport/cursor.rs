@@ -5,9 +5,16 @@
 //! commits it with the batch it ends, in the same transaction as that
 //! batch's dead letters, so the audit log position and every session's
 //! progress move together and only once their events are acknowledged.
+//!
+//! Every record carries the cursor just past it, but only a batch's last is
+//! committed: records carry a [`Snapshot`], whose parts are shared with the
+//! engines and the merge loop, and the document is written from it once per
+//! committed batch.
 
-use serde::{Deserialize, Serialize};
+use crate::source::EncodePosition;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 /// Everything needed to resume.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -40,16 +47,19 @@ pub enum AuditCursor {
 #[serde(rename_all = "kebab-case")]
 pub struct LegacyCursor {
     /// Start of the current search window (RFC 3339).
-    pub window_start: String,
+    #[serde(with = "shared_text")]
+    pub window_start: Arc<str>,
     /// `start_key` of the page being read; empty for the first page.
-    pub start_key: String,
+    #[serde(with = "shared_text")]
+    pub start_key: Arc<str>,
     /// Id of the last event read (kept when the next page starts, so that a
     /// search started over can find it); empty for none.
-    pub last_id: String,
+    #[serde(with = "shared_text")]
+    pub last_id: Arc<str>,
     /// Time of the last event read (RFC 3339, nanoseconds): a search that
     /// must start over (Teleport refused the page key) starts there.
-    #[serde(default, skip_serializing_if = "String::is_empty")]
-    pub last_time: String,
+    #[serde(default, with = "shared_text", skip_serializing_if = "is_empty")]
+    pub last_time: Arc<str>,
     /// Events read that have the time `last_time`, the last of them
     /// `last_id`: a search started over at `last_time` passes this many.
     #[serde(default, skip_serializing_if = "is_zero")]
@@ -61,6 +71,24 @@ pub struct LegacyCursor {
     pub skip: Option<usize>,
 }
 
+/// The legacy cursor's texts are shared (`Arc<str>`), so that the copy each
+/// record carries costs reference counts, not allocations; stored as strings.
+mod shared_text {
+    use super::*;
+
+    pub fn serialize<S: Serializer>(text: &Arc<str>, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(text)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Arc<str>, D::Error> {
+        String::deserialize(deserializer).map(Arc::from)
+    }
+}
+
+fn is_empty(text: &Arc<str>) -> bool {
+    text.is_empty()
+}
+
 fn is_zero(n: &usize) -> bool {
     *n == 0
 }
@@ -68,7 +96,7 @@ fn is_zero(n: &usize) -> bool {
 impl LegacyCursor {
     /// The start of the window at `window_start`, nothing of it read.
     pub fn start(window_start: String) -> LegacyCursor {
-        LegacyCursor { window_start, start_key: String::new(), last_id: String::new(), last_time: String::new(), same_time: 0, skip: Some(0) }
+        LegacyCursor { window_start: Arc::from(window_start), start_key: Arc::default(), last_id: Arc::default(), last_time: Arc::default(), same_time: 0, skip: Some(0) }
     }
 }
 
@@ -121,6 +149,104 @@ impl Cursor {
     }
 }
 
+/// The cursor as the merge loop keeps it and hands it out with each record:
+/// cloning it costs reference counts. [`Snapshot::cursor`] is the document.
+#[derive(Debug, Clone, Default)]
+pub struct Snapshot {
+    /// Where the audit log reading stands.
+    pub audit: AuditPosition,
+    /// Session recordings announced and not finished; changed through
+    /// `Arc::make_mut`, so that records already out keep theirs.
+    pub sessions: Arc<Vec<SessionProgress>>,
+}
+
+impl Snapshot {
+    /// The document stored.
+    pub fn cursor(&self) -> Cursor {
+        Cursor { audit: self.audit.cursor(), sessions: self.sessions.as_ref().clone() }
+    }
+}
+
+impl From<Cursor> for Snapshot {
+    fn from(cursor: Cursor) -> Snapshot {
+        Snapshot { audit: AuditPosition::from(cursor.audit), sessions: Arc::new(cursor.sessions) }
+    }
+}
+
+impl EncodePosition for Snapshot {
+    fn encode(&self) -> String {
+        self.cursor().encode()
+    }
+}
+
+/// [`AuditCursor`] as the engines hand it out, one per event.
+#[derive(Debug, Clone, Default)]
+pub enum AuditPosition {
+    /// Nothing read yet.
+    #[default]
+    Start,
+    /// The legacy engine's cursor; its texts are shared.
+    Legacy(LegacyCursor),
+    /// The export engine's cursor.
+    Export(ExportPosition),
+}
+
+impl AuditPosition {
+    /// The document stored.
+    pub fn cursor(&self) -> AuditCursor {
+        match self {
+            AuditPosition::Start => AuditCursor::Start,
+            AuditPosition::Legacy(legacy) => AuditCursor::Legacy(legacy.clone()),
+            AuditPosition::Export(export) => AuditCursor::Export(export.cursor()),
+        }
+    }
+}
+
+impl From<AuditCursor> for AuditPosition {
+    fn from(cursor: AuditCursor) -> AuditPosition {
+        match cursor {
+            AuditCursor::Start => AuditPosition::Start,
+            AuditCursor::Legacy(legacy) => AuditPosition::Legacy(legacy),
+            AuditCursor::Export(export) => AuditPosition::Export(ExportPosition { base: Arc::new(export), chunk: None }),
+        }
+    }
+}
+
+/// The export engine's place, just past one event: the dates and chunks as
+/// they stood when the chunk under way was opened (shared by all its
+/// events), and that chunk's cursor after the event.
+#[derive(Debug, Clone)]
+pub struct ExportPosition {
+    /// Everything but the chunk under way's latest cursor.
+    pub base: Arc<ExportCursor>,
+    /// The chunk under way, if any.
+    pub chunk: Option<ChunkPosition>,
+}
+
+/// A chunk under way and its cursor after the last event read.
+#[derive(Debug, Clone)]
+pub struct ChunkPosition {
+    /// Index of the chunk's date in `ExportCursor::dates`.
+    pub date: usize,
+    /// The chunk's name.
+    pub name: Arc<str>,
+    /// Teleport's cursor inside the chunk.
+    pub cursor: Arc<str>,
+}
+
+impl ExportPosition {
+    /// The document stored.
+    pub fn cursor(&self) -> ExportCursor {
+        let mut cursor = self.base.as_ref().clone();
+        if let Some(chunk) = &self.chunk
+            && let Some(date) = cursor.dates.get_mut(chunk.date)
+        {
+            date.partial.insert(chunk.name.to_string(), chunk.cursor.to_string());
+        }
+        cursor
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -140,7 +266,46 @@ mod tests {
         assert_eq!(Cursor::parse(&cursor.encode()).expect("parses"), cursor);
         let legacy = Cursor::parse(r#"{"audit":{"engine":"legacy","window-start":"2024-05-01T00:00:00Z","start-key":"","last-id":"x"}}"#)
             .expect("legacy");
-        assert!(matches!(legacy.audit, AuditCursor::Legacy(ref l) if l.last_id == "x" && l.skip.is_none()), "an older ferry's cursor still reads");
+        assert!(matches!(legacy.audit, AuditCursor::Legacy(ref l) if &*l.last_id == "x" && l.skip.is_none()), "an older ferry's cursor still reads");
         assert!(Cursor::parse("1234").expect_err("a file offset").contains("not a Teleport cursor"));
+    }
+
+    /// The stored text, byte for byte as ferry wrote it before positions
+    /// were shared: state files of older ferries load, and newer ones stay
+    /// readable by them.
+    #[test]
+    fn the_stored_text_is_unchanged() {
+        let legacy = r#"{"audit":{"engine":"legacy","window-start":"2024-05-01T00:00:00Z","start-key":"k","last-id":"e9","last-time":"2024-05-01T00:00:01.000000002Z","same-time":2,"skip":7}}"#;
+        assert_eq!(Cursor::parse(legacy).expect("parses").encode(), legacy);
+        let start = LegacyCursor::start("2024-05-01T00:00:00Z".into());
+        let fresh = Cursor { audit: AuditCursor::Legacy(start), sessions: Vec::new() };
+        assert_eq!(fresh.encode(), r#"{"audit":{"engine":"legacy","window-start":"2024-05-01T00:00:00Z","start-key":"","last-id":"","skip":0}}"#);
+        let export = r#"{"audit":{"engine":"export","dates":[{"date":"2024-05-01","done":["c1"],"partial":{"c2":"k"}}]},"sessions":[{"sid":"s","next-index":4,"upload-time":"2024-05-01T00:00:00Z","missing":1}]}"#;
+        assert_eq!(Cursor::parse(export).expect("parses").encode(), export);
+        assert_eq!(Snapshot::from(Cursor::parse(export).expect("parses")).encode(), export, "a snapshot writes the same document");
+    }
+
+    #[test]
+    fn an_export_position_writes_its_chunk_cursor_over_the_shared_one() {
+        let base = Arc::new(ExportCursor {
+            dates: vec![DateCursor { date: "2024-05-01".into(), done: vec!["c1".into()], partial: BTreeMap::from([("c2".into(), "old".into())]) }],
+        });
+        let position = |cursor: &str| ExportPosition { base: base.clone(), chunk: Some(ChunkPosition { date: 0, name: Arc::from("c2"), cursor: Arc::from(cursor) }) };
+        let want = |cursor: &str| ExportCursor {
+            dates: vec![DateCursor { date: "2024-05-01".into(), done: vec!["c1".into()], partial: BTreeMap::from([("c2".into(), cursor.into())]) }],
+        };
+        assert_eq!(position("7").cursor(), want("7"));
+        assert_eq!(position("8").cursor(), want("8"), "each event's position has its own chunk cursor");
+        assert_eq!(ExportPosition { base: base.clone(), chunk: None }.cursor(), want("old"));
+    }
+
+    #[test]
+    fn a_position_handed_out_keeps_its_sessions_when_the_merge_loop_moves_on() {
+        let mut merge = Snapshot::default();
+        Arc::make_mut(&mut merge.sessions).push(SessionProgress { sid: "s".into(), next_index: 0, upload_time: String::new(), missing: 0 });
+        let out = merge.clone();
+        Arc::make_mut(&mut merge.sessions)[0].next_index = 5;
+        assert_eq!(out.cursor().sessions[0].next_index, 0);
+        assert_eq!(merge.cursor().sessions[0].next_index, 5);
     }
 }

@@ -11,7 +11,7 @@
 use super::audit::{AuditItem, Reader, TypeFilter};
 use super::config::{TeleportSourceConfig, format_time, parse_start_time, truncate_to_second};
 use super::connect::{ConnectOptions, IdentityWatcher, audit_log_client, auth_client, connect_lazy};
-use super::cursor::{AuditCursor, Cursor, SessionProgress};
+use super::cursor::{AuditCursor, Cursor, SessionProgress, Snapshot};
 use super::lock::{FailedLogins, lock_for, run_locker};
 use ferry_proto::types::LockV2;
 use super::sessions::{SessionItem, SessionReader};
@@ -19,9 +19,9 @@ use crate::config::{ConfigError, Context};
 use crate::event::Event;
 use crate::shutdown::Shutdown;
 use crate::retry::Backoff;
-use crate::source::{Invalid, Item, SourceError, SourceRecord};
+use crate::source::{Invalid, Item, Position, SourceError, SourceRecord};
 use crate::state::State;
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -35,6 +35,8 @@ const BACKLOG_PER_STREAM: usize = 16;
 const MISSING_ATTEMPTS: u32 = 3;
 /// A recording announced longer ago than this is given up when missing.
 const MISSING_GIVE_UP_AGE: Duration = Duration::from_secs(48 * 3600);
+/// Audit items the merge loop takes from the engine's channel at once.
+const AUDIT_AT_ONCE: usize = 64;
 
 /// A configured Teleport source.
 pub struct TeleportSource {
@@ -143,6 +145,7 @@ impl TeleportSource {
             buffer: Vec::new(),
         };
         let audit_task = tokio::spawn(run_engine(reader, cursor.audit.clone(), self.config.engine));
+        let cursor = Snapshot::from(cursor);
         let locks = self.locking.then(|| {
             let (tx, rx) = mpsc::channel(64);
             tokio::spawn(run_locker(auth_client(channel), addr.clone(), rx, shutdown.clone()));
@@ -203,7 +206,7 @@ struct Locking {
 
 /// The merge loop's state.
 struct Merge {
-    cursor: Cursor,
+    cursor: Snapshot,
     out: mpsc::Sender<SourceRecord>,
     sessions: SessionReader,
     active: HashMap<String, tokio::task::JoinHandle<()>>,
@@ -223,8 +226,17 @@ struct Closed;
 impl Merge {
     async fn run(&mut self, mut audit: mpsc::Receiver<AuditItem>, mut sessions: mpsc::Receiver<SessionItem>, mut shutdown: Shutdown) {
         let backlog = self.concurrency.saturating_mul(BACKLOG_PER_STREAM);
+        // Audit items are taken as many at a time as the engine has queued
+        // (one wake-up for them all), then handled one by one, each under
+        // the session backlog's limit as before.
+        let mut arrived = Vec::with_capacity(AUDIT_AT_ONCE);
+        let mut queued: VecDeque<AuditItem> = VecDeque::with_capacity(AUDIT_AT_ONCE);
+        let mut audit_closed = false;
         loop {
             self.start_sessions(&shutdown);
+            if audit_closed && queued.is_empty() {
+                self.audit_done = true;
+            }
             if self.exit_on_last_event && self.audit_done && self.active.is_empty() {
                 if !self.waiting.is_empty() {
                     tracing::warn!(recordings = self.waiting.len(), "Caught up; recordings not uploaded yet are asked for again at the next start.");
@@ -232,11 +244,18 @@ impl Merge {
                 return;
             }
             let take_audit = !self.audit_done && self.cursor.sessions.len() < backlog;
+            if take_audit && !shutdown.is_fired() && let Some(item) = queued.pop_front() {
+                if self.on_audit(item).await.is_err() {
+                    return;
+                }
+                continue;
+            }
             let next_retry = self.waiting.values().min().copied();
             let step = tokio::select! {
-                item = audit.recv(), if take_audit => match item {
-                    Some(item) => self.on_audit(item).await,
-                    None => { self.audit_done = true; Ok(()) }
+                count = audit.recv_many(&mut arrived, AUDIT_AT_ONCE), if take_audit && !audit_closed => {
+                    audit_closed = count == 0;
+                    queued.extend(arrived.drain(..));
+                    Ok(())
                 },
                 Some(item) = sessions.recv() => self.on_session(item).await,
                 () = sleep_until(next_retry), if next_retry.is_some() => {
@@ -254,7 +273,7 @@ impl Merge {
 
     /// Starts streams for pending sessions, up to `concurrency`.
     fn start_sessions(&mut self, shutdown: &Shutdown) {
-        for progress in &self.cursor.sessions {
+        for progress in self.cursor.sessions.iter() {
             if self.active.len() >= self.concurrency {
                 break;
             }
@@ -267,7 +286,9 @@ impl Merge {
     }
 
     async fn emit(&self, item: Item, sink: Option<Arc<str>>) -> Result<(), Closed> {
-        let record = SourceRecord { item, position: self.cursor.encode(), sink };
+        // Shared, not encoded: the committer writes the document of the
+        // last record of each batch only.
+        let record = SourceRecord { item, position: Position::Deferred(Arc::new(self.cursor.clone())), sink };
         self.out.send(record).await.map_err(|_| Closed)
     }
 
@@ -306,7 +327,7 @@ impl Merge {
         if self.cursor.sessions.iter().any(|s| s.sid == event.session_id) {
             return;
         }
-        self.cursor.sessions.push(SessionProgress { sid: event.session_id.clone(), next_index: 0, upload_time: event.time.clone(), missing: 0 });
+        Arc::make_mut(&mut self.cursor.sessions).push(SessionProgress { sid: event.session_id.clone(), next_index: 0, upload_time: event.time.clone(), missing: 0 });
     }
 
     fn check_failed_login(&mut self, event: &Event) {
@@ -323,11 +344,11 @@ impl Merge {
     }
 
     fn progress(&mut self, sid: &str) -> Option<&mut SessionProgress> {
-        self.cursor.sessions.iter_mut().find(|s| s.sid == sid)
+        Arc::make_mut(&mut self.cursor.sessions).iter_mut().find(|s| s.sid == sid)
     }
 
     fn forget(&mut self, sid: &str) {
-        self.cursor.sessions.retain(|s| s.sid != sid);
+        Arc::make_mut(&mut self.cursor.sessions).retain(|s| s.sid != sid);
         self.active.remove(sid);
     }
 

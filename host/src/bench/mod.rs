@@ -183,7 +183,7 @@ async fn run_native_redact(path: &Path) -> anyhow::Result<()> {
     let parts = crate::app::build_parts(&config, metrics.clone(), false).await?;
     let settings = redact_config(path)?;
     let transforms: Vec<Box<dyn Transform>> = vec![Box::new(NativeRedact { redactor: redact::Redactor::from_config(&settings).map_err(anyhow::Error::msg)? })];
-    let mut pipeline = crate::app::assemble(&config, parts, transforms, metrics).await?;
+    let pipeline = crate::app::assemble(&config, parts, transforms, metrics).await?;
     let (trigger, shutdown) = crate::shutdown::channel();
     crate::shutdown::fire_on_signals(trigger);
     let summary = pipeline.run(shutdown).await?;

@@ -27,11 +27,18 @@ use std::time::Duration;
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "kebab-case")]
 pub enum Serve {
-    /// The Teleport Auth Service with `events` audit events; writes a
-    /// client identity to `identity`.
-    Teleport { events: usize, identity: PathBuf },
-    /// The Logstash http input, counting; writes its PKI into `pki`.
-    Logstash { pki: PathBuf },
+    /// The Teleport Auth Service.
+    Teleport {
+        /// Audit events to serve.
+        events: usize,
+        /// Where to write a client identity file.
+        identity: PathBuf,
+    },
+    /// The Logstash http input, counting.
+    Logstash {
+        /// The folder to write its PKI into.
+        pki: PathBuf,
+    },
 }
 
 /// What the Teleport stand-in says once it listens.
@@ -47,9 +54,13 @@ pub struct TeleportReady {
 /// a client needs.
 #[derive(Debug, Serialize, Deserialize)]
 pub struct LogstashReady {
+    /// Where to POST events to, with a path appended.
     pub url: String,
+    /// The CA that signed its certificate.
     pub ca: PathBuf,
+    /// A client certificate it accepts.
     pub cert: PathBuf,
+    /// That certificate's key.
     pub key: PathBuf,
 }
 
@@ -57,17 +68,21 @@ pub struct LogstashReady {
 /// Logstash stand-in.
 #[derive(Debug, Default, Serialize, Deserialize)]
 pub struct Tally {
+    /// Requests seen.
     pub requests: usize,
     /// Requests answered with a status other than 200.
     pub refused: usize,
+    /// Events recorded.
     pub events: usize,
     /// Distinct events, over every path.
     pub distinct: usize,
     /// From the first request's head arriving to the last one's events
     /// being recorded; zero without requests.
     pub span_seconds: f64,
-    /// Per request, from its head arriving to its events recorded.
+    /// Per request, from its head arriving to its events recorded: the
+    /// median, in milliseconds.
     pub latency_p50_ms: f64,
+    /// The same, 99th percentile.
     pub latency_p99_ms: f64,
 }
 

@@ -360,7 +360,8 @@ fn count(content_type: &str, content_encoding: &str, body: &[u8], keys: &std::ha
         .iter()
         .map(|event| {
             let mut hasher = keys.build_hasher();
-            let mut deserializer = serde_json::Deserializer::from_str(&event.to_string());
+            let text = event.to_string();
+            let mut deserializer = serde_json::Deserializer::from_str(&text);
             let _ = serde::de::DeserializeSeed::deserialize(fingerprint::Value(&mut hasher), &mut deserializer);
             hasher.finish()
         })

@@ -1083,12 +1083,13 @@ mod tests {
     #[tokio::test]
     async fn pages_found_by_binary_search_are_what_a_scan_of_the_log_gives() {
         let events: Vec<Value> = (0..97)
-            .map(|n| serde_json::json!({"event": ["a", "b", "c"][n % 3], "uid": format!("u{n}"), "time": format!("2020-01-01T00:00:{:02}Z", (n * 7) % 40)}))
+            .map(|n| (n, ["a", "b", "c"][n % 3]))
+            .map(|(n, kind)| serde_json::json!({"event": kind, "uid": format!("u{n}"), "time": format!("2020-01-01T00:00:{:02}Z", (n * 7) % 40)}))
             .collect();
         let stand_in = TeleportStandIn::start(StandInOptions { events, sessions: BTreeMap::new(), export_api: false, ..StandInOptions::default() }).await.expect("start");
         let service = Service { shared: stand_in.shared.clone() };
         let at = |second: i64| Some(prost_types::Timestamp { seconds: 1_577_836_800 + second, nanos: 0 });
-        for order in [Order::Ascending, Order::Descending] {
+        for order in [Order::Ascending, Order::DescendingUnspecified] {
             for types in [vec![], vec!["b".to_owned()], vec!["a".to_owned(), "c".to_owned()], vec!["none".to_owned()]] {
                 for (from, to) in [(None, None), (at(5), at(30)), (at(39), at(40)), (at(50), at(60))] {
                     for limit in [1, 7, 33, 500] {
@@ -1101,7 +1102,7 @@ mod tests {
                             .filter(|s| types.is_empty() || types.contains(&s.event.r#type))
                             .map(|s| s.event.id.clone())
                             .collect();
-                        if order == Order::Descending {
+                        if order == Order::DescendingUnspecified {
                             expected.reverse();
                         }
                         let mut seen = Vec::new();

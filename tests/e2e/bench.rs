@@ -1,17 +1,23 @@
-//! `ferry bench --teleport`: the real job measured end to end. A small run
-//! (2,000 events, one round) must report every variant with a rate above
-//! zero, and every event must have reached the Logstash stand-in exactly
-//! once in every variant, ferry's and the reference client's alike.
+//! `ferry bench --teleport`: the real job measured end to end, the
+//! stand-ins in processes of their own. A small run (2,000 events, one
+//! round) must report every variant with a rate above zero, and every event
+//! must have reached the Logstash stand-in exactly once in every variant,
+//! ferry's and the reference client's alike. `--backlog` must show ferry
+//! holding back while the sink refuses or ignores it, and stopping when told.
 
 use crate::util::Sandbox;
 use serde_json::Value;
 
+fn bench_json(sandbox: &Sandbox, args: &[&str]) -> Value {
+    let output = sandbox.run_args(args, None);
+    output.assert_success(sandbox);
+    serde_json::from_str(&output.stdout).unwrap_or_else(|err| panic!("the report is not JSON: {err}\n{}", sandbox.report(Some(&output))))
+}
+
 #[test]
 fn the_teleport_bench_reports_every_variant_with_every_event_delivered_once() {
     let sandbox = Sandbox::new("bench-teleport", "");
-    let output = sandbox.run_args(&["bench", "--teleport", "--events", "2000", "--rounds", "1", "--json"], None);
-    output.assert_success(&sandbox);
-    let report: Value = serde_json::from_str(&output.stdout).unwrap_or_else(|err| panic!("the report is not JSON: {err}\n{}", sandbox.report(Some(&output))));
+    let report = bench_json(&sandbox, &["bench", "--teleport", "--events", "2000", "--rounds", "1", "--json"]);
     assert_eq!(report["events"], 2000, "{report}");
     let variants = report["variants"].as_array().expect("a list of variants");
     let names: Vec<&str> = variants.iter().filter_map(|v| v["variant"].as_str()).collect();
@@ -20,6 +26,7 @@ fn the_teleport_bench_reports_every_variant_with_every_event_delivered_once() {
         "original config, redact (WebAssembly)",
         "original config, no plugin",
         "native sinks, redact (WebAssembly)",
+        "native sinks, redact (compiled in)",
         "native sinks, no plugin",
         "single, redact (WebAssembly)",
     ] {
@@ -31,10 +38,34 @@ fn the_teleport_bench_reports_every_variant_with_every_event_delivered_once() {
         assert_eq!(variant["delivered"], 2000, "{name}: every event reached the Logstash stand-in\n{variant}");
         assert_eq!(variant["unique"], 2000, "{name}: each of them once\n{variant}");
         assert!(variant["cpu_seconds_per_100k"].as_f64().is_some_and(|cpu| cpu > 0.0), "{name}: the child's CPU time was measured\n{variant}");
+        assert!(variant["cpu_us_per_request"].as_f64().is_some_and(|cpu| cpu > 0.0), "{name}: and its cost per request\n{variant}");
         assert!(variant["peak_rss_mib"].as_f64().is_some_and(|rss| rss > 1.0), "{name}: the child's peak RSS was measured\n{variant}");
+        assert!(variant["requests"].as_u64().is_some_and(|requests| requests > 0), "{name}: requests counted\n{variant}");
     }
     let single = variants.iter().find(|v| v["variant"] == "single, redact (WebAssembly)").expect("the single variant");
     assert_eq!(single["requests"], 2000, "format = \"single\" sends one event per request\n{single}");
+    for batched in variants.iter().filter(|v| v["variant"] != "single, redact (WebAssembly)") {
+        assert!(batched["requests"].as_u64().is_some_and(|requests| requests <= 2000 / 100), "arrays of up to 500 events, not one per request\n{batched}");
+    }
     let reference = variants.iter().find(|v| v["variant"] == "reference client").expect("the reference client");
     assert_eq!(reference["ratio_to_reference"], 1.0, "{reference}");
+}
+
+#[test]
+fn the_backlog_bench_shows_ferry_holding_back_from_a_stalled_sink_and_stopping() {
+    let sandbox = Sandbox::new("bench-backlog", "");
+    let report = bench_json(&sandbox, &["bench", "--teleport", "--backlog", "--events", "20000", "--backlog-seconds", "3", "--json"]);
+    assert_eq!(report["events"], 20000, "{report}");
+    let runs = report["runs"].as_array().expect("a list of runs");
+    assert_eq!(runs.len(), 2, "a refusing sink and a silent one\n{report}");
+    for run in runs {
+        let sink = &run["sink"];
+        assert!(run["requests"].as_u64().is_some_and(|requests| requests > 0), "{sink}: ferry tried the sink\n{run}");
+        assert_eq!(run["delivered"], 0, "{sink}: nothing was accepted\n{run}");
+        let read = run["events_read"].as_u64().expect("events read");
+        assert!(read > 0 && read < 20000, "{sink}: ferry read some of the log, not all of it ahead of a stalled sink\n{run}");
+        assert!(run["peak_rss_mib"].as_f64().is_some_and(|rss| rss > 1.0 && rss < 150.0), "{sink}: peak RSS measured, under 150 MiB\n{run}");
+        assert_eq!(run["stopped_cleanly"], true, "{sink}: ferry stopped on SIGTERM with success\n{run}");
+    }
+    assert_eq!(runs[0]["refused"], runs[0]["requests"], "the refusing sink refused every request\n{report}");
 }

@@ -18,6 +18,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 pub mod reference;
+pub mod standin;
 pub mod teleport;
 
 /// Options of `ferry bench`.
@@ -40,10 +41,28 @@ pub struct BenchArgs {
     /// With `--teleport`: print the results as JSON instead of a table.
     #[arg(long)]
     pub json: bool,
+    /// With `--teleport`: measure memory with a stalled sink instead: ferry
+    /// against a log of `--events` (say 1000000) while the Logstash
+    /// stand-in refuses every request, then answers none.
+    #[arg(long, requires = "teleport")]
+    pub backlog: bool,
+    /// With `--backlog`: how long ferry runs against the stalled sink
+    /// before it is stopped with SIGTERM.
+    #[arg(long, default_value_t = 20.0)]
+    pub backlog_seconds: f64,
     /// Run as the reference client with the settings in this JSON file
     /// (`ferry bench --teleport` starts it as a child process).
     #[arg(long, hide = true)]
     pub reference_client: Option<std::path::PathBuf>,
+    /// Run as a stand-in with the settings in this JSON file (`ferry bench
+    /// --teleport` starts the Teleport and Logstash stand-ins so).
+    #[arg(long, hide = true)]
+    pub serve_standin: Option<std::path::PathBuf>,
+    /// Run `ferry start` with the config in this file, the redact code
+    /// compiled into ferry as its chain instead of the plugins folder's
+    /// (`ferry bench --teleport` starts it as a child process).
+    #[arg(long, hide = true)]
+    pub native_redact: Option<std::path::PathBuf>,
 }
 
 /// The same redaction as `plugins/redact`, compiled into the host.
@@ -91,6 +110,12 @@ impl Variant {
 pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     if let Some(settings) = &args.reference_client {
         return reference::run(settings).await;
+    }
+    if let Some(settings) = &args.serve_standin {
+        return standin::serve(settings).await;
+    }
+    if let Some(config) = &args.native_redact {
+        return run_native_redact(config).await;
     }
     if args.teleport {
         return teleport::run(&args).await;
@@ -149,11 +174,26 @@ async fn run_once(variant: Variant, repeat: usize, batch_size: usize) -> anyhow:
     Ok(summary.rate())
 }
 
+/// `ferry start` with the redact code compiled in as the chain: what the
+/// redact plugin would cost if WebAssembly cost nothing. Stops on SIGTERM
+/// or SIGINT as `ferry start` does.
+async fn run_native_redact(path: &Path) -> anyhow::Result<()> {
+    let config = FerryConfig::load(path)?;
+    let metrics = Arc::new(Metrics::default());
+    let parts = crate::app::build_parts(&config, metrics.clone(), false).await?;
+    let settings = redact_config(path)?;
+    let transforms: Vec<Box<dyn Transform>> = vec![Box::new(NativeRedact { redactor: redact::Redactor::from_config(&settings).map_err(anyhow::Error::msg)? })];
+    let pipeline = crate::app::assemble(&config, parts, transforms, metrics).await?;
+    let (trigger, shutdown) = crate::shutdown::channel();
+    crate::shutdown::fire_on_signals(trigger);
+    let summary = pipeline.run(shutdown).await?;
+    tracing::info!(%summary, "Stopped.");
+    Ok(())
+}
+
 /// The demo's redact settings as the JSON the plugin's `init` receives.
 fn redact_config(_dir: &Path) -> anyhow::Result<String> {
-    let spec: crate::plugin::PluginSpec = toml::from_str(
-        "[config]\nfields = [\"login\", \"addr.remote\", \"addr.local\"]\nreplacement = \"***\"\n",
-    )?;
+    let spec: crate::plugin::PluginSpec = toml::from_str(crate::demo::DEMO_REDACT_CONFIG)?;
     Ok(spec.settings().config_json)
 }
 

@@ -1,10 +1,11 @@
 //! `ferry bench --teleport`: the real job, measured side by side in one run.
 //!
 //! The Teleport stand-in (gRPC over mutual TLS, serving the demo's audit
-//! events repeated with unique ids) and a fresh Logstash stand-in per run
-//! (mutual TLS) run in this process; ferry runs as a child process
-//! (`ferry start` with a generated config and identity, `exit-on-last-event`)
-//! so that its CPU time and peak RSS, taken from `wait4`, are its own. The
+//! events repeated with unique ids) and the Logstash stand-in (mutual TLS,
+//! counting events) each run in a process of their own ([`super::standin`]),
+//! and ferry runs as a child process (`ferry start` with a generated config,
+//! `exit-on-last-event`), so that its CPU time and peak RSS, taken from
+//! `wait4`, are its own, and no stand-in shares a runtime with another. The
 //! reference client ([`super::reference`]) runs the same way. Rounds are
 //! interleaved and the median of each figure is reported, as the file mode
 //! does.
@@ -14,21 +15,26 @@
 //!   the first request arriving to the last one recorded, so that process
 //!   start-up and plugin compilation (fresh storage each run) are left out;
 //! - CPU seconds per 100k events: the child's user + system time, start-up
-//!   included;
+//!   included; and per request, for `single`, whose cost is per request;
 //! - request latency p50/p99: per request, from its head arriving at the
 //!   Logstash stand-in to its events being recorded (the receiver's side of
-//!   a batch: body transfer, decoding, storing);
+//!   a batch: body transfer, decoding, counting);
 //! - peak RSS: the child's `VmHWM`, polled while it runs (its
 //!   `ru_maxrss` would count this process's size at the fork).
+//!
+//! With `--backlog`, the memory a stalled sink costs instead: ferry with the
+//! original's config and redact reads a log of `--events` (a million, say)
+//! while the Logstash stand-in answers every request `503`, and in a second
+//! run answers none, for `--backlog-seconds`; then ferry is stopped with
+//! SIGTERM and its peak RSS, how far it read ahead of the sink, and how long
+//! it took to stop are reported.
 
 use super::BenchArgs;
 use super::reference::Settings;
+use super::standin::{LogstashReady, Serve, StandIn, Tally, TeleportReady};
 use anyhow::Context;
-use ferry_standin::logstash::LogstashStandIn;
-use ferry_standin::teleport::{StandInOptions, TeleportStandIn};
 use serde::Serialize;
-use std::collections::{BTreeMap, HashSet};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 /// Events per page and per request, as the original's config has it.
@@ -38,11 +44,16 @@ const IN_FLIGHT: usize = 4;
 /// Where the audit log search starts, and how wide one search is.
 const START_TIME: &str = "2019-01-01T00:00:00Z";
 const WINDOW: Duration = Duration::from_secs(8760 * 3600);
+/// The path events are POSTed to; sessions go elsewhere.
+const EVENTS_PATH: &str = "/test.log";
 
 #[derive(Clone, Copy, PartialEq)]
 enum Plugin {
     None,
+    /// `plugins/redact` as WebAssembly.
     Wasm,
+    /// The same redact code compiled into ferry (`ferry bench --native-redact`).
+    Compiled,
 }
 
 #[derive(Clone, Copy, PartialEq)]
@@ -61,6 +72,7 @@ impl Variant {
         let plugin = |plugin: Plugin| match plugin {
             Plugin::None => "no plugin",
             Plugin::Wasm => "redact (WebAssembly)",
+            Plugin::Compiled => "redact (compiled in)",
         };
         match self {
             Variant::Reference => "reference client".into(),
@@ -76,6 +88,8 @@ impl Variant {
 struct Run {
     events_per_second: f64,
     cpu_seconds_per_100k: f64,
+    /// The child's CPU time per request made: what `single` costs.
+    cpu_us_per_request: f64,
     latency_p50_ms: f64,
     latency_p99_ms: f64,
     peak_rss_mib: f64,
@@ -104,18 +118,46 @@ struct Report {
     variants: Vec<Row>,
 }
 
+/// The stand-ins of one bench, each in its own process, and the folder
+/// their files are in.
+struct Peers {
+    teleport: StandIn,
+    teleport_ready: TeleportReady,
+    identity: PathBuf,
+    logstash: StandIn,
+    logstash_ready: LogstashReady,
+    _dir: tempfile::TempDir,
+}
+
+impl Peers {
+    fn start(exe: &Path, events: usize) -> anyhow::Result<Peers> {
+        let dir = tempfile::tempdir().context("cannot create a temporary folder")?;
+        let identity = dir.path().join("identity");
+        let (teleport, teleport_ready) = StandIn::spawn(exe, "teleport", &Serve::Teleport { events, identity: identity.clone() }, dir.path())?;
+        let (logstash, logstash_ready) = StandIn::spawn(exe, "logstash", &Serve::Logstash { pki: dir.path().join("pki") }, dir.path())?;
+        Ok(Peers { teleport, teleport_ready, identity, logstash, logstash_ready, _dir: dir })
+    }
+
+    /// The requests to the events path since the last tally.
+    fn tally(&mut self) -> anyhow::Result<Tally> {
+        self.logstash.ask(&format!("tally {EVENTS_PATH}"))
+    }
+}
+
 /// Runs the end-to-end benchmark and prints a table, or JSON with `--json`.
 pub async fn run(args: &BenchArgs) -> anyhow::Result<()> {
     let exe = std::env::current_exe().context("cannot find the ferry binary")?;
-    let audit_log = audit_log(args.events.max(1))?;
-    let events = audit_log.len();
-    let options = StandInOptions { events: audit_log, sessions: BTreeMap::new(), export_api: false, ..StandInOptions::default() };
-    let teleport = TeleportStandIn::start(options).await.context("cannot start the stand-in Teleport Auth Service")?;
+    let mut peers = Peers::start(&exe, args.events.max(1))?;
+    if args.backlog {
+        return backlog(args, &exe, &mut peers).await;
+    }
+    let events = peers.teleport_ready.events;
     let variants = [
         Variant::Reference,
         Variant::Original(Plugin::Wasm),
         Variant::Original(Plugin::None),
         Variant::Native(Plugin::Wasm),
+        Variant::Native(Plugin::Compiled),
         Variant::Native(Plugin::None),
         Variant::Single(Plugin::Wasm),
     ];
@@ -123,7 +165,7 @@ pub async fn run(args: &BenchArgs) -> anyhow::Result<()> {
     let mut runs: Vec<Vec<Run>> = vec![Vec::new(); variants.len()];
     for round in 0..rounds {
         for (i, variant) in variants.iter().enumerate() {
-            let run = run_once(&exe, &teleport, *variant, events).await.with_context(|| format!("bench variant `{}`", variant.label()))?;
+            let run = run_once(&exe, &mut peers, *variant, events).await.with_context(|| format!("bench variant `{}`", variant.label()))?;
             eprintln!("round {}: {:<36} {:>10.0} events/s", round + 1, variant.label(), run.events_per_second);
             runs[i].push(run);
         }
@@ -135,7 +177,7 @@ pub async fn run(args: &BenchArgs) -> anyhow::Result<()> {
         batch: BATCH,
         rounds,
         cores: std::thread::available_parallelism().map_or(1, |n| n.get()),
-        load_average: std::fs::read_to_string("/proc/loadavg").map(|text| text.split_whitespace().take(3).collect::<Vec<_>>().join(" ")).unwrap_or_default(),
+        load_average: load_average(),
         variants: variants
             .iter()
             .zip(medians)
@@ -150,53 +192,41 @@ pub async fn run(args: &BenchArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg").map(|text| text.split_whitespace().take(3).collect::<Vec<_>>().join(" ")).unwrap_or_default()
+}
+
 fn print_table(report: &Report) {
     println!(
         "ferry bench --teleport: {} events, batch {}, {} in flight, {} rounds (median), {} cores, load {}",
         report.events, report.batch, IN_FLIGHT, report.rounds, report.cores, report.load_average
     );
-    println!("| variant | events/s | × reference | CPU s / 100k | request p50 ms | p99 ms | peak RSS MiB | requests |");
-    println!("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
+    println!("| variant | events/s | × reference | CPU s / 100k | CPU µs / request | request p50 ms | p99 ms | peak RSS MiB | requests |");
+    println!("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
     for row in &report.variants {
         let m = &row.median;
         println!(
-            "| {} | {:.0} | {:.2} | {:.2} | {:.2} | {:.2} | {:.1} | {} |",
-            row.variant, m.events_per_second, row.ratio_to_reference, m.cpu_seconds_per_100k, m.latency_p50_ms, m.latency_p99_ms, m.peak_rss_mib, m.requests
+            "| {} | {:.0} | {:.2} | {:.2} | {:.0} | {:.2} | {:.2} | {:.1} | {} |",
+            row.variant, m.events_per_second, row.ratio_to_reference, m.cpu_seconds_per_100k, m.cpu_us_per_request, m.latency_p50_ms, m.latency_p99_ms, m.peak_rss_mib, m.requests
         );
     }
 }
 
-/// The demo's audit events repeated with unique ids, up to `count`, without
-/// `session.upload`: its recording would be streamed again for every copy,
-/// and the reference client does not stream recordings.
-fn audit_log(count: usize) -> anyhow::Result<Vec<serde_json::Value>> {
-    let per_copy = crate::demo::SAMPLE_EVENTS.lines().filter(|line| !line.contains("\"session.upload\"")).count().max(1);
-    let text = crate::demo::sample_events(count.div_ceil(per_copy));
-    let text = std::str::from_utf8(&text).context("the sample events are UTF-8")?;
-    text.lines()
-        .filter(|line| !line.contains("\"session.upload\""))
-        .take(count)
-        .map(|line| serde_json::from_str(line).context("a sample event is not JSON"))
-        .collect()
-}
-
-async fn run_once(exe: &Path, teleport: &TeleportStandIn, variant: Variant, events: usize) -> anyhow::Result<Run> {
-    let dir = tempfile::tempdir().context("cannot create a temporary folder")?;
-    let dir = dir.path();
-    let logstash = LogstashStandIn::start(None).await.context("cannot start the stand-in Logstash")?;
-    let pki = logstash.pki.write(&dir.join("pki")).context("cannot write the Logstash certificates")?;
-    teleport.write_identity(&dir.join("identity")).context("cannot write the identity file")?;
-    let url = logstash.url();
+/// Writes the child's files into `dir` and returns the command that runs it.
+fn child_command(exe: &Path, peers: &Peers, variant: Variant, dir: &Path) -> anyhow::Result<std::process::Command> {
+    let (addr, identity) = (&peers.teleport_ready.addr, peers.identity.display());
+    let logstash = &peers.logstash_ready;
+    let url = &logstash.url;
     let mut command = std::process::Command::new(exe);
     match variant {
         Variant::Reference => {
             let settings = Settings {
-                addr: teleport.address(),
-                identity: dir.join("identity"),
+                addr: addr.clone(),
+                identity: peers.identity.clone(),
                 url: format!("{url}test.log"),
-                ca: pki.ca.clone(),
-                cert: pki.client_cert.clone(),
-                key: pki.client_key.clone(),
+                ca: logstash.ca.clone(),
+                cert: logstash.cert.clone(),
+                key: logstash.key.clone(),
                 batch: BATCH,
                 in_flight: IN_FLIGHT,
                 start: crate::source::teleport::config::parse_start_time(START_TIME).map_err(anyhow::Error::msg)?,
@@ -213,64 +243,170 @@ async fn run_once(exe: &Path, teleport: &TeleportStandIn, variant: Variant, even
                 std::fs::write(plugins.join("10-redact.wasm"), crate::demo::REDACT_PLUGIN).context("cannot write the redact plugin")?;
                 std::fs::write(plugins.join("10-redact.toml"), crate::demo::DEMO_REDACT_CONFIG).context("cannot write the plugin settings")?;
             }
-            let tls = format!("ca = \"{}\"\ncert = \"{}\"\nkey = \"{}\"\n", pki.ca.display(), pki.client_cert.display(), pki.client_key.display());
+            let tls = format!("ca = \"{}\"\ncert = \"{}\"\nkey = \"{}\"\n", logstash.ca.display(), logstash.cert.display(), logstash.key.display());
             let common = "storage = \"storage\"\nplugins-dir = \"plugins\"\n";
             let text = match variant {
                 Variant::Native(_) => format!(
-                    "{common}\n[pipeline]\nbatch-size = {BATCH}\n\n[source.teleport]\naddr = \"{addr}\"\nidentity = \"identity\"\nstart-time = \"{START_TIME}\"\nwindow-size = \"8760h\"\ntimeout = \"100ms\"\nbatch = {BATCH}\nengine = \"legacy\"\nexit-on-last-event = true\n\n\
-                     [sinks.default]\ntype = \"logstash\"\nurl = \"{url}test.log\"\nformat = \"json-array\"\n{tls}\n[sinks.sessions]\ntype = \"logstash\"\nurl = \"{url}session\"\n{tls}",
-                    addr = teleport.address()
+                    "{common}\n[pipeline]\nbatch-size = {BATCH}\n\n[source.teleport]\naddr = \"{addr}\"\nidentity = \"{identity}\"\nstart-time = \"{START_TIME}\"\nwindow-size = \"8760h\"\ntimeout = \"100ms\"\nbatch = {BATCH}\nengine = \"legacy\"\nexit-on-last-event = true\n\n\
+                     [sinks.default]\ntype = \"logstash\"\nurl = \"{url}test.log\"\nformat = \"json-array\"\n{tls}\n[sinks.sessions]\ntype = \"logstash\"\nurl = \"{url}session\"\n{tls}"
                 ),
                 _ => format!(
-                    "{common}batch = {BATCH}\nstart-time = \"{START_TIME}\"\nwindow-size = \"8760h\"\ntimeout = \"100ms\"\nexit-on-last-event = true\n\n[teleport]\naddr = \"{addr}\"\nidentity = \"identity\"\n\n\
+                    "{common}batch = {BATCH}\nstart-time = \"{START_TIME}\"\nwindow-size = \"8760h\"\ntimeout = \"100ms\"\nexit-on-last-event = true\n\n[teleport]\naddr = \"{addr}\"\nidentity = \"{identity}\"\n\n\
                      [forward.fluentd]\nurl = \"{url}test.log\"\nsession-url = \"{url}session\"\n{tls}{single}",
-                    addr = teleport.address(),
                     single = if matches!(variant, Variant::Single(_)) { "format = \"single\"\n" } else { "" }
                 ),
             };
             let path = dir.join("ferry.toml");
             std::fs::write(&path, text).context("cannot write the bench config")?;
-            command.arg("start").arg("--config").arg(&path);
+            if plugin == Plugin::Compiled {
+                command.arg("bench").arg("--native-redact").arg(&path);
+            } else {
+                command.arg("start").arg("--config").arg(&path);
+            }
         }
     }
-    let log_path = dir.join("child.log");
-    let log = std::fs::File::create(&log_path).context("cannot create the child's log")?;
-    command.current_dir(dir).stdin(std::process::Stdio::null()).stdout(log.try_clone()?).stderr(log);
+    Ok(command)
+}
+
+/// A child's log file, and its last lines for an error message.
+struct ChildLog(PathBuf);
+
+impl ChildLog {
+    fn attach(command: &mut std::process::Command, dir: &Path) -> anyhow::Result<ChildLog> {
+        let path = dir.join("child.log");
+        let log = std::fs::File::create(&path).context("cannot create the child's log")?;
+        command.current_dir(dir).stdin(std::process::Stdio::null()).stdout(log.try_clone()?).stderr(log);
+        Ok(ChildLog(path))
+    }
+
+    fn tail(&self) -> String {
+        std::fs::read_to_string(&self.0).map(|text| text.lines().rev().take(10).collect::<Vec<_>>().into_iter().rev().collect::<Vec<_>>().join("\n")).unwrap_or_default()
+    }
+}
+
+async fn run_once(exe: &Path, peers: &mut Peers, variant: Variant, events: usize) -> anyhow::Result<Run> {
+    let dir = tempfile::tempdir().context("cannot create a temporary folder")?;
+    let dir = dir.path();
+    // Whatever an earlier run left behind is not this run's.
+    peers.tally()?;
+    let mut command = child_command(exe, peers, variant, dir)?;
+    let log = ChildLog::attach(&mut command, dir)?;
     let started = Instant::now();
     let child = command.spawn().with_context(|| format!("cannot start {}", exe.display()))?;
     let limit = Duration::from_secs(120) + Duration::from_millis(events as u64 * 2);
-    let usage = wait_with_usage(child, limit).await?;
+    let usage = wait_with_usage(child, limit, None).await?;
     let wall = started.elapsed();
-    let log_tail = || std::fs::read_to_string(&log_path).map(|text| text.lines().rev().take(10).collect::<Vec<_>>().into_iter().rev().collect::<Vec<_>>().join("\n")).unwrap_or_default();
-    anyhow::ensure!(usage.success, "the child process failed; its last lines:\n{}", log_tail());
+    anyhow::ensure!(usage.success, "the child process failed; its last lines:\n{}", log.tail());
 
-    let requests: Vec<_> = logstash.requests().into_iter().filter(|request| request.path == "/test.log").collect();
-    let delivered: usize = requests.iter().map(|request| request.events).sum();
-    let unique = logstash
-        .events()
-        .iter()
-        // Copies of a sample without `uid` differ by the `copy` field the
-        // repetition adds, so the whole event tells them apart.
-        .map(|event| event.get("uid").and_then(serde_json::Value::as_str).map_or_else(|| event.to_string(), str::to_owned))
-        .collect::<HashSet<String>>()
-        .len();
-    anyhow::ensure!(delivered == events && unique == events, "the Logstash stand-in recorded {delivered} events ({unique} distinct) of {events}; the child's last lines:\n{}", log_tail());
-    let first = requests.iter().map(|request| request.arrived).min().context("no request reached the Logstash stand-in")?;
-    let last = requests.iter().map(|request| request.arrived + request.took).max().unwrap_or(first);
-    let span = (last - first).as_secs_f64().max(1e-6);
-    let mut took: Vec<f64> = requests.iter().map(|request| request.took.as_secs_f64() * 1000.0).collect();
-    took.sort_by(f64::total_cmp);
+    let tally = peers.tally()?;
+    let (delivered, unique) = (tally.events, tally.distinct);
+    anyhow::ensure!(delivered == events && unique == events, "the Logstash stand-in recorded {delivered} events ({unique} distinct) of {events}; the child's last lines:\n{}", log.tail());
+    anyhow::ensure!(tally.requests > 0, "no request reached the Logstash stand-in");
     Ok(Run {
-        events_per_second: events as f64 / span,
+        events_per_second: events as f64 / tally.span_seconds.max(1e-6),
         cpu_seconds_per_100k: usage.cpu.as_secs_f64() * 100_000.0 / events as f64,
-        latency_p50_ms: percentile(&took, 0.50),
-        latency_p99_ms: percentile(&took, 0.99),
+        cpu_us_per_request: usage.cpu.as_secs_f64() * 1e6 / tally.requests as f64,
+        latency_p50_ms: tally.latency_p50_ms,
+        latency_p99_ms: tally.latency_p99_ms,
         peak_rss_mib: usage.max_rss_kib as f64 / 1024.0,
         wall_seconds: wall.as_secs_f64(),
-        requests: requests.len(),
+        requests: tally.requests,
         delivered,
         unique,
     })
+}
+
+/// One run of the backlog mode.
+#[derive(Debug, Serialize)]
+struct BacklogRun {
+    sink: &'static str,
+    /// Audit events ferry read from the Teleport stand-in: how far ahead of
+    /// its stalled sink it got.
+    events_read: u64,
+    /// Requests the Logstash stand-in saw, and how many it did not accept.
+    requests: usize,
+    refused: usize,
+    delivered: usize,
+    peak_rss_mib: f64,
+    cpu_seconds: f64,
+    /// From SIGTERM to ferry's exit.
+    stop_seconds: f64,
+    stopped_cleanly: bool,
+}
+
+#[derive(Debug, Serialize)]
+struct BacklogReport {
+    events: usize,
+    seconds: f64,
+    cores: usize,
+    load_average: String,
+    variant: String,
+    runs: Vec<BacklogRun>,
+}
+
+/// `--backlog`: ferry against a log of `--events` while the sink refuses
+/// every request, then while it answers none.
+async fn backlog(args: &BenchArgs, exe: &Path, peers: &mut Peers) -> anyhow::Result<()> {
+    let variant = Variant::Original(Plugin::Wasm);
+    let seconds = Duration::from_secs_f64(args.backlog_seconds.max(0.5));
+    let mut runs = Vec::new();
+    for (sink, command) in [("answers 503 to every request", "refuse"), ("answers no request", "no-answer")] {
+        let dir = tempfile::tempdir().context("cannot create a temporary folder")?;
+        let dir = dir.path();
+        let _: serde_json::Value = peers.logstash.ask(command)?;
+        peers.tally()?;
+        let served_before: Served = peers.teleport.ask("served")?;
+        let mut child = child_command(exe, peers, variant, dir)?;
+        let log = ChildLog::attach(&mut child, dir)?;
+        let child = child.spawn().with_context(|| format!("cannot start {}", exe.display()))?;
+        let usage = wait_with_usage(child, seconds + Duration::from_secs(60), Some(seconds)).await?;
+        let served_after: Served = peers.teleport.ask("served")?;
+        let tally = peers.tally()?;
+        let stop_seconds = usage.stopping.map_or(0.0, |took| took.as_secs_f64());
+        anyhow::ensure!(tally.requests > 0, "ferry sent nothing to the stalled sink; its last lines:\n{}", log.tail());
+        runs.push(BacklogRun {
+            sink,
+            events_read: served_after.served - served_before.served,
+            requests: tally.requests,
+            refused: tally.refused,
+            delivered: tally.events,
+            peak_rss_mib: usage.max_rss_kib as f64 / 1024.0,
+            cpu_seconds: usage.cpu.as_secs_f64(),
+            stop_seconds,
+            stopped_cleanly: usage.success,
+        });
+    }
+    let _: serde_json::Value = peers.logstash.ask("answer")?;
+    let report = BacklogReport {
+        events: peers.teleport_ready.events,
+        seconds: seconds.as_secs_f64(),
+        cores: std::thread::available_parallelism().map_or(1, |n| n.get()),
+        load_average: load_average(),
+        variant: variant.label(),
+        runs,
+    };
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        println!(
+            "ferry bench --teleport --backlog: {} events waiting, {}, {:.0} s per run, then SIGTERM; {} cores, load {}",
+            report.events, report.variant, report.seconds, report.cores, report.load_average
+        );
+        println!("| sink | events read | requests | refused | peak RSS MiB | CPU s | stop s | clean stop |");
+        println!("| --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |");
+        for run in &report.runs {
+            println!(
+                "| {} | {} | {} | {} | {:.1} | {:.2} | {:.2} | {} |",
+                run.sink, run.events_read, run.requests, run.refused, run.peak_rss_mib, run.cpu_seconds, run.stop_seconds, run.stopped_cleanly
+            );
+        }
+    }
+    Ok(())
+}
+
+#[derive(serde::Deserialize)]
+struct Served {
+    served: u64,
 }
 
 /// A finished child: did it succeed, its own CPU time, its peak RSS.
@@ -278,13 +414,15 @@ struct Usage {
     success: bool,
     cpu: Duration,
     max_rss_kib: i64,
+    /// From SIGTERM to the exit, when the child was sent one.
+    stopping: Option<Duration>,
 }
 
 /// Waits for `child` with `wait4`, which reports that child's own resource
-/// use; kills it after `limit`.
-async fn wait_with_usage(mut child: std::process::Child, limit: Duration) -> anyhow::Result<Usage> {
+/// use; sends it SIGTERM after `stop_after`, if given; kills it after `limit`.
+async fn wait_with_usage(mut child: std::process::Child, limit: Duration, stop_after: Option<Duration>) -> anyhow::Result<Usage> {
     let pid = libc::pid_t::try_from(child.id()).context("a process id out of range")?;
-    let waiting = tokio::task::spawn_blocking(move || wait4(pid));
+    let waiting = tokio::task::spawn_blocking(move || wait4(pid, stop_after));
     match tokio::time::timeout(limit, waiting).await {
         Ok(joined) => Ok(joined.context("the waiting thread panicked")??),
         Err(_) => {
@@ -294,7 +432,9 @@ async fn wait_with_usage(mut child: std::process::Child, limit: Duration) -> any
     }
 }
 
-fn wait4(pid: libc::pid_t) -> std::io::Result<Usage> {
+fn wait4(pid: libc::pid_t, stop_after: Option<Duration>) -> std::io::Result<Usage> {
+    let started = Instant::now();
+    let mut stopped_at = None;
     let mut status: libc::c_int = 0;
     // SAFETY: `rusage` is plain data, valid when zeroed.
     let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
@@ -318,6 +458,11 @@ fn wait4(pid: libc::pid_t) -> std::io::Result<Usage> {
                 return Err(error);
             }
         }
+        if stopped_at.is_none() && stop_after.is_some_and(|after| started.elapsed() >= after) {
+            // SAFETY: `pid` is our child, not yet waited for, so not reused.
+            unsafe { libc::kill(pid, libc::SIGTERM) };
+            stopped_at = Some(Instant::now());
+        }
         std::thread::sleep(Duration::from_millis(20));
     }
     let time = |t: libc::timeval| Duration::from_secs(t.tv_sec.max(0) as u64) + Duration::from_micros(t.tv_usec.max(0) as u64);
@@ -325,6 +470,7 @@ fn wait4(pid: libc::pid_t) -> std::io::Result<Usage> {
         success: libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
         cpu: time(usage.ru_utime) + time(usage.ru_stime),
         max_rss_kib: peak_kib,
+        stopping: stopped_at.map(|at| at.elapsed()),
     })
 }
 
@@ -335,7 +481,7 @@ fn vm_hwm_kib(pid: libc::pid_t) -> Option<i64> {
     line.split_whitespace().nth(1)?.parse().ok()
 }
 
-fn percentile(sorted: &[f64], q: f64) -> f64 {
+pub(super) fn percentile(sorted: &[f64], q: f64) -> f64 {
     if sorted.is_empty() {
         return 0.0;
     }
@@ -353,6 +499,7 @@ fn median_run(runs: &[Run]) -> Run {
     Run {
         events_per_second: pick(|r| r.events_per_second),
         cpu_seconds_per_100k: pick(|r| r.cpu_seconds_per_100k),
+        cpu_us_per_request: pick(|r| r.cpu_us_per_request),
         latency_p50_ms: pick(|r| r.latency_p50_ms),
         latency_p99_ms: pick(|r| r.latency_p99_ms),
         peak_rss_mib: pick(|r| r.peak_rss_mib),

@@ -1108,7 +1108,7 @@ mod tests {
                         let mut seen = Vec::new();
                         let mut start_key = String::new();
                         loop {
-                            let request = GetUnstructuredEventsRequest { namespace: "default".into(), start_date: from.clone(), end_date: to.clone(), event_types: types.clone(), limit, start_key, order: order.into() };
+                            let request = GetUnstructuredEventsRequest { namespace: "default".into(), start_date: from, end_date: to, event_types: types.clone(), limit, start_key, order: order.into() };
                             let page = service.page(&request).expect("a page");
                             assert!(page.items.len() <= limit as usize);
                             seen.extend(page.items.into_iter().map(|event| event.id));

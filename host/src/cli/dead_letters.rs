@@ -138,7 +138,7 @@ async fn purge(state: &State, filter: &Filter, all: bool) -> anyhow::Result<()> 
         all || !filter.is_everything(),
         "`ferry dead-letters purge` needs `--all` or filters (`--stage`, `--component`, `--id`, `--limit`) saying which dead letters to delete"
     );
-    anyhow::ensure!(!(all && !filter.is_everything()), "`--all` and filters contradict each other; give one or the other");
+    anyhow::ensure!(!all || filter.is_everything(), "`--all` and filters contradict each other; give one or the other");
     let removed = state.purge_dead_letters(filter).await?;
     println!("removed {removed} dead letter(s) from {}", state.path().display());
     Ok(())

@@ -112,7 +112,7 @@ pub fn describe(report: &Value) -> String {
     }
     let mut text = String::new();
     let size = report["size_bytes"].as_u64().unwrap_or(0);
-    let _ = writeln!(text, "state database {database}: {}", bytes(size));
+    let _ = writeln!(text, "state database {database}: {}", crate::units::human_size(size));
     let sources = report["sources"].as_array().map(Vec::as_slice).unwrap_or_default();
     if sources.is_empty() {
         let _ = writeln!(text, "no cursor committed yet");
@@ -198,15 +198,6 @@ fn cursor_line(source: &Value) -> String {
             _ => cursor.to_string(),
         },
         _ => cursor.to_string(),
-    }
-}
-
-/// A size for a person: bytes, KiB or MiB.
-fn bytes(size: u64) -> String {
-    match size {
-        0..1024 => format!("{size} bytes"),
-        1024..1_048_576 => format!("{:.1} KiB", size as f64 / 1024.0),
-        _ => format!("{:.1} MiB", size as f64 / 1_048_576.0),
     }
 }
 

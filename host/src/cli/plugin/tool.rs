@@ -344,7 +344,7 @@ pub fn inspect(args: &InspectArgs, mut out: impl Write) -> Result<(), ToolError>
 
     let mut report = String::new();
     let _ = writeln!(report, "plugin    {}", path.display());
-    let _ = writeln!(report, "size      {size} bytes ({})", human_size(size));
+    let _ = writeln!(report, "size      {size} bytes ({})", crate::units::human_size(size));
     let _ = match exports.iter().find_map(|(name, _)| name.strip_prefix("ferry:plugin/guest@")) {
         Some(version) => writeln!(report, "contract  ferry:plugin@{version} (this ferry runs ferry:plugin@{CONTRACT_VERSION})"),
         None => writeln!(report, "contract  none: it does not export ferry:plugin/guest"),
@@ -388,14 +388,6 @@ fn describe(engine: &Engine, item: &ComponentItem) -> String {
         ComponentItem::Component(_) => " (component)".to_owned(),
         ComponentItem::Type(_) => " (type)".to_owned(),
         ComponentItem::Resource(_) => " (resource)".to_owned(),
-    }
-}
-
-fn human_size(bytes: u64) -> String {
-    match bytes {
-        0..1024 => format!("{bytes} B"),
-        1024..1_048_576 => format!("{:.1} KiB", bytes as f64 / 1024.0),
-        _ => format!("{:.1} MiB", bytes as f64 / 1_048_576.0),
     }
 }
 

@@ -169,11 +169,9 @@ impl Metrics {
         self.add("ferry_plugin_events_out_total", &[("plugin", plugin)], events_out as u64);
     }
 
-    /// Notes the `time` (RFC 3339, as Teleport sends it) of the newest
-    /// event of batch `seq`, read before the plugins; a time that does not
-    /// parse is skipped.
-    pub fn batch_read(&self, seq: u64, newest_time: &str) {
-        let Ok(time) = humantime::parse_rfc3339_weak(newest_time) else { return };
+    /// Notes the newest event time of batch `seq`, read before the plugins
+    /// (the same value the cursor's commit stores).
+    pub fn batch_read(&self, seq: u64, time: SystemTime) {
         let mut times = self.batch_times.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         times.insert(seq, time);
     }
@@ -284,9 +282,9 @@ mod tests {
     fn lag_follows_the_newest_committed_batch_only() {
         let metrics = Metrics::default();
         assert_eq!(metrics.lag(), None);
-        metrics.batch_read(0, "2020-01-01T00:00:00Z");
-        metrics.batch_read(1, "2020-01-01T00:10:00.123456Z");
-        metrics.batch_read(2, "not a time");
+        let time = |text: &str| crate::units::parse_time(text).expect("a time");
+        metrics.batch_read(0, time("2020-01-01T00:00:00Z"));
+        metrics.batch_read(1, time("2020-01-01T00:10:00.123456Z"));
         assert_eq!(metrics.lag(), None, "nothing committed yet");
         metrics.committed_through(0);
         let old = metrics.lag().expect("a lag once a batch is committed");

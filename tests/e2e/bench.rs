@@ -2,7 +2,8 @@
 //! stand-ins in processes of their own. A small run (2,000 events, one
 //! round) must report every variant with a rate above zero, and every event
 //! must have reached the Logstash stand-in exactly once in every variant,
-//! ferry's and the reference client's alike. `--backlog` must show ferry
+//! ferry's (the Python and JavaScript examples among them) and the
+//! reference client's alike. `--backlog` must show ferry
 //! holding back while the sink refuses or ignores it, and stopping when told.
 
 use crate::util::Sandbox;
@@ -17,7 +18,9 @@ fn bench_json(sandbox: &Sandbox, args: &[&str]) -> Value {
 #[test]
 fn the_teleport_bench_reports_every_variant_with_every_event_delivered_once() {
     let sandbox = Sandbox::new("bench-teleport", "");
-    let report = bench_json(&sandbox, &["bench", "--teleport", "--events", "2000", "--rounds", "1", "--json"]);
+    let (examples, cache) = (ferry_test_plugins::PLUGIN_DIR, ferry_test_plugins::COMPILE_CACHE);
+    std::fs::create_dir_all(cache).expect("the shared compile cache");
+    let report = bench_json(&sandbox, &["bench", "--teleport", "--events", "2000", "--rounds", "1", "--json", "--examples", examples, "--plugin-cache", cache]);
     assert_eq!(report["events"], 2000, "{report}");
     let variants = report["variants"].as_array().expect("a list of variants");
     let names: Vec<&str> = variants.iter().filter_map(|v| v["variant"].as_str()).collect();
@@ -29,6 +32,8 @@ fn the_teleport_bench_reports_every_variant_with_every_event_delivered_once() {
         "native sinks, redact (compiled in)",
         "native sinks, no plugin",
         "single, redact (WebAssembly)",
+        "original config, Python tag",
+        "original config, JavaScript reshape",
     ] {
         assert!(names.contains(&expected), "variant `{expected}` missing from {names:?}");
     }

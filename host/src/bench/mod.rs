@@ -50,6 +50,17 @@ pub struct BenchArgs {
     /// before it is stopped with SIGTERM.
     #[arg(long, default_value_t = 20.0)]
     pub backlog_seconds: f64,
+    /// With `--teleport`: the folder holding the Python and JavaScript
+    /// example plugins built (`tag.wasm`, `reshape.wasm`; `cargo test`
+    /// builds them into `target/wasm-plugins/wasm32-wasip2/release`). Adds a
+    /// variant for each with the original's config.
+    #[arg(long, requires = "teleport")]
+    pub examples: Option<std::path::PathBuf>,
+    /// With `--teleport`: the compile cache every run of ferry shares, as a
+    /// restarted ferry has its own (default: one in the bench's temporary
+    /// folder, so each component is compiled in the first round only).
+    #[arg(long, requires = "teleport")]
+    pub plugin_cache: Option<std::path::PathBuf>,
     /// Run as the reference client with the settings in this JSON file
     /// (`ferry bench --teleport` starts it as a child process).
     #[arg(long, hide = true)]

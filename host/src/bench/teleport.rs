@@ -8,12 +8,15 @@
 //! `wait4`, are its own, and no stand-in shares a runtime with another. The
 //! reference client ([`super::reference`]) runs the same way. Rounds are
 //! interleaved and the median of each figure is reported, as the file mode
-//! does.
+//! does. `--examples` adds the Python and JavaScript example plugins
+//! (`tag`, `reshape`) as variants with the original's config.
 //!
 //! What is measured, per run:
 //! - events/s: events recorded by the Logstash stand-in over the span from
 //!   the first request arriving to the last one recorded, so that process
-//!   start-up and plugin compilation (fresh storage each run) are left out;
+//!   start-up and plugin compilation are left out (each run has fresh
+//!   storage, but all share one compile cache, as restarts of one ferry
+//!   do, so a component is compiled in the first round only);
 //! - CPU seconds per 100k events: the child's user + system time, start-up
 //!   included; and per request, for `single`, whose cost is per request;
 //! - request latency p50/p99: per request, from its head arriving at the
@@ -54,6 +57,33 @@ enum Plugin {
     Wasm,
     /// The same redact code compiled into ferry (`ferry bench --native-redact`).
     Compiled,
+    /// `plugins/python/tag`, from `--examples`.
+    Python,
+    /// `plugins/js/reshape`, from `--examples`.
+    JavaScript,
+}
+
+impl Plugin {
+    /// The plugin's component and its settings (`NAME.toml` beside it),
+    /// for the plugins folder of a run; `None` for no WebAssembly plugin.
+    fn files(self, examples: Option<&Path>) -> anyhow::Result<Option<(&'static str, Vec<u8>, &'static str)>> {
+        let example = |name: &'static str, settings: &'static str| -> anyhow::Result<_> {
+            let path = examples.context("the Python and JavaScript variants need --examples")?.join(format!("{name}.wasm"));
+            let wasm = std::fs::read(&path).with_context(|| format!("cannot read the example plugin {} (build it with `cargo test`)", path.display()))?;
+            Ok(Some((name, wasm, settings)))
+        };
+        match self {
+            Plugin::None | Plugin::Compiled => Ok(None),
+            Plugin::Wasm => Ok(Some(("redact", crate::demo::REDACT_PLUGIN.to_vec(), crate::demo::DEMO_REDACT_CONFIG))),
+            // Patterns that match no sample event, so that every event
+            // still arrives, yet each event's type is read and tried.
+            Plugin::Python => example("tag", "[config]\ntags = { pipeline = \"ferry\", env = \"bench\" }\ndrop = [\"lint.*\", \"*.debug\"]\n"),
+            Plugin::JavaScript => example(
+                "reshape",
+                "[config]\nrename = { \"addr.remote\" = \"remote_addr\" }\nlowercase = [\"user\"]\nroutes = [{ types = \"session.*\", sinks = [\"default\"] }]\n",
+            ),
+        }
+    }
 }
 
 #[derive(Clone, Copy, PartialEq)]
@@ -73,6 +103,8 @@ impl Variant {
             Plugin::None => "no plugin",
             Plugin::Wasm => "redact (WebAssembly)",
             Plugin::Compiled => "redact (compiled in)",
+            Plugin::Python => "Python tag",
+            Plugin::JavaScript => "JavaScript reshape",
         };
         match self {
             Variant::Reference => "reference client".into(),
@@ -121,6 +153,8 @@ struct Report {
 /// The stand-ins of one bench, each in its own process, and the folder
 /// their files are in.
 struct Peers {
+    /// The compile cache of every run's storage folder.
+    plugin_cache: PathBuf,
     teleport: StandIn,
     teleport_ready: TeleportReady,
     identity: PathBuf,
@@ -130,12 +164,14 @@ struct Peers {
 }
 
 impl Peers {
-    fn start(exe: &Path, events: usize) -> anyhow::Result<Peers> {
+    fn start(exe: &Path, events: usize, plugin_cache: Option<&Path>) -> anyhow::Result<Peers> {
         let dir = tempfile::tempdir().context("cannot create a temporary folder")?;
+        let plugin_cache = plugin_cache.map_or_else(|| dir.path().join("plugin-cache"), Path::to_owned);
+        std::fs::create_dir_all(&plugin_cache).with_context(|| format!("cannot create the compile cache {}", plugin_cache.display()))?;
         let identity = dir.path().join("identity");
         let (teleport, teleport_ready) = StandIn::spawn(exe, "teleport", &Serve::Teleport { events, identity: identity.clone() }, dir.path())?;
         let (logstash, logstash_ready) = StandIn::spawn(exe, "logstash", &Serve::Logstash { pki: dir.path().join("pki") }, dir.path())?;
-        Ok(Peers { teleport, teleport_ready, identity, logstash, logstash_ready, _dir: dir })
+        Ok(Peers { plugin_cache, teleport, teleport_ready, identity, logstash, logstash_ready, _dir: dir })
     }
 
     /// The requests to the events path since the last tally.
@@ -147,12 +183,12 @@ impl Peers {
 /// Runs the end-to-end benchmark and prints a table, or JSON with `--json`.
 pub async fn run(args: &BenchArgs) -> anyhow::Result<()> {
     let exe = std::env::current_exe().context("cannot find the ferry binary")?;
-    let mut peers = Peers::start(&exe, args.events.max(1))?;
+    let mut peers = Peers::start(&exe, args.events.max(1), args.plugin_cache.as_deref())?;
     if args.backlog {
         return backlog(args, &exe, &mut peers).await;
     }
     let events = peers.teleport_ready.events;
-    let variants = [
+    let mut variants = vec![
         Variant::Reference,
         Variant::Original(Plugin::Wasm),
         Variant::Original(Plugin::None),
@@ -161,11 +197,15 @@ pub async fn run(args: &BenchArgs) -> anyhow::Result<()> {
         Variant::Native(Plugin::None),
         Variant::Single(Plugin::Wasm),
     ];
+    if args.examples.is_some() {
+        variants.extend([Variant::Original(Plugin::Python), Variant::Original(Plugin::JavaScript)]);
+    }
+    let examples = args.examples.as_deref();
     let rounds = args.rounds.max(1);
     let mut runs: Vec<Vec<Run>> = vec![Vec::new(); variants.len()];
     for round in 0..rounds {
         for (i, variant) in variants.iter().enumerate() {
-            let run = run_once(&exe, &mut peers, *variant, events).await.with_context(|| format!("bench variant `{}`", variant.label()))?;
+            let run = run_once(&exe, &mut peers, *variant, examples, events).await.with_context(|| format!("bench variant `{}`", variant.label()))?;
             eprintln!("round {}: {:<36} {:>10.0} events/s", round + 1, variant.label(), run.events_per_second);
             runs[i].push(run);
         }
@@ -213,7 +253,7 @@ fn print_table(report: &Report) {
 }
 
 /// Writes the child's files into `dir` and returns the command that runs it.
-fn child_command(exe: &Path, peers: &Peers, variant: Variant, dir: &Path) -> anyhow::Result<std::process::Command> {
+fn child_command(exe: &Path, peers: &Peers, variant: Variant, examples: Option<&Path>, dir: &Path) -> anyhow::Result<std::process::Command> {
     let (addr, identity) = (&peers.teleport_ready.addr, peers.identity.display());
     let logstash = &peers.logstash_ready;
     let url = &logstash.url;
@@ -239,9 +279,11 @@ fn child_command(exe: &Path, peers: &Peers, variant: Variant, dir: &Path) -> any
         Variant::Original(plugin) | Variant::Native(plugin) | Variant::Single(plugin) => {
             let plugins = dir.join("plugins");
             std::fs::create_dir_all(&plugins).context("cannot create the plugins folder")?;
-            if plugin == Plugin::Wasm {
-                std::fs::write(plugins.join("10-redact.wasm"), crate::demo::REDACT_PLUGIN).context("cannot write the redact plugin")?;
-                std::fs::write(plugins.join("10-redact.toml"), crate::demo::DEMO_REDACT_CONFIG).context("cannot write the plugin settings")?;
+            std::fs::create_dir_all(dir.join("storage")).context("cannot create the storage folder")?;
+            std::os::unix::fs::symlink(&peers.plugin_cache, dir.join("storage/plugin-cache")).context("cannot link the compile cache")?;
+            if let Some((name, wasm, settings)) = plugin.files(examples)? {
+                std::fs::write(plugins.join(format!("10-{name}.wasm")), wasm).with_context(|| format!("cannot write the {name} plugin"))?;
+                std::fs::write(plugins.join(format!("10-{name}.toml")), settings).context("cannot write the plugin settings")?;
             }
             let tls = format!("ca = \"{}\"\ncert = \"{}\"\nkey = \"{}\"\n", logstash.ca.display(), logstash.cert.display(), logstash.key.display());
             let common = "storage = \"storage\"\nplugins-dir = \"plugins\"\n";
@@ -284,12 +326,12 @@ impl ChildLog {
     }
 }
 
-async fn run_once(exe: &Path, peers: &mut Peers, variant: Variant, events: usize) -> anyhow::Result<Run> {
+async fn run_once(exe: &Path, peers: &mut Peers, variant: Variant, examples: Option<&Path>, events: usize) -> anyhow::Result<Run> {
     let dir = tempfile::tempdir().context("cannot create a temporary folder")?;
     let dir = dir.path();
     // Whatever an earlier run left behind is not this run's.
     peers.tally()?;
-    let mut command = child_command(exe, peers, variant, dir)?;
+    let mut command = child_command(exe, peers, variant, examples, dir)?;
     let log = ChildLog::attach(&mut command, dir)?;
     let started = Instant::now();
     let child = command.spawn().with_context(|| format!("cannot start {}", exe.display()))?;
@@ -356,7 +398,7 @@ async fn backlog(args: &BenchArgs, exe: &Path, peers: &mut Peers) -> anyhow::Res
         let _: serde_json::Value = peers.logstash.ask(command)?;
         peers.tally()?;
         let served_before: Served = peers.teleport.ask("served")?;
-        let mut child = child_command(exe, peers, variant, dir)?;
+        let mut child = child_command(exe, peers, variant, None, dir)?;
         let log = ChildLog::attach(&mut child, dir)?;
         let child = child.spawn().with_context(|| format!("cannot start {}", exe.display()))?;
         let usage = wait_with_usage(child, seconds + Duration::from_secs(60), Some(seconds)).await?;

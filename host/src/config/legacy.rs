@@ -132,6 +132,12 @@ impl FerryConfig {
         if self.source.is_some() {
             return Err(ConfigError::invalid(&self.file, "teleport", "[teleport] and [source] both define the source; keep one"));
         }
+        // The event handler's `batch` is the size of its pages; as ferry
+        // sends a batch per request, it is that too, unless `[pipeline]`
+        // says otherwise.
+        if self.pipeline.batch_size.is_none() {
+            self.pipeline.batch_size = Some((teleport.page_size as usize).clamp(1, crate::pipeline::MAX_BATCH_SIZE));
+        }
         self.source = Some(SourceConfig::Teleport(Box::new(teleport)));
         self.legacy_teleport = true;
         Ok(())
@@ -433,11 +439,25 @@ refresh.interval = "2m"
     }
 
     #[test]
+    fn the_event_handlers_batch_sizes_batches_unless_the_pipeline_says_otherwise() {
+        let batch = |text: &str| FerryConfig::parse(text, Path::new("/etc/teleport-event-handler.toml")).expect("loads").pipeline.batch_size();
+        assert_eq!(batch(EVENT_HANDLER_TOML), 20);
+        assert_eq!(batch(&format!("{EVENT_HANDLER_TOML}[pipeline]\nbatch-size = 64\n")), 64, "[pipeline] wins");
+        let without_batch = EVENT_HANDLER_TOML.replace("batch = 20\n", "");
+        assert_eq!(batch(&without_batch), 500, "the event handler's default page");
+        let huge = EVENT_HANDLER_TOML.replace("batch = 20", "batch = 4000000000");
+        assert_eq!(batch(&huge), crate::pipeline::MAX_BATCH_SIZE, "held to what a batch may be");
+        let native = "[source.file]\npath = \"in.jsonl\"\n[sinks.default]\ntype = \"stdout\"\n";
+        assert_eq!(FerryConfig::parse(native, Path::new("/etc/ferry.toml")).expect("loads").pipeline.batch_size(), 256, "ferry's own default elsewhere");
+    }
+
+    #[test]
     fn an_event_handler_config_becomes_a_teleport_source() {
         let config = FerryConfig::parse(EVENT_HANDLER_TOML, Path::new("/etc/teleport-event-handler.toml")).expect("loads");
         let source = teleport(&config);
         assert_eq!(source.addr, "teleport.example.com:443");
         assert_eq!(source.page_size, 20);
+        assert_eq!(config.pipeline.batch_size(), 20, "a page is a batch, one request");
         assert_eq!(source.types, ["user.login", "session.upload"]);
         assert_eq!(source.skip_session_types, ["print"]);
         assert_eq!(source.timeout.0.as_secs(), 10);

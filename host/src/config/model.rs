@@ -264,7 +264,7 @@ mod tests {
         )
         .expect("valid config");
         assert_eq!(config.database_path(), Path::new("/etc/ferry/state/ferry.db"));
-        assert_eq!(config.pipeline.batch_size, 10);
+        assert_eq!(config.pipeline.batch_size(), 10);
         assert_eq!(config.plugins.len(), 1);
         assert_eq!(config.default_sink().expect("has default"), "default");
         let Some(SourceConfig::File(file)) = &config.source else { panic!("a file source") };

@@ -7,8 +7,9 @@ use std::time::Duration;
 #[serde(rename_all = "kebab-case", deny_unknown_fields, default)]
 pub struct PipelineConfig {
     /// Most events in one batch (one plugin call, one sink request).
-    /// Default 256.
-    pub batch_size: usize,
+    /// Default 256, or the page size with the event handler's config
+    /// (`batch`); read it through [`PipelineConfig::batch_size`].
+    pub batch_size: Option<usize>,
     /// Longest a batch waits to fill before it is sent anyway. Default `"200ms"`.
     pub linger: ConfigDuration,
     /// Most batches between the source and the cursor commit at once; with
@@ -24,7 +25,7 @@ pub struct PipelineConfig {
 impl Default for PipelineConfig {
     fn default() -> Self {
         PipelineConfig {
-            batch_size: 256,
+            batch_size: None,
             linger: ConfigDuration(Duration::from_millis(200)),
             batches_in_flight: 4,
             shutdown_timeout: ConfigDuration(Duration::from_secs(30)),
@@ -37,14 +38,23 @@ impl Default for PipelineConfig {
 /// not an allocation failure.
 pub const MAX_BATCH_SIZE: usize = 1 << 20;
 
+/// `batch-size` when neither it nor the event handler's `batch` is set.
+pub const DEFAULT_BATCH_SIZE: usize = 256;
+
 impl PipelineConfig {
+    /// Most events in one batch.
+    pub fn batch_size(&self) -> usize {
+        self.batch_size.unwrap_or(DEFAULT_BATCH_SIZE)
+    }
+
     /// Checks the values; returns the key and what is wrong.
     pub fn validate(&self) -> Result<(), (&'static str, String)> {
-        if self.batch_size == 0 {
+        let batch_size = self.batch_size();
+        if batch_size == 0 {
             return Err(("pipeline.batch-size", "must be at least 1".into()));
         }
-        if self.batch_size > MAX_BATCH_SIZE {
-            return Err(("pipeline.batch-size", format!("{} is more than {MAX_BATCH_SIZE} events (each batch is held in memory whole)", self.batch_size)));
+        if batch_size > MAX_BATCH_SIZE {
+            return Err(("pipeline.batch-size", format!("{batch_size} is more than {MAX_BATCH_SIZE} events (each batch is held in memory whole)")));
         }
         if self.batches_in_flight == 0 {
             return Err(("pipeline.batches-in-flight", "must be at least 1".into()));
@@ -69,7 +79,7 @@ mod tests {
         assert!(message.contains("more than the most ferry can track"), "{message}");
         let config = PipelineConfig { batches_in_flight: tokio::sync::Semaphore::MAX_PERMITS, ..PipelineConfig::default() };
         assert!(config.validate().is_ok());
-        let config = PipelineConfig { batch_size: usize::MAX, ..PipelineConfig::default() };
+        let config = PipelineConfig { batch_size: Some(usize::MAX), ..PipelineConfig::default() };
         assert_eq!(config.validate().expect_err("refused").0, "pipeline.batch-size");
     }
 }

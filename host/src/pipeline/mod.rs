@@ -22,5 +22,5 @@ mod run;
 mod tests;
 
 pub use chain::{Chain, ChainOutput, ChainSwap, Halted, Settled, settle};
-pub use config::PipelineConfig;
+pub use config::{MAX_BATCH_SIZE, PipelineConfig};
 pub use run::{Pipeline, PipelineError, Summary};

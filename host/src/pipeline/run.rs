@@ -127,7 +127,7 @@ impl Pipeline {
             forward.fire();
         });
 
-        let size = config.batch_size;
+        let size = config.batch_size();
         let (record_tx, record_rx) = mpsc::channel(size);
         let (batch_tx, mut batch_rx) = mpsc::channel::<batcher::Batch>(1);
         let (processed_tx, processed_rx) = mpsc::channel(1);
@@ -150,9 +150,11 @@ impl Pipeline {
                 }
                 let count = batch.events.len() + batch.invalid.len();
                 chain_metrics.add("ferry_events_received_total", &[], count as u64);
+                // One reading of the batch's times, for the cursor's commit
+                // (`ferry status`) and for the lag metric.
                 let newest = batch.events.iter().filter_map(|event| crate::units::parse_time(&event.time).ok()).max();
-                if let Some(newest) = batch.events.last() {
-                    chain_metrics.batch_read(batch.seq, &newest.time);
+                if let Some(newest) = newest {
+                    chain_metrics.batch_read(batch.seq, newest);
                 }
                 crate::observe::health().chain_busy(true);
                 let output = chain.apply_routed(batch.events, batch.sinks).inspect_err(|_| halt.fire())?;

@@ -77,7 +77,7 @@ impl Plugin {
             Plugin::Wasm => Ok(Some(("redact", crate::demo::REDACT_PLUGIN.to_vec(), crate::demo::DEMO_REDACT_CONFIG))),
             // Patterns that match no sample event, so that every event
             // still arrives, yet each event's type is read and tried.
-            Plugin::Python => example("tag", "[config]\ntags = { pipeline = \"ferry\", env = \"bench\" }\ndrop = [\"lint.*\", \"*.debug\"]\n"),
+            Plugin::Python => example("tag", "[config]\ntags = { pipeline = \"ferry\", env = \"bench\" }\ndrop = [\"lint.*\", \"*.bench_skipped\"]\n"),
             Plugin::JavaScript => example(
                 "reshape",
                 "[config]\nrename = { \"addr.remote\" = \"remote_addr\" }\nlowercase = [\"user\"]\nroutes = [{ types = \"session.*\", sinks = [\"default\"] }]\n",

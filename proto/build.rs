@@ -16,6 +16,9 @@ fn main() {
     let descriptors = protox::compile(files, [&manifest_dir]).unwrap_or_else(|err| panic!("the Teleport protocol in {} does not compile: {err}", proto_dir.display()));
     // One `.rs` file per protobuf package, into OUT_DIR.
     tonic_prost_build::configure()
+        // Events' Structs stay bytes until they are written as JSON
+        // (src/rawstruct.rs): no tree of maps and strings per event.
+        .extern_path(".google.protobuf.Struct", "crate::rawstruct::RawStruct")
         .build_client(true)
         .build_server(true)
         .compile_fds(descriptors)

@@ -1,14 +1,17 @@
-//! The Teleport source's work per event, before and after it was made one
-//! pass: each fixture event (`host/demo/`, audit and session recording) as
-//! the gRPC client hands it over, a protobuf `Struct`, becomes a ferry
+//! The Teleport source's work per event, the old ways against today's:
+//! each fixture event (`host/demo/`, audit and session recording) as the
+//! gRPC client receives it, a protobuf `Struct` on the wire, becomes a ferry
 //! `Event`.
 //!
-//! - `value-path` is the old way: Struct → `serde_json::Value` → bytes, then
-//!   `Event::from_json` parses the text again for the header.
-//! - `one-pass` is `Event::from_struct`: the JSON written straight into a
-//!   reused buffer, the header taken from the Struct's fields.
+//! - `value-path` is the first way: the Struct decoded into prost's tree,
+//!   then → `serde_json::Value` → bytes, then `Event::from_json` parses the
+//!   text again for the header.
+//! - `tree-pass` is the second: the tree decoded, its JSON written straight
+//!   into a reused buffer, the header taken from the tree's fields.
+//! - `wire-pass` is `Event::from_struct` today: no tree; the JSON written
+//!   from the protobuf bytes, the header noted on the way.
 //!
-//! Both must give the same events, or the comparison means nothing.
+//! All must give the same events, or the comparison means nothing.
 //!
 //! The cursor each record carries, for a page of 500 events, with the
 //! legacy and the export engine's cursors and four recordings pending:
@@ -27,46 +30,94 @@ use criterion::{Criterion, Throughput};
 use ferry::event::Event;
 use ferry::source::Position;
 use ferry::source::teleport::cursor::{AuditCursor, AuditPosition, ChunkPosition, Cursor, DateCursor, ExportCursor, ExportPosition, LegacyCursor, SessionProgress, Snapshot};
-use std::collections::BTreeMap;
-use std::sync::Arc;
-use ferry_proto::structjson::{json_to_struct, struct_to_json};
+use ferry_proto::rawstruct::RawStruct;
+use ferry_proto::structjson::{json_to_struct, struct_to_json, write_struct_json};
+use prost::Message;
 use prost_types::Struct;
+use prost_types::value::Kind;
+use std::collections::BTreeMap;
 use std::path::PathBuf;
+use std::sync::Arc;
 
 const SESSION_EVENTS: &str = include_str!("../demo/teleport-session-events.jsonl");
 
-/// Every fixture event, audit and session, as the Struct the client
-/// receives (Teleport builds it from the same JSON).
-fn structs() -> Vec<Struct> {
+/// Every fixture event, audit and session, as the bytes of the Struct the
+/// client receives (Teleport builds it from the same JSON).
+fn wires() -> Vec<Vec<u8>> {
     ferry::demo::SAMPLE_EVENTS
         .lines()
         .chain(SESSION_EVENTS.lines())
         .map(|line| {
             let json: serde_json::Value = serde_json::from_str(line).expect("fixture line is JSON");
-            json_to_struct(&json).expect("fixture line is an object")
+            json_to_struct(&json).expect("fixture line is an object").encode_to_vec()
         })
         .collect()
 }
 
-/// Today's path before the change, kept here to compare against.
-fn value_path(structs: &[Struct]) -> Vec<Event> {
-    structs
+fn decode_tree(wire: &[u8]) -> Struct {
+    Struct::decode(wire).expect("a fixture's Struct decodes")
+}
+
+/// The first way, kept here to compare against.
+fn value_path(wires: &[Vec<u8>]) -> Vec<Event> {
+    wires
         .iter()
-        .map(|fields| Event::from_json(serde_json::to_vec(&struct_to_json(fields)).expect("a Value serialises")).expect("a Struct's JSON is an event"))
+        .map(|wire| Event::from_json(serde_json::to_vec(&struct_to_json(&decode_tree(wire))).expect("a Value serialises")).expect("a Struct's JSON is an event"))
         .collect()
 }
 
-fn one_pass(structs: &[Struct], buffer: &mut Vec<u8>) -> Vec<Event> {
-    structs.iter().map(|fields| Event::from_struct(fields, buffer)).collect()
+/// The second way, as `Event::from_struct` was before it read the wire
+/// (the fixtures all have string headers, so its slow way is left out).
+fn tree_pass(wires: &[Vec<u8>], buffer: &mut Vec<u8>) -> Vec<Event> {
+    wires
+        .iter()
+        .map(|wire| {
+            let fields = decode_tree(wire);
+            buffer.clear();
+            write_struct_json(&fields, buffer);
+            let text = |key: &str| match fields.fields.get(key).and_then(|value| value.kind.as_ref()) {
+                Some(Kind::StringValue(text)) => text.clone(),
+                _ => String::new(),
+            };
+            let index = match fields.fields.get("ei").and_then(|value| value.kind.as_ref()) {
+                Some(&Kind::NumberValue(n)) => n as i64,
+                _ => 0,
+            };
+            let json = buffer.clone();
+            let uid = text("uid");
+            Event {
+                id: if uid.is_empty() { ferry_event::content_id(&json) } else { uid },
+                event_type: text("event"),
+                time: text("time"),
+                index,
+                session_id: text("sid"),
+                stream_session: None,
+                json,
+            }
+        })
+        .collect()
 }
 
-fn bench_events(criterion: &mut Criterion, structs: &[Struct]) {
+fn wire_pass(wires: &[Vec<u8>], buffer: &mut Vec<u8>) -> Vec<Event> {
+    wires
+        .iter()
+        .map(|wire| {
+            let fields = RawStruct::decode(wire.as_slice()).expect("a fixture's Struct decodes");
+            Event::from_struct(&fields, buffer).expect("a fixture's Struct is well formed")
+        })
+        .collect()
+}
+
+fn bench_events(criterion: &mut Criterion, wires: &[Vec<u8>]) {
     let mut buffer = Vec::new();
-    assert_eq!(value_path(structs), one_pass(structs, &mut buffer), "the two paths disagree");
+    let expected = value_path(wires);
+    assert_eq!(expected, tree_pass(wires, &mut buffer), "the tree pass disagrees");
+    assert_eq!(expected, wire_pass(wires, &mut buffer), "the wire pass disagrees");
     let mut group = criterion.benchmark_group("teleport-events");
-    group.throughput(Throughput::Elements(structs.len() as u64));
-    group.bench_function("value-path", |bench| bench.iter(|| value_path(structs)));
-    group.bench_function("one-pass", |bench| bench.iter(|| one_pass(structs, &mut buffer)));
+    group.throughput(Throughput::Elements(wires.len() as u64));
+    group.bench_function("value-path", |bench| bench.iter(|| value_path(wires)));
+    group.bench_function("tree-pass", |bench| bench.iter(|| tree_pass(wires, &mut buffer)));
+    group.bench_function("wire-pass", |bench| bench.iter(|| wire_pass(wires, &mut buffer)));
     group.finish();
 }
 
@@ -141,16 +192,16 @@ fn bench_cursors(criterion: &mut Criterion) {
 fn main() {
     let out = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("criterion");
     let mut criterion = Criterion::default().output_directory(&out).configure_from_args();
-    let structs = structs();
-    bench_events(&mut criterion, &structs);
+    let wires = wires();
+    bench_events(&mut criterion, &wires);
     bench_cursors(&mut criterion);
     criterion.final_summary();
-    if let [Some(before), Some(after)] = ["value-path", "one-pass"].map(|variant| common::median_nanos(&out, "teleport-events", variant)) {
-        let rate = |nanos: f64| structs.len() as f64 / (nanos / 1e9);
-        println!("Teleport events (Struct → ferry Event), {} fixture events, median of criterion's samples:", structs.len());
-        println!("  value path (before): {:>10.0} events/s", rate(before));
-        println!("  one pass   (after):  {:>10.0} events/s", rate(after));
-        println!("  ratio after/before:  {:>10.2}", before / after);
+    if let [Some(value), Some(tree), Some(wire)] = ["value-path", "tree-pass", "wire-pass"].map(|variant| common::median_nanos(&out, "teleport-events", variant)) {
+        let rate = |nanos: f64| wires.len() as f64 / (nanos / 1e9);
+        println!("Teleport events (protobuf Struct bytes → ferry Event), {} fixture events, median of criterion's samples:", wires.len());
+        println!("  value path (first):   {:>10.0} events/s", rate(value));
+        println!("  tree pass  (second):  {:>10.0} events/s   ×{:.2}", rate(tree), value / tree);
+        println!("  wire pass  (today):   {:>10.0} events/s   ×{:.2} the first, ×{:.2} the second", rate(wire), value / wire, tree / wire);
     }
     println!("The cursor per record, pages of {PAGE} events, median of criterion's samples:");
     for engine in ["legacy", "export"] {

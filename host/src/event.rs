@@ -10,9 +10,7 @@
 //! event contract, `ferry-event`, which the plugins' SDK reads the same way.
 
 use ferry_event::Header;
-use ferry_proto::structjson::write_struct_json;
-use prost_types::Struct;
-use prost_types::value::Kind;
+use ferry_proto::rawstruct::{Field, MalformedStruct, RawStruct};
 use serde::de::IgnoredAny;
 
 /// One audit event.
@@ -94,47 +92,35 @@ impl Event {
         Event::with_header(json)
     }
 
-    /// Builds an event from a Teleport `Struct` in one pass: its JSON is
-    /// written straight into `buffer` (reused from event to event, so the
-    /// event's own copy is the one allocation) and the header is taken from
-    /// the Struct's fields, so the text is never parsed. The same event as
-    /// `Event::from_json(struct_to_json_bytes(fields))`; a Struct always
-    /// makes a JSON object in UTF-8, so this cannot fail.
-    pub fn from_struct(fields: &Struct, buffer: &mut Vec<u8>) -> Event {
+    /// Builds an event from a Teleport `Struct` as it came off the wire, in
+    /// one pass: its JSON is written from the protobuf bytes straight into
+    /// `buffer` (reused from event to event, so the event's own copy is the
+    /// one allocation) and the header is read from the top-level fields on
+    /// the way, so the text is never parsed. The same event as
+    /// `Event::from_json` of the Struct's JSON; bytes that are not a valid
+    /// Struct fail with the reason.
+    pub fn from_struct(fields: &RawStruct, buffer: &mut Vec<u8>) -> Result<Event, MalformedStruct> {
         buffer.clear();
-        write_struct_json(fields, buffer);
+        let mut header = StructHeader::default();
+        fields.write_json(buffer, |key, field| header.note(key, field))?;
         let json = buffer.clone();
-        // A header field absent, null or a string: what `Header::read`'s
-        // quick way accepts. Another type sends it its slower way (an
-        // ECS-mapped event, say), so the text is read after all.
-        let text = |key: &str| match fields.fields.get(key).and_then(|value| value.kind.as_ref()) {
-            None | Some(Kind::NullValue(_)) => Some(""),
-            Some(Kind::StringValue(text)) => Some(text.as_str()),
-            Some(_) => None,
-        };
-        let (Some(uid), Some(event_type), Some(time), Some(session_id)) = (text("uid"), text("event"), text("time"), text("sid")) else {
+        let (Some(uid), Some(event_type), Some(time), Some(session_id)) = (header.uid, header.event_type, header.time, header.session_id) else {
             // Text written from a Struct is valid JSON, so this reads it;
             // were it not, the event keeps its bytes under its content id.
-            return Event::with_header(json).unwrap_or_else(|err| {
+            return Ok(Event::with_header(json).unwrap_or_else(|err| {
                 let json = err.into_json();
                 Event { id: ferry_event::content_id(&json), event_type: String::new(), time: String::new(), index: 0, session_id: String::new(), stream_session: None, json }
-            });
+            }));
         };
-        // `ei` as the JSON has it: an integer when the double is integral
-        // within ±2^53 (see `ferry_proto::structjson`), else 0.
-        let index = match fields.fields.get("ei").and_then(|value| value.kind.as_ref()) {
-            Some(&Kind::NumberValue(n)) if n.fract() == 0.0 && n.abs() <= 9_007_199_254_740_992.0 => n as i64,
-            _ => 0,
-        };
-        Event {
+        Ok(Event {
             id: if uid.is_empty() { ferry_event::content_id(&json) } else { uid.to_owned() },
             event_type: event_type.to_owned(),
             time: time.to_owned(),
-            index,
+            index: header.index,
             session_id: session_id.to_owned(),
             stream_session: None,
             json,
-        }
+        })
     }
 
     /// The event with the header [`Header::read`] reads from its JSON.
@@ -144,6 +130,51 @@ impl Event {
             Err(error) => return Err(EventError { problem: Problem::Invalid(error), json }),
         };
         Ok(Event { id, event_type, time, index, session_id, stream_session: None, json })
+    }
+}
+
+/// The header fields of a Struct, noted as its top level is written.
+///
+/// A header field absent, null or a string is what `Header::read`'s quick
+/// way accepts; another type (`None` here) sends the event its slower way
+/// (an ECS-mapped event, say), so the text is read after all.
+struct StructHeader<'a> {
+    uid: Option<&'a str>,
+    event_type: Option<&'a str>,
+    time: Option<&'a str>,
+    session_id: Option<&'a str>,
+    /// `ei` as the JSON has it: an integer when the double is integral
+    /// within ±2^53 (see `ferry_proto::structjson`), else 0.
+    index: i64,
+}
+
+impl Default for StructHeader<'_> {
+    fn default() -> Self {
+        StructHeader { uid: Some(""), event_type: Some(""), time: Some(""), session_id: Some(""), index: 0 }
+    }
+}
+
+impl<'a> StructHeader<'a> {
+    fn note(&mut self, key: &'a str, field: Field<'a>) {
+        let slot = match key {
+            "uid" => &mut self.uid,
+            "event" => &mut self.event_type,
+            "time" => &mut self.time,
+            "sid" => &mut self.session_id,
+            "ei" => {
+                self.index = match field {
+                    Field::Number(n) if n.fract() == 0.0 && n.abs() <= 9_007_199_254_740_992.0 => n as i64,
+                    _ => 0,
+                };
+                return;
+            }
+            _ => return,
+        };
+        *slot = match field {
+            Field::Null => Some(""),
+            Field::Text(text) => Some(text),
+            _ => None,
+        };
     }
 }
 
@@ -205,6 +236,8 @@ mod tests {
 mod proptests {
     use super::*;
     use proptest::prelude::*;
+    use prost_types::Struct;
+    use prost_types::value::Kind;
     use serde_json::Value;
 
     /// JSON values that are not objects.
@@ -283,7 +316,8 @@ mod proptests {
         fn an_event_from_a_struct_is_the_event_from_its_json(fields in teleport_struct()) {
             let through_json = Event::from_json(ferry_proto::structjson::struct_to_json_bytes(&fields)).expect("a Struct's JSON is an event");
             let mut buffer = b"left from the last event".to_vec();
-            prop_assert_eq!(Event::from_struct(&fields, &mut buffer), through_json);
+            let raw = RawStruct::from_struct(&fields);
+            prop_assert_eq!(Event::from_struct(&raw, &mut buffer).expect("a well-formed Struct"), through_json);
         }
 
         #[test]

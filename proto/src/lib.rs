@@ -7,9 +7,11 @@
 //! written by hand, and they mirror the protobuf packages because the
 //! generated code refers to its neighbours by relative path (`super::types`).
 //! [`structjson`] turns the events' `google.protobuf.Struct` into JSON and
-//! back.
+//! back; the generated code holds each event's Struct as a
+//! [`rawstruct::RawStruct`], its bytes, written as JSON without a tree.
 #![deny(missing_docs)]
 
+pub mod rawstruct;
 pub mod structjson;
 pub use generated::*;
 

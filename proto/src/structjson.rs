@@ -79,13 +79,13 @@ fn write_value(value: &Value, out: &mut Vec<u8>) {
     }
 }
 
-fn write_str(text: &str, out: &mut Vec<u8>) {
+pub(crate) fn write_str(text: &str, out: &mut Vec<u8>) {
     // Writing a string into a Vec cannot fail.
     let _ = serde_json::to_writer(&mut *out, text);
 }
 
 /// As [`number_to_json`] decides, written without a `Number`.
-fn write_number(n: f64, out: &mut Vec<u8>) {
+pub(crate) fn write_number(n: f64, out: &mut Vec<u8>) {
     // Writing a number into a Vec cannot fail.
     if n.fract() == 0.0 && n.abs() <= MAX_EXACT_INTEGER {
         let _ = serde_json::to_writer(&mut *out, &(n as i64));
@@ -241,9 +241,9 @@ mod tests {
     }
 }
 
-/// The direct writer against the `Value` path it replaces, on random Structs.
+/// Random Structs for the property tests here and in [`crate::rawstruct`].
 #[cfg(test)]
-mod proptests {
+pub(crate) mod tests_support {
     use super::*;
     use proptest::prelude::*;
 
@@ -284,12 +284,24 @@ mod proptests {
         })
     }
 
+    /// A Struct of up to 8 fields, nested up to 3 deep.
+    pub(crate) fn structs() -> impl Strategy<Value = Struct> {
+        prop::collection::btree_map(any::<String>(), value(), 0..8).prop_map(|fields| Struct { fields })
+    }
+}
+
+/// The direct writer against the `Value` path it replaces, on random Structs.
+#[cfg(test)]
+mod proptests {
+    use super::tests_support::structs;
+    use super::*;
+    use proptest::prelude::*;
+
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(256))]
 
         #[test]
-        fn the_writer_gives_the_bytes_of_the_value_path(fields in prop::collection::btree_map(any::<String>(), value(), 0..8)) {
-            let fields = Struct { fields };
+        fn the_writer_gives_the_bytes_of_the_value_path(fields in structs()) {
             let before = serde_json::to_vec(&struct_to_json(&fields)).expect("a Value serialises");
             let mut after = Vec::new();
             write_struct_json(&fields, &mut after);

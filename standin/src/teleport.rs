@@ -44,6 +44,7 @@ use ferry_proto::auditlog::{
     GetEventExportChunksRequest, GetUnstructuredEventsRequest, Order, StreamUnstructuredSessionEventsRequest,
 };
 use ferry_proto::auth::auth_service_server::{AuthService, AuthServiceServer};
+use ferry_proto::rawstruct::RawStruct;
 use ferry_proto::structjson::json_to_struct;
 use ferry_proto::types::LockV2;
 use base64::Engine as _;
@@ -511,7 +512,7 @@ fn unstructured(json: &Value) -> Result<EventUnstructured, String> {
         id,
         time: Some(time.unwrap_or(UNIX_EPOCH).into()),
         index: json.get("ei").and_then(Value::as_i64).unwrap_or(0),
-        unstructured: Some(fields),
+        unstructured: Some(RawStruct::from_struct(&fields)),
     })
 }
 

@@ -265,7 +265,7 @@ fn status_after_a_teleport_run_shows_the_engine_cursor_and_the_newest_event() {
     assert_eq!(source["sessions"], json!([]), "every recording was streamed: {status:#}");
     let mut times: Vec<String> = cluster.audit_log().iter().filter_map(|event| event["time"].as_str().map(str::to_owned)).collect();
     let recording = cluster.standin.session_events(crate::teleport::SID).expect("the fixture session");
-    times.extend(recording.iter().map(|event| ferry_proto::structjson::struct_to_json(&event.unstructured.clone().unwrap_or_default())).filter_map(|event| event["time"].as_str().map(str::to_owned)));
+    times.extend(recording.iter().map(|event| event.unstructured.clone().unwrap_or_default().to_json_value().expect("a well-formed Struct")).filter_map(|event| event["time"].as_str().map(str::to_owned)));
     let newest = times.iter().filter_map(|time| humantime::parse_rfc3339_weak(time).or_else(|_| humantime::parse_rfc3339(time)).ok()).max().expect("times");
     let stored = source["newest_event_time"].as_str().unwrap_or_else(|| panic!("a newest event time: {status:#}"));
     assert_eq!(humantime::parse_rfc3339(stored).ok(), Some(newest), "{status:#}");

@@ -9,7 +9,6 @@
 //! stand-in serves, event by event.
 
 use crate::util::{self, Config, DEADLINE, OUT, Sandbox};
-use ferry_proto::structjson::struct_to_json;
 use ferry_standin::logstash::{self, LogstashStandIn};
 use ferry_standin::teleport::{Fault, IdentitySpec, Method, StandInOptions, TeleportStandIn, Validity};
 use serde_json::Value;
@@ -39,13 +38,13 @@ impl Cluster {
 
     /// The audit log as served, as JSON, oldest first.
     pub(crate) fn audit_log(&self) -> Vec<Value> {
-        self.standin.audit_events().iter().map(|event| struct_to_json(&event.unstructured.clone().unwrap_or_default())).collect()
+        self.standin.audit_events().iter().map(|event| event.unstructured.clone().unwrap_or_default().to_json_value().expect("a well-formed Struct")).collect()
     }
 
     /// The fixture session's events as streamed, as JSON.
     fn session(&self) -> Vec<Value> {
         let events = self.standin.session_events(SID).expect("the fixture session");
-        events.iter().map(|event| struct_to_json(&event.unstructured.clone().unwrap_or_default())).collect()
+        events.iter().map(|event| event.unstructured.clone().unwrap_or_default().to_json_value().expect("a well-formed Struct")).collect()
     }
 
     fn write_identity(&self, sandbox: &Sandbox, spec: &IdentitySpec) -> String {

@@ -6,7 +6,6 @@
 //! deadline rather than by a sleep.
 
 use crate::util::{self, Config, OUT, Sandbox};
-use ferry_proto::structjson::struct_to_json;
 use ferry_standin::logstash::LogstashStandIn;
 use ferry_standin::teleport::{IdentitySpec, StandInOptions};
 use serde_json::Value;
@@ -260,7 +259,7 @@ fn a_recording_survives_internal_errors_and_a_refused_index() {
     let sandbox = cluster.sandbox("teleport-session-faults", &text.text());
     let output = sandbox.run("start");
     output.assert_success(&sandbox);
-    let recording: Vec<Value> = cluster.standin.session_events(SID).expect("the fixture session").iter().map(|event| struct_to_json(&event.unstructured.clone().unwrap_or_default())).collect();
+    let recording: Vec<Value> = cluster.standin.session_events(SID).expect("the fixture session").iter().map(|event| event.unstructured.clone().unwrap_or_default().to_json_value().expect("a well-formed Struct")).collect();
     let got: Vec<Value> = util::complete_lines(&sandbox.read("sessions.jsonl")).iter().map(|line| serde_json::from_str(line).expect("JSON")).collect();
     assert_eq!(got.len(), 160, "the whole recording, once\n{}", sandbox.report(Some(&output)));
     assert!(got == recording, "in order\n{}", sandbox.report(Some(&output)));

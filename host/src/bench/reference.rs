@@ -95,8 +95,10 @@ pub async fn run(path: &Path) -> anyhow::Result<()> {
                     if i > 0 {
                         body.push(b',');
                     }
-                    let json = event.unstructured.as_ref().map(ferry_proto::structjson::struct_to_json_bytes).unwrap_or_else(|| b"{}".to_vec());
-                    body.extend_from_slice(&json);
+                    match &event.unstructured {
+                        Some(fields) => fields.write_json(&mut body, |_, _| {}).with_context(|| format!("audit event {}", event.id))?,
+                        None => body.extend_from_slice(b"{}"),
+                    }
                 }
                 body.push(b']');
                 sent += page.items.len();

@@ -34,7 +34,7 @@ pub struct LegacyKey {
 /// keys are the only spelling; the `lock-*` keys win over a `lock` table.
 pub const KEYS: &[LegacyKey] = &[
     LegacyKey { key: "storage", into: None, note: "ferry's own key: the folder of the state database" },
-    LegacyKey { key: "batch", into: Some(&["page-size"]), note: "events per page of the audit log search" },
+    LegacyKey { key: "batch", into: Some(&["page-size"]), note: "events per page of the audit log search, and per batch" },
     LegacyKey { key: "types", into: Some(&["types"]), note: "only these event types (array or comma-separated)" },
     LegacyKey { key: "skip-event-types", into: Some(&["skip-event-types"]), note: "never these event types" },
     LegacyKey { key: "skip-session-types", into: Some(&["skip-session-types"]), note: "never these session recording event types" },

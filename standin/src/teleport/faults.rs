@@ -153,7 +153,8 @@ impl Faults {
 /// Serves each event's `uid` as its id as it is, empty when it has none.
 pub(super) fn raw_ids(mut audit: Vec<Stored>) -> Vec<Stored> {
     for stored in &mut audit {
-        stored.event.id = stored.event.unstructured.as_ref().and_then(|fields| fields.fields.get("uid")).and_then(|uid| match &uid.kind {
+        let fields = stored.event.unstructured.as_ref().and_then(|raw| raw.to_struct().ok()).unwrap_or_default();
+        stored.event.id = fields.fields.get("uid").and_then(|uid| match &uid.kind {
             Some(prost_types::value::Kind::StringValue(uid)) => Some(uid.clone()),
             _ => None,
         }).unwrap_or_default();

@@ -50,8 +50,9 @@ pub enum AuditItem {
     /// type, a finished window or chunk).
     Moved(AuditPosition),
     /// Input that Teleport no longer has (an export chunk removed by
-    /// retention between its listing and its reading): the cursor moves past
-    /// it and a dead letter names it, so that the loss is visible.
+    /// retention between its listing and its reading), or an event whose
+    /// Struct is malformed: the cursor moves past it and a dead letter names
+    /// it, so that the loss is visible.
     Lost {
         /// What was lost, e.g. `export chunk chunk-0001 of 2024-05-01`.
         position: String,
@@ -190,8 +191,13 @@ impl Reader {
         if !self.filter.forwards(&event.r#type) {
             return self.send(AuditItem::Moved(cursor)).await;
         }
-        let event = Event::from_struct(&event.unstructured.unwrap_or_default(), &mut self.buffer);
-        self.send(AuditItem::Event { event, cursor }).await
+        match super::read_event(event, &mut self.buffer, "audit") {
+            Ok(event) => self.send(AuditItem::Event { event, cursor }).await,
+            Err(invalid) => {
+                tracing::error!("{}; it is kept as a dead letter.", invalid.reason);
+                self.send(AuditItem::Lost { position: invalid.position, reason: invalid.reason, raw: invalid.raw, cursor }).await
+            }
+        }
     }
 
     /// Caught up: ends the engine with `exit-on-last-event`, else waits.

@@ -19,6 +19,7 @@ use ferry_proto::auditlog::StreamUnstructuredSessionEventsRequest;
 use ferry_proto::auditlog::audit_log_service_client::AuditLogServiceClient;
 use super::status::{Class, ErrorEvery, SLOW_RETRY, classify};
 use crate::event::Event;
+use crate::source::Invalid;
 use crate::retry::{Backoff, Retry};
 use crate::shutdown::{Shutdown, Stopped};
 use std::sync::{Arc, Mutex};
@@ -38,6 +39,16 @@ pub enum SessionItem {
         /// The event, its JSON written and its header read in the session's
         /// task.
         event: Event,
+    },
+    /// An event whose Struct is malformed: a dead letter, and the
+    /// recording goes on.
+    Unreadable {
+        /// The session.
+        sid: String,
+        /// The event's index.
+        index: i64,
+        /// What it was, why it cannot be read, its bytes.
+        invalid: Invalid,
     },
     /// An event of a skipped type went by.
     Skipped {
@@ -169,8 +180,11 @@ impl SessionReader {
             let item = if self.filter.skip.contains(&event.r#type) {
                 SessionItem::Skipped { sid: sid.to_owned(), index: event.index }
             } else {
-                let built = Event::from_struct(&event.unstructured.unwrap_or_default(), &mut buffer);
-                SessionItem::Event { sid: sid.to_owned(), index: event.index, event: built }
+                let index = event.index;
+                match super::read_event(event, &mut buffer, &format!("session {sid}")) {
+                    Ok(built) => SessionItem::Event { sid: sid.to_owned(), index, event: built },
+                    Err(invalid) => SessionItem::Unreadable { sid: sid.to_owned(), index, invalid },
+                }
             };
             self.out.send(item).await.map_err(|_| Stopped)?;
         }

@@ -362,6 +362,12 @@ impl Merge {
                 event.stream_session = Some(Arc::from(sid.as_str()));
                 self.emit(Item::Event(event), self.session_sink.clone()).await
             }
+            SessionItem::Unreadable { sid, index, invalid } => {
+                let Some(progress) = self.progress(&sid) else { return Ok(()) };
+                progress.next_index = index + 1;
+                tracing::error!(session = %sid, "{}; it is kept as a dead letter.", invalid.reason);
+                self.emit(Item::Invalid(invalid), None).await
+            }
             SessionItem::Skipped { sid, index } => {
                 if let Some(progress) = self.progress(&sid) {
                     progress.next_index = index + 1;

@@ -9,7 +9,6 @@ use ferry_proto::auditlog::{
     StreamUnstructuredSessionEventsRequest,
 };
 use ferry_proto::types::{LockSpecV2, LockTarget, LockV2, Metadata};
-use ferry_proto::structjson::struct_to_json;
 use ferry_standin::teleport::{fixture_events, fixture_sessions, Fault, IdentitySpec, Method, StandInOptions, TeleportStandIn, Validity};
 use base64::Engine as _;
 use prost_types::Timestamp;
@@ -74,7 +73,8 @@ async fn page_all(channel: Channel, request: GetUnstructuredEventsRequest) -> (V
 }
 
 fn json_of(event: &EventUnstructured) -> Value {
-    struct_to_json(event.unstructured.as_ref().expect("unstructured"))
+    let fields = event.unstructured.as_ref().expect("unstructured");
+    serde_json::from_slice(&fields.to_json_bytes().expect("a well-formed Struct")).expect("JSON")
 }
 
 fn time_of(json: &Value) -> std::time::SystemTime {

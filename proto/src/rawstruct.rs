@@ -83,6 +83,12 @@ impl RawStruct {
         RawStruct { wire: fields.encode_to_vec() }
     }
 
+    /// A Struct's encoded bytes (its message body), taken as they are: they
+    /// are read only when written as JSON, so malformed ones fail then.
+    pub fn from_wire(wire: Vec<u8>) -> RawStruct {
+        RawStruct { wire }
+    }
+
     /// The Struct decoded into prost's tree.
     pub fn to_struct(&self) -> Result<prost_types::Struct, MalformedStruct> {
         Ok(prost_types::Struct::decode(self.wire.as_slice())?)

@@ -134,6 +134,11 @@ pub struct StandInOptions {
     /// `computeEventID` (the SHA-256 of the JSON for an event without one).
     #[cfg(feature = "faults")]
     pub raw_ids: bool,
+    /// Serve the audit events with these `uid`s with a Struct that holds a
+    /// string that is not UTF-8, as a backend with a bug might; default
+    /// none.
+    #[cfg(feature = "faults")]
+    pub malformed_uids: Vec<String>,
 }
 
 impl Default for StandInOptions {
@@ -150,6 +155,8 @@ impl Default for StandInOptions {
             listen: None,
             #[cfg(feature = "faults")]
             raw_ids: false,
+            #[cfg(feature = "faults")]
+            malformed_uids: Vec::new(),
         }
     }
 }
@@ -296,6 +303,8 @@ impl TeleportStandIn {
         let audit = audit_log(&mut options)?;
         #[cfg(feature = "faults")]
         let audit = if options.raw_ids { faults::raw_ids(audit) } else { audit };
+        #[cfg(feature = "faults")]
+        let audit = faults::malform(audit, &options.malformed_uids);
         let sessions = options.sessions.iter().map(|(sid, events)| Ok((sid.clone(), session_events(sid, events)?))).collect::<io::Result<_>>()?;
         let export = options.export_api.then(|| Export::of(&audit, options.chunk_size.max(1)));
         let shared = Arc::new(Shared {

@@ -166,3 +166,45 @@ fn listing_dead_letters_into_a_closed_pipe_exits_quietly() {
         output.status
     );
 }
+
+/// A Teleport event whose protobuf Struct cannot be JSON (a string that is
+/// not UTF-8, from a backend with a bug) is dead-lettered by its id, with
+/// its bytes; the page it came in, and every other event, is delivered.
+#[test]
+fn a_teleport_event_whose_struct_is_malformed_is_a_dead_letter_and_the_page_goes_on() {
+    use crate::teleport::Cluster;
+    use ferry_standin::teleport::{IdentitySpec, StandInOptions};
+    // Two of the fixtures' own ids, far apart.
+    let broken: Vec<String> = util::fixtures().iter().filter_map(|event| event.value["uid"].as_str()).skip(10).step_by(50).take(2).map(str::to_owned).collect();
+    assert_eq!(broken.len(), 2);
+    let cluster = Cluster::start(StandInOptions { export_api: false, malformed_uids: broken.clone(), ..StandInOptions::default() });
+    let text = Config::teleport_job(&cluster.standin.address()).set("exit-on-last-event", true).file_sink("default", OUT).text();
+    let sandbox = Sandbox::new("teleport-malformed-struct", &text);
+    cluster.standin.write_identity_with(&sandbox.path("identity"), &IdentitySpec::default()).expect("identity written");
+
+    let run = sandbox.run("start");
+    run.assert_success(&sandbox);
+    let report = || sandbox.report(Some(&run));
+    let delivered: Vec<Value> = sandbox.out_lines().iter().map(|line| serde_json::from_str(line).expect("JSON")).collect();
+    assert_eq!(delivered.len(), cluster.standin.audit_events().len() - 2, "every other event arrives{}", report());
+    assert!(delivered.iter().all(|event| !broken.iter().any(|uid| event["uid"] == uid.as_str())), "not the broken ones{}", report());
+
+    let letters = sandbox.dead_letters();
+    assert_eq!(letters.len(), 2, "{letters:#?}{}", report());
+    let mut lettered = Vec::new();
+    for letter in &letters {
+        let shown = letter.to_string();
+        assert_eq!(letter["stage"], "source", "{shown}");
+        let payload: Value = serde_json::from_str(letter["payload"].as_str().unwrap_or_default()).expect("the payload is a JSON record");
+        let uid = payload["id"].as_str().unwrap_or_default().to_owned();
+        let reason = letter["reason"].as_str().unwrap_or_default();
+        assert!(reason.contains(&format!("audit event {uid}")) && reason.contains("not UTF-8"), "the reason names the event and what is wrong: {shown}");
+        assert!(payload["struct_base64"].as_str().is_some_and(|bytes| bytes.len() > 100), "the Struct's bytes are kept: {shown}");
+        lettered.push(uid);
+    }
+    lettered.sort();
+    let mut expected = broken.clone();
+    expected.sort();
+    assert_eq!(lettered, expected, "one letter for each broken event{}", report());
+    assert!(run.stderr.contains("kept as a dead letter"), "the error is logged{}", report());
+}

@@ -161,3 +161,23 @@ pub(super) fn raw_ids(mut audit: Vec<Stored>) -> Vec<Stored> {
     }
     audit
 }
+
+/// Adds to the Struct of each audit event whose `uid` is in `uids` an entry
+/// `"broken"` whose string is not UTF-8: bytes no JSON can carry.
+pub(super) fn malform(mut audit: Vec<Stored>, uids: &[String]) -> Vec<Stored> {
+    for stored in &mut audit {
+        let Some(fields) = &stored.event.unstructured else { continue };
+        let uid = fields.to_struct().ok().and_then(|tree| match tree.fields.get("uid").and_then(|uid| uid.kind.clone()) {
+            Some(prost_types::value::Kind::StringValue(uid)) => Some(uid),
+            _ => None,
+        });
+        if !uid.is_some_and(|uid| uids.contains(&uid)) {
+            continue;
+        }
+        // Entry {1: "broken", 2: Value {3: 0xff 0xfe}}, as field 1 of the Struct.
+        let broken: &[u8] = &[0x0a, 0x0e, 0x0a, 0x06, b'b', b'r', b'o', b'k', b'e', b'n', 0x12, 0x04, 0x1a, 0x02, 0xff, 0xfe];
+        let wire = [fields.wire(), broken].concat();
+        stored.event.unstructured = Some(ferry_proto::rawstruct::RawStruct::from_wire(wire));
+    }
+    audit
+}

@@ -6,6 +6,11 @@ use ferry::cli::Cli;
 use ferry::observe::LogFormat;
 use std::process::ExitCode;
 
+/// See `host/Cargo.toml`: the static (musl) build's allocator.
+#[cfg(target_env = "musl")]
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let mut cli = Cli::parse();
     cli.command.adopt_event_handler_config_variable();

@@ -98,3 +98,34 @@ fn killed_mid_export_of_several_chunks_and_restarted_nothing_is_lost() {
     again.assert_success(&sandbox);
     assert_eq!(logstash.event_count(), delivered, "the cursor after the restart is complete\n{}", sandbox.report(Some(&again)));
 }
+
+/// Faults in some chunks while others are open: a vanished chunk is dead-
+/// lettered by name, a broken or refused stream resumes its own chunk from
+/// its cursor, and the other chunks go on; every other event arrives once.
+#[test]
+fn faults_in_one_chunk_leave_the_chunks_read_beside_it_alone() {
+    use ferry_standin::teleport::{Fault, Method};
+    let cluster = cluster(300, 30, Duration::from_millis(50));
+    let vanished: Vec<String> = cluster.standin.vanish_chunk("chunk-0003").iter().map(|event| event.id.clone()).collect();
+    assert_eq!(vanished.len(), 30);
+    cluster.standin.inject(Method::ExportUnstructuredEvents, Fault::DropStreamAfter(5));
+    cluster.standin.inject(Method::ExportUnstructuredEvents, Fault::Unavailable);
+    cluster.standin.inject(Method::ExportUnstructuredEvents, Fault::DropStreamAfter(12));
+    let logstash = cluster.runtime.block_on(LogstashStandIn::start(None)).expect("the stand-in Logstash starts");
+    let sandbox = sandbox("export-faults", &cluster, &logstash, |config| config.set("concurrency", 4));
+    let output = sandbox.run("start");
+    output.assert_success(&sandbox);
+    let report = || sandbox.report(Some(&output));
+    let got = ids(&logstash.events());
+    let existing: Vec<String> = (0..300).map(|n| format!("login-{n}")).filter(|id| !vanished.contains(id)).collect();
+    assert_eq!(existing.len(), 270, "the stand-in's ids are the events' uids");
+    assert_eq!(got.len(), 270, "every event of the chunks that exist\n{}", report());
+    assert!(existing.iter().all(|id| got.contains_key(id)), "every event of the chunks that exist\n{}", report());
+    assert!(got.values().all(|&count| count == 1), "a broken stream resumes from its cursor: nothing twice\n{}", report());
+    let letters = sandbox.dead_letters();
+    let reasons: Vec<&str> = letters.iter().filter_map(|letter| letter.get("reason").and_then(Value::as_str)).collect();
+    assert_eq!(reasons.len(), 1, "one dead letter, for the vanished chunk: {reasons:?}\n{}", report());
+    assert!(reasons[0].contains("export chunk chunk-0003 of 2024-05-01 cannot be read") && reasons[0].contains("NotFound"), "{reasons:?}");
+    assert!(output.stderr.matches("Cannot export chunk chunk-").count() >= 3, "the three broken streams were retried\n{}", report());
+    assert!(cluster.standin.most_export_streams_at_once() > 1, "chunks were read at once");
+}

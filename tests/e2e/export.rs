@@ -129,3 +129,18 @@ fn faults_in_one_chunk_leave_the_chunks_read_beside_it_alone() {
     assert!(output.stderr.matches("Cannot export chunk chunk-").count() >= 3, "the three broken streams were retried\n{}", report());
     assert!(cluster.standin.most_export_streams_at_once() > 1, "chunks were read at once");
 }
+
+/// SIGTERM while several chunk streams wait for Teleport: every stream is
+/// given up and ferry exits at once, not when Teleport answers.
+#[test]
+fn sigterm_stops_every_open_chunk_stream() {
+    let cluster = cluster(100, 10, Duration::from_secs(120));
+    let logstash = cluster.runtime.block_on(LogstashStandIn::start(None)).expect("the stand-in Logstash starts");
+    let sandbox = sandbox("export-sigterm", &cluster, &logstash, |config| config.set("concurrency", 3));
+    let mut running = sandbox.spawn_start();
+    util::wait_for("three chunk streams open", DEADLINE, || cluster.standin.most_export_streams_at_once() >= 3, || sandbox.report(Some(&running.snapshot())));
+    running.terminate();
+    let output = running.wait(&sandbox, Duration::from_secs(15));
+    output.assert_success(&sandbox);
+    assert_eq!(logstash.event_count(), 0, "nothing was read, so nothing was sent");
+}

@@ -428,6 +428,67 @@ mod tests {
         assert_eq!(open.position(&base).cursor(), export(vec![date(&["old"], &[]), date(&["a", "b"], &[])]));
     }
 
+    /// Chunks of any sizes read `concurrency` at a time in any interleaving:
+    /// every position handed out, once stored, resumes each chunk exactly
+    /// after its last event forwarded before it, and names a chunk done only
+    /// once all its events were forwarded.
+    mod interleavings {
+        use super::*;
+        use proptest::prelude::*;
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(128))]
+
+            #[test]
+            fn each_position_resumes_every_chunk_where_it_was_forwarded(
+                sizes in proptest::collection::vec(0usize..6, 1..7),
+                concurrency in 1usize..5,
+                picks in proptest::collection::vec(any::<usize>(), 64),
+            ) {
+                let names: Vec<String> = (0..sizes.len()).map(|n| format!("c{n}")).collect();
+                let mut base = Arc::new(export(vec![date(&[], &[])]));
+                let mut open = OpenChunks::new(0);
+                // Per chunk: events forwarded, and whether it is finished.
+                let mut read = vec![0usize; sizes.len()];
+                let mut finished = vec![false; sizes.len()];
+                let (mut next, mut opened) = (0, Vec::new());
+                let mut handed_out = Vec::new();
+                let mut picks = picks.into_iter().cycle();
+                loop {
+                    while opened.len() < concurrency && next < sizes.len() {
+                        open.open(Arc::from(names[next].as_str()), Arc::default());
+                        opened.push(next);
+                        next += 1;
+                    }
+                    if opened.is_empty() {
+                        break;
+                    }
+                    let at = picks.next().unwrap_or(0) % opened.len();
+                    let chunk = opened[at];
+                    if read[chunk] == sizes[chunk] {
+                        open.finish(&mut base, &names[chunk]);
+                        finished[chunk] = true;
+                        opened.remove(at);
+                    } else {
+                        read[chunk] += 1;
+                        open.read(&names[chunk], Arc::from(read[chunk].to_string()));
+                    }
+                    handed_out.push((open.position(&base), read.clone(), finished.clone()));
+                }
+                prop_assert!(open.is_empty());
+                for (position, read, finished) in handed_out {
+                    let stored = position.cursor();
+                    let day = &stored.dates[0];
+                    for (chunk, name) in names.iter().enumerate() {
+                        prop_assert_eq!(day.done.contains(name), finished[chunk], "{} done", name);
+                        let want = (!finished[chunk] && read[chunk] > 0).then(|| read[chunk].to_string());
+                        prop_assert_eq!(day.partial.get(name).cloned(), want, "{} resumes after its last forwarded event", name);
+                    }
+                }
+            }
+        }
+    }
+
     #[test]
     fn a_position_handed_out_keeps_its_sessions_when_the_merge_loop_moves_on() {
         let mut merge = Snapshot::default();

@@ -4,8 +4,9 @@
 //! `window-size` window at a time from the start time, resuming on the page
 //! that held the last delivered event and skipping up to its id. The export
 //! engine lists each UTC date's chunks with `GetEventExportChunks` and reads
-//! each new chunk with `ExportUnstructuredEvents`, resuming inside a chunk
-//! from its cursor. Both filter by `types` and `skip-event-types` and send
+//! each new chunk with `ExportUnstructuredEvents`, up to `concurrency` chunks
+//! of a date at once (each in its own task), resuming inside a chunk from its
+//! cursor. Both filter by `types` and `skip-event-types` and send
 //! what they read, with the cursor just past it, to the source's merge loop.
 //!
 //! A failed call is handled by its class ([`super::status::classify`]): a
@@ -26,7 +27,7 @@ use crate::event::Event;
 use crate::retry::{Backoff, Retry};
 use crate::shutdown::{Shutdown, Stopped};
 use std::collections::{BTreeSet, HashSet};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
@@ -111,8 +112,10 @@ pub struct Reader {
     pub out: mpsc::Sender<AuditItem>,
     /// Stops the engine.
     pub shutdown: Shutdown,
-    /// Lets one ERROR line a minute through for a failure that lasts.
-    pub errors: ErrorEvery,
+    /// Lets one ERROR line a minute through for a failure that lasts;
+    /// shared by the chunk streams read at once, so that one failure of all
+    /// of them is still one line a minute.
+    pub errors: Arc<Mutex<ErrorEvery>>,
     /// Each event's JSON is written here first, so that the buffer grows
     /// once, not per event; empty to start.
     pub buffer: Vec<u8>,
@@ -172,7 +175,7 @@ impl Reader {
     /// ERROR line a minute rather than one per attempt.
     async fn slowly(&mut self, retry: &mut Retry, what: &str, reason: &str, hint: &str) -> Result<(), Stopped> {
         let delay = retry.next_delay(Some(SLOW_RETRY));
-        if self.errors.due() {
+        if self.errors.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).due() {
             tracing::error!(retry_in = ?delay, "Cannot {what}: {reason}; {hint}. Retrying every {}s.", SLOW_RETRY.as_secs());
         } else {
             tracing::debug!(retry_in = ?delay, "Cannot {what}: {reason}; retrying.");
@@ -184,7 +187,7 @@ impl Reader {
     fn succeeded(&mut self, retry: &mut Retry) {
         crate::observe::health().source_up();
         retry.reset();
-        self.errors.reset();
+        self.errors.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).reset();
     }
 
     async fn send(&self, item: AuditItem) -> Result<(), Stopped> {

@@ -436,8 +436,22 @@ impl Reader {
             if open.is_empty() {
                 return Ok(());
             }
-            // `news_tx` is held here, so the channel never closes while chunks are open.
-            let Some(item) = self.shutdown.until(news.recv()).await? else { return Err(Stopped) };
+            // `news_tx` is held here, so the channel never closes while chunks
+            // are open. A chunk's task that panicked sends nothing more:
+            // waiting for it would stall the export without a word, so the
+            // engine ends as it would on a panic of its own.
+            let next = async {
+                loop {
+                    tokio::select! {
+                        item = news.recv() => return item,
+                        Some(Err(failed)) = streams.join_next(), if !streams.is_empty() => {
+                            tracing::error!(date = %day, error = %failed, "A task reading an export chunk failed; the export stops.");
+                            return None;
+                        }
+                    }
+                }
+            };
+            let Some(item) = self.shutdown.until(next).await? else { return Err(Stopped) };
             match item {
                 ChunkNews::Read { chunk, event, cursor: chunk_cursor } => {
                     open.read(&chunk, chunk_cursor);

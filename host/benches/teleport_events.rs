@@ -14,7 +14,8 @@
 //! All must give the same events, or the comparison means nothing.
 //!
 //! The cursor each record carries, for a page of 500 events, with the
-//! legacy and the export engine's cursors and four recordings pending:
+//! legacy and the export engine's cursors (five chunks open at once) and
+//! four recordings pending:
 //!
 //! - `encode-per-event` is the old way: the cursor document cloned and
 //!   written as JSON for every record, all but the batch's last thrown away;
@@ -172,12 +173,23 @@ fn bench_cursors(criterion: &mut Criterion) {
     let base = Arc::new(export_base());
     let name: Arc<str> = Arc::from("chunk-2024-05-01-0040");
     let chunk_cursors: Vec<Arc<str>> = (0..PAGE).map(|i| Arc::from(format!("{{\"offset\":{}}}", i + 1).as_str())).collect();
+    // Five chunks read at once (the default `concurrency`): four others
+    // stand at a cursor while this one moves.
+    let others: Vec<ChunkPosition> = (41..45).map(|n| ChunkPosition { date: 1, name: Arc::from(format!("chunk-2024-05-01-{n:04}").as_str()), cursor: Arc::from("{\"offset\":7}") }).collect();
     let export_document = |i: usize| {
         let mut cursor = base.as_ref().clone();
         cursor.dates[1].partial.insert(name.to_string(), chunk_cursors[i].to_string());
+        for other in &others {
+            cursor.dates[1].partial.insert(other.name.to_string(), other.cursor.to_string());
+        }
         AuditCursor::Export(cursor)
     };
-    let export_position = |i: usize| AuditPosition::Export(ExportPosition { base: base.clone(), chunk: Some(ChunkPosition { date: 1, name: name.clone(), cursor: chunk_cursors[i].clone() }) });
+    let export_position = |i: usize| {
+        let mut open = Vec::with_capacity(5);
+        open.push(ChunkPosition { date: 1, name: name.clone(), cursor: chunk_cursors[i].clone() });
+        open.extend(others.iter().cloned());
+        AuditPosition::Export(ExportPosition { base: base.clone(), chunks: Arc::from(open) })
+    };
     let mut group = criterion.benchmark_group("teleport-cursor");
     group.throughput(Throughput::Elements(PAGE as u64));
     assert_eq!(encode_per_event(|i| AuditCursor::Legacy(legacy(i)), &sessions), shared_snapshot(|i| AuditPosition::Legacy(legacy(i)), &shared_sessions), "legacy: the two ways disagree");

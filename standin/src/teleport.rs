@@ -122,6 +122,11 @@ pub struct StandInOptions {
     pub export_api: bool,
     /// Events per export chunk. Default 50.
     pub chunk_size: usize,
+    /// How long each export chunk stream waits before it is answered, as a
+    /// backend that fetches the chunk first: reading chunks one after
+    /// another pays it per chunk, reading them at once pays it once per
+    /// round. Default none.
+    pub export_stream_delay: Duration,
     /// Act as a Proxy with TLS routing: refuse connections that do not offer
     /// ALPN `teleport-auth@<hex(cluster)>.teleport.cluster.local`. Default off.
     pub tls_routing: bool,
@@ -150,6 +155,7 @@ impl Default for StandInOptions {
             announce_sessions: false,
             export_api: true,
             chunk_size: 50,
+            export_stream_delay: Duration::ZERO,
             tls_routing: false,
             server_validity: Validity::For(Duration::from_secs(24 * 3600)),
             listen: None,
@@ -271,6 +277,9 @@ struct Shared {
     audit: Vec<Stored>,
     sessions: HashMap<String, Vec<EventUnstructured>>,
     export: Option<Export>,
+    export_stream_delay: Duration,
+    /// Export chunk streams open now, and the most ever open at once.
+    export_streams: Mutex<(usize, usize)>,
     locks: Mutex<Vec<LockV2>>,
     calls: Mutex<Vec<SeenCall>>,
     /// Audit events served in pages, repeats included.
@@ -313,6 +322,8 @@ impl TeleportStandIn {
             audit,
             sessions,
             export,
+            export_stream_delay: options.export_stream_delay,
+            export_streams: Mutex::default(),
             locks: Mutex::default(),
             calls: Mutex::default(),
             served: std::sync::atomic::AtomicU64::new(0),
@@ -348,6 +359,12 @@ impl TeleportStandIn {
     /// The address it listens on.
     pub fn addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// The most export chunk streams that were open at the same time
+    /// (from the request until the stream is dropped).
+    pub fn most_export_streams_at_once(&self) -> usize {
+        lock(&self.shared.export_streams).1
     }
 
     /// The address as ferry's `teleport.addr` takes it (`127.0.0.1:PORT`).
@@ -631,6 +648,28 @@ impl Service {
     }
 }
 
+/// One export chunk stream counted in `Shared::export_streams` while it lives.
+struct OpenExportStream {
+    shared: Arc<Shared>,
+}
+
+impl OpenExportStream {
+    fn new(shared: Arc<Shared>) -> OpenExportStream {
+        {
+            let mut streams = lock(&shared.export_streams);
+            streams.0 += 1;
+            streams.1 = streams.1.max(streams.0);
+        }
+        OpenExportStream { shared }
+    }
+}
+
+impl Drop for OpenExportStream {
+    fn drop(&mut self) {
+        lock(&self.shared.export_streams).0 -= 1;
+    }
+}
+
 fn stream_of<T: Send + 'static>(mut items: Vec<T>, cut: Option<usize>) -> ItemStream<T> {
     let mut results: Vec<Result<T, Status>> = Vec::new();
     if let Some(n) = cut {
@@ -678,7 +717,11 @@ impl AuditLogService for Service {
         &self,
         request: Request<ExportUnstructuredEventsRequest>,
     ) -> Result<Response<Self::ExportUnstructuredEventsStream>, Status> {
+        let open = OpenExportStream::new(self.shared.clone());
         let cut = self.begin(Method::ExportUnstructuredEvents, &request).await?;
+        if !self.shared.export_stream_delay.is_zero() {
+            tokio::time::sleep(self.shared.export_stream_delay).await;
+        }
         let request = request.into_inner();
         let chunks = self.export()?.chunks(request.date.as_ref());
         let chunk = (0..chunks.len()).find(|&number| chunk_name(number) == request.chunk).map(|number| &chunks[number]);
@@ -692,7 +735,12 @@ impl AuditLogService for Service {
         let items = (chunk.iter().enumerate().skip(done))
             .map(|(at, &event)| ExportEventUnstructured { event: Some(self.shared.audit[event].event.clone()), cursor: (at + 1).to_string() })
             .collect();
-        Ok(Response::new(stream_of(items, cut)))
+        // Counted as open until the stream is dropped (sent or abandoned).
+        let stream = tokio_stream::StreamExt::map(stream_of(items, cut), move |item| {
+            let _open = &open;
+            item
+        });
+        Ok(Response::new(Box::pin(stream)))
     }
 }
 

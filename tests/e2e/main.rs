@@ -11,6 +11,7 @@ mod check;
 mod configure;
 mod crash_restart;
 mod example_chain;
+mod export;
 mod hostile;
 mod limits;
 mod observe;

@@ -41,7 +41,7 @@ pub const KEYS: &[LegacyKey] = &[
     LegacyKey { key: "start-time", into: Some(&["start-time"]), note: "where the first run starts (RFC 3339)" },
     LegacyKey { key: "timeout", into: Some(&["timeout"]), note: "pause between searches once caught up" },
     LegacyKey { key: "window-size", into: Some(&["window-size"]), note: "span of one audit log search" },
-    LegacyKey { key: "concurrency", into: Some(&["concurrency"]), note: "session recordings streamed at once" },
+    LegacyKey { key: "concurrency", into: Some(&["concurrency"]), note: "session recordings streamed at once, and export chunks of a date" },
     LegacyKey { key: "exit-on-last-event", into: Some(&["exit-on-last-event"]), note: "stop once caught up" },
     LegacyKey { key: "lock-enabled", into: Some(&["lock", "enabled"]), note: "lock users after failed logins" },
     LegacyKey { key: "lock-failed-attempts-count", into: Some(&["lock", "failed-attempts-count"]), note: "failed logins allowed within the period" },

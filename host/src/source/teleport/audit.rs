@@ -4,8 +4,9 @@
 //! `window-size` window at a time from the start time, resuming on the page
 //! that held the last delivered event and skipping up to its id. The export
 //! engine lists each UTC date's chunks with `GetEventExportChunks` and reads
-//! each new chunk with `ExportUnstructuredEvents`, resuming inside a chunk
-//! from its cursor. Both filter by `types` and `skip-event-types` and send
+//! each new chunk with `ExportUnstructuredEvents`, up to `concurrency` chunks
+//! of a date at once (each in its own task), resuming inside a chunk from its
+//! cursor. Both filter by `types` and `skip-event-types` and send
 //! what they read, with the cursor just past it, to the source's merge loop.
 //!
 //! A failed call is handled by its class ([`super::status::classify`]): a
@@ -16,24 +17,28 @@
 //! naming it); a refused identity is asked again slowly, with one ERROR line
 //! a minute.
 
-use super::cursor::{AuditPosition, ChunkPosition, DateCursor, ExportCursor, ExportPosition, LegacyCursor};
+use super::cursor::{AuditPosition, DateCursor, ExportCursor, LegacyCursor, OpenChunks};
 use super::config::format_time;
 use super::connect::describe_status;
 use ferry_proto::auditlog::audit_log_service_client::AuditLogServiceClient;
 use ferry_proto::auditlog::{EventUnstructured, EventsUnstructured, ExportUnstructuredEventsRequest, GetEventExportChunksRequest, GetUnstructuredEventsRequest, Order};
 use super::status::{Class, ErrorEvery, SLOW_RETRY, classify};
 use crate::event::Event;
+use crate::source::Invalid;
 use crate::retry::{Backoff, Retry};
 use crate::shutdown::{Shutdown, Stopped};
 use std::collections::{BTreeSet, HashSet};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::sync::mpsc;
+use tokio::task::JoinSet;
 use tonic::transport::Channel;
 
 const SECONDS_PER_DAY: u64 = 86_400;
 /// Past dates the export engine keeps polling for chunks written late.
 const EXPORT_BACKLOG_DAYS: u64 = 2;
+/// News from the chunk streams of a date waiting for the export engine.
+const CHUNK_NEWS: usize = 256;
 
 /// What an engine read.
 #[derive(Debug)]
@@ -101,14 +106,18 @@ pub struct Reader {
     pub exit_on_last_event: bool,
     /// Where ingestion starts when there is no cursor.
     pub start_time: SystemTime,
+    /// Export chunks of a date streamed at once (export engine).
+    pub concurrency: usize,
     /// Waits between failed calls.
     pub backoff: Backoff,
     /// Where items go.
     pub out: mpsc::Sender<AuditItem>,
     /// Stops the engine.
     pub shutdown: Shutdown,
-    /// Lets one ERROR line a minute through for a failure that lasts.
-    pub errors: ErrorEvery,
+    /// Lets one ERROR line a minute through for a failure that lasts;
+    /// shared by the chunk streams read at once, so that one failure of all
+    /// of them is still one line a minute.
+    pub errors: Arc<Mutex<ErrorEvery>>,
     /// Each event's JSON is written here first, so that the buffer grows
     /// once, not per event; empty to start.
     pub buffer: Vec<u8>,
@@ -168,7 +177,7 @@ impl Reader {
     /// ERROR line a minute rather than one per attempt.
     async fn slowly(&mut self, retry: &mut Retry, what: &str, reason: &str, hint: &str) -> Result<(), Stopped> {
         let delay = retry.next_delay(Some(SLOW_RETRY));
-        if self.errors.due() {
+        if self.errors.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).due() {
             tracing::error!(retry_in = ?delay, "Cannot {what}: {reason}; {hint}. Retrying every {}s.", SLOW_RETRY.as_secs());
         } else {
             tracing::debug!(retry_in = ?delay, "Cannot {what}: {reason}; retrying.");
@@ -180,7 +189,7 @@ impl Reader {
     fn succeeded(&mut self, retry: &mut Retry) {
         crate::observe::health().source_up();
         retry.reset();
-        self.errors.reset();
+        self.errors.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).reset();
     }
 
     async fn send(&self, item: AuditItem) -> Result<(), Stopped> {
@@ -193,11 +202,15 @@ impl Reader {
         }
         match super::read_event(event, &mut self.buffer, "audit") {
             Ok(event) => self.send(AuditItem::Event { event, cursor }).await,
-            Err(invalid) => {
-                tracing::error!("{}; it is kept as a dead letter.", invalid.reason);
-                self.send(AuditItem::Lost { position: invalid.position, reason: invalid.reason, raw: invalid.raw, cursor }).await
-            }
+            Err(invalid) => self.lost_event(invalid, cursor).await,
         }
+    }
+
+    /// An event that cannot be read: logged, and its dead letter sent with
+    /// the cursor past it.
+    async fn lost_event(&self, invalid: Invalid, cursor: AuditPosition) -> Result<(), Stopped> {
+        tracing::error!("{}; it is kept as a dead letter.", invalid.reason);
+        self.send(AuditItem::Lost { position: invalid.position, reason: invalid.reason, raw: invalid.raw, cursor }).await
     }
 
     /// Caught up: ends the engine with `exit-on-last-event`, else waits.
@@ -338,12 +351,10 @@ impl Reader {
         for at in 0..cursor.dates.len() {
             let date = start_of(&cursor.dates[at].date);
             let chunks = self.chunks(date).await?;
-            for chunk in chunks {
-                if cursor.dates[at].done.contains(&chunk) {
-                    continue;
-                }
+            let new: Vec<String> = chunks.into_iter().filter(|chunk| !cursor.dates[at].done.contains(chunk)).collect();
+            if !new.is_empty() {
                 found_new = true;
-                self.export_chunk(cursor, at, &chunk).await?;
+                self.export_chunks(cursor, at, new).await?;
             }
         }
         let today = date_of(SystemTime::now());
@@ -360,7 +371,7 @@ impl Reader {
             {
                 cursor_mut.dates.remove(0);
             }
-            return self.send(AuditItem::Moved(export_position(cursor, None))).await;
+            return self.send(AuditItem::Moved(AuditPosition::Export(OpenChunks::new(0).position(cursor)))).await;
         }
         if !found_new {
             self.idle().await?;
@@ -408,22 +419,109 @@ impl Reader {
         Ok(chunks)
     }
 
-    /// Reads one chunk to its end, resuming from its saved cursor; a stream
-    /// that breaks is opened again from the last event received. A cursor
-    /// Teleport refuses for good is dropped and the chunk read again from its
-    /// start (what comes twice is deduplicated downstream by id); a chunk
-    /// Teleport no longer has, or cannot read even from its start, is
-    /// skipped with a dead letter naming it.
-    async fn export_chunk(&mut self, cursor: &mut Arc<ExportCursor>, at: usize, chunk: &str) -> Result<(), Stopped> {
+    /// Reads `chunks` of the date at `at`, up to `concurrency` at once as
+    /// Teleport's own exporter does (a chunk is one stream, and a date's
+    /// chunks are independent), forwarding their events in the order they
+    /// arrive. Each chunk is streamed by its own task ([`Reader::export_chunk`]);
+    /// this loop alone owns `cursor`, so each event's position says every
+    /// open chunk's cursor as of that event, and a chunk is marked done only
+    /// once its last event is forwarded (its task's news come in order).
+    async fn export_chunks(&mut self, cursor: &mut Arc<ExportCursor>, at: usize, chunks: Vec<String>) -> Result<(), Stopped> {
         let date = start_of(&cursor.dates[at].date);
+        let day = cursor.dates[at].date.clone();
+        let (news_tx, mut news) = mpsc::channel(CHUNK_NEWS);
+        // Dropped on return, which aborts the streams still open: shutdown
+        // stops them all at once.
+        let mut streams = JoinSet::new();
+        let mut waiting = chunks.into_iter();
+        let mut open = OpenChunks::new(at);
+        loop {
+            while open.len() < self.concurrency.max(1)
+                && let Some(chunk) = waiting.next()
+            {
+                let name: Arc<str> = Arc::from(chunk);
+                let resume: Arc<str> = cursor.dates[at].partial.get(&*name).map_or_else(Arc::default, |resume| Arc::from(resume.as_str()));
+                open.open(name.clone(), resume.clone());
+                streams.spawn(self.chunk_reader().export_chunk(date, day.clone(), name, resume, news_tx.clone()));
+            }
+            if open.is_empty() {
+                return Ok(());
+            }
+            // `news_tx` is held here, so the channel never closes while chunks
+            // are open. A chunk's task that panicked sends nothing more:
+            // waiting for it would stall the export without a word, so the
+            // engine ends as it would on a panic of its own.
+            let next = async {
+                loop {
+                    tokio::select! {
+                        item = news.recv() => return item,
+                        Some(Err(failed)) = streams.join_next(), if !streams.is_empty() => {
+                            tracing::error!(date = %day, error = %failed, "A task reading an export chunk failed; the export stops.");
+                            return None;
+                        }
+                    }
+                }
+            };
+            let Some(item) = self.shutdown.until(next).await? else { return Err(Stopped) };
+            match item {
+                ChunkNews::Read { chunk, event, cursor: chunk_cursor } => {
+                    open.read(&chunk, chunk_cursor);
+                    let position = AuditPosition::Export(open.position(cursor));
+                    match event {
+                        Some(Ok(event)) => self.send(AuditItem::Event { event, cursor: position }).await?,
+                        Some(Err(invalid)) => self.lost_event(invalid, position).await?,
+                        None => self.send(AuditItem::Moved(position)).await?,
+                    }
+                }
+                ChunkNews::Restarted { chunk } => open.read(&chunk, Arc::default()),
+                ChunkNews::Finished { chunk } => {
+                    open.finish(cursor, &chunk);
+                    self.send(AuditItem::Moved(AuditPosition::Export(open.position(cursor)))).await?;
+                }
+                ChunkNews::Lost { chunk, what, reason, raw } => {
+                    open.finish(cursor, &chunk);
+                    let position = AuditPosition::Export(open.position(cursor));
+                    self.send(AuditItem::Lost { position: what, reason, raw, cursor: position }).await?;
+                }
+            }
+        }
+    }
+
+    /// A reader for one chunk stream: the same client (one connection) and
+    /// settings, its own retry state and event buffer.
+    fn chunk_reader(&self) -> Reader {
+        Reader {
+            client: self.client.clone(),
+            addr: self.addr.clone(),
+            filter: self.filter.clone(),
+            page_size: self.page_size,
+            window_size: self.window_size,
+            poll_interval: self.poll_interval,
+            exit_on_last_event: self.exit_on_last_event,
+            start_time: self.start_time,
+            concurrency: 1,
+            backoff: self.backoff,
+            out: self.out.clone(),
+            shutdown: self.shutdown.clone(),
+            errors: self.errors.clone(),
+            buffer: Vec::new(),
+        }
+    }
+
+    /// Reads one chunk to its end from `resume` (empty: its start), telling
+    /// `news` what it read; a stream that breaks is opened again from the
+    /// last event received. A cursor Teleport refuses for good is dropped and
+    /// the chunk read again from its start (what comes twice is deduplicated
+    /// downstream by id); a chunk Teleport no longer has, or cannot read even
+    /// from its start, is skipped with a dead letter naming it.
+    async fn export_chunk(mut self, date: SystemTime, day: String, chunk: Arc<str>, mut resume: Arc<str>, news: mpsc::Sender<ChunkNews>) -> Result<(), Stopped> {
         let mut retry = self.retry();
-        let lost = loop {
-            let resume = cursor.dates[at].partial.get(chunk).cloned().unwrap_or_default();
-            let status = match self.stream_chunk(cursor, at, chunk, date, resume.clone(), &mut retry).await? {
-                Ok(()) => break None,
+        let what = format!("export chunk {chunk} of {day}");
+        loop {
+            let status = match self.stream_chunk(date, &chunk, &mut resume, &mut retry, &news).await? {
+                Ok(()) => return tell(&news, ChunkNews::Finished { chunk }).await,
                 Err(status) => status,
             };
-            let what = format!("export chunk {chunk} of {}", cursor.dates[at].date);
             if !self.wait_or_recover(&mut retry, &status, &what).await? {
                 continue;
             }
@@ -435,69 +533,68 @@ impl Reader {
                 continue;
             }
             if status.code() != tonic::Code::NotFound && !resume.is_empty() {
-                tracing::warn!(chunk, date = %cursor.dates[at].date, "Teleport refused the export cursor of chunk {chunk}: {reason}; reading the chunk again from its start.");
-                Arc::make_mut(cursor).dates[at].partial.remove(chunk);
+                tracing::warn!(chunk = %chunk, date = %day, "Teleport refused the export cursor of chunk {chunk}: {reason}; reading the chunk again from its start.");
+                resume = Arc::default();
+                tell(&news, ChunkNews::Restarted { chunk: chunk.clone() }).await?;
                 continue;
             }
-            break Some((what, reason, resume));
-        };
-        let day = &mut Arc::make_mut(cursor).dates[at];
-        day.partial.remove(chunk);
-        day.done.push(chunk.to_owned());
-        let Some((what, reason, resume)) = lost else {
-            return self.send(AuditItem::Moved(export_position(cursor, None))).await;
-        };
-        let reason = format!("{what} cannot be read, so its events are skipped: {reason}");
-        tracing::error!(chunk, date = %cursor.dates[at].date, "{reason}");
-        let raw = serde_json::json!({ "date": cursor.dates[at].date, "chunk": chunk, "cursor": resume }).to_string().into_bytes();
-        self.send(AuditItem::Lost { position: what, reason, raw, cursor: export_position(cursor, None) }).await
+            let reason = format!("{what} cannot be read, so its events are skipped: {reason}");
+            tracing::error!(chunk = %chunk, date = %day, "{reason}");
+            let raw = serde_json::json!({ "date": day, "chunk": &*chunk, "cursor": &*resume }).to_string().into_bytes();
+            return tell(&news, ChunkNews::Lost { chunk, what, reason, raw }).await;
+        }
     }
 
+    /// One stream of `chunk` from `resume`, which follows each event read.
     async fn stream_chunk(
         &mut self,
-        cursor: &mut Arc<ExportCursor>,
-        at: usize,
-        chunk: &str,
         date: SystemTime,
-        resume: String,
+        chunk: &Arc<str>,
+        resume: &mut Arc<str>,
         retry: &mut Retry,
+        news: &mpsc::Sender<ChunkNews>,
     ) -> Result<Result<(), tonic::Status>, Stopped> {
-        let request = ExportUnstructuredEventsRequest { date: Some(date.into()), chunk: chunk.to_owned(), cursor: resume };
+        let request = ExportUnstructuredEventsRequest { date: Some(date.into()), chunk: chunk.to_string(), cursor: resume.to_string() };
         let opened = self.shutdown.until(self.client.export_unstructured_events(request)).await?;
         let mut stream = match opened {
             Ok(stream) => stream.into_inner(),
             Err(status) => return Ok(Err(status)),
         };
-        // Each event's position shares `cursor` as it stood when the chunk
-        // was opened and adds the chunk's latest cursor; the shared cursor
-        // takes the latest only when the stream ends or breaks.
-        let name: Arc<str> = Arc::from(chunk);
-        let mut latest: Option<Arc<str>> = None;
-        let ended = loop {
+        loop {
             let next = self.shutdown.until(stream.message()).await?;
             match next {
                 Ok(Some(exported)) => {
                     retry.reset();
-                    let chunk_cursor: Arc<str> = Arc::from(exported.cursor);
-                    latest = Some(chunk_cursor.clone());
-                    let Some(event) = exported.event else { continue };
-                    let position = export_position(cursor, Some(ChunkPosition { date: at, name: name.clone(), cursor: chunk_cursor }));
-                    self.forward(event, position).await?;
+                    *resume = Arc::from(exported.cursor);
+                    // The JSON is written here, in the chunk's task, so that
+                    // chunks read at once also convert at once.
+                    let event = exported.event.filter(|event| self.filter.forwards(&event.r#type));
+                    let event = event.map(|event| super::read_event(event, &mut self.buffer, "audit"));
+                    tell(news, ChunkNews::Read { chunk: chunk.clone(), event, cursor: resume.clone() }).await?;
                 }
-                Ok(None) => break Ok(()),
-                Err(status) => break Err(status),
+                Ok(None) => return Ok(Ok(())),
+                Err(status) => return Ok(Err(status)),
             }
-        };
-        if let Some(latest) = latest {
-            Arc::make_mut(cursor).dates[at].partial.insert(chunk.to_owned(), latest.to_string());
         }
-        Ok(ended)
     }
 }
 
-/// The export engine's position: `cursor`, shared, and the chunk under way.
-fn export_position(cursor: &Arc<ExportCursor>, chunk: Option<ChunkPosition>) -> AuditPosition {
-    AuditPosition::Export(ExportPosition { base: cursor.clone(), chunk })
+/// What a chunk's task tells the export engine, in the order it happened.
+#[derive(Debug)]
+enum ChunkNews {
+    /// An event read (none when it is not forwarded; an error when its
+    /// Struct cannot be read) and the chunk's cursor just past it.
+    Read { chunk: Arc<str>, event: Option<Result<Event, Invalid>>, cursor: Arc<str> },
+    /// Teleport refused the chunk's cursor; it is read again from its start.
+    Restarted { chunk: Arc<str> },
+    /// The chunk is read to its end.
+    Finished { chunk: Arc<str> },
+    /// The chunk cannot be read: its events are skipped with a dead letter.
+    Lost { chunk: Arc<str>, what: String, reason: String, raw: Vec<u8> },
+}
+
+async fn tell(news: &mpsc::Sender<ChunkNews>, item: ChunkNews) -> Result<(), Stopped> {
+    news.send(item).await.map_err(|_| Stopped)
 }
 
 /// Where to go on in a page that was read before up to `skip` events, the

@@ -53,7 +53,9 @@ pub struct TeleportSourceConfig {
     /// Span of one audit log search.
     #[serde(default = "default_window_size")]
     pub window_size: ConfigDuration,
-    /// Session recordings streamed at once.
+    /// Session recordings streamed at once, and export chunks of a date
+    /// read at once (one setting for both, as in Teleport's event handler).
+    /// Default 5.
     #[serde(default = "default_concurrency")]
     pub concurrency: usize,
     /// Stop once the audit log and the session recordings are caught up.

@@ -207,20 +207,21 @@ impl From<AuditCursor> for AuditPosition {
         match cursor {
             AuditCursor::Start => AuditPosition::Start,
             AuditCursor::Legacy(legacy) => AuditPosition::Legacy(legacy),
-            AuditCursor::Export(export) => AuditPosition::Export(ExportPosition { base: Arc::new(export), chunk: None }),
+            AuditCursor::Export(export) => AuditPosition::Export(ExportPosition { base: Arc::new(export), chunks: Arc::default() }),
         }
     }
 }
 
 /// The export engine's place, just past one event: the dates and chunks as
-/// they stood when the chunk under way was opened (shared by all its
-/// events), and that chunk's cursor after the event.
+/// they stood when the last chunk finished (shared by the events of the
+/// chunks open meanwhile), and each open chunk's cursor after the event.
 #[derive(Debug, Clone)]
 pub struct ExportPosition {
-    /// Everything but the chunk under way's latest cursor.
+    /// Everything but the open chunks' latest cursors.
     pub base: Arc<ExportCursor>,
-    /// The chunk under way, if any.
-    pub chunk: Option<ChunkPosition>,
+    /// The chunks under way (at most `concurrency`), each with its cursor
+    /// as of this event.
+    pub chunks: Arc<[ChunkPosition]>,
 }
 
 /// A chunk under way and its cursor after the last event read.
@@ -230,7 +231,8 @@ pub struct ChunkPosition {
     pub date: usize,
     /// The chunk's name.
     pub name: Arc<str>,
-    /// Teleport's cursor inside the chunk.
+    /// Teleport's cursor inside the chunk; empty when nothing of it is read
+    /// (or Teleport refused the cursor and it is read again from its start).
     pub cursor: Arc<str>,
 }
 
@@ -238,12 +240,72 @@ impl ExportPosition {
     /// The document stored.
     pub fn cursor(&self) -> ExportCursor {
         let mut cursor = self.base.as_ref().clone();
-        if let Some(chunk) = &self.chunk
-            && let Some(date) = cursor.dates.get_mut(chunk.date)
-        {
-            date.partial.insert(chunk.name.to_string(), chunk.cursor.to_string());
+        for chunk in self.chunks.iter() {
+            let Some(date) = cursor.dates.get_mut(chunk.date) else { continue };
+            if chunk.cursor.is_empty() {
+                date.partial.remove(&*chunk.name);
+            } else {
+                date.partial.insert(chunk.name.to_string(), chunk.cursor.to_string());
+            }
         }
         cursor
+    }
+}
+
+/// The chunks of one date being streamed at once, as the export engine
+/// tracks them between the events it forwards.
+///
+/// The shared [`ExportCursor`] changes once per finished chunk; an event's
+/// position shares it and lists the open chunks' cursors beside it, so a
+/// committed position resumes every chunk no later than what was forwarded.
+#[derive(Debug)]
+pub struct OpenChunks {
+    date: usize,
+    open: Vec<ChunkPosition>,
+}
+
+impl OpenChunks {
+    /// None open yet, of the date at index `date` in `ExportCursor::dates`.
+    pub fn new(date: usize) -> OpenChunks {
+        OpenChunks { date, open: Vec::new() }
+    }
+
+    /// How many chunks are open.
+    pub fn len(&self) -> usize {
+        self.open.len()
+    }
+
+    /// Whether no chunk is open.
+    pub fn is_empty(&self) -> bool {
+        self.open.is_empty()
+    }
+
+    /// Opens chunk `name`, resumed from `resume` (empty: its start).
+    pub fn open(&mut self, name: Arc<str>, resume: Arc<str>) {
+        self.open.push(ChunkPosition { date: self.date, name, cursor: resume });
+    }
+
+    /// Chunk `name` was read up to `cursor`.
+    pub fn read(&mut self, name: &str, cursor: Arc<str>) {
+        if let Some(chunk) = self.open.iter_mut().find(|chunk| &*chunk.name == name) {
+            chunk.cursor = cursor;
+        }
+    }
+
+    /// Chunk `name` is read to its end (or skipped): `base` marks it done,
+    /// and later positions no longer list it. Call only once its last event
+    /// is forwarded.
+    pub fn finish(&mut self, base: &mut Arc<ExportCursor>, name: &str) {
+        self.open.retain(|chunk| &*chunk.name != name);
+        if let Some(date) = Arc::make_mut(base).dates.get_mut(self.date) {
+            date.partial.remove(name);
+            date.done.push(name.to_owned());
+        }
+    }
+
+    /// The position as of now.
+    pub fn position(&self, base: &Arc<ExportCursor>) -> ExportPosition {
+        ExportPosition { base: base.clone(), chunks: Arc::from(self.open.as_slice()) }
     }
 }
 
@@ -285,18 +347,146 @@ mod tests {
         assert_eq!(Snapshot::from(Cursor::parse(export).expect("parses")).encode(), export, "a snapshot writes the same document");
     }
 
+    fn date(done: &[&str], partial: &[(&str, &str)]) -> DateCursor {
+        DateCursor {
+            date: "2024-05-01".into(),
+            done: done.iter().map(|chunk| (*chunk).to_owned()).collect(),
+            partial: partial.iter().map(|(chunk, cursor)| ((*chunk).to_owned(), (*cursor).to_owned())).collect(),
+        }
+    }
+
+    fn export(dates: Vec<DateCursor>) -> ExportCursor {
+        ExportCursor { dates }
+    }
+
     #[test]
     fn an_export_position_writes_its_chunk_cursor_over_the_shared_one() {
-        let base = Arc::new(ExportCursor {
-            dates: vec![DateCursor { date: "2024-05-01".into(), done: vec!["c1".into()], partial: BTreeMap::from([("c2".into(), "old".into())]) }],
-        });
-        let position = |cursor: &str| ExportPosition { base: base.clone(), chunk: Some(ChunkPosition { date: 0, name: Arc::from("c2"), cursor: Arc::from(cursor) }) };
-        let want = |cursor: &str| ExportCursor {
-            dates: vec![DateCursor { date: "2024-05-01".into(), done: vec!["c1".into()], partial: BTreeMap::from([("c2".into(), cursor.into())]) }],
-        };
-        assert_eq!(position("7").cursor(), want("7"));
-        assert_eq!(position("8").cursor(), want("8"), "each event's position has its own chunk cursor");
-        assert_eq!(ExportPosition { base: base.clone(), chunk: None }.cursor(), want("old"));
+        let base = Arc::new(export(vec![date(&["c1"], &[("c2", "old")])]));
+        let position = |cursor: &str| ExportPosition { base: base.clone(), chunks: Arc::from([ChunkPosition { date: 0, name: Arc::from("c2"), cursor: Arc::from(cursor) }]) };
+        assert_eq!(position("7").cursor(), export(vec![date(&["c1"], &[("c2", "7")])]));
+        assert_eq!(position("8").cursor(), export(vec![date(&["c1"], &[("c2", "8")])]), "each event's position has its own chunk cursor");
+        assert_eq!(position("").cursor(), export(vec![date(&["c1"], &[])]), "a chunk read again from its start has no cursor");
+        assert_eq!(ExportPosition { base: base.clone(), chunks: Arc::default() }.cursor(), export(vec![date(&["c1"], &[("c2", "old")])]));
+    }
+
+    /// Three chunks read at once, their events interleaved: each position
+    /// says every open chunk's cursor as of its event, and positions handed
+    /// out earlier keep theirs.
+    #[test]
+    fn interleaved_chunks_each_keep_their_cursor_in_every_position() {
+        let mut base = Arc::new(export(vec![date(&[], &[("b", "3")])]));
+        let mut open = OpenChunks::new(0);
+        open.open(Arc::from("a"), Arc::default());
+        open.open(Arc::from("b"), Arc::from("3"));
+        open.open(Arc::from("c"), Arc::default());
+        let opened = open.position(&base);
+        open.read("a", Arc::from("1"));
+        let after_a1 = open.position(&base);
+        open.read("c", Arc::from("1"));
+        open.read("b", Arc::from("4"));
+        let after_b4 = open.position(&base);
+        open.read("a", Arc::from("2"));
+        let after_a2 = open.position(&base);
+        assert_eq!(opened.cursor(), export(vec![date(&[], &[("b", "3")])]), "nothing read: the saved cursor of b stays");
+        assert_eq!(after_a1.cursor(), export(vec![date(&[], &[("a", "1"), ("b", "3")])]));
+        assert_eq!(after_b4.cursor(), export(vec![date(&[], &[("a", "1"), ("b", "4"), ("c", "1")])]));
+        assert_eq!(after_a2.cursor(), export(vec![date(&[], &[("a", "2"), ("b", "4"), ("c", "1")])]));
+        assert!(Arc::ptr_eq(&after_a1.base, &after_a2.base), "events share the base; it is not copied per event");
+        // The base changes only when a chunk finishes.
+        open.finish(&mut base, "c");
+        assert_eq!(after_a2.cursor(), export(vec![date(&[], &[("a", "2"), ("b", "4"), ("c", "1")])]), "a position handed out is unchanged");
+    }
+
+    /// A chunk finished while another is half read: the finished one is
+    /// done, the other resumes from its cursor as of the last event.
+    #[test]
+    fn a_chunk_finished_while_another_is_half_read() {
+        let mut base = Arc::new(export(vec![date(&["old"], &[]), date(&[], &[("b", "9")])]));
+        let mut open = OpenChunks::new(1);
+        open.open(Arc::from("a"), Arc::default());
+        open.open(Arc::from("b"), Arc::from("9"));
+        open.read("a", Arc::from("1"));
+        open.read("b", Arc::from("10"));
+        open.read("a", Arc::from("2"));
+        let before = open.position(&base);
+        open.finish(&mut base, "a");
+        assert_eq!(open.len(), 1);
+        let finished = open.position(&base);
+        open.read("b", Arc::from("11"));
+        let later = open.position(&base);
+        assert_eq!(before.cursor(), export(vec![date(&["old"], &[]), date(&[], &[("a", "2"), ("b", "10")])]), "a is not done before its last event is forwarded");
+        assert_eq!(finished.cursor(), export(vec![date(&["old"], &[]), date(&["a"], &[("b", "10")])]));
+        assert_eq!(later.cursor(), export(vec![date(&["old"], &[]), date(&["a"], &[("b", "11")])]));
+        let stored = Cursor { audit: AuditCursor::Export(later.cursor()), sessions: Vec::new() }.encode();
+        assert_eq!(
+            stored,
+            r#"{"audit":{"engine":"export","dates":[{"date":"2024-05-01","done":["old"]},{"date":"2024-05-01","done":["a"],"partial":{"b":"11"}}]}}"#,
+            "the stored text names the done chunk and the other's cursor"
+        );
+        open.finish(&mut base, "b");
+        assert!(open.is_empty());
+        assert_eq!(open.position(&base).cursor(), export(vec![date(&["old"], &[]), date(&["a", "b"], &[])]));
+    }
+
+    /// Chunks of any sizes read `concurrency` at a time in any interleaving:
+    /// every position handed out, once stored, resumes each chunk exactly
+    /// after its last event forwarded before it, and names a chunk done only
+    /// once all its events were forwarded.
+    mod interleavings {
+        use super::*;
+        use proptest::prelude::*;
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(128))]
+
+            #[test]
+            fn each_position_resumes_every_chunk_where_it_was_forwarded(
+                sizes in proptest::collection::vec(0usize..6, 1..7),
+                concurrency in 1usize..5,
+                picks in proptest::collection::vec(any::<usize>(), 64),
+            ) {
+                let names: Vec<String> = (0..sizes.len()).map(|n| format!("c{n}")).collect();
+                let mut base = Arc::new(export(vec![date(&[], &[])]));
+                let mut open = OpenChunks::new(0);
+                // Per chunk: events forwarded, and whether it is finished.
+                let mut read = vec![0usize; sizes.len()];
+                let mut finished = vec![false; sizes.len()];
+                let (mut next, mut opened) = (0, Vec::new());
+                let mut handed_out = Vec::new();
+                let mut picks = picks.into_iter().cycle();
+                loop {
+                    while opened.len() < concurrency && next < sizes.len() {
+                        open.open(Arc::from(names[next].as_str()), Arc::default());
+                        opened.push(next);
+                        next += 1;
+                    }
+                    if opened.is_empty() {
+                        break;
+                    }
+                    let at = picks.next().unwrap_or(0) % opened.len();
+                    let chunk = opened[at];
+                    if read[chunk] == sizes[chunk] {
+                        open.finish(&mut base, &names[chunk]);
+                        finished[chunk] = true;
+                        opened.remove(at);
+                    } else {
+                        read[chunk] += 1;
+                        open.read(&names[chunk], Arc::from(read[chunk].to_string()));
+                    }
+                    handed_out.push((open.position(&base), read.clone(), finished.clone()));
+                }
+                prop_assert!(open.is_empty());
+                for (position, read, finished) in handed_out {
+                    let stored = position.cursor();
+                    let day = &stored.dates[0];
+                    for (chunk, name) in names.iter().enumerate() {
+                        prop_assert_eq!(day.done.contains(name), finished[chunk], "{} done", name);
+                        let want = (!finished[chunk] && read[chunk] > 0).then(|| read[chunk].to_string());
+                        prop_assert_eq!(day.partial.get(name).cloned(), want, "{} resumes after its last forwarded event", name);
+                    }
+                }
+            }
+        }
     }
 
     #[test]

@@ -137,6 +137,7 @@ impl TeleportSource {
             poll_interval: self.config.timeout.0,
             exit_on_last_event: self.config.exit_on_last_event,
             start_time: self.start_time.unwrap_or_else(SystemTime::now),
+            concurrency: self.config.concurrency,
             // Teleport's own handler reconnects every 5 s; a little longer at most.
             backoff: Backoff { initial: Duration::from_millis(500), max: Duration::from_secs(10) },
             out: audit_tx,

@@ -35,5 +35,10 @@ export CARGO_PROFILE_RELEASE_STRIP=symbols
 export CARGO_PROFILE_RELEASE_DEBUG=false
 # The C parts of the dependencies build with musl's compiler wrapper.
 export "CC_${target//-/_}=musl-gcc"
+# mimalloc, the static build's allocator (host/Cargo.toml), commits its
+# arenas as it uses them: committing them at once, its default on Linux,
+# more than doubled ferry's peak RSS against a stalled sink (`ferry bench --teleport
+# --backlog`) and bought no speed.
+export "CFLAGS_${target//-/_}=-DMI_DEFAULT_ARENA_EAGER_COMMIT=0"
 cargo build --release --locked --target "$target" -p ferry >&2
 echo "$CARGO_TARGET_DIR/$target/release/ferry"

@@ -451,14 +451,14 @@ impl Reader {
             // are open. A chunk's task that panicked sends nothing more:
             // waiting for it would stall the export without a word, so the
             // engine ends as it would on a panic of its own.
+            // (A task that ended well does not match `Some(Err(_))`: `select!`
+            // then goes on waiting for news.)
             let next = async {
-                loop {
-                    tokio::select! {
-                        item = news.recv() => return item,
-                        Some(Err(failed)) = streams.join_next(), if !streams.is_empty() => {
-                            tracing::error!(date = %day, error = %failed, "A task reading an export chunk failed; the export stops.");
-                            return None;
-                        }
+                tokio::select! {
+                    item = news.recv() => item,
+                    Some(Err(failed)) = streams.join_next(), if !streams.is_empty() => {
+                        tracing::error!(date = %day, error = %failed, "A task reading an export chunk failed; the export stops.");
+                        None
                     }
                 }
             };

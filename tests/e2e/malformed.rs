@@ -207,4 +207,16 @@ fn a_teleport_event_whose_struct_is_malformed_is_a_dead_letter_and_the_page_goes
     expected.sort();
     assert_eq!(lettered, expected, "one letter for each broken event{}", report());
     assert!(run.stderr.contains("kept as a dead letter"), "the error is logged{}", report());
+
+    // A record of input that could not be read is not an event: replay
+    // leaves it, and sends nothing.
+    let replay = sandbox.run_command(sandbox.command(&["dead-letters", "replay"]));
+    assert!(replay.status.is_some_and(|status| !status.success()), "letters not replayed make replay fail{}", sandbox.report(Some(&replay)));
+    assert!(replay.stderr.contains("not an event; it is not replayed"), "{}", sandbox.report(Some(&replay)));
+    assert_eq!(sandbox.out_lines().len(), delivered.len(), "nothing more was sent{}", sandbox.report(Some(&replay)));
+    let after = sandbox.dead_letters();
+    assert_eq!(after.len(), 2, "both letters stay{}", sandbox.report(Some(&replay)));
+    for (before, after) in letters.iter().zip(&after) {
+        assert_eq!((&before["reason"], &before["payload"]), (&after["reason"], &after["payload"]), "unchanged");
+    }
 }

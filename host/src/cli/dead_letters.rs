@@ -233,6 +233,15 @@ fn route(mut chain: Chain, letters: Vec<StoredDeadLetter>) -> (Chain, Routed) {
             entry.1.push(index);
             continue;
         }
+        if letter.stage == Stage::Source.as_str() && letter.source.starts_with("teleport:") {
+            // The Teleport source dead-letters a record of input it could not
+            // read (an export chunk Teleport no longer has, an event whose
+            // Struct is malformed), not an event: sent on, the record would
+            // be stored as if it were one. It stays as it is.
+            tracing::warn!(id = letter.id, position = letter.position.as_deref().unwrap_or_default(), "Dead letter {} records Teleport input that could not be read, not an event; it is not replayed.", letter.id);
+            routed.failures[index].push(again(Stage::Source, &letter.component, letter.reason.clone(), letter.payload.clone()));
+            continue;
+        }
         let event = match Event::from_json(letter.payload.clone()) {
             Ok(event) => event,
             Err(err) => {

@@ -102,15 +102,15 @@ mod tests {
         assert_eq!(parse_byte_size("64MiB"), Ok(64 << 20));
         assert_eq!(parse_byte_size("10 MB"), Ok(10_000_000));
         assert_eq!(parse_byte_size("1gib"), Ok(1 << 30));
-        assert!(parse_byte_size("12 parsecs").unwrap_err().contains("unknown size unit `parsecs`"));
-        assert!(parse_byte_size("MiB").unwrap_err().contains("is not a size"));
-        assert!(parse_byte_size("99999999999999GiB").unwrap_err().contains("too large"));
+        assert!(parse_byte_size("12 parsecs").expect_err("refused").contains("unknown size unit `parsecs`"));
+        assert!(parse_byte_size("MiB").expect_err("refused").contains("is not a size"));
+        assert!(parse_byte_size("99999999999999GiB").expect_err("refused").contains("too large"));
     }
 
     #[test]
     fn durations_in_go_spelling() {
         assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
         assert_eq!(parse_duration("1h30m"), Ok(Duration::from_secs(5400)));
-        assert!(parse_duration("soon").unwrap_err().contains("`soon` is not a duration"));
+        assert!(parse_duration("soon").expect_err("refused").contains("`soon` is not a duration"));
     }
 }

@@ -2,8 +2,7 @@
 //! answered, records the batch's dead letters and reports it complete.
 
 use super::ChainOutput;
-use crate::sink::OutEvent;
-use crate::sink::worker::SinkJob;
+use crate::sink::worker::{Refused, SinkJob};
 use crate::source::{Invalid, Position};
 use crate::state::{DeadLetter, Stage};
 use std::collections::BTreeMap;
@@ -113,7 +112,7 @@ pub async fn run(
 /// quietly if a sink gave up because of shutdown: the batch then stays
 /// uncommitted.
 async fn complete(
-    answers: Vec<(String, oneshot::Receiver<Vec<(OutEvent, String)>>)>,
+    answers: Vec<(String, oneshot::Receiver<Refused>)>,
     mut done: Completed,
     completed: mpsc::Sender<Completed>,
     context: RouterContext,
@@ -136,6 +135,7 @@ async fn complete(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::sink::OutEvent;
     use std::sync::Arc;
     use tokio::sync::Semaphore;
 

@@ -131,7 +131,7 @@ mod tests {
         let batch = [event(r#"{"uid":"a"}"#), event("{\n  \"uid\": \"b\"\n}")];
         let mut buffer = b"left over".to_vec();
         encode(&batch, &mut buffer);
-        assert_eq!(String::from_utf8(buffer).unwrap(), "{\"uid\":\"a\"}\n{   \"uid\": \"b\" }\n");
+        assert_eq!(String::from_utf8(buffer).expect("UTF-8"), "{\"uid\":\"a\"}\n{   \"uid\": \"b\" }\n");
     }
 
     #[test]
@@ -144,7 +144,7 @@ mod tests {
             Verdict::Route(WireRoute { sinks: 0, replaced: false }),
             Verdict::Fail("bad".into()),
         ];
-        let outcomes = decode(output(verdicts, "{\"a\":1}\n{\"b\":2}", &[&["default"], &["security", "default"]]), 6, 1024).unwrap();
+        let outcomes = decode(output(verdicts, "{\"a\":1}\n{\"b\":2}", &[&["default"], &["security", "default"]]), 6, 1024).expect("decodes");
         assert_eq!(
             outcomes,
             [
@@ -160,7 +160,7 @@ mod tests {
 
     #[test]
     fn decode_refuses_output_that_does_not_add_up() {
-        let refused = |out: Output, events| decode(out, events, 1024).unwrap_err();
+        let refused = |out: Output, events| decode(out, events, 1024).expect_err("refused");
         assert_eq!(refused(output(vec![Verdict::Keep], "", &[]), 2), "1 verdict for 2 events");
         assert_eq!(
             refused(output(vec![Verdict::Replace, Verdict::Replace], "{}\n", &[]), 2),
@@ -178,7 +178,7 @@ mod tests {
     #[test]
     fn decode_accepts_a_last_line_with_or_without_its_line_break() {
         for lines in ["{}", "{}\n"] {
-            assert_eq!(decode(output(vec![Verdict::Replace], lines, &[]), 1, 1024).unwrap(), [Outcome::Replace(b"{}".to_vec())]);
+            assert_eq!(decode(output(vec![Verdict::Replace], lines, &[]), 1, 1024).expect("decodes"), [Outcome::Replace(b"{}".to_vec())]);
         }
     }
 

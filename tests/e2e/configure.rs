@@ -10,12 +10,11 @@
 use crate::teleport::Cluster;
 use crate::util::{self, Config, Sandbox, DEADLINE, IN};
 use ferry_standin::logstash::LogstashStandIn;
+use ferry_standin::nginx::{Nginx, NginxTls};
 use ferry_standin::pki::{Pair, Pki};
 use ferry_standin::teleport::StandInOptions;
 use serde_json::Value;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
 
 /// The folder `ferry configure` writes to, inside the sandbox.
 const ETC: &str = "etc";
@@ -87,84 +86,20 @@ fn the_generated_config_and_certificates_carry_teleport_events_to_logstash() {
 }
 
 /// nginx with the generated server certificate, the encrypted key and its
-/// passphrase file, requiring client certificates of the generated CA,
-/// proxying to a plain server so that it reads and logs each body.
-struct Nginx {
-    child: Child,
-    dir: tempfile::TempDir,
-    port: u16,
-}
-
-impl Drop for Nginx {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("a free port").port()
-}
-
-fn start_nginx(binary: &str, etc: &Path) -> Nginx {
-    let dir = tempfile::tempdir().expect("tempdir");
-    for sub in ["logs", "tmp"] {
-        std::fs::create_dir_all(dir.path().join(sub)).expect("mkdir");
-    }
-    let (port, backend) = (free_port(), free_port());
-    let file = |name: &str| etc.join(name).display().to_string();
-    let config = format!(
-        r#"user root;
-worker_processes 1;
-daemon off;
-master_process off;
-pid logs/nginx.pid;
-error_log logs/error.log warn;
-events {{ worker_connections 64; }}
-http {{
-  client_body_temp_path tmp/body; proxy_temp_path tmp/proxy; fastcgi_temp_path tmp/fastcgi;
-  uwsgi_temp_path tmp/uwsgi; scgi_temp_path tmp/scgi;
-  access_log off;
-  log_format bodies escape=json '{{"status":$status,"verify":"$ssl_client_verify","body":"$request_body"}}';
-  server {{
-    listen 127.0.0.1:{backend};
-    location / {{ default_type text/plain; return 200 "ok"; }}
-  }}
-  server {{
-    listen 127.0.0.1:{port} ssl;
-    server_name localhost;
-    ssl_certificate {cert}; ssl_certificate_key {key}; ssl_password_file {passphrase};
-    ssl_client_certificate {ca}; ssl_verify_client on;
-    ssl_protocols TLSv1.2 TLSv1.3;
-    client_max_body_size 16m; client_body_buffer_size 16m;
-    access_log logs/bodies.jsonl bodies;
-    location / {{ proxy_pass http://127.0.0.1:{backend}; proxy_http_version 1.1; proxy_set_header Connection ""; }}
-  }}
-}}
-"#,
-        cert = file("server.crt"),
-        key = file("server.encrypted.key"),
-        passphrase = file("server.key.passphrase"),
-        ca = file("ca.crt"),
-    );
-    std::fs::write(dir.path().join("nginx.conf"), config).expect("nginx.conf");
-    let child = Command::new(binary).arg("-p").arg(dir.path()).args(["-c", "nginx.conf"]).stdout(Stdio::null()).stderr(Stdio::null()).spawn().expect("nginx starts");
-    let mut nginx = Nginx { child, dir, port };
-    let started = Instant::now();
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        let log = std::fs::read_to_string(nginx.dir.path().join("logs/error.log")).unwrap_or_default();
-        assert!(nginx.child.try_wait().expect("wait").is_none(), "nginx exited (it could not load the generated key?): {log}");
-        assert!(started.elapsed() < Duration::from_secs(20), "nginx did not start listening: {log}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    nginx
+/// passphrase file, requiring client certificates of the generated CA.
+fn start_nginx(binary: &str, etc: &Path, dir: &Path) -> Nginx {
+    let tls = NginxTls {
+        cert: etc.join("server.crt"),
+        key: etc.join("server.encrypted.key"),
+        password_file: Some(etc.join("server.key.passphrase")),
+        ca: etc.join("ca.crt"),
+    };
+    Nginx::start(binary, dir, &tls).unwrap_or_else(|err| panic!("nginx with the generated certificates: {err}"))
 }
 
 fn nginx_events(nginx: &Nginx) -> Vec<Value> {
-    let log = std::fs::read_to_string(nginx.dir.path().join("logs/bodies.jsonl")).unwrap_or_default();
     let mut events = Vec::new();
-    for line in log.lines() {
-        let line: Value = serde_json::from_str(line).expect("nginx logs JSON lines");
+    for line in nginx.logged() {
         assert_eq!(line["status"], 200, "{line}");
         assert_eq!(line["verify"], "SUCCESS", "nginx verified ferry's generated client certificate: {line}");
         match serde_json::from_str(line["body"].as_str().expect("a body")).expect("a JSON body") {
@@ -177,7 +112,7 @@ fn nginx_events(nginx: &Nginx) -> Vec<Value> {
 
 #[test]
 fn nginx_opens_the_encrypted_server_key_and_takes_events_with_the_generated_client_certificate() {
-    let Some(binary) = ["/usr/sbin/nginx", "/usr/bin/nginx"].into_iter().find(|path| Path::new(path).exists()) else {
+    let Some(binary) = Nginx::binary() else {
         assert!(std::env::var_os("CI").is_none(), "nginx must be installed in CI (.ci/run installs nginx-light)");
         eprintln!("nginx is not installed here; `apt-get install nginx-light` to run this test");
         return;
@@ -186,11 +121,11 @@ fn nginx_opens_the_encrypted_server_key_and_takes_events_with_the_generated_clie
     // RSA here (the event handler's keys), ECDSA in the Logstash scenario.
     configure(&sandbox, &["--length", "2048"]).assert_success(&sandbox);
     let etc = sandbox.path(ETC);
-    let nginx = start_nginx(binary, &etc);
+    let nginx = start_nginx(binary, &etc, &sandbox.path("nginx"));
 
     let fixtures = util::fixtures();
     sandbox.write(IN, util::jsonl(&fixtures).as_bytes());
-    let url = format!("https://localhost:{}/", nginx.port);
+    let url = nginx.url();
     let config = Config::logstash_job(false, &url, &etc.join("ca.crt"), &etc.join("client.crt"), &etc.join("client.key"));
     sandbox.set_config(&config.text());
     let output = sandbox.run("start");

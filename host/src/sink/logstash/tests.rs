@@ -225,94 +225,14 @@ async fn bad_urls_and_half_tls_settings_are_config_errors() {
 /// client certificate, request bodies recorded in its access log.
 mod nginx {
     use super::*;
+    use ferry_standin::nginx::{Nginx, NginxTls};
     use std::path::Path;
-    use std::process::{Child, Command, Stdio};
 
-    struct Nginx {
-        child: Child,
-        dir: tempfile::TempDir,
-        port: u16,
-    }
-
-    impl Drop for Nginx {
-        fn drop(&mut self) {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
-
-    fn free_port() -> u16 {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-        listener.local_addr().expect("addr").port()
-    }
-
-    fn nginx_binary() -> Option<&'static str> {
-        ["/usr/sbin/nginx", "/usr/bin/nginx"].into_iter().find(|path| Path::new(path).exists())
-    }
-
-    /// Starts nginx with `ssl_verify_client on` against the PKI's CA,
-    /// proxying to a second server so that `$request_body` is read and logged.
-    async fn start(pki: &PkiFiles, binary: &str) -> Nginx {
-        let dir = tempfile::tempdir().expect("tempdir");
-        for sub in ["logs", "tmp"] {
-            std::fs::create_dir_all(dir.path().join(sub)).expect("mkdir");
-        }
-        let (port, backend) = (free_port(), free_port());
-        let config = format!(
-            r#"user root;
-worker_processes 1;
-daemon off;
-master_process off;
-pid logs/nginx.pid;
-error_log logs/error.log warn;
-events {{ worker_connections 64; }}
-http {{
-  client_body_temp_path tmp/body; proxy_temp_path tmp/proxy; fastcgi_temp_path tmp/fastcgi;
-  uwsgi_temp_path tmp/uwsgi; scgi_temp_path tmp/scgi;
-  access_log off;
-  log_format bodies escape=json '{{"status":$status,"verify":"$ssl_client_verify","content_type":"$content_type","body":"$request_body"}}';
-  server {{
-    listen 127.0.0.1:{backend};
-    location / {{ default_type text/plain; return 200 "ok"; }}
-  }}
-  server {{
-    listen 127.0.0.1:{port} ssl;
-    server_name localhost;
-    ssl_certificate {server_cert}; ssl_certificate_key {server_key};
-    ssl_client_certificate {ca}; ssl_verify_client on;
-    ssl_protocols TLSv1.2 TLSv1.3;
-    client_max_body_size 16m; client_body_buffer_size 16m;
-    access_log logs/bodies.jsonl bodies;
-    location / {{ proxy_pass http://127.0.0.1:{backend}; proxy_http_version 1.1; proxy_set_header Connection ""; }}
-  }}
-}}
-"#,
-            server_cert = pki.server_cert.display(),
-            server_key = pki.server_key.display(),
-            ca = pki.ca.display(),
-        );
-        std::fs::write(dir.path().join("nginx.conf"), config).expect("write config");
-        let child = Command::new(binary)
-            .arg("-p")
-            .arg(dir.path())
-            .args(["-c", "nginx.conf"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("nginx starts");
-        let nginx = Nginx { child, dir, port };
-        let deadline = std::time::Instant::now() + Duration::from_secs(20);
-        while tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_err() {
-            let log = std::fs::read_to_string(nginx.dir.path().join("logs/error.log")).unwrap_or_default();
-            assert!(std::time::Instant::now() < deadline, "nginx did not start listening: {log}");
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        nginx
-    }
-
-    fn recorded(nginx: &Nginx) -> Vec<serde_json::Value> {
-        let log = std::fs::read_to_string(nginx.dir.path().join("logs/bodies.jsonl")).unwrap_or_default();
-        log.lines().map(|line| serde_json::from_str(line).expect("nginx writes JSON lines")).collect()
+    /// nginx with `ssl_verify_client on` against the PKI's CA, its folder
+    /// in `dir`.
+    fn start(pki: &PkiFiles, binary: &str, dir: &Path) -> Nginx {
+        let tls = NginxTls { cert: pki.server_cert.clone(), key: pki.server_key.clone(), password_file: None, ca: pki.ca.clone() };
+        Nginx::start(binary, &dir.join("nginx"), &tls).expect("nginx starts")
     }
 
     /// The events of each request nginx took, once it logged `events` of
@@ -323,7 +243,7 @@ http {{
         let deadline = std::time::Instant::now() + Duration::from_secs(20);
         loop {
             let mut requests = Vec::new();
-            for line in recorded(nginx) {
+            for line in nginx.logged() {
                 assert_eq!(line["status"], 200, "{line}");
                 assert_eq!(line["verify"], "SUCCESS", "{line}");
                 assert_eq!(line["content_type"], "application/json");
@@ -366,15 +286,15 @@ http {{
 
     #[tokio::test]
     async fn fixtures_reach_nginx_over_mutual_tls_and_a_client_without_certificate_is_refused() {
-        let Some(binary) = nginx_binary() else {
+        let Some(binary) = Nginx::binary() else {
             assert!(std::env::var_os("CI").is_none(), "nginx must be installed in CI (.ci/run installs nginx-light)");
             eprintln!("nginx is not installed here; `apt-get install nginx-light` to run this test");
             return;
         };
         let dir = tempfile::tempdir().expect("tempdir");
         let pki = Pki::generate("nginx").expect("pki").write(dir.path()).expect("files");
-        let nginx = start(&pki, binary).await;
-        let url = format!("https://localhost:{}/", nginx.port);
+        let nginx = start(&pki, binary, dir.path());
+        let url = nginx.url();
 
         let events = fixture_events();
         let delivery = sink(&url, &pki, true, dir.path()).deliver(&events, never()).await.expect("delivered");
@@ -388,11 +308,11 @@ http {{
         let refused = sink(&url, &pki, false, dir.path()).probe().await.expect_err("no client certificate");
         assert!(refused.contains("HTTP 400") && refused.starts_with(&url), "{refused}");
         let deadline = std::time::Instant::now() + Duration::from_secs(20);
-        while recorded(&nginx).last().is_some_and(|line| line["verify"] == "SUCCESS") {
+        while nginx.logged().last().is_some_and(|line| line["verify"] == "SUCCESS") {
             assert!(std::time::Instant::now() < deadline, "nginx never logged the refused request");
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        let last = recorded(&nginx).pop().expect("the refused request is logged");
+        let last = nginx.logged().pop().expect("the refused request is logged");
         assert_eq!(last["verify"], "NONE");
         assert_eq!(last["body"], "", "nothing was taken from a client without a certificate");
     }
@@ -401,7 +321,7 @@ http {{
     /// array, not one request per event; `format = "single"` restores one.
     #[tokio::test]
     async fn the_drop_in_config_posts_arrays_to_nginx_and_single_posts_one_event_each() {
-        let Some(binary) = nginx_binary() else {
+        let Some(binary) = Nginx::binary() else {
             assert!(std::env::var_os("CI").is_none(), "nginx must be installed in CI (.ci/run installs nginx-light)");
             eprintln!("nginx is not installed here; `apt-get install nginx-light` to run this test");
             return;
@@ -411,8 +331,8 @@ http {{
         for (extra, single) in [("", false), ("format = \"single\"\n", true)] {
             let dir = tempfile::tempdir().expect("tempdir");
             let pki = Pki::generate("nginx").expect("pki").write(dir.path()).expect("files");
-            let nginx = start(&pki, binary).await;
-            let url = format!("https://localhost:{}/", nginx.port);
+            let nginx = start(&pki, binary, dir.path());
+            let url = nginx.url();
             let delivery = fluentd_sink(&url, &pki, extra, dir.path()).deliver(&events, never()).await.expect("delivered");
             assert!(delivery.rejected.is_empty(), "{:?}", delivery.rejected);
             let requests = requests(&nginx, sent.len()).await;

@@ -244,9 +244,7 @@ fn write_object<'a>(
     out: &mut Vec<u8>,
     visit: &mut dyn FnMut(&'a str, Field<'a>),
 ) -> Result<(), MalformedStruct> {
-    if depth > MAX_DEPTH {
-        return Err(MalformedStruct(format!("objects and lists nest deeper than {MAX_DEPTH}")));
-    }
+    check_depth(depth)?;
     let start = entries.len();
     while !bytes.is_empty() {
         match next_field(&mut bytes)? {
@@ -283,6 +281,13 @@ fn write_object<'a>(
     Ok(())
 }
 
+fn check_depth(depth: usize) -> Result<(), MalformedStruct> {
+    if depth > MAX_DEPTH {
+        return Err(MalformedStruct(format!("objects and lists nest deeper than {MAX_DEPTH}")));
+    }
+    Ok(())
+}
+
 fn field(kind: Kind<'_>) -> Result<Field<'_>, MalformedStruct> {
     Ok(match kind {
         Kind::Null => Field::Null,
@@ -307,9 +312,7 @@ fn write_kind<'a>(kind: Kind<'a>, entries: &mut Vec<(&'a [u8], &'a [u8])>, depth
 }
 
 fn write_list<'a>(mut bytes: &'a [u8], entries: &mut Vec<(&'a [u8], &'a [u8])>, depth: usize, out: &mut Vec<u8>) -> Result<(), MalformedStruct> {
-    if depth > MAX_DEPTH {
-        return Err(MalformedStruct(format!("objects and lists nest deeper than {MAX_DEPTH}")));
-    }
+    check_depth(depth)?;
     out.push(b'[');
     let mut first = true;
     while !bytes.is_empty() {

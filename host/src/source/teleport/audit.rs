@@ -200,7 +200,7 @@ impl Reader {
         if !self.filter.forwards(&event.r#type) {
             return self.send(AuditItem::Moved(cursor)).await;
         }
-        match super::read_event(event, &mut self.buffer, "audit") {
+        match super::read_event(event, &mut self.buffer, None) {
             Ok(event) => self.send(AuditItem::Event { event, cursor }).await,
             Err(invalid) => self.lost_event(invalid, cursor).await,
         }
@@ -569,7 +569,7 @@ impl Reader {
                     // The JSON is written here, in the chunk's task, so that
                     // chunks read at once also convert at once.
                     let event = exported.event.filter(|event| self.filter.forwards(&event.r#type));
-                    let event = event.map(|event| super::read_event(event, &mut self.buffer, "audit"));
+                    let event = event.map(|event| super::read_event(event, &mut self.buffer, None));
                     tell(news, ChunkNews::Read { chunk: chunk.clone(), event, cursor: resume.clone() }).await?;
                 }
                 Ok(None) => return Ok(Ok(())),

@@ -27,12 +27,13 @@ use ferry_proto::auditlog::EventUnstructured;
 
 /// The event Teleport sent, its JSON written and its header read in one
 /// pass. An event whose Struct is malformed is input that cannot be read:
-/// named by its id, type and index (`what`: `audit` or `session <sid>`),
-/// its protobuf bytes kept as base64 for the dead letter, and the events
-/// around it go on.
-fn read_event(event: EventUnstructured, buffer: &mut Vec<u8>, what: &str) -> Result<Event, Invalid> {
+/// named by its id, type and index (and its recording's `session`, if
+/// any), its protobuf bytes kept as base64 for the dead letter, and the
+/// events around it go on. (The name is made only then: this runs per event.)
+fn read_event(event: EventUnstructured, buffer: &mut Vec<u8>, session: Option<&str>) -> Result<Event, Invalid> {
     let fields = event.unstructured.unwrap_or_default();
     Event::from_struct(&fields, buffer).map_err(|error| {
+        let what = session.map_or_else(|| "audit".to_owned(), |sid| format!("session {sid}"));
         let position = format!("{what} event {} ({}, index {})", event.id, event.r#type, event.index);
         let struct_base64 = base64::engine::general_purpose::STANDARD.encode(fields.wire());
         let raw = serde_json::json!({ "id": event.id, "type": event.r#type, "index": event.index, "struct_base64": struct_base64 });
@@ -57,7 +58,7 @@ mod read_event_tests {
     fn a_well_formed_struct_is_an_event_with_its_header() {
         let json = serde_json::json!({"event": "user.login", "uid": "u-7", "time": "2024-05-01T00:00:00Z", "ei": 3, "user": "alice"});
         let fields = RawStruct::from_struct(&ferry_proto::structjson::json_to_struct(&json).expect("an object"));
-        let event = read_event(event_with(fields), &mut Vec::new(), "audit").expect("well formed");
+        let event = read_event(event_with(fields), &mut Vec::new(), None).expect("well formed");
         assert_eq!((event.id.as_str(), event.event_type.as_str(), event.index), ("u-7", "user.login", 3));
         assert_eq!(serde_json::from_slice::<serde_json::Value>(&event.json).expect("JSON"), json);
     }
@@ -67,7 +68,7 @@ mod read_event_tests {
         // One entry, key "user", whose string value is not UTF-8.
         let wire = [0x0a, 0x0c, 0x0a, 0x04, b'u', b's', b'e', b'r', 0x12, 0x04, 0x1a, 0x02, 0xff, 0xfe];
         let fields = RawStruct::decode(&wire[..]).expect("the entries are kept as bytes");
-        let invalid = read_event(event_with(fields), &mut Vec::new(), "session s-1").expect_err("not UTF-8");
+        let invalid = read_event(event_with(fields), &mut Vec::new(), Some("s-1")).expect_err("not UTF-8");
         assert_eq!(invalid.position, "session s-1 event u-7 (user.login, index 3)");
         assert!(invalid.reason.starts_with("session s-1 event u-7 (user.login, index 3): the event's protobuf Struct is malformed: a string is not UTF-8"), "{}", invalid.reason);
         assert!(!invalid.reason.contains('\n'));

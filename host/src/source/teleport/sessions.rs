@@ -181,7 +181,7 @@ impl SessionReader {
                 SessionItem::Skipped { sid: sid.to_owned(), index: event.index }
             } else {
                 let index = event.index;
-                match super::read_event(event, &mut buffer, &format!("session {sid}")) {
+                match super::read_event(event, &mut buffer, Some(sid)) {
                     Ok(built) => SessionItem::Event { sid: sid.to_owned(), index, event: built },
                     Err(invalid) => SessionItem::Unreadable { sid: sid.to_owned(), index, invalid },
                 }

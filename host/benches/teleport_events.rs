@@ -30,7 +30,7 @@ mod common;
 use criterion::{Criterion, Throughput};
 use ferry::event::Event;
 use ferry::source::Position;
-use ferry::source::teleport::cursor::{AuditCursor, AuditPosition, ChunkPosition, Cursor, DateCursor, ExportCursor, ExportPosition, LegacyCursor, SessionProgress, Snapshot};
+use ferry::source::teleport::cursor::{AuditCursor, AuditPosition, ChunkPosition, Cursor, DateCursor, ExportCursor, ExportPosition, LegacyCursor, SessionProgress, PositionSnapshot};
 use ferry_proto::rawstruct::RawStruct;
 use ferry_proto::structjson::{json_to_struct, struct_to_json, write_struct_json};
 use prost::Message;
@@ -153,7 +153,7 @@ fn encode_per_event(audit: impl Fn(usize) -> AuditCursor, sessions: &[SessionPro
 fn shared_snapshot(audit: impl Fn(usize) -> AuditPosition, sessions: &Arc<Vec<SessionProgress>>) -> String {
     let mut positions = Vec::with_capacity(PAGE);
     for i in 0..PAGE {
-        positions.push(Position::Deferred(Arc::new(Snapshot { audit: audit(i), sessions: sessions.clone() })));
+        positions.push(Position::Deferred(Arc::new(PositionSnapshot { audit: audit(i), sessions: sessions.clone() })));
     }
     positions.last().map(|position| position.encode().into_owned()).unwrap_or_default()
 }

@@ -7,9 +7,9 @@
 //! progress move together and only once their events are acknowledged.
 //!
 //! Every record carries the cursor just past it, but only a batch's last is
-//! committed: records carry a [`Snapshot`], whose parts are shared with the
-//! engines and the merge loop, and the document is written from it once per
-//! committed batch.
+//! committed: records carry a [`PositionSnapshot`], whose parts are shared
+//! with the engines and the merge loop, and the document is written from it
+//! once per committed batch.
 
 use crate::source::EncodePosition;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
@@ -150,9 +150,9 @@ impl Cursor {
 }
 
 /// The cursor as the merge loop keeps it and hands it out with each record:
-/// cloning it costs reference counts. [`Snapshot::cursor`] is the document.
+/// cloning it costs reference counts. [`PositionSnapshot::cursor`] is the document.
 #[derive(Debug, Clone, Default)]
-pub struct Snapshot {
+pub struct PositionSnapshot {
     /// Where the audit log reading stands.
     pub audit: AuditPosition,
     /// Session recordings announced and not finished; changed through
@@ -160,20 +160,20 @@ pub struct Snapshot {
     pub sessions: Arc<Vec<SessionProgress>>,
 }
 
-impl Snapshot {
+impl PositionSnapshot {
     /// The document stored.
     pub fn cursor(&self) -> Cursor {
         Cursor { audit: self.audit.cursor(), sessions: self.sessions.as_ref().clone() }
     }
 }
 
-impl From<Cursor> for Snapshot {
-    fn from(cursor: Cursor) -> Snapshot {
-        Snapshot { audit: AuditPosition::from(cursor.audit), sessions: Arc::new(cursor.sessions) }
+impl From<Cursor> for PositionSnapshot {
+    fn from(cursor: Cursor) -> PositionSnapshot {
+        PositionSnapshot { audit: AuditPosition::from(cursor.audit), sessions: Arc::new(cursor.sessions) }
     }
 }
 
-impl EncodePosition for Snapshot {
+impl EncodePosition for PositionSnapshot {
     fn encode(&self) -> String {
         self.cursor().encode()
     }
@@ -344,7 +344,7 @@ mod tests {
         assert_eq!(fresh.encode(), r#"{"audit":{"engine":"legacy","window-start":"2024-05-01T00:00:00Z","start-key":"","last-id":"","skip":0}}"#);
         let export = r#"{"audit":{"engine":"export","dates":[{"date":"2024-05-01","done":["c1"],"partial":{"c2":"k"}}]},"sessions":[{"sid":"s","next-index":4,"upload-time":"2024-05-01T00:00:00Z","missing":1}]}"#;
         assert_eq!(Cursor::parse(export).expect("parses").encode(), export);
-        assert_eq!(Snapshot::from(Cursor::parse(export).expect("parses")).encode(), export, "a snapshot writes the same document");
+        assert_eq!(PositionSnapshot::from(Cursor::parse(export).expect("parses")).encode(), export, "a position snapshot writes the same document");
     }
 
     fn date(done: &[&str], partial: &[(&str, &str)]) -> DateCursor {
@@ -491,7 +491,7 @@ mod tests {
 
     #[test]
     fn a_position_handed_out_keeps_its_sessions_when_the_merge_loop_moves_on() {
-        let mut merge = Snapshot::default();
+        let mut merge = PositionSnapshot::default();
         Arc::make_mut(&mut merge.sessions).push(SessionProgress { sid: "s".into(), next_index: 0, upload_time: String::new(), missing: 0 });
         let out = merge.clone();
         Arc::make_mut(&mut merge.sessions)[0].next_index = 5;

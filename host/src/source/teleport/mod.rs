@@ -14,11 +14,11 @@ pub mod cursor;
 pub mod identity;
 pub mod lock;
 pub mod sessions;
-mod source;
+mod merge;
 pub mod status;
 
 pub use config::TeleportSourceConfig;
-pub use source::TeleportSource;
+pub use merge::TeleportSource;
 
 use crate::event::Event;
 use crate::source::Invalid;

@@ -1,5 +1,6 @@
-//! The Teleport source: the audit log, the session recordings it announces,
-//! and failed-login locks, merged into one ordered stream of records.
+//! The Teleport source's merge loop: the audit log, the session recordings
+//! it announces, and failed-login locks, merged into one ordered stream of
+//! records.
 //!
 //! One merge loop owns the [`Cursor`]. The audit engine and the session
 //! tasks send it what they read; it updates the cursor and emits each
@@ -8,10 +9,10 @@
 //! the stored cursor never claims an event that is not delivered, for the
 //! audit log and for every session alike.
 
-use super::audit::{AuditItem, Reader, TypeFilter};
+use super::audit::{self, AuditItem, Reader, Settings, TypeFilter};
 use super::config::{TeleportSourceConfig, format_time, parse_start_time, truncate_to_second};
 use super::connect::{ConnectOptions, IdentityWatcher, audit_log_client, auth_client, connect_lazy};
-use super::cursor::{AuditCursor, Cursor, SessionProgress, Snapshot};
+use super::cursor::{Cursor, PositionSnapshot, SessionProgress};
 use super::lock::{FailedLogins, lock_for, run_locker};
 use ferry_proto::types::LockV2;
 use super::sessions::{SessionItem, SessionReader};
@@ -128,8 +129,7 @@ impl TeleportSource {
         let (audit_tx, audit_rx) = mpsc::channel(self.config.page_size.clamp(1, 1024) as usize);
         let (session_tx, session_rx) = mpsc::channel(256);
         let skip_sessions = TypeFilter { types: HashSet::new(), skip: self.config.skip_session_types.iter().cloned().collect() };
-        let reader = Reader {
-            client: client.clone(),
+        let settings = Settings {
             addr: addr.clone(),
             filter: TypeFilter { types: self.config.types.iter().cloned().collect(), skip: self.config.skip_event_types.iter().cloned().collect() },
             page_size: self.config.page_size,
@@ -140,13 +140,11 @@ impl TeleportSource {
             concurrency: self.config.concurrency,
             // Teleport's own handler reconnects every 5 s; a little longer at most.
             backoff: Backoff { initial: Duration::from_millis(500), max: Duration::from_secs(10) },
-            out: audit_tx,
-            shutdown: shutdown.clone(),
             errors: Default::default(),
-            buffer: Vec::new(),
         };
-        let audit_task = tokio::spawn(run_engine(reader, cursor.audit.clone(), self.config.engine));
-        let cursor = Snapshot::from(cursor);
+        let reader = Reader { settings: Arc::new(settings), client: client.clone(), out: audit_tx, shutdown: shutdown.clone(), buffer: Vec::new() };
+        let audit_task = tokio::spawn(audit::run(reader, cursor.audit.clone(), self.config.engine));
+        let cursor = PositionSnapshot::from(cursor);
         let locks = self.locking.then(|| {
             let (tx, rx) = mpsc::channel(64);
             tokio::spawn(run_locker(auth_client(channel), addr.clone(), rx, shutdown.clone()));
@@ -176,29 +174,6 @@ impl TeleportSource {
     }
 }
 
-/// Picks the engine (from the cursor, the config, or by asking Teleport)
-/// and runs it.
-async fn run_engine(mut reader: Reader, cursor: AuditCursor, engine: super::config::Engine) {
-    use super::config::Engine;
-    let export = match (&cursor, engine) {
-        (AuditCursor::Legacy(_), _) => false,
-        (AuditCursor::Export(_), _) => true,
-        (AuditCursor::Start, Engine::Legacy) => false,
-        (AuditCursor::Start, Engine::Export) => true,
-        (AuditCursor::Start, Engine::Auto) => match reader.supports_export().await {
-            Ok(supported) => supported,
-            Err(_stopped) => return,
-        },
-    };
-    tracing::info!(engine = if export { "export" } else { "legacy" }, addr = %reader.addr, "Reading Teleport's audit log.");
-    match cursor {
-        AuditCursor::Export(cursor) => reader.run_export(Some(cursor)).await,
-        AuditCursor::Legacy(cursor) => reader.run_legacy(Some(cursor)).await,
-        AuditCursor::Start if export => reader.run_export(None).await,
-        AuditCursor::Start => reader.run_legacy(None).await,
-    }
-}
-
 struct Locking {
     logins: FailedLogins,
     out: mpsc::Sender<LockV2>,
@@ -207,7 +182,7 @@ struct Locking {
 
 /// The merge loop's state.
 struct Merge {
-    cursor: Snapshot,
+    cursor: PositionSnapshot,
     out: mpsc::Sender<SourceRecord>,
     sessions: SessionReader,
     active: HashMap<String, tokio::task::JoinHandle<()>>,
@@ -295,19 +270,13 @@ impl Merge {
 
     async fn on_audit(&mut self, item: AuditItem) -> Result<(), Closed> {
         match item {
-            AuditItem::Event { event, cursor } => {
+            AuditItem::Read { item, cursor } => {
                 self.cursor.audit = cursor;
-                self.register_session(&event);
-                self.check_failed_login(&event);
-                self.emit(Item::Event(event), None).await
-            }
-            AuditItem::Moved(cursor) => {
-                self.cursor.audit = cursor;
-                self.emit(Item::Progress, None).await
-            }
-            AuditItem::Lost { position, reason, raw, cursor } => {
-                self.cursor.audit = cursor;
-                self.emit(Item::Invalid(Invalid { position, reason, raw }), None).await
+                if let Item::Event(event) = &item {
+                    self.register_session(event);
+                    self.check_failed_login(event);
+                }
+                self.emit(item, None).await
             }
             AuditItem::CaughtUp => {
                 self.audit_done = true;

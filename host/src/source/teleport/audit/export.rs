@@ -1,0 +1,310 @@
+//! The export engine: lists each UTC date's chunks with
+//! `GetEventExportChunks` and reads each new chunk with
+//! `ExportUnstructuredEvents`, up to `concurrency` chunks of a date at once,
+//! each in its own task, resuming inside a chunk from its cursor.
+
+use super::{Reader, read_filtered};
+use crate::retry::Retry;
+use crate::shutdown::Stopped;
+use crate::source::{Invalid, Item};
+use crate::source::teleport::connect::describe_status;
+use crate::source::teleport::cursor::{AuditPosition, DateCursor, ExportCursor, OpenChunks};
+use ferry_proto::auditlog::{ExportUnstructuredEventsRequest, GetEventExportChunksRequest};
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use tokio::sync::mpsc;
+use tokio::task::JoinSet;
+
+const SECONDS_PER_DAY: u64 = 86_400;
+/// Past dates the export engine keeps polling for chunks written late.
+const EXPORT_BACKLOG_DAYS: u64 = 2;
+/// News from the chunk streams of a date waiting for the export engine.
+const CHUNK_NEWS: usize = 256;
+
+impl Reader {
+    /// Asks whether the cluster implements the bulk export API, as the event
+    /// handler does: by listing the chunks of a date two days ahead.
+    /// Retries other failures until shutdown.
+    pub(super) async fn supports_export(&mut self) -> Result<bool, Stopped> {
+        let date = SystemTime::now() + Duration::from_secs(2 * SECONDS_PER_DAY);
+        let mut retry = self.retry();
+        loop {
+            let status = match self.list_chunks_or_stop(date).await? {
+                Ok(_) => return Ok(true),
+                Err(status) => status,
+            };
+            if status.code() == tonic::Code::Unimplemented {
+                return Ok(false);
+            }
+            if self.wait_or_recover(&mut retry, &status, "probe the bulk export API").await? {
+                // Any other refusal of the probe: the paging API still works.
+                tracing::warn!("Cannot use the bulk export API: {}; paging the audit log instead.", describe_status(&self.settings.addr, &status));
+                return Ok(false);
+            }
+        }
+    }
+
+    /// Exports date after date from `cursor` until stopped.
+    pub(super) async fn run_export(mut self, cursor: Option<ExportCursor>) {
+        // Shared with the positions handed out; changed through
+        // `Arc::make_mut`, a copy per chunk, not per event.
+        let mut cursor = Arc::new(cursor.unwrap_or_default());
+        if cursor.dates.is_empty() {
+            Arc::make_mut(&mut cursor).dates.push(DateCursor { date: date_of(self.settings.start_time), done: Vec::new(), partial: Default::default() });
+        }
+        while self.export_pass(&mut cursor).await.is_ok() {}
+    }
+
+    /// Reads every new chunk of every tracked date, then moves to the next
+    /// date or waits.
+    async fn export_pass(&mut self, cursor: &mut Arc<ExportCursor>) -> Result<(), Stopped> {
+        let mut found_new = false;
+        for at in 0..cursor.dates.len() {
+            let date = start_of(&cursor.dates[at].date);
+            let chunks = self.chunks(date).await?;
+            let new: Vec<String> = chunks.into_iter().filter(|chunk| !cursor.dates[at].done.contains(chunk)).collect();
+            if !new.is_empty() {
+                found_new = true;
+                self.export_chunks(cursor, at, new).await?;
+            }
+        }
+        let today = date_of(SystemTime::now());
+        let newest = cursor.dates.last().map(|date| date.date.clone()).unwrap_or_else(|| today.clone());
+        if newest < today {
+            let next = date_of(start_of(&newest) + Duration::from_secs(SECONDS_PER_DAY));
+            let cursor_mut = Arc::make_mut(cursor);
+            cursor_mut.dates.push(DateCursor { date: next, done: Vec::new(), partial: Default::default() });
+            let oldest_kept = date_of(SystemTime::now() - Duration::from_secs(EXPORT_BACKLOG_DAYS * SECONDS_PER_DAY));
+            // Dates near today stay for chunks written late; older ones were
+            // listed once after their day was over, which is final.
+            while cursor_mut.dates.len() > 1
+                && (cursor_mut.dates.len() > 1 + EXPORT_BACKLOG_DAYS as usize || cursor_mut.dates[0].date < oldest_kept)
+            {
+                cursor_mut.dates.remove(0);
+            }
+            return self.send(Item::Progress, AuditPosition::Export(OpenChunks::new(0).position(cursor))).await;
+        }
+        if !found_new {
+            self.idle().await?;
+        }
+        Ok(())
+    }
+
+    async fn chunks(&mut self, date: SystemTime) -> Result<Vec<String>, Stopped> {
+        let mut retry = self.retry();
+        loop {
+            match self.list_chunks_or_stop(date).await? {
+                Ok(chunks) => {
+                    self.succeeded(&mut retry);
+                    return Ok(chunks);
+                }
+                Err(status) => {
+                    let what = format!("list the export chunks of {}", date_of(date));
+                    if self.wait_or_recover(&mut retry, &status, &what).await? {
+                        // A listing has nothing to drop or skip: an operator must look.
+                        let reason = describe_status(&self.settings.addr, &status);
+                        self.slowly(&mut retry, &what, &reason, "check the cluster's audit log backend").await?;
+                    }
+                }
+            }
+        }
+    }
+
+    /// [`Reader::list_chunks`], given up when shutdown fires: a call that
+    /// hangs must not hold shutdown.
+    async fn list_chunks_or_stop(&mut self, date: SystemTime) -> Result<Result<Vec<String>, tonic::Status>, Stopped> {
+        let mut shutdown = self.shutdown.clone();
+        shutdown.until(self.list_chunks(date)).await
+    }
+
+    async fn list_chunks(&mut self, date: SystemTime) -> Result<Vec<String>, tonic::Status> {
+        let request = GetEventExportChunksRequest { date: Some(date.into()) };
+        let mut stream = self.client.get_event_export_chunks(request).await?.into_inner();
+        let mut chunks = Vec::new();
+        let mut seen = BTreeSet::new();
+        while let Some(chunk) = stream.message().await? {
+            if seen.insert(chunk.chunk.clone()) {
+                chunks.push(chunk.chunk);
+            }
+        }
+        Ok(chunks)
+    }
+
+    /// Reads `chunks` of the date at `at`, up to `concurrency` at once as
+    /// Teleport's own exporter does (a chunk is one stream, and a date's
+    /// chunks are independent), forwarding their events in the order they
+    /// arrive. Each chunk is streamed by its own task ([`Reader::export_chunk`]);
+    /// this loop alone owns `cursor`, so each event's position says every
+    /// open chunk's cursor as of that event, and a chunk is marked done only
+    /// once its last event is forwarded (its task's news come in order).
+    async fn export_chunks(&mut self, cursor: &mut Arc<ExportCursor>, at: usize, chunks: Vec<String>) -> Result<(), Stopped> {
+        let date = start_of(&cursor.dates[at].date);
+        let day = cursor.dates[at].date.clone();
+        let (news_tx, mut news) = mpsc::channel(CHUNK_NEWS);
+        // Dropped on return, which aborts the streams still open: shutdown
+        // stops them all at once.
+        let mut streams = JoinSet::new();
+        let mut waiting = chunks.into_iter();
+        let mut open = OpenChunks::new(at);
+        loop {
+            while open.len() < self.settings.concurrency.max(1)
+                && let Some(chunk) = waiting.next()
+            {
+                let name: Arc<str> = Arc::from(chunk);
+                let resume: Arc<str> = cursor.dates[at].partial.get(&*name).map_or_else(Arc::default, |resume| Arc::from(resume.as_str()));
+                open.open(name.clone(), resume.clone());
+                streams.spawn(self.chunk_reader().export_chunk(date, day.clone(), name, resume, news_tx.clone()));
+            }
+            if open.is_empty() {
+                return Ok(());
+            }
+            // `news_tx` is held here, so the channel never closes while chunks
+            // are open. A chunk's task that panicked sends nothing more:
+            // waiting for it would stall the export without a word, so the
+            // engine ends as it would on a panic of its own.
+            // (A task that ended well does not match `Some(Err(_))`: `select!`
+            // then goes on waiting for news.)
+            let next = async {
+                tokio::select! {
+                    item = news.recv() => item,
+                    Some(Err(failed)) = streams.join_next(), if !streams.is_empty() => {
+                        tracing::error!(date = %day, error = %failed, "A task reading an export chunk failed; the export stops.");
+                        None
+                    }
+                }
+            };
+            let Some(item) = self.shutdown.until(next).await? else { return Err(Stopped) };
+            match item {
+                ChunkNews::Read { chunk, item, cursor: chunk_cursor } => {
+                    open.read(&chunk, chunk_cursor);
+                    self.send(item, AuditPosition::Export(open.position(cursor))).await?;
+                }
+                ChunkNews::Restarted { chunk } => open.read(&chunk, Arc::default()),
+                ChunkNews::Finished { chunk, item } => {
+                    open.finish(cursor, &chunk);
+                    self.send(item, AuditPosition::Export(open.position(cursor))).await?;
+                }
+            }
+        }
+    }
+
+    /// A reader for one chunk stream: the same settings and client (one
+    /// connection), its own event buffer.
+    fn chunk_reader(&self) -> Reader {
+        Reader { settings: self.settings.clone(), client: self.client.clone(), out: self.out.clone(), shutdown: self.shutdown.clone(), buffer: Vec::new() }
+    }
+
+    /// Reads one chunk to its end from `resume` (empty: its start), telling
+    /// `news` what it read; a stream that breaks is opened again from the
+    /// last event received. A cursor Teleport refuses for good is dropped and
+    /// the chunk read again from its start (what comes twice is deduplicated
+    /// downstream by id); a chunk Teleport no longer has, or cannot read even
+    /// from its start, is skipped with a dead letter naming it.
+    async fn export_chunk(mut self, date: SystemTime, day: String, chunk: Arc<str>, mut resume: Arc<str>, news: mpsc::Sender<ChunkNews>) -> Result<(), Stopped> {
+        let mut retry = self.retry();
+        let what = format!("export chunk {chunk} of {day}");
+        loop {
+            let status = match self.stream_chunk(date, &chunk, &mut resume, &mut retry, &news).await? {
+                Ok(()) => return tell(&news, ChunkNews::Finished { chunk, item: Item::Progress }).await,
+                Err(status) => status,
+            };
+            if !self.wait_or_recover(&mut retry, &status, &what).await? {
+                continue;
+            }
+            let reason = describe_status(&self.settings.addr, &status);
+            if status.code() == tonic::Code::Unimplemented {
+                // The cluster no longer has the export API (a downgrade):
+                // skipping every chunk would lose the log; an operator must look.
+                self.slowly(&mut retry, &what, &reason, "the cluster no longer offers the bulk export API this cursor was read with; check its version").await?;
+                continue;
+            }
+            if status.code() != tonic::Code::NotFound && !resume.is_empty() {
+                tracing::warn!(chunk = %chunk, date = %day, "Teleport refused the export cursor of chunk {chunk}: {reason}; reading the chunk again from its start.");
+                resume = Arc::default();
+                tell(&news, ChunkNews::Restarted { chunk: chunk.clone() }).await?;
+                continue;
+            }
+            let reason = format!("{what} cannot be read, so its events are skipped: {reason}");
+            tracing::error!(chunk = %chunk, date = %day, "{reason}");
+            let raw = serde_json::json!({ "date": day, "chunk": &*chunk, "cursor": &*resume }).to_string().into_bytes();
+            let item = Item::Invalid(Invalid { position: what, reason, raw });
+            return tell(&news, ChunkNews::Finished { chunk, item }).await;
+        }
+    }
+
+    /// One stream of `chunk` from `resume`, which follows each event read.
+    async fn stream_chunk(
+        &mut self,
+        date: SystemTime,
+        chunk: &Arc<str>,
+        resume: &mut Arc<str>,
+        retry: &mut Retry,
+        news: &mpsc::Sender<ChunkNews>,
+    ) -> Result<Result<(), tonic::Status>, Stopped> {
+        let request = ExportUnstructuredEventsRequest { date: Some(date.into()), chunk: chunk.to_string(), cursor: resume.to_string() };
+        let opened = self.shutdown.until(self.client.export_unstructured_events(request)).await?;
+        let mut stream = match opened {
+            Ok(stream) => stream.into_inner(),
+            Err(status) => return Ok(Err(status)),
+        };
+        loop {
+            let next = self.shutdown.until(stream.message()).await?;
+            match next {
+                Ok(Some(exported)) => {
+                    retry.reset();
+                    *resume = Arc::from(exported.cursor);
+                    // The JSON is written here, in the chunk's task, so that
+                    // chunks read at once also convert at once.
+                    let item = exported.event.map_or(Item::Progress, |event| read_filtered(event, &self.settings.filter, &mut self.buffer));
+                    tell(news, ChunkNews::Read { chunk: chunk.clone(), item, cursor: resume.clone() }).await?;
+                }
+                Ok(None) => return Ok(Ok(())),
+                Err(status) => return Ok(Err(status)),
+            }
+        }
+    }
+}
+
+/// What a chunk's task tells the export engine, in the order it happened.
+/// The item is the record's, made here: the engine only adds the position.
+#[derive(Debug)]
+enum ChunkNews {
+    /// What was read (an event; an event whose Struct cannot be read;
+    /// `Progress` for one not forwarded) and the chunk's cursor just past it.
+    Read { chunk: Arc<str>, item: Item, cursor: Arc<str> },
+    /// Teleport refused the chunk's cursor; it is read again from its start.
+    Restarted { chunk: Arc<str> },
+    /// The chunk is done: read to its end (`Progress`), or skipped because
+    /// it cannot be read (`Invalid`: the dead letter that names it).
+    Finished { chunk: Arc<str>, item: Item },
+}
+
+async fn tell(news: &mpsc::Sender<ChunkNews>, item: ChunkNews) -> Result<(), Stopped> {
+    news.send(item).await.map_err(|_| Stopped)
+}
+
+/// `YYYY-MM-DD` of `time`, UTC.
+fn date_of(time: SystemTime) -> String {
+    let days = time.duration_since(UNIX_EPOCH).unwrap_or_default().as_secs() / SECONDS_PER_DAY;
+    let midnight = UNIX_EPOCH + Duration::from_secs(days * SECONDS_PER_DAY);
+    humantime::format_rfc3339_seconds(midnight).to_string()[..10].to_owned()
+}
+
+/// Midnight UTC at the start of `date` (`YYYY-MM-DD`); the epoch if it does
+/// not parse (a cursor is only ever written by ferry).
+fn start_of(date: &str) -> SystemTime {
+    crate::units::parse_time(&format!("{date}T00:00:00Z")).unwrap_or(UNIX_EPOCH)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dates_are_utc_days() {
+        let time = humantime::parse_rfc3339("2024-02-29T23:59:59Z").expect("valid");
+        assert_eq!(date_of(time), "2024-02-29");
+        assert_eq!(date_of(start_of("2024-02-29") + Duration::from_secs(SECONDS_PER_DAY)), "2024-03-01");
+    }
+}

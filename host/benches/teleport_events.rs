@@ -93,6 +93,7 @@ fn tree_pass(wires: &[Vec<u8>], buffer: &mut Vec<u8>) -> Vec<Event> {
                 index,
                 session_id: text("sid"),
                 stream_session: None,
+                sink: None,
                 json,
             }
         })

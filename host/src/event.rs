@@ -32,6 +32,11 @@ pub struct Event {
     /// `print` events have no `sid`, and a plugin that replaces the JSON
     /// cannot move it. `None` for audit events.
     pub stream_session: Option<std::sync::Arc<str>>,
+    /// The sink this event goes to unless a plugin routes it, set by the
+    /// source (session recordings go to their own); `None` for the default
+    /// sink. It travels with the event, so a plugin that replaces the JSON
+    /// keeps it.
+    pub sink: Option<std::sync::Arc<str>>,
     /// The whole event: one JSON object, UTF-8.
     pub json: Vec<u8>,
 }
@@ -109,7 +114,7 @@ impl Event {
             // were it not, the event keeps its bytes under its content id.
             return Ok(Event::with_header(json).unwrap_or_else(|err| {
                 let json = err.into_json();
-                Event { id: ferry_event::content_id(&json), event_type: String::new(), time: String::new(), index: 0, session_id: String::new(), stream_session: None, json }
+                Event { id: ferry_event::content_id(&json), event_type: String::new(), time: String::new(), index: 0, session_id: String::new(), stream_session: None, sink: None, json }
             }));
         };
         Ok(Event {
@@ -119,6 +124,7 @@ impl Event {
             index: header.index,
             session_id: session_id.to_owned(),
             stream_session: None,
+            sink: None,
             json,
         })
     }
@@ -129,7 +135,7 @@ impl Event {
             Ok(header) => (header.id(&json).into_owned(), header.event_type().to_owned(), header.time().to_owned(), header.index(), header.session_id().to_owned()),
             Err(error) => return Err(EventError { problem: Problem::Invalid(error), json }),
         };
-        Ok(Event { id, event_type, time, index, session_id, stream_session: None, json })
+        Ok(Event { id, event_type, time, index, session_id, stream_session: None, sink: None, json })
     }
 }
 

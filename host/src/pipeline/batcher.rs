@@ -14,9 +14,6 @@ pub struct Batch {
     pub seq: u64,
     /// The events, in source order.
     pub events: Vec<Event>,
-    /// For each event, the sink it goes to unless a plugin routes it
-    /// (`None`: the default sink).
-    pub sinks: Vec<Option<Arc<str>>>,
     /// Input the source could not read as events; dead-lettered with the batch.
     pub invalid: Vec<Invalid>,
     /// The source position just past this batch.
@@ -63,7 +60,7 @@ pub async fn run(
         let deadline = tokio::time::sleep_until(Instant::now() + linger);
         tokio::pin!(deadline);
         let mut batch =
-            Batch { seq, events: Vec::with_capacity(size), sinks: Vec::with_capacity(size), invalid: Vec::new(), position: Position::default(), permit };
+            Batch { seq, events: Vec::with_capacity(size), invalid: Vec::new(), position: Position::default(), permit };
         add(&mut batch, first);
         let mut closed = false;
         while batch.events.len() + batch.invalid.len() < size {
@@ -96,10 +93,7 @@ pub async fn run(
 fn add(batch: &mut Batch, record: SourceRecord) {
     batch.position = record.position;
     match record.item {
-        Item::Event(event) => {
-            batch.events.push(event);
-            batch.sinks.push(record.sink);
-        }
+        Item::Event(event) => batch.events.push(event),
         Item::Invalid(invalid) => batch.invalid.push(invalid),
         Item::Progress => {}
     }
@@ -111,7 +105,7 @@ mod tests {
 
     fn record(i: usize) -> SourceRecord {
         let event = Event::from_json(format!("{{\"uid\":\"{i}\"}}").into_bytes()).expect("valid");
-        SourceRecord { item: Item::Event(event), position: i.to_string().into(), sink: None }
+        SourceRecord { item: Item::Event(event), position: i.to_string().into() }
     }
 
     #[tokio::test(start_paused = true)]
@@ -140,7 +134,7 @@ mod tests {
         for i in 0..2 {
             record_tx.send(record(i)).await.expect("open");
         }
-        record_tx.send(SourceRecord { item: Item::Progress, position: "p".to_owned().into(), sink: None }).await.expect("open");
+        record_tx.send(SourceRecord { item: Item::Progress, position: "p".to_owned().into() }).await.expect("open");
         for i in 2..7 {
             record_tx.send(record(i)).await.expect("open");
         }

@@ -60,9 +60,6 @@ pub struct Halted {
 /// An event on its way through the chain, with the route set so far.
 struct InFlight {
     routes: Option<Arc<[String]>>,
-    /// Where the event goes if no plugin routes it; `None`: the chain's
-    /// default sink.
-    default: Option<Arc<str>>,
 }
 
 impl Chain {
@@ -107,20 +104,12 @@ impl Chain {
     }
 
     /// Runs `events` through every plugin and sorts the survivors by sink;
-    /// events no plugin routes go to the default sink.
-    pub fn apply(&mut self, events: Vec<Event>) -> Result<ChainOutput, Halted> {
-        let defaults = vec![None; events.len()];
-        self.apply_routed(events, defaults)
-    }
-
-    /// Like [`Chain::apply`], but an event no plugin routes goes to its
-    /// entry in `defaults` when that is set (session recordings go to the
-    /// sessions sink). `defaults` has one entry per event.
-    pub fn apply_routed(&mut self, mut events: Vec<Event>, defaults: Vec<Option<Arc<str>>>) -> Result<ChainOutput, Halted> {
+    /// an event no plugin routes goes to its own sink ([`Event::sink`],
+    /// session recordings to the sessions sink), else to the default sink.
+    pub fn apply(&mut self, mut events: Vec<Event>) -> Result<ChainOutput, Halted> {
         self.take_replacement();
         let mut output = ChainOutput::default();
-        let mut flights: Vec<InFlight> = defaults.into_iter().map(|default| InFlight { routes: None, default }).collect();
-        flights.resize_with(events.len(), || InFlight { routes: None, default: None });
+        let mut flights: Vec<InFlight> = events.iter().map(|_| InFlight { routes: None }).collect();
         for index in 0..self.transforms.len() {
             if events.is_empty() {
                 break;
@@ -216,7 +205,7 @@ impl Chain {
         let routes: BTreeSet<&str> = match &flight.routes {
             Some(routes) => routes.iter().map(String::as_str).collect(),
             None => {
-                fallback = flight.default.map_or_else(|| self.default_sink.clone(), |sink| sink.to_string());
+                fallback = event.sink.as_deref().map_or_else(|| self.default_sink.clone(), str::to_owned);
                 BTreeSet::from([fallback.as_str()])
             }
         };
@@ -276,9 +265,9 @@ pub enum Settled {
 pub fn settle(event: Event, outcome: Outcome, sinks: &BTreeSet<String>) -> Settled {
     let replaced = |original: Event, json: Vec<u8>| {
         let json = if json::has_line_break(&json) { json::compact(&json) } else { json };
-        let stream_session = original.stream_session.clone();
+        let (stream_session, sink) = (original.stream_session.clone(), original.sink.clone());
         match Event::from_json(json) {
-            Ok(event) => Settled::Next { event: Event { stream_session, ..event }, routes: None },
+            Ok(event) => Settled::Next { event: Event { stream_session, sink, ..event }, routes: None },
             Err(err) => Settled::Failed { event: original, reason: format!("returned {err}") },
         }
     };

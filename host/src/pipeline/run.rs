@@ -157,7 +157,7 @@ impl Pipeline {
                     chain_metrics.batch_read(batch.seq, newest);
                 }
                 crate::observe::health().chain_busy(true);
-                let output = chain.apply_routed(batch.events, batch.sinks).inspect_err(|_| halt.fire())?;
+                let output = chain.apply(batch.events).inspect_err(|_| halt.fire())?;
                 crate::observe::health().chain_busy(false);
                 let processed = router::Processed {
                     seq: batch.seq,

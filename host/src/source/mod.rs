@@ -25,9 +25,6 @@ pub struct SourceRecord {
     pub item: Item,
     /// The source's cursor just past this record.
     pub position: Position,
-    /// The sink this record's event goes to unless a plugin routes it;
-    /// `None` for the default sink (session recordings go to their own).
-    pub sink: Option<Arc<str>>,
 }
 
 /// A source's cursor as it travels with each record. Only the position of a

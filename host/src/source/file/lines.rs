@@ -20,7 +20,7 @@ impl Line {
         let start = self.start.to_string();
         if self.too_long {
             let reason = format!("line at byte {} is longer than max-line-bytes ({} bytes kept)", self.start, self.bytes.len());
-            return Some(SourceRecord { item: Item::Invalid(Invalid { position: start, reason, raw: self.bytes }), position: position.into(), sink: None });
+            return Some(SourceRecord { item: Item::Invalid(Invalid { position: start, reason, raw: self.bytes }), position: position.into() });
         }
         let mut bytes = self.bytes;
         bytes.truncate(trimmed_len(&bytes));
@@ -33,7 +33,7 @@ impl Line {
                 Item::Invalid(Invalid { position: start, reason: format!("line at byte {}: {err}", self.start), raw: err.into_json() })
             }
         };
-        Some(SourceRecord { item, position: position.into(), sink: None })
+        Some(SourceRecord { item, position: position.into() })
     }
 }
 

@@ -143,7 +143,7 @@ impl FileSource {
                 }
                 Start::Legacy(offset) => offset,
                 Start::New => {
-                    let progress = SourceRecord { item: Item::Progress, position: tracked.position(0).into(), sink: None };
+                    let progress = SourceRecord { item: Item::Progress, position: tracked.position(0).into() };
                     if out.send(progress).await.is_err() {
                         return Ok(());
                     }

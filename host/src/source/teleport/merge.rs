@@ -261,10 +261,10 @@ impl Merge {
         }
     }
 
-    async fn emit(&self, item: Item, sink: Option<Arc<str>>) -> Result<(), Closed> {
+    async fn emit(&self, item: Item) -> Result<(), Closed> {
         // Shared, not encoded: the committer writes the document of the
         // last record of each batch only.
-        let record = SourceRecord { item, position: Position::Deferred(Arc::new(self.cursor.clone())), sink };
+        let record = SourceRecord { item, position: Position::Deferred(Arc::new(self.cursor.clone())) };
         self.out.send(record).await.map_err(|_| Closed)
     }
 
@@ -276,7 +276,7 @@ impl Merge {
                     self.register_session(event);
                     self.check_failed_login(event);
                 }
-                self.emit(item, None).await
+                self.emit(item).await
             }
             AuditItem::CaughtUp => {
                 self.audit_done = true;
@@ -330,13 +330,14 @@ impl Merge {
                 // A recording goes to `<session-url>.<sid>.log` by the
                 // stream's id: its `print` events have no `sid`.
                 event.stream_session = Some(Arc::from(sid.as_str()));
-                self.emit(Item::Event(event), self.session_sink.clone()).await
+                event.sink = self.session_sink.clone();
+                self.emit(Item::Event(event)).await
             }
             SessionItem::Unreadable { sid, index, invalid } => {
                 let Some(progress) = self.progress(&sid) else { return Ok(()) };
                 progress.next_index = index + 1;
                 tracing::error!(session = %sid, "{}; it is kept as a dead letter.", invalid.reason);
-                self.emit(Item::Invalid(invalid), None).await
+                self.emit(Item::Invalid(invalid)).await
             }
             SessionItem::Skipped { sid, index } => {
                 if let Some(progress) = self.progress(&sid) {
@@ -346,7 +347,7 @@ impl Merge {
             }
             SessionItem::Done { sid } => {
                 self.forget(&sid);
-                self.emit(Item::Progress, None).await
+                self.emit(Item::Progress).await
             }
             SessionItem::Missing { sid, reason } => self.on_missing(sid, reason).await,
             SessionItem::Malformed { sid, reason } => {
@@ -372,7 +373,7 @@ impl Merge {
         let delay = self.missing_retry * progress.missing;
         tracing::info!(session = %sid, retry_in = ?delay, "Session recording not uploaded yet: {reason}; asking again later.");
         self.waiting.insert(sid, Instant::now() + delay);
-        self.emit(Item::Progress, None).await
+        self.emit(Item::Progress).await
     }
 
     /// Dead-letters a recording that cannot be streamed, so that an
@@ -381,7 +382,7 @@ impl Merge {
         tracing::error!(session = %progress.sid, "{reason}");
         let raw = serde_json::json!({ "sid": progress.sid, "upload_time": progress.upload_time, "next_index": progress.next_index });
         let invalid = Invalid { position: format!("session {}", progress.sid), reason, raw: raw.to_string().into_bytes() };
-        self.emit(Item::Invalid(invalid), None).await
+        self.emit(Item::Invalid(invalid)).await
     }
 }
 

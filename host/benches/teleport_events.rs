@@ -154,7 +154,7 @@ fn encode_per_event(audit: impl Fn(usize) -> AuditCursor, sessions: &[SessionPro
 fn shared_snapshot(audit: impl Fn(usize) -> AuditPosition, sessions: &Arc<Vec<SessionProgress>>) -> String {
     let mut positions = Vec::with_capacity(PAGE);
     for i in 0..PAGE {
-        positions.push(Position::Deferred(Arc::new(PositionSnapshot { audit: audit(i), sessions: sessions.clone() })));
+        positions.push(Position::Teleport(PositionSnapshot { audit: audit(i), sessions: sessions.clone() }));
     }
     positions.last().map(|position| position.encode().into_owned()).unwrap_or_default()
 }

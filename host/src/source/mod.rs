@@ -28,21 +28,16 @@ pub struct SourceRecord {
 }
 
 /// A source's cursor as it travels with each record. Only the position of a
-/// batch's last record is ever committed, so a source whose cursor is a
-/// document hands out [`Position::Deferred`]: a copy per record costs a few
-/// reference counts, and the text is written once per committed batch.
+/// batch's last record is ever committed, so the Teleport source, whose
+/// cursor is a document, hands out [`Position::Teleport`]: its parts are
+/// shared, so a copy per record costs a few reference counts and no
+/// allocation, and the text is written once per committed batch.
 #[derive(Debug, Clone)]
 pub enum Position {
     /// Already the text stored (a file position).
     Text(String),
-    /// Written as text only when committed.
-    Deferred(Arc<dyn EncodePosition>),
-}
-
-/// A cursor whose stored text is written only when it is committed.
-pub trait EncodePosition: std::fmt::Debug + Send + Sync {
-    /// The text stored for the position.
-    fn encode(&self) -> String;
+    /// The Teleport source's cursor, written as text only when committed.
+    Teleport(teleport::cursor::PositionSnapshot),
 }
 
 impl Position {
@@ -50,7 +45,7 @@ impl Position {
     pub fn encode(&self) -> std::borrow::Cow<'_, str> {
         match self {
             Position::Text(text) => std::borrow::Cow::Borrowed(text),
-            Position::Deferred(position) => std::borrow::Cow::Owned(position.encode()),
+            Position::Teleport(snapshot) => std::borrow::Cow::Owned(snapshot.cursor().encode()),
         }
     }
 }

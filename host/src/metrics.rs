@@ -72,6 +72,9 @@ pub struct Metrics {
     /// commit, by batch sequence number: the lag is measured from what
     /// was committed, not from what was read.
     batch_times: Mutex<BTreeMap<u64, SystemTime>>,
+    /// The newest event time delivered and committed, kept a time for the
+    /// lag; the gauge shows it in seconds.
+    newest_time: Mutex<Option<SystemTime>>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -107,6 +110,7 @@ impl Default for Metrics {
             newest_delivered,
             lag_seconds,
             batch_times: Mutex::new(BTreeMap::new()),
+            newest_time: Mutex::new(None),
         }
     }
 }
@@ -183,23 +187,19 @@ impl Metrics {
         let newest = times.range(..=seq).map(|(_, time)| *time).max();
         *times = times.split_off(&seq.saturating_add(1));
         drop(times);
-        if let Some(newest) = newest {
-            let seconds = newest.duration_since(SystemTime::UNIX_EPOCH).map_or(0.0, |since| since.as_secs_f64());
-            if seconds > self.newest_delivered.get() {
-                self.newest_delivered.set(seconds);
-            }
+        let Some(newest) = newest else { return };
+        let mut delivered = self.newest_time.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if delivered.is_none_or(|known| newest > known) {
+            *delivered = Some(newest);
+            self.newest_delivered.set(newest.duration_since(SystemTime::UNIX_EPOCH).map_or(0.0, |since| since.as_secs_f64()));
         }
     }
 
     /// Now minus the newest delivered event's time; `None` until an event
     /// with a time was delivered.
     pub fn lag(&self) -> Option<Duration> {
-        let newest = self.newest_delivered.get();
-        if newest <= 0.0 {
-            return None;
-        }
-        let now = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map_or(0.0, |since| since.as_secs_f64());
-        Some(Duration::from_secs_f64((now - newest).max(0.0)))
+        let newest = (*self.newest_time.lock().unwrap_or_else(|poisoned| poisoned.into_inner()))?;
+        Some(SystemTime::now().duration_since(newest).unwrap_or_default())
     }
 
     /// Every metric in the OpenMetrics text format, which Prometheus reads

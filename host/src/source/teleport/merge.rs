@@ -193,6 +193,8 @@ struct Merge {
     locks: Option<Locking>,
     exit_on_last_event: bool,
     missing_retry: Duration,
+    /// The audit engine ended and all it sent is handled: caught up with
+    /// `exit-on-last-event` (or stopped).
     audit_done: bool,
 }
 
@@ -269,21 +271,13 @@ impl Merge {
         self.out.send(record).await.map_err(|_| Closed)
     }
 
-    async fn on_audit(&mut self, item: AuditItem) -> Result<(), Closed> {
-        match item {
-            AuditItem::Read { item, cursor } => {
-                self.cursor.audit = cursor;
-                if let Item::Event(event) = &item {
-                    self.register_session(event);
-                    self.check_failed_login(event);
-                }
-                self.emit(item).await
-            }
-            AuditItem::CaughtUp => {
-                self.audit_done = true;
-                Ok(())
-            }
+    async fn on_audit(&mut self, AuditItem { item, cursor }: AuditItem) -> Result<(), Closed> {
+        self.cursor.audit = cursor;
+        if let Item::Event(event) = &item {
+            self.register_session(event);
+            self.check_failed_login(event);
         }
+        self.emit(item).await
     }
 
     /// A `session.upload` announces a recording to stream.

@@ -36,25 +36,22 @@ use std::time::{Duration, SystemTime};
 use tokio::sync::mpsc;
 use tonic::transport::Channel;
 
-/// What an engine read.
+/// What an engine read, made into the record's item where it was read, and
+/// the cursor just past it.
+///
+/// An engine that has read everything up to now with `exit-on-last-event`
+/// ends: its channel closing tells the merge loop it is caught up.
 #[derive(Debug)]
-pub enum AuditItem {
-    /// What was read, made into the record's item where it was read, and
-    /// the cursor just past it: an event to forward (its JSON written and
-    /// its header read in the engine's task); input that cannot be read or
-    /// that Teleport no longer has (an event whose Struct is malformed, an
-    /// export chunk removed by retention between its listing and its
-    /// reading), for a dead letter that makes the loss visible; or nothing
-    /// to forward (`Progress`: a skipped event type, a finished window or
-    /// chunk).
-    Read {
-        /// What was read.
-        item: Item,
-        /// The cursor just past it.
-        cursor: AuditPosition,
-    },
-    /// Everything up to now is read (sent only with `exit-on-last-event`).
-    CaughtUp,
+pub struct AuditItem {
+    /// An event to forward (its JSON written and its header read in the
+    /// engine's task); input that cannot be read or that Teleport no longer
+    /// has (an event whose Struct is malformed, an export chunk removed by
+    /// retention between its listing and its reading), for a dead letter
+    /// that makes the loss visible; or nothing to forward (`Progress`: a
+    /// skipped event type, a finished window or chunk).
+    pub item: Item,
+    /// The cursor just past it.
+    pub cursor: AuditPosition,
 }
 
 /// Which events are forwarded.
@@ -188,7 +185,7 @@ impl Reader {
 
     /// Sends what was read, with the cursor just past it.
     async fn send(&self, item: Item, cursor: AuditPosition) -> Result<(), Stopped> {
-        self.out.send(AuditItem::Read { item, cursor }).await.map_err(|_| Stopped)
+        self.out.send(AuditItem { item, cursor }).await.map_err(|_| Stopped)
     }
 
     /// Sends `event` as an event, as input that cannot be read (logged), or
@@ -198,10 +195,10 @@ impl Reader {
         self.send(item, cursor).await
     }
 
-    /// Caught up: ends the engine with `exit-on-last-event`, else waits.
+    /// Caught up: ends the engine with `exit-on-last-event` (which closes
+    /// its channel once its chunk tasks are gone too), else waits.
     async fn idle(&mut self) -> Result<(), Stopped> {
         if self.settings.exit_on_last_event {
-            self.out.send(AuditItem::CaughtUp).await.map_err(|_| Stopped)?;
             return Err(Stopped);
         }
         if self.shutdown.sleep_or_stop(self.settings.poll_interval).await { Err(Stopped) } else { Ok(()) }

@@ -28,14 +28,16 @@ pub struct SourceRecord {
 }
 
 /// A source's cursor as it travels with each record. Only the position of a
-/// batch's last record is ever committed, so the Teleport source, whose
-/// cursor is a document, hands out [`Position::Teleport`]: its parts are
-/// shared, so a copy per record costs a few reference counts and no
+/// batch's last record is ever committed, so a source hands out its cursor
+/// as it keeps it ([`Position::File`], [`Position::Teleport`]), its parts
+/// shared: a copy per record costs a few reference counts and no
 /// allocation, and the text is written once per committed batch.
 #[derive(Debug, Clone)]
 pub enum Position {
-    /// Already the text stored (a file position).
+    /// Already the text stored.
     Text(String),
+    /// The file source's position, written as text only when committed.
+    File(file::FileCursor),
     /// The Teleport source's cursor, written as text only when committed.
     Teleport(teleport::cursor::PositionSnapshot),
 }
@@ -45,6 +47,7 @@ impl Position {
     pub fn encode(&self) -> std::borrow::Cow<'_, str> {
         match self {
             Position::Text(text) => std::borrow::Cow::Borrowed(text),
+            Position::File(cursor) => std::borrow::Cow::Owned(cursor.to_text()),
             Position::Teleport(snapshot) => std::borrow::Cow::Owned(snapshot.cursor().encode()),
         }
     }

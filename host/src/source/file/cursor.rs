@@ -4,6 +4,7 @@
 
 use super::identity::{FileId, Tracked};
 use serde::Deserialize;
+use std::sync::Arc;
 
 /// The byte offset a stored file cursor holds (either form), for tools and
 /// tests that compare it with the file.
@@ -24,12 +25,14 @@ pub(super) enum FilePosition {
 }
 
 /// A place in one file: which file, and the byte offset just past the last
-/// line handed on.
+/// line handed on. Each record carries one ([`crate::source::Position::File`]);
+/// its fingerprint is shared, so the copy per line costs a reference count,
+/// and its text is written only when it is committed.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(super) struct FileCursor {
+pub struct FileCursor {
     pub(super) id: FileId,
     /// The fingerprint of the first `min(offset, HEAD_BYTES)` bytes.
-    pub(super) head: String,
+    pub(super) head: Arc<str>,
     pub(super) offset: u64,
 }
 
@@ -49,7 +52,7 @@ impl FilePosition {
             return Ok(FilePosition::Offset(offset));
         }
         match serde_json::from_str::<StoredFilePosition>(text) {
-            Ok(s) => Ok(FilePosition::File(FileCursor { id: FileId { dev: s.dev, ino: s.ino }, head: s.head, offset: s.offset })),
+            Ok(s) => Ok(FilePosition::File(FileCursor { id: FileId { dev: s.dev, ino: s.ino }, head: Arc::from(s.head), offset: s.offset })),
             Err(err) => Err(format!("stored cursor `{text}` is neither a byte offset nor a file position: {err}")),
         }
     }
@@ -60,7 +63,8 @@ impl FileCursor {
         FileCursor { id: tracked.id, head: tracked.fingerprint(offset), offset }
     }
 
-    pub(super) fn to_text(&self) -> String {
+    /// The text stored for this position.
+    pub fn to_text(&self) -> String {
         format!(r#"{{"dev":{},"ino":{},"head":"{}","offset":{}}}"#, self.id.dev, self.id.ino, self.head, self.offset)
     }
 }

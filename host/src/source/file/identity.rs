@@ -7,6 +7,7 @@ use super::cursor::FileCursor;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 /// How many bytes at the start of a file go into its fingerprint: enough for
 /// the first event's time and `uid`, which no two audit logs share, while a
@@ -36,7 +37,7 @@ pub(super) struct Tracked {
     head: Vec<u8>,
     /// The fingerprint of all [`HEAD_BYTES`], once the file has them; the
     /// common case costs no hashing per line.
-    full: Option<String>,
+    full: Option<Arc<str>>,
 }
 
 impl Tracked {
@@ -62,13 +63,13 @@ impl Tracked {
         }
         self.head = head;
         if self.head.len() as u64 == HEAD_BYTES {
-            self.full = Some(fingerprint(&self.head));
+            self.full = Some(Arc::from(fingerprint(&self.head)));
         }
         Ok(())
     }
 
     /// The fingerprint of the first `min(offset, HEAD_BYTES)` bytes.
-    pub(super) fn fingerprint(&mut self, offset: u64) -> String {
+    pub(super) fn fingerprint(&mut self, offset: u64) -> Arc<str> {
         let wanted = usize::try_from(offset.min(HEAD_BYTES)).unwrap_or(0);
         if wanted as u64 == HEAD_BYTES
             && let Some(full) = &self.full {
@@ -79,21 +80,17 @@ impl Tracked {
             // opened: one read of at most HEAD_BYTES.
             let _ = self.refresh();
         }
-        fingerprint(&self.head[..wanted.min(self.head.len())])
+        Arc::from(fingerprint(&self.head[..wanted.min(self.head.len())]))
     }
 
-    /// The stored cursor text for `offset` in this file. Past the first
-    /// bytes only the offset changes, so the rest is written once.
-    pub(super) fn position(&mut self, offset: u64) -> String {
+    /// The position at `offset` in this file. Past the first bytes only
+    /// the offset changes: the fingerprint is shared, not hashed or copied.
+    pub(super) fn position(&mut self, offset: u64) -> FileCursor {
         if offset >= HEAD_BYTES
             && let Some(full) = &self.full {
-                use std::fmt::Write;
-                let mut text = String::with_capacity(96);
-                // Writing to a String cannot fail.
-                let _ = write!(text, r#"{{"dev":{},"ino":{},"head":"{full}","offset":{offset}}}"#, self.id.dev, self.id.ino);
-                return text;
+                return FileCursor { id: self.id, head: full.clone(), offset };
             }
-        FileCursor::new(self, offset).to_text()
+        FileCursor::new(self, offset)
     }
 
     /// True when the file's first bytes (as many as were read, up to
@@ -133,7 +130,7 @@ pub(super) fn head_matches(path: &Path, cursor: &FileCursor) -> bool {
     let Ok(file) = std::fs::File::open(path) else { return false };
     let wanted = cursor.offset.min(HEAD_BYTES);
     match read_head(&file, wanted) {
-        Ok(head) => head.len() as u64 == wanted && fingerprint(&head) == cursor.head,
+        Ok(head) => head.len() as u64 == wanted && fingerprint(&head) == *cursor.head,
         Err(_) => false,
     }
 }

@@ -2,7 +2,7 @@
 //! a cap on its length, and the record it makes.
 
 use crate::event::Event;
-use crate::source::{Invalid, Item, SourceRecord};
+use crate::source::{Invalid, Item, Position, SourceRecord};
 use tokio::io::{AsyncBufReadExt, AsyncSeekExt, BufReader};
 
 /// One line read from the file, with where it starts and ends.
@@ -16,11 +16,11 @@ pub(super) struct Line {
 impl Line {
     /// The record for this line, with `position` (the cursor just past
     /// it); `None` for a blank line.
-    pub(super) fn into_record(self, position: String) -> Option<SourceRecord> {
+    pub(super) fn into_record(self, position: Position) -> Option<SourceRecord> {
         let start = self.start.to_string();
         if self.too_long {
             let reason = format!("line at byte {} is longer than max-line-bytes ({} bytes kept)", self.start, self.bytes.len());
-            return Some(SourceRecord { item: Item::Invalid(Invalid { position: start, reason, raw: self.bytes }), position: position.into() });
+            return Some(SourceRecord { item: Item::Invalid(Invalid { position: start, reason, raw: self.bytes }), position });
         }
         let mut bytes = self.bytes;
         bytes.truncate(trimmed_len(&bytes));
@@ -33,7 +33,7 @@ impl Line {
                 Item::Invalid(Invalid { position: start, reason: format!("line at byte {}: {err}", self.start), raw: err.into_json() })
             }
         };
-        Some(SourceRecord { item, position: position.into() })
+        Some(SourceRecord { item, position })
     }
 }
 
@@ -161,7 +161,7 @@ mod tests {
     #[tokio::test]
     async fn records_parse_skip_blanks_and_mark_bad_lines() {
         let lines = read_all(b"{\"uid\":\"x\"}\n   \nnot json\n", 1024, false).await;
-        let records: Vec<_> = lines.into_iter().filter_map(|line| { let end = line.end.to_string(); line.into_record(end) }).collect();
+        let records: Vec<_> = lines.into_iter().filter_map(|line| { let end = line.end.to_string(); line.into_record(end.into()) }).collect();
         assert_eq!(records.len(), 2);
         assert!(matches!(&records[0].item, Item::Event(event) if event.id == "x"));
         assert_eq!(records[0].position, "12");
@@ -174,7 +174,7 @@ mod tests {
     #[tokio::test]
     async fn an_overlong_line_is_cut_and_marked() {
         let lines = read_all(b"{\"a\":\"0123456789\"}\n{}\n", 8, false).await;
-        let records: Vec<_> = lines.into_iter().filter_map(|line| { let end = line.end.to_string(); line.into_record(end) }).collect();
+        let records: Vec<_> = lines.into_iter().filter_map(|line| { let end = line.end.to_string(); line.into_record(end.into()) }).collect();
         let Item::Invalid(invalid) = &records[0].item else { panic!("too long") };
         assert!(invalid.reason.contains("longer than max-line-bytes"), "{}", invalid.reason);
         assert_eq!(invalid.raw.len(), 8);

@@ -34,13 +34,13 @@ mod identity;
 mod lines;
 
 pub use config::FileSourceConfig;
-pub use cursor::offset_of;
+pub use cursor::{FileCursor, offset_of};
 pub use identity::HEAD_BYTES;
 
-use super::{Item, SourceError, SourceRecord};
+use super::{Item, Position, SourceError, SourceRecord};
 use crate::config::{ConfigError, Context};
 use crate::shutdown::Shutdown;
-use cursor::{FileCursor, FilePosition};
+use cursor::FilePosition;
 use identity::{FileId, Tracked, find_file, head_matches};
 use lines::LineReader;
 use std::os::unix::ffi::OsStrExt;
@@ -143,7 +143,7 @@ impl FileSource {
                 }
                 Start::Legacy(offset) => offset,
                 Start::New => {
-                    let progress = SourceRecord { item: Item::Progress, position: tracked.position(0).into() };
+                    let progress = SourceRecord { item: Item::Progress, position: Position::File(tracked.position(0)) };
                     if out.send(progress).await.is_err() {
                         return Ok(());
                     }
@@ -233,7 +233,7 @@ impl FileSource {
                 () = shutdown.wait() => return Ok(true),
             };
             let Some(line) = line else { return Ok(false) };
-            let position = tracked.position(line.end);
+            let position = Position::File(tracked.position(line.end));
             let Some(record) = line.into_record(position) else { continue };
             if out.send(record).await.is_err() {
                 return Ok(true);
@@ -305,7 +305,7 @@ impl FileSource {
             if lines.take_refilled() && tracked.head_changed(lines.offset()) {
                 return Ok(Next::Truncated(line.start));
             }
-            let position = tracked.position(line.end);
+            let position = Position::File(tracked.position(line.end));
             let Some(record) = line.into_record(position) else { continue };
             if out.send(record).await.is_err() {
                 return Ok(Next::Stop);

@@ -1,6 +1,6 @@
 //! ferry's example plugins (`filter`, `route`, `ecs`, `enrich`), built from
 //! `plugins/` for wasm32, loaded through the real runtime and run on the 183
-//! fixture events ferry embeds (`host/demo/teleport-events.jsonl`), with the
+//! fixture events ferry embeds (`fixtures/teleport-events.jsonl`), with the
 //! outcome of each checked exactly.
 
 use super::*;

@@ -36,7 +36,7 @@ pub(crate) fn load_path(path: &Path, name: &str, settings_toml: &str, metrics: A
     runtime.load(settings).map(|(plugin, _)| (plugin, runtime))
 }
 
-/// The fixture events (`host/demo/teleport-events.jsonl`).
+/// The fixture events (`fixtures/teleport-events.jsonl`).
 pub(crate) fn fixtures() -> Vec<Event> {
     crate::demo::SAMPLE_EVENTS
         .lines()

@@ -11,7 +11,7 @@ fn never() -> crate::retry::Retry {
     crate::retry::Retry::new(crate::retry::Backoff::default(), crate::shutdown::Shutdown::never())
 }
 
-const FIXTURES: &str = include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/fixtures/teleport-events.jsonl"));
+const FIXTURES: &str = include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/../fixtures/teleport-events.jsonl"));
 
 fn fixture_events() -> Vec<OutEvent> {
     FIXTURES

@@ -317,23 +317,13 @@ pub const FLAGS: &[LegacyFlag] = &[
     flag("fluentd-key", "FLUENTD_KEY"),
 ];
 
-/// The event handler's flags given to this ferry, as (variable after
-/// `FDFWD_`, value); set once, when the command line is parsed, and read by
-/// every config load after it (a reload included).
-static FLAG_VALUES: std::sync::OnceLock<Vec<(&'static str, String)>> = std::sync::OnceLock::new();
-
-/// Keeps the event handler's flags given on the command line for every
-/// config load of this process. Only the first call counts.
-pub fn set_flags(values: Vec<(&'static str, String)>) {
-    let _ = FLAG_VALUES.set(values);
-}
-
 /// The value of the event handler's variable `name` (`FDFWD_…` or
-/// `FDWRD_…`) for this process: the flag that stands for it if one was
-/// given, else the environment's.
-pub fn flag_or_environment(name: &str) -> Option<String> {
+/// `FDWRD_…`): the flag that stands for it if one was given in `flags`
+/// ((variable after `FDFWD_`, value), as `start` takes them), else the
+/// environment's.
+pub fn flag_or_environment(flags: &[(&'static str, String)], name: &str) -> Option<String> {
     let suffix = PREFIXES.iter().find_map(|prefix| name.strip_prefix(prefix));
-    let flagged = suffix.and_then(|suffix| FLAG_VALUES.get()?.iter().rev().find(|(variable, _)| *variable == suffix));
+    let flagged = suffix.and_then(|suffix| flags.iter().rev().find(|(variable, _)| *variable == suffix));
     match flagged {
         Some((_, value)) => Some(value.clone()),
         None => std::env::var(name).ok(),

@@ -100,6 +100,25 @@ fn default_storage() -> PathBuf {
     PathBuf::from("./storage")
 }
 
+/// A config file as `ferry start` and `ferry check` read it, again at every
+/// reload: the file, and the event handler's `start` flags given on the
+/// command line, which win over the `FDFWD_*` variables they stand for.
+#[derive(Debug, Clone)]
+pub struct ConfigFile {
+    /// The file.
+    pub path: PathBuf,
+    /// (variable after `FDFWD_`, value), in the order given.
+    pub flags: Vec<(&'static str, String)>,
+}
+
+impl ConfigFile {
+    /// Reads and parses the file with the flags and the environment applied.
+    pub fn load(&self) -> Result<FerryConfig, ConfigError> {
+        let text = std::fs::read_to_string(&self.path).map_err(|source| ConfigError::Read { path: self.path.clone(), source })?;
+        FerryConfig::parse_with_env(&text, &self.path, &|name| legacy::flag_or_environment(&self.flags, name))
+    }
+}
+
 impl FerryConfig {
     /// Reads and parses a config file; relative paths are made absolute
     /// against the file's folder. Values are checked later, by the parts
@@ -111,10 +130,9 @@ impl FerryConfig {
     }
 
     /// Parses config text that came from `path`, with the event handler's
-    /// `FDFWD_*` environment variables (and the `start` flags that stand for
-    /// them) applied.
+    /// `FDFWD_*` environment variables applied.
     pub fn parse(text: &str, path: &Path) -> Result<FerryConfig, ConfigError> {
-        Self::parse_with_env(text, path, &legacy::flag_or_environment)
+        Self::parse_with_env(text, path, &|name| legacy::flag_or_environment(&[], name))
     }
 
     /// Parses config text with `env` as the environment.

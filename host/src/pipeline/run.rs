@@ -19,8 +19,21 @@ use tokio::task::JoinHandle;
 /// The environment variable of the test-only switch that commits each batch
 /// as soon as it is routed, before any sink acknowledged it (see
 /// `RouterContext::commit_before_ack`). Loses events on purpose: it exists
-/// so that the torture test can show that it detects loss.
+/// so that the torture test can show that it detects loss, and only in a
+/// ferry built for its own tests (feature `test-hooks`, which only ferry's
+/// dev-dependency on itself turns on).
+#[cfg(feature = "test-hooks")]
 pub const COMMIT_BEFORE_ACK_VARIABLE: &str = "FERRY_TEST_COMMIT_BEFORE_ACK";
+
+/// Whether the test-only switch above is on; never in a build of the product.
+fn commit_before_ack() -> bool {
+    #[cfg(feature = "test-hooks")]
+    if std::env::var_os(COMMIT_BEFORE_ACK_VARIABLE).is_some_and(|value| value == "1") {
+        tracing::warn!(variable = COMMIT_BEFORE_ACK_VARIABLE, "Test-only switch on: batches are committed before the sinks acknowledge them, so events can be lost. Never set this outside ferry's tests.");
+        return true;
+    }
+    false
+}
 
 /// The part of `shutdown-timeout` kept for winding down (at most 500 ms):
 /// the stages are given the rest to drain.
@@ -180,11 +193,7 @@ impl Pipeline {
             jobs.insert(name.clone(), tx);
             tasks.push(tokio::spawn(sink::worker::run(name, sink, rx, backoff, metrics.clone(), stopped.clone())));
         }
-        let commit_before_ack = std::env::var_os(COMMIT_BEFORE_ACK_VARIABLE).is_some_and(|value| value == "1");
-        if commit_before_ack {
-            tracing::warn!(variable = COMMIT_BEFORE_ACK_VARIABLE, "Test-only switch on: batches are committed before the sinks acknowledge them, so events can be lost. Never set this outside ferry's tests.");
-        }
-        let context = RouterContext { source: source_name.clone(), commit_before_ack };
+        let context = RouterContext { source: source_name.clone(), commit_before_ack: commit_before_ack() };
         tasks.push(tokio::spawn(router::run(processed_rx, jobs, completed_tx, context)));
         let mut committer = tokio::spawn(committer::run(completed_rx, state.clone(), source_name, metrics.clone(), stopped.clone()));
 

@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 /// The fixture events, as the source would hand them to the chain.
 fn fixtures() -> Vec<Event> {
-    crate::demo::SAMPLE_EVENTS
+    crate::cli::demo::SAMPLE_EVENTS
         .lines()
         .map(|line| Event::from_json(line.as_bytes().to_vec()).expect("fixture events are valid"))
         .collect()

@@ -45,7 +45,7 @@ const SESSION_EVENTS: &str = include_str!("../../fixtures/teleport-session-event
 /// Every fixture event, audit and session, as the bytes of the Struct the
 /// client receives (Teleport builds it from the same JSON).
 fn wires() -> Vec<Vec<u8>> {
-    ferry::demo::SAMPLE_EVENTS
+    ferry::cli::demo::SAMPLE_EVENTS
         .lines()
         .chain(SESSION_EVENTS.lines())
         .map(|line| {

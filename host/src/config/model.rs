@@ -115,7 +115,7 @@ impl ConfigFile {
     /// Reads and parses the file with the flags and the environment applied.
     pub fn load(&self) -> Result<FerryConfig, ConfigError> {
         let text = std::fs::read_to_string(&self.path).map_err(|source| ConfigError::Read { path: self.path.clone(), source })?;
-        FerryConfig::parse_with_env(&text, &self.path, &|name| legacy::flag_or_environment(&self.flags, name))
+        FerryConfig::parse_with(&text, &self.path, &self.flags, &|name| std::env::var(name).ok())
     }
 }
 
@@ -132,11 +132,17 @@ impl FerryConfig {
     /// Parses config text that came from `path`, with the event handler's
     /// `FDFWD_*` environment variables applied.
     pub fn parse(text: &str, path: &Path) -> Result<FerryConfig, ConfigError> {
-        Self::parse_with_env(text, path, &|name| legacy::flag_or_environment(&[], name))
+        Self::parse_with_env(text, path, &|name| std::env::var(name).ok())
     }
 
     /// Parses config text with `env` as the environment.
     pub fn parse_with_env(text: &str, path: &Path, env: &dyn Fn(&str) -> Option<String>) -> Result<FerryConfig, ConfigError> {
+        Self::parse_with(text, path, &[], env)
+    }
+
+    /// Parses config text with the event handler's `start` flags (see
+    /// [`ConfigFile`]) and `env` as the environment.
+    pub fn parse_with(text: &str, path: &Path, flags: &[(&'static str, String)], env: &dyn Fn(&str) -> Option<String>) -> Result<FerryConfig, ConfigError> {
         let from_text = |text: &str| -> Result<(FerryConfig, Option<&'static str>), ConfigError> {
             let toml_error = |err: &toml::de::Error| ConfigError::from_toml(path.to_owned(), text, err);
             let mut document = toml::de::DeTable::parse(text).map_err(|err| toml_error(&err))?;
@@ -145,7 +151,7 @@ impl FerryConfig {
             Ok((config, orphan))
         };
         let mut table: toml::Table = text.parse().map_err(|err| ConfigError::from_toml(path.to_owned(), text, &err))?;
-        let (mut config, orphan) = if super::legacy::apply_environment(&mut table, env).map_err(|message| {
+        let (mut config, orphan) = if super::legacy::apply_environment(&mut table, flags, env).map_err(|message| {
             let name = message.split(':').next().unwrap_or_default().trim_start_matches("environment variable ").trim_start_matches("flag ").to_owned();
             ConfigError::invalid(path, name, message)
         })? {

@@ -181,17 +181,17 @@ impl Chain {
                 }
             };
             let next = match settle(event, outcome, &self.sinks) {
-                Settled::Next { event, routes } => {
+                EventFate::Next { event, routes } => {
                     if routes.is_some() {
                         flight.routes = routes;
                     }
                     Ok(event)
                 }
-                Settled::Dropped => {
+                EventFate::Dropped => {
                     dropped += 1;
                     continue;
                 }
-                Settled::Failed { event, reason } => Err((event, reason)),
+                EventFate::Failed { event, reason } => Err((event, reason)),
             };
             match next {
                 Ok(event) => {
@@ -247,7 +247,7 @@ impl Chain {
 
 /// What one plugin outcome makes of its event.
 #[derive(Debug)]
-pub enum Settled {
+pub enum EventFate {
     /// The event goes on to the next plugin, rebuilt from the plugin's JSON
     /// when it replaced it; `routes` when the plugin routed it.
     Next {
@@ -273,34 +273,34 @@ pub enum Settled {
 /// configured sink names: the one rule that `ferry start` and `ferry plugin
 /// test` share, so that a plugin tried out fails where it would fail in the
 /// pipeline.
-pub fn settle(event: Event, outcome: Outcome, sinks: &BTreeSet<String>) -> Settled {
+pub fn settle(event: Event, outcome: Outcome, sinks: &BTreeSet<String>) -> EventFate {
     let replaced = |original: Event, json: Vec<u8>| {
         let json = if json::has_line_break(&json) { json::compact(&json) } else { json };
         let stream_session = original.stream_session.clone();
         match Event::from_json(json) {
-            Ok(event) => Settled::Next { event: Event { stream_session, ..event }, routes: None },
-            Err(err) => Settled::Failed { event: original, reason: format!("returned {err}") },
+            Ok(event) => EventFate::Next { event: Event { stream_session, ..event }, routes: None },
+            Err(err) => EventFate::Failed { event: original, reason: format!("returned {err}") },
         }
     };
     match outcome {
-        Outcome::Keep => Settled::Next { event, routes: None },
+        Outcome::Keep => EventFate::Next { event, routes: None },
         Outcome::Replace(json) => replaced(event, json),
-        Outcome::Drop => Settled::Dropped,
-        Outcome::Fail(reason) => Settled::Failed { event, reason: reason.replace('\n', " ") },
+        Outcome::Drop => EventFate::Dropped,
+        Outcome::Fail(reason) => EventFate::Failed { event, reason: reason.replace('\n', " ") },
         Outcome::Route(Route { sinks: routes, json }) => {
             if routes.is_empty() {
-                return Settled::Failed { event, reason: "routed to no sink (use drop to drop an event)".to_owned() };
+                return EventFate::Failed { event, reason: "routed to no sink (use drop to drop an event)".to_owned() };
             }
             if let Some(unknown) = routes.iter().find(|sink| !sinks.contains(*sink)) {
                 let reason = format!("routed to unknown sink `{unknown}`");
-                return Settled::Failed { event, reason };
+                return EventFate::Failed { event, reason };
             }
             let settled = match json {
                 Some(json) => replaced(event, json),
-                None => Settled::Next { event, routes: None },
+                None => EventFate::Next { event, routes: None },
             };
             match settled {
-                Settled::Next { event, .. } => Settled::Next { event, routes: Some(routes) },
+                EventFate::Next { event, .. } => EventFate::Next { event, routes: Some(routes) },
                 other => other,
             }
         }

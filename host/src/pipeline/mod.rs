@@ -21,6 +21,6 @@ mod run;
 #[cfg(test)]
 mod tests;
 
-pub use chain::{Chain, ChainOutput, ChainSwap, Halted, Settled, settle};
+pub use chain::{Chain, ChainOutput, ChainSwap, EventFate, Halted, settle};
 pub use config::{MAX_BATCH_SIZE, PipelineConfig};
 pub use run::{Pipeline, PipelineError, Summary};

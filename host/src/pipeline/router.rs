@@ -2,7 +2,7 @@
 //! answered, records the batch's dead letters and reports it complete.
 
 use super::ChainOutput;
-use crate::sink::worker::{Refused, SinkJob};
+use crate::sink::worker::{RefusedEvents, SinkJob};
 use crate::source::{Invalid, Position};
 use crate::state::{DeadLetter, Stage};
 use std::collections::BTreeMap;
@@ -112,7 +112,7 @@ pub async fn run(
 /// quietly if a sink gave up because of shutdown: the batch then stays
 /// uncommitted.
 async fn complete(
-    answers: Vec<(String, oneshot::Receiver<Refused>)>,
+    answers: Vec<(String, oneshot::Receiver<RefusedEvents>)>,
     mut done: Completed,
     completed: mpsc::Sender<Completed>,
     context: RouterContext,

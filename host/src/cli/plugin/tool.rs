@@ -11,7 +11,7 @@
 use crate::plugin::{CONTRACT_VERSION, PluginError, PluginSpec, Runtime, Transform, WasmPlugin};
 use crate::event::{Event, Outcome, Route};
 use crate::metrics::Metrics;
-use crate::pipeline::{Settled, settle};
+use crate::pipeline::{EventFate, settle};
 use serde_json::Value;
 use std::collections::BTreeSet;
 use std::fmt::Write as _;
@@ -237,15 +237,15 @@ impl Pending {
 fn judge(event: &Event, outcome: &Outcome, sinks: &BTreeSet<String>, tally: &mut Tally) -> String {
     let replaced = matches!(outcome, Outcome::Replace(_) | Outcome::Route(Route { json: Some(_), .. }));
     match settle(event.clone(), outcome.clone(), sinks) {
-        Settled::Dropped => {
+        EventFate::Dropped => {
             tally.dropped += 1;
             "dropped".to_owned()
         }
-        Settled::Failed { reason, .. } => {
+        EventFate::Failed { reason, .. } => {
             tally.failed += 1;
             format!("failed: {reason}")
         }
-        Settled::Next { event: next, routes } => {
+        EventFate::Next { event: next, routes } => {
             let changes = replaced.then(|| changes(event, &next));
             match (routes, changes) {
                 (None, None) => {

@@ -13,6 +13,7 @@
 
 mod batcher;
 mod chain;
+mod chain_stage;
 mod committer;
 mod config;
 mod json;

@@ -513,6 +513,37 @@ mod tests {
         assert!(!output.deliveries.contains_key("default"));
     }
 
+    /// A chain of the example plugin `ecs` and then `second`, built from
+    /// `plugins/` and loaded through the real runtime.
+    fn after_ecs(second: crate::plugin::WasmPlugin) -> Chain {
+        chain(vec![Box::new(crate::plugin::examples_tests::load("ecs", "")), Box::new(second)])
+    }
+
+    #[test]
+    fn a_rust_plugin_after_ecs_sees_the_type_and_id_ferry_sees() {
+        use crate::plugin::examples_tests::{fixtures, load};
+        let mut events = fixtures();
+        // One event without a `uid`: its id is the SHA-256 of its original JSON.
+        events.push(Event::from_json(br#"{"event":"session.start","time":"2024-01-01T00:00:00Z","user":"bob","sid":"s-1"}"#.to_vec()).expect("valid"));
+        let starts: Vec<&str> = events.iter().filter(|event| event.event_type == "session.start").map(|event| event.id.as_str()).collect();
+        assert_eq!(starts.len(), 2, "the fixture's session.start and the one without a uid");
+
+        // The type: `hostile` fails the events its SDK reads as `session.start`.
+        let output = after_ecs(load("hostile", "mode = \"fail-each\"\nwhen-type = \"session.start\"")).apply(events.clone()).expect("no halt");
+        let failed: Vec<&str> = output.dead.iter().filter_map(|dead| dead.event_id.as_deref()).collect();
+        assert_eq!(failed, starts, "the plugin after ecs sees each event's type");
+        assert_eq!(output.deliveries["default"].len(), events.len() - starts.len());
+
+        // The id: `hostile` writes each event's id as its SDK reads it.
+        let output = after_ecs(load("hostile", "mode = \"remember\"")).apply(events.clone()).expect("no halt");
+        let seen: Vec<String> = output.deliveries["default"]
+            .iter()
+            .map(|out| serde_json::from_slice::<serde_json::Value>(&out.json).expect("hostile writes JSON")["uid"].as_str().unwrap_or_default().to_owned())
+            .collect();
+        let ids: Vec<&str> = events.iter().map(|event| event.id.as_str()).collect();
+        assert_eq!(seen, ids, "the plugin after ecs sees each event's id as ferry does");
+    }
+
     /// Fails any call whose batch holds an event with a uid in `poison`,
     /// after sleeping `pause`; counts its calls.
     struct Poisoned {

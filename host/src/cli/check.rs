@@ -4,7 +4,7 @@
 use crate::config::{FerryConfig, SourceConfig};
 use crate::metrics::Metrics;
 use crate::sink::SinkConfig;
-use crate::sink::logstash::HttpSink;
+use crate::sink::http::HttpSink;
 use crate::source::teleport::connect::{ClientTls, ConnectOptions, audit_log_client, connect, describe_status};
 use ferry_proto::auditlog::{GetUnstructuredEventsRequest, Order};
 use std::path::Path;

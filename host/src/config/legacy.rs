@@ -9,7 +9,7 @@
 //! copy of the Teleport source's settings.
 
 use super::{ConfigError, FerryConfig, SinkConfig, SourceConfig};
-use crate::sink::logstash::{BodyFormat, HttpSinkConfig};
+use crate::sink::http::{BodyFormat, HttpSinkConfig};
 use crate::units::ByteSize;
 use serde::Deserialize;
 use std::borrow::Cow;

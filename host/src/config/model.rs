@@ -320,7 +320,7 @@ mod tests {
         .expect("legacy config");
         let Some(SinkConfig::Http(audit)) = config.sinks.get("default") else { panic!("no default sink") };
         assert_eq!(audit.url, "https://localhost:8888/test.log");
-        assert_eq!(audit.format, Some(crate::sink::logstash::BodyFormat::JsonArray), "the drop-in config sends JSON arrays");
+        assert_eq!(audit.format, Some(crate::sink::http::BodyFormat::JsonArray), "the drop-in config sends JSON arrays");
         assert!(!audit.per_session);
         let Some(SinkConfig::Http(sessions)) = config.sinks.get("sessions") else { panic!("no sessions sink") };
         assert_eq!(sessions.url, "https://localhost:8888/session");
@@ -328,12 +328,12 @@ mod tests {
         assert_eq!(config.default_sink().expect("default"), "default");
 
         let Some(SinkConfig::Http(sessions)) = config.sinks.get("sessions") else { panic!("no sessions sink") };
-        assert_eq!(sessions.format, Some(crate::sink::logstash::BodyFormat::JsonArray));
+        assert_eq!(sessions.format, Some(crate::sink::http::BodyFormat::JsonArray));
 
         let single = parse("[forward.fluentd]\nurl = \"https://x/\"\nsession-url = \"https://x/s\"\nformat = \"single\"\nmax-batch-bytes = \"1MiB\"\n").expect("single");
         for name in ["default", "sessions"] {
             let Some(SinkConfig::Http(sink)) = single.sinks.get(name) else { panic!("no {name} sink") };
-            assert_eq!(sink.format, Some(crate::sink::logstash::BodyFormat::Single), "`format = \"single\"` restores one event per request");
+            assert_eq!(sink.format, Some(crate::sink::http::BodyFormat::Single), "`format = \"single\"` restores one event per request");
             assert_eq!(sink.max_batch_bytes.map(|b| b.0), Some(1 << 20));
         }
 

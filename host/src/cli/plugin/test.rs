@@ -10,7 +10,7 @@
 use super::{ToolError, compile_cache};
 use crate::event::{Event, Outcome, Route};
 use crate::metrics::Metrics;
-use crate::pipeline::{Settled, settle};
+use crate::pipeline::{EventFate, settle};
 use crate::plugin::{PluginSpec, Runtime, Transform, WasmPlugin};
 use serde_json::Value;
 use std::collections::BTreeSet;
@@ -192,15 +192,15 @@ impl Pending {
 fn judge(event: &Event, outcome: &Outcome, sinks: &BTreeSet<String>, tally: &mut Tally) -> String {
     let replaced = matches!(outcome, Outcome::Replace(_) | Outcome::Route(Route { json: Some(_), .. }));
     match settle(event.clone(), outcome.clone(), sinks) {
-        Settled::Dropped => {
+        EventFate::Dropped => {
             tally.dropped += 1;
             "dropped".to_owned()
         }
-        Settled::Failed { reason, .. } => {
+        EventFate::Failed { reason, .. } => {
             tally.failed += 1;
             format!("failed: {reason}")
         }
-        Settled::Next { event: next, routes } => {
+        EventFate::Next { event: next, routes } => {
             let changes = replaced.then(|| changes(event, &next));
             match (routes, changes) {
                 (None, None) => {

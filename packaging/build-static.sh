@@ -29,15 +29,13 @@ if ! command -v musl-gcc >/dev/null 2>&1; then
 fi
 
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$PWD/target/static}"
-# Symbols are not needed in the image; line tables stay in the everyday
-# release build for profiling.
-export CARGO_PROFILE_RELEASE_STRIP=symbols
-export CARGO_PROFILE_RELEASE_DEBUG=false
+# The release profile as it is (Cargo.toml): no DWARF, the symbol table kept
+# so that a panic's backtrace names its functions.
 # The C parts of the dependencies build with musl's compiler wrapper.
 export "CC_${target//-/_}=musl-gcc"
 # mimalloc, the static build's allocator (host/Cargo.toml), commits its
 # arenas as it uses them: committing them at once, its default on Linux,
-# more than doubled ferry's peak RSS against a stalled sink (`ferry bench --teleport
+# more than doubled ferry's peak RSS against a stalled sink (`ferry-bench --teleport
 # --backlog`) and bought no speed.
 export "CFLAGS_${target//-/_}=-DMI_DEFAULT_ARENA_EAGER_COMMIT=0"
 cargo build --release --locked --target "$target" -p ferry >&2

@@ -223,8 +223,8 @@ mod tests {
 
     #[test]
     fn every_fixture_event_has_its_own_id_and_a_type() {
-        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/fixtures/teleport-events.jsonl");
-        let text = std::fs::read_to_string(path).expect("fixtures beside the repository");
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../fixtures/teleport-events.jsonl");
+        let text = std::fs::read_to_string(path).expect("the repository's fixtures");
         let mut ids = std::collections::HashSet::new();
         for line in text.lines() {
             let header = Header::read(line.as_bytes()).expect("fixture parses");

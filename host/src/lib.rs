@@ -9,10 +9,8 @@
 #![deny(missing_docs)]
 
 pub mod app;
-pub mod bench;
 pub mod cli;
 pub mod config;
-pub mod demo;
 pub mod error;
 pub mod event;
 pub mod metrics;

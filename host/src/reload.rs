@@ -28,7 +28,7 @@
 //! going on) tries again.
 
 use crate::app::{Refused, load_plugins};
-use crate::config::{ConfigError, FerryConfig, Lost, Member, PluginChain, discover_chain};
+use crate::config::{ConfigError, ConfigFile, FerryConfig, Lost, Member, PluginChain, discover_chain};
 use crate::metrics::Metrics;
 use crate::pipeline::ChainSwap;
 use crate::plugin::{Runtime, Transform};
@@ -57,7 +57,8 @@ pub fn hangups() -> Option<Signal> {
 
 /// Reloads the plugin chain of one running pipeline.
 pub struct Reloader {
-    config_path: PathBuf,
+    /// The config file and the flags it is read with, at every reload.
+    config_file: ConfigFile,
     /// What the running, not reloadable parts were built from.
     running: FixedParts,
     /// The config the watched files come from: the newest that parsed.
@@ -108,16 +109,16 @@ impl FixedParts {
 
 impl Reloader {
     /// A reloader for the pipeline started from `config` (read from
-    /// `config_path`), whose chain `swap` replaces. New plugins are loaded
+    /// `config_file`), whose chain `swap` replaces. New plugins are loaded
     /// by `runtime`, the one the running plugins came from, so its compile
     /// cache and epoch ticker serve them too.
     ///
     /// `running_plugins` are the files the running chain was loaded from
     /// (not what the folder holds now: a file deleted while the pipeline
     /// started must still count as lost).
-    pub fn new(config_path: PathBuf, config: FerryConfig, runtime: Arc<Runtime>, running_plugins: Vec<Member>, swap: ChainSwap, metrics: Arc<Metrics>) -> Reloader {
+    pub fn new(config_file: ConfigFile, config: FerryConfig, runtime: Arc<Runtime>, running_plugins: Vec<Member>, swap: ChainSwap, metrics: Arc<Metrics>) -> Reloader {
         let mut reloader = Reloader {
-            config_path,
+            config_file,
             running: FixedParts::of(&config),
             watched_config: config,
             runtime,
@@ -152,7 +153,7 @@ impl Reloader {
                 }
                 () = tokio::time::sleep(self.watch.next_look()) => {
                     if self.watch.look(self.watched_files()).is_some() {
-                        tracing::info!(config = %self.config_path.display(), "Plugin files or config changed: reloading the plugin chain.");
+                        tracing::info!(config = %self.config_file.path.display(), "Plugin files or config changed: reloading the plugin chain.");
                         if !self.reload().await {
                             return;
                         }
@@ -220,7 +221,7 @@ impl Reloader {
     }
 
     async fn load_chain(&mut self) -> Result<(Vec<Box<dyn Transform>>, PluginChain), Refusal> {
-        let config = FerryConfig::load(&self.config_path).map_err(Refusal::Config)?;
+        let config = self.config_file.load().map_err(Refusal::Config)?;
         let chain = discover_chain(&config).map_err(Refusal::Config)?;
         let changed = self.running.changed_in(&FixedParts::of(&config));
         if !changed.is_empty() {
@@ -242,7 +243,7 @@ impl Reloader {
 
     /// The config file and every plugin file it points at, as they are now.
     fn watched_files(&self) -> Snapshot {
-        let mut files = vec![self.config_path.clone()];
+        let mut files = vec![self.config_file.path.clone()];
         let config = &self.watched_config;
         if config.plugins.is_empty() {
             let dir = config.resolve(config.plugins_dir.as_deref().unwrap_or(Path::new("./plugins")));

@@ -42,12 +42,22 @@ fn program_header_types(path: &Path) -> Vec<u32> {
 
 const PT_INTERP: u32 = 3;
 
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|window| window == needle)
+}
+
 #[test]
 fn the_static_binary_needs_nothing_from_the_machine_and_runs_the_demo() {
     let binary = build_static();
     let types = program_header_types(&binary);
     assert!(!types.is_empty(), "no program headers read from {}", binary.display());
     assert!(!types.contains(&PT_INTERP), "{} asks for a dynamic loader (PT_INTERP): not static", binary.display());
+
+    let bytes = std::fs::read(&binary).expect("read the binary");
+    let mib = bytes.len() as f64 / (1024.0 * 1024.0);
+    assert!(mib <= 40.0, "the shipped binary is {mib:.1} MiB, over the 40 MiB a user expects of it");
+    assert!(contains(&bytes, b".symtab"), "the binary lost its symbol table: a panic's backtrace would name no function");
+    assert!(!contains(&bytes, b"FERRY_TEST_"), "a test-only switch (feature `test-hooks`) is in the release binary");
 
     let version = Command::new(&binary).arg("version").env_clear().output().expect("run ferry version");
     assert!(version.status.success(), "ferry version failed: {}", String::from_utf8_lossy(&version.stderr));

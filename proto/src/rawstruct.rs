@@ -339,8 +339,8 @@ mod tests {
     use crate::structjson::{json_to_struct, struct_to_json_bytes};
     use serde_json::json;
 
-    const EVENTS: &str = include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/../host/demo/teleport-events.jsonl"));
-    const SESSION: &str = include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/../host/demo/teleport-session-events.jsonl"));
+    const EVENTS: &str = include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/../fixtures/teleport-events.jsonl"));
+    const SESSION: &str = include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/../fixtures/teleport-session-events.jsonl"));
 
     fn raw(json: &serde_json::Value) -> RawStruct {
         RawStruct::from_struct(&json_to_struct(json).expect("an object"))

@@ -163,8 +163,8 @@ mod tests {
     use serde_json::json;
 
     // The fixtures the demo and the stand-in Teleport serve.
-    const EVENTS: &str = include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/../host/demo/teleport-events.jsonl"));
-    const SESSION: &str = include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/../host/demo/teleport-session-events.jsonl"));
+    const EVENTS: &str = include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/../fixtures/teleport-events.jsonl"));
+    const SESSION: &str = include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/../fixtures/teleport-session-events.jsonl"));
 
     fn round_trip(line: &str) -> (Json, Json) {
         let original: Json = serde_json::from_str(line).expect("fixture line is JSON");

@@ -44,9 +44,14 @@ impl Drop for Nginx {
 }
 
 impl Nginx {
-    /// Where Debian installs nginx, if it is installed.
-    pub fn binary() -> Option<&'static str> {
-        ["/usr/sbin/nginx", "/usr/bin/nginx"].into_iter().find(|path| Path::new(path).exists())
+    /// Where Debian installs nginx. A test that needs this peer fails
+    /// without it rather than passing unseen: the README's test command
+    /// (`./test`) installs it.
+    pub fn binary() -> &'static str {
+        ["/usr/sbin/nginx", "/usr/bin/nginx"]
+            .into_iter()
+            .find(|path| Path::new(path).exists())
+            .unwrap_or_else(|| panic!("nginx is not installed, and this test needs it as a real HTTPS peer: run ./test, which installs it, or `apt-get install nginx-light`"))
     }
 
     /// Starts `binary` with its config, logs and temporary files in `dir`,

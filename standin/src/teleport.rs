@@ -66,9 +66,9 @@ use tokio_stream::Stream;
 use tonic::{Request, Response, Status};
 
 /// The audit events ferry's demo and tests serve by default.
-const FIXTURE_EVENTS: &str = include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/../host/demo/teleport-events.jsonl"));
+const FIXTURE_EVENTS: &str = include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/../fixtures/teleport-events.jsonl"));
 /// One recorded SSH session (160 events).
-const FIXTURE_SESSION: &str = include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/../host/demo/teleport-session-events.jsonl"));
+const FIXTURE_SESSION: &str = include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/../fixtures/teleport-session-events.jsonl"));
 
 /// Teleport's page size when a search asks for none.
 const DEFAULT_LIMIT: usize = 500;
@@ -167,12 +167,12 @@ impl Default for StandInOptions {
     }
 }
 
-/// The fixture audit events (`host/demo/teleport-events.jsonl`).
+/// The fixture audit events (`fixtures/teleport-events.jsonl`).
 pub fn fixture_events() -> Vec<Value> {
     json_lines(FIXTURE_EVENTS)
 }
 
-/// The fixture session (`host/demo/teleport-session-events.jsonl`) under its `sid`.
+/// The fixture session (`fixtures/teleport-session-events.jsonl`) under its `sid`.
 pub fn fixture_sessions() -> BTreeMap<String, Vec<Value>> {
     let events = json_lines(FIXTURE_SESSION);
     let sid = events.iter().find_map(|event| event.get("sid").and_then(Value::as_str)).unwrap_or("fixture-session").to_owned();

@@ -6,7 +6,6 @@
 
 mod util;
 
-mod bench;
 mod check;
 mod configure;
 mod crash_restart;

@@ -40,7 +40,7 @@ pub fn plugin(name: &str) -> PathBuf {
 
 /// The 183 Teleport audit events shared by the project's tests.
 pub fn fixtures() -> Vec<FixtureEvent> {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/fixtures/teleport-events.jsonl");
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../fixtures/teleport-events.jsonl");
     let text = std::fs::read_to_string(path).unwrap_or_else(|err| panic!("cannot read the fixtures {path}: {err}"));
     let events: Vec<FixtureEvent> = text.lines().map(FixtureEvent::new).collect();
     assert_eq!(events.len(), 183, "the fixture file changed; the scenarios count on its 183 events");

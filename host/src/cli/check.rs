@@ -4,10 +4,10 @@
 use crate::config::{FerryConfig, SourceConfig};
 use crate::metrics::Metrics;
 use crate::sink::SinkConfig;
-use crate::sink::logstash::HttpSink;
+use crate::sink::http::HttpSink;
 use crate::source::teleport::connect::{ClientTls, ConnectOptions, audit_log_client, connect, describe_status};
 use ferry_proto::auditlog::{GetUnstructuredEventsRequest, Order};
-use std::path::PathBuf;
+use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -17,8 +17,7 @@ const PROBE_TIMEOUT: Duration = Duration::from_secs(15);
 /// Builds every part of the config at `path` without forwarding anything
 /// and prints what it found; with `probe`, then tries every peer and
 /// prints one line per target, failing when any failed.
-pub async fn run(path: PathBuf, probe: bool) -> anyhow::Result<()> {
-    let config = FerryConfig::load(&path)?;
+pub async fn run(path: &Path, config: FerryConfig, probe: bool) -> anyhow::Result<()> {
     let parts = crate::app::build_parts(&config, Arc::new(Metrics::default()), false).await?;
     let plugins: Vec<&str> = parts.plugins.iter().map(|p| p.settings().name.as_str()).collect();
     let sinks: Vec<&str> = parts.sinks.keys().map(String::as_str).collect();

@@ -13,13 +13,6 @@ pub struct EventHandlerFlags {
     pub values: Vec<(&'static str, String)>,
 }
 
-impl EventHandlerFlags {
-    /// Keeps the flags for every config load of this process.
-    pub fn install(self) {
-        crate::config::legacy::set_flags(self.values);
-    }
-}
-
 fn arg(flag: &LegacyFlag) -> Arg {
     let arg = Arg::new(flag.name)
         .long(flag.name)

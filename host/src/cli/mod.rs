@@ -1,17 +1,23 @@
 //! The `ferry` command line: its commands and flags, and one module per
-//! command that carries it out. `main.rs` only parses, sets up logging and
-//! dispatches here.
+//! command that carries it out. [`main`] parses, loads the config once,
+//! sets up logging and dispatches; the binary's `main.rs` only calls it.
 
 mod check;
 pub mod configure;
 mod dead_letters;
+pub mod demo;
 pub mod event_handler_flags;
 pub mod plugin;
 mod start;
+mod state;
 mod status;
 
+use crate::config::{ConfigFile, ConfigError, FerryConfig};
+use crate::observe::LogFormat;
 use clap::{Parser, Subcommand};
+use std::ffi::OsString;
 use std::path::PathBuf;
+use std::process::ExitCode;
 
 /// ferry carries Teleport audit events to Logstash through sandboxed
 /// WebAssembly plugins.
@@ -79,10 +85,7 @@ pub enum Command {
     /// Print the version of ferry and of the plugin contract.
     Version,
     /// Run the whole job on built-in sample events, with no set-up.
-    Demo(crate::demo::DemoArgs),
-    /// Measure throughput: the redact plugin in WebAssembly against the same
-    /// code compiled into ferry, through the real pipeline.
-    Bench(crate::bench::BenchArgs),
+    Demo(demo::DemoArgs),
     /// List, show, replay or purge the dead letters of a config's state
     /// database (alone: list them as JSON Lines).
     DeadLetters(dead_letters::DeadLettersArgs),
@@ -91,54 +94,111 @@ pub enum Command {
     Plugin(plugin::PluginCommand),
     /// Manage the state database (`ferry state reset` after it was lost).
     #[command(subcommand)]
-    State(crate::state::StateCommand),
+    State(state::StateCommand),
 }
+
+/// Runs the `ferry` command line on `args` (the program's name first) and
+/// says how the process should exit.
+pub fn main(args: impl IntoIterator<Item = OsString>) -> ExitCode {
+    let cli = match Cli::try_parse_from(args) {
+        Ok(cli) => cli,
+        Err(err) => err.exit(),
+    };
+    let command = cli.command.with_event_handler_config_variable();
+    // `start` and `check` load their config here, once: it may ask for
+    // debug logging or JSON lines, and logging must be up before anything
+    // is reported (a config that does not load among them).
+    let config = command.config_file().map(|file| file.load().map(|config| (file, config)));
+    let loaded = config.as_ref().and_then(|loaded| loaded.as_ref().ok()).map(|(_, config)| config);
+    let debug = cli.debug || event_handler_debug() || loaded.is_some_and(|config| config.debug);
+    let format = cli.log_format.or_else(|| loaded.and_then(|config| config.log_format)).unwrap_or_default();
+    let terminal = format == LogFormat::Text && std::io::IsTerminal::is_terminal(&std::io::stderr());
+    init_logging(debug, format, terminal);
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            eprintln!("ferry: error: cannot start the async runtime: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(command.run(config, terminal));
+    // Whatever is still running (a source read or plugin call left behind at
+    // the shutdown deadline) must not hold the exit: it is cut off here.
+    runtime.shutdown_background();
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            // A JSON log stays JSON to its last line.
+            let line = crate::error::join_causes(err.chain());
+            match format {
+                LogFormat::Text => eprintln!("ferry: error: {line}"),
+                LogFormat::Json => tracing::error!(error = %line, "Stopped with an error."),
+            }
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `FDFWD_DEBUG`, as the event handler takes it, turns on debug logging like `-d`.
+fn event_handler_debug() -> bool {
+    std::env::var("FDFWD_DEBUG").is_ok_and(|value| matches!(value.trim(), "1" | "true" | "yes" | "on"))
+}
+
+fn init_logging(debug: bool, format: LogFormat, terminal: bool) {
+    let default = if debug { "ferry=debug,info" } else { "info" };
+    let filter = tracing_subscriber::EnvFilter::try_from_env("FERRY_LOG").unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(crate::observe::progress::log_writer);
+    match format {
+        LogFormat::Text => builder.with_ansi(terminal).init(),
+        // `message` and the event's fields at the top level, one object a line.
+        LogFormat::Json => builder.json().flatten_event(true).with_current_span(false).with_span_list(false).init(),
+    }
+}
+
+/// A config loaded by [`main`]: where it came from and what it says, or why
+/// it did not load.
+type Loaded = Option<Result<(ConfigFile, FerryConfig), ConfigError>>;
 
 impl Command {
     /// teleport-event-handler reads its config path from `FDFWD_CONFIG`;
     /// ferry does too when neither `--config` nor `FERRY_CONFIG` says
     /// otherwise.
-    ///
-    /// Its `start` flags are kept here too, before anything loads the config.
-    pub fn adopt_event_handler_config_variable(&mut self) {
-        if let Command::Start { event_handler, .. } | Command::Check { event_handler, .. } = self {
-            std::mem::take(event_handler).install();
-        }
-        let (Command::Start { config, .. } | Command::Check { config, .. } | Command::Status { config, .. } | Command::DeadLetters(dead_letters::DeadLettersArgs { config, .. })) = self else { return };
+    fn with_event_handler_config_variable(mut self) -> Command {
+        let (Command::Start { config, .. } | Command::Check { config, .. } | Command::Status { config, .. } | Command::DeadLetters(dead_letters::DeadLettersArgs { config, .. })) = &mut self else { return self };
         if config.as_os_str() == "ferry.toml" && std::env::var_os("FERRY_CONFIG").is_none()
             && let Some(path) = std::env::var_os("FDFWD_CONFIG") {
                 *config = PathBuf::from(path);
             }
+        self
     }
 
-    /// `debug = true` in the config (or `FDFWD_DEBUG`), as the event handler
-    /// takes it, turns on debug logging like `-d`. A config that does not
-    /// load is reported later, once logging is up.
-    pub fn config_asks_for_debug(&self) -> bool {
-        let env_debug = std::env::var("FDFWD_DEBUG").is_ok_and(|value| matches!(value.trim(), "1" | "true" | "yes" | "on"));
-        let (Command::Start { config, .. } | Command::Check { config, .. }) = self else { return env_debug };
-        env_debug || crate::config::FerryConfig::load(config).is_ok_and(|loaded| loaded.debug)
+    /// The config `start` and `check` run, with the event handler's flags
+    /// given to them.
+    fn config_file(&self) -> Option<ConfigFile> {
+        let (Command::Start { config, event_handler, .. } | Command::Check { config, event_handler, .. }) = self else { return None };
+        Some(ConfigFile { path: config.clone(), flags: event_handler.values.clone() })
     }
 
-    /// `log-format` in the config of `start` or `check`, when it loads and says.
-    pub fn config_log_format(&self) -> Option<crate::observe::LogFormat> {
-        let (Command::Start { config, .. } | Command::Check { config, .. }) = self else { return None };
-        crate::config::FerryConfig::load(config).ok().and_then(|loaded| loaded.log_format)
-    }
-
-    /// Carries out the command.
-    pub async fn run(self) -> anyhow::Result<()> {
+    /// Carries out the command; `config` is what [`Command::config_file`]
+    /// loaded, and `terminal` says whether to draw a progress line.
+    async fn run(self, config: Loaded, terminal: bool) -> anyhow::Result<()> {
+        let loaded = || -> anyhow::Result<(ConfigFile, FerryConfig)> { Ok(config.ok_or_else(|| anyhow::anyhow!("no config was loaded for this command"))??) };
         match self {
-            Command::Start { config, http_addr, progress_every, .. } => start::run(config, http_addr, progress_every).await,
-            Command::Check { config, probe, .. } => check::run(config, probe).await,
+            Command::Start { http_addr, progress_every, .. } => {
+                let (file, config) = loaded()?;
+                start::run(file, config, http_addr, progress_every, terminal).await
+            }
+            Command::Check { probe, .. } => {
+                let (file, config) = loaded()?;
+                check::run(&file.path, config, probe).await
+            }
             Command::Status { config, json } => status::run(config, json).await,
             Command::Configure(args) => configure::run(args),
             Command::Version => {
                 println!("ferry {} (plugin contract ferry:plugin@{}, wasmtime 48)", env!("CARGO_PKG_VERSION"), crate::plugin::CONTRACT_VERSION);
                 Ok(())
             }
-            Command::Demo(args) => crate::demo::run(args).await,
-            Command::Bench(args) => crate::bench::run(args).await,
+            Command::Demo(args) => demo::run(args).await,
             Command::DeadLetters(args) => args.run().await,
             Command::Plugin(command) => command.run().await,
             Command::State(command) => command.run().await,

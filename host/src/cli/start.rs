@@ -1,19 +1,18 @@
 //! `ferry start`: forward events until stopped.
 
-use crate::config::FerryConfig;
+use crate::config::{ConfigFile, FerryConfig};
 use crate::metrics::Metrics;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-/// Runs the pipeline of the config at `path`, reloading plugins on change
-/// or SIGHUP, until SIGINT/SIGTERM or the end of a non-following source.
-/// Serves `/metrics`, `/healthz` and `/readyz` on `http_addr` (or the
-/// config's `http-addr`) and shows progress (every `progress_every` in the
-/// log when stderr is not a terminal).
-pub async fn run(path: PathBuf, http_addr: Option<String>, progress_every: Duration) -> anyhow::Result<()> {
+/// Runs the pipeline of `config`, loaded from `file`, reloading plugins on
+/// change or SIGHUP, until SIGINT/SIGTERM or the end of a non-following
+/// source. Serves `/metrics`, `/healthz` and `/readyz` on `http_addr` (or
+/// the config's `http-addr`) and shows progress: a line on the `terminal`,
+/// else every `progress_every` in the log.
+pub async fn run(file: ConfigFile, config: FerryConfig, http_addr: Option<String>, progress_every: Duration, terminal: bool) -> anyhow::Result<()> {
     let hangups = crate::reload::hangups();
-    let config = FerryConfig::load(&path)?;
+    let path = &file.path;
     let metrics = Arc::new(Metrics::default());
     let health = crate::observe::health();
     // The endpoint listens before the plugins compile, so that a liveness
@@ -31,9 +30,8 @@ pub async fn run(path: PathBuf, http_addr: Option<String>, progress_every: Durat
     let (mut pipeline, runtime, plugins) = crate::app::build_pipeline(&config, metrics.clone()).await?;
     crate::shutdown::fire_on_signals(trigger.clone());
     crate::shutdown::fire_on_panic(trigger);
-    let reloader = crate::reload::Reloader::new(path, config, runtime, plugins, pipeline.chain.swap_handle(), metrics.clone());
+    let reloader = crate::reload::Reloader::new(file, config, runtime, plugins, pipeline.chain.swap_handle(), metrics.clone());
     tokio::spawn(reloader.run(shutdown.clone(), hangups));
-    let terminal = crate::observe::progress::on_terminal();
     let (progress_stop, progress_shutdown) = crate::shutdown::channel();
     let progress = tokio::spawn(crate::observe::progress::run(metrics, terminal, progress_every, progress_shutdown));
     health.set_running(true);

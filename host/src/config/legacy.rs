@@ -9,7 +9,7 @@
 //! copy of the Teleport source's settings.
 
 use super::{ConfigError, FerryConfig, SinkConfig, SourceConfig};
-use crate::sink::logstash::{BodyFormat, HttpSinkConfig};
+use crate::sink::http::{BodyFormat, HttpSinkConfig};
 use crate::units::ByteSize;
 use serde::Deserialize;
 use std::borrow::Cow;
@@ -317,41 +317,24 @@ pub const FLAGS: &[LegacyFlag] = &[
     flag("fluentd-key", "FLUENTD_KEY"),
 ];
 
-/// The event handler's flags given to this ferry, as (variable after
-/// `FDFWD_`, value); set once, when the command line is parsed, and read by
-/// every config load after it (a reload included).
-static FLAG_VALUES: std::sync::OnceLock<Vec<(&'static str, String)>> = std::sync::OnceLock::new();
-
-/// Keeps the event handler's flags given on the command line for every
-/// config load of this process. Only the first call counts.
-pub fn set_flags(values: Vec<(&'static str, String)>) {
-    let _ = FLAG_VALUES.set(values);
-}
-
-/// The value of the event handler's variable `name` (`FDFWD_…` or
-/// `FDWRD_…`) for this process: the flag that stands for it if one was
-/// given, else the environment's.
-pub fn flag_or_environment(name: &str) -> Option<String> {
-    let suffix = PREFIXES.iter().find_map(|prefix| name.strip_prefix(prefix));
-    let flagged = suffix.and_then(|suffix| FLAG_VALUES.get()?.iter().rev().find(|(variable, _)| *variable == suffix));
-    match flagged {
-        Some((_, value)) => Some(value.clone()),
-        None => std::env::var(name).ok(),
-    }
-}
-
 /// Sets the keys named by the event handler's environment variables in
-/// `table`. Returns whether any was set.
-pub fn apply_environment(table: &mut toml::Table, env: &dyn Fn(&str) -> Option<String>) -> Result<bool, String> {
+/// `table`: from the `start` flag that stands for a variable if one is in
+/// `flags` ((variable after `FDFWD_`, value), as given), else from `env`.
+/// Returns whether any was set.
+pub fn apply_environment(table: &mut toml::Table, flags: &[(&'static str, String)], env: &dyn Fn(&str) -> Option<String>) -> Result<bool, String> {
     let mut any = false;
     for (suffix, path, kind) in VARIABLES {
-        let Some((name, text)) = PREFIXES.iter().find_map(|prefix| {
-            let name = format!("{prefix}{suffix}");
-            env(&name).map(|value| (name, value))
+        let flagged = flags.iter().rev().find(|(variable, _)| variable == suffix).map(|(_, value)| value.clone());
+        let given = flagged.clone().map(|value| (format!("{}{suffix}", PREFIXES[0]), value));
+        let Some((name, text)) = given.or_else(|| {
+            PREFIXES.iter().find_map(|prefix| {
+                let name = format!("{prefix}{suffix}");
+                env(&name).map(|value| (name, value))
+            })
         }) else {
             continue;
         };
-        let given_by = given_by(suffix, &name);
+        let given_by = given_by(suffix, &name, flagged.is_some());
         let value = match kind {
             Kind::Text => toml::Value::String(text),
             Kind::Integer => toml::Value::Integer(
@@ -371,8 +354,7 @@ pub fn apply_environment(table: &mut toml::Table, env: &dyn Fn(&str) -> Option<S
 
 /// How the user gave the variable `name` (after `FDFWD_`: `suffix`), for
 /// errors: the flag that stands for it, or the variable itself.
-fn given_by(suffix: &str, name: &str) -> String {
-    let flagged = FLAG_VALUES.get().is_some_and(|values| values.iter().any(|(variable, _)| *variable == suffix));
+fn given_by(suffix: &str, name: &str, flagged: bool) -> String {
     match FLAGS.iter().find(|flag| flag.variable == suffix) {
         Some(flag) if flagged => format!("flag --{}", flag.name),
         _ => format!("environment variable {name}"),

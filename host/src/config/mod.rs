@@ -24,7 +24,7 @@ mod proptests;
 
 pub use context::Context;
 pub use error::ConfigError;
-pub use model::{FerryConfig, PipelineConfig, PluginSpec, SinkConfig, SourceConfig};
+pub use model::{ConfigFile, FerryConfig, PipelineConfig, PluginSpec, SinkConfig, SourceConfig};
 pub use plugins::{Lost, Member, PluginChain, discover_chain, discover_plugins};
 
 #[cfg(test)]

@@ -100,6 +100,25 @@ fn default_storage() -> PathBuf {
     PathBuf::from("./storage")
 }
 
+/// A config file as `ferry start` and `ferry check` read it, again at every
+/// reload: the file, and the event handler's `start` flags given on the
+/// command line, which win over the `FDFWD_*` variables they stand for.
+#[derive(Debug, Clone)]
+pub struct ConfigFile {
+    /// The file.
+    pub path: PathBuf,
+    /// (variable after `FDFWD_`, value), in the order given.
+    pub flags: Vec<(&'static str, String)>,
+}
+
+impl ConfigFile {
+    /// Reads and parses the file with the flags and the environment applied.
+    pub fn load(&self) -> Result<FerryConfig, ConfigError> {
+        let text = std::fs::read_to_string(&self.path).map_err(|source| ConfigError::Read { path: self.path.clone(), source })?;
+        FerryConfig::parse_with(&text, &self.path, &self.flags, &|name| std::env::var(name).ok())
+    }
+}
+
 impl FerryConfig {
     /// Reads and parses a config file; relative paths are made absolute
     /// against the file's folder. Values are checked later, by the parts
@@ -111,14 +130,19 @@ impl FerryConfig {
     }
 
     /// Parses config text that came from `path`, with the event handler's
-    /// `FDFWD_*` environment variables (and the `start` flags that stand for
-    /// them) applied.
+    /// `FDFWD_*` environment variables applied.
     pub fn parse(text: &str, path: &Path) -> Result<FerryConfig, ConfigError> {
-        Self::parse_with_env(text, path, &legacy::flag_or_environment)
+        Self::parse_with_env(text, path, &|name| std::env::var(name).ok())
     }
 
     /// Parses config text with `env` as the environment.
     pub fn parse_with_env(text: &str, path: &Path, env: &dyn Fn(&str) -> Option<String>) -> Result<FerryConfig, ConfigError> {
+        Self::parse_with(text, path, &[], env)
+    }
+
+    /// Parses config text with the event handler's `start` flags (see
+    /// [`ConfigFile`]) and `env` as the environment.
+    pub fn parse_with(text: &str, path: &Path, flags: &[(&'static str, String)], env: &dyn Fn(&str) -> Option<String>) -> Result<FerryConfig, ConfigError> {
         let from_text = |text: &str| -> Result<(FerryConfig, Option<&'static str>), ConfigError> {
             let toml_error = |err: &toml::de::Error| ConfigError::from_toml(path.to_owned(), text, err);
             let mut document = toml::de::DeTable::parse(text).map_err(|err| toml_error(&err))?;
@@ -127,7 +151,7 @@ impl FerryConfig {
             Ok((config, orphan))
         };
         let mut table: toml::Table = text.parse().map_err(|err| ConfigError::from_toml(path.to_owned(), text, &err))?;
-        let (mut config, orphan) = if super::legacy::apply_environment(&mut table, env).map_err(|message| {
+        let (mut config, orphan) = if super::legacy::apply_environment(&mut table, flags, env).map_err(|message| {
             let name = message.split(':').next().unwrap_or_default().trim_start_matches("environment variable ").trim_start_matches("flag ").to_owned();
             ConfigError::invalid(path, name, message)
         })? {
@@ -296,7 +320,7 @@ mod tests {
         .expect("legacy config");
         let Some(SinkConfig::Http(audit)) = config.sinks.get("default") else { panic!("no default sink") };
         assert_eq!(audit.url, "https://localhost:8888/test.log");
-        assert_eq!(audit.format, Some(crate::sink::logstash::BodyFormat::JsonArray), "the drop-in config sends JSON arrays");
+        assert_eq!(audit.format, Some(crate::sink::http::BodyFormat::JsonArray), "the drop-in config sends JSON arrays");
         assert!(!audit.per_session);
         let Some(SinkConfig::Http(sessions)) = config.sinks.get("sessions") else { panic!("no sessions sink") };
         assert_eq!(sessions.url, "https://localhost:8888/session");
@@ -304,12 +328,12 @@ mod tests {
         assert_eq!(config.default_sink().expect("default"), "default");
 
         let Some(SinkConfig::Http(sessions)) = config.sinks.get("sessions") else { panic!("no sessions sink") };
-        assert_eq!(sessions.format, Some(crate::sink::logstash::BodyFormat::JsonArray));
+        assert_eq!(sessions.format, Some(crate::sink::http::BodyFormat::JsonArray));
 
         let single = parse("[forward.fluentd]\nurl = \"https://x/\"\nsession-url = \"https://x/s\"\nformat = \"single\"\nmax-batch-bytes = \"1MiB\"\n").expect("single");
         for name in ["default", "sessions"] {
             let Some(SinkConfig::Http(sink)) = single.sinks.get(name) else { panic!("no {name} sink") };
-            assert_eq!(sink.format, Some(crate::sink::logstash::BodyFormat::Single), "`format = \"single\"` restores one event per request");
+            assert_eq!(sink.format, Some(crate::sink::http::BodyFormat::Single), "`format = \"single\"` restores one event per request");
             assert_eq!(sink.max_batch_bytes.map(|b| b.0), Some(1 << 20));
         }
 

@@ -23,19 +23,6 @@ fn shown() -> Option<ProgressBar> {
     BAR.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).clone()
 }
 
-/// Whether to draw a progress line: stderr is a terminal and log lines
-/// are text (set by `main` before logging starts).
-pub fn on_terminal() -> bool {
-    TERMINAL.load(std::sync::atomic::Ordering::Relaxed)
-}
-
-/// Set by `main`: stderr is a terminal and log lines are text.
-pub fn set_terminal(terminal: bool) {
-    TERMINAL.store(terminal, std::sync::atomic::Ordering::Relaxed);
-}
-
-static TERMINAL: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
-
 /// Where log lines go: stderr, above the progress line while one is shown.
 pub fn log_writer() -> LogWriter {
     LogWriter

@@ -170,17 +170,17 @@ impl Chain {
                 }
             };
             let next = match settle(event, outcome, &self.sinks) {
-                Settled::Next { event, routes } => {
+                EventFate::Next { event, routes } => {
                     if routes.is_some() {
                         flight.routes = routes;
                     }
                     Ok(event)
                 }
-                Settled::Dropped => {
+                EventFate::Dropped => {
                     dropped += 1;
                     continue;
                 }
-                Settled::Failed { event, reason } => Err((event, reason)),
+                EventFate::Failed { event, reason } => Err((event, reason)),
             };
             match next {
                 Ok(event) => {
@@ -236,7 +236,7 @@ impl Chain {
 
 /// What one plugin outcome makes of its event.
 #[derive(Debug)]
-pub enum Settled {
+pub enum EventFate {
     /// The event goes on to the next plugin, rebuilt from the plugin's JSON
     /// when it replaced it; `routes` when the plugin routed it.
     Next {
@@ -262,34 +262,34 @@ pub enum Settled {
 /// configured sink names: the one rule that `ferry start` and `ferry plugin
 /// test` share, so that a plugin tried out fails where it would fail in the
 /// pipeline.
-pub fn settle(event: Event, outcome: Outcome, sinks: &BTreeSet<String>) -> Settled {
+pub fn settle(event: Event, outcome: Outcome, sinks: &BTreeSet<String>) -> EventFate {
     let replaced = |original: Event, json: Vec<u8>| {
         let json = if json::has_line_break(&json) { json::compact(&json) } else { json };
         let (stream_session, sink) = (original.stream_session.clone(), original.sink.clone());
         match Event::from_json(json) {
-            Ok(event) => Settled::Next { event: Event { stream_session, sink, ..event }, routes: None },
-            Err(err) => Settled::Failed { event: original, reason: format!("returned {err}") },
+            Ok(event) => EventFate::Next { event: Event { stream_session, sink, ..event }, routes: None },
+            Err(err) => EventFate::Failed { event: original, reason: format!("returned {err}") },
         }
     };
     match outcome {
-        Outcome::Keep => Settled::Next { event, routes: None },
+        Outcome::Keep => EventFate::Next { event, routes: None },
         Outcome::Replace(json) => replaced(event, json),
-        Outcome::Drop => Settled::Dropped,
-        Outcome::Fail(reason) => Settled::Failed { event, reason: reason.replace('\n', " ") },
+        Outcome::Drop => EventFate::Dropped,
+        Outcome::Fail(reason) => EventFate::Failed { event, reason: reason.replace('\n', " ") },
         Outcome::Route(Route { sinks: routes, json }) => {
             if routes.is_empty() {
-                return Settled::Failed { event, reason: "routed to no sink (use drop to drop an event)".to_owned() };
+                return EventFate::Failed { event, reason: "routed to no sink (use drop to drop an event)".to_owned() };
             }
             if let Some(unknown) = routes.iter().find(|sink| !sinks.contains(*sink)) {
                 let reason = format!("routed to unknown sink `{unknown}`");
-                return Settled::Failed { event, reason };
+                return EventFate::Failed { event, reason };
             }
             let settled = match json {
                 Some(json) => replaced(event, json),
-                None => Settled::Next { event, routes: None },
+                None => EventFate::Next { event, routes: None },
             };
             match settled {
-                Settled::Next { event, .. } => Settled::Next { event, routes: Some(routes) },
+                EventFate::Next { event, .. } => EventFate::Next { event, routes: Some(routes) },
                 other => other,
             }
         }
@@ -500,6 +500,37 @@ mod tests {
         let output = chain(vec![Box::new(first), Box::new(second)]).apply(events(&["a"])).expect("no halt");
         assert_eq!(ids(&output, "security"), ["x"]);
         assert!(!output.deliveries.contains_key("default"));
+    }
+
+    /// A chain of the example plugin `ecs` and then `second`, built from
+    /// `plugins/` and loaded through the real runtime.
+    fn after_ecs(second: crate::plugin::WasmPlugin) -> Chain {
+        chain(vec![Box::new(crate::plugin::examples_tests::load("ecs", "")), Box::new(second)])
+    }
+
+    #[test]
+    fn a_rust_plugin_after_ecs_sees_the_type_and_id_ferry_sees() {
+        use crate::plugin::examples_tests::{fixtures, load};
+        let mut events = fixtures();
+        // One event without a `uid`: its id is the SHA-256 of its original JSON.
+        events.push(Event::from_json(br#"{"event":"session.start","time":"2024-01-01T00:00:00Z","user":"bob","sid":"s-1"}"#.to_vec()).expect("valid"));
+        let starts: Vec<&str> = events.iter().filter(|event| event.event_type == "session.start").map(|event| event.id.as_str()).collect();
+        assert_eq!(starts.len(), 2, "the fixture's session.start and the one without a uid");
+
+        // The type: `hostile` fails the events its SDK reads as `session.start`.
+        let output = after_ecs(load("hostile", "mode = \"fail-each\"\nwhen-type = \"session.start\"")).apply(events.clone()).expect("no halt");
+        let failed: Vec<&str> = output.dead.iter().filter_map(|dead| dead.event_id.as_deref()).collect();
+        assert_eq!(failed, starts, "the plugin after ecs sees each event's type");
+        assert_eq!(output.deliveries["default"].len(), events.len() - starts.len());
+
+        // The id: `hostile` writes each event's id as its SDK reads it.
+        let output = after_ecs(load("hostile", "mode = \"remember\"")).apply(events.clone()).expect("no halt");
+        let seen: Vec<String> = output.deliveries["default"]
+            .iter()
+            .map(|out| serde_json::from_slice::<serde_json::Value>(&out.json).expect("hostile writes JSON")["uid"].as_str().unwrap_or_default().to_owned())
+            .collect();
+        let ids: Vec<&str> = events.iter().map(|event| event.id.as_str()).collect();
+        assert_eq!(seen, ids, "the plugin after ecs sees each event's id as ferry does");
     }
 
     /// Fails any call whose batch holds an event with a uid in `poison`,

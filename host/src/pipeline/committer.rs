@@ -100,6 +100,8 @@ async fn commit(state: &State, source: &str, position: &str, newest: Option<&str
     }
 }
 
+/// Logs and counts each dead letter once it is committed, so that no log
+/// line names a letter the database does not hold.
 fn report(dead: &[DeadLetter], metrics: &Metrics) {
     for letter in dead {
         tracing::warn!(stage = letter.stage.as_str(), component = %letter.component, event = letter.event_id.as_deref().unwrap_or("-"), position = letter.position.as_deref().unwrap_or("-"), reason = %letter.reason, "Event dead-lettered.");

@@ -13,6 +13,7 @@
 
 mod batcher;
 mod chain;
+mod chain_stage;
 mod committer;
 mod config;
 mod json;
@@ -21,6 +22,6 @@ mod run;
 #[cfg(test)]
 mod tests;
 
-pub use chain::{Chain, ChainOutput, ChainSwap, Halted, Settled, settle};
+pub use chain::{Chain, ChainOutput, ChainSwap, EventFate, Halted, settle};
 pub use config::{MAX_BATCH_SIZE, PipelineConfig};
 pub use run::{Pipeline, PipelineError, Summary};

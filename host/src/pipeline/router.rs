@@ -2,7 +2,8 @@
 //! answered, records the batch's dead letters and reports it complete.
 
 use super::ChainOutput;
-use crate::sink::worker::{Refused, SinkJob};
+use crate::sink::OutEvent;
+use crate::sink::worker::{RefusedEvents, SinkJob};
 use crate::source::{Invalid, Position};
 use crate::state::{DeadLetter, Stage};
 use std::collections::BTreeMap;
@@ -71,25 +72,11 @@ pub async fn run(
 ) {
     while let Some(batch) = processed.recv().await {
         let Processed { seq, position, permit, output, invalid, newest } = batch;
-        let mut answers = Vec::with_capacity(output.deliveries.len());
-        for (sink, events) in output.deliveries {
-            let Some(jobs) = sinks.get(&sink) else { unreachable!("the chain routes only to configured sinks") };
-            let (done, answer) = oneshot::channel();
-            if jobs.send(SinkJob { events, done }).await.is_err() {
-                return; // The sink's worker was aborted at the shutdown deadline.
-            }
-            answers.push((sink, answer));
-        }
+        let Some(answers) = hand_to_sinks(output.deliveries, &sinks).await else {
+            return; // A sink's worker was aborted at the shutdown deadline.
+        };
         let mut dead = output.dead;
-        dead.extend(invalid.into_iter().map(|bad| DeadLetter {
-            source: context.source.clone(),
-            position: Some(bad.position),
-            event_id: None,
-            stage: Stage::Source,
-            component: context.source.clone(),
-            reason: bad.reason,
-            payload: bad.raw,
-        }));
+        dead.extend(invalid.into_iter().map(|bad| source_letter(bad, &context.source)));
         let done = Completed { seq, position, permit, dead, newest };
         if context.commit_before_ack {
             // Test-only (see `RouterContext`): the sinks still deliver, but
@@ -108,11 +95,40 @@ pub async fn run(
     }
 }
 
+/// Queues each sink's share of a batch at that sink, in sink-name order,
+/// waiting for room (a batch is never abandoned for a full queue); returns
+/// where each sink will answer, or `None` when a sink's worker is gone.
+async fn hand_to_sinks(deliveries: BTreeMap<String, Vec<OutEvent>>, sinks: &BTreeMap<String, mpsc::Sender<SinkJob>>) -> Option<Vec<(String, oneshot::Receiver<RefusedEvents>)>> {
+    let mut answers = Vec::with_capacity(deliveries.len());
+    for (sink, events) in deliveries {
+        let Some(jobs) = sinks.get(&sink) else { unreachable!("the chain routes only to configured sinks") };
+        let (done, answer) = oneshot::channel();
+        jobs.send(SinkJob { events, done }).await.ok()?;
+        answers.push((sink, answer));
+    }
+    Some(answers)
+}
+
+/// The dead letter of input the source could not read as an event: it has
+/// a position but no event id, and is kept with the batch it was read in,
+/// so that the cursor never moves past it before it is stored.
+fn source_letter(bad: Invalid, source: &str) -> DeadLetter {
+    DeadLetter {
+        source: source.to_owned(),
+        position: Some(bad.position),
+        event_id: None,
+        stage: Stage::Source,
+        component: source.to_owned(),
+        reason: bad.reason,
+        payload: bad.raw,
+    }
+}
+
 /// Waits for every sink's answer and reports the batch complete. Returns
 /// quietly if a sink gave up because of shutdown: the batch then stays
 /// uncommitted.
 async fn complete(
-    answers: Vec<(String, oneshot::Receiver<Refused>)>,
+    answers: Vec<(String, oneshot::Receiver<RefusedEvents>)>,
     mut done: Completed,
     completed: mpsc::Sender<Completed>,
     context: RouterContext,
@@ -135,7 +151,6 @@ async fn complete(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sink::OutEvent;
     use std::sync::Arc;
     use tokio::sync::Semaphore;
 

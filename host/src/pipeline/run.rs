@@ -3,10 +3,11 @@
 
 use super::committer::{self, CommitFailed};
 use super::router::{self, RouterContext};
-use super::{Chain, Halted, PipelineConfig, batcher};
+use super::{Chain, Halted, PipelineConfig, batcher, chain_stage};
 use crate::metrics::Metrics;
-use crate::shutdown::{self, Shutdown};
+use crate::shutdown::{self, Shutdown, Trigger};
 use crate::retry::Backoff;
+use crate::sink::worker::SinkJob;
 use crate::sink::{self, Sink};
 use crate::source::{Source, SourceError};
 use crate::state::{State, StateError};
@@ -14,13 +15,26 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::{Semaphore, mpsc};
-use tokio::task::JoinHandle;
+use tokio::task::{JoinError, JoinHandle};
 
 /// The environment variable of the test-only switch that commits each batch
 /// as soon as it is routed, before any sink acknowledged it (see
 /// `RouterContext::commit_before_ack`). Loses events on purpose: it exists
-/// so that the torture test can show that it detects loss.
+/// so that the torture test can show that it detects loss, and only in a
+/// ferry built for its own tests (feature `test-hooks`, which only ferry's
+/// dev-dependency on itself turns on).
+#[cfg(feature = "test-hooks")]
 pub const COMMIT_BEFORE_ACK_VARIABLE: &str = "FERRY_TEST_COMMIT_BEFORE_ACK";
+
+/// Whether the test-only switch above is on; never in a build of the product.
+fn commit_before_ack() -> bool {
+    #[cfg(feature = "test-hooks")]
+    if std::env::var_os(COMMIT_BEFORE_ACK_VARIABLE).is_some_and(|value| value == "1") {
+        tracing::warn!(variable = COMMIT_BEFORE_ACK_VARIABLE, "Test-only switch on: batches are committed before the sinks acknowledge them, so events can be lost. Never set this outside ferry's tests.");
+        return true;
+    }
+    false
+}
 
 /// The part of `shutdown-timeout` kept for winding down (at most 500 ms):
 /// the stages are given the rest to drain.
@@ -83,6 +97,17 @@ pub struct Summary {
 }
 
 impl Summary {
+    /// What the run that started at `started` did, read from its counters.
+    fn of_run(metrics: &Metrics, started: Instant) -> Summary {
+        Summary {
+            events_in: metrics.total("ferry_events_received_total"),
+            delivered: metrics.total("ferry_sink_events_sent_total"),
+            dropped: metrics.total("ferry_plugin_events_dropped_total"),
+            dead_lettered: metrics.total("ferry_events_dead_lettered_total"),
+            elapsed: started.elapsed(),
+        }
+    }
+
     /// Input records per second over the run.
     pub fn rate(&self) -> f64 {
         self.events_in as f64 / self.elapsed.as_secs_f64().max(1e-9)
@@ -111,147 +136,167 @@ impl Pipeline {
     /// `shutdown-timeout` whatever the source, the plugins or the sinks are
     /// doing: what was not acknowledged by then is not committed, and is
     /// sent again at the next start.
-    pub async fn run(self, mut shutdown: Shutdown) -> Result<Summary, PipelineError> {
+    pub async fn run(self, shutdown: Shutdown) -> Result<Summary, PipelineError> {
         let started = Instant::now();
-        let Pipeline { source, mut chain, sinks, state, config, metrics, backoff } = self;
-        let source_name = source.name().to_owned();
-        let position = state.cursor(&source_name).await?;
+        let source_name = self.source.name().to_owned();
+        let position = self.state.cursor(&source_name).await?;
         tracing::info!(source = %source_name, position = position.as_deref().unwrap_or("start"), "Starting the pipeline.");
+        let (stop, stopped) = stop_signal(shutdown);
+        let (state, metrics, timeout) = (self.state.clone(), self.metrics.clone(), self.config.shutdown_timeout.0);
+        let stages = self.start_stages(position, &stop, &stopped);
+        stages.drain(&stop, stopped, timeout, &state).await?;
+        Ok(Summary::of_run(&metrics, started))
+    }
 
-        // One internal stop signal: fired by the caller's shutdown, by a
-        // halting plugin, or by a committer that gave up.
-        let (stop, stopped) = shutdown::channel();
-        let forward = stop.clone();
-        tokio::spawn(async move {
-            shutdown.wait().await;
-            forward.fire();
-        });
-
+    /// Starts every stage, each joined to the next by a bounded channel:
+    /// source → batcher → plugin chain → router → a worker per sink, and
+    /// the committer behind them. The semaphore's permits are the batches
+    /// in flight: the batcher takes one per batch and it is given back once
+    /// the batch is committed, so a slow sink slows the source.
+    fn start_stages(self, position: Option<String>, stop: &Trigger, stopped: &Shutdown) -> Stages {
+        let Pipeline { source, chain, sinks, state, config, metrics, backoff } = self;
+        let source_name = source.name().to_owned();
         let size = config.batch_size();
         let (record_tx, record_rx) = mpsc::channel(size);
-        let (batch_tx, mut batch_rx) = mpsc::channel::<batcher::Batch>(1);
+        let (batch_tx, batch_rx) = mpsc::channel::<batcher::Batch>(1);
         let (processed_tx, processed_rx) = mpsc::channel(1);
         let (completed_tx, completed_rx) = mpsc::channel(config.batches_in_flight.saturating_add(1).min(Semaphore::MAX_PERMITS));
         let in_flight = Arc::new(Semaphore::new(config.batches_in_flight));
 
-        let mut source_task = tokio::spawn(source.run(position, record_tx, stopped.clone()));
-        let mut tasks: Vec<JoinHandle<()>> = Vec::new();
-        tasks.push(tokio::spawn(batcher::run(record_rx, batch_tx, size, config.linger.0, in_flight, stopped.clone())));
+        let source = tokio::spawn(source.run(position, record_tx, stopped.clone()));
+        let mut others = vec![tokio::spawn(batcher::run(record_rx, batch_tx, size, config.linger.0, in_flight, stopped.clone()))];
+        let (chain_metrics, halt, chain_stopped) = (metrics.clone(), stop.clone(), stopped.clone());
+        let chain = tokio::task::spawn_blocking(move || chain_stage::run(chain, batch_rx, processed_tx, chain_metrics, halt, chain_stopped));
+        let jobs = spawn_sinks(sinks, backoff, &metrics, stopped, &mut others);
+        others.push(tokio::spawn(router::run(processed_rx, jobs, completed_tx, router_context(&source_name))));
+        let committer = tokio::spawn(committer::run(completed_rx, state, source_name, metrics, stopped.clone()));
+        Stages { source, chain, committer, others }
+    }
+}
 
-        let chain_metrics = metrics.clone();
-        let halt = stop.clone();
-        let chain_stopped = stopped.clone();
-        let mut chain_task = tokio::task::spawn_blocking(move || -> Result<(), Halted> {
-            while let Some(batch) = batch_rx.blocking_recv() {
-                // A batch that reaches the chain after shutdown would not be
-                // handed to the sinks anyway: spare its plugin calls.
-                if chain_stopped.is_fired() {
-                    break;
-                }
-                let count = batch.events.len() + batch.invalid.len();
-                chain_metrics.add("ferry_events_received_total", &[], count as u64);
-                // One reading of the batch's times, for the cursor's commit
-                // (`ferry status`) and for the lag metric.
-                let newest = batch.events.iter().filter_map(|event| crate::units::parse_time(&event.time).ok()).max();
-                if let Some(newest) = newest {
-                    chain_metrics.batch_read(batch.seq, newest);
-                }
-                crate::observe::health().chain_busy(true);
-                let output = chain.apply(batch.events).inspect_err(|_| halt.fire())?;
-                crate::observe::health().chain_busy(false);
-                let processed = router::Processed {
-                    seq: batch.seq,
-                    position: batch.position,
-                    permit: batch.permit,
-                    output,
-                    invalid: batch.invalid,
-                    newest,
-                };
-                if processed_tx.blocking_send(processed).is_err() {
-                    break;
-                }
-            }
-            Ok(())
-        });
+/// One internal stop signal, fired by the caller's `shutdown`, by a
+/// halting plugin, or by a committer that gave up: every stage watches this
+/// one, so whichever comes first winds down the whole pipeline.
+fn stop_signal(mut shutdown: Shutdown) -> (Trigger, Shutdown) {
+    let (stop, stopped) = shutdown::channel();
+    let forward = stop.clone();
+    tokio::spawn(async move {
+        shutdown.wait().await;
+        forward.fire();
+    });
+    (stop, stopped)
+}
 
-        let mut jobs = BTreeMap::new();
-        for (name, sink) in sinks {
-            let (tx, rx) = mpsc::channel(1);
-            jobs.insert(name.clone(), tx);
-            tasks.push(tokio::spawn(sink::worker::run(name, sink, rx, backoff, metrics.clone(), stopped.clone())));
-        }
-        let commit_before_ack = std::env::var_os(COMMIT_BEFORE_ACK_VARIABLE).is_some_and(|value| value == "1");
-        if commit_before_ack {
-            tracing::warn!(variable = COMMIT_BEFORE_ACK_VARIABLE, "Test-only switch on: batches are committed before the sinks acknowledge them, so events can be lost. Never set this outside ferry's tests.");
-        }
-        let context = RouterContext { source: source_name.clone(), commit_before_ack };
-        tasks.push(tokio::spawn(router::run(processed_rx, jobs, completed_tx, context)));
-        let mut committer = tokio::spawn(committer::run(completed_rx, state.clone(), source_name, metrics.clone(), stopped.clone()));
+/// Starts a worker per sink (into `tasks`); returns where each takes its jobs.
+fn spawn_sinks(
+    sinks: BTreeMap<String, Box<dyn Sink>>,
+    backoff: Backoff,
+    metrics: &Arc<Metrics>,
+    stopped: &Shutdown,
+    tasks: &mut Vec<JoinHandle<()>>,
+) -> BTreeMap<String, mpsc::Sender<SinkJob>> {
+    let mut jobs = BTreeMap::new();
+    for (name, sink) in sinks {
+        let (tx, rx) = mpsc::channel(1);
+        jobs.insert(name.clone(), tx);
+        tasks.push(tokio::spawn(sink::worker::run(name, sink, rx, backoff, metrics.clone(), stopped.clone())));
+    }
+    jobs
+}
 
-        // Drain: the committer ends once every stage before it has ended. Once
-        // the stop fires, the stages get `shutdown-timeout` (less a moment to
-        // wind down) to get there.
-        let timeout = config.shutdown_timeout.0;
+/// What the router needs, with the test-only switch read (and warned
+/// about) here, once.
+fn router_context(source: &str) -> RouterContext {
+    RouterContext { source: source.to_owned(), commit_before_ack: commit_before_ack() }
+}
+
+/// The tasks of a running pipeline. The source, the chain and the
+/// committer end with what went wrong, so they are kept by name; the other
+/// stages (batcher, router, sink workers) end quietly and are only aborted.
+struct Stages {
+    source: JoinHandle<Result<(), SourceError>>,
+    chain: JoinHandle<Result<(), Halted>>,
+    committer: JoinHandle<Result<(), CommitFailed>>,
+    others: Vec<JoinHandle<()>>,
+}
+
+impl Stages {
+    /// Waits for the run to end, then stops every stage and says why it
+    /// ended: the first of a commit failure, a halting plugin, a source
+    /// error, or a panic in one of them (in that order). The committer ends
+    /// once every stage before it has ended; once the stop fires, the stages
+    /// get `timeout` (less a moment to wind down) to get there.
+    async fn drain(mut self, stop: &Trigger, stopped: Shutdown, timeout: Duration, state: &State) -> Result<(), PipelineError> {
         let wind_down = WIND_DOWN.min(timeout / 4);
-        let mut stopped_wait = stopped.clone();
+        let (committed, deadline) = self.committed_or_deadline(stopped, timeout, wind_down).await;
+        // From here on every stage stops, whatever it was doing.
+        stop.fire();
+        let deadline = deadline.unwrap_or_else(|| tokio::time::Instant::now() + wind_down);
+        if committed.is_none() {
+            self.committer.abort();
+            tracing::warn!(timeout = ?timeout, "Shutdown deadline passed with batches unacknowledged; they will be sent again at the next start.");
+        }
+        let (source, chain) = self.stop_by(deadline).await;
+        let _ = tokio::time::timeout_at(deadline.max(tokio::time::Instant::now() + Duration::from_millis(100)), state.close()).await;
+        ended(committed, "commit")?;
+        chain?;
+        source
+    }
+
+    /// The committer's end, or, if the stop fires first, the shutdown
+    /// deadline: `timeout` after the stop, reached `wind_down` early.
+    async fn committed_or_deadline(
+        &mut self,
+        mut stopped: Shutdown,
+        timeout: Duration,
+        wind_down: Duration,
+    ) -> (Option<Joined<CommitFailed>>, Option<tokio::time::Instant>) {
         let deadline = async {
-            stopped_wait.wait().await;
+            stopped.wait().await;
             let deadline = tokio::time::Instant::now() + timeout;
             tokio::time::sleep_until(deadline - wind_down).await;
             deadline
         };
-        let (committed, deadline) = tokio::select! {
-            committed = &mut committer => (Some(committed), None),
+        tokio::select! {
+            committed = &mut self.committer => (Some(committed), None),
             deadline = deadline => (None, Some(deadline)),
-        };
-        // From here on every stage stops, whatever it was doing.
-        stop.fire();
-        let deadline = deadline.unwrap_or_else(|| tokio::time::Instant::now() + wind_down);
-        let committed = match committed {
-            Some(committed) => committed,
-            None => {
-                committer.abort();
-                tracing::warn!(timeout = ?timeout, "Shutdown deadline passed with batches unacknowledged; they will be sent again at the next start.");
-                Ok(Ok(()))
-            }
-        };
-        for task in &tasks {
+        }
+    }
+
+    /// Aborts the async stages, then waits for the source and the chain
+    /// (told to stop, their channels closed) only until `deadline`. A plugin
+    /// call or a source read still under way then is left behind: ferry
+    /// exits without it. Returns how each ended, as [`ended`] reads it.
+    async fn stop_by(&mut self, deadline: tokio::time::Instant) -> (Result<(), PipelineError>, Result<(), PipelineError>) {
+        for task in &self.others {
             task.abort();
         }
-        // The source and the chain were told to stop (and their channels are
-        // closed); wait for them only until the deadline. A plugin call or a
-        // source read still under way then is left behind: ferry exits without it.
-        let source_result = tokio::time::timeout_at(deadline, &mut source_task).await;
-        let chain_result = tokio::time::timeout_at(deadline, &mut chain_task).await;
-        if source_result.is_err() || chain_result.is_err() {
-            source_task.abort();
+        let source = tokio::time::timeout_at(deadline, &mut self.source).await;
+        let chain = tokio::time::timeout_at(deadline, &mut self.chain).await;
+        if source.is_err() || chain.is_err() {
+            self.source.abort();
             tracing::warn!("The source or a plugin call did not stop in time; leaving it behind.");
         }
-        let _ = tokio::time::timeout_at(deadline.max(tokio::time::Instant::now() + Duration::from_millis(100)), state.close()).await;
+        (ended(source.ok(), "source"), ended(chain.ok(), "plugin chain"))
+    }
+}
 
-        match committed {
-            Ok(Ok(())) => {}
-            Ok(Err(failed)) => return Err(failed.into()),
-            Err(join) if join.is_panic() => return Err(PipelineError::Panicked { stage: "commit" }),
-            Err(_) => {}
-        }
-        match chain_result {
-            Ok(Ok(Err(halted))) => return Err(halted.into()),
-            Ok(Err(join)) if join.is_panic() => return Err(PipelineError::Panicked { stage: "plugin chain" }),
-            _ => {}
-        }
-        match source_result {
-            Ok(Ok(Err(err))) => return Err(err.into()),
-            Ok(Err(join)) if join.is_panic() => return Err(PipelineError::Panicked { stage: "source" }),
-            _ => {}
-        }
-        Ok(Summary {
-            events_in: metrics.total("ferry_events_received_total"),
-            delivered: metrics.total("ferry_sink_events_sent_total"),
-            dropped: metrics.total("ferry_plugin_events_dropped_total"),
-            dead_lettered: metrics.total("ferry_events_dead_lettered_total"),
-            elapsed: started.elapsed(),
-        })
+/// How a stage's task ended: the task's own result, or the join error of
+/// one that panicked or was aborted.
+type Joined<E> = Result<Result<(), E>, JoinError>;
+
+/// What a stage's end means for the run: its error, or
+/// [`PipelineError::Panicked`] naming `stage`. A stage that ended well, was
+/// aborted, or was left behind at the shutdown deadline (`None`) ends the
+/// run without error: what it had not finished is not committed.
+fn ended<E>(joined: Option<Joined<E>>, stage: &'static str) -> Result<(), PipelineError>
+where
+    PipelineError: From<E>,
+{
+    match joined {
+        Some(Ok(Err(error))) => Err(error.into()),
+        Some(Err(join)) if join.is_panic() => Err(PipelineError::Panicked { stage }),
+        _ => Ok(()),
     }
 }
 

@@ -1,6 +1,6 @@
 //! ferry's example plugins (`filter`, `route`, `ecs`, `enrich`), built from
 //! `plugins/` for wasm32, loaded through the real runtime and run on the 183
-//! fixture events ferry embeds (`host/demo/teleport-events.jsonl`), with the
+//! fixture events ferry embeds (`fixtures/teleport-events.jsonl`), with the
 //! outcome of each checked exactly.
 
 use super::*;
@@ -12,15 +12,15 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 /// The fixture events, as the source would hand them to the chain.
-fn fixtures() -> Vec<Event> {
-    crate::demo::SAMPLE_EVENTS
+pub(crate) fn fixtures() -> Vec<Event> {
+    crate::cli::demo::SAMPLE_EVENTS
         .lines()
         .map(|line| Event::from_json(line.as_bytes().to_vec()).expect("fixture events are valid"))
         .collect()
 }
 
 /// Loads the built plugin `name` with `config` (a TOML table body).
-fn load(name: &str, config: &str) -> WasmPlugin {
+pub(crate) fn load(name: &str, config: &str) -> WasmPlugin {
     let spec: PluginSpec = toml::from_str(&format!("[config]\n{config}")).expect("test config is TOML");
     let mut settings = spec.settings();
     settings.name = name.to_owned();
@@ -147,36 +147,6 @@ fn ecs_maps_every_fixture_and_ferry_keeps_each_events_headers() {
     assert_eq!(sftp["destination"]["ip"], "::1");
     assert_eq!(sftp["host"]["name"], "im-a-server-hostname");
     assert_eq!(sftp["labels"]["teleport_cluster"], "im-a-cluster-name");
-}
-
-/// A chain of `ecs` and then `second`, through the real chain code.
-fn after_ecs(second: WasmPlugin) -> crate::pipeline::Chain {
-    let sinks = std::collections::BTreeSet::from(["default".to_owned()]);
-    crate::pipeline::Chain::new(vec![Box::new(load("ecs", "")), Box::new(second)], sinks, "default".into(), "file:fixtures".into(), Arc::new(Metrics::default()))
-}
-
-#[test]
-fn a_rust_plugin_after_ecs_sees_the_type_and_id_ferry_sees() {
-    let mut events = fixtures();
-    // One event without a `uid`: its id is the SHA-256 of its original JSON.
-    events.push(Event::from_json(br#"{"event":"session.start","time":"2024-01-01T00:00:00Z","user":"bob","sid":"s-1"}"#.to_vec()).expect("valid"));
-    let starts: Vec<&str> = events.iter().filter(|event| event.event_type == "session.start").map(|event| event.id.as_str()).collect();
-    assert_eq!(starts.len(), 2, "the fixture's session.start and the one without a uid");
-
-    // The type: `hostile` fails the events its SDK reads as `session.start`.
-    let output = after_ecs(load("hostile", "mode = \"fail-each\"\nwhen-type = \"session.start\"")).apply(events.clone()).expect("no halt");
-    let failed: Vec<&str> = output.dead.iter().filter_map(|dead| dead.event_id.as_deref()).collect();
-    assert_eq!(failed, starts, "the plugin after ecs sees each event's type");
-    assert_eq!(output.deliveries["default"].len(), events.len() - starts.len());
-
-    // The id: `hostile` writes each event's id as its SDK reads it.
-    let output = after_ecs(load("hostile", "mode = \"remember\"")).apply(events.clone()).expect("no halt");
-    let seen: Vec<String> = output.deliveries["default"]
-        .iter()
-        .map(|out| serde_json::from_slice::<Value>(&out.json).expect("hostile writes JSON")["uid"].as_str().unwrap_or_default().to_owned())
-        .collect();
-    let ids: Vec<&str> = events.iter().map(|event| event.id.as_str()).collect();
-    assert_eq!(seen, ids, "the plugin after ecs sees each event's id as ferry does");
 }
 
 #[test]

@@ -22,7 +22,7 @@ mod runtime;
 mod state;
 mod wire;
 #[cfg(test)]
-mod examples_tests;
+pub(crate) mod examples_tests;
 #[cfg(test)]
 pub(crate) mod script_tests;
 #[cfg(test)]

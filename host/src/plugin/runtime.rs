@@ -136,7 +136,7 @@ impl Runtime {
 /// Runaway plugins are stopped by an epoch deadline (wall time), not by fuel
 /// (an instruction budget). Both stop an endless loop; fuel adds a counter
 /// update to every basic block, which measured +33 % on JSON work here
-/// against +22 % for epochs (`shared/wasm-and-crates.md`), and what it buys —
+/// against +22 % for epochs (measured on this project's bench machine), and what it buys —
 /// counting the same work the same way on every machine — matters for
 /// replay and billing, not for a forwarder whose risk is a stalled pipeline.
 /// A slow plugin that stays under its deadline is slow, and the benchmark

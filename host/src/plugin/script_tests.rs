@@ -36,9 +36,9 @@ pub(crate) fn load_path(path: &Path, name: &str, settings_toml: &str, metrics: A
     runtime.load(settings).map(|(plugin, _)| (plugin, runtime))
 }
 
-/// The fixture events (`host/demo/teleport-events.jsonl`).
+/// The fixture events (`fixtures/teleport-events.jsonl`).
 pub(crate) fn fixtures() -> Vec<Event> {
-    crate::demo::SAMPLE_EVENTS
+    crate::cli::demo::SAMPLE_EVENTS
         .lines()
         .map(|line| Event::from_json(line.as_bytes().to_vec()).expect("fixture events are valid"))
         .collect()

@@ -10,7 +10,7 @@
 //! delivery then ends in [`Stopped`] and its events stay unacknowledged.
 
 pub mod file;
-pub mod logstash;
+pub mod http;
 pub mod stdout;
 pub mod worker;
 
@@ -93,10 +93,10 @@ pub enum SinkConfig {
     Stdout(stdout::StdoutSinkConfig),
     /// `type = "logstash"`: HTTPS (mutual TLS) to a Logstash `http` input,
     /// a JSON array per request.
-    Logstash(logstash::HttpSinkConfig),
+    Logstash(http::HttpSinkConfig),
     /// `type = "http"`: HTTPS (mutual TLS) to any JSON receiver, one event
     /// per request unless `format` says otherwise.
-    Http(logstash::HttpSinkConfig),
+    Http(http::HttpSinkConfig),
 }
 
 /// Builds the sink configured as `[sinks.NAME]` from its own table; errors
@@ -105,8 +105,8 @@ pub fn build(name: &str, config: &SinkConfig, ctx: &Context, metrics: Arc<Metric
     match config {
         SinkConfig::File(file) => Ok(Box::new(file::FileSink::build(name, file, ctx, metrics)?)),
         SinkConfig::Stdout(_) => Ok(Box::new(stdout::StdoutSink::new(name, metrics))),
-        SinkConfig::Logstash(http) => Ok(Box::new(logstash::HttpSink::build(name, http, ctx, true, metrics)?)),
-        SinkConfig::Http(http) => Ok(Box::new(logstash::HttpSink::build(name, http, ctx, false, metrics)?)),
+        SinkConfig::Logstash(http) => Ok(Box::new(http::HttpSink::build(name, http, ctx, true, metrics)?)),
+        SinkConfig::Http(http) => Ok(Box::new(http::HttpSink::build(name, http, ctx, false, metrics)?)),
     }
 }
 

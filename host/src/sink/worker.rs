@@ -11,7 +11,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinSet;
 
 /// The events a sink refused for good, each with the reason.
-pub type Refused = Vec<(OutEvent, String)>;
+pub type RefusedEvents = Vec<(OutEvent, String)>;
 
 /// Events for one sink from one batch, with where to report the result.
 pub struct SinkJob {
@@ -20,7 +20,7 @@ pub struct SinkJob {
     /// Receives the result once the sink has taken the events. Dropped
     /// without a result when ferry shuts down first: the batch then stays
     /// unacknowledged and is sent again at the next start.
-    pub done: oneshot::Sender<Refused>,
+    pub done: oneshot::Sender<RefusedEvents>,
 }
 
 /// Runs `sink` until `jobs` closes, with up to [`Sink::concurrency`] jobs

@@ -15,5 +15,5 @@ pub mod marker;
 mod store;
 
 pub use dead_letter::{DeadLetter, Filter, Stage, StoredCursor, StoredDeadLetter};
-pub use marker::StateCommand;
+pub use marker::reset;
 pub use store::{State, StateError};

@@ -1,4 +1,4 @@
-//! The mapping on the real fixtures (`shared/fixtures/teleport-events.jsonl`),
+//! The mapping on the real fixtures (`fixtures/teleport-events.jsonl`),
 //! with exact ECS values for chosen events, and on odd input.
 
 use crate::Mapper;

@@ -1,4 +1,4 @@
-//! Enrichment on the real fixtures (`shared/fixtures/teleport-events.jsonl`)
+//! Enrichment on the real fixtures (`fixtures/teleport-events.jsonl`)
 //! and on byte literals.
 
 use crate::Enricher;

@@ -1,4 +1,4 @@
-//! The filter on the real fixtures (`shared/fixtures/teleport-events.jsonl`,
+//! The filter on the real fixtures (`fixtures/teleport-events.jsonl`,
 //! 183 events) and on byte literals for what they lack.
 
 use crate::Filter;

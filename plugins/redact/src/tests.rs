@@ -1,4 +1,4 @@
-//! Tests on real Teleport events (`shared/fixtures/teleport-events.jsonl`)
+//! Tests on real Teleport events (`fixtures/teleport-events.jsonl`)
 //! and on byte literals for the cases the fixtures lack.
 
 use crate::Redactor;
@@ -7,7 +7,7 @@ use serde_json::{Map, Value};
 /// The fixture file, one Teleport audit event per line.
 const FIXTURE: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
-    "/../../../shared/fixtures/teleport-events.jsonl"
+    "/../../fixtures/teleport-events.jsonl"
 );
 
 fn fixture_lines() -> Vec<String> {

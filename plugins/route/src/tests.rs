@@ -1,4 +1,4 @@
-//! The router on the real fixtures (`shared/fixtures/teleport-events.jsonl`)
+//! The router on the real fixtures (`fixtures/teleport-events.jsonl`)
 //! and on byte literals.
 
 use crate::Router;

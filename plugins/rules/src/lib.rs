@@ -30,9 +30,9 @@ pub use subject::Subject;
 #[cfg(feature = "testing")]
 #[doc(hidden)]
 pub mod testing {
-    /// `shared/fixtures/teleport-events.jsonl` beside the repository: 183
+    /// The repository's `fixtures/teleport-events.jsonl`: 183
     /// Teleport audit events, one per line.
-    pub const FIXTURE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../../shared/fixtures/teleport-events.jsonl");
+    pub const FIXTURE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../fixtures/teleport-events.jsonl");
 
     /// The fixture lines.
     pub fn fixture_lines() -> Vec<String> {

@@ -1,7 +1,8 @@
 //! The split this crate exists for: the tests get every plugin, while the
 //! `ferry` binary's build (normal and build dependencies) never reaches this
 //! crate, so a release build or `cargo install` builds no test-only plugin
-//! and installs no Python or JavaScript tools.
+//! and installs no Python or JavaScript tools. Nor does it reach an example
+//! plugin's code, the benchmarks, or ferry's own test hooks.
 
 use std::process::Command;
 
@@ -25,6 +26,32 @@ fn the_binary_does_not_depend_on_the_test_plugins() {
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(output.status.success(), "cargo tree failed ({}): {}", output.status, String::from_utf8_lossy(&output.stderr));
     assert!(stdout.lines().any(|line| line.starts_with("ferry v")), "cargo tree lists ferry itself:\n{stdout}");
-    assert!(stdout.lines().any(|line| line.starts_with("redact v")), "ferry links the redact plugin's code:\n{stdout}");
-    assert!(!stdout.contains("ferry-test-plugins"), "ferry's normal or build dependencies reach ferry-test-plugins:\n{stdout}");
+    for crate_name in ["ferry-test-plugins", "ferry-bench", "redact", "criterion", "proptest"] {
+        assert!(!stdout.lines().any(|line| line.starts_with(&format!("{crate_name} v"))), "ferry's normal or build dependencies reach {crate_name}:\n{stdout}");
+    }
+    // The same question with the dev-dependencies finds them: the check
+    // above reads the right lines.
+    let tested = tree(&["normal,build,dev"]);
+    assert!(tested.lines().any(|line| line.starts_with("ferry-test-plugins v")), "ferry's tests build every plugin:\n{tested}");
+}
+
+/// `ferry`'s dependency tree along `edges`, one `name vX` a line.
+fn tree(edges: &[&str]) -> String {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let output = Command::new(cargo)
+        .args(["tree", "--offline", "--package", "ferry", "--prefix", "none", "--edges"])
+        .args(edges)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .expect("run cargo tree");
+    assert!(output.status.success(), "cargo tree failed ({}): {}", output.status, String::from_utf8_lossy(&output.stderr));
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+#[test]
+fn only_ferrys_tests_build_it_with_its_test_hooks() {
+    let built = tree(&["features,normal"]);
+    assert!(!built.contains("ferry feature \"test-hooks\""), "ferry's own build turns on its test hooks:\n{built}");
+    let tested = tree(&["features,normal,dev"]);
+    assert!(tested.contains("ferry feature \"test-hooks\""), "ferry's tests get its test hooks:\n{tested}");
 }

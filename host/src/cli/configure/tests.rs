@@ -309,7 +309,7 @@ fn the_index_template_pins_every_field_the_fixtures_give_two_types() {
     // numbers; null and absent do not count: they conflict with nothing).
     let mut kinds: std::collections::BTreeMap<String, std::collections::BTreeSet<&str>> = Default::default();
     for file in ["teleport-events.jsonl", "teleport-session-events.jsonl"] {
-        let text = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/fixtures").join(file)).unwrap_or_else(|err| panic!("{file}: {err}"));
+        let text = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures").join(file)).unwrap_or_else(|err| panic!("{file}: {err}"));
         for line in text.lines().filter(|l| !l.trim().is_empty()) {
             let event: serde_json::Value = serde_json::from_str(line).expect("a fixture event");
             for (key, value) in event.as_object().expect("an object") {

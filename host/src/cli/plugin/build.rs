@@ -48,16 +48,16 @@ impl Kind {
 /// Why a plugin folder could not be built: one line, naming the folder.
 #[derive(Debug, thiserror::Error)]
 #[error("plugin folder {}: {reason}", dir.display())]
-pub struct BuildError {
+pub struct PluginBuildError {
     dir: PathBuf,
     reason: String,
 }
 
 /// Builds the plugin in `args.dir`, with progress on stderr, and writes the
 /// component's path to `out`.
-pub fn run(args: &BuildArgs, mut out: impl Write) -> Result<PathBuf, BuildError> {
+pub fn run(args: &BuildArgs, mut out: impl Write) -> Result<PathBuf, PluginBuildError> {
     let dir = &args.dir;
-    let failed = |reason: String| BuildError { dir: dir.clone(), reason };
+    let failed = |reason: String| PluginBuildError { dir: dir.clone(), reason };
     if !dir.is_dir() {
         return Err(failed("no such folder".to_owned()));
     }

@@ -4,9 +4,11 @@
 //! whole authoring loop.
 
 pub mod build;
+pub mod inspect;
 pub mod scaffold;
-pub mod tool;
+pub mod test;
 
+use crate::plugin::PluginError;
 use anyhow::Context;
 use clap::Subcommand;
 use std::path::{Path, PathBuf};
@@ -17,10 +19,10 @@ pub enum PluginCommand {
     /// Run a plugin over JSON Lines events read from stdin and print what
     /// became of each (kept, dropped, failed, routed, replaced with the
     /// changed fields), then a summary.
-    Test(tool::TestArgs),
+    Test(test::TestArgs),
     /// Show a component's ferry:plugin version, exports, imports and size,
     /// and whether this ferry would load it.
-    Inspect(tool::InspectArgs),
+    Inspect(inspect::InspectArgs),
     /// Create a working plugin to start from, with its build instructions.
     New {
         /// The plugin's name (lowercase letters, digits, `-`, `_`); also its folder.
@@ -44,8 +46,8 @@ impl PluginCommand {
         let work = move || -> anyhow::Result<()> {
             let stdout = std::io::stdout().lock();
             match self {
-                PluginCommand::Test(args) => tool::test(&args, std::io::stdin().lock(), std::io::BufWriter::new(stdout)).map(drop)?,
-                PluginCommand::Inspect(args) => tool::inspect(&args, stdout)?,
+                PluginCommand::Test(args) => test::test(&args, std::io::stdin().lock(), std::io::BufWriter::new(stdout)).map(drop)?,
+                PluginCommand::Inspect(args) => inspect::inspect(&args, stdout)?,
                 PluginCommand::New { name, lang, dir } => new(&name, lang, &dir)?,
                 PluginCommand::Build(args) => build::run(&args, stdout).map(drop)?,
             }
@@ -79,4 +81,34 @@ fn user_cache(name: &str) -> Option<PathBuf> {
         .map(PathBuf::from)
         .or_else(|| std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".cache")))
         .map(|dir| dir.join("ferry").join(name))
+}
+
+/// The compile cache `plugin test` uses: `--cache`, else the user's cache
+/// folder; `None` for `--cache none` or when there is no home folder.
+fn compile_cache(chosen: Option<&std::path::Path>) -> Option<PathBuf> {
+    match chosen {
+        Some(path) if path.as_os_str() == "none" => None,
+        Some(path) => Some(path.to_owned()),
+        None => user_cache("plugin-cache"),
+    }
+}
+
+/// Why a tool could not do its job.
+#[derive(Debug, thiserror::Error)]
+pub enum ToolError {
+    /// The plugin cannot be loaded, or this ferry would refuse it.
+    #[error(transparent)]
+    Plugin(#[from] PluginError),
+    /// `--config` is not a JSON object.
+    #[error("--config: {0}")]
+    Config(String),
+    /// `--batch` is 0.
+    #[error("--batch: must be at least 1")]
+    Batch,
+    /// Standard input could not be read.
+    #[error("cannot read events from stdin: {0}")]
+    Input(std::io::Error),
+    /// The report could not be written.
+    #[error("cannot write the report: {0}")]
+    Output(std::io::Error),
 }

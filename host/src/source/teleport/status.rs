@@ -1,5 +1,5 @@
 //! The one place that decides what a gRPC status from Teleport means for the
-//! call that got it, as `sink/logstash/classify.rs` does for HTTP answers.
+//! call that got it, as `sink/http/classify.rs` does for HTTP answers.
 //!
 //! Every retry loop of the Teleport source (audit log, session recordings,
 //! locks) asks [`classify`] and acts on the [`Class`]: a transient failure is

@@ -1,5 +1,5 @@
-//! The stand-ins of `ferry bench --teleport`, each in a process of its own
-//! (`ferry bench --serve-standin SETTINGS`, hidden), so that each has its
+//! The stand-ins of `ferry-bench --teleport`, each in a process of its own
+//! (`ferry-bench --serve-standin SETTINGS`, hidden), so that each has its
 //! own runtime and cores to compete for, as a real Teleport and a real
 //! Logstash would, and the bench process only orchestrates.
 //!
@@ -181,8 +181,8 @@ async fn commands(mut answer: impl FnMut(&str) -> anyhow::Result<serde_json::Val
 /// `session.upload`: its recording would be streamed again for every copy,
 /// and the reference client does not stream recordings.
 pub fn audit_log(count: usize) -> anyhow::Result<Vec<serde_json::Value>> {
-    let per_copy = crate::demo::SAMPLE_EVENTS.lines().filter(|line| !line.contains("\"session.upload\"")).count().max(1);
-    let text = crate::demo::sample_events(count.div_ceil(per_copy));
+    let per_copy = ferry::cli::demo::SAMPLE_EVENTS.lines().filter(|line| !line.contains("\"session.upload\"")).count().max(1);
+    let text = ferry::cli::demo::sample_events(count.div_ceil(per_copy));
     let text = std::str::from_utf8(&text).context("the sample events are UTF-8")?;
     text.lines()
         .filter(|line| !line.contains("\"session.upload\""))
@@ -216,7 +216,6 @@ impl StandIn {
         let log = dir.join(format!("{name}.log"));
         let log_file = std::fs::File::create(&log).with_context(|| format!("cannot create {}", log.display()))?;
         let mut child = Command::new(exe)
-            .arg("bench")
             .arg("--serve-standin")
             .arg(&settings)
             .current_dir(dir)

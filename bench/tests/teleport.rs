@@ -1,4 +1,4 @@
-//! `ferry bench --teleport`: the real job measured end to end, the
+//! `ferry-bench --teleport`: the real job measured end to end, the
 //! stand-ins in processes of their own. A small run (2,000 events, one
 //! round) must report every variant with a rate above zero, and every event
 //! must have reached the Logstash stand-in exactly once in every variant,
@@ -6,21 +6,23 @@
 //! reference client's alike. `--backlog` must show ferry
 //! holding back while the sink refuses or ignores it, and stopping when told.
 
-use crate::util::Sandbox;
 use serde_json::Value;
 
-fn bench_json(sandbox: &Sandbox, args: &[&str]) -> Value {
-    let output = sandbox.run_args(args, None);
-    output.assert_success(sandbox);
-    serde_json::from_str(&output.stdout).unwrap_or_else(|err| panic!("the report is not JSON: {err}\n{}", sandbox.report(Some(&output))))
+/// Runs `ferry-bench` with `args` in a folder of its own and reads its JSON
+/// report; a failed run panics with what it printed.
+fn bench_json(args: &[&str]) -> Value {
+    let dir = tempfile::tempdir().expect("a temporary folder");
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_ferry-bench")).args(args).current_dir(dir.path()).output().expect("ferry-bench runs");
+    let (stdout, stderr) = (String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+    assert!(output.status.success(), "ferry-bench {args:?} failed ({}):\n{stderr}\n{stdout}", output.status);
+    serde_json::from_str(&stdout).unwrap_or_else(|err| panic!("the report is not JSON: {err}\n{stdout}\n{stderr}"))
 }
 
 #[test]
 fn the_teleport_bench_reports_every_variant_with_every_event_delivered_once() {
-    let sandbox = Sandbox::new("bench-teleport", "");
     let (examples, cache) = (ferry_test_plugins::PLUGIN_DIR, ferry_test_plugins::COMPILE_CACHE);
     std::fs::create_dir_all(cache).expect("the shared compile cache");
-    let report = bench_json(&sandbox, &["bench", "--teleport", "--events", "2000", "--rounds", "1", "--json", "--examples", examples, "--plugin-cache", cache]);
+    let report = bench_json(&["--teleport", "--events", "2000", "--rounds", "1", "--json", "--examples", examples, "--plugin-cache", cache]);
     assert_eq!(report["events"], 2000, "{report}");
     let variants = report["variants"].as_array().expect("a list of variants");
     let names: Vec<&str> = variants.iter().filter_map(|v| v["variant"].as_str()).collect();
@@ -58,8 +60,7 @@ fn the_teleport_bench_reports_every_variant_with_every_event_delivered_once() {
 
 #[test]
 fn the_backlog_bench_shows_ferry_holding_back_from_a_stalled_sink_and_stopping() {
-    let sandbox = Sandbox::new("bench-backlog", "");
-    let report = bench_json(&sandbox, &["bench", "--teleport", "--backlog", "--events", "20000", "--backlog-seconds", "3", "--json"]);
+    let report = bench_json(&["--teleport", "--backlog", "--events", "20000", "--backlog-seconds", "3", "--json"]);
     assert_eq!(report["events"], 20000, "{report}");
     let runs = report["runs"].as_array().expect("a list of runs");
     assert_eq!(runs.len(), 2, "a refusing sink and a silent one\n{report}");

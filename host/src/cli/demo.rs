@@ -18,7 +18,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 /// Sample Teleport audit events, one JSON object per line.
-pub const SAMPLE_EVENTS: &str = include_str!("../demo/teleport-events.jsonl");
+pub const SAMPLE_EVENTS: &str = include_str!("../../../fixtures/teleport-events.jsonl");
 
 /// The redact plugin, built for wasm32-wasip2 by the build script.
 pub const REDACT_PLUGIN: &[u8] = include_bytes!(concat!(env!("FERRY_PLUGIN_BUILD_DIR"), "/redact.wasm"));

@@ -30,7 +30,7 @@ const CONFIG: &str = "[config]\nfields = [\"login\", \"addr.remote\", \"addr.loc
 
 /// 256 fixture events, the 183 of the file and then its first 73 again.
 fn batch() -> Vec<Event> {
-    let lines: Vec<&str> = ferry::demo::SAMPLE_EVENTS.lines().collect();
+    let lines: Vec<&str> = ferry::cli::demo::SAMPLE_EVENTS.lines().collect();
     (0..BATCH)
         .map(|i| Event::from_json(lines[i % lines.len()].as_bytes().to_vec()).expect("fixture events are valid"))
         .collect()

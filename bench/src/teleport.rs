@@ -1,4 +1,4 @@
-//! `ferry bench --teleport`: the real job, measured side by side in one run.
+//! `ferry-bench --teleport`: the real job, measured side by side in one run.
 //!
 //! The Teleport stand-in (gRPC over mutual TLS, serving the demo's audit
 //! events repeated with unique ids) and the Logstash stand-in (mutual TLS,
@@ -32,7 +32,7 @@
 //! SIGTERM and its peak RSS, how far it read ahead of the sink, and how long
 //! it took to stop are reported.
 
-use super::BenchArgs;
+use crate::BenchArgs;
 use super::reference::Settings;
 use super::standin::{LogstashReady, Serve, StandIn, Tally, TeleportReady};
 use anyhow::Context;
@@ -55,7 +55,7 @@ enum Plugin {
     None,
     /// `plugins/redact` as WebAssembly.
     Wasm,
-    /// The same redact code compiled into ferry (`ferry bench --native-redact`).
+    /// The same redact code compiled into ferry (`ferry-bench --native-redact`).
     Compiled,
     /// `plugins/python/tag`, from `--examples`.
     Python,
@@ -74,7 +74,7 @@ impl Plugin {
         };
         match self {
             Plugin::None | Plugin::Compiled => Ok(None),
-            Plugin::Wasm => Ok(Some(("redact", crate::demo::REDACT_PLUGIN.to_vec(), crate::demo::DEMO_REDACT_CONFIG))),
+            Plugin::Wasm => Ok(Some(("redact", ferry::cli::demo::REDACT_PLUGIN.to_vec(), ferry::cli::demo::DEMO_REDACT_CONFIG))),
             // Patterns that match no sample event, so that every event
             // still arrives, yet each event's type is read and tried.
             Plugin::Python => example("tag", "[config]\ntags = { pipeline = \"ferry\", env = \"bench\" }\ndrop = [\"lint.*\", \"*.bench_skipped\"]\n"),
@@ -147,6 +147,8 @@ struct Report {
     rounds: usize,
     cores: usize,
     load_average: String,
+    /// Which ferry ran: `--ferry`'s binary, or the one built in.
+    ferry: String,
     variants: Vec<Row>,
 }
 
@@ -180,10 +182,45 @@ impl Peers {
     }
 }
 
+/// The programs the bench starts: itself (stand-ins, the reference client,
+/// ferry with redact compiled in) and the ferry under test.
+struct Exes {
+    bench: PathBuf,
+    /// `--ferry`; else ferry's own command line built into this binary
+    /// (`ferry-bench ferry …`, the same code as the `ferry` binary).
+    ferry: Option<PathBuf>,
+}
+
+impl Exes {
+    fn find(args: &BenchArgs) -> anyhow::Result<Exes> {
+        let bench = std::env::current_exe().context("cannot find the ferry-bench binary")?;
+        if let Some(ferry) = &args.ferry {
+            anyhow::ensure!(ferry.is_file(), "--ferry {}: no such file", ferry.display());
+        }
+        Ok(Exes { bench, ferry: args.ferry.clone() })
+    }
+
+    /// A command that runs ferry with the arguments added to it.
+    fn ferry(&self) -> std::process::Command {
+        match &self.ferry {
+            Some(path) => std::process::Command::new(path),
+            None => {
+                let mut command = std::process::Command::new(&self.bench);
+                command.arg("ferry");
+                command
+            }
+        }
+    }
+
+    fn describe(&self) -> String {
+        self.ferry.as_ref().map_or_else(|| "ferry's command line built into ferry-bench".to_owned(), |path| path.display().to_string())
+    }
+}
+
 /// Runs the end-to-end benchmark and prints a table, or JSON with `--json`.
 pub async fn run(args: &BenchArgs) -> anyhow::Result<()> {
-    let exe = std::env::current_exe().context("cannot find the ferry binary")?;
-    let mut peers = Peers::start(&exe, args.events.max(1), args.plugin_cache.as_deref())?;
+    let exe = Exes::find(args)?;
+    let mut peers = Peers::start(&exe.bench, args.events.max(1), args.plugin_cache.as_deref())?;
     if args.backlog {
         return backlog(args, &exe, &mut peers).await;
     }
@@ -218,6 +255,7 @@ pub async fn run(args: &BenchArgs) -> anyhow::Result<()> {
         rounds,
         cores: std::thread::available_parallelism().map_or(1, |n| n.get()),
         load_average: load_average(),
+        ferry: exe.describe(),
         variants: variants
             .iter()
             .zip(medians)
@@ -238,8 +276,8 @@ fn load_average() -> String {
 
 fn print_table(report: &Report) {
     println!(
-        "ferry bench --teleport: {} events, batch {}, {} in flight, {} rounds (median), {} cores, load {}",
-        report.events, report.batch, IN_FLIGHT, report.rounds, report.cores, report.load_average
+        "ferry-bench --teleport: {} events, batch {}, {} in flight, {} rounds (median), {} cores, load {}; ferry: {}",
+        report.events, report.batch, IN_FLIGHT, report.rounds, report.cores, report.load_average, report.ferry
     );
     println!("| variant | events/s | × reference | CPU s / 100k | CPU µs / request | request p50 ms | p99 ms | peak RSS MiB | requests |");
     println!("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
@@ -253,11 +291,11 @@ fn print_table(report: &Report) {
 }
 
 /// Writes the child's files into `dir` and returns the command that runs it.
-fn child_command(exe: &Path, peers: &Peers, variant: Variant, examples: Option<&Path>, dir: &Path) -> anyhow::Result<std::process::Command> {
+fn child_command(exe: &Exes, peers: &Peers, variant: Variant, examples: Option<&Path>, dir: &Path) -> anyhow::Result<std::process::Command> {
     let (addr, identity) = (&peers.teleport_ready.addr, peers.identity.display());
     let logstash = &peers.logstash_ready;
     let url = &logstash.url;
-    let mut command = std::process::Command::new(exe);
+    let mut command = std::process::Command::new(&exe.bench);
     match variant {
         Variant::Reference => {
             let settings = Settings {
@@ -269,12 +307,12 @@ fn child_command(exe: &Path, peers: &Peers, variant: Variant, examples: Option<&
                 key: logstash.key.clone(),
                 batch: BATCH,
                 in_flight: IN_FLIGHT,
-                start: crate::source::teleport::config::parse_start_time(START_TIME).map_err(anyhow::Error::msg)?,
+                start: ferry::source::teleport::config::parse_start_time(START_TIME).map_err(anyhow::Error::msg)?,
                 window: WINDOW,
             };
             let path = dir.join("reference.json");
             std::fs::write(&path, serde_json::to_vec(&settings)?).context("cannot write the reference client's settings")?;
-            command.arg("bench").arg("--reference-client").arg(&path);
+            command.arg("--reference-client").arg(&path);
         }
         Variant::Original(plugin) | Variant::Native(plugin) | Variant::Single(plugin) => {
             let plugins = dir.join("plugins");
@@ -301,8 +339,9 @@ fn child_command(exe: &Path, peers: &Peers, variant: Variant, examples: Option<&
             let path = dir.join("ferry.toml");
             std::fs::write(&path, text).context("cannot write the bench config")?;
             if plugin == Plugin::Compiled {
-                command.arg("bench").arg("--native-redact").arg(&path);
+                command.arg("--native-redact").arg(&path);
             } else {
+                command = exe.ferry();
                 command.arg("start").arg("--config").arg(&path);
             }
         }
@@ -326,7 +365,7 @@ impl ChildLog {
     }
 }
 
-async fn run_once(exe: &Path, peers: &mut Peers, variant: Variant, examples: Option<&Path>, events: usize) -> anyhow::Result<Run> {
+async fn run_once(exe: &Exes, peers: &mut Peers, variant: Variant, examples: Option<&Path>, events: usize) -> anyhow::Result<Run> {
     let dir = tempfile::tempdir().context("cannot create a temporary folder")?;
     let dir = dir.path();
     // Whatever an earlier run left behind is not this run's.
@@ -334,7 +373,7 @@ async fn run_once(exe: &Path, peers: &mut Peers, variant: Variant, examples: Opt
     let mut command = child_command(exe, peers, variant, examples, dir)?;
     let log = ChildLog::attach(&mut command, dir)?;
     let started = Instant::now();
-    let child = command.spawn().with_context(|| format!("cannot start {}", exe.display()))?;
+    let child = command.spawn().with_context(|| format!("cannot start {}", exe.bench.display()))?;
     let limit = Duration::from_secs(120) + Duration::from_millis(events as u64 * 2);
     let usage = wait_with_usage(child, limit, None).await?;
     let wall = started.elapsed();
@@ -388,7 +427,7 @@ struct BacklogReport {
 
 /// `--backlog`: ferry against a log of `--events` while the sink refuses
 /// every request, then while it answers none.
-async fn backlog(args: &BenchArgs, exe: &Path, peers: &mut Peers) -> anyhow::Result<()> {
+async fn backlog(args: &BenchArgs, exe: &Exes, peers: &mut Peers) -> anyhow::Result<()> {
     let variant = Variant::Original(Plugin::Wasm);
     let seconds = Duration::from_secs_f64(args.backlog_seconds.max(0.5));
     let mut runs = Vec::new();
@@ -400,7 +439,7 @@ async fn backlog(args: &BenchArgs, exe: &Path, peers: &mut Peers) -> anyhow::Res
         let served_before: Served = peers.teleport.ask("served")?;
         let mut child = child_command(exe, peers, variant, None, dir)?;
         let log = ChildLog::attach(&mut child, dir)?;
-        let child = child.spawn().with_context(|| format!("cannot start {}", exe.display()))?;
+        let child = child.spawn().with_context(|| format!("cannot start {}", exe.bench.display()))?;
         let usage = wait_with_usage(child, seconds + Duration::from_secs(60), Some(seconds)).await?;
         let served_after: Served = peers.teleport.ask("served")?;
         let tally = peers.tally()?;
@@ -431,7 +470,7 @@ async fn backlog(args: &BenchArgs, exe: &Path, peers: &mut Peers) -> anyhow::Res
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
         println!(
-            "ferry bench --teleport --backlog: {} events waiting, {}, {:.0} s per run, then SIGTERM; {} cores, load {}",
+            "ferry-bench --teleport --backlog: {} events waiting, {}, {:.0} s per run, then SIGTERM; {} cores, load {}",
             report.events, report.variant, report.seconds, report.cores, report.load_average
         );
         println!("| sink | events read | requests | refused | peak RSS MiB | CPU s | stop s | clean stop |");
@@ -535,7 +574,7 @@ pub(super) fn percentile(sorted: &[f64], q: f64) -> f64 {
 fn median_run(runs: &[Run]) -> Run {
     let pick = |f: fn(&Run) -> f64| {
         let mut values: Vec<f64> = runs.iter().map(f).collect();
-        super::median(&mut values)
+        crate::files::median(&mut values)
     };
     let last = &runs[runs.len() - 1];
     Run {

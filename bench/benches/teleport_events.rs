@@ -1,5 +1,5 @@
 //! The Teleport source's work per event, the old ways against today's:
-//! each fixture event (`host/demo/`, audit and session recording) as the
+//! each fixture event (`fixtures/`, audit and session recording) as the
 //! gRPC client receives it, a protobuf `Struct` on the wire, becomes a ferry
 //! `Event`.
 //!
@@ -40,12 +40,12 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-const SESSION_EVENTS: &str = include_str!("../demo/teleport-session-events.jsonl");
+const SESSION_EVENTS: &str = include_str!("../../fixtures/teleport-session-events.jsonl");
 
 /// Every fixture event, audit and session, as the bytes of the Struct the
 /// client receives (Teleport builds it from the same JSON).
 fn wires() -> Vec<Vec<u8>> {
-    ferry::demo::SAMPLE_EVENTS
+    ferry::cli::demo::SAMPLE_EVENTS
         .lines()
         .chain(SESSION_EVENTS.lines())
         .map(|line| {

@@ -1,4 +1,4 @@
-//! The reference client of `ferry bench --teleport`: the least a forwarder
+//! The reference client of `ferry-bench --teleport`: the least a forwarder
 //! must do, and so the ceiling the wire allows on this machine. It pages
 //! the Teleport stand-in's audit log over the same gRPC and mutual TLS as
 //! ferry, turns each event's Struct into JSON, and POSTs JSON arrays of the
@@ -6,11 +6,11 @@
 //! many requests in flight as ferry's default. No cursor, no plugin, no
 //! retries: a failed call ends the run.
 //!
-//! It runs as a child process (`ferry bench --reference-client SETTINGS`,
+//! It runs as a child process (`ferry-bench --reference-client SETTINGS`,
 //! hidden) so that its CPU time and peak memory are measured as ferry's are.
 
-use crate::source::teleport::connect::{self, ClientTls, ConnectOptions};
-use crate::source::teleport::identity::{Route, TlsMaterial};
+use ferry::source::teleport::connect::{self, ClientTls, ConnectOptions};
+use ferry::source::teleport::identity::{Route, TlsMaterial};
 use anyhow::Context;
 use bytes::Bytes;
 use ferry_proto::auditlog::{GetUnstructuredEventsRequest, Order};
@@ -59,8 +59,8 @@ pub async fn run(path: &Path) -> anyhow::Result<()> {
     let channel = connect::connect(&settings.addr, &tls, &ConnectOptions::default()).await?;
     let mut audit = connect::audit_log_client(channel);
 
-    let files = crate::tls::ClientFiles { ca: Some(settings.ca.clone()), cert: Some(settings.cert.clone()), key: Some(settings.key.clone()) };
-    let sink_tls = crate::tls::client_config(&files, &[])?;
+    let files = ferry::tls::ClientFiles { ca: Some(settings.ca.clone()), cert: Some(settings.cert.clone()), key: Some(settings.key.clone()) };
+    let sink_tls = ferry::tls::client_config(&files, &[])?;
     let mut http = HttpConnector::new();
     http.enforce_http(false);
     http.set_nodelay(true);

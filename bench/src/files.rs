@@ -4,7 +4,7 @@
 //! code compiled in, in one run.
 
 use crate::BenchArgs;
-use ferry::config::FerryConfig;
+use ferry::app::FerryConfig;
 use ferry::event::{Event, Outcome};
 use ferry::metrics::Metrics;
 use ferry::plugin::{OnError, PluginError, Transform};

@@ -5,7 +5,9 @@
 //! [`source`] reads events and their cursor positions, [`pipeline`] batches
 //! them, runs the [`plugin`] chain, routes the results to [`sink`]s and moves
 //! the cursor in [`state`] only after every sink has acknowledged (or the
-//! event was dead-lettered). [`config`] turns ferry.toml into all of that.
+//! event was dead-lettered). Each component builds from its own table of
+//! ferry.toml and a [`config::Context`]; [`app`] composes the whole file
+//! and the parts, and reloads the chain; [`cli`] is the command line on top.
 #![deny(missing_docs)]
 
 pub mod app;
@@ -17,7 +19,6 @@ pub mod metrics;
 pub mod observe;
 pub mod pipeline;
 pub mod plugin;
-pub mod reload;
 pub mod retry;
 pub mod shutdown;
 pub mod sink;

@@ -207,7 +207,7 @@ fn the_rendered_config_is_one_ferry_loads() {
     let missing: Vec<String> = keys_written(&configmap).into_iter().filter(|key| !rendered_keys.contains(key) && key != "types" && key != "skip-event-types").collect();
     assert!(missing.is_empty(), "the hand-rendered config lacks keys the template writes: {missing:?}");
 
-    let config = ferry::config::FerryConfig::load(&rendered_path).unwrap_or_else(|err| panic!("ferry does not load the chart's config: {err}"));
+    let config = ferry::app::FerryConfig::load(&rendered_path).unwrap_or_else(|err| panic!("ferry does not load the chart's config: {err}"));
     assert_eq!(config.sinks.len(), 2, "[forward.fluentd] becomes the events and the sessions sinks: {:?}", config.sinks.keys().collect::<Vec<_>>());
     let source = format!("{:?}", config.source.expect("[teleport] becomes the source"));
     assert!(source.contains("teleport.example.com:443"), "the Teleport address is not the chart's: {source}");

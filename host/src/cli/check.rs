@@ -1,7 +1,8 @@
 //! `ferry check`: validate a config and load its plugins; with `--probe`,
 //! also connect to Teleport and to every sink and say what works.
 
-use crate::config::{FerryConfig, SourceConfig};
+use crate::app::FerryConfig;
+use crate::source::SourceConfig;
 use crate::metrics::Metrics;
 use crate::sink::SinkConfig;
 use crate::sink::http::HttpSink;

@@ -8,7 +8,7 @@
 //! dropped it); one that fails again keeps its row, with the new stage,
 //! reason and payload, in the same transaction. Nothing is lost.
 
-use crate::config::FerryConfig;
+use crate::app::FerryConfig;
 use crate::event::Event;
 use crate::metrics::Metrics;
 use crate::pipeline::{Chain, ChainOutput};

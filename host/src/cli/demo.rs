@@ -9,7 +9,7 @@
 //! events and session recordings), with the cursor and dead letters in a
 //! real SQLite file. `ferry bench` uses the file-source half of this module.
 
-use crate::config::FerryConfig;
+use crate::app::FerryConfig;
 use crate::metrics::Metrics;
 use ferry_standin::logstash::LogstashStandIn;
 use ferry_standin::teleport::{StandInOptions, TeleportStandIn};

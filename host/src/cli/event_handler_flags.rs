@@ -3,7 +3,7 @@
 //! one table of them, `config::legacy::FLAGS`. Each sets what its `FDFWD_*`
 //! variable sets and wins over it.
 
-use crate::config::legacy::{FLAGS, LegacyFlag};
+use crate::app::legacy::{FLAGS, LegacyFlag};
 use clap::{Arg, ArgAction, ArgMatches, Args, Command, FromArgMatches};
 
 /// The event handler's flags given on the command line.

@@ -12,7 +12,8 @@ mod start;
 mod state;
 mod status;
 
-use crate::config::{ConfigFile, ConfigError, FerryConfig};
+use crate::app::{ConfigFile, FerryConfig};
+use crate::config::ConfigError;
 use crate::observe::LogFormat;
 use clap::{Parser, Subcommand};
 use std::ffi::OsString;

@@ -1,6 +1,6 @@
 //! `ferry start`: forward events until stopped.
 
-use crate::config::{ConfigFile, FerryConfig};
+use crate::app::{ConfigFile, FerryConfig};
 use crate::metrics::Metrics;
 use std::sync::Arc;
 use std::time::Duration;
@@ -11,7 +11,7 @@ use std::time::Duration;
 /// the config's `http-addr`) and shows progress: a line on the `terminal`,
 /// else every `progress_every` in the log.
 pub async fn run(file: ConfigFile, config: FerryConfig, http_addr: Option<String>, progress_every: Duration, terminal: bool) -> anyhow::Result<()> {
-    let hangups = crate::reload::hangups();
+    let hangups = crate::app::reload::hangups();
     let path = &file.path;
     let metrics = Arc::new(Metrics::default());
     let health = crate::observe::health();
@@ -30,7 +30,7 @@ pub async fn run(file: ConfigFile, config: FerryConfig, http_addr: Option<String
     let (mut pipeline, runtime, plugins) = crate::app::build_pipeline(&config, metrics.clone()).await?;
     crate::shutdown::fire_on_signals(trigger.clone());
     crate::shutdown::fire_on_panic(trigger);
-    let reloader = crate::reload::Reloader::new(file, config, runtime, plugins, pipeline.chain.swap_handle(), metrics.clone());
+    let reloader = crate::app::reload::Reloader::new(file, config, runtime, plugins, pipeline.chain.swap_handle(), metrics.clone());
     tokio::spawn(reloader.run(shutdown.clone(), hangups));
     let (progress_stop, progress_shutdown) = crate::shutdown::channel();
     let progress = tokio::spawn(crate::observe::progress::run(metrics, terminal, progress_every, progress_shutdown));

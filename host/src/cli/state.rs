@@ -21,7 +21,7 @@ impl StateCommand {
     pub async fn run(self) -> anyhow::Result<()> {
         match self {
             StateCommand::Reset { config } => {
-                let loaded = crate::config::FerryConfig::load(&config)?;
+                let loaded = crate::app::FerryConfig::load(&config)?;
                 let database = loaded.database_path();
                 let existed = database.exists();
                 let id = crate::state::reset(&database).await?;

@@ -2,7 +2,7 @@
 //! recordings under way, the dead letters per stage and the size of the
 //! state, read from the state database (a running ferry need not stop).
 
-use crate::config::FerryConfig;
+use crate::app::FerryConfig;
 use crate::state::{State, StoredCursor};
 use anyhow::Context;
 use serde_json::{Value, json};

@@ -303,7 +303,7 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::FerryConfig;
+    use crate::app::FerryConfig;
     use crate::event::{Event, Outcome};
     use crate::plugin::{OnError, PluginError, Transform};
 

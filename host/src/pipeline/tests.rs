@@ -1,7 +1,7 @@
 //! The whole pipeline against the stand-in Logstash: flow control while the
 //! receiver stalls, and a cursor that never runs ahead of acknowledgements.
 
-use crate::config::FerryConfig;
+use crate::app::FerryConfig;
 use crate::metrics::Metrics;
 use ferry_standin::logstash::{Fault, LogstashStandIn};
 use std::collections::HashSet;

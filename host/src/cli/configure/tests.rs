@@ -226,7 +226,7 @@ fn bad_values_and_an_unwritable_folder_are_one_line_naming_what() {
 fn the_generated_ferry_toml_loads_and_names_the_generated_files() {
     let dir = tempfile::tempdir().expect("tempdir");
     let written = run(dir.path(), &["teleport.example.com:3025", "--key-type", "ecdsa", "--dns-names", "logstash.internal"]).expect("configured");
-    let config = crate::config::FerryConfig::load(&written.join("ferry.toml")).expect("ferry.toml loads");
+    let config = crate::app::FerryConfig::load(&written.join("ferry.toml")).expect("ferry.toml loads");
     assert_eq!(config.storage, Path::new("/var/lib/ferry"), "the systemd unit's StateDirectory");
     let text = read(&written, "ferry.toml");
     let table: toml::Table = text.parse().expect("TOML");
@@ -254,7 +254,7 @@ fn the_generated_ferry_toml_loads_and_names_the_generated_files() {
 async fn ferry_check_accepts_the_generated_config_once_the_identity_exists() {
     let dir = tempfile::tempdir().expect("tempdir");
     let written = run(dir.path(), &["--key-type", "ecdsa"]).expect("configured");
-    let config = crate::config::FerryConfig::load(&written.join("ferry.toml")).expect("loads");
+    let config = crate::app::FerryConfig::load(&written.join("ferry.toml")).expect("loads");
     let metrics = Arc::new(crate::metrics::Metrics::default());
     let err = crate::app::build_parts(&config, metrics.clone(), false).await.err().expect("no identity yet");
     let text = crate::error::one_line(&err);

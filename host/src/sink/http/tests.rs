@@ -1,7 +1,7 @@
 //! The HTTP sink against the stand-in Logstash, over real sockets and TLS.
 
 use super::*;
-use crate::config::FerryConfig;
+use crate::app::FerryConfig;
 use ferry_standin::logstash::{Fault, LogstashStandIn};
 use ferry_standin::pki::{Pki, PkiFiles};
 use std::collections::HashMap;
@@ -40,7 +40,7 @@ fn sink_for(standin: &LogstashStandIn, pki: &PkiFiles, extra: &str) -> Setup {
         pki.client_key.display()
     );
     let config = FerryConfig::parse(&text, &dir.path().join("ferry.toml")).expect("valid config");
-    let crate::config::SinkConfig::Logstash(http) = &config.sinks["default"] else { unreachable!("configured as logstash") };
+    let crate::sink::SinkConfig::Logstash(http) = &config.sinks["default"] else { unreachable!("configured as logstash") };
     let metrics = Arc::new(Metrics::default());
     let sink = HttpSink::build("default", http, &config.context(), true, metrics.clone()).expect("sink builds");
     Setup { _dir: dir, sink, metrics }
@@ -165,7 +165,7 @@ async fn a_client_without_a_certificate_fails_the_handshake() {
     let (standin, dir, files) = standin_and_files().await;
     let text = format!("[sinks.default]\ntype = \"logstash\"\nurl = \"{}\"\nca = \"{}\"\n", standin.url(), files.ca.display());
     let config = FerryConfig::parse(&text, &dir.path().join("ferry.toml")).expect("valid");
-    let crate::config::SinkConfig::Logstash(http) = &config.sinks["default"] else { unreachable!("logstash") };
+    let crate::sink::SinkConfig::Logstash(http) = &config.sinks["default"] else { unreachable!("logstash") };
     let sink = HttpSink::build("default", http, &config.context(), true, Arc::new(Metrics::default())).expect("builds");
     let err = sink.probe().await.expect_err("refused");
     assert!(err.starts_with(&standin.url()), "{err}");
@@ -190,7 +190,7 @@ async fn per_session_sinks_post_each_session_to_its_own_url() {
         files.client_key.display()
     );
     let config = FerryConfig::parse(&text, &dir.path().join("ferry.toml")).expect("valid");
-    let crate::config::SinkConfig::Http(http) = &config.sinks["sessions"] else { unreachable!("http") };
+    let crate::sink::SinkConfig::Http(http) = &config.sinks["sessions"] else { unreachable!("http") };
     let sink = HttpSink::build("sessions", http, &config.context(), false, Arc::new(Metrics::default())).expect("builds");
     let event = |i: usize, sid: &str| OutEvent { id: i.to_string(), session_id: sid.into(), json: format!("{{\"i\":{i}}}").into_bytes() };
     let events = vec![event(0, "s-1"), event(1, "s-1"), event(2, "s-2"), event(3, ""), event(4, "bad id")];
@@ -214,7 +214,7 @@ async fn bad_urls_and_half_tls_settings_are_config_errors() {
     ] {
         let text = format!("[sinks.out]\ntype = \"logstash\"\n{settings}");
         let config = FerryConfig::parse(&text, &dir.path().join("ferry.toml")).expect("parses");
-        let crate::config::SinkConfig::Logstash(http) = &config.sinks["out"] else { unreachable!("logstash") };
+        let crate::sink::SinkConfig::Logstash(http) = &config.sinks["out"] else { unreachable!("logstash") };
         let err = HttpSink::build("out", http, &config.context(), true, Arc::new(Metrics::default())).err().expect("refused");
         let text = err.to_string();
         assert!(text.contains(expected) && text.contains("sinks.out"), "{settings}: {text}");
@@ -269,7 +269,7 @@ mod nginx {
             pki.client_key.display()
         );
         let config = FerryConfig::parse(&text, &dir.join("ferry.toml")).expect("valid");
-        let crate::config::SinkConfig::Http(http) = &config.sinks["default"] else { unreachable!("[forward.fluentd] is an http sink") };
+        let crate::sink::SinkConfig::Http(http) = &config.sinks["default"] else { unreachable!("[forward.fluentd] is an http sink") };
         HttpSink::build("default", http, &config.context(), false, Arc::new(Metrics::default())).expect("builds")
     }
 
@@ -280,7 +280,7 @@ mod nginx {
         }
         text.push_str("max-batch-bytes = \"64KiB\"\n");
         let config = FerryConfig::parse(&text, &dir.join("ferry.toml")).expect("valid");
-        let crate::config::SinkConfig::Logstash(http) = &config.sinks["default"] else { unreachable!("logstash") };
+        let crate::sink::SinkConfig::Logstash(http) = &config.sinks["default"] else { unreachable!("logstash") };
         HttpSink::build("default", http, &config.context(), true, Arc::new(Metrics::default())).expect("builds")
     }
 

@@ -1,10 +1,26 @@
 //! Building a runnable ferry from a config: the one path that `ferry start`,
 //! `ferry check` and `ferry demo` share, so that a config that checks is a
-//! config that starts. Here the config's parts meet: each component is
-//! built from its own table and the config's [`Context`], and the checks
-//! that span parts are made.
+//! config that starts. Here the config's parts meet: [`FerryConfig`], the
+//! whole of ferry.toml ([`ferry_config`]), composes each component's own
+//! table; the event handler's file is read into it ([`legacy`]); the plugin
+//! chain is found ([`discover`]); each component is built from its own
+//! table and the config's [`Context`], and the checks that span parts are
+//! made. [`reload`] swaps the chain of a running pipeline.
+//!
+//! This is the composition above the components: `config` below them holds
+//! only what every component builds from (a [`Context`], a [`ConfigError`]).
 
-use crate::config::{ConfigError, Context, FerryConfig, Member, discover_chain};
+mod discover;
+mod ferry_config;
+pub mod legacy;
+#[cfg(test)]
+mod proptests;
+pub mod reload;
+
+pub use discover::{Lost, Member, PluginChain, discover_chain, discover_plugins};
+pub use ferry_config::{ConfigFile, FerryConfig};
+
+use crate::config::{ConfigError, Context};
 use crate::metrics::Metrics;
 use crate::pipeline::{Chain, Pipeline};
 use crate::plugin::{Loaded, PluginError, PluginSpec, Runtime, Transform, WasmPlugin};

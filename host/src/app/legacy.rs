@@ -8,7 +8,10 @@
 //! a bad value is reported at its own line, and ferry's model has no second
 //! copy of the Teleport source's settings.
 
-use super::{ConfigError, FerryConfig, SinkConfig, SourceConfig};
+use super::FerryConfig;
+use crate::config::ConfigError;
+use crate::sink::SinkConfig;
+use crate::source::SourceConfig;
 use crate::sink::http::{BodyFormat, HttpSinkConfig};
 use crate::units::ByteSize;
 use serde::Deserialize;

@@ -2,7 +2,9 @@
 //! rule that keeps a reload from shrinking the chain behind the operator's
 //! back.
 
-use super::{ConfigError, FerryConfig, PluginSpec};
+use super::FerryConfig;
+use crate::config::ConfigError;
+use crate::plugin::PluginSpec;
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 

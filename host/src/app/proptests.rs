@@ -5,7 +5,8 @@
 //! a valid ferry.toml and of a teleport-event-handler.toml (with the event
 //! handler's environment variables set to odd values now and then).
 
-use super::{ConfigError, FerryConfig, discover_chain};
+use super::{FerryConfig, discover_chain};
+use crate::config::ConfigError;
 use crate::metrics::Metrics;
 use proptest::prelude::*;
 use std::path::Path;

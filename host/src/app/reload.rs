@@ -27,8 +27,9 @@
 //! fails to validate, the reload is refused, and the next change (the copy
 //! going on) tries again.
 
-use crate::app::{Refused, load_plugins};
-use crate::config::{ConfigError, ConfigFile, FerryConfig, Lost, Member, PluginChain, discover_chain};
+use super::{Refused, load_plugins};
+use super::{ConfigFile, FerryConfig, Lost, Member, PluginChain, discover_chain};
+use crate::config::ConfigError;
 use crate::metrics::Metrics;
 use crate::pipeline::ChainSwap;
 use crate::plugin::{Runtime, Transform};

@@ -1,14 +1,14 @@
 use super::legacy::{self, LegacyForward};
-use super::{ConfigError, Context};
+use crate::config::{ConfigError, Context};
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-pub use crate::pipeline::PipelineConfig;
-pub use crate::plugin::PluginSpec;
-pub use crate::sink::SinkConfig;
-pub use crate::source::SourceConfig;
+use crate::pipeline::PipelineConfig;
+use crate::plugin::PluginSpec;
+use crate::sink::SinkConfig;
+use crate::source::SourceConfig;
 use crate::source::teleport::TeleportSourceConfig;
 
 /// The whole of ferry.toml: each component's own part, as that component

@@ -31,9 +31,7 @@ const CONFIG: &str = "[config]\nfields = [\"login\", \"addr.remote\", \"addr.loc
 /// 256 fixture events, the 183 of the file and then its first 73 again.
 fn batch() -> Vec<Event> {
     let lines: Vec<&str> = ferry::cli::demo::SAMPLE_EVENTS.lines().collect();
-    (0..BATCH)
-        .map(|i| Event::from_json(lines[i % lines.len()].as_bytes().to_vec()).expect("fixture events are valid"))
-        .collect()
+    (0..BATCH).map(|i| Event::from_json(lines[i % lines.len()].as_bytes().to_vec()).expect("fixture events are valid")).collect()
 }
 
 /// The plugin's glue (`guest.rs`), natively: one outcome per event.
@@ -70,9 +68,7 @@ fn bench_redact(criterion: &mut Criterion) {
     group.throughput(Throughput::Elements(BATCH as u64));
     // The batch is borrowed by both variants; outcomes are dropped outside
     // the timing, so both pay the same for allocation and neither for freeing.
-    group.bench_function("native", |bench| {
-        bench.iter_batched(|| (), |()| redact_natively(&redactor, &events), BatchSize::SmallInput)
-    });
+    group.bench_function("native", |bench| bench.iter_batched(|| (), |()| redact_natively(&redactor, &events), BatchSize::SmallInput));
     group.bench_function("wasm", |bench| {
         bench.iter_batched(|| (), |()| plugin.process(&events).expect("the plugin runs"), BatchSize::SmallInput)
     });

@@ -19,9 +19,7 @@ const BATCH: usize = 256;
 /// 256 fixture events: the 183 sample events, then their start again.
 fn batch() -> Vec<Event> {
     let lines: Vec<&str> = ferry::cli::demo::SAMPLE_EVENTS.lines().collect();
-    (0..BATCH)
-        .map(|n| Event::from_json(lines[n % lines.len()].as_bytes().to_vec()).expect("fixture events are valid"))
-        .collect()
+    (0..BATCH).map(|n| Event::from_json(lines[n % lines.len()].as_bytes().to_vec()).expect("fixture events are valid")).collect()
 }
 
 fn load(runtime: &Runtime, name: &str, settings: &str) -> WasmPlugin {

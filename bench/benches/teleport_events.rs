@@ -30,7 +30,10 @@ mod common;
 use criterion::{Criterion, Throughput};
 use ferry::event::Event;
 use ferry::source::Position;
-use ferry::source::teleport::cursor::{AuditCursor, AuditPosition, ChunkPosition, Cursor, DateCursor, ExportCursor, ExportPosition, LegacyCursor, SessionProgress, PositionSnapshot};
+use ferry::source::teleport::cursor::{
+    AuditCursor, AuditPosition, ChunkPosition, Cursor, DateCursor, ExportCursor, ExportPosition, LegacyCursor, PositionSnapshot,
+    SessionProgress,
+};
 use ferry_proto::rawstruct::RawStruct;
 use ferry_proto::structjson::{json_to_struct, struct_to_json, write_struct_json};
 use prost::Message;
@@ -63,7 +66,10 @@ fn decode_tree(wire: &[u8]) -> Struct {
 fn value_path(wires: &[Vec<u8>]) -> Vec<Event> {
     wires
         .iter()
-        .map(|wire| Event::from_json(serde_json::to_vec(&struct_to_json(&decode_tree(wire))).expect("a Value serialises")).expect("a Struct's JSON is an event"))
+        .map(|wire| {
+            Event::from_json(serde_json::to_vec(&struct_to_json(&decode_tree(wire))).expect("a Value serialises"))
+                .expect("a Struct's JSON is an event")
+        })
         .collect()
 }
 
@@ -127,12 +133,23 @@ fn bench_events(criterion: &mut Criterion, wires: &[Vec<u8>]) {
 const PAGE: usize = 500;
 
 fn sessions() -> Vec<SessionProgress> {
-    (0..4).map(|i| SessionProgress { sid: format!("5f1d2e8c-0a4b-4c7e-9d3f-{i:012}"), next_index: 17, upload_time: "2024-05-01T10:00:00.123Z".into(), missing: 0 }).collect()
+    (0..4)
+        .map(|i| SessionProgress {
+            sid: format!("5f1d2e8c-0a4b-4c7e-9d3f-{i:012}"),
+            next_index: 17,
+            upload_time: "2024-05-01T10:00:00.123Z".into(),
+            missing: 0,
+        })
+        .collect()
 }
 
 /// An export cursor two days in, with 40 chunks done per day.
 fn export_base() -> ExportCursor {
-    let day = |date: &str| DateCursor { date: date.into(), done: (0..40).map(|i| format!("chunk-{date}-{i:04}")).collect(), partial: BTreeMap::new() };
+    let day = |date: &str| DateCursor {
+        date: date.into(),
+        done: (0..40).map(|i| format!("chunk-{date}-{i:04}")).collect(),
+        partial: BTreeMap::new(),
+    };
     ExportCursor { dates: vec![day("2024-04-30"), day("2024-05-01")] }
 }
 
@@ -176,7 +193,13 @@ fn bench_cursors(criterion: &mut Criterion) {
     let chunk_cursors: Vec<Arc<str>> = (0..PAGE).map(|i| Arc::from(format!("{{\"offset\":{}}}", i + 1).as_str())).collect();
     // Five chunks read at once (the default `concurrency`): four others
     // stand at a cursor while this one moves.
-    let others: Vec<ChunkPosition> = (41..45).map(|n| ChunkPosition { date: 1, name: Arc::from(format!("chunk-2024-05-01-{n:04}").as_str()), cursor: Arc::from("{\"offset\":7}") }).collect();
+    let others: Vec<ChunkPosition> = (41..45)
+        .map(|n| ChunkPosition {
+            date: 1,
+            name: Arc::from(format!("chunk-2024-05-01-{n:04}").as_str()),
+            cursor: Arc::from("{\"offset\":7}"),
+        })
+        .collect();
     let export_document = |i: usize| {
         let mut cursor = base.as_ref().clone();
         cursor.dates[1].partial.insert(name.to_string(), chunk_cursors[i].to_string());
@@ -193,10 +216,20 @@ fn bench_cursors(criterion: &mut Criterion) {
     };
     let mut group = criterion.benchmark_group("teleport-cursor");
     group.throughput(Throughput::Elements(PAGE as u64));
-    assert_eq!(encode_per_event(|i| AuditCursor::Legacy(legacy(i)), &sessions), shared_snapshot(|i| AuditPosition::Legacy(legacy(i)), &shared_sessions), "legacy: the two ways disagree");
-    assert_eq!(encode_per_event(export_document, &sessions), shared_snapshot(export_position, &shared_sessions), "export: the two ways disagree");
+    assert_eq!(
+        encode_per_event(|i| AuditCursor::Legacy(legacy(i)), &sessions),
+        shared_snapshot(|i| AuditPosition::Legacy(legacy(i)), &shared_sessions),
+        "legacy: the two ways disagree"
+    );
+    assert_eq!(
+        encode_per_event(export_document, &sessions),
+        shared_snapshot(export_position, &shared_sessions),
+        "export: the two ways disagree"
+    );
     group.bench_function("legacy-encode-per-event", |bench| bench.iter(|| encode_per_event(|i| AuditCursor::Legacy(legacy(i)), &sessions)));
-    group.bench_function("legacy-shared-snapshot", |bench| bench.iter(|| shared_snapshot(|i| AuditPosition::Legacy(legacy(i)), &shared_sessions)));
+    group.bench_function("legacy-shared-snapshot", |bench| {
+        bench.iter(|| shared_snapshot(|i| AuditPosition::Legacy(legacy(i)), &shared_sessions))
+    });
     group.bench_function("export-encode-per-event", |bench| bench.iter(|| encode_per_event(export_document, &sessions)));
     group.bench_function("export-shared-snapshot", |bench| bench.iter(|| shared_snapshot(export_position, &shared_sessions)));
     group.finish();
@@ -209,7 +242,9 @@ fn main() {
     bench_events(&mut criterion, &wires);
     bench_cursors(&mut criterion);
     criterion.final_summary();
-    if let [Some(value), Some(tree), Some(wire)] = ["value-path", "tree-pass", "wire-pass"].map(|variant| common::median_nanos(&out, "teleport-events", variant)) {
+    if let [Some(value), Some(tree), Some(wire)] =
+        ["value-path", "tree-pass", "wire-pass"].map(|variant| common::median_nanos(&out, "teleport-events", variant))
+    {
         let rate = |nanos: f64| wires.len() as f64 / (nanos / 1e9);
         println!("Teleport events (protobuf Struct bytes → ferry Event), {} fixture events, median of criterion's samples:", wires.len());
         println!("  value path (first):   {:>10.0} events/s", rate(value));
@@ -218,7 +253,8 @@ fn main() {
     }
     println!("The cursor per record, pages of {PAGE} events, median of criterion's samples:");
     for engine in ["legacy", "export"] {
-        let [before, after] = ["encode-per-event", "shared-snapshot"].map(|way| common::median_nanos(&out, "teleport-cursor", &format!("{engine}-{way}")));
+        let [before, after] =
+            ["encode-per-event", "shared-snapshot"].map(|way| common::median_nanos(&out, "teleport-cursor", &format!("{engine}-{way}")));
         if let (Some(before), Some(after)) = (before, after) {
             let per_event = |nanos: f64| nanos / PAGE as f64;
             println!("  {engine:<6} encoded per event (before): {:>8.0} ns/event", per_event(before));

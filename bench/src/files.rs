@@ -4,11 +4,11 @@
 //! code compiled in, in one run.
 
 use crate::BenchArgs;
+use anyhow::Context;
 use ferry::app::FerryConfig;
 use ferry::event::{Event, Outcome};
 use ferry::metrics::Metrics;
 use ferry::plugin::{OnError, PluginError, Transform};
-use anyhow::Context;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -66,7 +66,13 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         }
     }
     let medians: Vec<f64> = rates.iter_mut().map(|r| median(r)).collect();
-    println!("ferry-bench: {} events per round, batch size {}, {} rounds, {} cores", repeat * ferry::cli::demo::SAMPLE_EVENTS.lines().count(), args.batch_size, args.rounds.max(1), std::thread::available_parallelism().map_or(1, |n| n.get()));
+    println!(
+        "ferry-bench: {} events per round, batch size {}, {} rounds, {} cores",
+        repeat * ferry::cli::demo::SAMPLE_EVENTS.lines().count(),
+        args.batch_size,
+        args.rounds.max(1),
+        std::thread::available_parallelism().map_or(1, |n| n.get())
+    );
     for (variant, rate) in variants.iter().zip(&medians) {
         println!("  {:<32} {rate:>10.0} events/s (median)", variant.label());
     }
@@ -117,7 +123,8 @@ pub async fn run_native_redact(path: &Path) -> anyhow::Result<()> {
     let metrics = Arc::new(Metrics::default());
     let parts = ferry::app::build_parts(&config, metrics.clone(), false).await?;
     let settings = redact_config(path)?;
-    let transforms: Vec<Box<dyn Transform>> = vec![Box::new(NativeRedact { redactor: redact::Redactor::from_config(&settings).map_err(anyhow::Error::msg)? })];
+    let transforms: Vec<Box<dyn Transform>> =
+        vec![Box::new(NativeRedact { redactor: redact::Redactor::from_config(&settings).map_err(anyhow::Error::msg)? })];
     let pipeline = ferry::app::assemble(&config, parts, transforms, metrics).await?;
     let (trigger, shutdown) = ferry::shutdown::channel();
     ferry::shutdown::fire_on_signals(trigger);

@@ -86,7 +86,6 @@ pub struct BenchArgs {
     pub native_redact: Option<std::path::PathBuf>,
 }
 
-
 fn main() -> ExitCode {
     let mut argv = std::env::args_os();
     if std::env::args_os().nth(1).is_some_and(|first| first == "ferry") {
@@ -94,7 +93,10 @@ fn main() -> ExitCode {
         return ferry::cli::main(argv);
     }
     let args = BenchArgs::parse();
-    tracing_subscriber::fmt().with_env_filter(tracing_subscriber::EnvFilter::try_from_env("FERRY_LOG").unwrap_or_else(|_| "info".into())).with_writer(std::io::stderr).init();
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("FERRY_LOG").unwrap_or_else(|_| "info".into()))
+        .with_writer(std::io::stderr)
+        .init();
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(runtime) => runtime,
         Err(err) => {

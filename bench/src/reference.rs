@@ -9,10 +9,10 @@
 //! It runs as a child process (`ferry-bench --reference-client SETTINGS`,
 //! hidden) so that its CPU time and peak memory are measured as ferry's are.
 
-use ferry::source::teleport::connect::{self, ClientTls, ConnectOptions};
-use ferry::source::teleport::identity::{Route, TlsMaterial};
 use anyhow::Context;
 use bytes::Bytes;
+use ferry::source::teleport::connect::{self, ClientTls, ConnectOptions};
+use ferry::source::teleport::identity::{Route, TlsMaterial};
 use ferry_proto::auditlog::{GetUnstructuredEventsRequest, Order};
 use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client;
@@ -59,12 +59,18 @@ pub async fn run(path: &Path) -> anyhow::Result<()> {
     let channel = connect::connect(&settings.addr, &tls, &ConnectOptions::default()).await?;
     let mut audit = connect::audit_log_client(channel);
 
-    let files = ferry::tls::ClientFiles { ca: Some(settings.ca.clone()), cert: Some(settings.cert.clone()), key: Some(settings.key.clone()) };
+    let files =
+        ferry::tls::ClientFiles { ca: Some(settings.ca.clone()), cert: Some(settings.cert.clone()), key: Some(settings.key.clone()) };
     let sink_tls = ferry::tls::client_config(&files, &[])?;
     let mut http = HttpConnector::new();
     http.enforce_http(false);
     http.set_nodelay(true);
-    let connector = hyper_rustls::HttpsConnectorBuilder::new().with_tls_config(sink_tls).https_only().enable_http1().enable_http2().wrap_connector(http);
+    let connector = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_tls_config(sink_tls)
+        .https_only()
+        .enable_http1()
+        .enable_http2()
+        .wrap_connector(http);
     let client: Client<_, Full<Bytes>> = Client::builder(TokioExecutor::new()).pool_max_idle_per_host(settings.in_flight).build(connector);
     let url: hyper::Uri = settings.url.parse().with_context(|| format!("{}: not a URL", settings.url))?;
 
@@ -87,7 +93,11 @@ pub async fn run(path: &Path) -> anyhow::Result<()> {
                 start_key: start_key.clone(),
                 order: Order::Ascending.into(),
             };
-            let page = audit.get_unstructured_events(request).await.map_err(|status| anyhow::anyhow!(connect::describe_status(&settings.addr, &status)))?.into_inner();
+            let page = audit
+                .get_unstructured_events(request)
+                .await
+                .map_err(|status| anyhow::anyhow!(connect::describe_status(&settings.addr, &status)))?
+                .into_inner();
             if !page.items.is_empty() {
                 body.clear();
                 body.push(b'[');

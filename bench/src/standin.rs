@@ -210,7 +210,12 @@ impl Drop for StandIn {
 impl StandIn {
     /// Starts `exe` as the stand-in `serve` says, with its settings and log
     /// in `dir`, and returns it with what it said once it listened.
-    pub fn spawn<T: serde::de::DeserializeOwned>(exe: &Path, name: &'static str, serve: &Serve, dir: &Path) -> anyhow::Result<(StandIn, T)> {
+    pub fn spawn<T: serde::de::DeserializeOwned>(
+        exe: &Path,
+        name: &'static str,
+        serve: &Serve,
+        dir: &Path,
+    ) -> anyhow::Result<(StandIn, T)> {
         let settings = dir.join(format!("{name}.json"));
         std::fs::write(&settings, serde_json::to_vec(serve)?).with_context(|| format!("cannot write {}", settings.display()))?;
         let log = dir.join(format!("{name}.log"));
@@ -235,7 +240,9 @@ impl StandIn {
 
     /// Sends `command` and reads its answer.
     pub fn ask<T: serde::de::DeserializeOwned>(&mut self, command: &str) -> anyhow::Result<T> {
-        writeln!(self.input, "{command}").and_then(|()| self.input.flush()).with_context(|| format!("the {} stand-in stopped; its log: {}", self.name, self.log.display()))?;
+        writeln!(self.input, "{command}")
+            .and_then(|()| self.input.flush())
+            .with_context(|| format!("the {} stand-in stopped; its log: {}", self.name, self.log.display()))?;
         self.read()
     }
 
@@ -244,7 +251,11 @@ impl StandIn {
         self.output.read_line(&mut line).with_context(|| format!("cannot read from the {} stand-in", self.name))?;
         if line.is_empty() {
             let log = std::fs::read_to_string(&self.log).unwrap_or_default();
-            anyhow::bail!("the {} stand-in stopped; its log:\n{}", self.name, log.lines().rev().take(10).collect::<Vec<_>>().into_iter().rev().collect::<Vec<_>>().join("\n"));
+            anyhow::bail!(
+                "the {} stand-in stopped; its log:\n{}",
+                self.name,
+                log.lines().rev().take(10).collect::<Vec<_>>().into_iter().rev().collect::<Vec<_>>().join("\n")
+            );
         }
         let value: serde_json::Value = serde_json::from_str(&line).with_context(|| format!("the {} stand-in said {line:?}", self.name))?;
         if let Some(error) = value.get("error") {

@@ -32,9 +32,9 @@
 //! SIGTERM and its peak RSS, how far it read ahead of the sink, and how long
 //! it took to stop are reported.
 
-use crate::BenchArgs;
 use super::reference::Settings;
 use super::standin::{LogstashReady, Serve, StandIn, Tally, TeleportReady};
+use crate::BenchArgs;
 use anyhow::Context;
 use serde::Serialize;
 use std::path::{Path, PathBuf};
@@ -69,7 +69,8 @@ impl Plugin {
     fn files(self, examples: Option<&Path>) -> anyhow::Result<Option<(&'static str, Vec<u8>, &'static str)>> {
         let example = |name: &'static str, settings: &'static str| -> anyhow::Result<_> {
             let path = examples.context("the Python and JavaScript variants need --examples")?.join(format!("{name}.wasm"));
-            let wasm = std::fs::read(&path).with_context(|| format!("cannot read the example plugin {} (build it with `cargo test`)", path.display()))?;
+            let wasm = std::fs::read(&path)
+                .with_context(|| format!("cannot read the example plugin {} (build it with `cargo test`)", path.display()))?;
             Ok(Some((name, wasm, settings)))
         };
         match self {
@@ -77,7 +78,9 @@ impl Plugin {
             Plugin::Wasm => Ok(Some(("redact", ferry::cli::demo::REDACT_PLUGIN.to_vec(), ferry::cli::demo::DEMO_REDACT_CONFIG))),
             // Patterns that match no sample event, so that every event
             // still arrives, yet each event's type is read and tried.
-            Plugin::Python => example("tag", "[config]\ntags = { pipeline = \"ferry\", env = \"bench\" }\ndrop = [\"lint.*\", \"*.bench_skipped\"]\n"),
+            Plugin::Python => {
+                example("tag", "[config]\ntags = { pipeline = \"ferry\", env = \"bench\" }\ndrop = [\"lint.*\", \"*.bench_skipped\"]\n")
+            }
             Plugin::JavaScript => example(
                 "reshape",
                 "[config]\nrename = { \"addr.remote\" = \"remote_addr\" }\nlowercase = [\"user\"]\nroutes = [{ types = \"session.*\", sinks = [\"default\"] }]\n",
@@ -171,7 +174,8 @@ impl Peers {
         let plugin_cache = plugin_cache.map_or_else(|| dir.path().join("plugin-cache"), Path::to_owned);
         std::fs::create_dir_all(&plugin_cache).with_context(|| format!("cannot create the compile cache {}", plugin_cache.display()))?;
         let identity = dir.path().join("identity");
-        let (teleport, teleport_ready) = StandIn::spawn(exe, "teleport", &Serve::Teleport { events, identity: identity.clone() }, dir.path())?;
+        let (teleport, teleport_ready) =
+            StandIn::spawn(exe, "teleport", &Serve::Teleport { events, identity: identity.clone() }, dir.path())?;
         let (logstash, logstash_ready) = StandIn::spawn(exe, "logstash", &Serve::Logstash { pki: dir.path().join("pki") }, dir.path())?;
         Ok(Peers { plugin_cache, teleport, teleport_ready, identity, logstash, logstash_ready, _dir: dir })
     }
@@ -242,7 +246,9 @@ pub async fn run(args: &BenchArgs) -> anyhow::Result<()> {
     let mut runs: Vec<Vec<Run>> = vec![Vec::new(); variants.len()];
     for round in 0..rounds {
         for (i, variant) in variants.iter().enumerate() {
-            let run = run_once(&exe, &mut peers, *variant, examples, events).await.with_context(|| format!("bench variant `{}`", variant.label()))?;
+            let run = run_once(&exe, &mut peers, *variant, examples, events)
+                .await
+                .with_context(|| format!("bench variant `{}`", variant.label()))?;
             eprintln!("round {}: {:<36} {:>10.0} events/s", round + 1, variant.label(), run.events_per_second);
             runs[i].push(run);
         }
@@ -259,7 +265,11 @@ pub async fn run(args: &BenchArgs) -> anyhow::Result<()> {
         variants: variants
             .iter()
             .zip(medians)
-            .map(|(variant, median)| Row { variant: variant.label(), ratio_to_reference: if reference > 0.0 { median.events_per_second / reference } else { 0.0 }, median })
+            .map(|(variant, median)| Row {
+                variant: variant.label(),
+                ratio_to_reference: if reference > 0.0 { median.events_per_second / reference } else { 0.0 },
+                median,
+            })
             .collect(),
     };
     if args.json {
@@ -285,13 +295,27 @@ fn print_table(report: &Report) {
         let m = &row.median;
         println!(
             "| {} | {:.0} | {:.2} | {:.2} | {:.0} | {:.2} | {:.2} | {:.1} | {} |",
-            row.variant, m.events_per_second, row.ratio_to_reference, m.cpu_seconds_per_100k, m.cpu_us_per_request, m.latency_p50_ms, m.latency_p99_ms, m.peak_rss_mib, m.requests
+            row.variant,
+            m.events_per_second,
+            row.ratio_to_reference,
+            m.cpu_seconds_per_100k,
+            m.cpu_us_per_request,
+            m.latency_p50_ms,
+            m.latency_p99_ms,
+            m.peak_rss_mib,
+            m.requests
         );
     }
 }
 
 /// Writes the child's files into `dir` and returns the command that runs it.
-fn child_command(exe: &Exes, peers: &Peers, variant: Variant, examples: Option<&Path>, dir: &Path) -> anyhow::Result<std::process::Command> {
+fn child_command(
+    exe: &Exes,
+    peers: &Peers,
+    variant: Variant,
+    examples: Option<&Path>,
+    dir: &Path,
+) -> anyhow::Result<std::process::Command> {
     let (addr, identity) = (&peers.teleport_ready.addr, peers.identity.display());
     let logstash = &peers.logstash_ready;
     let url = &logstash.url;
@@ -323,7 +347,12 @@ fn child_command(exe: &Exes, peers: &Peers, variant: Variant, examples: Option<&
                 std::fs::write(plugins.join(format!("10-{name}.wasm")), wasm).with_context(|| format!("cannot write the {name} plugin"))?;
                 std::fs::write(plugins.join(format!("10-{name}.toml")), settings).context("cannot write the plugin settings")?;
             }
-            let tls = format!("ca = \"{}\"\ncert = \"{}\"\nkey = \"{}\"\n", logstash.ca.display(), logstash.cert.display(), logstash.key.display());
+            let tls = format!(
+                "ca = \"{}\"\ncert = \"{}\"\nkey = \"{}\"\n",
+                logstash.ca.display(),
+                logstash.cert.display(),
+                logstash.key.display()
+            );
             let common = "storage = \"storage\"\nplugins-dir = \"plugins\"\n";
             let text = match variant {
                 Variant::Native(_) => format!(
@@ -361,7 +390,9 @@ impl ChildLog {
     }
 
     fn tail(&self) -> String {
-        std::fs::read_to_string(&self.0).map(|text| text.lines().rev().take(10).collect::<Vec<_>>().into_iter().rev().collect::<Vec<_>>().join("\n")).unwrap_or_default()
+        std::fs::read_to_string(&self.0)
+            .map(|text| text.lines().rev().take(10).collect::<Vec<_>>().into_iter().rev().collect::<Vec<_>>().join("\n"))
+            .unwrap_or_default()
     }
 }
 
@@ -381,7 +412,11 @@ async fn run_once(exe: &Exes, peers: &mut Peers, variant: Variant, examples: Opt
 
     let tally = peers.tally()?;
     let (delivered, unique) = (tally.events, tally.distinct);
-    anyhow::ensure!(delivered == events && unique == events, "the Logstash stand-in recorded {delivered} events ({unique} distinct) of {events}; the child's last lines:\n{}", log.tail());
+    anyhow::ensure!(
+        delivered == events && unique == events,
+        "the Logstash stand-in recorded {delivered} events ({unique} distinct) of {events}; the child's last lines:\n{}",
+        log.tail()
+    );
     anyhow::ensure!(tally.requests > 0, "no request reached the Logstash stand-in");
     Ok(Run {
         events_per_second: events as f64 / tally.span_seconds.max(1e-6),
@@ -478,7 +513,14 @@ async fn backlog(args: &BenchArgs, exe: &Exes, peers: &mut Peers) -> anyhow::Res
         for run in &report.runs {
             println!(
                 "| {} | {} | {} | {} | {:.1} | {:.2} | {:.2} | {} |",
-                run.sink, run.events_read, run.requests, run.refused, run.peak_rss_mib, run.cpu_seconds, run.stop_seconds, run.stopped_cleanly
+                run.sink,
+                run.events_read,
+                run.requests,
+                run.refused,
+                run.peak_rss_mib,
+                run.cpu_seconds,
+                run.stop_seconds,
+                run.stopped_cleanly
             );
         }
     }

@@ -12,7 +12,11 @@ use serde_json::Value;
 /// report; a failed run panics with what it printed.
 fn bench_json(args: &[&str]) -> Value {
     let dir = tempfile::tempdir().expect("a temporary folder");
-    let output = std::process::Command::new(env!("CARGO_BIN_EXE_ferry-bench")).args(args).current_dir(dir.path()).output().expect("ferry-bench runs");
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_ferry-bench"))
+        .args(args)
+        .current_dir(dir.path())
+        .output()
+        .expect("ferry-bench runs");
     let (stdout, stderr) = (String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
     assert!(output.status.success(), "ferry-bench {args:?} failed ({}):\n{stderr}\n{stdout}", output.status);
     serde_json::from_str(&stdout).unwrap_or_else(|err| panic!("the report is not JSON: {err}\n{stdout}\n{stderr}"))
@@ -22,7 +26,8 @@ fn bench_json(args: &[&str]) -> Value {
 fn the_teleport_bench_reports_every_variant_with_every_event_delivered_once() {
     let (examples, cache) = (ferry_test_plugins::PLUGIN_DIR, ferry_test_plugins::COMPILE_CACHE);
     std::fs::create_dir_all(cache).expect("the shared compile cache");
-    let report = bench_json(&["--teleport", "--events", "2000", "--rounds", "1", "--json", "--examples", examples, "--plugin-cache", cache]);
+    let report =
+        bench_json(&["--teleport", "--events", "2000", "--rounds", "1", "--json", "--examples", examples, "--plugin-cache", cache]);
     assert_eq!(report["events"], 2000, "{report}");
     let variants = report["variants"].as_array().expect("a list of variants");
     let names: Vec<&str> = variants.iter().filter_map(|v| v["variant"].as_str()).collect();
@@ -44,7 +49,10 @@ fn the_teleport_bench_reports_every_variant_with_every_event_delivered_once() {
         assert!(variant["events_per_second"].as_f64().is_some_and(|rate| rate > 0.0), "{name}: no rate\n{variant}");
         assert_eq!(variant["delivered"], 2000, "{name}: every event reached the Logstash stand-in\n{variant}");
         assert_eq!(variant["unique"], 2000, "{name}: each of them once\n{variant}");
-        assert!(variant["cpu_seconds_per_100k"].as_f64().is_some_and(|cpu| cpu > 0.0), "{name}: the child's CPU time was measured\n{variant}");
+        assert!(
+            variant["cpu_seconds_per_100k"].as_f64().is_some_and(|cpu| cpu > 0.0),
+            "{name}: the child's CPU time was measured\n{variant}"
+        );
         assert!(variant["cpu_us_per_request"].as_f64().is_some_and(|cpu| cpu > 0.0), "{name}: and its cost per request\n{variant}");
         assert!(variant["peak_rss_mib"].as_f64().is_some_and(|rss| rss > 1.0), "{name}: the child's peak RSS was measured\n{variant}");
         assert!(variant["requests"].as_u64().is_some_and(|requests| requests > 0), "{name}: requests counted\n{variant}");
@@ -52,7 +60,10 @@ fn the_teleport_bench_reports_every_variant_with_every_event_delivered_once() {
     let single = variants.iter().find(|v| v["variant"] == "single, redact (WebAssembly)").expect("the single variant");
     assert_eq!(single["requests"], 2000, "format = \"single\" sends one event per request\n{single}");
     for batched in variants.iter().filter(|v| v["variant"] != "single, redact (WebAssembly)") {
-        assert!(batched["requests"].as_u64().is_some_and(|requests| requests <= 2000 / 100), "arrays of up to 500 events, not one per request\n{batched}");
+        assert!(
+            batched["requests"].as_u64().is_some_and(|requests| requests <= 2000 / 100),
+            "arrays of up to 500 events, not one per request\n{batched}"
+        );
     }
     let reference = variants.iter().find(|v| v["variant"] == "reference client").expect("the reference client");
     assert_eq!(reference["ratio_to_reference"], 1.0, "{reference}");
@@ -70,7 +81,10 @@ fn the_backlog_bench_shows_ferry_holding_back_from_a_stalled_sink_and_stopping()
         assert_eq!(run["delivered"], 0, "{sink}: nothing was accepted\n{run}");
         let read = run["events_read"].as_u64().expect("events read");
         assert!(read > 0 && read < 20000, "{sink}: ferry read some of the log, not all of it ahead of a stalled sink\n{run}");
-        assert!(run["peak_rss_mib"].as_f64().is_some_and(|rss| rss > 1.0 && rss < 150.0), "{sink}: peak RSS measured, under 150 MiB\n{run}");
+        assert!(
+            run["peak_rss_mib"].as_f64().is_some_and(|rss| rss > 1.0 && rss < 150.0),
+            "{sink}: peak RSS measured, under 150 MiB\n{run}"
+        );
         assert_eq!(run["stopped_cleanly"], true, "{sink}: ferry stopped on SIGTERM with success\n{run}");
     }
     assert_eq!(runs[0]["refused"], runs[0]["requests"], "the refusing sink refused every request\n{report}");

@@ -214,7 +214,8 @@ mod tests {
     fn fields_come_from_the_top_level_or_the_kept_original() {
         let teleport = json!({"event": "user.login", "user": "alice"});
         assert_eq!(teleport_field(&teleport, "user"), Some(&json!("alice")));
-        let ecs = json!({"event": {"action": "user.login"}, "user": {"name": "alice"}, "teleport": {"event": "user.login", "user": "alice"}});
+        let ecs =
+            json!({"event": {"action": "user.login"}, "user": {"name": "alice"}, "teleport": {"event": "user.login", "user": "alice"}});
         assert_eq!(teleport_field(&ecs, "user"), Some(&json!("alice")));
         assert_eq!(teleport_field(&ecs, "event"), Some(&json!("user.login")));
         assert_eq!(teleport_field(&ecs, "code"), None);

@@ -93,7 +93,8 @@ mod tests {
 
     #[test]
     fn header_fields_are_read_from_the_json() {
-        let event = Event::new(br#"{"ei":7,"event":"session.start","uid":"u-1","time":"2024-01-01T00:00:00Z","sid":"s-1","x":[1,{"y":2}]}"#);
+        let event =
+            Event::new(br#"{"ei":7,"event":"session.start","uid":"u-1","time":"2024-01-01T00:00:00Z","sid":"s-1","x":[1,{"y":2}]}"#);
         assert_eq!(
             (event.event_type(), event.id(), event.time(), event.index(), event.session_id()),
             ("session.start", "u-1", "2024-01-01T00:00:00Z", 7, "s-1")

@@ -18,10 +18,7 @@ use std::fmt::Display;
 ///
 /// Natively (not `wasm32`), writes one line to standard error instead.
 pub fn log(level: Level, message: &str, fields: &[(&str, &dyn Display)]) {
-    let fields: Vec<(String, String)> = fields
-        .iter()
-        .map(|(key, value)| ((*key).to_owned(), value.to_string()))
-        .collect();
+    let fields: Vec<(String, String)> = fields.iter().map(|(key, value)| ((*key).to_owned(), value.to_string())).collect();
     emit(level, message, &fields);
 }
 
@@ -81,11 +78,7 @@ mod tests {
 
     #[test]
     fn native_stand_ins_do_not_panic() {
-        log(
-            Level::Info,
-            "Batch done.",
-            &[("events", &3), ("sink", &"default")],
-        );
+        log(Level::Info, "Batch done.", &[("events", &3), ("sink", &"default")]);
         crate::log::warn("No fields.", &[]);
         count("seen", 0);
         count("seen", 5);

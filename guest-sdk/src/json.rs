@@ -40,8 +40,7 @@ pub trait EventExt {
 
 impl EventExt for Event<'_> {
     fn parse_json(&self) -> Result<Value, String> {
-        serde_json::from_slice(self.json)
-            .map_err(|error| format!("event JSON is not valid: {error}"))
+        serde_json::from_slice(self.json).map_err(|error| format!("event JSON is not valid: {error}"))
     }
 
     fn parse_object(&self) -> Result<Map<String, Value>, String> {
@@ -51,8 +50,6 @@ impl EventExt for Event<'_> {
         }
     }
 }
-
-
 
 /// Builds outcomes from JSON values.
 pub trait OutcomeExt {
@@ -76,14 +73,10 @@ pub trait OutcomeExt {
 impl OutcomeExt for Outcome {
     fn replace_json(json: &Value) -> Outcome {
         match json {
-            Value::Object(_) => Outcome::Replace(
-                serde_json::to_vec(json)
-                    .expect("a serde_json::Value always serialises: its keys are strings"),
-            ),
-            other => Outcome::Fail(format!(
-                "plugin replaced the event with {}, but an event must be a JSON object",
-                kind(other)
-            )),
+            Value::Object(_) => {
+                Outcome::Replace(serde_json::to_vec(json).expect("a serde_json::Value always serialises: its keys are strings"))
+            }
+            other => Outcome::Fail(format!("plugin replaced the event with {}, but an event must be a JSON object", kind(other))),
         }
     }
 
@@ -92,10 +85,7 @@ impl OutcomeExt for Outcome {
         I: IntoIterator<Item = S>,
         S: Into<String>,
     {
-        Outcome::Route(Route {
-            sinks: sinks.into_iter().map(Into::into).collect(),
-            json: None,
-        })
+        Outcome::Route(Route { sinks: sinks.into_iter().map(Into::into).collect(), json: None })
     }
 }
 
@@ -122,9 +112,7 @@ mod tests {
 
     #[test]
     fn parse_json_keeps_key_order() {
-        let value = event(br#"{"z":1,"a":2,"m":3}"#)
-            .parse_json()
-            .expect("valid JSON");
+        let value = event(br#"{"z":1,"a":2,"m":3}"#).parse_json().expect("valid JSON");
         let keys: Vec<&String> = value.as_object().expect("an object").keys().collect();
         assert_eq!(keys, ["z", "a", "m"]);
     }
@@ -132,10 +120,7 @@ mod tests {
     #[test]
     fn parse_json_error_names_the_event_and_the_place() {
         let error = event(b"{\"user\":").parse_json().expect_err("truncated");
-        assert_eq!(
-            error,
-            "event JSON is not valid: EOF while parsing a value at line 1 column 8"
-        );
+        assert_eq!(error, "event JSON is not valid: EOF while parsing a value at line 1 column 8");
     }
 
     #[test]
@@ -156,10 +141,7 @@ mod tests {
     #[test]
     fn replace_json_fails_for_anything_but_an_object() {
         match Outcome::replace_json(&json!("text")) {
-            Outcome::Fail(reason) => assert_eq!(
-                reason,
-                "plugin replaced the event with a string, but an event must be a JSON object"
-            ),
+            Outcome::Fail(reason) => assert_eq!(reason, "plugin replaced the event with a string, but an event must be a JSON object"),
             other => panic!("expected a failure, got {other:?}"),
         }
     }

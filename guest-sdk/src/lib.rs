@@ -177,9 +177,7 @@ pub mod log {
 
 /// Everything a plugin usually needs, in one `use ferry_guest::prelude::*;`.
 pub mod prelude {
-    pub use crate::{
-        Event, EventExt, Level, Outcome, OutcomeExt, Plugin, Route, count, export_plugin, log,
-    };
+    pub use crate::{Event, EventExt, Level, Outcome, OutcomeExt, Plugin, Route, count, export_plugin, log};
 }
 
 /// What [`export_plugin!`] expands to. Not part of the API: names and
@@ -227,15 +225,11 @@ macro_rules! export_plugin {
             struct FerryPluginExport;
 
             impl $crate::bindings::exports::ferry::plugin::guest::Guest for FerryPluginExport {
-                fn init(
-                    config: ::std::string::String,
-                ) -> ::core::result::Result<(), ::std::string::String> {
+                fn init(config: ::std::string::String) -> ::core::result::Result<(), ::std::string::String> {
                     $crate::__private::init::<$plugin>(&FERRY_PLUGIN_STATE, &config)
                 }
 
-                fn process(
-                    events: ::std::vec::Vec<u8>,
-                ) -> $crate::bindings::ferry::plugin::types::Output {
+                fn process(events: ::std::vec::Vec<u8>) -> $crate::bindings::ferry::plugin::types::Output {
                     $crate::__private::process::<$plugin>(&FERRY_PLUGIN_STATE, &events)
                 }
             }

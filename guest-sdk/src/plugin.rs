@@ -41,8 +41,7 @@ pub type State<P> = RefCell<Option<P>>;
 ///
 /// ferry always calls `init` first and does not call `process` after a failed
 /// `init`, so seeing this means a host bug, not a plugin bug.
-pub(crate) const NOT_INITIALISED: &str =
-    "plugin not initialised: `process` was called before a successful `init`";
+pub(crate) const NOT_INITIALISED: &str = "plugin not initialised: `process` was called before a successful `init`";
 
 /// The export `init`: drops any earlier state, then stores the new one.
 ///
@@ -74,9 +73,7 @@ fn outcomes<P: Plugin>(slot: &'static LocalKey<State<P>>, batch: &[Event<'_>]) -
 
 /// One `NOT_INITIALISED` failure per event.
 fn not_initialised(events: usize) -> Vec<Outcome> {
-    (0..events)
-        .map(|_| Outcome::Fail(NOT_INITIALISED.to_owned()))
-        .collect()
+    (0..events).map(|_| Outcome::Fail(NOT_INITIALISED.to_owned())).collect()
 }
 
 #[cfg(test)]
@@ -99,10 +96,7 @@ mod tests {
         fn process(&mut self, batch: &[Event<'_>]) -> Vec<Outcome> {
             self.batches += 1;
             let reason = format!("batch {}", self.batches);
-            batch
-                .iter()
-                .map(|_| Outcome::Fail(reason.clone()))
-                .collect()
+            batch.iter().map(|_| Outcome::Fail(reason.clone())).collect()
         }
     }
 

@@ -66,7 +66,10 @@ mod tests {
 
     #[test]
     fn a_chain_of_messages_joins_the_same_way() {
-        assert_eq!(join_causes(["aborting launch", "failed to reticulate splines", "ghosts"]), "aborting launch: failed to reticulate splines: ghosts");
+        assert_eq!(
+            join_causes(["aborting launch", "failed to reticulate splines", "ghosts"]),
+            "aborting launch: failed to reticulate splines: ghosts"
+        );
         assert_eq!(join_causes(["cannot read a.wasm: gone", "gone"]), "cannot read a.wasm: gone");
         assert_eq!(join_causes(Vec::<String>::new()), "");
     }

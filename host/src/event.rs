@@ -109,12 +109,22 @@ impl Event {
         let mut header = StructHeader::default();
         fields.write_json(buffer, |key, field| header.note(key, field))?;
         let json = buffer.clone();
-        let (Some(uid), Some(event_type), Some(time), Some(session_id)) = (header.uid, header.event_type, header.time, header.session_id) else {
+        let (Some(uid), Some(event_type), Some(time), Some(session_id)) = (header.uid, header.event_type, header.time, header.session_id)
+        else {
             // Text written from a Struct is valid JSON, so this reads it;
             // were it not, the event keeps its bytes under its content id.
             return Ok(Event::with_header(json).unwrap_or_else(|err| {
                 let json = err.into_json();
-                Event { id: ferry_event::content_id(&json), event_type: String::new(), time: String::new(), index: 0, session_id: String::new(), stream_session: None, sink: None, json }
+                Event {
+                    id: ferry_event::content_id(&json),
+                    event_type: String::new(),
+                    time: String::new(),
+                    index: 0,
+                    session_id: String::new(),
+                    stream_session: None,
+                    sink: None,
+                    json,
+                }
             }));
         };
         Ok(Event {
@@ -132,7 +142,13 @@ impl Event {
     /// The event with the header [`Header::read`] reads from its JSON.
     fn with_header(json: Vec<u8>) -> Result<Event, EventError> {
         let (id, event_type, time, index, session_id) = match Header::read(&json) {
-            Ok(header) => (header.id(&json).into_owned(), header.event_type().to_owned(), header.time().to_owned(), header.index(), header.session_id().to_owned()),
+            Ok(header) => (
+                header.id(&json).into_owned(),
+                header.event_type().to_owned(),
+                header.time().to_owned(),
+                header.index(),
+                header.session_id().to_owned(),
+            ),
             Err(error) => return Err(EventError { problem: Problem::Invalid(error), json }),
         };
         Ok(Event { id, event_type, time, index, session_id, stream_session: None, sink: None, json })
@@ -264,13 +280,15 @@ mod proptests {
             Just(Value { kind: None }),
             Just(Value { kind: Some(Kind::NullValue(0)) }),
             any::<bool>().prop_map(|b| Value { kind: Some(Kind::BoolValue(b)) }),
-            prop_oneof![Just(String::new()), "[a-z.-]{1,8}".prop_map(String::from)].prop_map(|s| Value { kind: Some(Kind::StringValue(s)) }),
+            prop_oneof![Just(String::new()), "[a-z.-]{1,8}".prop_map(String::from)]
+                .prop_map(|s| Value { kind: Some(Kind::StringValue(s)) }),
             number(),
         ];
         leaf.prop_recursive(2, 12, 4, |inner| {
             prop_oneof![
                 prop::collection::vec(inner.clone(), 0..3).prop_map(|values| Value { kind: Some(Kind::ListValue(ListValue { values })) }),
-                prop::collection::btree_map(header_key(), inner, 0..5).prop_map(|fields| Value { kind: Some(Kind::StructValue(Struct { fields })) }),
+                prop::collection::btree_map(header_key(), inner, 0..5)
+                    .prop_map(|fields| Value { kind: Some(Kind::StructValue(Struct { fields })) }),
             ]
         })
     }
@@ -278,16 +296,34 @@ mod proptests {
     /// Teleport's header keys, the ECS ones, and others.
     fn header_key() -> impl Strategy<Value = String> {
         prop_oneof![
-            Just("uid"), Just("event"), Just("time"), Just("ei"), Just("sid"), Just("teleport"), Just("id"), Just("@timestamp"), Just("user"),
-        ].prop_map(String::from)
+            Just("uid"),
+            Just("event"),
+            Just("time"),
+            Just("ei"),
+            Just("sid"),
+            Just("teleport"),
+            Just("id"),
+            Just("@timestamp"),
+            Just("user"),
+        ]
+        .prop_map(String::from)
     }
 
     /// Numbers around the edges of what reads as an integer `ei`.
     fn number() -> impl Strategy<Value = prost_types::Value> {
         prop_oneof![
-            (-5i64..5).prop_map(|n| n as f64), any::<f64>(), Just(0.5), Just(-0.0), Just(1e300), Just(f64::NAN), Just(f64::INFINITY),
-            Just(9_007_199_254_740_992.0), Just(-9_007_199_254_740_992.0), Just(9_007_199_254_740_994.0),
-        ].prop_map(|n| prost_types::Value { kind: Some(Kind::NumberValue(n)) })
+            (-5i64..5).prop_map(|n| n as f64),
+            any::<f64>(),
+            Just(0.5),
+            Just(-0.0),
+            Just(1e300),
+            Just(f64::NAN),
+            Just(f64::INFINITY),
+            Just(9_007_199_254_740_992.0),
+            Just(-9_007_199_254_740_992.0),
+            Just(9_007_199_254_740_994.0),
+        ]
+        .prop_map(|n| prost_types::Value { kind: Some(Kind::NumberValue(n)) })
     }
 
     /// Random fields, and half the time an `ei` that is a number.

@@ -37,7 +37,10 @@ pub const COUNTERS: &[(&str, &str)] = &[
     ("ferry_sink_events_failed_total", "Events a sink refused for good (they are dead-lettered), by sink."),
     ("ferry_sink_retries_total", "Delivery attempts that failed and were retried, by sink."),
     ("ferry_http_requests_total", "HTTP requests to a sink, by sink and outcome."),
-    ("ferry_events_dead_lettered_total", "Events written to the dead-letter table, by stage (source, plugin, sink) and component (its name)."),
+    (
+        "ferry_events_dead_lettered_total",
+        "Events written to the dead-letter table, by stage (source, plugin, sink) and component (its name).",
+    ),
     ("ferry_batches_committed_total", "Batches whose source position was committed after every sink acknowledged them."),
 ];
 
@@ -94,13 +97,25 @@ impl Default for Metrics {
             counters.insert(*name, Counted { family, total: AtomicU64::new(0) });
         }
         let sink_request_seconds = Family::<Labels, Histogram, Buckets>::new_with_constructor(seconds_buckets as Buckets);
-        registry.register("ferry_sink_request_seconds", "Time from sending one request (one batch) to a sink to its answer, by sink; retries are separate requests.", sink_request_seconds.clone());
+        registry.register(
+            "ferry_sink_request_seconds",
+            "Time from sending one request (one batch) to a sink to its answer, by sink; retries are separate requests.",
+            sink_request_seconds.clone(),
+        );
         let plugin_call_seconds = Family::<Labels, Histogram, Buckets>::new_with_constructor(seconds_buckets as Buckets);
         registry.register("ferry_plugin_call_seconds", "Time of one plugin call on one batch, by plugin.", plugin_call_seconds.clone());
         let newest_delivered = Gauge::<f64, AtomicU64>::default();
-        registry.register("ferry_newest_delivered_event_timestamp_seconds", "The `time` of the newest event whose batch was delivered and committed, in seconds since 1970; 0 until one is.", newest_delivered.clone());
+        registry.register(
+            "ferry_newest_delivered_event_timestamp_seconds",
+            "The `time` of the newest event whose batch was delivered and committed, in seconds since 1970; 0 until one is.",
+            newest_delivered.clone(),
+        );
         let lag_seconds = Gauge::<f64, AtomicU64>::default();
-        registry.register("ferry_lag_seconds", "Now minus the `time` of the newest event delivered and committed; 0 until one is.", lag_seconds.clone());
+        registry.register(
+            "ferry_lag_seconds",
+            "Now minus the `time` of the newest event delivered and committed; 0 until one is.",
+            lag_seconds.clone(),
+        );
         Metrics {
             registry,
             counters,
@@ -243,7 +258,10 @@ mod tests {
         let rendered = metrics.render();
         for (name, _) in COUNTERS {
             assert!(name.ends_with("_total"), "{name}");
-            assert!(rendered.contains(&format!("# TYPE {} counter\n", name.trim_end_matches("_total"))), "{name} missing from:\n{rendered}");
+            assert!(
+                rendered.contains(&format!("# TYPE {} counter\n", name.trim_end_matches("_total"))),
+                "{name} missing from:\n{rendered}"
+            );
             assert!(rendered.contains(&format!("\n{name}{{sink=\"s\"}} 1\n")), "{name} missing from:\n{rendered}");
         }
     }

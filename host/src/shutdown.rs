@@ -101,7 +101,11 @@ pub fn fire_on_signals(trigger: Trigger) {
         trigger.fire();
         let second = next_signal(&mut interrupt, &mut terminate).await;
         let status = 128 + second.1;
-        tracing::warn!(signal = second.0, status, "Second signal: exiting at once; the batches in flight are not committed and will be sent again at the next start.");
+        tracing::warn!(
+            signal = second.0,
+            status,
+            "Second signal: exiting at once; the batches in flight are not committed and will be sent again at the next start."
+        );
         std::process::exit(status);
     });
 }

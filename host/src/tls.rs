@@ -209,9 +209,7 @@ pub fn server_config(
         }
         None => builder.with_no_client_auth(),
     };
-    let mut config = builder
-        .with_single_cert(certs, key)
-        .map_err(|err| TlsError::Invalid(format!("server certificate: {err}")))?;
+    let mut config = builder.with_single_cert(certs, key).map_err(|err| TlsError::Invalid(format!("server certificate: {err}")))?;
     config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
     Ok(config)
 }
@@ -249,7 +247,8 @@ mod tests {
         let client = ClientFiles { ca: Some(files.ca.clone()), cert: Some(files.client_cert.clone()), key: Some(files.client_key.clone()) };
         assert!(client_config(&client, &[b"h2"]).is_ok());
         let roots = load_roots(&files.ca).expect("roots");
-        let server = server_config(load_certs(&files.server_cert).expect("cert"), load_key(&files.server_key).expect("key"), Some(roots), &[]);
+        let server =
+            server_config(load_certs(&files.server_cert).expect("cert"), load_key(&files.server_key).expect("key"), Some(roots), &[]);
         assert!(server.is_ok());
     }
 
@@ -279,7 +278,8 @@ mod tests {
         assert!(matches!(load_key(&files.client_cert), Err(TlsError::NoKey { .. })));
         assert!(matches!(load_certs(&missing), Err(TlsError::Read { .. })));
 
-        let mismatch = ClientFiles { ca: Some(files.ca.clone()), cert: Some(files.client_cert.clone()), key: Some(files.server_key.clone()) };
+        let mismatch =
+            ClientFiles { ca: Some(files.ca.clone()), cert: Some(files.client_cert.clone()), key: Some(files.server_key.clone()) };
         let err = client_config(&mismatch, &[]).expect_err("key of another cert");
         assert!(matches!(err, TlsError::KeyMismatch { .. }), "{err}");
 
@@ -287,7 +287,10 @@ mod tests {
         // A PKCS#8 block that holds no key ring can sign with.
         std::fs::write(&unusable, "-----BEGIN PRIVATE KEY-----\nbm90IGEga2V5\n-----END PRIVATE KEY-----\n").expect("write");
         let err = load_key(&unusable).expect_err("no usable key");
-        assert_eq!(err.to_string(), format!("{}: the private key cannot be used: not an RSA, ECDSA or Ed25519 private key ferry can sign with", unusable.display()));
+        assert_eq!(
+            err.to_string(),
+            format!("{}: the private key cannot be used: not an RSA, ECDSA or Ed25519 private key ferry can sign with", unusable.display())
+        );
 
         let half = ClientFiles { ca: Some(files.ca.clone()), cert: Some(files.client_cert.clone()), key: None };
         assert!(client_config(&half, &[]).expect_err("no key").to_string().contains("needs its `key`"));

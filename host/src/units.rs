@@ -48,9 +48,7 @@ pub fn parse_byte_size(text: &str) -> Result<u64, String> {
     let trimmed = text.trim();
     let split = trimmed.find(|c: char| !c.is_ascii_digit()).unwrap_or(trimmed.len());
     let (digits, unit) = trimmed.split_at(split);
-    let number: u64 = digits
-        .parse()
-        .map_err(|_| format!("`{text}` is not a size; write e.g. 65536, \"64KiB\" or \"128MiB\""))?;
+    let number: u64 = digits.parse().map_err(|_| format!("`{text}` is not a size; write e.g. 65536, \"64KiB\" or \"128MiB\""))?;
     let multiplier: u64 = match unit.trim().to_ascii_lowercase().as_str() {
         "" | "b" => 1,
         "k" | "kb" => 1_000,

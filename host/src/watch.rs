@@ -73,7 +73,13 @@ impl Stamp {
             bytes.hash(&mut hasher);
             hasher.finish()
         });
-        Some(Stamp { len: meta.len(), modified: (meta.mtime(), meta.mtime_nsec()), changed: (meta.ctime(), meta.ctime_nsec()), inode: meta.ino(), content })
+        Some(Stamp {
+            len: meta.len(),
+            modified: (meta.mtime(), meta.mtime_nsec()),
+            changed: (meta.ctime(), meta.ctime_nsec()),
+            inode: meta.ino(),
+            content,
+        })
     }
 }
 

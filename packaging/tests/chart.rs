@@ -79,7 +79,8 @@ const UPSTREAM: &[(&str, Kind)] = &[
 /// sub-chart. ferry's chart keeps them (a values file with them still
 /// installs) but refuses `tbot.enabled: true` with a message saying to
 /// deploy Teleport's tbot chart, so no template needs the rest.
-const READ_ONLY_WITH_TBOT: &[&str] = &["tbot.clusterName", "tbot.teleportProxyAddress", "tbot.teleportAuthAddress", "tbot.joinMethod", "tbot.token"];
+const READ_ONLY_WITH_TBOT: &[&str] =
+    &["tbot.clusterName", "tbot.teleportProxyAddress", "tbot.teleportAuthAddress", "tbot.joinMethod", "tbot.token"];
 
 fn chart() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("helm/ferry")
@@ -116,7 +117,9 @@ fn templates() -> Vec<(String, String)> {
     let mut found: Vec<(String, String)> = std::fs::read_dir(&dir)
         .unwrap_or_else(|err| panic!("read {}: {err}", dir.display()))
         .map(|entry| entry.expect("list templates").path())
-        .map(|path| (path.file_name().expect("a file").to_string_lossy().into_owned(), std::fs::read_to_string(&path).expect("read a template")))
+        .map(|path| {
+            (path.file_name().expect("a file").to_string_lossy().into_owned(), std::fs::read_to_string(&path).expect("read a template"))
+        })
         .collect();
     found.sort();
     found
@@ -173,7 +176,14 @@ fn the_templates_read_only_values_that_values_yaml_defines() {
 #[test]
 fn one_pod_at_a_time_with_probes_on_healthz_and_readyz() {
     let (_, deployment) = templates().into_iter().find(|(name, _)| name == "deployment.yaml").expect("templates/deployment.yaml");
-    for needed in ["replicas: 1", "type: Recreate", "path: /healthz", "path: /readyz", "--http-addr", "mountPath: {{ .Values.eventHandler.storagePath | quote }}"] {
+    for needed in [
+        "replicas: 1",
+        "type: Recreate",
+        "path: /healthz",
+        "path: /readyz",
+        "--http-addr",
+        "mountPath: {{ .Values.eventHandler.storagePath | quote }}",
+    ] {
         assert!(deployment.contains(needed), "deployment.yaml lacks `{needed}`");
     }
     assert!(!deployment.contains("replicas: {{"), "the replica count must not be a value: two readers of one state race on the cursor");
@@ -183,7 +193,10 @@ fn one_pod_at_a_time_with_probes_on_healthz_and_readyz() {
 fn tbot_enabled_is_refused_with_a_message_saying_what_to_do() {
     let (_, configmap) = templates().into_iter().find(|(name, _)| name == "configmap.yaml").expect("templates/configmap.yaml");
     let refusal = configmap.lines().skip_while(|line| !line.contains("if .Values.tbot.enabled")).nth(1).unwrap_or_default();
-    assert!(refusal.contains("fail") && refusal.contains("tbot chart") && refusal.contains("identitySecretName"), "tbot.enabled is not refused clearly: {refusal}");
+    assert!(
+        refusal.contains("fail") && refusal.contains("tbot chart") && refusal.contains("identitySecretName"),
+        "tbot.enabled is not refused clearly: {refusal}"
+    );
 }
 
 /// The keys the config map writes, in the order it writes them.
@@ -204,11 +217,20 @@ fn the_rendered_config_is_one_ferry_loads() {
     // template can write, but `types` and `skip-event-types`, which that
     // example leaves empty.
     let rendered_keys: Vec<String> = rendered.lines().filter_map(|line| line.split_once(" = ").map(|(key, _)| key.to_owned())).collect();
-    let missing: Vec<String> = keys_written(&configmap).into_iter().filter(|key| !rendered_keys.contains(key) && key != "types" && key != "skip-event-types").collect();
+    let missing: Vec<String> = keys_written(&configmap)
+        .into_iter()
+        .filter(|key| !rendered_keys.contains(key) && key != "types" && key != "skip-event-types")
+        .collect();
     assert!(missing.is_empty(), "the hand-rendered config lacks keys the template writes: {missing:?}");
 
-    let config = ferry::app::FerryConfig::load(&rendered_path).unwrap_or_else(|err| panic!("ferry does not load the chart's config: {err}"));
-    assert_eq!(config.sinks.len(), 2, "[forward.fluentd] becomes the events and the sessions sinks: {:?}", config.sinks.keys().collect::<Vec<_>>());
+    let config =
+        ferry::app::FerryConfig::load(&rendered_path).unwrap_or_else(|err| panic!("ferry does not load the chart's config: {err}"));
+    assert_eq!(
+        config.sinks.len(),
+        2,
+        "[forward.fluentd] becomes the events and the sessions sinks: {:?}",
+        config.sinks.keys().collect::<Vec<_>>()
+    );
     let source = format!("{:?}", config.source.expect("[teleport] becomes the source"));
     assert!(source.contains("teleport.example.com:443"), "the Teleport address is not the chart's: {source}");
 }

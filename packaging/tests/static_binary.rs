@@ -61,7 +61,10 @@ fn the_static_binary_needs_nothing_from_the_machine_and_runs_the_demo() {
 
     let version = Command::new(&binary).arg("version").env_clear().output().expect("run ferry version");
     assert!(version.status.success(), "ferry version failed: {}", String::from_utf8_lossy(&version.stderr));
-    assert!(String::from_utf8_lossy(&version.stdout).starts_with(&format!("ferry {}", env!("CARGO_PKG_VERSION"))), "unexpected version line");
+    assert!(
+        String::from_utf8_lossy(&version.stdout).starts_with(&format!("ferry {}", env!("CARGO_PKG_VERSION"))),
+        "unexpected version line"
+    );
 
     // The whole job, on an empty environment: gRPC and mutual TLS both ways,
     // the embedded WebAssembly plugin, SQLite.
@@ -81,7 +84,11 @@ fn the_dockerfile_ships_that_build_as_a_non_root_user_with_state_in_a_volume() {
     let (build, image) = (stages[stages.len() - 2], stages[stages.len() - 1]);
     assert!(build.contains("packaging/build-static.sh"), "the image's binary is not the one build-static.sh makes (and these tests run)");
     let user = image.lines().find_map(|line| line.strip_prefix("USER ")).expect("the image names its user");
-    let uid: u32 = user.split(':').next().and_then(|uid| uid.trim().parse().ok()).expect("USER as a numeric uid, so Kubernetes' runAsNonRoot can verify it");
+    let uid: u32 = user
+        .split(':')
+        .next()
+        .and_then(|uid| uid.trim().parse().ok())
+        .expect("USER as a numeric uid, so Kubernetes' runAsNonRoot can verify it");
     assert_ne!(uid, 0, "the image runs as root");
     assert!(image.contains("VOLUME [\"/var/lib/ferry\""), "the state folder is a volume");
     assert!(image.contains("ENTRYPOINT [\"/usr/local/bin/ferry\"]"), "ferry is the entry point");

@@ -28,7 +28,8 @@ pub fn target_dir(out_dir: &Path) -> PathBuf {
 /// from (a listed package must not use a path dependency in `plugins/`
 /// besides itself).
 pub fn watched(root: &Path, packages: &[&str]) -> Vec<PathBuf> {
-    let mut watched: Vec<PathBuf> = ["plugins/Cargo.toml", "plugins/Cargo.lock", "event", "guest-sdk", "wit"].iter().map(|path| root.join(path)).collect();
+    let mut watched: Vec<PathBuf> =
+        ["plugins/Cargo.toml", "plugins/Cargo.lock", "event", "guest-sdk", "wit"].iter().map(|path| root.join(path)).collect();
     if packages.is_empty() {
         watched.push(root.join("plugins"));
     }
@@ -57,7 +58,10 @@ pub fn build_workspace(root: &Path, target_dir: &Path, packages: &[&str], progre
     }
     let status = command.status().map_err(|err| format!("cannot run cargo to build the plugins: {err}"))?;
     if !status.success() {
-        return Err(format!("building the plugins in {} for {TARGET} failed ({status}); see the cargo output above", root.join("plugins").display()));
+        return Err(format!(
+            "building the plugins in {} for {TARGET} failed ({status}); see the cargo output above",
+            root.join("plugins").display()
+        ));
     }
     Ok(target_dir.join(TARGET).join("release"))
 }
@@ -128,7 +132,10 @@ fn package_name(manifest: &Path) -> Result<String, Failure> {
 fn ensure_target(target_dir: &Path, progress: Progress) -> Result<(), Failure> {
     let rustc = std::env::var("RUSTC").unwrap_or_else(|_| "rustc".into());
     let sysroot = || -> Result<PathBuf, String> {
-        let output = Command::new(&rustc).args(["--print", "sysroot"]).output().map_err(|err| format!("cannot run {rustc} --print sysroot: {err}"))?;
+        let output = Command::new(&rustc)
+            .args(["--print", "sysroot"])
+            .output()
+            .map_err(|err| format!("cannot run {rustc} --print sysroot: {err}"))?;
         if !output.status.success() {
             return Err(format!("`{rustc} --print sysroot` failed ({})", output.status));
         }
@@ -165,9 +172,16 @@ fn ensure_target(target_dir: &Path, progress: Progress) -> Result<(), Failure> {
     progress(&format!("The {TARGET} target (ferry's plugins build for it) is not installed; running `{shown}`."));
     match rustup.status() {
         Ok(status) if status.success() && installed()? => Ok(()),
-        Ok(status) if status.success() => Err(format!("`{shown}` succeeded but the toolchain at {} still has no {TARGET} standard library; install that target for it", sysroot()?.display())),
-        Ok(status) => Err(format!("`{shown}` failed ({status}); ferry's plugins build for {TARGET}: install that target for the Rust toolchain in use")),
-        Err(err) => Err(format!("cannot run `{shown}`: {err}; ferry's plugins build for {TARGET}: install that target for the Rust toolchain in use")),
+        Ok(status) if status.success() => Err(format!(
+            "`{shown}` succeeded but the toolchain at {} still has no {TARGET} standard library; install that target for it",
+            sysroot()?.display()
+        )),
+        Ok(status) => Err(format!(
+            "`{shown}` failed ({status}); ferry's plugins build for {TARGET}: install that target for the Rust toolchain in use"
+        )),
+        Err(err) => Err(format!(
+            "cannot run `{shown}`: {err}; ferry's plugins build for {TARGET}: install that target for the Rust toolchain in use"
+        )),
     }
 }
 

@@ -88,9 +88,7 @@ pub fn build_examples(root: &Path, wasm_dir: &Path, tools_dir: &Path) -> Result<
     std::thread::scope(|scope| {
         let handles = [Language::Python, Language::JavaScript]
             .map(|language| scope.spawn(move || build_language(language, root, wasm_dir, tools_dir)));
-        handles
-            .into_iter()
-            .try_for_each(|handle| handle.join().unwrap_or_else(|_| Err("a plugin build thread panicked".into())))
+        handles.into_iter().try_for_each(|handle| handle.join().unwrap_or_else(|_| Err("a plugin build thread panicked".into())))
     })
 }
 
@@ -130,11 +128,8 @@ fn build_language(language: Language, root: &Path, wasm_dir: &Path, tools_dir: &
 /// The plugin folders of one language: each sub-folder holding the entry file.
 fn plugin_dirs(folder: &Path, language: Language) -> Vec<PathBuf> {
     let Ok(entries) = std::fs::read_dir(folder) else { return Vec::new() };
-    let mut dirs: Vec<PathBuf> = entries
-        .filter_map(Result::ok)
-        .map(|entry| entry.path())
-        .filter(|dir| dir.join(language.entry()).is_file())
-        .collect();
+    let mut dirs: Vec<PathBuf> =
+        entries.filter_map(Result::ok).map(|entry| entry.path()).filter(|dir| dir.join(language.entry()).is_file()).collect();
     dirs.sort();
     dirs
 }
@@ -165,9 +160,18 @@ pub fn install(language: Language, tools_dir: &Path, progress: Progress) -> Resu
             require(language, "python3", (3, 10), "Python 3.10 or later with venv (Debian: apt-get install python3 python3-venv)")?;
             progress(&format!("Installing {tool_name} {version} into {}", venv.display()));
             let _ = std::fs::remove_dir_all(&venv);
-            run(Command::new("python3").arg("-m").arg("venv").arg(&venv), "python3 -m venv", "is the venv module installed? (Debian: apt-get install python3-venv)")?;
             run(
-                Command::new(venv.join("bin/pip")).args(["install", "--quiet", "--disable-pip-version-check", &format!("{package}=={version}")]),
+                Command::new("python3").arg("-m").arg("venv").arg(&venv),
+                "python3 -m venv",
+                "is the venv module installed? (Debian: apt-get install python3-venv)",
+            )?;
+            run(
+                Command::new(venv.join("bin/pip")).args([
+                    "install",
+                    "--quiet",
+                    "--disable-pip-version-check",
+                    &format!("{package}=={version}"),
+                ]),
                 &format!("pip install {package}=={version}"),
                 "PyPI must be reachable to install it",
             )?;
@@ -189,7 +193,10 @@ pub fn install(language: Language, tools_dir: &Path, progress: Progress) -> Resu
             let _ = std::fs::remove_dir_all(&prefix);
             std::fs::create_dir_all(&prefix).map_err(|err| format!("cannot create {}: {err}", prefix.display()))?;
             run(
-                Command::new("npm").args(["install", "--no-audit", "--no-fund", "--loglevel=error", "--prefix"]).arg(&prefix).arg(format!("{package}@{version}")),
+                Command::new("npm")
+                    .args(["install", "--no-audit", "--no-fund", "--loglevel=error", "--prefix"])
+                    .arg(&prefix)
+                    .arg(format!("{package}@{version}")),
                 &format!("npm install {package}@{version}"),
                 "the npm registry must be reachable to install it",
             )?;
@@ -210,7 +217,9 @@ fn require(language: Language, program: &str, at_least: (u32, u32), what: &str) 
     let mut numbers = text.trim().trim_start_matches(|c: char| !c.is_ascii_digit()).split('.').map(|part| part.parse::<u32>().ok());
     let found = (numbers.next().flatten(), numbers.next().flatten());
     match found {
-        (Some(major), Some(minor)) if (major, minor) < at_least => Err(format!("building a {} plugin needs {what}; `{program}` is {}", language.name(), text.trim())),
+        (Some(major), Some(minor)) if (major, minor) < at_least => {
+            Err(format!("building a {} plugin needs {what}; `{program}` is {}", language.name(), text.trim()))
+        }
         _ => Ok(()),
     }
 }

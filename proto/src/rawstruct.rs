@@ -168,7 +168,10 @@ fn next_field<'a>(bytes: &mut &'a [u8]) -> Result<(u32, WireType, Option<&'a [u8
         return Ok((tag, wire_type, None));
     }
     let len = encoding::decode_varint(bytes)?;
-    let len = usize::try_from(len).ok().filter(|&len| len <= bytes.len()).ok_or_else(|| MalformedStruct(format!("a field of {len} bytes where {} are left", bytes.len())))?;
+    let len = usize::try_from(len)
+        .ok()
+        .filter(|&len| len <= bytes.len())
+        .ok_or_else(|| MalformedStruct(format!("a field of {len} bytes where {} are left", bytes.len())))?;
     let (contents, rest) = bytes.split_at(len);
     *bytes = rest;
     Ok((tag, wire_type, Some(contents)))
@@ -215,7 +218,9 @@ fn kind(mut bytes: &[u8]) -> Result<Kind<'_>, MalformedStruct> {
                 Kind::Null
             }
             (2, WireType::SixtyFourBit, None) => {
-                let Some((number, rest)) = bytes.split_first_chunk::<8>() else { return Err(MalformedStruct("a number is cut short".into())) };
+                let Some((number, rest)) = bytes.split_first_chunk::<8>() else {
+                    return Err(MalformedStruct("a number is cut short".into()));
+                };
                 bytes = rest;
                 Kind::Number(f64::from_le_bytes(*number))
             }
@@ -311,7 +316,12 @@ fn write_kind<'a>(kind: Kind<'a>, entries: &mut Vec<(&'a [u8], &'a [u8])>, depth
     Ok(())
 }
 
-fn write_list<'a>(mut bytes: &'a [u8], entries: &mut Vec<(&'a [u8], &'a [u8])>, depth: usize, out: &mut Vec<u8>) -> Result<(), MalformedStruct> {
+fn write_list<'a>(
+    mut bytes: &'a [u8],
+    entries: &mut Vec<(&'a [u8], &'a [u8])>,
+    depth: usize,
+    out: &mut Vec<u8>,
+) -> Result<(), MalformedStruct> {
     check_depth(depth)?;
     out.push(b'[');
     let mut first = true;

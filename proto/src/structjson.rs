@@ -279,7 +279,8 @@ pub(crate) mod tests_support {
         leaf.prop_recursive(3, 32, 6, |inner| {
             prop_oneof![
                 prop::collection::vec(inner.clone(), 0..6).prop_map(|values| Value { kind: Some(Kind::ListValue(ListValue { values })) }),
-                prop::collection::btree_map(any::<String>(), inner, 0..6).prop_map(|fields| Value { kind: Some(Kind::StructValue(Struct { fields })) }),
+                prop::collection::btree_map(any::<String>(), inner, 0..6)
+                    .prop_map(|fields| Value { kind: Some(Kind::StructValue(Struct { fields })) }),
             ]
         })
     }

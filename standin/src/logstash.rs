@@ -146,7 +146,12 @@ impl LogstashStandIn {
     }
 
     async fn start_shared(pki: Pki, shared: Shared) -> std::io::Result<LogstashStandIn> {
-        let tls = crate::tls::server_config(pki.server.cert.as_bytes(), pki.server.key.as_bytes(), pki.ca.cert.as_bytes(), &[b"h2", b"http/1.1"])?;
+        let tls = crate::tls::server_config(
+            pki.server.cert.as_bytes(),
+            pki.server.key.as_bytes(),
+            pki.ca.cert.as_bytes(),
+            &[b"h2", b"http/1.1"],
+        )?;
         let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(tls));
         let listener = TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?;
@@ -224,9 +229,7 @@ async fn serve(listener: TcpListener, acceptor: tokio_rustls::TlsAcceptor, share
                 }
             };
             let service = hyper::service::service_fn(move |request| handle(request, shared.clone()));
-            let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
-                .serve_connection(TokioIo::new(tls), service)
-                .await;
+            let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new()).serve_connection(TokioIo::new(tls), service).await;
         });
     }
 }
@@ -236,7 +239,10 @@ async fn serve(listener: TcpListener, acceptor: tokio_rustls::TlsAcceptor, share
 #[error("connection reset on purpose")]
 struct ResetOnPurpose;
 
-async fn handle(request: Request<Incoming>, shared: Arc<Shared>) -> Result<Response<BoxBody<Bytes, std::convert::Infallible>>, ResetOnPurpose> {
+async fn handle(
+    request: Request<Incoming>,
+    shared: Arc<Shared>,
+) -> Result<Response<BoxBody<Bytes, std::convert::Infallible>>, ResetOnPurpose> {
     #[cfg(feature = "faults")]
     let fault = shared.faults.next().await;
     let header = |name: hyper::header::HeaderName| request.headers().get(name).and_then(|v| v.to_str().ok()).map(str::to_owned);
@@ -302,9 +308,10 @@ fn answer(code: u16, text: &str) -> Response<Full<Bytes>> {
     let mut response = Response::new(Full::new(Bytes::from(text.to_owned())));
     *response.status_mut() = StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     if !text.is_empty()
-        && let Ok(value) = "text/plain".parse() {
-            response.headers_mut().insert(hyper::header::CONTENT_TYPE, value);
-        }
+        && let Ok(value) = "text/plain".parse()
+    {
+        response.headers_mut().insert(hyper::header::CONTENT_TYPE, value);
+    }
     response
 }
 
@@ -315,7 +322,9 @@ fn record(shared: &Shared, events: Vec<Value>) {
             lines.extend_from_slice(event.to_string().as_bytes());
             lines.push(b'\n');
         }
-        let written = std::os::unix::fs::OpenOptionsExt::mode(std::fs::OpenOptions::new().create(true).append(true), 0o600).open(path).and_then(|mut f| std::io::Write::write_all(&mut f, &lines));
+        let written = std::os::unix::fs::OpenOptionsExt::mode(std::fs::OpenOptions::new().create(true).append(true), 0o600)
+            .open(path)
+            .and_then(|mut f| std::io::Write::write_all(&mut f, &lines));
         if let Err(err) = written {
             tracing::warn!(path = %path.display(), error = %err, "Stand-in Logstash cannot record events.");
         }
@@ -539,7 +548,13 @@ mod tests {
                 assert_eq!(counted.len(), decode(content_type, "", body).expect("decoded").len(), "{}", String::from_utf8_lossy(body));
             }
         }
-        let hashes = count(json, "", br#"[{"a":1,"b":[true,null,"x"]},{"a":"1","b":[true,null,"x"]},{"b":[true,null,"x"],"a":1},{"a":1,"b":[true,null,"x"]}]"#, &keys).expect("counted");
+        let hashes = count(
+            json,
+            "",
+            br#"[{"a":1,"b":[true,null,"x"]},{"a":"1","b":[true,null,"x"]},{"b":[true,null,"x"],"a":1},{"a":1,"b":[true,null,"x"]}]"#,
+            &keys,
+        )
+        .expect("counted");
         assert_ne!(hashes[0], hashes[1], "a number is not a string");
         assert_ne!(hashes[0], hashes[2], "keys in another order make another event");
         assert_eq!(hashes[0], hashes[3], "the same event twice");

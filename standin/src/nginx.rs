@@ -63,7 +63,8 @@ impl Nginx {
         }
         let (port, backend) = (free_port()?, free_port()?);
         std::fs::write(dir.join("nginx.conf"), config(port, backend, tls))?;
-        let child = Command::new(binary).arg("-p").arg(dir).args(["-c", "nginx.conf"]).stdout(Stdio::null()).stderr(Stdio::null()).spawn()?;
+        let child =
+            Command::new(binary).arg("-p").arg(dir).args(["-c", "nginx.conf"]).stdout(Stdio::null()).stderr(Stdio::null()).spawn()?;
         let mut nginx = Nginx { child, dir: dir.to_owned(), port };
         let started = Instant::now();
         while TcpStream::connect(("127.0.0.1", port)).is_err() {

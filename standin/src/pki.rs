@@ -107,6 +107,9 @@ mod tests {
         }
         // The server config requires clients signed by the same CA.
         assert!(crate::tls::server_config(pki.server.cert.as_bytes(), pki.server.key.as_bytes(), pki.ca.cert.as_bytes(), &[]).is_ok());
-        assert!(crate::tls::server_config(pki.server.cert.as_bytes(), pki.client.key.as_bytes(), pki.ca.cert.as_bytes(), &[]).is_err(), "a key of another certificate");
+        assert!(
+            crate::tls::server_config(pki.server.cert.as_bytes(), pki.client.key.as_bytes(), pki.ca.cert.as_bytes(), &[]).is_err(),
+            "a key of another certificate"
+        );
     }
 }

@@ -38,6 +38,7 @@
 //! so that a mistake in one shows as a failure against the other.
 
 use crate::tls::write_private;
+use base64::Engine as _;
 use ferry_proto::auditlog::audit_log_service_server::{AuditLogService, AuditLogServiceServer};
 use ferry_proto::auditlog::{
     EventExportChunk, EventUnstructured, EventsUnstructured, ExportEventUnstructured, ExportUnstructuredEventsRequest,
@@ -47,7 +48,6 @@ use ferry_proto::auth::auth_service_server::{AuthService, AuthServiceServer};
 use ferry_proto::rawstruct::RawStruct;
 use ferry_proto::structjson::json_to_struct;
 use ferry_proto::types::LockV2;
-use base64::Engine as _;
 use rcgen::{BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair, KeyUsagePurpose, SanType};
 use rustls::ServerConfig;
 use serde_json::Value;
@@ -314,7 +314,8 @@ impl TeleportStandIn {
         let audit = if options.raw_ids { faults::raw_ids(audit) } else { audit };
         #[cfg(feature = "faults")]
         let audit = faults::malform(audit, &options.malformed_uids);
-        let sessions = options.sessions.iter().map(|(sid, events)| Ok((sid.clone(), session_events(sid, events)?))).collect::<io::Result<_>>()?;
+        let sessions =
+            options.sessions.iter().map(|(sid, events)| Ok((sid.clone(), session_events(sid, events)?))).collect::<io::Result<_>>()?;
         let export = options.export_api.then(|| Export::of(&audit, options.chunk_size.max(1)));
         let shared = Arc::new(Shared {
             cluster_name: options.cluster_name,
@@ -482,7 +483,8 @@ fn audit_log(options: &mut StandInOptions) -> io::Result<Vec<Stored>> {
 
 /// The `session.upload` event Teleport emits when a recording is uploaded.
 fn upload_event(sid: &str, recording: &[Value]) -> Value {
-    let last = recording.iter().filter_map(|event| event.get("time")?.as_str()).filter_map(|time| humantime::parse_rfc3339(time).ok()).max();
+    let last =
+        recording.iter().filter_map(|event| event.get("time")?.as_str()).filter_map(|time| humantime::parse_rfc3339(time).ok()).max();
     let time = last.unwrap_or(UNIX_EPOCH) + Duration::from_millis(1);
     serde_json::json!({
         "code": "T2005I",
@@ -527,7 +529,8 @@ fn add_print_data(json: &mut Value) {
 fn unstructured(json: &Value) -> Result<EventUnstructured, String> {
     let fields = json_to_struct(json).map_err(|err| err.to_string())?;
     let text = |key: &str| json.get(key).and_then(Value::as_str).unwrap_or_default().to_owned();
-    let time = json.get("time").and_then(Value::as_str).map(humantime::parse_rfc3339).transpose().map_err(|err| format!("bad `time`: {err}"))?;
+    let time =
+        json.get("time").and_then(Value::as_str).map(humantime::parse_rfc3339).transpose().map_err(|err| format!("bad `time`: {err}"))?;
     let id = match json.get("uid").and_then(Value::as_str) {
         Some(uid) if !uid.is_empty() => uid.to_owned(),
         // Teleport's computeEventID: the SHA-256 of the event's JSON.
@@ -688,7 +691,10 @@ impl AuditLogService for Service {
     type ExportUnstructuredEventsStream = ItemStream<ExportEventUnstructured>;
     type GetEventExportChunksStream = ItemStream<EventExportChunk>;
 
-    async fn get_unstructured_events(&self, request: Request<GetUnstructuredEventsRequest>) -> Result<Response<EventsUnstructured>, Status> {
+    async fn get_unstructured_events(
+        &self,
+        request: Request<GetUnstructuredEventsRequest>,
+    ) -> Result<Response<EventsUnstructured>, Status> {
         self.begin(Method::GetUnstructuredEvents, &request).await?;
         self.page(request.get_ref()).map(Response::new)
     }
@@ -705,7 +711,10 @@ impl AuditLogService for Service {
         Ok(Response::new(stream_of(items, cut)))
     }
 
-    async fn get_event_export_chunks(&self, request: Request<GetEventExportChunksRequest>) -> Result<Response<Self::GetEventExportChunksStream>, Status> {
+    async fn get_event_export_chunks(
+        &self,
+        request: Request<GetEventExportChunksRequest>,
+    ) -> Result<Response<Self::GetEventExportChunksStream>, Status> {
         let cut = self.begin(Method::GetEventExportChunks, &request).await?;
         let chunks = self.export()?.chunks(request.get_ref().date.as_ref());
         // Teleport promises no order; serve the newest first to show it.
@@ -730,10 +739,17 @@ impl AuditLogService for Service {
         self.shared.faults.check_export(&request)?;
         let done = match request.cursor.as_str() {
             "" => 0,
-            cursor => cursor.parse::<usize>().ok().filter(|&done| done <= chunk.len()).ok_or_else(|| Status::invalid_argument(format!("cursor {cursor:?} is not valid for this chunk")))?,
+            cursor => cursor
+                .parse::<usize>()
+                .ok()
+                .filter(|&done| done <= chunk.len())
+                .ok_or_else(|| Status::invalid_argument(format!("cursor {cursor:?} is not valid for this chunk")))?,
         };
         let items = (chunk.iter().enumerate().skip(done))
-            .map(|(at, &event)| ExportEventUnstructured { event: Some(self.shared.audit[event].event.clone()), cursor: (at + 1).to_string() })
+            .map(|(at, &event)| ExportEventUnstructured {
+                event: Some(self.shared.audit[event].event.clone()),
+                cursor: (at + 1).to_string(),
+            })
             .collect();
         // Counted as open until the stream is dropped (sent or abandoned).
         let stream = tokio_stream::StreamExt::map(stream_of(items, cut), move |item| {
@@ -792,7 +808,8 @@ async fn handshake(tcp: TcpStream, shared: &Shared) -> Result<PeerStream, String
     let start = tokio_rustls::LazyConfigAcceptor::new(rustls::server::Acceptor::default(), tcp).await.map_err(|err| err.to_string())?;
     let hello = start.client_hello();
     let sni = hello.server_name().map(str::to_owned);
-    let alpn: Vec<String> = hello.alpn().map(|offered| offered.map(|p| String::from_utf8_lossy(p).into_owned()).collect()).unwrap_or_default();
+    let alpn: Vec<String> =
+        hello.alpn().map(|offered| offered.map(|p| String::from_utf8_lossy(p).into_owned()).collect()).unwrap_or_default();
     if shared.tls_routing {
         let route = format!("{ALPN_AUTH_PREFIX}{}", encode_cluster_name(&shared.cluster_name));
         if !alpn.contains(&route) {
@@ -968,7 +985,8 @@ fn certificate_info(der: &[u8]) -> Result<CertInfo, String> {
     let common_name = cert.subject().iter_common_name().next().and_then(|cn| cn.as_str().ok()).unwrap_or_default().to_owned();
     let serial = cert.raw_serial();
     let serial = &serial[serial.iter().position(|&b| b != 0).unwrap_or(serial.len().saturating_sub(1))..];
-    let not_after = u64::try_from(cert.validity().not_after.timestamp()).map_or(UNIX_EPOCH, |seconds| UNIX_EPOCH + Duration::from_secs(seconds));
+    let not_after =
+        u64::try_from(cert.validity().not_after.timestamp()).map_or(UNIX_EPOCH, |seconds| UNIX_EPOCH + Duration::from_secs(seconds));
     Ok(CertInfo { common_name, serial: hex(serial), not_after })
 }
 
@@ -1033,8 +1051,10 @@ struct SshCa {
 impl SshCa {
     fn generate() -> io::Result<SshCa> {
         let random = ring::rand::SystemRandom::new();
-        let pkcs8 = ring::signature::Ed25519KeyPair::generate_pkcs8(&random).map_err(|_| io::Error::other("cannot generate an Ed25519 key"))?;
-        let key = ring::signature::Ed25519KeyPair::from_pkcs8(pkcs8.as_ref()).map_err(|_| io::Error::other("cannot load the Ed25519 key"))?;
+        let pkcs8 =
+            ring::signature::Ed25519KeyPair::generate_pkcs8(&random).map_err(|_| io::Error::other("cannot generate an Ed25519 key"))?;
+        let key =
+            ring::signature::Ed25519KeyPair::from_pkcs8(pkcs8.as_ref()).map_err(|_| io::Error::other("cannot load the Ed25519 key"))?;
         Ok(SshCa { key })
     }
 
@@ -1144,7 +1164,10 @@ mod tests {
             .map(|n| (n, ["a", "b", "c"][n % 3]))
             .map(|(n, kind)| serde_json::json!({"event": kind, "uid": format!("u{n}"), "time": format!("2020-01-01T00:00:{:02}Z", (n * 7) % 40)}))
             .collect();
-        let stand_in = TeleportStandIn::start(StandInOptions { events, sessions: BTreeMap::new(), export_api: false, ..StandInOptions::default() }).await.expect("start");
+        let stand_in =
+            TeleportStandIn::start(StandInOptions { events, sessions: BTreeMap::new(), export_api: false, ..StandInOptions::default() })
+                .await
+                .expect("start");
         let service = Service { shared: stand_in.shared.clone() };
         let at = |second: i64| Some(prost_types::Timestamp { seconds: 1_577_836_800 + second, nanos: 0 });
         for order in [Order::Ascending, Order::DescendingUnspecified] {
@@ -1166,7 +1189,15 @@ mod tests {
                         let mut seen = Vec::new();
                         let mut start_key = String::new();
                         loop {
-                            let request = GetUnstructuredEventsRequest { namespace: "default".into(), start_date: from, end_date: to, event_types: types.clone(), limit, start_key, order: order.into() };
+                            let request = GetUnstructuredEventsRequest {
+                                namespace: "default".into(),
+                                start_date: from,
+                                end_date: to,
+                                event_types: types.clone(),
+                                limit,
+                                start_key,
+                                order: order.into(),
+                            };
                             let page = service.page(&request).expect("a page");
                             assert!(page.items.len() <= limit as usize);
                             seen.extend(page.items.into_iter().map(|event| event.id));

@@ -26,7 +26,8 @@ pub(crate) fn server_config(cert_pem: &[u8], key_pem: &[u8], client_ca_pem: &[u8
     let mut roots = RootCertStore::empty();
     roots.add_parsable_certificates(certs_from_pem(client_ca_pem));
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone()).build().map_err(io::Error::other)?;
+    let verifier =
+        rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone()).build().map_err(io::Error::other)?;
     let mut config = ServerConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
         .map_err(io::Error::other)?

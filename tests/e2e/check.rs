@@ -110,16 +110,36 @@ fn every_broken_config_fails_with_one_line_naming_the_problem() {
             source_and_sink().plugin(Plugin::new(Path::new("missing.wasm"))).text(),
             &["plugin {dir}/missing.wasm: cannot read: "],
         ),
-        case("text file as a plugin", source_and_sink().set("plugins-dir", "plugins").text(), &["plugin {dir}/plugins/x.wasm: not a ferry plugin", "not a WebAssembly file"])
-            .with_file("plugins/x.wasm", b"this is not WebAssembly\n"),
-        case("core module as a plugin", source_and_sink().set("plugins-dir", "plugins").text(), &["plugin {dir}/plugins/core.wasm: not a ferry plugin", "core WebAssembly module"])
-            .with_file("plugins/core.wasm", b"\0asm\x01\0\0\0"),
+        case(
+            "text file as a plugin",
+            source_and_sink().set("plugins-dir", "plugins").text(),
+            &["plugin {dir}/plugins/x.wasm: not a ferry plugin", "not a WebAssembly file"],
+        )
+        .with_file("plugins/x.wasm", b"this is not WebAssembly\n"),
+        case(
+            "core module as a plugin",
+            source_and_sink().set("plugins-dir", "plugins").text(),
+            &["plugin {dir}/plugins/core.wasm: not a ferry plugin", "core WebAssembly module"],
+        )
+        .with_file("plugins/core.wasm", b"\0asm\x01\0\0\0"),
         case("plugins-dir missing", source_and_sink().set("plugins-dir", "gone").text(), &["{dir}/gone"]),
-        case("typo in a plugin's settings", source_and_sink().set("plugins-dir", "plugins").text(), &["{dir}/plugins/a.toml:1:1: unknown field `on-eror`"])
-            .with_file("plugins/a.wasm", b"")
-            .with_file("plugins/a.toml", b"on-eror = \"pass\"\n"),
-        case("init refuses its config", source_and_sink().plugin(hostile("evil", "init-fail")).text(), &["plugin `evil` refused its config: refusing config on purpose"]),
-        case("plugin config rejected", source_and_sink().plugin(hostile("confused", "sideways")).text(), &["plugin `confused` refused its config: config: unknown mode \"sideways\""]),
+        case(
+            "typo in a plugin's settings",
+            source_and_sink().set("plugins-dir", "plugins").text(),
+            &["{dir}/plugins/a.toml:1:1: unknown field `on-eror`"],
+        )
+        .with_file("plugins/a.wasm", b"")
+        .with_file("plugins/a.toml", b"on-eror = \"pass\"\n"),
+        case(
+            "init refuses its config",
+            source_and_sink().plugin(hostile("evil", "init-fail")).text(),
+            &["plugin `evil` refused its config: refusing config on purpose"],
+        ),
+        case(
+            "plugin config rejected",
+            source_and_sink().plugin(hostile("confused", "sideways")).text(),
+            &["plugin `confused` refused its config: config: unknown mode \"sideways\""],
+        ),
     ];
 
     for case in cases {
@@ -132,7 +152,8 @@ fn every_broken_config_fails_with_one_line_naming_the_problem() {
         assert!(run.status.is_some() && !run.success(), "ferry check should fail: {context}");
         let message = run.one_line_error(&sandbox);
         for says in &case.says {
-            let says = says.replace("{cfg}", &sandbox.config().display().to_string()).replace("{dir}", &sandbox.root().display().to_string());
+            let says =
+                says.replace("{cfg}", &sandbox.config().display().to_string()).replace("{dir}", &sandbox.root().display().to_string());
             assert!(message.contains(&says), "the error should contain `{says}`; it is `{message}`: {context}");
         }
     }

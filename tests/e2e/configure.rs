@@ -8,7 +8,7 @@
 //! certificate.
 
 use crate::teleport::Cluster;
-use crate::util::{self, Config, Sandbox, DEADLINE, IN};
+use crate::util::{self, Config, DEADLINE, IN, Sandbox};
 use ferry_standin::logstash::LogstashStandIn;
 use ferry_standin::nginx::{Nginx, NginxTls};
 use ferry_standin::pki::{Pair, Pki};
@@ -37,7 +37,12 @@ fn the_generated_config_and_certificates_carry_teleport_events_to_logstash() {
     let etc = sandbox.path(ETC);
     let output = configure(&sandbox, &[&cluster.standin.address(), "--key-type", "ecdsa", "--ip", "127.0.0.1"]);
     output.assert_success(&sandbox);
-    assert!(output.stdout.contains("wrote 16 files") && output.stdout.contains(&format!("tctl create -f {}/teleport-event-handler-role.yaml", etc.display())), "it says what it wrote and what to do next\n{}", sandbox.report(Some(&output)));
+    assert!(
+        output.stdout.contains("wrote 16 files")
+            && output.stdout.contains(&format!("tctl create -f {}/teleport-event-handler-role.yaml", etc.display())),
+        "it says what it wrote and what to do next\n{}",
+        sandbox.report(Some(&output))
+    );
 
     // Before the identity exists, `ferry check` names it and nothing else.
     let config = etc.join("ferry.toml");
@@ -48,7 +53,8 @@ fn the_generated_config_and_certificates_carry_teleport_events_to_logstash() {
     cluster.standin.write_identity(&etc.join("identity")).expect("identity written");
     let pair = |cert: &str, key: &str| Pair { cert: read(&etc.join(cert)), key: read(&etc.join(key)) };
     let pki = Pki { ca: pair("ca.crt", "ca.key"), server: pair("server.crt", "server.key"), client: pair("client.crt", "client.key") };
-    let logstash = cluster.runtime.block_on(LogstashStandIn::start_with(pki, None)).expect("Logstash serves the generated server certificate");
+    let logstash =
+        cluster.runtime.block_on(LogstashStandIn::start_with(pki, None)).expect("Logstash serves the generated server certificate");
 
     // The generated file, as written, with what only this test knows: where
     // the stand-ins listen, state in the sandbox, the fixtures' year, and an
@@ -73,14 +79,22 @@ fn the_generated_config_and_certificates_carry_teleport_events_to_logstash() {
     output.assert_success(&sandbox);
 
     let requests = logstash.requests();
-    let report = || format!("{}\nrequests: {:?}", sandbox.report(Some(&output)), requests.iter().map(|r| (&r.path, r.status, r.events)).collect::<Vec<_>>());
+    let report = || {
+        format!(
+            "{}\nrequests: {:?}",
+            sandbox.report(Some(&output)),
+            requests.iter().map(|r| (&r.path, r.status, r.events)).collect::<Vec<_>>()
+        )
+    };
     let expected = cluster.audit_log();
     let audit: usize = requests.iter().filter(|r| r.path == "/").map(|r| r.events).sum();
     let sessions: usize = requests.iter().filter(|r| r.path == "/session").map(|r| r.events).sum();
     assert_eq!(audit, expected.len(), "every audit event reached Logstash over the generated mutual TLS\n{}", report());
     assert_eq!(sessions, 4, "the recording's events (prints skipped) went to the sessions URL\n{}", report());
     let received: Vec<Value> = logstash.events();
-    let uids = |events: &[Value]| events.iter().filter_map(|e| e.get("uid").and_then(Value::as_str).map(str::to_owned)).collect::<std::collections::BTreeSet<_>>();
+    let uids = |events: &[Value]| {
+        events.iter().filter_map(|e| e.get("uid").and_then(Value::as_str).map(str::to_owned)).collect::<std::collections::BTreeSet<_>>()
+    };
     assert!(uids(&expected).is_subset(&uids(&received)), "the events Logstash stored are Teleport's\n{}", report());
     assert!(requests.iter().all(|r| r.status == 200), "Logstash acknowledged every request\n{}", report());
 }
@@ -154,7 +168,10 @@ fn a_second_run_refuses_on_one_line_and_bad_flags_name_themselves() {
     configure(&sandbox, &["--key-type", "ecdsa", "--force"]).assert_success(&sandbox);
     assert_ne!(read(&etc.join("ca.key")), before, "--force writes a new CA");
 
-    for (flag, value, expected) in [("--ip", "10.0.0.300", "--ip `10.0.0.300`: not an IP address"), ("--ttl", "forever", "--ttl `forever`: `forever` is not a duration")] {
+    for (flag, value, expected) in [
+        ("--ip", "10.0.0.300", "--ip `10.0.0.300`: not an IP address"),
+        ("--ttl", "forever", "--ttl `forever`: `forever` is not a duration"),
+    ] {
         let output = configure(&sandbox, &["--key-type", "ecdsa", "--force", flag, value]);
         let message = output.one_line_error(&sandbox);
         assert!(message.starts_with(expected), "{message}");

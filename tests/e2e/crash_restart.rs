@@ -233,7 +233,12 @@ fn sigterm_during_a_delivery_finishes_it_before_exiting() {
     rest.assert_success(&sandbox);
     let mut uids: Vec<String> = util::complete_lines(&first)
         .iter()
-        .map(|line| serde_json::from_str::<Value>(line).ok().and_then(|v| v.get("uid")?.as_str().map(str::to_owned)).unwrap_or_else(|| format!("<not an event: {line}>")))
+        .map(|line| {
+            serde_json::from_str::<Value>(line)
+                .ok()
+                .and_then(|v| v.get("uid")?.as_str().map(str::to_owned))
+                .unwrap_or_else(|| format!("<not an event: {line}>"))
+        })
         .collect();
     let before_stop = uids.len();
     uids.extend(output_uids(&sandbox));

@@ -11,7 +11,8 @@ use std::path::Path;
 /// The chain over the fixtures to their end, into the sinks `default`,
 /// `sessions` and `security`; the plugins are copied into `wasm/`.
 fn config() -> String {
-    let filter = Plugin::new(Path::new("wasm/filter.wasm")).set("config.exclude", toml_value(r#"[{ type = "session.data" }, { type = "sftp", code = "*I" }]"#));
+    let filter = Plugin::new(Path::new("wasm/filter.wasm"))
+        .set("config.exclude", toml_value(r#"[{ type = "session.data" }, { type = "sftp", code = "*I" }]"#));
     let enrich = Plugin::new(Path::new("wasm/enrich.wasm")).set("config.fields", toml_value(r#"{ "labels.environment" = "e2e" }"#));
     let route = Plugin::new(Path::new("wasm/route.wasm")).set("config.default", "default").set(
         "config.rules",
@@ -49,14 +50,16 @@ fn filter_ecs_enrich_route_fill_each_sink_with_exactly_its_events() {
     let events = util::fixtures();
     sandbox.write(IN, util::jsonl(&events).as_bytes());
     for name in ["filter", "ecs", "enrich", "route"] {
-        let wasm = std::fs::read(util::plugin(name)).unwrap_or_else(|err| panic!("{name}.wasm is built by ferry-test-plugins (tests/plugins-build): {err}"));
+        let wasm = std::fs::read(util::plugin(name))
+            .unwrap_or_else(|err| panic!("{name}.wasm is built by ferry-test-plugins (tests/plugins-build): {err}"));
         sandbox.write(&format!("wasm/{name}.wasm"), &wasm);
     }
     let run = sandbox.run("start");
     run.assert_success(&sandbox);
     let report = || sandbox.report(Some(&run));
 
-    let expect = |wanted: &dyn Fn(&FixtureEvent) -> bool| -> Vec<&FixtureEvent> { events.iter().filter(|e| kept(e) && wanted(e)).collect() };
+    let expect =
+        |wanted: &dyn Fn(&FixtureEvent) -> bool| -> Vec<&FixtureEvent> { events.iter().filter(|e| kept(e) && wanted(e)).collect() };
     let sessions = expect(&|e| e.event_type.starts_with("session."));
     let security = expect(&failed_login);
     let default = expect(&|e| !e.event_type.starts_with("session."));

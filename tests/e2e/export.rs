@@ -47,7 +47,8 @@ fn sandbox(name: &str, cluster: &Cluster, logstash: &LogstashStandIn, configure:
 fn stored_dates(sandbox: &Sandbox) -> Vec<Value> {
     let output = sandbox.run_command(sandbox.command(&["status", "--json"]));
     output.assert_success(sandbox);
-    let status: Value = serde_json::from_str(&output.stdout).unwrap_or_else(|err| panic!("`ferry status --json` is not JSON ({err})\n{}", sandbox.report(Some(&output))));
+    let status: Value = serde_json::from_str(&output.stdout)
+        .unwrap_or_else(|err| panic!("`ferry status --json` is not JSON ({err})\n{}", sandbox.report(Some(&output))));
     let cursor = &status["sources"][0]["cursor"];
     assert_eq!(cursor["engine"], "export", "{status:#}");
     cursor["dates"].as_array().cloned().unwrap_or_else(|| panic!("export dates: {status:#}"))
@@ -93,7 +94,11 @@ fn killed_mid_export_of_several_chunks_and_restarted_nothing_is_lost() {
     assert!(before < 600, "ferry was killed in the middle of the export ({before} of 600)\n{}", sandbox.report(Some(&killed)));
     assert!(cluster.standin.most_export_streams_at_once() > 1, "chunks were read at once before the kill");
     let dates = stored_dates(&sandbox);
-    assert_eq!(dates.first().map(|date| &date["date"]), Some(&Value::from("2024-05-01")), "killed while the events' date was read: {dates:?}");
+    assert_eq!(
+        dates.first().map(|date| &date["date"]),
+        Some(&Value::from("2024-05-01")),
+        "killed while the events' date was read: {dates:?}"
+    );
 
     let output = sandbox.run("start");
     output.assert_success(&sandbox);
@@ -102,7 +107,11 @@ fn killed_mid_export_of_several_chunks_and_restarted_nothing_is_lost() {
     assert!(missing.is_empty(), "{} events lost across the kill: {missing:?}\n{}", missing.len(), sandbox.report(Some(&output)));
     assert_eq!(got.len(), 600, "no event that was never served");
     let duplicates: usize = got.values().map(|count| count - 1).sum();
-    assert!(duplicates <= 20, "{duplicates} events twice: the restart resumed the chunks, it did not read them again\n{}", sandbox.report(Some(&output)));
+    assert!(
+        duplicates <= 20,
+        "{duplicates} events twice: the restart resumed the chunks, it did not read them again\n{}",
+        sandbox.report(Some(&output))
+    );
 
     // The committed cursor has every chunk done: a third run sends nothing.
     let dates = stored_dates(&sandbox);
@@ -153,7 +162,12 @@ fn sigterm_stops_every_open_chunk_stream() {
     let logstash = cluster.runtime.block_on(LogstashStandIn::start(None)).expect("the stand-in Logstash starts");
     let sandbox = sandbox("export-sigterm", &cluster, &logstash, |config| config.set("concurrency", 3));
     let mut running = sandbox.spawn_start();
-    util::wait_for("three chunk streams open", DEADLINE, || cluster.standin.most_export_streams_at_once() >= 3, || sandbox.report(Some(&running.snapshot())));
+    util::wait_for(
+        "three chunk streams open",
+        DEADLINE,
+        || cluster.standin.most_export_streams_at_once() >= 3,
+        || sandbox.report(Some(&running.snapshot())),
+    );
     running.terminate();
     let output = running.wait(&sandbox, Duration::from_secs(15));
     output.assert_success(&sandbox);

@@ -57,7 +57,9 @@ impl Contained {
         let delivered: Vec<usize> = sandbox
             .out_lines()
             .iter()
-            .map(|line| index_of_line(line).unwrap_or_else(|| panic!("an output line is not an input line unchanged: {line}{}", report(""))))
+            .map(|line| {
+                index_of_line(line).unwrap_or_else(|| panic!("an output line is not an input line unchanged: {line}{}", report("")))
+            })
             .collect();
         let dead: Vec<(Value, usize)> = sandbox
             .dead_letters()
@@ -70,7 +72,8 @@ impl Contained {
                 assert!(reason.contains(&format!("`{name}`")), "the reason should name the plugin `{name}`: {shown}{}", report(""));
                 assert!(!reason.contains('\n'), "the reason should be one line: {shown}");
                 let payload = letter["payload"].as_str().unwrap_or_default();
-                let index = index_of_line(payload).unwrap_or_else(|| panic!("a dead letter's payload is not an input event unchanged: {shown}{}", report("")));
+                let index = index_of_line(payload)
+                    .unwrap_or_else(|| panic!("a dead letter's payload is not an input event unchanged: {shown}{}", report("")));
                 assert_eq!(letter["event_id"], events[index].id.as_str(), "the dead letter's event_id is not its event's id: {shown}");
                 (letter, index)
             })
@@ -151,7 +154,11 @@ fn a_memory_hog_is_stopped_at_its_cap() {
     let c = Contained::run("hostile_oom", "hog", &config("hog", "oom", &[("max-memory", "32MiB")]));
     c.assert_trigger_batches_dead("memory");
     let reason = c.dead[0].0["reason"].as_str().unwrap_or_default();
-    assert!(reason.contains("max-memory") && reason.contains(&(32u64 << 20).to_string()), "the reason should name the cap: {reason}{}", c.report());
+    assert!(
+        reason.contains("max-memory") && reason.contains(&(32u64 << 20).to_string()),
+        "the reason should name the cap: {reason}{}",
+        c.report()
+    );
 }
 
 #[test]
@@ -193,9 +200,7 @@ fn files_are_out_of_reach() {
 
 #[test]
 fn the_environment_is_out_of_reach() {
-    let c = Contained::run_with("hostile_env", "envy", &config("envy", "env", &[]), |command| {
-        command.env("FERRY_E2E_SECRET", "hunter2")
-    });
+    let c = Contained::run_with("hostile_env", "envy", &config("envy", "env", &[]), |command| command.env("FERRY_E2E_SECRET", "hunter2"));
     c.assert_each_event_once();
     assert!(c.dead.is_empty(), "nothing should be dead-lettered{}", c.report());
     assert_eq!(c.delivered, (0..c.events.len()).collect::<Vec<_>>(), "every event unchanged, in order{}", c.report());
@@ -242,7 +247,10 @@ fn plugin_logs_reach_ferrys_log_tagged_with_the_plugin() {
     assert_eq!(c.delivered.len(), c.events.len(), "{}", c.report());
     let logged: Vec<&str> = c.run.stderr.lines().filter(|l| l.contains("Hostile plugin saw a batch.")).collect();
     assert!(!logged.is_empty(), "the plugin's log line is missing{}", c.report());
-    assert!(logged.iter().all(|l| l.contains("chatty") && l.contains("events")), "plugin log lines should carry the plugin's name and fields: {logged:?}");
+    assert!(
+        logged.iter().all(|l| l.contains("chatty") && l.contains("events")),
+        "plugin log lines should carry the plugin's name and fields: {logged:?}"
+    );
 }
 
 #[test]
@@ -268,7 +276,11 @@ fn on_error_halt_stops_ferry_before_the_failed_batch() {
     let errors: Vec<&str> = run.stderr_lines().into_iter().filter(|l| l.starts_with("ferry: error: ")).collect();
     assert_eq!(errors.len(), 1, "one error line expected{}", sandbox.report(Some(&run)));
     assert_eq!(run.stderr_lines().last().copied(), Some(errors[0]), "the error should be the last line{}", sandbox.report(Some(&run)));
-    assert!(errors[0].contains("`strict`") && errors[0].contains("halt"), "the error should name the plugin and the policy{}", sandbox.report(Some(&run)));
+    assert!(
+        errors[0].contains("`strict`") && errors[0].contains("halt"),
+        "the error should name the plugin and the policy{}",
+        sandbox.report(Some(&run))
+    );
 
     // The output is the input up to the failed batch: every batch before it,
     // nothing from it on.
@@ -382,15 +394,23 @@ fn sigterm_stops_ferry_within_its_shutdown_timeout_while_a_plugin_sleeps() {
     sandbox.write(IN, util::jsonl(&numbered(64, None)).as_bytes());
     let mut running = sandbox.spawn_start();
     // Every call sleeps: the first one ends at its deadline ...
-    util::wait_for("a sleeping call to fail at its deadline", std::time::Duration::from_secs(20), || running.stderr_count("ran past its deadline of 500ms") > 0, || {
-        sandbox.report(Some(&running.snapshot()))
-    });
+    util::wait_for(
+        "a sleeping call to fail at its deadline",
+        std::time::Duration::from_secs(20),
+        || running.stderr_count("ran past its deadline of 500ms") > 0,
+        || sandbox.report(Some(&running.snapshot())),
+    );
     // ... and ferry, busy isolating that batch's events in calls that sleep
     // too, still stops within its shutdown-timeout (2 s) after SIGTERM.
     running.terminate();
     let stopped = std::time::Instant::now();
     let run = running.wait(&sandbox, std::time::Duration::from_secs(5));
-    assert!(stopped.elapsed() < std::time::Duration::from_millis(3500), "ferry took {:?} to stop{}", stopped.elapsed(), sandbox.report(Some(&run)));
+    assert!(
+        stopped.elapsed() < std::time::Duration::from_millis(3500),
+        "ferry took {:?} to stop{}",
+        stopped.elapsed(),
+        sandbox.report(Some(&run))
+    );
 }
 
 #[test]
@@ -410,7 +430,8 @@ fn ferry_check_refuses_a_plugin_whose_init_sleeps_within_seconds() {
 
 /// ferry's peak resident memory (`VmHWM`) in bytes.
 fn peak_rss(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_else(|err| panic!("cannot read /proc/{pid}/status: {err}"));
+    let status =
+        std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_else(|err| panic!("cannot read /proc/{pid}/status: {err}"));
     let line = status.lines().find(|line| line.starts_with("VmHWM:")).unwrap_or_else(|| panic!("no VmHWM in {status}"));
     let kib: u64 = line.split_whitespace().nth(1).and_then(|n| n.parse().ok()).unwrap_or_else(|| panic!("unreadable: {line}"));
     kib << 10
@@ -428,9 +449,12 @@ fn an_amplifying_result_is_refused_before_it_is_copied() {
     let mut running = sandbox.spawn_start();
     let refusal = "plugin `amp` returned a malformed result: it handed ferry more than its max-output of 1048576 bytes in one call";
     let refused_calls = |stderr: &str| stderr.lines().filter(|line| line.contains("Plugin call failed.") && line.contains(refusal)).count();
-    util::wait_for("both batches to be refused", std::time::Duration::from_secs(30), || refused_calls(&running.stderr()) >= 2, || {
-        sandbox.report(Some(&running.snapshot()))
-    });
+    util::wait_for(
+        "both batches to be refused",
+        std::time::Duration::from_secs(30),
+        || refused_calls(&running.stderr()) >= 2,
+        || sandbox.report(Some(&running.snapshot())),
+    );
     let peak = peak_rss(running.pid());
     running.terminate();
     let run = running.wait(&sandbox, util::DEADLINE);
@@ -440,7 +464,9 @@ fn an_amplifying_result_is_refused_before_it_is_copied() {
     assert!(peak < 100 << 20, "ferry's peak RSS was {} MiB{}", peak >> 20, sandbox.report(Some(&run)));
     let dead = sandbox.dead_letters();
     assert_eq!(dead.len(), events.len(), "every refused event is dead-lettered{}", sandbox.report(Some(&run)));
-    assert!(dead.iter().all(|letter| letter["reason"].as_str().is_some_and(|reason| reason.contains("max-output of 1048576 bytes") && !reason.contains('\n'))));
+    assert!(dead.iter().all(|letter| {
+        letter["reason"].as_str().is_some_and(|reason| reason.contains("max-output of 1048576 bytes") && !reason.contains('\n'))
+    }));
     assert_eq!(sandbox.out_count(), 0, "{}", sandbox.report(Some(&run)));
 }
 

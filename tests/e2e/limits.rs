@@ -16,7 +16,13 @@ fn more_batches_in_flight_or_connections_than_ferry_can_track_are_refused_on_one
     let message = sandbox.run("check").one_line_error(&sandbox);
     assert!(message.contains("pipeline.batches-in-flight") && message.contains("more than the most ferry can track"), "{message}");
 
-    sandbox.set_config(&config().set("sinks.default.type", "logstash").set("sinks.default.url", "https://localhost:9/").set("sinks.default.max-connections", i64::MAX).text());
+    sandbox.set_config(
+        &config()
+            .set("sinks.default.type", "logstash")
+            .set("sinks.default.url", "https://localhost:9/")
+            .set("sinks.default.max-connections", i64::MAX)
+            .text(),
+    );
     let message = sandbox.run("check").one_line_error(&sandbox);
     assert!(message.contains("sinks.default.max-connections") && message.contains("more than the most ferry can track"), "{message}");
 }

@@ -130,10 +130,8 @@ fn json_arrays_are_not_events() {
 // requires UTF-8), which Logstash's json codec refuses or mangles.
 #[test]
 fn invalid_utf8_is_not_an_event() {
-    let (sandbox, delivered, letters) = run_lines(
-        "malformed_utf8",
-        &[br#"{"uid":"before"}"#, b"{\"uid\":\"not-utf8\",\"user\":\"\xff\xfe\"}", br#"{"uid":"after"}"#],
-    );
+    let (sandbox, delivered, letters) =
+        run_lines("malformed_utf8", &[br#"{"uid":"before"}"#, b"{\"uid\":\"not-utf8\",\"user\":\"\xff\xfe\"}", br#"{"uid":"after"}"#]);
     let out = std::fs::read(sandbox.path(util::OUT)).unwrap_or_default();
     assert!(
         std::str::from_utf8(&out).is_ok(),
@@ -175,7 +173,8 @@ fn a_teleport_event_whose_struct_is_malformed_is_a_dead_letter_and_the_page_goes
     use crate::teleport::Cluster;
     use ferry_standin::teleport::{IdentitySpec, StandInOptions};
     // Two of the fixtures' own ids, far apart.
-    let broken: Vec<String> = util::fixtures().iter().filter_map(|event| event.value["uid"].as_str()).skip(10).step_by(50).take(2).map(str::to_owned).collect();
+    let broken: Vec<String> =
+        util::fixtures().iter().filter_map(|event| event.value["uid"].as_str()).skip(10).step_by(50).take(2).map(str::to_owned).collect();
     assert_eq!(broken.len(), 2);
     let cluster = Cluster::start(StandInOptions { export_api: false, malformed_uids: broken.clone(), ..StandInOptions::default() });
     let text = Config::teleport_job(&cluster.standin.address()).set("exit-on-last-event", true).file_sink("default", OUT).text();
@@ -198,7 +197,10 @@ fn a_teleport_event_whose_struct_is_malformed_is_a_dead_letter_and_the_page_goes
         let payload: Value = serde_json::from_str(letter["payload"].as_str().unwrap_or_default()).expect("the payload is a JSON record");
         let uid = payload["id"].as_str().unwrap_or_default().to_owned();
         let reason = letter["reason"].as_str().unwrap_or_default();
-        assert!(reason.contains(&format!("audit event {uid}")) && reason.contains("not UTF-8"), "the reason names the event and what is wrong: {shown}");
+        assert!(
+            reason.contains(&format!("audit event {uid}")) && reason.contains("not UTF-8"),
+            "the reason names the event and what is wrong: {shown}"
+        );
         assert!(payload["struct_base64"].as_str().is_some_and(|bytes| bytes.len() > 100), "the Struct's bytes are kept: {shown}");
         lettered.push(uid);
     }
@@ -211,7 +213,11 @@ fn a_teleport_event_whose_struct_is_malformed_is_a_dead_letter_and_the_page_goes
     // A record of input that could not be read is not an event: replay
     // leaves it, and sends nothing.
     let replay = sandbox.run_command(sandbox.command(&["dead-letters", "replay"]));
-    assert!(replay.status.is_some_and(|status| !status.success()), "letters not replayed make replay fail{}", sandbox.report(Some(&replay)));
+    assert!(
+        replay.status.is_some_and(|status| !status.success()),
+        "letters not replayed make replay fail{}",
+        sandbox.report(Some(&replay))
+    );
     assert!(replay.stderr.contains("not an event; it is not replayed"), "{}", sandbox.report(Some(&replay)));
     assert_eq!(sandbox.out_lines().len(), delivered.len(), "nothing more was sent{}", sandbox.report(Some(&replay)));
     let after = sandbox.dead_letters();

@@ -17,24 +17,39 @@ fn get(addr: &str, path: &str) -> Option<(u16, String, String)> {
     tcp.read_to_string(&mut answer).ok()?;
     let (head, body) = answer.split_once("\r\n\r\n")?;
     let status = head.split(' ').nth(1)?.parse().ok()?;
-    let content_type = head.lines().find_map(|line| line.to_ascii_lowercase().strip_prefix("content-type: ").map(str::to_owned)).unwrap_or_default();
+    let content_type =
+        head.lines().find_map(|line| line.to_ascii_lowercase().strip_prefix("content-type: ").map(str::to_owned)).unwrap_or_default();
     Some((status, content_type, body.to_owned()))
 }
 
 /// The address ferry serves on, from its log (it was given port 0).
 fn served_addr(running: &Running, sandbox: &Sandbox) -> String {
     let mut addr = None;
-    wait_for("ferry to serve HTTP", Duration::from_secs(30), || {
-        addr = running.stderr().lines().find(|line| line.contains("Serving /metrics")).and_then(|line| line.split("addr=").nth(1)).map(|rest| rest.split_whitespace().next().unwrap_or_default().to_owned());
-        addr.is_some()
-    }, || sandbox.report(Some(&running.snapshot())));
+    wait_for(
+        "ferry to serve HTTP",
+        Duration::from_secs(30),
+        || {
+            addr = running
+                .stderr()
+                .lines()
+                .find(|line| line.contains("Serving /metrics"))
+                .and_then(|line| line.split("addr=").nth(1))
+                .map(|rest| rest.split_whitespace().next().unwrap_or_default().to_owned());
+            addr.is_some()
+        },
+        || sandbox.report(Some(&running.snapshot())),
+    );
     addr.unwrap_or_default()
 }
 
 /// The value of the series `series` (name and labels, as rendered) in a
 /// `/metrics` body; 0 when it is not there.
 fn value(metrics: &str, series: &str) -> u64 {
-    metrics.lines().find_map(|line| line.strip_prefix(series).and_then(|rest| rest.strip_prefix(' '))).and_then(|v| v.trim().parse::<f64>().ok()).map_or(0, |v| v as u64)
+    metrics
+        .lines()
+        .find_map(|line| line.strip_prefix(series).and_then(|rest| rest.strip_prefix(' ')))
+        .and_then(|v| v.trim().parse::<f64>().ok())
+        .map_or(0, |v| v as u64)
 }
 
 /// `n` events `ev-0`… of type `app.check`, every fifth of type `noise`
@@ -85,11 +100,16 @@ fn metrics_count_what_logstash_received_dropped_and_dead_lettered() {
     let report = || format!("{}\nreceived {}", sandbox.report(Some(&running.snapshot())), setup.standin.event_count());
     wait_for("Logstash to receive every kept event", Duration::from_secs(30), || setup.standin.event_count() >= expected, report);
     let mut metrics = String::new();
-    wait_for("the dead letter to be counted", Duration::from_secs(10), || {
-        metrics = get(&addr, "/metrics").map(|(_, _, body)| body).unwrap_or_default();
-        value(&metrics, "ferry_events_dead_lettered_total{stage=\"plugin\",component=\"taster\"}") == 1
-            && value(&metrics, "ferry_sink_events_sent_total{sink=\"default\"}") as usize >= expected
-    }, report);
+    wait_for(
+        "the dead letter to be counted",
+        Duration::from_secs(10),
+        || {
+            metrics = get(&addr, "/metrics").map(|(_, _, body)| body).unwrap_or_default();
+            value(&metrics, "ferry_events_dead_lettered_total{stage=\"plugin\",component=\"taster\"}") == 1
+                && value(&metrics, "ferry_sink_events_sent_total{sink=\"default\"}") as usize >= expected
+        },
+        report,
+    );
     let received = setup.standin.event_count();
     assert_eq!(received, expected, "{}", report());
     assert_eq!(value(&metrics, "ferry_sink_events_sent_total{sink=\"default\"}") as usize, received, "{metrics}");
@@ -124,11 +144,16 @@ fn readyz_fails_while_the_sink_refuses_and_recovers() {
     let addr = served_addr(&running, sandbox);
     let report = || sandbox.report(Some(&running.snapshot()));
     let mut answer = None;
-    wait_for("/readyz to say the sink is down", Duration::from_secs(20), || {
-        answer = get(&addr, "/readyz");
-        // Until the plugins are compiled it says the pipeline is not running.
-        answer.as_ref().is_some_and(|(status, _, body)| *status == 503 && body.contains("sink"))
-    }, report);
+    wait_for(
+        "/readyz to say the sink is down",
+        Duration::from_secs(20),
+        || {
+            answer = get(&addr, "/readyz");
+            // Until the plugins are compiled it says the pipeline is not running.
+            answer.as_ref().is_some_and(|(status, _, body)| *status == 503 && body.contains("sink"))
+        },
+        report,
+    );
     let (_, _, body) = answer.clone().unwrap_or_default();
     assert!(body.starts_with("sink `default` unreachable: ") && body.lines().count() == 1, "{body}");
     assert_eq!(get(&addr, "/healthz").map(|(status, _, _)| status), Some(200), "a sink outage is not a reason to restart ferry");
@@ -148,7 +173,8 @@ fn log_format_json_makes_every_stderr_line_a_json_object() {
     let lines = output.stderr_lines();
     assert!(lines.len() >= 2, "{}", sandbox.report(Some(&output)));
     for line in lines {
-        let object: serde_json::Value = serde_json::from_str(line).unwrap_or_else(|err| panic!("not JSON ({err}): {line}\n{}", sandbox.report(Some(&output))));
+        let object: serde_json::Value =
+            serde_json::from_str(line).unwrap_or_else(|err| panic!("not JSON ({err}): {line}\n{}", sandbox.report(Some(&output))));
         assert!(object["level"].is_string() && object["message"].is_string(), "{line}");
     }
 
@@ -160,7 +186,11 @@ fn log_format_json_makes_every_stderr_line_a_json_object() {
     assert_eq!(lines.len(), 1, "{}", sandbox.report(Some(&output)));
     let object: serde_json::Value = serde_json::from_str(lines[0]).unwrap_or_else(|err| panic!("not JSON ({err}): {}", lines[0]));
     assert_eq!(object["level"], "ERROR", "{}", lines[0]);
-    assert!(object["error"].as_str().is_some_and(|error| error.contains("http-addr in ") && error.contains("expected HOST:PORT")), "{}", lines[0]);
+    assert!(
+        object["error"].as_str().is_some_and(|error| error.contains("http-addr in ") && error.contains("expected HOST:PORT")),
+        "{}",
+        lines[0]
+    );
 }
 
 #[test]

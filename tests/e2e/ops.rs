@@ -54,7 +54,8 @@ fn after_a_run(name: &str) -> Setup {
 fn status_json(sandbox: &Sandbox) -> Value {
     let output = sandbox.run_command(sandbox.command(&["status", "--json"]));
     output.assert_success(sandbox);
-    serde_json::from_str(&output.stdout).unwrap_or_else(|err| panic!("`ferry status --json` is not JSON ({err}){}", sandbox.report(Some(&output))))
+    serde_json::from_str(&output.stdout)
+        .unwrap_or_else(|err| panic!("`ferry status --json` is not JSON ({err}){}", sandbox.report(Some(&output))))
 }
 
 fn letters(sandbox: &Sandbox, args: &[&str]) -> Vec<Value> {
@@ -93,7 +94,11 @@ fn status_shows_the_cursor_the_newest_event_and_dead_letters_per_stage() {
 
     let text = sandbox.run("status");
     text.assert_success(sandbox);
-    assert!(text.stdout.contains(&format!("cursor: {} at byte {}", sandbox.path(IN).display(), input.len())), "{}", sandbox.report(Some(&text)));
+    assert!(
+        text.stdout.contains(&format!("cursor: {} at byte {}", sandbox.path(IN).display(), input.len())),
+        "{}",
+        sandbox.report(Some(&text))
+    );
     assert!(text.stdout.contains("dead letters: 6"), "{}", sandbox.report(Some(&text)));
     assert!(text.stdout.contains("sink default: 5"), "{}", sandbox.report(Some(&text)));
 }
@@ -202,7 +207,9 @@ fn peers(name: &str) -> Peers {
 }
 
 fn probe_config(peers: &Peers, url: &str) -> String {
-    Config::teleport_job(&peers.teleport.addr().to_string()).logstash_sink("default", url, &peers.pki.ca, &peers.pki.client_cert, &peers.pki.client_key).text()
+    Config::teleport_job(&peers.teleport.addr().to_string())
+        .logstash_sink("default", url, &peers.pki.ca, &peers.pki.client_cert, &peers.pki.client_key)
+        .text()
 }
 
 #[test]
@@ -214,7 +221,11 @@ fn check_probe_passes_against_the_stand_ins() {
     probe.assert_success(sandbox);
     let teleport = format!("teleport {}: ok", peers.teleport.addr());
     assert!(probe.stdout.lines().any(|line| line.starts_with(&teleport)), "{}", sandbox.report(Some(&probe)));
-    assert!(probe.stdout.lines().any(|line| line.starts_with("sink default (") && line.contains("): ok")), "{}", sandbox.report(Some(&probe)));
+    assert!(
+        probe.stdout.lines().any(|line| line.starts_with("sink default (") && line.contains("): ok")),
+        "{}",
+        sandbox.report(Some(&probe))
+    );
     assert_eq!(peers.logstash.event_count(), 0, "the probe created no event{}", sandbox.report(Some(&probe)));
     assert_eq!(peers.logstash.requests().len(), 1, "one request reached Logstash{}", sandbox.report(Some(&probe)));
 }
@@ -245,14 +256,20 @@ fn check_probe_names_teleport_when_it_refuses_the_identity() {
     let failed: Vec<&str> = probe.stdout.lines().filter(|line| line.contains("FAILED")).collect();
     assert_eq!(failed.len(), 1, "{}", sandbox.report(Some(&probe)));
     assert!(failed[0].starts_with(&format!("teleport {}: FAILED: ", peers.teleport.addr())), "{}", sandbox.report(Some(&probe)));
-    assert!(probe.stdout.lines().any(|line| line.starts_with("sink default (") && line.contains("): ok")), "{}", sandbox.report(Some(&probe)));
+    assert!(
+        probe.stdout.lines().any(|line| line.starts_with("sink default (") && line.contains("): ok")),
+        "{}",
+        sandbox.report(Some(&probe))
+    );
 }
 
 #[test]
 fn status_after_a_teleport_run_shows_the_engine_cursor_and_the_newest_event() {
-    let cluster = crate::teleport::Cluster::start(StandInOptions { export_api: false, announce_sessions: true, ..StandInOptions::default() });
+    let cluster =
+        crate::teleport::Cluster::start(StandInOptions { export_api: false, announce_sessions: true, ..StandInOptions::default() });
     let addr = cluster.standin.addr().to_string();
-    let config = Config::teleport_job(&addr).file_sink("default", util::OUT).file_sink("sessions", "sessions.jsonl").set("exit-on-last-event", true);
+    let config =
+        Config::teleport_job(&addr).file_sink("default", util::OUT).file_sink("sessions", "sessions.jsonl").set("exit-on-last-event", true);
     let sandbox = Sandbox::new("ops-status-teleport", &config.text());
     cluster.standin.write_identity_with(&sandbox.path("identity"), &IdentitySpec::default()).expect("identity written");
     let run = sandbox.run("start");
@@ -265,8 +282,17 @@ fn status_after_a_teleport_run_shows_the_engine_cursor_and_the_newest_event() {
     assert_eq!(source["sessions"], json!([]), "every recording was streamed: {status:#}");
     let mut times: Vec<String> = cluster.audit_log().iter().filter_map(|event| event["time"].as_str().map(str::to_owned)).collect();
     let recording = cluster.standin.session_events(crate::teleport::SID).expect("the fixture session");
-    times.extend(recording.iter().map(|event| event.unstructured.clone().unwrap_or_default().to_json_value().expect("a well-formed Struct")).filter_map(|event| event["time"].as_str().map(str::to_owned)));
-    let newest = times.iter().filter_map(|time| humantime::parse_rfc3339_weak(time).or_else(|_| humantime::parse_rfc3339(time)).ok()).max().expect("times");
+    times.extend(
+        recording
+            .iter()
+            .map(|event| event.unstructured.clone().unwrap_or_default().to_json_value().expect("a well-formed Struct"))
+            .filter_map(|event| event["time"].as_str().map(str::to_owned)),
+    );
+    let newest = times
+        .iter()
+        .filter_map(|time| humantime::parse_rfc3339_weak(time).or_else(|_| humantime::parse_rfc3339(time)).ok())
+        .max()
+        .expect("times");
     let stored = source["newest_event_time"].as_str().unwrap_or_else(|| panic!("a newest event time: {status:#}"));
     assert_eq!(humantime::parse_rfc3339(stored).ok(), Some(newest), "{status:#}");
     let text = sandbox.run("status");

@@ -53,13 +53,21 @@ fn new_build_test(lang: &str, name: &str) {
     let output = sandbox.run_args(&["plugin", "new", name, "--lang", lang, "--dir", &root], None);
     output.assert_success(&sandbox);
     let dir = sandbox.path(name);
-    assert!(output.stdout.contains(&format!("ferry plugin build {}", dir.display())), "`new` says how to build\n{}", sandbox.report(Some(&output)));
+    assert!(
+        output.stdout.contains(&format!("ferry plugin build {}", dir.display())),
+        "`new` says how to build\n{}",
+        sandbox.report(Some(&output))
+    );
 
     let (output, took) = build(&sandbox, &dir);
     output.assert_success(&sandbox);
     eprintln!("ferry plugin build ({lang}): {took:?}");
     let wasm = output.stdout.trim();
-    assert!(wasm.ends_with(".wasm") && Path::new(wasm).is_file(), "`build` prints the component it wrote\n{}", sandbox.report(Some(&output)));
+    assert!(
+        wasm.ends_with(".wasm") && Path::new(wasm).is_file(),
+        "`build` prints the component it wrote\n{}",
+        sandbox.report(Some(&output))
+    );
     assert!(output.stderr.contains(&format!("Built {wasm} (")), "{}", sandbox.report(Some(&output)));
 
     // A component just built is in no compile cache: Cranelift compiles it

@@ -57,20 +57,30 @@ fn plugin_test_shows_what_redact_changes_in_each_fixture_event() {
     let kept = events.len() - replaced;
     assert_eq!(
         summary,
-        format!("summary: {} events in 12 calls: {kept} kept, {replaced} replaced, 0 routed, 0 dropped, 0 failed (0 failed calls); 0 invalid lines", events.len())
+        format!(
+            "summary: {} events in 12 calls: {kept} kept, {replaced} replaced, 0 routed, 0 dropped, 0 failed (0 failed calls); 0 invalid lines",
+            events.len()
+        )
     );
 }
 
 #[test]
 fn plugin_test_reports_failed_events_and_failed_calls_of_hostile() {
-    let (sandbox, events, output) = plugin_test("tool_fail_each", "hostile", &["--config", r#"{"mode":"fail-each","when-type":"user.login"}"#]);
+    let (sandbox, events, output) =
+        plugin_test("tool_fail_each", "hostile", &["--config", r#"{"mode":"fail-each","when-type":"user.login"}"#]);
     let (lines, summary) = report_lines(&sandbox, &events, &output);
     let logins = events.iter().filter(|e| e.event_type == "user.login").count();
     for (n, (event, line)) in events.iter().zip(&lines).enumerate() {
         let verdict = if event.event_type == "user.login" { "failed: failed on purpose" } else { "kept" };
         assert_eq!(*line, format!("#{} {} {verdict}", n + 1, event.id), "\n{}", sandbox.report(Some(&output)));
     }
-    assert!(summary.ends_with(&format!("{} kept, 0 replaced, 0 routed, 0 dropped, {logins} failed (0 failed calls); 0 invalid lines", events.len() - logins)), "{summary}");
+    assert!(
+        summary.ends_with(&format!(
+            "{} kept, 0 replaced, 0 routed, 0 dropped, {logins} failed (0 failed calls); 0 invalid lines",
+            events.len() - logins
+        )),
+        "{summary}"
+    );
 
     // A trap fails its whole call: every event of the batches holding a login.
     let (sandbox, events, output) =
@@ -202,12 +212,14 @@ fn plugin_test_with_each_example_plugin_gives_the_expected_output() {
     let (sandbox, events, output) =
         plugin_test("tool_filter", "filter", &["--config", r#"{"exclude":[{"type":"session.*"},{"type":"sftp","code":"*E"}]}"#]);
     let (lines, summary) = report_lines(&sandbox, &events, &output);
-    let dropped = events.iter().filter(|e| e.event_type.starts_with("session.") || (e.event_type == "sftp" && code(e).ends_with('E'))).count();
+    let dropped =
+        events.iter().filter(|e| e.event_type.starts_with("session.") || (e.event_type == "sftp" && code(e).ends_with('E'))).count();
     assert_eq!((count_in(summary, "dropped"), count_in(summary, "kept")), (dropped, total - dropped), "{summary}");
     assert!(line_of(&events, &lines, FAILED_LOGIN).ends_with(" kept"));
 
     let route = r#"{"default":"default","rules":[{"when":{"type":"session.*"},"sinks":"sessions"},{"when":{"type":"user.login","success":false},"sinks":["security","default"]}]}"#;
-    let (sandbox, events, output) = plugin_test("tool_route", "route", &["--config", route, "--sink", "default", "--sink", "security", "--sink", "sessions"]);
+    let (sandbox, events, output) =
+        plugin_test("tool_route", "route", &["--config", route, "--sink", "default", "--sink", "security", "--sink", "sessions"]);
     let (lines, summary) = report_lines(&sandbox, &events, &output);
     assert_eq!(count_in(summary, "routed"), total, "{summary}");
     assert!(line_of(&events, &lines, FAILED_LOGIN).ends_with(" routed to security, default"), "{lines:?}");
@@ -215,14 +227,19 @@ fn plugin_test_with_each_example_plugin_gives_the_expected_output() {
     let (sandbox, events, output) = plugin_test("tool_ecs", "ecs", &[]);
     let (lines, summary) = report_lines(&sandbox, &events, &output);
     assert_eq!(count_in(summary, "replaced"), total, "{summary}");
-    assert!(line_of(&events, &lines, FAILED_LOGIN).contains(r#"~/user "fsdfsdf" → {"name":"fsdfsdf"}, +/@timestamp "2019-04-22T18:06:32Z""#), "{}", line_of(&events, &lines, FAILED_LOGIN));
+    assert!(
+        line_of(&events, &lines, FAILED_LOGIN).contains(r#"~/user "fsdfsdf" → {"name":"fsdfsdf"}, +/@timestamp "2019-04-22T18:06:32Z""#),
+        "{}",
+        line_of(&events, &lines, FAILED_LOGIN)
+    );
 
     let (sandbox, events, output) = plugin_test("tool_enrich", "enrich", &["--config", r#"{"fields":{"labels.environment":"prod"}}"#]);
     let (lines, summary) = report_lines(&sandbox, &events, &output);
     assert_eq!(count_in(summary, "replaced"), total, "{summary}");
     assert!(line_of(&events, &lines, FAILED_LOGIN).contains(r#"+/severity "high""#), "{}", line_of(&events, &lines, FAILED_LOGIN));
 
-    let (sandbox, events, output) = plugin_test("tool_tag", "tag", &["--config", r#"{"tags":{"pipeline":"ferry"},"drop":["sftp","desktop.*"]}"#]);
+    let (sandbox, events, output) =
+        plugin_test("tool_tag", "tag", &["--config", r#"{"tags":{"pipeline":"ferry"},"drop":["sftp","desktop.*"]}"#]);
     let (lines, summary) = report_lines(&sandbox, &events, &output);
     let dropped = events.iter().filter(|e| e.event_type == "sftp" || e.event_type.starts_with("desktop.")).count();
     assert_eq!((count_in(summary, "dropped"), count_in(summary, "replaced")), (dropped, total - dropped), "{summary}");
@@ -240,13 +257,21 @@ fn plugin_test_reports_a_route_to_a_sink_not_named_with_sink_as_a_failure() {
     let route = r#"{"rules":[{"when":{"type":"user.login","success":false},"sinks":["security","default"]}]}"#;
     let (sandbox, events, output) = plugin_test("tool_route_unknown", "route", &["--config", route]);
     let (lines, summary) = report_lines(&sandbox, &events, &output);
-    let failed_logins = events.iter().filter(|e| e.event_type == "user.login" && e.value.get("success") == Some(&serde_json::Value::Bool(false))).count();
+    let failed_logins =
+        events.iter().filter(|e| e.event_type == "user.login" && e.value.get("success") == Some(&serde_json::Value::Bool(false))).count();
     assert!(failed_logins > 0, "the fixtures hold failed logins");
-    assert_eq!(line_of(&events, &lines, FAILED_LOGIN), format!("#{} {FAILED_LOGIN} failed: routed to unknown sink `security`", events.iter().position(|e| e.id == FAILED_LOGIN).map_or(0, |at| at + 1)));
+    assert_eq!(
+        line_of(&events, &lines, FAILED_LOGIN),
+        format!(
+            "#{} {FAILED_LOGIN} failed: routed to unknown sink `security`",
+            events.iter().position(|e| e.id == FAILED_LOGIN).map_or(0, |at| at + 1)
+        )
+    );
     assert_eq!((count_in(summary, "failed"), count_in(summary, "routed")), (failed_logins, 0), "{summary}");
 
     // Named with --sink, the same routes are good.
-    let (sandbox, events, output) = plugin_test("tool_route_known", "route", &["--config", route, "--sink", "default", "--sink", "security"]);
+    let (sandbox, events, output) =
+        plugin_test("tool_route_known", "route", &["--config", route, "--sink", "default", "--sink", "security"]);
     let (lines, summary) = report_lines(&sandbox, &events, &output);
     assert!(line_of(&events, &lines, FAILED_LOGIN).ends_with(" routed to security, default"), "{lines:?}");
     assert_eq!((count_in(summary, "failed"), count_in(summary, "routed")), (0, failed_logins), "{summary}");

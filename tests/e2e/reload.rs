@@ -45,7 +45,12 @@ impl Live {
 
     /// Waits until `text` is on `count` lines of ferry's stderr.
     fn wait_stderr(&self, text: &str, count: usize) {
-        util::wait_for(&format!("{count} stderr lines with `{text}`"), DEADLINE, || self.ferry.stderr_count(text) >= count, || self.report());
+        util::wait_for(
+            &format!("{count} stderr lines with `{text}`"),
+            DEADLINE,
+            || self.ferry.stderr_count(text) >= count,
+            || self.report(),
+        );
     }
 
     /// Appends the next `n` fixture events and waits until the sink holds
@@ -118,7 +123,8 @@ impl Live {
 }
 
 fn built(name: &str) -> Vec<u8> {
-    std::fs::read(util::plugin(name)).unwrap_or_else(|err| panic!("the {name} plugin is built by ferry-test-plugins (tests/plugins-build): {err}"))
+    std::fs::read(util::plugin(name))
+        .unwrap_or_else(|err| panic!("the {name} plugin is built by ferry-test-plugins (tests/plugins-build): {err}"))
 }
 
 fn redact_settings(replacement: &str) -> String {
@@ -254,7 +260,11 @@ fn a_deleted_plugin_is_refused_and_no_event_leaves_unredacted() {
     assert_eq!(live.ferry.stderr_count(RELOADED), 0, "a chain without the deleted plugin was loaded{}", live.report());
     let line = last_line(&live, REFUSED);
     assert!(line.contains(" ERROR ") && line.contains("it would drop a running plugin"), "{line}{}", live.report());
-    assert!(line.contains("plugin=p ") && line.contains("p.wasm no longer exists") && line.contains("removed-plugins"), "{line}{}", live.report());
+    assert!(
+        line.contains("plugin=p ") && line.contains("p.wasm no longer exists") && line.contains("removed-plugins"),
+        "{line}{}",
+        live.report()
+    );
     let (chunk, out) = live.send(20);
     assert_redacted(&chunk, &out, "***", &live);
 

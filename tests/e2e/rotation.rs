@@ -12,12 +12,19 @@ use std::collections::BTreeMap;
 /// `in.jsonl`, followed and polled every `poll`, into `out.jsonl`, in
 /// batches of 100.
 fn config(poll: &str) -> String {
-    Config::new().pipeline(100, "10ms").set("source.file.path", IN).set("source.file.poll-interval", poll).file_sink("default", util::OUT).text()
+    Config::new()
+        .pipeline(100, "10ms")
+        .set("source.file.path", IN)
+        .set("source.file.poll-interval", poll)
+        .file_sink("default", util::OUT)
+        .text()
 }
 
 /// Lines `PREFIX-N` for N in `range`, each an event with its own uid.
 fn lines(prefix: &str, range: std::ops::Range<usize>) -> String {
-    range.map(|n| format!("{{\"uid\":\"{prefix}-{n}\",\"event\":\"user.login\",\"user\":\"alice\",\"time\":\"2026-11-30T10:00:00Z\"}}\n")).collect()
+    range
+        .map(|n| format!("{{\"uid\":\"{prefix}-{n}\",\"event\":\"user.login\",\"user\":\"alice\",\"time\":\"2026-11-30T10:00:00Z\"}}\n"))
+        .collect()
 }
 
 fn uids(prefix: &str, range: std::ops::Range<usize>) -> Vec<String> {
@@ -47,7 +54,13 @@ fn wait_for_all(sandbox: &Sandbox, ferry: &util::Running, wanted: &[String], wha
         || {
             let got = arrived(sandbox);
             let missing: Vec<&String> = wanted.iter().filter(|uid| !got.contains_key(*uid)).collect();
-            format!("{} uids missing, from {:?} to {:?}{}", missing.len(), missing.first(), missing.last(), sandbox.report(Some(&ferry.snapshot())))
+            format!(
+                "{} uids missing, from {:?} to {:?}{}",
+                missing.len(),
+                missing.first(),
+                missing.last(),
+                sandbox.report(Some(&ferry.snapshot()))
+            )
         },
     );
 }
@@ -57,7 +70,14 @@ fn wait_for_all(sandbox: &Sandbox, ferry: &util::Running, wanted: &[String], wha
 fn assert_exactly(sandbox: &Sandbox, wanted: &[String], run: &util::Output) {
     let got = arrived(sandbox);
     let missing: Vec<&String> = wanted.iter().filter(|uid| !got.contains_key(*uid)).collect();
-    assert!(missing.is_empty(), "{} uids missing, from {:?} to {:?}{}", missing.len(), missing.first(), missing.last(), sandbox.report(Some(run)));
+    assert!(
+        missing.is_empty(),
+        "{} uids missing, from {:?} to {:?}{}",
+        missing.len(),
+        missing.first(),
+        missing.last(),
+        sandbox.report(Some(run))
+    );
     let twice: Vec<(&String, &usize)> = got.iter().filter(|(_, n)| **n > 1).take(10).collect();
     assert!(twice.is_empty(), "delivered more than once: {twice:?}{}", sandbox.report(Some(run)));
     assert_eq!(got.len(), wanted.len(), "uids that were never written arrived{}", sandbox.report(Some(run)));

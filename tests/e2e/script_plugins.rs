@@ -15,7 +15,8 @@ use serde_json::Value;
 fn sandbox_with(scenario: &str, config: &str, name: &str, settings: &str) -> Sandbox {
     let sandbox = Sandbox::new(scenario, config);
     sandbox.write(IN, util::jsonl(&util::fixtures()).as_bytes());
-    let wasm = std::fs::read(util::plugin(name)).unwrap_or_else(|err| panic!("the {name} plugin is built by ferry-test-plugins (tests/plugins-build): {err}"));
+    let wasm = std::fs::read(util::plugin(name))
+        .unwrap_or_else(|err| panic!("the {name} plugin is built by ferry-test-plugins (tests/plugins-build): {err}"));
     sandbox.write(&format!("plugins/{name}.wasm"), &wasm);
     sandbox.write(&format!("plugins/{name}.toml"), settings.as_bytes());
     let shared = std::path::Path::new(ferry_test_plugins::COMPILE_CACHE);

@@ -22,7 +22,8 @@ fn the_units_exec_start_runs_ferry_as_written() {
     let words: Vec<&str> = setting("ExecStart").split_whitespace().collect();
     assert_eq!(words[0], "/usr/local/bin/ferry", "the unit runs the installed binary");
     let config = sandbox.config();
-    let args: Vec<&str> = words[1..].iter().map(|word| if *word == "/etc/ferry/ferry.toml" { config.to_str().expect("UTF-8 path") } else { word }).collect();
+    let args: Vec<&str> =
+        words[1..].iter().map(|word| if *word == "/etc/ferry/ferry.toml" { config.to_str().expect("UTF-8 path") } else { word }).collect();
     let mut command = Command::new(FERRY);
     command.args(&args).current_dir(sandbox.root());
     let output = sandbox.run_command(command);

@@ -41,7 +41,14 @@ fn unreachable_url() -> String {
 fn assert_every_fixture_arrived(fixtures: &[FixtureEvent], standin: &LogstashStandIn, sandbox: &Sandbox, output: &util::Output) {
     let received = standin.events();
     let missing: Vec<&str> = fixtures.iter().filter(|f| !received.contains(&f.value)).map(|f| f.id.as_str()).collect();
-    assert!(missing.is_empty(), "{} of {} events never arrived (first: {:?})\n{}", missing.len(), fixtures.len(), missing.first(), sandbox.report(Some(output)));
+    assert!(
+        missing.is_empty(),
+        "{} of {} events never arrived (first: {:?})\n{}",
+        missing.len(),
+        fixtures.len(),
+        missing.first(),
+        sandbox.report(Some(output))
+    );
 }
 
 #[test]
@@ -55,14 +62,23 @@ fn sigterm_with_logstash_down_exits_within_the_timeout_and_a_restart_delivers_ev
     sandbox.set_config(&config(&unreachable_url(), &files, "2s", true));
 
     let mut running = sandbox.spawn_start();
-    util::wait_for("failed deliveries", DEADLINE, || running.stderr_count("Delivery failed; retrying.") >= 3, || sandbox.report(Some(&running.snapshot())));
+    util::wait_for(
+        "failed deliveries",
+        DEADLINE,
+        || running.stderr_count("Delivery failed; retrying.") >= 3,
+        || sandbox.report(Some(&running.snapshot())),
+    );
     running.terminate();
     let signalled = Instant::now();
     let stopped = running.wait(&sandbox, Duration::from_secs(10));
     let took = signalled.elapsed();
     eprintln!("ferry stopped {took:?} after SIGTERM (shutdown-timeout 2s, Logstash down)");
     // 2 s of shutdown-timeout, and a little for the process to wind down.
-    assert!(took < Duration::from_millis(3000), "ferry took {took:?} to stop after SIGTERM with shutdown-timeout = \"2s\"\n{}", sandbox.report(Some(&stopped)));
+    assert!(
+        took < Duration::from_millis(3000),
+        "ferry took {took:?} to stop after SIGTERM with shutdown-timeout = \"2s\"\n{}",
+        sandbox.report(Some(&stopped))
+    );
     stopped.assert_success(&sandbox);
 
     let standin = runtime.block_on(LogstashStandIn::start_with(pki, None)).expect("the stand-in Logstash starts");
@@ -87,7 +103,12 @@ fn a_second_sigterm_while_draining_exits_at_once() {
     let mut running = sandbox.spawn_start();
     util::wait_for("a request held by Logstash", DEADLINE, || standin.held_requests() >= 1, || sandbox.report(Some(&running.snapshot())));
     running.terminate();
-    util::wait_for("the shutdown to begin", DEADLINE, || running.stderr_count("Shutting down") >= 1, || sandbox.report(Some(&running.snapshot())));
+    util::wait_for(
+        "the shutdown to begin",
+        DEADLINE,
+        || running.stderr_count("Shutting down") >= 1,
+        || sandbox.report(Some(&running.snapshot())),
+    );
     assert!(!running.has_exited(), "ferry drains while Logstash holds a request\n{}", sandbox.report(Some(&running.snapshot())));
     running.terminate();
     let signalled = Instant::now();
@@ -121,9 +142,17 @@ fn sigterm_while_logstash_holds_a_request_exits_at_the_timeout_and_a_restart_del
     let took = signalled.elapsed();
     eprintln!("ferry stopped {took:?} after SIGTERM (shutdown-timeout 2s, a request held)");
     assert!(took >= Duration::from_millis(1400), "ferry waited for the request in flight ({took:?})\n{}", sandbox.report(Some(&stopped)));
-    assert!(took < Duration::from_millis(3000), "ferry took {took:?} to stop with shutdown-timeout = \"2s\"\n{}", sandbox.report(Some(&stopped)));
+    assert!(
+        took < Duration::from_millis(3000),
+        "ferry took {took:?} to stop with shutdown-timeout = \"2s\"\n{}",
+        sandbox.report(Some(&stopped))
+    );
     stopped.assert_success(&sandbox);
-    assert!(stopped.stderr.contains("Shutdown deadline passed"), "ferry says it gave up on the batches in flight\n{}", sandbox.report(Some(&stopped)));
+    assert!(
+        stopped.stderr.contains("Shutdown deadline passed"),
+        "ferry says it gave up on the batches in flight\n{}",
+        sandbox.report(Some(&stopped))
+    );
 
     standin.set_stalled(false);
     sandbox.set_config(&config(&standin.url(), &files, "2s", false));
@@ -145,7 +174,12 @@ fn the_test_only_commit_before_ack_switch_loses_events_and_says_so() {
     let mut command = sandbox.command(&["start"]);
     command.env("FERRY_TEST_COMMIT_BEFORE_ACK", "1");
     let mut running = sandbox.spawn_command(command);
-    util::wait_for("failed deliveries", DEADLINE, || running.stderr_count("Delivery failed; retrying.") >= 5, || sandbox.report(Some(&running.snapshot())));
+    util::wait_for(
+        "failed deliveries",
+        DEADLINE,
+        || running.stderr_count("Delivery failed; retrying.") >= 5,
+        || sandbox.report(Some(&running.snapshot())),
+    );
     running.terminate();
     let stopped = running.wait(&sandbox, Duration::from_secs(10));
     let warned = stopped.stderr.lines().filter(|line| line.contains("WARN") && line.contains("Test-only switch on")).count();

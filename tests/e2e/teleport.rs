@@ -38,7 +38,11 @@ impl Cluster {
 
     /// The audit log as served, as JSON, oldest first.
     pub(crate) fn audit_log(&self) -> Vec<Value> {
-        self.standin.audit_events().iter().map(|event| event.unstructured.clone().unwrap_or_default().to_json_value().expect("a well-formed Struct")).collect()
+        self.standin
+            .audit_events()
+            .iter()
+            .map(|event| event.unstructured.clone().unwrap_or_default().to_json_value().expect("a well-formed Struct"))
+            .collect()
     }
 
     /// The fixture session's events as streamed, as JSON.
@@ -89,7 +93,8 @@ fn run_to_end(sandbox: &Sandbox) -> util::Output {
 
 fn every_event_once_in_order(export_api: bool) {
     let cluster = Cluster::with_fixtures(export_api);
-    let sandbox = Sandbox::new(if export_api { "teleport-export" } else { "teleport-legacy" }, &to_the_end(&cluster.standin.address()).text());
+    let sandbox =
+        Sandbox::new(if export_api { "teleport-export" } else { "teleport-legacy" }, &to_the_end(&cluster.standin.address()).text());
     cluster.write_identity(&sandbox, &IdentitySpec::default());
     let output = run_to_end(&sandbox);
 
@@ -120,11 +125,15 @@ fn the_export_engine_delivers_every_event_once_in_order() {
 
 fn types_filter(export_api: bool) {
     let cluster = Cluster::with_fixtures(export_api);
-    let text = to_the_end(&cluster.standin.address()).set("types", "user.login,session.start,session.end").set("skip-event-types", vec!["session.end"]).text();
+    let text = to_the_end(&cluster.standin.address())
+        .set("types", "user.login,session.start,session.end")
+        .set("skip-event-types", vec!["session.end"])
+        .text();
     let sandbox = Sandbox::new("teleport-types", &text);
     cluster.write_identity(&sandbox, &IdentitySpec::default());
     let output = run_to_end(&sandbox);
-    let expected: Vec<Value> = cluster.audit_log().into_iter().filter(|event| matches!(event_type(event), "user.login" | "session.start")).collect();
+    let expected: Vec<Value> =
+        cluster.audit_log().into_iter().filter(|event| matches!(event_type(event), "user.login" | "session.start")).collect();
     assert_eq!(expected.len(), 5, "the fixtures have four logins and a session start");
     assert!(lines(&sandbox, OUT) == expected, "only the listed types, without the skipped one\n{}", sandbox.report(Some(&output)));
     assert!(sandbox.read(SESSIONS).is_empty(), "session.upload is not among the types, so no recording is streamed");
@@ -143,7 +152,8 @@ fn types_and_skip_event_types_filter_in_the_export_engine() {
 #[test]
 fn print_events_carry_their_base64_data_as_sent() {
     let cluster = Cluster::with_fixtures(false);
-    let sandbox = Sandbox::new("teleport-print", &to_the_end(&cluster.standin.address()).set("skip-session-types", Vec::<&str>::new()).text());
+    let sandbox =
+        Sandbox::new("teleport-print", &to_the_end(&cluster.standin.address()).set("skip-session-types", Vec::<&str>::new()).text());
     cluster.write_identity(&sandbox, &IdentitySpec::default());
     let output = run_to_end(&sandbox);
     let expected = cluster.session();
@@ -152,7 +162,10 @@ fn print_events_carry_their_base64_data_as_sent() {
     assert!(got == expected, "all 160 session events, prints included\n{}", sandbox.report(Some(&output)));
     let prints: Vec<&Value> = got.iter().filter(|event| event_type(event) == "print").collect();
     assert_eq!(prints.len(), 156);
-    assert!(prints.iter().all(|print| print.get("data").and_then(Value::as_str).is_some_and(|data| !data.is_empty())), "every print has data");
+    assert!(
+        prints.iter().all(|print| print.get("data").and_then(Value::as_str).is_some_and(|data| !data.is_empty())),
+        "every print has data"
+    );
 }
 
 /// How often each `uid` (or whole event, for events without one) occurs.
@@ -205,10 +218,13 @@ fn killed_mid_session_and_restarted_the_session_resumes() {
     logstash.inject((0..40).map(|_| logstash::Fault::Delay(Duration::from_millis(60))));
     let sandbox = Sandbox::new("teleport-kill-session", "");
     let pki = logstash.pki.write(&sandbox.path("pki")).expect("certificates written");
-    let text = to_the_end(&cluster.standin.address())
-        .set("skip-session-types", Vec::<&str>::new())
-        .unset("sinks.sessions")
-        .logstash_sink("sessions", &logstash.url(), &pki.ca, &pki.client_cert, &pki.client_key);
+    let text = to_the_end(&cluster.standin.address()).set("skip-session-types", Vec::<&str>::new()).unset("sinks.sessions").logstash_sink(
+        "sessions",
+        &logstash.url(),
+        &pki.ca,
+        &pki.client_cert,
+        &pki.client_key,
+    );
     sandbox.set_config(&text.text());
     cluster.write_identity(&sandbox, &IdentitySpec::default());
     let mut running = sandbox.spawn_start();
@@ -246,14 +262,24 @@ fn a_wrong_ca_is_retried_and_a_renewed_identity_recovers() {
     let sandbox = Sandbox::new("teleport-wrong-ca", &text);
     cluster.write_identity(&sandbox, &IdentitySpec { foreign_ca: true, ..IdentitySpec::default() });
     let mut running = sandbox.spawn_start();
-    util::wait_for("refused handshakes", DEADLINE, || cluster.standin.handshake_errors().len() >= 2, || sandbox.report(Some(&running.snapshot())));
+    util::wait_for(
+        "refused handshakes",
+        DEADLINE,
+        || cluster.standin.handshake_errors().len() >= 2,
+        || sandbox.report(Some(&running.snapshot())),
+    );
     let warnings = running.stderr();
     assert!(sandbox.read(OUT).is_empty(), "nothing is read with a refused certificate");
     assert!(!running.has_exited(), "ferry keeps retrying\n{}", sandbox.report(Some(&running.snapshot())));
     let serial = cluster.write_identity(&sandbox, &IdentitySpec::default());
     let output = running.wait(&sandbox, DEADLINE);
     output.assert_success(&sandbox);
-    assert_eq!(lines(&sandbox, OUT), cluster.audit_log(), "everything arrives once the identity is renewed\n{}", sandbox.report(Some(&output)));
+    assert_eq!(
+        lines(&sandbox, OUT),
+        cluster.audit_log(),
+        "everything arrives once the identity is renewed\n{}",
+        sandbox.report(Some(&output))
+    );
     assert!(cluster.standin.connections().iter().any(|peer| peer.serial == serial), "the renewed certificate was used");
     let retry_line = warnings.lines().find(|line| line.contains("retrying")).unwrap_or_else(|| panic!("no retry warning\n{warnings}"));
     assert!(retry_line.contains(&cluster.standin.address()), "the warning names the address: {retry_line}");
@@ -273,7 +299,8 @@ fn a_server_that_is_down_is_waited_for() {
     util::wait_for("a retry warning", DEADLINE, || running.stderr().contains("retrying"), || sandbox.report(Some(&running.snapshot())));
     assert!(!running.has_exited(), "ferry waits for Teleport\n{}", sandbox.report(Some(&running.snapshot())));
     drop(first);
-    let cluster = Cluster::start(StandInOptions { export_api: false, announce_sessions: true, listen: Some(port), ..StandInOptions::default() });
+    let cluster =
+        Cluster::start(StandInOptions { export_api: false, announce_sessions: true, listen: Some(port), ..StandInOptions::default() });
     cluster.write_identity(&sandbox, &IdentitySpec::default());
     let output = running.wait(&sandbox, DEADLINE);
     output.assert_success(&sandbox);
@@ -311,9 +338,7 @@ fn a_rotated_identity_is_used_by_new_connections_while_running() {
 #[test]
 fn failed_logins_past_the_threshold_lock_the_user_once() {
     let now = humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string();
-    let failed = |n: usize| {
-        serde_json::json!({"event": "user.login", "code": "T1000W", "success": false, "user": "mallory", "method": "local", "time": now, "uid": format!("failed-{n}")})
-    };
+    let failed = |n: usize| serde_json::json!({"event": "user.login", "code": "T1000W", "success": false, "user": "mallory", "method": "local", "time": now, "uid": format!("failed-{n}")});
     let mut events: Vec<Value> = (0..5).map(failed).collect();
     events.push(serde_json::json!({"event": "user.login", "code": "T1000I", "success": true, "user": "alice", "time": now, "uid": "ok-1"}));
     let cluster = Cluster::start(StandInOptions { events, export_api: false, ..StandInOptions::default() });
@@ -360,7 +385,8 @@ fn missing_and_unreadable_recordings_are_dead_lettered_and_ingestion_goes_on() {
     let upload = |sid: &str| serde_json::json!({"event": "session.upload", "code": "T2005I", "sid": sid, "time": now, "uid": format!("upload-{sid}")});
     // The first recording asked for gets the injected fault.
     let mut events = vec![upload(SID), upload("ghost-session")];
-    events.push(serde_json::json!({"event": "user.login", "code": "T1000I", "success": true, "user": "alice", "time": now, "uid": "after"}));
+    events
+        .push(serde_json::json!({"event": "user.login", "code": "T1000I", "success": true, "user": "alice", "time": now, "uid": "after"}));
     let cluster = Cluster::start(StandInOptions { events, export_api: false, ..StandInOptions::default() });
     cluster.standin.inject(Method::StreamUnstructuredSessionEvents, Fault::Status(tonic::Code::DataLoss, "recording is corrupted".into()));
     let text = config(&cluster.standin.address())
@@ -384,8 +410,14 @@ fn missing_and_unreadable_recordings_are_dead_lettered_and_ingestion_goes_on() {
         || sandbox.report(Some(&running.snapshot())),
     );
     let reasons: Vec<&str> = letters.iter().filter_map(|letter| letter.get("reason").and_then(Value::as_str)).collect();
-    assert!(reasons.iter().any(|r| r.contains("session recording ghost-session is not in Teleport's storage (asked 3 times)")), "{reasons:?}");
-    assert!(reasons.iter().any(|r| r.contains(&format!("session recording {SID} cannot be read")) && r.contains("recording is corrupted")), "{reasons:?}");
+    assert!(
+        reasons.iter().any(|r| r.contains("session recording ghost-session is not in Teleport's storage (asked 3 times)")),
+        "{reasons:?}"
+    );
+    assert!(
+        reasons.iter().any(|r| r.contains(&format!("session recording {SID} cannot be read")) && r.contains("recording is corrupted")),
+        "{reasons:?}"
+    );
     let asked = cluster.standin.calls().iter().filter(|call| call.method == Method::StreamUnstructuredSessionEvents).count();
     assert!(asked >= 4, "the missing recording was asked for three times, the corrupted one once ({asked} calls)");
     assert!(sandbox.read(SESSIONS).is_empty(), "nothing of either recording was delivered");
@@ -404,7 +436,11 @@ fn a_dry_run_reads_everything_and_sends_nothing() {
     cluster.write_identity(&sandbox, &IdentitySpec::default());
     for run in 1..=2 {
         let output = run_to_end(&sandbox);
-        assert!(output.stderr.contains("188 events in, 188 delivered"), "run {run}: 184 audit and 4 session events\n{}", sandbox.report(Some(&output)));
+        assert!(
+            output.stderr.contains("188 events in, 188 delivered"),
+            "run {run}: 184 audit and 4 session events\n{}",
+            sandbox.report(Some(&output))
+        );
         assert!(sandbox.read(OUT).is_empty() && sandbox.read(SESSIONS).is_empty(), "nothing was sent");
     }
     assert!(!sandbox.path("storage/ferry.db").exists(), "the real state is untouched");
@@ -414,7 +450,8 @@ fn a_dry_run_reads_everything_and_sends_nothing() {
 /// Service by ALPN, and everything arrives as it does directly.
 #[test]
 fn through_a_proxy_with_tls_routing() {
-    let cluster = Cluster::start(StandInOptions { export_api: false, announce_sessions: true, tls_routing: true, ..StandInOptions::default() });
+    let cluster =
+        Cluster::start(StandInOptions { export_api: false, announce_sessions: true, tls_routing: true, ..StandInOptions::default() });
     let text = to_the_end(&cluster.standin.address()).set("teleport.cluster", "ferry.test").text();
     let sandbox = Sandbox::new("teleport-proxy", &text);
     cluster.write_identity(&sandbox, &IdentitySpec::default());

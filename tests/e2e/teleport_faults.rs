@@ -50,10 +50,13 @@ fn a_recordings_prints_go_to_the_session_url_of_the_stream() {
     let sandbox = Sandbox::new("teleport-session-url", "");
     let pki = logstash.pki.write(&sandbox.path("pki")).expect("certificates written");
     let url = logstash.url();
-    let text = config(&cluster.standin.address())
-        .set("skip-session-types", Vec::<&str>::new())
-        .set("plugins-dir", "plugins")
-        .fluentd(&format!("{url}test.log"), &format!("{url}session"), &pki.ca, &pki.client_cert, &pki.client_key);
+    let text = config(&cluster.standin.address()).set("skip-session-types", Vec::<&str>::new()).set("plugins-dir", "plugins").fluentd(
+        &format!("{url}test.log"),
+        &format!("{url}session"),
+        &pki.ca,
+        &pki.client_cert,
+        &pki.client_key,
+    );
     sandbox.set_config(&text.text());
     cluster.standin.write_identity_with(&sandbox.path("identity"), &IdentitySpec::default()).expect("identity written");
     let wasm = std::fs::read(util::plugin("redact")).expect("the redact plugin is built by ferry-test-plugins (tests/plugins-build)");
@@ -62,7 +65,13 @@ fn a_recordings_prints_go_to_the_session_url_of_the_stream() {
 
     let output = sandbox.run("start");
     output.assert_success(&sandbox);
-    let report = || format!("{}\nrequests: {:?}", sandbox.report(Some(&output)), logstash.requests().iter().map(|r| r.path.clone()).collect::<BTreeSet<_>>());
+    let report = || {
+        format!(
+            "{}\nrequests: {:?}",
+            sandbox.report(Some(&output)),
+            logstash.requests().iter().map(|r| r.path.clone()).collect::<BTreeSet<_>>()
+        )
+    };
     let session_path = format!("/session.{SID}.log");
     let requests = logstash.requests();
     let session_events: usize = requests.iter().filter(|request| request.path == session_path).map(|request| request.events).sum();
@@ -71,9 +80,13 @@ fn a_recordings_prints_go_to_the_session_url_of_the_stream() {
     assert_eq!(audit_events, 184, "the audit log at the audit URL\n{}", report());
     let paths: BTreeSet<String> = requests.iter().map(|request| request.path.clone()).collect();
     assert_eq!(paths, BTreeSet::from(["/test.log".to_owned(), session_path]), "nothing went anywhere else\n{}", report());
-    let prints: Vec<Value> = logstash.events().into_iter().filter(|event| event.get("event").and_then(Value::as_str) == Some("print")).collect();
+    let prints: Vec<Value> =
+        logstash.events().into_iter().filter(|event| event.get("event").and_then(Value::as_str) == Some("print")).collect();
     assert_eq!(prints.len(), 156);
-    assert!(prints.iter().all(|print| print.get("data").and_then(Value::as_str) == Some("***") && print.get("sid").is_none()), "the plugin replaced every print, which has no sid");
+    assert!(
+        prints.iter().all(|print| print.get("data").and_then(Value::as_str) == Some("***") && print.get("sid").is_none()),
+        "the plugin replaced every print, which has no sid"
+    );
 }
 
 /// The event handler's own config, unchanged: `[forward.fluentd]` sends each
@@ -89,7 +102,13 @@ fn the_drop_in_config_sends_json_arrays_and_single_restores_one_event_per_reques
         let sandbox = Sandbox::new(name, "");
         let pki = logstash.pki.write(&sandbox.path("pki")).expect("certificates written");
         let url = logstash.url();
-        let mut config = config(&cluster.standin.address()).fluentd(&format!("{url}test.log"), &format!("{url}session"), &pki.ca, &pki.client_cert, &pki.client_key);
+        let mut config = config(&cluster.standin.address()).fluentd(
+            &format!("{url}test.log"),
+            &format!("{url}session"),
+            &pki.ca,
+            &pki.client_cert,
+            &pki.client_key,
+        );
         if single {
             config = config.set("forward.fluentd.format", "single");
         }
@@ -124,10 +143,24 @@ fn the_event_handlers_start_flags_win_over_its_variables_and_the_file() {
     let pki = logstash.pki.write(&sandbox.path("pki")).expect("certificates written");
     let url = logstash.url();
     let nowhere = "https://127.0.0.1:9/";
-    let config = config(&cluster.standin.address()).fluentd(&format!("{nowhere}test.log"), &format!("{nowhere}session"), &pki.ca, &pki.client_cert, &pki.client_key);
+    let config = config(&cluster.standin.address()).fluentd(
+        &format!("{nowhere}test.log"),
+        &format!("{nowhere}session"),
+        &pki.ca,
+        &pki.client_cert,
+        &pki.client_key,
+    );
     sandbox.set_config(&config.text());
     cluster.standin.write_identity_with(&sandbox.path("identity"), &IdentitySpec::default()).expect("identity written");
-    let mut command = sandbox.command(&["start", "--fluentd-url", &format!("{url}test.log"), "--fluentd-session-url", &format!("{url}session"), "--batch=7", "--exit-on-last-event"]);
+    let mut command = sandbox.command(&[
+        "start",
+        "--fluentd-url",
+        &format!("{url}test.log"),
+        "--fluentd-session-url",
+        &format!("{url}session"),
+        "--batch=7",
+        "--exit-on-last-event",
+    ]);
     command.env("FDFWD_FLUENTD_URL", format!("{nowhere}from-the-variable.log"));
     let output = sandbox.run_command(command);
     output.assert_success(&sandbox);
@@ -137,7 +170,13 @@ fn the_event_handlers_start_flags_win_over_its_variables_and_the_file() {
     // A flag's bad value is named as the flag, on one line.
     let bad = sandbox.run_command(sandbox.command(&["check", "--batch", "many"]));
     let line = bad.stderr_lines().into_iter().find(|line| line.contains("error")).unwrap_or_default();
-    assert!(!bad.status.is_some_and(|status| status.success()) && line.contains("flag --batch") && line.contains("`many` is not a whole number"), "{line}\n{}", sandbox.report(Some(&bad)));
+    assert!(
+        !bad.status.is_some_and(|status| status.success())
+            && line.contains("flag --batch")
+            && line.contains("`many` is not a whole number"),
+        "{line}\n{}",
+        sandbox.report(Some(&bad))
+    );
 }
 
 /// A page key Teleport refuses for good (INVALID_ARGUMENT, as a backend
@@ -171,7 +210,14 @@ fn a_vanished_export_chunk_is_dead_lettered_and_ingestion_goes_on() {
     let cluster = Cluster::start(StandInOptions { export_api: true, chunk_size: 10, ..StandInOptions::default() });
     let vanished = cluster.standin.vanish_chunk("chunk-0001");
     let vanished_ids: BTreeSet<String> = vanished.iter().map(|event| event.id.clone()).collect();
-    let dates: BTreeSet<String> = vanished.iter().filter_map(|event| event.time.as_ref()).map(|time| humantime::format_rfc3339_seconds(std::time::UNIX_EPOCH + std::time::Duration::from_secs(time.seconds as u64)).to_string()[..10].to_owned()).collect();
+    let dates: BTreeSet<String> = vanished
+        .iter()
+        .filter_map(|event| event.time.as_ref())
+        .map(|time| {
+            humantime::format_rfc3339_seconds(std::time::UNIX_EPOCH + std::time::Duration::from_secs(time.seconds as u64)).to_string()[..10]
+                .to_owned()
+        })
+        .collect();
     assert!(vanished.len() >= 10 && !dates.is_empty(), "the fixtures have dates with a second chunk");
     let sandbox = cluster.sandbox("teleport-vanished-chunk", &into_file(&cluster.standin.address()));
     let output = sandbox.run("start");
@@ -190,7 +236,10 @@ fn a_vanished_export_chunk_is_dead_lettered_and_ingestion_goes_on() {
     assert_eq!(reasons.len(), dates.len(), "one dead letter per vanished chunk: {reasons:?}\n{}", report());
     for date in &dates {
         let named = format!("export chunk chunk-0001 of {date} cannot be read");
-        assert!(reasons.iter().any(|reason| reason.contains(&named) && reason.contains("NotFound")), "no dead letter says `{named}`: {reasons:?}");
+        assert!(
+            reasons.iter().any(|reason| reason.contains(&named) && reason.contains("NotFound")),
+            "no dead letter says `{named}`: {reasons:?}"
+        );
     }
 }
 
@@ -201,7 +250,8 @@ fn events_with_uids(uids: &[Option<&str>]) -> Vec<Value> {
         .enumerate()
         .map(|(n, uid)| {
             let time = humantime::format_rfc3339_seconds(start + std::time::Duration::from_secs(n as u64)).to_string();
-            let mut event = serde_json::json!({"event": "user.login", "code": "T1000I", "success": true, "user": format!("user-{n}"), "time": time});
+            let mut event =
+                serde_json::json!({"event": "user.login", "code": "T1000I", "success": true, "user": format!("user-{n}"), "time": time});
             if let Some(uid) = uid {
                 event["uid"] = Value::from(*uid);
             }
@@ -214,7 +264,11 @@ fn read_once_to_the_end(name: &str, options: StandInOptions, count: usize) {
     let cluster = Cluster::start(options);
     // One window from before the events to after now: the last window,
     // which ferry polls until it has read everything.
-    let text = config(&cluster.standin.address()).set("start-time", "2019-12-31T00:00:00Z").set("window-size", "87600h").set("batch", 5).file_sink("default", OUT);
+    let text = config(&cluster.standin.address())
+        .set("start-time", "2019-12-31T00:00:00Z")
+        .set("window-size", "87600h")
+        .set("batch", 5)
+        .file_sink("default", OUT);
     let sandbox = cluster.sandbox(name, &text.text());
     let output = sandbox.run("start");
     output.assert_success(&sandbox);
@@ -231,7 +285,8 @@ fn an_id_repeated_at_the_end_of_the_log_is_read_once() {
     let mut uids: Vec<Option<String>> = (0..9).map(|n| Some(format!("u-{n}"))).collect();
     uids.extend([Some("dup".to_owned()), Some("dup".to_owned()), Some("dup".to_owned())]);
     let uids: Vec<Option<&str>> = uids.iter().map(Option::as_deref).collect();
-    let options = StandInOptions { events: events_with_uids(&uids), sessions: Default::default(), export_api: false, ..StandInOptions::default() };
+    let options =
+        StandInOptions { events: events_with_uids(&uids), sessions: Default::default(), export_api: false, ..StandInOptions::default() };
     read_once_to_the_end("teleport-repeated-id", options, 12);
 }
 
@@ -239,7 +294,13 @@ fn an_id_repeated_at_the_end_of_the_log_is_read_once() {
 /// page over again and again.
 #[test]
 fn events_without_ids_at_the_end_of_the_log_are_read_once() {
-    let options = StandInOptions { events: events_with_uids(&[None; 12]), sessions: Default::default(), export_api: false, raw_ids: true, ..StandInOptions::default() };
+    let options = StandInOptions {
+        events: events_with_uids(&[None; 12]),
+        sessions: Default::default(),
+        export_api: false,
+        raw_ids: true,
+        ..StandInOptions::default()
+    };
     read_once_to_the_end("teleport-empty-ids", options, 12);
 }
 
@@ -254,13 +315,26 @@ fn a_recording_survives_internal_errors_and_a_refused_index() {
     let cluster = Cluster::start(StandInOptions { export_api: false, announce_sessions: true, ..StandInOptions::default() });
     cluster.standin.inject(Method::StreamUnstructuredSessionEvents, Fault::DropStreamAfter(50));
     cluster.standin.inject(Method::StreamUnstructuredSessionEvents, Fault::Status(tonic::Code::Internal, "backend hiccup".into()));
-    cluster.standin.inject(Method::StreamUnstructuredSessionEvents, Fault::Status(tonic::Code::OutOfRange, "start_index is past what this reader can seek to".into()));
-    let text = config(&cluster.standin.address()).set("skip-session-types", Vec::<&str>::new()).file_sink("default", OUT).file_sink("sessions", "sessions.jsonl");
+    cluster.standin.inject(
+        Method::StreamUnstructuredSessionEvents,
+        Fault::Status(tonic::Code::OutOfRange, "start_index is past what this reader can seek to".into()),
+    );
+    let text = config(&cluster.standin.address())
+        .set("skip-session-types", Vec::<&str>::new())
+        .file_sink("default", OUT)
+        .file_sink("sessions", "sessions.jsonl");
     let sandbox = cluster.sandbox("teleport-session-faults", &text.text());
     let output = sandbox.run("start");
     output.assert_success(&sandbox);
-    let recording: Vec<Value> = cluster.standin.session_events(SID).expect("the fixture session").iter().map(|event| event.unstructured.clone().unwrap_or_default().to_json_value().expect("a well-formed Struct")).collect();
-    let got: Vec<Value> = util::complete_lines(&sandbox.read("sessions.jsonl")).iter().map(|line| serde_json::from_str(line).expect("JSON")).collect();
+    let recording: Vec<Value> = cluster
+        .standin
+        .session_events(SID)
+        .expect("the fixture session")
+        .iter()
+        .map(|event| event.unstructured.clone().unwrap_or_default().to_json_value().expect("a well-formed Struct"))
+        .collect();
+    let got: Vec<Value> =
+        util::complete_lines(&sandbox.read("sessions.jsonl")).iter().map(|line| serde_json::from_str(line).expect("JSON")).collect();
     assert_eq!(got.len(), 160, "the whole recording, once\n{}", sandbox.report(Some(&output)));
     assert!(got == recording, "in order\n{}", sandbox.report(Some(&output)));
     assert!(sandbox.dead_letters().is_empty(), "the recording was not given up");
@@ -287,7 +361,12 @@ fn a_refused_export_cursor_reads_the_chunk_again_from_its_start() {
     let got: Vec<String> = lines(&sandbox).iter().map(Value::to_string).collect();
     let want: BTreeSet<&String> = expected.iter().collect();
     assert_eq!(got.iter().collect::<BTreeSet<_>>(), want, "every event arrived, none that was not served\n{}", report());
-    assert!(got.len() - expected.len() <= 5, "{} events twice, more than the five read before the break\n{}", got.len() - expected.len(), report());
+    assert!(
+        got.len() - expected.len() <= 5,
+        "{} events twice, more than the five read before the break\n{}",
+        got.len() - expected.len(),
+        report()
+    );
     assert!(output.stderr.contains("reading the chunk again from its start"), "{}", report());
     assert!(sandbox.dead_letters().is_empty(), "nothing was lost, so nothing is dead-lettered");
 }
@@ -301,7 +380,10 @@ fn a_refused_identity_is_one_error_line_and_retried_slowly() {
     use ferry_standin::teleport::{Fault, Method};
     let cluster = Cluster::start(StandInOptions { export_api: false, ..StandInOptions::default() });
     for _ in 0..2 {
-        cluster.standin.inject(Method::GetUnstructuredEvents, Fault::Status(tonic::Code::PermissionDenied, "access denied to perform action \"list\" on \"event\"".into()));
+        cluster.standin.inject(
+            Method::GetUnstructuredEvents,
+            Fault::Status(tonic::Code::PermissionDenied, "access denied to perform action \"list\" on \"event\"".into()),
+        );
     }
     let sandbox = cluster.sandbox("teleport-denied", &into_file(&cluster.standin.address()));
     let output = sandbox.run("start");

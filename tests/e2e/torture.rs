@@ -139,7 +139,11 @@ fn torture(name: &str, commit_before_ack: bool) -> Outcome {
             let target = logstash.event_count() + rng.usize(1..=BATCH * IN_FLIGHT);
             let deadline = Instant::now() + DEADLINE;
             while logstash.event_count() < target && !ferry.has_exited() {
-                assert!(Instant::now() < deadline, "timed out waiting for {target} events before the next kill{}", context(Some(&ferry.snapshot()), kills));
+                assert!(
+                    Instant::now() < deadline,
+                    "timed out waiting for {target} events before the next kill{}",
+                    context(Some(&ferry.snapshot()), kills)
+                );
                 std::thread::sleep(Duration::from_millis(5));
             }
         }
@@ -165,7 +169,13 @@ fn torture(name: &str, commit_before_ack: bool) -> Outcome {
     let received: Vec<String> = logstash
         .events()
         .iter()
-        .map(|event| event.get("uid").and_then(Value::as_str).map(str::to_owned).unwrap_or_else(|| panic!("an event without a uid arrived: {event}{report}")))
+        .map(|event| {
+            event
+                .get("uid")
+                .and_then(Value::as_str)
+                .map(str::to_owned)
+                .unwrap_or_else(|| panic!("an event without a uid arrived: {event}{report}"))
+        })
         .collect();
     let counts = util::tally(received.iter().map(String::as_str));
     let wanted: BTreeSet<&str> = events.iter().map(|(uid, _)| uid.as_str()).collect();
@@ -192,9 +202,12 @@ fn torture(name: &str, commit_before_ack: bool) -> Outcome {
 async fn integrity_check(sandbox: &Sandbox) -> String {
     use sqlx::Connection as _;
     let options = sqlx::sqlite::SqliteConnectOptions::new().filename(sandbox.path("storage/ferry.db")).create_if_missing(false);
-    let mut connection = sqlx::SqliteConnection::connect_with(&options).await.unwrap_or_else(|err| panic!("cannot open the state database: {err}"));
-    let lines: Vec<String> =
-        sqlx::query_scalar::<sqlx::Sqlite, String>("PRAGMA integrity_check").fetch_all(&mut connection).await.unwrap_or_else(|err| panic!("integrity_check failed to run: {err}"));
+    let mut connection =
+        sqlx::SqliteConnection::connect_with(&options).await.unwrap_or_else(|err| panic!("cannot open the state database: {err}"));
+    let lines: Vec<String> = sqlx::query_scalar::<sqlx::Sqlite, String>("PRAGMA integrity_check")
+        .fetch_all(&mut connection)
+        .await
+        .unwrap_or_else(|err| panic!("integrity_check failed to run: {err}"));
     let _ = connection.close().await;
     lines.join("; ")
 }
@@ -204,8 +217,16 @@ fn killed_22_times_against_a_failing_logstash_nothing_is_lost() {
     let outcome = torture("torture", false);
     let report = &outcome.report;
     assert!(outcome.kills >= 20, "{report}");
-    assert!(outcome.faults.statuses + outcome.faults.throttled + outcome.faults.resets + outcome.faults.lost_acks >= 10, "the stand-in failed too few requests to test anything{report}");
-    assert!(outcome.missing.is_empty(), "{} events never arrived, e.g. {:?}{report}", outcome.missing.len(), &outcome.missing[..outcome.missing.len().min(10)]);
+    assert!(
+        outcome.faults.statuses + outcome.faults.throttled + outcome.faults.resets + outcome.faults.lost_acks >= 10,
+        "the stand-in failed too few requests to test anything{report}"
+    );
+    assert!(
+        outcome.missing.is_empty(),
+        "{} events never arrived, e.g. {:?}{report}",
+        outcome.missing.len(),
+        &outcome.missing[..outcome.missing.len().min(10)]
+    );
     assert!(
         outcome.duplicates <= outcome.bound,
         "{} duplicates, more than {} kills × {IN_FLIGHT} batches in flight × {BATCH} events + {} events of lost acknowledgements = {}{report}",

@@ -274,8 +274,9 @@ impl Sandbox {
             .stdout
             .lines()
             .map(|line| {
-                serde_json::from_str(line)
-                    .unwrap_or_else(|err| panic!("`ferry dead-letters` printed a line that is not JSON ({err}): {line}\n{}", self.report(Some(&output))))
+                serde_json::from_str(line).unwrap_or_else(|err| {
+                    panic!("`ferry dead-letters` printed a line that is not JSON ({err}): {line}\n{}", self.report(Some(&output)))
+                })
             })
             .collect()
     }
@@ -380,19 +381,14 @@ impl Running {
 
     /// SIGTERM, as a service manager stops ferry.
     pub fn terminate(&self) {
-        let status = Command::new("kill")
-            .arg(self.pid().to_string())
-            .status()
-            .unwrap_or_else(|err| panic!("cannot run kill: {err}"));
+        let status = Command::new("kill").arg(self.pid().to_string()).status().unwrap_or_else(|err| panic!("cannot run kill: {err}"));
         assert!(status.success(), "`kill {}` failed: {status}", self.pid());
     }
 
     /// SIGHUP, as an operator asks ferry to reload its plugins.
     pub fn hangup(&self) {
-        let status = Command::new("kill")
-            .args(["-HUP", &self.pid().to_string()])
-            .status()
-            .unwrap_or_else(|err| panic!("cannot run kill: {err}"));
+        let status =
+            Command::new("kill").args(["-HUP", &self.pid().to_string()]).status().unwrap_or_else(|err| panic!("cannot run kill: {err}"));
         assert!(status.success(), "`kill -HUP {}` failed: {status}", self.pid());
     }
 
@@ -444,11 +440,7 @@ impl Output {
     /// Fails unless ferry exited non-zero and its stderr holds exactly one
     /// line, `ferry: error: …`; returns the text after that prefix.
     pub fn one_line_error(&self, sandbox: &Sandbox) -> String {
-        assert!(
-            self.status.is_some() && !self.success(),
-            "ferry should have failed\n{}",
-            sandbox.report(Some(self))
-        );
+        assert!(self.status.is_some() && !self.success(), "ferry should have failed\n{}", sandbox.report(Some(self)));
         let lines = self.stderr_lines();
         assert_eq!(lines.len(), 1, "stderr should be exactly one line\n{}", sandbox.report(Some(self)));
         let Some(message) = lines[0].strip_prefix("ferry: error: ") else {
@@ -534,7 +526,5 @@ fn clip_tail(text: &str, max: usize) -> String {
 /// without sleeping, that ferry is stuck in the middle of a delivery.
 pub fn blocked_in(pid: u32, function: &str) -> bool {
     let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else { return false };
-    tasks.filter_map(Result::ok).any(|task| {
-        std::fs::read_to_string(task.path().join("wchan")).is_ok_and(|wchan| wchan.contains(function))
-    })
+    tasks.filter_map(Result::ok).any(|task| std::fs::read_to_string(task.path().join("wchan")).is_ok_and(|wchan| wchan.contains(function)))
 }

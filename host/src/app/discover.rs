@@ -22,11 +22,7 @@ pub fn discover_chain(config: &FerryConfig) -> Result<PluginChain, ConfigError> 
     let listed = !config.plugins.is_empty();
     let found = if listed {
         if config.plugins_dir.is_some() {
-            return Err(ConfigError::invalid(
-                &config.file,
-                "plugins-dir",
-                "set either `plugins-dir` or [[plugins]], not both",
-            ));
+            return Err(ConfigError::invalid(&config.file, "plugins-dir", "set either `plugins-dir` or [[plugins]], not both"));
         }
         listed_plugins(config)?
     } else {
@@ -36,7 +32,10 @@ pub fn discover_chain(config: &FerryConfig) -> Result<PluginChain, ConfigError> 
                 ConfigError::Read { path, source } if path == config.resolve(dir) => ConfigError::invalid(
                     &config.file,
                     "plugins-dir",
-                    format!("cannot read the plugins folder {}: {source}; create it, or remove the key to run without plugins", path.display()),
+                    format!(
+                        "cannot read the plugins folder {}: {source}; create it, or remove the key to run without plugins",
+                        path.display()
+                    ),
                 ),
                 other => other,
             })?,
@@ -123,7 +122,11 @@ impl PluginChain {
                         return Err(Lost {
                             name: old.name.clone(),
                             file: settings.clone(),
-                            what: format!("plugin `{}` lost its settings file {}; it would run with default settings", old.name, settings.display()),
+                            what: format!(
+                                "plugin `{}` lost its settings file {}; it would run with default settings",
+                                old.name,
+                                settings.display()
+                            ),
                         });
                     }
                 }
@@ -183,8 +186,7 @@ fn spec_beside(wasm: &Path) -> Result<(PluginSpec, Option<PathBuf>), ConfigError
     let settings = wasm.with_extension("toml");
     let (mut spec, found) = match std::fs::read_to_string(&settings) {
         Ok(text) => {
-            let spec: PluginSpec =
-                toml::from_str(&text).map_err(|err| ConfigError::from_toml(settings.clone(), &text, &err))?;
+            let spec: PluginSpec = toml::from_str(&text).map_err(|err| ConfigError::from_toml(settings.clone(), &text, &err))?;
             if spec.path.is_some() {
                 return Err(ConfigError::invalid(&settings, "path", "not allowed here: the plugin is the .wasm file beside this one"));
             }
@@ -218,7 +220,8 @@ mod tests {
         std::fs::write(plugins.join("20-b.toml"), "on-error = \"pass\"\n[config]\nx = 1\n").expect("write");
         let config = config_in(dir.path(), "");
         let specs = discover_plugins(&config).expect("discovered");
-        let names: Vec<_> = specs.iter().map(|s| s.path.as_ref().and_then(|p| p.file_name()).map(|n| n.to_string_lossy().into_owned())).collect();
+        let names: Vec<_> =
+            specs.iter().map(|s| s.path.as_ref().and_then(|p| p.file_name()).map(|n| n.to_string_lossy().into_owned())).collect();
         assert_eq!(names, [Some("10-a.wasm".to_owned()), Some("20-b.wasm".to_owned())]);
         assert_eq!(specs[1].on_error, Some(crate::plugin::OnError::Pass));
         assert_eq!(specs[1].config.get("x").and_then(|v| v.as_integer()), Some(1));
@@ -282,7 +285,10 @@ mod tests {
         assert_eq!(lost.name, "a");
         assert_eq!(lost.file, dir.path().join("plugins/a.wasm"));
         let text = lost.to_string();
-        assert!(text.starts_with("plugin `a` is gone: ") && text.contains("a.wasm no longer exists") && text.contains("`removed-plugins`"), "{text}");
+        assert!(
+            text.starts_with("plugin `a` is gone: ") && text.contains("a.wasm no longer exists") && text.contains("`removed-plugins`"),
+            "{text}"
+        );
         assert!(!text.contains('\n'));
         // A new plugin beside the running ones is no loss.
         std::fs::write(dir.path().join("plugins/a.wasm"), b"").expect("write");
@@ -328,7 +334,8 @@ mod tests {
     #[test]
     fn a_plugin_left_out_of_the_plugins_list_is_taken_out_on_purpose() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let running = discover_chain(&config_in(dir.path(), "[[plugins]]\npath = \"a.wasm\"\n[[plugins]]\npath = \"b.wasm\"\n")).expect("listed");
+        let running =
+            discover_chain(&config_in(dir.path(), "[[plugins]]\npath = \"a.wasm\"\n[[plugins]]\npath = \"b.wasm\"\n")).expect("listed");
         assert!(running.listed);
         let after = discover_chain(&config_in(dir.path(), "[[plugins]]\npath = \"b.wasm\"\n")).expect("listed");
         after.check_keeps(&running.members).expect("the list is ferry.toml's own");

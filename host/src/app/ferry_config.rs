@@ -124,8 +124,7 @@ impl FerryConfig {
     /// against the file's folder. Values are checked later, by the parts
     /// that use them, so `ferry check` and `ferry start` share one path.
     pub fn load(path: &Path) -> Result<FerryConfig, ConfigError> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
         Self::parse(&text, path)
     }
 
@@ -142,17 +141,29 @@ impl FerryConfig {
 
     /// Parses config text with the event handler's `start` flags (see
     /// [`ConfigFile`]) and `env` as the environment.
-    pub fn parse_with(text: &str, path: &Path, flags: &[(&'static str, String)], env: &dyn Fn(&str) -> Option<String>) -> Result<FerryConfig, ConfigError> {
+    pub fn parse_with(
+        text: &str,
+        path: &Path,
+        flags: &[(&'static str, String)],
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<FerryConfig, ConfigError> {
         let from_text = |text: &str| -> Result<(FerryConfig, Option<&'static str>), ConfigError> {
             let toml_error = |err: &toml::de::Error| ConfigError::from_toml(path.to_owned(), text, err);
             let mut document = toml::de::DeTable::parse(text).map_err(|err| toml_error(&err))?;
             let orphan = legacy::lift_teleport_keys(document.get_mut());
-            let config = FerryConfig::deserialize(toml::de::Deserializer::from(document)).map_err(|err| legacy::expecting_keys(toml_error(&err)))?;
+            let config =
+                FerryConfig::deserialize(toml::de::Deserializer::from(document)).map_err(|err| legacy::expecting_keys(toml_error(&err)))?;
             Ok((config, orphan))
         };
         let mut table: toml::Table = text.parse().map_err(|err| ConfigError::from_toml(path.to_owned(), text, &err))?;
         let (mut config, orphan) = if super::legacy::apply_environment(&mut table, flags, env).map_err(|message| {
-            let name = message.split(':').next().unwrap_or_default().trim_start_matches("environment variable ").trim_start_matches("flag ").to_owned();
+            let name = message
+                .split(':')
+                .next()
+                .unwrap_or_default()
+                .trim_start_matches("environment variable ")
+                .trim_start_matches("flag ")
+                .to_owned();
             ConfigError::invalid(path, name, message)
         })? {
             // The merged text is not the file: its lines are not the file's.
@@ -172,7 +183,11 @@ impl FerryConfig {
                         ConfigError::Parse { message, .. } => message,
                         other => other.to_string(),
                     };
-                    return Err(ConfigError::invalid(path, "FDFWD_*", format!("with the event handler's environment variables applied: {message}")));
+                    return Err(ConfigError::invalid(
+                        path,
+                        "FDFWD_*",
+                        format!("with the event handler's environment variables applied: {message}"),
+                    ));
                 }
             }
         } else {
@@ -215,7 +230,9 @@ impl FerryConfig {
         let mut names = self.sinks.keys();
         match (names.next(), names.next()) {
             (Some(only), None) => Ok(only.clone()),
-            (None, _) => Err(ConfigError::invalid(&self.file, "sinks", "no sink is configured; add e.g. [sinks.default] with type = \"file\"")),
+            (None, _) => {
+                Err(ConfigError::invalid(&self.file, "sinks", "no sink is configured; add e.g. [sinks.default] with type = \"file\""))
+            }
             (Some(_), Some(_)) => Err(ConfigError::invalid(
                 &self.file,
                 "sinks",
@@ -330,7 +347,10 @@ mod tests {
         let Some(SinkConfig::Http(sessions)) = config.sinks.get("sessions") else { panic!("no sessions sink") };
         assert_eq!(sessions.format, Some(crate::sink::http::BodyFormat::JsonArray));
 
-        let single = parse("[forward.fluentd]\nurl = \"https://x/\"\nsession-url = \"https://x/s\"\nformat = \"single\"\nmax-batch-bytes = \"1MiB\"\n").expect("single");
+        let single = parse(
+            "[forward.fluentd]\nurl = \"https://x/\"\nsession-url = \"https://x/s\"\nformat = \"single\"\nmax-batch-bytes = \"1MiB\"\n",
+        )
+        .expect("single");
         for name in ["default", "sessions"] {
             let Some(SinkConfig::Http(sink)) = single.sinks.get(name) else { panic!("no {name} sink") };
             assert_eq!(sink.format, Some(crate::sink::http::BodyFormat::Single), "`format = \"single\"` restores one event per request");
@@ -361,13 +381,19 @@ mod tests {
         let sinks = "[sinks.default]\ntype = \"stdout\"\n[sinks.sessions]\ntype = \"stdout\"\n";
         let found = parse(&format!("{teleport}{sinks}")).expect("valid").session_sink().expect("sessions exists");
         assert_eq!(found.as_deref(), Some("sessions"));
-        let none = parse(&format!("{teleport}[sinks.default]\ntype = \"stdout\"\n")).expect("valid").session_sink().expect("no sessions sink");
+        let none =
+            parse(&format!("{teleport}[sinks.default]\ntype = \"stdout\"\n")).expect("valid").session_sink().expect("no sessions sink");
         assert_eq!(none, None);
-        let named = parse(&format!("{teleport}session-sink = \"default\"\n{sinks}")).expect("valid").session_sink().expect("default exists");
+        let named =
+            parse(&format!("{teleport}session-sink = \"default\"\n{sinks}")).expect("valid").session_sink().expect("default exists");
         assert_eq!(named.as_deref(), Some("default"));
-        let err = parse(&format!("{teleport}session-sink = \"recordings\"\n{sinks}")).expect("valid").session_sink().expect_err("no such sink");
+        let err =
+            parse(&format!("{teleport}session-sink = \"recordings\"\n{sinks}")).expect("valid").session_sink().expect_err("no such sink");
         assert_eq!(err.to_string(), "/etc/ferry/ferry.toml: `source.teleport.session-sink`: no sink is named `recordings`");
-        let legacy = parse(&format!("[teleport]\nidentity = \"i\"\nsession-sink = \"recordings\"\n{sinks}")).expect("valid").session_sink().expect_err("no such sink");
+        let legacy = parse(&format!("[teleport]\nidentity = \"i\"\nsession-sink = \"recordings\"\n{sinks}"))
+            .expect("valid")
+            .session_sink()
+            .expect_err("no such sink");
         assert!(legacy.to_string().contains("`teleport.session-sink`"), "{legacy}");
         let file = parse("[source.file]\npath = \"in.jsonl\"\n[sinks.sessions]\ntype = \"stdout\"\n").expect("valid");
         assert_eq!(file.session_sink().expect("no Teleport source"), None);

@@ -11,8 +11,8 @@
 use super::FerryConfig;
 use crate::config::ConfigError;
 use crate::sink::SinkConfig;
-use crate::source::SourceConfig;
 use crate::sink::http::{BodyFormat, HttpSinkConfig};
+use crate::source::SourceConfig;
 use crate::units::ByteSize;
 use serde::Deserialize;
 use std::borrow::Cow;
@@ -44,10 +44,18 @@ pub const KEYS: &[LegacyKey] = &[
     LegacyKey { key: "start-time", into: Some(&["start-time"]), note: "where the first run starts (RFC 3339)" },
     LegacyKey { key: "timeout", into: Some(&["timeout"]), note: "pause between searches once caught up" },
     LegacyKey { key: "window-size", into: Some(&["window-size"]), note: "span of one audit log search" },
-    LegacyKey { key: "concurrency", into: Some(&["concurrency"]), note: "session recordings streamed at once, and export chunks of a date" },
+    LegacyKey {
+        key: "concurrency",
+        into: Some(&["concurrency"]),
+        note: "session recordings streamed at once, and export chunks of a date",
+    },
     LegacyKey { key: "exit-on-last-event", into: Some(&["exit-on-last-event"]), note: "stop once caught up" },
     LegacyKey { key: "lock-enabled", into: Some(&["lock", "enabled"]), note: "lock users after failed logins" },
-    LegacyKey { key: "lock-failed-attempts-count", into: Some(&["lock", "failed-attempts-count"]), note: "failed logins allowed within the period" },
+    LegacyKey {
+        key: "lock-failed-attempts-count",
+        into: Some(&["lock", "failed-attempts-count"]),
+        note: "failed logins allowed within the period",
+    },
     LegacyKey { key: "lock-period", into: Some(&["lock", "period"]), note: "span failed logins are counted over" },
     LegacyKey { key: "lock-for", into: Some(&["lock", "for"]), note: "how long a lock lasts (0: until removed)" },
     LegacyKey { key: "lock", into: Some(&["lock"]), note: "the four `lock-*` keys as one table" },
@@ -324,7 +332,11 @@ pub const FLAGS: &[LegacyFlag] = &[
 /// `table`: from the `start` flag that stands for a variable if one is in
 /// `flags` ((variable after `FDFWD_`, value), as given), else from `env`.
 /// Returns whether any was set.
-pub fn apply_environment(table: &mut toml::Table, flags: &[(&'static str, String)], env: &dyn Fn(&str) -> Option<String>) -> Result<bool, String> {
+pub fn apply_environment(
+    table: &mut toml::Table,
+    flags: &[(&'static str, String)],
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<bool, String> {
     let mut any = false;
     for (suffix, path, kind) in VARIABLES {
         let flagged = flags.iter().rev().find(|(variable, _)| variable == suffix).map(|(_, value)| value.clone());
@@ -340,9 +352,7 @@ pub fn apply_environment(table: &mut toml::Table, flags: &[(&'static str, String
         let given_by = given_by(suffix, &name, flagged.is_some());
         let value = match kind {
             Kind::Text => toml::Value::String(text),
-            Kind::Integer => toml::Value::Integer(
-                text.trim().parse().map_err(|_| format!("{given_by}: `{text}` is not a whole number"))?,
-            ),
+            Kind::Integer => toml::Value::Integer(text.trim().parse().map_err(|_| format!("{given_by}: `{text}` is not a whole number"))?),
             Kind::Boolean => toml::Value::Boolean(match text.trim().to_ascii_lowercase().as_str() {
                 "1" | "true" | "yes" | "on" => true,
                 "0" | "false" | "no" | "off" | "" => false,
@@ -416,16 +426,23 @@ refresh.interval = "2m"
     #[test]
     fn every_start_flag_stands_for_a_variable_and_every_variable_but_ferrys_own_has_a_flag() {
         for flag in FLAGS {
-            assert!(VARIABLES.iter().any(|(suffix, _, _)| *suffix == flag.variable), "--{} stands for FDFWD_{}, which no entry reads", flag.name, flag.variable);
+            assert!(
+                VARIABLES.iter().any(|(suffix, _, _)| *suffix == flag.variable),
+                "--{} stands for FDFWD_{}, which no entry reads",
+                flag.name,
+                flag.variable
+            );
         }
-        let unflagged: Vec<&str> = VARIABLES.iter().map(|(suffix, _, _)| *suffix).filter(|suffix| !FLAGS.iter().any(|flag| flag.variable == *suffix)).collect();
+        let unflagged: Vec<&str> =
+            VARIABLES.iter().map(|(suffix, _, _)| *suffix).filter(|suffix| !FLAGS.iter().any(|flag| flag.variable == *suffix)).collect();
         // MAX_CONNECTIONS is ferry's own variable; the event handler has no flag for it.
         assert_eq!(unflagged, ["MAX_CONNECTIONS"]);
     }
 
     #[test]
     fn the_event_handlers_batch_sizes_batches_unless_the_pipeline_says_otherwise() {
-        let batch = |text: &str| FerryConfig::parse(text, Path::new("/etc/teleport-event-handler.toml")).expect("loads").pipeline.batch_size();
+        let batch =
+            |text: &str| FerryConfig::parse(text, Path::new("/etc/teleport-event-handler.toml")).expect("loads").pipeline.batch_size();
         assert_eq!(batch(EVENT_HANDLER_TOML), 20);
         assert_eq!(batch(&format!("{EVENT_HANDLER_TOML}[pipeline]\nbatch-size = 64\n")), 64, "[pipeline] wins");
         let without_batch = EVENT_HANDLER_TOML.replace("batch = 20\n", "");
@@ -433,7 +450,11 @@ refresh.interval = "2m"
         let huge = EVENT_HANDLER_TOML.replace("batch = 20", "batch = 4000000000");
         assert_eq!(batch(&huge), crate::pipeline::MAX_BATCH_SIZE, "held to what a batch may be");
         let native = "[source.file]\npath = \"in.jsonl\"\n[sinks.default]\ntype = \"stdout\"\n";
-        assert_eq!(FerryConfig::parse(native, Path::new("/etc/ferry.toml")).expect("loads").pipeline.batch_size(), 256, "ferry's own default elsewhere");
+        assert_eq!(
+            FerryConfig::parse(native, Path::new("/etc/ferry.toml")).expect("loads").pipeline.batch_size(),
+            256,
+            "ferry's own default elsewhere"
+        );
     }
 
     #[test]
@@ -498,7 +519,8 @@ refresh.interval = "2m"
     fn event_handler_keys_without_a_teleport_table_are_named() {
         let err = FerryConfig::parse("batch = 20\n[sinks.out]\ntype = \"stdout\"\n", Path::new("/f.toml")).expect_err("no [teleport]");
         assert!(err.to_string().starts_with("/f.toml: `batch`: is a teleport-event-handler setting"), "{err}");
-        let both = FerryConfig::parse("[teleport]\nidentity = \"i\"\n[source.file]\npath = \"x\"\n", Path::new("/f.toml")).expect_err("two sources");
+        let both = FerryConfig::parse("[teleport]\nidentity = \"i\"\n[source.file]\npath = \"x\"\n", Path::new("/f.toml"))
+            .expect_err("two sources");
         assert!(both.to_string().contains("[teleport] and [source] both define the source"), "{both}");
     }
 
@@ -548,10 +570,15 @@ refresh.interval = "2m"
 
     #[test]
     fn a_top_level_key_wins_over_teleports_own_and_is_reported_at_its_line() {
-        let config = FerryConfig::parse("batch = 7\nlock-period = \"4m\"\n[teleport]\nidentity = \"i\"\nbatch = 5\nlock = { period = \"1m\", enabled = true }\n", Path::new("/f.toml")).expect("loads");
+        let config = FerryConfig::parse(
+            "batch = 7\nlock-period = \"4m\"\n[teleport]\nidentity = \"i\"\nbatch = 5\nlock = { period = \"1m\", enabled = true }\n",
+            Path::new("/f.toml"),
+        )
+        .expect("loads");
         let source = teleport(&config);
         assert_eq!((source.page_size, source.lock.period.0.as_secs(), source.lock.enabled), (7, 240, true));
-        let err = FerryConfig::parse("storage = \"s\"\n\nbatch = \"many\"\n[teleport]\nidentity = \"i\"\n", Path::new("/f.toml")).expect_err("not a number");
+        let err = FerryConfig::parse("storage = \"s\"\n\nbatch = \"many\"\n[teleport]\nidentity = \"i\"\n", Path::new("/f.toml"))
+            .expect_err("not a number");
         assert!(err.to_string().starts_with("/f.toml:3:9: invalid type: string \"many\""), "{err}");
         let err = FerryConfig::parse("lock-for = 3\n[teleport]\nidentity = \"i\"\n", Path::new("/f.toml")).expect_err("not a duration");
         assert!(err.to_string().starts_with("/f.toml:1:12: "), "{err}");
@@ -563,7 +590,8 @@ refresh.interval = "2m"
         let missing: Vec<&str> = KEYS.iter().map(|entry| entry.key).filter(|key| !readme.contains(&format!("`{key}`"))).collect();
         assert!(missing.is_empty(), "README.md does not name the event handler's keys {missing:?}");
         // The table of everything the event handler reads names each flag and variable.
-        let table = readme.split("## Coming from teleport-event-handler").nth(1).expect("README.md has the section for the event handler's users");
+        let table =
+            readme.split("## Coming from teleport-event-handler").nth(1).expect("README.md has the section for the event handler's users");
         let flags: Vec<&str> = FLAGS.iter().map(|flag| flag.name).filter(|name| !table.contains(&format!("`--{name}`"))).collect();
         assert!(flags.is_empty(), "README.md's table lacks the flags {flags:?}");
         let variables: Vec<&str> = VARIABLES

@@ -70,10 +70,7 @@ pub struct Parts {
 /// `init` called with its config). `use_cache` keeps compiled plugins in
 /// the storage folder.
 pub async fn build_parts(config: &FerryConfig, metrics: Arc<Metrics>, use_cache: bool) -> Result<Parts, BuildError> {
-    config
-        .pipeline
-        .validate()
-        .map_err(|(key, message)| ConfigError::invalid(&config.file, key, message))?;
+    config.pipeline.validate().map_err(|(key, message)| ConfigError::invalid(&config.file, key, message))?;
     let context: Context = config.context();
     let mut source = Source::build(config.source()?, config.source_key(), &context)?;
     source.send_sessions_to(config.session_sink()?);
@@ -89,7 +86,8 @@ pub async fn build_parts(config: &FerryConfig, metrics: Arc<Metrics>, use_cache:
     let cache = use_cache.then(|| config.plugin_cache_dir());
     let (runtime, plugins, loaded) = tokio::task::spawn_blocking(move || -> Result<_, PluginError> {
         let runtime = Arc::new(Runtime::new(cache, metrics)?);
-        let (plugins, loaded): (Vec<WasmPlugin>, Vec<Loaded>) = load_plugins(&runtime, specs).map_err(|refused| refused.error)?.into_iter().unzip();
+        let (plugins, loaded): (Vec<WasmPlugin>, Vec<Loaded>) =
+            load_plugins(&runtime, specs).map_err(|refused| refused.error)?.into_iter().unzip();
         Ok((runtime, plugins, loaded))
     })
     .await
@@ -155,16 +153,15 @@ pub async fn assemble(
     }
     // A dry run's state is thrown away each time; only the real one has a
     // marker of past runs to check.
-    let state = if config.dry_run { State::open(&config.database_path()).await? } else { State::open_guarded(&config.database_path(), &config.file).await? };
+    let state = if config.dry_run {
+        State::open(&config.database_path()).await?
+    } else {
+        State::open_guarded(&config.database_path(), &config.file).await?
+    };
     let mut parts = parts;
     parts.source.prepare(&state).await?;
-    let chain = Chain::new(
-        transforms,
-        parts.sinks.keys().cloned().collect(),
-        parts.default_sink,
-        parts.source.name().to_owned(),
-        metrics.clone(),
-    );
+    let chain =
+        Chain::new(transforms, parts.sinks.keys().cloned().collect(), parts.default_sink, parts.source.name().to_owned(), metrics.clone());
     Ok(Pipeline {
         source: parts.source,
         chain,

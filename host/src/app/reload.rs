@@ -27,8 +27,8 @@
 //! fails to validate, the reload is refused, and the next change (the copy
 //! going on) tries again.
 
-use super::{Refused, load_plugins};
 use super::{ConfigFile, FerryConfig, Lost, Member, PluginChain, discover_chain};
+use super::{Refused, load_plugins};
 use crate::config::ConfigError;
 use crate::metrics::Metrics;
 use crate::pipeline::ChainSwap;
@@ -117,7 +117,14 @@ impl Reloader {
     /// `running_plugins` are the files the running chain was loaded from
     /// (not what the folder holds now: a file deleted while the pipeline
     /// started must still count as lost).
-    pub fn new(config_file: ConfigFile, config: FerryConfig, runtime: Arc<Runtime>, running_plugins: Vec<Member>, swap: ChainSwap, metrics: Arc<Metrics>) -> Reloader {
+    pub fn new(
+        config_file: ConfigFile,
+        config: FerryConfig,
+        runtime: Arc<Runtime>,
+        running_plugins: Vec<Member>,
+        swap: ChainSwap,
+        metrics: Arc<Metrics>,
+    ) -> Reloader {
         let mut reloader = Reloader {
             config_file,
             running: FixedParts::of(&config),

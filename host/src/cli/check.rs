@@ -2,10 +2,10 @@
 //! also connect to Teleport and to every sink and say what works.
 
 use crate::app::FerryConfig;
-use crate::source::SourceConfig;
 use crate::metrics::Metrics;
 use crate::sink::SinkConfig;
 use crate::sink::http::HttpSink;
+use crate::source::SourceConfig;
 use crate::source::teleport::connect::{ClientTls, ConnectOptions, audit_log_client, connect, describe_status};
 use ferry_proto::auditlog::{GetUnstructuredEventsRequest, Order};
 use std::path::Path;

@@ -194,8 +194,15 @@ async fn replay(config: &FerryConfig, state: &State, filter: &Filter, timeout: D
             }
         }
     }
-    println!("replayed {} dead letter(s): {delivered} delivered (or dropped by the chain) and removed, {failed} failed again and stay", letters.len());
-    anyhow::ensure!(failed == 0, "{failed} dead letter(s) failed again and stay in {} (`ferry dead-letters list` shows their new reasons)", state.path().display());
+    println!(
+        "replayed {} dead letter(s): {delivered} delivered (or dropped by the chain) and removed, {failed} failed again and stay",
+        letters.len()
+    );
+    anyhow::ensure!(
+        failed == 0,
+        "{failed} dead letter(s) failed again and stay in {} (`ferry dead-letters list` shows their new reasons)",
+        state.path().display()
+    );
     Ok(())
 }
 
@@ -238,19 +245,31 @@ fn route(mut chain: Chain, letters: Vec<StoredDeadLetter>) -> (Chain, Routed) {
             // read (an export chunk Teleport no longer has, an event whose
             // Struct is malformed), not an event: sent on, the record would
             // be stored as if it were one. It stays as it is.
-            tracing::warn!(id = letter.id, position = letter.position.as_deref().unwrap_or_default(), "Dead letter {} records Teleport input that could not be read, not an event; it is not replayed.", letter.id);
+            tracing::warn!(
+                id = letter.id,
+                position = letter.position.as_deref().unwrap_or_default(),
+                "Dead letter {} records Teleport input that could not be read, not an event; it is not replayed.",
+                letter.id
+            );
             routed.failures[index].push(again(Stage::Source, &letter.component, letter.reason.clone(), letter.payload.clone()));
             continue;
         }
         let event = match Event::from_json(letter.payload.clone()) {
             Ok(event) => event,
             Err(err) => {
-                routed.failures[index].push(again(Stage::Source, &letter.component, format!("replay: still not an event: {err}"), letter.payload.clone()));
+                routed.failures[index].push(again(
+                    Stage::Source,
+                    &letter.component,
+                    format!("replay: still not an event: {err}"),
+                    letter.payload.clone(),
+                ));
                 continue;
             }
         };
         match chain.apply(vec![event]) {
-            Err(halted) => routed.failures[index].push(again(Stage::Plugin, "chain", format!("replay: {}", halted.error), letter.payload.clone())),
+            Err(halted) => {
+                routed.failures[index].push(again(Stage::Plugin, "chain", format!("replay: {}", halted.error), letter.payload.clone()))
+            }
             Ok(ChainOutput { deliveries, dead, .. }) => {
                 for letter in dead {
                     routed.failures[index].push(again(letter.stage, &letter.component, letter.reason, letter.payload));
@@ -310,7 +329,10 @@ async fn deliver(
                 }
             }
             Ok(Err(_)) | Err(_) => {
-                let reason = format!("replay: the sink `{name}` did not acknowledge within {} (see the log for its errors)", humantime::format_duration(timeout));
+                let reason = format!(
+                    "replay: the sink `{name}` did not acknowledge within {} (see the log for its errors)",
+                    humantime::format_duration(timeout)
+                );
                 for (event, &index) in events.into_iter().zip(&owners) {
                     failures[index].push(again(index, &name, reason.clone(), event.json));
                 }

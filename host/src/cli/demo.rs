@@ -11,9 +11,9 @@
 
 use crate::app::FerryConfig;
 use crate::metrics::Metrics;
+use anyhow::Context;
 use ferry_standin::logstash::LogstashStandIn;
 use ferry_standin::teleport::{StandInOptions, TeleportStandIn};
-use anyhow::Context;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -177,7 +177,12 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         None => println!("  (run with --dir DIR to keep the config, identity, certificates, received events and state)"),
     }
     anyhow::ensure!(summary.dead_lettered == 0, "the demo dead-lettered {} events", summary.dead_lettered);
-    anyhow::ensure!(logstash.event_count() as u64 == summary.delivered, "the stand-in recorded {} events but ferry delivered {}", logstash.event_count(), summary.delivered);
+    anyhow::ensure!(
+        logstash.event_count() as u64 == summary.delivered,
+        "the stand-in recorded {} events but ferry delivered {}",
+        logstash.event_count(),
+        summary.delivered
+    );
     Ok(())
 }
 
@@ -190,10 +195,8 @@ mod tests {
         let text = String::from_utf8(sample_events(3)).expect("utf-8");
         let lines: Vec<&str> = text.lines().collect();
         assert_eq!(lines.len(), 3 * SAMPLE_EVENTS.lines().count());
-        let ids: std::collections::HashSet<String> = lines
-            .iter()
-            .map(|line| crate::event::Event::from_json(line.as_bytes().to_vec()).expect("valid").id)
-            .collect();
+        let ids: std::collections::HashSet<String> =
+            lines.iter().map(|line| crate::event::Event::from_json(line.as_bytes().to_vec()).expect("valid").id).collect();
         assert_eq!(ids.len(), lines.len());
     }
 }

@@ -38,10 +38,7 @@ impl Args for EventHandlerFlags {
 
 impl FromArgMatches for EventHandlerFlags {
     fn from_arg_matches(matches: &ArgMatches) -> Result<Self, clap::Error> {
-        let values = FLAGS
-            .iter()
-            .filter_map(|flag| Some((flag.variable, matches.get_one::<String>(flag.name)?.clone())))
-            .collect();
+        let values = FLAGS.iter().filter_map(|flag| Some((flag.variable, matches.get_one::<String>(flag.name)?.clone()))).collect();
         Ok(EventHandlerFlags { values })
     }
 
@@ -64,10 +61,16 @@ mod tests {
 
     #[test]
     fn flags_become_their_variables_and_switches_take_an_optional_value() {
-        let start = Start::try_parse_from(["start", "--teleport-addr", "auth:3025", "--dry-run", "--lock-enabled=false", "--batch=50"]).expect("parses");
+        let start = Start::try_parse_from(["start", "--teleport-addr", "auth:3025", "--dry-run", "--lock-enabled=false", "--batch=50"])
+            .expect("parses");
         assert_eq!(
             start.flags.values,
-            [("BATCH", "50".to_owned()), ("DRY_RUN", "true".to_owned()), ("LOCKING_ENABLED", "false".to_owned()), ("TELEPORT_ADDR", "auth:3025".to_owned())]
+            [
+                ("BATCH", "50".to_owned()),
+                ("DRY_RUN", "true".to_owned()),
+                ("LOCKING_ENABLED", "false".to_owned()),
+                ("TELEPORT_ADDR", "auth:3025".to_owned())
+            ]
         );
         assert!(Start::try_parse_from(["start", "--no-such-flag", "x"]).is_err(), "an unknown flag is refused");
     }

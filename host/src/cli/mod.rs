@@ -165,11 +165,19 @@ impl Command {
     /// ferry does too when neither `--config` nor `FERRY_CONFIG` says
     /// otherwise.
     fn with_event_handler_config_variable(mut self) -> Command {
-        let (Command::Start { config, .. } | Command::Check { config, .. } | Command::Status { config, .. } | Command::DeadLetters(dead_letters::DeadLettersArgs { config, .. })) = &mut self else { return self };
-        if config.as_os_str() == "ferry.toml" && std::env::var_os("FERRY_CONFIG").is_none()
-            && let Some(path) = std::env::var_os("FDFWD_CONFIG") {
-                *config = PathBuf::from(path);
-            }
+        let (Command::Start { config, .. }
+        | Command::Check { config, .. }
+        | Command::Status { config, .. }
+        | Command::DeadLetters(dead_letters::DeadLettersArgs { config, .. })) = &mut self
+        else {
+            return self;
+        };
+        if config.as_os_str() == "ferry.toml"
+            && std::env::var_os("FERRY_CONFIG").is_none()
+            && let Some(path) = std::env::var_os("FDFWD_CONFIG")
+        {
+            *config = PathBuf::from(path);
+        }
         self
     }
 
@@ -183,7 +191,9 @@ impl Command {
     /// Carries out the command; `config` is what [`Command::config_file`]
     /// loaded, and `terminal` says whether to draw a progress line.
     async fn run(self, config: Loaded, terminal: bool) -> anyhow::Result<()> {
-        let loaded = || -> anyhow::Result<(ConfigFile, FerryConfig)> { Ok(config.ok_or_else(|| anyhow::anyhow!("no config was loaded for this command"))??) };
+        let loaded = || -> anyhow::Result<(ConfigFile, FerryConfig)> {
+            Ok(config.ok_or_else(|| anyhow::anyhow!("no config was loaded for this command"))??)
+        };
         match self {
             Command::Start { http_addr, progress_every, .. } => {
                 let (file, config) = loaded()?;
@@ -196,7 +206,11 @@ impl Command {
             Command::Status { config, json } => status::run(config, json).await,
             Command::Configure(args) => configure::run(args),
             Command::Version => {
-                println!("ferry {} (plugin contract ferry:plugin@{}, wasmtime 48)", env!("CARGO_PKG_VERSION"), crate::plugin::CONTRACT_VERSION);
+                println!(
+                    "ferry {} (plugin contract ferry:plugin@{}, wasmtime 48)",
+                    env!("CARGO_PKG_VERSION"),
+                    crate::plugin::CONTRACT_VERSION
+                );
                 Ok(())
             }
             Command::Demo(args) => demo::run(args).await,

@@ -10,7 +10,13 @@ use std::time::Duration;
 /// source. Serves `/metrics`, `/healthz` and `/readyz` on `http_addr` (or
 /// the config's `http-addr`) and shows progress: a line on the `terminal`,
 /// else every `progress_every` in the log.
-pub async fn run(file: ConfigFile, config: FerryConfig, http_addr: Option<String>, progress_every: Duration, terminal: bool) -> anyhow::Result<()> {
+pub async fn run(
+    file: ConfigFile,
+    config: FerryConfig,
+    http_addr: Option<String>,
+    progress_every: Duration,
+    terminal: bool,
+) -> anyhow::Result<()> {
     let hangups = crate::app::reload::hangups();
     let path = &file.path;
     let metrics = Arc::new(Metrics::default());
@@ -42,7 +48,10 @@ pub async fn run(file: ConfigFile, config: FerryConfig, http_addr: Option<String
     let summary = summary?;
     // A panic anywhere (a sink's delivery, a reload) stopped the pipeline
     // through the hook; it must not look like a clean stop.
-    anyhow::ensure!(!crate::shutdown::panicked(), "a part of ferry panicked (see the log above); exiting with a failure so that the service manager restarts ferry");
+    anyhow::ensure!(
+        !crate::shutdown::panicked(),
+        "a part of ferry panicked (see the log above); exiting with a failure so that the service manager restarts ferry"
+    );
     tracing::info!(%summary, "Stopped.");
     Ok(())
 }

@@ -39,7 +39,8 @@ pub async fn gather(state: &State, now: SystemTime) -> anyhow::Result<Value> {
         *entry = json!(entry.as_u64().unwrap_or(0) + count);
     }
     let total: u64 = counts.iter().map(|(_, _, count)| count).sum();
-    let by_component: Vec<Value> = counts.iter().map(|(stage, component, count)| json!({ "stage": stage, "component": component, "count": count })).collect();
+    let by_component: Vec<Value> =
+        counts.iter().map(|(stage, component, count)| json!({ "stage": stage, "component": component, "count": count })).collect();
     Ok(json!({
         "database": state.path(),
         "exists": true,
@@ -135,7 +136,11 @@ pub fn describe(report: &Value) -> String {
         }
         match (source["newest_event_time"].as_str(), source["lag_seconds"].as_f64()) {
             (Some(time), Some(lag)) => {
-                let _ = writeln!(text, "  newest delivered event: {time} (lag {})", humantime::format_duration(Duration::from_secs(lag as u64)));
+                let _ = writeln!(
+                    text,
+                    "  newest delivered event: {time} (lag {})",
+                    humantime::format_duration(Duration::from_secs(lag as u64))
+                );
             }
             (Some(time), None) => {
                 let _ = writeln!(text, "  newest delivered event: {time}");
@@ -192,7 +197,11 @@ fn cursor_line(source: &Value) -> String {
                         format!("{} ({done} chunk(s) done, {partial} under way)", date["date"].as_str().unwrap_or("?"))
                     })
                     .collect();
-                if names.is_empty() { "export engine, no date under way".to_owned() } else { format!("export engine, {}", names.join(", ")) }
+                if names.is_empty() {
+                    "export engine, no date under way".to_owned()
+                } else {
+                    format!("export engine, {}", names.join(", "))
+                }
             }
             Some("start") => "nothing read yet (the engine is chosen at start)".to_owned(),
             _ => cursor.to_string(),
@@ -207,7 +216,15 @@ mod tests {
     use crate::state::{DeadLetter, Stage};
 
     fn letter(stage: Stage, component: &str) -> DeadLetter {
-        DeadLetter { source: "file:in".into(), position: None, event_id: None, stage, component: component.into(), reason: "r".into(), payload: b"{}".to_vec() }
+        DeadLetter {
+            source: "file:in".into(),
+            position: None,
+            event_id: None,
+            stage,
+            component: component.into(),
+            reason: "r".into(),
+            payload: b"{}".to_vec(),
+        }
     }
 
     #[tokio::test]
@@ -248,7 +265,10 @@ mod tests {
         assert_eq!(report["sources"][0]["sessions"][0]["sid"], "s-1");
         let text = describe(&report);
         assert!(text.contains("cursor: legacy engine, window from 2024-05-01T00:00:00Z, last event u-9 at 2024-05-01T00:00:09Z"), "{text}");
-        assert!(text.contains("recording in progress: session s-1, next event 4, announced 2024-05-01T00:00:01Z, not found 1 time(s)"), "{text}");
+        assert!(
+            text.contains("recording in progress: session s-1, next event 4, announced 2024-05-01T00:00:01Z, not found 1 time(s)"),
+            "{text}"
+        );
         assert!(text.contains("newest delivered event: none recorded yet"), "{text}");
     }
 

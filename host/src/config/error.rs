@@ -86,8 +86,15 @@ mod tests {
 
     #[test]
     fn values_with_line_breaks_still_print_on_one_line() {
-        let error = ConfigError::invalid("/etc/ferry/ferry.toml", "FDFWD_BATCH", "environment variable FDFWD_BATCH: `1\r\n2\u{2028}` is not a whole number");
-        assert_eq!(error.to_string(), "/etc/ferry/ferry.toml: `FDFWD_BATCH`: environment variable FDFWD_BATCH: `1\\r\\n2\\u{2028}` is not a whole number");
+        let error = ConfigError::invalid(
+            "/etc/ferry/ferry.toml",
+            "FDFWD_BATCH",
+            "environment variable FDFWD_BATCH: `1\r\n2\u{2028}` is not a whole number",
+        );
+        assert_eq!(
+            error.to_string(),
+            "/etc/ferry/ferry.toml: `FDFWD_BATCH`: environment variable FDFWD_BATCH: `1\\r\\n2\\u{2028}` is not a whole number"
+        );
         let parse = ConfigError::Parse { path: "a\nb.toml".into(), line: 1, column: 2, message: "bad\tvalue".into() };
         assert_eq!(parse.to_string(), "a\\nb.toml:1:2: bad\\tvalue");
     }

@@ -77,7 +77,9 @@ fn answer(request: &Request<Incoming>, metrics: &Metrics, health: &Health) -> Re
         "/metrics" => reply(StatusCode::OK, crate::metrics::CONTENT_TYPE, metrics.render()),
         "/healthz" => status(health.live()),
         "/readyz" => status(health.ready()),
-        _ => reply(StatusCode::NOT_FOUND, "text/plain; charset=utf-8", "not found: ferry serves /metrics, /healthz and /readyz\n".to_owned()),
+        _ => {
+            reply(StatusCode::NOT_FOUND, "text/plain; charset=utf-8", "not found: ferry serves /metrics, /healthz and /readyz\n".to_owned())
+        }
     }
 }
 
@@ -107,6 +109,9 @@ mod tests {
         assert!(error.starts_with(&format!("cannot serve HTTP on --http-addr = \"{addr}\": ")), "{error}");
         assert!(!error.contains('\n'), "{error}");
         let error = bind("9090", "http-addr in ferry.toml").await.expect_err("no host").to_string();
-        assert_eq!(error, "cannot serve HTTP on http-addr in ferry.toml = \"9090\": expected HOST:PORT, such as 127.0.0.1:9090 or [::]:9090");
+        assert_eq!(
+            error,
+            "cannot serve HTTP on http-addr in ferry.toml = \"9090\": expected HOST:PORT, such as 127.0.0.1:9090 or [::]:9090"
+        );
     }
 }

@@ -139,7 +139,10 @@ mod tests {
         let before = Totals { read: 100, sent: 90, dropped: 5, dead_lettered: 1 };
         let after = Totals { read: 1100, sent: 1000, dropped: 10, dead_lettered: 2 };
         let rate = rate(before, after, Duration::from_secs(2));
-        assert_eq!(line(after, rate, Some(Duration::from_millis(65_400))), "1100 read, 500 events/s, 1000 sent, 10 dropped, 2 dead-lettered, lag 1m 5s");
+        assert_eq!(
+            line(after, rate, Some(Duration::from_millis(65_400))),
+            "1100 read, 500 events/s, 1000 sent, 10 dropped, 2 dead-lettered, lag 1m 5s"
+        );
         assert_eq!(line(after, 0.0, None), "1100 read, 0 events/s, 1000 sent, 10 dropped, 2 dead-lettered, lag -");
     }
 

@@ -59,8 +59,7 @@ pub async fn run(
         };
         let deadline = tokio::time::sleep_until(Instant::now() + linger);
         tokio::pin!(deadline);
-        let mut batch =
-            Batch { seq, events: Vec::with_capacity(size), invalid: Vec::new(), position: Position::default(), permit };
+        let mut batch = Batch { seq, events: Vec::with_capacity(size), invalid: Vec::new(), position: Position::default(), permit };
         add(&mut batch, first);
         let mut closed = false;
         while batch.events.len() + batch.invalid.len() < size {

@@ -467,8 +467,12 @@ mod tests {
 
     #[test]
     fn a_swap_takes_effect_at_the_next_batch_and_the_newest_wins() {
-        let dropper = || Box::new(Scripted { name: "dropper", on_error: OnError::DeadLetter, answer: |b| Ok(b.iter().map(|_| Outcome::Drop).collect()) });
-        let keeper = || Box::new(Scripted { name: "keeper", on_error: OnError::DeadLetter, answer: |b| Ok(b.iter().map(|_| Outcome::Keep).collect()) });
+        let dropper = || {
+            Box::new(Scripted { name: "dropper", on_error: OnError::DeadLetter, answer: |b| Ok(b.iter().map(|_| Outcome::Drop).collect()) })
+        };
+        let keeper = || {
+            Box::new(Scripted { name: "keeper", on_error: OnError::DeadLetter, answer: |b| Ok(b.iter().map(|_| Outcome::Keep).collect()) })
+        };
         let mut chain = chain(vec![dropper()]);
         let swap = chain.swap_handle();
         assert_eq!(chain.apply(events(&["a"])).expect("no halt").dropped, 1);
@@ -487,7 +491,14 @@ mod tests {
         let first = Scripted {
             name: "first",
             on_error: OnError::DeadLetter,
-            answer: |batch| Ok(batch.iter().map(|_| Outcome::Route(Route { sinks: vec!["security".into()].into(), json: Some(b"{\"uid\":\"x\",\"step\":1}".to_vec()) })).collect()),
+            answer: |batch| {
+                Ok(batch
+                    .iter()
+                    .map(|_| {
+                        Outcome::Route(Route { sinks: vec!["security".into()].into(), json: Some(b"{\"uid\":\"x\",\"step\":1}".to_vec()) })
+                    })
+                    .collect())
+            },
         };
         let second = Scripted {
             name: "second",
@@ -513,12 +524,16 @@ mod tests {
         use crate::plugin::examples_tests::{fixtures, load};
         let mut events = fixtures();
         // One event without a `uid`: its id is the SHA-256 of its original JSON.
-        events.push(Event::from_json(br#"{"event":"session.start","time":"2024-01-01T00:00:00Z","user":"bob","sid":"s-1"}"#.to_vec()).expect("valid"));
+        events.push(
+            Event::from_json(br#"{"event":"session.start","time":"2024-01-01T00:00:00Z","user":"bob","sid":"s-1"}"#.to_vec())
+                .expect("valid"),
+        );
         let starts: Vec<&str> = events.iter().filter(|event| event.event_type == "session.start").map(|event| event.id.as_str()).collect();
         assert_eq!(starts.len(), 2, "the fixture's session.start and the one without a uid");
 
         // The type: `hostile` fails the events its SDK reads as `session.start`.
-        let output = after_ecs(load("hostile", "mode = \"fail-each\"\nwhen-type = \"session.start\"")).apply(events.clone()).expect("no halt");
+        let output =
+            after_ecs(load("hostile", "mode = \"fail-each\"\nwhen-type = \"session.start\"")).apply(events.clone()).expect("no halt");
         let failed: Vec<&str> = output.dead.iter().filter_map(|dead| dead.event_id.as_deref()).collect();
         assert_eq!(failed, starts, "the plugin after ecs sees each event's type");
         assert_eq!(output.deliveries["default"].len(), events.len() - starts.len());
@@ -527,7 +542,12 @@ mod tests {
         let output = after_ecs(load("hostile", "mode = \"remember\"")).apply(events.clone()).expect("no halt");
         let seen: Vec<String> = output.deliveries["default"]
             .iter()
-            .map(|out| serde_json::from_slice::<serde_json::Value>(&out.json).expect("hostile writes JSON")["uid"].as_str().unwrap_or_default().to_owned())
+            .map(|out| {
+                serde_json::from_slice::<serde_json::Value>(&out.json).expect("hostile writes JSON")["uid"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned()
+            })
             .collect();
         let ids: Vec<&str> = events.iter().map(|event| event.id.as_str()).collect();
         assert_eq!(seen, ids, "the plugin after ecs sees each event's id as ferry does");
@@ -562,7 +582,11 @@ mod tests {
         }
     }
 
-    fn poisoned(poison: &'static [&'static str], on_error: OnError, pause_ms: u64) -> (Box<dyn Transform>, Arc<std::sync::atomic::AtomicUsize>) {
+    fn poisoned(
+        poison: &'static [&'static str],
+        on_error: OnError,
+        pause_ms: u64,
+    ) -> (Box<dyn Transform>, Arc<std::sync::atomic::AtomicUsize>) {
         let calls = Arc::new(std::sync::atomic::AtomicUsize::new(0));
         let transform = Poisoned { poison, on_error, pause: std::time::Duration::from_millis(pause_ms), calls: calls.clone() };
         (Box::new(transform), calls)
@@ -577,7 +601,13 @@ mod tests {
         let (transform, calls) = poisoned(&["u77", "u200"], OnError::DeadLetter, 0);
         let output = chain(vec![transform]).apply(many(256)).expect("no halt");
         let dead: Vec<_> = output.dead.iter().map(|d| (d.event_id.clone().unwrap_or_default(), d.reason.clone())).collect();
-        assert_eq!(dead, [("u77".into(), "plugin `poisoned` failed: wasm trap: poison".into()), ("u200".into(), "plugin `poisoned` failed: wasm trap: poison".into())]);
+        assert_eq!(
+            dead,
+            [
+                ("u77".into(), "plugin `poisoned` failed: wasm trap: poison".into()),
+                ("u200".into(), "plugin `poisoned` failed: wasm trap: poison".into())
+            ]
+        );
         let delivered = ids(&output, "default");
         assert_eq!(delivered.len(), 254);
         assert!(delivered.iter().all(|id| id != "u77" && id != "u200"), "in order, without the poison");

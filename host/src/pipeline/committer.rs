@@ -43,7 +43,13 @@ pub struct CommitFailed {
 /// Ends when `completed` closes, when shutdown cuts a wait between failed
 /// commits (what was not committed is sent again at the next start), or
 /// with [`CommitFailed`] when the database keeps failing.
-pub async fn run(mut completed: mpsc::Receiver<Completed>, state: State, source: String, metrics: Arc<Metrics>, shutdown: Shutdown) -> Result<(), CommitFailed> {
+pub async fn run(
+    mut completed: mpsc::Receiver<Completed>,
+    state: State,
+    source: String,
+    metrics: Arc<Metrics>,
+    shutdown: Shutdown,
+) -> Result<(), CommitFailed> {
     let mut waiting: BTreeMap<u64, Completed> = BTreeMap::new();
     let mut next = 0;
     let mut retry = Retry::new(COMMIT_BACKOFF, shutdown);
@@ -62,7 +68,10 @@ pub async fn run(mut completed: mpsc::Receiver<Completed>, state: State, source:
         match commit(&state, &source, &last.position.encode(), newest.as_deref(), &dead, &mut retry).await {
             Ok(()) => {}
             Err(Ok(Stopped)) => {
-                tracing::warn!(batches = ready.len(), "Shutting down before the cursor could be committed; those batches will be sent again at the next start.");
+                tracing::warn!(
+                    batches = ready.len(),
+                    "Shutting down before the cursor could be committed; those batches will be sent again at the next start."
+                );
                 return Ok(());
             }
             Err(Err(failed)) => return Err(failed),
@@ -80,7 +89,14 @@ pub async fn run(mut completed: mpsc::Receiver<Completed>, state: State, source:
 /// database takes them: events must not count as handled while their dead
 /// letters exist only in memory. Gives up after [`GIVE_UP_AFTER`] of
 /// failures in a row, or when shutdown cuts a wait.
-async fn commit(state: &State, source: &str, position: &str, newest: Option<&str>, dead: &[DeadLetter], retry: &mut Retry) -> Result<(), Result<Stopped, CommitFailed>> {
+async fn commit(
+    state: &State,
+    source: &str,
+    position: &str,
+    newest: Option<&str>,
+    dead: &[DeadLetter],
+    retry: &mut Retry,
+) -> Result<(), Result<Stopped, CommitFailed>> {
     retry.reset();
     let started = tokio::time::Instant::now();
     loop {
@@ -141,7 +157,13 @@ mod tests {
     }
 
     fn completed(slots: &Arc<Semaphore>, seq: u64) -> Completed {
-        Completed { seq, dead: Vec::new(), newest: None, position: format!("pos{seq}").into(), permit: slots.clone().try_acquire_owned().expect("slot") }
+        Completed {
+            seq,
+            dead: Vec::new(),
+            newest: None,
+            position: format!("pos{seq}").into(),
+            permit: slots.clone().try_acquire_owned().expect("slot"),
+        }
     }
 
     #[tokio::test]
@@ -157,7 +179,8 @@ mod tests {
         let started = tokio::time::Instant::now();
         let committer = tokio::spawn(run(rx, state.clone(), "src".into(), Arc::new(Metrics::default()), Shutdown::never()));
         tx.send(completed(&slots, 0)).await.expect("open");
-        let failed = tokio::time::timeout(GIVE_UP_AFTER * 2, committer).await.expect("the committer gives up").expect("joins").expect_err("fails");
+        let failed =
+            tokio::time::timeout(GIVE_UP_AFTER * 2, committer).await.expect("the committer gives up").expect("joins").expect_err("fails");
         let waited = started.elapsed();
         assert!(waited >= GIVE_UP_AFTER && waited < GIVE_UP_AFTER + Duration::from_secs(6), "gave up after {waited:?}");
         let text = failed.to_string();

@@ -54,14 +54,20 @@ impl PipelineConfig {
             return Err(("pipeline.batch-size", "must be at least 1".into()));
         }
         if batch_size > MAX_BATCH_SIZE {
-            return Err(("pipeline.batch-size", format!("{batch_size} is more than {MAX_BATCH_SIZE} events (each batch is held in memory whole)")));
+            return Err((
+                "pipeline.batch-size",
+                format!("{batch_size} is more than {MAX_BATCH_SIZE} events (each batch is held in memory whole)"),
+            ));
         }
         if self.batches_in_flight == 0 {
             return Err(("pipeline.batches-in-flight", "must be at least 1".into()));
         }
         // The in-flight slots are a semaphore, which cannot hold more.
         if self.batches_in_flight > tokio::sync::Semaphore::MAX_PERMITS {
-            return Err(("pipeline.batches-in-flight", format!("{} is more than the most ferry can track ({})", self.batches_in_flight, tokio::sync::Semaphore::MAX_PERMITS)));
+            return Err((
+                "pipeline.batches-in-flight",
+                format!("{} is more than the most ferry can track ({})", self.batches_in_flight, tokio::sync::Semaphore::MAX_PERMITS),
+            ));
         }
         Ok(())
     }

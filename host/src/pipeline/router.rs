@@ -98,7 +98,10 @@ pub async fn run(
 /// Queues each sink's share of a batch at that sink, in sink-name order,
 /// waiting for room (a batch is never abandoned for a full queue); returns
 /// where each sink will answer, or `None` when a sink's worker is gone.
-async fn hand_to_sinks(deliveries: BTreeMap<String, Vec<OutEvent>>, sinks: &BTreeMap<String, mpsc::Sender<SinkJob>>) -> Option<Vec<(String, oneshot::Receiver<RefusedEvents>)>> {
+async fn hand_to_sinks(
+    deliveries: BTreeMap<String, Vec<OutEvent>>,
+    sinks: &BTreeMap<String, mpsc::Sender<SinkJob>>,
+) -> Option<Vec<(String, oneshot::Receiver<RefusedEvents>)>> {
     let mut answers = Vec::with_capacity(deliveries.len());
     for (sink, events) in deliveries {
         let Some(jobs) = sinks.get(&sink) else { unreachable!("the chain routes only to configured sinks") };

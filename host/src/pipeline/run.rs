@@ -5,8 +5,8 @@ use super::committer::{self, CommitFailed};
 use super::router::{self, RouterContext};
 use super::{Chain, Halted, PipelineConfig, batcher, chain_stage};
 use crate::metrics::Metrics;
-use crate::shutdown::{self, Shutdown, Trigger};
 use crate::retry::Backoff;
+use crate::shutdown::{self, Shutdown, Trigger};
 use crate::sink::worker::SinkJob;
 use crate::sink::{self, Sink};
 use crate::source::{Source, SourceError};
@@ -30,7 +30,10 @@ pub const COMMIT_BEFORE_ACK_VARIABLE: &str = "FERRY_TEST_COMMIT_BEFORE_ACK";
 fn commit_before_ack() -> bool {
     #[cfg(feature = "test-hooks")]
     if std::env::var_os(COMMIT_BEFORE_ACK_VARIABLE).is_some_and(|value| value == "1") {
-        tracing::warn!(variable = COMMIT_BEFORE_ACK_VARIABLE, "Test-only switch on: batches are committed before the sinks acknowledge them, so events can be lost. Never set this outside ferry's tests.");
+        tracing::warn!(
+            variable = COMMIT_BEFORE_ACK_VARIABLE,
+            "Test-only switch on: batches are committed before the sinks acknowledge them, so events can be lost. Never set this outside ferry's tests."
+        );
         return true;
     }
     false
@@ -166,7 +169,8 @@ impl Pipeline {
         let source = tokio::spawn(source.run(position, record_tx, stopped.clone()));
         let mut others = vec![tokio::spawn(batcher::run(record_rx, batch_tx, size, config.linger.0, in_flight, stopped.clone()))];
         let (chain_metrics, halt, chain_stopped) = (metrics.clone(), stop.clone(), stopped.clone());
-        let chain = tokio::task::spawn_blocking(move || chain_stage::run(chain, batch_rx, processed_tx, chain_metrics, halt, chain_stopped));
+        let chain =
+            tokio::task::spawn_blocking(move || chain_stage::run(chain, batch_rx, processed_tx, chain_metrics, halt, chain_stopped));
         let jobs = spawn_sinks(sinks, backoff, &metrics, stopped, &mut others);
         others.push(tokio::spawn(router::run(processed_rx, jobs, completed_tx, router_context(&source_name))));
         let committer = tokio::spawn(committer::run(completed_rx, state, source_name, metrics, stopped.clone()));

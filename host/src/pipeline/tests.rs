@@ -15,14 +15,22 @@ fn write_events(path: &Path, count: usize) -> Vec<(String, u64)> {
     let mut ends = Vec::with_capacity(count);
     for i in 0..count {
         let uid = format!("ev-{i:06}");
-        text.push_str(&format!("{{\"event\":\"user.login\",\"uid\":\"{uid}\",\"time\":\"2026-01-01T00:00:00Z\",\"ei\":{i},\"pad\":\"{}\"}}\n", "x".repeat(200)));
+        text.push_str(&format!(
+            "{{\"event\":\"user.login\",\"uid\":\"{uid}\",\"time\":\"2026-01-01T00:00:00Z\",\"ei\":{i},\"pad\":\"{}\"}}\n",
+            "x".repeat(200)
+        ));
         ends.push((uid, text.len() as u64));
     }
     std::fs::write(path, text).expect("write input");
     ends
 }
 
-async fn pipeline_for(dir: &Path, standin: &LogstashStandIn, pipeline: &str, sink: &str) -> (crate::pipeline::Pipeline, Arc<Metrics>, FerryConfig) {
+async fn pipeline_for(
+    dir: &Path,
+    standin: &LogstashStandIn,
+    pipeline: &str,
+    sink: &str,
+) -> (crate::pipeline::Pipeline, Arc<Metrics>, FerryConfig) {
     let pki = standin.pki.write(&dir.join("pki")).expect("pki");
     let text = format!(
         "storage = \"storage\"\n[pipeline]\n{pipeline}\n[source.file]\npath = \"in.jsonl\"\nfollow = false\n\
@@ -53,7 +61,8 @@ async fn a_stalled_receiver_pauses_the_source_instead_of_buffering() {
     write_events(&dir.path().join("in.jsonl"), total);
     let standin = LogstashStandIn::start(None).await.expect("stand-in");
     standin.set_stalled(true);
-    let (pipeline, metrics, _config) = pipeline_for(dir.path(), &standin, "batch-size = 100\nlinger = \"10ms\"\nbatches-in-flight = 2", "max-connections = 2").await;
+    let (pipeline, metrics, _config) =
+        pipeline_for(dir.path(), &standin, "batch-size = 100\nlinger = \"10ms\"\nbatches-in-flight = 2", "max-connections = 2").await;
     let run = tokio::spawn(pipeline.run(crate::shutdown::Shutdown::never()));
 
     wait_for("requests to be held by the stall", || standin.held_requests() >= 2).await;
@@ -89,7 +98,8 @@ async fn through_faults_the_cursor_never_passes_an_unacknowledged_event() {
         faults.extend([Fault::Status(500), Fault::Reset, Fault::TooManyRequests(0), Fault::Delay(Duration::from_millis(30))]);
     }
     standin.inject(faults);
-    let (pipeline, _metrics, config) = pipeline_for(dir.path(), &standin, "batch-size = 50\nlinger = \"5ms\"\nbatches-in-flight = 4", "max-connections = 2").await;
+    let (pipeline, _metrics, config) =
+        pipeline_for(dir.path(), &standin, "batch-size = 50\nlinger = \"5ms\"\nbatches-in-flight = 4", "max-connections = 2").await;
     let state = crate::state::State::open(&config.database_path()).await.expect("state");
     let source = format!("file:{}", dir.path().join("in.jsonl").display());
     let run = tokio::spawn(pipeline.run(crate::shutdown::Shutdown::never()));
@@ -111,7 +121,8 @@ async fn through_faults_the_cursor_never_passes_an_unacknowledged_event() {
     }
     let summary = run.await.expect("joined").expect("ran");
     assert_eq!(summary.delivered, 3_000);
-    let received: HashSet<String> = standin.events().iter().filter_map(|e| e.get("uid").and_then(|v| v.as_str()).map(str::to_owned)).collect();
+    let received: HashSet<String> =
+        standin.events().iter().filter_map(|e| e.get("uid").and_then(|v| v.as_str()).map(str::to_owned)).collect();
     assert_eq!(received.len(), 3_000, "every event arrived");
     let cursor = state.cursor(&source).await.expect("cursor").and_then(|position| crate::source::file::offset_of(&position));
     assert_eq!(cursor, lines.last().map(|(_, end)| *end));
@@ -126,7 +137,8 @@ async fn events_the_receiver_refuses_are_dead_lettered_with_the_status_and_the_r
     standin.inject([Fault::BadRequest("cannot index event".into())]);
     // One event per request, so that the refusal hits exactly one event.
     let sink = "max-connections = 1\nformat = \"single\"";
-    let (pipeline, _metrics, config) = pipeline_for(dir.path(), &standin, "batch-size = 5\nlinger = \"5ms\"\nbatches-in-flight = 1", sink).await;
+    let (pipeline, _metrics, config) =
+        pipeline_for(dir.path(), &standin, "batch-size = 5\nlinger = \"5ms\"\nbatches-in-flight = 1", sink).await;
     let summary = pipeline.run(crate::shutdown::Shutdown::never()).await.expect("ran");
     assert_eq!((summary.delivered, summary.dead_lettered), (19, 1), "{summary}");
     let state = crate::state::State::open(&config.database_path()).await.expect("state");

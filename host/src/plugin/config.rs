@@ -73,9 +73,10 @@ impl PluginSpec {
     /// Fills in defaults. `path` must have been set by the caller.
     pub fn settings(&self) -> PluginSettings {
         let path = self.path.clone().unwrap_or_default();
-        let name = self.name.clone().unwrap_or_else(|| {
-            path.file_stem().map_or_else(|| "plugin".to_owned(), |stem| stem.to_string_lossy().into_owned())
-        });
+        let name = self
+            .name
+            .clone()
+            .unwrap_or_else(|| path.file_stem().map_or_else(|| "plugin".to_owned(), |stem| stem.to_string_lossy().into_owned()));
         PluginSettings {
             name,
             path,

@@ -71,10 +71,21 @@ fn filter_drops_exactly_the_excluded_types() {
         }
     }
     let expected: BTreeMap<&str, usize> = BTreeMap::from([
-        ("session.command", 1), ("session.connect", 1), ("session.data", 2), ("session.disk", 1),
-        ("session.end", 3), ("session.join", 1), ("session.leave", 1), ("session.network", 2),
-        ("session.process_exit", 1), ("session.recording.access", 1), ("session.rejected", 1),
-        ("session.start", 1), ("session.summarized", 2), ("session.upload", 1), ("sftp", 18),
+        ("session.command", 1),
+        ("session.connect", 1),
+        ("session.data", 2),
+        ("session.disk", 1),
+        ("session.end", 3),
+        ("session.join", 1),
+        ("session.leave", 1),
+        ("session.network", 2),
+        ("session.process_exit", 1),
+        ("session.recording.access", 1),
+        ("session.rejected", 1),
+        ("session.start", 1),
+        ("session.summarized", 2),
+        ("session.upload", 1),
+        ("sftp", 18),
     ]);
     assert_eq!(dropped, expected);
     assert_eq!(kept, 183 - 19 - 18);
@@ -83,11 +94,8 @@ fn filter_drops_exactly_the_excluded_types() {
 #[test]
 fn filter_include_with_a_json_pointer_keeps_only_failures() {
     let mut filter = load("filter", "include = [{ match = [{ pointer = \"/success\", equals = false }] }]");
-    let kept: Vec<String> = run(&mut filter)
-        .into_iter()
-        .filter(|(_, outcome)| matches!(outcome, Outcome::Keep))
-        .map(|(event, _)| event.event_type)
-        .collect();
+    let kept: Vec<String> =
+        run(&mut filter).into_iter().filter(|(_, outcome)| matches!(outcome, Outcome::Keep)).map(|(event, _)| event.event_type).collect();
     assert_eq!(kept.len(), 10, "{kept:?}");
     assert!(kept.contains(&"user.login".to_owned()) && kept.contains(&"auth".to_owned()));
 }
@@ -178,7 +186,15 @@ fn a_bad_example_config_is_refused_in_one_line_naming_plugin_and_key() {
         refuse("filter", "exclude = [{ type = [] }]"),
         "plugin `filter` refused its config: config: `exclude[0].type`: is an empty list; give at least one pattern"
     );
-    assert_eq!(refuse("route", "rules = [{ sinks = [] }]"), "plugin `route` refused its config: config: `rules[0].sinks` is empty; name at least one sink of ferry.toml");
-    assert_eq!(refuse("ecs", "datset = \"x\""), "plugin `ecs` refused its config: config: `datset`: unknown field `datset`, expected `dataset`");
-    assert!(refuse("enrich", "severity = { enabled = false }").ends_with("config: nothing to add; give `fields`, or leave `severity` enabled"));
+    assert_eq!(
+        refuse("route", "rules = [{ sinks = [] }]"),
+        "plugin `route` refused its config: config: `rules[0].sinks` is empty; name at least one sink of ferry.toml"
+    );
+    assert_eq!(
+        refuse("ecs", "datset = \"x\""),
+        "plugin `ecs` refused its config: config: `datset`: unknown field `datset`, expected `dataset`"
+    );
+    assert!(
+        refuse("enrich", "severity = { enabled = false }").ends_with("config: nothing to add; give `fields`, or leave `severity` enabled")
+    );
 }

@@ -64,7 +64,8 @@ impl WasmPlugin {
         ticker: Arc<super::runtime::EpochTicker>,
     ) -> Result<WasmPlugin, PluginError> {
         let name: Arc<str> = settings.name.as_str().into();
-        let mut plugin = WasmPlugin { engine, pre, settings, name, metrics, live: None, lines: Vec::new(), log_limit: Arc::default(), _ticker: ticker };
+        let mut plugin =
+            WasmPlugin { engine, pre, settings, name, metrics, live: None, lines: Vec::new(), log_limit: Arc::default(), _ticker: ticker };
         plugin.live = Some(plugin.instantiate()?);
         Ok(plugin)
     }
@@ -136,7 +137,10 @@ impl WasmPlugin {
     }
 
     fn past_deadline(&self) -> PluginError {
-        PluginError::Call { plugin: self.settings.name.clone(), message: format!("ran past its deadline of {:?} (deadline)", self.settings.deadline) }
+        PluginError::Call {
+            plugin: self.settings.name.clone(),
+            message: format!("ran past its deadline of {:?} (deadline)", self.settings.deadline),
+        }
     }
 
     fn call_error(&self, err: &wasmtime::Error) -> PluginError {

@@ -17,16 +17,16 @@
 pub mod bindings;
 mod config;
 mod error;
-mod instance;
-mod runtime;
-mod state;
-mod wire;
 #[cfg(test)]
 pub(crate) mod examples_tests;
+mod instance;
+mod runtime;
 #[cfg(test)]
 pub(crate) mod script_tests;
+mod state;
 #[cfg(test)]
 mod tests;
+mod wire;
 
 pub use config::{OnError, PluginSettings, PluginSpec};
 pub use error::PluginError;

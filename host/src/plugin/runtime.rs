@@ -70,10 +70,7 @@ impl Runtime {
     pub fn load(&self, settings: PluginSettings) -> Result<(WasmPlugin, Loaded), PluginError> {
         let (component, loaded) = self.compile(&settings.path)?;
         check_contract(&self.engine, &component, &settings.path)?;
-        let instance_pre = self
-            .linker
-            .instantiate_pre(&component)
-            .map_err(|err| runtime_error(&settings.path, &err))?;
+        let instance_pre = self.linker.instantiate_pre(&component).map_err(|err| runtime_error(&settings.path, &err))?;
         let pre = PluginPre::new(instance_pre).map_err(|err| runtime_error(&settings.path, &err))?;
         let plugin = WasmPlugin::new(self.engine.clone(), pre, settings, self.metrics.clone(), self.ticker.clone())?;
         Ok((plugin, loaded))
@@ -117,8 +114,7 @@ impl Runtime {
             tracing::warn!(path = %cached.display(), error = %err, "Cannot cache the compiled plugin; it will be compiled again at the next start.");
         }
         // SAFETY: `compiled` was produced by this engine a moment ago.
-        let component = unsafe { Component::deserialize(&self.engine, &compiled) }
-            .map_err(|err| runtime_error(path, &err))?;
+        let component = unsafe { Component::deserialize(&self.engine, &compiled) }.map_err(|err| runtime_error(path, &err))?;
         Ok((component, Loaded::Compiled))
     }
 
@@ -191,7 +187,9 @@ fn check_is_component(bytes: &[u8], path: &Path) -> Result<(), PluginError> {
         Some(head) if head.starts_with(MAGIC) && head[6..8] == [1, 0] => Ok(()),
         Some(head) if head.starts_with(MAGIC) => Err(PluginError::NotAPlugin {
             path: path.to_owned(),
-            message: "it is a core WebAssembly module, not a component; build it for wasm32-wasip2 or wrap it with `wasm-tools component new`".into(),
+            message:
+                "it is a core WebAssembly module, not a component; build it for wasm32-wasip2 or wrap it with `wasm-tools component new`"
+                    .into(),
         }),
         _ => Err(PluginError::NotAPlugin { path: path.to_owned(), message: "it is not a WebAssembly file".into() }),
     }

@@ -74,7 +74,8 @@ fn python_tag_sets_its_tags_and_drops_the_configured_types() {
     assert_eq!(metrics.get("ferry_plugin_counter_total", &[("plugin", "tag"), ("name", "dropped_by_type")]), dropped);
     // The type is the top-level `event`, however the text reads.
     let odd = |json: &str| Event::from_json(json.as_bytes().to_vec()).expect("valid");
-    let batch = [odd(r#"{"uid":"a","meta":{"event":"sftp"}}"#), odd(r#"{"uid":"b","ev\u0065nt":"sftp"}"#), odd(r#"{"uid":"c","event":"exec"}"#)];
+    let batch =
+        [odd(r#"{"uid":"a","meta":{"event":"sftp"}}"#), odd(r#"{"uid":"b","ev\u0065nt":"sftp"}"#), odd(r#"{"uid":"c","event":"exec"}"#)];
     let outcomes = plugin.process(&batch).expect("runs");
     assert!(matches!(outcomes.as_slice(), [Outcome::Replace(_), Outcome::Drop, Outcome::Replace(_)]), "{outcomes:?}");
     let batch = [odd(r#"{"uid":"a","meta":{"event":"sftp"}}"#), odd(r#"{"uid":"c","event":"exec"}"#)];
@@ -153,7 +154,8 @@ fn script_plugins_refuse_a_bad_config_in_one_line() {
 fn cpython_gets_no_files_no_network_no_environment_and_a_frozen_clock() {
     // SAFETY (test only): set before the plugin runs, read by nothing else.
     unsafe { std::env::set_var("FERRY_TEST_SECRET", "hunter2") };
-    let (mut probe, _runtime) = load("probe-py", "[config]\nmode = \"observe\"", Arc::new(Metrics::default())).expect("CPython starts in the sandbox");
+    let (mut probe, _runtime) =
+        load("probe-py", "[config]\nmode = \"observe\"", Arc::new(Metrics::default())).expect("CPython starts in the sandbox");
     let outcomes = probe.process(&fixtures()[..1]).expect("runs");
     let [Outcome::Fail(report)] = outcomes.as_slice() else { panic!("{outcomes:?}") };
     let report: Value = serde_json::from_str(report).expect("report");
@@ -165,7 +167,8 @@ fn cpython_gets_no_files_no_network_no_environment_and_a_frozen_clock() {
 
 #[test]
 fn starlingmonkey_starts_with_a_frozen_clock() {
-    let (mut probe, _runtime) = load("probe-js", "[config]\nmode = \"observe\"", Arc::new(Metrics::default())).expect("StarlingMonkey starts in the sandbox");
+    let (mut probe, _runtime) =
+        load("probe-js", "[config]\nmode = \"observe\"", Arc::new(Metrics::default())).expect("StarlingMonkey starts in the sandbox");
     let outcomes = probe.process(&fixtures()[..1]).expect("runs");
     let [Outcome::Fail(report)] = outcomes.as_slice() else { panic!("{outcomes:?}") };
     let report: Value = serde_json::from_str(report).expect("report");
@@ -176,13 +179,15 @@ fn starlingmonkey_starts_with_a_frozen_clock() {
 fn script_plugins_are_cut_at_the_deadline_and_the_memory_cap() {
     for probe in ["probe-py", "probe-js"] {
         let limits = "deadline = \"300ms\"\nmax-memory = \"64MiB\"\n";
-        let (mut looping, _runtime) = load(probe, &format!("{limits}[config]\nmode = \"loop\""), Arc::new(Metrics::default())).expect("loads");
+        let (mut looping, _runtime) =
+            load(probe, &format!("{limits}[config]\nmode = \"loop\""), Arc::new(Metrics::default())).expect("loads");
         for _ in 0..2 {
             // The second call runs on a fresh instance: the first trapped.
             let err = looping.process(&fixtures()[..1]).expect_err("loops");
             assert_eq!(err.to_string(), format!("plugin `{probe}` failed: ran past its deadline of 300ms (deadline)"));
         }
-        let (mut hoarding, _hoarding_runtime) = load(probe, &format!("{limits}[config]\nmode = \"hoard\""), Arc::new(Metrics::default())).expect("loads");
+        let (mut hoarding, _hoarding_runtime) =
+            load(probe, &format!("{limits}[config]\nmode = \"hoard\""), Arc::new(Metrics::default())).expect("loads");
         let err = hoarding.process(&fixtures()[..1]).expect_err("hoards");
         assert!(err.to_string().contains("memory limit exceeded"), "{probe}: {err}");
     }

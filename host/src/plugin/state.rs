@@ -46,14 +46,7 @@ impl PluginState {
             .allow_tcp(false)
             .allow_udp(false)
             .build();
-        PluginState {
-            wasi,
-            table: ResourceTable::new(),
-            limiter: MemoryLimiter { max: max_memory, used: 0 },
-            plugin,
-            metrics,
-            log_limit,
-        }
+        PluginState { wasi, table: ResourceTable::new(), limiter: MemoryLimiter { max: max_memory, used: 0 }, plugin, metrics, log_limit }
     }
 }
 

@@ -176,17 +176,13 @@ fn the_sandbox_grants_no_network() {
     listener.set_nonblocking(true).expect("nonblocking");
     let address = listener.local_addr().expect("address");
     let runtime = runtime(None);
-    let (mut plugin, _) =
-        runtime.load(settings("hostile-socket", &format!("mode = \"socket\"\naddress = \"{address}\""))).expect("loads");
+    let (mut plugin, _) = runtime.load(settings("hostile-socket", &format!("mode = \"socket\"\naddress = \"{address}\""))).expect("loads");
     let outcomes = plugin.process(&batch(&["x", "y"])).expect("the call itself succeeds");
     for outcome in &outcomes {
         let Outcome::Fail(reason) = outcome else { panic!("the plugin reached the network: {outcomes:?}") };
         assert!(reason.starts_with(&format!("socket access denied: connect {address}: ")), "{reason}");
     }
-    assert!(
-        matches!(listener.accept(), Err(err) if err.kind() == std::io::ErrorKind::WouldBlock),
-        "a connection reached the listener"
-    );
+    assert!(matches!(listener.accept(), Err(err) if err.kind() == std::io::ErrorKind::WouldBlock), "a connection reached the listener");
     // The host and the plugin go on.
     let (mut other, _) = runtime.load(settings("redact", "fields = [\"login\"]")).expect("loads");
     assert!(matches!(&other.process(&batch(&["x"])).expect("runs")[0], Outcome::Replace(_)));
@@ -214,10 +210,8 @@ fn a_plugin_cannot_see_another_plugins_data() {
     let a = batch(&["a", "a"]);
     assert_eq!(remembered(&first.process(&a).expect("runs")), [("u0".into(), 0, "u0".into()), ("u1".into(), 1, "u0".into())]);
     // The same component, loaded twice: the second instance's static is its own.
-    let b: Vec<Event> = ["b0", "b1"]
-        .iter()
-        .map(|id| Event::from_json(format!("{{\"uid\":\"{id}\"}}").into_bytes()).expect("valid"))
-        .collect();
+    let b: Vec<Event> =
+        ["b0", "b1"].iter().map(|id| Event::from_json(format!("{{\"uid\":\"{id}\"}}").into_bytes()).expect("valid")).collect();
     assert_eq!(remembered(&second.process(&b).expect("runs")), [("b0".into(), 0, "b0".into()), ("b1".into(), 1, "b0".into())]);
     // And the first still holds exactly what it saw itself.
     assert_eq!(remembered(&first.process(&batch(&["a"])).expect("runs")), [("u0".into(), 2, "u0".into())]);

@@ -50,9 +50,10 @@ pub(super) fn decode(output: Output, events: usize, max_output: u64) -> Result<V
             Verdict::Fail(reason) => Outcome::Fail(reason),
             Verdict::Replace => Outcome::Replace(new_json.next()?),
             Verdict::Route(route) => {
-                let sinks = usize::try_from(route.sinks).ok().and_then(|index| routes.get(index)).ok_or_else(|| {
-                    format!("a verdict routes to sink list {} of {}", route.sinks, routes.len())
-                })?;
+                let sinks = usize::try_from(route.sinks)
+                    .ok()
+                    .and_then(|index| routes.get(index))
+                    .ok_or_else(|| format!("a verdict routes to sink list {} of {}", route.sinks, routes.len()))?;
                 let json = if route.replaced { Some(new_json.next()?) } else { None };
                 Outcome::Route(Route { sinks: Arc::clone(sinks), json })
             }
@@ -144,14 +145,18 @@ mod tests {
             Verdict::Route(WireRoute { sinks: 0, replaced: false }),
             Verdict::Fail("bad".into()),
         ];
-        let outcomes = decode(output(verdicts, "{\"a\":1}\n{\"b\":2}", &[&["default"], &["security", "default"]]), 6, 1024).expect("decodes");
+        let outcomes =
+            decode(output(verdicts, "{\"a\":1}\n{\"b\":2}", &[&["default"], &["security", "default"]]), 6, 1024).expect("decodes");
         assert_eq!(
             outcomes,
             [
                 Outcome::Keep,
                 Outcome::Replace(b"{\"a\":1}".to_vec()),
                 Outcome::Drop,
-                Outcome::Route(Route { sinks: Arc::from(["security".to_owned(), "default".to_owned()]), json: Some(b"{\"b\":2}".to_vec()) }),
+                Outcome::Route(Route {
+                    sinks: Arc::from(["security".to_owned(), "default".to_owned()]),
+                    json: Some(b"{\"b\":2}".to_vec())
+                }),
                 Outcome::Route(Route { sinks: Arc::from(["default".to_owned()]), json: None }),
                 Outcome::Fail("bad".into()),
             ]
@@ -186,12 +191,19 @@ mod tests {
     fn sink_names_count_against_max_output_and_each_list_is_shared_once() {
         let long = "s".repeat(600);
         let names: &[&str] = &[&long, &long];
-        let refused = decode(output(vec![Verdict::Route(WireRoute { sinks: 0, replaced: false })], "", &[names]), 1, 1024).expect_err("over max-output");
+        let refused = decode(output(vec![Verdict::Route(WireRoute { sinks: 0, replaced: false })], "", &[names]), 1, 1024)
+            .expect_err("over max-output");
         assert_eq!(refused, "1200 bytes of output, over its max-output of 1024 bytes");
 
         let verdicts = (0..3).map(|_| Verdict::Route(WireRoute { sinks: 0, replaced: false })).collect();
         let outcomes = decode(output(verdicts, "", &[&["security", "default", "security", "default"]]), 3, 1024).expect("fits");
-        let lists: Vec<&Arc<[String]>> = outcomes.iter().map(|o| match o { Outcome::Route(route) => &route.sinks, other => panic!("{other:?}") }).collect();
+        let lists: Vec<&Arc<[String]>> = outcomes
+            .iter()
+            .map(|o| match o {
+                Outcome::Route(route) => &route.sinks,
+                other => panic!("{other:?}"),
+            })
+            .collect();
         assert_eq!(lists[0][..], ["security".to_owned(), "default".to_owned()], "repeats removed, order kept");
         assert!(lists.iter().all(|list| Arc::ptr_eq(list, lists[0])), "one copy shared by every verdict");
     }

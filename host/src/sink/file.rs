@@ -43,7 +43,13 @@ impl FileSink {
         if config.path.as_os_str().is_empty() {
             return Err(ctx.invalid(format!("sinks.{name}.path"), "must name a file"));
         }
-        Ok(FileSink { name: name.to_owned(), metrics, path: ctx.resolve(&config.path), fsync: config.fsync, file: tokio::sync::Mutex::new(None) })
+        Ok(FileSink {
+            name: name.to_owned(),
+            metrics,
+            path: ctx.resolve(&config.path),
+            fsync: config.fsync,
+            file: tokio::sync::Mutex::new(None),
+        })
     }
 
     async fn append(&self, slot: &mut Option<tokio::fs::File>, body: &[u8]) -> std::io::Result<()> {

@@ -19,9 +19,9 @@ use crate::metrics::Metrics;
 use crate::retry::Retry;
 use crate::shutdown::Stopped;
 use serde::Deserialize;
-use std::sync::Arc;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 
 /// An event on its way to a sink: its id (for dedupe downstream and for
 /// dead letters), its session (for per-session destinations) and its final
@@ -138,7 +138,13 @@ impl Sink for DryRun {
 /// capped, shutdown cutting the wait short: then [`Stopped`]). Each failure
 /// is counted and logged for the sink `sink`; `target` says where it went
 /// (a path, a URL).
-pub async fn retry_until<T, F, Fut>(sink: &str, target: &(dyn std::fmt::Display + Sync), retry: &mut Retry, metrics: &Metrics, mut attempt: F) -> Result<T, Stopped>
+pub async fn retry_until<T, F, Fut>(
+    sink: &str,
+    target: &(dyn std::fmt::Display + Sync),
+    retry: &mut Retry,
+    metrics: &Metrics,
+    mut attempt: F,
+) -> Result<T, Stopped>
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<T, RetryableError>>,

@@ -130,7 +130,9 @@ impl Source {
     pub fn build(config: &SourceConfig, key: &str, ctx: &Context) -> Result<Source, ConfigError> {
         match config {
             SourceConfig::File(file) => Ok(Source::File(file::FileSource::build(file, ctx)?)),
-            SourceConfig::Teleport(teleport) => Ok(Source::Teleport(Box::new(teleport::TeleportSource::build(teleport, ctx, &format!("{key}."))?))),
+            SourceConfig::Teleport(teleport) => {
+                Ok(Source::Teleport(Box::new(teleport::TeleportSource::build(teleport, ctx, &format!("{key}."))?)))
+            }
         }
     }
 
@@ -163,12 +165,7 @@ impl Source {
     /// Reads from `position` (the committed cursor, or the start when none)
     /// and sends records until the input ends, `shutdown` fires or the
     /// receiver goes away.
-    pub async fn run(
-        self,
-        position: Option<String>,
-        out: mpsc::Sender<SourceRecord>,
-        shutdown: Shutdown,
-    ) -> Result<(), SourceError> {
+    pub async fn run(self, position: Option<String>, out: mpsc::Sender<SourceRecord>, shutdown: Shutdown) -> Result<(), SourceError> {
         match self {
             Source::File(source) => source.run(position, out, shutdown).await,
             Source::Teleport(source) => source.run(position, out, shutdown).await,

@@ -74,7 +74,10 @@ fn read_marker(database: &Path, marker: &Path) -> Result<Option<String>, StateEr
     match std::fs::read_to_string(marker) {
         Ok(text) => match text.lines().map(str::trim).find(|line| !line.is_empty() && !line.starts_with('#')) {
             Some(id) => Ok(Some(id.to_owned())),
-            None => Err(StateError::new(database, format!("its marker {} holds no identity; run `ferry state reset` with this config to write it again", marker.display()))),
+            None => Err(StateError::new(
+                database,
+                format!("its marker {} holds no identity; run `ferry state reset` with this config to write it again", marker.display()),
+            )),
         },
         Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(None),
         Err(err) => Err(StateError::new(database, format!("cannot read its marker {}: {err}", marker.display()))),
@@ -90,7 +93,9 @@ fn write_marker(database: &Path, marker: &Path, id: &str) -> Result<(), StateErr
     let temporary = marker.with_extension("marker.tmp~");
     let _ = std::fs::remove_file(&temporary);
     let name = database.file_name().map_or_else(String::new, |name| name.to_string_lossy().into_owned());
-    let text = format!("# ferry has run with the state database {name} beside this file, whose identity follows.\n# Do not delete; see `ferry state reset`.\n{id}\n");
+    let text = format!(
+        "# ferry has run with the state database {name} beside this file, whose identity follows.\n# Do not delete; see `ferry state reset`.\n{id}\n"
+    );
     let mut file = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&temporary).map_err(error)?;
     file.write_all(text.as_bytes()).and_then(|()| file.sync_all()).map_err(error)?;
     std::fs::rename(&temporary, marker).map_err(error)
@@ -133,7 +138,14 @@ mod tests {
         }
         let err = State::open_guarded(&path, Path::new("/etc/ferry/ferry.toml")).await.expect_err("refused");
         let text = err.to_string();
-        assert!(text.starts_with(&format!("state database {}: missing, but {} shows", path.display(), dir.path().join("ferry.marker").display())), "{text}");
+        assert!(
+            text.starts_with(&format!(
+                "state database {}: missing, but {} shows",
+                path.display(),
+                dir.path().join("ferry.marker").display()
+            )),
+            "{text}"
+        );
         assert!(text.ends_with("run `ferry state reset --config /etc/ferry/ferry.toml`"), "{text}");
         assert!(!text.contains('\n'));
         assert!(!path.exists(), "a refused start creates no database");

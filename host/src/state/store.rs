@@ -34,9 +34,10 @@ fn restrict(path: &Path) -> std::io::Result<()> {
         let file = PathBuf::from(file);
         let Ok(meta) = std::fs::metadata(&file) else { continue };
         if meta.permissions().mode() & 0o077 != 0
-            && let Err(error) = std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)) {
-                tracing::warn!(file = %file.display(), %error, "The state file is readable by others and cannot be made private (mode 0600).");
-            }
+            && let Err(error) = std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600))
+        {
+            tracing::warn!(file = %file.display(), %error, "The state file is readable by others and cannot be made private (mode 0600).");
+        }
     }
     Ok(())
 }
@@ -64,15 +65,9 @@ impl State {
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Normal)
             .busy_timeout(Duration::from_secs(10));
-        let pool = SqlitePoolOptions::new()
-            .max_connections(4)
-            .connect_with(options)
-            .await
-            .map_err(|err| error(format!("cannot open: {err}")))?;
-        sqlx::migrate!("./migrations")
-            .run(&pool)
-            .await
-            .map_err(|err| error(format!("cannot update its schema: {err}")))?;
+        let pool =
+            SqlitePoolOptions::new().max_connections(4).connect_with(options).await.map_err(|err| error(format!("cannot open: {err}")))?;
+        sqlx::migrate!("./migrations").run(&pool).await.map_err(|err| error(format!("cannot update its schema: {err}")))?;
         Ok(State { pool, path: path.to_owned() })
     }
 
@@ -118,12 +113,12 @@ impl State {
     /// Records that `source` has got to `position`.
     pub async fn commit_cursor(&self, source: &str, position: &str) -> Result<(), StateError> {
         sqlx::query(UPSERT_CURSOR)
-        .bind(source)
-        .bind(position)
-        .bind(None::<&str>)
-        .execute(&self.pool)
-        .await
-        .map_err(|err| self.error(err))?;
+            .bind(source)
+            .bind(position)
+            .bind(None::<&str>)
+            .execute(&self.pool)
+            .await
+            .map_err(|err| self.error(err))?;
         Ok(())
     }
 
@@ -169,10 +164,8 @@ impl State {
 
     /// How many dead letters are stored.
     pub async fn dead_letter_count(&self) -> Result<u64, StateError> {
-        let count: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM dead_letters")
-            .fetch_one(&self.pool)
-            .await
-            .map_err(|err| self.error(err))?;
+        let count: i64 =
+            sqlx::query_scalar("SELECT COUNT(*) FROM dead_letters").fetch_one(&self.pool).await.map_err(|err| self.error(err))?;
         Ok(u64::try_from(count).unwrap_or(0))
     }
 
@@ -198,16 +191,19 @@ impl State {
     /// How many dead letters each stage and component holds:
     /// `(stage, component, count)`, by stage then component.
     pub async fn dead_letter_counts(&self) -> Result<Vec<(String, String, u64)>, StateError> {
-        let rows: Vec<(String, String, i64)> = sqlx::query_as("SELECT stage, component, COUNT(*) FROM dead_letters GROUP BY stage, component ORDER BY stage, component")
-            .fetch_all(&self.pool)
-            .await
-            .map_err(|err| self.error(err))?;
+        let rows: Vec<(String, String, i64)> =
+            sqlx::query_as("SELECT stage, component, COUNT(*) FROM dead_letters GROUP BY stage, component ORDER BY stage, component")
+                .fetch_all(&self.pool)
+                .await
+                .map_err(|err| self.error(err))?;
         Ok(rows.into_iter().map(|(stage, component, count)| (stage, component, u64::try_from(count).unwrap_or(0))).collect())
     }
 
     /// The dead letters `filter` names, oldest first.
     pub async fn find_dead_letters(&self, filter: &Filter) -> Result<Vec<StoredDeadLetter>, StateError> {
-        let mut query = sqlx::QueryBuilder::<sqlx::Sqlite>::new("SELECT id, created_at, source, position, event_id, stage, component, reason, payload FROM dead_letters");
+        let mut query = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
+            "SELECT id, created_at, source, position, event_id, stage, component, reason, payload FROM dead_letters",
+        );
         filter.push_where(&mut query);
         query.push(" ORDER BY id");
         if let Some(limit) = filter.limit {
@@ -373,7 +369,8 @@ mod tests {
         let outcomes = [(ids[0], vec![]), (ids[1], vec![refused("a")]), (ids[2], vec![refused("a"), refused("b")])];
         state.settle_replayed(&outcomes).await.expect("settle");
         let left = state.dead_letters(10).await.expect("read");
-        let seen: Vec<(i64, &str, &str, &[u8])> = left.iter().map(|l| (l.id, l.stage.as_str(), l.component.as_str(), l.payload.as_slice())).collect();
+        let seen: Vec<(i64, &str, &str, &[u8])> =
+            left.iter().map(|l| (l.id, l.stage.as_str(), l.component.as_str(), l.payload.as_slice())).collect();
         assert_eq!(seen[0], (ids[1], "sink", "a", &b"{\"new\":1}"[..]));
         assert_eq!(seen[1], (ids[2], "sink", "a", &b"{\"new\":1}"[..]));
         assert_eq!((seen[2].1, seen[2].2), ("sink", "b"), "the second sink's refusal gets a row of its own");

@@ -151,6 +151,9 @@ fn config() {
     let mapper = Mapper::from_config(r#"{"dataset":"teleport.prod"}"#).expect("valid");
     let json = mapper.map("x", br#"{"event":"exec"}"#).expect("mapped");
     assert!(String::from_utf8_lossy(&json).contains(r#""dataset":"teleport.prod""#));
-    assert_eq!(Mapper::from_config(r#"{"dataset":" "}"#).expect_err("blank"), "config: `dataset` is blank; leave it out for \"teleport.audit\"");
+    assert_eq!(
+        Mapper::from_config(r#"{"dataset":" "}"#).expect_err("blank"),
+        "config: `dataset` is blank; leave it out for \"teleport.audit\""
+    );
     assert_eq!(Mapper::from_config(r#"{"datset":"x"}"#).expect_err("typo"), "config: `datset`: unknown field `datset`, expected `dataset`");
 }

@@ -134,7 +134,12 @@ impl Enricher {
         let config: Config = ferry_rules::config::parse(config_json)?;
         let mut fields = Vec::new();
         for (key, value) in config.fields {
-            flatten(&format!("fields.{key}"), FieldPath::parse(&key).map_err(|why| key_error(&format!("fields.{key}"), why))?, value, &mut fields)?;
+            flatten(
+                &format!("fields.{key}"),
+                FieldPath::parse(&key).map_err(|why| key_error(&format!("fields.{key}"), why))?,
+                value,
+                &mut fields,
+            )?;
         }
         let severity = match config.severity {
             SeverityConfig { enabled: false, .. } => None,
@@ -189,10 +194,7 @@ impl Enricher {
 
 impl Severity {
     fn level(&self, subject: &Subject<'_>) -> &str {
-        self.rules
-            .iter()
-            .find(|rule| rule.when.matches(subject))
-            .map_or(self.default.as_str(), |rule| rule.level.as_str())
+        self.rules.iter().find(|rule| rule.when.matches(subject)).map_or(self.default.as_str(), |rule| rule.level.as_str())
     }
 }
 

@@ -70,7 +70,10 @@ mod tests {
     #[test]
     fn creates_nested_objects_and_keeps_what_is_there() {
         assert_eq!(set(json!({"a": 1}), "labels.env", json!("prod"), false), (json!({"a": 1, "labels": {"env": "prod"}}), true));
-        assert_eq!(set(json!({"labels": {"x": 1}}), "labels.env", json!("prod"), false), (json!({"labels": {"x": 1, "env": "prod"}}), true));
+        assert_eq!(
+            set(json!({"labels": {"x": 1}}), "labels.env", json!("prod"), false),
+            (json!({"labels": {"x": 1, "env": "prod"}}), true)
+        );
         assert_eq!(set(json!({"labels": {"env": "dev"}}), "labels.env", json!("prod"), false), (json!({"labels": {"env": "dev"}}), false));
         assert_eq!(set(json!({"labels": "flat"}), "labels.env", json!("prod"), false), (json!({"labels": "flat"}), false));
     }

@@ -34,7 +34,8 @@ fn builtin_severity_over_the_fixtures() {
 
 #[test]
 fn static_fields_merge_at_dotted_paths_and_keep_the_rest() {
-    let enricher = enricher(r#"{"fields":{"labels.environment":"prod","labels":{"team":"sec"},"tags":["teleport"]},"severity":{"enabled":false}}"#);
+    let enricher =
+        enricher(r#"{"fields":{"labels.environment":"prod","labels":{"team":"sec"},"tags":["teleport"]},"severity":{"enabled":false}}"#);
     let line = fixture("84c07a99-856c-419f-9de5-15560451a116");
     let event = enriched(&enricher, &line);
     let mut expected: Value = serde_json::from_str(&line).expect("JSON");
@@ -84,8 +85,14 @@ fn config_errors_are_one_line_naming_the_key() {
     assert_eq!(error(r#"{"severity":{"enabled":false}}"#), "config: nothing to add; give `fields`, or leave `severity` enabled");
     assert_eq!(error(r#"{"fields":{"a..b":1}}"#), "config: `fields.a..b` (\"a..b\") has an empty part: dots must separate key names");
     assert_eq!(error(r#"{"severity":{"field":""}}"#), "config: `severity.field` (\"\") has an empty part: dots must separate key names");
-    assert_eq!(error(r#"{"severity":{"rules":[{"when":{"type":"x"},"level":""}]}}"#), "config: `severity.rules[0].level` is blank; give a level such as \"high\"");
-    assert!(error(r#"{"severity":{"rules":[{"when":{"typ":"x"},"level":"high"}]}}"#).starts_with("config: `severity.rules[0].when.typ`: unknown field `typ`"));
+    assert_eq!(
+        error(r#"{"severity":{"rules":[{"when":{"type":"x"},"level":""}]}}"#),
+        "config: `severity.rules[0].level` is blank; give a level such as \"high\""
+    );
+    assert!(
+        error(r#"{"severity":{"rules":[{"when":{"typ":"x"},"level":"high"}]}}"#)
+            .starts_with("config: `severity.rules[0].when.typ`: unknown field `typ`")
+    );
     assert!(error(r#"{"overwrite":"yes"}"#).starts_with("config: `overwrite`: invalid type: string \"yes\", expected a boolean"));
 }
 

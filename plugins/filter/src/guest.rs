@@ -13,10 +13,8 @@ impl Plugin for FilterPlugin {
     }
 
     fn process(&mut self, batch: &[Event]) -> Vec<Outcome> {
-        let outcomes: Vec<Outcome> = batch
-            .iter()
-            .map(|event| if self.filter.keeps("", event.json) { Outcome::Keep } else { Outcome::Drop })
-            .collect();
+        let outcomes: Vec<Outcome> =
+            batch.iter().map(|event| if self.filter.keeps("", event.json) { Outcome::Keep } else { Outcome::Drop }).collect();
         count("dropped", outcomes.iter().filter(|outcome| matches!(outcome, Outcome::Drop)).count() as u64);
         outcomes
     }

@@ -61,7 +61,10 @@ impl Filter {
     pub fn from_config(config_json: &str) -> Result<Filter, String> {
         let config: Config = ferry_rules::config::parse(config_json)?;
         if config.include.is_empty() && config.exclude.is_empty() {
-            return Err("config: no rules; give `include` or `exclude` (or both), each a list of conditions such as { type = \"session.*\" }".to_owned());
+            return Err(
+                "config: no rules; give `include` or `exclude` (or both), each a list of conditions such as { type = \"session.*\" }"
+                    .to_owned(),
+            );
         }
         Ok(Filter { include: config.include, exclude: config.exclude })
     }

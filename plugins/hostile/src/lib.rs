@@ -6,10 +6,10 @@
 //! or another plugin's data fails one call (or one event) and nothing else. It is not an example to follow and has no use in a real
 //! pipeline. See README.md beside this crate for its config.
 
+use ferry_guest::bindings::ferry::plugin::types::{Output, Route as WireRoute, Verdict};
 use ferry_guest::prelude::*;
 use ferry_guest::serde_json::{self, json};
 use serde::Deserialize;
-use ferry_guest::bindings::ferry::plugin::types::{Output, Route as WireRoute, Verdict};
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::hint::black_box;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -106,10 +106,7 @@ impl Mode {
             Some((_, mode)) => Ok(*mode),
             None => {
                 let known: Vec<&str> = MODES.iter().map(|(known, _)| *known).collect();
-                Err(format!(
-                    "config: unknown mode \"{name}\"; expected one of {}",
-                    known.join(", ")
-                ))
+                Err(format!("config: unknown mode \"{name}\"; expected one of {}", known.join(", ")))
             }
         }
     }
@@ -125,8 +122,7 @@ struct Hostile {
 
 impl Plugin for Hostile {
     fn init(config: &str) -> Result<Self, String> {
-        let config: Config =
-            serde_json::from_str(config).map_err(|error| format!("config: {error}"))?;
+        let config: Config = serde_json::from_str(config).map_err(|error| format!("config: {error}"))?;
         let mode = Mode::parse(&config.mode)?;
         if mode == Mode::InitFail {
             return Err("refusing config on purpose".to_owned());
@@ -134,11 +130,7 @@ impl Plugin for Hostile {
         if mode == Mode::SleepInit {
             std::thread::sleep(SLEEP);
         }
-        Ok(Hostile {
-            mode,
-            when_type: config.when_type,
-            address: config.address.unwrap_or_else(|| "127.0.0.1:9".to_owned()),
-        })
+        Ok(Hostile { mode, when_type: config.when_type, address: config.address.unwrap_or_else(|| "127.0.0.1:9".to_owned()) })
     }
 
     fn process(&mut self, batch: &[Event]) -> Vec<Outcome> {
@@ -193,16 +185,7 @@ impl Hostile {
 
     /// `fail-each`: fails the triggering events, keeps the others.
     fn fail_each(&self, batch: &[Event]) -> Vec<Outcome> {
-        batch
-            .iter()
-            .map(|event| {
-                if self.triggers(event) {
-                    Outcome::Fail("failed on purpose".to_owned())
-                } else {
-                    Outcome::Keep
-                }
-            })
-            .collect()
+        batch.iter().map(|event| if self.triggers(event) { Outcome::Fail("failed on purpose".to_owned()) } else { Outcome::Keep }).collect()
     }
 }
 
@@ -243,14 +226,10 @@ fn read_files() -> Result<String, String> {
         Err(error) => error,
     };
     match std::fs::read_dir("/") {
-        Ok(entries) => Ok(entries
-            .filter_map(Result::ok)
-            .map(|entry| entry.file_name().to_string_lossy().into_owned())
-            .collect::<Vec<_>>()
-            .join(" ")),
-        Err(root_error) => Err(format!(
-            "/etc/passwd: {passwd_error}; read_dir(\"/\"): {root_error}"
-        )),
+        Ok(entries) => {
+            Ok(entries.filter_map(Result::ok).map(|entry| entry.file_name().to_string_lossy().into_owned()).collect::<Vec<_>>().join(" "))
+        }
+        Err(root_error) => Err(format!("/etc/passwd: {passwd_error}; read_dir(\"/\"): {root_error}")),
     }
 }
 
@@ -353,9 +332,8 @@ fn amplified(events: usize) -> Output {
     let name: &'static mut [u8] = Box::leak(vec![b's'; AMPLIFY_NAME_BYTES].into_boxed_slice());
     let pointer = name.as_mut_ptr();
     // SAFETY: none; see above. The bytes are ASCII and live forever.
-    let names: Vec<String> = (0..AMPLIFY_NAMES)
-        .map(|_| unsafe { String::from_raw_parts(pointer, AMPLIFY_NAME_BYTES, AMPLIFY_NAME_BYTES) })
-        .collect();
+    let names: Vec<String> =
+        (0..AMPLIFY_NAMES).map(|_| unsafe { String::from_raw_parts(pointer, AMPLIFY_NAME_BYTES, AMPLIFY_NAME_BYTES) }).collect();
     Output {
         verdicts: (0..events).map(|_| Verdict::Route(WireRoute { sinks: 0, replaced: false })).collect(),
         lines: Vec::new(),
@@ -426,11 +404,7 @@ mod tests {
     }
 
     fn batch() -> Vec<Vec<u8>> {
-        vec![
-            event("session.start"),
-            event("user.login"),
-            event("session.end"),
-        ]
+        vec![event("session.start"), event("user.login"), event("session.end")]
     }
 
     #[test]
@@ -443,10 +417,7 @@ mod tests {
     #[test]
     fn unknown_mode_is_refused_by_name() {
         let error = Hostile::init(r#"{"mode":"explode"}"#).expect_err("unknown mode");
-        assert!(
-            error.starts_with("config: unknown mode \"explode\"; expected one of trap, loop,"),
-            "{error}"
-        );
+        assert!(error.starts_with("config: unknown mode \"explode\"; expected one of trap, loop,"), "{error}");
     }
 
     #[test]
@@ -467,10 +438,7 @@ mod tests {
     fn batches_without_the_trigger_type_are_kept() {
         let mut plugin = hostile(r#"{"mode":"trap","when-type":"user.delete"}"#);
         let outcomes = process(&mut plugin, batch());
-        assert!(matches!(
-            outcomes[..],
-            [Outcome::Keep, Outcome::Keep, Outcome::Keep]
-        ));
+        assert!(matches!(outcomes[..], [Outcome::Keep, Outcome::Keep, Outcome::Keep]));
     }
 
     #[test]

@@ -49,23 +49,15 @@ pub(crate) struct Validated {
 pub(crate) fn parse(config_json: &str) -> Result<Validated, String> {
     let config: Config = serde_json::from_str(config_json).map_err(describe)?;
     if config.fields.is_empty() {
-        return Err(
-            "config: `fields` is empty; list at least one field path to mask, such as \"login\""
-                .to_owned(),
-        );
+        return Err("config: `fields` is empty; list at least one field path to mask, such as \"login\"".to_owned());
     }
     let fields = config
         .fields
         .iter()
         .enumerate()
-        .map(|(index, path)| {
-            FieldPath::parse(path).map_err(|why| format!("config: `fields[{index}]` {why}"))
-        })
+        .map(|(index, path)| FieldPath::parse(path).map_err(|why| format!("config: `fields[{index}]` {why}")))
         .collect::<Result<_, _>>()?;
-    Ok(Validated {
-        fields,
-        replacement: config.replacement,
-    })
+    Ok(Validated { fields, replacement: config.replacement })
 }
 
 /// Words a config error for the person who wrote ferry.toml.

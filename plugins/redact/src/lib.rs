@@ -97,13 +97,7 @@ impl Redactor {
             .collect::<Option<Vec<_>>>()
             .map(|keys| keys.concat().iter().map(|key| Finder::new(key).into_owned()).collect());
         let replacement_json = serde_json::to_vec(&config.replacement).expect("a string always serialises");
-        Ok(Redactor {
-            fields: config.fields,
-            replacement: config.replacement,
-            replacement_json,
-            masked: AtomicU64::new(0),
-            needles,
-        })
+        Ok(Redactor { fields: config.fields, replacement: config.replacement, replacement_json, masked: AtomicU64::new(0), needles })
     }
 
     /// Masks the configured fields of one event.

@@ -31,14 +31,9 @@ impl FieldPath {
         }
         let parts: Vec<String> = path.split('.').map(str::to_owned).collect();
         if parts.iter().any(String::is_empty) {
-            return Err(format!(
-                "(\"{path}\") has an empty part: dots must separate key names"
-            ));
+            return Err(format!("(\"{path}\") has an empty part: dots must separate key names"));
         }
-        Ok(FieldPath {
-            literal: path.to_owned(),
-            parts,
-        })
+        Ok(FieldPath { literal: path.to_owned(), parts })
     }
 
     /// The keys an event must contain, quoted, for this path to name a

@@ -5,14 +5,10 @@ use crate::Redactor;
 use serde_json::{Map, Value};
 
 /// The fixture file, one Teleport audit event per line.
-const FIXTURE: &str = concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/../../fixtures/teleport-events.jsonl"
-);
+const FIXTURE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../fixtures/teleport-events.jsonl");
 
 fn fixture_lines() -> Vec<String> {
-    let text = std::fs::read_to_string(FIXTURE)
-        .unwrap_or_else(|error| panic!("cannot read the fixture {FIXTURE}: {error}"));
+    let text = std::fs::read_to_string(FIXTURE).unwrap_or_else(|error| panic!("cannot read the fixture {FIXTURE}: {error}"));
     text.lines().map(str::to_owned).collect()
 }
 
@@ -20,10 +16,7 @@ fn fixture_lines() -> Vec<String> {
 /// so that adding fixtures does not break the tests.
 fn fixture(uid: &str) -> String {
     let needle = format!("\"uid\":\"{uid}\"");
-    fixture_lines()
-        .into_iter()
-        .find(|line| line.contains(&needle))
-        .unwrap_or_else(|| panic!("no event with uid {uid} in {FIXTURE}"))
+    fixture_lines().into_iter().find(|line| line.contains(&needle)).unwrap_or_else(|| panic!("no event with uid {uid} in {FIXTURE}"))
 }
 
 fn redactor(config: &str) -> Redactor {
@@ -32,10 +25,7 @@ fn redactor(config: &str) -> Redactor {
 
 /// Redacts and expects a change; returns the new JSON as text.
 fn masked(redactor: &Redactor, json: &[u8]) -> String {
-    let output = redactor
-        .redact(json)
-        .expect("valid JSON object")
-        .expect("a configured field is present");
+    let output = redactor.redact(json).expect("valid JSON object").expect("a configured field is present");
     String::from_utf8(output).expect("serde_json writes UTF-8")
 }
 
@@ -58,52 +48,28 @@ const OIDC_LOGIN: &str = "7d440ee1-15f6-4b56-9391-344e8984fd97";
 fn masks_a_top_level_field_and_changes_nothing_else() {
     let event = fixture(SESSION_DATA);
     let output = masked(&redactor(r#"{"fields":["login"]}"#), event.as_bytes());
-    assert_eq!(
-        output,
-        event.replace(r#""login":"root""#, r#""login":"[REDACTED]""#)
-    );
+    assert_eq!(output, event.replace(r#""login":"root""#, r#""login":"[REDACTED]""#));
 }
 
 #[test]
 fn matches_dotted_keys_literally() {
     let event = fixture(SESSION_DATA);
-    let output = masked(
-        &redactor(r#"{"fields":["addr.remote"],"replacement":"***"}"#),
-        event.as_bytes(),
-    );
-    assert_eq!(
-        output,
-        event.replace(
-            r#""addr.remote":"172.10.1.254:46992""#,
-            r#""addr.remote":"***""#
-        )
-    );
+    let output = masked(&redactor(r#"{"fields":["addr.remote"],"replacement":"***"}"#), event.as_bytes());
+    assert_eq!(output, event.replace(r#""addr.remote":"172.10.1.254:46992""#, r#""addr.remote":"***""#));
 }
 
 #[test]
 fn follows_nested_paths() {
     let event = fixture(OIDC_LOGIN);
-    let output = masked(
-        &redactor(r#"{"fields":["attributes.email"],"replacement":"***"}"#),
-        event.as_bytes(),
-    );
-    assert_eq!(
-        output,
-        event.replace(r#""email":"ops@gravitational.io""#, r#""email":"***""#)
-    );
+    let output = masked(&redactor(r#"{"fields":["attributes.email"],"replacement":"***"}"#), event.as_bytes());
+    assert_eq!(output, event.replace(r#""email":"ops@gravitational.io""#, r#""email":"***""#));
 }
 
 #[test]
 fn masks_values_of_any_type() {
     let redactor = redactor(r#"{"fields":["s","n","a","o","b","z"],"replacement":"-"}"#);
-    let output = masked(
-        &redactor,
-        br#"{"s":"x","n":1.5,"a":[1,{"k":2}],"o":{"k":[]},"b":false,"z":null,"kept":0}"#,
-    );
-    assert_eq!(
-        output,
-        r#"{"s":"-","n":"-","a":"-","o":"-","b":"-","z":"-","kept":0}"#
-    );
+    let output = masked(&redactor, br#"{"s":"x","n":1.5,"a":[1,{"k":2}],"o":{"k":[]},"b":false,"z":null,"kept":0}"#);
+    assert_eq!(output, r#"{"s":"-","n":"-","a":"-","o":"-","b":"-","z":"-","kept":0}"#);
     assert_eq!(redactor.masked_count(), 6);
 }
 
@@ -113,10 +79,7 @@ fn masks_deeply_nested_lists_such_as_user_traits_logins() {
         &redactor(r#"{"fields":["user.traits.logins"],"replacement":"***"}"#),
         br#"{"user":{"name":"alice","traits":{"logins":["root","ubuntu"],"kube_groups":["dev"]}},"ei":0}"#,
     );
-    assert_eq!(
-        output,
-        r#"{"user":{"name":"alice","traits":{"logins":"***","kube_groups":["dev"]}},"ei":0}"#
-    );
+    assert_eq!(output, r#"{"user":{"name":"alice","traits":{"logins":"***","kube_groups":["dev"]}},"ei":0}"#);
 }
 
 #[test]
@@ -125,18 +88,13 @@ fn a_literal_dotted_key_wins_over_the_nested_path() {
         &redactor(r#"{"fields":["addr.remote"],"replacement":"***"}"#),
         br#"{"addr":{"remote":"10.0.0.1"},"addr.remote":"10.0.0.2"}"#,
     );
-    assert_eq!(
-        output,
-        r#"{"addr":{"remote":"10.0.0.1"},"addr.remote":"***"}"#
-    );
+    assert_eq!(output, r#"{"addr":{"remote":"10.0.0.1"},"addr.remote":"***"}"#);
 }
 
 #[test]
 fn a_nested_path_falls_back_when_no_literal_key_exists() {
-    let output = masked(
-        &redactor(r#"{"fields":["addr.remote"],"replacement":"***"}"#),
-        br#"{"addr":{"remote":"10.0.0.1","local":"10.0.0.9"}}"#,
-    );
+    let output =
+        masked(&redactor(r#"{"fields":["addr.remote"],"replacement":"***"}"#), br#"{"addr":{"remote":"10.0.0.1","local":"10.0.0.9"}}"#);
     assert_eq!(output, r#"{"addr":{"remote":"***","local":"10.0.0.9"}}"#);
 }
 
@@ -145,10 +103,7 @@ fn keeps_key_order_on_every_fixture_event() {
     let redactor = redactor(r#"{"fields":["login","user","addr.remote"]}"#);
     let mut changed = 0;
     for line in fixture_lines() {
-        let Some(output) = redactor
-            .redact(line.as_bytes())
-            .expect("fixtures are JSON objects")
-        else {
+        let Some(output) = redactor.redact(line.as_bytes()).expect("fixtures are JSON objects") else {
             continue;
         };
         changed += 1;
@@ -161,10 +116,7 @@ fn keeps_key_order_on_every_fixture_event() {
             }
         }
     }
-    assert!(
-        changed > 100,
-        "only {changed} fixture events had a field to mask"
-    );
+    assert!(changed > 100, "only {changed} fixture events had a field to mask");
 }
 
 #[test]
@@ -180,10 +132,7 @@ fn counts_masked_fields_across_calls() {
 fn everything_but_the_masked_values_is_copied_as_it_came() {
     let redactor = redactor(r#"{"fields":["login"],"replacement":"***"}"#);
     let event = br#"{ "n": 1.0e3, "caf\u00e9": "\u00e9t\u00e9",  "login" : "root", "z":[ 1 ,2 ] }"#;
-    assert_eq!(
-        masked(&redactor, event),
-        r#"{ "n": 1.0e3, "caf\u00e9": "\u00e9t\u00e9",  "login" : "***", "z":[ 1 ,2 ] }"#
-    );
+    assert_eq!(masked(&redactor, event), r#"{ "n": 1.0e3, "caf\u00e9": "\u00e9t\u00e9",  "login" : "***", "z":[ 1 ,2 ] }"#);
 }
 
 #[test]
@@ -242,10 +191,7 @@ fn invalid_json_is_an_error_that_says_where() {
         redactor.redact(br#"{"login":"root""#),
         Err("event is not valid JSON: EOF while parsing an object at line 1 column 15".to_owned())
     );
-    assert_eq!(
-        redactor.redact(b"\xff\"login\""),
-        Err("event is not valid JSON: expected value at line 1 column 1".to_owned())
-    );
+    assert_eq!(redactor.redact(b"\xff\"login\""), Err("event is not valid JSON: expected value at line 1 column 1".to_owned()));
     // Bytes in which no configured key appears are not parsed at all.
     assert_eq!(redactor.redact(b"\xff"), Ok(None));
 }
@@ -253,10 +199,7 @@ fn invalid_json_is_an_error_that_says_where() {
 #[test]
 fn json_that_is_not_an_object_is_an_error() {
     let redactor = redactor(r#"{"fields":["login"]}"#);
-    assert_eq!(
-        redactor.redact(br#"[{"login":"root"}]"#),
-        Err("event is not a JSON object but an array".to_owned())
-    );
+    assert_eq!(redactor.redact(br#"[{"login":"root"}]"#), Err("event is not a JSON object but an array".to_owned()));
 }
 
 // === Config ===
@@ -270,10 +213,7 @@ fn replacement_defaults_to_redacted() {
 #[test]
 fn config_needs_fields() {
     assert_eq!(config_error("{}"), "config: missing field `fields`");
-    assert_eq!(
-        config_error(r#"{"fields":[]}"#),
-        "config: `fields` is empty; list at least one field path to mask, such as \"login\""
-    );
+    assert_eq!(config_error(r#"{"fields":[]}"#), "config: `fields` is empty; list at least one field path to mask, such as \"login\"");
 }
 
 #[test]
@@ -286,22 +226,13 @@ fn config_refuses_unknown_keys() {
 
 #[test]
 fn config_refuses_values_of_the_wrong_type() {
-    assert_eq!(
-        config_error(r#"{"fields":"login"}"#),
-        "config: invalid type: string \"login\", expected a sequence"
-    );
-    assert_eq!(
-        config_error(r#"{"fields":["login"],"replacement":0}"#),
-        "config: invalid type: integer `0`, expected a string"
-    );
+    assert_eq!(config_error(r#"{"fields":"login"}"#), "config: invalid type: string \"login\", expected a sequence");
+    assert_eq!(config_error(r#"{"fields":["login"],"replacement":0}"#), "config: invalid type: integer `0`, expected a string");
 }
 
 #[test]
 fn config_refuses_malformed_paths() {
-    assert_eq!(
-        config_error(r#"{"fields":["login",""]}"#),
-        "config: `fields[1]` is empty; give the name of a field"
-    );
+    assert_eq!(config_error(r#"{"fields":["login",""]}"#), "config: `fields[1]` is empty; give the name of a field");
     assert_eq!(
         config_error(r#"{"fields":["addr..remote"]}"#),
         "config: `fields[0]` (\"addr..remote\") has an empty part: dots must separate key names"
@@ -314,10 +245,7 @@ fn config_refuses_malformed_paths() {
 
 #[test]
 fn config_that_is_not_json_says_so() {
-    assert_eq!(
-        config_error("fields = [\"login\"]"),
-        "config is not valid JSON: expected ident at line 1 column 2"
-    );
+    assert_eq!(config_error("fields = [\"login\"]"), "config is not valid JSON: expected ident at line 1 column 2");
 }
 
 // === Skipping events without the keys ===
@@ -348,7 +276,9 @@ fn keys_json_may_escape_turn_the_skip_off() {
     assert!(redactor(r#"{"fields":["caf\u00e9"]}"#).needles.is_none());
     assert!(redactor(r#"{"fields":["a\"b"]}"#).needles.is_none());
     assert_eq!(
-        redactor(r#"{"fields":["user.traits.logins"]}"#).needles.map(|needles| needles.iter().map(|n| n.needle().to_vec()).collect::<Vec<_>>()),
+        redactor(r#"{"fields":["user.traits.logins"]}"#)
+            .needles
+            .map(|needles| needles.iter().map(|n| n.needle().to_vec()).collect::<Vec<_>>()),
         Some(vec![br#""user.traits.logins""#.to_vec(), br#""logins""#.to_vec()])
     );
 }

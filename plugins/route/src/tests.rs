@@ -41,11 +41,7 @@ const SESSION_START: &str = "84c07a99-856c-419f-9de5-15560451a116";
 #[test]
 fn routes_the_fixtures_per_the_example() {
     let router = router(EXAMPLE);
-    let expected = BTreeMap::from([
-        ("sessions".to_owned(), 19),
-        ("security+default".to_owned(), 2),
-        ("default".to_owned(), 183 - 19 - 2),
-    ]);
+    let expected = BTreeMap::from([("sessions".to_owned(), 19), ("security+default".to_owned(), 2), ("default".to_owned(), 183 - 19 - 2)]);
     assert_eq!(tally(&router), expected);
     assert_eq!(sinks_of(&router, &fixture(FAILED_LOCAL_LOGIN)), Some(vec!["security".into(), "default".into()]));
     assert_eq!(sinks_of(&router, &fixture(GOOD_LOCAL_LOGIN)), Some(vec!["default".into()]));
@@ -57,8 +53,14 @@ fn first_match_stops_unless_continue() {
     let first = router(r#"{"rules":[{"when":{"code":"*W"},"sinks":"warnings"},{"when":{"type":"user.login"},"sinks":"logins"}]}"#);
     assert_eq!(sinks_of(&first, &fixture(FAILED_LOCAL_LOGIN)), Some(vec!["warnings".into()]));
     assert_eq!(sinks_of(&first, &fixture(GOOD_LOCAL_LOGIN)), Some(vec!["logins".into()]));
-    let fan_out = router(r#"{"rules":[{"when":{"code":"*W"},"sinks":"warnings","continue":true},{"when":{"type":"user.login"},"sinks":["logins","warnings"]}]}"#);
-    assert_eq!(sinks_of(&fan_out, &fixture(FAILED_LOCAL_LOGIN)), Some(vec!["warnings".into(), "logins".into()]), "each sink once, first-named order");
+    let fan_out = router(
+        r#"{"rules":[{"when":{"code":"*W"},"sinks":"warnings","continue":true},{"when":{"type":"user.login"},"sinks":["logins","warnings"]}]}"#,
+    );
+    assert_eq!(
+        sinks_of(&fan_out, &fixture(FAILED_LOCAL_LOGIN)),
+        Some(vec!["warnings".into(), "logins".into()]),
+        "each sink once, first-named order"
+    );
 }
 
 #[test]
@@ -90,5 +92,8 @@ fn config_errors_are_one_line_naming_the_key() {
     assert_eq!(error(r#"{"default":["a"," "]}"#), "config: `default[1]` is blank; give the name of a sink of ferry.toml");
     assert_eq!(error(r#"{"rules":[{"when":{"type":"x"}}]}"#), "config: `rules[0]`: missing field `sinks`");
     assert!(error(r#"{"rules":[{"sinks":"a","contine":true}]}"#).starts_with("config: `rules[0].contine`: unknown field `contine`"));
-    assert_eq!(error(r#"{"rules":[{"sinks":"a","when":{}}]}"#), "config: `rules[0].when`: has no test; give at least one of `type`, `user`, `cluster`, `code`, `success`, `match`");
+    assert_eq!(
+        error(r#"{"rules":[{"sinks":"a","when":{}}]}"#),
+        "config: `rules[0].when`: has no test; give at least one of `type`, `user`, `cluster`, `code`, `success`, `match`"
+    );
 }

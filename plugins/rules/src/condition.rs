@@ -147,10 +147,7 @@ impl TryFrom<PredicateSpec> for Predicate {
         tests.extend(spec.exists.map(Test::Exists));
         tests.extend(spec.glob.map(Test::Glob));
         if tests.len() != 1 {
-            return Err(format!(
-                "has {} tests; give exactly one of `equals`, `in`, `exists`, `glob`",
-                tests.len()
-            ));
+            return Err(format!("has {} tests; give exactly one of `equals`, `in`, `exists`, `glob`", tests.len()));
         }
         let test = tests.remove(0);
         Ok(Predicate { pointer: spec.pointer, test })
@@ -182,7 +179,8 @@ mod tests {
         condition(condition_json).matches(&Subject::new(event_type, event.as_bytes()))
     }
 
-    const FAILED_LOGIN: &str = r#"{"code":"T1000W","event":"user.login","method":"local","success":false,"user":"fsdfsdf","addr.remote":"10.0.0.1:22"}"#;
+    const FAILED_LOGIN: &str =
+        r#"{"code":"T1000W","event":"user.login","method":"local","success":false,"user":"fsdfsdf","addr.remote":"10.0.0.1:22"}"#;
 
     #[test]
     fn shortcuts() {

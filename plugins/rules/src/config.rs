@@ -15,9 +15,7 @@ pub fn parse<T: DeserializeOwned>(config_json: &str) -> Result<T, String> {
         let path = error.path().to_string();
         describe(&path, error.into_inner())
     })?;
-    deserializer
-        .end()
-        .map_err(|error| format!("config is not valid JSON: {error}"))?;
+    deserializer.end().map_err(|error| format!("config is not valid JSON: {error}"))?;
     Ok(config)
 }
 
@@ -35,11 +33,7 @@ fn describe(path: &str, error: serde_json::Error) -> String {
     match error.classify() {
         Category::Data => {
             let message = message.strip_suffix(&position).unwrap_or(&message);
-            if path == "." || path.is_empty() {
-                format!("config: {message}")
-            } else {
-                format!("config: `{path}`: {message}")
-            }
+            if path == "." || path.is_empty() { format!("config: {message}") } else { format!("config: `{path}`: {message}") }
         }
         Category::Syntax | Category::Eof | Category::Io => {
             format!("config is not valid JSON: {message}")

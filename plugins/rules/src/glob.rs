@@ -1,8 +1,8 @@
 //! Shell-style patterns (`session.*`, `T100?W`) and config values that may
 //! be one string or a list of strings.
 
-use serde::de::{self, Deserializer, SeqAccess, Visitor};
 use serde::Deserialize;
+use serde::de::{self, Deserializer, SeqAccess, Visitor};
 use std::fmt;
 
 /// A pattern in which `*` stands for any run of characters (also none) and
@@ -28,9 +28,7 @@ impl Glob {
     pub fn new(pattern: &str) -> Glob {
         let shape = match pattern.find(['*', '?']) {
             None => Shape::Exact,
-            Some(at) if at == pattern.len() - 1 && pattern.ends_with('*') => {
-                Shape::Prefix(pattern[..at].to_owned())
-            }
+            Some(at) if at == pattern.len() - 1 && pattern.ends_with('*') => Shape::Prefix(pattern[..at].to_owned()),
             Some(_) => Shape::General(pattern.chars().collect()),
         };
         Glob { pattern: pattern.to_owned(), shape }

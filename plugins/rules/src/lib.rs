@@ -20,10 +20,10 @@ mod glob;
 mod subject;
 
 pub use condition::{Condition, Predicate};
-pub use glob::{Glob, Globs, Strings};
 /// Teleport's fields are read by ferry's event contract, so conditions read
 /// an event as ferry and the SDK do.
 pub use ferry_event::teleport_field;
+pub use glob::{Glob, Globs, Strings};
 pub use subject::Subject;
 
 /// The project's fixture events, for the plugins' tests.
@@ -44,10 +44,7 @@ pub mod testing {
     /// that adding fixtures does not break tests.
     pub fn fixture(uid: &str) -> String {
         let needle = format!("\"uid\":\"{uid}\"");
-        fixture_lines()
-            .into_iter()
-            .find(|line| line.contains(&needle))
-            .unwrap_or_else(|| panic!("no event with uid {uid} in {FIXTURE}"))
+        fixture_lines().into_iter().find(|line| line.contains(&needle)).unwrap_or_else(|| panic!("no event with uid {uid} in {FIXTURE}"))
     }
 
     /// ferry's header type of a fixture line, as the SDK hands it to a plugin.

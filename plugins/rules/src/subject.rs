@@ -39,9 +39,7 @@ impl<'a> Subject<'a> {
     /// The parsed JSON, or `None` when it is not a JSON object (ferry hands
     /// plugins only objects, so this is for robustness, not a case to handle).
     pub fn json(&self) -> Option<&Value> {
-        self.parsed
-            .get_or_init(|| serde_json::from_slice::<Value>(self.json).ok().filter(Value::is_object))
-            .as_ref()
+        self.parsed.get_or_init(|| serde_json::from_slice::<Value>(self.json).ok().filter(Value::is_object)).as_ref()
     }
 
     /// The event type: ferry's header, else Teleport's `event` read from the
@@ -51,10 +49,7 @@ impl<'a> Subject<'a> {
         if !self.event_type.is_empty() {
             return self.event_type;
         }
-        self.json()
-            .and_then(|json| teleport_field(json, "event"))
-            .and_then(Value::as_str)
-            .unwrap_or("")
+        self.json().and_then(|json| teleport_field(json, "event")).and_then(Value::as_str).unwrap_or("")
     }
 
     /// A Teleport field of the event (see [`teleport_field`]).

@@ -2,14 +2,14 @@
 //! scripted answers per request, random ones for a share of all requests,
 //! and a stall that holds requests unanswered.
 
-use super::{answer, decode, lock, record, LogstashStandIn, ResetOnPurpose, SeenRequest, Shared};
+use super::{LogstashStandIn, ResetOnPurpose, SeenRequest, Shared, answer, decode, lock, record};
 use bytes::Bytes;
-use http_body_util::combinators::BoxBody;
 use http_body_util::BodyExt;
+use http_body_util::combinators::BoxBody;
 use hyper::Response;
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 /// A scripted answer for one request.

@@ -4,7 +4,7 @@
 //! connections; a replaced server certificate; ids served as a buggy
 //! backend would.
 
-use super::{chunk_name, lock, Method, Stored, TeleportStandIn, Validity};
+use super::{Method, Stored, TeleportStandIn, Validity, chunk_name, lock};
 use ferry_proto::auditlog::{EventUnstructured, ExportUnstructuredEventsRequest};
 use std::collections::{HashSet, VecDeque};
 use std::io;
@@ -83,7 +83,10 @@ impl TeleportStandIn {
     pub fn vanish_chunk(&self, name: &str) -> Vec<EventUnstructured> {
         lock(&self.shared.faults.vanished).insert(name.to_owned());
         let Some(export) = &self.shared.export else { return Vec::new() };
-        let held = export.days.values().flat_map(|chunks| chunks.iter().enumerate().filter(|(number, _)| chunk_name(*number) == name).map(|(_, chunk)| chunk));
+        let held = export
+            .days
+            .values()
+            .flat_map(|chunks| chunks.iter().enumerate().filter(|(number, _)| chunk_name(*number) == name).map(|(_, chunk)| chunk));
         held.flatten().map(|&at| self.shared.audit[at].event.clone()).collect()
     }
 
@@ -154,10 +157,14 @@ impl Faults {
 pub(super) fn raw_ids(mut audit: Vec<Stored>) -> Vec<Stored> {
     for stored in &mut audit {
         let fields = stored.event.unstructured.as_ref().and_then(|raw| raw.to_struct().ok()).unwrap_or_default();
-        stored.event.id = fields.fields.get("uid").and_then(|uid| match &uid.kind {
-            Some(prost_types::value::Kind::StringValue(uid)) => Some(uid.clone()),
-            _ => None,
-        }).unwrap_or_default();
+        stored.event.id = fields
+            .fields
+            .get("uid")
+            .and_then(|uid| match &uid.kind {
+                Some(prost_types::value::Kind::StringValue(uid)) => Some(uid.clone()),
+                _ => None,
+            })
+            .unwrap_or_default();
     }
     audit
 }

@@ -12,7 +12,10 @@ fn tests_get_every_plugin() {
         let path = ferry_test_plugins::plugin(name);
         assert!(path.is_file(), "{} was not built", path.display());
     }
-    assert!(std::path::Path::new(ferry_test_plugins::TOOLS_DIR).join("python/bin/componentize-py").is_file(), "componentize-py is installed for the tests");
+    assert!(
+        std::path::Path::new(ferry_test_plugins::TOOLS_DIR).join("python/bin/componentize-py").is_file(),
+        "componentize-py is installed for the tests"
+    );
 }
 
 #[test]
@@ -27,7 +30,10 @@ fn the_binary_does_not_depend_on_the_test_plugins() {
     assert!(output.status.success(), "cargo tree failed ({}): {}", output.status, String::from_utf8_lossy(&output.stderr));
     assert!(stdout.lines().any(|line| line.starts_with("ferry v")), "cargo tree lists ferry itself:\n{stdout}");
     for crate_name in ["ferry-test-plugins", "ferry-bench", "redact", "criterion", "proptest"] {
-        assert!(!stdout.lines().any(|line| line.starts_with(&format!("{crate_name} v"))), "ferry's normal or build dependencies reach {crate_name}:\n{stdout}");
+        assert!(
+            !stdout.lines().any(|line| line.starts_with(&format!("{crate_name} v"))),
+            "ferry's normal or build dependencies reach {crate_name}:\n{stdout}"
+        );
     }
     // The same question with the dev-dependencies finds them: the check
     // above reads the right lines.

@@ -73,7 +73,11 @@ impl ConfigureArgs {
         let flag = |flag: &'static str, value: &str, reason: String| ConfigureError::Flag { flag, value: value.to_owned(), reason };
         let ttl = crate::units::parse_duration(&self.ttl).map_err(|reason| flag("--ttl", &self.ttl, reason))?;
         if ttl < Duration::from_secs(3600) {
-            return Err(flag("--ttl", &self.ttl, "shorter than an hour; certificates this short would expire before the set-up is done".into()));
+            return Err(flag(
+                "--ttl",
+                &self.ttl,
+                "shorter than an hour; certificates this short would expire before the set-up is done".into(),
+            ));
         }
         // Certificates carry times up to the year 9999.
         if ttl > Duration::from_secs(100 * 365 * 86_400) {
@@ -89,9 +93,10 @@ impl ConfigureArgs {
             return Err(flag("--dns-names", &self.dns_names.join(","), "give at least one name (the host Logstash is reached at)".into()));
         }
         for name in &dns_names {
-            let valid = name.len() <= 253 && name.split('.').all(|label| {
-                (1..=63).contains(&label.len()) && label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'*')
-            });
+            let valid = name.len() <= 253
+                && name.split('.').all(|label| {
+                    (1..=63).contains(&label.len()) && label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'*')
+                });
             if !valid {
                 return Err(flag("--dns-names", name, "not a DNS name".into()));
             }

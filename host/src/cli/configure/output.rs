@@ -4,7 +4,7 @@
 
 use super::args::Options;
 use super::pki::{self, Material};
-use super::{render, ConfigureArgs, ConfigureError};
+use super::{ConfigureArgs, ConfigureError, render};
 use std::path::{Path, PathBuf};
 
 /// Every file `ferry configure` writes, in the order it writes them.
@@ -40,9 +40,10 @@ pub(super) fn configure(options: &Options) -> Result<PathBuf, ConfigureError> {
     let dir = folder(&options.out)?;
     let quoted = render::quoted_folder(&dir)?;
     if !options.force
-        && let Some(existing) = FILES.iter().map(|name| dir.join(name)).find(|path| path.symlink_metadata().is_ok()) {
-            return Err(ConfigureError::Exists { path: existing });
-        }
+        && let Some(existing) = FILES.iter().map(|name| dir.join(name)).find(|path| path.symlink_metadata().is_ok())
+    {
+        return Err(ConfigureError::Exists { path: existing });
+    }
     let material = pki::generate(&pki::Request {
         key_type: options.key_type,
         length: options.length,

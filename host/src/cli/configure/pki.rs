@@ -9,7 +9,10 @@
 
 use super::{ConfigureError, KeyType};
 use pkcs8::EncodePrivateKey;
-use rcgen::{BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair, KeyUsagePurpose, SanType};
+use rcgen::{
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair, KeyUsagePurpose,
+    SanType,
+};
 use std::net::IpAddr;
 use std::time::Duration;
 
@@ -49,7 +52,8 @@ pub(super) fn generate(request: &Request<'_>) -> Result<Material, ConfigureError
     // behind does not see a certificate from the future.
     let now = time::OffsetDateTime::now_utc();
     let not_before = now - time::Duration::hours(1);
-    let not_after = now + time::Duration::try_from(request.ttl).map_err(|err| ConfigureError::Pki { what: "validity period", reason: err.to_string() })?;
+    let not_after = now
+        + time::Duration::try_from(request.ttl).map_err(|err| ConfigureError::Pki { what: "validity period", reason: err.to_string() })?;
     let name = |common_name: &str| {
         let mut name = DistinguishedName::new();
         name.push(DnType::OrganizationName, "ferry");
@@ -95,7 +99,13 @@ pub(super) fn generate(request: &Request<'_>) -> Result<Material, ConfigureError
     })
 }
 
-fn leaf(name: DistinguishedName, not_before: time::OffsetDateTime, not_after: time::OffsetDateTime, usage: ExtendedKeyUsagePurpose, key_type: KeyType) -> CertificateParams {
+fn leaf(
+    name: DistinguishedName,
+    not_before: time::OffsetDateTime,
+    not_after: time::OffsetDateTime,
+    usage: ExtendedKeyUsagePurpose,
+    key_type: KeyType,
+) -> CertificateParams {
     let mut params = CertificateParams::default();
     params.distinguished_name = name;
     params.not_before = not_before;
@@ -115,7 +125,8 @@ fn key_pair(request: &Request<'_>, what: &'static str) -> Result<KeyPair, Config
     match request.key_type {
         KeyType::Ecdsa => KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).map_err(pki_error(what)),
         KeyType::Rsa => {
-            let key = rsa::PrivateKey::new(&mut getrandom::SysRng, request.length).map_err(|err| ConfigureError::Pki { what, reason: err.to_string() })?;
+            let key = rsa::PrivateKey::new(&mut getrandom::SysRng, request.length)
+                .map_err(|err| ConfigureError::Pki { what, reason: err.to_string() })?;
             let der = key.to_pkcs8_der().map_err(|err| ConfigureError::Pki { what, reason: err.to_string() })?;
             let der = rustls::pki_types::PrivatePkcs8KeyDer::from(der.as_bytes());
             KeyPair::from_pkcs8_der_and_sign_algo(&der, &rcgen::PKCS_RSA_SHA256).map_err(pki_error(what))

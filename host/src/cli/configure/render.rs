@@ -41,12 +41,20 @@ pub(super) fn ferry_toml(addr: &str, host: &str, lock: bool) -> String {
 
 /// The folder as Logstash and Fluentd configs quote it, or why it cannot be.
 pub(super) fn quoted_folder(dir: &Path) -> Result<String, ConfigureError> {
-    let text = dir.to_str().ok_or_else(|| ConfigureError::Folder { path: dir.to_owned(), source: std::io::Error::other("not UTF-8, which Logstash and Fluentd configs cannot name") })?;
+    let text = dir.to_str().ok_or_else(|| ConfigureError::Folder {
+        path: dir.to_owned(),
+        source: std::io::Error::other("not UTF-8, which Logstash and Fluentd configs cannot name"),
+    })?;
     // Logstash reads no escapes in strings by default and Fluentd's quoted
     // path is also Ruby: refuse what neither can hold rather than write a
     // config that names another file.
     if text.contains(['"', '\'', '\\', '\n', '#', '$', '{', '}']) {
-        return Err(ConfigureError::Folder { path: dir.to_owned(), source: std::io::Error::other("its path has a quote, backslash, `#`, `$` or brace, which Logstash and Fluentd configs cannot name") });
+        return Err(ConfigureError::Folder {
+            path: dir.to_owned(),
+            source: std::io::Error::other(
+                "its path has a quote, backslash, `#`, `$` or brace, which Logstash and Fluentd configs cannot name",
+            ),
+        });
     }
     Ok(text.to_owned())
 }

@@ -3,7 +3,7 @@
 //! them; the encrypted key and its passphrase; the refusal to overwrite;
 //! and the generated configs read back by their own parsers.
 
-use super::output::{configure, FILES};
+use super::output::{FILES, configure};
 use super::{ConfigureArgs, ConfigureError};
 use rustls::client::danger::ServerCertVerifier;
 use rustls::pki_types::pem::PemObject;
@@ -74,12 +74,27 @@ fn key_public_key(pem: &str) -> Vec<u8> {
 fn an_empty_folder_gets_every_file_private_and_certificates_that_verify() {
     let dir = tempfile::tempdir().expect("tempdir");
     let out = dir.path().join("out");
-    let written = run(&out, &["teleport.example.com:443", "--key-type", "ecdsa", "--dns-names", "logstash.example.com,localhost", "--ip", "10.0.0.5", "--ip", "::1"]).expect("configured");
+    let written = run(
+        &out,
+        &[
+            "teleport.example.com:443",
+            "--key-type",
+            "ecdsa",
+            "--dns-names",
+            "logstash.example.com,localhost",
+            "--ip",
+            "10.0.0.5",
+            "--ip",
+            "::1",
+        ],
+    )
+    .expect("configured");
     for name in FILES {
         let mode = std::fs::metadata(written.join(name)).unwrap_or_else(|err| panic!("{name}: {err}")).permissions().mode() & 0o777;
         assert_eq!(mode, 0o600, "{name}");
     }
-    let mut listed: Vec<String> = std::fs::read_dir(&written).expect("list").map(|e| e.expect("entry").file_name().to_string_lossy().into_owned()).collect();
+    let mut listed: Vec<String> =
+        std::fs::read_dir(&written).expect("list").map(|e| e.expect("entry").file_name().to_string_lossy().into_owned()).collect();
     listed.sort();
     let mut expected: Vec<String> = FILES.iter().map(|s| s.to_string()).collect();
     expected.sort();
@@ -104,7 +119,10 @@ fn an_empty_folder_gets_every_file_private_and_certificates_that_verify() {
     let eku = server.extended_key_usage().expect("parses").expect("present").value;
     assert!(eku.server_auth && !eku.client_auth, "{eku:?}");
     let ttl = server.validity().not_after.timestamp() - server.validity().not_before.timestamp();
-    assert!((87_600 * 3600..=87_601 * 3600).contains(&ttl), "the default TTL is the event handler's 87600h (plus the hour of skew): {ttl}s");
+    assert!(
+        (87_600 * 3600..=87_601 * 3600).contains(&ttl),
+        "the default TTL is the event handler's 87600h (plus the hour of skew): {ttl}s"
+    );
 }
 
 #[test]
@@ -113,12 +131,20 @@ fn the_keys_are_pkcs8_and_match_their_certificates_and_the_encrypted_one_opens_w
     let written = run(dir.path(), &["--key-type", "ecdsa"]).expect("configured");
     for (key, cert) in [("ca.key", "ca.crt"), ("server.key", "server.crt"), ("client.key", "client.crt")] {
         let pem = read(&written, key);
-        assert!(pem.starts_with("-----BEGIN PRIVATE KEY-----"), "{key} is unencrypted PKCS#8 (Logstash's ssl_key), not {}", pem.lines().next().unwrap_or(""));
+        assert!(
+            pem.starts_with("-----BEGIN PRIVATE KEY-----"),
+            "{key} is unencrypted PKCS#8 (Logstash's ssl_key), not {}",
+            pem.lines().next().unwrap_or("")
+        );
         assert!(matches!(PrivateKeyDer::from_pem_slice(pem.as_bytes()), Ok(PrivateKeyDer::Pkcs8(_))), "{key}");
         assert_eq!(key_public_key(&pem), cert_public_key(&written, cert), "{key} is the key of {cert}");
     }
     // ferry's own TLS code takes the client pair as the config names it.
-    let client = crate::tls::ClientFiles { ca: Some(written.join("ca.crt")), cert: Some(written.join("client.crt")), key: Some(written.join("client.key")) };
+    let client = crate::tls::ClientFiles {
+        ca: Some(written.join("ca.crt")),
+        cert: Some(written.join("client.crt")),
+        key: Some(written.join("client.key")),
+    };
     assert!(crate::tls::client_config(&client, &[]).is_ok(), "the sink's TLS loads the generated client pair");
 
     let encrypted = read(&written, "server.encrypted.key");
@@ -134,7 +160,10 @@ fn the_keys_are_pkcs8_and_match_their_certificates_and_the_encrypted_one_opens_w
     let (_, plain) = pkcs8::der::pem::decode_vec(read(&written, "server.key").as_bytes()).expect("PEM");
     assert_eq!(decrypted.as_bytes(), plain.as_slice(), "the same key as server.key");
     assert!(info.decrypt("0".repeat(64)).is_err(), "another passphrase does not");
-    assert!(read(&written, "fluent.conf").contains(&format!("File.read('{}')", written.join("server.key.passphrase").display())), "fluent.conf reads the passphrase from its file");
+    assert!(
+        read(&written, "fluent.conf").contains(&format!("File.read('{}')", written.join("server.key.passphrase").display())),
+        "fluent.conf reads the passphrase from its file"
+    );
 }
 
 #[test]
@@ -159,7 +188,10 @@ fn a_second_run_refuses_before_writing_anything_and_force_overwrites() {
     let written = run(dir.path(), &["--key-type", "ecdsa"]).expect("configured");
     let before: Vec<String> = FILES.iter().map(|name| read(&written, name)).collect();
     let err = run(dir.path(), &["--key-type", "ecdsa"]).expect_err("refused");
-    assert_eq!(err.to_string(), format!("{} exists; nothing was written (pass --force to overwrite the files of a previous run)", written.join("ca.crt").display()));
+    assert_eq!(
+        err.to_string(),
+        format!("{} exists; nothing was written (pass --force to overwrite the files of a previous run)", written.join("ca.crt").display())
+    );
     let after: Vec<String> = FILES.iter().map(|name| read(&written, name)).collect();
     assert_eq!(before, after, "nothing changed");
 
@@ -225,7 +257,8 @@ fn bad_values_and_an_unwritable_folder_are_one_line_naming_what() {
 #[test]
 fn the_generated_ferry_toml_loads_and_names_the_generated_files() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let written = run(dir.path(), &["teleport.example.com:3025", "--key-type", "ecdsa", "--dns-names", "logstash.internal"]).expect("configured");
+    let written =
+        run(dir.path(), &["teleport.example.com:3025", "--key-type", "ecdsa", "--dns-names", "logstash.internal"]).expect("configured");
     let config = crate::app::FerryConfig::load(&written.join("ferry.toml")).expect("ferry.toml loads");
     assert_eq!(config.storage, Path::new("/var/lib/ferry"), "the systemd unit's StateDirectory");
     let text = read(&written, "ferry.toml");
@@ -259,7 +292,9 @@ async fn ferry_check_accepts_the_generated_config_once_the_identity_exists() {
     let err = crate::app::build_parts(&config, metrics.clone(), false).await.err().expect("no identity yet");
     let text = crate::error::one_line(&err);
     assert!(text.contains(&written.join("identity").display().to_string()), "the one thing missing is the identity file: {text}");
-    let teleport = ferry_standin::teleport::TeleportStandIn::start(ferry_standin::teleport::StandInOptions::default()).await.expect("a stand-in Teleport");
+    let teleport = ferry_standin::teleport::TeleportStandIn::start(ferry_standin::teleport::StandInOptions::default())
+        .await
+        .expect("a stand-in Teleport");
     teleport.write_identity(&written.join("identity")).expect("an identity file in Teleport's format");
     let parts = crate::app::build_parts(&config, metrics, false).await;
     assert!(parts.is_ok(), "everything else checks: {}", parts.err().map(|err| crate::error::one_line(&err)).unwrap_or_default());
@@ -309,7 +344,8 @@ fn the_index_template_pins_every_field_the_fixtures_give_two_types() {
     // numbers; null and absent do not count: they conflict with nothing).
     let mut kinds: std::collections::BTreeMap<String, std::collections::BTreeSet<&str>> = Default::default();
     for file in ["teleport-events.jsonl", "teleport-session-events.jsonl"] {
-        let text = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures").join(file)).unwrap_or_else(|err| panic!("{file}: {err}"));
+        let text = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures").join(file))
+            .unwrap_or_else(|err| panic!("{file}: {err}"));
         for line in text.lines().filter(|l| !l.trim().is_empty()) {
             let event: serde_json::Value = serde_json::from_str(line).expect("a fixture event");
             for (key, value) in event.as_object().expect("an object") {
@@ -326,9 +362,15 @@ fn the_index_template_pins_every_field_the_fixtures_give_two_types() {
         }
     }
     let conflicting: Vec<&String> = kinds.iter().filter(|(_, k)| k.len() > 1).map(|(key, _)| key).collect();
-    assert!(conflicting.iter().any(|k| *k == "action") && conflicting.iter().any(|k| *k == "expires"), "the fixtures show the known conflicts: {conflicting:?}");
+    assert!(
+        conflicting.iter().any(|k| *k == "action") && conflicting.iter().any(|k| *k == "expires"),
+        "the fixtures show the known conflicts: {conflicting:?}"
+    );
     let pipeline = read(&written, "logstash-ferry.conf");
-    assert!(pipeline.contains(r#"if user.is_a?(Hash) then event.remove("user"); event.set("user_object", user) end"#), "the pipeline moves a user object out of the keyword `user`");
+    assert!(
+        pipeline.contains(r#"if user.is_a?(Hash) then event.remove("user"); event.set("user_object", user) end"#),
+        "the pipeline moves a user object out of the keyword `user`"
+    );
     for key in conflicting {
         if key == "user" {
             assert_eq!(properties["user"]["type"], "keyword");
@@ -350,7 +392,8 @@ fn the_index_template_pins_every_field_the_fixtures_give_two_types() {
 fn the_systemd_unit_is_the_shipped_one_and_runs_the_config_where_the_steps_put_it() {
     let dir = tempfile::tempdir().expect("tempdir");
     let written = run(dir.path(), &["--key-type", "ecdsa"]).expect("configured");
-    let shipped = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../packaging/systemd/ferry.service")).expect("the shipped unit");
+    let shipped = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../packaging/systemd/ferry.service"))
+        .expect("the shipped unit");
     let unit = read(&written, "ferry.service");
     assert_eq!(unit, shipped);
     assert!(unit.contains("--config /etc/ferry/ferry.toml") && unit.contains("StateDirectory=ferry"), "{unit}");

@@ -67,13 +67,15 @@ pub fn run(args: &BuildArgs, mut out: impl Write) -> Result<PathBuf, PluginBuild
     eprintln!("Building the {} plugin in {}", kind.name(), dir.display());
     let wasm = match kind {
         Kind::Rust => {
-            let target_dir = std::env::var_os("CARGO_TARGET_DIR").filter(|dir| !dir.is_empty()).map_or_else(|| dir.join("target"), PathBuf::from);
+            let target_dir =
+                std::env::var_os("CARGO_TARGET_DIR").filter(|dir| !dir.is_empty()).map_or_else(|| dir.join("target"), PathBuf::from);
             rust::build_crate(dir, &target_dir, &progress)
         }
         Kind::Script(language) => {
             let tools = match &args.tools {
                 Some(tools) => tools.clone(),
-                None => super::user_cache("plugin-tools").ok_or_else(|| failed("no home folder to install the build tools in; give --tools DIR".to_owned()))?,
+                None => super::user_cache("plugin-tools")
+                    .ok_or_else(|| failed("no home folder to install the build tools in; give --tools DIR".to_owned()))?,
             };
             script::build_plugin(language, dir, &tools, &progress)
         }
@@ -81,7 +83,9 @@ pub fn run(args: &BuildArgs, mut out: impl Write) -> Result<PathBuf, PluginBuild
     .map_err(failed)?;
     let size = std::fs::metadata(&wasm).map_or(0, |meta| meta.len());
     eprintln!("Built {} ({} KiB)", wasm.display(), size.div_ceil(1024));
-    writeln!(out, "{}", wasm.display()).and_then(|()| out.flush()).map_err(|err| failed(format!("cannot write the component's path: {err}")))?;
+    writeln!(out, "{}", wasm.display())
+        .and_then(|()| out.flush())
+        .map_err(|err| failed(format!("cannot write the component's path: {err}")))?;
     Ok(wasm)
 }
 
@@ -97,7 +101,10 @@ mod tests {
         assert_eq!(err.to_string(), format!("plugin folder {}: no such folder", args.dir.display()));
         let args = BuildArgs { dir: dir.path().to_owned(), tools: None };
         let err = run(&args, Vec::new()).expect_err("empty folder");
-        assert!(err.to_string().starts_with(&format!("plugin folder {}: holds no Cargo.toml, app.py or app.js", dir.path().display())), "{err}");
+        assert!(
+            err.to_string().starts_with(&format!("plugin folder {}: holds no Cargo.toml, app.py or app.js", dir.path().display())),
+            "{err}"
+        );
         std::fs::write(dir.path().join("app.py"), "").expect("write");
         let err = run(&args, Vec::new()).expect_err("no wit");
         assert!(err.to_string().contains(": no wit/ folder"), "{err}");

@@ -133,10 +133,9 @@ pub fn create(name: &str, language: Language, parent: &Path) -> Result<Scaffold,
 /// How each language's scaffold is built, as its README says.
 fn build_commands(name: &str, lib_name: &str, language: Language) -> (Vec<String>, String) {
     match language {
-        Language::Rust => (
-            vec!["cargo build --release --target wasm32-wasip2".to_owned()],
-            format!("target/wasm32-wasip2/release/{lib_name}.wasm"),
-        ),
+        Language::Rust => {
+            (vec!["cargo build --release --target wasm32-wasip2".to_owned()], format!("target/wasm32-wasip2/release/{lib_name}.wasm"))
+        }
         Language::Python => (
             vec![
                 "python3 -m venv .venv && .venv/bin/pip install componentize-py==0.25.1".to_owned(),

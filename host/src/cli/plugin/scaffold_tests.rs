@@ -31,7 +31,8 @@ fn run(mut command: Command, dir: &Path) {
 /// Loads the built scaffold with `drop = ["sftp"]` and checks what it does
 /// to the fixtures: sftp events dropped, every other one marked.
 fn check_built(wasm: &Path, name: &str) {
-    let (mut plugin, _runtime) = load_path(wasm, name, "[config]\ndrop = [\"sftp\"]", Arc::new(Metrics::default())).expect("the scaffold loads");
+    let (mut plugin, _runtime) =
+        load_path(wasm, name, "[config]\ndrop = [\"sftp\"]", Arc::new(Metrics::default())).expect("the scaffold loads");
     let events = fixtures();
     let outcomes = crate::plugin::Transform::process(&mut plugin, &events).expect("runs");
     for (event, outcome) in events.iter().zip(&outcomes) {

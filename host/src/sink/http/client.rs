@@ -68,7 +68,13 @@ impl HttpSink {
     /// Checks the settings and loads the TLS files. `logstash` picks the
     /// Logstash defaults (JSON array bodies) over plain HTTP ones (one
     /// event per request).
-    pub fn build(name: &str, config: &HttpSinkConfig, ctx: &Context, logstash: bool, metrics: Arc<Metrics>) -> Result<HttpSink, ConfigError> {
+    pub fn build(
+        name: &str,
+        config: &HttpSinkConfig,
+        ctx: &Context,
+        logstash: bool,
+        metrics: Arc<Metrics>,
+    ) -> Result<HttpSink, ConfigError> {
         let key = |field: &str| format!("sinks.{name}.{field}");
         let invalid = |field: &str, message: String| ctx.invalid(key(field), message);
         let url: Uri = config.url.parse().map_err(|err| invalid("url", format!("`{}` is not a URL: {err}", config.url)))?;
@@ -95,14 +101,18 @@ impl HttpSink {
             return Err(invalid("max-connections", "must be at least 1".into()));
         }
         if max_connections > Semaphore::MAX_PERMITS {
-            return Err(invalid("max-connections", format!("{max_connections} is more than the most ferry can track ({})", Semaphore::MAX_PERMITS)));
+            return Err(invalid(
+                "max-connections",
+                format!("{max_connections} is more than the most ferry can track ({})", Semaphore::MAX_PERMITS),
+            ));
         }
         let mut http = HttpConnector::new();
         http.enforce_http(false);
         http.set_connect_timeout(Some(Duration::from_secs(10)));
         http.set_nodelay(true);
         let builder = hyper_rustls::HttpsConnectorBuilder::new().with_tls_config(tls);
-        let connector = if https { builder.https_only() } else { builder.https_or_http() }.enable_http1().enable_http2().wrap_connector(http);
+        let connector =
+            if https { builder.https_only() } else { builder.https_or_http() }.enable_http1().enable_http2().wrap_connector(http);
         let client = Client::builder(TokioExecutor::new())
             .pool_idle_timeout(Duration::from_secs(30))
             .pool_max_idle_per_host(max_connections)
@@ -112,7 +122,8 @@ impl HttpSink {
             .iter()
             .map(|(k, v)| {
                 let name = HeaderName::try_from(k.as_str()).map_err(|_| invalid("headers", format!("`{k}` is not a header name")))?;
-                let mut value = HeaderValue::try_from(v.as_str()).map_err(|_| invalid("headers", format!("the value of `{k}` is not a valid header value")))?;
+                let mut value = HeaderValue::try_from(v.as_str())
+                    .map_err(|_| invalid("headers", format!("the value of `{k}` is not a valid header value")))?;
                 value.set_sensitive(true);
                 Ok((name, value))
             })
@@ -204,7 +215,13 @@ impl HttpSink {
 
     /// Sends the events in `range`, splitting on 413, until every one is
     /// acknowledged or refused. Returns the refused ones.
-    async fn send_range(&self, url: Uri, events: &[OutEvent], range: Range<usize>, mut retry: Retry) -> Result<Vec<(usize, String)>, Stopped> {
+    async fn send_range(
+        &self,
+        url: Uri,
+        events: &[OutEvent],
+        range: Range<usize>,
+        mut retry: Retry,
+    ) -> Result<Vec<(usize, String)>, Stopped> {
         let mut pending = vec![range];
         let mut refused = Vec::new();
         while let Some(range) = pending.pop() {

@@ -145,7 +145,11 @@ mod tests {
         sizes
             .iter()
             .enumerate()
-            .map(|(i, &n)| OutEvent { id: i.to_string(), json: format!("{{\"p\":\"{}\"}}", "x".repeat(n.saturating_sub(8))).into_bytes(), ..Default::default() })
+            .map(|(i, &n)| OutEvent {
+                id: i.to_string(),
+                json: format!("{{\"p\":\"{}\"}}", "x".repeat(n.saturating_sub(8))).into_bytes(),
+                ..Default::default()
+            })
             .collect()
     }
 
@@ -181,7 +185,8 @@ mod tests {
     fn a_body_handed_back_is_reused_with_its_room() {
         let buffers = Buffers::new(2);
         let mut body = buffers.take();
-        let batch: Vec<OutEvent> = (0..100).map(|i| OutEvent { id: i.to_string(), json: format!("{{\"i\":{i}}}").into_bytes(), ..Default::default() }).collect();
+        let batch: Vec<OutEvent> =
+            (0..100).map(|i| OutEvent { id: i.to_string(), json: format!("{{\"i\":{i}}}").into_bytes(), ..Default::default() }).collect();
         write_body(&batch, BodyFormat::JsonArray, &mut body);
         let room = body.capacity();
         let sent = bytes::Bytes::from(body);

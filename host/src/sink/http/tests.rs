@@ -335,7 +335,10 @@ mod nginx {
                 texts.sort();
                 texts
             };
-            assert!(sorted(requests.iter().flatten().collect()) == sorted(sent.iter().collect()), "nginx got every event once, unchanged ({extra:?})");
+            assert!(
+                sorted(requests.iter().flatten().collect()) == sorted(sent.iter().collect()),
+                "nginx got every event once, unchanged ({extra:?})"
+            );
             if single {
                 assert_eq!(requests.len(), events.len(), "one request per event");
             } else {
@@ -350,7 +353,9 @@ async fn a_response_body_is_read_within_bounds_of_size_and_time() {
     use http_body_util::StreamBody;
     use hyper::body::Frame;
     // A body that streams as fast as it is read: cut at the size bound.
-    let endless = StreamBody::new(futures_util::stream::repeat_with(|| Ok::<_, std::convert::Infallible>(Frame::data(Bytes::from_static(b"0123456789")))));
+    let endless = StreamBody::new(futures_util::stream::repeat_with(|| {
+        Ok::<_, std::convert::Infallible>(Frame::data(Bytes::from_static(b"0123456789")))
+    }));
     let kept = read_excerpt(endless, Duration::from_secs(3600)).await;
     assert_eq!(kept.len(), RESPONSE_EXCERPT, "an excerpt is kept");
     // A body that trickles for ever: cut at the time bound.

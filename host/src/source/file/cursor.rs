@@ -52,7 +52,9 @@ impl FilePosition {
             return Ok(FilePosition::Offset(offset));
         }
         match serde_json::from_str::<StoredFilePosition>(text) {
-            Ok(s) => Ok(FilePosition::File(FileCursor { id: FileId { dev: s.dev, ino: s.ino }, head: Arc::from(s.head), offset: s.offset })),
+            Ok(s) => {
+                Ok(FilePosition::File(FileCursor { id: FileId { dev: s.dev, ino: s.ino }, head: Arc::from(s.head), offset: s.offset }))
+            }
             Err(err) => Err(format!("stored cursor `{text}` is neither a byte offset nor a file position: {err}")),
         }
     }

@@ -72,9 +72,10 @@ impl Tracked {
     pub(super) fn fingerprint(&mut self, offset: u64) -> Arc<str> {
         let wanted = usize::try_from(offset.min(HEAD_BYTES)).unwrap_or(0);
         if wanted as u64 == HEAD_BYTES
-            && let Some(full) = &self.full {
-                return full.clone();
-            }
+            && let Some(full) = &self.full
+        {
+            return full.clone();
+        }
         if self.head.len() < wanted {
             // Only while a small file grows past what was there when it was
             // opened: one read of at most HEAD_BYTES.
@@ -87,9 +88,10 @@ impl Tracked {
     /// the offset changes: the fingerprint is shared, not hashed or copied.
     pub(super) fn position(&mut self, offset: u64) -> FileCursor {
         if offset >= HEAD_BYTES
-            && let Some(full) = &self.full {
-                return FileCursor { id: self.id, head: full.clone(), offset };
-            }
+            && let Some(full) = &self.full
+        {
+            return FileCursor { id: self.id, head: full.clone(), offset };
+        }
         FileCursor::new(self, offset)
     }
 

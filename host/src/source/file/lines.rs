@@ -161,7 +161,13 @@ mod tests {
     #[tokio::test]
     async fn records_parse_skip_blanks_and_mark_bad_lines() {
         let lines = read_all(b"{\"uid\":\"x\"}\n   \nnot json\n", 1024, false).await;
-        let records: Vec<_> = lines.into_iter().filter_map(|line| { let end = line.end.to_string(); line.into_record(end.into()) }).collect();
+        let records: Vec<_> = lines
+            .into_iter()
+            .filter_map(|line| {
+                let end = line.end.to_string();
+                line.into_record(end.into())
+            })
+            .collect();
         assert_eq!(records.len(), 2);
         assert!(matches!(&records[0].item, Item::Event(event) if event.id == "x"));
         assert_eq!(records[0].position, "12");
@@ -174,7 +180,13 @@ mod tests {
     #[tokio::test]
     async fn an_overlong_line_is_cut_and_marked() {
         let lines = read_all(b"{\"a\":\"0123456789\"}\n{}\n", 8, false).await;
-        let records: Vec<_> = lines.into_iter().filter_map(|line| { let end = line.end.to_string(); line.into_record(end.into()) }).collect();
+        let records: Vec<_> = lines
+            .into_iter()
+            .filter_map(|line| {
+                let end = line.end.to_string();
+                line.into_record(end.into())
+            })
+            .collect();
         let Item::Invalid(invalid) = &records[0].item else { panic!("too long") };
         assert!(invalid.reason.contains("longer than max-line-bytes"), "{}", invalid.reason);
         assert_eq!(invalid.raw.len(), 8);

@@ -114,12 +114,7 @@ impl FileSource {
 
     /// Reads from the place `position` names (see the module docs) and
     /// sends one record per line.
-    pub async fn run(
-        self,
-        position: Option<String>,
-        out: mpsc::Sender<SourceRecord>,
-        mut shutdown: Shutdown,
-    ) -> Result<(), SourceError> {
+    pub async fn run(self, position: Option<String>, out: mpsc::Sender<SourceRecord>, mut shutdown: Shutdown) -> Result<(), SourceError> {
         let stored = match position {
             Some(text) => Some(FilePosition::parse(&text).map_err(|message| self.error(message))?),
             None => None,
@@ -165,7 +160,9 @@ impl FileSource {
                                 return Ok(());
                             }
                         }
-                        None => tracing::warn!(path = %self.path.display(), offset = done, "The file was truncated and no copy of it was found beside it; reading it from the start (lines written just before the truncation may be missing)."),
+                        None => {
+                            tracing::warn!(path = %self.path.display(), offset = done, "The file was truncated and no copy of it was found beside it; reading it from the start (lines written just before the truncation may be missing).")
+                        }
                     }
                 }
             }
@@ -176,7 +173,12 @@ impl FileSource {
     /// Decides where to start from a stored cursor: on the same file, or,
     /// when the path names another one, after reading the rest of the
     /// cursor's file if it can still be found. `None` when shutdown fired.
-    async fn resume(&self, cursor: &FileCursor, out: &mpsc::Sender<SourceRecord>, shutdown: &mut Shutdown) -> Result<Option<Start>, SourceError> {
+    async fn resume(
+        &self,
+        cursor: &FileCursor,
+        out: &mpsc::Sender<SourceRecord>,
+        shutdown: &mut Shutdown,
+    ) -> Result<Option<Start>, SourceError> {
         let path = self.path.clone();
         let wanted = cursor.clone();
         let current = blocking(move || {
@@ -222,7 +224,13 @@ impl FileSource {
     /// Reads `path` from `offset` to its end (a last line without a line
     /// break counts: nothing more is coming to a rotated file). True when
     /// shutdown fired or the receiver went away.
-    async fn finish(&self, path: &Path, offset: u64, out: &mpsc::Sender<SourceRecord>, shutdown: &mut Shutdown) -> Result<bool, SourceError> {
+    async fn finish(
+        &self,
+        path: &Path,
+        offset: u64,
+        out: &mpsc::Sender<SourceRecord>,
+        shutdown: &mut Shutdown,
+    ) -> Result<bool, SourceError> {
         let cannot = |err: std::io::Error| self.error(format!("cannot read {}: {err}", path.display()));
         let file = tokio::fs::File::open(path).await.map_err(cannot)?;
         let mut tracked = Tracked::new(&file).await.map_err(cannot)?;
@@ -247,7 +255,8 @@ impl FileSource {
         loop {
             match tokio::fs::File::open(&self.path).await {
                 Ok(file) => {
-                    let tracked = Tracked::new(&file).await.map_err(|err| self.error(format!("cannot read {}: {err}", self.path.display())))?;
+                    let tracked =
+                        Tracked::new(&file).await.map_err(|err| self.error(format!("cannot read {}: {err}", self.path.display())))?;
                     return Ok(Some((file, tracked)));
                 }
                 Err(err) if self.follow && err.kind() == std::io::ErrorKind::NotFound => {

@@ -58,7 +58,10 @@ async fn the_same_file_goes_on_from_its_cursor_and_a_bare_offset_too() {
     let offset = std::fs::metadata(&path).expect("stat").len() - events("a", 12..13).len() as u64;
     let legacy = run_to_end(dir.path(), Some(offset.to_string())).await;
     assert_eq!(ids(&legacy), expected(&[("a", 12..13)]));
-    assert!(matches!(FilePosition::parse(&legacy[0].position.encode()), Ok(FilePosition::File(_))), "the cursor is stored with the file's identity from then on");
+    assert!(
+        matches!(FilePosition::parse(&legacy[0].position.encode()), Ok(FilePosition::File(_))),
+        "the cursor is stored with the file's identity from then on"
+    );
 }
 
 #[tokio::test]
@@ -183,4 +186,3 @@ async fn truncation_while_running_reads_the_copy_then_the_file_again() {
     trigger.fire();
     task.await.expect("joins").expect("the source ends cleanly");
 }
-

@@ -220,7 +220,9 @@ impl TeleportSourceConfig {
         let given: Vec<&str> = triple.iter().filter(|(_, value)| value.is_some()).map(|(name, _)| *name).collect();
         match (&self.identity, &self.ca, &self.cert, &self.key) {
             (Some(identity), None, None, None) => Ok(Credentials::IdentityFile(resolve(identity))),
-            (Some(_), ..) => Err(format!("give either `identity` or `ca`, `cert` and `key`, not both (found `identity` and `{}`)", given.join("`, `"))),
+            (Some(_), ..) => {
+                Err(format!("give either `identity` or `ca`, `cert` and `key`, not both (found `identity` and `{}`)", given.join("`, `")))
+            }
             (None, Some(ca), Some(cert), Some(key)) => Ok(Credentials::KeyPair { cert: resolve(cert), key: resolve(key), ca: resolve(ca) }),
             (None, None, None, None) => Err("no Teleport credentials: set `identity` (an identity file) or `ca`, `cert` and `key`".into()),
             (None, ..) => {
@@ -244,8 +246,8 @@ pub struct Checked {
 
 /// RFC 3339, truncated to whole seconds as the event handler does.
 pub fn parse_start_time(text: &str) -> Result<SystemTime, String> {
-    let time = crate::units::parse_time(text)
-        .map_err(|err| format!("`{text}` is not an RFC 3339 time such as 2024-05-01T00:00:00Z ({err})"))?;
+    let time =
+        crate::units::parse_time(text).map_err(|err| format!("`{text}` is not an RFC 3339 time such as 2024-05-01T00:00:00Z ({err})"))?;
     Ok(truncate_to_second(time))
 }
 

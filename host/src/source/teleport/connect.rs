@@ -13,14 +13,14 @@
 //! faster pinger with GOAWAY `too_many_pings`), and Teleport's own client
 //! pings at that period.
 
-use super::identity::{Credentials, IdentityError, Route, TlsMaterial, API_DOMAIN};
-use ferry_proto::auditlog::audit_log_service_client::AuditLogServiceClient;
-use ferry_proto::auth::auth_service_client::AuthServiceClient;
+use super::identity::{API_DOMAIN, Credentials, IdentityError, Route, TlsMaterial};
 use crate::error::one_line;
 use crate::watch::{Snapshot, Watch};
+use ferry_proto::auditlog::audit_log_service_client::AuditLogServiceClient;
+use ferry_proto::auth::auth_service_client::AuthServiceClient;
 use hyper_util::rt::TokioIo;
-use rustls::pki_types::ServerName;
 use rustls::ClientConfig;
+use rustls::pki_types::ServerName;
 use std::error::Error as StdError;
 use std::future::Future;
 use std::pin::Pin;
@@ -135,7 +135,14 @@ impl IdentityWatcher {
         let (config_tx, config_rx) = watch::channel(config);
         let (error_tx, error_rx) = watch::channel(None);
         let task = refresh.map(|interval| {
-            let refresher = Refresher { credentials, route, files: Watch::new(files, interval), material: material_tx, config: config_tx, error: error_tx };
+            let refresher = Refresher {
+                credentials,
+                route,
+                files: Watch::new(files, interval),
+                material: material_tx,
+                config: config_tx,
+                error: error_tx,
+            };
             tokio::spawn(refresher.run())
         });
         Ok(IdentityWatcher { material: material_rx, config: config_rx, reload_error: error_rx, task })

@@ -96,7 +96,14 @@ fn is_zero(n: &usize) -> bool {
 impl LegacyCursor {
     /// The start of the window at `window_start`, nothing of it read.
     pub fn start(window_start: String) -> LegacyCursor {
-        LegacyCursor { window_start: Arc::from(window_start), start_key: Arc::default(), last_id: Arc::default(), last_time: Arc::default(), same_time: 0, skip: Some(0) }
+        LegacyCursor {
+            window_start: Arc::from(window_start),
+            start_key: Arc::default(),
+            last_id: Arc::default(),
+            last_time: Arc::default(),
+            same_time: 0,
+            skip: Some(0),
+        }
     }
 }
 
@@ -322,7 +329,10 @@ mod tests {
         assert_eq!(Cursor::parse(&cursor.encode()).expect("parses"), cursor);
         let legacy = Cursor::parse(r#"{"audit":{"engine":"legacy","window-start":"2024-05-01T00:00:00Z","start-key":"","last-id":"x"}}"#)
             .expect("legacy");
-        assert!(matches!(legacy.audit, AuditCursor::Legacy(ref l) if &*l.last_id == "x" && l.skip.is_none()), "an older ferry's cursor still reads");
+        assert!(
+            matches!(legacy.audit, AuditCursor::Legacy(ref l) if &*l.last_id == "x" && l.skip.is_none()),
+            "an older ferry's cursor still reads"
+        );
         assert!(Cursor::parse("1234").expect_err("a file offset").contains("not a Teleport cursor"));
     }
 
@@ -335,10 +345,17 @@ mod tests {
         assert_eq!(Cursor::parse(legacy).expect("parses").encode(), legacy);
         let start = LegacyCursor::start("2024-05-01T00:00:00Z".into());
         let fresh = Cursor { audit: AuditCursor::Legacy(start), sessions: Vec::new() };
-        assert_eq!(fresh.encode(), r#"{"audit":{"engine":"legacy","window-start":"2024-05-01T00:00:00Z","start-key":"","last-id":"","skip":0}}"#);
+        assert_eq!(
+            fresh.encode(),
+            r#"{"audit":{"engine":"legacy","window-start":"2024-05-01T00:00:00Z","start-key":"","last-id":"","skip":0}}"#
+        );
         let export = r#"{"audit":{"engine":"export","dates":[{"date":"2024-05-01","done":["c1"],"partial":{"c2":"k"}}]},"sessions":[{"sid":"s","next-index":4,"upload-time":"2024-05-01T00:00:00Z","missing":1}]}"#;
         assert_eq!(Cursor::parse(export).expect("parses").encode(), export);
-        assert_eq!(PositionSnapshot::from(Cursor::parse(export).expect("parses")).cursor().encode(), export, "a position snapshot writes the same document");
+        assert_eq!(
+            PositionSnapshot::from(Cursor::parse(export).expect("parses")).cursor().encode(),
+            export,
+            "a position snapshot writes the same document"
+        );
     }
 
     fn date(done: &[&str], partial: &[(&str, &str)]) -> DateCursor {
@@ -356,7 +373,10 @@ mod tests {
     #[test]
     fn an_export_position_writes_its_chunk_cursor_over_the_shared_one() {
         let base = Arc::new(export(vec![date(&["c1"], &[("c2", "old")])]));
-        let position = |cursor: &str| ExportPosition { base: base.clone(), chunks: Arc::from([ChunkPosition { date: 0, name: Arc::from("c2"), cursor: Arc::from(cursor) }]) };
+        let position = |cursor: &str| ExportPosition {
+            base: base.clone(),
+            chunks: Arc::from([ChunkPosition { date: 0, name: Arc::from("c2"), cursor: Arc::from(cursor) }]),
+        };
         assert_eq!(position("7").cursor(), export(vec![date(&["c1"], &[("c2", "7")])]));
         assert_eq!(position("8").cursor(), export(vec![date(&["c1"], &[("c2", "8")])]), "each event's position has its own chunk cursor");
         assert_eq!(position("").cursor(), export(vec![date(&["c1"], &[])]), "a chunk read again from its start has no cursor");
@@ -408,7 +428,11 @@ mod tests {
         let finished = open.position(&base);
         open.read("b", Arc::from("11"));
         let later = open.position(&base);
-        assert_eq!(before.cursor(), export(vec![date(&["old"], &[]), date(&[], &[("a", "2"), ("b", "10")])]), "a is not done before its last event is forwarded");
+        assert_eq!(
+            before.cursor(),
+            export(vec![date(&["old"], &[]), date(&[], &[("a", "2"), ("b", "10")])]),
+            "a is not done before its last event is forwarded"
+        );
         assert_eq!(finished.cursor(), export(vec![date(&["old"], &[]), date(&["a"], &[("b", "10")])]));
         assert_eq!(later.cursor(), export(vec![date(&["old"], &[]), date(&["a"], &[("b", "11")])]));
         let stored = Cursor { audit: AuditCursor::Export(later.cursor()), sessions: Vec::new() }.encode();

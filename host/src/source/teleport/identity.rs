@@ -25,8 +25,8 @@
 //! [`IdentityFile`]'s `Debug` hides the key.
 
 use crate::tls::{self, KeyProblem};
-use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::ClientConfig;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -444,7 +444,9 @@ impl TlsMaterial {
 
 fn parse_key(path: &Path, pem: &[u8]) -> Result<PrivateKeyDer<'static>, IdentityError> {
     tls::key_from_pem(pem).map_err(|problem| match problem {
-        KeyProblem::NoKey if pem.trim_ascii_start().starts_with(b"-----BEGIN CERTIFICATE-----") => IdentityError::NoKey { path: path.to_owned() },
+        KeyProblem::NoKey if pem.trim_ascii_start().starts_with(b"-----BEGIN CERTIFICATE-----") => {
+            IdentityError::NoKey { path: path.to_owned() }
+        }
         problem => IdentityError::BadKey { path: path.to_owned(), reason: problem.to_string() },
     })
 }
@@ -488,7 +490,8 @@ mod tests {
     }
 
     const SSH_CERT: &str = "ecdsa-sha2-nistp256-cert-v01@openssh.com AAAAKGVjZHNhLXNoYTItbmlzdHAyNTYtY2VydC12MDFAb3BlbnNzaC5jb20=";
-    const SSH_CA: &str = "@cert-authority example.com,*.example.com ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIA== clustername=example.com&type=host";
+    const SSH_CA: &str =
+        "@cert-authority example.com,*.example.com ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIA== clustername=example.com&type=host";
 
     fn identity_text(issued: &Issued) -> String {
         format!("{}{SSH_CERT}\n{}{SSH_CA}\n{}", issued.key_pem, issued.cert_pem, issued.ca_pem)
@@ -517,7 +520,13 @@ mod tests {
         for yes in ["ssh-rsa-cert-v01@openssh.com AAAA", "ssh-ed25519-cert-v01@openssh.com", "rsa-sha2-256-cert-v01@openssh.com x"] {
             assert!(is_ssh_cert(yes.as_bytes()), "{yes}");
         }
-        for no in ["ssh-rsa AAAA", "ssh-rsa-cert-v1@openssh.com", "SSH-RSA-cert-v01@openssh.com", "-cert-v01@openssh.com", "x-cert-v01@openssh.org"] {
+        for no in [
+            "ssh-rsa AAAA",
+            "ssh-rsa-cert-v1@openssh.com",
+            "SSH-RSA-cert-v01@openssh.com",
+            "-cert-v01@openssh.com",
+            "x-cert-v01@openssh.org",
+        ] {
             assert!(!is_ssh_cert(no.as_bytes()), "{no}");
         }
     }
@@ -546,7 +555,10 @@ mod tests {
             "/etc/ferry/auth.pem: no private key (an identity file starts with the private key's PEM block; make one with `tctl auth sign --format=file`)"
         );
         assert_eq!(load(String::new()), load(format!("{SSH_CERT}\n")), "no PEM at all: no key");
-        assert_eq!(load(issued.key_pem.clone()), "/etc/ferry/auth.pem: no TLS certificate (in an identity file, the PEM block after the private key)");
+        assert_eq!(
+            load(issued.key_pem.clone()),
+            "/etc/ferry/auth.pem: no TLS certificate (in an identity file, the PEM block after the private key)"
+        );
         assert_eq!(
             load(format!("{}{}", issued.key_pem, issued.cert_pem)),
             "/etc/ferry/auth.pem: no TLS CA certificate to verify the Auth Service with (in an identity file, the PEM blocks after the TLS certificate)"
@@ -635,14 +647,18 @@ mod tests {
             prop_oneof![
                 (at.clone(), any::<u8>()).prop_map(|(at, byte)| Damage::Set(at, byte)),
                 (at.clone(), 1..64usize).prop_map(|(at, n)| Damage::Cut(at, n)),
-                (at.clone(), prop_oneof![
-                    proptest::collection::vec(any::<u8>(), 1..32),
-                    Just(b"-----BEGIN CERTIFICATE-----\n".to_vec()),
-                    Just(b"-----END CERTIFICATE-----\n".to_vec()),
-                    Just(b"-----BEGIN RSA PRIVATE KEY-----\n".to_vec()),
-                    Just(b"\n".to_vec()),
-                    Just(b"\r\n".to_vec()),
-                ]).prop_map(|(at, bytes)| Damage::Insert(at, bytes)),
+                (
+                    at.clone(),
+                    prop_oneof![
+                        proptest::collection::vec(any::<u8>(), 1..32),
+                        Just(b"-----BEGIN CERTIFICATE-----\n".to_vec()),
+                        Just(b"-----END CERTIFICATE-----\n".to_vec()),
+                        Just(b"-----BEGIN RSA PRIVATE KEY-----\n".to_vec()),
+                        Just(b"\n".to_vec()),
+                        Just(b"\r\n".to_vec()),
+                    ]
+                )
+                    .prop_map(|(at, bytes)| Damage::Insert(at, bytes)),
                 at.clone().prop_map(Damage::Truncate),
                 at.clone().prop_map(Damage::DuplicateLine),
                 at.prop_map(Damage::DropLine),

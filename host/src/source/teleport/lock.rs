@@ -4,11 +4,11 @@
 //! a Teleport lock through `UpsertLock`, named and worded as the original's.
 
 use super::connect::describe_status;
-use ferry_proto::auth::auth_service_client::AuthServiceClient;
-use ferry_proto::types::{LockSpecV2, LockTarget, LockV2, Metadata};
 use super::status::{Class, ErrorEvery, SLOW_RETRY, classify};
 use crate::retry::{Backoff, Retry};
 use crate::shutdown::Shutdown;
+use ferry_proto::auth::auth_service_client::AuthServiceClient;
+use ferry_proto::types::{LockSpecV2, LockTarget, LockV2, Metadata};
 use serde::Deserialize;
 use serde::de::IgnoredAny;
 use std::borrow::Cow;
@@ -119,7 +119,15 @@ impl FailedLogins {
     /// As [`FailedLogins::new`], tracking at most `max_tracked` users.
     pub fn bounded(allowed: u32, period: Duration, max_tracked: usize) -> FailedLogins {
         let max_tracked = max_tracked.max(1);
-        FailedLogins { allowed: allowed as usize, period, recent: HashMap::new(), locked_at: HashMap::new(), max_tracked, since_sweep: 0, warned: false }
+        FailedLogins {
+            allowed: allowed as usize,
+            period,
+            recent: HashMap::new(),
+            locked_at: HashMap::new(),
+            max_tracked,
+            since_sweep: 0,
+            warned: false,
+        }
     }
 
     /// Users (with logins) with failures or a lock still inside the period.
@@ -153,7 +161,10 @@ impl FailedLogins {
         }
         if evicted > 0 && !self.warned {
             self.warned = true;
-            tracing::warn!(bound = self.max_tracked, "Too many users with recent failed logins to track; forgetting those whose last failure is oldest.");
+            tracing::warn!(
+                bound = self.max_tracked,
+                "Too many users with recent failed logins to track; forgetting those whose last failure is oldest."
+            );
         }
         self.since_sweep = 0;
     }
@@ -291,7 +302,11 @@ mod tests {
         let now = SystemTime::now();
         let mut logins = FailedLogins::new(0, Duration::from_secs(60));
         // A success that is not `false`, or a type that is not a string, is not a failed login.
-        for not_failed in [&br#"{"event":"user.login","success":"false","user":"eve"}"#[..], br#"{"event":"user.login","user":"eve"}"#, br#"{"event":["user.login"],"success":false,"user":"eve"}"#] {
+        for not_failed in [
+            &br#"{"event":"user.login","success":"false","user":"eve"}"#[..],
+            br#"{"event":"user.login","user":"eve"}"#,
+            br#"{"event":["user.login"],"success":false,"user":"eve"}"#,
+        ] {
             assert_eq!(logins.observe(not_failed, now), None);
         }
         // A user of another type counts as the empty user; an odd time as now; escapes are read.
@@ -363,6 +378,12 @@ mod tests {
         assert_eq!(spec.target.as_ref().map(|t| (t.user.as_str(), t.login.as_str())), Some(("eve", "root")));
         assert_eq!(spec.expires.map(|t| t.seconds), Some(1_700_000_600));
         assert_eq!((lock.kind.as_str(), lock.version.as_str()), ("lock", "v2"));
-        assert!(lock_for(&LockTargetUser { user: "eve".into(), login: String::new() }, Duration::ZERO, now).spec.expect("spec").expires.is_none());
+        assert!(
+            lock_for(&LockTargetUser { user: "eve".into(), login: String::new() }, Duration::ZERO, now)
+                .spec
+                .expect("spec")
+                .expires
+                .is_none()
+        );
     }
 }

@@ -14,14 +14,14 @@ use super::config::{TeleportSourceConfig, format_time, parse_start_time, truncat
 use super::connect::{ConnectOptions, IdentityWatcher, audit_log_client, auth_client, connect_lazy};
 use super::cursor::{Cursor, PositionSnapshot, SessionProgress};
 use super::lock::{FailedLogins, lock_for, run_locker};
-use ferry_proto::types::LockV2;
 use super::sessions::{SessionItem, SessionReader};
 use crate::config::{ConfigError, Context};
 use crate::event::Event;
-use crate::shutdown::Shutdown;
 use crate::retry::Backoff;
+use crate::shutdown::Shutdown;
 use crate::source::{Invalid, Item, Position, SourceError, SourceRecord};
 use crate::state::State;
+use ferry_proto::types::LockV2;
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -108,7 +108,10 @@ impl TeleportSource {
             }
             (None, wanted) => {
                 let start = wanted.unwrap_or_else(|| truncate_to_second(SystemTime::now()));
-                state.commit_cursor(&key, &format_time(start)).await.map_err(|err| ConfigError::invalid(&self.file, "storage", err.to_string()))?;
+                state
+                    .commit_cursor(&key, &format_time(start))
+                    .await
+                    .map_err(|err| ConfigError::invalid(&self.file, "storage", err.to_string()))?;
                 self.start_time = Some(start);
                 Ok(())
             }
@@ -131,7 +134,10 @@ impl TeleportSource {
         let skip_sessions = TypeFilter { types: HashSet::new(), skip: self.config.skip_session_types.iter().cloned().collect() };
         let settings = Settings {
             addr: addr.clone(),
-            filter: TypeFilter { types: self.config.types.iter().cloned().collect(), skip: self.config.skip_event_types.iter().cloned().collect() },
+            filter: TypeFilter {
+                types: self.config.types.iter().cloned().collect(),
+                skip: self.config.skip_event_types.iter().cloned().collect(),
+            },
             page_size: self.config.page_size,
             window_size: self.config.window_size.0,
             poll_interval: self.config.timeout.0,
@@ -142,7 +148,8 @@ impl TeleportSource {
             backoff: Backoff { initial: Duration::from_millis(500), max: Duration::from_secs(10) },
             errors: Default::default(),
         };
-        let reader = Reader { settings: Arc::new(settings), client: client.clone(), out: audit_tx, shutdown: shutdown.clone(), buffer: Vec::new() };
+        let reader =
+            Reader { settings: Arc::new(settings), client: client.clone(), out: audit_tx, shutdown: shutdown.clone(), buffer: Vec::new() };
         let audit_task = tokio::spawn(audit::run(reader, cursor.audit.clone(), self.config.engine));
         let cursor = PositionSnapshot::from(cursor);
         let locks = self.locking.then(|| {
@@ -154,7 +161,14 @@ impl TeleportSource {
         let mut merge = Merge {
             cursor,
             out,
-            sessions: SessionReader { client, addr, filter: skip_sessions, backoff: Backoff { initial: Duration::from_secs(1), max: Duration::from_secs(60) }, out: session_tx, errors: Default::default() },
+            sessions: SessionReader {
+                client,
+                addr,
+                filter: skip_sessions,
+                backoff: Backoff { initial: Duration::from_secs(1), max: Duration::from_secs(60) },
+                out: session_tx,
+                errors: Default::default(),
+            },
             active: HashMap::new(),
             waiting: HashMap::new(),
             concurrency: self.config.concurrency,
@@ -217,12 +231,18 @@ impl Merge {
             }
             if self.exit_on_last_event && self.audit_done && self.active.is_empty() {
                 if !self.waiting.is_empty() {
-                    tracing::warn!(recordings = self.waiting.len(), "Caught up; recordings not uploaded yet are asked for again at the next start.");
+                    tracing::warn!(
+                        recordings = self.waiting.len(),
+                        "Caught up; recordings not uploaded yet are asked for again at the next start."
+                    );
                 }
                 return;
             }
             let take_audit = !self.audit_done && self.cursor.sessions.len() < backlog;
-            if take_audit && !shutdown.is_fired() && let Some(item) = queued.pop_front() {
+            if take_audit
+                && !shutdown.is_fired()
+                && let Some(item) = queued.pop_front()
+            {
                 if self.on_audit(item).await.is_err() {
                     return;
                 }
@@ -292,7 +312,12 @@ impl Merge {
         if self.cursor.sessions.iter().any(|s| s.sid == event.session_id) {
             return;
         }
-        Arc::make_mut(&mut self.cursor.sessions).push(SessionProgress { sid: event.session_id.clone(), next_index: 0, upload_time: event.time.clone(), missing: 0 });
+        Arc::make_mut(&mut self.cursor.sessions).push(SessionProgress {
+            sid: event.session_id.clone(),
+            next_index: 0,
+            upload_time: event.time.clone(),
+            missing: 0,
+        });
     }
 
     fn check_failed_login(&mut self, event: &Event) {

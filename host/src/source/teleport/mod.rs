@@ -13,8 +13,8 @@ pub mod connect;
 pub mod cursor;
 pub mod identity;
 pub mod lock;
-pub mod sessions;
 mod merge;
+pub mod sessions;
 pub mod status;
 
 pub use config::TeleportSourceConfig;
@@ -70,10 +70,19 @@ mod read_event_tests {
         let fields = RawStruct::decode(&wire[..]).expect("the entries are kept as bytes");
         let invalid = read_event(event_with(fields), &mut Vec::new(), Some("s-1")).expect_err("not UTF-8");
         assert_eq!(invalid.position, "session s-1 event u-7 (user.login, index 3)");
-        assert!(invalid.reason.starts_with("session s-1 event u-7 (user.login, index 3): the event's protobuf Struct is malformed: a string is not UTF-8"), "{}", invalid.reason);
+        assert!(
+            invalid.reason.starts_with(
+                "session s-1 event u-7 (user.login, index 3): the event's protobuf Struct is malformed: a string is not UTF-8"
+            ),
+            "{}",
+            invalid.reason
+        );
         assert!(!invalid.reason.contains('\n'));
         let raw: serde_json::Value = serde_json::from_slice(&invalid.raw).expect("a JSON record");
         let kept = base64::engine::general_purpose::STANDARD.decode(raw["struct_base64"].as_str().expect("base64")).expect("decodes");
-        assert_eq!((raw["id"].as_str(), raw["type"].as_str(), raw["index"].as_i64(), kept.as_slice()), (Some("u-7"), Some("user.login"), Some(3), &wire[..]));
+        assert_eq!(
+            (raw["id"].as_str(), raw["type"].as_str(), raw["index"].as_i64(), kept.as_slice()),
+            (Some("u-7"), Some("user.login"), Some(3), &wire[..])
+        );
     }
 }

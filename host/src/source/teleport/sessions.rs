@@ -15,13 +15,13 @@
 
 use super::audit::TypeFilter;
 use super::connect::describe_status;
-use ferry_proto::auditlog::StreamUnstructuredSessionEventsRequest;
-use ferry_proto::auditlog::audit_log_service_client::AuditLogServiceClient;
 use super::status::{Class, ErrorEvery, SLOW_RETRY, classify};
 use crate::event::Event;
-use crate::source::Invalid;
 use crate::retry::{Backoff, Retry};
 use crate::shutdown::{Shutdown, Stopped};
+use crate::source::Invalid;
+use ferry_proto::auditlog::StreamUnstructuredSessionEventsRequest;
+use ferry_proto::auditlog::audit_log_service_client::AuditLogServiceClient;
 use std::sync::{Arc, Mutex};
 use tokio::sync::mpsc;
 use tonic::Code;

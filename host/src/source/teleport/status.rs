@@ -54,9 +54,14 @@ pub enum Class {
 ///   confused peer is asked again rather than skipped.
 pub fn classify(code: Code) -> Class {
     match code {
-        Code::Unavailable | Code::DeadlineExceeded | Code::ResourceExhausted | Code::Aborted | Code::Internal | Code::Unknown | Code::Cancelled | Code::Ok => {
-            Class::Transient
-        }
+        Code::Unavailable
+        | Code::DeadlineExceeded
+        | Code::ResourceExhausted
+        | Code::Aborted
+        | Code::Internal
+        | Code::Unknown
+        | Code::Cancelled
+        | Code::Ok => Class::Transient,
         Code::InvalidArgument
         | Code::NotFound
         | Code::OutOfRange

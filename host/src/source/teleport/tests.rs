@@ -2,15 +2,15 @@
 //! and mutual TLS: paging, session streams, export, locks, identity files,
 //! rotation, TLS routing and refusals.
 
-use super::connect::{audit_log_client, auth_client, connect, ClientTls, ConnectOptions, IdentityWatcher};
-use super::identity::{Credentials, IdentityFile, Route, API_DOMAIN};
+use super::connect::{ClientTls, ConnectOptions, IdentityWatcher, audit_log_client, auth_client, connect};
+use super::identity::{API_DOMAIN, Credentials, IdentityFile, Route};
+use base64::Engine as _;
 use ferry_proto::auditlog::{
     EventUnstructured, ExportUnstructuredEventsRequest, GetEventExportChunksRequest, GetUnstructuredEventsRequest, Order,
     StreamUnstructuredSessionEventsRequest,
 };
 use ferry_proto::types::{LockSpecV2, LockTarget, LockV2, Metadata};
-use ferry_standin::teleport::{fixture_events, fixture_sessions, Fault, IdentitySpec, Method, StandInOptions, TeleportStandIn, Validity};
-use base64::Engine as _;
+use ferry_standin::teleport::{Fault, IdentitySpec, Method, StandInOptions, TeleportStandIn, Validity, fixture_events, fixture_sessions};
 use prost_types::Timestamp;
 use serde_json::Value;
 use std::path::PathBuf;
@@ -62,7 +62,11 @@ async fn page_all(channel: Channel, request: GetUnstructuredEventsRequest) -> (V
     let mut client = audit_log_client(channel);
     let (mut events, mut pages, mut key) = (Vec::new(), 0, String::new());
     loop {
-        let page = client.get_unstructured_events(GetUnstructuredEventsRequest { start_key: key, ..request.clone() }).await.expect("page").into_inner();
+        let page = client
+            .get_unstructured_events(GetUnstructuredEventsRequest { start_key: key, ..request.clone() })
+            .await
+            .expect("page")
+            .into_inner();
         pages += 1;
         events.extend(page.items);
         if page.last_key.is_empty() {
@@ -95,7 +99,11 @@ async fn every_fixture_event_arrives_once_in_time_order_by_pages() {
     assert!(events.iter().all(|event| !event.id.is_empty() && !event.r#type.is_empty()));
     let calls = setup.standin.calls();
     assert_eq!(calls.len(), 10);
-    assert!(calls.iter().all(|call| call.method == Method::GetUnstructuredEvents && call.peer.as_ref().is_some_and(|peer| peer.common_name == "ferry")));
+    assert!(
+        calls
+            .iter()
+            .all(|call| call.method == Method::GetUnstructuredEvents && call.peer.as_ref().is_some_and(|peer| peer.common_name == "ferry"))
+    );
 }
 
 #[tokio::test]
@@ -105,7 +113,8 @@ async fn a_full_last_page_is_followed_by_an_empty_one_and_windows_and_types_filt
     assert_eq!((events.len(), pages), (183, 4), "three full pages and an empty last one");
 
     let mut client = audit_log_client(setup.channel().await);
-    let logins = GetUnstructuredEventsRequest { event_types: vec!["user.login".into(), "session.end".into()], ..everything(100, String::new()) };
+    let logins =
+        GetUnstructuredEventsRequest { event_types: vec!["user.login".into(), "session.end".into()], ..everything(100, String::new()) };
     let page = client.get_unstructured_events(logins).await.expect("page").into_inner();
     assert_eq!(page.items.len(), 7);
     assert!(page.items.iter().all(|event| event.r#type == "user.login" || event.r#type == "session.end"));
@@ -149,7 +158,9 @@ async fn a_session_streams_from_zero_and_from_an_index_with_print_data() {
     }
     assert_eq!(from_100, (100..160).collect::<Vec<_>>(), "events whose index is at least start_index");
 
-    let missing = client.stream_unstructured_session_events(StreamUnstructuredSessionEventsRequest { session_id: "nope".into(), start_index: 0 }).await;
+    let missing = client
+        .stream_unstructured_session_events(StreamUnstructuredSessionEventsRequest { session_id: "nope".into(), start_index: 0 })
+        .await;
     assert_eq!(missing.expect_err("unknown session").code(), tonic::Code::NotFound);
 }
 
@@ -185,7 +196,8 @@ async fn the_export_api_lists_chunks_and_resumes_inside_one() {
     while let Some(chunk) = chunks.message().await.expect("chunk") {
         names.push(chunk.chunk);
     }
-    let on_that_day = fixture_events().iter().filter(|event| event["time"].as_str().is_some_and(|time| time.starts_with("2019-04-22"))).count();
+    let on_that_day =
+        fixture_events().iter().filter(|event| event["time"].as_str().is_some_and(|time| time.starts_with("2019-04-22"))).count();
     assert_eq!(names.len(), on_that_day.div_ceil(4));
 
     let mut exported = 0;
@@ -215,7 +227,8 @@ async fn without_the_export_api_both_export_methods_are_unimplemented() {
     let mut client = audit_log_client(setup.channel().await);
     let probe = client.get_event_export_chunks(GetEventExportChunksRequest { date: at(1_555_934_400) }).await;
     assert_eq!(probe.expect_err("unimplemented").code(), tonic::Code::Unimplemented);
-    let export = client.export_unstructured_events(ExportUnstructuredEventsRequest { date: at(0), chunk: "x".into(), cursor: String::new() }).await;
+    let export =
+        client.export_unstructured_events(ExportUnstructuredEventsRequest { date: at(0), chunk: "x".into(), cursor: String::new() }).await;
     assert_eq!(export.expect_err("unimplemented").code(), tonic::Code::Unimplemented);
 }
 
@@ -244,7 +257,9 @@ async fn injected_faults_fail_calls_and_drop_streams() {
     };
     assert_eq!((received, status.code()), (10, tonic::Code::Unavailable));
 
-    setup.standin.inject(Method::Any, Fault::Status(tonic::Code::PermissionDenied, "access denied to perform action \"list\" on \"event\"".into()));
+    setup
+        .standin
+        .inject(Method::Any, Fault::Status(tonic::Code::PermissionDenied, "access denied to perform action \"list\" on \"event\"".into()));
     let denied = client.get_unstructured_events(everything(5, String::new())).await.expect_err("denied");
     assert_eq!(denied.code(), tonic::Code::PermissionDenied);
 }
@@ -267,7 +282,10 @@ async fn the_identity_the_stand_in_writes_has_every_part_teleport_writes() {
 async fn an_expired_identity_refuses_to_load_with_the_time() {
     let setup = setup(StandInOptions::default()).await;
     let expired = setup.identity.with_file_name("expired.pem");
-    let issued = setup.standin.write_identity_with(&expired, &IdentitySpec { validity: Validity::Expired, ..IdentitySpec::default() }).expect("written");
+    let issued = setup
+        .standin
+        .write_identity_with(&expired, &IdentitySpec { validity: Validity::Expired, ..IdentitySpec::default() })
+        .expect("written");
     let err = IdentityWatcher::start(Credentials::IdentityFile(expired.clone()), Route::Direct, None).err().expect("expired");
     let when = humantime::format_rfc3339_seconds(issued.not_after).to_string();
     assert_eq!(
@@ -300,7 +318,9 @@ async fn a_client_certificate_from_another_ca_is_refused() {
     // handshake, so it surfaces at connect or at the first call.
     let outcome = match connect(&addr, &watcher.client_tls(), &ConnectOptions::default()).await {
         Err(err) => err.to_string(),
-        Ok(channel) => audit_log_client(channel).get_unstructured_events(everything(1, String::new())).await.expect_err("refused").to_string(),
+        Ok(channel) => {
+            audit_log_client(channel).get_unstructured_events(everything(1, String::new())).await.expect_err("refused").to_string()
+        }
     };
     assert!(!outcome.contains('\n'), "{outcome}");
     assert!(setup.standin.calls().is_empty(), "no call reached the service");
@@ -334,7 +354,8 @@ async fn a_rotated_identity_is_used_by_new_connections() {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("auth.pem");
     let first = standin.write_identity(&path).expect("first identity");
-    let watcher = IdentityWatcher::start(Credentials::IdentityFile(path.clone()), Route::Direct, Some(Duration::from_millis(20))).expect("loads");
+    let watcher =
+        IdentityWatcher::start(Credentials::IdentityFile(path.clone()), Route::Direct, Some(Duration::from_millis(20))).expect("loads");
     let tls: ClientTls = watcher.client_tls();
     let old_channel = connect(&standin.address(), &tls, &ConnectOptions::default()).await.expect("connects");
     let mut old_client = audit_log_client(old_channel);
@@ -358,11 +379,13 @@ async fn a_rotated_identity_is_used_by_new_connections() {
 #[tokio::test]
 async fn a_broken_rewrite_keeps_the_previous_identity() {
     let setup = setup(StandInOptions::default()).await;
-    let watcher = IdentityWatcher::start(Credentials::IdentityFile(setup.identity.clone()), Route::Direct, Some(Duration::from_millis(20))).expect("loads");
+    let watcher = IdentityWatcher::start(Credentials::IdentityFile(setup.identity.clone()), Route::Direct, Some(Duration::from_millis(20)))
+        .expect("loads");
     let before = watcher.current().certificate().serial.clone();
     let mut errors = watcher.reload_error();
     std::fs::write(&setup.identity, "-----BEGIN PRIVATE KEY-----\ncut short").expect("write");
-    let error = tokio::time::timeout(Duration::from_secs(10), errors.wait_for(Option::is_some)).await.expect("seen").expect("alive").clone();
+    let error =
+        tokio::time::timeout(Duration::from_secs(10), errors.wait_for(Option::is_some)).await.expect("seen").expect("alive").clone();
     // Usually "a PEM block has no END line"; an empty file if polled mid-write.
     let prefix = format!("{}: ", setup.identity.display());
     assert!(error.as_deref().is_some_and(|error| error.starts_with(&prefix)), "{error:?}");
@@ -382,7 +405,8 @@ async fn through_a_proxy_with_tls_routing_ferry_offers_the_auth_alpn_first() {
     let setup = setup(StandInOptions { tls_routing: true, ..StandInOptions::default() }).await;
     let addr = setup.standin.address();
     let cluster = setup.watcher.current().cluster_name().to_owned();
-    let routed = IdentityWatcher::start(Credentials::IdentityFile(setup.identity.clone()), Route::TlsRouting { cluster }, None).expect("loads");
+    let routed =
+        IdentityWatcher::start(Credentials::IdentityFile(setup.identity.clone()), Route::TlsRouting { cluster }, None).expect("loads");
     let channel = connect(&addr, &routed.client_tls(), &ConnectOptions::default()).await.expect("connects");
     audit_log_client(channel).get_unstructured_events(everything(1, String::new())).await.expect("answers");
     let peer = setup.standin.connections().pop().expect("a connection");

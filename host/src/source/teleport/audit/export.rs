@@ -6,9 +6,9 @@
 use super::{Reader, read_filtered};
 use crate::retry::Retry;
 use crate::shutdown::Stopped;
-use crate::source::{Invalid, Item};
 use crate::source::teleport::connect::describe_status;
 use crate::source::teleport::cursor::{AuditPosition, DateCursor, ExportCursor, OpenChunks};
+use crate::source::{Invalid, Item};
 use ferry_proto::auditlog::{ExportUnstructuredEventsRequest, GetEventExportChunksRequest};
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -39,7 +39,10 @@ impl Reader {
             }
             if self.wait_or_recover(&mut retry, &status, "probe the bulk export API").await? {
                 // Any other refusal of the probe: the paging API still works.
-                tracing::warn!("Cannot use the bulk export API: {}; paging the audit log instead.", describe_status(&self.settings.addr, &status));
+                tracing::warn!(
+                    "Cannot use the bulk export API: {}; paging the audit log instead.",
+                    describe_status(&self.settings.addr, &status)
+                );
                 return Ok(false);
             }
         }
@@ -51,7 +54,11 @@ impl Reader {
         // `Arc::make_mut`, a copy per chunk, not per event.
         let mut cursor = Arc::new(cursor.unwrap_or_default());
         if cursor.dates.is_empty() {
-            Arc::make_mut(&mut cursor).dates.push(DateCursor { date: date_of(self.settings.start_time), done: Vec::new(), partial: Default::default() });
+            Arc::make_mut(&mut cursor).dates.push(DateCursor {
+                date: date_of(self.settings.start_time),
+                done: Vec::new(),
+                partial: Default::default(),
+            });
         }
         while self.export_pass(&mut cursor).await.is_ok() {}
     }
@@ -192,7 +199,13 @@ impl Reader {
     /// A reader for one chunk stream: the same settings and client (one
     /// connection), its own event buffer.
     fn chunk_reader(&self) -> Reader {
-        Reader { settings: self.settings.clone(), client: self.client.clone(), out: self.out.clone(), shutdown: self.shutdown.clone(), buffer: Vec::new() }
+        Reader {
+            settings: self.settings.clone(),
+            client: self.client.clone(),
+            out: self.out.clone(),
+            shutdown: self.shutdown.clone(),
+            buffer: Vec::new(),
+        }
     }
 
     /// Reads one chunk to its end from `resume` (empty: its start), telling
@@ -201,7 +214,14 @@ impl Reader {
     /// the chunk read again from its start (what comes twice is deduplicated
     /// downstream by id); a chunk Teleport no longer has, or cannot read even
     /// from its start, is skipped with a dead letter naming it.
-    async fn export_chunk(mut self, date: SystemTime, day: String, chunk: Arc<str>, mut resume: Arc<str>, news: mpsc::Sender<ChunkNews>) -> Result<(), Stopped> {
+    async fn export_chunk(
+        mut self,
+        date: SystemTime,
+        day: String,
+        chunk: Arc<str>,
+        mut resume: Arc<str>,
+        news: mpsc::Sender<ChunkNews>,
+    ) -> Result<(), Stopped> {
         let mut retry = self.retry();
         let what = format!("export chunk {chunk} of {day}");
         loop {
@@ -216,7 +236,13 @@ impl Reader {
             if status.code() == tonic::Code::Unimplemented {
                 // The cluster no longer has the export API (a downgrade):
                 // skipping every chunk would lose the log; an operator must look.
-                self.slowly(&mut retry, &what, &reason, "the cluster no longer offers the bulk export API this cursor was read with; check its version").await?;
+                self.slowly(
+                    &mut retry,
+                    &what,
+                    &reason,
+                    "the cluster no longer offers the bulk export API this cursor was read with; check its version",
+                )
+                .await?;
                 continue;
             }
             if status.code() != tonic::Code::NotFound && !resume.is_empty() {

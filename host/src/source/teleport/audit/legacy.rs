@@ -3,11 +3,11 @@
 //! that held the last delivered event and skipping up to its id.
 
 use super::Reader;
+use crate::shutdown::Stopped;
 use crate::source::Item;
 use crate::source::teleport::config::format_time;
 use crate::source::teleport::connect::describe_status;
 use crate::source::teleport::cursor::{AuditPosition, LegacyCursor};
-use crate::shutdown::Stopped;
 use ferry_proto::auditlog::{EventUnstructured, EventsUnstructured, GetUnstructuredEventsRequest, Order};
 use std::sync::Arc;
 use std::time::SystemTime;
@@ -39,7 +39,8 @@ impl Reader {
         for (at, event) in page.items.into_iter().enumerate().skip(resume_at) {
             cursor.last_id = Arc::from(event.id.as_str());
             cursor.skip = Some(at + 1);
-            let time = event.time.and_then(|time| SystemTime::try_from(time).ok()).map(|time| humantime::format_rfc3339_nanos(time).to_string());
+            let time =
+                event.time.and_then(|time| SystemTime::try_from(time).ok()).map(|time| humantime::format_rfc3339_nanos(time).to_string());
             match time {
                 Some(time) if *time == *cursor.last_time => cursor.same_time += 1,
                 Some(time) => {
@@ -92,7 +93,12 @@ impl Reader {
 
     /// Asks for one page until Teleport answers; `Ok(Err(status))` when the
     /// request is refused for good.
-    async fn fetch_page(&mut self, from: SystemTime, to: SystemTime, start_key: &str) -> Result<Result<EventsUnstructured, tonic::Status>, Stopped> {
+    async fn fetch_page(
+        &mut self,
+        from: SystemTime,
+        to: SystemTime,
+        start_key: &str,
+    ) -> Result<Result<EventsUnstructured, tonic::Status>, Stopped> {
         let mut retry = self.retry();
         loop {
             let request = GetUnstructuredEventsRequest {

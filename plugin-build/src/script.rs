@@ -187,7 +187,15 @@ pub fn install(language: Language, tools_dir: &Path, progress: Progress) -> Resu
             if tool.marker.exists() && tool.program.exists() {
                 return Ok(tool);
             }
-            require(language, "node", (18, 0), "Node.js 18 or later with npm (Debian: apt-get install nodejs npm)")?;
+            // componentize-js's parser (oxc-parser) needs Node.js 20: under
+            // an older one npm leaves out its native part without an error,
+            // and the build fails later on a missing module.
+            require(
+                language,
+                "node",
+                (20, 0),
+                "Node.js 20 or later with npm (Debian 12 ships 18: `npm install --prefix DIR node@20` and put DIR/node_modules/.bin first on PATH)",
+            )?;
             require(language, "npm", (0, 0), "npm (Debian: apt-get install npm)")?;
             progress(&format!("Installing {tool_name} {version} into {}", prefix.display()));
             let _ = std::fs::remove_dir_all(&prefix);

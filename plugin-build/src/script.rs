@@ -187,16 +187,12 @@ pub fn install(language: Language, tools_dir: &Path, progress: Progress) -> Resu
             if tool.marker.exists() && tool.program.exists() {
                 return Ok(tool);
             }
-            // componentize-js's parser (oxc-parser) needs Node.js 20: under
-            // an older one npm leaves out its native part without an error,
-            // and the build fails later on a missing module.
-            require(
-                language,
-                "node",
-                (20, 0),
-                "Node.js 20 or later with npm (Debian 12 ships 18: `npm install --prefix DIR node@20` and put DIR/node_modules/.bin first on PATH)",
-            )?;
-            require(language, "npm", (0, 0), "npm (Debian: apt-get install npm)")?;
+            // componentize-js's parser (oxc-parser) needs Node.js 20, and
+            // npm 9 leaves out some of its native parts: in both cases the
+            // install succeeds and the build fails later on a missing module.
+            const NEWER: &str = "Debian 12 ships Node.js 18 with npm 9: `npm install --prefix DIR node@20 npm@11` and put DIR/node_modules/.bin first on PATH";
+            require(language, "node", (20, 0), &format!("Node.js 20 or later ({NEWER})"))?;
+            require(language, "npm", (10, 0), &format!("npm 10 or later ({NEWER})"))?;
             progress(&format!("Installing {tool_name} {version} into {}", prefix.display()));
             let _ = std::fs::remove_dir_all(&prefix);
             std::fs::create_dir_all(&prefix).map_err(|err| format!("cannot create {}: {err}", prefix.display()))?;

@@ -87,9 +87,9 @@ pub struct BenchArgs {
 }
 
 fn main() -> ExitCode {
-    let mut argv = std::env::args_os();
-    if std::env::args_os().nth(1).is_some_and(|first| first == "ferry") {
-        argv.next();
+    // `ferry-bench ferry ARGS…`: ferry's command line, "ferry" its program name.
+    let mut argv = std::env::args_os().skip(1).peekable();
+    if argv.peek().is_some_and(|first| first == "ferry") {
         return ferry::cli::main(argv);
     }
     let args = BenchArgs::parse();

@@ -124,8 +124,7 @@ impl FerryConfig {
     /// against the file's folder. Values are checked later, by the parts
     /// that use them, so `ferry check` and `ferry start` share one path.
     pub fn load(path: &Path) -> Result<FerryConfig, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
-        Self::parse(&text, path)
+        ConfigFile { path: path.to_owned(), flags: Vec::new() }.load()
     }
 
     /// Parses config text that came from `path`, with the event handler's

@@ -9,6 +9,7 @@ mod util;
 mod check;
 mod configure;
 mod crash_restart;
+mod event_handler_config;
 mod example_chain;
 mod export;
 mod hostile;

@@ -87,6 +87,13 @@ pub struct FerryConfig {
     #[serde(skip)]
     pub legacy_teleport: bool,
 
+    /// What the config says that ferry takes but does not act on (a key
+    /// the event handler no longer reads, a spelling overridden by
+    /// another), one line each, for `start` and `check` to log once at
+    /// WARN; a reload does not repeat them.
+    #[serde(skip)]
+    pub notices: Vec<String>,
+
     /// The folder of the config file; relative paths are resolved against it.
     #[serde(skip)]
     pub base_dir: PathBuf,
@@ -149,13 +156,18 @@ impl FerryConfig {
         let from_text = |text: &str| -> Result<(FerryConfig, Option<&'static str>), ConfigError> {
             let toml_error = |err: &toml::de::Error| ConfigError::from_toml(path.to_owned(), text, err);
             let mut document = toml::de::DeTable::parse(text).map_err(|err| toml_error(&err))?;
+            let mut notices = Vec::new();
+            legacy::drop_retired_keys(document.get_mut(), path, &mut notices);
+            legacy::read_every_spelling(document.get_mut(), path, &mut notices);
             let orphan = legacy::lift_teleport_keys(document.get_mut());
-            let config =
+            let mut config =
                 FerryConfig::deserialize(toml::de::Deserializer::from(document)).map_err(|err| legacy::expecting_keys(toml_error(&err)))?;
+            config.notices = notices;
             Ok((config, orphan))
         };
         let mut table: toml::Table = text.parse().map_err(|err| ConfigError::from_toml(path.to_owned(), text, &err))?;
-        let (mut config, orphan) = if super::legacy::apply_environment(&mut table, flags, env).map_err(|message| {
+        let mut notices = Vec::new();
+        let (mut config, orphan) = if super::legacy::apply_environment(&mut table, flags, env, &mut notices).map_err(|message| {
             let name = message
                 .split(':')
                 .next()
@@ -195,9 +207,20 @@ impl FerryConfig {
         let context = Context::for_file(path, false);
         config.file = context.file;
         config.base_dir = context.base_dir;
+        config.notices.extend(notices);
         config.apply_legacy_forward()?;
         config.apply_legacy_teleport(orphan)?;
+        if let Some(SourceConfig::Teleport(teleport)) = &config.source {
+            config.debug |= teleport.debug;
+        }
         Ok(config)
+    }
+
+    /// Logs [`FerryConfig::notices`] at WARN, each once.
+    pub fn warn_notices(&self) {
+        for notice in &self.notices {
+            tracing::warn!("{notice}");
+        }
     }
 
     /// What every component's build gets besides its own table.

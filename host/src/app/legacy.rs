@@ -16,7 +16,7 @@ use crate::source::SourceConfig;
 use crate::units::ByteSize;
 use serde::Deserialize;
 use std::borrow::Cow;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use toml::Spanned;
 use toml::de::{DeTable, DeValue};
 
@@ -106,6 +106,119 @@ fn place<'i>(table: &mut DeTable<'i>, key: &str, path: &[&'static str], span: st
     table.insert(Spanned::new(span, Cow::Borrowed(*last)), value);
 }
 
+// === Every spelling the event handler's TOML resolver reads ===
+
+/// Where the event handler's TOML resolver (Teleport's
+/// `kong_toml_resolver.go`) looks for the value of the `start` flag `flag`,
+/// in the order it prefers them: the name with each `-` made a `.` (a path
+/// of tables: `[lock] period`, `[teleport] addr`), then the name as one key
+/// (top-level `lock-period`, `teleport-addr`). A `fluentd-` flag is looked
+/// for under `[forward.fluentd]` (`session-url`, or `session.url`).
+fn spellings(flag: &'static str) -> [Vec<&'static str>; 2] {
+    let as_key: Vec<&'static str> = match flag.strip_prefix("fluentd-") {
+        Some(rest) => vec!["forward", "fluentd", rest],
+        None => vec![flag],
+    };
+    let as_tables = as_key.iter().flat_map(|part| part.split('-')).collect();
+    [as_tables, as_key]
+}
+
+/// The one of [`spellings`] ferry reads the setting of `flag` from:
+/// `[teleport]` for the `teleport-*` flags, the key itself for the others.
+fn ferry_spelling(flag: &'static str) -> Vec<&'static str> {
+    let [as_tables, as_key] = spellings(flag);
+    if flag.starts_with("teleport-") { as_tables } else { as_key }
+}
+
+/// Moves every setting of `document` written in another of the spellings
+/// the event handler reads (top-level `teleport-addr`, `[lock] period`,
+/// `[lock.failed.attempts] count`, `[forward.fluentd] session.url`, …) to
+/// the one ferry reads, keeping its place in the file. Where a setting is
+/// given in both of the event handler's spellings, the one it prefers wins
+/// and the other is named in `notices`.
+pub fn read_every_spelling(document: &mut DeTable<'_>, file: &Path, notices: &mut Vec<String>) {
+    for flag in FLAGS {
+        let ours = ferry_spelling(flag.name);
+        let [preferred, other] = spellings(flag.name);
+        let elsewhere = [&preferred, &other].into_iter().any(|path| *path != ours && find(document, path).is_some());
+        if !elsewhere {
+            continue;
+        }
+        let first = take(document, &preferred);
+        let second = if other != preferred { take(document, &other) } else { None };
+        let (key, value) = match (first, second) {
+            (Some(first), Some(_)) => {
+                notices.push(format!(
+                    "`{}` in {} is ignored: `{}` is set too and wins, as in the event handler",
+                    other.join("."),
+                    file.display(),
+                    preferred.join(".")
+                ));
+                first
+            }
+            (Some(one), None) | (None, Some(one)) => one,
+            (None, None) => continue,
+        };
+        let last = ours.last().copied().unwrap_or_else(|| unreachable!("spellings are not empty"));
+        place(document, last, &ours, key.span(), value);
+    }
+}
+
+/// The value at `path` in `table`.
+fn find<'a, 'i>(table: &'a DeTable<'i>, path: &[&str]) -> Option<&'a DeValue<'i>> {
+    let (first, rest) = path.split_first()?;
+    let value = table.get(*first)?.get_ref();
+    match (rest.is_empty(), value) {
+        (true, value) => Some(value),
+        (false, DeValue::Table(inner)) => find(inner, rest),
+        (false, _) => None,
+    }
+}
+
+/// Takes the entry at `path` out of `table`, and the tables it leaves empty.
+#[allow(clippy::type_complexity)]
+fn take<'i>(table: &mut DeTable<'i>, path: &[&str]) -> Option<(Spanned<Cow<'i, str>>, Spanned<DeValue<'i>>)> {
+    let (first, rest) = path.split_first()?;
+    if rest.is_empty() {
+        return table.remove_entry(*first);
+    }
+    let DeValue::Table(inner) = table.get_mut(*first)?.get_mut() else { return None };
+    let taken = take(inner, rest);
+    if taken.is_some() && inner.is_empty() {
+        table.remove(*first);
+    }
+    taken
+}
+
+// === Keys that no longer mean anything ===
+
+/// Takes out of `document` the keys a released event handler read that
+/// mean nothing any more, each named in `notices` with why.
+pub fn drop_retired_keys(document: &mut DeTable<'_>, file: &Path, notices: &mut Vec<String>) {
+    if let Some((_, value)) = document.remove_entry("namespace") {
+        let text = match value.get_ref() {
+            DeValue::String(text) => Some(text.as_ref()),
+            _ => None,
+        };
+        notices.push(namespace_notice(&format!("`namespace` in {}", file.display()), text));
+    }
+}
+
+/// One line on an ignored `namespace`, given as `given` (the key in a file,
+/// a flag, a variable) with the value `value`.
+fn namespace_notice(given: &str, value: Option<&str>) -> String {
+    match value {
+        Some(other) if other.trim() != "default" => format!(
+            "{given} is ignored: it asks for the namespace {other:?}, but ferry reads the audit log's `default` namespace, \
+             as the event handler has since it stopped reading `namespace` in 2023"
+        ),
+        _ => format!(
+            "{given} is ignored: the event handler stopped reading it in 2023, and ferry, like it, reads the audit log's \
+             `default` namespace"
+        ),
+    }
+}
+
 /// `error` with the event handler's top-level keys named among those an
 /// unknown top-level key could have meant: they were taken out of the
 /// document before ferry's types read it, so serde's list lacks them.
@@ -166,9 +279,14 @@ impl FerryConfig {
                 ));
             }
         }
-        self.sinks.insert("default".to_owned(), fluentd.sink(&fluentd.url, false));
+        let concurrency = match (&self.teleport, &self.source) {
+            (Some(teleport), _) => teleport.concurrency,
+            (None, Some(SourceConfig::Teleport(teleport))) => teleport.concurrency,
+            (None, _) => crate::source::teleport::config::DEFAULT_CONCURRENCY,
+        };
+        self.sinks.insert("default".to_owned(), fluentd.sink(&fluentd.url, false, concurrency));
         if let Some(session_url) = &fluentd.session_url {
-            self.sinks.insert("sessions".to_owned(), fluentd.sink(session_url, true));
+            self.sinks.insert("sessions".to_owned(), fluentd.sink(session_url, true, concurrency));
         }
         Ok(())
     }
@@ -196,7 +314,8 @@ pub struct LegacyFluentd {
     pub cert: Option<PathBuf>,
     /// Client key.
     pub key: Option<PathBuf>,
-    /// Most requests in flight; 0 means the original's default, 10.
+    /// Most requests in flight; unset or 0 means the event handler's
+    /// default, twice the Teleport source's `concurrency`.
     pub max_connections: Option<usize>,
     /// Request body. ferry's own addition: the original POSTs one event per
     /// request, but Logstash's http input, Fluentd's in_http and Fluent
@@ -211,13 +330,15 @@ pub struct LegacyFluentd {
 }
 
 impl LegacyFluentd {
-    fn sink(&self, url: &str, per_session: bool) -> SinkConfig {
+    /// A sink POSTing to `url`; `concurrency` is the Teleport source's.
+    fn sink(&self, url: &str, per_session: bool, concurrency: usize) -> SinkConfig {
         SinkConfig::Http(HttpSinkConfig {
             url: url.to_owned(),
             ca: self.ca.clone(),
             cert: self.cert.clone(),
             key: self.key.clone(),
-            max_connections: self.max_connections.filter(|&n| n > 0),
+            // As the event handler: below 1, twice `concurrency`.
+            max_connections: Some(self.max_connections.filter(|&n| n > 0).unwrap_or_else(|| concurrency.saturating_mul(2))),
             format: Some(self.format.unwrap_or(BodyFormat::JsonArray)),
             max_batch_bytes: self.max_batch_bytes,
             per_session,
@@ -233,6 +354,8 @@ enum Kind {
     Text,
     Integer,
     Boolean,
+    /// Read by an older event handler, meaning nothing now: named at WARN.
+    Retired,
 }
 
 /// The event handler's environment variables (after `FDFWD_`), the config
@@ -267,6 +390,8 @@ const VARIABLES: &[(&str, &[&str], Kind)] = &[
     ("FLUENTD_CERT", &["forward", "fluentd", "cert"], Kind::Text),
     ("FLUENTD_KEY", &["forward", "fluentd", "key"], Kind::Text),
     ("MAX_CONNECTIONS", &["forward", "fluentd", "max-connections"], Kind::Integer),
+    ("DEBUG", &["debug"], Kind::Boolean),
+    ("NAMESPACE", &["namespace"], Kind::Retired),
 ];
 
 /// Both spellings the event handler reads; the correct one wins.
@@ -326,16 +451,23 @@ pub const FLAGS: &[LegacyFlag] = &[
     flag("fluentd-ca", "FLUENTD_CA"),
     flag("fluentd-cert", "FLUENTD_CERT"),
     flag("fluentd-key", "FLUENTD_KEY"),
+    flag("fluentd-max-connections", "MAX_CONNECTIONS"),
+    // Only in some releases: debug logging, as `-d` (`FDFWD_DEBUG`).
+    switch("teleport-debug", "DEBUG"),
+    // Removed from the event handler in 2023; named at WARN.
+    flag("namespace", "NAMESPACE"),
 ];
 
 /// Sets the keys named by the event handler's environment variables in
 /// `table`: from the `start` flag that stands for a variable if one is in
 /// `flags` ((variable after `FDFWD_`, value), as given), else from `env`.
-/// Returns whether any was set.
+/// Returns whether any was set; those that mean nothing any more are
+/// named in `notices` instead.
 pub fn apply_environment(
     table: &mut toml::Table,
     flags: &[(&'static str, String)],
     env: &dyn Fn(&str) -> Option<String>,
+    notices: &mut Vec<String>,
 ) -> Result<bool, String> {
     let mut any = false;
     for (suffix, path, kind) in VARIABLES {
@@ -351,6 +483,10 @@ pub fn apply_environment(
         };
         let given_by = given_by(suffix, &name, flagged.is_some());
         let value = match kind {
+            Kind::Retired => {
+                notices.push(namespace_notice(&given_by, Some(&text)));
+                continue;
+            }
             Kind::Text => toml::Value::String(text),
             Kind::Integer => toml::Value::Integer(text.trim().parse().map_err(|_| format!("{given_by}: `{text}` is not a whole number"))?),
             Kind::Boolean => toml::Value::Boolean(match text.trim().to_ascii_lowercase().as_str() {
@@ -359,6 +495,12 @@ pub fn apply_environment(
                 _ => return Err(format!("{given_by}: `{text}` is not true or false")),
             }),
         };
+        // It wins over the file in whichever spelling the file has it.
+        if let Some(flag) = FLAGS.iter().find(|flag| flag.variable == *suffix) {
+            for spelling in spellings(flag.name) {
+                remove(table, &spelling);
+            }
+        }
         insert(table, path, value).map_err(|key| format!("{given_by}: `{key}` in the config is not a table"))?;
         any = true;
     }
@@ -372,6 +514,21 @@ fn given_by(suffix: &str, name: &str, flagged: bool) -> String {
         Some(flag) if flagged => format!("flag --{}", flag.name),
         _ => format!("environment variable {name}"),
     }
+}
+
+/// Takes the value at `path` out of `table`, and the tables it leaves
+/// empty; says whether there was one.
+fn remove(table: &mut toml::Table, path: &[&str]) -> bool {
+    let Some((first, rest)) = path.split_first() else { return false };
+    if rest.is_empty() {
+        return table.remove(*first).is_some();
+    }
+    let Some(inner) = table.get_mut(*first).and_then(toml::Value::as_table_mut) else { return false };
+    let removed = remove(inner, rest);
+    if removed && inner.is_empty() {
+        table.remove(*first);
+    }
+    removed
 }
 
 fn insert(table: &mut toml::Table, path: &[&str], value: toml::Value) -> Result<(), String> {
@@ -435,8 +592,7 @@ refresh.interval = "2m"
         }
         let unflagged: Vec<&str> =
             VARIABLES.iter().map(|(suffix, _, _)| *suffix).filter(|suffix| !FLAGS.iter().any(|flag| flag.variable == *suffix)).collect();
-        // MAX_CONNECTIONS is ferry's own variable; the event handler has no flag for it.
-        assert_eq!(unflagged, ["MAX_CONNECTIONS"]);
+        assert!(unflagged.is_empty(), "variables without a flag: {unflagged:?}");
     }
 
     #[test]
@@ -446,7 +602,8 @@ refresh.interval = "2m"
         assert_eq!(batch(EVENT_HANDLER_TOML), 20);
         assert_eq!(batch(&format!("{EVENT_HANDLER_TOML}[pipeline]\nbatch-size = 64\n")), 64, "[pipeline] wins");
         let without_batch = EVENT_HANDLER_TOML.replace("batch = 20\n", "");
-        assert_eq!(batch(&without_batch), 500, "the event handler's default page");
+        // ferry's default page; the event handler's is 20 (README and docs say so).
+        assert_eq!(batch(&without_batch), 500, "ferry's default page");
         let huge = EVENT_HANDLER_TOML.replace("batch = 20", "batch = 4000000000");
         assert_eq!(batch(&huge), crate::pipeline::MAX_BATCH_SIZE, "held to what a batch may be");
         let native = "[source.file]\npath = \"in.jsonl\"\n[sinks.default]\ntype = \"stdout\"\n";
@@ -613,5 +770,178 @@ refresh.interval = "2m"
         // Only at the top: a table's own list is its own.
         let err = FerryConfig::parse("[pipeline]\nbacth = 20\n", Path::new("/f.toml")).expect_err("typo");
         assert!(!err.to_string().contains("`lock-for`"), "{err}");
+    }
+
+    // === Every key, flag and variable of every release ===
+
+    /// A config of dotted keys only (so that any spelling can be added to
+    /// it without reopening a table), with `line` added (and, where it sets
+    /// the identity or the URL, instead of the config's own).
+    fn dotted(line: &str, flag: &'static str) -> String {
+        let ours = format!("{} =", ferry_spelling(flag).join("."));
+        let base = ["teleport.identity = \"i\"", "forward.fluentd.url = \"https://x/\""];
+        let kept: Vec<&str> = base.into_iter().filter(|key| !key.starts_with(&ours)).collect();
+        format!("{}\n{line}\n", kept.join("\n"))
+    }
+
+    /// A value for the setting of each flag that differs from its default.
+    fn flag_sample(flag: &str) -> Option<&'static str> {
+        Some(match flag {
+            "storage" => "\"elsewhere\"",
+            "batch" => "7",
+            "types" => "\"user.login\"",
+            "skip-event-types" => "[\"exec\"]",
+            "skip-session-types" => "[\"resize\"]",
+            "start-time" => "\"2024-05-01T00:00:00Z\"",
+            "timeout" => "\"9s\"",
+            "window-size" => "\"2h\"",
+            "concurrency" => "2",
+            "dry-run" | "exit-on-last-event" | "lock-enabled" | "teleport-refresh-enabled" | "teleport-debug" => "true",
+            "lock-failed-attempts-count" => "9",
+            "lock-period" => "\"4m\"",
+            "lock-for" => "\"5m\"",
+            "teleport-addr" => "\"proxy.example.com:443\"",
+            "teleport-identity" => "\"other-identity\"",
+            "teleport-refresh-interval" => "\"7m\"",
+            "fluentd-url" => "\"https://y/\"",
+            "fluentd-session-url" => "\"https://y/session\"",
+            "fluentd-max-connections" => "3",
+            // (The key-pair ones go together, and cannot join `identity`.)
+            "teleport-ca" | "teleport-cert" | "teleport-key" | "fluentd-ca" | "fluentd-cert" | "fluentd-key" => "\"file.pem\"",
+            // Retired: its own test below.
+            "namespace" => return None,
+            other => panic!("no sample value for --{other}: add one for the new flag of FLAGS"),
+        })
+    }
+
+    #[test]
+    fn every_spelling_the_event_handler_reads_for_every_flag_means_what_ferrys_own_spelling_means() {
+        let load = |text: &str| {
+            let config = FerryConfig::parse_with_env(text, Path::new("/f.toml"), &|_| None).unwrap_or_else(|err| panic!("{text}\n{err}"));
+            assert!(config.notices.is_empty(), "{text}\n{:?}", config.notices);
+            format!("{:?} {:?} {:?} {} {}", config.source, config.sinks, config.storage, config.dry_run, config.debug)
+        };
+        let plain = load(&dotted("", "storage"));
+        for flag in FLAGS {
+            let Some(value) = flag_sample(flag.name) else { continue };
+            let ours = load(&dotted(&format!("{} = {value}", ferry_spelling(flag.name).join(".")), flag.name));
+            assert_ne!(ours, plain, "--{} changed nothing", flag.name);
+            for spelling in spellings(flag.name) {
+                let theirs = load(&dotted(&format!("{} = {value}", spelling.join(".")), flag.name));
+                assert_eq!(theirs, ours, "`{}` (--{}) is not read as ferry reads `{}`", spelling.join("."), flag.name, ours);
+            }
+        }
+    }
+
+    #[test]
+    fn the_event_handlers_other_spellings_load_as_written() {
+        let cases: &[(&str, &str)] = &[
+            // The kong resolver's top-level spellings of `[teleport]`.
+            ("teleport-addr = \"p:443\"\nteleport-identity = \"id\"\nteleport-refresh-enabled = true\n", "addr: \"p:443\""),
+            ("teleport-addr = \"p:443\"\nteleport-identity = \"id\"\n", "identity: Some(\"id\")"),
+            ("teleport-identity = \"id\"\nteleport-refresh-enabled = true\nteleport-refresh-interval = \"3m\"\n", "enabled: true"),
+            // Nested lock tables, as the resolver reads them.
+            ("lock.failed.attempts.count = 8\n[teleport]\nidentity = \"i\"\n", "failed_attempts_count: 8"),
+            ("[lock.failed.attempts]\ncount = 8\n[teleport]\nidentity = \"i\"\n", "failed_attempts_count: 8"),
+            ("[lock]\nenabled = true\nperiod = \"3m\"\nfor = \"1h\"\n[teleport]\nidentity = \"i\"\n", "lock_for: ConfigDuration(3600s)"),
+            // The chart's older `[teleport] debug`.
+            ("[teleport]\nidentity = \"i\"\ndebug = true\n", "debug: true"),
+            // `types = ""` (the docs' include): every type.
+            ("types = \"\"\n[teleport]\nidentity = \"i\"\n", "types: []"),
+            (
+                "window-size = \"24h\"\ndry-run = true\nexit-on-last-event = true\nconcurrency = 4\nstart-time = \"2024-05-01T00:00:00Z\"\n[teleport]\nidentity = \"i\"\n",
+                "concurrency: 4",
+            ),
+        ];
+        for (text, expected) in cases {
+            let config = FerryConfig::parse_with_env(text, Path::new("/f.toml"), &|_| None).unwrap_or_else(|err| panic!("{text}\n{err}"));
+            let source = format!("{:?}", teleport(&config));
+            assert!(source.contains(expected), "{text}\n{source} lacks {expected}");
+            assert!(config.notices.is_empty(), "{text}: {:?}", config.notices);
+        }
+        let debug =
+            FerryConfig::parse_with_env("[teleport]\nidentity = \"i\"\ndebug = true\n", Path::new("/f.toml"), &|_| None).expect("loads");
+        assert!(debug.debug, "`[teleport] debug` turns on debug logging");
+        let top =
+            FerryConfig::parse_with_env("debug = true\n[teleport]\nidentity = \"i\"\n", Path::new("/f.toml"), &|_| None).expect("loads");
+        assert!(top.debug);
+        let fluentd =
+            "[teleport]\nidentity = \"i\"\n[forward.fluentd]\nurl = \"https://x/\"\nsession.url = \"https://x/s\"\nmax.connections = 3\n";
+        let config = FerryConfig::parse_with_env(fluentd, Path::new("/f.toml"), &|_| None).expect("loads");
+        let Some(SinkConfig::Http(sessions)) = config.sinks.get("sessions") else { panic!("a sessions sink") };
+        assert_eq!((sessions.url.as_str(), sessions.max_connections), ("https://x/s", Some(3)));
+    }
+
+    #[test]
+    fn where_two_spellings_are_given_the_event_handlers_preferred_one_wins_and_the_other_is_named() {
+        let text =
+            "lock-period = \"4m\"\nteleport-addr = \"a:3025\"\n[lock]\nperiod = \"2m\"\n[teleport]\nidentity = \"i\"\naddr = \"b:443\"\n";
+        let config = FerryConfig::parse_with_env(text, Path::new("/f.toml"), &|_| None).expect("loads");
+        let source = teleport(&config);
+        assert_eq!((source.lock.period.0.as_secs(), source.addr.as_str()), (120, "b:443"));
+        assert_eq!(
+            config.notices,
+            [
+                "`lock-period` in /f.toml is ignored: `lock.period` is set too and wins, as in the event handler",
+                "`teleport-addr` in /f.toml is ignored: `teleport.addr` is set too and wins, as in the event handler",
+            ]
+        );
+        // A variable wins over the file in either of its spellings.
+        let lookup = |name: &str| (name == "FDFWD_LOCKING_PERIOD").then(|| "6m".to_owned());
+        let config = FerryConfig::parse_with_env(text, Path::new("/f.toml"), &lookup).expect("loads");
+        assert_eq!(teleport(&config).lock.period.0.as_secs(), 360);
+    }
+
+    #[test]
+    fn namespace_is_taken_and_named_once_with_why_it_is_ignored() {
+        let text = "namespace = \"default\"\n[teleport]\nidentity = \"i\"\n";
+        let config = FerryConfig::parse_with_env(text, Path::new("/etc/eh.toml"), &|_| None).expect("loads");
+        assert_eq!(config.notices.len(), 1, "{:?}", config.notices);
+        assert!(config.notices[0].starts_with("`namespace` in /etc/eh.toml is ignored: "), "{}", config.notices[0]);
+        assert!(config.notices[0].contains("`default` namespace"), "{}", config.notices[0]);
+        let plain = FerryConfig::parse_with_env("[teleport]\nidentity = \"i\"\n", Path::new("/etc/eh.toml"), &|_| None).expect("loads");
+        assert_eq!(format!("{:?}", config.source), format!("{:?}", plain.source), "it changes nothing");
+
+        let other =
+            FerryConfig::parse_with_env(&text.replace("\"default\"", "\"prod\""), Path::new("/etc/eh.toml"), &|_| None).expect("loads");
+        assert!(other.notices[0].contains("\"prod\"") && other.notices[0].contains("ferry reads the audit log's `default` namespace"));
+
+        let lookup = |name: &str| (name == "FDFWD_NAMESPACE").then(|| "default".to_owned());
+        let from_variable = FerryConfig::parse_with_env("[teleport]\nidentity = \"i\"\n", Path::new("/f.toml"), &lookup).expect("loads");
+        assert_eq!(from_variable.notices.len(), 1);
+        assert!(from_variable.notices[0].starts_with("environment variable FDFWD_NAMESPACE is ignored: "), "{:?}", from_variable.notices);
+        let flags = [("NAMESPACE", "team".to_owned())];
+        let from_flag = FerryConfig::parse_with("[teleport]\nidentity = \"i\"\n", Path::new("/f.toml"), &flags, &|_| None).expect("loads");
+        assert!(
+            from_flag.notices[0].starts_with("flag --namespace is ignored: it asks for the namespace \"team\""),
+            "{:?}",
+            from_flag.notices
+        );
+    }
+
+    #[test]
+    fn max_connections_defaults_to_twice_concurrency_as_in_the_event_handler() {
+        let max = |text: &str, flags: &[(&'static str, String)]| {
+            let config = FerryConfig::parse_with(text, Path::new("/f.toml"), flags, &|_| None).expect("loads");
+            let Some(SinkConfig::Http(sink)) = config.sinks.get("default") else { panic!("default sink") };
+            sink.max_connections
+        };
+        let base = "[teleport]\nidentity = \"i\"\n[forward.fluentd]\nurl = \"https://x/\"\n";
+        assert_eq!(max(base, &[]), Some(10), "2 × the default concurrency, 5");
+        assert_eq!(max(&format!("concurrency = 3\n{base}"), &[]), Some(6));
+        assert_eq!(max(&format!("concurrency = 3\n{base}max-connections = 0\n"), &[]), Some(6), "0 is unset");
+        assert_eq!(max(&format!("concurrency = 3\n{base}max-connections = 4\n"), &[]), Some(4));
+        assert_eq!(max(base, &[("MAX_CONNECTIONS", "7".to_owned())]), Some(7), "--fluentd-max-connections");
+        assert_eq!(max(base, &[("CONCURRENCY", "8".to_owned())]), Some(16), "--concurrency");
+    }
+
+    #[test]
+    fn teleport_debug_and_fdfwd_debug_turn_on_debug_logging() {
+        let text = "[teleport]\nidentity = \"i\"\n";
+        let flagged = FerryConfig::parse_with(text, Path::new("/f.toml"), &[("DEBUG", "true".to_owned())], &|_| None).expect("loads");
+        assert!(flagged.debug, "--teleport-debug");
+        let lookup = |name: &str| (name == "FDFWD_DEBUG").then(|| "true".to_owned());
+        assert!(FerryConfig::parse_with_env(text, Path::new("/f.toml"), &lookup).expect("loads").debug, "FDFWD_DEBUG");
+        assert!(!FerryConfig::parse_with_env(text, Path::new("/f.toml"), &|_| None).expect("loads").debug);
     }
 }

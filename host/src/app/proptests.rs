@@ -60,6 +60,7 @@ lock-failed-attempts-count = 5
 lock-period = "2m"
 dry-run = false
 debug = false
+namespace = "default"
 
 [forward.fluentd]
 ca = "ca.crt"
@@ -133,6 +134,27 @@ const KEYS: &[&str] = &[
     "per-session",
     "unknown",
     "x",
+    // The other spellings the event handler's config reader takes
+    // (`teleport-addr`, `[lock.failed.attempts] count`, `session.url`, …).
+    "namespace",
+    "teleport-addr",
+    "teleport-identity",
+    "teleport-refresh-enabled",
+    "lock",
+    "failed",
+    "attempts",
+    "count",
+    "session",
+    "max",
+    "connections",
+    "debug",
+    "skip",
+    "start",
+    "time",
+    "dry",
+    "run",
+    "window",
+    "size",
 ];
 
 /// [`KEYS`] and the event handler's top-level keys.
@@ -191,6 +213,10 @@ const VARIABLES: &[&str] = &[
     "FDFWD_MAX_CONNECTIONS",
     "FDFWD_TIMEOUT",
     "FDFWD_LOCKING_FOR",
+    "FDFWD_NAMESPACE",
+    "FDFWD_DEBUG",
+    "FDWRD_MAX_CONNECTIONS",
+    "FDFWD_LOCKING_PERIOD",
 ];
 
 /// Text edits applied to a valid file.
@@ -229,6 +255,12 @@ const SNIPPETS: &[&str] = &[
     "[source.file]\npath = \"\"\n",
     "inf",
     "nan",
+    "namespace = 3\n",
+    "teleport-addr = \"a:1\"\n",
+    "[lock.failed.attempts]\ncount = 1\n",
+    "[lock]\nperiod = \"1s\"\n",
+    "session.url = 5\n",
+    "lock.failed = 2\n",
 ];
 
 fn leaf() -> impl Strategy<Value = toml::Value> {

@@ -73,5 +73,12 @@ mod tests {
             ]
         );
         assert!(Start::try_parse_from(["start", "--no-such-flag", "x"]).is_err(), "an unknown flag is refused");
+        // Those of every release: the one for its misspelled FDWRD_MAX_CONNECTIONS, and the retired ones.
+        let older = Start::try_parse_from(["start", "--fluentd-max-connections", "4", "--teleport-debug", "--namespace", "default"])
+            .expect("parses");
+        assert_eq!(
+            older.flags.values,
+            [("MAX_CONNECTIONS", "4".to_owned()), ("DEBUG", "true".to_owned()), ("NAMESPACE", "default".to_owned())]
+        );
     }
 }

@@ -115,6 +115,7 @@ pub fn main(args: impl IntoIterator<Item = OsString>) -> ExitCode {
     let format = cli.log_format.or_else(|| loaded.and_then(|config| config.log_format)).unwrap_or_default();
     let terminal = format == LogFormat::Text && std::io::IsTerminal::is_terminal(&std::io::stderr());
     init_logging(debug, format, terminal);
+    loaded.inspect(|config| config.warn_notices());
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(runtime) => runtime,
         Err(err) => {

@@ -32,6 +32,9 @@ pub struct TeleportSourceConfig {
     /// routing (ALPN `teleport-auth@…`). Unset: `addr` is the Auth Service.
     pub cluster: Option<String>,
     /// Events per page of the audit log search (the event handler's `batch`).
+    /// ferry's default is 500, the event handler's 20: a page is also a
+    /// request to the sinks, and fewer, larger requests carry more events
+    /// per second (README, "Performance").
     #[serde(default = "default_page_size", alias = "batch")]
     pub page_size: u32,
     /// Only these event types (exact names); empty means all. A TOML array
@@ -77,6 +80,10 @@ pub struct TeleportSourceConfig {
     /// Locking users after failed logins.
     #[serde(default)]
     pub lock: LockConfig,
+    /// Debug logging, as the top-level `debug`: the event handler's older
+    /// charts wrote `debug` under `[teleport]` (its `--teleport-debug`).
+    #[serde(default)]
+    pub debug: bool,
 }
 
 /// `refresh.enabled`, `refresh.interval`.
@@ -165,8 +172,11 @@ fn default_timeout() -> ConfigDuration {
 fn default_window_size() -> ConfigDuration {
     ConfigDuration(Duration::from_secs(24 * 3600))
 }
+/// `concurrency` unless set, as in the event handler.
+pub const DEFAULT_CONCURRENCY: usize = 5;
+
 fn default_concurrency() -> usize {
-    5
+    DEFAULT_CONCURRENCY
 }
 fn default_missing_recording_retry() -> ConfigDuration {
     ConfigDuration(Duration::from_secs(60))

@@ -490,8 +490,9 @@ pub fn apply_environment(
             Kind::Text => toml::Value::String(text),
             Kind::Integer => toml::Value::Integer(text.trim().parse().map_err(|_| format!("{given_by}: `{text}` is not a whole number"))?),
             Kind::Boolean => toml::Value::Boolean(match text.trim().to_ascii_lowercase().as_str() {
-                "1" | "true" | "yes" | "on" => true,
-                "0" | "false" | "no" | "off" | "" => false,
+                // (Go's ParseBool, as the event handler reads them, and more.)
+                "1" | "t" | "true" | "yes" | "on" => true,
+                "0" | "f" | "false" | "no" | "off" | "" => false,
                 _ => return Err(format!("{given_by}: `{text}` is not true or false")),
             }),
         };
@@ -943,5 +944,35 @@ refresh.interval = "2m"
         let lookup = |name: &str| (name == "FDFWD_DEBUG").then(|| "true".to_owned());
         assert!(FerryConfig::parse_with_env(text, Path::new("/f.toml"), &lookup).expect("loads").debug, "FDFWD_DEBUG");
         assert!(!FerryConfig::parse_with_env(text, Path::new("/f.toml"), &|_| None).expect("loads").debug);
+    }
+
+    #[test]
+    fn the_compatibility_doc_answers_every_flag_variable_and_spelling() {
+        let doc = include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/event-handler-compatibility.md"));
+        let table = doc.split("## Config keys, `start` flags and environment variables").nth(1).expect("the doc has its table");
+        for flag in FLAGS {
+            assert!(table.contains(&format!("`--{}`", flag.name)), "the doc's table lacks --{}", flag.name);
+            for spelling in spellings(flag.name) {
+                // (As the doc writes them: `[table] key`, a top-level key, or under `[forward.fluentd]`.)
+                let (parents, last) = spelling.split_at(spelling.len() - 1);
+                let mut shown = vec![format!("`{}`", spelling.join("."))];
+                if !parents.is_empty() {
+                    shown.push(format!("`[{}] {}`", parents.join("."), last[0]));
+                    shown.push(format!("`[{}] {}`", parents[0], spelling[1..].join(".")));
+                }
+                if let ["forward", "fluentd", rest @ ..] = spelling.as_slice() {
+                    shown.push(format!("`{}`", rest.join(".")));
+                }
+                assert!(
+                    shown.iter().any(|text| table.contains(text.as_str())),
+                    "the doc's table lacks `{}` (--{})",
+                    spelling.join("."),
+                    flag.name
+                );
+            }
+        }
+        for (suffix, _, _) in VARIABLES {
+            assert!(PREFIXES.iter().any(|prefix| table.contains(&format!("`{prefix}{suffix}`"))), "the doc's table lacks FDFWD_{suffix}");
+        }
     }
 }

@@ -138,10 +138,12 @@ impl Reader {
         Ok(chunks)
     }
 
-    /// Reads `chunks` of the date at `at`, up to `concurrency` at once as
-    /// Teleport's own exporter does (a chunk is one stream, and a date's
-    /// chunks are independent), forwarding their events in the order they
-    /// arrive. Each chunk is streamed by its own task ([`Reader::export_chunk`]);
+    /// Reads `chunks` of the date at `at`, up to `concurrency` at once (a
+    /// chunk is one stream, and a date's chunks are independent; the event
+    /// handler reads `max(concurrency/4, 3)` of each of up to three dates,
+    /// docs/event-handler-compatibility.md says why ferry differs),
+    /// forwarding their events in the order they arrive. Each chunk is
+    /// streamed by its own task ([`Reader::export_chunk`]);
     /// this loop alone owns `cursor`, so each event's position says every
     /// open chunk's cursor as of that event, and a chunk is marked done only
     /// once its last event is forwarded (its task's news come in order).

@@ -202,6 +202,21 @@ pub fn drop_retired_keys(document: &mut DeTable<'_>, file: &Path, notices: &mut 
         };
         notices.push(namespace_notice(&format!("`namespace` in {}", file.display()), text));
     }
+    // The event handler looks the `fluentd-*` flags up under
+    // `[forward.fluentd]` only: at the top level they were read by no
+    // release, so a file that has them there works without them.
+    for flag in FLAGS.iter().filter(|flag| flag.name.starts_with("fluentd-")) {
+        if document.remove_entry(flag.name).is_some() {
+            let [_, under] = spellings(flag.name);
+            notices.push(format!(
+                "`{}` in {} is ignored: the event handler never read it at the top level, only as `{}` under [forward.fluentd], \
+                 and ferry does the same",
+                flag.name,
+                file.display(),
+                under.last().copied().unwrap_or_default()
+            ));
+        }
+    }
 }
 
 /// One line on an ignored `namespace`, given as `given` (the key in a file,
@@ -917,6 +932,21 @@ refresh.interval = "2m"
             from_flag.notices[0].starts_with("flag --namespace is ignored: it asks for the namespace \"team\""),
             "{:?}",
             from_flag.notices
+        );
+    }
+
+    #[test]
+    fn top_level_fluentd_keys_which_no_release_read_are_named_and_change_nothing() {
+        let base = "[teleport]\nidentity = \"i\"\n[forward.fluentd]\nurl = \"https://x/\"\n";
+        let plain = FerryConfig::parse_with_env(base, Path::new("/f.toml"), &|_| None).expect("loads");
+        let text = format!("fluentd-url = \"https://y/\"\nfluentd-ca = \"ca.crt\"\nfluentd-max-connections = 3\n{base}");
+        let config = FerryConfig::parse_with_env(&text, Path::new("/f.toml"), &|_| None).expect("loads");
+        assert_eq!(format!("{:?}", config.sinks), format!("{:?}", plain.sinks), "as in the event handler, they change nothing");
+        assert_eq!(config.notices.len(), 3, "{:?}", config.notices);
+        assert_eq!(
+            config.notices[0],
+            "`fluentd-url` in /f.toml is ignored: the event handler never read it at the top level, only as `url` under \
+             [forward.fluentd], and ferry does the same"
         );
     }
 

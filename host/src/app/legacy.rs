@@ -34,7 +34,9 @@ pub struct LegacyKey {
 
 /// The event handler's top-level keys. A key here wins over the same
 /// setting in `[teleport]`, as in the event handler, where the top-level
-/// keys are the only spelling; the `lock-*` keys win over a `lock` table.
+/// keys are the only spelling; the `lock-*` keys win over a `lock` table
+/// in `[teleport]`. (A top-level `[lock]` is the event handler's own
+/// spelling, moved to the `lock-*` keys by [`read_every_spelling`] first.)
 pub const KEYS: &[LegacyKey] = &[
     LegacyKey { key: "storage", into: None, note: "ferry's own key: the folder of the state database" },
     LegacyKey { key: "batch", into: Some(&["page-size"]), note: "events per page of the audit log search, and per batch" },
@@ -369,7 +371,8 @@ enum Kind {
     Text,
     Integer,
     Boolean,
-    /// Read by an older event handler, meaning nothing now: named at WARN.
+    /// Read by an older event handler, meaning nothing now (`namespace`):
+    /// named at WARN.
     Retired,
 }
 

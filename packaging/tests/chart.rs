@@ -161,14 +161,35 @@ fn templates() -> Vec<(String, String)> {
     found
 }
 
-/// The dotted paths the templates read as `.Values.…`.
+/// The dotted path that starts `text` (`eventHandler.lock.enabled }}` gives
+/// `eventHandler.lock.enabled`).
+fn dotted(text: &str) -> &str {
+    let end = text.find(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == '.')).unwrap_or(text.len());
+    text[..end].trim_end_matches('.')
+}
+
+/// The dotted paths the templates read as `.Values.…`, or through a
+/// variable holding part of them (`$eh := .Values.eventHandler`, then
+/// `$eh.startTime`). Taking a part into a variable reads nothing by itself.
 fn paths_read() -> BTreeSet<String> {
     let mut read = BTreeSet::new();
     for (_, text) in templates() {
+        let mut aliases = BTreeMap::new();
+        for (at, _) in text.match_indices(" := .Values") {
+            let name_start = text[..at].rfind('$').expect("a variable");
+            let path = dotted(text[at + " := .Values".len()..].trim_start_matches('.'));
+            aliases.insert(text[name_start..at].to_owned(), path.to_owned());
+        }
         for (at, _) in text.match_indices(".Values.") {
-            let rest = &text[at + ".Values.".len()..];
-            let end = rest.find(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == '.')).unwrap_or(rest.len());
-            read.insert(rest[..end].trim_end_matches('.').to_owned());
+            if !text[..at].ends_with(" := ") {
+                read.insert(dotted(&text[at + ".Values.".len()..]).to_owned());
+            }
+        }
+        for (name, base) in &aliases {
+            for (at, _) in text.match_indices(&format!("{name}.")) {
+                let rest = dotted(&text[at + name.len() + 1..]);
+                read.insert(if base.is_empty() { rest.to_owned() } else { format!("{base}.{rest}") });
+            }
         }
     }
     read
@@ -199,6 +220,49 @@ fn every_value_of_the_event_handlers_chart_is_read_by_a_template() {
         .filter(|path| !read.iter().any(|r| path == r || path.starts_with(&format!("{r}.")) || r.starts_with(&format!("{path}."))))
         .collect();
     assert!(unread.is_empty(), "values the templates never read (a user's setting would be ignored without a word): {unread:?}");
+}
+
+/// The dotted paths of every key values.schema.json takes (JSON is YAML),
+/// with whether the schema says it is refused.
+fn schema_keys() -> Vec<(String, bool)> {
+    fn walk(node: &Yaml, prefix: &str, found: &mut Vec<(String, bool)>) {
+        let Some(properties) = node["properties"].as_hash() else { return };
+        for (key, child) in properties {
+            let path = format!("{prefix}{}", key.as_str().expect("a key"));
+            if child["properties"].as_hash().is_some() {
+                walk(child, &format!("{path}."), found);
+            } else {
+                let refused = child["description"].as_str().is_some_and(|text| text.starts_with("refused"));
+                found.push((path, refused));
+            }
+        }
+    }
+    let path = chart().join("values.schema.json");
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|err| panic!("read {}: {err}", path.display()));
+    let schema = YamlLoader::load_from_str(&text).expect("values.schema.json is JSON").remove(0);
+    let mut found = Vec::new();
+    walk(&schema, "", &mut found);
+    found
+}
+
+/// A key the schema takes is one a template reads (or, refused, one the
+/// checks name): the schema lets nothing through that is then ignored.
+#[test]
+fn every_key_the_schema_takes_is_read_or_refused() {
+    let read = paths_read();
+    let checks = templates().into_iter().find(|(name, _)| name == "_checks.tpl").expect("templates/_checks.tpl").1;
+    let ignored: Vec<String> = schema_keys()
+        .into_iter()
+        .filter(|(path, refused)| {
+            if *refused {
+                let key = path.rsplit('.').next().unwrap_or(path);
+                return !checks.contains(&format!("\"{key}\""));
+            }
+            !read.iter().any(|r| path == r || path.starts_with(&format!("{r}.")))
+        })
+        .map(|(path, _)| path)
+        .collect();
+    assert!(ignored.is_empty(), "keys the schema takes but no template reads or refuses (they would be ignored): {ignored:?}");
 }
 
 #[test]
@@ -410,6 +474,27 @@ fn the_example_values_install_and_render_a_config_ferry_loads() {
     assert!(rendered.kinds().contains("PersistentVolumeClaim"), "persistentVolumeClaim.enabled");
 }
 
+/// `helm lint --strict` finds nothing to warn about with each example
+/// values file under ci/ (the files chart-testing installs).
+#[test]
+fn helm_lint_passes_with_every_example_values_file() {
+    let dir = chart().join("ci");
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir).expect("read ci/").map(|entry| entry.expect("list ci/").path()).collect();
+    files.sort();
+    assert!(files.len() >= 3, "ci/ holds the plain, tbot and cert-manager examples: {files:?}");
+    for file in files {
+        installs(&[&std::fs::read_to_string(&file).expect("read a values file")]).ferry_config();
+        let output = Command::new(renderer_python())
+            .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/render.py"))
+            .arg("--lint")
+            .arg(chart())
+            .arg(&file)
+            .output()
+            .expect("run helm lint");
+        assert!(output.status.success(), "helm lint --strict with {}: {}", file.display(), String::from_utf8_lossy(&output.stderr));
+    }
+}
+
 #[test]
 fn the_event_handlers_settings_reach_ferry_toml_in_its_own_key_spelling() {
     let rendered = installs(&[
@@ -424,6 +509,7 @@ eventHandler:
     failedAttemptsCount: 7
     period: 5m
     for: 1h
+  skipEventTypes: app.session.chunk,cert.create
 fluentd:
   maxConnections: 12
 ",
@@ -448,6 +534,7 @@ fluentd:
     let start = ferry::source::teleport::config::parse_start_time(start).expect("an RFC 3339 start time");
     assert_eq!(start, std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_714_521_600), "eventHandler.startTime");
     assert_eq!(teleport.concurrency, 8, "eventHandler.concurrency");
+    assert_eq!(teleport.skip_event_types, ["app.session.chunk", "cert.create"], "a comma-separated string, as a list");
     assert!(teleport.lock.enabled, "eventHandler.lock.enabled");
     assert_eq!(teleport.lock.failed_attempts_count, 7, "eventHandler.lock.failedAttemptsCount");
     assert_eq!(teleport.lock.period.0, std::time::Duration::from_secs(300), "eventHandler.lock.period");
@@ -685,6 +772,20 @@ fluentd:
     assert_eq!(teleport.addr, "test.teleport.sh:443", "teleport.address falls back to tbot's");
     assert!(teleport.identity.as_ref().is_some_and(|path| path.ends_with("identity")), "{:?}", teleport.identity);
     assert!(teleport.refresh.enabled, "ferry re-reads the identity tbot renews");
+
+    let named = installs(&[values, TBOT, "tbot: {defaultOutput: {secretName: ferry-identity}}"]);
+    let volumes = named.pod()["volumes"].clone();
+    let identity = volumes.as_vec().expect("volumes").iter().find(|v| v["name"].as_str() == Some("teleport-identity")).cloned();
+    assert_eq!(
+        identity.expect("the identity volume")["secret"]["secretName"].as_str(),
+        Some("ferry-identity"),
+        "tbot.defaultOutput.secretName"
+    );
+    assert!(
+        named.object("ConfigMap", "ferry-tbot")["data"]["tbot.yaml"]
+            .as_str()
+            .is_some_and(|config| config.contains("name: \"ferry-identity\""))
+    );
 }
 
 #[test]

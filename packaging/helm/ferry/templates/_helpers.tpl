@@ -58,7 +58,7 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 
 {{/* The secret tbot writes ferry's identity to. */}}
 {{- define "ferry.tbot.outputSecret" -}}
-{{- printf "%s-out" (include "ferry.tbot.fullname" .) }}
+{{- .Values.tbot.defaultOutput.secretName | default (printf "%s-out" (include "ferry.tbot.fullname" .)) }}
 {{- end }}
 
 {{- define "ferry.tbot.serviceAccountName" -}}
@@ -112,19 +112,19 @@ group: {{ coalesce $cm.issuer.group $cm.issuerGroup | required "certManager.issu
 
 {{/* The Operator's join spec for the bot's token. */}}
 {{- define "ferry.crd.tokenSpec" -}}
-{{- $override := .Values.crd.tokenSpecOverride }}
 {{- $tbot := .Values.tbot }}
-{{- if and $tbot.enabled (hasKey $override "join_method") (ne $override.join_method $tbot.joinMethod) }}
-{{- fail (printf "crd.tokenSpecOverride.join_method (%s) differs from tbot.joinMethod (%s): tbot joins by the token's method, make them the same" $override.join_method $tbot.joinMethod) }}
+{{- $method := get .Values.crd.tokenSpecOverride "join_method" }}
+{{- if and $tbot.enabled $method (ne $method $tbot.joinMethod) }}
+{{- fail (printf "crd.tokenSpecOverride.join_method (%s) differs from tbot.joinMethod (%s): tbot joins by the token's method, make them the same" $method $tbot.joinMethod) }}
 {{- end }}
 {{- if and $tbot.enabled (eq $tbot.joinMethod "kubernetes") }}
 {{- $default := dict "join_method" "kubernetes" "kubernetes" (dict "type" "in_cluster" "allow" (list (dict "service_account" (printf "%s:%s" .Release.Namespace (include "ferry.tbot.serviceAccountName" .))))) }}
-{{- mustMergeOverwrite $default (deepCopy $override) | toYaml }}
+{{- mustMergeOverwrite $default (deepCopy .Values.crd.tokenSpecOverride) | toYaml }}
 {{- else }}
-{{- if not (hasKey $override "join_method") }}
+{{- if not $method }}
 {{- fail "crd.tokenSpecOverride needs join_method and its settings (the token's spec in Teleport's terms) unless tbot.enabled joins by the kubernetes method" }}
 {{- end }}
-{{- toYaml $override }}
+{{- toYaml .Values.crd.tokenSpecOverride }}
 {{- end }}
 {{- end }}
 

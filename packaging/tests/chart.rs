@@ -594,6 +594,14 @@ annotations:
         assert!(has_pair(&meta["labels"], "team", value), "extraLabels.{what} missing: {:?}", pairs(&meta["labels"]));
         assert!(has_pair(&meta["annotations"], "note", value), "annotations.{what} missing: {:?}", pairs(&meta["annotations"]));
     }
+    // The upstream chart's older key too, annotations.pod winning a clash.
+    let both = installs(&[MINIMAL, "podAnnotations: {note: old, scrape: 'true'}", "annotations: {pod: {note: pod}}"]);
+    let pod_meta = both.deployment()["spec"]["template"]["metadata"].clone();
+    assert!(
+        has_pair(&pod_meta["annotations"], "note", "pod") && has_pair(&pod_meta["annotations"], "scrape", "true"),
+        "{:?}",
+        pairs(&pod_meta["annotations"])
+    );
     // The selector is the chart's own: extra pod labels never change it.
     assert!(!pairs(&deployment["spec"]["selector"]["matchLabels"]).contains_key("team"));
 }

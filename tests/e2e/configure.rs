@@ -38,7 +38,7 @@ fn the_generated_config_and_certificates_carry_teleport_events_to_logstash() {
     let output = configure(&sandbox, &[&cluster.standin.address(), "--key-type", "ecdsa", "--ip", "127.0.0.1"]);
     output.assert_success(&sandbox);
     assert!(
-        output.stdout.contains("wrote 16 files")
+        output.stdout.contains("wrote 17 files")
             && output.stdout.contains(&format!("tctl create -f {}/teleport-event-handler-role.yaml", etc.display())),
         "it says what it wrote and what to do next\n{}",
         sandbox.report(Some(&output))
@@ -176,4 +176,75 @@ fn a_second_run_refuses_on_one_line_and_bad_flags_name_themselves() {
         let message = output.one_line_error(&sandbox);
         assert!(message.starts_with(expected), "{message}");
     }
+}
+
+/// The Python that has helm-python-sdk, which `./test` installs (see
+/// packaging/tests/render.py): `FERRY_CHART_PYTHON`, else its venv.
+fn chart_renderer() -> std::path::PathBuf {
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let python = std::env::var_os("FERRY_CHART_PYTHON")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| repo.join("target/chart-renderer/bin/python"));
+    assert!(python.exists(), "no chart renderer at {} (FERRY_CHART_PYTHON): run ./test to install the chart renderer", python.display());
+    python
+}
+
+/// ferry.toml as the rendered config map holds it (a YAML block scalar,
+/// indented four spaces).
+fn ferry_toml_of(config_map: &str) -> String {
+    let mut lines = config_map.lines().skip_while(|line| line.trim() != "ferry.toml: |").skip(1);
+    let mut text = String::new();
+    for line in lines.by_ref() {
+        if !line.is_empty() && !line.starts_with("    ") {
+            break;
+        }
+        text.push_str(line.strip_prefix("    ").unwrap_or(line));
+        text.push('\n');
+    }
+    text
+}
+
+#[test]
+fn the_generated_chart_values_install_ferrys_chart() {
+    let sandbox = Sandbox::new("configure-chart", "");
+    let args = ["teleport.example.com:443", "--key-type", "ecdsa", "--dns-names", "logstash.logging.svc", "--lock"];
+    configure(&sandbox, &args).assert_success(&sandbox);
+    let etc = sandbox.path(ETC);
+    let values = etc.join("teleport-plugin-event-handler-values.yaml");
+    let text = read(&values);
+    // The secrets it says to make name files the folder has (the identity
+    // comes from `tctl auth sign`).
+    for file in ["ca.crt", "client.crt", "client.key"] {
+        let from = format!("--from-file={file}={}", etc.join(file).display());
+        assert!(text.contains(&from) && etc.join(file).is_file(), "the values file says to put {file} in the client secret: {text}");
+    }
+    assert!(text.contains(&format!("--from-file=identity={}", etc.join("identity").display())), "{text}");
+
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let out = sandbox.path("rendered");
+    let rendered = std::process::Command::new(chart_renderer())
+        .arg(repo.join("packaging/tests/render.py"))
+        .arg(repo.join("packaging/helm/ferry"))
+        .arg(&out)
+        .arg(&values)
+        .output()
+        .expect("run the chart renderer");
+    assert!(rendered.status.success(), "ferry's chart refuses the generated values: {}", String::from_utf8_lossy(&rendered.stderr));
+
+    let deployment = read(&out.join("deployment.yaml"));
+    for secret in ["secretName: \"teleport-event-handler-identity\"", "secretName: \"teleport-event-handler-client-tls\""] {
+        assert!(deployment.contains(secret), "the pod mounts {secret}\n{deployment}");
+    }
+    assert!(
+        out.join("pvc.yaml").is_file() && read(&out.join("pvc.yaml")).contains("PersistentVolumeClaim"),
+        "the state is kept on a volume"
+    );
+    let toml = ferry_toml_of(&read(&out.join("configmap.yaml")));
+    let config = ferry::app::FerryConfig::parse(&toml, &sandbox.path("ferry.toml"))
+        .unwrap_or_else(|err| panic!("ferry does not load the chart's config: {err}\n{toml}"));
+    let Some(ferry::source::SourceConfig::Teleport(teleport)) = &config.source else { panic!("no Teleport source in\n{toml}") };
+    assert_eq!(teleport.addr, "teleport.example.com:443");
+    assert!(teleport.lock.enabled, "--lock turns locking on in the chart too");
+    assert!(teleport.identity.as_ref().is_some_and(|path| path.ends_with("identity")), "{:?}", teleport.identity);
+    assert!(toml.contains("url = \"https://logstash.logging.svc:9601/\""), "Logstash by the name in its certificate\n{toml}");
 }

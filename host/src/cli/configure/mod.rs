@@ -3,8 +3,9 @@
 //! between ferry and Logstash (or Fluentd), the Teleport role and user ferry
 //! reads as and the role that signs its identity, a commented `ferry.toml`
 //! using them, a Logstash pipeline with its `pipelines.yml` entry and an
-//! index template, a `fluent.conf` and the systemd unit — then the `tctl`
-//! steps left to do. It takes teleport-event-handler's `configure`
+//! index template, a `fluent.conf`, the systemd unit and the values file of
+//! the Helm chart (naming the secrets to make from these files) — then the
+//! `tctl` steps left to do. It takes teleport-event-handler's `configure`
 //! arguments, so its guide reads the same with ferry.
 //!
 //! `args` validates the command line, `pki` makes the keys and

@@ -8,7 +8,7 @@ use super::{ConfigureArgs, ConfigureError, render};
 use std::path::{Path, PathBuf};
 
 /// Every file `ferry configure` writes, in the order it writes them.
-pub const FILES: [&str; 16] = [
+pub const FILES: [&str; 17] = [
     "ca.crt",
     "ca.key",
     "server.crt",
@@ -25,6 +25,11 @@ pub const FILES: [&str; 16] = [
     "elasticsearch-index-template.json",
     "fluent.conf",
     "ferry.service",
+    // The upstream chart's values file, by the name teleport-event-handler's
+    // `configure` gives it: ferry's chart takes those values, so the guide's
+    // `helm install ... --values teleport-plugin-event-handler-values.yaml`
+    // reads the same (as the role file keeps its name too).
+    "teleport-plugin-event-handler-values.yaml",
 ];
 
 /// Carries out `ferry configure`.
@@ -61,7 +66,7 @@ pub(super) fn configure(options: &Options) -> Result<PathBuf, ConfigureError> {
 }
 
 /// The contents of [`FILES`], in the same order.
-fn contents(options: &Options, material: &Material, dir: &str) -> [String; 16] {
+fn contents(options: &Options, material: &Material, dir: &str) -> [String; 17] {
     [
         material.ca_cert.clone(),
         material.ca_key.clone(),
@@ -79,6 +84,7 @@ fn contents(options: &Options, material: &Material, dir: &str) -> [String; 16] {
         render::index_template(),
         render::fluent_conf(dir),
         render::systemd_unit(),
+        render::chart_values(&options.addr, &options.dns_names[0], options.lock, dir),
     ]
 }
 
@@ -113,6 +119,7 @@ fn summary(options: &Options, dir: &Path) -> String {
 [4] Logstash: logstash-ferry.conf, its pipelines.yml entry logstash-pipelines.yml, elasticsearch-index-template.json
 [5] Fluentd: fluent.conf
 [6] systemd unit: ferry.service
+[7] Helm chart values: teleport-plugin-event-handler-values.yaml (ferry's chart, packaging/helm/ferry; the secrets to make are in it)
 
 Next steps:
   1. Create the role, the user and the impersonator role in Teleport:
@@ -126,6 +133,8 @@ Next steps:
   4. Give Logstash the pipeline (add logstash-pipelines.yml to /etc/logstash/pipelines.yml) and restart it.
   5. Install ferry as a service: copy the folder's ferry.toml, ca.crt, client.crt, client.key and identity to
      /etc/ferry, ferry.service to /etc/systemd/system, then: systemctl daemon-reload && systemctl enable --now ferry
+     Or on Kubernetes: make the two secrets named in teleport-plugin-event-handler-values.yaml, then
+       helm install ferry packaging/helm/ferry -n teleport -f {d}/teleport-plugin-event-handler-values.yaml
 ",
         count = FILES.len(),
         lock = if options.lock { " (with the lock rule)" } else { "" },

@@ -12,6 +12,7 @@ const LOGSTASH_PIPELINE: &str = include_str!("templates/logstash-ferry.conf");
 const LOGSTASH_PIPELINES_YML: &str = include_str!("templates/logstash-pipelines.yml");
 const INDEX_TEMPLATE: &str = include_str!("templates/index-template.json");
 const FLUENT_CONF: &str = include_str!("templates/fluent.conf");
+const CHART_VALUES: &str = include_str!("templates/chart-values.yaml");
 /// The unit the project ships, as it is: one file to keep right.
 const SYSTEMD_UNIT: &str = include_str!("../../../../packaging/systemd/ferry.service");
 
@@ -37,6 +38,14 @@ pub(super) fn impersonator() -> String {
 pub(super) fn ferry_toml(addr: &str, host: &str, lock: bool) -> String {
     let addr = toml::Value::String(addr.to_owned()).to_string();
     fill(FERRY_TOML, &[("addr", &addr), ("host", host), ("lock", if lock { "true" } else { "false" })])
+}
+
+/// The values file of the Helm chart, reading from `addr`, sending to
+/// Logstash at `host`, with the secrets to make from the files in `dir`.
+pub(super) fn chart_values(addr: &str, host: &str, lock: bool, dir: &str) -> String {
+    // A JSON string is a YAML string, with every character escaped as YAML reads it.
+    let addr = serde_json::Value::String(addr.to_owned()).to_string();
+    fill(CHART_VALUES, &[("addr", &addr), ("host", host), ("lock", if lock { "true" } else { "false" }), ("dir", dir)])
 }
 
 /// The folder as Logstash and Fluentd configs quote it, or why it cannot be.

@@ -299,6 +299,10 @@ struct Stored {
     event: EventUnstructured,
 }
 
+/// One date of the export as served: `YYYY-MM-DD`, and each chunk's name
+/// with the ids of its events (see [`TeleportStandIn::export_layout`]).
+pub type ExportDate = (String, Vec<(String, Vec<String>)>);
+
 /// Export chunks: UTC day number → chunks → indices into `Shared::audit`.
 struct Export {
     days: BTreeMap<i64, Vec<Vec<usize>>>,
@@ -471,7 +475,7 @@ impl TeleportStandIn {
     /// The export chunks as served: per UTC date (`YYYY-MM-DD`), oldest
     /// first, each chunk's name and the ids of its events in the order a
     /// chunk streams them. Empty without the export API.
-    pub fn export_layout(&self) -> Vec<(String, Vec<(String, Vec<String>)>)> {
+    pub fn export_layout(&self) -> Vec<ExportDate> {
         let Some(export) = &self.shared.export else { return Vec::new() };
         let date = |day: i64| {
             let time = UNIX_EPOCH + Duration::from_secs(u64::try_from(day * SECONDS_PER_DAY).unwrap_or(0));
@@ -480,7 +484,11 @@ impl TeleportStandIn {
         let chunk = |number: usize, events: &Vec<usize>| {
             (chunk_name(number), events.iter().map(|&at| self.shared.audit[at].event.id.clone()).collect())
         };
-        export.days.iter().map(|(&day, chunks)| (date(day), chunks.iter().enumerate().map(|(n, events)| chunk(n, events)).collect())).collect()
+        export
+            .days
+            .iter()
+            .map(|(&day, chunks)| (date(day), chunks.iter().enumerate().map(|(n, events)| chunk(n, events)).collect()))
+            .collect()
     }
 }
 

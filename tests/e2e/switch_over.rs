@@ -117,7 +117,12 @@ fn the_same_cluster_at_another_address_resumes_with_no_gap_and_no_resend() {
     run_against(&sandbox, &head, &head.standin.address());
     assert_eq!(out_ids(&sandbox), expected_ids(17), "{}", sandbox.report(None));
     let output = run_against(&sandbox, &all, &localhost(&all));
-    assert_eq!(out_ids(&sandbox), expected_ids(30), "every event once, in order, across the address change\n{}", sandbox.report(Some(&output)));
+    assert_eq!(
+        out_ids(&sandbox),
+        expected_ids(30),
+        "every event once, in order, across the address change\n{}",
+        sandbox.report(Some(&output))
+    );
     let status = sandbox.run("status");
     status.assert_success(&sandbox);
     assert!(status.stdout.contains("source teleport:ferry.test"), "the position is the cluster's\n{}", sandbox.report(Some(&status)));
@@ -233,15 +238,17 @@ fn legacy_state(cluster: &Cluster, sent: usize) -> (String, String, String, usiz
 }
 
 /// An index of the log after the `session.upload`, in the middle of an
-/// event handler page (neither its first nor its last event).
+/// event handler page that is not its window's first (so that the saved
+/// `cursor` is a real page key): neither the page's first event nor its last.
 fn mid_page_after_upload(cluster: &Cluster) -> usize {
     let log = cluster.standin.audit_events();
-    let mut sent = log.iter().position(|event| event.r#type == "session.upload").expect("the session is announced") + 3;
-    while matches!(legacy_state(cluster, sent).3, 0 | 19) {
-        sent += 1;
-    }
-    assert!(sent + 5 < log.len(), "events after it");
-    sent
+    let upload = log.iter().position(|event| event.r#type == "session.upload").expect("the session is announced");
+    (upload + 1..log.len() - 5)
+        .find(|&sent| {
+            let (_, key, _, at) = legacy_state(cluster, sent);
+            !key.is_empty() && (2..EH_BATCH - 2).contains(&at)
+        })
+        .expect("an event in the middle of a later page")
 }
 
 /// The audit log as served, as JSON, by id.
@@ -294,8 +301,13 @@ fn the_event_handlers_legacy_state_is_taken_over_with_nothing_twice_and_nothing_
     output.assert_success(&sandbox);
 
     let got = logstash.events();
-    assert!(got == cluster.audit_log()[sent + 1..], "the audit log from just after the event handler's last event, once each\n{}", sandbox.report(Some(&output)));
-    let session: Vec<Value> = util::complete_lines(&sandbox.read(SESSIONS)).iter().map(|line| serde_json::from_str(line).expect("JSON")).collect();
+    assert!(
+        got == cluster.audit_log()[sent + 1..],
+        "the audit log from just after the event handler's last event, once each\n{}",
+        sandbox.report(Some(&output))
+    );
+    let session: Vec<Value> =
+        util::complete_lines(&sandbox.read(SESSIONS)).iter().map(|line| serde_json::from_str(line).expect("JSON")).collect();
     let indices: Vec<i64> = session.iter().map(|event| event["ei"].as_i64().unwrap_or(-1)).collect();
     assert_eq!(indices, [158, 159], "the recording from just after index 1 (prints skipped)\n{}", sandbox.report(Some(&output)));
     let said = info_lines(&output, &folder.display().to_string());
@@ -341,7 +353,13 @@ fn the_event_handlers_export_state_of_another_address_is_taken_over() {
     let expected: Vec<Value> = expected.iter().map(|id| served[id].clone()).collect();
     let got = texts(&logstash.events());
     assert!(got.windows(2).all(|pair| pair[0] != pair[1]), "no event twice\n{}", sandbox.report(Some(&output)));
-    assert!(got == texts(&expected), "exactly what the event handler had not sent ({} of {})\n{}", got.len(), expected.len(), sandbox.report(Some(&output)));
+    assert!(
+        got == texts(&expected),
+        "exactly what the event handler had not sent ({} of {})\n{}",
+        got.len(),
+        expected.len(),
+        sandbox.report(Some(&output))
+    );
     let said = info_lines(&output, &folder.display().to_string());
     assert_eq!(said.len(), 1, "one line says what was taken from where\n{}", sandbox.report(Some(&output)));
     assert_eq!(snapshot(&folder), before, "the event handler's files are left as they were");

@@ -90,10 +90,10 @@ pub async fn settle(state: &State, settle: &Settle<'_>) -> Result<(), String> {
         }
     }
     let Some(storage) = settle.storage else { return Ok(()) };
-    let dir = match handover::find(storage, settle.addr) {
+    let (dir, whose) = match handover::find(storage, settle.addr) {
         Found::Nothing => return Ok(()),
-        Found::ForThisAddress(dir) => dir,
-        Found::OnlyOther(dir) => dir,
+        Found::ForThisAddress(dir) => (dir, "this address's"),
+        Found::OnlyOther(dir) => (dir, "another address's, the only one there"),
         Found::Several(dirs) => {
             let names: Vec<String> = dirs.iter().map(|dir| dir.display().to_string()).collect();
             return Err(format!(
@@ -108,7 +108,7 @@ pub async fn settle(state: &State, settle: &Settle<'_>) -> Result<(), String> {
     };
     let handover = take_over(state, settle, &dir).await?;
     tracing::info!(
-        "Took over the event handler's position from {}: {handover}; its files are left as they are (a rollback stays possible).",
+        "Took over the event handler's position from {} ({whose}): {handover}; its files are left as they are (a rollback stays possible).",
         dir.display()
     );
     Ok(())

@@ -150,8 +150,7 @@ impl TeleportSource {
                     .commit_cursor(&key, &format_time(start))
                     .await
                     .map_err(|err| ConfigError::invalid(&self.file, "storage", err.to_string()))?;
-                state
-                    .set_origin(&self.name, &crate::state::Origin::Own)
+                position::started_afresh(state, &self.name, &format_time(start))
                     .await
                     .map_err(|err| ConfigError::invalid(&self.file, "storage", err.to_string()))?;
                 self.start_time = Some(start);

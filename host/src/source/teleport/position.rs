@@ -156,6 +156,29 @@ async fn address_keyed(state: &State, key: &str) -> Result<Vec<String>, crate::s
     Ok(stored)
 }
 
+/// Records a position ferry starts itself (none stored, none taken over)
+/// and says so in one line; other clusters' positions in the database are
+/// named, in case the cluster was renamed (they are not taken: the audit
+/// log of another cluster is another log).
+pub async fn started_afresh(state: &State, key: &str, start: &str) -> Result<(), crate::state::StateError> {
+    if state.cursor(key).await?.is_some() {
+        // A cursor taken over without a start time: it has its origin.
+        return Ok(());
+    }
+    state.set_origin(key, &Origin::Own).await?;
+    let others: Vec<String> =
+        state.position_origins().await?.into_iter().map(|origin| origin.source).filter(|source| source != key).collect();
+    if others.is_empty() {
+        tracing::info!("No Teleport position stored for {key}: reading from {start}.");
+    } else {
+        tracing::warn!(
+            "No Teleport position stored for {key}: reading from {start}. The database holds positions of other clusters ({});              if this cluster was one of them under another name, stop ferry and run `ferry state adopt-position KEY`.",
+            others.join(", ")
+        );
+    }
+    Ok(())
+}
+
 /// `ferry state adopt-position KEY`: moves the position stored under `old`
 /// to `key`, which must have none.
 pub async fn adopt(state: &State, key: &str, old: &str) -> Result<String, String> {
@@ -257,6 +280,19 @@ mod tests {
         store(&state, "teleport:auth:3025").await;
         settle(&state, &config(None)).await.expect("the only one");
         assert!(state.has_position("teleport:c").await.expect("read"));
+    }
+
+    #[tokio::test]
+    async fn a_fresh_start_is_ferrys_own_but_a_cursor_taken_over_keeps_its_origin() {
+        let (_dir, state) = open_state().await;
+        started_afresh(&state, "teleport:c", "2024-05-01T00:00:00Z").await.expect("recorded");
+        assert_eq!(state.position_origins().await.expect("origins")[0].kind, "own");
+        let take =
+            TakeOver { source: "teleport:d", position: Some("{}"), start_time: None, origin: Origin::Imported { from: "/s/x_1".into() } };
+        state.take_over(&take).await.expect("taken");
+        started_afresh(&state, "teleport:d", "2024-05-01T00:00:00Z").await.expect("recorded");
+        let kinds: Vec<String> = state.position_origins().await.expect("origins").into_iter().map(|origin| origin.kind).collect();
+        assert_eq!(kinds, ["own", "imported"]);
     }
 
     #[tokio::test]

@@ -14,7 +14,10 @@
 //! - `session<ID>`: 8 bytes, big-endian, the index of the last recording
 //!   event forwarded (`session_events_job.go` saves `e.Index` after sending
 //!   it, and registers a new recording with 0 before sending anything); the
-//!   event handler asks again from that index, sending it twice. ferry goes
+//!   event handler asks again from that index, and Teleport streams the
+//!   events whose index is at least it (`lib/events/auditlog.go`,
+//!   `StreamSessionEvents`, although the proto's comment says "after"),
+//!   so the event handler sends that event twice. ferry goes
 //!   on from the next index, or from 0 when the index is 0 (nothing sent,
 //!   or the first event: once more rather than never);
 //! - `missing_recording<ID>`: JSON `{"Index","Attempt","Timestamp"}`, a

@@ -152,6 +152,7 @@ async fn address_keyed(state: &State, key: &str) -> Result<Vec<String>, crate::s
         .map(|cursor| cursor.source.split_once('#').map_or(cursor.source.clone(), |(base, _)| base.to_owned()))
         .filter(|source| source.starts_with("teleport:") && source != key && !keyed_by_cluster.contains(source))
         .collect();
+    stored.sort();
     stored.dedup();
     Ok(stored)
 }

@@ -299,6 +299,10 @@ struct Stored {
     event: EventUnstructured,
 }
 
+/// One date of the export as served: `YYYY-MM-DD`, and each chunk's name
+/// with the ids of its events (see [`TeleportStandIn::export_layout`]).
+pub type ExportDate = (String, Vec<(String, Vec<String>)>);
+
 /// Export chunks: UTC day number → chunks → indices into `Shared::audit`.
 struct Export {
     days: BTreeMap<i64, Vec<Vec<usize>>>,
@@ -453,6 +457,38 @@ impl TeleportStandIn {
     /// A recorded session as served, `print` events with their `data`.
     pub fn session_events(&self, session_id: &str) -> Option<Vec<EventUnstructured>> {
         self.shared.sessions.get(session_id).cloned()
+    }
+
+    /// The `last_key` this stand-in gives a full page whose last event is
+    /// the audit event `id` (the `start_key` of the page after it), as a
+    /// client that read that page saved it; `None` for an id not in the log.
+    /// Keys of the current epoch (faults can expire keys).
+    pub fn page_key_after(&self, id: &str) -> Option<String> {
+        let stored = self.shared.audit.iter().find(|stored| stored.event.id == id)?;
+        #[cfg(feature = "faults")]
+        let epoch = self.shared.faults.page_key_epoch(false);
+        #[cfg(not(feature = "faults"))]
+        let epoch = 0;
+        Some(page_key(epoch, stored.position))
+    }
+
+    /// The export chunks as served: per UTC date (`YYYY-MM-DD`), oldest
+    /// first, each chunk's name and the ids of its events in the order a
+    /// chunk streams them. Empty without the export API.
+    pub fn export_layout(&self) -> Vec<ExportDate> {
+        let Some(export) = &self.shared.export else { return Vec::new() };
+        let date = |day: i64| {
+            let time = UNIX_EPOCH + Duration::from_secs(u64::try_from(day * SECONDS_PER_DAY).unwrap_or(0));
+            humantime::format_rfc3339_seconds(time).to_string()[..10].to_owned()
+        };
+        let chunk = |number: usize, events: &Vec<usize>| {
+            (chunk_name(number), events.iter().map(|&at| self.shared.audit[at].event.id.clone()).collect())
+        };
+        export
+            .days
+            .iter()
+            .map(|(&day, chunks)| (date(day), chunks.iter().enumerate().map(|(n, events)| chunk(n, events)).collect()))
+            .collect()
     }
 }
 

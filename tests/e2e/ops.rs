@@ -276,7 +276,7 @@ fn status_after_a_teleport_run_shows_the_engine_cursor_and_the_newest_event() {
     run.assert_success(&sandbox);
     let status = status_json(&sandbox);
     let source = &status["sources"][0];
-    assert_eq!(source["source"], format!("teleport:{addr}"), "{status:#}");
+    assert_eq!(source["source"], format!("teleport:{}", cluster.standin.cluster_name()), "the position is keyed by cluster: {status:#}");
     assert_eq!(source["kind"], "teleport", "{status:#}");
     assert_eq!(source["cursor"]["engine"], "legacy", "the stand-in is told to have no export API: {status:#}");
     assert_eq!(source["sessions"], json!([]), "every recording was streamed: {status:#}");

@@ -159,6 +159,10 @@ pub async fn assemble(
         State::open_guarded(&config.database_path(), &config.file).await?
     };
     let mut parts = parts;
+    if let crate::source::Source::Teleport(source) = &mut parts.source {
+        // The event handler kept its state in the same storage folder.
+        source.take_over_from(config.resolve(&config.storage));
+    }
     parts.source.prepare(&state).await?;
     let chain =
         Chain::new(transforms, parts.sinks.keys().cloned().collect(), parts.default_sink, parts.source.name().to_owned(), metrics.clone());

@@ -1,6 +1,10 @@
 //! `ferry state …`: commands on the state database.
 
-use std::path::PathBuf;
+use crate::app::FerryConfig;
+use crate::source::Source;
+use crate::source::teleport::TeleportSource;
+use crate::state::State;
+use std::path::{Path, PathBuf};
 
 /// `ferry state …`: the state database's commands.
 #[derive(Debug, clap::Subcommand)]
@@ -14,6 +18,31 @@ pub enum StateCommand {
         #[arg(short, long, env = "FERRY_CONFIG", default_value = "ferry.toml")]
         config: PathBuf,
     },
+    /// Take over teleport-event-handler's saved position from its state
+    /// folder (`<storage>/<host>_<port>`): the legacy cursor, the export
+    /// chunks, recordings in progress and missing recordings. The folder is
+    /// only read. Refused when the database already holds a position for
+    /// the cluster, unless --replace.
+    ImportEventHandler {
+        /// The event handler's state folder, `<storage>/<host>_<port>`.
+        dir: PathBuf,
+        /// Replace the position the database holds for the cluster.
+        #[arg(long)]
+        replace: bool,
+        /// The config file.
+        #[arg(short, long, env = "FERRY_CONFIG", default_value = "ferry.toml")]
+        config: PathBuf,
+    },
+    /// Make the Teleport position an older ferry stored under an address
+    /// (`teleport:<addr>`, as `ferry status` lists it) this cluster's, when
+    /// ferry cannot tell which of several it is.
+    AdoptPosition {
+        /// The key it is stored under, `teleport:<addr>`.
+        key: String,
+        /// The config file.
+        #[arg(short, long, env = "FERRY_CONFIG", default_value = "ferry.toml")]
+        config: PathBuf,
+    },
 }
 
 impl StateCommand {
@@ -21,7 +50,7 @@ impl StateCommand {
     pub async fn run(self) -> anyhow::Result<()> {
         match self {
             StateCommand::Reset { config } => {
-                let loaded = crate::app::FerryConfig::load(&config)?;
+                let loaded = FerryConfig::load(&config)?;
                 let database = loaded.database_path();
                 let existed = database.exists();
                 let id = crate::state::reset(&database).await?;
@@ -29,6 +58,31 @@ impl StateCommand {
                 println!("{}: {what} (identity {id}); the next `ferry start` uses it.", database.display());
                 Ok(())
             }
+            StateCommand::ImportEventHandler { dir, replace, config } => {
+                let (source, state) = teleport_and_state(&config).await?;
+                let said = source.import_event_handler(&state, &dir, replace).await;
+                state.close().await;
+                println!("{}", said.map_err(anyhow::Error::msg)?);
+                Ok(())
+            }
+            StateCommand::AdoptPosition { key, config } => {
+                let (source, state) = teleport_and_state(&config).await?;
+                let said = source.adopt_position(&state, &key).await;
+                state.close().await;
+                println!("{}", said.map_err(anyhow::Error::msg)?);
+                Ok(())
+            }
         }
     }
+}
+
+/// The config's Teleport source (its identity names the cluster) and the
+/// state database, opened as `ferry start` opens it.
+async fn teleport_and_state(config: &Path) -> anyhow::Result<(Box<TeleportSource>, State)> {
+    let loaded = FerryConfig::load(config)?;
+    let Source::Teleport(source) = Source::build(loaded.source()?, loaded.source_key(), &loaded.context())? else {
+        anyhow::bail!("{}: the source is not Teleport; there is no Teleport position to set", config.display());
+    };
+    let state = State::open_guarded(&loaded.database_path(), &loaded.file).await?;
+    Ok((source, state))
 }

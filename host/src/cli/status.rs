@@ -31,7 +31,23 @@ pub async fn run(path: PathBuf, json: bool) -> anyhow::Result<()> {
 
 /// The status of `state` as JSON, with lags measured at `now`.
 pub async fn gather(state: &State, now: SystemTime) -> anyhow::Result<Value> {
-    let sources: Vec<Value> = state.cursors().await?.iter().map(|cursor| source(cursor, now)).collect();
+    let origins = state.position_origins().await?;
+    let origin_of = |source: &str| {
+        let base = source.split_once('#').map_or(source, |(base, _)| base);
+        origins.iter().find(|origin| origin.source == base)
+    };
+    let sources: Vec<Value> = state
+        .cursors()
+        .await?
+        .iter()
+        .map(|cursor| {
+            let mut out = source(cursor, now);
+            if let Some(origin) = origin_of(&cursor.source) {
+                out["origin"] = serde_json::to_value(origin).unwrap_or(Value::Null);
+            }
+            out
+        })
+        .collect();
     let counts = state.dead_letter_counts().await?;
     let mut by_stage = serde_json::Map::new();
     for (stage, _, count) in &counts {
@@ -121,6 +137,9 @@ pub fn describe(report: &Value) -> String {
     for source in sources {
         let _ = writeln!(text, "source {}", source["source"].as_str().unwrap_or("?"));
         let _ = writeln!(text, "  cursor: {}", cursor_line(source));
+        if let Some(line) = origin_line(&source["origin"]) {
+            let _ = writeln!(text, "  position: {line}");
+        }
         for session in source["sessions"].as_array().map(Vec::as_slice).unwrap_or_default() {
             let _ = writeln!(
                 text,
@@ -163,6 +182,18 @@ pub fn describe(report: &Value) -> String {
         );
     }
     text
+}
+
+/// Where a position came from, on one line: `imported from DIR at TIME`,
+/// `migrated from KEY at TIME`, `ferry's own, since TIME`; none when not recorded.
+fn origin_line(origin: &Value) -> Option<String> {
+    let at = origin["at"].as_str()?;
+    let from = origin["from"].as_str().unwrap_or("?");
+    Some(match origin["kind"].as_str()? {
+        "imported" => format!("imported from {from} at {at} (the event handler's saved state)"),
+        "migrated" => format!("migrated from {from} at {at} (an older ferry's key)"),
+        _ => format!("ferry's own, since {at}"),
+    })
 }
 
 /// A source's cursor on one line.

@@ -12,8 +12,10 @@
 
 mod dead_letter;
 pub mod marker;
+mod origins;
 mod store;
 
 pub use dead_letter::{DeadLetter, Filter, Stage, StoredCursor, StoredDeadLetter};
 pub use marker::reset;
+pub use origins::{Origin, PositionOrigin, TakeOver};
 pub use store::{State, StateError};

@@ -97,7 +97,12 @@ impl State {
         sqlx::query_scalar("SELECT id FROM identity WHERE only = 1").fetch_optional(&self.pool).await.map_err(|err| self.error(err))
     }
 
-    fn error(&self, err: sqlx::Error) -> StateError {
+    /// The connection pool, for the other parts of this module.
+    pub(super) fn pool(&self) -> &SqlitePool {
+        &self.pool
+    }
+
+    pub(super) fn error(&self, err: sqlx::Error) -> StateError {
         StateError { path: self.path.clone(), message: err.to_string() }
     }
 

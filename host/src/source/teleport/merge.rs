@@ -14,6 +14,7 @@ use super::config::{TeleportSourceConfig, format_time, parse_start_time, truncat
 use super::connect::{ConnectOptions, IdentityWatcher, audit_log_client, auth_client, connect_lazy};
 use super::cursor::{Cursor, PositionSnapshot, SessionProgress};
 use super::lock::{FailedLogins, lock_for, run_locker};
+use super::position::{self, Settle};
 use super::sessions::{SessionItem, SessionReader};
 use crate::config::{ConfigError, Context};
 use crate::event::Event;
@@ -23,7 +24,7 @@ use crate::source::{Invalid, Item, Position, SourceError, SourceRecord};
 use crate::state::State;
 use ferry_proto::types::LockV2;
 use std::collections::{HashMap, HashSet, VecDeque};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 use tokio::sync::mpsc;
@@ -44,6 +45,9 @@ pub struct TeleportSource {
     name: String,
     config: TeleportSourceConfig,
     file: PathBuf,
+    /// ferry's storage folder, where the event handler's saved state is
+    /// looked for (see [`TeleportSource::take_over_from`]); none: not looked for.
+    storage: Option<PathBuf>,
     key_prefix: String,
     watcher: IdentityWatcher,
     session_sink: Option<Arc<str>>,
@@ -64,10 +68,15 @@ impl TeleportSource {
         let refresh = config.refresh.enabled.then_some(config.refresh.interval.0);
         let watcher = IdentityWatcher::start(checked.credentials.clone(), checked.route.clone(), refresh)
             .map_err(|err| ctx.invalid(format!("{key_prefix}identity"), err.to_string()))?;
+        // The audit log is the cluster's: its position is keyed by the
+        // cluster name of the identity, not by the address that reaches it.
+        let cluster = watcher.current().cluster_name().to_owned();
+        let name = if cluster.is_empty() { position::address_key(&config.addr) } else { position::cluster_key(&cluster) };
         Ok(TeleportSource {
-            name: format!("teleport:{}", config.addr),
+            name,
             config: config.clone(),
             file: ctx.file.clone(),
+            storage: None,
             key_prefix: key_prefix.to_owned(),
             watcher,
             session_sink: None,
@@ -83,14 +92,43 @@ impl TeleportSource {
         self.session_sink = sink;
     }
 
-    /// The name the cursor is stored under.
+    /// The name the cursor is stored under: `teleport:<cluster>`.
     pub fn name(&self) -> &str {
         &self.name
     }
 
-    /// Fixes the start time at the first run and refuses a `start-time`
-    /// that differs from the stored one, as the event handler does.
+    /// Looks for the event handler's saved state in `storage` (ferry's
+    /// storage folder, which the event handler's `storage` also names) when
+    /// the cluster has no position yet.
+    pub fn take_over_from(&mut self, storage: PathBuf) {
+        self.storage = Some(storage);
+    }
+
+    fn settle_with<'a>(&'a self, storage: Option<&'a Path>) -> Settle<'a> {
+        Settle { key: &self.name, addr: &self.config.addr, storage, config_file: &self.file, start_time: self.start_time }
+    }
+
+    /// `ferry state import-event-handler DIR`: takes the event handler's
+    /// folder `dir` over; refused when the cluster has a position, unless
+    /// `replace`. Says what it took.
+    pub async fn import_event_handler(&self, state: &State, dir: &Path, replace: bool) -> Result<String, String> {
+        position::import(state, &self.settle_with(None), dir, replace).await
+    }
+
+    /// `ferry state adopt-position KEY`: the position an older ferry stored
+    /// under `key` becomes this cluster's.
+    pub async fn adopt_position(&self, state: &State, key: &str) -> Result<String, String> {
+        position::adopt(state, &self.name, key).await
+    }
+
+    /// Settles which stored position is this cluster's (one an older ferry
+    /// keyed by address, or the event handler's; see [`position`]), fixes
+    /// the start time at the first run and refuses a `start-time` that
+    /// differs from the stored one, as the event handler does.
     pub async fn prepare(&mut self, state: &State) -> Result<(), ConfigError> {
+        position::settle(state, &self.settle_with(self.storage.as_deref()))
+            .await
+            .map_err(|message| ConfigError::invalid(&self.file, "storage", message))?;
         let key = format!("{}#start-time", self.name);
         let stored = state.cursor(&key).await.map_err(|err| ConfigError::invalid(&self.file, "storage", err.to_string()))?;
         match (stored, self.start_time) {
@@ -110,6 +148,9 @@ impl TeleportSource {
                 let start = wanted.unwrap_or_else(|| truncate_to_second(SystemTime::now()));
                 state
                     .commit_cursor(&key, &format_time(start))
+                    .await
+                    .map_err(|err| ConfigError::invalid(&self.file, "storage", err.to_string()))?;
+                position::started_afresh(state, &self.name, &format_time(start))
                     .await
                     .map_err(|err| ConfigError::invalid(&self.file, "storage", err.to_string()))?;
                 self.start_time = Some(start);

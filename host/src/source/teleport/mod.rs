@@ -11,9 +11,11 @@ pub mod audit;
 pub mod config;
 pub mod connect;
 pub mod cursor;
+pub mod handover;
 pub mod identity;
 pub mod lock;
 mod merge;
+pub mod position;
 pub mod sessions;
 pub mod status;
 

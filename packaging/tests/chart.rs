@@ -550,8 +550,8 @@ fn the_event_handlers_defaults_render_as_its_defaults() {
     assert_eq!((teleport.concurrency, teleport.lock.enabled, teleport.start_time.as_deref()), (5, false, None));
     assert_eq!(teleport.lock.failed_attempts_count, 3);
     assert_eq!(teleport.lock.period.0, std::time::Duration::from_secs(60));
-    // 0, the event handler's "twice concurrency", leaves ferry's own default.
-    assert_eq!(max_connections(&config), [None, None], "fluentd.maxConnections 0");
+    // 0 is not rendered: ferry's default is the event handler's, twice concurrency.
+    assert_eq!(max_connections(&config), [Some(10), Some(10)], "fluentd.maxConnections 0");
 }
 
 #[test]

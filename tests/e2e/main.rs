@@ -15,6 +15,7 @@ mod export;
 mod hostile;
 mod limits;
 mod malformed;
+mod missing_plugin;
 mod observe;
 mod ops;
 mod plugin_authoring;

@@ -20,13 +20,14 @@ pub fn discover_plugins(config: &FerryConfig) -> Result<Vec<PluginSpec>, ConfigE
 /// the running one.
 pub fn discover_chain(config: &FerryConfig) -> Result<PluginChain, ConfigError> {
     let listed = !config.plugins.is_empty();
+    let removed: BTreeSet<String> = config.removed_plugins.iter().cloned().collect();
     let found = if listed {
         if config.plugins_dir.is_some() {
             return Err(ConfigError::invalid(&config.file, "plugins-dir", "set either `plugins-dir` or [[plugins]], not both"));
         }
         listed_plugins(config)?
     } else {
-        match &config.plugins_dir {
+        let folder = match &config.plugins_dir {
             Some(dir) => folder_plugins(&config.resolve(dir), true).map_err(|error| match error {
                 // The key, not only the folder, so the operator knows which line to fix.
                 ConfigError::Read { path, source } if path == config.resolve(dir) => ConfigError::invalid(
@@ -39,10 +40,13 @@ pub fn discover_chain(config: &FerryConfig) -> Result<PluginChain, ConfigError> 
                 ),
                 other => other,
             })?,
-            None => folder_plugins(&config.resolve(Path::new("./plugins")), false)?,
+            None => folder_plugins(&config.resolve(Path::new("plugins")), false)?,
+        };
+        if let Some(settings) = folder.lone_settings.iter().find(|settings| !removed.contains(&lone_plugin_name(settings))) {
+            return Err(lone_settings_error(config, settings));
         }
+        folder.plugins
     };
-    let removed: BTreeSet<String> = config.removed_plugins.iter().cloned().collect();
     let (specs, members): (Vec<PluginSpec>, Vec<Member>) = found
         .into_iter()
         .map(|(spec, settings)| {
@@ -53,6 +57,28 @@ pub fn discover_chain(config: &FerryConfig) -> Result<PluginChain, ConfigError> 
         .filter(|(_, member)| !removed.contains(&member.name))
         .unzip();
     Ok(PluginChain { specs, members, listed, removed })
+}
+
+/// The name the plugin of a settings file without its component would have
+/// had: its `name`, else the file's stem (the rule of [`PluginSpec::settings`]).
+fn lone_plugin_name(settings: &Path) -> String {
+    let named = std::fs::read_to_string(settings).ok().and_then(|text| toml::from_str::<PluginSpec>(&text).ok()).and_then(|spec| spec.name);
+    named.unwrap_or_else(|| PluginSpec { path: Some(settings.to_owned()), ..PluginSpec::default() }.settings().name)
+}
+
+/// A `NAME.toml` with no `NAME.wasm` beside it: the plugin it configures
+/// would silently not run (its component deleted, or not yet copied).
+fn lone_settings_error(config: &FerryConfig, settings: &Path) -> ConfigError {
+    let name = lone_plugin_name(settings);
+    ConfigError::invalid(
+        &config.file,
+        "plugins-dir",
+        format!(
+            "plugin `{name}` has its settings file {} but no component {}; put the component back, or take the plugin out on purpose with `removed-plugins = [{name:?}]`",
+            settings.display(),
+            settings.with_extension("wasm").display()
+        ),
+    )
 }
 
 /// A plugin chain as discovered, before anything is loaded.
@@ -85,7 +111,7 @@ pub struct Member {
 /// then copies), or its settings file did (it would run unconfigured: a
 /// redact plugin without its fields masks nothing).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{what}; the running chain keeps it (to take it out on purpose, name it in `removed-plugins` of ferry.toml)")]
+#[error("{what}; {} (to take it out on purpose, name it in `removed-plugins` of ferry.toml: removed-plugins = [{name:?}])", kept_by.describe())]
 pub struct Lost {
     /// The plugin's name.
     pub name: String,
@@ -93,6 +119,38 @@ pub struct Lost {
     pub file: PathBuf,
     /// What happened, on one line.
     pub what: String,
+    /// Which chain had the plugin.
+    pub kept_by: KeptBy,
+}
+
+/// The chain a [`Lost`] plugin belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeptBy {
+    /// The chain running now, which a reload would replace.
+    Running,
+    /// The chain ferry last ran, as the state remembers it.
+    LastRun,
+}
+
+impl KeptBy {
+    fn describe(self) -> &'static str {
+        match self {
+            KeptBy::Running => "the running chain keeps it",
+            KeptBy::LastRun => "ferry last ran with it and does not run without it",
+        }
+    }
+}
+
+impl From<Member> for crate::state::ChainPlugin {
+    fn from(member: Member) -> Self {
+        crate::state::ChainPlugin { name: member.name, wasm: member.wasm, settings: member.settings }
+    }
+}
+
+impl From<crate::state::ChainPlugin> for Member {
+    fn from(plugin: crate::state::ChainPlugin) -> Self {
+        Member { name: plugin.name, wasm: plugin.wasm, settings: plugin.settings }
+    }
 }
 
 impl PluginChain {
@@ -122,6 +180,7 @@ impl PluginChain {
                         return Err(Lost {
                             name: old.name.clone(),
                             file: settings.clone(),
+                            kept_by: KeptBy::Running,
                             what: format!(
                                 "plugin `{}` lost its settings file {}; it would run with default settings",
                                 old.name,
@@ -138,11 +197,20 @@ impl PluginChain {
                     } else {
                         format!("plugin `{}` is gone: {} no longer exists", old.name, old.wasm.display())
                     };
-                    return Err(Lost { name: old.name.clone(), file: old.wasm.clone(), what });
+                    return Err(Lost { name: old.name.clone(), file: old.wasm.clone(), what, kept_by: KeptBy::Running });
                 }
             }
         }
         Ok(())
+    }
+
+    /// Checks this chain, about to run after a stop (`start`, `check`,
+    /// `dead-letters replay`), against `last`, the chain ferry last ran:
+    /// the rule of a reload ([`PluginChain::check_keeps`]), since a plugin
+    /// file that went missing while ferry was stopped is lost just as one
+    /// deleted while it runs.
+    pub fn check_remembered(&self, last: &[Member]) -> Result<(), Lost> {
+        self.check_keeps(last).map_err(|lost| Lost { kept_by: KeptBy::LastRun, ..lost })
     }
 }
 
@@ -162,22 +230,37 @@ fn listed_plugins(config: &FerryConfig) -> Result<Vec<(PluginSpec, Option<PathBu
         .collect()
 }
 
-fn folder_plugins(dir: &Path, required: bool) -> Result<Vec<(PluginSpec, Option<PathBuf>)>, ConfigError> {
+/// What a plugins folder holds.
+struct Folder {
+    /// Each `NAME.wasm` in name order, with the settings of its `NAME.toml`.
+    plugins: Vec<(PluginSpec, Option<PathBuf>)>,
+    /// Each `NAME.toml` without a `NAME.wasm` beside it.
+    lone_settings: Vec<PathBuf>,
+}
+
+fn folder_plugins(dir: &Path, required: bool) -> Result<Folder, ConfigError> {
     let entries = match std::fs::read_dir(dir) {
         Ok(entries) => entries,
-        Err(err) if !required && err.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(err) if !required && err.kind() == std::io::ErrorKind::NotFound => {
+            return Ok(Folder { plugins: Vec::new(), lone_settings: Vec::new() });
+        }
         Err(source) => return Err(ConfigError::Read { path: dir.to_owned(), source }),
     };
-    let mut files: Vec<PathBuf> = Vec::new();
+    let (mut files, mut settings): (Vec<PathBuf>, Vec<PathBuf>) = (Vec::new(), Vec::new());
     for entry in entries {
         let entry = entry.map_err(|source| ConfigError::Read { path: dir.to_owned(), source })?;
         let path = entry.path();
-        if path.extension().is_some_and(|ext| ext == "wasm") {
-            files.push(path);
+        match path.extension() {
+            Some(ext) if ext == "wasm" => files.push(path),
+            Some(ext) if ext == "toml" => settings.push(path),
+            _ => {}
         }
     }
     files.sort();
-    files.into_iter().map(|wasm| spec_beside(&wasm)).collect()
+    settings.sort();
+    settings.retain(|toml| !files.contains(&toml.with_extension("wasm")));
+    let plugins = files.into_iter().map(|wasm| spec_beside(&wasm)).collect::<Result<_, _>>()?;
+    Ok(Folder { plugins, lone_settings: settings })
 }
 
 /// The settings for `dir/NAME.wasm`, from `dir/NAME.toml` when it exists
@@ -329,6 +412,62 @@ mod tests {
         // And once its files are gone.
         std::fs::remove_file(dir.path().join("plugins/a.wasm")).expect("rm");
         folder_chain(dir.path(), "removed-plugins = [\"a\"]\n").check_keeps(&running.members).expect("removed on purpose");
+    }
+
+    #[test]
+    fn a_settings_file_without_its_component_is_an_error_naming_both() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let plugins = dir.path().join("plugins");
+        std::fs::create_dir(&plugins).expect("mkdir");
+        std::fs::write(plugins.join("b.wasm"), b"").expect("write");
+        std::fs::write(plugins.join("b.toml"), "").expect("write");
+        std::fs::write(plugins.join("redact.toml"), "[config]\nfields = [\"login\"]\n").expect("write");
+        let err = discover_chain(&config_in(dir.path(), "")).expect_err("a lone settings file");
+        let text = err.to_string();
+        assert!(text.contains("plugin `redact` has its settings file "), "{text}");
+        assert!(text.contains(&plugins.join("redact.toml").display().to_string()), "{text}");
+        assert!(text.contains(&format!("no component {}", plugins.join("redact.wasm").display())), "{text}");
+        assert!(text.ends_with("`removed-plugins = [\"redact\"]`"), "{text}");
+        assert!(!text.contains('\n'), "{text}");
+        // Under another name, by its `name`.
+        std::fs::write(plugins.join("redact.toml"), "name = \"mask\"\n").expect("write");
+        let text = discover_chain(&config_in(dir.path(), "")).expect_err("a lone settings file").to_string();
+        assert!(text.contains("plugin `mask`"), "{text}");
+        // A plugin taken out on purpose may leave its settings behind.
+        let chain = discover_chain(&config_in(dir.path(), "removed-plugins = [\"mask\"]\n")).expect("taken out");
+        assert_eq!(chain.names(), ["b"]);
+    }
+
+    #[test]
+    fn a_chain_without_a_plugin_that_last_ran_is_refused_as_a_reload_is() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let last = two_plugins(dir.path());
+        folder_chain(dir.path(), "").check_remembered(&last.members).expect("the same chain");
+        // The folder emptied (a fresh volume): a is the first one lost.
+        for file in ["a.wasm", "a.toml", "b.wasm"] {
+            std::fs::remove_file(dir.path().join("plugins").join(file)).expect("rm");
+        }
+        let lost = folder_chain(dir.path(), "").check_remembered(&last.members).expect_err("a and b are gone");
+        assert_eq!((lost.name.as_str(), lost.kept_by), ("a", KeptBy::LastRun));
+        let text = lost.to_string();
+        assert!(
+            text.starts_with(&format!(
+                "plugin `a` is gone: {} no longer exists; ferry last ran with it",
+                dir.path().join("plugins/a.wasm").display()
+            )),
+            "{text}"
+        );
+        assert!(text.ends_with("removed-plugins = [\"a\"])"), "{text}");
+        // The default folder gone altogether: the same.
+        std::fs::remove_dir(dir.path().join("plugins")).expect("rmdir");
+        let missing = discover_chain(&config_in(dir.path(), "")).expect("no folder, no plugins");
+        assert_eq!(missing.check_remembered(&last.members).expect_err("gone").name, "a");
+        // Both taken out on purpose; and a first start remembers nothing.
+        discover_chain(&config_in(dir.path(), "removed-plugins = [\"a\", \"b\"]\n"))
+            .expect("ok")
+            .check_remembered(&last.members)
+            .expect("on purpose");
+        missing.check_remembered(&[]).expect("nothing ran before");
     }
 
     #[test]

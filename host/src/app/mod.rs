@@ -17,7 +17,7 @@ pub mod legacy;
 mod proptests;
 pub mod reload;
 
-pub use discover::{Lost, Member, PluginChain, discover_chain, discover_plugins};
+pub use discover::{KeptBy, Lost, Member, PluginChain, discover_chain, discover_plugins};
 pub use ferry_config::{ConfigFile, FerryConfig};
 
 use crate::config::{ConfigError, Context};
@@ -44,6 +44,9 @@ pub enum BuildError {
     /// The state database cannot be opened.
     #[error(transparent)]
     State(#[from] StateError),
+    /// The chain would run without a plugin ferry last ran with.
+    #[error(transparent)]
+    Lost(#[from] Lost),
 }
 
 /// Everything a config describes, checked, but not yet running.
@@ -82,6 +85,7 @@ pub async fn build_parts(config: &FerryConfig, metrics: Arc<Metrics>, use_cache:
         sinks.insert(name.clone(), sink);
     }
     let chain = discover_chain(config)?;
+    check_last_chain(config, &chain).await?;
     let (specs, members) = (chain.specs, chain.members);
     let cache = use_cache.then(|| config.plugin_cache_dir());
     let (runtime, plugins, loaded) = tokio::task::spawn_blocking(move || -> Result<_, PluginError> {
@@ -93,6 +97,19 @@ pub async fn build_parts(config: &FerryConfig, metrics: Arc<Metrics>, use_cache:
     .await
     .unwrap_or_else(|panic| std::panic::resume_unwind(panic.into_panic()))?;
     Ok(Parts { source, plugins, loaded, sinks, default_sink, members, runtime })
+}
+
+/// Refuses a chain that would go without a plugin of the chain ferry last
+/// ran with (a file deleted while ferry was stopped, an emptied volume),
+/// unless the config takes it out on purpose. The state is only read: a
+/// `check` creates nothing. A dry run sends nothing and keeps its state
+/// apart, so it is not held to the real chain.
+async fn check_last_chain(config: &FerryConfig, chain: &PluginChain) -> Result<(), BuildError> {
+    if config.dry_run {
+        return Ok(());
+    }
+    let last: Vec<Member> = crate::state::last_plugin_chain(&config.database_path()).await?.into_iter().map(Member::from).collect();
+    Ok(chain.check_remembered(&last)?)
 }
 
 /// A plugin that could not be loaded, named by both its name and its file
@@ -131,6 +148,8 @@ pub async fn build_pipeline(config: &FerryConfig, metrics: Arc<Metrics>) -> Resu
     let runtime = parts.runtime.clone();
     let members = std::mem::take(&mut parts.members);
     let pipeline = assemble(config, parts, transforms, metrics).await?;
+    // What a later start must not run without.
+    pipeline.state.remember_plugin_chain(&members.iter().cloned().map(Into::into).collect::<Vec<_>>()).await?;
     Ok((pipeline, runtime, members))
 }
 

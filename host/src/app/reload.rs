@@ -34,6 +34,7 @@ use crate::metrics::Metrics;
 use crate::pipeline::ChainSwap;
 use crate::plugin::{Runtime, Transform};
 use crate::shutdown::Shutdown;
+use crate::state::State;
 use crate::watch::{Snapshot, Watch};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -70,6 +71,8 @@ pub struct Reloader {
     /// The plugins of the running chain, which a new chain must keep
     /// unless the config takes them out.
     running_plugins: Vec<Member>,
+    /// Where the running chain is remembered for the next start.
+    state: State,
     /// The watched files: when last acted on, and any change settling.
     watch: Watch,
 }
@@ -116,12 +119,14 @@ impl Reloader {
     ///
     /// `running_plugins` are the files the running chain was loaded from
     /// (not what the folder holds now: a file deleted while the pipeline
-    /// started must still count as lost).
+    /// started must still count as lost). Each chain that takes over is
+    /// remembered in `state`, as the one a restart must keep.
     pub fn new(
         config_file: ConfigFile,
         config: FerryConfig,
         runtime: Arc<Runtime>,
         running_plugins: Vec<Member>,
+        state: State,
         swap: ChainSwap,
         metrics: Arc<Metrics>,
     ) -> Reloader {
@@ -133,6 +138,7 @@ impl Reloader {
             swap,
             metrics,
             running_plugins,
+            state,
             watch: Watch::new(Snapshot::of(Vec::<PathBuf>::new()), POLL_INTERVAL),
         };
         // Taken now, not when `run` first polls, so that a change made
@@ -203,6 +209,7 @@ impl Reloader {
                 }
                 self.running_plugins = chain.members;
                 tracing::info!(plugins = %names.join(", "), "Plugin chain reloaded; it takes over at the next batch.");
+                self.remember_running_chain().await;
             }
             Err(refusal) => {
                 self.metrics.add("ferry_plugin_reloads_total", &[("result", "refused")], 1);
@@ -226,6 +233,17 @@ impl Reloader {
             }
         }
         true
+    }
+
+    /// Records the running chain as the one a restart must keep. A failure
+    /// is logged: the chain runs already, and the next start checks
+    /// against the chain before it (whose plugins this one may have dropped
+    /// on purpose: then that start is refused until they are named again).
+    async fn remember_running_chain(&self) {
+        let plugins: Vec<crate::state::ChainPlugin> = self.running_plugins.iter().cloned().map(Into::into).collect();
+        if let Err(error) = self.state.remember_plugin_chain(&plugins).await {
+            tracing::warn!(%error, "Cannot record the reloaded plugin chain; the next start checks against the chain before it.");
+        }
     }
 
     async fn load_chain(&mut self) -> Result<(Vec<Box<dyn Transform>>, PluginChain), Refusal> {
@@ -254,7 +272,7 @@ impl Reloader {
         let mut files = vec![self.config_file.path.clone()];
         let config = &self.watched_config;
         if config.plugins.is_empty() {
-            let dir = config.resolve(config.plugins_dir.as_deref().unwrap_or(Path::new("./plugins")));
+            let dir = config.resolve(config.plugins_dir.as_deref().unwrap_or(Path::new("plugins")));
             let mut entries: Vec<PathBuf> = std::fs::read_dir(&dir)
                 .map(|entries| entries.filter_map(Result::ok).map(|entry| entry.path()).collect())
                 .unwrap_or_default();

@@ -36,7 +36,15 @@ pub async fn run(
     let (mut pipeline, runtime, plugins) = crate::app::build_pipeline(&config, metrics.clone()).await?;
     crate::shutdown::fire_on_signals(trigger.clone());
     crate::shutdown::fire_on_panic(trigger);
-    let reloader = crate::app::reload::Reloader::new(file, config, runtime, plugins, pipeline.chain.swap_handle(), metrics.clone());
+    let reloader = crate::app::reload::Reloader::new(
+        file,
+        config,
+        runtime,
+        plugins,
+        pipeline.state.clone(),
+        pipeline.chain.swap_handle(),
+        metrics.clone(),
+    );
     tokio::spawn(reloader.run(shutdown.clone(), hangups));
     let (progress_stop, progress_shutdown) = crate::shutdown::channel();
     let progress = tokio::spawn(crate::observe::progress::run(metrics, terminal, progress_every, progress_shutdown));

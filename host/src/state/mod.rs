@@ -1,4 +1,5 @@
-//! ferry's state in SQLite: source cursors, session progress, dead letters.
+//! ferry's state in SQLite: source cursors, session progress, dead letters,
+//! and the plugin chain that last ran.
 //!
 //! The database runs in WAL mode with `synchronous = NORMAL`: a crash of
 //! ferry loses nothing that was committed, and a power cut can at worst take
@@ -13,9 +14,11 @@
 mod dead_letter;
 pub mod marker;
 mod origins;
+mod plugin_chain;
 mod store;
 
 pub use dead_letter::{DeadLetter, Filter, Stage, StoredCursor, StoredDeadLetter};
 pub use marker::reset;
 pub use origins::{Origin, PositionOrigin, TakeOver};
+pub use plugin_chain::{ChainPlugin, last_plugin_chain};
 pub use store::{State, StateError};

@@ -6,7 +6,7 @@
 //! until ferry.toml takes the plugin out on purpose (`removed-plugins`).
 //! A settings file without its component is refused even on a first start.
 
-use crate::util::{self, Config, FixtureEvent, IN, Sandbox};
+use crate::util::{self, Config, DEADLINE, FixtureEvent, IN, Sandbox};
 use serde_json::Value;
 
 const MASK: &str = "***";
@@ -61,13 +61,19 @@ fn assert_all_masked(sandbox: &Sandbox) {
 /// `file`, and says how to take the plugin out on purpose; nothing more
 /// was delivered.
 fn assert_refused(sandbox: &Sandbox, args: &[&str], file: &str) -> String {
+    assert_refused_without(sandbox, args, "redact", file)
+}
+
+/// [`assert_refused`] for the plugin `plugin`.
+fn assert_refused_without(sandbox: &Sandbox, args: &[&str], plugin: &str, file: &str) -> String {
     let delivered = sandbox.out_count();
     let output = sandbox.run_command(sandbox.command(args));
     let message = output.one_line_error(sandbox);
     let expected = sandbox.path(file);
-    assert!(message.contains("`redact`"), "the refusal names the plugin: {message}{}", sandbox.report(Some(&output)));
+    assert!(message.contains(&format!("`{plugin}`")), "the refusal names the plugin: {message}{}", sandbox.report(Some(&output)));
     assert!(message.contains(&expected.display().to_string()), "the refusal names {}: {message}", expected.display());
-    assert!(message.contains("removed-plugins = [\"redact\"]"), "the refusal says how to take it out on purpose: {message}");
+    let remove = format!("removed-plugins = [\"{plugin}\"]");
+    assert!(message.contains(&remove), "the refusal says how to take it out on purpose: {message}");
     assert_eq!(sandbox.out_count(), delivered, "a refused {args:?} delivers nothing{}", sandbox.report(Some(&output)));
     assert_all_masked(sandbox);
     message
@@ -135,4 +141,45 @@ fn a_settings_file_without_its_component_is_refused_on_a_first_start() {
         assert!(message.contains(&sandbox.path("plugins/redact.toml").display().to_string()), "both files are named: {message}");
     }
     assert_eq!(sandbox.read(util::OUT), "", "nothing was delivered");
+}
+
+/// A plugin added by a reload is remembered too: deployed settings first
+/// (a lone settings file, refused), then its component (taken); once it
+/// ran, a restart without it is refused.
+#[test]
+fn a_plugin_a_reload_added_is_kept_by_the_next_start() {
+    let config = Config::file_job(true).set("plugins-dir", "plugins").pipeline(8, "20ms").set("source.file.poll-interval", "20ms");
+    let sandbox = Sandbox::new("missing_plugin_reloaded", &config.text());
+    sandbox.write(IN, b"");
+    sandbox.write("plugins/redact.wasm", &built("redact"));
+    sandbox.write("plugins/redact.toml", b"[config]\nfields = [\"login\"]\n");
+    let mut ferry = sandbox.spawn_start();
+    let wait = |text: &str, ferry: &util::Running| {
+        util::wait_for(
+            &format!("`{text}` on stderr"),
+            DEADLINE,
+            || ferry.stderr_count(text) >= 1,
+            || sandbox.report(Some(&ferry.snapshot())),
+        )
+    };
+    wait("Starting the pipeline.", &ferry);
+    sandbox.write("plugins/mask.toml", b"[config]\nfields = [\"user\"]\n");
+    wait("Reload refused", &ferry);
+    let refusal = ferry.stderr().lines().find(|line| line.contains("Reload refused")).unwrap_or_default().to_owned();
+    assert!(
+        refusal.contains("plugin `mask` has its settings file")
+            && refusal.contains(&sandbox.path("plugins/mask.wasm").display().to_string()),
+        "a lone settings file is named at a reload: {refusal}"
+    );
+    sandbox.write("plugins/mask.wasm", &built("redact"));
+    wait("Plugin chain reloaded", &ferry);
+    ferry.terminate();
+    ferry.wait(&sandbox, DEADLINE).assert_success(&sandbox);
+
+    for file in ["plugins/mask.wasm", "plugins/mask.toml"] {
+        std::fs::remove_file(sandbox.path(file)).expect("delete mask");
+    }
+    // Not following: a start that is wrongly let through ends at once.
+    sandbox.set_config(&folder_job().text());
+    assert_refused_without(&sandbox, &["start"], "mask", "plugins/mask.wasm");
 }

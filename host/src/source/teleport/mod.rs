@@ -16,6 +16,7 @@ pub mod lock;
 mod merge;
 pub mod sessions;
 pub mod status;
+pub mod upgrade;
 
 pub use config::TeleportSourceConfig;
 pub use merge::TeleportSource;

@@ -134,6 +134,12 @@ fn the_guides_config_pointed_at_a_proxy_with_tls_routing_delivers_every_event() 
     assert_every_event_once(&peers, &sandbox, &output);
     assert!(peers.proxy.routed() > 0, "the connections went through the Proxy's TLS routing\n{}", sandbox.report(Some(&output)));
     assert_route_said_once(&output, &sandbox, "through the Proxy's TLS routing");
+    // `ferry check` reaches the audit log the same way.
+    let routed = peers.proxy.routed();
+    let check = sandbox.run_command(sandbox.command(&["check", "--probe"]));
+    check.assert_success(&sandbox);
+    assert!(check.stdout.contains(&format!("teleport {}: ok", peers.proxy.address())), "{}", sandbox.report(Some(&check)));
+    assert!(peers.proxy.routed() > routed, "ferry check went through the Proxy too");
 }
 
 #[test]
@@ -196,4 +202,44 @@ fn the_guides_config_pointed_at_a_load_balancer_before_the_proxy_upgrades_the_co
     assert!(peers.proxy.routed() > 0, "inside the upgrade, the Proxy routed to Auth");
     assert!(balancer.pongs() > 0, "ferry answered the load balancer's pings");
     assert_route_said_once(&output, &sandbox, "connection upgrade");
+}
+
+#[test]
+fn teleports_environment_variable_forces_the_upgrade_without_a_test_dial() {
+    let peers = Peers::start(CLUSTER);
+    let balancer = peers.load_balancer();
+    let sandbox = peers.sandbox("proxy-upgrade-forced", &balancer.address());
+    let web_ca = sandbox.path("web-ca.crt");
+    std::fs::write(&web_ca, &balancer.pki.ca.cert).expect("web CA written");
+    let mut command = start_command(&sandbox);
+    command.env("SSL_CERT_FILE", &web_ca).env("TELEPORT_TLS_ROUTING_CONN_UPGRADE", format!("other:443=no;{}=yes", balancer.address()));
+    let output = sandbox.run_command(command);
+    output.assert_success(&sandbox);
+    assert_every_event_once(&peers, &sandbox, &output);
+    assert_eq!(balancer.refusals(), Vec::<String>::new(), "no plain TLS and no test dial reached the load balancer");
+    assert_route_said_once(&output, &sandbox, "connection upgrade");
+}
+
+/// The route is said once: a reconnection by the same route says nothing.
+#[test]
+fn reconnecting_through_the_proxy_does_not_say_the_route_again() {
+    let peers = Peers::start(CLUSTER);
+    let sandbox = peers.sandbox("proxy-reconnect", &peers.proxy.address());
+    let mut command = start_command(&sandbox);
+    command.env_remove("FDFWD_EXIT_ON_LAST_EVENT").env("FDFWD_TIMEOUT", "100ms");
+    let mut running = sandbox.spawn_command(command);
+    let report = |running: &crate::util::Running| sandbox.report(Some(&running.snapshot()));
+    crate::util::wait_for("every event", crate::util::DEADLINE, || peers.logstash.event_count() >= 183, || report(&running));
+    let routed = peers.proxy.routed();
+    peers.teleport.drop_connections();
+    crate::util::wait_for(
+        "a new connection through the Proxy",
+        crate::util::DEADLINE,
+        || peers.proxy.routed() > routed,
+        || report(&running),
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    let output = running.kill(&sandbox);
+    assert_eq!(peers.logstash.event_count(), 183, "nothing twice after the reconnection");
+    assert_route_said_once(&output, &sandbox, "through the Proxy's TLS routing");
 }

@@ -317,7 +317,9 @@ impl TlsConnector {
                 self.tell_route(config);
                 Ok(connection)
             }
-            Err(OpenError::Tls(err)) if wanted.is_none() && upgrade::required(&self.addr, self.timeout).await => {
+            Err(OpenError::Tls(err))
+                if wanted.is_none() && upgrade::required(&self.addr, self.timeout.min(upgrade::TEST_DIAL_TIMEOUT)).await =>
+            {
                 tracing::debug!(addr = %self.addr, error = %err, "TLS to Teleport failed and the peer refuses Teleport's routing; trying the connection upgrade.");
                 match self.open_upgraded(config.clone()).await {
                     Ok(connection) => {

@@ -55,22 +55,33 @@ pub const PROTOCOL: &str = "alpn-ping";
 /// protocol, which only Teleport's router knows).
 const PROBE_ALPN: &[u8] = b"teleport-reversetunnel";
 
+/// The test dial's longest wait, as Teleport's client's.
+pub const TEST_DIAL_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// HTTP/1.1, the only protocol an HTTP load balancer is sure to speak.
 const HTTP1: &[u8] = b"http/1.1";
 
-/// What `TELEPORT_TLS_ROUTING_CONN_UPGRADE` says about `addr`: items split
-/// on `,` or `;`, each `<addr>=<bool>` (that address) or `<bool>` (every
-/// other address); `None` when it says nothing about it.
+/// What `TELEPORT_TLS_ROUTING_CONN_UPGRADE` says about `addr`, read as
+/// Teleport's client reads it (`isALPNConnUpgradeRequiredByEnv`): items
+/// split on `,` or `;`, each `<addr>=<bool>` (that address: the first such
+/// item decides, an unreadable boolean meaning no) or `<bool>` (every other
+/// address: the last readable one counts). A value that is set decides:
+/// no when nothing in it speaks for the address. Unset or empty: `None`,
+/// the test dial decides. (Teleport matches `<addr>=` anywhere in an item;
+/// ferry compares the address exactly.)
 pub fn wanted_by(value: &str, addr: &str) -> Option<bool> {
-    let mut default = None;
+    if value.is_empty() {
+        return None;
+    }
+    let mut for_all = false;
     for item in value.split([',', ';']).map(str::trim).filter(|item| !item.is_empty()) {
         match item.split_once('=') {
-            Some((target, flag)) if target.trim() == addr => return parse_bool(flag.trim()),
+            Some((target, flag)) if target.trim() == addr => return Some(parse_bool(flag.trim()).unwrap_or(false)),
             Some(_) => {}
-            None => default = parse_bool(item).or(default),
+            None => for_all = parse_bool(item).unwrap_or(for_all),
         }
     }
-    default
+    Some(for_all)
 }
 
 /// What the environment says about `addr`.
@@ -210,14 +221,15 @@ mod tests {
     #[test]
     fn the_environment_variable_reads_as_teleports_client_reads_it() {
         let addr = "tenant.teleport.sh:443";
-        assert_eq!(wanted_by("", addr), None);
+        assert_eq!(wanted_by("", addr), None, "unset: the test dial decides");
         assert_eq!(wanted_by("true", addr), Some(true));
         assert_eq!(wanted_by("0", addr), Some(false));
-        assert_eq!(wanted_by("other:443=yes", addr), None, "another address only");
+        assert_eq!(wanted_by("other:443=yes", addr), Some(false), "set, but for another address only");
         assert_eq!(wanted_by("other:443=yes;tenant.teleport.sh:443=no", addr), Some(false));
         assert_eq!(wanted_by("false, tenant.teleport.sh:443=true", addr), Some(true), "the address's own item wins");
         assert_eq!(wanted_by("tenant.teleport.sh:443=true,false", addr), Some(true));
-        assert_eq!(wanted_by("maybe", addr), None, "not a boolean: nothing said");
+        assert_eq!(wanted_by("yes,maybe", addr), Some(true), "an unreadable item is skipped");
+        assert_eq!(wanted_by("tenant.teleport.sh:443=maybe,true", addr), Some(false), "an unreadable answer for the address is no");
     }
 
     #[test]

@@ -247,7 +247,7 @@ impl Reached {
     fn describe(self) -> &'static str {
         match self {
             Reached::Direct => "directly (the address answers h2 without the routing protocol)",
-            Reached::TlsRouting => "through the Proxy's TLS routing (ALPN teleport-auth@… for the identity's cluster)",
+            Reached::TlsRouting => "through the Proxy's TLS routing (ALPN teleport-auth@…)",
             Reached::Upgrade => {
                 "through the Proxy's ALPN connection upgrade (a WebSocket over HTTPS, past a load balancer that terminates TLS)"
             }
@@ -365,8 +365,9 @@ impl TlsConnector {
             (Some(cluster), kind @ (UnexpectedEof | ConnectionReset | ConnectionAborted | BrokenPipe)) => std::io::Error::new(
                 kind,
                 format!(
-                    "{} closed the connection during the TLS handshake that asks for cluster `{cluster}` (the identity's): \
-                     a Teleport Proxy does so when it does not serve cluster `{cluster}`; check `teleport.addr` and the identity",
+                    "{} closed the connection during the TLS handshake that asks for cluster `{cluster}`: a Teleport Proxy \
+                     does so when it does not serve cluster `{cluster}`; check that `teleport.addr` belongs to the cluster \
+                     that issued the identity",
                     self.addr
                 ),
             ),

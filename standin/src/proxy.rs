@@ -201,9 +201,18 @@ impl Drop for LoadBalancerStandIn {
 struct BalancerShared {
     backend: SocketAddr,
     ping_every: Duration,
-    upgrades: Mutex<Vec<String>>,
+    upgrades: Mutex<Vec<Upgrade>>,
     refusals: Mutex<Vec<String>>,
     pongs: AtomicUsize,
+}
+
+/// One upgrade the load balancer served.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Upgrade {
+    /// The server name the client asked for in the outer TLS (SNI).
+    pub sni: Option<String>,
+    /// The WebSocket sub-protocol (`alpn` or `alpn-ping`).
+    pub protocol: String,
 }
 
 impl LoadBalancerStandIn {
@@ -237,8 +246,8 @@ impl LoadBalancerStandIn {
         format!("localhost:{}", self.addr.port())
     }
 
-    /// The sub-protocol of each upgrade served, in order.
-    pub fn upgrades(&self) -> Vec<String> {
+    /// Each upgrade served, in order.
+    pub fn upgrades(&self) -> Vec<Upgrade> {
         lock(&self.shared.upgrades).clone()
     }
 
@@ -286,6 +295,7 @@ async fn balancer_accept_loop(listener: TcpListener, acceptor: tokio_rustls::Tls
 #[allow(clippy::result_large_err)]
 async fn serve_upgrade(tcp: TcpStream, acceptor: tokio_rustls::TlsAcceptor, shared: &BalancerShared) -> Result<(), String> {
     let tls = acceptor.accept(tcp).await.map_err(|err| format!("TLS: {err}"))?;
+    let sni = tls.get_ref().1.server_name().map(str::to_owned);
     let chosen = Arc::new(Mutex::new(None::<String>));
     let answer = {
         let chosen = chosen.clone();
@@ -311,7 +321,7 @@ async fn serve_upgrade(tcp: TcpStream, acceptor: tokio_rustls::TlsAcceptor, shar
     };
     let websocket = tokio_tungstenite::accept_hdr_async(tls, answer).await.map_err(|err| format!("upgrade: {err}"))?;
     let kind = lock(&chosen).clone().unwrap_or_default();
-    lock(&shared.upgrades).push(kind.clone());
+    lock(&shared.upgrades).push(Upgrade { sni, protocol: kind.clone() });
     let backend = TcpStream::connect(shared.backend).await.map_err(|err| format!("cannot reach the Proxy: {err}"))?;
     let _ = backend.set_nodelay(true);
     relay(websocket, backend, kind == "alpn-ping", shared).await;

@@ -106,6 +106,10 @@ fn start_command(sandbox: &Sandbox) -> std::process::Command {
     command
 }
 
+fn hex(text: &str) -> String {
+    text.bytes().map(|b| format!("{b:02x}")).collect()
+}
+
 /// Every event the cluster serves reached Logstash, none twice.
 fn assert_every_event_once(peers: &Peers, sandbox: &Sandbox, output: &Output) {
     let key = |event: &Value| event.to_string();
@@ -193,13 +197,20 @@ fn the_guides_config_pointed_at_a_load_balancer_before_the_proxy_upgrades_the_co
     let output = sandbox.run_command(command);
     output.assert_success(&sandbox);
     assert_every_event_once(&peers, &sandbox, &output);
+    // As Teleport's client: the address's host name as SNI, `alpn-ping`;
+    // inside, the same TLS as on every route.
     let upgrades = balancer.upgrades();
-    assert!(
-        !upgrades.is_empty() && upgrades.iter().all(|kind| kind == "alpn-ping"),
-        "upgrades: {upgrades:?}\n{}",
-        sandbox.report(Some(&output))
-    );
+    assert!(!upgrades.is_empty(), "{}", sandbox.report(Some(&output)));
+    for upgrade in &upgrades {
+        assert_eq!((upgrade.sni.as_deref(), upgrade.protocol.as_str()), (Some("localhost"), "alpn-ping"));
+    }
     assert!(peers.proxy.routed() > 0, "inside the upgrade, the Proxy routed to Auth");
+    let inner = peers.teleport.connections();
+    let routing = format!("teleport-auth@{}.teleport.cluster.local", hex(CLUSTER));
+    assert!(
+        inner.iter().all(|peer| peer.sni.as_deref() == Some("teleport.cluster.local") && peer.alpn == [routing.as_str(), "h2"]),
+        "{inner:?}"
+    );
     assert!(balancer.pongs() > 0, "ferry answered the load balancer's pings");
     assert_route_said_once(&output, &sandbox, "connection upgrade");
 }

@@ -19,6 +19,7 @@ mod observe;
 mod ops;
 mod plugin_authoring;
 mod plugin_tool;
+mod proxy;
 mod redact_file;
 mod reload;
 mod rotation;

@@ -55,14 +55,13 @@ impl Peers {
         let sandbox = Sandbox::new(name, "");
         let pki = self.logstash.pki.write(&sandbox.path("pki")).expect("certificates written");
         let port = self.logstash.addr().port();
-        // Teleport's guide, step 3, verbatim but for paths and ports. The
-        // guide also has `namespace = "default"` after `batch`: it must be
-        // put back here once the event handler's every key loads (issue 19,
-        // item 0, fixed apart from this).
+        // Teleport's guide, step 3, verbatim but for paths and ports (and
+        // `session-url`, which the guide then asks to add).
         let text = format!(
             r#"storage = "./storage"
 timeout = "10s"
 batch = 20
+namespace = "default"
 [forward.fluentd]
 ca = "{ca}"
 cert = "{cert}"

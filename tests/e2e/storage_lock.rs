@@ -62,7 +62,10 @@ fn refused(sandbox: &Sandbox, command: std::process::Command, holder: u32, what:
 
 #[test]
 fn a_second_start_is_refused_while_the_first_delivers_each_event_once() {
-    let sandbox = Sandbox::new("lock_second_start", &following().text());
+    // The same endpoint too: the second is refused for the storage, before
+    // it would fail on the port.
+    let port = std::net::TcpListener::bind("127.0.0.1:0").and_then(|listener| listener.local_addr()).expect("a free port").port();
+    let sandbox = Sandbox::new("lock_second_start", &following().set("http-addr", format!("127.0.0.1:{port}")).text());
     sandbox.write(IN, events(0, 20).as_bytes());
     let mut first = sandbox.spawn_start();
     wait_for_out(&sandbox, &first, 20);
@@ -77,6 +80,7 @@ fn a_second_start_is_refused_while_the_first_delivers_each_event_once() {
     assert!(status.stdout.contains("state database"), "{}", sandbox.report(Some(&status)));
     assert!(sandbox.dead_letters().is_empty());
     sandbox.run_command(sandbox.command(&["dead-letters", "list"])).assert_success(&sandbox);
+    sandbox.run("check").assert_success(&sandbox);
     // A dry run keeps a state of its own, so it runs beside the real one.
     sandbox.write("dry-run.toml", Config::file_job(false).set("dry-run", true).text().as_bytes());
     let dry = sandbox.run_args(&["start", "--config", "dry-run.toml"], None);

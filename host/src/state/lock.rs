@@ -125,20 +125,20 @@ async fn take(file: &File, database: &Path, path: &Path) -> Result<(), StateErro
             Err(TryLockError::WouldBlock) => {}
         }
         // Shared holders only are readers; an exclusive one is a ferry.
-        let holder = match file.try_lock_shared() {
-            Ok(()) => {
-                let _ = file.unlock();
-                None
+        let readers_only = file.try_lock_shared().is_ok();
+        if readers_only {
+            let _ = file.unlock();
+            if started.elapsed() > SCHEMA_WAIT {
+                let readers = "`ferry status` or `ferry dead-letters` bringing its schema up to date";
+                return Err(in_use(database, path, &format!("{readers} for over {}s", SCHEMA_WAIT.as_secs())));
             }
-            Err(_) => Holder::read(path),
-        };
-        match holder {
-            Some(holder) => return Err(in_use(database, path, &holder.describe())),
-            None if started.elapsed() > MOMENT => {
-                return Err(in_use(database, path, "another ferry, which has not written its name into the lock file"));
-            }
-            None => tokio::time::sleep(POLL).await,
+        } else if let Some(holder) = Holder::read(path) {
+            return Err(in_use(database, path, &holder.describe()));
+        } else if started.elapsed() > MOMENT {
+            // A holder between its lock and its name takes microseconds.
+            return Err(in_use(database, path, "another ferry, which has not written its name into the lock file"));
         }
+        tokio::time::sleep(POLL).await;
     }
 }
 
@@ -156,7 +156,7 @@ fn unsupported(database: &Path, path: &Path, err: &std::io::Error) -> StateError
     StateError::new(
         database,
         format!(
-            "cannot lock {} ({err}): ferry locks the storage so that two ferries never run on one state database, and this filesystem does not support file locks; put `storage` on a local filesystem",
+            "cannot lock {} ({err}): ferry locks its storage so that two ferries never run on one state database, and a filesystem without file locks (some network or FUSE mounts) cannot hold it; put `storage` on a local filesystem",
             path.display()
         ),
     )

@@ -233,7 +233,7 @@ fn command_line() -> String {
 pub(super) enum Beside {
     /// No ferry holds the lock: the reader holds it shared while it brings
     /// the schema up to date (or nothing, where the file cannot be opened).
-    Alone(#[allow(dead_code)] Option<File>),
+    Alone(#[allow(dead_code, reason = "held, not read: the shared lock lasts as long as the file is open")] Option<File>),
     /// A ferry holds it (this one, or another).
     Holder,
 }

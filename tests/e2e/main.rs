@@ -28,6 +28,7 @@ mod service;
 mod shutdown;
 mod sink_faults;
 mod state;
+mod storage_lock;
 mod switch_over;
 mod teleport;
 mod teleport_faults;

@@ -26,6 +26,7 @@ mod script_plugins;
 mod service;
 mod shutdown;
 mod sink_faults;
+mod sink_status;
 mod state;
 mod switch_over;
 mod teleport;

@@ -91,9 +91,11 @@ impl StatusTable {
             return Action::DeadLetter;
         }
         match default_action(status) {
-            // A 2xx left out of `success-statuses`: the receiver did not
-            // take the events the way this sink is told to expect.
-            Action::Acknowledge => Action::Retry,
+            // A 2xx left out of `success-statuses`: the receiver most likely
+            // stored the events, but not the way this sink is told to
+            // expect. Sending them again would store them again on every
+            // attempt, for ever; the dead-letter table keeps them, loudly.
+            Action::Acknowledge => Action::DeadLetter,
             action => action,
         }
     }
@@ -268,9 +270,10 @@ mod tests {
         for (status, action) in [
             (200, Acknowledge),
             (202, Acknowledge),
-            // A 2xx the sink does not count as success is retried, not taken.
-            (201, Retry),
-            (204, Retry),
+            // A 2xx the sink does not count as success: dead-lettered, not
+            // sent again and again.
+            (201, DeadLetter),
+            (204, DeadLetter),
             (400, Retry),
             (413, Retry),
             (403, DeadLetter),
@@ -300,7 +303,7 @@ mod tests {
         assert_eq!(attempt(403, &default), "retry");
         assert_eq!(attempt(413, &default), "too-large");
         assert_eq!(attempt(422, &default), "refused");
-        assert_eq!(attempt(201, &table(&[200], &[], &[])), "retry");
+        assert_eq!(attempt(201, &table(&[200], &[], &[])), "refused");
         assert_eq!(attempt(201, &table(&[200, 201], &[], &[])), "ack");
     }
 
@@ -355,7 +358,7 @@ mod tests {
                 }
                 Attempt::Refused { reason } => {
                     one_line(&reason)?;
-                    proptest::prop_assert!(code == 400 || code == 422, "HTTP {code} dead-lettered");
+                    proptest::prop_assert!(code == 400 || code == 422 || status.is_success(), "HTTP {code} dead-lettered");
                 }
             }
         }

@@ -268,14 +268,13 @@ impl HttpSink {
             let body = body.clone();
             let mut shutdown = shutdown.clone();
             async move {
-                let attempt = {
+                let (attempt, cause) = {
                     // Waiting for a free connection is a wait like any
                     // other: shutdown ends it. (The semaphore is never
                     // closed, so acquiring only waits.)
                     let Ok(_slot) = shutdown.until(self.connections.acquire()).await else { return Ok(Err(Stopped)) };
                     self.send_once(url, body, content_type, encoding).await
                 };
-                let (attempt, cause) = attempt;
                 if let Attempt::Retry { reason, .. } = &attempt {
                     self.metrics.add("ferry_http_retried_total", &[("sink", &self.name), ("cause", &cause)], 1);
                     self.report_retry(url, &cause, reason);
@@ -329,7 +328,6 @@ impl HttpSink {
                 (Attempt::Retry { reason: format!("no response within {:?} (timeout)", self.timeout), after: None }, "timeout".to_owned())
             }
         };
-
         let outcome = match &attempt {
             Attempt::Acknowledged => "acknowledged",
             Attempt::Retry { .. } => "retry",

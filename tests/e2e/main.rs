@@ -27,6 +27,7 @@ mod script_plugins;
 mod service;
 mod shutdown;
 mod sink_faults;
+mod sink_status;
 mod state;
 mod storage_lock;
 mod switch_over;

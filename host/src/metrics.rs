@@ -38,6 +38,10 @@ pub const COUNTERS: &[(&str, &str)] = &[
     ("ferry_sink_retries_total", "Delivery attempts that failed and were retried, by sink."),
     ("ferry_http_requests_total", "HTTP requests to a sink, by sink and outcome."),
     (
+        "ferry_http_retried_total",
+        "HTTP requests a sink's receiver did not take and ferry retries, by sink and cause (the status, or tls, connect, timeout).",
+    ),
+    (
         "ferry_events_dead_lettered_total",
         "Events written to the dead-letter table, by stage (source, plugin, sink) and component (its name).",
     ),

@@ -15,5 +15,6 @@ pub mod logstash;
 #[cfg(feature = "nginx")]
 pub mod nginx;
 pub mod pki;
+pub mod proxy;
 pub mod teleport;
 mod tls;

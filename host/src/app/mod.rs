@@ -27,7 +27,7 @@ use crate::plugin::{Loaded, PluginError, PluginSpec, Runtime, Transform, WasmPlu
 use crate::retry::Backoff;
 use crate::sink::{self, Sink};
 use crate::source::Source;
-use crate::state::{State, StateError};
+use crate::state::{State, StateError, StorageLock};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -161,19 +161,19 @@ pub async fn assemble(
     transforms: Vec<Box<dyn Transform>>,
     metrics: Arc<Metrics>,
 ) -> Result<Pipeline, BuildError> {
-    if config.dry_run {
+    // A dry run's state is thrown away each time; only the real one has a
+    // marker of past runs to check. Either is locked: a dry run beside the
+    // real one runs, two dry runs would delete each other's state.
+    let state = if config.dry_run {
         // A dry run starts from scratch every time and leaves the real
         // cursor alone.
         let path = config.database_path();
+        let lock = StorageLock::exclusive(&path).await?;
         for suffix in ["", "-wal", "-shm"] {
             let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
         }
         tracing::warn!(state = %path.display(), "Dry run: events are read and processed but not sent; the cursor is kept apart.");
-    }
-    // A dry run's state is thrown away each time; only the real one has a
-    // marker of past runs to check.
-    let state = if config.dry_run {
-        State::open(&config.database_path()).await?
+        State::open_locked(&path, lock).await?
     } else {
         State::open_guarded(&config.database_path(), &config.file).await?
     };

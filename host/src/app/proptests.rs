@@ -113,6 +113,8 @@ const KEYS: &[&str] = &[
     "timeout",
     "max-batch-bytes",
     "success-statuses",
+    "retry-statuses",
+    "dead-letter-statuses",
     "headers",
     "retry-initial",
     "retry-max",

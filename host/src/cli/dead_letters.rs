@@ -93,8 +93,14 @@ impl DeadLettersArgs {
         let config = FerryConfig::load(&self.config)?;
         let database = config.database_path();
         anyhow::ensure!(database.exists(), "no state database at {}: ferry has not run with this config", database.display());
-        let state = State::open(&database).await?;
-        let result = match self.command.unwrap_or(DeadLettersCommand::List) {
+        let command = self.command.unwrap_or(DeadLettersCommand::List);
+        // A replay delivers and rewrites dead letters as a running ferry
+        // does: it holds the storage lock, so it never runs beside one.
+        let state = match command {
+            DeadLettersCommand::Replay { .. } => State::open_exclusive(&database).await?,
+            _ => State::open(&database).await?,
+        };
+        let result = match command {
             DeadLettersCommand::List => list(&state, Filter { limit: filter.limit.or(Some(1000)), ..filter }).await,
             DeadLettersCommand::Show { id } => show(&state, id).await,
             DeadLettersCommand::Replay { timeout } => replay(&config, &state, &filter, timeout).await,

@@ -19,6 +19,10 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     let hangups = crate::app::reload::hangups();
     let path = &file.path;
+    // First of all: a second ferry on this storage stops here, naming the
+    // first, before it takes the first's port or compiles anything. The
+    // state opened below shares this lock; it is held until ferry exits.
+    let _lock = crate::state::StorageLock::exclusive(&config.database_path()).await?;
     let metrics = Arc::new(Metrics::default());
     let health = crate::observe::health();
     // The endpoint listens before the plugins compile, so that a liveness

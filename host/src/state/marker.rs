@@ -9,7 +9,7 @@
 //! `ferry state reset --config FILE`. A first run (no marker, no database)
 //! starts; a database from a ferry that wrote no marker yet is adopted.
 
-use super::{State, StateError};
+use super::{State, StateError, StorageLock};
 use std::path::{Path, PathBuf};
 
 /// The marker file of the database at `database`.
@@ -18,11 +18,14 @@ pub fn marker_path(database: &Path) -> PathBuf {
 }
 
 impl State {
-    /// Opens the database at `path` as [`State::open`] does, but only if it
-    /// is the one ferry ran with before, as the marker beside it says; writes
-    /// the marker on the first run. `config` is named in the error so that
-    /// the command it gives can be pasted as it is.
+    /// Opens the database at `path` holding its storage lock (see
+    /// [`super::lock`]), but only if it is the one ferry ran with before, as
+    /// the marker beside it says; writes the marker on the first run.
+    /// `config` is named in the error so that the command it gives can be
+    /// pasted as it is.
     pub async fn open_guarded(path: &Path, config: &Path) -> Result<State, StateError> {
+        // Before the marker is read: a second ferry must not even look.
+        let lock = StorageLock::exclusive(path).await?;
         let marker = marker_path(path);
         let recorded = read_marker(path, &marker)?;
         let fix = format!("if starting afresh is intended, run `ferry state reset --config {}`", config.display());
@@ -35,7 +38,7 @@ impl State {
                 ),
             ));
         }
-        let state = State::open(path).await?;
+        let state = State::open_locked(path, lock).await?;
         match (recorded, state.stored_identity().await?) {
             (Some(recorded), Some(current)) if recorded == current => Ok(state),
             (Some(recorded), current) => {
@@ -62,7 +65,7 @@ impl State {
 /// when it is missing: the marker is rewritten to name it. The id of the
 /// database accepted.
 pub async fn reset(path: &Path) -> Result<String, StateError> {
-    let state = State::open(path).await?;
+    let state = State::open_exclusive(path).await?;
     let id = state.identity().await;
     state.close().await;
     let id = id?;

@@ -8,16 +8,20 @@
 //!
 //! A marker file beside the database remembers which database ferry ran
 //! with, so that one deleted or replaced while ferry was stopped is an error
-//! rather than a silent fresh start (see [`marker`]). The database, its WAL
-//! and shared-memory files and the marker are created 0600: they hold events.
+//! rather than a silent fresh start (see [`marker`]). A lock file beside it
+//! keeps a second ferry off it while one runs (see [`lock`]). The database,
+//! its WAL and shared-memory files, the marker and the lock file are created
+//! 0600: they hold events.
 
 mod dead_letter;
+pub mod lock;
 pub mod marker;
 mod origins;
 mod plugin_chain;
 mod store;
 
 pub use dead_letter::{DeadLetter, Filter, Stage, StoredCursor, StoredDeadLetter};
+pub use lock::StorageLock;
 pub use marker::reset;
 pub use origins::{Origin, PositionOrigin, TakeOver};
 pub use plugin_chain::{ChainPlugin, last_plugin_chain};

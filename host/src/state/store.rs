@@ -1,8 +1,13 @@
+use super::lock::{self, StorageLock};
 use super::{DeadLetter, Filter, StoredCursor, StoredDeadLetter};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{Row, SqlitePool};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
+
+/// The schema's migrations (`host/migrations`).
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
 /// A state database could not be opened, migrated, read or written.
 #[derive(Debug, thiserror::Error)]
@@ -42,18 +47,48 @@ fn restrict(path: &Path) -> std::io::Result<()> {
     Ok(())
 }
 
-/// The state database. Cheap to clone; clones share one connection pool.
+/// The state database. Cheap to clone; clones share one connection pool
+/// (and the storage lock, when this state holds it).
 #[derive(Clone, Debug)]
 pub struct State {
     pool: SqlitePool,
     path: PathBuf,
+    lock: Option<Arc<StorageLock>>,
 }
 
 impl State {
-    /// Opens (creating if needed) the database at `path` and brings its
-    /// schema up to date. This does not look at the marker of past runs:
-    /// `ferry start` opens its state with [`State::open_guarded`].
+    /// Opens (creating if needed) the database at `path` for reading, and
+    /// brings its schema up to date. It takes no lock a running ferry would
+    /// be refused by: `status` and `dead-letters list` work beside one.
+    /// This does not look at the marker of past runs: `ferry start` opens
+    /// its state with [`State::open_guarded`], holding the storage lock.
     pub async fn open(path: &Path) -> Result<State, StateError> {
+        let beside = lock::share(path);
+        let state = State::connect(path, None).await?;
+        if matches!(beside, lock::Beside::Holder) && !state.schema_is_current().await {
+            // The holder is bringing it up to date (a fresh database, a
+            // newer ferry): migrating beside it would race it.
+            lock::holder_schema_current(path).await;
+        }
+        state.migrate().await?;
+        drop(beside);
+        Ok(state)
+    }
+
+    /// Opens (creating if needed) the database at `path`, whose storage
+    /// `lock` this process holds, for as long as the state lives, and brings
+    /// its schema up to date.
+    pub async fn open_locked(path: &Path, lock: Arc<StorageLock>) -> Result<State, StateError> {
+        let state = State::connect(path, Some(lock)).await?;
+        state.migrate().await?;
+        if let Some(lock) = &state.lock {
+            lock.schema_current();
+        }
+        Ok(state)
+    }
+
+    /// Opens the database's connection pool, creating the file 0600.
+    async fn connect(path: &Path, lock: Option<Arc<StorageLock>>) -> Result<State, StateError> {
         let error = |message: String| StateError { path: path.to_owned(), message };
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir).map_err(|err| error(format!("cannot create its folder: {err}")))?;
@@ -67,8 +102,21 @@ impl State {
             .busy_timeout(Duration::from_secs(10));
         let pool =
             SqlitePoolOptions::new().max_connections(4).connect_with(options).await.map_err(|err| error(format!("cannot open: {err}")))?;
-        sqlx::migrate!("./migrations").run(&pool).await.map_err(|err| error(format!("cannot update its schema: {err}")))?;
-        Ok(State { pool, path: path.to_owned() })
+        Ok(State { pool, path: path.to_owned(), lock })
+    }
+
+    async fn migrate(&self) -> Result<(), StateError> {
+        MIGRATOR.run(&self.pool).await.map_err(|err| StateError::new(&self.path, format!("cannot update its schema: {err}")))
+    }
+
+    /// True when every migration of this ferry has been applied.
+    async fn schema_is_current(&self) -> bool {
+        let applied: Vec<i64> =
+            sqlx::query_scalar("SELECT version FROM _sqlx_migrations WHERE success").fetch_all(&self.pool).await.unwrap_or_default();
+        MIGRATOR
+            .iter()
+            .filter(|migration| !migration.migration_type.is_down_migration())
+            .all(|migration| applied.contains(&migration.version))
     }
 
     /// The database file.

@@ -34,6 +34,19 @@ pub enum Fault {
     /// acknowledgement is lost after the events were stored, so the sender
     /// must send them again.
     AckLost,
+    /// Answer with this status and this body (no events recorded), as a
+    /// proxy in front of Logstash does: nginx's 403 page, its 400 for a
+    /// missing client certificate.
+    Answer(u16, String),
+}
+
+/// A proxy refusing every request for a while (see
+/// [`LogstashStandIn::refuse_for`]).
+#[derive(Debug, Clone)]
+struct Spell {
+    status: u16,
+    body: String,
+    until: std::time::Instant,
 }
 
 /// Random faults: each request that no scripted fault answers fails with
@@ -73,6 +86,7 @@ pub(super) struct Faults {
     waiting: AtomicU64,
     chaos: Mutex<Option<(Chaos, fastrand::Rng)>>,
     chaos_count: Mutex<ChaosCount>,
+    spell: Mutex<Option<Spell>>,
 }
 
 impl LogstashStandIn {
@@ -101,6 +115,20 @@ impl LogstashStandIn {
     pub fn chaos_count(&self) -> ChaosCount {
         lock(&self.shared.faults.chaos_count).clone()
     }
+
+    /// Answers every request with `status` and `body` for `spell` from now
+    /// (no events recorded), then takes them again: a proxy in front of
+    /// Logstash with a wrong client certificate, an expired token or a
+    /// moved path, until someone fixes it. Scripted faults come first.
+    pub fn refuse_for(&self, status: u16, body: &str, spell: Duration) {
+        let until = std::time::Instant::now() + spell;
+        *lock(&self.shared.faults.spell) = Some(Spell { status, body: body.to_owned(), until });
+    }
+
+    /// Ends a spell of [`LogstashStandIn::refuse_for`] now.
+    pub fn stop_refusing(&self) {
+        *lock(&self.shared.faults.spell) = None;
+    }
 }
 
 impl Faults {
@@ -113,7 +141,20 @@ impl Faults {
             let _ = stalled.wait_for(|stalled| !*stalled).await;
             self.waiting.fetch_sub(1, Ordering::Relaxed);
         }
-        lock(&self.scripted).pop_front().or_else(|| self.chaos_fault())
+        lock(&self.scripted).pop_front().or_else(|| self.spell_fault()).or_else(|| self.chaos_fault())
+    }
+
+    /// The answer of a spell of refusals still under way, if any.
+    fn spell_fault(&self) -> Option<Fault> {
+        let mut spell = lock(&self.spell);
+        match spell.as_ref() {
+            Some(refusing) if std::time::Instant::now() < refusing.until => Some(Fault::Answer(refusing.status, refusing.body.clone())),
+            Some(_) => {
+                *spell = None;
+                None
+            }
+            None => None,
+        }
     }
 
     /// The random fault for one request, if it draws one.
@@ -167,6 +208,7 @@ pub(super) async fn respond(fault: Fault, seen: &mut SeenRequest, body: Option<&
         (Fault::Status(code), _) => answer(code, ""),
         (Fault::TooManyRequests(seconds), _) => with_retry_after(429, seconds),
         (Fault::BadRequest(text), _) => answer(400, &text),
+        (Fault::Answer(code, text), _) => answer(code, &text),
         (Fault::Unavailable(seconds), _) => with_retry_after(503, seconds),
         (Fault::EndlessBody, Some(body)) => {
             if let Ok(events) = decode(&seen.content_type, &seen.content_encoding, body) {
@@ -218,5 +260,17 @@ mod tests {
         }
         assert_eq!(count.statuses + count.throttled + count.resets + count.lost_acks, failed as u64);
         assert!(Faults::default().chaos_fault().is_none(), "no chaos unless asked for");
+    }
+
+    #[test]
+    fn a_spell_of_refusals_answers_until_it_ends_and_scripted_faults_come_first() {
+        let faults = Faults::default();
+        let until = std::time::Instant::now() + Duration::from_secs(3600);
+        *lock(&faults.spell) = Some(Spell { status: 403, body: "denied".into(), until });
+        assert_eq!(faults.spell_fault(), Some(Fault::Answer(403, "denied".into())));
+        assert_eq!(faults.spell_fault(), Some(Fault::Answer(403, "denied".into())), "a spell lasts");
+        *lock(&faults.spell) = Some(Spell { status: 403, body: "denied".into(), until: std::time::Instant::now() });
+        assert_eq!(faults.spell_fault(), None, "an ended spell answers nothing");
+        assert!(lock(&faults.spell).is_none());
     }
 }

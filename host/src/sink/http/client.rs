@@ -1,7 +1,7 @@
 //! The HTTP client side: a pooled hyper client over rustls, and the request
 //! loop that retries each request until the receiver settles it.
 
-use super::classify::{Attempt, classify};
+use super::classify::{Attempt, StatusTable, classify};
 use super::encode;
 use super::{BodyFormat, HttpSinkConfig};
 use crate::config::{ConfigError, Context};
@@ -18,9 +18,10 @@ use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
+use std::collections::HashMap;
 use std::ops::Range;
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 use tokio::sync::Semaphore;
 
 /// Bytes of a response body kept for error messages and dead letters.
@@ -47,7 +48,9 @@ pub struct HttpSink {
     gzip: bool,
     max_bytes: usize,
     timeout: Duration,
-    success: Vec<u16>,
+    statuses: StatusTable,
+    /// When each cause of retries was last reported at ERROR.
+    reported: Mutex<HashMap<String, Instant>>,
     backoff: Backoff,
     max_retry_after: Duration,
     connections: Arc<Semaphore>,
@@ -139,7 +142,8 @@ impl HttpSink {
             gzip: config.gzip,
             max_bytes: usize::try_from(max_bytes).unwrap_or(usize::MAX).max(1),
             timeout: config.timeout.map_or(Duration::from_secs(60), |d| d.0),
-            success: config.success_statuses.clone().unwrap_or_default(),
+            statuses: status_table(config, &invalid)?,
+            reported: Mutex::new(HashMap::new()),
             backoff: Backoff {
                 initial: config.retry_initial.map_or(Duration::from_millis(500), |d| d.0),
                 max: config.retry_max.map_or(Duration::from_secs(30), |d| d.0),
@@ -156,7 +160,7 @@ impl HttpSink {
     /// empty JSON array, which Logstash's json codec decodes as zero events
     /// (as Fluentd's in_http does). The error names the URL and says what failed.
     pub async fn probe(&self) -> Result<(), String> {
-        match self.send_once(&self.url, Bytes::from_static(b"[]"), "application/json", None).await {
+        match self.send_once(&self.url, Bytes::from_static(b"[]"), "application/json", None).await.0 {
             Attempt::Acknowledged => Ok(()),
             Attempt::Retry { reason, .. } | Attempt::Refused { reason } => Err(format!("{}: {reason}", self.url)),
             Attempt::TooLarge => Err(format!("{}: HTTP 413 for an empty body", self.url)),
@@ -264,13 +268,17 @@ impl HttpSink {
             let body = body.clone();
             let mut shutdown = shutdown.clone();
             async move {
-                let attempt = {
+                let (attempt, cause) = {
                     // Waiting for a free connection is a wait like any
                     // other: shutdown ends it. (The semaphore is never
                     // closed, so acquiring only waits.)
                     let Ok(_slot) = shutdown.until(self.connections.acquire()).await else { return Ok(Err(Stopped)) };
                     self.send_once(url, body, content_type, encoding).await
                 };
+                if let Attempt::Retry { reason, .. } = &attempt {
+                    self.metrics.add("ferry_http_retried_total", &[("sink", &self.name), ("cause", &cause)], 1);
+                    self.report_retry(url, &cause, reason);
+                }
                 match attempt {
                     Attempt::Acknowledged => Ok(Ok(Settled::Acknowledged)),
                     Attempt::TooLarge => Ok(Ok(Settled::TooLarge("HTTP 413 Payload Too Large".into()))),
@@ -284,7 +292,9 @@ impl HttpSink {
         settled?
     }
 
-    async fn send_once(&self, url: &Uri, body: Bytes, content_type: &'static str, encoding: Option<&'static str>) -> Attempt {
+    /// One attempt, and its cause for [`HttpSink::report_retry`]: the status,
+    /// or `tls`, `connect` or `timeout` when none came.
+    async fn send_once(&self, url: &Uri, body: Bytes, content_type: &'static str, encoding: Option<&'static str>) -> (Attempt, String) {
         let mut request = hyper::Request::builder().method(Method::POST).uri(url.clone()).header(CONTENT_TYPE, content_type);
         if let Some(encoding) = encoding {
             request = request.header(CONTENT_ENCODING, encoding);
@@ -294,7 +304,7 @@ impl HttpSink {
         }
         let request = match request.body(Full::new(body)) {
             Ok(request) => request,
-            Err(err) => return Attempt::Refused { reason: format!("cannot build the request: {err}") },
+            Err(err) => return (Attempt::Refused { reason: format!("cannot build the request: {err}") }, "request".to_owned()),
         };
         // The timeout bounds the wait for the status; the body is read
         // under its own bounds, since the status already settled the request.
@@ -308,10 +318,15 @@ impl HttpSink {
             Ok(Err(err)) => Ok(Err(err)),
             Err(elapsed) => Err(elapsed),
         };
-        let attempt = match answer {
-            Ok(Ok((status, headers, body))) => classify(status, &headers, &body, &self.success),
-            Ok(Err(err)) => Attempt::Retry { reason: one_line(&err), after: None },
-            Err(_) => Attempt::Retry { reason: format!("no response within {:?} (timeout)", self.timeout), after: None },
+        let (attempt, cause) = match answer {
+            Ok(Ok((status, headers, body))) => (classify(status, &headers, &body, &self.statuses), status.as_u16().to_string()),
+            Ok(Err(err)) => {
+                let cause = if is_tls_failure(&err) { "tls" } else { "connect" };
+                (Attempt::Retry { reason: one_line(&err), after: None }, cause.to_owned())
+            }
+            Err(_) => {
+                (Attempt::Retry { reason: format!("no response within {:?} (timeout)", self.timeout), after: None }, "timeout".to_owned())
+            }
         };
         let outcome = match &attempt {
             Attempt::Acknowledged => "acknowledged",
@@ -321,8 +336,100 @@ impl HttpSink {
         };
         self.metrics.add("ferry_http_requests_total", &[("sink", &self.name), ("outcome", outcome)], 1);
         self.metrics.observe_sink_request(&self.name, started.elapsed());
-        attempt
+        (attempt, cause)
     }
+}
+
+/// How often one cause of retries (a status, a TLS failure) is reported at
+/// ERROR per sink: the first time, then once a minute while it lasts. Every
+/// attempt is still logged at WARN by the retry loop.
+const REPORT_EVERY: Duration = Duration::from_secs(60);
+
+impl HttpSink {
+    /// Reports a request the receiver did not take and that is retried, at
+    /// ERROR, at most once per [`REPORT_EVERY`] per cause: a status or a TLS
+    /// failure says the sink or a proxy before it is misconfigured or down,
+    /// which an operator must hear of while the events wait. Connect errors
+    /// and timeouts are left to the retry loop's WARN lines.
+    fn report_retry(&self, url: &Uri, cause: &str, reason: &str) {
+        if cause == "connect" || cause == "timeout" {
+            return;
+        }
+        let now = Instant::now();
+        {
+            let mut reported = self.reported.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            match reported.get(cause) {
+                Some(last) if now.saturating_duration_since(*last) < REPORT_EVERY => return,
+                _ => reported.insert(cause.to_owned(), now),
+            };
+        }
+        let what = match cause.parse::<u16>() {
+            Ok(408 | 429) => "The receiver is too busy to take ferry's requests",
+            Ok(status) if status >= 500 => "The receiver (or a proxy in front of it) is down or failing",
+            _ => "The receiver (or a proxy in front of it) refuses ferry's requests; check the sink's url, certificate and credentials",
+        };
+        tracing::error!(
+            sink = %self.name,
+            %url,
+            cause,
+            "{what}: {reason}. Its events wait and are retried, none is dead-lettered; reported once a minute while it lasts."
+        );
+    }
+}
+
+/// Whether a request failed in the TLS layer (a certificate refused on
+/// either side, a handshake alert), looking through the whole chain,
+/// `io::Error` wrappers included (their `source()` skips what they wrap).
+fn is_tls_failure(err: &(dyn std::error::Error + 'static)) -> bool {
+    let mut next = Some(err);
+    while let Some(err) = next {
+        if err.is::<rustls::Error>() {
+            return true;
+        }
+        if let Some(io) = err.downcast_ref::<std::io::Error>()
+            && let Some(inner) = io.get_ref()
+            && is_tls_failure(inner)
+        {
+            return true;
+        }
+        next = err.source();
+    }
+    false
+}
+
+/// The sink's [`StatusTable`] from its `success-statuses`, `retry-statuses`
+/// and `dead-letter-statuses`: each a real status (100 to 599), and no
+/// status in two lists, since that would leave what it means to chance.
+fn status_table(config: &HttpSinkConfig, invalid: &dyn Fn(&str, String) -> ConfigError) -> Result<StatusTable, ConfigError> {
+    let table = StatusTable {
+        success: config.success_statuses.clone().unwrap_or_default(),
+        retry: config.retry_statuses.clone().unwrap_or_default(),
+        dead_letter: config.dead_letter_statuses.clone().unwrap_or_default(),
+    };
+    for (key, list) in
+        [("success-statuses", &table.success), ("retry-statuses", &table.retry), ("dead-letter-statuses", &table.dead_letter)]
+    {
+        if let Some(status) = list.iter().find(|status| !(100..600).contains(*status)) {
+            return Err(invalid(key, format!("{status} is not an HTTP status (100 to 599)")));
+        }
+    }
+    if let Some(status) = table.dead_letter.iter().find(|status| table.retry.contains(status)) {
+        return Err(invalid(
+            "dead-letter-statuses",
+            format!("{status} is also in `retry-statuses`; a status is either retried or dead-lettered, list it once"),
+        ));
+    }
+    for (key, list) in [("retry-statuses", &table.retry), ("dead-letter-statuses", &table.dead_letter)] {
+        if let Some(status) = list.iter().find(|status| table.acknowledges(**status)) {
+            let success = if table.success.is_empty() {
+                "every 2xx is, unless `success-statuses` says otherwise"
+            } else {
+                "it is in `success-statuses`"
+            };
+            return Err(invalid(key, format!("{status} acknowledges a request ({success}); list it once")));
+        }
+    }
+    Ok(table)
 }
 
 /// Keeps the first [`RESPONSE_EXCERPT`] bytes of a response body. Reads on

@@ -40,6 +40,15 @@ pub struct HttpSinkConfig {
     pub max_batch_bytes: Option<ByteSize>,
     /// HTTP statuses that acknowledge a request. Default: any 2xx.
     pub success_statuses: Option<Vec<u16>>,
+    /// HTTP statuses retried although ferry's table dead-letters them
+    /// (400, 422; 413 is then retried, not split): for a receiver whose
+    /// 400 means a request it cannot take now. Default none.
+    pub retry_statuses: Option<Vec<u16>>,
+    /// HTTP statuses that dead-letter a request's events although ferry's
+    /// table retries them (say 409 for a receiver that answers it for an
+    /// event it will never take). Default none. A status in both lists is
+    /// a config error.
+    pub dead_letter_statuses: Option<Vec<u16>>,
     /// Extra request headers (for example `Authorization`). Values are
     /// never logged.
     #[serde(default)]

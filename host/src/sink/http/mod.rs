@@ -10,6 +10,10 @@
 //!   `json_lines`, so it is opt-in;
 //! - 429 when Logstash is blocked, 413 above 100 MiB, no HTTP status at all
 //!   when a client certificate is missing (the handshake fails);
+//! - a proxy in front of Logstash answers for it (nginx's 403 for a `deny`,
+//!   its 400 page for a missing client certificate, 502/504 for Logstash
+//!   down): a status about the request is retried, never dead-lettered
+//!   (the table is [`StatusTable::action`]);
 //! - with ECS on, a `User-Agent` header collides with Teleport's own
 //!   `user_agent` field, so none is sent unless configured.
 
@@ -18,7 +22,7 @@ mod client;
 mod config;
 mod encode;
 
-pub use classify::{Attempt, classify};
+pub use classify::{Action, Attempt, StatusTable, classify, default_action};
 pub use client::HttpSink;
 pub use config::{BodyFormat, HttpSinkConfig};
 pub use encode::{Request, plan_requests};

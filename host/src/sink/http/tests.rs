@@ -158,6 +158,7 @@ async fn a_server_certificate_from_another_ca_is_refused_naming_the_url() {
     assert!(attempt.is_err(), "delivery must not complete");
     assert_eq!(standin.event_count(), 0);
     assert!(standin.requests().is_empty(), "no request reached the receiver");
+    assert!(setup.metrics.get("ferry_http_retried_total", &[("sink", "default"), ("cause", "tls")]) >= 1, "counted as a TLS failure");
 }
 
 #[tokio::test]
@@ -211,6 +212,13 @@ async fn bad_urls_and_half_tls_settings_are_config_errors() {
         ("url = \"https://x/\"\ncert = \"c.pem\"\n", "needs its `key`"),
         ("url = \"https://x/\"\nca = \"missing.pem\"\n", "cannot read"),
         ("url = \"https://x/\"\nmax-connections = 0\n", "max-connections"),
+        (
+            "url = \"https://x/\"\nretry-statuses = [400, 409]\ndead-letter-statuses = [409]\n",
+            "sinks.out.dead-letter-statuses`: 409 is also in `retry-statuses`",
+        ),
+        ("url = \"https://x/\"\nretry-statuses = [40]\n", "sinks.out.retry-statuses`: 40 is not an HTTP status"),
+        ("url = \"https://x/\"\ndead-letter-statuses = [204]\n", "sinks.out.dead-letter-statuses`: 204 acknowledges a request"),
+        ("url = \"https://x/\"\nsuccess-statuses = [200, 299]\nretry-statuses = [299]\n", "sinks.out.retry-statuses`: 299 acknowledges"),
     ] {
         let text = format!("[sinks.out]\ntype = \"logstash\"\n{settings}");
         let config = FerryConfig::parse(&text, &dir.path().join("ferry.toml")).expect("parses");
@@ -301,8 +309,14 @@ mod nginx {
         let first_difference = received.iter().zip(&sent).position(|(got, want)| got != want);
         assert_eq!(first_difference, None, "nginx got every event once, unchanged, in order");
 
-        let refused = sink(&url, &pki, false, dir.path()).probe().await.expect_err("no client certificate");
+        let without = sink(&url, &pki, false, dir.path());
+        let refused = without.probe().await.expect_err("no client certificate");
         assert!(refused.contains("HTTP 400") && refused.starts_with(&url), "{refused}");
+        assert!(refused.contains("No required SSL certificate was sent") && !refused.contains('<'), "{refused}");
+        // nginx's 400 for a missing certificate is about the connection,
+        // not the events: retried until a certificate comes, never refused.
+        let delivery = tokio::time::timeout(Duration::from_secs(1), without.deliver(&events[..2], never())).await;
+        assert!(delivery.is_err(), "a delivery without a client certificate is retried, not settled: {delivery:?}");
         let deadline = std::time::Instant::now() + Duration::from_secs(20);
         while nginx.logged().last().is_some_and(|line| line["verify"] == "SUCCESS") {
             assert!(std::time::Instant::now() < deadline, "nginx never logged the refused request");

@@ -13,8 +13,8 @@ use std::time::{Duration, SystemTime};
 #[derive(Debug, Clone, Deserialize)]
 #[serde(rename_all = "kebab-case", deny_unknown_fields)]
 pub struct TeleportSourceConfig {
-    /// The Auth Service (`host:3025`) or a Proxy with TLS routing (`host:443`,
-    /// with `cluster`). Default `localhost:3025`, as the event handler.
+    /// The Auth Service (`host:3025`) or a Proxy (`host:443`). Default
+    /// `localhost:3025`, as the event handler.
     #[serde(default = "default_addr")]
     pub addr: String,
     /// An identity file (`tctl auth sign --format=file`, or Machine ID's).
@@ -28,8 +28,10 @@ pub struct TeleportSourceConfig {
     pub cert: Option<PathBuf>,
     /// Its private key.
     pub key: Option<PathBuf>,
-    /// Reach the Auth Service of this cluster through a Proxy with TLS
-    /// routing (ALPN `teleport-auth@…`). Unset: `addr` is the Auth Service.
+    /// Ask a Proxy with TLS routing for the Auth Service of this cluster
+    /// (ALPN `teleport-auth@…`), for example a leaf cluster. Unset: the
+    /// cluster of the identity, and `addr` may be the Auth Service or a
+    /// Proxy, as with Teleport's own client.
     pub cluster: Option<String>,
     /// Events per page of the audit log search (the event handler's `batch`).
     /// ferry's default is 500, the event handler's 20: a page is also a
@@ -219,7 +221,7 @@ impl TeleportSourceConfig {
         let route = match &self.cluster {
             Some(cluster) if cluster.trim().is_empty() => return Err(invalid("cluster", "must not be empty".into())),
             Some(cluster) => Route::TlsRouting { cluster: cluster.clone() },
-            None => Route::Direct,
+            None => Route::Auto,
         };
         Ok(Checked { credentials, route, start_time })
     }
@@ -290,7 +292,7 @@ mod tests {
         assert_eq!(config.lock.failed_attempts_count, 3);
         let checked = config.check(Path::new("f.toml"), Path::new("/etc/ferry"), "source.teleport.").expect("valid");
         assert_eq!(checked.credentials, Credentials::IdentityFile(PathBuf::from("/etc/ferry/auth.pem")));
-        assert_eq!(checked.route, Route::Direct);
+        assert_eq!(checked.route, Route::Auto);
     }
 
     #[test]

@@ -3,7 +3,9 @@
 //! tonic dials through [`TlsConnector`], which opens TCP to the configured
 //! address and runs the TLS handshake with ferry's own rustls config: SNI
 //! `teleport.cluster.local`, the cluster CAs as roots, the client
-//! certificate, ALPN per [`Route`]. The connector takes the newest config for
+//! certificate, ALPN per [`Route`] — so that the address may be the Auth
+//! Service or a Proxy with TLS routing, and, through Teleport's connection
+//! upgrade, a Proxy behind a load balancer that terminates TLS. The connector takes the newest config for
 //! every new connection, so when an [`IdentityWatcher`] has re-read a renewed
 //! identity file, reconnects use the new certificate while open connections
 //! carry on.
@@ -13,7 +15,8 @@
 //! faster pinger with GOAWAY `too_many_pings`), and Teleport's own client
 //! pings at that period.
 
-use super::identity::{API_DOMAIN, Credentials, IdentityError, Route, TlsMaterial};
+use super::identity::{ALPN_H2, API_DOMAIN, Credentials, IdentityError, Route, TlsMaterial, routed_cluster};
+use super::upgrade;
 use crate::error::one_line;
 use crate::watch::{Snapshot, Watch};
 use ferry_proto::auditlog::audit_log_service_client::AuditLogServiceClient;
@@ -24,9 +27,10 @@ use rustls::pki_types::ServerName;
 use std::error::Error as StdError;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 use tokio::sync::watch;
 use tonic::transport::{Channel, Endpoint, Uri};
@@ -214,32 +218,229 @@ impl Refresher {
 
 // === The connector ===
 
-/// Opens TCP to one address and runs TLS with the newest client config.
+/// The bytes under the Teleport TLS connection: TCP, or the tunnel of the
+/// ALPN connection upgrade.
+pub trait Transport: AsyncRead + AsyncWrite + Send + Unpin {}
+impl<T: AsyncRead + AsyncWrite + Send + Unpin> Transport for T {}
+
+/// A TLS connection to the Auth Service, as tonic takes it.
+pub type Connection = TokioIo<tokio_rustls::client::TlsStream<Box<dyn Transport>>>;
+
+/// How a connection reached the Auth Service, as said once in the log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reached {
+    /// The address is the Auth Service: it answers `h2` without the
+    /// routing protocol.
+    Direct,
+    /// The address is a Proxy with TLS routing: it answers only when asked
+    /// for the cluster's Auth Service.
+    TlsRouting,
+    /// Through the Proxy's web API (ALPN connection upgrade), for a load
+    /// balancer that terminates TLS in front of it.
+    Upgrade,
+    /// Connected, but the second connection that tells the first two apart
+    /// failed to open.
+    Untold,
+}
+
+impl Reached {
+    fn describe(self) -> &'static str {
+        match self {
+            Reached::Direct => "directly (the address answers h2 without the routing protocol)",
+            Reached::TlsRouting => "through the Proxy's TLS routing (ALPN teleport-auth@…)",
+            Reached::Upgrade => {
+                "through the Proxy's ALPN connection upgrade (a WebSocket over HTTPS, past a load balancer that terminates TLS)"
+            }
+            Reached::Untold => "(directly or through a Proxy's TLS routing: the connection that tells them apart failed)",
+        }
+    }
+}
+
+/// What the connector has learnt about its address, shared by its clones.
+#[derive(Debug, Default)]
+struct Reach {
+    /// The connection upgrade turned out to be needed: later connections go
+    /// straight to it.
+    upgrade: bool,
+    /// The route last said in the log.
+    said: Option<Reached>,
+    /// A connection telling the routes apart is open.
+    telling: bool,
+}
+
+/// Why opening a connection failed, and at which step.
+enum OpenError {
+    /// TCP: nothing about the peer learnt.
+    Tcp(std::io::Error),
+    /// The TLS handshake.
+    Tls(std::io::Error),
+}
+
+/// Opens a connection to one address with the newest client config, as
+/// Teleport's client reaches an Auth Service or a Proxy: straight TLS with
+/// the route's ALPN; where that fails and the peer turns out to be an HTTP
+/// load balancer (or `TELEPORT_TLS_ROUTING_CONN_UPGRADE` says so), the same
+/// TLS inside Teleport's connection upgrade ([`super::upgrade`]).
 #[derive(Clone)]
 pub struct TlsConnector {
     addr: String,
     tls: ClientTls,
+    timeout: Duration,
+    say_route: bool,
+    reach: Arc<Mutex<Reach>>,
 }
 
 impl TlsConnector {
     /// A connector to `addr` (`host:port`).
     pub fn new(addr: impl Into<String>, tls: ClientTls) -> TlsConnector {
-        TlsConnector { addr: addr.into(), tls }
+        TlsConnector { addr: addr.into(), tls, timeout: ConnectOptions::default().connect_timeout, say_route: false, reach: Arc::default() }
     }
 
-    async fn open(addr: String, config: Arc<ClientConfig>) -> std::io::Result<TokioIo<tokio_rustls::client::TlsStream<TcpStream>>> {
-        let tcp = TcpStream::connect(&addr).await?;
-        tcp.set_nodelay(true)?;
-        let name = ServerName::try_from(API_DOMAIN).map_err(std::io::Error::other)?;
-        let tls = tokio_rustls::TlsConnector::from(config).connect(name, tcp).await?;
-        Ok(TokioIo::new(tls))
+    /// Says in the log, once and again only when it changes, which route
+    /// reached the Auth Service.
+    pub fn saying_the_route(self) -> TlsConnector {
+        TlsConnector { say_route: true, ..self }
+    }
+
+    fn reach(&self) -> std::sync::MutexGuard<'_, Reach> {
+        self.reach.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    async fn open(self) -> std::io::Result<Connection> {
+        let config = self.tls.current();
+        let wanted = upgrade::wanted_by_env(&self.addr);
+        if wanted == Some(true) || (wanted.is_none() && self.reach().upgrade) {
+            return self.open_upgraded(config).await;
+        }
+        match self.open_direct(config.clone()).await {
+            Ok(connection) => {
+                self.tell_route(config);
+                Ok(connection)
+            }
+            Err(OpenError::Tls(err))
+                if wanted.is_none() && upgrade::required(&self.addr, self.timeout.min(upgrade::TEST_DIAL_TIMEOUT)).await =>
+            {
+                tracing::debug!(addr = %self.addr, error = %err, "TLS to Teleport failed and the peer refuses Teleport's routing; trying the connection upgrade.");
+                match self.open_upgraded(config.clone()).await {
+                    Ok(connection) => {
+                        self.reach().upgrade = true;
+                        Ok(connection)
+                    }
+                    // Not an HTTP server either (an Auth Service refuses the
+                    // test dial's protocol too): the first failure is the story.
+                    Err(upgrade) if upgrade::refused_the_protocol(&upgrade) => Err(self.explain(err, &config)),
+                    Err(upgrade) => {
+                        let err = self.explain(err, &config);
+                        Err(std::io::Error::new(err.kind(), format!("{err}; through Teleport's connection upgrade: {upgrade}")))
+                    }
+                }
+            }
+            Err(OpenError::Tls(err)) => Err(self.explain(err, &config)),
+            Err(OpenError::Tcp(err)) => Err(err),
+        }
+    }
+
+    /// TCP to the address, then the Teleport TLS.
+    async fn open_direct(&self, config: Arc<ClientConfig>) -> Result<Connection, OpenError> {
+        let tcp = TcpStream::connect(&self.addr).await.map_err(OpenError::Tcp)?;
+        tcp.set_nodelay(true).map_err(OpenError::Tcp)?;
+        handshake(config, Box::new(tcp)).await.map_err(OpenError::Tls)
+    }
+
+    /// The connection upgrade, then the Teleport TLS inside it.
+    async fn open_upgraded(&self, config: Arc<ClientConfig>) -> std::io::Result<Connection> {
+        let tunnel = upgrade::dial(&self.addr).await?;
+        let connection = handshake(config.clone(), Box::new(tunnel)).await.map_err(|err| self.explain(err, &config))?;
+        self.say(Reached::Upgrade);
+        Ok(connection)
+    }
+
+    /// A handshake the peer cut short, when ferry asked a Proxy for a
+    /// cluster: what a Proxy does for a cluster it does not serve (an
+    /// identity from another cluster, or the wrong address), said so.
+    fn explain(&self, err: std::io::Error, config: &ClientConfig) -> std::io::Error {
+        use std::io::ErrorKind::{BrokenPipe, ConnectionAborted, ConnectionReset, UnexpectedEof};
+        let cluster = config.alpn_protocols.first().and_then(|protocol| routed_cluster(protocol));
+        match (cluster, err.kind()) {
+            (Some(cluster), kind @ (UnexpectedEof | ConnectionReset | ConnectionAborted | BrokenPipe)) => std::io::Error::new(
+                kind,
+                format!(
+                    "{} closed the connection during the TLS handshake that asks for cluster `{cluster}`: a Teleport Proxy \
+                     does so when it does not serve cluster `{cluster}`; check that `teleport.addr` belongs to the cluster \
+                     that issued the identity",
+                    self.addr
+                ),
+            ),
+            _ => err,
+        }
+    }
+
+    /// After a direct connection: the route is the Auth Service itself or a
+    /// Proxy's TLS routing, and the same offer reaches both. One more
+    /// connection, offering `h2` alone, tells them apart: the Auth Service
+    /// answers it, a Proxy does not (it routes only the routing protocol).
+    /// It runs once, on its own: whatever becomes of it, ferry goes on.
+    fn tell_route(&self, config: Arc<ClientConfig>) {
+        if !self.say_route {
+            return;
+        }
+        if config.alpn_protocols.first().is_none_or(|protocol| routed_cluster(protocol).is_none()) {
+            self.say(Reached::Direct);
+            return;
+        }
+        {
+            let mut reach = self.reach();
+            if reach.telling || matches!(reach.said, Some(Reached::Direct | Reached::TlsRouting | Reached::Untold)) {
+                return;
+            }
+            reach.telling = true;
+        }
+        let connector = self.clone();
+        tokio::spawn(async move {
+            let reached = connector.h2_alone(&config).await;
+            connector.reach().telling = false;
+            connector.say(reached);
+        });
+    }
+
+    async fn h2_alone(&self, config: &ClientConfig) -> Reached {
+        let mut plain = config.clone();
+        plain.alpn_protocols = vec![ALPN_H2.to_vec()];
+        let opened = tokio::time::timeout(self.timeout, self.open_direct(Arc::new(plain))).await;
+        match opened {
+            Ok(Ok(connection)) => {
+                let mut tls = connection.into_inner();
+                let _ = tokio::io::AsyncWriteExt::shutdown(&mut tls).await;
+                Reached::Direct
+            }
+            Ok(Err(OpenError::Tls(_))) | Err(_) => Reached::TlsRouting,
+            Ok(Err(OpenError::Tcp(_))) => Reached::Untold,
+        }
+    }
+
+    fn say(&self, reached: Reached) {
+        if !self.say_route {
+            return;
+        }
+        let mut reach = self.reach();
+        if reach.said != Some(reached) {
+            reach.said = Some(reached);
+            tracing::info!(addr = %self.addr, "Reached Teleport's Auth Service {}.", reached.describe());
+        }
     }
 }
 
-type Connecting = Pin<Box<dyn Future<Output = std::io::Result<TokioIo<tokio_rustls::client::TlsStream<TcpStream>>>> + Send>>;
+/// The Teleport TLS handshake over `transport`: SNI `teleport.cluster.local`.
+async fn handshake(config: Arc<ClientConfig>, transport: Box<dyn Transport>) -> std::io::Result<Connection> {
+    let name = ServerName::try_from(API_DOMAIN).map_err(std::io::Error::other)?;
+    let tls = tokio_rustls::TlsConnector::from(config).connect(name, transport).await?;
+    Ok(TokioIo::new(tls))
+}
+
+type Connecting = Pin<Box<dyn Future<Output = std::io::Result<Connection>> + Send>>;
 
 impl tonic::codegen::Service<Uri> for TlsConnector {
-    type Response = TokioIo<tokio_rustls::client::TlsStream<TcpStream>>;
+    type Response = Connection;
     type Error = std::io::Error;
     type Future = Connecting;
 
@@ -248,7 +449,7 @@ impl tonic::codegen::Service<Uri> for TlsConnector {
     }
 
     fn call(&mut self, _: Uri) -> Self::Future {
-        Box::pin(Self::open(self.addr.clone(), self.tls.current()))
+        Box::pin(self.clone().open())
     }
 }
 
@@ -259,14 +460,16 @@ impl tonic::codegen::Service<Uri> for TlsConnector {
 /// connector (so with the newest identity).
 pub async fn connect(addr: &str, tls: &ClientTls, options: &ConnectOptions) -> Result<Channel, ConnectError> {
     let endpoint = endpoint(addr, options)?;
-    let connector = TlsConnector::new(addr, tls.clone());
+    let connector = TlsConnector { timeout: options.connect_timeout, ..TlsConnector::new(addr, tls.clone()) };
     endpoint.connect_with_connector(connector).await.map_err(|err| ConnectError::Connect { addr: addr.to_owned(), reason: one_line(&err) })
 }
 
 /// Like [`connect`], but connects on first use; for a process that must
-/// start (and retry) while Teleport is down.
+/// start (and retry) while Teleport is down. Says in the log which route
+/// reached the Auth Service.
 pub fn connect_lazy(addr: &str, tls: &ClientTls, options: &ConnectOptions) -> Result<Channel, ConnectError> {
-    Ok(endpoint(addr, options)?.connect_with_connector_lazy(TlsConnector::new(addr, tls.clone())))
+    let connector = TlsConnector { timeout: options.connect_timeout, ..TlsConnector::new(addr, tls.clone()) }.saying_the_route();
+    Ok(endpoint(addr, options)?.connect_with_connector_lazy(connector))
 }
 
 fn endpoint(addr: &str, options: &ConnectOptions) -> Result<Endpoint, ConnectError> {

@@ -16,10 +16,12 @@
 //! TLS facts, from Teleport's `api/client` (`configureTLS`, `ConfigureALPN`):
 //! the server name is always `teleport.cluster.local` (on every certificate
 //! Teleport issues to its services), the roots are the identity's TLS CAs,
-//! the client certificate is always presented, ALPN is `h2` direct to the
-//! Auth Service and `teleport-auth@<hex(cluster)>.teleport.cluster.local`
-//! then `h2` through a Proxy with TLS routing (the Proxy forwards that TLS
-//! connection, unterminated, to the Auth Service).
+//! the client certificate is always presented. ALPN is
+//! `teleport-auth@<hex(cluster)>.teleport.cluster.local` then `h2` unless
+//! told otherwise ([`Route`]): a Proxy with TLS routing routes on the first
+//! protocol and forwards the TLS connection, unterminated, to the Auth
+//! Service (`lib/srv/alpnproxy`, `ForwardTLS`), and the Auth Service picks
+//! `h2`, so one offer reaches both kinds of address.
 //!
 //! Key material is never printed: errors name the file and the part, and
 //! [`IdentityFile`]'s `Debug` hides the key.
@@ -208,15 +210,34 @@ pub fn hex(bytes: &[u8]) -> String {
 /// How ferry reaches the Auth Service.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub enum Route {
-    /// Straight to the Auth Service (port 3025 by default).
+    /// Whatever `addr` is, as Teleport's own client reaches it: the routing
+    /// protocol for the identity's cluster first, then `h2`. The Auth
+    /// Service picks `h2`; a Proxy with TLS routing routes on the first
+    /// protocol and forwards the TLS connection, unterminated, to the Auth
+    /// Service, which then picks `h2`. What the event handler's config (an
+    /// address and an identity, nothing else) needs.
     #[default]
+    Auto,
+    /// Straight to the Auth Service (port 3025 by default): `h2` alone.
     Direct,
     /// Through a Proxy Service with TLS routing (port 443), which forwards
-    /// the TLS connection to the Auth Service of `cluster`.
+    /// the TLS connection to the Auth Service of `cluster` (ferry's
+    /// `cluster` key: a cluster other than the identity's, such as a leaf).
     TlsRouting {
         /// The cluster name (the CN of its CA certificate).
         cluster: String,
     },
+}
+
+impl Route {
+    /// The route with [`Route::Auto`] made concrete for credentials of
+    /// `identity_cluster`.
+    pub fn for_cluster(&self, identity_cluster: &str) -> Route {
+        match self {
+            Route::Auto => Route::TlsRouting { cluster: identity_cluster.to_owned() },
+            other => other.clone(),
+        }
+    }
 }
 
 /// `<hex(cluster)>.teleport.cluster.local`, as Teleport's `EncodeClusterName`:
@@ -225,10 +246,20 @@ pub fn encode_cluster_name(cluster: &str) -> String {
     format!("{}.{API_DOMAIN}", hex(cluster.as_bytes()))
 }
 
-/// The ALPN protocols ferry offers on a route, in order.
+/// The cluster a routing protocol (`teleport-auth@<hex>.teleport.cluster.local`)
+/// asks for; `None` for any other protocol.
+pub fn routed_cluster(protocol: &[u8]) -> Option<String> {
+    let text = std::str::from_utf8(protocol).ok()?;
+    let hex = text.strip_prefix(ALPN_AUTH_PREFIX)?.strip_suffix(API_DOMAIN)?.strip_suffix('.')?;
+    let bytes = (0..hex.len()).step_by(2).map(|i| u8::from_str_radix(hex.get(i..i + 2)?, 16).ok()).collect::<Option<Vec<u8>>>()?;
+    String::from_utf8(bytes).ok()
+}
+
+/// The ALPN protocols ferry offers on a concrete route, in order
+/// ([`Route::Auto`] offers `h2` alone here: see [`Route::for_cluster`]).
 pub fn alpn_protocols(route: &Route) -> Vec<Vec<u8>> {
     match route {
-        Route::Direct => vec![ALPN_H2.to_vec()],
+        Route::Direct | Route::Auto => vec![ALPN_H2.to_vec()],
         Route::TlsRouting { cluster } => {
             vec![format!("{ALPN_AUTH_PREFIX}{}", encode_cluster_name(cluster)).into_bytes(), ALPN_H2.to_vec()]
         }
@@ -432,7 +463,8 @@ impl TlsMaterial {
     /// name ([`API_DOMAIN`]) is given when connecting.
     pub fn client_config(&self, route: &Route) -> Result<ClientConfig, IdentityError> {
         let roots = tls::roots_from(self.cas.iter().cloned()).ok_or_else(|| IdentityError::NoCa { path: self.cert_path.clone() })?;
-        tls::client_config_with(roots, Some((self.certs.clone(), self.key.clone_key())), alpn_protocols(route))
+        let protocols = alpn_protocols(&route.for_cluster(self.cluster_name()));
+        tls::client_config_with(roots, Some((self.certs.clone(), self.key.clone_key())), protocols)
             .map_err(|err| IdentityError::Mismatch { path: self.cert_path.clone(), reason: err.to_string() })
     }
 
@@ -540,6 +572,19 @@ mod tests {
         let config = material.client_config(&Route::TlsRouting { cluster: "example.com".into() }).expect("config");
         assert_eq!(config.alpn_protocols, vec![b"teleport-auth@6578616d706c652e636f6d.teleport.cluster.local".to_vec(), b"h2".to_vec()]);
         assert_eq!(material.client_config(&Route::Direct).expect("config").alpn_protocols, vec![b"h2".to_vec()]);
+        let auto = material.client_config(&Route::Auto).expect("config");
+        assert_eq!(auto.alpn_protocols, config.alpn_protocols, "no `cluster` key: the identity's cluster, routing protocol first");
+        assert_eq!(routed_cluster(&auto.alpn_protocols[0]).as_deref(), Some("example.com"));
+        let leaf = material.client_config(&Route::TlsRouting { cluster: "leaf.example.com".into() }).expect("config");
+        assert_eq!(routed_cluster(&leaf.alpn_protocols[0]).as_deref(), Some("leaf.example.com"), "`cluster` overrides");
+        for other in [
+            &b"h2"[..],
+            b"teleport-auth@zz.teleport.cluster.local",
+            b"teleport-auth@6578.example.com",
+            b"teleport-auth@657.teleport.cluster.local",
+        ] {
+            assert_eq!(routed_cluster(other), None, "{}", String::from_utf8_lossy(other));
+        }
     }
 
     #[test]

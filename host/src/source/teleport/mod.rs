@@ -18,6 +18,7 @@ mod merge;
 pub mod position;
 pub mod sessions;
 pub mod status;
+pub mod upgrade;
 
 pub use config::TeleportSourceConfig;
 pub use merge::TeleportSource;

@@ -326,6 +326,12 @@ fn the_logstash_pipeline_has_what_logstash_8_8_and_9_need_and_names_existing_fil
     }
     let pipelines = read(&written, "logstash-pipelines.yml");
     assert!(pipelines.contains("pipeline.ecs_compatibility: disabled"), "{pipelines}");
+    // A 200 from Logstash must mean the events are on disk: a persisted
+    // queue checkpointed at every write, and a dead-letter queue for what
+    // Elasticsearch refuses.
+    for setting in ["queue.type: persisted", "queue.checkpoint.writes: 1", "dead_letter_queue.enable: true"] {
+        assert!(pipelines.lines().any(|line| line.trim() == setting), "pipelines.yml sets {setting}: {pipelines}");
+    }
     assert!(pipelines.contains(&format!("path.config: \"{}\"", written.join("logstash-ferry.conf").display())), "{pipelines}");
 }
 

@@ -100,17 +100,30 @@ impl Runtime {
             return Ok((component, Loaded::Compiled));
         };
         let cached = cache_dir.join(format!("{}.cwasm", self.cache_key(&bytes)));
-        if cached.exists() {
-            // SAFETY: the cache folder is ferry's own and holds only what
-            // `precompile_component` wrote, under a key that includes the
-            // engine's compatibility hash; it is trusted like the binary.
-            match unsafe { Component::deserialize_file(&self.engine, &cached) } {
-                Ok(component) => return Ok((component, Loaded::FromCache)),
-                Err(err) => tracing::warn!(path = %cached.display(), error = %err, "Cached plugin is unusable; compiling again."),
+        let untrusted_dir = cache_dir.exists().then(|| distrust(cache_dir)).flatten();
+        if let Some(reason) = &untrusted_dir {
+            tracing::warn!(
+                path = %cache_dir.display(),
+                "The compiled-plugin cache is not ferry's own ({reason}); compiling {} instead of loading or writing native code there (make the folder ferry's, mode 0700, or delete it).",
+                path.display()
+            );
+        } else if cached.exists() {
+            match distrust(&cached) {
+                // SAFETY: the folder and the file belong to ferry's user and
+                // nobody else may write them (`distrust`); they hold only what
+                // `precompile_component` wrote, under a key that includes
+                // the engine's compatibility hash: trusted like the binary.
+                None => match unsafe { Component::deserialize_file(&self.engine, &cached) } {
+                    Ok(component) => return Ok((component, Loaded::FromCache)),
+                    Err(err) => tracing::warn!(path = %cached.display(), error = %err, "Cached plugin is unusable; compiling again."),
+                },
+                Some(reason) => tracing::warn!(path = %cached.display(), "A cached plugin is not ferry's own ({reason}); compiling again."),
             }
         }
         let compiled = self.engine.precompile_component(&bytes).map_err(|err| invalid_component(path, &err))?;
-        if let Err(err) = write_atomically(cache_dir, &cached, &compiled) {
+        if untrusted_dir.is_none()
+            && let Err(err) = write_atomically(cache_dir, &cached, &compiled)
+        {
             tracing::warn!(path = %cached.display(), error = %err, "Cannot cache the compiled plugin; it will be compiled again at the next start.");
         }
         // SAFETY: `compiled` was produced by this engine a moment ago.
@@ -237,11 +250,38 @@ fn check_version(found: &str, path: &Path) -> Result<(), PluginError> {
     }
 }
 
+/// Writes a compiled plugin into the cache, the folder 0700 and the file
+/// 0600: ferry loads it as native code, so it is for ferry's user only.
 fn write_atomically(dir: &Path, file: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    std::fs::create_dir_all(dir)?;
+    use std::io::Write as _;
+    use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+    std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir)?;
     let temp = file.with_extension(format!("tmp{}", std::process::id()));
-    std::fs::write(&temp, bytes)?;
+    let mut out = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&temp)?;
+    out.write_all(bytes)?;
+    drop(out);
     std::fs::rename(&temp, file)
+}
+
+/// Why `path` (the cache folder or a file in it) cannot be trusted to hold
+/// only what ferry wrote: it is a symbolic link, belongs to another user,
+/// or others may write it. `None` when it is ferry's own.
+fn distrust(path: &Path) -> Option<String> {
+    use std::os::unix::fs::MetadataExt;
+    let metadata = match std::fs::symlink_metadata(path) {
+        Ok(metadata) => metadata,
+        Err(err) => return Some(format!("cannot read its owner: {err}")),
+    };
+    let ferry = rustix::process::geteuid().as_raw();
+    if metadata.file_type().is_symlink() {
+        Some(format!("{} is a symbolic link", path.display()))
+    } else if metadata.uid() != ferry {
+        Some(format!("{} belongs to uid {}, ferry runs as uid {ferry}", path.display(), metadata.uid()))
+    } else if metadata.mode() & 0o022 != 0 {
+        Some(format!("{} may be written by others (mode {:o})", path.display(), metadata.mode() & 0o777))
+    } else {
+        None
+    }
 }
 
 fn runtime_error(path: &Path, err: &wasmtime::Error) -> PluginError {

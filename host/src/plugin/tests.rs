@@ -46,6 +46,39 @@ fn an_unchanged_plugin_is_compiled_once_and_then_read_from_the_cache() {
     assert_eq!(after_restart, Loaded::FromCache);
 }
 
+/// The cache holds native code that ferry runs: a folder or a file that
+/// someone else may write is never loaded from, and what ferry writes
+/// there is for its own user only.
+#[test]
+fn a_cache_others_may_write_is_not_loaded_and_what_ferry_writes_is_its_own() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cache = dir.path().join("plugin-cache");
+    let config = "fields = [\"login\"]";
+    let (_, first) = runtime(Some(cache.clone())).load(settings("redact", config)).expect("loads");
+    assert_eq!(first, Loaded::Compiled);
+    let mode = |path: &std::path::Path| std::fs::metadata(path).expect("exists").permissions().mode() & 0o777;
+    let cached = std::fs::read_dir(&cache).expect("the cache").map(|entry| entry.expect("entry").path()).collect::<Vec<_>>();
+    assert_eq!(cached.len(), 1, "{cached:?}");
+    assert_eq!((mode(&cache), mode(&cached[0])), (0o700, 0o600), "the cache folder and its file");
+
+    // A file others may write: compiled again, not loaded.
+    std::fs::set_permissions(&cached[0], std::fs::Permissions::from_mode(0o666)).expect("chmod");
+    let (_, loaded) = runtime(Some(cache.clone())).load(settings("redact", config)).expect("loads");
+    assert_eq!(loaded, Loaded::Compiled, "a cached file others may write is not run");
+
+    // A folder others may write (they could swap the file): the same.
+    std::fs::set_permissions(&cached[0], std::fs::Permissions::from_mode(0o600)).expect("chmod");
+    std::fs::set_permissions(&cache, std::fs::Permissions::from_mode(0o777)).expect("chmod");
+    let (_, loaded) = runtime(Some(cache.clone())).load(settings("redact", config)).expect("loads");
+    assert_eq!(loaded, Loaded::Compiled, "a cache folder others may write is not read");
+
+    // Put right, the cache is read again.
+    std::fs::set_permissions(&cache, std::fs::Permissions::from_mode(0o700)).expect("chmod");
+    let (_, loaded) = runtime(Some(cache)).load(settings("redact", config)).expect("loads");
+    assert_eq!(loaded, Loaded::FromCache);
+}
+
 /// Loads `hostile` in `mode` (misbehaving on `user.login`), checks the bad
 /// call fails with `expected` in its message, then that the next batch runs.
 fn contained(mode: &str, expected: &str) {

@@ -60,7 +60,12 @@ impl FileSink {
             // Audit events are for the operator's eyes only: a file ferry
             // creates is readable by its owner alone (an existing one keeps
             // the mode the operator gave it).
-            let open = |read: bool| tokio::fs::OpenOptions::new().read(read).create(true).append(true).mode(0o600).open(&self.path);
+            let open = |read: bool| {
+                let mut options = tokio::fs::OpenOptions::new();
+                options.read(read).create(true).append(true).mode(0o600);
+                let path = self.path.clone();
+                async move { options.open(path).await }
+            };
             let file = match open(true).await {
                 Ok(mut file) => {
                     end_a_cut_line(&mut file).await?;

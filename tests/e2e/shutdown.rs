@@ -194,3 +194,28 @@ fn the_test_only_commit_before_ack_switch_loses_events_and_says_so() {
     let missing = fixtures.iter().filter(|f| !received.contains(&f.value)).count();
     assert!(missing > 0, "committing before the acknowledgement lost nothing?\n{}", sandbox.report(Some(&restarted)));
 }
+
+/// SIGTERM while the plugins still compile (a large Python component takes
+/// seconds): ferry stops within its shutdown timeout, not after the
+/// compile, and has delivered nothing it could lose.
+#[test]
+fn sigterm_while_the_plugins_compile_stops_within_the_timeout() {
+    let fixtures = util::fixtures();
+    let config = util::plugins_dir_job(64).set("pipeline.shutdown-timeout", "2s").text();
+    let sandbox = Sandbox::new("shutdown-compiling", &config);
+    sandbox.write(IN, util::jsonl(&fixtures).as_bytes());
+    let wasm = std::fs::read(util::plugin("tag")).expect("the tag plugin is built by ferry-test-plugins");
+    sandbox.write("plugins/tag.wasm", &wasm);
+    sandbox.write("plugins/tag.toml", b"[config]\ntags = { pipeline = \"ferry\" }\n");
+
+    let mut running = sandbox.spawn_start();
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(!running.has_exited(), "ferry is still compiling the plugin{}", sandbox.report(Some(&running.snapshot())));
+    running.terminate();
+    let signalled = Instant::now();
+    let stopped = running.wait(&sandbox, Duration::from_secs(60));
+    let took = signalled.elapsed();
+    eprintln!("ferry stopped {took:?} after SIGTERM while compiling (shutdown-timeout 2s)");
+    assert!(took < Duration::from_secs(4), "ferry took {took:?} to stop after SIGTERM during start-up\n{}", sandbox.report(Some(&stopped)));
+    assert_eq!(sandbox.out_count(), 0, "nothing delivered before the plugins ran{}", sandbox.report(Some(&stopped)));
+}

@@ -263,19 +263,18 @@ fn write_atomically(dir: &Path, file: &Path, bytes: &[u8]) -> std::io::Result<()
     std::fs::rename(&temp, file)
 }
 
-/// Why `path` (the cache folder or a file in it) cannot be trusted to hold
-/// only what ferry wrote: it is a symbolic link, belongs to another user,
-/// or others may write it. `None` when it is ferry's own.
+/// Why `path` (the cache folder or a file in it, links followed: the
+/// folder may be linked to a shared cache) cannot be trusted to hold only
+/// what ferry wrote: it belongs to another user, or others may write it.
+/// `None` when it is ferry's own.
 fn distrust(path: &Path) -> Option<String> {
     use std::os::unix::fs::MetadataExt;
-    let metadata = match std::fs::symlink_metadata(path) {
+    let metadata = match std::fs::metadata(path) {
         Ok(metadata) => metadata,
         Err(err) => return Some(format!("cannot read its owner: {err}")),
     };
     let ferry = rustix::process::geteuid().as_raw();
-    if metadata.file_type().is_symlink() {
-        Some(format!("{} is a symbolic link", path.display()))
-    } else if metadata.uid() != ferry {
+    if metadata.uid() != ferry {
         Some(format!("{} belongs to uid {}, ferry runs as uid {ferry}", path.display(), metadata.uid()))
     } else if metadata.mode() & 0o022 != 0 {
         Some(format!("{} may be written by others (mode {:o})", path.display(), metadata.mode() & 0o777))

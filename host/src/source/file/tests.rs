@@ -242,7 +242,7 @@ async fn a_rotated_file_is_read_until_it_has_been_quiet_for_rotate_wait_then_clo
     // the last, while the new file gets lines too.
     std::fs::rename(&path, &rotated).expect("rotate");
     append(&path, &events("b", 0..5));
-    let gap = ROTATE_WAIT / 2;
+    let gap = ROTATE_WAIT / 4;
     trickle(&rotated, &[tail.to_owned(), events("a", 11..12), events("a", 12..14), events("a", 14..15)], gap).await;
     // Then it lets go; once quiet for rotate-wait the old file is closed.
     tokio::time::sleep(ROTATE_WAIT * 2).await;
@@ -265,9 +265,20 @@ async fn after_a_restart_the_rotated_file_is_still_read_while_its_writer_goes_on
     std::fs::rename(&path, &rotated).expect("rotate");
     append(&path, &events("b", 0..3));
     let (mut rx, trigger, task) = follow_from(dir.path(), last(&first));
-    trickle(&rotated, &[events("a", 10..12), events("a", 12..13)], ROTATE_WAIT / 2).await;
+    trickle(&rotated, &[events("a", 10..12), events("a", 12..13)], ROTATE_WAIT / 4).await;
     let got = ids_within(&mut rx, ROTATE_WAIT * 3).await;
     assert_eq!(got, expected(&[("a", 10..13), ("b", 0..3)]));
     trigger.fire();
     task.await.expect("joins").expect("the source ends cleanly");
+}
+
+#[test]
+fn rotate_wait_is_read_from_the_config_and_defaults_to_five_seconds() {
+    let ctx = Context::for_file(Path::new("/etc/ferry/ferry.toml"), true);
+    let build = |text: &str| {
+        let config: FileSourceConfig = toml::from_str(text).expect("the settings parse");
+        FileSource::build(&config, &ctx).expect("the settings are valid")
+    };
+    assert_eq!(build(r#"path = "in.jsonl""#).rotate_wait, Duration::from_secs(5));
+    assert_eq!(build("path = \"in.jsonl\"\nrotate-wait = \"750ms\"").rotate_wait, Duration::from_millis(750));
 }

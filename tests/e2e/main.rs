@@ -13,6 +13,7 @@ mod event_handler_config;
 mod example_chain;
 mod export;
 mod hostile;
+mod late_writer;
 mod limits;
 mod malformed;
 mod missing_plugin;

@@ -19,6 +19,11 @@ pub struct FileSourceConfig {
     /// Longest line accepted; a longer one is dead-lettered (cut to this
     /// length) instead of filling memory. Default `"16MiB"`.
     pub max_line_bytes: Option<ByteSize>,
+    /// How long a rotated file (renamed, the path naming a new one) is
+    /// still read after it last grew: a writer keeps its old descriptor
+    /// until it reopens. The new file is read once the old one has been
+    /// quiet this long. Default `"5s"` (Fluent Bit's `rotate_wait`).
+    pub rotate_wait: Option<ConfigDuration>,
 }
 
 fn default_follow() -> bool {

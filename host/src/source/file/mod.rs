@@ -18,8 +18,14 @@
 //!   from its start.
 //!
 //! With `follow` (the default) the same happens while running: a path that
-//! names another file (rotated or replaced) is read from its start once what
-//! is left of the open one has been read; a file truncated in place
+//! names another file (rotated or replaced) is read from its start once the
+//! open one has not grown for `rotate-wait` (a writer keeps its descriptor
+//! until it reopens; a partial line is held until it ends, or until the
+//! file is closed). The old file is read to the end before the new one is
+//! opened, so the cursor names one file at a time and needs no second
+//! place: a crash while the old file is read resumes in it (found again by
+//! inode, read until quiet as well), then the new file is read from its
+//! start. A file truncated in place
 //! (`copytruncate`) has the rest read from its copy when one is found next to
 //! it. The first bytes are compared again after every read from the file
 //! (one small read per buffer), so a file truncated and written past the
@@ -55,6 +61,7 @@ pub struct FileSource {
     follow: bool,
     poll_interval: Duration,
     max_line: usize,
+    rotate_wait: Duration,
 }
 
 /// Where to start reading the file the path names, once it is open.
@@ -100,6 +107,7 @@ impl FileSource {
             follow: config.follow,
             poll_interval: config.poll_interval.map_or(Duration::from_millis(200), |d| d.0),
             max_line: usize::try_from(max_line).unwrap_or(usize::MAX),
+            rotate_wait: config.rotate_wait.map_or(Duration::from_secs(5), |d| d.0),
         })
     }
 
@@ -149,14 +157,14 @@ impl FileSource {
             match self.read_lines(&mut lines, &mut tracked, &out, &mut shutdown).await? {
                 Next::Stop => return Ok(()),
                 Next::Replaced => {
-                    tracing::info!(path = %self.path.display(), "The file was rotated or replaced; the old one was read to its end, the new one is read from its start.");
+                    tracing::info!(path = %self.path.display(), "The file was rotated or replaced; the old one was read until it had been quiet for rotate-wait, the new one is read from its start.");
                 }
                 Next::Truncated(done) => {
                     let cursor = FileCursor::new(&mut tracked, done);
                     match self.find(&cursor, Some(tracked.id)).await {
                         Some(copy) => {
                             tracing::info!(path = %self.path.display(), copy = %copy.display(), offset = done, "The file was truncated; reading the rest of it from its copy, then the file from the start.");
-                            if self.finish(&copy, done, &out, &mut shutdown).await? {
+                            if self.finish(&copy, done, None, &out, &mut shutdown).await? {
                                 return Ok(());
                             }
                         }
@@ -195,7 +203,7 @@ impl FileSource {
         match self.find(cursor, current).await {
             Some(found) => {
                 tracing::info!(path = %self.path.display(), rotated = %found.display(), offset = cursor.offset, "The file was rotated while ferry was stopped; reading the rest of the old one first.");
-                if self.finish(&found, cursor.offset, out, shutdown).await? {
+                if self.finish(&found, cursor.offset, Some(cursor.id), out, shutdown).await? {
                     return Ok(None);
                 }
             }
@@ -221,26 +229,57 @@ impl FileSource {
         blocking(move || find_file(&dir, &name, &cursor, exclude)).await.flatten()
     }
 
-    /// Reads `path` from `offset` to its end (a last line without a line
-    /// break counts: nothing more is coming to a rotated file). True when
+    /// Reads `path` from `offset` to its end. When it is the file `renamed`
+    /// names (a rotated file a writer may still hold), it is read until it
+    /// has been quiet for `rotate-wait`; a copy gets nothing more. True when
     /// shutdown fired or the receiver went away.
     async fn finish(
         &self,
         path: &Path,
         offset: u64,
+        renamed: Option<FileId>,
         out: &mpsc::Sender<SourceRecord>,
         shutdown: &mut Shutdown,
     ) -> Result<bool, SourceError> {
         let cannot = |err: std::io::Error| self.error(format!("cannot read {}: {err}", path.display()));
         let file = tokio::fs::File::open(path).await.map_err(cannot)?;
         let mut tracked = Tracked::new(&file).await.map_err(cannot)?;
+        let wait = if self.follow && renamed == Some(tracked.id) { self.rotate_wait } else { Duration::ZERO };
         let mut lines = LineReader::new(file, offset, self.max_line).await.map_err(cannot)?;
+        self.drain(&mut lines, &mut tracked, wait, path, out, shutdown).await
+    }
+
+    /// Reads a file the path no longer names until it has not grown for
+    /// `wait` (a writer may still hold it open), then its last line even
+    /// without a line break: nothing more is coming to it. A partial line
+    /// is held until then, so that a line the writer finishes late is one
+    /// event. True when shutdown fired or the receiver went away.
+    async fn drain(
+        &self,
+        lines: &mut LineReader,
+        tracked: &mut Tracked,
+        wait: Duration,
+        path: &Path,
+        out: &mpsc::Sender<SourceRecord>,
+        shutdown: &mut Shutdown,
+    ) -> Result<bool, SourceError> {
+        let cannot = |err: std::io::Error| self.error(format!("cannot read {}: {err}", path.display()));
+        let mut quiet = Quiet::new(lines.offset(), wait);
         loop {
+            let closing = quiet.over(lines.offset());
             let line = tokio::select! {
-                line = lines.next_line(false) => line.map_err(cannot)?,
+                line = lines.next_line(!closing) => line.map_err(cannot)?,
                 () = shutdown.wait() => return Ok(true),
             };
-            let Some(line) = line else { return Ok(false) };
+            let Some(line) = line else {
+                if closing {
+                    return Ok(false);
+                }
+                if shutdown.sleep_or_stop(self.poll_interval.min(wait)).await {
+                    return Ok(true);
+                }
+                continue;
+            };
             let position = Position::File(tracked.position(line.end));
             let Some(record) = line.into_record(position) else { continue };
             if out.send(record).await.is_err() {
@@ -280,18 +319,14 @@ impl FileSource {
         out: &mpsc::Sender<SourceRecord>,
         shutdown: &mut Shutdown,
     ) -> Result<Next, SourceError> {
-        let mut draining = false;
         loop {
             let line = tokio::select! {
-                line = lines.next_line(self.follow && !draining) => line.map_err(|err| self.error(format!("cannot read {}: {err}", self.path.display())))?,
+                line = lines.next_line(self.follow) => line.map_err(|err| self.error(format!("cannot read {}: {err}", self.path.display())))?,
                 () = shutdown.wait() => return Ok(Next::Stop),
             };
             let Some(line) = line else {
                 if !self.follow {
                     return Ok(Next::Stop);
-                }
-                if draining {
-                    return Ok(Next::Replaced);
                 }
                 if shutdown.sleep_or_stop(self.poll_interval).await {
                     return Ok(Next::Stop);
@@ -301,9 +336,13 @@ impl FileSource {
                 // be read from the middle.
                 match self.change(tracked, lines.offset()).await {
                     Change::Same => {}
-                    // What the writer added to the old file before it let go
+                    // What the writer adds to the old file until it lets go
                     // of it is read first, through the handle still open.
-                    Change::Replaced => draining = true,
+                    Change::Replaced => {
+                        let path = self.path.clone();
+                        let stopped = self.drain(lines, tracked, self.rotate_wait, &path, out, shutdown).await?;
+                        return Ok(if stopped { Next::Stop } else { Next::Replaced });
+                    }
                     Change::Truncated => return Ok(Next::Truncated(lines.complete())),
                 }
                 continue;
@@ -332,6 +371,29 @@ impl FileSource {
             Ok(_) if tracked.head_changed(read) => Change::Truncated,
             _ => Change::Same,
         }
+    }
+}
+
+/// When a rotated file has been quiet long enough to be closed: no byte
+/// read from it for the whole wait.
+struct Quiet {
+    read: u64,
+    since: tokio::time::Instant,
+    wait: Duration,
+}
+
+impl Quiet {
+    fn new(read: u64, wait: Duration) -> Quiet {
+        Quiet { read, since: tokio::time::Instant::now(), wait }
+    }
+
+    /// True once `read` (bytes consumed so far) has not moved for the wait.
+    fn over(&mut self, read: u64) -> bool {
+        if read != self.read {
+            self.read = read;
+            self.since = tokio::time::Instant::now();
+        }
+        self.since.elapsed() >= self.wait
     }
 }
 

@@ -5,8 +5,18 @@ use super::*;
 use crate::source::SourceRecord;
 
 fn source(dir: &Path, follow: bool) -> FileSource {
-    FileSource { name: "file:test".into(), path: dir.join("in.jsonl"), follow, poll_interval: Duration::from_millis(10), max_line: 1 << 20 }
+    FileSource {
+        name: "file:test".into(),
+        path: dir.join("in.jsonl"),
+        follow,
+        poll_interval: Duration::from_millis(10),
+        max_line: 1 << 20,
+        rotate_wait: ROTATE_WAIT,
+    }
 }
+
+/// The tests' `rotate-wait`: long beside the poll interval, short for a test.
+const ROTATE_WAIT: Duration = Duration::from_millis(400);
 
 /// `count` events with uids `PREFIX-N`, each about 60 bytes.
 fn events(prefix: &str, range: std::ops::Range<usize>) -> String {
@@ -125,9 +135,17 @@ async fn truncation_while_stopped_without_a_copy_reads_from_the_start() {
 /// A following source over `dir`; the records it sends, and the trigger
 /// that stops it.
 fn follow(dir: &Path) -> (mpsc::Receiver<SourceRecord>, crate::shutdown::Trigger, tokio::task::JoinHandle<Result<(), SourceError>>) {
+    follow_from(dir, None)
+}
+
+/// As [`follow`], from a stored cursor.
+fn follow_from(
+    dir: &Path,
+    position: Option<String>,
+) -> (mpsc::Receiver<SourceRecord>, crate::shutdown::Trigger, tokio::task::JoinHandle<Result<(), SourceError>>) {
     let (tx, rx) = mpsc::channel(100_000);
     let (trigger, shutdown) = crate::shutdown::channel();
-    let task = tokio::spawn(source(dir, true).run(None, tx, shutdown));
+    let task = tokio::spawn(source(dir, true).run(position, tx, shutdown));
     (rx, trigger, task)
 }
 
@@ -185,4 +203,82 @@ async fn truncation_while_running_reads_the_copy_then_the_file_again() {
     assert_eq!(next_ids(&mut rx, 30).await, expected(&[("c", 0..30)]));
     trigger.fire();
     task.await.expect("joins").expect("the source ends cleanly");
+}
+
+/// Whatever the source sends within `time`: its event ids.
+async fn ids_within(rx: &mut mpsc::Receiver<SourceRecord>, time: Duration) -> Vec<String> {
+    let mut got = Vec::new();
+    let until = tokio::time::Instant::now() + time;
+    while let Ok(Some(record)) = tokio::time::timeout_at(until, rx.recv()).await {
+        if let Item::Event(event) = record.item {
+            got.push(event.id);
+        }
+    }
+    got
+}
+
+/// Appends `text` to the renamed file in steps, each `gap` apart.
+async fn trickle(path: &Path, parts: &[String], gap: Duration) {
+    for part in parts {
+        tokio::time::sleep(gap).await;
+        append(path, part);
+    }
+}
+
+#[tokio::test]
+async fn a_rotated_file_is_read_until_it_has_been_quiet_for_rotate_wait_then_closed() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("in.jsonl");
+    let rotated = dir.path().join("in.jsonl.1");
+    let late = events("a", 10..11);
+    let (head, tail) = late.split_at(late.len() / 2);
+    append(&path, &events("a", 0..10));
+    append(&path, head);
+    let (mut rx, trigger, task) = follow(dir.path());
+    assert_eq!(next_ids(&mut rx, 10).await, expected(&[("a", 0..10)]));
+
+    // Renamed with half a line in it; the writer finishes that line and
+    // goes on through its old descriptor, each write within rotate-wait of
+    // the last, while the new file gets lines too.
+    std::fs::rename(&path, &rotated).expect("rotate");
+    append(&path, &events("b", 0..5));
+    let gap = ROTATE_WAIT / 4;
+    trickle(&rotated, &[tail.to_owned(), events("a", 11..12), events("a", 12..14), events("a", 14..15)], gap).await;
+    // Then it lets go; once quiet for rotate-wait the old file is closed.
+    tokio::time::sleep(ROTATE_WAIT * 2).await;
+    append(&rotated, &events("a", 15..16));
+    append(&path, &events("b", 5..7));
+    let got = ids_within(&mut rx, ROTATE_WAIT * 2).await;
+    assert_eq!(got, expected(&[("a", 10..15), ("b", 0..7)]), "the half line is one event; nothing is read from the closed file");
+    trigger.fire();
+    task.await.expect("joins").expect("the source ends cleanly");
+}
+
+#[tokio::test]
+async fn after_a_restart_the_rotated_file_is_still_read_while_its_writer_goes_on() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("in.jsonl");
+    let rotated = dir.path().join("in.jsonl.1");
+    append(&path, &events("a", 0..10));
+    let first = run_to_end(dir.path(), None).await;
+    // Rotated while ferry was stopped; its writer still holds it.
+    std::fs::rename(&path, &rotated).expect("rotate");
+    append(&path, &events("b", 0..3));
+    let (mut rx, trigger, task) = follow_from(dir.path(), last(&first));
+    trickle(&rotated, &[events("a", 10..12), events("a", 12..13)], ROTATE_WAIT / 4).await;
+    let got = ids_within(&mut rx, ROTATE_WAIT * 3).await;
+    assert_eq!(got, expected(&[("a", 10..13), ("b", 0..3)]));
+    trigger.fire();
+    task.await.expect("joins").expect("the source ends cleanly");
+}
+
+#[test]
+fn rotate_wait_is_read_from_the_config_and_defaults_to_five_seconds() {
+    let ctx = Context::for_file(Path::new("/etc/ferry/ferry.toml"), true);
+    let build = |text: &str| {
+        let config: FileSourceConfig = toml::from_str(text).expect("the settings parse");
+        FileSource::build(&config, &ctx).expect("the settings are valid")
+    };
+    assert_eq!(build(r#"path = "in.jsonl""#).rotate_wait, Duration::from_secs(5));
+    assert_eq!(build("path = \"in.jsonl\"\nrotate-wait = \"750ms\"").rotate_wait, Duration::from_millis(750));
 }

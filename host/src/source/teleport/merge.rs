@@ -9,7 +9,7 @@
 //! the stored cursor never claims an event that is not delivered, for the
 //! audit log and for every session alike.
 
-use super::audit::{self, AuditItem, Reader, Settings, TypeFilter};
+use super::audit::{self, AuditItem, ChunkGiveUp, Reader, Settings, TypeFilter};
 use super::config::{TeleportSourceConfig, format_time, parse_start_time, truncate_to_second};
 use super::connect::{ConnectOptions, IdentityWatcher, audit_log_client, auth_client, connect_lazy};
 use super::cursor::{Cursor, PositionSnapshot, SessionProgress};
@@ -188,6 +188,7 @@ impl TeleportSource {
             // Teleport's own handler reconnects every 5 s; a little longer at most.
             backoff: Backoff { initial: Duration::from_millis(500), max: Duration::from_secs(10) },
             errors: Default::default(),
+            chunk_give_up: ChunkGiveUp { attempts: self.config.chunk_retry_attempts, time: self.config.chunk_retry_time.0 },
         };
         let reader =
             Reader { settings: Arc::new(settings), client: client.clone(), out: audit_tx, shutdown: shutdown.clone(), buffer: Vec::new() };

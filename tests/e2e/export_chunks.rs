@@ -1,9 +1,10 @@
 //! Export chunks Teleport cannot serve for a while, through the real binary
 //! against the Teleport stand-in: a chunk that answers NOT_FOUND is asked
 //! again (re-listing its date) before it is given up; one given up on is a
-//! dead letter naming its date, chunk and cursor; a chunk left partial by a
-//! kill that is no longer listed is asked again, then dead-lettered, never
-//! dropped without a word.
+//! dead letter naming its date, chunk and cursor, which `dead-letters
+//! replay` reads again from that cursor; a chunk left partial by a kill that
+//! is no longer listed is asked again, then dead-lettered, never dropped
+//! without a word.
 
 use crate::export::{cluster, ids, sandbox, stored_dates};
 use crate::util::{self, Config, DEADLINE};
@@ -68,6 +69,27 @@ fn a_chunk_never_found_is_one_dead_letter_after_the_bound() {
     assert_eq!(payload["cursor"], "", "nothing of it was read: {payload}");
     assert!(reason.contains("chunk-0002") && reason.contains("2024-05-01") && reason.contains("NotFound"), "{reason}");
     assert!(!reason.contains('\n'), "a one-line reason: {reason:?}");
+
+    // Replayed while Teleport still refuses the chunk: the letter stays.
+    let replay = sandbox.run_command(sandbox.command(&["dead-letters", "replay", "--timeout", "10s"]));
+    assert!(
+        replay.status.is_some_and(|status| !status.success()),
+        "a chunk still refused fails the replay\n{}",
+        sandbox.report(Some(&replay))
+    );
+    let letters = chunk_letters(&sandbox.dead_letters());
+    assert_eq!(letters.len(), 1, "the letter stays: {letters:?}");
+    assert!(letters[0].1.contains("still cannot be read"), "{letters:?}\n{}", sandbox.report(Some(&replay)));
+    assert_eq!(logstash.event_count(), 160, "nothing more was sent");
+
+    // Served again: the replay reads the chunk from its cursor and delivers its events.
+    cluster.standin.chunk_not_found("chunk-0002", 0);
+    let replay = sandbox.run_command(sandbox.command(&["dead-letters", "replay", "--timeout", "10s"]));
+    replay.assert_success(&sandbox);
+    let got = ids(&logstash.events());
+    assert_eq!(got.len(), 200, "the chunk's events arrived on replay\n{}", sandbox.report(Some(&replay)));
+    assert!(got.values().all(|&count| count == 1), "nothing twice\n{}", sandbox.report(Some(&replay)));
+    assert!(sandbox.dead_letters().is_empty(), "the letter is gone\n{}", sandbox.report(Some(&replay)));
 }
 
 #[test]
@@ -103,4 +125,13 @@ fn a_partial_chunk_gone_from_the_listing_after_a_restart_is_dead_lettered() {
     assert!(others.len() >= 200, "the other chunks' events arrived ({})\n{}", others.len(), report());
     let dates = stored_dates(&sandbox);
     assert!(dates.iter().all(|date| date["date"] != "2024-05-01"), "the date is finished and passed: {dates:?}");
+
+    // Teleport serves the chunk again: the replay reads it from the cursor
+    // it had reached, and every event of the date has arrived.
+    cluster.standin.chunk_not_found(&chunk, 0);
+    let replay = sandbox.run_command(sandbox.command(&["dead-letters", "replay", "--timeout", "10s"]));
+    replay.assert_success(&sandbox);
+    let got = ids(&logstash.events());
+    assert_eq!(got.len(), 300, "every event of the date after the replay\n{}", sandbox.report(Some(&replay)));
+    assert!(sandbox.dead_letters().is_empty(), "the letter is gone\n{}", sandbox.report(Some(&replay)));
 }

@@ -97,6 +97,18 @@ impl TeleportSource {
         &self.name
     }
 
+    /// `dead-letters replay` of an export chunk given up on: reads it again
+    /// from the cursor its letter names, once, with this source's identity
+    /// and type filters; the reason, one line, when Teleport still refuses.
+    pub async fn read_export_chunk(&self, letter: &audit::ChunkLetter) -> Result<Vec<crate::source::Item>, String> {
+        let addr = &self.config.addr;
+        let channel = connect_lazy(addr, &self.watcher.client_tls(), &ConnectOptions::default()).map_err(|err| err.to_string())?;
+        let mut client = audit_log_client(channel);
+        let filter =
+            TypeFilter { types: self.config.types.iter().cloned().collect(), skip: self.config.skip_event_types.iter().cloned().collect() };
+        audit::read_chunk_again(&mut client, letter, &filter).await.map_err(|status| super::connect::describe_status(addr, &status))
+    }
+
     /// Looks for the event handler's saved state in `storage` (ferry's
     /// storage folder, which the event handler's `storage` also names) when
     /// the cluster has no position yet.

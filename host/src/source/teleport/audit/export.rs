@@ -3,12 +3,13 @@
 //! `ExportUnstructuredEvents`, up to `concurrency` chunks of a date at once,
 //! each in its own task, resuming inside a chunk from its cursor.
 
-use super::{Reader, read_filtered};
+use super::{Reader, TypeFilter, read_filtered};
 use crate::retry::Retry;
 use crate::shutdown::Stopped;
 use crate::source::teleport::connect::describe_status;
 use crate::source::teleport::cursor::{AuditPosition, DateCursor, ExportCursor, OpenChunks};
 use crate::source::{Invalid, Item};
+use ferry_proto::auditlog::audit_log_service_client::AuditLogServiceClient;
 use ferry_proto::auditlog::{ExportUnstructuredEventsRequest, GetEventExportChunksRequest};
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -16,6 +17,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
+use tonic::transport::Channel;
 
 const SECONDS_PER_DAY: u64 = 86_400;
 /// Past dates the export engine keeps polling for chunks written late.
@@ -411,6 +413,51 @@ fn chunks_to_read(date: &DateCursor, listed: Vec<String>) -> Vec<String> {
     chunks
 }
 
+/// A chunk given up on, as its dead letter's payload names it (written by
+/// [`Reader::export_chunk`]): `dead-letters replay` reads it again from there.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+pub struct ChunkLetter {
+    /// `YYYY-MM-DD`, UTC.
+    pub date: String,
+    /// The chunk's name.
+    pub chunk: String,
+    /// Teleport's cursor inside the chunk; empty: from its start.
+    #[serde(default)]
+    pub cursor: String,
+}
+
+impl ChunkLetter {
+    /// The chunk a dead letter's payload names; `None` for any other
+    /// payload (an event whose Struct is malformed) or a date that is not one.
+    pub fn parse(payload: &[u8]) -> Option<ChunkLetter> {
+        let letter: ChunkLetter = serde_json::from_slice(payload).ok()?;
+        crate::units::parse_time(&format!("{}T00:00:00Z", letter.date)).ok()?;
+        Some(letter)
+    }
+}
+
+/// Reads the chunk `letter` names from its cursor to its end, once (the
+/// replay's operator asks again): each event as the engine would make it
+/// (filtered by `filter`; `Progress` dropped), `Invalid` for one whose
+/// Struct cannot be read.
+pub async fn read_chunk_again(
+    client: &mut AuditLogServiceClient<Channel>,
+    letter: &ChunkLetter,
+    filter: &TypeFilter,
+) -> Result<Vec<Item>, tonic::Status> {
+    let date = start_of(&letter.date);
+    let request = ExportUnstructuredEventsRequest { date: Some(date.into()), chunk: letter.chunk.clone(), cursor: letter.cursor.clone() };
+    let mut stream = client.export_unstructured_events(request).await?.into_inner();
+    let (mut items, mut buffer) = (Vec::new(), Vec::new());
+    while let Some(exported) = stream.message().await? {
+        match exported.event.map(|event| read_filtered(event, filter, &mut buffer)) {
+            None | Some(Item::Progress) => {}
+            Some(item) => items.push(item),
+        }
+    }
+    Ok(items)
+}
+
 /// What a chunk's task tells the export engine, in the order it happened.
 /// The item is the record's, made here: the engine only adds the position.
 #[derive(Debug)]
@@ -475,6 +522,15 @@ mod tests {
         let mut refusals = Refusals::default();
         assert!(!refusals.refused(start, BOUND).give_up);
         assert!(!refusals.refused(start + Duration::from_secs(3600), BOUND).give_up, "two refusals, an hour apart, are not five");
+    }
+
+    #[test]
+    fn a_chunk_letter_is_read_back_from_its_payload() {
+        let payload = serde_json::json!({ "date": "2024-05-01", "chunk": "c2", "cursor": "17" }).to_string();
+        let letter = ChunkLetter { date: "2024-05-01".into(), chunk: "c2".into(), cursor: "17".into() };
+        assert_eq!(ChunkLetter::parse(payload.as_bytes()), Some(letter));
+        assert_eq!(ChunkLetter::parse(br#"{"date":"yesterday","chunk":"c2","cursor":""}"#), None, "a date that is not one");
+        assert_eq!(ChunkLetter::parse(br#"{"event":"user.login"}"#), None, "an event, not a chunk");
     }
 
     #[test]

@@ -22,7 +22,7 @@
 mod export;
 mod legacy;
 
-pub use export::ChunkGiveUp;
+pub use export::{ChunkGiveUp, ChunkLetter, read_chunk_again};
 
 use super::config::Engine;
 use super::connect::describe_status;

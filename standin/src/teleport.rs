@@ -754,7 +754,10 @@ impl AuditLogService for Service {
         let cut = self.begin(Method::GetEventExportChunks, &request).await?;
         let chunks = self.export()?.chunks(request.get_ref().date.as_ref());
         // Teleport promises no order; serve the newest first to show it.
-        let names = (0..chunks.len()).rev().map(|number| EventExportChunk { chunk: chunk_name(number) }).collect();
+        let names = (0..chunks.len()).rev().map(|number| EventExportChunk { chunk: chunk_name(number) });
+        #[cfg(feature = "faults")]
+        let names = names.filter(|name| !self.shared.faults.unlisted(&name.chunk));
+        let names = names.collect();
         Ok(Response::new(stream_of(names, cut)))
     }
 

@@ -24,14 +24,14 @@ fn one_day_of_logins(count: usize) -> Vec<Value> {
 
 /// The stand-in serving `count` events of one date in chunks of
 /// `chunk_size`, each chunk stream answered after `delay`.
-fn cluster(count: usize, chunk_size: usize, delay: Duration) -> Cluster {
+pub(crate) fn cluster(count: usize, chunk_size: usize, delay: Duration) -> Cluster {
     Cluster::start(StandInOptions { events: one_day_of_logins(count), chunk_size, export_stream_delay: delay, ..StandInOptions::default() })
 }
 
 /// An event handler style config from the events' date to the end of the
 /// log, into the Logstash stand-in (the engine is export: the stand-in has
 /// the API).
-fn sandbox(name: &str, cluster: &Cluster, logstash: &LogstashStandIn, configure: impl FnOnce(Config) -> Config) -> Sandbox {
+pub(crate) fn sandbox(name: &str, cluster: &Cluster, logstash: &LogstashStandIn, configure: impl FnOnce(Config) -> Config) -> Sandbox {
     let sandbox = Sandbox::new(name, "");
     let pki = logstash.pki.write(&sandbox.path("pki")).expect("certificates written");
     let config = Config::teleport_job(&cluster.standin.address())
@@ -44,7 +44,7 @@ fn sandbox(name: &str, cluster: &Cluster, logstash: &LogstashStandIn, configure:
 }
 
 /// The dates of the stored export cursor, as `ferry status --json` shows them.
-fn stored_dates(sandbox: &Sandbox) -> Vec<Value> {
+pub(crate) fn stored_dates(sandbox: &Sandbox) -> Vec<Value> {
     let output = sandbox.run_command(sandbox.command(&["status", "--json"]));
     output.assert_success(sandbox);
     let status: Value = serde_json::from_str(&output.stdout)
@@ -55,7 +55,7 @@ fn stored_dates(sandbox: &Sandbox) -> Vec<Value> {
 }
 
 /// How often each id arrived.
-fn ids(events: &[Value]) -> BTreeMap<String, usize> {
+pub(crate) fn ids(events: &[Value]) -> BTreeMap<String, usize> {
     let mut counts = BTreeMap::new();
     for event in events {
         let id = event.get("uid").and_then(Value::as_str).unwrap_or_default().to_owned();
@@ -136,7 +136,10 @@ fn faults_in_one_chunk_leave_the_chunks_read_beside_it_alone() {
     cluster.standin.inject(Method::ExportUnstructuredEvents, Fault::Unavailable);
     cluster.standin.inject(Method::ExportUnstructuredEvents, Fault::DropStreamAfter(12));
     let logstash = cluster.runtime.block_on(LogstashStandIn::start(None)).expect("the stand-in Logstash starts");
-    let sandbox = sandbox("export-faults", &cluster, &logstash, |config| config.set("concurrency", 4));
+    // A short bound on retrying the vanished chunk (default 5 attempts over 10 minutes).
+    let sandbox = sandbox("export-faults", &cluster, &logstash, |config| {
+        config.set("concurrency", 4).set("teleport.chunk-retry-attempts", 2).set("teleport.chunk-retry-time", "1s")
+    });
     let output = sandbox.run("start");
     output.assert_success(&sandbox);
     let report = || sandbox.report(Some(&output));

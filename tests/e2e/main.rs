@@ -12,6 +12,7 @@ mod crash_restart;
 mod event_handler_config;
 mod example_chain;
 mod export;
+mod export_chunks;
 mod hostile;
 mod late_writer;
 mod limits;

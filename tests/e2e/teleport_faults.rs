@@ -219,7 +219,9 @@ fn a_vanished_export_chunk_is_dead_lettered_and_ingestion_goes_on() {
         })
         .collect();
     assert!(vanished.len() >= 10 && !dates.is_empty(), "the fixtures have dates with a second chunk");
-    let sandbox = cluster.sandbox("teleport-vanished-chunk", &into_file(&cluster.standin.address()));
+    // A short bound on asking again for the vanished chunk (default 5 times over 10 minutes).
+    let config = config(&cluster.standin.address()).set("teleport.chunk-retry-attempts", 2).set("teleport.chunk-retry-time", "1s");
+    let sandbox = cluster.sandbox("teleport-vanished-chunk", &config.file_sink("default", OUT).text());
     let output = sandbox.run("start");
     output.assert_success(&sandbox);
     let report = || sandbox.report(Some(&output));

@@ -16,9 +16,11 @@ use crate::plugin::Transform;
 use crate::retry::{Backoff, Retry};
 use crate::shutdown::Shutdown;
 use crate::sink::{OutEvent, Sink};
+use crate::source::teleport::audit::ChunkLetter;
+use crate::source::{Item, Source};
 use crate::state::{DeadLetter, Filter, Stage, State, StoredDeadLetter};
 use anyhow::Context;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::io::Write;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -165,6 +167,7 @@ async fn replay(config: &FerryConfig, state: &State, filter: &Filter, timeout: D
     }
     let metrics = Arc::new(Metrics::default());
     let parts = crate::app::build_parts(config, metrics.clone(), true).await?;
+    let mut chunks = read_chunks_again(&letters, &parts.source).await;
     let transforms: Vec<Box<dyn Transform>> = parts.plugins.into_iter().map(|p| Box::new(p) as Box<dyn Transform>).collect();
     let names = parts.sinks.keys().cloned().collect();
     let mut chain = Some(Chain::new(transforms, names, parts.default_sink, "replay".to_owned(), metrics));
@@ -182,8 +185,9 @@ async fn replay(config: &FerryConfig, state: &State, filter: &Filter, timeout: D
     let (mut delivered, mut failed) = (0usize, 0usize);
     for chunk in letters.chunks(REPLAY_CHUNK) {
         let owned = chunk.to_vec();
+        let read: Vec<Option<ChunkRead>> = chunk.iter().map(|letter| chunks.remove(&letter.id)).collect();
         let taken = chain.take().expect("the chain is put back after every chunk");
-        let (back, routed) = tokio::task::spawn_blocking(move || route(taken, owned))
+        let (back, routed) = tokio::task::spawn_blocking(move || route(taken, owned, read))
             .await
             .unwrap_or_else(|panic| std::panic::resume_unwind(panic.into_panic()));
         chain = Some(back);
@@ -212,6 +216,44 @@ async fn replay(config: &FerryConfig, state: &State, filter: &Filter, timeout: D
     Ok(())
 }
 
+/// An export chunk given up on, read again: what it holds from its
+/// letter's cursor on, or why it still cannot be read.
+type ChunkRead = Result<Vec<Item>, String>;
+
+/// Reads again every export chunk a Teleport source gave up on (a source
+/// letter naming date, chunk and cursor), by letter id, with the config's
+/// Teleport source; a letter of another cluster gets a reason, not a read.
+async fn read_chunks_again(letters: &[StoredDeadLetter], source: &Source) -> HashMap<i64, ChunkRead> {
+    let mut read = HashMap::new();
+    for letter in letters {
+        if letter.stage != Stage::Source.as_str() || !letter.source.starts_with("teleport:") {
+            continue;
+        }
+        let Some(chunk) = ChunkLetter::parse(&letter.payload) else { continue };
+        let answer = match source {
+            Source::Teleport(teleport) if teleport.name() == letter.source => teleport
+                .read_export_chunk(&chunk)
+                .await
+                .map_err(|reason| format!("replay: export chunk {} of {} still cannot be read: {reason}", chunk.chunk, chunk.date)),
+            _ => Err(format!(
+                "replay: export chunk {} of {} is {}'s, which the config does not read",
+                chunk.chunk, chunk.date, letter.source
+            )),
+        };
+        if let Ok(items) = &answer {
+            tracing::info!(
+                id = letter.id,
+                "Read export chunk {} of {} again from its cursor: {} event(s).",
+                chunk.chunk,
+                chunk.date,
+                items.len()
+            );
+        }
+        read.insert(letter.id, answer);
+    }
+    read
+}
+
 /// Where each dead letter of a chunk goes: per sink, the events and the
 /// index in the chunk of the letter each came from; and the failures met
 /// before any sink (not an event, a plugin failing again).
@@ -223,7 +265,7 @@ struct Routed {
 /// Sends each letter through the chain (one call per letter, so that what
 /// comes out is known to be its own), or straight to its sink when a sink
 /// refused it. Blocks: plugins run here.
-fn route(mut chain: Chain, letters: Vec<StoredDeadLetter>) -> (Chain, Routed) {
+fn route(mut chain: Chain, letters: Vec<StoredDeadLetter>, mut read: Vec<Option<ChunkRead>>) -> (Chain, Routed) {
     let mut routed = Routed { by_sink: BTreeMap::new(), failures: letters.iter().map(|_| Vec::new()).collect() };
     for (index, letter) in letters.iter().enumerate() {
         let again = |stage: Stage, component: &str, reason: String, payload: Vec<u8>| DeadLetter {
@@ -246,11 +288,34 @@ fn route(mut chain: Chain, letters: Vec<StoredDeadLetter>) -> (Chain, Routed) {
             entry.1.push(index);
             continue;
         }
+        match read.get_mut(index).and_then(Option::take) {
+            Some(Ok(items)) => {
+                // An export chunk read again: its events go through the chain
+                // as one batch; one that still cannot be read keeps the letter.
+                let mut events = Vec::with_capacity(items.len());
+                for item in items {
+                    match item {
+                        Item::Event(event) => events.push(event),
+                        Item::Invalid(invalid) => {
+                            routed.failures[index].push(again(Stage::Source, &letter.component, invalid.reason, invalid.raw))
+                        }
+                        Item::Progress => {}
+                    }
+                }
+                apply(&mut chain, events, index, &mut routed, letter);
+                continue;
+            }
+            Some(Err(reason)) => {
+                routed.failures[index].push(again(Stage::Source, &letter.component, reason, letter.payload.clone()));
+                continue;
+            }
+            None => {}
+        }
         if letter.stage == Stage::Source.as_str() && letter.source.starts_with("teleport:") {
-            // The Teleport source dead-letters a record of input it could not
-            // read (an export chunk Teleport no longer has, an event whose
-            // Struct is malformed), not an event: sent on, the record would
-            // be stored as if it were one. It stays as it is.
+            // Any other Teleport source letter records input it could not
+            // read (an event whose Struct is malformed), not an event: sent
+            // on, the record would be stored as if it were one. It stays as
+            // it is. (A chunk given up on was read again above.)
             tracing::warn!(
                 id = letter.id,
                 position = letter.position.as_deref().unwrap_or_default(),
@@ -272,23 +337,41 @@ fn route(mut chain: Chain, letters: Vec<StoredDeadLetter>) -> (Chain, Routed) {
                 continue;
             }
         };
-        match chain.apply(vec![event]) {
-            Err(halted) => {
-                routed.failures[index].push(again(Stage::Plugin, "chain", format!("replay: {}", halted.error), letter.payload.clone()))
+        apply(&mut chain, vec![event], index, &mut routed, letter);
+    }
+    (chain, routed)
+}
+
+/// Sends the events of the letter at `index` through the chain, noting
+/// where each comes out and what fails again.
+fn apply(chain: &mut Chain, events: Vec<Event>, index: usize, routed: &mut Routed, letter: &StoredDeadLetter) {
+    let again = |stage: Stage, component: &str, reason: String, payload: Vec<u8>| DeadLetter {
+        source: letter.source.clone(),
+        position: letter.position.clone(),
+        event_id: letter.event_id.clone(),
+        stage,
+        component: component.to_owned(),
+        reason,
+        payload,
+    };
+    if events.is_empty() {
+        return;
+    }
+    match chain.apply(events) {
+        Err(halted) => {
+            routed.failures[index].push(again(Stage::Plugin, "chain", format!("replay: {}", halted.error), letter.payload.clone()))
+        }
+        Ok(ChainOutput { deliveries, dead, .. }) => {
+            for letter in dead {
+                routed.failures[index].push(again(letter.stage, &letter.component, letter.reason, letter.payload));
             }
-            Ok(ChainOutput { deliveries, dead, .. }) => {
-                for letter in dead {
-                    routed.failures[index].push(again(letter.stage, &letter.component, letter.reason, letter.payload));
-                }
-                for (sink, events) in deliveries {
-                    let entry = routed.by_sink.entry(sink).or_default();
-                    entry.1.extend(std::iter::repeat_n(index, events.len()));
-                    entry.0.extend(events);
-                }
+            for (sink, events) in deliveries {
+                let entry = routed.by_sink.entry(sink).or_default();
+                entry.1.extend(std::iter::repeat_n(index, events.len()));
+                entry.0.extend(events);
             }
         }
     }
-    (chain, routed)
 }
 
 /// Hands each sink its events and collects, per letter, what failed: a

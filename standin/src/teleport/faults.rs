@@ -6,7 +6,7 @@
 
 use super::{Method, Stored, TeleportStandIn, Validity, chunk_name, lock};
 use ferry_proto::auditlog::{EventUnstructured, ExportUnstructuredEventsRequest};
-use std::collections::{HashSet, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::io;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -42,6 +42,13 @@ pub(super) struct Faults {
     vanished: Mutex<HashSet<String>>,
     /// Export cursors are refused (see `refuse_export_cursors`).
     refuse_cursors: AtomicBool,
+    /// Export chunk name → NOT_FOUND answers still to give before it is
+    /// served (see `chunk_not_found`).
+    not_found_left: Mutex<HashMap<String, usize>>,
+    /// Export chunk name → NOT_FOUND answers given (any cause).
+    not_found_served: Mutex<HashMap<String, usize>>,
+    /// Export chunk names left out of every listing (see `unlist_chunk`).
+    unlisted: Mutex<HashSet<String>>,
 }
 
 impl TeleportStandIn {
@@ -88,6 +95,26 @@ impl TeleportStandIn {
             .values()
             .flat_map(|chunks| chunks.iter().enumerate().filter(|(number, _)| chunk_name(*number) == name).map(|(_, chunk)| chunk));
         held.flatten().map(|&at| self.shared.audit[at].event.clone()).collect()
+    }
+
+    /// Export chunk `name` (of any date) answers NOT_FOUND to the next
+    /// `times` reads, then is served (`usize::MAX`: for good), as a backend
+    /// that lists a chunk before it can be read.
+    pub fn chunk_not_found(&self, name: &str, times: usize) {
+        lock(&self.shared.faults.not_found_left).insert(name.to_owned(), times);
+    }
+
+    /// Export chunk `name` (of any date) is left out of every listing from
+    /// now on and answers NOT_FOUND when read, as a chunk removed by
+    /// retention.
+    pub fn unlist_chunk(&self, name: &str) {
+        lock(&self.shared.faults.unlisted).insert(name.to_owned());
+        self.chunk_not_found(name, usize::MAX);
+    }
+
+    /// How often a read of export chunk `name` was answered NOT_FOUND.
+    pub fn chunk_not_found_answers(&self, name: &str) -> usize {
+        lock(&self.shared.faults.not_found_served).get(name).copied().unwrap_or(0)
     }
 
     /// From now on every export request that resumes inside a chunk (a
@@ -138,13 +165,31 @@ impl Faults {
 
     /// Refuses an export request for a vanished chunk or with a refused cursor.
     pub(super) fn check_export(&self, request: &ExportUnstructuredEventsRequest) -> Result<(), Status> {
-        if lock(&self.vanished).contains(&request.chunk) {
+        if lock(&self.vanished).contains(&request.chunk) || self.take_not_found(&request.chunk) {
+            *lock(&self.not_found_served).entry(request.chunk.clone()).or_default() += 1;
             return Err(Status::not_found(format!("export chunk {:?} not found: removed by retention (injected)", request.chunk)));
         }
         if !request.cursor.is_empty() && self.refuse_cursors.load(Ordering::SeqCst) {
             return Err(Status::invalid_argument(format!("cursor {:?} has expired (injected)", request.cursor)));
         }
         Ok(())
+    }
+
+    /// Whether a read of `chunk` is to answer NOT_FOUND, counting it down.
+    fn take_not_found(&self, chunk: &str) -> bool {
+        let mut left = lock(&self.not_found_left);
+        match left.get_mut(chunk) {
+            Some(0) | None => false,
+            Some(n) => {
+                *n = n.saturating_sub(usize::from(*n != usize::MAX));
+                true
+            }
+        }
+    }
+
+    /// Whether export chunk `name` is left out of listings.
+    pub(super) fn unlisted(&self, name: &str) -> bool {
+        lock(&self.unlisted).contains(name)
     }
 
     /// The connection generation now; a connection of an older one closes.

@@ -79,6 +79,20 @@ pub struct TeleportSourceConfig {
     /// Default 1 minute.
     #[serde(default = "default_missing_recording_retry")]
     pub missing_recording_retry: ConfigDuration,
+    /// How often an export chunk Teleport will not serve (NOT_FOUND, or
+    /// another permanent refusal with nothing of it read) is asked for, its
+    /// date listed again each time, before it is given up with a dead letter
+    /// naming its date, chunk and cursor. The event handler asks for ever;
+    /// ferry bounds it so that one lost chunk does not hold its date.
+    /// Default 5.
+    #[serde(default = "default_chunk_retry_attempts")]
+    pub chunk_retry_attempts: u32,
+    /// The least time between a chunk's first refusal and its giving up
+    /// (both bounds must be reached): retention that races a listing, or a
+    /// backend that lists a chunk before it can be read, has this long to
+    /// settle. Default 10 minutes.
+    #[serde(default = "default_chunk_retry_time")]
+    pub chunk_retry_time: ConfigDuration,
     /// Locking users after failed logins.
     #[serde(default)]
     pub lock: LockConfig,
@@ -183,6 +197,12 @@ fn default_concurrency() -> usize {
 fn default_missing_recording_retry() -> ConfigDuration {
     ConfigDuration(Duration::from_secs(60))
 }
+fn default_chunk_retry_attempts() -> u32 {
+    5
+}
+fn default_chunk_retry_time() -> ConfigDuration {
+    ConfigDuration(Duration::from_secs(600))
+}
 fn default_refresh_interval() -> ConfigDuration {
     ConfigDuration(Duration::from_secs(60))
 }
@@ -207,6 +227,9 @@ impl TeleportSourceConfig {
         }
         if self.concurrency == 0 {
             return Err(invalid("concurrency", "must be at least 1".into()));
+        }
+        if self.chunk_retry_attempts == 0 {
+            return Err(invalid("chunk-retry-attempts", "must be at least 1".into()));
         }
         if self.window_size.0 < Duration::from_secs(1) {
             return Err(invalid("window-size", "must be at least 1s".into()));

@@ -9,7 +9,7 @@
 //! the stored cursor never claims an event that is not delivered, for the
 //! audit log and for every session alike.
 
-use super::audit::{self, AuditItem, Reader, Settings, TypeFilter};
+use super::audit::{self, AuditItem, ChunkGiveUp, Reader, Settings, TypeFilter};
 use super::config::{TeleportSourceConfig, format_time, parse_start_time, truncate_to_second};
 use super::connect::{ConnectOptions, IdentityWatcher, audit_log_client, auth_client, connect_lazy};
 use super::cursor::{Cursor, PositionSnapshot, SessionProgress};
@@ -95,6 +95,18 @@ impl TeleportSource {
     /// The name the cursor is stored under: `teleport:<cluster>`.
     pub fn name(&self) -> &str {
         &self.name
+    }
+
+    /// `dead-letters replay` of an export chunk given up on: reads it again
+    /// from the cursor its letter names, once, with this source's identity
+    /// and type filters; the reason, one line, when Teleport still refuses.
+    pub async fn read_export_chunk(&self, letter: &audit::ChunkLetter) -> Result<Vec<crate::source::Item>, String> {
+        let addr = &self.config.addr;
+        let channel = connect_lazy(addr, &self.watcher.client_tls(), &ConnectOptions::default()).map_err(|err| err.to_string())?;
+        let mut client = audit_log_client(channel);
+        let filter =
+            TypeFilter { types: self.config.types.iter().cloned().collect(), skip: self.config.skip_event_types.iter().cloned().collect() };
+        audit::read_chunk_again(&mut client, letter, &filter).await.map_err(|status| super::connect::describe_status(addr, &status))
     }
 
     /// Looks for the event handler's saved state in `storage` (ferry's
@@ -188,6 +200,7 @@ impl TeleportSource {
             // Teleport's own handler reconnects every 5 s; a little longer at most.
             backoff: Backoff { initial: Duration::from_millis(500), max: Duration::from_secs(10) },
             errors: Default::default(),
+            chunk_give_up: ChunkGiveUp { attempts: self.config.chunk_retry_attempts, time: self.config.chunk_retry_time.0 },
         };
         let reader =
             Reader { settings: Arc::new(settings), client: client.clone(), out: audit_tx, shutdown: shutdown.clone(), buffer: Vec::new() };

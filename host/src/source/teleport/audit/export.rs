@@ -3,18 +3,21 @@
 //! `ExportUnstructuredEvents`, up to `concurrency` chunks of a date at once,
 //! each in its own task, resuming inside a chunk from its cursor.
 
-use super::{Reader, read_filtered};
+use super::{Reader, TypeFilter, read_filtered};
 use crate::retry::Retry;
 use crate::shutdown::Stopped;
 use crate::source::teleport::connect::describe_status;
 use crate::source::teleport::cursor::{AuditPosition, DateCursor, ExportCursor, OpenChunks};
 use crate::source::{Invalid, Item};
+use ferry_proto::auditlog::audit_log_service_client::AuditLogServiceClient;
 use ferry_proto::auditlog::{ExportUnstructuredEventsRequest, GetEventExportChunksRequest};
 use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
+use tokio::time::Instant;
+use tonic::transport::Channel;
 
 const SECONDS_PER_DAY: u64 = 86_400;
 /// Past dates the export engine keeps polling for chunks written late.
@@ -69,8 +72,8 @@ impl Reader {
         let mut found_new = false;
         for at in 0..cursor.dates.len() {
             let date = start_of(&cursor.dates[at].date);
-            let chunks = self.chunks(date).await?;
-            let new: Vec<String> = chunks.into_iter().filter(|chunk| !cursor.dates[at].done.contains(chunk)).collect();
+            let listed = self.chunks(date).await?;
+            let new = chunks_to_read(&cursor.dates[at], listed);
             if !new.is_empty() {
                 found_new = true;
                 self.export_chunks(cursor, at, new).await?;
@@ -85,7 +88,10 @@ impl Reader {
             let oldest_kept = date_of(SystemTime::now() - Duration::from_secs(EXPORT_BACKLOG_DAYS * SECONDS_PER_DAY));
             // Dates near today stay for chunks written late; older ones were
             // listed once after their day was over, which is final.
+            // A date with a chunk under way is never dropped (its chunks were
+            // all read or given up above; this guards the rule).
             while cursor_mut.dates.len() > 1
+                && cursor_mut.dates[0].partial.is_empty()
                 && (cursor_mut.dates.len() > 1 + EXPORT_BACKLOG_DAYS as usize || cursor_mut.dates[0].date < oldest_kept)
             {
                 cursor_mut.dates.remove(0);
@@ -214,8 +220,12 @@ impl Reader {
     /// `news` what it read; a stream that breaks is opened again from the
     /// last event received. A cursor Teleport refuses for good is dropped and
     /// the chunk read again from its start (what comes twice is deduplicated
-    /// downstream by id); a chunk Teleport no longer has, or cannot read even
-    /// from its start, is skipped with a dead letter naming it.
+    /// downstream by id). A chunk Teleport does not have (NOT_FOUND), or
+    /// cannot read even from its start, is asked for again with backoff, its
+    /// date listed again each time, and given up with a dead letter naming
+    /// its date, chunk and cursor only after [`ChunkGiveUp`]: a chunk listed
+    /// before it can be read, or a backend that has a bad moment, must not
+    /// lose its events for good.
     async fn export_chunk(
         mut self,
         date: SystemTime,
@@ -225,12 +235,18 @@ impl Reader {
         news: mpsc::Sender<ChunkNews>,
     ) -> Result<(), Stopped> {
         let mut retry = self.retry();
+        let mut refusals = Refusals::default();
         let what = format!("export chunk {chunk} of {day}");
         loop {
+            let before = resume.clone();
             let status = match self.stream_chunk(date, &chunk, &mut resume, &mut retry, &news).await? {
                 Ok(()) => return tell(&news, ChunkNews::Finished { chunk, item: Item::Progress }).await,
                 Err(status) => status,
             };
+            if !Arc::ptr_eq(&before, &resume) {
+                // Events came: the chunk is served, whatever it said before.
+                refusals = Refusals::default();
+            }
             if !self.wait_or_recover(&mut retry, &status, &what).await? {
                 continue;
             }
@@ -253,12 +269,44 @@ impl Reader {
                 tell(&news, ChunkNews::Restarted { chunk: chunk.clone() }).await?;
                 continue;
             }
-            let reason = format!("{what} cannot be read, so its events are skipped: {reason}");
-            tracing::error!(chunk = %chunk, date = %day, "{reason}");
+            let listing = self.listing_of(date, &chunk).await?;
+            let bound = self.settings.chunk_give_up;
+            let refused = refusals.refused(Instant::now(), bound);
+            if !refused.give_up {
+                let delay = retry.next_delay(Some(bound.spacing()));
+                tracing::warn!(
+                    chunk = %chunk,
+                    date = %day,
+                    retry_in = ?delay,
+                    "Cannot {what}: {reason}; {listing}; asking again (refusal {} of at least {} over {}).",
+                    refused.count,
+                    bound.attempts,
+                    humantime::format_duration(bound.time)
+                );
+                retry.sleep(delay).await?;
+                continue;
+            }
+            let reason = format!(
+                "{what} cannot be read, so its events are skipped: {reason}; {listing}; refused {} times over {}",
+                refused.count,
+                humantime::format_duration(Duration::from_secs(refused.over.as_secs()))
+            );
+            tracing::error!(chunk = %chunk, date = %day, cursor = %resume, "{reason}");
             let raw = serde_json::json!({ "date": day, "chunk": &*chunk, "cursor": &*resume }).to_string().into_bytes();
             let item = Item::Invalid(Invalid { position: what, reason, raw });
             return tell(&news, ChunkNews::Finished { chunk, item }).await;
         }
+    }
+
+    /// Lists `date` again after `chunk` was refused, and says whether the
+    /// listing still has it (for the log and the dead letter). A listing
+    /// that fails is said so: the chunk's own retries go on regardless.
+    async fn listing_of(&mut self, date: SystemTime, chunk: &str) -> Result<&'static str, Stopped> {
+        Ok(match self.list_chunks_or_stop(date).await? {
+            Ok(listed) if listed.iter().any(|name| name == chunk) => "the date's listing still has it",
+            Ok(_) => "the date's listing no longer has it",
+            Err(_) => "the date could not be listed again",
+        })
     }
 
     /// One stream of `chunk` from `resume`, which follows each event read.
@@ -292,6 +340,122 @@ impl Reader {
             }
         }
     }
+}
+
+/// The bound on asking again for an export chunk Teleport will not serve
+/// (`chunk-retry-attempts`, `chunk-retry-time`): it is given up once it was
+/// refused `attempts` times in a row *and* `time` has passed since the first
+/// of those refusals. The event handler asks for ever, which holds the
+/// date (and, after a crash, a chunk no longer listed is never asked at
+/// all); skipping at the first refusal loses a chunk a backend listed a
+/// moment early. Default 5 attempts over at least 10 minutes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ChunkGiveUp {
+    /// Refusals in a row, at least.
+    pub attempts: u32,
+    /// Time since the first refusal, at least.
+    pub time: Duration,
+}
+
+impl ChunkGiveUp {
+    /// The least wait between asks, so that the attempts spread over the
+    /// time rather than being spent in its first seconds.
+    fn spacing(&self) -> Duration {
+        self.time / self.attempts.max(1)
+    }
+}
+
+/// Refusals of one chunk since it last served an event.
+#[derive(Debug, Default)]
+struct Refusals {
+    count: u32,
+    first: Option<Instant>,
+}
+
+/// What one more refusal means.
+#[derive(Debug, PartialEq, Eq)]
+struct Refused {
+    /// Refusals in a row, this one included.
+    count: u32,
+    /// Since the first of them.
+    over: Duration,
+    /// The bound is reached: the chunk is given up.
+    give_up: bool,
+}
+
+impl Refusals {
+    /// Counts a refusal at `now` and decides on it by `bound`.
+    fn refused(&mut self, now: Instant, bound: ChunkGiveUp) -> Refused {
+        let first = *self.first.get_or_insert(now);
+        self.count = self.count.saturating_add(1);
+        let over = now.saturating_duration_since(first);
+        Refused { count: self.count, over, give_up: self.count >= bound.attempts && over >= bound.time }
+    }
+}
+
+/// The chunks of a date to read: those listed and not done, then those
+/// under way (a cursor stored) that the listing no longer has, which are
+/// asked for all the same: a chunk left partial by a crash must be read to
+/// its end or given up with a dead letter, never dropped with its date.
+fn chunks_to_read(date: &DateCursor, listed: Vec<String>) -> Vec<String> {
+    let mut chunks: Vec<String> = listed.into_iter().filter(|chunk| !date.done.contains(chunk)).collect();
+    for (chunk, cursor) in &date.partial {
+        if !chunks.contains(chunk) && !date.done.contains(chunk) {
+            tracing::warn!(
+                chunk = %chunk,
+                date = %date.date,
+                "Export chunk {chunk} of {}, read up to cursor {cursor:?}, is no longer listed; asking for it before giving it up.",
+                date.date
+            );
+            chunks.push(chunk.clone());
+        }
+    }
+    chunks
+}
+
+/// A chunk given up on, as its dead letter's payload names it (written by
+/// [`Reader::export_chunk`]): `dead-letters replay` reads it again from there.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+pub struct ChunkLetter {
+    /// `YYYY-MM-DD`, UTC.
+    pub date: String,
+    /// The chunk's name.
+    pub chunk: String,
+    /// Teleport's cursor inside the chunk; empty: from its start.
+    #[serde(default)]
+    pub cursor: String,
+}
+
+impl ChunkLetter {
+    /// The chunk a dead letter's payload names; `None` for any other
+    /// payload (an event whose Struct is malformed) or a date that is not one.
+    pub fn parse(payload: &[u8]) -> Option<ChunkLetter> {
+        let letter: ChunkLetter = serde_json::from_slice(payload).ok()?;
+        crate::units::parse_time(&format!("{}T00:00:00Z", letter.date)).ok()?;
+        Some(letter)
+    }
+}
+
+/// Reads the chunk `letter` names from its cursor to its end, once (the
+/// replay's operator asks again): each event as the engine would make it
+/// (filtered by `filter`; `Progress` dropped), `Invalid` for one whose
+/// Struct cannot be read.
+pub async fn read_chunk_again(
+    client: &mut AuditLogServiceClient<Channel>,
+    letter: &ChunkLetter,
+    filter: &TypeFilter,
+) -> Result<Vec<Item>, tonic::Status> {
+    let date = start_of(&letter.date);
+    let request = ExportUnstructuredEventsRequest { date: Some(date.into()), chunk: letter.chunk.clone(), cursor: letter.cursor.clone() };
+    let mut stream = client.export_unstructured_events(request).await?.into_inner();
+    let (mut items, mut buffer) = (Vec::new(), Vec::new());
+    while let Some(exported) = stream.message().await? {
+        match exported.event.map(|event| read_filtered(event, filter, &mut buffer)) {
+            None | Some(Item::Progress) => {}
+            Some(item) => items.push(item),
+        }
+    }
+    Ok(items)
 }
 
 /// What a chunk's task tells the export engine, in the order it happened.
@@ -334,5 +498,56 @@ mod tests {
         let time = humantime::parse_rfc3339("2024-02-29T23:59:59Z").expect("valid");
         assert_eq!(date_of(time), "2024-02-29");
         assert_eq!(date_of(start_of("2024-02-29") + Duration::from_secs(SECONDS_PER_DAY)), "2024-03-01");
+    }
+
+    const BOUND: ChunkGiveUp = ChunkGiveUp { attempts: 5, time: Duration::from_secs(600) };
+
+    #[test]
+    fn a_chunk_is_given_up_only_after_enough_refusals_and_enough_time() {
+        let start = Instant::now();
+        let mut refusals = Refusals::default();
+        // Five refusals in the first minute: not enough time.
+        for n in 0..5u32 {
+            let refused = refusals.refused(start + Duration::from_secs(u64::from(n) * 10), BOUND);
+            assert!(!refused.give_up, "refusal {} after {:?} is too early", refused.count, refused.over);
+        }
+        // Ten minutes after the first: given up.
+        let refused = refusals.refused(start + Duration::from_secs(600), BOUND);
+        assert_eq!(refused, Refused { count: 6, over: Duration::from_secs(600), give_up: true });
+    }
+
+    #[test]
+    fn time_alone_does_not_give_a_chunk_up() {
+        let start = Instant::now();
+        let mut refusals = Refusals::default();
+        assert!(!refusals.refused(start, BOUND).give_up);
+        assert!(!refusals.refused(start + Duration::from_secs(3600), BOUND).give_up, "two refusals, an hour apart, are not five");
+    }
+
+    #[test]
+    fn a_chunk_letter_is_read_back_from_its_payload() {
+        let payload = serde_json::json!({ "date": "2024-05-01", "chunk": "c2", "cursor": "17" }).to_string();
+        let letter = ChunkLetter { date: "2024-05-01".into(), chunk: "c2".into(), cursor: "17".into() };
+        assert_eq!(ChunkLetter::parse(payload.as_bytes()), Some(letter));
+        assert_eq!(ChunkLetter::parse(br#"{"date":"yesterday","chunk":"c2","cursor":""}"#), None, "a date that is not one");
+        assert_eq!(ChunkLetter::parse(br#"{"event":"user.login"}"#), None, "an event, not a chunk");
+    }
+
+    #[test]
+    fn asks_are_spread_over_the_time() {
+        assert_eq!(BOUND.spacing(), Duration::from_secs(120));
+        assert_eq!(ChunkGiveUp { attempts: 0, time: Duration::from_secs(6) }.spacing(), Duration::from_secs(6));
+    }
+
+    #[test]
+    fn a_partial_chunk_no_longer_listed_is_read_all_the_same() {
+        let date = DateCursor {
+            date: "2024-05-01".into(),
+            done: vec!["c1".into()],
+            partial: [("c2".to_owned(), "17".to_owned()), ("c4".to_owned(), "3".to_owned())].into(),
+        };
+        let listed = vec!["c1".to_owned(), "c3".to_owned(), "c4".to_owned()];
+        assert_eq!(chunks_to_read(&date, listed), ["c3", "c4", "c2"], "done ones skipped, the unlisted partial one kept, none twice");
+        assert_eq!(chunks_to_read(&date, Vec::new()), ["c2", "c4"], "an empty listing still reads the partial chunks");
     }
 }

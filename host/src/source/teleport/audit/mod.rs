@@ -14,12 +14,15 @@
 //! transient one is asked again through the one retry policy; one that is
 //! permanent for the request is recovered from (a stale page key: search
 //! again from the last event read; a stale export cursor: read the chunk
-//! again from its start; a chunk that vanished: skip it with a dead letter
-//! naming it); a refused identity is asked again slowly, with one ERROR line
+//! again from its start; a chunk Teleport will not serve: ask again, listing
+//! its date again, and give it up with a dead letter naming its date, chunk
+//! and cursor only after a bound of attempts and time); a refused identity is asked again slowly, with one ERROR line
 //! a minute.
 
 mod export;
 mod legacy;
+
+pub use export::{ChunkGiveUp, ChunkLetter, read_chunk_again};
 
 use super::config::Engine;
 use super::connect::describe_status;
@@ -96,6 +99,8 @@ pub struct Settings {
     /// shared by the chunk streams read at once, so that one failure of all
     /// of them is still one line a minute.
     pub errors: Mutex<ErrorEvery>,
+    /// When an export chunk Teleport will not serve is given up.
+    pub chunk_give_up: ChunkGiveUp,
 }
 
 /// One task reading the audit log: the shared settings, and its own client

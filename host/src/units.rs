@@ -71,6 +71,34 @@ pub fn parse_time(text: &str) -> Result<SystemTime, humantime::TimestampError> {
     humantime::parse_rfc3339_weak(text).or_else(|_| humantime::parse_rfc3339(text))
 }
 
+/// The first second RFC 3339 in humantime cannot write: 10000-01-01T00:00:00Z.
+const YEAR_10000: u64 = 253_402_300_800;
+
+/// Whether humantime can write `time` in RFC 3339: from 1970 up to the end
+/// of year 9999. It panics on any other (an event time Teleport sends may be
+/// anything), so every time from outside is checked with this first.
+pub fn writable_time(time: SystemTime) -> bool {
+    time.duration_since(SystemTime::UNIX_EPOCH).is_ok_and(|since| since.as_secs() < YEAR_10000)
+}
+
+/// `time` in RFC 3339 with nanoseconds, or `None` when it is before 1970 or
+/// after year 9999 (see [`writable_time`]).
+pub fn format_time_nanos(time: SystemTime) -> Option<String> {
+    writable_time(time).then(|| humantime::format_rfc3339_nanos(time).to_string())
+}
+
+/// `time` in RFC 3339 to the second for a message, whatever it is: a time
+/// humantime cannot write is said to be before 1970 or after 9999.
+pub fn describe_time(time: SystemTime) -> String {
+    if writable_time(time) {
+        humantime::format_rfc3339_seconds(time).to_string()
+    } else if time < SystemTime::UNIX_EPOCH {
+        "before 1970-01-01T00:00:00Z".to_owned()
+    } else {
+        "after 9999-12-31T23:59:59Z".to_owned()
+    }
+}
+
 /// A size for a person: B, KiB or MiB, as the config's sizes are written.
 pub fn human_size(bytes: u64) -> String {
     match bytes {

@@ -16,6 +16,7 @@ mod hostile;
 mod limits;
 mod malformed;
 mod observe;
+mod odd_times;
 mod ops;
 mod plugin_authoring;
 mod plugin_tool;

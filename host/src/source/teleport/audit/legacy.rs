@@ -23,8 +23,9 @@ impl Reader {
     async fn legacy_step(&mut self, cursor: &mut LegacyCursor) -> Result<(), Stopped> {
         let window_start = crate::units::parse_time(&cursor.window_start).unwrap_or(self.settings.start_time);
         let now = SystemTime::now();
-        let window_end = (window_start + self.settings.window_size).min(now);
-        let last_window = window_start + self.settings.window_size >= now;
+        // A window past what a time can hold ends now, as the last one.
+        let window_end = window_start.checked_add(self.settings.window_size).unwrap_or(now).min(now);
+        let last_window = window_end >= now;
         let page = match self.fetch_page(window_start, window_end, &cursor.start_key).await? {
             Ok(page) => page,
             Err(status) => return self.legacy_recover(cursor, &status).await,
@@ -39,9 +40,7 @@ impl Reader {
         for (at, event) in page.items.into_iter().enumerate().skip(resume_at) {
             cursor.last_id = Arc::from(event.id.as_str());
             cursor.skip = Some(at + 1);
-            let time =
-                event.time.and_then(|time| SystemTime::try_from(time).ok()).map(|time| humantime::format_rfc3339_nanos(time).to_string());
-            match time {
+            match cursor_time(&event) {
                 Some(time) if *time == *cursor.last_time => cursor.same_time += 1,
                 Some(time) => {
                     cursor.last_time = Arc::from(time);
@@ -125,6 +124,30 @@ impl Reader {
             }
         }
     }
+}
+
+/// The time of `event` as the cursor keeps it (RFC 3339, nanoseconds), to
+/// search again from if a page key is refused.
+///
+/// `None` when the event has no time, or one no cursor can hold: before
+/// 1970 (Go's zero time is year 1), after year 9999, or past what a
+/// `SystemTime` holds. Such an event is still delivered as served (its JSON
+/// carries its own `time`), with one line naming it; the cursor keeps the
+/// time of the event before it, and a search started over finds it by id.
+fn cursor_time(event: &EventUnstructured) -> Option<String> {
+    let sent = event.time?;
+    let time = SystemTime::try_from(sent).ok().and_then(crate::units::format_time_nanos);
+    if time.is_none() {
+        tracing::warn!(
+            "Teleport sent audit event `{}` ({}, index {}) with the time {}s {}ns since 1970, which no cursor can hold; it is delivered as served.",
+            event.id,
+            event.r#type,
+            event.index,
+            sent.seconds,
+            sent.nanos
+        );
+    }
+    time
 }
 
 /// Where to go on in a page that was read before up to `skip` events, the

@@ -336,7 +336,7 @@ pub enum IdentityError {
         path: PathBuf,
     },
     /// The certificate has expired.
-    #[error("every certificate in {} expired at {}; issue a new one (`tctl auth sign`, or Machine ID)", path.display(), humantime::format_rfc3339_seconds(*at))]
+    #[error("every certificate in {} expired {}; issue a new one (`tctl auth sign`, or Machine ID)", path.display(), crate::units::describe_time(*at))]
     Expired {
         /// The file.
         path: PathBuf,
@@ -632,6 +632,20 @@ mod tests {
         );
         let before = UNIX_EPOCH + Duration::from_secs(1_699_999_000);
         assert!(TlsMaterial::from_identity(&path(), identity_text(&expired).as_bytes(), before).is_ok());
+    }
+
+    /// X.509 times go back to year 0 (a UTCTime `50` is 1950): an identity
+    /// that expired before 1970 is said so in one line; formatting its time
+    /// used to panic.
+    #[test]
+    fn an_identity_expired_before_1970_says_so_without_panicking() {
+        let at = time::OffsetDateTime::from_unix_timestamp(-315_619_200).expect("1960-01-01");
+        let expired = issue("example.com", "ferry-bot", at);
+        let err = TlsMaterial::from_identity(&path(), identity_text(&expired).as_bytes(), SystemTime::now()).expect_err("expired");
+        assert_eq!(
+            err.to_string(),
+            "every certificate in /etc/ferry/auth.pem expired before 1970-01-01T00:00:00Z; issue a new one (`tctl auth sign`, or Machine ID)"
+        );
     }
 
     #[test]

@@ -784,6 +784,14 @@ mod tests {
                 check(&text)?;
             }
 
+            /// Any expiry a certificate can carry (years 1 to 9999; a UTCTime
+            /// `50` is 1950): loaded, or refused in one line naming the file.
+            #[test]
+            fn any_expiry_loads_or_is_one_line(seconds in -62_135_596_800i64..253_402_300_799) {
+                let at = time::OffsetDateTime::from_unix_timestamp(seconds).expect("in the range of a certificate");
+                check(identity_text(&issue("example.com", "ferry-bot", at)).as_bytes())?;
+            }
+
             #[test]
             fn pem_bodies_with_changed_bytes_never_panic(at in 0.0..1.0f64, byte in any::<u8>(), block in 0..3usize) {
                 // Damage inside one PEM body (key, certificate or CA), where

@@ -71,6 +71,34 @@ pub fn parse_time(text: &str) -> Result<SystemTime, humantime::TimestampError> {
     humantime::parse_rfc3339_weak(text).or_else(|_| humantime::parse_rfc3339(text))
 }
 
+/// The first second RFC 3339 in humantime cannot write: 10000-01-01T00:00:00Z.
+const YEAR_10000: u64 = 253_402_300_800;
+
+/// Whether humantime can write `time` in RFC 3339: from 1970 up to the end
+/// of year 9999. It panics on any other (an event time Teleport sends may be
+/// anything), so every time from outside is checked with this first.
+pub fn writable_time(time: SystemTime) -> bool {
+    time.duration_since(SystemTime::UNIX_EPOCH).is_ok_and(|since| since.as_secs() < YEAR_10000)
+}
+
+/// `time` in RFC 3339 with nanoseconds, or `None` when it is before 1970 or
+/// after year 9999 (see [`writable_time`]).
+pub fn format_time_nanos(time: SystemTime) -> Option<String> {
+    writable_time(time).then(|| humantime::format_rfc3339_nanos(time).to_string())
+}
+
+/// `time` for a message, whatever it is: `at` and RFC 3339 to the second,
+/// or, for a time humantime cannot write, `before 1970-…` or `after 9999-…`.
+pub fn describe_time(time: SystemTime) -> String {
+    if writable_time(time) {
+        format!("at {}", humantime::format_rfc3339_seconds(time))
+    } else if time < SystemTime::UNIX_EPOCH {
+        "before 1970-01-01T00:00:00Z".to_owned()
+    } else {
+        "after 9999-12-31T23:59:59Z".to_owned()
+    }
+}
+
 /// A size for a person: B, KiB or MiB, as the config's sizes are written.
 pub fn human_size(bytes: u64) -> String {
     match bytes {
@@ -92,6 +120,49 @@ mod tests {
         assert_eq!(parse_time("2024-05-01 00:00:00"), Ok(at(1_714_521_600, 0)));
         assert!(parse_time("2024-05-01").is_err());
         assert!(parse_time("yesterday").is_err());
+    }
+
+    #[test]
+    fn times_humantime_cannot_write_are_none_or_described() {
+        let at = |seconds: u64, nanos: u32| SystemTime::UNIX_EPOCH + Duration::new(seconds, nanos);
+        assert_eq!(format_time_nanos(at(0, 0)).as_deref(), Some("1970-01-01T00:00:00.000000000Z"));
+        assert_eq!(format_time_nanos(at(YEAR_10000 - 1, 999_999_999)).as_deref(), Some("9999-12-31T23:59:59.999999999Z"));
+        assert_eq!(format_time_nanos(at(YEAR_10000, 0)), None);
+        assert_eq!(format_time_nanos(SystemTime::UNIX_EPOCH - Duration::from_nanos(1)), None);
+        assert_eq!(describe_time(at(1_700_000_000, 0)), "at 2023-11-14T22:13:20Z");
+        assert_eq!(describe_time(SystemTime::UNIX_EPOCH - Duration::from_secs(1)), "before 1970-01-01T00:00:00Z");
+        assert_eq!(describe_time(at(YEAR_10000, 0)), "after 9999-12-31T23:59:59Z");
+    }
+
+    /// Fuzzing with a fixed budget, inside the normal test run: 512 times
+    /// across the whole range a `SystemTime` holds, well under a second.
+    mod fuzz {
+        use super::*;
+        use proptest::prelude::*;
+
+        /// Any time a `SystemTime` can hold: any second either side of 1970.
+        pub(crate) fn any_time() -> impl Strategy<Value = SystemTime> {
+            (any::<i64>(), 0..1_000_000_000u32).prop_filter_map("out of range", |(seconds, nanos)| {
+                let since = Duration::new(seconds.unsigned_abs(), nanos);
+                if seconds < 0 { SystemTime::UNIX_EPOCH.checked_sub(since) } else { SystemTime::UNIX_EPOCH.checked_add(since) }
+            })
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(512))]
+
+            #[test]
+            fn any_time_is_formatted_or_described_without_panicking(time in any_time()) {
+                match format_time_nanos(time) {
+                    Some(text) => prop_assert_eq!(parse_time(&text), Ok(time)),
+                    None => prop_assert!(!writable_time(time)),
+                }
+                let described = describe_time(time);
+                prop_assert!(described.starts_with("at ") || described.starts_with("before ") || described.starts_with("after "));
+                let stored = crate::source::teleport::config::format_time(time);
+                prop_assert!(parse_time(&stored).is_ok(), "a stored time reads back: {}", stored);
+            }
+        }
     }
 
     #[test]

@@ -497,6 +497,35 @@ mod proptests {
             prop_assert_eq!(decoded.to_json_bytes().expect("well formed"), struct_to_json_bytes(&fields));
         }
 
+        /// A real Struct as a backend with a bug, or a peer, might damage
+        /// it (bytes changed, cut short, lengths and tags made up): every
+        /// reader gives a value or an error, never a panic. Random bytes
+        /// rarely get past the first tag; these reach the nested readers.
+        #[test]
+        fn a_damaged_struct_converts_or_fails_but_never_panics(
+            fields in structs(),
+            damages in prop::collection::vec((0.0..1.0f64, any::<u8>(), 0..3u8), 1..5),
+        ) {
+            let mut wire = fields.encode_to_vec();
+            for (at, byte, how) in damages {
+                let at = ((at * wire.len() as f64) as usize).min(wire.len());
+                match how {
+                    0 if at < wire.len() => wire[at] = byte,
+                    1 => wire.truncate(at),
+                    _ => wire.insert(at, byte),
+                }
+            }
+            let raw = RawStruct::from_wire(wire.clone());
+            let _ = raw.write_json(&mut Vec::new(), |_, _| {});
+            let _ = raw.to_struct();
+            if let Ok(value) = raw.to_json_value() {
+                prop_assert!(value.is_object());
+            }
+            if let Ok(decoded) = RawStruct::decode(wire.as_slice()) {
+                let _ = decoded.to_json_bytes();
+            }
+        }
+
         #[test]
         fn arbitrary_bytes_convert_or_fail_but_never_panic(bytes in prop::collection::vec(any::<u8>(), 0..256)) {
             if let Ok(decoded) = RawStruct::decode(bytes.as_slice()) {

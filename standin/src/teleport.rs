@@ -144,6 +144,12 @@ pub struct StandInOptions {
     /// none.
     #[cfg(feature = "faults")]
     pub malformed_uids: Vec<String>,
+    /// Serve the audit events with these `uid`s with this `time` in the
+    /// page (before 1970, after 9999, nanos out of range), as a backend
+    /// whose index and event disagree might; they are still searched and
+    /// ordered by their JSON `time`. Default none.
+    #[cfg(feature = "faults")]
+    pub odd_times: Vec<(String, prost_types::Timestamp)>,
 }
 
 impl Default for StandInOptions {
@@ -163,6 +169,8 @@ impl Default for StandInOptions {
             raw_ids: false,
             #[cfg(feature = "faults")]
             malformed_uids: Vec::new(),
+            #[cfg(feature = "faults")]
+            odd_times: Vec::new(),
         }
     }
 }
@@ -321,6 +329,8 @@ impl TeleportStandIn {
         let sessions =
             options.sessions.iter().map(|(sid, events)| Ok((sid.clone(), session_events(sid, events)?))).collect::<io::Result<_>>()?;
         let export = options.export_api.then(|| Export::of(&audit, options.chunk_size.max(1)));
+        #[cfg(feature = "faults")]
+        let audit = faults::odd_times(audit, &options.odd_times);
         let shared = Arc::new(Shared {
             cluster_name: options.cluster_name,
             tls_routing: options.tls_routing,

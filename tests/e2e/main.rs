@@ -19,6 +19,7 @@ mod limits;
 mod malformed;
 mod missing_plugin;
 mod observe;
+mod odd_times;
 mod ops;
 mod plugin_authoring;
 mod plugin_tool;

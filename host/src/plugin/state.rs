@@ -241,4 +241,34 @@ mod tests {
         assert_eq!(limit.admit(start + LOG_WINDOW), (true, 0));
         assert_eq!(limit.close_window(start + LOG_WINDOW * 3), 0, "nothing was suppressed since");
     }
+
+    /// Fuzzing with a fixed budget, inside the normal test run: 256 cases
+    /// of text a plugin logs or names a counter with, well under a second.
+    mod fuzz {
+        use super::*;
+        use proptest::prelude::*;
+
+        /// Text as a guest may hand it over: any characters, long enough
+        /// that multi-byte ones straddle the clip.
+        fn text() -> impl Strategy<Value = String> {
+            prop_oneof![".{0,64}", any::<String>(), ("[é€😀\n\r]{1,4}", 1..1400usize).prop_map(|(unit, times)| unit.repeat(times))]
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(256))]
+
+            #[test]
+            fn any_log_text_or_counter_name_is_clipped_and_escaped_without_panicking(text in text(), delta in any::<u64>()) {
+                let clipped = clip(&text);
+                prop_assert!(clipped.len() <= MAX_LOG_TEXT && text.starts_with(clipped));
+                let escaped = escape(clipped);
+                prop_assert!(!escaped.chars().any(char::is_control), "{}", escaped);
+                let metrics = Metrics::default();
+                metrics.add_plugin_counter("guest", clipped, delta);
+                metrics.add_plugin_counter("guest", clipped, delta);
+                let rendered = metrics.render();
+                prop_assert!(rendered.ends_with("# EOF\n"), "the page is whole: {}", rendered);
+            }
+        }
+    }
 }

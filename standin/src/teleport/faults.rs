@@ -214,6 +214,23 @@ pub(super) fn raw_ids(mut audit: Vec<Stored>) -> Vec<Stored> {
     audit
 }
 
+/// Gives each audit event whose `uid` is listed in `times` its time there,
+/// in the page only: where it is searched and ordered stays.
+pub(super) fn odd_times(mut audit: Vec<Stored>, times: &[(String, prost_types::Timestamp)]) -> Vec<Stored> {
+    for stored in &mut audit {
+        let uid = stored.event.unstructured.as_ref().and_then(|raw| raw.to_struct().ok()).and_then(|tree| {
+            match tree.fields.get("uid").and_then(|uid| uid.kind.clone()) {
+                Some(prost_types::value::Kind::StringValue(uid)) => Some(uid),
+                _ => None,
+            }
+        });
+        if let Some((_, time)) = times.iter().find(|(listed, _)| uid.as_deref() == Some(listed.as_str())) {
+            stored.event.time = Some(*time);
+        }
+    }
+    audit
+}
+
 /// Adds to the Struct of each audit event whose `uid` is in `uids` an entry
 /// `"broken"` whose string is not UTF-8: bytes no JSON can carry.
 pub(super) fn malform(mut audit: Vec<Stored>, uids: &[String]) -> Vec<Stored> {

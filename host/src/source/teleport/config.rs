@@ -292,9 +292,11 @@ pub fn truncate_to_second(time: SystemTime) -> SystemTime {
     SystemTime::UNIX_EPOCH + Duration::from_secs(since.as_secs())
 }
 
-/// RFC 3339 in whole seconds, as stored.
+/// RFC 3339 in whole seconds, as stored. A time humantime cannot write is
+/// clamped to 1970 or to the end of year 9999, as a cursor can hold it.
 pub fn format_time(time: SystemTime) -> String {
-    humantime::format_rfc3339_seconds(time).to_string()
+    let last = SystemTime::UNIX_EPOCH + Duration::from_secs(253_402_300_799);
+    humantime::format_rfc3339_seconds(time.clamp(SystemTime::UNIX_EPOCH, last)).to_string()
 }
 
 #[cfg(test)]

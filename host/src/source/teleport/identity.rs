@@ -336,7 +336,7 @@ pub enum IdentityError {
         path: PathBuf,
     },
     /// The certificate has expired.
-    #[error("every certificate in {} expired at {}; issue a new one (`tctl auth sign`, or Machine ID)", path.display(), humantime::format_rfc3339_seconds(*at))]
+    #[error("every certificate in {} expired {}; issue a new one (`tctl auth sign`, or Machine ID)", path.display(), crate::units::describe_time(*at))]
     Expired {
         /// The file.
         path: PathBuf,
@@ -634,6 +634,20 @@ mod tests {
         assert!(TlsMaterial::from_identity(&path(), identity_text(&expired).as_bytes(), before).is_ok());
     }
 
+    /// X.509 times go back to year 0 (a UTCTime `50` is 1950): an identity
+    /// that expired before 1970 is said so in one line; formatting its time
+    /// used to panic.
+    #[test]
+    fn an_identity_expired_before_1970_says_so_without_panicking() {
+        let at = time::OffsetDateTime::from_unix_timestamp(-315_619_200).expect("1960-01-01");
+        let expired = issue("example.com", "ferry-bot", at);
+        let err = TlsMaterial::from_identity(&path(), identity_text(&expired).as_bytes(), SystemTime::now()).expect_err("expired");
+        assert_eq!(
+            err.to_string(),
+            "every certificate in /etc/ferry/auth.pem expired before 1970-01-01T00:00:00Z; issue a new one (`tctl auth sign`, or Machine ID)"
+        );
+    }
+
     #[test]
     fn a_key_pair_triple_loads_and_names_the_file_at_fault() {
         let dir = tempfile::tempdir().expect("tempdir");
@@ -768,6 +782,14 @@ mod tests {
                     apply(&mut text, damage);
                 }
                 check(&text)?;
+            }
+
+            /// Any expiry a certificate can carry (years 1 to 9999; a UTCTime
+            /// `50` is 1950): loaded, or refused in one line naming the file.
+            #[test]
+            fn any_expiry_loads_or_is_one_line(seconds in -62_135_596_800i64..253_402_300_799) {
+                let at = time::OffsetDateTime::from_unix_timestamp(seconds).expect("in the range of a certificate");
+                check(identity_text(&issue("example.com", "ferry-bot", at)).as_bytes())?;
             }
 
             #[test]

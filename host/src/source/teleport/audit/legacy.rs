@@ -23,8 +23,9 @@ impl Reader {
     async fn legacy_step(&mut self, cursor: &mut LegacyCursor) -> Result<(), Stopped> {
         let window_start = crate::units::parse_time(&cursor.window_start).unwrap_or(self.settings.start_time);
         let now = SystemTime::now();
-        let window_end = (window_start + self.settings.window_size).min(now);
-        let last_window = window_start + self.settings.window_size >= now;
+        // A window past what a time can hold ends now, as the last one.
+        let window_end = window_start.checked_add(self.settings.window_size).unwrap_or(now).min(now);
+        let last_window = window_end >= now;
         let page = match self.fetch_page(window_start, window_end, &cursor.start_key).await? {
             Ok(page) => page,
             Err(status) => return self.legacy_recover(cursor, &status).await,
@@ -39,9 +40,7 @@ impl Reader {
         for (at, event) in page.items.into_iter().enumerate().skip(resume_at) {
             cursor.last_id = Arc::from(event.id.as_str());
             cursor.skip = Some(at + 1);
-            let time =
-                event.time.and_then(|time| SystemTime::try_from(time).ok()).map(|time| humantime::format_rfc3339_nanos(time).to_string());
-            match time {
+            match cursor_time(&event) {
                 Some(time) if *time == *cursor.last_time => cursor.same_time += 1,
                 Some(time) => {
                     cursor.last_time = Arc::from(time);
@@ -127,6 +126,30 @@ impl Reader {
     }
 }
 
+/// The time of `event` as the cursor keeps it (RFC 3339, nanoseconds), to
+/// search again from if a page key is refused.
+///
+/// `None` when the event has no time, or one no cursor can hold: before
+/// 1970 (Go's zero time is year 1), after year 9999, or past what a
+/// `SystemTime` holds. Such an event is still delivered as served (its JSON
+/// carries its own `time`), with one line naming it; the cursor keeps the
+/// time of the event before it, and a search started over finds it by id.
+fn cursor_time(event: &EventUnstructured) -> Option<String> {
+    let sent = event.time?;
+    let time = SystemTime::try_from(sent).ok().and_then(crate::units::format_time_nanos);
+    if time.is_none() {
+        tracing::warn!(
+            "Teleport sent audit event `{}` ({}, index {}) with the time {}s {}ns since 1970, which no cursor can hold; it is delivered as served.",
+            event.id,
+            event.r#type,
+            event.index,
+            sent.seconds,
+            sent.nanos
+        );
+    }
+    time
+}
+
 /// Where to go on in a page that was read before up to `skip` events, the
 /// last of them `last_id`.
 ///
@@ -179,5 +202,81 @@ mod tests {
         assert_eq!(resume_at(&page, "b", None), 3);
         assert_eq!(resume_at(&page, "gone", None), 0, "an id not on the page: read it all again");
         assert_eq!(resume_at(&page, "", None), 0);
+    }
+
+    fn event_at(seconds: i64, nanos: i32) -> EventUnstructured {
+        EventUnstructured { id: "u-1".into(), time: Some(prost_types::Timestamp { seconds, nanos }), ..Default::default() }
+    }
+
+    #[test]
+    fn the_cursor_keeps_only_times_it_can_write() {
+        assert_eq!(cursor_time(&event_at(1_577_836_800, 5)).as_deref(), Some("2020-01-01T00:00:00.000000005Z"));
+        assert_eq!(cursor_time(&event_at(1_577_836_800, 1_500_000_000)).as_deref(), Some("2020-01-01T00:00:01.500000000Z"));
+        assert_eq!(cursor_time(&event_at(1_577_836_800, -1)).as_deref(), Some("2019-12-31T23:59:59.999999999Z"));
+        assert_eq!(cursor_time(&event_at(253_402_300_799, 999_999_999)).as_deref(), Some("9999-12-31T23:59:59.999999999Z"));
+        for (seconds, nanos) in [(-1, 0), (0, -1), (-62_135_596_800, 0), (253_402_300_800, 0), (i64::MAX, 999_999_999), (i64::MIN, 0)] {
+            assert_eq!(cursor_time(&event_at(seconds, nanos)), None, "{seconds}s {nanos}ns");
+        }
+        assert_eq!(cursor_time(&EventUnstructured::default()), None, "no time");
+    }
+
+    /// Fuzzing with a fixed budget, inside the normal test run: 256 cases
+    /// for each property here, well under a second.
+    mod fuzz {
+        use super::*;
+        use crate::source::teleport::audit::{TypeFilter, read_filtered};
+        use ferry_proto::rawstruct::RawStruct;
+        use proptest::prelude::*;
+        use prost::Message as _;
+
+        /// An event as a page may carry it: any time, any id and type, any
+        /// bytes as its Struct.
+        fn any_event() -> impl Strategy<Value = EventUnstructured> {
+            (any::<i64>(), any::<i32>(), ".{0,8}", ".{0,8}", any::<i64>(), prop::collection::vec(any::<u8>(), 0..128), any::<bool>())
+                .prop_map(|(seconds, nanos, id, kind, index, wire, timed)| EventUnstructured {
+                    r#type: kind,
+                    id,
+                    time: timed.then_some(prost_types::Timestamp { seconds, nanos }),
+                    index,
+                    unstructured: Some(RawStruct::from_wire(wire)),
+                })
+        }
+
+        /// What the engine does with each event of a page.
+        fn read_each(items: Vec<EventUnstructured>) -> Result<(), TestCaseError> {
+            for event in items {
+                if let Some(time) = cursor_time(&event) {
+                    prop_assert!(crate::units::parse_time(&time).is_ok(), "the cursor's time reads back: {time}");
+                }
+                let _ = read_filtered(event, &TypeFilter::default(), &mut Vec::new());
+            }
+            Ok(())
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(256))]
+
+            /// Any page of events: a cursor time or none, an event or a
+            /// dead letter, never a panic.
+            #[test]
+            fn any_event_of_a_page_is_read_without_panicking(items in prop::collection::vec(any_event(), 0..6)) {
+                read_each(items)?;
+            }
+
+            /// Any bytes Teleport answers a page with.
+            #[test]
+            fn any_page_bytes_decode_or_fail_without_panicking(bytes in prop::collection::vec(any::<u8>(), 0..512)) {
+                if let Ok(page) = EventsUnstructured::decode(bytes.as_slice()) {
+                    read_each(page.items)?;
+                }
+            }
+
+            /// Any page and any cursor: a place on the page, never past it.
+            #[test]
+            fn any_page_resumes_within_it(ids in prop::collection::vec("[ab]?", 0..8), last in "[abc]?", skip in prop::option::of(0..12usize)) {
+                let items = page(&ids.iter().map(String::as_str).collect::<Vec<_>>());
+                prop_assert!(resume_at(&items, &last, skip) <= items.len());
+            }
+        }
     }
 }

@@ -26,6 +26,7 @@ mod plugin_tool;
 mod proxy;
 mod redact_file;
 mod reload;
+mod replay_sessions;
 mod rotation;
 mod script_plugins;
 mod service;

@@ -2,8 +2,22 @@
 //!
 //! `replay` builds today's chain and sinks from the config the way `start`
 //! does and sends each dead letter on: one a plugin or the source gave up
-//! on goes through the whole chain, one a sink refused goes straight back
-//! to that sink (it already passed the chain). A dead letter is deleted
+//! on goes through the whole chain to the sink it was meant for (a
+//! recording's own sink, under its session). One a sink refused goes back to
+//! that sink only (the others took it), under the session it was posted
+//! under, so that a recording's events reach `<session-url>.<sid>.log`
+//! again, `print` events included.
+//!
+//! A sink letter passed the chain before it was refused, and goes through
+//! today's chain again, so that what changed since applies (a redaction
+//! tightened after the failure, a filter that now drops it). Running a
+//! transform twice is harmless for those ferry ships and the usual ones:
+//! a redaction masks what is masked already, a tag sets the same field to
+//! the same value. A transform that is not idempotent (one that appends to a
+//! list, hashes a field, counts) would apply twice: `--as-stored` sends
+//! exactly what was stored instead. Today's routes are not followed for a
+//! sink letter: it goes to the sink that refused it, or nowhere when today's
+//! chain drops it. A dead letter is deleted
 //! only once every sink it went to acknowledged it (or today's chain
 //! dropped it); one that fails again keeps its row, with the new stage,
 //! reason and payload, in the same transaction. Nothing is lost.
@@ -79,6 +93,10 @@ pub enum DeadLettersCommand {
         /// then stays.
         #[arg(long, default_value = "30s", value_parser = crate::units::parse_duration)]
         timeout: Duration,
+        /// Send what a sink refused exactly as stored, without today's chain
+        /// (for a chain with transforms that must not run twice).
+        #[arg(long)]
+        as_stored: bool,
     },
     /// Delete dead letters: all of them with `--all`, or those the filters name.
     Purge {
@@ -105,7 +123,7 @@ impl DeadLettersArgs {
         let result = match command {
             DeadLettersCommand::List => list(&state, Filter { limit: filter.limit.or(Some(1000)), ..filter }).await,
             DeadLettersCommand::Show { id } => show(&state, id).await,
-            DeadLettersCommand::Replay { timeout } => replay(&config, &state, &filter, timeout).await,
+            DeadLettersCommand::Replay { timeout, as_stored } => replay(&config, &state, &filter, timeout, as_stored).await,
             DeadLettersCommand::Purge { all } => purge(&state, &filter, all).await,
         };
         state.close().await;
@@ -159,7 +177,7 @@ struct Replayed {
     failures: Vec<DeadLetter>,
 }
 
-async fn replay(config: &FerryConfig, state: &State, filter: &Filter, timeout: Duration) -> anyhow::Result<()> {
+async fn replay(config: &FerryConfig, state: &State, filter: &Filter, timeout: Duration, as_stored: bool) -> anyhow::Result<()> {
     let letters = state.find_dead_letters(filter).await?;
     if letters.is_empty() {
         println!("no dead letters to replay in {}", state.path().display());
@@ -187,7 +205,7 @@ async fn replay(config: &FerryConfig, state: &State, filter: &Filter, timeout: D
         let owned = chunk.to_vec();
         let read: Vec<Option<ChunkRead>> = chunk.iter().map(|letter| chunks.remove(&letter.id)).collect();
         let taken = chain.take().expect("the chain is put back after every chunk");
-        let (back, routed) = tokio::task::spawn_blocking(move || route(taken, owned, read))
+        let (back, routed) = tokio::task::spawn_blocking(move || route(taken, owned, read, as_stored))
             .await
             .unwrap_or_else(|panic| std::panic::resume_unwind(panic.into_panic()));
         chain = Some(back);
@@ -265,27 +283,21 @@ struct Routed {
 /// Sends each letter through the chain (one call per letter, so that what
 /// comes out is known to be its own), or straight to its sink when a sink
 /// refused it. Blocks: plugins run here.
-fn route(mut chain: Chain, letters: Vec<StoredDeadLetter>, mut read: Vec<Option<ChunkRead>>) -> (Chain, Routed) {
+fn route(mut chain: Chain, letters: Vec<StoredDeadLetter>, mut read: Vec<Option<ChunkRead>>, as_stored: bool) -> (Chain, Routed) {
     let mut routed = Routed { by_sink: BTreeMap::new(), failures: letters.iter().map(|_| Vec::new()).collect() };
     for (index, letter) in letters.iter().enumerate() {
-        let again = |stage: Stage, component: &str, reason: String, payload: Vec<u8>| DeadLetter {
-            source: letter.source.clone(),
-            position: letter.position.clone(),
-            event_id: letter.event_id.clone(),
-            stage,
-            component: component.to_owned(),
-            reason,
-            payload,
-        };
+        let again =
+            |stage: Stage, component: &str, reason: String, payload: Vec<u8>| letter_again(letter, stage, component, reason, payload);
         if letter.stage == Stage::Sink.as_str() {
-            let (id, session_id) = match Event::from_json(letter.payload.clone()) {
-                Ok(event) => (event.id, event.session_id),
-                Err(_) => (letter.event_id.clone().unwrap_or_default(), String::new()),
-            };
-            let out = OutEvent { id, session_id, json: letter.payload.clone() };
-            let entry = routed.by_sink.entry(letter.component.clone()).or_default();
-            entry.0.push(out);
-            entry.1.push(index);
+            match back_to_its_sink(&mut chain, letter, as_stored) {
+                Ok(Some(out)) => {
+                    let entry = routed.by_sink.entry(letter.component.clone()).or_default();
+                    entry.0.push(out);
+                    entry.1.push(index);
+                }
+                Ok(None) => {} // Today's chain dropped it.
+                Err(failures) => routed.failures[index].extend(failures),
+            }
             continue;
         }
         match read.get_mut(index).and_then(Option::take) {
@@ -337,15 +349,18 @@ fn route(mut chain: Chain, letters: Vec<StoredDeadLetter>, mut read: Vec<Option<
                 continue;
             }
         };
+        // Where the source meant it to go (a recording's sink and session).
+        let event =
+            Event { stream_session: letter.session_id.as_deref().map(Arc::from), sink: letter.sink.as_deref().map(Arc::from), ..event };
         apply(&mut chain, vec![event], index, &mut routed, letter);
     }
     (chain, routed)
 }
 
-/// Sends the events of the letter at `index` through the chain, noting
-/// where each comes out and what fails again.
-fn apply(chain: &mut Chain, events: Vec<Event>, index: usize, routed: &mut Routed, letter: &StoredDeadLetter) {
-    let again = |stage: Stage, component: &str, reason: String, payload: Vec<u8>| DeadLetter {
+/// The dead letter `letter` becomes when it fails again: where it came from
+/// and where it was going stay, the rest is the new failure's.
+fn letter_again(letter: &StoredDeadLetter, stage: Stage, component: &str, reason: String, payload: Vec<u8>) -> DeadLetter {
+    DeadLetter {
         source: letter.source.clone(),
         position: letter.position.clone(),
         event_id: letter.event_id.clone(),
@@ -353,17 +368,73 @@ fn apply(chain: &mut Chain, events: Vec<Event>, index: usize, routed: &mut Route
         component: component.to_owned(),
         reason,
         payload,
+        session_id: letter.session_id.clone(),
+        sink: letter.sink.clone(),
+    }
+}
+
+/// A letter a sink refused, made ready to go back to that sink: under the
+/// session it was posted under (stored with it; for a letter older than
+/// that, the event's `sid`), through today's chain unless `as_stored` (see
+/// the module's doc). `Ok(None)`: today's chain dropped it; `Err`: it failed
+/// in the chain again.
+fn back_to_its_sink(chain: &mut Chain, letter: &StoredDeadLetter, as_stored: bool) -> Result<Option<OutEvent>, Vec<DeadLetter>> {
+    let parsed = Event::from_json(letter.payload.clone());
+    let from_event = parsed.as_ref().ok().map(|event| event.session_id.clone());
+    let session_id = letter.session_id.clone().or(from_event).unwrap_or_default();
+    let event = match parsed {
+        Ok(event) if !as_stored => event,
+        // As stored (or not an event: a sink took it so, and gets it so again).
+        Ok(event) => return Ok(Some(OutEvent { id: event.id, session_id, json: letter.payload.clone() })),
+        Err(_) => {
+            let id = letter.event_id.clone().unwrap_or_default();
+            return Ok(Some(OutEvent { id, session_id, json: letter.payload.clone() }));
+        }
     };
+    let stream_session = Some(session_id.as_str()).filter(|sid| !sid.is_empty()).map(Arc::from);
+    let event = Event { stream_session, sink: Some(Arc::from(letter.component.as_str())), ..event };
+    // Failing in the chain now, it keeps where it was going: the next replay
+    // sends it through the chain to the sink that refused it.
+    let (session, sink) = (Some(session_id.clone()).filter(|sid| !sid.is_empty()), Some(letter.component.clone()));
+    match chain.apply(vec![event]) {
+        Err(halted) => {
+            let again = letter_again(letter, Stage::Plugin, "chain", format!("replay: {}", halted.error), letter.payload.clone());
+            Err(vec![DeadLetter { session_id: session, sink, ..again }])
+        }
+        Ok(ChainOutput { dead, .. }) if !dead.is_empty() => Err(dead
+            .into_iter()
+            .map(|dead| DeadLetter {
+                session_id: session.clone(),
+                sink: sink.clone(),
+                ..letter_again(letter, dead.stage, &dead.component, dead.reason, dead.payload)
+            })
+            .collect()),
+        // One event in: whichever sinks today's routes name, it is the same
+        // event; it goes back to the sink that refused it only.
+        Ok(ChainOutput { deliveries, .. }) => Ok(deliveries.into_values().flatten().next().map(|out| OutEvent { session_id, ..out })),
+    }
+}
+
+/// Sends the events of the letter at `index` through the chain, noting
+/// where each comes out and what fails again.
+fn apply(chain: &mut Chain, events: Vec<Event>, index: usize, routed: &mut Routed, letter: &StoredDeadLetter) {
     if events.is_empty() {
         return;
     }
     match chain.apply(events) {
-        Err(halted) => {
-            routed.failures[index].push(again(Stage::Plugin, "chain", format!("replay: {}", halted.error), letter.payload.clone()))
-        }
+        Err(halted) => routed.failures[index].push(letter_again(
+            letter,
+            Stage::Plugin,
+            "chain",
+            format!("replay: {}", halted.error),
+            letter.payload.clone(),
+        )),
         Ok(ChainOutput { deliveries, dead, .. }) => {
-            for letter in dead {
-                routed.failures[index].push(again(letter.stage, &letter.component, letter.reason, letter.payload));
+            for dead in dead {
+                // The chain's letter knows the session and sink of its event
+                // (an export chunk's events have their own).
+                let again = letter_again(letter, dead.stage, &dead.component, dead.reason, dead.payload);
+                routed.failures[index].push(DeadLetter { session_id: dead.session_id, sink: dead.sink, ..again });
             }
             for (sink, events) in deliveries {
                 let entry = routed.by_sink.entry(sink).or_default();
@@ -385,22 +456,15 @@ async fn deliver(
     timeout: Duration,
 ) -> Vec<Replayed> {
     let Routed { by_sink, mut failures } = routed;
-    let again = |index: usize, sink: &str, reason: String, payload: Vec<u8>| {
-        let letter = &letters[index];
-        DeadLetter {
-            source: letter.source.clone(),
-            position: letter.position.clone(),
-            event_id: letter.event_id.clone(),
-            stage: Stage::Sink,
-            component: sink.to_owned(),
-            reason,
-            payload,
-        }
+    // Refused by a sink: under the session it was posted under, as `start` stores it.
+    let again = |index: usize, sink: &str, reason: String, event: OutEvent| {
+        let session_id = Some(event.session_id).filter(|sid| !sid.is_empty());
+        DeadLetter { session_id, sink: None, ..letter_again(&letters[index], Stage::Sink, sink, reason, event.json) }
     };
     for (name, (events, owners)) in by_sink {
         let Some(sink) = sinks.get(&name) else {
             for (event, &index) in events.into_iter().zip(&owners) {
-                failures[index].push(again(index, &name, format!("replay: the sink `{name}` is not in the config any more"), event.json));
+                failures[index].push(again(index, &name, format!("replay: the sink `{name}` is not in the config any more"), event));
             }
             continue;
         };
@@ -413,7 +477,7 @@ async fn deliver(
                 let mut events: Vec<Option<OutEvent>> = events.into_iter().map(Some).collect();
                 for (at, reason) in delivery.rejected {
                     if let (Some(event), Some(&index)) = (events.get_mut(at).and_then(Option::take), owners.get(at)) {
-                        failures[index].push(again(index, &name, reason, event.json));
+                        failures[index].push(again(index, &name, reason, event));
                     }
                 }
             }
@@ -423,7 +487,7 @@ async fn deliver(
                     humantime::format_duration(timeout)
                 );
                 for (event, &index) in events.into_iter().zip(&owners) {
-                    failures[index].push(again(index, &name, reason.clone(), event.json));
+                    failures[index].push(again(index, &name, reason.clone(), event));
                 }
             }
         }

@@ -255,6 +255,8 @@ mod tests {
             component: component.into(),
             reason: "r".into(),
             payload: b"{}".to_vec(),
+            session_id: None,
+            sink: None,
         }
     }
 

@@ -165,7 +165,7 @@ impl Chain {
             let outcome = match outcome {
                 Ok(outcome) => outcome,
                 Err(reason) => {
-                    output.dead.push(self.dead_letter(plugin, &reason, event.id, event.json));
+                    output.dead.push(self.dead_letter(plugin, &reason, event));
                     continue;
                 }
             };
@@ -189,7 +189,7 @@ impl Chain {
                 }
                 Err((event, reason)) => {
                     let reason = format!("plugin `{plugin}` failed event {}: {reason}", event.id);
-                    output.dead.push(self.dead_letter(plugin, &reason, event.id, event.json));
+                    output.dead.push(self.dead_letter(plugin, &reason, event));
                 }
             }
         }
@@ -221,15 +221,19 @@ impl Chain {
         }
     }
 
-    fn dead_letter(&self, plugin: &str, reason: &str, id: String, json: Vec<u8>) -> DeadLetter {
+    /// The dead letter of `event`, which `plugin` failed: with the recording
+    /// and the sink it came with, so that a replay sends it where it was going.
+    fn dead_letter(&self, plugin: &str, reason: &str, event: Event) -> DeadLetter {
         DeadLetter {
             source: self.source.clone(),
             position: None,
-            event_id: Some(id),
+            event_id: Some(event.id),
             stage: Stage::Plugin,
             component: plugin.to_owned(),
             reason: reason.to_owned(),
-            payload: json,
+            payload: event.json,
+            session_id: event.stream_session.map(|sid| sid.to_string()),
+            sink: event.sink.map(|sink| sink.to_string()),
         }
     }
 }

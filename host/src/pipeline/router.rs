@@ -124,6 +124,8 @@ fn source_letter(bad: Invalid, source: &str) -> DeadLetter {
         component: source.to_owned(),
         reason: bad.reason,
         payload: bad.raw,
+        session_id: None,
+        sink: None,
     }
 }
 
@@ -146,6 +148,10 @@ async fn complete(
             component: sink.clone(),
             reason,
             payload: event.json,
+            // The session it was posted under (a recording's, even for its
+            // `print` events): a replay posts it to the same URL.
+            session_id: Some(event.session_id).filter(|sid| !sid.is_empty()),
+            sink: None,
         }));
     }
     let _ = completed.send(done).await;

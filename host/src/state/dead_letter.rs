@@ -39,6 +39,16 @@ pub struct DeadLetter {
     pub reason: String,
     /// The event's bytes as they were when it failed.
     pub payload: Vec<u8>,
+    /// The session it was sent under: for a recording's event the recording
+    /// it was streamed from (a `print` event has no `sid` of its own), so
+    /// that a replay sends it to `<session-url>.<this>.log` again. `None`
+    /// for events outside a session.
+    pub session_id: Option<String>,
+    /// The sink the source meant it for (a recording's own sink), when it
+    /// failed before a sink: a replay through the chain sends it there
+    /// again. `None` for the default sink and for sink letters (their
+    /// `component` names the sink).
+    pub sink: Option<String>,
 }
 
 /// A dead letter read back from the database.
@@ -63,6 +73,11 @@ pub struct StoredDeadLetter {
     /// See [`DeadLetter::payload`].
     #[serde(serialize_with = "as_text")]
     pub payload: Vec<u8>,
+    /// See [`DeadLetter::session_id`]; `None` also for letters stored before
+    /// ferry recorded it.
+    pub session_id: Option<String>,
+    /// See [`DeadLetter::sink`].
+    pub sink: Option<String>,
 }
 
 fn as_text<S: serde::Serializer>(bytes: &[u8], serializer: S) -> Result<S::Ok, S::Error> {

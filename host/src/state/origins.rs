@@ -187,6 +187,8 @@ mod tests {
             component: "teleport".into(),
             reason: "r".into(),
             payload: b"{}".to_vec(),
+            session_id: None,
+            sink: None,
         };
         state.add_dead_letters(&[letter]).await.expect("letter");
         state.move_position("teleport:auth:3025", "teleport:example").await.expect("move");

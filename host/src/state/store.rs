@@ -205,7 +205,7 @@ impl State {
     /// Dead letters in the order they were written, oldest first.
     pub async fn dead_letters(&self, limit: u32) -> Result<Vec<StoredDeadLetter>, StateError> {
         let rows = sqlx::query(
-            "SELECT id, created_at, source, position, event_id, stage, component, reason, payload
+            "SELECT id, created_at, source, position, event_id, stage, component, reason, payload, session_id, sink
              FROM dead_letters ORDER BY id LIMIT ?",
         )
         .bind(limit)
@@ -255,7 +255,7 @@ impl State {
     /// The dead letters `filter` names, oldest first.
     pub async fn find_dead_letters(&self, filter: &Filter) -> Result<Vec<StoredDeadLetter>, StateError> {
         let mut query = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
-            "SELECT id, created_at, source, position, event_id, stage, component, reason, payload FROM dead_letters",
+            "SELECT id, created_at, source, position, event_id, stage, component, reason, payload, session_id, sink FROM dead_letters",
         );
         filter.push_where(&mut query);
         query.push(" ORDER BY id");
@@ -293,13 +293,15 @@ impl State {
                 Some((first, rest)) => {
                     let updated = sqlx::query(
                         "UPDATE dead_letters SET stage = ?, component = ?, reason = ?, payload = ?, event_id = COALESCE(?, event_id),
-                             created_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now') WHERE id = ?",
+                             session_id = COALESCE(?, session_id), sink = COALESCE(?, sink), created_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now') WHERE id = ?",
                     )
                     .bind(first.stage.as_str())
                     .bind(&first.component)
                     .bind(&first.reason)
                     .bind(&first.payload)
                     .bind(&first.event_id)
+                    .bind(&first.session_id)
+                    .bind(&first.sink)
                     .bind(id)
                     .execute(&mut *tx)
                     .await
@@ -331,8 +333,8 @@ const UPSERT_CURSOR: &str = "INSERT INTO cursors (source, position, newest_event
 
 async fn insert_dead_letter(tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>, letter: &DeadLetter) -> Result<(), sqlx::Error> {
     sqlx::query(
-        "INSERT INTO dead_letters (source, position, event_id, stage, component, reason, payload)
-         VALUES (?, ?, ?, ?, ?, ?, ?)",
+        "INSERT INTO dead_letters (source, position, event_id, stage, component, reason, payload, session_id, sink)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
     )
     .bind(&letter.source)
     .bind(&letter.position)
@@ -341,6 +343,8 @@ async fn insert_dead_letter(tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>, letter
     .bind(&letter.component)
     .bind(&letter.reason)
     .bind(&letter.payload)
+    .bind(&letter.session_id)
+    .bind(&letter.sink)
     .execute(&mut **tx)
     .await?;
     Ok(())
@@ -358,6 +362,8 @@ impl StoredDeadLetter {
             component: row.try_get("component")?,
             reason: row.try_get("reason")?,
             payload: row.try_get("payload")?,
+            session_id: row.try_get("session_id")?,
+            sink: row.try_get("sink")?,
         })
     }
 }
@@ -392,6 +398,8 @@ mod tests {
             component: "redact".into(),
             reason: "trapped".into(),
             payload: b"{\"uid\":\"u-1\"}".to_vec(),
+            session_id: Some("s-1".into()),
+            sink: Some("sessions".into()),
         };
         state.add_dead_letters(&[letter.clone(), letter]).await.expect("write");
         let stored = state.dead_letters(10).await.expect("read");
@@ -399,6 +407,7 @@ mod tests {
         assert_eq!(stored[0].stage, "plugin");
         assert_eq!(stored[0].component, "redact");
         assert_eq!(stored[0].payload, b"{\"uid\":\"u-1\"}");
+        assert_eq!((stored[0].session_id.as_deref(), stored[0].sink.as_deref()), (Some("s-1"), Some("sessions")));
         assert_eq!(state.dead_letter_count().await.expect("count"), 2);
     }
 
@@ -414,6 +423,8 @@ mod tests {
             component: component.into(),
             reason: "trapped".into(),
             payload: payload.to_vec(),
+            session_id: None,
+            sink: None,
         };
         state.add_dead_letters(&[letter("redact", b"{}"), letter("redact", b"{}"), letter("redact", b"{}")]).await.expect("write");
         let ids: Vec<i64> = state.dead_letters(10).await.expect("read").iter().map(|l| l.id).collect();

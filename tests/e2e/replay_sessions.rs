@@ -31,11 +31,19 @@ fn letter_of(letters: &[Value], event_type: &str) -> String {
     letter["id"].as_i64().expect("an id").to_string()
 }
 
-#[test]
-fn refused_recording_events_replay_to_their_session_url_through_todays_chain() {
+/// The fixture session streamed into a Logstash stand-in as the sessions
+/// sink (`<url>session.<sid>.log`), audit events into a file.
+struct Setup {
+    cluster: Cluster,
+    logstash: LogstashStandIn,
+    sandbox: Sandbox,
+    base: Config,
+}
+
+fn setup(name: &str) -> Setup {
     let cluster = Cluster::start(StandInOptions { announce_sessions: true, ..StandInOptions::default() });
     let logstash = cluster.runtime.block_on(LogstashStandIn::start(None)).expect("the stand-in Logstash starts");
-    let sandbox = Sandbox::new("replay-sessions", "");
+    let sandbox = Sandbox::new(name, "");
     let pki = logstash.pki.write(&sandbox.path("pki")).expect("certificates written");
     let base = Config::teleport_job(&cluster.standin.address())
         .set("exit-on-last-event", true)
@@ -45,6 +53,42 @@ fn refused_recording_events_replay_to_their_session_url_through_todays_chain() {
         .set("sinks.sessions.per-session", true);
     sandbox.set_config(&base.text());
     cluster.standin.write_identity_with(&sandbox.path("identity"), &IdentitySpec::default()).expect("identity written");
+    Setup { cluster, logstash, sandbox, base }
+}
+
+/// A plugin that failed a recording's `print` events: replayed once it is
+/// fixed, they go to the recording's sink and session, not the audit sink.
+#[test]
+fn recording_events_a_plugin_failed_replay_to_the_sessions_sink() {
+    let Setup { cluster: _cluster, logstash, sandbox, base } = setup("replay-sessions-plugin");
+    let picky = |fails: &str| Plugin::built("hostile").set("name", "picky").set("config.mode", "fail-each").set("config.when-type", fails);
+    sandbox.set_config(&base.clone().plugin(picky("print")).text());
+    let run = sandbox.run("start");
+    run.assert_success(&sandbox);
+    let stored = letters(&sandbox);
+    assert_eq!(stored.len(), 156, "every print is a dead letter{}", sandbox.report(Some(&run)));
+    assert!(stored.iter().all(|letter| letter["stage"] == "plugin" && letter["sink"] == "sessions" && letter["session_id"] == SID));
+    assert_eq!(logstash.event_count(), 4, "the rest of the recording arrived");
+    let audit = sandbox.out_count();
+
+    // The plugin fixed: it fails no event any more.
+    sandbox.set_config(&base.plugin(picky("none.such")).text());
+    let replay = sandbox.run_command(sandbox.command(&["dead-letters", "replay"]));
+    replay.assert_success(&sandbox);
+    assert_eq!(sandbox.out_count(), audit, "no recording event goes to the audit sink{}", sandbox.report(Some(&replay)));
+    assert_eq!(logstash.event_count(), 160, "every print arrived at the sessions sink{}", sandbox.report(Some(&replay)));
+    for request in logstash.requests() {
+        assert_eq!(
+            (request.path.as_str(), request.status),
+            (session_path().as_str(), 200),
+            "every recording event goes to the session's URL"
+        );
+    }
+}
+
+#[test]
+fn refused_recording_events_replay_to_their_session_url_through_todays_chain() {
+    let Setup { cluster: _cluster, logstash, sandbox, base } = setup("replay-sessions");
 
     // The sessions sink refuses every event: 160 recording events are dead-lettered.
     logstash.refuse_for(422, "unprocessable", Duration::from_secs(3600));

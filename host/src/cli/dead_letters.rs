@@ -281,8 +281,8 @@ struct Routed {
 }
 
 /// Sends each letter through the chain (one call per letter, so that what
-/// comes out is known to be its own), or straight to its sink when a sink
-/// refused it. Blocks: plugins run here.
+/// comes out is known to be its own); one a sink refused goes back to that
+/// sink only, through the chain unless `as_stored`. Blocks: plugins run here.
 fn route(mut chain: Chain, letters: Vec<StoredDeadLetter>, mut read: Vec<Option<ChunkRead>>, as_stored: bool) -> (Chain, Routed) {
     let mut routed = Routed { by_sink: BTreeMap::new(), failures: letters.iter().map(|_| Vec::new()).collect() };
     for (index, letter) in letters.iter().enumerate() {

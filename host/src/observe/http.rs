@@ -4,7 +4,8 @@
 //!
 //! Plain HTTP, as Prometheus and Kubernetes probes expect: bind it to
 //! localhost or a pod address. It shows counts and component names, never
-//! events or secrets.
+//! events or secrets. A client holds little of ferry ([`Limits`]): a
+//! capped number of connections, each bounded in time.
 
 use super::health::Health;
 use crate::metrics::Metrics;

@@ -17,6 +17,7 @@ mod hostile;
 mod late_writer;
 mod limits;
 mod malformed;
+mod metrics_limits;
 mod missing_plugin;
 mod observe;
 mod odd_times;

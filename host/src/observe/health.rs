@@ -54,7 +54,7 @@ impl Health {
 
     /// A call to the source failed for `reason`; ferry retries it.
     pub fn source_down(&self, reason: &str) {
-        self.inner().source_down = Some(reason.to_owned());
+        self.inner().source_down = Some(for_readyz(reason));
     }
 
     /// A call to the source succeeded.
@@ -67,7 +67,7 @@ impl Health {
 
     /// An attempt to deliver to `sink` failed for `reason`; ferry retries it.
     pub fn sink_down(&self, sink: &str, reason: &str) {
-        self.inner().sinks_down.insert(sink.to_owned(), Some(reason.to_owned()));
+        self.inner().sinks_down.insert(sink.to_owned(), Some(for_readyz(reason)));
     }
 
     /// An attempt to deliver to `sink` succeeded.
@@ -119,6 +119,25 @@ impl Health {
     }
 }
 
+/// Characters of one part's reason `/readyz` shows.
+const READYZ_REASON_CHARS: usize = 160;
+
+/// What `/readyz` says of a failure logged as `reason`: an HTTP answer by
+/// its status line alone (`HTTP 403 Forbidden`), never the body after it: a
+/// proxy's error page may name internal hosts or realms, and `/readyz` is
+/// read by whoever can reach the port, where the log line (which keeps the
+/// body's start) is read by the operator. Anything else on one line, cut
+/// short.
+fn for_readyz(reason: &str) -> String {
+    let status_line = reason.match_indices("HTTP ").find_map(|(at, _)| {
+        let rest = &reason[at + "HTTP ".len()..];
+        let is_status = rest.len() >= 3 && rest.as_bytes()[..3].iter().all(u8::is_ascii_digit);
+        is_status.then(|| rest.find(": ").map_or(reason, |end| &reason[..at + "HTTP ".len() + end]))
+    });
+    let line = status_line.unwrap_or(reason).split_whitespace().collect::<Vec<_>>().join(" ");
+    line.chars().filter(|c| !c.is_control()).take(READYZ_REASON_CHARS).collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -140,6 +159,26 @@ mod tests {
         health.sink_up("sessions");
         health.source_up();
         assert_eq!(health.ready(), Ok(()));
+    }
+
+    #[test]
+    fn readyz_gives_a_peer_status_line_never_its_body() {
+        let health = Health::default();
+        health.set_running(true);
+        let page = "HTTP 403 Forbidden: 403 Forbidden nginx internal-proxy-7.corp.example secret-realm";
+        health.sink_down("default", page);
+        assert_eq!(health.ready(), Err("sink `default` unreachable: HTTP 403 Forbidden".to_owned()));
+        health.sink_down("default", "HTTP 502 Bad Gateway");
+        assert_eq!(health.ready(), Err("sink `default` unreachable: HTTP 502 Bad Gateway".to_owned()));
+        // Not a status: one line, cut short.
+        health.sink_down("default", &format!("client error (Connect)\nsecond line {}", "x".repeat(500)));
+        let why = health.ready().expect_err("down");
+        assert!(why.starts_with("sink `default` unreachable: client error (Connect) second line x"), "{why}");
+        assert!(!why.contains('\n') && why.chars().count() <= 200, "{why}");
+        health.sink_up("default");
+        health.source_down(&format!("Teleport at t:3025 answered Unavailable: {}", "y".repeat(500)));
+        let why = health.ready().expect_err("down");
+        assert!(why.starts_with("source unreachable: Teleport at t:3025 answered Unavailable: yyy") && why.chars().count() <= 200, "{why}");
     }
 
     #[test]

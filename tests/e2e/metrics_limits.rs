@@ -4,7 +4,7 @@
 //! a core, log that with a rate-limited WARN, and serve again once
 //! descriptors are free.
 
-use crate::util::{Config, IN, Running, Sandbox, wait_for};
+use crate::util::{self, Config, IN, Running, Sandbox, wait_for};
 use rustix::process::{Pid, Resource, Rlimit, getrlimit, prlimit};
 use std::io::{Read, Write};
 use std::time::Duration;
@@ -50,12 +50,16 @@ fn cpu_ticks(pid: u32) -> u64 {
 #[test]
 fn out_of_file_descriptors_the_accept_loop_backs_off_instead_of_spinning() {
     let sandbox = Sandbox::new("metrics_limits_emfile", &Config::file_job(true).text());
-    sandbox.write(IN, b"");
+    let first = util::fixtures().remove(0);
+    sandbox.write(IN, format!("{}\n", first.line).as_bytes());
     let running = sandbox.spawn_command(sandbox.command(&["start", "--http-addr", "127.0.0.1:0"]));
     let addr = served_addr(&running, &sandbox);
     let report = || sandbox.report(Some(&running.snapshot()));
-    // Ready: the state database and the files are open.
+    // Ready, and an event delivered: the state database, the source's file
+    // and the sink's file are open (`/readyz` answers before the source has
+    // opened its file, and a source that cannot open it stops ferry).
     wait_for("ferry to be ready", Duration::from_secs(30), || get(&addr, "/readyz") == Some(200), report);
+    wait_for("the first event delivered", Duration::from_secs(30), || sandbox.out_count() == 1, report);
 
     // Leave ferry two descriptors more than it holds, then knock 30 times.
     let pid = Pid::from_raw(running.pid() as i32).expect("a pid");

@@ -4,30 +4,10 @@
 //! a core, log that with a rate-limited WARN, and serve again once
 //! descriptors are free.
 
-use crate::util::{self, Config, IN, Running, Sandbox, wait_for};
+use crate::util::{self, Config, IN, Sandbox, served_addr, wait_for};
 use rustix::process::{Pid, Resource, Rlimit, getrlimit, prlimit};
 use std::io::{Read, Write};
 use std::time::Duration;
-
-/// The address ferry serves on, from its log (it was given port 0).
-fn served_addr(running: &Running, sandbox: &Sandbox) -> String {
-    let mut addr = None;
-    wait_for(
-        "ferry to serve HTTP",
-        Duration::from_secs(30),
-        || {
-            addr = running
-                .stderr()
-                .lines()
-                .find(|line| line.contains("Serving /metrics"))
-                .and_then(|line| line.split("addr=").nth(1))
-                .map(|rest| rest.split_whitespace().next().unwrap_or_default().to_owned());
-            addr.is_some()
-        },
-        || sandbox.report(Some(&running.snapshot())),
-    );
-    addr.unwrap_or_default()
-}
 
 /// The status of a GET of `path`, if one came within 5 s.
 fn get(addr: &str, path: &str) -> Option<u16> {

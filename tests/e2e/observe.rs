@@ -3,7 +3,7 @@
 //! sink, `/healthz` answers, `--log-format json` keeps every stderr line
 //! JSON, and a taken port stops `ferry start` with one line.
 
-use crate::util::{self, Config, FixtureEvent, IN, Plugin, Running, Sandbox, wait_for};
+use crate::util::{self, Config, FixtureEvent, IN, Plugin, Sandbox, served_addr, wait_for};
 use ferry_standin::logstash::{Chaos, LogstashStandIn};
 use std::io::{Read, Write};
 use std::time::Duration;
@@ -20,26 +20,6 @@ fn get(addr: &str, path: &str) -> Option<(u16, String, String)> {
     let content_type =
         head.lines().find_map(|line| line.to_ascii_lowercase().strip_prefix("content-type: ").map(str::to_owned)).unwrap_or_default();
     Some((status, content_type, body.to_owned()))
-}
-
-/// The address ferry serves on, from its log (it was given port 0).
-fn served_addr(running: &Running, sandbox: &Sandbox) -> String {
-    let mut addr = None;
-    wait_for(
-        "ferry to serve HTTP",
-        Duration::from_secs(30),
-        || {
-            addr = running
-                .stderr()
-                .lines()
-                .find(|line| line.contains("Serving /metrics"))
-                .and_then(|line| line.split("addr=").nth(1))
-                .map(|rest| rest.split_whitespace().next().unwrap_or_default().to_owned());
-            addr.is_some()
-        },
-        || sandbox.report(Some(&running.snapshot())),
-    );
-    addr.unwrap_or_default()
 }
 
 /// The value of the series `series` (name and labels, as rendered) in a

@@ -8,7 +8,7 @@
 //! them; `retry-statuses` and `dead-letter-statuses` move a status per sink,
 //! and a status in both is a config error naming the key and the file.
 
-use crate::util::{self, Config, FixtureEvent, IN, Running, Sandbox, wait_for};
+use crate::util::{self, Config, FixtureEvent, IN, Sandbox, served_addr, wait_for};
 use ferry_standin::logstash::{Fault, LogstashStandIn};
 use std::io::{Read, Write};
 use std::time::Duration;
@@ -25,26 +25,6 @@ fn get(addr: &str, path: &str) -> Option<(u16, String)> {
     tcp.read_to_string(&mut answer).ok()?;
     let (head, body) = answer.split_once("\r\n\r\n")?;
     Some((head.split(' ').nth(1)?.parse().ok()?, body.to_owned()))
-}
-
-/// The address ferry serves on, from its log (it was given port 0).
-fn served_addr(running: &Running, sandbox: &Sandbox) -> String {
-    let mut addr = None;
-    wait_for(
-        "ferry to serve HTTP",
-        Duration::from_secs(30),
-        || {
-            addr = running
-                .stderr()
-                .lines()
-                .find(|line| line.contains("Serving /metrics"))
-                .and_then(|line| line.split("addr=").nth(1))
-                .map(|rest| rest.split_whitespace().next().unwrap_or_default().to_owned());
-            addr.is_some()
-        },
-        || sandbox.report(Some(&running.snapshot())),
-    );
-    addr.unwrap_or_default()
 }
 
 /// 300 events `ev-0`…, as in the probe that found the defect.

@@ -528,3 +528,23 @@ pub fn blocked_in(pid: u32, function: &str) -> bool {
     let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else { return false };
     tasks.filter_map(Result::ok).any(|task| std::fs::read_to_string(task.path().join("wchan")).is_ok_and(|wchan| wchan.contains(function)))
 }
+
+/// The address ferry serves on, from its log (it was given port 0).
+pub fn served_addr(running: &Running, sandbox: &Sandbox) -> String {
+    let mut addr = None;
+    wait_for(
+        "ferry to serve HTTP",
+        Duration::from_secs(30),
+        || {
+            addr = running
+                .stderr()
+                .lines()
+                .find(|line| line.contains("Serving /metrics"))
+                .and_then(|line| line.split("addr=").nth(1))
+                .map(|rest| rest.split_whitespace().next().unwrap_or_default().to_owned());
+            addr.is_some()
+        },
+        || sandbox.report(Some(&running.snapshot())),
+    );
+    addr.unwrap_or_default()
+}

@@ -4,20 +4,9 @@
 //! a core, log that with a rate-limited WARN, and serve again once
 //! descriptors are free.
 
-use crate::util::{self, Config, IN, Sandbox, served_addr, wait_for};
+use crate::util::{self, Config, IN, Sandbox, http_get, served_addr, wait_for};
 use rustix::process::{Pid, Resource, Rlimit, getrlimit, prlimit};
-use std::io::{Read, Write};
 use std::time::Duration;
-
-/// The status of a GET of `path`, if one came within 5 s.
-fn get(addr: &str, path: &str) -> Option<u16> {
-    let mut tcp = std::net::TcpStream::connect(addr).ok()?;
-    tcp.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    write!(tcp, "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").ok()?;
-    let mut answer = String::new();
-    tcp.read_to_string(&mut answer).ok()?;
-    answer.split(' ').nth(1)?.parse().ok()
-}
 
 /// CPU time (user and system, in clock ticks) `pid` has used.
 fn cpu_ticks(pid: u32) -> u64 {
@@ -38,7 +27,7 @@ fn out_of_file_descriptors_the_accept_loop_backs_off_instead_of_spinning() {
     // Ready, and an event delivered: the state database, the source's file
     // and the sink's file are open (`/readyz` answers before the source has
     // opened its file, and a source that cannot open it stops ferry).
-    wait_for("ferry to be ready", Duration::from_secs(30), || get(&addr, "/readyz") == Some(200), report);
+    wait_for("ferry to be ready", Duration::from_secs(30), || http_get(&addr, "/readyz").map(|answer| answer.status) == Some(200), report);
     wait_for("the first event delivered", Duration::from_secs(30), || sandbox.out_count() == 1, report);
 
     // Leave ferry two descriptors more than it holds, then knock 30 times.
@@ -63,6 +52,11 @@ fn out_of_file_descriptors_the_accept_loop_backs_off_instead_of_spinning() {
 
     prlimit(Some(pid), Resource::Nofile, before).expect("prlimit restores ferry's RLIMIT_NOFILE");
     drop(knocking);
-    wait_for("a scrape once descriptors are free", Duration::from_secs(15), || get(&addr, "/metrics") == Some(200), report);
+    wait_for(
+        "a scrape once descriptors are free",
+        Duration::from_secs(15),
+        || http_get(&addr, "/metrics").map(|answer| answer.status) == Some(200),
+        report,
+    );
     running.terminate();
 }

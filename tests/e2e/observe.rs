@@ -3,24 +3,9 @@
 //! sink, `/healthz` answers, `--log-format json` keeps every stderr line
 //! JSON, and a taken port stops `ferry start` with one line.
 
-use crate::util::{self, Config, FixtureEvent, IN, Plugin, Sandbox, served_addr, wait_for};
+use crate::util::{self, Config, FixtureEvent, HttpAnswer, IN, Plugin, Sandbox, http_get, served_addr, wait_for};
 use ferry_standin::logstash::{Chaos, LogstashStandIn};
-use std::io::{Read, Write};
 use std::time::Duration;
-
-/// One HTTP/1.1 GET: the status, the content type and the body.
-fn get(addr: &str, path: &str) -> Option<(u16, String, String)> {
-    let mut tcp = std::net::TcpStream::connect(addr).ok()?;
-    tcp.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    write!(tcp, "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").ok()?;
-    let mut answer = String::new();
-    tcp.read_to_string(&mut answer).ok()?;
-    let (head, body) = answer.split_once("\r\n\r\n")?;
-    let status = head.split(' ').nth(1)?.parse().ok()?;
-    let content_type =
-        head.lines().find_map(|line| line.to_ascii_lowercase().strip_prefix("content-type: ").map(str::to_owned)).unwrap_or_default();
-    Some((status, content_type, body.to_owned()))
-}
 
 /// The value of the series `series` (name and labels, as rendered) in a
 /// `/metrics` body; 0 when it is not there.
@@ -84,7 +69,7 @@ fn metrics_count_what_logstash_received_dropped_and_dead_lettered() {
         "the dead letter to be counted",
         Duration::from_secs(10),
         || {
-            metrics = get(&addr, "/metrics").map(|(_, _, body)| body).unwrap_or_default();
+            metrics = http_get(&addr, "/metrics").map(|answer| answer.body).unwrap_or_default();
             value(&metrics, "ferry_events_dead_lettered_total{stage=\"plugin\",component=\"taster\"}") == 1
                 && value(&metrics, "ferry_sink_events_sent_total{sink=\"default\"}") as usize >= expected
         },
@@ -105,10 +90,10 @@ fn metrics_count_what_logstash_received_dropped_and_dead_lettered() {
     assert!(metrics.contains("\nferry_lag_seconds "), "{metrics}");
     assert_eq!(value(&metrics, "ferry_newest_delivered_event_timestamp_seconds"), 1_796_032_800, "{metrics}");
 
-    let (status, content_type, _) = get(&addr, "/metrics").expect("an answer");
+    let HttpAnswer { status, content_type, .. } = http_get(&addr, "/metrics").expect("an answer");
     assert_eq!((status, content_type.as_str()), (200, "application/openmetrics-text; version=1.0.0; charset=utf-8"));
-    assert_eq!(get(&addr, "/healthz").map(|(status, _, body)| (status, body)), Some((200, "ok\n".to_owned())));
-    assert_eq!(get(&addr, "/readyz").map(|(status, _, body)| (status, body)), Some((200, "ok\n".to_owned())));
+    assert_eq!(http_get(&addr, "/healthz").map(|answer| (answer.status, answer.body)), Some((200, "ok\n".to_owned())));
+    assert_eq!(http_get(&addr, "/readyz").map(|answer| (answer.status, answer.body)), Some((200, "ok\n".to_owned())));
     // Not a terminal: progress comes as log lines.
     wait_for("a progress line", Duration::from_secs(10), || running.stderr().contains("read=60"), report);
     running.terminate();
@@ -128,18 +113,23 @@ fn readyz_fails_while_the_sink_refuses_and_recovers() {
         "/readyz to say the sink is down",
         Duration::from_secs(20),
         || {
-            answer = get(&addr, "/readyz");
+            answer = http_get(&addr, "/readyz");
             // Until the plugins are compiled it says the pipeline is not running.
-            answer.as_ref().is_some_and(|(status, _, body)| *status == 503 && body.contains("sink"))
+            answer.as_ref().is_some_and(|answer| answer.status == 503 && answer.body.contains("sink"))
         },
         report,
     );
-    let (_, _, body) = answer.clone().unwrap_or_default();
+    let body = answer.map(|answer| answer.body).unwrap_or_default();
     assert!(body.starts_with("sink `default` unreachable: ") && body.lines().count() == 1, "{body}");
-    assert_eq!(get(&addr, "/healthz").map(|(status, _, _)| status), Some(200), "a sink outage is not a reason to restart ferry");
+    assert_eq!(http_get(&addr, "/healthz").map(|answer| answer.status), Some(200), "a sink outage is not a reason to restart ferry");
 
     setup.standin.set_chaos(None);
-    wait_for("/readyz to recover", Duration::from_secs(20), || get(&addr, "/readyz").is_some_and(|(status, _, _)| status == 200), report);
+    wait_for(
+        "/readyz to recover",
+        Duration::from_secs(20),
+        || http_get(&addr, "/readyz").is_some_and(|answer| answer.status == 200),
+        report,
+    );
     wait_for("the events to arrive", Duration::from_secs(20), || setup.standin.event_count() >= 15, report);
     running.terminate();
 }

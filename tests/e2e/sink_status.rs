@@ -8,24 +8,12 @@
 //! them; `retry-statuses` and `dead-letter-statuses` move a status per sink,
 //! and a status in both is a config error naming the key and the file.
 
-use crate::util::{self, Config, FixtureEvent, IN, Sandbox, served_addr, wait_for};
+use crate::util::{self, Config, FixtureEvent, IN, Sandbox, http_get, served_addr, wait_for};
 use ferry_standin::logstash::{Fault, LogstashStandIn};
-use std::io::{Read, Write};
 use std::time::Duration;
 
 /// nginx's own 403 page, as a `deny` rule answers.
 const NGINX_403: &str = "<html>\r\n<head><title>403 Forbidden</title></head>\r\n<body>\r\n<center><h1>403 Forbidden</h1></center>\r\n<hr><center>nginx</center>\r\n</body>\r\n</html>\r\n";
-
-/// One HTTP/1.1 GET: the status and the body.
-fn get(addr: &str, path: &str) -> Option<(u16, String)> {
-    let mut tcp = std::net::TcpStream::connect(addr).ok()?;
-    tcp.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    write!(tcp, "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").ok()?;
-    let mut answer = String::new();
-    tcp.read_to_string(&mut answer).ok()?;
-    let (head, body) = answer.split_once("\r\n\r\n")?;
-    Some((head.split(' ').nth(1)?.parse().ok()?, body.to_owned()))
-}
 
 /// 300 events `ev-0`…, as in the probe that found the defect.
 fn events() -> Vec<FixtureEvent> {
@@ -90,12 +78,12 @@ fn a_proxy_answering_403_for_a_while_holds_delivery_and_nothing_is_dead_lettered
         "/readyz to name the refusing sink",
         Duration::from_secs(30),
         || {
-            ready = get(&addr, "/readyz");
-            ready.as_ref().is_some_and(|(status, body)| *status == 503 && body.contains("sink `default`"))
+            ready = http_get(&addr, "/readyz");
+            ready.as_ref().is_some_and(|answer| answer.status == 503 && answer.body.contains("sink `default`"))
         },
         report,
     );
-    let (_, body) = ready.unwrap_or_default();
+    let body = ready.map(|answer| answer.body).unwrap_or_default();
     assert!(body.contains("403") && body.lines().count() == 1 && !body.contains('<'), "{body}");
     let refused = || setup.standin.requests().iter().filter(|r| r.status == 403).count();
     wait_for("ferry to try again and again", Duration::from_secs(30), || refused() >= 15, report);
@@ -108,7 +96,12 @@ fn a_proxy_answering_403_for_a_while_holds_delivery_and_nothing_is_dead_lettered
 
     setup.standin.stop_refusing();
     wait_for("every event to arrive", Duration::from_secs(30), || setup.standin.event_count() >= setup.events.len(), report);
-    wait_for("/readyz to recover", Duration::from_secs(20), || get(&addr, "/readyz").is_some_and(|(status, _)| status == 200), report);
+    wait_for(
+        "/readyz to recover",
+        Duration::from_secs(20),
+        || http_get(&addr, "/readyz").is_some_and(|answer| answer.status == 200),
+        report,
+    );
     running.terminate();
     let output = running.wait(sandbox, Duration::from_secs(30));
     output.assert_success(sandbox);

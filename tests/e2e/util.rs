@@ -548,3 +548,30 @@ pub fn served_addr(running: &Running, sandbox: &Sandbox) -> String {
     );
     addr.unwrap_or_default()
 }
+
+/// What ferry's HTTP endpoint answered to one GET.
+#[derive(Debug, Default)]
+pub struct HttpAnswer {
+    /// The status code.
+    pub status: u16,
+    /// The `Content-Type`, lower-cased; empty when there is none.
+    pub content_type: String,
+    /// The body.
+    pub body: String,
+}
+
+/// One HTTP/1.1 GET of `path` at `addr`; `None` when no whole answer came
+/// within 5 s.
+pub fn http_get(addr: &str, path: &str) -> Option<HttpAnswer> {
+    use std::io::{Read, Write};
+    let mut tcp = std::net::TcpStream::connect(addr).ok()?;
+    tcp.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(tcp, "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").ok()?;
+    let mut answer = String::new();
+    tcp.read_to_string(&mut answer).ok()?;
+    let (head, body) = answer.split_once("\r\n\r\n")?;
+    let status = head.split(' ').nth(1)?.parse().ok()?;
+    let content_type =
+        head.lines().find_map(|line| line.to_ascii_lowercase().strip_prefix("content-type: ").map(str::to_owned)).unwrap_or_default();
+    Some(HttpAnswer { status, content_type, body: body.to_owned() })
+}

@@ -11,7 +11,6 @@
 
 use crate::util::{self, Config, DEADLINE, IN, Sandbox};
 use serde_json::Value;
-use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -112,19 +111,8 @@ fn start_writer(input: PathBuf, go: std::sync::mpsc::Receiver<()>) -> LateWriter
     LateWriter { on_old, thread }
 }
 
-/// How often each uid arrived.
-fn arrived(sandbox: &Sandbox) -> BTreeMap<String, usize> {
-    let mut counts = BTreeMap::new();
-    for line in sandbox.out_lines() {
-        let value: Value = serde_json::from_str(&line).unwrap_or_else(|err| panic!("output is not JSON ({err}): {line}"));
-        let uid = value.get("uid").and_then(Value::as_str).unwrap_or_else(|| panic!("output without a uid: {line}"));
-        *counts.entry(uid.to_owned()).or_default() += 1;
-    }
-    counts
-}
-
 fn missing(sandbox: &Sandbox, wanted: &[String]) -> Vec<String> {
-    let got = arrived(sandbox);
+    let got = util::arrived(sandbox);
     wanted.iter().filter(|uid| !got.contains_key(*uid)).cloned().collect()
 }
 
@@ -168,7 +156,7 @@ fn lines_written_to_the_renamed_file_after_the_switch_arrive_each_once() {
     ferry.terminate();
     let run = ferry.wait(&sandbox, DEADLINE);
     run.assert_success(&sandbox);
-    let got = arrived(&sandbox);
+    let got = util::arrived(&sandbox);
     let twice: Vec<_> = got.iter().filter(|(_, n)| **n > 1).take(10).collect();
     assert!(twice.is_empty(), "delivered more than once: {twice:?}{}", sandbox.report(Some(&run)));
     assert_eq!(got.len(), wanted.len(), "uids that were never written arrived{}", sandbox.report(Some(&run)));
@@ -211,7 +199,7 @@ fn a_crash_while_the_renamed_file_is_still_read_loses_nothing() {
     ferry.terminate();
     let run = ferry.wait(&sandbox, DEADLINE);
     run.assert_success(&sandbox);
-    let got = arrived(&sandbox);
+    let got = util::arrived(&sandbox);
     assert!(got.keys().all(|uid| wanted.contains(uid)), "uids that were never written arrived{}", sandbox.report(Some(&run)));
     assert_nothing_dead_lettered(&sandbox, &killed);
     assert_nothing_dead_lettered(&sandbox, &run);

@@ -6,8 +6,6 @@
 //! written arrived, each once, with nothing dead-lettered.
 
 use crate::util::{self, Config, DEADLINE, IN, Sandbox};
-use serde_json::Value;
-use std::collections::BTreeMap;
 
 /// `in.jsonl`, followed and polled every `poll`, into `out.jsonl`, in
 /// batches of 100.
@@ -31,28 +29,17 @@ fn uids(prefix: &str, range: std::ops::Range<usize>) -> Vec<String> {
     range.map(|n| format!("{prefix}-{n}")).collect()
 }
 
-/// How often each uid arrived.
-fn arrived(sandbox: &Sandbox) -> BTreeMap<String, usize> {
-    let mut counts = BTreeMap::new();
-    for line in sandbox.out_lines() {
-        let value: Value = serde_json::from_str(&line).unwrap_or_else(|err| panic!("output is not JSON ({err}): {line}"));
-        let uid = value.get("uid").and_then(Value::as_str).unwrap_or_else(|| panic!("output without a uid: {line}"));
-        *counts.entry(uid.to_owned()).or_default() += 1;
-    }
-    counts
-}
-
 /// Waits until every uid of `wanted` has arrived.
 fn wait_for_all(sandbox: &Sandbox, ferry: &util::Running, wanted: &[String], what: &str) {
     util::wait_for(
         what,
         DEADLINE,
         || {
-            let got = arrived(sandbox);
+            let got = util::arrived(sandbox);
             wanted.iter().all(|uid| got.contains_key(uid))
         },
         || {
-            let got = arrived(sandbox);
+            let got = util::arrived(sandbox);
             let missing: Vec<&String> = wanted.iter().filter(|uid| !got.contains_key(*uid)).collect();
             format!(
                 "{} uids missing, from {:?} to {:?}{}",
@@ -68,7 +55,7 @@ fn wait_for_all(sandbox: &Sandbox, ferry: &util::Running, wanted: &[String], wha
 /// Fails unless the output holds exactly the uids of `wanted`, each once,
 /// and nothing was dead-lettered.
 fn assert_exactly(sandbox: &Sandbox, wanted: &[String], run: &util::Output) {
-    let got = arrived(sandbox);
+    let got = util::arrived(sandbox);
     let missing: Vec<&String> = wanted.iter().filter(|uid| !got.contains_key(*uid)).collect();
     assert!(
         missing.is_empty(),

@@ -575,3 +575,15 @@ pub fn http_get(addr: &str, path: &str) -> Option<HttpAnswer> {
         head.lines().find_map(|line| line.to_ascii_lowercase().strip_prefix("content-type: ").map(str::to_owned)).unwrap_or_default();
     Some(HttpAnswer { status, content_type, body: body.to_owned() })
 }
+
+/// How often each uid arrived in the sandbox's output, every line a JSON
+/// event with a `uid` (a line that is not fails the test).
+pub fn arrived(sandbox: &Sandbox) -> BTreeMap<String, usize> {
+    let mut counts = BTreeMap::new();
+    for line in sandbox.out_lines() {
+        let value: Value = serde_json::from_str(&line).unwrap_or_else(|err| panic!("output is not JSON ({err}): {line}"));
+        let uid = value.get("uid").and_then(Value::as_str).unwrap_or_else(|| panic!("output without a uid: {line}"));
+        *counts.entry(uid.to_owned()).or_default() += 1;
+    }
+    counts
+}

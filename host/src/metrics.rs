@@ -75,6 +75,7 @@ pub struct Metrics {
     plugin_call_seconds: Family<Labels, Histogram, Buckets>,
     newest_delivered: Gauge<f64, AtomicU64>,
     lag_seconds: Gauge<f64, AtomicU64>,
+    source_parts_failing: Gauge,
     /// The newest event time of each batch between the plugins and the
     /// commit, by batch sequence number: the lag is measured from what
     /// was committed, not from what was read.
@@ -120,6 +121,12 @@ impl Default for Metrics {
             "Now minus the `time` of the newest event delivered and committed; 0 until one is.",
             lag_seconds.clone(),
         );
+        let source_parts_failing = Gauge::default();
+        registry.register(
+            "ferry_source_parts_failing",
+            "Parts of the source's input that fail while the rest flows (session recordings, export chunks), asked for again within bounds.",
+            source_parts_failing.clone(),
+        );
         Metrics {
             registry,
             counters,
@@ -128,6 +135,7 @@ impl Default for Metrics {
             plugin_call_seconds,
             newest_delivered,
             lag_seconds,
+            source_parts_failing,
             batch_times: Mutex::new(BTreeMap::new()),
             newest_time: Mutex::new(None),
         }
@@ -225,6 +233,7 @@ impl Metrics {
     /// (see [`CONTENT_TYPE`]).
     pub fn render(&self) -> String {
         self.lag_seconds.set(self.lag().map_or(0.0, |lag| lag.as_secs_f64()));
+        self.source_parts_failing.set(i64::try_from(crate::observe::health().source_parts_failing()).unwrap_or(i64::MAX));
         let mut out = String::new();
         // Writing to a String cannot fail.
         let _ = text::encode(&mut out, &self.registry);

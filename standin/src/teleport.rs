@@ -751,6 +751,8 @@ impl AuditLogService for Service {
     ) -> Result<Response<Self::StreamUnstructuredSessionEventsStream>, Status> {
         let cut = self.begin(Method::StreamUnstructuredSessionEvents, &request).await?;
         let request = request.into_inner();
+        #[cfg(feature = "faults")]
+        self.shared.faults.check_recording(&request.session_id).await?;
         let recording = self.shared.sessions.get(&request.session_id);
         let recording = recording.ok_or_else(|| Status::not_found(format!("session {:?} not found", request.session_id)))?;
         let items = recording.iter().filter(|event| event.index >= i64::from(request.start_index)).cloned().collect();

@@ -36,6 +36,7 @@ mod sink_faults;
 mod sink_status;
 mod state;
 mod storage_lock;
+mod stuck_recordings;
 mod switch_over;
 mod teleport;
 mod teleport_faults;

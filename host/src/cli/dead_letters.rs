@@ -31,6 +31,7 @@ use crate::retry::{Backoff, Retry};
 use crate::shutdown::Shutdown;
 use crate::sink::{OutEvent, Sink};
 use crate::source::teleport::audit::ChunkLetter;
+use crate::source::teleport::sessions::RecordingLetter;
 use crate::source::{Item, Source};
 use crate::state::{DeadLetter, Filter, Stage, State, StoredDeadLetter};
 use anyhow::Context;
@@ -234,42 +235,43 @@ async fn replay(config: &FerryConfig, state: &State, filter: &Filter, timeout: D
     Ok(())
 }
 
-/// An export chunk given up on, read again: what it holds from its
-/// letter's cursor on, or why it still cannot be read.
+/// An export chunk or a session recording given up on, read again: what it
+/// holds from its letter's cursor on, or why it still cannot be read.
 type ChunkRead = Result<Vec<Item>, String>;
 
-/// Reads again every export chunk a Teleport source gave up on (a source
-/// letter naming date, chunk and cursor), by letter id, with the config's
-/// Teleport source; a letter of another cluster gets a reason, not a read.
+/// Reads again every export chunk and session recording a Teleport source
+/// gave up on (a source letter naming date, chunk and cursor, or session and
+/// index), by letter id, with the config's Teleport source; a letter of
+/// another cluster gets a reason, not a read.
 async fn read_chunks_again(letters: &[StoredDeadLetter], source: &Source) -> HashMap<i64, ChunkRead> {
     let mut read = HashMap::new();
     for letter in letters {
         if letter.stage != Stage::Source.as_str() || !letter.source.starts_with("teleport:") {
             continue;
         }
-        let Some(chunk) = ChunkLetter::parse(&letter.payload) else { continue };
-        let answer = match source {
-            Source::Teleport(teleport) if teleport.name() == letter.source => teleport
-                .read_export_chunk(&chunk)
-                .await
-                .map_err(|reason| format!("replay: export chunk {} of {} still cannot be read: {reason}", chunk.chunk, chunk.date)),
-            _ => Err(format!(
-                "replay: export chunk {} of {} is {}'s, which the config does not read",
-                chunk.chunk, chunk.date, letter.source
-            )),
+        let (what, answer) = match (ChunkLetter::parse(&letter.payload), RecordingLetter::parse(&letter.payload), source) {
+            (Some(chunk), _, Source::Teleport(teleport)) if teleport.name() == letter.source => {
+                let what = format!("export chunk {} of {}", chunk.chunk, chunk.date);
+                (what, teleport.read_export_chunk(&chunk).await)
+            }
+            (None, Some(recording), Source::Teleport(teleport)) if teleport.name() == letter.source => {
+                let what = format!("session recording {} from event {}", recording.sid, recording.next_index);
+                (what, teleport.read_recording(&recording).await)
+            }
+            (Some(chunk), _, _) => (format!("export chunk {} of {}", chunk.chunk, chunk.date), Err(not_read_here(letter))),
+            (None, Some(recording), _) => (format!("session recording {}", recording.sid), Err(not_read_here(letter))),
+            (None, None, _) => continue,
         };
         if let Ok(items) = &answer {
-            tracing::info!(
-                id = letter.id,
-                "Read export chunk {} of {} again from its cursor: {} event(s).",
-                chunk.chunk,
-                chunk.date,
-                items.len()
-            );
+            tracing::info!(id = letter.id, "Read {what} again: {} event(s).", items.len());
         }
-        read.insert(letter.id, answer);
+        read.insert(letter.id, answer.map_err(|reason| format!("replay: {what} still cannot be read: {reason}")));
     }
     read
+}
+
+fn not_read_here(letter: &StoredDeadLetter) -> String {
+    format!("it is {}'s, which the config does not read", letter.source)
 }
 
 /// Where each dead letter of a chunk goes: per sink, the events and the
@@ -327,7 +329,7 @@ fn route(mut chain: Chain, letters: Vec<StoredDeadLetter>, mut read: Vec<Option<
             // Any other Teleport source letter records input it could not
             // read (an event whose Struct is malformed), not an event: sent
             // on, the record would be stored as if it were one. It stays as
-            // it is. (A chunk given up on was read again above.)
+            // it is. (A chunk or recording given up on was read again above.)
             tracing::warn!(
                 id = letter.id,
                 position = letter.position.as_deref().unwrap_or_default(),

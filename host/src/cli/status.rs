@@ -143,13 +143,17 @@ pub fn describe(report: &Value) -> String {
         for session in source["sessions"].as_array().map(Vec::as_slice).unwrap_or_default() {
             let _ = writeln!(
                 text,
-                "  recording in progress: session {}, next event {}, announced {}{}",
+                "  recording in progress: session {}, next event {}, announced {}{}{}",
                 session["sid"].as_str().unwrap_or("?"),
                 session["next-index"],
                 session["upload-time"].as_str().unwrap_or("?"),
                 match session["missing"].as_u64() {
                     Some(0) | None => String::new(),
                     Some(n) => format!(", not found {n} time(s)"),
+                },
+                match session["failing"].as_str() {
+                    Some(reason) => format!(", FAILING ({} round(s) of tries): {reason}", session["failed"].as_u64().unwrap_or(0)),
+                    None => String::new(),
                 }
             );
         }
@@ -291,7 +295,7 @@ mod tests {
     async fn a_teleport_cursor_shows_its_engine_and_recordings_in_progress() {
         let dir = tempfile::tempdir().expect("tempdir");
         let state = State::open(&dir.path().join("ferry.db")).await.expect("open");
-        let position = r#"{"audit":{"engine":"legacy","window-start":"2024-05-01T00:00:00Z","start-key":"k","last-id":"u-9","last-time":"2024-05-01T00:00:09Z","skip":3},"sessions":[{"sid":"s-1","next-index":4,"upload-time":"2024-05-01T00:00:01Z","missing":1}]}"#;
+        let position = r#"{"audit":{"engine":"legacy","window-start":"2024-05-01T00:00:00Z","start-key":"k","last-id":"u-9","last-time":"2024-05-01T00:00:09Z","skip":3},"sessions":[{"sid":"s-1","next-index":4,"upload-time":"2024-05-01T00:00:01Z","missing":1},{"sid":"s-2","next-index":0,"upload-time":"2024-05-01T00:00:02Z","failed":2,"failing":"Teleport at t:3025 answered Internal: s3 throttled"}]}"#;
         state.commit("teleport", position, None, &[]).await.expect("commit");
         let report = gather(&state, SystemTime::now()).await.expect("status");
         assert_eq!(report["sources"][0]["kind"], "teleport");
@@ -300,6 +304,10 @@ mod tests {
         assert!(text.contains("cursor: legacy engine, window from 2024-05-01T00:00:00Z, last event u-9 at 2024-05-01T00:00:09Z"), "{text}");
         assert!(
             text.contains("recording in progress: session s-1, next event 4, announced 2024-05-01T00:00:01Z, not found 1 time(s)"),
+            "{text}"
+        );
+        assert!(
+            text.contains("session s-2, next event 0, announced 2024-05-01T00:00:02Z, FAILING (2 round(s) of tries): Teleport at t:3025 answered Internal: s3 throttled"),
             "{text}"
         );
         assert!(text.contains("newest delivered event: none recorded yet"), "{text}");

@@ -29,6 +29,9 @@ struct Inner {
     running: bool,
     /// Why the source failed its last call; `None` while it answers.
     source_down: Option<String>,
+    /// Parts of the source's input that fail while the rest flows (a
+    /// session recording, an export chunk), by name, with why.
+    source_parts_down: BTreeMap<String, String>,
     /// Why each sink failed its last attempt, by sink; absent or `None`
     /// once an attempt succeeded.
     sinks_down: BTreeMap<String, Option<String>>,
@@ -63,6 +66,23 @@ impl Health {
         if inner.source_down.is_some() {
             inner.source_down = None;
         }
+    }
+
+    /// One part of the source's input (`session recording <sid>`, `export
+    /// chunk <date>/<name>`) fails for `reason` while the rest flows; ferry
+    /// asks for it again, within bounds.
+    pub fn source_part_down(&self, part: &str, reason: &str) {
+        self.inner().source_parts_down.insert(part.to_owned(), for_readyz(reason));
+    }
+
+    /// The part was read, or given up on with a dead letter.
+    pub fn source_part_up(&self, part: &str) {
+        self.inner().source_parts_down.remove(part);
+    }
+
+    /// How many parts of the source's input fail, for `/metrics`.
+    pub fn source_parts_failing(&self) -> usize {
+        self.inner().source_parts_down.len()
     }
 
     /// An attempt to deliver to `sink` failed for `reason`; ferry retries it.
@@ -107,6 +127,11 @@ impl Health {
         }
         if let Some(reason) = &inner.source_down {
             problems.push(format!("source unreachable: {reason}"));
+        }
+        if let Some((part, reason)) = inner.source_parts_down.iter().next() {
+            let more = inner.source_parts_down.len() - 1;
+            let others = if more > 0 { format!(" (and {more} more)") } else { String::new() };
+            problems.push(format!("{part} cannot be read: {reason}{others}"));
         }
         for (sink, reason) in &inner.sinks_down {
             if let Some(reason) = reason {
@@ -179,6 +204,23 @@ mod tests {
         health.source_down(&format!("Teleport at t:3025 answered Unavailable: {}", "y".repeat(500)));
         let why = health.ready().expect_err("down");
         assert!(why.starts_with("source unreachable: Teleport at t:3025 answered Unavailable: yyy") && why.chars().count() <= 200, "{why}");
+    }
+
+    #[test]
+    fn a_failing_part_of_the_input_shows_until_read_or_given_up() {
+        let health = Health::default();
+        health.set_running(true);
+        health.source_part_down("session recording s-2", "Teleport at t:3025 answered Internal: backend");
+        health.source_part_down("session recording s-1", "Teleport at t:3025 answered Internal: s3 throttled");
+        assert_eq!(health.source_parts_failing(), 2);
+        assert_eq!(
+            health.ready(),
+            Err("session recording s-1 cannot be read: Teleport at t:3025 answered Internal: s3 throttled (and 1 more)".to_owned())
+        );
+        health.source_part_up("session recording s-1");
+        assert_eq!(health.ready(), Err("session recording s-2 cannot be read: Teleport at t:3025 answered Internal: backend".to_owned()));
+        health.source_part_up("session recording s-2");
+        assert_eq!((health.ready(), health.source_parts_failing()), (Ok(()), 0));
     }
 
     #[test]

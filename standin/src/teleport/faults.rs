@@ -49,9 +49,46 @@ pub(super) struct Faults {
     not_found_served: Mutex<HashMap<String, usize>>,
     /// Export chunk names left out of every listing (see `unlist_chunk`).
     unlisted: Mutex<HashSet<String>>,
+    /// Session id → what its recording's stream does instead of serving it
+    /// (see `fail_recording`, `hang_recording`).
+    recordings: Mutex<HashMap<String, RecordingFault>>,
+    /// Session id → streams of it asked for (any answer).
+    recording_asks: Mutex<HashMap<String, usize>>,
+}
+
+/// What a recording's stream does instead of serving it.
+#[derive(Debug, Clone)]
+pub(super) enum RecordingFault {
+    /// Answer this status.
+    Status(tonic::Code, String),
+    /// Never answer (a backend stuck on the recording).
+    Hang,
 }
 
 impl TeleportStandIn {
+    /// Answers every stream of session `sid`'s recording with `code` until
+    /// [`TeleportStandIn::heal_recording`], as a backend that cannot read it
+    /// (an object store throttling, a corrupt upload, a role that may not).
+    pub fn fail_recording(&self, sid: &str, code: tonic::Code) {
+        let fault = RecordingFault::Status(code, format!("recording {sid} cannot be read (injected)"));
+        lock(&self.shared.faults.recordings).insert(sid.to_owned(), fault);
+    }
+
+    /// Never answers a stream of session `sid`'s recording until healed.
+    pub fn hang_recording(&self, sid: &str) {
+        lock(&self.shared.faults.recordings).insert(sid.to_owned(), RecordingFault::Hang);
+    }
+
+    /// Serves session `sid`'s recording again.
+    pub fn heal_recording(&self, sid: &str) {
+        lock(&self.shared.faults.recordings).remove(sid);
+    }
+
+    /// How many streams of session `sid`'s recording were asked for.
+    pub fn recording_asks(&self, sid: &str) -> usize {
+        lock(&self.shared.faults.recording_asks).get(sid).copied().unwrap_or(0)
+    }
+
     /// Closes every open connection the next time it is read from, as an
     /// Auth Service restart would: clients must connect again.
     pub fn drop_connections(&self) {
@@ -183,6 +220,20 @@ impl Faults {
             Some(n) => {
                 *n = n.saturating_sub(usize::from(*n != usize::MAX));
                 true
+            }
+        }
+    }
+
+    /// Counts a stream of `sid`'s recording and answers it as its fault says:
+    /// an error, a wait until it is healed, or nothing to do.
+    pub(super) async fn check_recording(&self, sid: &str) -> Result<(), Status> {
+        *lock(&self.recording_asks).entry(sid.to_owned()).or_default() += 1;
+        loop {
+            let fault = lock(&self.recordings).get(sid).cloned();
+            match fault {
+                None => return Ok(()),
+                Some(RecordingFault::Status(code, message)) => return Err(Status::new(code, message)),
+                Some(RecordingFault::Hang) => tokio::time::sleep(Duration::from_millis(100)).await,
             }
         }
     }

@@ -74,8 +74,12 @@ pub struct TeleportSourceConfig {
     pub session_sink: Option<String>,
     /// How long to wait before asking again for a session recording that
     /// Teleport does not have yet (uploads can lag the `session.upload`
-    /// event); the n-th retry waits n times as long, and after 3 tries, or
-    /// 48 hours after the upload, the recording is dead-lettered.
+    /// event), or that failed three tries in a row for a reason of its own
+    /// (INTERNAL, PERMISSION_DENIED, a stream silent for 2 minutes); the
+    /// n-th retry waits n times as long, and after 3 rounds (or, when it is
+    /// missing, 48 hours after the upload) the recording is dead-lettered:
+    /// `ferry dead-letters replay` streams it again. Teleport unreachable or
+    /// the identity refused is waited out instead, however long.
     /// Default 1 minute.
     #[serde(default = "default_missing_recording_retry")]
     pub missing_recording_retry: ConfigDuration,

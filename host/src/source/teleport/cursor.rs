@@ -89,6 +89,10 @@ fn is_empty(text: &Arc<str>) -> bool {
     text.is_empty()
 }
 
+fn is_zero_u32(n: &u32) -> bool {
+    *n == 0
+}
+
 fn is_zero(n: &usize) -> bool {
     *n == 0
 }
@@ -129,7 +133,7 @@ pub struct DateCursor {
 }
 
 /// A session recording to stream, and how far it got.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub struct SessionProgress {
     /// The session id.
@@ -142,6 +146,14 @@ pub struct SessionProgress {
     /// How often the recording was not found.
     #[serde(default)]
     pub missing: u32,
+    /// Rounds of tries that failed for a reason of the recording's own
+    /// (see [`super::sessions::TRIES_PER_ROUND`]), since its last event.
+    #[serde(default, skip_serializing_if = "is_zero_u32")]
+    pub failed: u32,
+    /// Teleport's last answer while the recording fails; none while it
+    /// streams. Stored so that `ferry status` shows it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failing: Option<String>,
 }
 
 impl Cursor {
@@ -324,7 +336,13 @@ mod tests {
                     partial: BTreeMap::from([("c2".into(), "k".into())]),
                 }],
             }),
-            sessions: vec![SessionProgress { sid: "s".into(), next_index: 4, upload_time: "2024-05-01T00:00:00Z".into(), missing: 1 }],
+            sessions: vec![SessionProgress {
+                sid: "s".into(),
+                next_index: 4,
+                upload_time: "2024-05-01T00:00:00Z".into(),
+                missing: 1,
+                ..Default::default()
+            }],
         };
         assert_eq!(Cursor::parse(&cursor.encode()).expect("parses"), cursor);
         let legacy = Cursor::parse(r#"{"audit":{"engine":"legacy","window-start":"2024-05-01T00:00:00Z","start-key":"","last-id":"x"}}"#)
@@ -510,7 +528,12 @@ mod tests {
     #[test]
     fn a_position_handed_out_keeps_its_sessions_when_the_merge_loop_moves_on() {
         let mut merge = PositionSnapshot::default();
-        Arc::make_mut(&mut merge.sessions).push(SessionProgress { sid: "s".into(), next_index: 0, upload_time: String::new(), missing: 0 });
+        Arc::make_mut(&mut merge.sessions).push(SessionProgress {
+            sid: "s".into(),
+            next_index: 0,
+            upload_time: String::new(),
+            ..Default::default()
+        });
         let out = merge.clone();
         Arc::make_mut(&mut merge.sessions)[0].next_index = 5;
         assert_eq!(out.cursor().sessions[0].next_index, 0);

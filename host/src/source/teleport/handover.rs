@@ -201,8 +201,13 @@ fn read_sessions(dir: &Path) -> Result<Vec<SessionProgress>, String> {
             let record: MissingRecording = serde_json::from_slice(&bytes)
                 .map_err(|err| format!("{}: not a missing recording ({{\"Index\",\"Attempt\",\"Timestamp\"}}): {err}", path.display()))?;
             let upload_time = if record.timestamp.starts_with("0001-01-01") { String::new() } else { record.timestamp };
-            let progress =
-                SessionProgress { sid: sid.to_owned(), next_index: next_index(record.index), upload_time, missing: record.attempt };
+            let progress = SessionProgress {
+                sid: sid.to_owned(),
+                next_index: next_index(record.index),
+                upload_time,
+                missing: record.attempt,
+                ..Default::default()
+            };
             missing.insert(sid.to_owned(), progress);
         } else if let Some(sid) = name.strip_prefix("session").filter(|sid| !sid.is_empty()) {
             let bytes = std::fs::read(&path).map_err(|err| format!("{}: cannot read: {err}", path.display()))?;
@@ -211,7 +216,8 @@ fn read_sessions(dir: &Path) -> Result<Vec<SessionProgress>, String> {
                 8 => i64::from_be_bytes(bytes.try_into().unwrap_or_default()),
                 n => return Err(format!("{}: {n} bytes, not an 8-byte big-endian index", path.display())),
             };
-            let progress = SessionProgress { sid: sid.to_owned(), next_index: next_index(index), upload_time: String::new(), missing: 0 };
+            let progress =
+                SessionProgress { sid: sid.to_owned(), next_index: next_index(index), upload_time: String::new(), ..Default::default() };
             sessions.insert(sid.to_owned(), progress);
         }
     }

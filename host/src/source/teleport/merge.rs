@@ -15,13 +15,14 @@ use super::connect::{ConnectOptions, IdentityWatcher, audit_log_client, auth_cli
 use super::cursor::{Cursor, PositionSnapshot, SessionProgress};
 use super::lock::{FailedLogins, lock_for, run_locker};
 use super::position::{self, Settle};
-use super::sessions::{SessionItem, SessionReader};
+use super::sessions::{RecordingLetter, SessionItem, SessionReader};
 use crate::config::{ConfigError, Context};
 use crate::event::Event;
 use crate::retry::Backoff;
 use crate::shutdown::Shutdown;
 use crate::source::{Invalid, Item, Position, SourceError, SourceRecord};
 use crate::state::State;
+use ferry_proto::auditlog::audit_log_service_client::AuditLogServiceClient;
 use ferry_proto::types::LockV2;
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::path::{Path, PathBuf};
@@ -29,6 +30,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
+use tonic::transport::Channel;
 
 /// Sessions announced but not yet streamed, per unit of `concurrency`,
 /// before the audit log waits (the event handler's back-pressure).
@@ -39,6 +41,11 @@ const MISSING_ATTEMPTS: u32 = 3;
 const MISSING_GIVE_UP_AGE: Duration = Duration::from_secs(48 * 3600);
 /// Audit items the merge loop takes from the engine's channel at once.
 const AUDIT_AT_ONCE: usize = 64;
+/// How long recordings waiting for a stream may hold the audit log back
+/// while none of them moves: past it the audit log is read on (the cursor
+/// carries the longer backlog), since recordings Teleport cannot serve must
+/// never stop the audit log. Recordings waiting after failures never hold it.
+const HOLD_WITHOUT_PROGRESS: Duration = Duration::from_secs(30);
 
 /// A configured Teleport source.
 pub struct TeleportSource {
@@ -107,6 +114,42 @@ impl TeleportSource {
         let filter =
             TypeFilter { types: self.config.types.iter().cloned().collect(), skip: self.config.skip_event_types.iter().cloned().collect() };
         audit::read_chunk_again(&mut client, letter, &filter).await.map_err(|status| super::connect::describe_status(addr, &status))
+    }
+
+    /// `dead-letters replay` of a session recording given up on: streams it
+    /// again from the first event its letter says was not delivered, once,
+    /// each event bound for `<session-url>.<sid>.log` as `start` sends it;
+    /// the reason, one line, when Teleport still refuses.
+    pub async fn read_recording(&self, letter: &RecordingLetter) -> Result<Vec<crate::source::Item>, String> {
+        let addr = &self.config.addr;
+        let channel = connect_lazy(addr, &self.watcher.client_tls(), &ConnectOptions::default()).map_err(|err| err.to_string())?;
+        let read = self
+            .session_reader(audit_log_client(channel), mpsc::channel(1).0)
+            .read_again(letter)
+            .await
+            .map_err(|status| super::connect::describe_status(addr, &status))?;
+        let items = read.into_iter().filter_map(|item| match item {
+            SessionItem::Event { sid, mut event, .. } => {
+                event.stream_session = Some(Arc::from(sid.as_str()));
+                event.sink = self.session_sink.clone();
+                Some(Item::Event(event))
+            }
+            SessionItem::Unreadable { invalid, .. } => Some(Item::Invalid(invalid)),
+            _ => None,
+        });
+        Ok(items.collect())
+    }
+
+    /// What every session task of this source shares.
+    fn session_reader(&self, client: AuditLogServiceClient<Channel>, out: mpsc::Sender<SessionItem>) -> SessionReader {
+        SessionReader {
+            client,
+            addr: self.config.addr.clone(),
+            filter: TypeFilter { types: HashSet::new(), skip: self.config.skip_session_types.iter().cloned().collect() },
+            backoff: Backoff { initial: Duration::from_secs(1), max: Duration::from_secs(60) },
+            out,
+            errors: Default::default(),
+        }
     }
 
     /// Looks for the event handler's saved state in `storage` (ferry's
@@ -184,7 +227,6 @@ impl TeleportSource {
         let client = audit_log_client(channel.clone());
         let (audit_tx, audit_rx) = mpsc::channel(self.config.page_size.clamp(1, 1024) as usize);
         let (session_tx, session_rx) = mpsc::channel(256);
-        let skip_sessions = TypeFilter { types: HashSet::new(), skip: self.config.skip_session_types.iter().cloned().collect() };
         let settings = Settings {
             addr: addr.clone(),
             filter: TypeFilter {
@@ -215,14 +257,7 @@ impl TeleportSource {
         let mut merge = Merge {
             cursor,
             out,
-            sessions: SessionReader {
-                client,
-                addr,
-                filter: skip_sessions,
-                backoff: Backoff { initial: Duration::from_secs(1), max: Duration::from_secs(60) },
-                out: session_tx,
-                errors: Default::default(),
-            },
+            sessions: self.session_reader(client, session_tx),
             active: HashMap::new(),
             waiting: HashMap::new(),
             concurrency: self.config.concurrency,
@@ -231,6 +266,7 @@ impl TeleportSource {
             exit_on_last_event: self.config.exit_on_last_event,
             missing_retry: self.missing_retry,
             audit_done: false,
+            hold: Hold::default(),
         };
         merge.run(audit_rx, session_rx, shutdown).await;
         audit_task.abort();
@@ -264,6 +300,48 @@ struct Merge {
     /// The audit engine ended and all it sent is handled: caught up with
     /// `exit-on-last-event` (or stopped).
     audit_done: bool,
+    hold: Hold,
+}
+
+/// Whether the recordings' backlog holds the audit log back, and since when
+/// nothing moved (see [`HOLD_WITHOUT_PROGRESS`]).
+#[derive(Default)]
+struct Hold {
+    /// When the backlog began to hold the audit log; none while it does not.
+    since: Option<Instant>,
+    /// When a recording last moved (an event, its end, a failure handed back).
+    moved: Option<Instant>,
+    /// The release was logged for this hold.
+    warned: bool,
+}
+
+impl Hold {
+    /// Whether the audit log may be read with `waiting` recordings waiting
+    /// for a stream and room for `backlog`; and when to look again if not.
+    fn audit_may_go(&mut self, waiting: usize, backlog: usize, now: Instant) -> (bool, Option<Instant>) {
+        if waiting < backlog {
+            *self = Hold { moved: self.moved, ..Hold::default() };
+            return (true, None);
+        }
+        let since = *self.since.get_or_insert(now);
+        let quiet_from = self.moved.map_or(since, |moved| moved.max(since));
+        let release_at = quiet_from + HOLD_WITHOUT_PROGRESS;
+        if now < release_at {
+            return (false, Some(release_at));
+        }
+        if !std::mem::replace(&mut self.warned, true) {
+            tracing::warn!(
+                "No session recording has moved for {}s while {waiting} recording(s) wait for a stream; reading the audit log on.",
+                HOLD_WITHOUT_PROGRESS.as_secs()
+            );
+        }
+        (true, None)
+    }
+
+    fn moved(&mut self, now: Instant) {
+        self.moved = Some(now);
+        self.warned = false;
+    }
 }
 
 /// The pipeline stopped reading.
@@ -292,7 +370,10 @@ impl Merge {
                 }
                 return;
             }
-            let take_audit = !self.audit_done && self.cursor.sessions.len() < backlog;
+            // Recordings waiting after failures hold nothing back.
+            let streamable = self.cursor.sessions.len().saturating_sub(self.waiting.len());
+            let (may_go, look_again) = self.hold.audit_may_go(streamable, backlog, Instant::now());
+            let take_audit = !self.audit_done && may_go;
             if take_audit
                 && !shutdown.is_fired()
                 && let Some(item) = queued.pop_front()
@@ -315,6 +396,7 @@ impl Merge {
                     self.waiting.retain(|_, at| *at > now);
                     Ok(())
                 }
+                () = sleep_until(look_again), if look_again.is_some() && !self.audit_done => Ok(()),
                 () = shutdown.wait() => return,
             };
             if step.is_err() {
@@ -370,7 +452,7 @@ impl Merge {
             sid: event.session_id.clone(),
             next_index: 0,
             upload_time: event.time.clone(),
-            missing: 0,
+            ..SessionProgress::default()
         });
     }
 
@@ -394,13 +476,18 @@ impl Merge {
     fn forget(&mut self, sid: &str) {
         Arc::make_mut(&mut self.cursor.sessions).retain(|s| s.sid != sid);
         self.active.remove(sid);
+        crate::observe::health().source_part_up(&recording_part(sid));
     }
 
     async fn on_session(&mut self, item: SessionItem) -> Result<(), Closed> {
+        self.hold.moved(Instant::now());
         match item {
             SessionItem::Event { sid, index, mut event } => {
                 let Some(progress) = self.progress(&sid) else { return Ok(()) };
                 progress.next_index = index + 1;
+                if progress.failing.is_some() {
+                    recovered(progress);
+                }
                 // A recording goes to `<session-url>.<sid>.log` by the
                 // stream's id: its `print` events have no `sid`.
                 event.stream_session = Some(Arc::from(sid.as_str()));
@@ -424,6 +511,7 @@ impl Merge {
                 self.emit(Item::Progress).await
             }
             SessionItem::Missing { sid, reason } => self.on_missing(sid, reason).await,
+            SessionItem::Failing { sid, reason } => self.on_failing(sid, reason).await,
             SessionItem::Malformed { sid, reason } => {
                 let Some(progress) = self.progress(&sid).cloned() else { return Ok(()) };
                 self.forget(&sid);
@@ -437,15 +525,35 @@ impl Merge {
         let Some(progress) = self.progress(&sid) else { return Ok(()) };
         progress.missing += 1;
         let progress = progress.clone();
-        let announced = crate::units::parse_time(&progress.upload_time).ok();
-        let too_old = announced.is_some_and(|at| at + MISSING_GIVE_UP_AGE < SystemTime::now());
-        if progress.missing >= MISSING_ATTEMPTS || too_old {
+        if let Some(why) = give_up_why(progress.missing, Some(&progress.upload_time), SystemTime::now()) {
             self.forget(&sid);
-            let why = if too_old { "announced more than 48 hours ago".to_owned() } else { format!("asked {} times", progress.missing) };
             return self.give_up(&progress, format!("session recording {sid} is not in Teleport's storage ({why}): {reason}")).await;
         }
         let delay = self.missing_retry * progress.missing;
         tracing::info!(session = %sid, retry_in = ?delay, "Session recording not uploaded yet: {reason}; asking again later.");
+        self.waiting.insert(sid, Instant::now() + delay);
+        self.emit(Item::Progress).await
+    }
+
+    /// A recording failed a round of tries for a reason of its own: it waits
+    /// `missing-recording-retry` times the rounds failed, shows as failing,
+    /// and is dead-lettered after the last round (`dead-letters replay`
+    /// streams it again).
+    async fn on_failing(&mut self, sid: String, reason: String) -> Result<(), Closed> {
+        self.active.remove(&sid);
+        let Some(progress) = self.progress(&sid) else { return Ok(()) };
+        progress.failed += 1;
+        progress.failing = Some(reason.clone());
+        let progress = progress.clone();
+        crate::observe::health().source_part_down(&recording_part(&sid), &reason);
+        // Not by age: a recording that exists but fails says nothing by its
+        // age (a backfill reads recordings years old), unlike a missing one.
+        if let Some(why) = give_up_why(progress.failed, None, SystemTime::now()) {
+            self.forget(&sid);
+            return self.give_up(&progress, format!("session recording {sid} cannot be streamed ({why}): {reason}")).await;
+        }
+        let delay = self.missing_retry * progress.failed;
+        tracing::warn!(session = %sid, retry_in = ?delay, "Session recording failed {} times in a row: {reason}; asking again later (the audit log goes on).", super::sessions::TRIES_PER_ROUND);
         self.waiting.insert(sid, Instant::now() + delay);
         self.emit(Item::Progress).await
     }
@@ -460,9 +568,63 @@ impl Merge {
     }
 }
 
+/// How `/readyz` names a recording that fails.
+fn recording_part(sid: &str) -> String {
+    format!("session recording {sid}")
+}
+
+/// A failing recording sent an event again.
+fn recovered(progress: &mut SessionProgress) {
+    progress.failing = None;
+    progress.failed = 0;
+    crate::observe::health().source_part_up(&recording_part(&progress.sid));
+}
+
+/// Why a recording asked for `tries` times (rounds) is given up: after
+/// [`MISSING_ATTEMPTS`], or, when `upload_time` is given, once it was
+/// announced more than [`MISSING_GIVE_UP_AGE`] ago (the event handler's
+/// bounds for a missing recording); `None` while it is asked again.
+fn give_up_why(tries: u32, upload_time: Option<&str>, now: SystemTime) -> Option<String> {
+    let announced = upload_time.and_then(|time| crate::units::parse_time(time).ok());
+    if announced.is_some_and(|at| at + MISSING_GIVE_UP_AGE < now) {
+        return Some("announced more than 48 hours ago".to_owned());
+    }
+    (tries >= MISSING_ATTEMPTS).then(|| format!("asked {tries} times"))
+}
+
 async fn sleep_until(at: Option<Instant>) {
     match at {
         Some(at) => tokio::time::sleep_until(at).await,
         None => std::future::pending().await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn recordings_waiting_hold_the_audit_log_only_while_they_move_or_briefly() {
+        let mut hold = Hold::default();
+        let start = Instant::now();
+        let at = |seconds: u64| start + Duration::from_secs(seconds);
+        assert_eq!(hold.audit_may_go(31, 32, at(0)), (true, None), "room left");
+        assert_eq!(hold.audit_may_go(32, 32, at(1)), (false, Some(at(31))), "full: held, looked at again when the bound is reached");
+        hold.moved(at(20));
+        assert_eq!(hold.audit_may_go(32, 32, at(31)), (false, Some(at(50))), "a recording moved: the bound starts again");
+        assert_eq!(hold.audit_may_go(32, 32, at(50)), (true, None), "nothing moved for the bound: the audit log goes on");
+        assert_eq!(hold.audit_may_go(40, 32, at(80)), (true, None), "and stays going while nothing moves");
+        assert_eq!(hold.audit_may_go(10, 32, at(81)), (true, None));
+        assert_eq!(hold.audit_may_go(32, 32, at(82)), (false, Some(at(112))), "a new hold starts its own bound");
+    }
+
+    #[test]
+    fn a_recording_is_given_up_after_three_tries_or_when_missing_two_days_after_its_upload() {
+        let now = crate::units::parse_time("2024-05-03T00:00:01Z").expect("a time");
+        assert_eq!(give_up_why(2, Some("2024-05-02T00:00:00Z"), now), None);
+        assert_eq!(give_up_why(3, Some("2024-05-02T00:00:00Z"), now).as_deref(), Some("asked 3 times"));
+        assert_eq!(give_up_why(1, Some("2024-05-01T00:00:00Z"), now).as_deref(), Some("announced more than 48 hours ago"));
+        assert_eq!(give_up_why(1, Some("not a time"), now), None, "an unreadable upload time bounds by tries only");
+        assert_eq!(give_up_why(2, None, now), None, "a failing recording is bounded by tries only");
     }
 }

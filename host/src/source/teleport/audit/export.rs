@@ -240,12 +240,16 @@ impl Reader {
         loop {
             let before = resume.clone();
             let status = match self.stream_chunk(date, &chunk, &mut resume, &mut retry, &news).await? {
-                Ok(()) => return tell(&news, ChunkNews::Finished { chunk, item: Item::Progress }).await,
+                Ok(()) => {
+                    crate::observe::health().source_part_up(&what);
+                    return tell(&news, ChunkNews::Finished { chunk, item: Item::Progress }).await;
+                }
                 Err(status) => status,
             };
             if !Arc::ptr_eq(&before, &resume) {
                 // Events came: the chunk is served, whatever it said before.
                 refusals = Refusals::default();
+                crate::observe::health().source_part_up(&what);
             }
             if !self.wait_or_recover(&mut retry, &status, &what).await? {
                 continue;
@@ -273,6 +277,7 @@ impl Reader {
             let bound = self.settings.chunk_give_up;
             let refused = refusals.refused(Instant::now(), bound);
             if !refused.give_up {
+                crate::observe::health().source_part_down(&what, &reason);
                 let delay = retry.next_delay(Some(bound.spacing()));
                 tracing::warn!(
                     chunk = %chunk,
@@ -292,6 +297,7 @@ impl Reader {
                 humantime::format_duration(Duration::from_secs(refused.over.as_secs()))
             );
             tracing::error!(chunk = %chunk, date = %day, cursor = %resume, "{reason}");
+            crate::observe::health().source_part_up(&what);
             let raw = serde_json::json!({ "date": day, "chunk": &*chunk, "cursor": &*resume }).to_string().into_bytes();
             let item = Item::Invalid(Invalid { position: what, reason, raw });
             return tell(&news, ChunkNews::Finished { chunk, item }).await;

@@ -135,3 +135,28 @@ fn a_partial_chunk_gone_from_the_listing_after_a_restart_is_dead_lettered() {
     assert_eq!(got.len(), 300, "every event of the date after the replay\n{}", sandbox.report(Some(&replay)));
     assert!(sandbox.dead_letters().is_empty(), "the letter is gone\n{}", sandbox.report(Some(&replay)));
 }
+
+#[test]
+fn a_chunk_being_asked_for_again_shows_in_readyz() {
+    let cluster = cluster(200, 40, Duration::ZERO);
+    cluster.standin.chunk_not_found("chunk-0002", usize::MAX);
+    let logstash = cluster.runtime.block_on(LogstashStandIn::start(None)).expect("the stand-in Logstash starts");
+    let sandbox = sandbox("export-chunk-readyz", &cluster, &logstash, |config| {
+        config.set("teleport.chunk-retry-attempts", 1000).set("teleport.chunk-retry-time", "1h").set("exit-on-last-event", false)
+    });
+    let mut running = sandbox.spawn_command(sandbox.command(&["start", "--http-addr", "127.0.0.1:0"]));
+    let addr = util::served_addr(&running, &sandbox);
+    let readyz = || util::http_get(&addr, "/readyz").map(|answer| format!("{} {}", answer.status, answer.body)).unwrap_or_default();
+    util::wait_for(
+        "/readyz to name the chunk being asked for again",
+        DEADLINE,
+        || {
+            let seen = readyz();
+            seen.starts_with("503") && seen.contains("export chunk chunk-0002 of 2024-05-01 cannot be read") && seen.contains("NotFound")
+        },
+        || format!("last /readyz: {}\n{}", readyz(), sandbox.report(Some(&running.snapshot()))),
+    );
+    assert!(sandbox.dead_letters().is_empty(), "nothing given up within its bound");
+    running.terminate();
+    running.wait(&sandbox, Duration::from_secs(30)).assert_success(&sandbox);
+}

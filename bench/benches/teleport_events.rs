@@ -138,7 +138,7 @@ fn sessions() -> Vec<SessionProgress> {
             sid: format!("5f1d2e8c-0a4b-4c7e-9d3f-{i:012}"),
             next_index: 17,
             upload_time: "2024-05-01T10:00:00.123Z".into(),
-            missing: 0,
+            ..SessionProgress::default()
         })
         .collect()
 }

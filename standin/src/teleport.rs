@@ -134,6 +134,11 @@ pub struct StandInOptions {
     pub server_validity: Validity,
     /// Where to listen. Default: `127.0.0.1` at a free port.
     pub listen: Option<SocketAddr>,
+    /// Serve an audit event only once the clock has passed its `time`, as a
+    /// cluster that writes its log as things happen: `events` timed in the
+    /// next hour are a log that grows for an hour (the soak run's Teleport).
+    /// Default off: the whole log from the start.
+    pub live: bool,
     /// Serve each audit event's `uid` as its id as it is, empty when it has
     /// none, as a backend with a bug would; default off: Teleport's
     /// `computeEventID` (the SHA-256 of the JSON for an event without one).
@@ -165,6 +170,7 @@ impl Default for StandInOptions {
             tls_routing: false,
             server_validity: Validity::For(Duration::from_secs(24 * 3600)),
             listen: None,
+            live: false,
             #[cfg(feature = "faults")]
             raw_ids: false,
             #[cfg(feature = "faults")]
@@ -282,6 +288,8 @@ impl Drop for TeleportStandIn {
 struct Shared {
     cluster_name: String,
     tls_routing: bool,
+    /// See [`StandInOptions::live`].
+    live: bool,
     audit: Vec<Stored>,
     sessions: HashMap<String, Vec<EventUnstructured>>,
     export: Option<Export>,
@@ -299,6 +307,11 @@ struct Shared {
     ca: Mutex<ClusterCa>,
     #[cfg(feature = "faults")]
     faults: faults::Faults,
+}
+
+/// Now, in nanoseconds since 1970, as [`Stored::position`] counts.
+fn now_nanos() -> i128 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |since| i128::try_from(since.as_nanos()).unwrap_or(i128::MAX))
 }
 
 /// An audit event and its place in the log: (time in ns, arrival number).
@@ -334,6 +347,7 @@ impl TeleportStandIn {
         let shared = Arc::new(Shared {
             cluster_name: options.cluster_name,
             tls_routing: options.tls_routing,
+            live: options.live,
             audit,
             sessions,
             export,
@@ -665,6 +679,7 @@ impl Service {
     fn page(&self, request: &GetUnstructuredEventsRequest) -> Result<EventsUnstructured, Status> {
         let from = request.start_date.as_ref().map_or(i128::MIN, |t| nanos(Some(t)));
         let to = request.end_date.as_ref().map_or(i128::MAX, |t| nanos(Some(t)));
+        let to = if self.shared.live { to.min(now_nanos()) } else { to };
         let types: HashSet<&str> = request.event_types.iter().map(String::as_str).collect();
         let audit = &self.shared.audit;
         let window = &audit[audit.partition_point(|s| s.position.0 < from)..audit.partition_point(|s| s.position.0 < to)];

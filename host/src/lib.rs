@@ -10,6 +10,7 @@
 //! and the parts, and reloads the chain; [`cli`] is the command line on top.
 #![deny(missing_docs)]
 
+pub mod access;
 pub mod app;
 pub mod cli;
 pub mod config;

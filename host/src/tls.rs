@@ -76,7 +76,7 @@ pub enum TlsError {
 
 /// Certificates from a PEM file (a chain or a bundle).
 pub fn load_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
-    let bytes = std::fs::read(path).map_err(|source| TlsError::Read { path: path.to_owned(), source })?;
+    let bytes = crate::access::read(path).map_err(|source| TlsError::Read { path: path.to_owned(), source })?;
     certs_from_pem(&bytes).ok_or_else(|| TlsError::NoCertificate { path: path.to_owned() })
 }
 
@@ -88,7 +88,7 @@ pub fn certs_from_pem(pem: &[u8]) -> Option<Vec<CertificateDer<'static>>> {
 
 /// The first private key in a PEM file.
 pub fn load_key(path: &Path) -> Result<PrivateKeyDer<'static>, TlsError> {
-    let bytes = std::fs::read(path).map_err(|source| TlsError::Read { path: path.to_owned(), source })?;
+    let bytes = crate::access::read(path).map_err(|source| TlsError::Read { path: path.to_owned(), source })?;
     key_from_pem(&bytes).map_err(|problem| match problem {
         KeyProblem::NoKey => TlsError::NoKey { path: path.to_owned() },
         KeyProblem::Unusable => TlsError::UnusableKey { path: path.to_owned() },

@@ -31,6 +31,7 @@ mod replay_sessions;
 mod rotation;
 mod script_plugins;
 mod service;
+mod service_user;
 mod shutdown;
 mod sink_faults;
 mod sink_status;

@@ -121,7 +121,7 @@ pub struct ConfigFile {
 impl ConfigFile {
     /// Reads and parses the file with the flags and the environment applied.
     pub fn load(&self) -> Result<FerryConfig, ConfigError> {
-        let text = std::fs::read_to_string(&self.path).map_err(|source| ConfigError::Read { path: self.path.clone(), source })?;
+        let text = crate::access::read_to_string(&self.path).map_err(|source| ConfigError::Read { path: self.path.clone(), source })?;
         FerryConfig::parse_with(&text, &self.path, &self.flags, &|name| std::env::var(name).ok())
     }
 }

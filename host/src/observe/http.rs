@@ -32,12 +32,19 @@ pub struct BindError {
     pub reason: String,
 }
 
+/// The port of the endpoint wherever ferry names one: the README, the
+/// ferry.toml of `ferry configure`, the systemd unit's comment, the
+/// container image and the chart (a test holds them all to it). Not
+/// Prometheus' own 9090 nor node_exporter's 9100, which often run on the
+/// same host.
+pub const DEFAULT_PORT: u16 = 9464;
+
 /// Listens on `addr` (`HOST:PORT`; port 0 picks a free one), for `key`
 /// (the flag or config key it came from, named in the error).
 pub async fn bind(addr: &str, key: &str) -> Result<TcpListener, BindError> {
     let failed = |reason: String| BindError { key: key.to_owned(), addr: addr.to_owned(), reason };
     if !addr.contains(':') {
-        return Err(failed("expected HOST:PORT, such as 127.0.0.1:9090 or [::]:9090".to_owned()));
+        return Err(failed(format!("expected HOST:PORT, such as 127.0.0.1:{DEFAULT_PORT} or [::]:{DEFAULT_PORT}")));
     }
     TcpListener::bind(addr).await.map_err(|err| failed(crate::error::one_line(&err)))
 }
@@ -350,7 +357,7 @@ mod tests {
         let error = bind("9090", "http-addr in ferry.toml").await.expect_err("no host").to_string();
         assert_eq!(
             error,
-            "cannot serve HTTP on http-addr in ferry.toml = \"9090\": expected HOST:PORT, such as 127.0.0.1:9090 or [::]:9090"
+            "cannot serve HTTP on http-addr in ferry.toml = \"9090\": expected HOST:PORT, such as 127.0.0.1:9464 or [::]:9464"
         );
     }
 }

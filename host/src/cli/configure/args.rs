@@ -1,6 +1,6 @@
 //! The command line of `ferry configure`, as teleport-event-handler's
 //! `configure` takes it (`OUT`, `ADDR`, `--ttl`, `--dns-names`, `--ip`,
-//! `--length`), plus `--key-type`, `--lock` and `--force`. Values are
+//! `--length`), plus `--key-type`, `--lock`, `--group` and `--force`. Values are
 //! checked here rather than by clap so that a bad one is one line naming
 //! the flag, like every other error of ferry.
 
@@ -39,9 +39,27 @@ pub struct ConfigureArgs {
     /// role create locks.
     #[arg(long)]
     pub lock: bool,
+    /// The group ferry runs as, by name or number (`ferry` for the systemd
+    /// unit, `65532` for the container image): the files ferry reads
+    /// (ferry.toml, ca.crt, client.crt, client.key) are written 0640
+    /// root:GROUP, so ferry reads them and only root changes them; the keys
+    /// ferry must not read stay 0600, root's alone. Without it every file is
+    /// 0600 and the service cannot read them until they are given to its
+    /// group (`chgrp GROUP FILE && chmod 0640 FILE`).
+    #[arg(long, value_name = "GROUP")]
+    pub group: Option<String>,
     /// Overwrite the files of a previous run.
     #[arg(long)]
     pub force: bool,
+}
+
+/// The group the files ferry reads are given to (`--group`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct Group {
+    /// As given on the command line (a name or a number).
+    pub name: String,
+    /// Its number, from the system's group database for a name.
+    pub gid: u32,
 }
 
 /// The key algorithm of every key `ferry configure` makes.
@@ -64,6 +82,7 @@ pub(super) struct Options {
     pub key_type: KeyType,
     pub length: usize,
     pub lock: bool,
+    pub group: Option<Group>,
     pub force: bool,
 }
 
@@ -107,6 +126,22 @@ impl ConfigureArgs {
         if self.addr.trim().is_empty() {
             return Err(flag("ADDR", &self.addr, "give the Teleport address as host:port".into()));
         }
+        let group = match &self.group {
+            None => None,
+            Some(name) => {
+                let name = name.trim();
+                let gid = crate::access::group_id(name).ok_or_else(|| {
+                    flag(
+                        "--group",
+                        name,
+                        "no such group in the system's group database; make it (systemd-sysusers with ferry.sysusers, or \
+                         `useradd --system --user-group ferry`) or give its number"
+                            .into(),
+                    )
+                })?;
+                Some(Group { name: name.to_owned(), gid })
+            }
+        };
         Ok(Options {
             out: self.out.clone(),
             addr: self.addr.trim().to_owned(),
@@ -116,6 +151,7 @@ impl ConfigureArgs {
             key_type: self.key_type,
             length: self.length,
             lock: self.lock,
+            group,
             force: self.force,
         })
     }

@@ -38,6 +38,16 @@ pub enum ConfigureError {
         /// The cause.
         source: std::io::Error,
     },
+    /// A file ferry reads cannot be given to `--group`.
+    #[error("cannot give {} to group {group}: {source} (run configure as root, or as a member of the group)", path.display())]
+    Group {
+        /// The file.
+        path: PathBuf,
+        /// The group, as given.
+        group: String,
+        /// The cause.
+        source: std::io::Error,
+    },
     /// A key or certificate could not be made.
     #[error("cannot make the {what}: {reason}")]
     Pki {

@@ -404,3 +404,114 @@ fn the_systemd_unit_is_the_shipped_one_and_runs_the_config_where_the_steps_put_i
     assert_eq!(unit, shipped);
     assert!(unit.contains("--config /etc/ferry/ferry.toml") && unit.contains("StateDirectory=ferry"), "{unit}");
 }
+
+/// The metrics port named on a line about the HTTP endpoint (or just
+/// below one, as a YAML key under `metrics:`): a 4- or 5-digit number after
+/// `:` or a space.
+fn metrics_ports(text: &str) -> Vec<u16> {
+    let about = |line: &str| ["metrics", "http-addr", "healthz", "expose"].iter().any(|word| line.to_lowercase().contains(word));
+    let lines: Vec<&str> = text.lines().collect();
+    let mut ports = Vec::new();
+    for (i, line) in lines.iter().enumerate() {
+        if !(about(line) || i > 0 && about(lines[i - 1]) && line.trim_start().starts_with("port:")) {
+            continue;
+        }
+        let bytes = line.as_bytes();
+        let mut start = 0;
+        while start < bytes.len() {
+            let end = start + bytes[start..].iter().take_while(|b| b.is_ascii_digit()).count();
+            if end == start {
+                start += 1;
+                continue;
+            }
+            let after_separator = start > 0 && matches!(bytes[start - 1], b':' | b' ');
+            if after_separator && (4..=5).contains(&(end - start)) {
+                ports.push(line[start..end].parse().expect("digits"));
+            }
+            start = end;
+        }
+    }
+    ports
+}
+
+/// Paths in ferry's folders (`/etc/ferry/…`, `/var/lib/ferry/…`) that end
+/// in `identity`.
+fn ferry_identity_paths(text: &str) -> Vec<String> {
+    text.split(|c: char| c.is_whitespace() || "\"'`(),=:[]".contains(c))
+        .filter(|word| (word.starts_with("/etc/ferry/") || word.starts_with("/var/lib/ferry/")) && word.ends_with("identity"))
+        .map(str::to_owned)
+        .collect()
+}
+
+#[test]
+fn the_metrics_port_and_the_identity_path_are_the_same_everywhere() {
+    use super::{CONFIG_DIR, IDENTITY_PATH};
+    let port = crate::observe::http::DEFAULT_PORT;
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let file = |path: &str| std::fs::read_to_string(repo.join(path)).unwrap_or_else(|err| panic!("{path}: {err}"));
+    let dir = tempfile::tempdir().expect("tempdir");
+    let written = run(dir.path(), &["--key-type", "ecdsa"]).expect("configured");
+    // (where, text, names the port, names the identity's path)
+    let places = [
+        ("README.md", file("README.md"), true, true),
+        ("configure's ferry.toml", read(&written, "ferry.toml"), true, false),
+        ("configure's chart values", read(&written, "teleport-plugin-event-handler-values.yaml"), false, false),
+        ("packaging/Dockerfile", file("packaging/Dockerfile"), true, true),
+        ("packaging/helm/ferry/values.yaml", file("packaging/helm/ferry/values.yaml"), true, false),
+        ("packaging/systemd/ferry.service", file("packaging/systemd/ferry.service"), true, true),
+        ("docs/event-handler-compatibility.md", file("docs/event-handler-compatibility.md"), false, false),
+    ];
+    for (place, text, names_port, names_identity) in &places {
+        let ports = metrics_ports(text);
+        assert!(ports.iter().all(|p| *p == port), "{place} names the metrics port as {ports:?}; ferry's is {port} (DEFAULT_PORT)");
+        assert!(!names_port || !ports.is_empty(), "{place} should name the metrics port {port}");
+        let paths = ferry_identity_paths(text);
+        assert!(paths.iter().all(|p| p == IDENTITY_PATH), "{place} names the identity as {paths:?}; ferry's is {IDENTITY_PATH}");
+        assert!(!names_identity || !paths.is_empty(), "{place} should name the identity's path {IDENTITY_PATH}");
+    }
+
+    // configure's ferry.toml names the identity beside itself, and the unit
+    // and the image read that ferry.toml from CONFIG_DIR.
+    let table: toml::Table = read(&written, "ferry.toml").parse().expect("TOML");
+    let identity = table["source"]["teleport"]["identity"].as_str().expect("identity");
+    assert_eq!(Path::new(CONFIG_DIR).join(identity), Path::new(IDENTITY_PATH), "ferry.toml's identity, installed in {CONFIG_DIR}");
+    let config = format!("{CONFIG_DIR}/ferry.toml");
+    assert!(file("packaging/systemd/ferry.service").contains(&format!("ExecStart=/usr/local/bin/ferry start --config {config}\n")));
+    assert!(file("packaging/Dockerfile").contains(&format!("\"--config\", \"{config}\"")));
+
+    // The scanners find what they look for.
+    assert_eq!(metrics_ports("`/metrics` on port 9090, Logstash at :9601\nmetrics:\n  port: 9100\n"), [9090, 9601, 9100]);
+    assert_eq!(
+        ferry_identity_paths("identity = \"/var/lib/ferry/identity\" (`/etc/ferry/identity`)"),
+        ["/var/lib/ferry/identity", "/etc/ferry/identity"]
+    );
+}
+
+#[test]
+fn group_makes_the_files_ferry_reads_0640_for_it_and_keeps_the_keys_it_must_not_read_private() {
+    use super::READ_BY_FERRY;
+    use std::os::unix::fs::MetadataExt;
+    let dir = tempfile::tempdir().expect("tempdir");
+    // Our own group: one any user may give files to.
+    let gid = rustix::process::getgid().as_raw();
+    let name = crate::access::group_name(gid).expect("the test's group has a name");
+    let written = run(dir.path(), &["--key-type", "ecdsa", "--group", &name]).expect("configured");
+    for file in FILES {
+        let meta = std::fs::metadata(written.join(file)).expect("stat");
+        if READ_BY_FERRY.contains(&file) {
+            assert_eq!((meta.gid(), meta.mode() & 0o777), (gid, 0o640), "{file}: readable by the group, written by the owner");
+        } else {
+            assert_eq!(meta.mode() & 0o777, 0o600, "{file}: the owner's alone");
+        }
+    }
+    assert!(["ca.key", "server.key", "server.encrypted.key", "server.key.passphrase"].iter().all(|key| !READ_BY_FERRY.contains(key)));
+    // A number is taken as it is.
+    let by_number = tempfile::tempdir().expect("tempdir");
+    let written = run(by_number.path(), &["--key-type", "ecdsa", "--group", &gid.to_string()]).expect("configured");
+    assert_eq!(std::fs::metadata(written.join("client.key")).expect("stat").mode() & 0o777, 0o640);
+
+    let err = run(dir.path().join("other").as_path(), &["--group", "no-such-group-for-ferry"]).expect_err("unknown group");
+    let text = err.to_string();
+    assert!(text.starts_with("--group `no-such-group-for-ferry`: no such group in the system's group database"), "{text}");
+    assert!(!dir.path().join("other").exists(), "nothing written for a bad flag");
+}

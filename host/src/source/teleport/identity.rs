@@ -394,7 +394,7 @@ impl Credentials {
 }
 
 fn read(path: &Path) -> Result<Vec<u8>, IdentityError> {
-    std::fs::read(path).map_err(|source| IdentityError::Read { path: path.to_owned(), source })
+    crate::access::read(path).map_err(|source| IdentityError::Read { path: path.to_owned(), source })
 }
 
 impl TlsMaterial {

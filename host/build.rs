@@ -5,9 +5,10 @@
 //! runs (`src/cli/demo.rs`), and the example plugins `filter`, `route`,
 //! `ecs` and `enrich`, which `ferry plugin new --example NAME` writes out
 //! (`src/cli/plugin/examples.rs`), so that a user of the binary gets them
-//! without Rust. The four cost about 2 s over `redact` alone in a fresh build
-//! (they share its dependencies) and 8.5 s when added to a built `redact`, on
-//! the project's 2-core machine. Nothing else: the test-only, Python and
+//! without Rust. On the project's 2-core machine the four add 2–9 s to a
+//! fresh build of `redact` alone (49 → 52 s, and 99 → 108 s with the cores
+//! shared), as they share its dependencies, and 8–22 s when added to a built
+//! `redact`. Nothing else: the test-only, Python and
 //! JavaScript plugins are built for tests by the `ferry-test-plugins` crate
 //! (`tests/plugins-build`), so that `cargo build --release` and `cargo
 //! install` need no Python, Node.js or network beyond crates.

@@ -42,14 +42,28 @@ fn relative(path: &Path) -> String {
 
 /// Every `ferry …` command line of a document, with its line number: the
 /// lines of shell code blocks that run ferry (after a prompt, `sudo`, `&&`
-/// or `|`), and inline code spans that start with `ferry `.
+/// or `|`), and inline code spans that start with `ferry ` (a span may run
+/// over a line break within its paragraph).
 fn command_lines(text: &str) -> Vec<(usize, String)> {
     let mut found = Vec::new();
     let mut in_shell = false;
     let mut in_block = false;
+    let mut paragraph: Vec<(usize, &str)> = Vec::new();
+    let flush = |paragraph: &mut Vec<(usize, &str)>, found: &mut Vec<(usize, String)>| {
+        if let Some(&(first, _)) = paragraph.first() {
+            let joined = paragraph.iter().map(|(_, line)| line.trim()).collect::<Vec<_>>().join(" ");
+            for (i, span) in joined.split('`').enumerate() {
+                if i % 2 == 1 && span.starts_with("ferry ") {
+                    found.push((first, span.to_owned()));
+                }
+            }
+        }
+        paragraph.clear();
+    };
     for (n, line) in text.lines().enumerate() {
         let trimmed = line.trim_start();
         if let Some(lang) = trimmed.strip_prefix("```") {
+            flush(&mut paragraph, &mut found);
             in_block = !in_block;
             in_shell = in_block && matches!(lang.trim(), "sh" | "shell" | "bash" | "console" | "");
             continue;
@@ -63,14 +77,13 @@ fn command_lines(text: &str) -> Vec<(usize, String)> {
                     }
                 }
             }
-            continue;
-        }
-        for (i, span) in line.split('`').enumerate() {
-            if i % 2 == 1 && span.starts_with("ferry ") {
-                found.push((n + 1, span.to_owned()));
-            }
+        } else if trimmed.is_empty() {
+            flush(&mut paragraph, &mut found);
+        } else {
+            paragraph.push((n + 1, line));
         }
     }
+    flush(&mut paragraph, &mut found);
     found
 }
 
@@ -356,4 +369,67 @@ fn the_configuration_reference_names_exactly_the_keys_the_reader_accepts() {
         }
     }
     assert!(problems.is_empty(), "docs/configuration.md has drifted from the config reader:\n{}", problems.join("\n"));
+}
+
+// === Links ===
+
+/// GitHub's anchor for a heading: lowercase, spaces to `-`, punctuation
+/// other than `-` and `_` dropped.
+fn anchor(heading: &str) -> String {
+    heading
+        .trim()
+        .to_lowercase()
+        .chars()
+        .filter_map(|c| match c {
+            ' ' => Some('-'),
+            c if c.is_alphanumeric() || c == '-' || c == '_' => Some(c),
+            _ => None,
+        })
+        .collect()
+}
+
+/// The anchors of a Markdown document's headings (outside code blocks).
+fn anchors(text: &str) -> BTreeSet<String> {
+    let mut in_block = false;
+    let mut found = BTreeSet::new();
+    for line in text.lines() {
+        if line.trim_start().starts_with("```") {
+            in_block = !in_block;
+        } else if !in_block && line.starts_with('#') {
+            found.insert(anchor(line.trim_start_matches('#')));
+        }
+    }
+    found
+}
+
+/// Every relative link target `](target)` of a document, with its line.
+fn relative_links(text: &str) -> Vec<(usize, String)> {
+    let mut found = Vec::new();
+    for (n, line) in text.lines().enumerate() {
+        for (at, _) in line.match_indices("](") {
+            let target: String = line[at + 2..].chars().take_while(|c| *c != ')').collect();
+            if !target.contains("://") && !target.starts_with("mailto:") {
+                found.push((n + 1, target));
+            }
+        }
+    }
+    found
+}
+
+#[test]
+fn every_link_between_the_docs_leads_to_a_file_and_heading_that_exist() {
+    let mut problems = Vec::new();
+    for document in documents() {
+        let text = read(&document);
+        for (line, target) in relative_links(&text) {
+            let (file, fragment) = target.split_once('#').unwrap_or((&target, ""));
+            let path = if file.is_empty() { document.clone() } else { document.parent().expect("a folder").join(file) };
+            if !path.exists() {
+                problems.push(format!("{}:{line}: {target}: no such file", relative(&document)));
+            } else if !fragment.is_empty() && !anchors(&read(&path)).contains(fragment) {
+                problems.push(format!("{}:{line}: {target}: no such heading in {}", relative(&document), relative(&path)));
+            }
+        }
+    }
+    assert!(problems.is_empty(), "broken links in the docs:\n{}", problems.join("\n"));
 }

@@ -91,8 +91,9 @@ fn write_example(example: examples::Example, dir: &Path) -> anyhow::Result<()> {
     println!("Wrote the example plugin `{}`:", example.name());
     println!("  {}", wasm.display());
     println!("  {}  (its settings: edit them)", settings.display());
-    println!("In ferry's plugins folder (plugins-dir) it joins the chain in name order; try it first:");
-    println!("  ferry plugin test {} < events.jsonl", wasm.display());
+    println!("In ferry's plugins folder (plugins-dir) the two join the chain in name order; then");
+    println!("  ferry check --config ferry.toml");
+    println!("loads every plugin with its settings.");
     Ok(())
 }
 

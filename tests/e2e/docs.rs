@@ -433,3 +433,49 @@ fn every_link_between_the_docs_leads_to_a_file_and_heading_that_exist() {
     }
     assert!(problems.is_empty(), "broken links in the docs:\n{}", problems.join("\n"));
 }
+
+// === Environment variables ===
+
+/// The `FERRY_…` variables a text names.
+fn ferry_variables(text: &str) -> BTreeSet<String> {
+    let mut found = BTreeSet::new();
+    for (at, _) in text.match_indices("FERRY_") {
+        if text[..at].chars().next_back().is_some_and(|c| c.is_ascii_alphanumeric() || c == '_') {
+            continue;
+        }
+        let name: String = text[at..].chars().take_while(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || *c == '_').collect();
+        found.insert(name.trim_end_matches('_').to_owned());
+    }
+    found
+}
+
+/// Every file below `dir` (source and scripts), for the variables ferry and its tests read.
+fn source_text(dir: &Path, text: &mut String) {
+    for entry in std::fs::read_dir(dir).unwrap_or_else(|err| panic!("read {}: {err}", dir.display())).flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            source_text(&path, text);
+        } else if path.extension().is_some_and(|ext| ext == "rs" || ext == "sh" || ext == "py") {
+            text.push_str(&read(&path));
+        }
+    }
+}
+
+#[test]
+fn every_variable_the_docs_name_is_one_ferry_or_its_tests_read() {
+    let root = root();
+    let mut code = read(&root.join("test"));
+    for dir in ["host/src", "tests", "packaging", "bench/src", "plugin-build/src"] {
+        source_text(&root.join(dir), &mut code);
+    }
+    let known = ferry_variables(&code);
+    let mut problems = Vec::new();
+    for document in documents() {
+        for name in ferry_variables(&read(&document)) {
+            if !known.contains(&name) {
+                problems.push(format!("{}: {name}", relative(&document)));
+            }
+        }
+    }
+    assert!(problems.is_empty(), "the docs name variables no code reads:\n{}", problems.join("\n"));
+}

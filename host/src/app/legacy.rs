@@ -621,7 +621,7 @@ refresh.interval = "2m"
         assert_eq!(batch(EVENT_HANDLER_TOML), 20);
         assert_eq!(batch(&format!("{EVENT_HANDLER_TOML}[pipeline]\nbatch-size = 64\n")), 64, "[pipeline] wins");
         let without_batch = EVENT_HANDLER_TOML.replace("batch = 20\n", "");
-        // ferry's default page; the event handler's is 20 (README and docs say so).
+        // ferry's default page; the event handler's is 20 (the docs say so).
         assert_eq!(batch(&without_batch), 500, "ferry's default page");
         let huge = EVENT_HANDLER_TOML.replace("batch = 20", "batch = 4000000000");
         assert_eq!(batch(&huge), crate::pipeline::MAX_BATCH_SIZE, "held to what a batch may be");
@@ -761,21 +761,20 @@ refresh.interval = "2m"
     }
 
     #[test]
-    fn the_readme_documents_every_top_level_key() {
-        let readme = include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md"));
-        let missing: Vec<&str> = KEYS.iter().map(|entry| entry.key).filter(|key| !readme.contains(&format!("`{key}`"))).collect();
-        assert!(missing.is_empty(), "README.md does not name the event handler's keys {missing:?}");
+    fn the_migration_guide_documents_every_top_level_key() {
+        let guide = include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/migrating.md"));
+        let missing: Vec<&str> = KEYS.iter().map(|entry| entry.key).filter(|key| !guide.contains(&format!("`{key}`"))).collect();
+        assert!(missing.is_empty(), "docs/migrating.md does not name the event handler's keys {missing:?}");
         // The table of everything the event handler reads names each flag and variable.
-        let table =
-            readme.split("## Coming from teleport-event-handler").nth(1).expect("README.md has the section for the event handler's users");
+        let table = guide.split("## What carries over").nth(1).expect("docs/migrating.md has the section on what carries over");
         let flags: Vec<&str> = FLAGS.iter().map(|flag| flag.name).filter(|name| !table.contains(&format!("`--{name}`"))).collect();
-        assert!(flags.is_empty(), "README.md's table lacks the flags {flags:?}");
+        assert!(flags.is_empty(), "docs/migrating.md's table lacks the flags {flags:?}");
         let variables: Vec<&str> = VARIABLES
             .iter()
             .map(|(suffix, _, _)| *suffix)
             .filter(|suffix| !PREFIXES.iter().any(|prefix| table.contains(&format!("{prefix}{suffix}`"))))
             .collect();
-        assert!(variables.is_empty(), "README.md's table lacks the variables {variables:?}");
+        assert!(variables.is_empty(), "docs/migrating.md's table lacks the variables {variables:?}");
     }
 
     #[test]

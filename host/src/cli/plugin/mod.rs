@@ -4,6 +4,7 @@
 //! whole authoring loop.
 
 pub mod build;
+pub mod examples;
 pub mod inspect;
 pub mod scaffold;
 pub mod test;
@@ -23,14 +24,22 @@ pub enum PluginCommand {
     /// Show a component's ferry:plugin version, exports, imports and size,
     /// and whether this ferry would load it.
     Inspect(inspect::InspectArgs),
-    /// Create a working plugin to start from, with its build instructions.
+    /// Create a working plugin to start from, with its build instructions;
+    /// or, with `--example NAME`, write one of the example plugins this
+    /// binary carries, built, as NAME.wasm and NAME.toml into `--dir`.
     New {
         /// The plugin's name (lowercase letters, digits, `-`, `_`); also its folder.
-        name: String,
+        #[arg(required_unless_present = "example")]
+        name: Option<String>,
         /// The language to write it in.
-        #[arg(long)]
-        lang: scaffold::Language,
-        /// Where to create the plugin's folder.
+        #[arg(long, required_unless_present = "example")]
+        lang: Option<scaffold::Language>,
+        /// Write this built example plugin (and its settings) instead of a
+        /// plugin's source.
+        #[arg(long, value_name = "NAME", conflicts_with_all = ["name", "lang"])]
+        example: Option<examples::Example>,
+        /// Where to create the plugin's folder (with `--example`: where to
+        /// write its two files, such as the plugins folder).
         #[arg(long, default_value = ".")]
         dir: PathBuf,
     },
@@ -48,7 +57,9 @@ impl PluginCommand {
             match self {
                 PluginCommand::Test(args) => test::test(&args, std::io::stdin().lock(), std::io::BufWriter::new(stdout)).map(drop)?,
                 PluginCommand::Inspect(args) => inspect::inspect(&args, stdout)?,
-                PluginCommand::New { name, lang, dir } => new(&name, lang, &dir)?,
+                PluginCommand::New { example: Some(example), dir, .. } => write_example(example, &dir)?,
+                PluginCommand::New { name: Some(name), lang: Some(lang), dir, .. } => new(&name, lang, &dir)?,
+                PluginCommand::New { .. } => anyhow::bail!("ferry plugin new: give NAME and --lang, or --example NAME"),
                 PluginCommand::Build(args) => build::run(&args, stdout).map(drop)?,
             }
             Ok(())
@@ -70,6 +81,19 @@ fn new(name: &str, language: scaffold::Language, dir: &Path) -> anyhow::Result<(
         println!("  {step}");
     }
     println!("Then try it: ferry plugin test {} < events.jsonl", scaffold.dir.join(&scaffold.output).display());
+    Ok(())
+}
+
+/// `ferry plugin new --example NAME`: writes the built example and its
+/// settings and says what to do with them.
+fn write_example(example: examples::Example, dir: &Path) -> anyhow::Result<()> {
+    let [wasm, settings] = examples::write(example, dir)?;
+    println!("Wrote the example plugin `{}`:", example.name());
+    println!("  {}", wasm.display());
+    println!("  {}  (its settings: edit them)", settings.display());
+    println!("In ferry's plugins folder (plugins-dir) the two join the chain in name order; then");
+    println!("  ferry check --config ferry.toml");
+    println!("loads every plugin with its settings.");
     Ok(())
 }
 

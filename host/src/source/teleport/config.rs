@@ -36,7 +36,7 @@ pub struct TeleportSourceConfig {
     /// Events per page of the audit log search (the event handler's `batch`).
     /// ferry's default is 500, the event handler's 20: a page is also a
     /// request to the sinks, and fewer, larger requests carry more events
-    /// per second (README, "Performance").
+    /// per second (docs/benchmarks.md).
     #[serde(default = "default_page_size", alias = "batch")]
     pub page_size: u32,
     /// Only these event types (exact names); empty means all. A TOML array

@@ -435,10 +435,12 @@ fn metrics_ports(text: &str) -> Vec<u16> {
 }
 
 /// Paths in ferry's folders (`/etc/ferry/…`, `/var/lib/ferry/…`) that end
-/// in `identity`.
+/// in `identity`, but for tbot's output folder (`/etc/ferry/tbot/`), where
+/// the deployment guide has tbot write a renewed one.
 fn ferry_identity_paths(text: &str) -> Vec<String> {
     text.split(|c: char| c.is_whitespace() || "\"'`(),=:[]".contains(c))
         .filter(|word| (word.starts_with("/etc/ferry/") || word.starts_with("/var/lib/ferry/")) && word.ends_with("identity"))
+        .filter(|word| !word.starts_with("/etc/ferry/tbot/"))
         .map(str::to_owned)
         .collect()
 }
@@ -453,7 +455,10 @@ fn the_metrics_port_and_the_identity_path_are_the_same_everywhere() {
     let written = run(dir.path(), &["--key-type", "ecdsa"]).expect("configured");
     // (where, text, names the port, names the identity's path)
     let places = [
-        ("README.md", file("README.md"), true, true),
+        ("README.md", file("README.md"), false, true),
+        ("docs/operating.md", file("docs/operating.md"), true, false),
+        ("docs/deploying.md", file("docs/deploying.md"), true, true),
+        ("docs/configuration.md", file("docs/configuration.md"), false, true),
         ("configure's ferry.toml", read(&written, "ferry.toml"), true, false),
         ("configure's chart values", read(&written, "teleport-plugin-event-handler-values.yaml"), false, false),
         ("packaging/Dockerfile", file("packaging/Dockerfile"), true, true),

@@ -7,6 +7,7 @@
 mod util;
 
 mod check;
+mod cli_errors;
 mod configure;
 mod crash_restart;
 mod event_handler_config;

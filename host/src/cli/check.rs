@@ -1,6 +1,7 @@
 //! `ferry check`: validate a config and load its plugins; with `--probe`,
 //! also connect to Teleport and to every sink and say what works.
 
+use super::out::say;
 use crate::app::FerryConfig;
 use crate::metrics::Metrics;
 use crate::sink::SinkConfig;
@@ -22,14 +23,14 @@ pub async fn run(path: &Path, config: FerryConfig, probe: bool) -> anyhow::Resul
     let parts = crate::app::build_parts(&config, Arc::new(Metrics::default()), false).await?;
     let plugins: Vec<&str> = parts.plugins.iter().map(|p| p.settings().name.as_str()).collect();
     let sinks: Vec<&str> = parts.sinks.keys().map(String::as_str).collect();
-    println!(
+    say!(
         "{}: ok: source {}, plugins [{}], sinks [{}] (default `{}`)",
         path.display(),
         parts.source.name(),
         plugins.join(", "),
         sinks.join(", "),
         parts.default_sink
-    );
+    )?;
     if !probe {
         return Ok(());
     }
@@ -37,8 +38,8 @@ pub async fn run(path: &Path, config: FerryConfig, probe: bool) -> anyhow::Resul
     let failed = results.iter().filter(|(_, result)| result.is_err()).count();
     for (target, result) in &results {
         match result {
-            Ok(what) => println!("{target}: ok: {what}"),
-            Err(why) => println!("{target}: FAILED: {why}"),
+            Ok(what) => say!("{target}: ok: {what}")?,
+            Err(why) => say!("{target}: FAILED: {why}")?,
         }
     }
     anyhow::ensure!(failed == 0, "{failed} of {} probe(s) failed (see above)", results.len());

@@ -22,6 +22,7 @@
 //! dropped it); one that fails again keeps its row, with the new stage,
 //! reason and payload, in the same transaction. Nothing is lost.
 
+use super::out::say;
 use crate::app::FerryConfig;
 use crate::event::Event;
 use crate::metrics::Metrics;
@@ -132,15 +133,10 @@ impl DeadLettersArgs {
 }
 
 async fn list(state: &State, filter: Filter) -> anyhow::Result<()> {
-    let mut out = std::io::stdout().lock();
+    let mut out = super::out::Stdout::lock();
     for letter in state.find_dead_letters(&filter).await? {
         let line = serde_json::to_string(&letter).context("cannot encode a dead letter")?;
-        match writeln!(out, "{line}") {
-            Ok(()) => {}
-            // The reader has seen enough (`ferry dead-letters | head`).
-            Err(err) if err.kind() == std::io::ErrorKind::BrokenPipe => return Ok(()),
-            Err(err) => return Err(err).context("cannot write to stdout"),
-        }
+        writeln!(out, "{line}")?;
     }
     Ok(())
 }
@@ -155,7 +151,7 @@ async fn show(state: &State, id: i64) -> anyhow::Result<()> {
     if let Ok(event) = serde_json::from_slice::<serde_json::Value>(&letter.payload) {
         shown["payload"] = event;
     }
-    println!("{}", serde_json::to_string_pretty(&shown).context("cannot encode a dead letter")?);
+    say!("{}", serde_json::to_string_pretty(&shown).context("cannot encode a dead letter")?)?;
     Ok(())
 }
 
@@ -166,7 +162,7 @@ async fn purge(state: &State, filter: &Filter, all: bool) -> anyhow::Result<()> 
     );
     anyhow::ensure!(!all || filter.is_everything(), "`--all` and filters contradict each other; give one or the other");
     let removed = state.purge_dead_letters(filter).await?;
-    println!("removed {removed} dead letter(s) from {}", state.path().display());
+    say!("removed {removed} dead letter(s) from {}", state.path().display())?;
     Ok(())
 }
 
@@ -180,7 +176,7 @@ struct Replayed {
 async fn replay(config: &FerryConfig, state: &State, filter: &Filter, timeout: Duration, as_stored: bool) -> anyhow::Result<()> {
     let letters = state.find_dead_letters(filter).await?;
     if letters.is_empty() {
-        println!("no dead letters to replay in {}", state.path().display());
+        say!("no dead letters to replay in {}", state.path().display())?;
         return Ok(());
     }
     let metrics = Arc::new(Metrics::default());
@@ -222,10 +218,10 @@ async fn replay(config: &FerryConfig, state: &State, filter: &Filter, timeout: D
             }
         }
     }
-    println!(
+    say!(
         "replayed {} dead letter(s): {delivered} delivered (or dropped by the chain) and removed, {failed} failed again and stay",
         letters.len()
-    );
+    )?;
     anyhow::ensure!(
         failed == 0,
         "{failed} dead letter(s) failed again and stay in {} (`ferry dead-letters list` shows their new reasons)",

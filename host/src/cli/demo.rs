@@ -9,6 +9,7 @@
 //! events and session recordings), with the cursor and dead letters in a
 //! real SQLite file. `ferry bench` uses the file-source half of this module.
 
+use super::out::say;
 use crate::app::FerryConfig;
 use crate::metrics::Metrics;
 use anyhow::Context;
@@ -152,29 +153,29 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     let (trigger, shutdown) = crate::shutdown::channel();
     crate::shutdown::fire_on_signals(trigger);
     let summary = pipeline.run(shutdown).await?;
-    println!(
+    say!(
         "ferry demo: Teleport (stand-in Auth Service, gRPC over mutual TLS at {}) → redact plugin (WebAssembly) → Logstash (stand-in, mutual TLS at {})",
         teleport.address(),
         logstash.url()
-    );
-    println!("  {summary}");
+    )?;
+    say!("  {summary}")?;
     let requests = logstash.requests();
     let sessions = requests.iter().filter(|request| request.path.contains("sessions")).count();
-    println!(
+    say!(
         "  the stand-in Logstash recorded {} events in {} requests ({} of them session recording batches)",
         logstash.event_count(),
         requests.len(),
         sessions
-    );
+    )?;
     if let Some(example) = logstash.events().into_iter().find(|e| e.get("addr.remote").is_some_and(|v| v == "***")) {
-        println!("  a redacted event as Logstash got it: {example}");
+        say!("  a redacted event as Logstash got it: {example}")?;
     }
     match &args.dir {
-        Some(dir) => println!(
+        Some(dir) => say!(
             "  files kept in {} (config: ferry.toml, identity, received: logstash-received.jsonl, state: storage/ferry.db; a second run resumes from the cursor)",
             dir.display()
-        ),
-        None => println!("  (run with --dir DIR to keep the config, identity, certificates, received events and state)"),
+        )?,
+        None => say!("  (run with --dir DIR to keep the config, identity, certificates, received events and state)")?,
     }
     anyhow::ensure!(summary.dead_lettered == 0, "the demo dead-lettered {} events", summary.dead_lettered);
     anyhow::ensure!(

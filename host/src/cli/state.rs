@@ -1,5 +1,6 @@
 //! `ferry state …`: commands on the state database.
 
+use super::out::say;
 use crate::app::FerryConfig;
 use crate::source::Source;
 use crate::source::teleport::TeleportSource;
@@ -55,21 +56,21 @@ impl StateCommand {
                 let existed = database.exists();
                 let id = crate::state::reset(&database).await?;
                 let what = if existed { "accepted as it is" } else { "created empty" };
-                println!("{}: {what} (identity {id}); the next `ferry start` uses it.", database.display());
+                say!("{}: {what} (identity {id}); the next `ferry start` uses it.", database.display())?;
                 Ok(())
             }
             StateCommand::ImportEventHandler { dir, replace, config } => {
                 let (source, state) = teleport_and_state(&config).await?;
                 let said = source.import_event_handler(&state, &dir, replace).await;
                 state.close().await;
-                println!("{}", said.map_err(anyhow::Error::msg)?);
+                say!("{}", said.map_err(anyhow::Error::msg)?)?;
                 Ok(())
             }
             StateCommand::AdoptPosition { key, config } => {
                 let (source, state) = teleport_and_state(&config).await?;
                 let said = source.adopt_position(&state, &key).await;
                 state.close().await;
-                println!("{}", said.map_err(anyhow::Error::msg)?);
+                say!("{}", said.map_err(anyhow::Error::msg)?)?;
                 Ok(())
             }
         }

@@ -36,7 +36,8 @@ pub const FILES: [&str; 17] = [
 pub fn run(args: ConfigureArgs) -> anyhow::Result<()> {
     let options = args.check()?;
     let written = configure(&options)?;
-    print!("{}", summary(&options, &written));
+    let mut out = crate::cli::out::Stdout::lock();
+    std::io::Write::write_all(&mut out, summary(&options, &written).as_bytes())?;
     Ok(())
 }
 

@@ -1,0 +1,68 @@
+//! What a newcomer meets at the command line: a reader that stops early
+//! (`| head -1`), debug logging that is about ferry, and error lines that
+//! say what is wrong and what to do.
+
+use crate::util::{self, Config, IN, OUT, Plugin, Sandbox};
+use std::process::{Command, Stdio};
+
+/// Runs `ferry ARGS…` in the sandbox with stdout a pipe whose reader is
+/// already gone (as `ferry … | head -1` leaves it once `head` has its line):
+/// the exit code and stderr.
+fn with_stdout_closed(sandbox: &Sandbox, args: &[&str]) -> (Option<i32>, String) {
+    let (reader, writer) = std::io::pipe().expect("a pipe");
+    drop(reader);
+    let mut command = Command::new(util::FERRY);
+    command.args(args).current_dir(sandbox.root()).env_remove("FERRY_LOG").stdin(Stdio::null()).stdout(writer).stderr(Stdio::piped());
+    let output = command.spawn().expect("ferry runs").wait_with_output().expect("ferry ends");
+    (output.status.code(), String::from_utf8_lossy(&output.stderr).into_owned())
+}
+
+/// Every command that answers on stdout stops quietly when its reader went
+/// away, instead of panicking (exit 101) or reporting a broken pipe.
+#[test]
+fn a_closed_stdout_ends_each_command_quietly() {
+    let config = Config::empty()
+        .set("source.file.path", IN)
+        .file_sink("default", OUT)
+        .plugin(Plugin::built("redact").set("config.fields", vec!["login"]));
+    let sandbox = Sandbox::new("cli_closed_stdout", &config.text());
+    let redact = util::plugin("redact");
+    let redact = redact.to_str().expect("a UTF-8 path");
+    let commands: [&[&str]; 5] = [
+        &["version"],
+        &["check", "--config", "ferry.toml"],
+        &["status", "--config", "ferry.toml"],
+        &["plugin", "inspect", redact],
+        &["plugin", "new", "tiny", "--lang", "rust", "--dir", "scaffold"],
+    ];
+    for args in commands {
+        let (code, stderr) = with_stdout_closed(&sandbox, args);
+        assert!(
+            !stderr.contains("panicked") && !stderr.to_lowercase().contains("broken pipe"),
+            "ferry {args:?} with stdout closed: {stderr}"
+        );
+        assert_eq!(code, Some(0), "ferry {args:?} with stdout closed should end as `head` expects: {stderr}");
+    }
+}
+
+/// `FERRY_LOG=debug` is ferry's debug detail: Cranelift compiling the
+/// plugin stays quiet (it printed tens of thousands of lines).
+#[test]
+fn ferry_log_debug_is_about_ferry() {
+    let config = Config::empty()
+        .set("source.file.path", IN)
+        .file_sink("default", OUT)
+        .plugin(Plugin::built("redact").set("config.fields", vec!["login"]));
+    let sandbox = Sandbox::new("cli_log_debug", &config.text());
+    let mut command = sandbox.command(&["check"]);
+    command.env("FERRY_LOG", "debug");
+    let run = sandbox.run_command(command);
+    run.assert_success(&sandbox);
+    let foreign: Vec<&str> = run.stderr.lines().filter(|line| !line.contains(" ferry::") && !line.contains("ferry:")).collect();
+    assert!(foreign.is_empty(), "{} lines not from ferry, first: {:?}{}", foreign.len(), foreign.first(), sandbox.report(None));
+
+    let mut command = sandbox.command(&["check"]);
+    command.env("FERRY_LOG", "debug,cranelift_codegen=debug");
+    let run = sandbox.run_command(command);
+    assert!(run.stderr.contains("cranelift_codegen"), "a library named by target still logs{}", sandbox.report(None));
+}

@@ -66,3 +66,41 @@ fn ferry_log_debug_is_about_ferry() {
     let run = sandbox.run_command(command);
     assert!(run.stderr.contains("cranelift_codegen"), "a library named by target still logs{}", sandbox.report(None));
 }
+
+/// `dead-letters list` with none says so (on stderr: stdout stays JSON
+/// Lines), and `show` refuses the filters it would ignore.
+#[test]
+fn dead_letters_say_when_there_are_none_and_show_takes_no_filters() {
+    let sandbox = Sandbox::new("cli_no_dead_letters", &Config::file_job(false).text());
+    let fixtures = util::fixtures();
+    sandbox.write(IN, util::jsonl(&fixtures[..3]).as_bytes());
+    sandbox.run("start").assert_success(&sandbox);
+    let list = sandbox.run_command(sandbox.command(&["dead-letters", "list"]));
+    list.assert_success(&sandbox);
+    assert_eq!(list.stdout, "", "{}", sandbox.report(Some(&list)));
+    let database = sandbox.path("storage/ferry.db");
+    assert_eq!(list.stderr, format!("no dead letters in {}\n", database.display()), "{}", sandbox.report(Some(&list)));
+    let filtered = sandbox.run_command(sandbox.command(&["dead-letters", "list", "--stage", "sink"]));
+    assert!(filtered.stderr.starts_with("no dead letters matching the filters in "), "{}", sandbox.report(Some(&filtered)));
+
+    for args in [&["dead-letters", "show", "1", "--stage", "sink"][..], &["dead-letters", "show", "1", "--limit", "3"]] {
+        let show = sandbox.run_command(sandbox.command(args));
+        assert_eq!(show.status.and_then(|status| status.code()), Some(2), "clap refuses the flag{}", sandbox.report(Some(&show)));
+        assert!(show.stderr.contains("unexpected argument"), "{}", sandbox.report(Some(&show)));
+    }
+    let before = sandbox.run_command(sandbox.command(&["dead-letters", "--component", "default", "show", "1"]));
+    let message = before.one_line_error(&sandbox);
+    assert!(message.contains("takes no filters"), "{message}");
+}
+
+/// The `--log-format` help of a command without a config does not send
+/// people looking for one.
+#[test]
+fn log_format_help_names_the_config_only_for_the_commands_that_read_one() {
+    let sandbox = Sandbox::new("cli_log_format_help", "");
+    let help = sandbox.run_args(&["demo", "--help"], None);
+    help.assert_success(&sandbox);
+    let text = help.stdout.split("--log-format").nth(1).unwrap_or_default().split("\n  -").next().unwrap_or_default().to_owned();
+    assert!(!text.contains("or `log-format` in the config"), "{text}");
+    assert!(text.contains("`start` and `check`"), "{text}");
+}

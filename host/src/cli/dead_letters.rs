@@ -53,26 +53,49 @@ pub struct DeadLettersArgs {
     /// The config file.
     #[arg(short, long, env = "FERRY_CONFIG", default_value = "ferry.toml", global = true)]
     pub config: PathBuf,
-    /// Which dead letters.
+    /// Which dead letters to list (or, before `list`, `replay` or `purge`,
+    /// which ones they are about).
     #[command(flatten)]
     pub filter: FilterArgs,
 }
 
 /// Which dead letters a command is about; every filter given must hold.
-#[derive(Debug, clap::Args)]
+/// Only the commands that take a set of dead letters have them: `show`
+/// takes one id, and a filter beside it would be ignored.
+#[derive(Debug, Default, Clone, clap::Args)]
 pub struct FilterArgs {
     /// Only those of this stage.
-    #[arg(long, global = true, value_parser = ["source", "plugin", "sink"])]
+    #[arg(long, value_parser = ["source", "plugin", "sink"])]
     pub stage: Option<String>,
     /// Only those of this plugin, sink or source (its name).
-    #[arg(long, global = true)]
+    #[arg(long)]
     pub component: Option<String>,
     /// Only the dead letter with this id (repeatable).
-    #[arg(long = "id", global = true)]
+    #[arg(long = "id")]
     pub ids: Vec<i64>,
-    /// At most this many, oldest first (`list` alone: 1000).
-    #[arg(long, global = true)]
+    /// At most this many, oldest first (`list`: 1000 unless given).
+    #[arg(long)]
     pub limit: Option<u32>,
+}
+
+impl FilterArgs {
+    fn is_empty(&self) -> bool {
+        self.stage.is_none() && self.component.is_none() && self.ids.is_empty() && self.limit.is_none()
+    }
+
+    /// These filters and those given after the subcommand, together.
+    fn and(self, after: FilterArgs) -> FilterArgs {
+        FilterArgs {
+            stage: after.stage.or(self.stage),
+            component: after.component.or(self.component),
+            ids: self.ids.into_iter().chain(after.ids).collect(),
+            limit: after.limit.or(self.limit),
+        }
+    }
+
+    fn into_filter(self) -> Filter {
+        Filter { stage: self.stage, component: self.component, ids: self.ids, limit: self.limit }
+    }
 }
 
 /// The dead-letter commands.
@@ -80,7 +103,11 @@ pub struct FilterArgs {
 pub enum DeadLettersCommand {
     /// List dead letters as JSON Lines, oldest first (stage, plugin or sink,
     /// reason, the event).
-    List,
+    List {
+        /// Which dead letters.
+        #[command(flatten)]
+        filter: FilterArgs,
+    },
     /// Show one dead letter, its event as JSON.
     Show {
         /// Its id (the `id` of `list`).
@@ -98,34 +125,51 @@ pub enum DeadLettersCommand {
         /// (for a chain with transforms that must not run twice).
         #[arg(long)]
         as_stored: bool,
+        /// Which dead letters.
+        #[command(flatten)]
+        filter: FilterArgs,
     },
     /// Delete dead letters: all of them with `--all`, or those the filters name.
     Purge {
         /// Every dead letter.
         #[arg(long)]
         all: bool,
+        /// Which dead letters.
+        #[command(flatten)]
+        filter: FilterArgs,
     },
 }
 
 impl DeadLettersArgs {
     /// Carries out the command.
     pub async fn run(self) -> anyhow::Result<()> {
-        let filter = Filter { stage: self.filter.stage, component: self.filter.component, ids: self.filter.ids, limit: self.filter.limit };
+        let command = self.command.unwrap_or(DeadLettersCommand::List { filter: FilterArgs::default() });
+        if let DeadLettersCommand::Show { id } = &command {
+            anyhow::ensure!(
+                self.filter.is_empty(),
+                "`ferry dead-letters show {id}` shows the one dead letter its id names and takes no filters (--stage, --component, --id, --limit); use `ferry dead-letters list` with them"
+            );
+        }
         let config = FerryConfig::load(&self.config)?;
         let database = config.database_path();
         anyhow::ensure!(database.exists(), "no state database at {}: ferry has not run with this config", database.display());
-        let command = self.command.unwrap_or(DeadLettersCommand::List);
         // A replay delivers and rewrites dead letters as a running ferry
         // does: it holds the storage lock, so it never runs beside one.
         let state = match command {
             DeadLettersCommand::Replay { .. } => State::open_exclusive(&database).await?,
             _ => State::open(&database).await?,
         };
+        let before = self.filter;
         let result = match command {
-            DeadLettersCommand::List => list(&state, Filter { limit: filter.limit.or(Some(1000)), ..filter }).await,
+            DeadLettersCommand::List { filter } => {
+                let filter = before.and(filter).into_filter();
+                list(&state, Filter { limit: filter.limit.or(Some(1000)), ..filter }).await
+            }
             DeadLettersCommand::Show { id } => show(&state, id).await,
-            DeadLettersCommand::Replay { timeout, as_stored } => replay(&config, &state, &filter, timeout, as_stored).await,
-            DeadLettersCommand::Purge { all } => purge(&state, &filter, all).await,
+            DeadLettersCommand::Replay { timeout, as_stored, filter } => {
+                replay(&config, &state, &before.and(filter).into_filter(), timeout, as_stored).await
+            }
+            DeadLettersCommand::Purge { all, filter } => purge(&state, &before.and(filter).into_filter(), all).await,
         };
         state.close().await;
         result
@@ -133,8 +177,16 @@ impl DeadLettersArgs {
 }
 
 async fn list(state: &State, filter: Filter) -> anyhow::Result<()> {
+    let letters = state.find_dead_letters(&filter).await?;
+    if letters.is_empty() {
+        // On stderr: stdout is JSON Lines for scripts, and none is none.
+        let filtered = filter.stage.is_some() || filter.component.is_some() || !filter.ids.is_empty();
+        let which = if filtered { " matching the filters" } else { "" };
+        eprintln!("no dead letters{which} in {}", state.path().display());
+        return Ok(());
+    }
     let mut out = super::out::Stdout::lock();
-    for letter in state.find_dead_letters(&filter).await? {
+    for letter in letters {
         let line = serde_json::to_string(&letter).context("cannot encode a dead letter")?;
         writeln!(out, "{line}")?;
     }

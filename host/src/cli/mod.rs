@@ -32,7 +32,8 @@ pub struct Cli {
     #[arg(short, long, global = true)]
     pub debug: bool,
     /// How log lines look on stderr: `text` for people, `json` (one object
-    /// a line) for journald and ELK. Default `text`, or `log-format` in the config.
+    /// a line) for journald and ELK. Default `text` (`start` and `check`:
+    /// the config's `log-format`, when it sets one).
     #[arg(long, global = true, value_enum, env = "FERRY_LOG_FORMAT")]
     pub log_format: Option<crate::observe::LogFormat>,
     /// What to do.

@@ -3,6 +3,7 @@
 //! say what is wrong and what to do.
 
 use crate::util::{self, Config, IN, OUT, Plugin, Sandbox};
+use ferry_standin::teleport::{StandInOptions, TeleportStandIn};
 use std::process::{Command, Stdio};
 
 /// Runs `ferry ARGS…` in the sandbox with stdout a pipe whose reader is
@@ -103,4 +104,54 @@ fn log_format_help_names_the_config_only_for_the_commands_that_read_one() {
     let text = help.stdout.split("--log-format").nth(1).unwrap_or_default().split("\n  -").next().unwrap_or_default().to_owned();
     assert!(!text.contains("or `log-format` in the config"), "{text}");
     assert!(text.contains("`start` and `check`"), "{text}");
+}
+
+/// A port that answers plain HTTP to every connection, for as long as the
+/// test runs: what a TLS client meets at a wrong port.
+fn plain_http_port() -> std::net::SocketAddr {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("a port");
+    let addr = listener.local_addr().expect("an address");
+    std::thread::spawn(move || {
+        for mut socket in listener.incoming().flatten() {
+            let mut hello = [0u8; 512];
+            let _ = socket.read(&mut hello);
+            let _ = socket.write_all(b"HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\nconnection: close\r\n\r\n");
+        }
+    });
+    addr
+}
+
+/// `check --probe` against a plain-HTTP port and a closed one says which is
+/// which, for Teleport and for a sink, instead of rustls's "corrupt message"
+/// and gRPC's "Unavailable".
+#[test]
+fn probes_say_plain_text_and_nothing_listening() {
+    let plain = plain_http_port();
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").expect("a port").local_addr().expect("an address");
+    let sandbox = Sandbox::new("cli_probe_plain_text", "");
+    let standin = ferry_standin::pki::Pki::generate("localhost").expect("a PKI");
+    let pki = standin.write(&sandbox.path("pki")).expect("certificates written");
+    // A real identity (of the stand-in's cluster) for an address where no Teleport is.
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("a runtime");
+    let teleport = runtime.block_on(TeleportStandIn::start(StandInOptions::default())).expect("the stand-in Teleport starts");
+    teleport.write_identity(&sandbox.path("identity")).expect("identity written");
+    let config = Config::teleport_job(&plain.to_string())
+        .logstash_sink("default", &format!("https://{plain}/"), &pki.ca, &pki.client_cert, &pki.client_key)
+        .logstash_sink("closed", &format!("https://{closed}/"), &pki.ca, &pki.client_cert, &pki.client_key);
+    sandbox.set_config(&config.text());
+    let probe = sandbox.run_command(sandbox.command(&["check", "--probe"]));
+    assert!(!probe.success(), "{}", sandbox.report(Some(&probe)));
+    let says = |start: String, text: String| {
+        assert!(
+            probe.stdout.lines().any(|line| line.starts_with(&start) && line.contains(&text)),
+            "a line starting `{start}` saying `{text}`{}",
+            sandbox.report(Some(&probe))
+        );
+    };
+    let plain_text = format!("{plain} answered in plain text, not TLS: check the port, and that TLS is enabled there");
+    says(format!("teleport {plain}: FAILED: "), format!("cannot reach Teleport: {plain_text}"));
+    says(format!("sink default (https://{plain}/): FAILED: "), plain_text);
+    says(format!("sink closed (https://{closed}/): FAILED: "), format!("nothing is listening at {closed} (connection refused)"));
+    assert!(!probe.stdout.contains("InvalidContentType"), "{}", sandbox.report(Some(&probe)));
 }

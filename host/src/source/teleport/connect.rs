@@ -18,6 +18,7 @@
 use super::identity::{ALPN_H2, API_DOMAIN, Credentials, IdentityError, Route, TlsMaterial, routed_cluster};
 use super::upgrade;
 use crate::error::one_line;
+use crate::tls::Unreached;
 use crate::watch::{Snapshot, Watch};
 use ferry_proto::auditlog::audit_log_service_client::AuditLogServiceClient;
 use ferry_proto::auth::auth_service_client::AuthServiceClient;
@@ -72,6 +73,14 @@ pub enum ConnectError {
         addr: String,
         /// Why.
         reason: String,
+    },
+    /// Nothing, or no TLS, answered at the address (see [`Unreached`]).
+    #[error("cannot reach Teleport: {}", unreached.at(addr))]
+    Unreached {
+        /// The configured address.
+        addr: String,
+        /// What answered instead.
+        unreached: Unreached,
     },
     /// TCP, TLS or HTTP/2 failed.
     #[error("cannot connect to Teleport at {addr}: {reason}")]
@@ -461,7 +470,10 @@ impl tonic::codegen::Service<Uri> for TlsConnector {
 pub async fn connect(addr: &str, tls: &ClientTls, options: &ConnectOptions) -> Result<Channel, ConnectError> {
     let endpoint = endpoint(addr, options)?;
     let connector = TlsConnector { timeout: options.connect_timeout, ..TlsConnector::new(addr, tls.clone()) };
-    endpoint.connect_with_connector(connector).await.map_err(|err| ConnectError::Connect { addr: addr.to_owned(), reason: one_line(&err) })
+    endpoint.connect_with_connector(connector).await.map_err(|err| match Unreached::of(&err) {
+        Some(unreached) => ConnectError::Unreached { addr: addr.to_owned(), unreached },
+        None => ConnectError::Connect { addr: addr.to_owned(), reason: one_line(&err) },
+    })
 }
 
 /// Like [`connect`], but connects on first use; for a process that must
@@ -497,8 +509,13 @@ pub fn auth_client(channel: Channel) -> AuthServiceClient<Channel> {
     AuthServiceClient::new(channel).max_decoding_message_size(MAX_MESSAGE_BYTES)
 }
 
-/// A failed call as one line: which address answered what.
+/// A failed call as one line: which address answered what. A call that
+/// reached no Teleport (nothing listening, no TLS, no such host) says so,
+/// rather than that Teleport answered `Unavailable`.
 pub fn describe_status(addr: &str, status: &tonic::Status) -> String {
+    if let Some(unreached) = status.source().and_then(Unreached::of) {
+        return format!("cannot reach Teleport: {}", unreached.at(addr));
+    }
     let message = status.message().replace('\n', " ");
     let cause = status.source().map(one_line).unwrap_or_default();
     let detail = match () {

@@ -155,3 +155,28 @@ fn probes_say_plain_text_and_nothing_listening() {
     says(format!("sink closed (https://{closed}/): FAILED: "), format!("nothing is listening at {closed} (connection refused)"));
     assert!(!probe.stdout.contains("InvalidContentType"), "{}", sandbox.report(Some(&probe)));
 }
+
+/// A Teleport address without a port, or copied from the browser with
+/// `https://`, is refused by `check` (naming the file and key) and by
+/// `configure` (naming ADDR), each on one line saying what to write.
+#[test]
+fn an_address_that_is_not_host_and_port_is_refused_with_what_to_write() {
+    for (addr, says) in [
+        (
+            "teleport.example.com",
+            "has no port; write `teleport.example.com:443` (a Proxy, or Teleport Cloud) or `teleport.example.com:3025`",
+        ),
+        ("https://teleport.example.com/", "is a URL, but ferry wants host:port without `https://`; write `teleport.example.com:443`"),
+    ] {
+        let sandbox = Sandbox::new("cli_addr", &Config::teleport_job(addr).file_sink("default", OUT).text());
+        let check = sandbox.run("check");
+        let message = check.one_line_error(&sandbox);
+        let expected = format!("{}: `teleport.addr`: `{addr}` {says}", sandbox.config().display());
+        assert!(message.starts_with(&expected), "`{message}` should start with `{expected}`");
+
+        let configure = sandbox.run_args(&["configure", "out", addr], None);
+        let message = configure.one_line_error(&sandbox);
+        assert!(message.starts_with(&format!("ADDR `{addr}`: {says}")), "{message}");
+        assert!(!sandbox.path("out").exists(), "nothing was written{}", sandbox.report(Some(&configure)));
+    }
+}

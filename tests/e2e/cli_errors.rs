@@ -180,3 +180,52 @@ fn an_address_that_is_not_host_and_port_is_refused_with_what_to_write() {
         assert!(!sandbox.path("out").exists(), "nothing was written{}", sandbox.report(Some(&configure)));
     }
 }
+
+/// A changed `start-time` is refused with the one command that starts over
+/// from it, and that command works as given (deleting the database by hand
+/// only met the marker's refusal next). It is refused while ferry runs.
+#[test]
+fn a_changed_start_time_names_the_one_command_that_starts_over() {
+    let cluster = crate::teleport::Cluster::start(StandInOptions { export_api: false, ..StandInOptions::default() });
+    let job = |start: &str| {
+        Config::teleport_job(&cluster.standin.address()).set("start-time", start).file_sink("default", OUT).set("exit-on-last-event", true)
+    };
+    let sandbox = Sandbox::new("cli_start_time", &job("2019-01-01T00:00:00Z").text());
+    cluster.standin.write_identity(&sandbox.path("identity")).expect("identity written");
+    sandbox.run("start").assert_success(&sandbox);
+    let first = sandbox.out_count();
+    assert!(first > 0, "{}", sandbox.report(None));
+
+    sandbox.set_config(&job("2020-01-01T00:00:00Z").text());
+    let refused = sandbox.run("start");
+    let message = refused.one_line_error(&sandbox);
+    let command = format!("ferry state reset --empty --config {}", sandbox.config().display());
+    assert!(message.contains(&format!("`{command}`")), "{message}");
+    assert_eq!(sandbox.out_count(), first, "a refused start sends nothing");
+
+    // Refused while a ferry holds the storage (one still following, from
+    // the old start-time).
+    sandbox.set_config(&job("2019-01-01T00:00:00Z").set("exit-on-last-event", false).text());
+    let mut following = sandbox.spawn_start();
+    util::wait_for(
+        "ferry to start its pipeline",
+        util::DEADLINE,
+        || following.stderr().contains("Starting the pipeline"),
+        || sandbox.report(Some(&following.snapshot())),
+    );
+    let args: Vec<&str> = command.split(' ').skip(1).collect();
+    let busy = sandbox.run_args(&args, None);
+    assert!(!busy.success() && busy.stderr.lines().count() == 1, "{}", sandbox.report(Some(&busy)));
+    assert!(sandbox.path("storage/ferry.db").exists(), "nothing was deleted{}", sandbox.report(Some(&busy)));
+    following.terminate();
+    following.wait(&sandbox, util::DEADLINE).assert_success(&sandbox);
+    sandbox.set_config(&job("2020-01-01T00:00:00Z").text());
+
+    let reset = sandbox.run_args(&args, None);
+    reset.assert_success(&sandbox);
+    assert!(reset.stdout.contains(": emptied (identity "), "{}", sandbox.report(Some(&reset)));
+    sandbox.run("start").assert_success(&sandbox);
+    let since_2020 = cluster.audit_log().iter().filter(|e| e["time"].as_str().is_some_and(|t| t >= "2020")).count();
+    assert!(since_2020 > 0 && since_2020 < first, "the fixtures span 2019 and 2020");
+    assert_eq!(sandbox.out_count(), first + since_2020, "the second run read from the new start-time{}", sandbox.report(None));
+}

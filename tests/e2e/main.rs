@@ -10,6 +10,7 @@ mod check;
 mod cli_errors;
 mod configure;
 mod crash_restart;
+mod demo;
 mod event_handler_config;
 mod example_chain;
 mod export;

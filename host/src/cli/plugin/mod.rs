@@ -100,6 +100,9 @@ pub enum ToolError {
     /// The plugin cannot be loaded, or this ferry would refuse it.
     #[error(transparent)]
     Plugin(#[from] PluginError),
+    /// The `NAME.toml` beside the plugin does not load.
+    #[error(transparent)]
+    Settings(#[from] crate::config::ConfigError),
     /// `--config` is not a JSON object.
     #[error("--config: {0}")]
     Config(String),

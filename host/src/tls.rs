@@ -230,6 +230,72 @@ pub fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     std::fs::rename(&temporary, path)
 }
 
+// === failed connections, told apart ===
+
+/// Why a connection to a peer failed before it answered anything, in the
+/// terms a person can act on. A TLS client against a plain-HTTP port gets
+/// "received corrupt message of type InvalidContentType" from rustls, and
+/// a gRPC call to a closed port "Unavailable": both send people looking at
+/// certificates or at Teleport, when the address is what is wrong.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unreached {
+    /// The peer answered, but not in TLS (plain HTTP on that port).
+    PlainText,
+    /// Nothing listens on the port (connection refused).
+    Refused,
+    /// No answer to the connection at all.
+    TimedOut,
+    /// The host name does not resolve.
+    UnknownHost,
+}
+
+impl Unreached {
+    /// The failure in `err`'s chain (an `io::Error` wrapping a rustls error
+    /// counts), if it is one of these.
+    pub fn of(err: &(dyn std::error::Error + 'static)) -> Option<Unreached> {
+        let mut next = Some(err);
+        while let Some(err) = next {
+            if let Some(found) = Unreached::one(err) {
+                return Some(found);
+            }
+            if let Some(inner) = err.downcast_ref::<std::io::Error>().and_then(std::io::Error::get_ref)
+                && let Some(found) = Unreached::of(inner)
+            {
+                return Some(found);
+            }
+            next = err.source();
+        }
+        None
+    }
+
+    fn one(err: &(dyn std::error::Error + 'static)) -> Option<Unreached> {
+        if let Some(rustls::Error::InvalidMessage(rustls::InvalidMessage::InvalidContentType)) = err.downcast_ref::<rustls::Error>() {
+            return Some(Unreached::PlainText);
+        }
+        if let Some(io) = err.downcast_ref::<std::io::Error>() {
+            match io.kind() {
+                std::io::ErrorKind::ConnectionRefused => return Some(Unreached::Refused),
+                std::io::ErrorKind::TimedOut => return Some(Unreached::TimedOut),
+                _ => {}
+            }
+        }
+        // getaddrinfo's failures have no `ErrorKind` of their own.
+        err.to_string().contains("failed to lookup address information").then_some(Unreached::UnknownHost)
+    }
+
+    /// What went wrong at `addr` (`host:port`), as one sentence.
+    pub fn at(self, addr: &str) -> String {
+        match self {
+            Unreached::PlainText => format!("{addr} answered in plain text, not TLS: check the port, and that TLS is enabled there"),
+            Unreached::Refused => {
+                format!("nothing is listening at {addr} (connection refused): check the port, and that the service is up")
+            }
+            Unreached::TimedOut => format!("no answer from {addr} (timed out): check the host, and for a firewall in the way"),
+            Unreached::UnknownHost => format!("the host of {addr} is not known (DNS lookup failed): check the name"),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -294,5 +360,36 @@ mod tests {
 
         let half = ClientFiles { ca: Some(files.ca.clone()), cert: Some(files.client_cert.clone()), key: None };
         assert!(client_config(&half, &[]).expect_err("no key").to_string().contains("needs its `key`"));
+    }
+
+    /// A TLS client against a port that speaks plain HTTP, over real
+    /// sockets: told as plain text, not as a corrupt message.
+    #[tokio::test]
+    async fn a_plain_http_port_and_a_closed_port_are_told_apart() {
+        use tokio::io::AsyncWriteExt;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        tokio::spawn(async move {
+            let (mut socket, _) = listener.accept().await.expect("accept");
+            let _ = socket.write_all(b"HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\n\r\n").await;
+        });
+        let (_dir, files) = written();
+        let client = ClientFiles { ca: Some(files.ca.clone()), cert: None, key: None };
+        let connector = tokio_rustls::TlsConnector::from(Arc::new(client_config(&client, &[]).expect("config")));
+        let tcp = tokio::net::TcpStream::connect(addr).await.expect("connect");
+        let name = rustls::pki_types::ServerName::try_from("localhost").expect("name");
+        let err = connector.connect(name, tcp).await.expect_err("no TLS there");
+        assert_eq!(Unreached::of(&err), Some(Unreached::PlainText), "{err}");
+        assert_eq!(
+            Unreached::PlainText.at(&addr.to_string()),
+            format!("{addr} answered in plain text, not TLS: check the port, and that TLS is enabled there")
+        );
+
+        let closed = std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr");
+        let err = tokio::net::TcpStream::connect(closed).await.expect_err("nothing listens");
+        assert_eq!(Unreached::of(&err), Some(Unreached::Refused), "{err}");
+        let Err(err) = tokio::net::lookup_host("no-such-host.invalid:443").await else { panic!("no-such-host.invalid resolved") };
+        assert_eq!(Unreached::of(&err), Some(Unreached::UnknownHost), "{err}");
+        assert_eq!(Unreached::of(&std::io::Error::other("something else")), None);
     }
 }

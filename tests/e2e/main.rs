@@ -7,8 +7,10 @@
 mod util;
 
 mod check;
+mod cli_errors;
 mod configure;
 mod crash_restart;
+mod demo;
 mod docs;
 mod event_handler_config;
 mod example_chain;

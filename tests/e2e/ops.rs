@@ -300,3 +300,28 @@ fn status_after_a_teleport_run_shows_the_engine_cursor_and_the_newest_event() {
     assert!(text.stdout.contains("cursor: legacy engine, window from "), "{}", sandbox.report(Some(&text)));
     assert!(text.stdout.contains("dead letters: 0"), "{}", sandbox.report(Some(&text)));
 }
+
+/// A config that does not build (the identity is missing) does not stop
+/// the probes: every sink is still tried and reported.
+#[test]
+fn check_probe_reports_every_target_even_when_the_identity_is_missing() {
+    let peers = peers("ops-probe-no-identity");
+    let sandbox = &peers.sandbox;
+    std::fs::remove_file(sandbox.path("identity")).expect("identity removed");
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").expect("a port").local_addr().expect("an address");
+    let config = Config::teleport_job(&peers.teleport.addr().to_string())
+        .logstash_sink("default", &peers.logstash.url(), &peers.pki.ca, &peers.pki.client_cert, &peers.pki.client_key)
+        .logstash_sink("down", &format!("https://{closed}/"), &peers.pki.ca, &peers.pki.client_cert, &peers.pki.client_key);
+    sandbox.set_config(&config.text());
+    let probe = sandbox.run_command(sandbox.command(&["check", "--probe"]));
+    assert!(!probe.success(), "{}", sandbox.report(Some(&probe)));
+    let lines: Vec<&str> = probe.stdout.lines().collect();
+    assert!(lines.iter().any(|l| l.starts_with(&format!("{}: FAILED: ", sandbox.config().display()))), "{}", sandbox.report(Some(&probe)));
+    assert!(
+        lines.iter().any(|l| l.starts_with(&format!("teleport {}: FAILED: ", peers.teleport.addr()))),
+        "{}",
+        sandbox.report(Some(&probe))
+    );
+    assert!(lines.iter().any(|l| l.starts_with("sink default (") && l.contains("): ok")), "{}", sandbox.report(Some(&probe)));
+    assert!(lines.iter().any(|l| l.starts_with(&format!("sink down (https://{closed}/): FAILED: "))), "{}", sandbox.report(Some(&probe)));
+}

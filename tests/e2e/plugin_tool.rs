@@ -276,3 +276,28 @@ fn plugin_test_reports_a_route_to_a_sink_not_named_with_sink_as_a_failure() {
     assert!(line_of(&events, &lines, FAILED_LOGIN).ends_with(" routed to security, default"), "{lines:?}");
     assert_eq!((count_in(summary, "failed"), count_in(summary, "routed")), (0, failed_logins), "{summary}");
 }
+
+/// `ferry plugin test NAME.wasm` takes the settings of the `NAME.toml`
+/// beside it, as `ferry start` does with a plugins folder (the redact
+/// plugin refuses to start without `fields`); `--config` overrides them.
+#[test]
+fn plugin_test_reads_the_settings_beside_the_plugin_and_config_overrides_them() {
+    let sandbox = Sandbox::new("plugin-test-beside", "");
+    let events = util::fixtures();
+    sandbox.write(IN, util::jsonl(&events).as_bytes());
+    sandbox.write("plugins/10-redact.wasm", &std::fs::read(util::plugin("redact")).expect("the redact plugin is built"));
+    sandbox.write("plugins/10-redact.toml", b"[config]\nfields = [\"login\"]\nreplacement = \"[hidden]\"\n");
+    let cache = sandbox.path("cache");
+    let cache = cache.to_string_lossy();
+    let base = ["plugin", "test", "plugins/10-redact.wasm", "--cache", &cache];
+
+    let output = sandbox.run_args(&base, Some(IN));
+    let (lines, _) = report_lines(&sandbox, &events, &output);
+    assert!(lines.iter().any(|line| line.contains("~/login") && line.ends_with("→ \"[hidden]\"")), "{}", sandbox.report(Some(&output)));
+
+    let overridden: Vec<&str> = base.iter().copied().chain(["--config", r#"{"fields": ["user"], "replacement": "***"}"#]).collect();
+    let output = sandbox.run_args(&overridden, Some(IN));
+    let (lines, _) = report_lines(&sandbox, &events, &output);
+    assert!(lines.iter().any(|line| line.contains("~/user") && line.contains("→ \"***\"")), "{}", sandbox.report(Some(&output)));
+    assert!(!lines.iter().any(|line| line.contains("~/login")), "--config replaces the file's config{}", sandbox.report(Some(&output)));
+}

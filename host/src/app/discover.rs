@@ -265,7 +265,7 @@ fn folder_plugins(dir: &Path, required: bool) -> Result<Folder, ConfigError> {
 
 /// The settings for `dir/NAME.wasm`, from `dir/NAME.toml` when it exists
 /// (returned too, so that a reload notices it vanishing).
-fn spec_beside(wasm: &Path) -> Result<(PluginSpec, Option<PathBuf>), ConfigError> {
+pub fn spec_beside(wasm: &Path) -> Result<(PluginSpec, Option<PathBuf>), ConfigError> {
     let settings = wasm.with_extension("toml");
     let (mut spec, found) = match std::fs::read_to_string(&settings) {
         Ok(text) => {

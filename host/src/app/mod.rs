@@ -17,7 +17,7 @@ pub mod legacy;
 mod proptests;
 pub mod reload;
 
-pub use discover::{KeptBy, Lost, Member, PluginChain, discover_chain, discover_plugins};
+pub use discover::{KeptBy, Lost, Member, PluginChain, discover_chain, discover_plugins, spec_beside};
 pub use ferry_config::{ConfigFile, FerryConfig};
 
 use crate::config::{ConfigError, Context};

@@ -1,6 +1,7 @@
 //! `ferry check`: validate a config and load its plugins; with `--probe`,
 //! also connect to Teleport and to every sink and say what works.
 
+use super::out::say;
 use crate::app::FerryConfig;
 use crate::metrics::Metrics;
 use crate::sink::SinkConfig;
@@ -19,30 +20,48 @@ const PROBE_TIMEOUT: Duration = Duration::from_secs(15);
 /// and prints what it found; with `probe`, then tries every peer and
 /// prints one line per target, failing when any failed.
 pub async fn run(path: &Path, config: FerryConfig, probe: bool) -> anyhow::Result<()> {
-    let parts = crate::app::build_parts(&config, Arc::new(Metrics::default()), false).await?;
+    let built = build(path, &config).await;
+    if !probe {
+        return say!("{}", built?).map_err(anyhow::Error::from);
+    }
+    // Each peer is probed even when the config does not build: a missing
+    // identity must not hide that a sink is down too, and the other way round.
+    let built_ok = built.is_ok();
+    match &built {
+        Ok(line) => say!("{line}")?,
+        Err(why) => say!("{}: FAILED: {}", path.display(), crate::error::join_causes(why.chain()))?,
+    }
+    let results = probe_all(&config).await;
+    let failed = results.iter().filter(|(_, result)| result.is_err()).count();
+    for (target, result) in &results {
+        match result {
+            Ok(what) => say!("{target}: ok: {what}")?,
+            Err(why) => say!("{target}: FAILED: {why}")?,
+        }
+    }
+    anyhow::ensure!(built_ok, "{}: the config has an error (see above){}", path.display(), probes_failed(failed, results.len(), ", and "));
+    anyhow::ensure!(failed == 0, "{}", probes_failed(failed, results.len(), ""));
+    Ok(())
+}
+
+/// Builds every part of the config: the one line saying what it holds.
+async fn build(path: &Path, config: &FerryConfig) -> anyhow::Result<String> {
+    let parts = crate::app::build_parts(config, Arc::new(Metrics::default()), false).await?;
     let plugins: Vec<&str> = parts.plugins.iter().map(|p| p.settings().name.as_str()).collect();
     let sinks: Vec<&str> = parts.sinks.keys().map(String::as_str).collect();
-    println!(
+    Ok(format!(
         "{}: ok: source {}, plugins [{}], sinks [{}] (default `{}`)",
         path.display(),
         parts.source.name(),
         plugins.join(", "),
         sinks.join(", "),
         parts.default_sink
-    );
-    if !probe {
-        return Ok(());
-    }
-    let results = probe_all(&config).await;
-    let failed = results.iter().filter(|(_, result)| result.is_err()).count();
-    for (target, result) in &results {
-        match result {
-            Ok(what) => println!("{target}: ok: {what}"),
-            Err(why) => println!("{target}: FAILED: {why}"),
-        }
-    }
-    anyhow::ensure!(failed == 0, "{failed} of {} probe(s) failed (see above)", results.len());
-    Ok(())
+    ))
+}
+
+/// "N of M probe(s) failed (see above)" after `lead`, or nothing when none did.
+fn probes_failed(failed: usize, total: usize, lead: &str) -> String {
+    if failed == 0 { String::new() } else { format!("{lead}{failed} of {total} probe(s) failed (see above)") }
 }
 
 /// Probes Teleport (when the source is Teleport) and every sink, one after

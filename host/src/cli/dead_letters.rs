@@ -22,6 +22,7 @@
 //! dropped it); one that fails again keeps its row, with the new stage,
 //! reason and payload, in the same transaction. Nothing is lost.
 
+use super::out::say;
 use crate::app::FerryConfig;
 use crate::event::Event;
 use crate::metrics::Metrics;
@@ -53,26 +54,49 @@ pub struct DeadLettersArgs {
     /// The config file.
     #[arg(short, long, env = "FERRY_CONFIG", default_value = "ferry.toml", global = true)]
     pub config: PathBuf,
-    /// Which dead letters.
+    /// Which dead letters to list (or, before `list`, `replay` or `purge`,
+    /// which ones they are about).
     #[command(flatten)]
     pub filter: FilterArgs,
 }
 
 /// Which dead letters a command is about; every filter given must hold.
-#[derive(Debug, clap::Args)]
+/// Only the commands that take a set of dead letters have them: `show`
+/// takes one id, and a filter beside it would be ignored.
+#[derive(Debug, Default, Clone, clap::Args)]
 pub struct FilterArgs {
     /// Only those of this stage.
-    #[arg(long, global = true, value_parser = ["source", "plugin", "sink"])]
+    #[arg(long, value_parser = ["source", "plugin", "sink"])]
     pub stage: Option<String>,
     /// Only those of this plugin, sink or source (its name).
-    #[arg(long, global = true)]
+    #[arg(long)]
     pub component: Option<String>,
     /// Only the dead letter with this id (repeatable).
-    #[arg(long = "id", global = true)]
+    #[arg(long = "id")]
     pub ids: Vec<i64>,
-    /// At most this many, oldest first (`list` alone: 1000).
-    #[arg(long, global = true)]
+    /// At most this many, oldest first (`list`: 1000 unless given).
+    #[arg(long)]
     pub limit: Option<u32>,
+}
+
+impl FilterArgs {
+    fn is_empty(&self) -> bool {
+        self.stage.is_none() && self.component.is_none() && self.ids.is_empty() && self.limit.is_none()
+    }
+
+    /// These filters and those given after the subcommand, together.
+    fn and(self, after: FilterArgs) -> FilterArgs {
+        FilterArgs {
+            stage: after.stage.or(self.stage),
+            component: after.component.or(self.component),
+            ids: self.ids.into_iter().chain(after.ids).collect(),
+            limit: after.limit.or(self.limit),
+        }
+    }
+
+    fn into_filter(self) -> Filter {
+        Filter { stage: self.stage, component: self.component, ids: self.ids, limit: self.limit }
+    }
 }
 
 /// The dead-letter commands.
@@ -80,7 +104,11 @@ pub struct FilterArgs {
 pub enum DeadLettersCommand {
     /// List dead letters as JSON Lines, oldest first (stage, plugin or sink,
     /// reason, the event).
-    List,
+    List {
+        /// Which dead letters.
+        #[command(flatten)]
+        filter: FilterArgs,
+    },
     /// Show one dead letter, its event as JSON.
     Show {
         /// Its id (the `id` of `list`).
@@ -98,34 +126,51 @@ pub enum DeadLettersCommand {
         /// (for a chain with transforms that must not run twice).
         #[arg(long)]
         as_stored: bool,
+        /// Which dead letters.
+        #[command(flatten)]
+        filter: FilterArgs,
     },
     /// Delete dead letters: all of them with `--all`, or those the filters name.
     Purge {
         /// Every dead letter.
         #[arg(long)]
         all: bool,
+        /// Which dead letters.
+        #[command(flatten)]
+        filter: FilterArgs,
     },
 }
 
 impl DeadLettersArgs {
     /// Carries out the command.
     pub async fn run(self) -> anyhow::Result<()> {
-        let filter = Filter { stage: self.filter.stage, component: self.filter.component, ids: self.filter.ids, limit: self.filter.limit };
+        let command = self.command.unwrap_or(DeadLettersCommand::List { filter: FilterArgs::default() });
+        if let DeadLettersCommand::Show { id } = &command {
+            anyhow::ensure!(
+                self.filter.is_empty(),
+                "`ferry dead-letters show {id}` shows the one dead letter its id names and takes no filters (--stage, --component, --id, --limit); use `ferry dead-letters list` with them"
+            );
+        }
         let config = FerryConfig::load(&self.config)?;
         let database = config.database_path();
         anyhow::ensure!(database.exists(), "no state database at {}: ferry has not run with this config", database.display());
-        let command = self.command.unwrap_or(DeadLettersCommand::List);
         // A replay delivers and rewrites dead letters as a running ferry
         // does: it holds the storage lock, so it never runs beside one.
         let state = match command {
             DeadLettersCommand::Replay { .. } => State::open_exclusive(&database).await?,
             _ => State::open(&database).await?,
         };
+        let before = self.filter;
         let result = match command {
-            DeadLettersCommand::List => list(&state, Filter { limit: filter.limit.or(Some(1000)), ..filter }).await,
+            DeadLettersCommand::List { filter } => {
+                let filter = before.and(filter).into_filter();
+                list(&state, Filter { limit: filter.limit.or(Some(1000)), ..filter }).await
+            }
             DeadLettersCommand::Show { id } => show(&state, id).await,
-            DeadLettersCommand::Replay { timeout, as_stored } => replay(&config, &state, &filter, timeout, as_stored).await,
-            DeadLettersCommand::Purge { all } => purge(&state, &filter, all).await,
+            DeadLettersCommand::Replay { timeout, as_stored, filter } => {
+                replay(&config, &state, &before.and(filter).into_filter(), timeout, as_stored).await
+            }
+            DeadLettersCommand::Purge { all, filter } => purge(&state, &before.and(filter).into_filter(), all).await,
         };
         state.close().await;
         result
@@ -133,15 +178,18 @@ impl DeadLettersArgs {
 }
 
 async fn list(state: &State, filter: Filter) -> anyhow::Result<()> {
-    let mut out = std::io::stdout().lock();
-    for letter in state.find_dead_letters(&filter).await? {
+    let letters = state.find_dead_letters(&filter).await?;
+    if letters.is_empty() {
+        // On stderr: stdout is JSON Lines for scripts, and none is none.
+        let filtered = filter.stage.is_some() || filter.component.is_some() || !filter.ids.is_empty();
+        let which = if filtered { " matching the filters" } else { "" };
+        eprintln!("no dead letters{which} in {}", state.path().display());
+        return Ok(());
+    }
+    let mut out = super::out::Stdout::lock();
+    for letter in letters {
         let line = serde_json::to_string(&letter).context("cannot encode a dead letter")?;
-        match writeln!(out, "{line}") {
-            Ok(()) => {}
-            // The reader has seen enough (`ferry dead-letters | head`).
-            Err(err) if err.kind() == std::io::ErrorKind::BrokenPipe => return Ok(()),
-            Err(err) => return Err(err).context("cannot write to stdout"),
-        }
+        writeln!(out, "{line}")?;
     }
     Ok(())
 }
@@ -156,7 +204,7 @@ async fn show(state: &State, id: i64) -> anyhow::Result<()> {
     if let Ok(event) = serde_json::from_slice::<serde_json::Value>(&letter.payload) {
         shown["payload"] = event;
     }
-    println!("{}", serde_json::to_string_pretty(&shown).context("cannot encode a dead letter")?);
+    say!("{}", serde_json::to_string_pretty(&shown).context("cannot encode a dead letter")?)?;
     Ok(())
 }
 
@@ -167,7 +215,7 @@ async fn purge(state: &State, filter: &Filter, all: bool) -> anyhow::Result<()> 
     );
     anyhow::ensure!(!all || filter.is_everything(), "`--all` and filters contradict each other; give one or the other");
     let removed = state.purge_dead_letters(filter).await?;
-    println!("removed {removed} dead letter(s) from {}", state.path().display());
+    say!("removed {removed} dead letter(s) from {}", state.path().display())?;
     Ok(())
 }
 
@@ -181,7 +229,7 @@ struct Replayed {
 async fn replay(config: &FerryConfig, state: &State, filter: &Filter, timeout: Duration, as_stored: bool) -> anyhow::Result<()> {
     let letters = state.find_dead_letters(filter).await?;
     if letters.is_empty() {
-        println!("no dead letters to replay in {}", state.path().display());
+        say!("no dead letters to replay in {}", state.path().display())?;
         return Ok(());
     }
     let metrics = Arc::new(Metrics::default());
@@ -223,10 +271,10 @@ async fn replay(config: &FerryConfig, state: &State, filter: &Filter, timeout: D
             }
         }
     }
-    println!(
+    say!(
         "replayed {} dead letter(s): {delivered} delivered (or dropped by the chain) and removed, {failed} failed again and stay",
         letters.len()
-    );
+    )?;
     anyhow::ensure!(
         failed == 0,
         "{failed} dead letter(s) failed again and stay in {} (`ferry dead-letters list` shows their new reasons)",

@@ -9,6 +9,7 @@
 //! events and session recordings), with the cursor and dead letters in a
 //! real SQLite file. `ferry bench` uses the file-source half of this module.
 
+use super::out::say;
 use crate::app::FerryConfig;
 use crate::metrics::Metrics;
 use anyhow::Context;
@@ -88,11 +89,53 @@ pub fn write_setup(dir: &Path, repeat: usize, sink: &str) -> anyhow::Result<Path
     Ok(config)
 }
 
-/// The audit log the demo's Teleport serves: the samples `repeat` times.
+/// The audit log the demo's Teleport serves: the samples `repeat` times,
+/// less their `session.upload` that names no session. Teleport names the
+/// session of every upload; that sample (from Teleport's own test data)
+/// only made ferry warn about the demo's own data, and the stand-in
+/// announces the demo's recorded session with a proper upload event.
 fn demo_audit_log(repeat: usize) -> anyhow::Result<Vec<serde_json::Value>> {
     let events = sample_events(repeat);
     let text = std::str::from_utf8(&events).context("the sample events are UTF-8")?;
-    text.lines().map(|line| serde_json::from_str(line).context("a sample event is not JSON")).collect()
+    let events: Vec<serde_json::Value> =
+        text.lines().map(|line| serde_json::from_str(line).context("a sample event is not JSON")).collect::<anyhow::Result<_>>()?;
+    Ok(events.into_iter().filter(|event| event["event"] != "session.upload" || event.get("sid").is_some()).collect())
+}
+
+/// The file that marks a folder as the demo's: a folder `--dir` names must
+/// be new, empty, or hold this and only what the demo writes.
+const DEMO_MARK: &str = "ferry-demo.txt";
+
+/// What the demo writes at the top of its folder.
+const DEMO_FILES: [&str; 7] = [DEMO_MARK, "ferry.toml", "identity", "pki", "plugins", "storage", "logstash-received.jsonl"];
+
+/// Refuses a `--dir` that holds anything the demo did not write (a folder
+/// `ferry configure` wrote, say: the demo would replace its ferry.toml), as
+/// `configure` refuses to overwrite; a folder of an earlier demo is fine,
+/// and is where a second run resumes. Names the first foreign entry.
+fn check_demo_folder(dir: &Path) -> anyhow::Result<()> {
+    let mut names: Vec<String> = match std::fs::read_dir(dir) {
+        Ok(entries) => entries.filter_map(Result::ok).map(|entry| entry.file_name().to_string_lossy().into_owned()).collect(),
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(err) => anyhow::bail!("cannot list {}: {err}", dir.display()),
+    };
+    names.sort();
+    let marked = names.iter().any(|name| name == DEMO_MARK);
+    let foreign = names.iter().find(|name| !marked || !DEMO_FILES.contains(&name.as_str()));
+    match foreign {
+        None => Ok(()),
+        Some(name) => anyhow::bail!(
+            "{} holds {name}, which the demo did not write; nothing was written (give --dir a new or empty folder, or one an earlier `ferry demo` wrote)",
+            dir.display()
+        ),
+    }
+}
+
+/// Marks `dir` as the demo's (see [`check_demo_folder`]).
+fn mark_demo_folder(dir: &Path) -> anyhow::Result<()> {
+    let text =
+        "This folder was written by `ferry demo --dir`. Running that command again here resumes from the cursor in storage/ferry.db.\n";
+    std::fs::write(dir.join(DEMO_MARK), text).with_context(|| format!("cannot write {}", dir.join(DEMO_MARK).display()))
 }
 
 /// The demo's config: the stand-in Teleport as source, the stand-in
@@ -129,7 +172,11 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
             temp.path().to_owned()
         }
     };
+    check_demo_folder(&dir)?;
     std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    mark_demo_folder(&dir)?;
+    let database = dir.join("storage").join("ferry.db");
+    let resumed = database.exists();
     let received = dir.join("logstash-received.jsonl");
     let _ = std::fs::remove_file(&received);
     let options = StandInOptions { events: demo_audit_log(args.repeat.max(1))?, announce_sessions: true, ..StandInOptions::default() };
@@ -152,29 +199,32 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     let (trigger, shutdown) = crate::shutdown::channel();
     crate::shutdown::fire_on_signals(trigger);
     let summary = pipeline.run(shutdown).await?;
-    println!(
+    say!(
         "ferry demo: Teleport (stand-in Auth Service, gRPC over mutual TLS at {}) → redact plugin (WebAssembly) → Logstash (stand-in, mutual TLS at {})",
         teleport.address(),
         logstash.url()
-    );
-    println!("  {summary}");
+    )?;
+    say!("  {summary}")?;
     let requests = logstash.requests();
     let sessions = requests.iter().filter(|request| request.path.contains("sessions")).count();
-    println!(
+    say!(
         "  the stand-in Logstash recorded {} events in {} requests ({} of them session recording batches)",
         logstash.event_count(),
         requests.len(),
         sessions
-    );
+    )?;
     if let Some(example) = logstash.events().into_iter().find(|e| e.get("addr.remote").is_some_and(|v| v == "***")) {
-        println!("  a redacted event as Logstash got it: {example}");
+        say!("  a redacted event as Logstash got it: {example}")?;
     }
     match &args.dir {
-        Some(dir) => println!(
-            "  files kept in {} (config: ferry.toml, identity, received: logstash-received.jsonl, state: storage/ferry.db; a second run resumes from the cursor)",
-            dir.display()
-        ),
-        None => println!("  (run with --dir DIR to keep the config, identity, certificates, received events and state)"),
+        Some(_) if resumed => {
+            say!("  resumed from the cursor in {}: {} event(s) sent this time, only those after it", database.display(), summary.delivered)?
+        }
+        Some(given) => say!(
+            "  files kept in {} (config: ferry.toml, identity, received: logstash-received.jsonl, state: storage/ferry.db); run the same command again: it resumes from the cursor and sends nothing twice",
+            given.display()
+        )?,
+        None => say!("  (run with --dir DIR to keep the config, identity, certificates, received events and state)")?,
     }
     anyhow::ensure!(summary.dead_lettered == 0, "the demo dead-lettered {} events", summary.dead_lettered);
     anyhow::ensure!(

@@ -7,6 +7,7 @@ pub mod configure;
 mod dead_letters;
 pub mod demo;
 pub mod event_handler_flags;
+mod out;
 pub mod plugin;
 mod start;
 mod state;
@@ -16,9 +17,11 @@ use crate::app::{ConfigFile, FerryConfig};
 use crate::config::ConfigError;
 use crate::observe::LogFormat;
 use clap::{Parser, Subcommand};
+use out::say;
 use std::ffi::OsString;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use tracing_subscriber::filter::LevelFilter;
 
 /// ferry carries Teleport audit events to Logstash through sandboxed
 /// WebAssembly plugins.
@@ -29,7 +32,8 @@ pub struct Cli {
     #[arg(short, long, global = true)]
     pub debug: bool,
     /// How log lines look on stderr: `text` for people, `json` (one object
-    /// a line) for journald and ELK. Default `text`, or `log-format` in the config.
+    /// a line) for journald and ELK. Default `text` (`start` and `check`:
+    /// the config's `log-format`, when it sets one).
     #[arg(long, global = true, value_enum, env = "FERRY_LOG_FORMAT")]
     pub log_format: Option<crate::observe::LogFormat>,
     /// What to do.
@@ -129,6 +133,9 @@ pub fn main(args: impl IntoIterator<Item = OsString>) -> ExitCode {
     runtime.shutdown_background();
     match result {
         Ok(()) => ExitCode::SUCCESS,
+        // The reader of stdout went away (`ferry … | head`): it has what it
+        // wanted, as a tool killed by SIGPIPE would leave it.
+        Err(_) if out::closed() => ExitCode::SUCCESS,
         Err(err) => {
             // A JSON log stays JSON to its last line.
             let line = crate::error::join_causes(err.chain());
@@ -147,14 +154,40 @@ fn event_handler_debug() -> bool {
 }
 
 fn init_logging(debug: bool, format: LogFormat, terminal: bool) {
-    let default = if debug { "ferry=debug,info" } else { "info" };
-    let filter = tracing_subscriber::EnvFilter::try_from_env("FERRY_LOG").unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let asked = std::env::var("FERRY_LOG").ok();
+    let filter = tracing_subscriber::EnvFilter::try_new(log_directives(asked.as_deref(), debug))
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(log_directives(None, debug)));
     let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(crate::observe::progress::log_writer);
     match format {
         LogFormat::Text => builder.with_ansi(terminal).init(),
         // `message` and the event's fields at the top level, one object a line.
         LogFormat::Json => builder.json().flatten_event(true).with_current_span(false).with_span_list(false).init(),
     }
+}
+
+/// The level of the libraries ferry is built on (wasmtime, Cranelift, h2,
+/// hyper, rustls, sqlx …) unless a directive names them: their debug lines
+/// are tens of thousands per start, and say nothing about ferry's job.
+const LIBRARY_LEVEL: LevelFilter = LevelFilter::WARN;
+
+/// The tracing filter for `FERRY_LOG` (`asked`) and `--debug`. A plain level
+/// (`debug`) is ferry's own; the libraries stay at [`LIBRARY_LEVEL`] (or
+/// quieter, when the level is), unless a directive names their target
+/// (`debug,cranelift=debug`). Without `FERRY_LOG`, ferry logs at info, or
+/// debug with `--debug`.
+fn log_directives(asked: Option<&str>, debug: bool) -> String {
+    let own = if debug { LevelFilter::DEBUG } else { LevelFilter::INFO };
+    let mut directives = vec![LIBRARY_LEVEL.to_string(), format!("ferry={own}")];
+    for directive in asked.unwrap_or_default().split(',').map(str::trim).filter(|d| !d.is_empty()) {
+        match directive.parse::<LevelFilter>() {
+            Ok(level) => {
+                directives[0] = level.min(LIBRARY_LEVEL).to_string();
+                directives[1] = format!("ferry={level}");
+            }
+            Err(_) => directives.push(directive.to_owned()),
+        }
+    }
+    directives.join(",")
 }
 
 /// A config loaded by [`main`]: where it came from and what it says, or why
@@ -207,11 +240,11 @@ impl Command {
             Command::Status { config, json } => status::run(config, json).await,
             Command::Configure(args) => configure::run(args),
             Command::Version => {
-                println!(
+                say!(
                     "ferry {} (plugin contract ferry:plugin@{}, wasmtime 48)",
                     env!("CARGO_PKG_VERSION"),
                     crate::plugin::CONTRACT_VERSION
-                );
+                )?;
                 Ok(())
             }
             Command::Demo(args) => demo::run(args).await,
@@ -219,5 +252,63 @@ impl Command {
             Command::Plugin(command) => command.run().await,
             Command::State(command) => command.run().await,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::{Arc, Mutex};
+
+    /// What a subscriber with the filter of `FERRY_LOG=asked` lets through
+    /// of a debug line from ferry and from Cranelift, and a warning from h2.
+    fn logged(asked: Option<&str>, debug: bool) -> String {
+        let lines = Arc::new(Mutex::new(Vec::<u8>::new()));
+        let writer = lines.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::try_new(log_directives(asked, debug)).expect("a valid filter"))
+            .with_writer(move || Capture(writer.clone()))
+            .with_ansi(false)
+            .finish();
+        tracing::subscriber::with_default(subscriber, || {
+            tracing::debug!(target: "ferry::pipeline", "ferry detail");
+            tracing::debug!(target: "cranelift_codegen::context", "compiler detail");
+            tracing::warn!(target: "h2::proto", "library warning");
+        });
+        String::from_utf8(lines.lock().expect("lock").clone()).expect("utf-8")
+    }
+
+    struct Capture(Arc<Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Capture {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().expect("lock").extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_plain_level_is_ferrys_and_libraries_stay_at_warn() {
+        let text = logged(Some("debug"), false);
+        assert!(text.contains("ferry detail"), "{text}");
+        assert!(!text.contains("compiler detail"), "{text}");
+        assert!(text.contains("library warning"), "{text}");
+    }
+
+    #[test]
+    fn a_library_named_by_target_gets_its_level() {
+        let text = logged(Some("debug,cranelift_codegen=debug"), false);
+        assert!(text.contains("ferry detail") && text.contains("compiler detail"), "{text}");
+    }
+
+    #[test]
+    fn debug_is_ferrys_only_and_off_is_off_for_all() {
+        let text = logged(None, true);
+        assert!(text.contains("ferry detail") && !text.contains("compiler detail"), "{text}");
+        assert!(!logged(None, false).contains("ferry detail"), "info by default");
+        assert_eq!(logged(Some("off"), false), "", "FERRY_LOG=off silences the libraries too");
     }
 }

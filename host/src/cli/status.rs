@@ -2,6 +2,7 @@
 //! recordings under way, the dead letters per stage and the size of the
 //! state, read from the state database (a running ferry need not stop).
 
+use super::out::say;
 use crate::app::FerryConfig;
 use crate::state::{State, StoredCursor};
 use anyhow::Context;
@@ -25,7 +26,7 @@ pub async fn run(path: PathBuf, json: bool) -> anyhow::Result<()> {
         json!({ "database": database, "exists": false })
     };
     let text = if json { serde_json::to_string_pretty(&report).context("cannot encode the status")? } else { describe(&report) };
-    println!("{text}");
+    say!("{text}")?;
     Ok(())
 }
 

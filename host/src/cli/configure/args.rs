@@ -123,9 +123,7 @@ impl ConfigureArgs {
         if self.key_type == KeyType::Rsa && ![2048, 3072, 4096].contains(&self.length) {
             return Err(flag("--length", &self.length.to_string(), "RSA keys are 2048, 3072 or 4096 bits".into()));
         }
-        if self.addr.trim().is_empty() {
-            return Err(flag("ADDR", &self.addr, "give the Teleport address as host:port".into()));
-        }
+        crate::source::teleport::connect::check_addr(self.addr.trim()).map_err(|message| flag("ADDR", &self.addr, message))?;
         let group = match &self.group {
             None => None,
             Some(name) => {

@@ -42,7 +42,8 @@ pub const READ_BY_FERRY: [&str; 4] = ["ferry.toml", "ca.crt", "client.crt", "cli
 pub fn run(args: ConfigureArgs) -> anyhow::Result<()> {
     let options = args.check()?;
     let written = configure(&options)?;
-    print!("{}", summary(&options, &written));
+    let mut out = crate::cli::out::Stdout::lock();
+    std::io::Write::write_all(&mut out, summary(&options, &written).as_bytes())?;
     Ok(())
 }
 

@@ -217,13 +217,21 @@ fn one_file_left_from_elsewhere_is_named_and_no_other_file_is_written() {
 #[test]
 fn bad_values_and_an_unwritable_folder_are_one_line_naming_what() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let cases: [(&[&str], &str); 6] = [
+    let cases: [(&[&str], &str); 8] = [
         (&["--ttl", "soon"], "--ttl `soon`: `soon` is not a duration"),
         (&["--ttl", "10m"], "--ttl `10m`: shorter than an hour"),
         (&["--ip", "10.0.0.300"], "--ip `10.0.0.300`: not an IP address"),
         (&["--dns-names", "bad name"], "--dns-names `bad name`: not a DNS name"),
         (&["--length", "1024"], "--length `1024`: RSA keys are 2048, 3072 or 4096 bits"),
         (&["--dns-names", ","], "--dns-names `,`: give at least one name"),
+        (
+            &["teleport.example.com"],
+            "ADDR `teleport.example.com`: has no port; write `teleport.example.com:443` (a Proxy, or Teleport Cloud)",
+        ),
+        (
+            &["https://teleport.example.com:443"],
+            "ADDR `https://teleport.example.com:443`: is a URL, but ferry wants host:port without `https://`; write `teleport.example.com:443`",
+        ),
     ];
     for (extra, expected) in cases {
         let err = run(&dir.path().join("out"), extra).expect_err("refused");

@@ -9,6 +9,7 @@ pub mod inspect;
 pub mod scaffold;
 pub mod test;
 
+use crate::cli::out::say;
 use crate::plugin::PluginError;
 use anyhow::Context;
 use clap::Subcommand;
@@ -53,7 +54,7 @@ impl PluginCommand {
     /// not block the async runtime's own threads.
     pub async fn run(self) -> anyhow::Result<()> {
         let work = move || -> anyhow::Result<()> {
-            let stdout = std::io::stdout().lock();
+            let stdout = crate::cli::out::Stdout::lock();
             match self {
                 PluginCommand::Test(args) => test::test(&args, std::io::stdin().lock(), std::io::BufWriter::new(stdout)).map(drop)?,
                 PluginCommand::Inspect(args) => inspect::inspect(&args, stdout)?,
@@ -71,16 +72,16 @@ impl PluginCommand {
 /// `ferry plugin new`: writes the scaffold and says how to go on.
 fn new(name: &str, language: scaffold::Language, dir: &Path) -> anyhow::Result<()> {
     let scaffold = scaffold::create(name, language, dir)?;
-    println!("Created the {language} plugin `{name}` in {}:", scaffold.dir.display());
+    say!("Created the {language} plugin `{name}` in {}:", scaffold.dir.display())?;
     for file in &scaffold.files {
-        println!("  {file}");
+        say!("  {file}")?;
     }
-    println!("Build it:\n  ferry plugin build {}", scaffold.dir.display());
-    println!("or by hand (see its README.md):\n  cd {}", scaffold.dir.display());
+    say!("Build it:\n  ferry plugin build {}", scaffold.dir.display())?;
+    say!("or by hand (see its README.md):\n  cd {}", scaffold.dir.display())?;
     for step in &scaffold.build {
-        println!("  {step}");
+        say!("  {step}")?;
     }
-    println!("Then try it: ferry plugin test {} < events.jsonl", scaffold.dir.join(&scaffold.output).display());
+    say!("Then try it: ferry plugin test {} < events.jsonl", scaffold.dir.join(&scaffold.output).display())?;
     Ok(())
 }
 
@@ -123,6 +124,9 @@ pub enum ToolError {
     /// The plugin cannot be loaded, or this ferry would refuse it.
     #[error(transparent)]
     Plugin(#[from] PluginError),
+    /// The `NAME.toml` beside the plugin does not load.
+    #[error(transparent)]
+    Settings(#[from] crate::config::ConfigError),
     /// `--config` is not a JSON object.
     #[error("--config: {0}")]
     Config(String),

@@ -11,7 +11,7 @@ use super::{ToolError, compile_cache};
 use crate::event::{Event, Outcome, Route};
 use crate::metrics::Metrics;
 use crate::pipeline::{EventFate, settle};
-use crate::plugin::{PluginSpec, Runtime, Transform, WasmPlugin};
+use crate::plugin::{Runtime, Transform, WasmPlugin};
 use serde_json::Value;
 use std::collections::BTreeSet;
 use std::fmt::Write as _;
@@ -24,9 +24,11 @@ use std::sync::Arc;
 pub struct TestArgs {
     /// The plugin's component file (`.wasm`).
     pub plugin: PathBuf,
-    /// The plugin's config as its `init` receives it: a JSON object.
-    #[arg(long, default_value = "{}")]
-    pub config: String,
+    /// The plugin's config as its `init` receives it: a JSON object. Over
+    /// the `[config]` of the `NAME.toml` beside the plugin, whose settings
+    /// (name, limits) apply as under `ferry start`; without either, `{}`.
+    #[arg(long)]
+    pub config: Option<String>,
     /// Events per `process` call, as `batch-size` in ferry.toml.
     #[arg(long, default_value_t = 256)]
     pub batch: usize,
@@ -84,12 +86,17 @@ pub fn test(args: &TestArgs, input: impl BufRead, mut out: impl Write) -> Result
     if args.batch == 0 {
         return Err(ToolError::Batch);
     }
-    let config: Value = serde_json::from_str(&args.config).map_err(|err| ToolError::Config(format!("not JSON: {err}")))?;
-    if !config.is_object() {
-        return Err(ToolError::Config("must be a JSON object, such as '{\"fields\": [\"login\"]}'".to_owned()));
+    // The plugin as `ferry start` would load it from a plugins folder: with
+    // its `NAME.toml` (a plugin that needs its settings works here too).
+    let (spec, _) = crate::app::spec_beside(&args.plugin)?;
+    let mut settings = spec.settings();
+    if let Some(config) = &args.config {
+        let config: Value = serde_json::from_str(config).map_err(|err| ToolError::Config(format!("not JSON: {err}")))?;
+        if !config.is_object() {
+            return Err(ToolError::Config("must be a JSON object, such as '{\"fields\": [\"login\"]}'".to_owned()));
+        }
+        settings.config_json = config.to_string();
     }
-    let mut settings = PluginSpec { path: Some(args.plugin.clone()), ..PluginSpec::default() }.settings();
-    settings.config_json = config.to_string();
     let runtime = Runtime::new(compile_cache(args.cache.as_deref()), Arc::new(Metrics::default()))?;
     let (mut plugin, _) = runtime.load(settings)?;
     let sinks: BTreeSet<String> = args.sinks.iter().cloned().collect();

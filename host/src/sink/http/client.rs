@@ -322,7 +322,11 @@ impl HttpSink {
             Ok(Ok((status, headers, body))) => (classify(status, &headers, &body, &self.statuses), status.as_u16().to_string()),
             Ok(Err(err)) => {
                 let cause = if is_tls_failure(&err) { "tls" } else { "connect" };
-                (Attempt::Retry { reason: one_line(&err), after: None }, cause.to_owned())
+                let reason = match crate::tls::Unreached::of(&err) {
+                    Some(unreached) => unreached.at(&authority(url)),
+                    None => one_line(&err),
+                };
+                (Attempt::Retry { reason, after: None }, cause.to_owned())
             }
             Err(_) => {
                 (Attempt::Retry { reason: format!("no response within {:?} (timeout)", self.timeout), after: None }, "timeout".to_owned())
@@ -380,6 +384,13 @@ impl HttpSink {
 /// Whether a request failed in the TLS layer (a certificate refused on
 /// either side, a handshake alert), looking through the whole chain,
 /// `io::Error` wrappers included (their `source()` skips what they wrap).
+/// `host:port` of `url`, the port given or the scheme's.
+fn authority(url: &Uri) -> String {
+    let host = url.host().unwrap_or_default();
+    let port = url.port_u16().unwrap_or(if url.scheme_str() == Some("http") { 80 } else { 443 });
+    format!("{host}:{port}")
+}
+
 fn is_tls_failure(err: &(dyn std::error::Error + 'static)) -> bool {
     let mut next = Some(err);
     while let Some(err) = next {

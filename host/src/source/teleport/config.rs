@@ -225,6 +225,7 @@ impl TeleportSourceConfig {
     /// Errors name the key, as `source.teleport.KEY` (`prefix`).
     pub fn check(&self, file: &Path, base_dir: &Path, prefix: &str) -> Result<Checked, ConfigError> {
         let invalid = |key: &str, message: String| ConfigError::invalid(file, format!("{prefix}{key}"), message);
+        super::connect::check_addr(&self.addr).map_err(|reason| invalid("addr", format!("`{}` {reason}", self.addr)))?;
         let credentials = self.credentials(base_dir).map_err(|message| invalid("identity", message))?;
         if self.page_size == 0 {
             return Err(invalid("batch", "must be at least 1".into()));

@@ -18,6 +18,7 @@
 use super::identity::{ALPN_H2, API_DOMAIN, Credentials, IdentityError, Route, TlsMaterial, routed_cluster};
 use super::upgrade;
 use crate::error::one_line;
+use crate::tls::Unreached;
 use crate::watch::{Snapshot, Watch};
 use ferry_proto::auditlog::audit_log_service_client::AuditLogServiceClient;
 use ferry_proto::auth::auth_service_client::AuthServiceClient;
@@ -72,6 +73,14 @@ pub enum ConnectError {
         addr: String,
         /// Why.
         reason: String,
+    },
+    /// Nothing, or no TLS, answered at the address (see [`Unreached`]).
+    #[error("cannot reach Teleport: {}", unreached.at(addr))]
+    Unreached {
+        /// The configured address.
+        addr: String,
+        /// What answered instead.
+        unreached: Unreached,
     },
     /// TCP, TLS or HTTP/2 failed.
     #[error("cannot connect to Teleport at {addr}: {reason}")]
@@ -461,7 +470,10 @@ impl tonic::codegen::Service<Uri> for TlsConnector {
 pub async fn connect(addr: &str, tls: &ClientTls, options: &ConnectOptions) -> Result<Channel, ConnectError> {
     let endpoint = endpoint(addr, options)?;
     let connector = TlsConnector { timeout: options.connect_timeout, ..TlsConnector::new(addr, tls.clone()) };
-    endpoint.connect_with_connector(connector).await.map_err(|err| ConnectError::Connect { addr: addr.to_owned(), reason: one_line(&err) })
+    endpoint.connect_with_connector(connector).await.map_err(|err| match Unreached::of(&err) {
+        Some(unreached) => ConnectError::Unreached { addr: addr.to_owned(), unreached },
+        None => ConnectError::Connect { addr: addr.to_owned(), reason: one_line(&err) },
+    })
 }
 
 /// Like [`connect`], but connects on first use; for a process that must
@@ -470,6 +482,35 @@ pub async fn connect(addr: &str, tls: &ClientTls, options: &ConnectOptions) -> R
 pub fn connect_lazy(addr: &str, tls: &ClientTls, options: &ConnectOptions) -> Result<Channel, ConnectError> {
     let connector = TlsConnector { timeout: options.connect_timeout, ..TlsConnector::new(addr, tls.clone()) }.saying_the_route();
     Ok(endpoint(addr, options)?.connect_with_connector_lazy(connector))
+}
+
+/// Checks that `addr` is `host:port`, as ferry dials Teleport; else says
+/// what to write instead: a URL (`https://…`), which people copy from the
+/// browser, becomes its `host:port`, and a host without a port gets both
+/// usual ports offered (443 of a Proxy or Teleport Cloud, 3025 of the Auth
+/// Service), since either may be meant. The reason follows the address:
+/// "`x` has no port; write …".
+pub fn check_addr(addr: &str) -> Result<(), String> {
+    let (scheme, rest) = match addr.split_once("://") {
+        Some((scheme, rest)) => (Some(scheme), rest.trim_end_matches('/')),
+        None => (None, addr),
+    };
+    let uri = format!("http://{rest}").parse::<Uri>().ok().filter(|uri| uri.path() == "/" && uri.host().is_some_and(|h| !h.is_empty()));
+    let Some(uri) = uri else {
+        return Err(
+            "is not host:port; write for example `teleport.example.com:443` (a Proxy) or `auth.example.com:3025` (the Auth Service)".into(),
+        );
+    };
+    let host = uri.host().unwrap_or_default();
+    let write = match uri.port_u16() {
+        Some(port) => format!("`{host}:{port}`"),
+        None => format!("`{host}:443` (a Proxy, or Teleport Cloud) or `{host}:3025` (the Auth Service)"),
+    };
+    match (scheme, uri.port_u16()) {
+        (Some(scheme), _) => Err(format!("is a URL, but ferry wants host:port without `{scheme}://`; write {write}")),
+        (None, None) => Err(format!("has no port; write {write}")),
+        (None, Some(_)) => Ok(()),
+    }
 }
 
 fn endpoint(addr: &str, options: &ConnectOptions) -> Result<Endpoint, ConnectError> {
@@ -497,8 +538,13 @@ pub fn auth_client(channel: Channel) -> AuthServiceClient<Channel> {
     AuthServiceClient::new(channel).max_decoding_message_size(MAX_MESSAGE_BYTES)
 }
 
-/// A failed call as one line: which address answered what.
+/// A failed call as one line: which address answered what. A call that
+/// reached no Teleport (nothing listening, no TLS, no such host) says so,
+/// rather than that Teleport answered `Unavailable`.
 pub fn describe_status(addr: &str, status: &tonic::Status) -> String {
+    if let Some(unreached) = status.source().and_then(Unreached::of) {
+        return format!("cannot reach Teleport: {}", unreached.at(addr));
+    }
     let message = status.message().replace('\n', " ");
     let cause = status.source().map(one_line).unwrap_or_default();
     let detail = match () {
@@ -512,6 +558,27 @@ pub fn describe_status(addr: &str, status: &tonic::Status) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_address_that_is_not_host_and_port_says_what_to_write() {
+        assert_eq!(check_addr("teleport.example.com:443"), Ok(()));
+        assert_eq!(check_addr("[::1]:3025"), Ok(()));
+        assert_eq!(
+            check_addr("teleport.example.com"),
+            Err("has no port; write `teleport.example.com:443` (a Proxy, or Teleport Cloud) or `teleport.example.com:3025` (the Auth Service)".into())
+        );
+        assert_eq!(
+            check_addr("https://example.teleport.sh/"),
+            Err("is a URL, but ferry wants host:port without `https://`; write `example.teleport.sh:443` (a Proxy, or Teleport Cloud) or `example.teleport.sh:3025` (the Auth Service)".into())
+        );
+        assert_eq!(
+            check_addr("https://teleport.example.com:3080"),
+            Err("is a URL, but ferry wants host:port without `https://`; write `teleport.example.com:3080`".into())
+        );
+        for bad in ["host:3025/path", ":3025", "a b:1", ""] {
+            assert!(check_addr(bad).expect_err(bad).starts_with("is not host:port; write for example"), "{bad}");
+        }
+    }
 
     #[test]
     fn addresses_must_be_host_and_port() {

@@ -191,7 +191,9 @@ impl TeleportSource {
                 &self.file,
                 format!("{}start-time", self.key_prefix),
                 format!(
-                    "ingestion started from {stored}; start-time cannot change once ingestion started (to start over, delete {})",
+                    "ingestion started from {stored}; start-time cannot change once ingestion started: set it back to {stored}, \
+                     or start over from the new one with `ferry state reset --empty --config {}` (it deletes every cursor and dead letter in {})",
+                    self.file.display(),
                     state.path().display()
                 ),
             )),

@@ -164,8 +164,8 @@ Next steps:
        tctl auth sign --user=teleport-event-handler --out={d}/identity --ttl=10h
        chgrp {group} {d}/identity && chmod 0640 {d}/identity
      Or let Machine ID write and renew it (refresh.enabled in ferry.toml): tbot must write where ferry reads, e.g.
-       tbot init --destination-dir=/opt/machine-id --bot-user=TBOT-USER --reader-user={SERVICE_GROUP}   (POSIX ACLs)
-     with ferry.toml's identity = \"/opt/machine-id/identity\".
+       tbot init --destination-dir=/etc/ferry/tbot --bot-user=TBOT-USER --reader-user={SERVICE_GROUP}   (POSIX ACLs)
+     with ferry.toml's identity = \"/etc/ferry/tbot/identity\".
   3. Check the config, which now finds everything it names:
        ferry check --config {d}/ferry.toml
   4. Give Logstash the pipeline (add logstash-pipelines.yml to /etc/logstash/pipelines.yml) and restart it.

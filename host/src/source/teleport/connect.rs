@@ -513,12 +513,29 @@ pub fn check_addr(addr: &str) -> Result<(), String> {
     }
 }
 
+/// `addr` as a URI, when it is `host:port` and nothing else (no scheme, no
+/// path): the one reading of an address every part of the source shares.
+fn host_port_uri(addr: &str) -> Option<Uri> {
+    let uri: Uri = format!("http://{addr}").parse().ok()?;
+    (uri.port_u16().is_some() && uri.path() == "/" && uri.host().is_some_and(|host| !host.is_empty())).then_some(uri)
+}
+
+/// The host (an IPv6 address without its brackets) and the port of
+/// `host:port`; `None` for anything else.
+pub fn host_and_port(addr: &str) -> Option<(String, u16)> {
+    let uri = host_port_uri(addr)?;
+    let host = uri.host()?;
+    let host = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')).unwrap_or(host);
+    Some((host.to_owned(), uri.port_u16()?))
+}
+
 fn endpoint(addr: &str, options: &ConnectOptions) -> Result<Endpoint, ConnectError> {
-    let invalid = |reason: String| ConnectError::Address { addr: addr.to_owned(), reason };
-    let uri: Uri = format!("http://{addr}").parse().map_err(|err: tonic::codegen::http::uri::InvalidUri| invalid(err.to_string()))?;
-    if uri.port_u16().is_none() || uri.path() != "/" || uri.host().is_none_or(str::is_empty) {
-        return Err(invalid("expected host:port, for example teleport.example.com:3025".into()));
-    }
+    let Some(uri) = host_port_uri(addr) else {
+        return Err(ConnectError::Address {
+            addr: addr.to_owned(),
+            reason: "expected host:port, for example teleport.example.com:3025".into(),
+        });
+    };
     // The scheme is http because TLS happens in our connector, not in tonic.
     Ok(Endpoint::from(uri)
         .connect_timeout(options.connect_timeout)

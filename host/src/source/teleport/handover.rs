@@ -56,12 +56,8 @@ pub struct Handover {
 /// The event handler's folder for `addr` (`host:port`): `host_port`, as its
 /// `net.SplitHostPort` and join make it (`[::1]:3025` → `::1_3025`).
 pub fn folder_name(addr: &str) -> Option<String> {
-    let (host, port) = match addr.strip_prefix('[') {
-        Some(rest) => rest.split_once("]:")?,
-        None => addr.rsplit_once(':').filter(|(host, _)| !host.contains(':'))?,
-    };
-    let name = format!("{host}_{port}").trim().to_owned();
-    (name != "_").then_some(name)
+    let (host, port) = super::connect::host_and_port(addr.trim())?;
+    Some(format!("{host}_{port}"))
 }
 
 /// Whether `dir` holds any of the event handler's state files.

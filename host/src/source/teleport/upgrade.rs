@@ -106,13 +106,12 @@ fn web_config(alpn: &[u8]) -> io::Result<Arc<ClientConfig>> {
 }
 
 /// The host of `host:port` (without the brackets of an IPv6 address).
-fn host_of(addr: &str) -> &str {
-    let host = addr.rsplit_once(':').map_or(addr, |(host, _)| host);
-    host.strip_prefix('[').and_then(|h| h.strip_suffix(']')).unwrap_or(host)
+fn host_of(addr: &str) -> String {
+    super::connect::host_and_port(addr).map_or_else(|| addr.to_owned(), |(host, _)| host)
 }
 
 async fn web_tls(addr: &str, alpn: &[u8]) -> io::Result<TlsStream<TcpStream>> {
-    let name = ServerName::try_from(host_of(addr).to_owned()).map_err(io::Error::other)?;
+    let name = ServerName::try_from(host_of(addr)).map_err(io::Error::other)?;
     let tcp = TcpStream::connect(addr).await?;
     tcp.set_nodelay(true)?;
     tokio_rustls::TlsConnector::from(web_config(alpn)?).connect(name, tcp).await

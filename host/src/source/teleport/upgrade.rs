@@ -100,8 +100,13 @@ fn parse_bool(text: &str) -> Option<bool> {
 /// A client config for web servers: the system's roots, no client
 /// certificate, ALPN `alpn`. (`SSL_CERT_FILE` and `SSL_CERT_DIR` replace the
 /// system's roots, as for every program that reads them.)
+///
+/// The roots are read once per process: reading the system's store parses
+/// every certificate in it, and every reconnection through the upgrade
+/// would pay that again.
 fn web_config(alpn: &[u8]) -> io::Result<Arc<ClientConfig>> {
-    let roots = tls::system_roots().map_err(|err| io::Error::other(err.to_string()))?;
+    static ROOTS: std::sync::OnceLock<Result<rustls::RootCertStore, String>> = std::sync::OnceLock::new();
+    let roots = ROOTS.get_or_init(|| tls::system_roots().map_err(|err| err.to_string())).clone().map_err(io::Error::other)?;
     tls::client_config_with(roots, None, vec![alpn.to_vec()]).map(Arc::new).map_err(io::Error::other)
 }
 

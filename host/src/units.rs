@@ -81,6 +81,14 @@ pub fn writable_time(time: SystemTime) -> bool {
     time.duration_since(SystemTime::UNIX_EPOCH).is_ok_and(|since| since.as_secs() < YEAR_10000)
 }
 
+/// `time` in RFC 3339 in whole seconds, as the Teleport source stores its
+/// times; one humantime cannot write is clamped to 1970 or to the end of
+/// year 9999 (see [`writable_time`]), as a cursor can hold it.
+pub fn format_time(time: SystemTime) -> String {
+    let last = SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(YEAR_10000 - 1);
+    humantime::format_rfc3339_seconds(time.clamp(SystemTime::UNIX_EPOCH, last)).to_string()
+}
+
 /// `time` in RFC 3339 with nanoseconds, or `None` when it is before 1970 or
 /// after year 9999 (see [`writable_time`]).
 pub fn format_time_nanos(time: SystemTime) -> Option<String> {
@@ -159,7 +167,7 @@ mod tests {
                 }
                 let described = describe_time(time);
                 prop_assert!(described.starts_with("at ") || described.starts_with("before ") || described.starts_with("after "));
-                let stored = crate::source::teleport::config::format_time(time);
+                let stored = format_time(time);
                 prop_assert!(parse_time(&stored).is_ok(), "a stored time reads back: {}", stored);
             }
         }

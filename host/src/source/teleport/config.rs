@@ -297,13 +297,6 @@ pub fn truncate_to_second(time: SystemTime) -> SystemTime {
     SystemTime::UNIX_EPOCH + Duration::from_secs(since.as_secs())
 }
 
-/// RFC 3339 in whole seconds, as stored. A time humantime cannot write is
-/// clamped to 1970 or to the end of year 9999, as a cursor can hold it.
-pub fn format_time(time: SystemTime) -> String {
-    let last = SystemTime::UNIX_EPOCH + Duration::from_secs(253_402_300_799);
-    humantime::format_rfc3339_seconds(time.clamp(SystemTime::UNIX_EPOCH, last)).to_string()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -340,7 +333,7 @@ mod tests {
     #[test]
     fn start_time_is_rfc3339_truncated_to_the_second() {
         let time = parse_start_time("2024-05-01T10:00:00.750Z").expect("valid");
-        assert_eq!(format_time(time), "2024-05-01T10:00:00Z");
+        assert_eq!(crate::units::format_time(time), "2024-05-01T10:00:00Z");
         let err = parse("identity = \"i\"\nstart-time = \"yesterday\"").check(Path::new("f.toml"), Path::new("/"), "").expect_err("bad");
         assert!(err.to_string().contains("`start-time`: `yesterday` is not an RFC 3339 time"), "{err}");
     }

@@ -31,8 +31,9 @@
 //!
 //! `dry_run/` folders hold a dry run's throw-away state and are ignored.
 
-use super::config::{format_time, parse_start_time};
+use super::config::parse_start_time;
 use super::cursor::{AuditCursor, Cursor, DateCursor, ExportCursor, LegacyCursor, SessionProgress};
+use crate::units::format_time;
 use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};

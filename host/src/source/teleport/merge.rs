@@ -10,7 +10,7 @@
 //! audit log and for every session alike.
 
 use super::audit::{self, AuditItem, ChunkGiveUp, Reader, Settings, TypeFilter};
-use super::config::{TeleportSourceConfig, format_time, parse_start_time, truncate_to_second};
+use super::config::{TeleportSourceConfig, parse_start_time, truncate_to_second};
 use super::connect::{ConnectOptions, IdentityWatcher, audit_log_client, auth_client, connect_lazy};
 use super::cursor::{Cursor, PositionSnapshot, SessionProgress};
 use super::lock::{FailedLogins, lock_for, run_locker};
@@ -22,6 +22,7 @@ use crate::retry::Backoff;
 use crate::shutdown::Shutdown;
 use crate::source::{Invalid, Item, Position, SourceError, SourceRecord};
 use crate::state::State;
+use crate::units::format_time;
 use ferry_proto::auditlog::audit_log_service_client::AuditLogServiceClient;
 use ferry_proto::types::LockV2;
 use std::collections::{HashMap, HashSet, VecDeque};

@@ -21,9 +21,9 @@
 //! row in `position_origins`; an older ferry's, keyed by address, do not.
 //! A position of another cluster is never taken.
 
-use super::config::format_time;
 use super::handover::{self, Found, Handover};
 use crate::state::{Origin, State, TakeOver};
+use crate::units::format_time;
 use std::path::Path;
 use std::time::SystemTime;
 

@@ -5,9 +5,9 @@
 use super::Reader;
 use crate::shutdown::Stopped;
 use crate::source::Item;
-use crate::source::teleport::config::format_time;
 use crate::source::teleport::connect::describe_status;
 use crate::source::teleport::cursor::{AuditPosition, LegacyCursor};
+use crate::units::format_time;
 use ferry_proto::auditlog::{EventUnstructured, EventsUnstructured, GetUnstructuredEventsRequest, Order};
 use std::sync::Arc;
 use std::time::SystemTime;

@@ -13,6 +13,8 @@
 //! progress goes to the caller's [`Progress`]. Build scripts name the files
 //! cargo must watch themselves (see [`rust::watched`]).
 
+#[cfg(feature = "c")]
+pub mod c;
 pub mod rust;
 pub mod script;
 

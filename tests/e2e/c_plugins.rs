@@ -128,3 +128,27 @@ fn drop_types_refuses_a_config_it_cannot_read_on_one_line() {
     let message = output.one_line_error(&sandbox);
     assert!(message.contains("`types` must be a list of event types"), "{message}");
 }
+
+#[test]
+fn building_c_without_clang_says_what_to_install_on_one_line() {
+    let sandbox = Sandbox::new("c_no_clang", "");
+    let output = sandbox.run_args(&["plugin", "new", "no-clang", "--lang", "c", "--dir", &sandbox.root().to_string_lossy()], None);
+    output.assert_success(&sandbox);
+    let dir = sandbox.path("no-clang");
+    let mut command = Command::new(util::FERRY);
+    command.arg("plugin").arg("build").arg(&dir).current_dir(sandbox.root()).env_remove("FERRY_LOG").env("PATH", sandbox.path("no-tools"));
+    let output = sandbox.run_command(command);
+    assert!(!output.success(), "{}", sandbox.report(Some(&output)));
+    // After the progress line that names the folder, the error on one line.
+    let lines = output.stderr_lines();
+    assert_eq!(lines.len(), 2, "{}", sandbox.report(Some(&output)));
+    assert_eq!(lines[0], format!("Building the C plugin in {}", dir.display()));
+    assert_eq!(
+        lines[1],
+        format!(
+            "ferry: error: plugin folder {}: no clang found (clang-16, clang-19, clang, clang-18, clang-17); install Debian's C toolchain for \
+             WebAssembly: apt-get install clang-16 lld-16 wasi-libc libclang-rt-16-dev-wasm32",
+            dir.display()
+        )
+    );
+}

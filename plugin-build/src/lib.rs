@@ -1,7 +1,10 @@
 //! Builds ferry plugins into WebAssembly components, one entry per language:
 //! [`rust`] (cargo for `wasm32-wasip2`, adding that target with rustup when
-//! it is missing) and [`script`] (Python with componentize-py, JavaScript
-//! with componentize-js, each installed on first use into a tools folder).
+//! it is missing), [`script`] (Python with componentize-py, JavaScript
+//! with componentize-js, each installed on first use into a tools folder)
+//! and, with the feature `c`, `c` (clang for WASI, then a component made in
+//! process: only `ferry plugin new/build` need it, so ferry's build script
+//! does not compile wit-component).
 //!
 //! One library for every builder of plugins, so that they all build alike:
 //! ferry's build script (the `redact` plugin the binary embeds), the
@@ -13,6 +16,8 @@
 //! progress goes to the caller's [`Progress`]. Build scripts name the files
 //! cargo must watch themselves (see [`rust::watched`]).
 
+#[cfg(feature = "c")]
+pub mod c;
 pub mod rust;
 pub mod script;
 

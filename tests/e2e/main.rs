@@ -6,6 +6,7 @@
 
 mod util;
 
+mod c_plugins;
 mod check;
 mod cli_errors;
 mod configure;

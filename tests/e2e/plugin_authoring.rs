@@ -2,6 +2,8 @@
 //! language: `ferry plugin new`, `ferry plugin build`, then `ferry plugin
 //! test` on the component `build` printed, over the fixture events.
 //!
+//! C needs clang for WASI on the PATH (`./test` installs Debian's).
+//!
 //! Offline and warm: `--tools` is the folder where ferry-test-plugins
 //! installed componentize-py and componentize-js, and the Rust build shares
 //! the target folder of the plugins workspace ferry-test-plugins built
@@ -108,6 +110,11 @@ fn a_new_python_plugin_builds_and_tests_with_ferry_alone() {
 #[test]
 fn a_new_javascript_plugin_builds_and_tests_with_ferry_alone() {
     new_build_test("js", "author-js");
+}
+
+#[test]
+fn a_new_c_plugin_builds_and_tests_with_ferry_alone() {
+    new_build_test("c", "author-c");
 }
 
 #[test]

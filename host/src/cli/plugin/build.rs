@@ -2,7 +2,7 @@
 //! same builders (`ferry-plugin-build`) that build ferry's own plugins for
 //! its tests, so an author's plugin is built exactly as those are.
 
-use ferry_plugin_build::{rust, script};
+use ferry_plugin_build::{c, rust, script};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
@@ -27,12 +27,18 @@ enum Kind {
     Rust,
     /// An `app.py` or `app.js`.
     Script(script::Language),
+    /// A `NAME.c` named after the folder: compiled by clang for WASI, made a
+    /// component in process.
+    C,
 }
 
 impl Kind {
     fn of_folder(dir: &Path) -> Option<Kind> {
         if dir.join("Cargo.toml").is_file() {
             return Some(Kind::Rust);
+        }
+        if c::is_plugin_folder(dir) {
+            return Some(Kind::C);
         }
         script::Language::of_folder(dir).map(Kind::Script)
     }
@@ -41,6 +47,7 @@ impl Kind {
         match self {
             Kind::Rust => "Rust",
             Kind::Script(language) => language.name(),
+            Kind::C => "C",
         }
     }
 }
@@ -61,8 +68,12 @@ pub fn run(args: &BuildArgs, mut out: impl Write) -> Result<PathBuf, PluginBuild
     if !dir.is_dir() {
         return Err(failed("no such folder".to_owned()));
     }
-    let kind = Kind::of_folder(dir)
-        .ok_or_else(|| failed("holds no Cargo.toml, app.py or app.js: not a plugin folder (`ferry plugin new` writes one)".to_owned()))?;
+    let kind = Kind::of_folder(dir).ok_or_else(|| {
+        failed(
+            "holds no Cargo.toml, app.py, app.js or NAME.c (NAME: the folder's): not a plugin folder (`ferry plugin new` writes one)"
+                .to_owned(),
+        )
+    })?;
     let progress = |line: &str| eprintln!("{line}");
     eprintln!("Building the {} plugin in {}", kind.name(), dir.display());
     let wasm = match kind {
@@ -79,6 +90,7 @@ pub fn run(args: &BuildArgs, mut out: impl Write) -> Result<PathBuf, PluginBuild
             };
             script::build_plugin(language, dir, &tools, &progress)
         }
+        Kind::C => c::build_plugin(dir, &progress),
     }
     .map_err(failed)?;
     let size = std::fs::metadata(&wasm).map_or(0, |meta| meta.len());
@@ -102,7 +114,7 @@ mod tests {
         let args = BuildArgs { dir: dir.path().to_owned(), tools: None };
         let err = run(&args, Vec::new()).expect_err("empty folder");
         assert!(
-            err.to_string().starts_with(&format!("plugin folder {}: holds no Cargo.toml, app.py or app.js", dir.path().display())),
+            err.to_string().starts_with(&format!("plugin folder {}: holds no Cargo.toml, app.py, app.js or NAME.c", dir.path().display())),
             "{err}"
         );
         std::fs::write(dir.path().join("app.py"), "").expect("write");

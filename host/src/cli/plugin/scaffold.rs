@@ -1,11 +1,12 @@
-//! `ferry plugin new`: a working plugin to start from, in Rust, Python or
-//! JavaScript.
+//! `ferry plugin new`: a working plugin to start from, in Rust, Python,
+//! JavaScript or C.
 //!
 //! Every scaffold carries a copy of the contract (`wit/plugin.wit`) this
 //! ferry implements, so it builds without a ferry checkout; the Rust one also
 //! carries ferry's Rust SDK (`ferry-guest/`), whose bindings are generated
 //! from that copy, and the event contract it reads events with
-//! (`ferry-event/`), so a plugin reads ids and types as this ferry does. The templates live in `host/templates/` and are compiled
+//! (`ferry-event/`), so a plugin reads ids and types as this ferry does; the
+//! C one carries the C bindings generated from that copy (`bindings/`). The templates live in `host/templates/` and are compiled
 //! into the binary. Each scaffold does the same small job (drop the event
 //! types named in its config, mark every other event), so that it shows
 //! config, replace, drop and counters, and can be checked after it is built.
@@ -21,6 +22,9 @@ pub enum Language {
     Python,
     /// JavaScript, packed with StarlingMonkey by componentize-js.
     Js,
+    /// C, compiled by clang for WASI with wasi-libc (Debian's clang-16,
+    /// lld-16 and wasi-libc), made a component by ferry itself.
+    C,
 }
 
 impl std::fmt::Display for Language {
@@ -29,6 +33,7 @@ impl std::fmt::Display for Language {
             Language::Rust => "Rust",
             Language::Python => "Python",
             Language::Js => "JavaScript",
+            Language::C => "C",
         })
     }
 }
@@ -48,6 +53,9 @@ pub enum ScaffoldError {
         /// The plugin's folder.
         path: PathBuf,
     },
+    /// The C bindings could not be generated from the contract.
+    #[error("{0}")]
+    Bindings(String),
     /// The file system refused.
     #[error("cannot write {}: {source}", path.display())]
     Write {
@@ -64,7 +72,7 @@ pub struct Scaffold {
     /// The plugin's folder.
     pub dir: PathBuf,
     /// The files written, relative to `dir`.
-    pub files: Vec<&'static str>,
+    pub files: Vec<String>,
     /// Shell commands, run in `dir`, that build the plugin by hand (its
     /// README gives them after `ferry plugin build`).
     pub build: Vec<String>,
@@ -122,13 +130,31 @@ pub fn create(name: &str, language: Language, parent: &Path) -> Result<Scaffold,
             ("README.md", fill(include_str!("../../../templates/js/README.md"))),
             ("wit/plugin.wit", WIT.to_owned()),
         ],
+        Language::C => vec![
+            ("NAME.c", fill(include_str!("../../../templates/c/plugin.c"))),
+            ("NAME.toml", fill(include_str!("../../../templates/c/plugin.toml"))),
+            ("README.md", fill(include_str!("../../../templates/c/README.md"))),
+            ("wit/plugin.wit", WIT.to_owned()),
+        ],
     };
+    // `NAME` in a file's name is the plugin's (the C plugin's code and settings).
+    let files: Vec<(String, String)> = files.into_iter().map(|(relative, text)| (relative.replace("NAME", name), text)).collect();
     for (relative, text) in &files {
         write(&dir.join(relative), text)?;
     }
+    let mut files: Vec<String> = files.into_iter().map(|(relative, _)| relative).collect();
+    if language == Language::C {
+        // For the editor and a build by hand; `ferry plugin build` writes them again.
+        ferry_plugin_build::c::write_bindings(&dir.join("wit"), &dir.join(ferry_plugin_build::c::BINDINGS))
+            .map_err(ScaffoldError::Bindings)?;
+        files.extend(C_BINDINGS.map(str::to_owned));
+    }
     let (build, output) = build_commands(name, &lib_name, language);
-    Ok(Scaffold { dir, files: files.iter().map(|(relative, _)| *relative).collect(), build, output })
+    Ok(Scaffold { dir, files, build, output })
 }
+
+/// The files wit-bindgen's C generator writes for the `plugin` world.
+const C_BINDINGS: [&str; 3] = ["bindings/plugin.h", "bindings/plugin.c", "bindings/plugin_component_type.o"];
 
 /// How each language's scaffold is built, as its README says.
 fn build_commands(name: &str, lib_name: &str, language: Language) -> (Vec<String>, String) {
@@ -144,6 +170,15 @@ fn build_commands(name: &str, lib_name: &str, language: Language) -> (Vec<String
             format!("{name}.wasm"),
         ),
         Language::Js => (vec!["npm install".to_owned(), "npm run build".to_owned()], format!("{name}.wasm")),
+        Language::C => (
+            vec![
+                format!(
+                    "mkdir -p build && clang-16 --target=wasm32-wasi -mexec-model=reactor -O2 -I bindings -o build/{name}.core.wasm *.c bindings/plugin.c bindings/plugin_component_type.o"
+                ),
+                format!("wasm-tools component new build/{name}.core.wasm --adapt wasi_snapshot_preview1.reactor.wasm -o {name}.wasm"),
+            ],
+            format!("{name}.wasm"),
+        ),
     }
 }
 

@@ -85,8 +85,9 @@ fn a_javascript_scaffold_builds_and_runs() {
 fn a_rust_scaffold_builds_on_its_own_and_runs() {
     let dir = tempfile::tempdir().expect("tempdir");
     let scaffold = create("rust-start", Language::Rust, dir.path()).expect("scaffolds");
-    assert!(scaffold.files.contains(&"ferry-guest/src/lib.rs") && scaffold.files.contains(&"wit/plugin.wit"));
-    assert!(scaffold.files.contains(&"ferry-event/src/header.rs"), "the SDK reads events with the contract beside it");
+    let has = |file: &str| scaffold.files.iter().any(|written| written == file);
+    assert!(has("ferry-guest/src/lib.rs") && has("wit/plugin.wit"));
+    assert!(has("ferry-event/src/header.rs"), "the SDK reads events with the contract beside it");
     let mut build = Command::new(option_env!("CARGO").unwrap_or("cargo"));
     build.args(["build", "--release", "--offline", "--target", "wasm32-wasip2"]);
     for (key, _) in std::env::vars() {
@@ -102,6 +103,38 @@ fn a_rust_scaffold_builds_on_its_own_and_runs() {
     run(build, &scaffold.dir);
     assert_eq!(scaffold.output, "target/wasm32-wasip2/release/rust_start.wasm");
     check_built(&target.join("wasm32-wasip2/release/rust_start.wasm"), "rust-start");
+}
+
+/// Built as `ferry plugin build` builds it: Debian's clang (`./test`
+/// installs it), then made a component in process.
+#[test]
+fn a_c_scaffold_builds_and_runs() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let scaffold = create("c-start", Language::C, dir.path()).expect("scaffolds");
+    assert_eq!(
+        scaffold.files,
+        [
+            "c-start.c",
+            "c-start.toml",
+            "README.md",
+            "wit/plugin.wit",
+            "bindings/plugin.h",
+            "bindings/plugin.c",
+            "bindings/plugin_component_type.o"
+        ]
+    );
+    for file in &scaffold.files {
+        assert!(scaffold.dir.join(file).is_file(), "{file} is written");
+    }
+    let readme = std::fs::read_to_string(scaffold.dir.join("README.md")).expect("README");
+    for step in &scaffold.build {
+        assert!(readme.contains(step.as_str()), "the README should say `{step}`");
+    }
+    let wasm = ferry_plugin_build::c::build_plugin(&scaffold.dir, &ferry_plugin_build::quiet).expect("builds");
+    assert_eq!(wasm, scaffold.dir.join(&scaffold.output));
+    let settings = std::fs::read_to_string(scaffold.dir.join("c-start.toml")).expect("settings");
+    load_path(&wasm, "c-start", &settings, Arc::new(Metrics::default())).expect("loads with the settings it was written with");
+    check_built(&wasm, "c-start");
 }
 
 #[test]

@@ -1,0 +1,154 @@
+//! The C example plugin, `plugins/c/drop-types`: its logic natively (its
+//! own C test, built with the host's C compiler), then as WebAssembly
+//! through the real binary: built by `ferry plugin build` (Debian's clang,
+//! componentized in process), run by `ferry plugin test` on the fixtures,
+//! and in a `ferry start` job from a plugins folder with its settings.
+
+use crate::util::{self, FixtureEvent, IN, Sandbox};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// The example's folder in the repository.
+fn example() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../plugins/c/drop-types")
+}
+
+/// The config the runs below use, and the events it drops.
+const CONFIG: &str = r#"{"types":["sftp","desktop.*"]}"#;
+fn dropped(event: &FixtureEvent) -> bool {
+    event.event_type == "sftp" || event.event_type.starts_with("desktop.")
+}
+
+/// Runs `command`, failing the test with its output when it fails; its stdout.
+fn run(mut command: Command) -> String {
+    let shown = format!("{command:?}");
+    let output = command.output().unwrap_or_else(|err| panic!("cannot run {shown}: {err}"));
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(
+        output.status.success(),
+        "{shown} failed ({})\n--- stdout\n{stdout}\n--- stderr\n{}",
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
+    );
+    stdout
+}
+
+#[test]
+fn drop_types_logic_passes_its_native_test_and_counts_as_ferry_does() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let binary = dir.path().join("drop_types_test");
+    let mut cc = Command::new("cc");
+    cc.args(["-std=c11", "-Wall", "-Wextra", "-Werror", "-O2", "-o"]).arg(&binary).arg(example().join("test/drop_types_test.c"));
+    run(cc);
+    assert_eq!(run(Command::new(&binary)), "ok\n", "the fixed cases");
+
+    let events = util::fixtures();
+    let mut count = Command::new(&binary);
+    count
+        .arg(CONFIG)
+        .stdin(std::fs::File::open(concat!(env!("CARGO_MANIFEST_DIR"), "/../fixtures/teleport-events.jsonl")).expect("fixtures"));
+    let expected = events.iter().filter(|e| dropped(e)).count();
+    assert_eq!(expected, 44, "36 sftp and 8 desktop.* events in the fixtures");
+    assert_eq!(run(count), format!("dropped {expected} of {}\n", events.len()));
+}
+
+/// A copy of the example in the sandbox (the build writes beside the code),
+/// with the contract from the repository's `wit/`; built; the component.
+fn build_example(sandbox: &Sandbox) -> PathBuf {
+    let dir = sandbox.path("drop-types");
+    std::fs::create_dir_all(dir.join("wit")).expect("folder");
+    for file in ["drop-types.c", "drop_types.h", "drop-types.toml"] {
+        std::fs::copy(example().join(file), dir.join(file)).expect("copy the example");
+    }
+    std::fs::copy(Path::new(env!("CARGO_MANIFEST_DIR")).join("../wit/plugin.wit"), dir.join("wit/plugin.wit")).expect("copy the WIT");
+    let mut command = Command::new(util::FERRY);
+    command.arg("plugin").arg("build").arg(&dir).current_dir(sandbox.root()).env_remove("FERRY_LOG");
+    let output = sandbox.run_command(command);
+    output.assert_success(sandbox);
+    let wasm = dir.join("drop-types.wasm");
+    assert_eq!(output.stdout.trim(), wasm.display().to_string(), "{}", sandbox.report(Some(&output)));
+    wasm
+}
+
+#[test]
+fn drop_types_builds_and_drops_in_plugin_test_and_in_a_job() {
+    let config = util::plugins_dir_job(64).text();
+    let sandbox = Sandbox::new("c_drop_types", &config);
+    let events = util::fixtures();
+    sandbox.write(IN, util::jsonl(&events).as_bytes());
+    let wasm = build_example(&sandbox);
+
+    // `ferry plugin test`, as an author tries it.
+    let mut command = Command::new("sh");
+    command
+        .args(["-c", r#"exec "$0" plugin test "$1" --config "$2" --cache none < "$3""#, util::FERRY])
+        .arg(&wasm)
+        .args([CONFIG, IN])
+        .current_dir(sandbox.root())
+        .env_remove("FERRY_LOG");
+    let output = sandbox.run_command(command);
+    output.assert_success(&sandbox);
+    let drops = events.iter().filter(|e| dropped(e)).count();
+    assert_eq!(
+        output.stdout.lines().last().unwrap_or_default(),
+        format!(
+            "summary: {} events in {} calls: {} kept, 0 replaced, 0 routed, {drops} dropped, 0 failed (0 failed calls); 0 invalid lines",
+            events.len(),
+            events.len().div_ceil(256),
+            events.len() - drops
+        ),
+        "{}",
+        sandbox.report(Some(&output))
+    );
+
+    // A job: the component and its settings in the plugins folder; every
+    // event not dropped comes out byte for byte, in order.
+    sandbox.write("plugins/drop-types.wasm", &std::fs::read(&wasm).expect("component"));
+    sandbox.write("plugins/drop-types.toml", b"max-memory = \"32MiB\"\n\n[config]\ntypes = [\"sftp\", \"desktop.*\"]\n");
+    let run = sandbox.run("start");
+    run.assert_success(&sandbox);
+    let expected: Vec<&str> = events.iter().filter(|e| !dropped(e)).map(|e| e.line.as_str()).collect();
+    assert_eq!(sandbox.out_lines(), expected, "{}", sandbox.report(Some(&run)));
+    assert!(sandbox.dead_letters().is_empty(), "nothing dead-lettered{}", sandbox.report(Some(&run)));
+}
+
+#[test]
+fn drop_types_refuses_a_config_it_cannot_read_on_one_line() {
+    let sandbox = Sandbox::new("c_drop_types_config", "");
+    sandbox.write(IN, util::jsonl(&util::fixtures()).as_bytes());
+    let wasm = build_example(&sandbox);
+    let mut command = Command::new("sh");
+    command
+        .args(["-c", r#"exec "$0" plugin test "$1" --config '{"types":"sftp"}' --cache none < "$2""#, util::FERRY])
+        .arg(&wasm)
+        .arg(IN)
+        .current_dir(sandbox.root())
+        .env_remove("FERRY_LOG");
+    let output = sandbox.run_command(command);
+    let message = output.one_line_error(&sandbox);
+    assert!(message.contains("`types` must be a list of event types"), "{message}");
+}
+
+#[test]
+fn building_c_without_clang_says_what_to_install_on_one_line() {
+    let sandbox = Sandbox::new("c_no_clang", "");
+    let output = sandbox.run_args(&["plugin", "new", "no-clang", "--lang", "c", "--dir", &sandbox.root().to_string_lossy()], None);
+    output.assert_success(&sandbox);
+    let dir = sandbox.path("no-clang");
+    let mut command = Command::new(util::FERRY);
+    command.arg("plugin").arg("build").arg(&dir).current_dir(sandbox.root()).env_remove("FERRY_LOG").env("PATH", sandbox.path("no-tools"));
+    let output = sandbox.run_command(command);
+    assert!(!output.success(), "{}", sandbox.report(Some(&output)));
+    // After the progress line that names the folder, the error on one line.
+    let lines = output.stderr_lines();
+    assert_eq!(lines.len(), 2, "{}", sandbox.report(Some(&output)));
+    assert_eq!(lines[0], format!("Building the C plugin in {}", dir.display()));
+    assert_eq!(
+        lines[1],
+        format!(
+            "ferry: error: plugin folder {}: no clang found (clang-16, clang-19, clang, clang-18, clang-17); install Debian's C toolchain for \
+             WebAssembly: apt-get install clang-16 lld-16 wasi-libc libclang-rt-16-dev-wasm32",
+            dir.display()
+        )
+    );
+}

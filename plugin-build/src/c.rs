@@ -14,13 +14,10 @@
 //! on knows; `wasm32-wasip1` names the same target only from clang 18 on, so
 //! the older name is used.
 
+use crate::component::{componentize, contract, one_line, plugin_name};
 use crate::{Failure, Progress};
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use wit_bindgen_core::wit_parser::Resolve;
-
-/// The world every plugin targets, in `wit/plugin.wit`.
-const WORLD: &str = "plugin";
 
 /// The folder of a plugin's generated bindings.
 pub const BINDINGS: &str = "bindings";
@@ -46,12 +43,7 @@ pub fn is_plugin_folder(dir: &Path) -> bool {
 /// `plugin.h`, `plugin.c` and `plugin_component_type.o`; returns the files
 /// written.
 pub fn write_bindings(wit_dir: &Path, out_dir: &Path) -> Result<Vec<PathBuf>, Failure> {
-    let mut resolve = Resolve::default();
-    let (package, _) =
-        resolve.push_path(wit_dir).map_err(|err| format!("cannot read the contract in {}: {}", wit_dir.display(), one_line(&err)))?;
-    let world = resolve
-        .select_world(&[package], Some(WORLD))
-        .map_err(|err| format!("no world `{WORLD}` in {}: {}", wit_dir.display(), one_line(&err)))?;
+    let (mut resolve, world) = contract(wit_dir)?;
     let mut files = wit_bindgen_core::Files::default();
     wit_bindgen_c::Opts::default()
         .build()
@@ -99,22 +91,6 @@ pub fn build_plugin(dir: &Path, progress: Progress) -> Result<PathBuf, Failure> 
     Ok(output)
 }
 
-/// Turns a WASI preview-1 reactor module that carries its component type
-/// (the linked `plugin_component_type.o`) into a component, adapting its
-/// WASI calls to preview 2 with the adapter of wasmtime 48, ferry's runtime.
-pub fn componentize(module: &[u8]) -> Result<Vec<u8>, Failure> {
-    use wasi_preview1_component_adapter_provider::{WASI_SNAPSHOT_PREVIEW1_ADAPTER_NAME, WASI_SNAPSHOT_PREVIEW1_REACTOR_ADAPTER};
-    let failed = |err: anyhow::Error| format!("cannot make a component of it: {}", one_line(&err));
-    wit_component::ComponentEncoder::default()
-        .validate(true)
-        .module(module)
-        .map_err(failed)?
-        .adapter(WASI_SNAPSHOT_PREVIEW1_ADAPTER_NAME, WASI_SNAPSHOT_PREVIEW1_REACTOR_ADAPTER)
-        .map_err(failed)?
-        .encode()
-        .map_err(failed)
-}
-
 /// The first clang on `PATH` that runs.
 fn find_clang() -> Result<String, Failure> {
     CLANGS
@@ -132,17 +108,6 @@ fn sources(dir: &Path) -> Result<Vec<PathBuf>, Failure> {
         entries.filter_map(Result::ok).map(|entry| entry.path()).filter(|path| path.extension().is_some_and(|ext| ext == "c")).collect();
     sources.sort();
     Ok(sources)
-}
-
-/// The folder's name, which names the plugin's main C file and component.
-fn plugin_name(dir: &Path) -> String {
-    let dir = std::path::absolute(dir).unwrap_or_else(|_| dir.to_owned());
-    dir.file_name().map_or_else(|| "plugin".to_owned(), |name| name.to_string_lossy().into_owned())
-}
-
-/// An error chain as one line.
-fn one_line(err: &anyhow::Error) -> String {
-    format!("{err:#}").replace('\n', " ")
 }
 
 #[cfg(test)]

@@ -2,9 +2,10 @@
 //! [`rust`] (cargo for `wasm32-wasip2`, adding that target with rustup when
 //! it is missing), [`script`] (Python with componentize-py, JavaScript
 //! with componentize-js, each installed on first use into a tools folder)
-//! and, with the feature `c`, `c` (clang for WASI, then a component made in
-//! process: only `ferry plugin new/build` need it, so ferry's build script
-//! does not compile wit-component).
+//! and, with the features `c` and `go`, `c` (clang for WASI) and `go` (the
+//! standard Go toolchain for wasip1), each then made a component in process
+//! by `component` (only `ferry plugin new/build` need them, so ferry's build
+//! script does not compile wit-component).
 //!
 //! One library for every builder of plugins, so that they all build alike:
 //! ferry's build script (the `redact` plugin the binary embeds), the
@@ -18,6 +19,10 @@
 
 #[cfg(feature = "c")]
 pub mod c;
+#[cfg(feature = "component")]
+pub mod component;
+#[cfg(feature = "go")]
+pub mod go;
 pub mod rust;
 pub mod script;
 

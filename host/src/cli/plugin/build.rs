@@ -2,7 +2,7 @@
 //! same builders (`ferry-plugin-build`) that build ferry's own plugins for
 //! its tests, so an author's plugin is built exactly as those are.
 
-use ferry_plugin_build::{c, rust, script};
+use ferry_plugin_build::{c, go, rust, script};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
@@ -30,6 +30,9 @@ enum Kind {
     /// A `NAME.c` named after the folder: compiled by clang for WASI, made a
     /// component in process.
     C,
+    /// A `go.mod`: built by the Go toolchain for wasip1, made a component in
+    /// process.
+    Go,
 }
 
 impl Kind {
@@ -40,6 +43,9 @@ impl Kind {
         if c::is_plugin_folder(dir) {
             return Some(Kind::C);
         }
+        if go::is_plugin_folder(dir) {
+            return Some(Kind::Go);
+        }
         script::Language::of_folder(dir).map(Kind::Script)
     }
 
@@ -48,6 +54,7 @@ impl Kind {
             Kind::Rust => "Rust",
             Kind::Script(language) => language.name(),
             Kind::C => "C",
+            Kind::Go => "Go",
         }
     }
 }
@@ -70,7 +77,7 @@ pub fn run(args: &BuildArgs, mut out: impl Write) -> Result<PathBuf, PluginBuild
     }
     let kind = Kind::of_folder(dir).ok_or_else(|| {
         failed(
-            "holds no Cargo.toml, app.py, app.js or NAME.c (NAME: the folder's): not a plugin folder (`ferry plugin new` writes one)"
+            "holds no Cargo.toml, app.py, app.js, go.mod or NAME.c (NAME: the folder's): not a plugin folder (`ferry plugin new` writes one)"
                 .to_owned(),
         )
     })?;
@@ -91,6 +98,7 @@ pub fn run(args: &BuildArgs, mut out: impl Write) -> Result<PathBuf, PluginBuild
             script::build_plugin(language, dir, &tools, &progress)
         }
         Kind::C => c::build_plugin(dir, &progress),
+        Kind::Go => go::build_plugin(dir, &progress),
     }
     .map_err(failed)?;
     let size = std::fs::metadata(&wasm).map_or(0, |meta| meta.len());
@@ -114,7 +122,8 @@ mod tests {
         let args = BuildArgs { dir: dir.path().to_owned(), tools: None };
         let err = run(&args, Vec::new()).expect_err("empty folder");
         assert!(
-            err.to_string().starts_with(&format!("plugin folder {}: holds no Cargo.toml, app.py, app.js or NAME.c", dir.path().display())),
+            err.to_string()
+                .starts_with(&format!("plugin folder {}: holds no Cargo.toml, app.py, app.js, go.mod or NAME.c", dir.path().display())),
             "{err}"
         );
         std::fs::write(dir.path().join("app.py"), "").expect("write");

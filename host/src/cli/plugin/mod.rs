@@ -44,8 +44,8 @@ pub enum PluginCommand {
         #[arg(long, default_value = ".")]
         dir: PathBuf,
     },
-    /// Build a plugin folder (as `ferry plugin new` writes it: Rust, Python
-    /// or JavaScript) into a component and print the component's path.
+    /// Build a plugin folder (as `ferry plugin new` writes it: Rust, Python,
+    /// JavaScript, C or Go) into a component and print the component's path.
     Build(build::BuildArgs),
 }
 

@@ -1,12 +1,13 @@
 //! `ferry plugin new`: a working plugin to start from, in Rust, Python,
-//! JavaScript or C.
+//! JavaScript, C or Go.
 //!
 //! Every scaffold carries a copy of the contract (`wit/plugin.wit`) this
 //! ferry implements, so it builds without a ferry checkout; the Rust one also
 //! carries ferry's Rust SDK (`ferry-guest/`), whose bindings are generated
 //! from that copy, and the event contract it reads events with
 //! (`ferry-event/`), so a plugin reads ids and types as this ferry does; the
-//! C one carries the C bindings generated from that copy (`bindings/`). The templates live in `host/templates/` and are compiled
+//! C one carries the C bindings generated from that copy (`bindings/`); the
+//! Go one carries ferry's Go SDK (`ferry-plugin/`, from `sdk/go`). The templates live in `host/templates/` and are compiled
 //! into the binary. Each scaffold does the same small job (drop the event
 //! types named in its config, mark every other event), so that it shows
 //! config, replace, drop and counters, and can be checked after it is built.
@@ -25,6 +26,9 @@ pub enum Language {
     /// C, compiled by clang for WASI with wasi-libc (Debian's clang-16,
     /// lld-16 and wasi-libc), made a component by ferry itself.
     C,
+    /// Go with ferry's Go SDK, built by the standard Go toolchain (1.24 or
+    /// later) for wasip1, made a component by ferry itself.
+    Go,
 }
 
 impl std::fmt::Display for Language {
@@ -34,6 +38,7 @@ impl std::fmt::Display for Language {
             Language::Python => "Python",
             Language::Js => "JavaScript",
             Language::C => "C",
+            Language::Go => "Go",
         })
     }
 }
@@ -136,8 +141,22 @@ pub fn create(name: &str, language: Language, parent: &Path) -> Result<Scaffold,
             ("README.md", fill(include_str!("../../../templates/c/README.md"))),
             ("wit/plugin.wit", WIT.to_owned()),
         ],
+        Language::Go => vec![
+            ("main.go", fill(include_str!("../../../templates/go/main.go"))),
+            ("go.mod", fill(include_str!("../../../templates/go/go.mod"))),
+            ("NAME.toml", fill(include_str!("../../../templates/go/plugin.toml"))),
+            ("README.md", fill(include_str!("../../../templates/go/README.md"))),
+            ("wit/plugin.wit", WIT.to_owned()),
+            ("ferry-plugin/go.mod", include_str!("../../../../sdk/go/go.mod").to_owned()),
+            ("ferry-plugin/doc.go", include_str!("../../../../sdk/go/doc.go").to_owned()),
+            ("ferry-plugin/plugin.go", include_str!("../../../../sdk/go/plugin.go").to_owned()),
+            ("ferry-plugin/event.go", include_str!("../../../../sdk/go/event.go").to_owned()),
+            ("ferry-plugin/outcome.go", include_str!("../../../../sdk/go/outcome.go").to_owned()),
+            ("ferry-plugin/abi.go", include_str!("../../../../sdk/go/abi.go").to_owned()),
+            ("ferry-plugin/host_native.go", include_str!("../../../../sdk/go/host_native.go").to_owned()),
+        ],
     };
-    // `NAME` in a file's name is the plugin's (the C plugin's code and settings).
+    // `NAME` in a file's name is the plugin's (the C and Go plugins' code and settings).
     let files: Vec<(String, String)> = files.into_iter().map(|(relative, text)| (relative.replace("NAME", name), text)).collect();
     for (relative, text) in &files {
         write(&dir.join(relative), text)?;
@@ -177,6 +196,12 @@ fn build_commands(name: &str, lib_name: &str, language: Language) -> (Vec<String
                 ),
                 format!("wasm-tools component new build/{name}.core.wasm --adapt wasi_snapshot_preview1.reactor.wasm -o {name}.wasm"),
             ],
+            format!("{name}.wasm"),
+        ),
+        Language::Go => (
+            // The core module only: `ferry plugin build` then prepares it and
+            // makes it a component, which stock tools cannot (see the README).
+            vec![format!("mkdir -p build && GOOS=wasip1 GOARCH=wasm go build -buildmode=c-shared -trimpath -o build/{name}.core.wasm .")],
             format!("{name}.wasm"),
         ),
     }

@@ -137,6 +137,41 @@ fn a_c_scaffold_builds_and_runs() {
     check_built(&wasm, "c-start");
 }
 
+/// Built as `ferry plugin build` builds it: the Go toolchain (`./test`
+/// installs it and names it in `FERRY_GO`), then made a component in
+/// process; offline, with the SDK the scaffold carries.
+#[test]
+fn a_go_scaffold_builds_and_runs() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let scaffold = create("go-start", Language::Go, dir.path()).expect("scaffolds");
+    assert_eq!(
+        scaffold.files,
+        [
+            "main.go",
+            "go.mod",
+            "go-start.toml",
+            "README.md",
+            "wit/plugin.wit",
+            "ferry-plugin/go.mod",
+            "ferry-plugin/doc.go",
+            "ferry-plugin/plugin.go",
+            "ferry-plugin/event.go",
+            "ferry-plugin/outcome.go",
+            "ferry-plugin/abi.go",
+            "ferry-plugin/host_native.go"
+        ]
+    );
+    let readme = std::fs::read_to_string(scaffold.dir.join("README.md")).expect("README");
+    for step in &scaffold.build {
+        assert!(readme.contains(step.as_str()), "the README should say `{step}`");
+    }
+    let wasm = ferry_plugin_build::go::build_plugin(&scaffold.dir, &ferry_plugin_build::quiet).expect("builds");
+    assert_eq!(wasm, scaffold.dir.join(&scaffold.output));
+    let settings = std::fs::read_to_string(scaffold.dir.join("go-start.toml")).expect("settings");
+    load_path(&wasm, "go-start", &settings, Arc::new(Metrics::default())).expect("loads with the settings it was written with");
+    check_built(&wasm, "go-start");
+}
+
 #[test]
 fn names_are_checked_and_nothing_is_overwritten() {
     let dir = tempfile::tempdir().expect("tempdir");

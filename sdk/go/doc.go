@@ -1,0 +1,31 @@
+// Package plugin is ferry's SDK for plugins written in Go.
+//
+// A plugin registers itself in an init function of its main package:
+//
+//	func init() {
+//		plugin.Register(func(config []byte) (plugin.Plugin, error) {
+//			var settings Settings
+//			if err := plugin.DecodeConfig(config, &settings); err != nil {
+//				return nil, err
+//			}
+//			return &MyPlugin{settings}, nil
+//		})
+//	}
+//
+//	func main() {} // never called: the module is a reactor
+//
+// and is built with the standard Go toolchain (1.24 or later) as a WASI
+// preview-1 reactor, which `ferry plugin build` then makes a component:
+//
+//	GOOS=wasip1 GOARCH=wasm go build -buildmode=c-shared -o core.wasm .
+//
+// ferry hands a plugin a batch of events at a time and takes back one
+// [Outcome] per event, in order: [Keep], [Replace], [Drop], [Route] or
+// [Fail]. [Log] and [Count] reach ferry's log and metrics.
+//
+// There is no generator of bindings for Go here, so this package carries the
+// contract (wit/plugin.wit, `ferry:plugin@0.2.0`) by hand: abi.go lowers and
+// lifts its two exports and two imports per the component model's canonical
+// ABI. Everything else builds for the host too, so a plugin's logic can be
+// tested with a plain `go test`.
+package plugin

@@ -1,0 +1,3 @@
+module ferry.dev/plugin
+
+go 1.24

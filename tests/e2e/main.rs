@@ -18,6 +18,7 @@ mod example_chain;
 mod example_plugins;
 mod export;
 mod export_chunks;
+mod go_plugins;
 mod hostile;
 mod late_writer;
 mod limits;

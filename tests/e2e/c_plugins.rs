@@ -19,28 +19,14 @@ fn dropped(event: &FixtureEvent) -> bool {
     event.event_type == "sftp" || event.event_type.starts_with("desktop.")
 }
 
-/// Runs `command`, failing the test with its output when it fails; its stdout.
-fn run(mut command: Command) -> String {
-    let shown = format!("{command:?}");
-    let output = command.output().unwrap_or_else(|err| panic!("cannot run {shown}: {err}"));
-    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
-    assert!(
-        output.status.success(),
-        "{shown} failed ({})\n--- stdout\n{stdout}\n--- stderr\n{}",
-        output.status,
-        String::from_utf8_lossy(&output.stderr)
-    );
-    stdout
-}
-
 #[test]
 fn drop_types_logic_passes_its_native_test_and_counts_as_ferry_does() {
     let dir = tempfile::tempdir().expect("tempdir");
     let binary = dir.path().join("drop_types_test");
     let mut cc = Command::new("cc");
     cc.args(["-std=c11", "-Wall", "-Wextra", "-Werror", "-O2", "-o"]).arg(&binary).arg(example().join("test/drop_types_test.c"));
-    run(cc);
-    assert_eq!(run(Command::new(&binary)), "ok\n", "the fixed cases");
+    util::stdout_of_success(cc);
+    assert_eq!(util::stdout_of_success(Command::new(&binary)), "ok\n", "the fixed cases");
 
     let events = util::fixtures();
     let mut count = Command::new(&binary);
@@ -49,7 +35,7 @@ fn drop_types_logic_passes_its_native_test_and_counts_as_ferry_does() {
         .stdin(std::fs::File::open(concat!(env!("CARGO_MANIFEST_DIR"), "/../fixtures/teleport-events.jsonl")).expect("fixtures"));
     let expected = events.iter().filter(|e| dropped(e)).count();
     assert_eq!(expected, 44, "36 sftp and 8 desktop.* events in the fixtures");
-    assert_eq!(run(count), format!("dropped {expected} of {}\n", events.len()));
+    assert_eq!(util::stdout_of_success(count), format!("dropped {expected} of {}\n", events.len()));
 }
 
 /// A copy of the example in the sandbox (the build writes beside the code),
@@ -61,13 +47,7 @@ fn build_example(sandbox: &Sandbox) -> PathBuf {
         std::fs::copy(example().join(file), dir.join(file)).expect("copy the example");
     }
     std::fs::copy(Path::new(env!("CARGO_MANIFEST_DIR")).join("../wit/plugin.wit"), dir.join("wit/plugin.wit")).expect("copy the WIT");
-    let mut command = Command::new(util::FERRY);
-    command.arg("plugin").arg("build").arg(&dir).current_dir(sandbox.root()).env_remove("FERRY_LOG");
-    let output = sandbox.run_command(command);
-    output.assert_success(sandbox);
-    let wasm = dir.join("drop-types.wasm");
-    assert_eq!(output.stdout.trim(), wasm.display().to_string(), "{}", sandbox.report(Some(&output)));
-    wasm
+    util::build_plugin(sandbox, &dir, "drop-types")
 }
 
 #[test]
@@ -79,14 +59,7 @@ fn drop_types_builds_and_drops_in_plugin_test_and_in_a_job() {
     let wasm = build_example(&sandbox);
 
     // `ferry plugin test`, as an author tries it.
-    let mut command = Command::new("sh");
-    command
-        .args(["-c", r#"exec "$0" plugin test "$1" --config "$2" --cache none < "$3""#, util::FERRY])
-        .arg(&wasm)
-        .args([CONFIG, IN])
-        .current_dir(sandbox.root())
-        .env_remove("FERRY_LOG");
-    let output = sandbox.run_command(command);
+    let output = util::plugin_test(&sandbox, &wasm, &["--config", CONFIG, "--cache", "none"], IN);
     output.assert_success(&sandbox);
     let drops = events.iter().filter(|e| dropped(e)).count();
     assert_eq!(
@@ -117,14 +90,7 @@ fn drop_types_refuses_a_config_it_cannot_read_on_one_line() {
     let sandbox = Sandbox::new("c_drop_types_config", "");
     sandbox.write(IN, util::jsonl(&util::fixtures()).as_bytes());
     let wasm = build_example(&sandbox);
-    let mut command = Command::new("sh");
-    command
-        .args(["-c", r#"exec "$0" plugin test "$1" --config '{"types":"sftp"}' --cache none < "$2""#, util::FERRY])
-        .arg(&wasm)
-        .arg(IN)
-        .current_dir(sandbox.root())
-        .env_remove("FERRY_LOG");
-    let output = sandbox.run_command(command);
+    let output = util::plugin_test(&sandbox, &wasm, &["--config", r#"{"types":"sftp"}"#, "--cache", "none"], IN);
     let message = output.one_line_error(&sandbox);
     assert!(message.contains("`types` must be a list of event types"), "{message}");
 }

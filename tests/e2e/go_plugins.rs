@@ -47,34 +47,20 @@ fn team(event: &FixtureEvent) -> Option<&'static str> {
     Some(user.or(role).unwrap_or("unowned"))
 }
 
-/// Runs `command`, failing the test with its output when it fails; its stdout.
-fn run(mut command: Command) -> String {
-    let shown = format!("{command:?}");
-    let output = command.output().unwrap_or_else(|err| panic!("cannot run {shown}: {err}"));
-    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
-    assert!(
-        output.status.success(),
-        "{shown} failed ({})\n--- stdout\n{stdout}\n--- stderr\n{}",
-        output.status,
-        String::from_utf8_lossy(&output.stderr)
-    );
-    stdout
-}
-
 #[test]
 fn the_go_sdk_and_team_tags_pass_their_own_go_tests() {
     for dir in [repo().join("sdk/go"), example()] {
         let mut vet = Command::new(go());
         vet.args(["vet", "./..."]).current_dir(&dir);
-        run(vet);
+        util::stdout_of_success(vet);
         let mut test = Command::new(go());
         test.args(["test", "-count=1", "./..."]).current_dir(&dir);
-        assert!(run(test).starts_with("ok"), "go test in {}", dir.display());
+        assert!(util::stdout_of_success(test).starts_with("ok"), "go test in {}", dir.display());
     }
     // The SDK's WebAssembly half (its canonical ABI) is checked by the compiler too.
     let mut vet = Command::new(go());
     vet.args(["vet", "./..."]).current_dir(repo().join("sdk/go")).env("GOOS", "wasip1").env("GOARCH", "wasm");
-    run(vet);
+    util::stdout_of_success(vet);
 }
 
 /// A copy of the example in the sandbox (the build writes beside the code),
@@ -90,13 +76,7 @@ fn build_example(sandbox: &Sandbox) -> PathBuf {
     let sdk = repo().join("sdk/go");
     std::fs::write(dir.join("go.mod"), go_mod.replace("../../../sdk/go", &sdk.to_string_lossy())).expect("go.mod");
     std::fs::copy(repo().join("wit/plugin.wit"), dir.join("wit/plugin.wit")).expect("copy the WIT");
-    let mut command = Command::new(util::FERRY);
-    command.arg("plugin").arg("build").arg(&dir).current_dir(sandbox.root()).env_remove("FERRY_LOG");
-    let output = sandbox.run_command(command);
-    output.assert_success(sandbox);
-    let wasm = dir.join("team-tags.wasm");
-    assert_eq!(output.stdout.trim(), wasm.display().to_string(), "{}", sandbox.report(Some(&output)));
-    wasm
+    util::build_plugin(sandbox, &dir, "team-tags")
 }
 
 #[test]
@@ -108,14 +88,7 @@ fn team_tags_builds_and_tags_in_plugin_test_and_in_a_job() {
     let wasm = build_example(&sandbox);
 
     // `ferry plugin test`, as an author tries it.
-    let mut command = Command::new("sh");
-    command
-        .args(["-c", r#"exec "$0" plugin test "$1" --config "$2" --cache none < "$3""#, util::FERRY])
-        .arg(&wasm)
-        .args([CONFIG, IN])
-        .current_dir(sandbox.root())
-        .env_remove("FERRY_LOG");
-    let output = sandbox.run_command(command);
+    let output = util::plugin_test(&sandbox, &wasm, &["--config", CONFIG, "--cache", "none"], IN);
     output.assert_success(&sandbox);
     let tagged = events.iter().filter(|e| team(e).is_some()).count();
     assert_eq!(
@@ -156,14 +129,7 @@ fn team_tags_refuses_a_config_it_cannot_use_on_one_line() {
     let sandbox = Sandbox::new("go_team_tags_config", "");
     sandbox.write(IN, util::jsonl(&util::fixtures()).as_bytes());
     let wasm = build_example(&sandbox);
-    let mut command = Command::new("sh");
-    command
-        .args(["-c", r#"exec "$0" plugin test "$1" --config '{"roles":{"admin":""}}' --cache none < "$2""#, util::FERRY])
-        .arg(&wasm)
-        .arg(IN)
-        .current_dir(sandbox.root())
-        .env_remove("FERRY_LOG");
-    let output = sandbox.run_command(command);
+    let output = util::plugin_test(&sandbox, &wasm, &["--config", r#"{"roles":{"admin":""}}"#, "--cache", "none"], IN);
     let message = output.one_line_error(&sandbox);
     assert!(message.contains(r#"config: roles."admin": the team must not be empty"#), "{message}");
 }
@@ -181,18 +147,9 @@ fn every_outcome_and_import_crosses_the_go_sdk_as_ferry_reads_it() {
     let output = sandbox.run_args(&["plugin", "new", "every", "--lang", "go", "--dir", &sandbox.root().to_string_lossy()], None);
     output.assert_success(&sandbox);
     std::fs::copy(repo().join("sdk/go/testdata/every/main.go"), sandbox.path("every/main.go")).expect("the test plugin");
-    let mut command = Command::new(util::FERRY);
-    command.arg("plugin").arg("build").arg(sandbox.path("every")).current_dir(sandbox.root()).env_remove("FERRY_LOG");
-    sandbox.run_command(command).assert_success(&sandbox);
+    let wasm = util::build_plugin(&sandbox, &sandbox.path("every"), "every");
 
-    let mut command = Command::new("sh");
-    command
-        .args(["-c", r#"exec "$0" plugin test "$1" --sink default --sink security --batch 50 --cache none < "$2""#, util::FERRY])
-        .arg(sandbox.path("every/every.wasm"))
-        .arg(IN)
-        .current_dir(sandbox.root())
-        .env_remove("FERRY_LOG");
-    let output = sandbox.run_command(command);
+    let output = util::plugin_test(&sandbox, &wasm, &["--sink", "default", "--sink", "security", "--batch", "50", "--cache", "none"], IN);
     output.assert_success(&sandbox);
     let count = |kind: &str| events.iter().filter(|e| e.event_type == kind).count();
     let (routed, failed, dropped, kept) = (count("sftp") + count("device"), count("port"), count("session.end"), count("user.login"));

@@ -587,3 +587,36 @@ pub fn arrived(sandbox: &Sandbox) -> BTreeMap<String, usize> {
     }
     counts
 }
+
+/// Runs `command` to its end, failing the test with its output when it
+/// fails; its stdout. For tools beside ferry (a compiler, `go test`).
+pub fn stdout_of_success(mut command: std::process::Command) -> String {
+    let shown = format!("{command:?}");
+    let output = command.output().unwrap_or_else(|err| panic!("cannot run {shown}: {err}"));
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(
+        output.status.success(),
+        "{shown} failed ({})\n--- stdout\n{stdout}\n--- stderr\n{}",
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
+    );
+    stdout
+}
+
+/// `ferry plugin build DIR` in the sandbox, which must succeed and print the
+/// component it wrote, `DIR/NAME.wasm`; that path.
+pub fn build_plugin(sandbox: &Sandbox, dir: &Path, name: &str) -> PathBuf {
+    let output = sandbox.run_args(&["plugin", "build", &dir.to_string_lossy()], None);
+    output.assert_success(sandbox);
+    let wasm = dir.join(format!("{name}.wasm"));
+    assert_eq!(output.stdout.trim(), wasm.display().to_string(), "{}", sandbox.report(Some(&output)));
+    wasm
+}
+
+/// `ferry plugin test WASM ARGS…` with the folder's file `input` as stdin.
+pub fn plugin_test(sandbox: &Sandbox, wasm: &Path, args: &[&str], input: &str) -> Output {
+    let wasm = wasm.to_string_lossy();
+    let mut all = vec!["plugin", "test", wasm.as_ref()];
+    all.extend_from_slice(args);
+    sandbox.run_args(&all, Some(input))
+}

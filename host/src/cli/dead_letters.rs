@@ -234,7 +234,7 @@ async fn replay(config: &FerryConfig, state: &State, filter: &Filter, timeout: D
     }
     let metrics = Arc::new(Metrics::default());
     let parts = crate::app::build_parts(config, metrics.clone(), true).await?;
-    let mut chunks = read_chunks_again(&letters, &parts.source).await;
+    let mut read_again = read_source_letters_again(&letters, &parts.source).await;
     let transforms: Vec<Box<dyn Transform>> = parts.plugins.into_iter().map(|p| Box::new(p) as Box<dyn Transform>).collect();
     let names = parts.sinks.keys().cloned().collect();
     let mut chain = Some(Chain::new(transforms, names, parts.default_sink, "replay".to_owned(), metrics));
@@ -252,7 +252,7 @@ async fn replay(config: &FerryConfig, state: &State, filter: &Filter, timeout: D
     let (mut delivered, mut failed) = (0usize, 0usize);
     for chunk in letters.chunks(REPLAY_CHUNK) {
         let owned = chunk.to_vec();
-        let read: Vec<Option<ChunkRead>> = chunk.iter().map(|letter| chunks.remove(&letter.id)).collect();
+        let read: Vec<Option<LetterRead>> = chunk.iter().map(|letter| read_again.remove(&letter.id)).collect();
         let taken = chain.take().expect("the chain is put back after every chunk");
         let (back, routed) = tokio::task::spawn_blocking(move || route(taken, owned, read, as_stored))
             .await
@@ -285,13 +285,13 @@ async fn replay(config: &FerryConfig, state: &State, filter: &Filter, timeout: D
 
 /// An export chunk or a session recording given up on, read again: what it
 /// holds from its letter's cursor on, or why it still cannot be read.
-type ChunkRead = Result<Vec<Item>, String>;
+type LetterRead = Result<Vec<Item>, String>;
 
 /// Reads again every export chunk and session recording a Teleport source
 /// gave up on (a source letter naming date, chunk and cursor, or session and
 /// index), by letter id, with the config's Teleport source; a letter of
 /// another cluster gets a reason, not a read.
-async fn read_chunks_again(letters: &[StoredDeadLetter], source: &Source) -> HashMap<i64, ChunkRead> {
+async fn read_source_letters_again(letters: &[StoredDeadLetter], source: &Source) -> HashMap<i64, LetterRead> {
     let mut read = HashMap::new();
     for letter in letters {
         if letter.stage != Stage::Source.as_str() || !letter.source.starts_with("teleport:") {
@@ -333,7 +333,7 @@ struct Routed {
 /// Sends each letter through the chain (one call per letter, so that what
 /// comes out is known to be its own); one a sink refused goes back to that
 /// sink only, through the chain unless `as_stored`. Blocks: plugins run here.
-fn route(mut chain: Chain, letters: Vec<StoredDeadLetter>, mut read: Vec<Option<ChunkRead>>, as_stored: bool) -> (Chain, Routed) {
+fn route(mut chain: Chain, letters: Vec<StoredDeadLetter>, mut read: Vec<Option<LetterRead>>, as_stored: bool) -> (Chain, Routed) {
     let mut routed = Routed { by_sink: BTreeMap::new(), failures: letters.iter().map(|_| Vec::new()).collect() };
     for (index, letter) in letters.iter().enumerate() {
         let again =

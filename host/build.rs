@@ -30,7 +30,9 @@ const SHARED: &[&str] = &["rules"];
 fn main() {
     let manifest_dir = PathBuf::from(env("CARGO_MANIFEST_DIR"));
     // sqlx::migrate! embeds these; a new migration must rebuild the crate.
-    println!("cargo:rerun-if-changed={}", manifest_dir.join("migrations").display());
+    for backend in ["sqlite", "postgres"] {
+        println!("cargo:rerun-if-changed={}", manifest_dir.join("migrations").join(backend).display());
+    }
     let root = manifest_dir.parent().expect("host/ sits inside the workspace").to_owned();
     let watched_packages: Vec<&str> = EMBEDDED.iter().chain(SHARED).copied().collect();
     for watched in rust::watched(&root, &watched_packages) {

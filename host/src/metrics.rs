@@ -76,6 +76,8 @@ pub struct Metrics {
     newest_delivered: Gauge<f64, AtomicU64>,
     lag_seconds: Gauge<f64, AtomicU64>,
     source_parts_failing: Gauge,
+    leader: Gauge,
+    lease_epoch: Gauge,
     /// The newest event time of each batch between the plugins and the
     /// commit, by batch sequence number: the lag is measured from what
     /// was committed, not from what was read.
@@ -127,6 +129,18 @@ impl Default for Metrics {
             "Parts of the source's input that fail while the rest flows (session recordings, export chunks), asked for again within bounds.",
             source_parts_failing.clone(),
         );
+        let leader = Gauge::default();
+        registry.register(
+            "ferry_leader",
+            "1 while this instance is the active one (always, with SQLite state); 0 while it stands by for instances sharing a PostgreSQL state.",
+            leader.clone(),
+        );
+        let lease_epoch = Gauge::default();
+        registry.register(
+            "ferry_lease_epoch",
+            "The epoch of the lease this instance holds (PostgreSQL state); it grows by one at every takeover. 0 while standing by.",
+            lease_epoch.clone(),
+        );
         Metrics {
             registry,
             counters,
@@ -136,6 +150,8 @@ impl Default for Metrics {
             newest_delivered,
             lag_seconds,
             source_parts_failing,
+            leader,
+            lease_epoch,
             batch_times: Mutex::new(BTreeMap::new()),
             newest_time: Mutex::new(None),
         }
@@ -227,6 +243,13 @@ impl Metrics {
     pub fn lag(&self) -> Option<Duration> {
         let newest = (*self.newest_time.lock().unwrap_or_else(|poisoned| poisoned.into_inner()))?;
         Some(SystemTime::now().duration_since(newest).unwrap_or_default())
+    }
+
+    /// Whether this instance is the active one, and the epoch of its lease
+    /// (0 with SQLite state, or while standing by).
+    pub fn set_leader(&self, leads: bool, epoch: i64) {
+        self.leader.set(i64::from(leads));
+        self.lease_epoch.set(epoch);
     }
 
     /// Every metric in the OpenMetrics text format, which Prometheus reads

@@ -1,5 +1,6 @@
 use super::legacy::{self, LegacyForward};
 use crate::config::{ConfigError, Context};
+use crate::state::{Location, PostgresLocation};
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -22,8 +23,25 @@ pub struct FerryConfig {
     /// Folder for ferry's state database (`ferry.db`: cursors, session
     /// progress, dead letters) and its cache of compiled plugins.
     /// Default `./storage`, the same key and default as teleport-event-handler.
+    /// Or a `postgres://` URL: the state lives in that PostgreSQL database,
+    /// shared by several instances that take turns (see `[leadership]`).
     #[serde(default = "default_storage")]
     pub storage: PathBuf,
+
+    /// A file holding the password for a `postgres://` storage (its first
+    /// line). Default: the environment variable FERRY_STORAGE_PASSWORD, if
+    /// set. The URL itself must hold none: it is shown in logs.
+    pub storage_password_file: Option<PathBuf>,
+
+    /// Folder for compiled plugins. Default `plugin-cache` in the storage
+    /// folder; with PostgreSQL storage, none (plugins are compiled at every
+    /// start): a shared temporary folder is no place for machine code ferry
+    /// would load.
+    pub plugin_cache: Option<PathBuf>,
+
+    /// How instances sharing a PostgreSQL state take turns.
+    #[serde(default)]
+    pub leadership: crate::state::LeadershipConfig,
 
     /// Folder to load the plugin chain from: every `*.wasm` in it, in name
     /// order, each with an optional `NAME.toml` beside it. Default `./plugins`
@@ -102,6 +120,10 @@ pub struct FerryConfig {
     #[serde(skip)]
     pub file: PathBuf,
 }
+
+/// The environment variable that holds the password for PostgreSQL
+/// storage when `storage-password-file` is not set.
+pub const STORAGE_PASSWORD_VARIABLE: &str = "FERRY_STORAGE_PASSWORD";
 
 fn default_storage() -> PathBuf {
     PathBuf::from("./storage")
@@ -233,15 +255,55 @@ impl FerryConfig {
         self.base_dir.join(path)
     }
 
-    /// The state database file; a dry run has one of its own.
+    /// The PostgreSQL URL `storage` names, if it names one.
+    fn storage_url(&self) -> Option<&str> {
+        self.storage.to_str().filter(|storage| PostgresLocation::is_url(storage))
+    }
+
+    /// The storage folder: the state's, or, with PostgreSQL storage, a
+    /// folder of this host's for what stays local (a dry run's state).
+    pub fn storage_dir(&self) -> Option<PathBuf> {
+        self.storage_url().is_none().then(|| self.resolve(&self.storage))
+    }
+
+    /// Where the state lives; a dry run has a SQLite database of its own.
+    pub fn state_location(&self) -> Result<Location, ConfigError> {
+        match self.storage_url() {
+            Some(url) if !self.dry_run => {
+                let password = self.storage_password()?;
+                PostgresLocation::new(url, password)
+                    .map(Location::Postgres)
+                    .map_err(|message| ConfigError::invalid(&self.file, "storage", message))
+            }
+            _ => Ok(Location::Sqlite(self.database_path())),
+        }
+    }
+
+    /// The password for PostgreSQL storage: `storage-password-file`'s
+    /// first line, else FERRY_STORAGE_PASSWORD.
+    fn storage_password(&self) -> Result<Option<String>, ConfigError> {
+        let Some(file) = &self.storage_password_file else { return Ok(std::env::var(STORAGE_PASSWORD_VARIABLE).ok()) };
+        let file = self.resolve(file);
+        let text = crate::access::read_to_string(&file)
+            .map_err(|err| ConfigError::invalid(&self.file, "storage-password-file", format!("cannot read {}: {err}", file.display())))?;
+        Ok(Some(text.lines().next().unwrap_or_default().to_owned()))
+    }
+
+    /// The SQLite state database file; a dry run has one of its own. With
+    /// PostgreSQL storage, only a dry run uses one, in a temporary folder of
+    /// this process (a dry run's state is thrown away anyway).
     pub fn database_path(&self) -> PathBuf {
-        let storage = self.resolve(&self.storage);
+        let storage = self.storage_dir().unwrap_or_else(|| std::env::temp_dir().join(format!("ferry-dry-run-{}", std::process::id())));
         if self.dry_run { storage.join("dry-run").join("ferry.db") } else { storage.join("ferry.db") }
     }
 
-    /// The folder of compiled plugins, kept beside the state.
-    pub fn plugin_cache_dir(&self) -> PathBuf {
-        self.resolve(&self.storage).join("plugin-cache")
+    /// The folder of compiled plugins: `plugin-cache`, else beside the
+    /// state in its folder; none with PostgreSQL storage unless set.
+    pub fn plugin_cache_dir(&self) -> Option<PathBuf> {
+        match (&self.plugin_cache, self.storage_dir()) {
+            (Some(cache), _) => Some(self.resolve(cache)),
+            (None, storage) => storage.map(|storage| storage.join("plugin-cache")),
+        }
     }
 
     /// The name of the sink that receives events no plugin routed.

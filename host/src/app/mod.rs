@@ -12,13 +12,15 @@
 
 mod discover;
 mod ferry_config;
+pub mod leadership;
 pub mod legacy;
 #[cfg(test)]
 mod proptests;
 pub mod reload;
 
 pub use discover::{KeptBy, Lost, Member, PluginChain, discover_chain, discover_plugins, spec_beside};
-pub use ferry_config::{ConfigFile, FerryConfig};
+pub use ferry_config::{ConfigFile, FerryConfig, STORAGE_PASSWORD_VARIABLE};
+pub use leadership::Leadership;
 
 use crate::config::{ConfigError, Context};
 use crate::metrics::Metrics;
@@ -87,7 +89,7 @@ pub async fn build_parts(config: &FerryConfig, metrics: Arc<Metrics>, use_cache:
     let chain = discover_chain(config)?;
     check_last_chain(config, &chain).await?;
     let (specs, members) = (chain.specs, chain.members);
-    let cache = use_cache.then(|| config.plugin_cache_dir());
+    let cache = use_cache.then(|| config.plugin_cache_dir()).flatten();
     let (runtime, plugins, loaded) = tokio::task::spawn_blocking(move || -> Result<_, PluginError> {
         let runtime = Arc::new(Runtime::new(cache, metrics)?);
         let (plugins, loaded): (Vec<WasmPlugin>, Vec<Loaded>) =
@@ -108,7 +110,7 @@ async fn check_last_chain(config: &FerryConfig, chain: &PluginChain) -> Result<(
     if config.dry_run {
         return Ok(());
     }
-    let last: Vec<Member> = crate::state::last_plugin_chain(&config.database_path()).await?.into_iter().map(Member::from).collect();
+    let last: Vec<Member> = crate::state::last_plugin_chain(&config.state_location()?).await?.into_iter().map(Member::from).collect();
     Ok(chain.check_remembered(&last)?)
 }
 
@@ -142,15 +144,51 @@ pub fn load_plugins(runtime: &Runtime, specs: Vec<PluginSpec>) -> Result<Vec<(Wa
 /// Also returns the runtime the plugins were loaded by and the plugin files
 /// of the chain as loaded, for the reloader.
 pub async fn build_pipeline(config: &FerryConfig, metrics: Arc<Metrics>) -> Result<(Pipeline, Arc<Runtime>, Vec<Member>), BuildError> {
+    let built = build_pipeline_when(config, metrics, async |_: &State| Ok(true)).await?;
+    Ok(built.expect("a pipeline that needs no lease is always built"))
+}
+
+/// [`build_pipeline`], which reads and writes the state only once `lead`
+/// says this instance may (it waits for the lease of a shared state while
+/// the plugins are compiled and the sinks built); `None` when it says no.
+pub async fn build_pipeline_when(
+    config: &FerryConfig,
+    metrics: Arc<Metrics>,
+    lead: impl AsyncFnOnce(&State) -> Result<bool, BuildError>,
+) -> Result<Option<(Pipeline, Arc<Runtime>, Vec<Member>)>, BuildError> {
     let mut parts = build_parts(config, metrics.clone(), true).await?;
     let transforms: Vec<Box<dyn Transform>> =
         std::mem::take(&mut parts.plugins).into_iter().map(|p| Box::new(p) as Box<dyn Transform>).collect();
     let runtime = parts.runtime.clone();
     let members = std::mem::take(&mut parts.members);
-    let pipeline = assemble(config, parts, transforms, metrics).await?;
+    let state = open_state(config).await?;
+    if !lead(&state).await? {
+        state.close().await;
+        return Ok(None);
+    }
+    let pipeline = assemble_on(config, parts, transforms, metrics, state).await?;
     // What a later start must not run without.
     pipeline.state.remember_plugin_chain(&members.iter().cloned().map(Into::into).collect::<Vec<_>>()).await?;
-    Ok((pipeline, runtime, members))
+    Ok(Some((pipeline, runtime, members)))
+}
+
+/// Opens the state `ferry start` runs on. A dry run's is thrown away each
+/// time and locked; the real one is checked against the marker of past runs
+/// (SQLite) or shared (PostgreSQL).
+pub async fn open_state(config: &FerryConfig) -> Result<State, BuildError> {
+    if config.dry_run {
+        // A dry run starts from scratch every time and leaves the real
+        // cursor alone. Either is locked: a dry run beside the real one
+        // runs, two dry runs would delete each other's state.
+        let path = config.database_path();
+        let lock = StorageLock::exclusive(&path).await?;
+        for suffix in ["", "-wal", "-shm"] {
+            let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
+        }
+        tracing::warn!(state = %path.display(), "Dry run: events are read and processed but not sent; the cursor is kept apart.");
+        return Ok(State::open_locked(&path, lock).await?);
+    }
+    Ok(State::open_to_run(&config.state_location()?, &config.file).await?)
 }
 
 /// Opens the state and joins the parts into a pipeline whose chain is
@@ -161,26 +199,23 @@ pub async fn assemble(
     transforms: Vec<Box<dyn Transform>>,
     metrics: Arc<Metrics>,
 ) -> Result<Pipeline, BuildError> {
-    // A dry run's state is thrown away each time; only the real one has a
-    // marker of past runs to check. Either is locked: a dry run beside the
-    // real one runs, two dry runs would delete each other's state.
-    let state = if config.dry_run {
-        // A dry run starts from scratch every time and leaves the real
-        // cursor alone.
-        let path = config.database_path();
-        let lock = StorageLock::exclusive(&path).await?;
-        for suffix in ["", "-wal", "-shm"] {
-            let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
-        }
-        tracing::warn!(state = %path.display(), "Dry run: events are read and processed but not sent; the cursor is kept apart.");
-        State::open_locked(&path, lock).await?
-    } else {
-        State::open_guarded(&config.database_path(), &config.file).await?
-    };
+    let state = open_state(config).await?;
+    assemble_on(config, parts, transforms, metrics, state).await
+}
+
+/// Joins the parts into a pipeline on `state`, which the source reads its
+/// position from.
+async fn assemble_on(
+    config: &FerryConfig,
+    parts: Parts,
+    transforms: Vec<Box<dyn Transform>>,
+    metrics: Arc<Metrics>,
+    state: State,
+) -> Result<Pipeline, BuildError> {
     let mut parts = parts;
-    if let crate::source::Source::Teleport(source) = &mut parts.source {
+    if let (crate::source::Source::Teleport(source), Some(storage)) = (&mut parts.source, config.storage_dir()) {
         // The event handler kept its state in the same storage folder.
-        source.take_over_from(config.resolve(&config.storage));
+        source.take_over_from(storage);
     }
     parts.source.prepare(&state).await?;
     let chain =

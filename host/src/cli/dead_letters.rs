@@ -152,13 +152,14 @@ impl DeadLettersArgs {
             );
         }
         let config = FerryConfig::load(&self.config)?;
-        let database = config.database_path();
-        anyhow::ensure!(database.exists(), "no state database at {}: ferry has not run with this config", database.display());
+        let database = config.state_location()?;
+        anyhow::ensure!(!database.is_missing(), "no state database at {database}: ferry has not run with this config");
         // A replay delivers and rewrites dead letters as a running ferry
-        // does: it holds the storage lock, so it never runs beside one.
+        // does: on SQLite it holds the storage lock, so it never runs
+        // beside one.
         let state = match command {
-            DeadLettersCommand::Replay { .. } => State::open_exclusive(&database).await?,
-            _ => State::open(&database).await?,
+            DeadLettersCommand::Replay { .. } => State::open_to_write(&database).await?,
+            _ => State::open_at(&database).await?,
         };
         let before = self.filter;
         let result = match command {
@@ -183,7 +184,7 @@ async fn list(state: &State, filter: Filter) -> anyhow::Result<()> {
         // On stderr: stdout is JSON Lines for scripts, and none is none.
         let filtered = filter.stage.is_some() || filter.component.is_some() || !filter.ids.is_empty();
         let which = if filtered { " matching the filters" } else { "" };
-        eprintln!("no dead letters{which} in {}", state.path().display());
+        eprintln!("no dead letters{which} in {}", state.location());
         return Ok(());
     }
     let mut out = super::out::Stdout::lock();
@@ -197,7 +198,7 @@ async fn list(state: &State, filter: Filter) -> anyhow::Result<()> {
 async fn show(state: &State, id: i64) -> anyhow::Result<()> {
     let found = state.find_dead_letters(&Filter { ids: vec![id], ..Filter::default() }).await?;
     let Some(letter) = found.into_iter().next() else {
-        anyhow::bail!("no dead letter with id {id} in {}", state.path().display());
+        anyhow::bail!("no dead letter with id {id} in {}", state.location());
     };
     let mut shown = serde_json::to_value(&letter).context("cannot encode a dead letter")?;
     // The event as JSON when it is JSON (a source dead letter may not be).
@@ -215,7 +216,7 @@ async fn purge(state: &State, filter: &Filter, all: bool) -> anyhow::Result<()> 
     );
     anyhow::ensure!(!all || filter.is_everything(), "`--all` and filters contradict each other; give one or the other");
     let removed = state.purge_dead_letters(filter).await?;
-    say!("removed {removed} dead letter(s) from {}", state.path().display())?;
+    say!("removed {removed} dead letter(s) from {}", state.location())?;
     Ok(())
 }
 
@@ -229,7 +230,7 @@ struct Replayed {
 async fn replay(config: &FerryConfig, state: &State, filter: &Filter, timeout: Duration, as_stored: bool) -> anyhow::Result<()> {
     let letters = state.find_dead_letters(filter).await?;
     if letters.is_empty() {
-        say!("no dead letters to replay in {}", state.path().display())?;
+        say!("no dead letters to replay in {}", state.location())?;
         return Ok(());
     }
     let metrics = Arc::new(Metrics::default());
@@ -278,7 +279,7 @@ async fn replay(config: &FerryConfig, state: &State, filter: &Filter, timeout: D
     anyhow::ensure!(
         failed == 0,
         "{failed} dead letter(s) failed again and stay in {} (`ferry dead-letters list` shows their new reasons)",
-        state.path().display()
+        state.location()
     );
     Ok(())
 }

@@ -22,7 +22,11 @@ pub async fn run(
     // First of all: a second ferry on this storage stops here, naming the
     // first, before it takes the first's port or compiles anything. The
     // state opened below shares this lock; it is held until ferry exits.
-    let _lock = crate::state::StorageLock::exclusive(&config.database_path()).await?;
+    // Instances sharing a PostgreSQL state take turns through its lease.
+    let _lock = match config.state_location()? {
+        crate::state::Location::Sqlite(database) => Some(crate::state::StorageLock::exclusive(&database).await?),
+        crate::state::Location::Postgres(_) => None,
+    };
     let metrics = Arc::new(Metrics::default());
     let health = crate::observe::health();
     // The endpoint listens before the plugins compile, so that a liveness
@@ -37,9 +41,22 @@ pub async fn run(
     if let Some(listener) = http {
         tokio::spawn(crate::observe::http::serve(listener, metrics.clone(), health, shutdown.clone()));
     }
-    let (mut pipeline, runtime, plugins) = crate::app::build_pipeline(&config, metrics.clone()).await?;
+    // Signals are heeded from here: a standby waiting for the lease stops
+    // at SIGTERM too.
     crate::shutdown::fire_on_signals(trigger.clone());
-    crate::shutdown::fire_on_panic(trigger);
+    crate::shutdown::fire_on_panic(trigger.clone());
+    let leadership = crate::app::Leadership::new(&config.leadership, metrics.clone());
+    let held = std::cell::Cell::new(None);
+    let lead = async |state: &crate::state::State| {
+        let lease = leadership.wait_for_lease(state, shutdown.clone()).await?;
+        held.set(lease);
+        Ok(lease.is_some())
+    };
+    let Some((mut pipeline, runtime, plugins)) = crate::app::build_pipeline_when(&config, metrics.clone(), lead).await? else {
+        tracing::info!("Stopped while standing by.");
+        return Ok(());
+    };
+    let kept = leadership.keep(pipeline.state.clone(), held.get().unwrap_or(crate::state::lease::Held { epoch: 0 }), trigger);
     let reloader = crate::app::reload::Reloader::new(
         file,
         config,
@@ -55,8 +72,14 @@ pub async fn run(
     health.set_running(true);
     let summary = pipeline.run(shutdown).await;
     health.set_running(false);
+    let lost = kept.finish().await;
     progress_stop.fire();
     let _ = progress.await;
+    if let Some(lost) = lost {
+        anyhow::bail!(
+            "this instance is no longer the active one ({lost}); exiting so that the service manager starts it again, as a standby"
+        );
+    }
     let summary = summary?;
     // A panic anywhere (a sink's delivery, a reload) stopped the pipeline
     // through the hook; it must not look like a clean stop.

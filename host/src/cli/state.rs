@@ -4,7 +4,7 @@ use super::out::say;
 use crate::app::FerryConfig;
 use crate::source::Source;
 use crate::source::teleport::TeleportSource;
-use crate::state::{State, StorageLock};
+use crate::state::{Location, PostgresLocation, State, StorageLock};
 use std::path::{Path, PathBuf};
 
 /// `ferry state …`: the state database's commands.
@@ -39,6 +39,26 @@ pub enum StateCommand {
         #[arg(short, long, env = "FERRY_CONFIG", default_value = "ferry.toml")]
         config: PathBuf,
     },
+    /// Create the state's schema, or bring it up to date, and exit: for a
+    /// PostgreSQL database before the instances start (any instance would
+    /// do it too; this lets a deploy do it as its own step).
+    Migrate {
+        /// The config file.
+        #[arg(short, long, env = "FERRY_CONFIG", default_value = "ferry.toml")]
+        config: PathBuf,
+    },
+    /// Copy a deployment's state (cursors, dead letters, the plugin chain)
+    /// from one place to another, each a storage folder or a postgres://
+    /// URL (its password from FERRY_STORAGE_PASSWORD), to move from SQLite
+    /// to PostgreSQL or back. Stop ferry first: the copy is refused while a
+    /// ferry runs on FROM, and TO must hold no state yet. Then point
+    /// `storage` at TO and start: nothing is lost or sent again.
+    Copy {
+        /// Where the state is now: a storage folder or a postgres:// URL.
+        from: String,
+        /// Where it goes.
+        to: String,
+    },
     /// Make the Teleport position an older ferry stored under an address
     /// (`teleport:<addr>`, as `ferry status` lists it) this cluster's, when
     /// ferry cannot tell which of several it is.
@@ -55,8 +75,33 @@ impl StateCommand {
     /// Runs the command, printing what it did.
     pub async fn run(self) -> anyhow::Result<()> {
         match self {
+            StateCommand::Migrate { config } => {
+                let loaded = FerryConfig::load(&config)?;
+                let location = loaded.state_location()?;
+                let state = State::open_to_write(&location).await?;
+                state.close().await;
+                say!("{location}: the schema is up to date.")?;
+                Ok(())
+            }
+            StateCommand::Copy { from, to } => {
+                let (from, to) = (location_of(&from)?, location_of(&to)?);
+                let copied = crate::state::copy::copy(&from, &to).await?;
+                say!(
+                    "copied {} cursor(s), {} dead letter(s) and a plugin chain of {} from {from} to {to}; point `storage` at {to} and start ferry.",
+                    copied.cursors,
+                    copied.dead_letters,
+                    copied.plugins
+                )?;
+                Ok(())
+            }
             StateCommand::Reset { config, empty } => {
                 let loaded = FerryConfig::load(&config)?;
+                let Some(_) = loaded.storage_dir() else {
+                    anyhow::bail!(
+                        "{}: `storage` is a PostgreSQL database; `state reset` is for a storage folder (SQLite). To start afresh there, drop and create the database",
+                        config.display()
+                    );
+                };
                 let database = loaded.database_path();
                 if empty {
                     delete_database(&database).await?;
@@ -117,6 +162,21 @@ async fn teleport_and_state(config: &Path) -> anyhow::Result<(Box<TeleportSource
     let Source::Teleport(source) = Source::build(loaded.source()?, loaded.source_key(), &loaded.context())? else {
         anyhow::bail!("{}: the source is not Teleport; there is no Teleport position to set", config.display());
     };
-    let state = State::open_guarded(&loaded.database_path(), &loaded.file).await?;
+    let state = State::open_to_run(&loaded.state_location()?, &loaded.file).await?;
     Ok((source, state))
+}
+
+/// A place named on the command line: a postgres:// URL (the password from
+/// FERRY_STORAGE_PASSWORD) or a storage folder (its `ferry.db`).
+fn location_of(place: &str) -> anyhow::Result<Location> {
+    if PostgresLocation::is_url(place) {
+        let password = std::env::var(crate::app::STORAGE_PASSWORD_VARIABLE).ok();
+        return PostgresLocation::new(place, password).map(Location::Postgres).map_err(|message| anyhow::anyhow!("{place}: {message}"));
+    }
+    let folder = Path::new(place);
+    anyhow::ensure!(
+        folder.extension().is_none_or(|ext| ext != "db"),
+        "{place}: name the storage folder (the one `storage` names), not the database file in it"
+    );
+    Ok(Location::Sqlite(folder.join("ferry.db")))
 }

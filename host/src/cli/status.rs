@@ -16,14 +16,14 @@ use std::time::{Duration, SystemTime};
 /// line (or `"exists": false`), not an error: ferry has not run yet.
 pub async fn run(path: PathBuf, json: bool) -> anyhow::Result<()> {
     let config = FerryConfig::load(&path)?;
-    let database = config.database_path();
-    let report = if database.exists() {
-        let state = State::open(&database).await?;
+    let location = config.state_location()?;
+    let report = if location.is_missing() {
+        json!({ "database": location.to_string(), "exists": false })
+    } else {
+        let state = State::open_at(&location).await?;
         let report = gather(&state, SystemTime::now()).await;
         state.close().await;
         report?
-    } else {
-        json!({ "database": database, "exists": false })
     };
     let text = if json { serde_json::to_string_pretty(&report).context("cannot encode the status")? } else { describe(&report) };
     say!("{text}")?;
@@ -58,13 +58,50 @@ pub async fn gather(state: &State, now: SystemTime) -> anyhow::Result<Value> {
     let total: u64 = counts.iter().map(|(_, _, count)| count).sum();
     let by_component: Vec<Value> =
         counts.iter().map(|(stage, component, count)| json!({ "stage": stage, "component": component, "count": count })).collect();
-    Ok(json!({
-        "database": state.path(),
+    let mut report = json!({
+        "database": state.location().to_string(),
         "exists": true,
-        "size_bytes": size(state.path()),
+        "size_bytes": state.path().map(size),
         "sources": sources,
         "dead_letters": { "total": total, "by_stage": by_stage, "by_component": by_component },
-    }))
+    });
+    if state.is_shared() {
+        report["lease"] = serde_json::to_value(
+            state
+                .lease_holder()
+                .await?
+                .map(|holder| json!({ "holder": holder.name, "epoch": holder.epoch, "expires_in_seconds": holder.expires_in })),
+        )?;
+        report["instances"] = serde_json::to_value(state.instances().await?)?;
+    }
+    Ok(report)
+}
+
+/// The lease and every instance of a shared (PostgreSQL) state: who is
+/// active, who stands by, and when each was last heard from.
+fn describe_instances(report: &Value, text: &mut String) {
+    let Some(instances) = report["instances"].as_array() else { return };
+    match report["lease"].as_object() {
+        Some(lease) => {
+            let expires = lease["expires_in_seconds"].as_f64().unwrap_or(0.0);
+            let state =
+                if expires >= 0.0 { format!("renewed, runs out in {expires:.1}s") } else { format!("ran out {:.1}s ago", -expires) };
+            _ = writeln!(text, "lease: held by {} (epoch {}), {state}", lease["holder"].as_str().unwrap_or("?"), lease["epoch"]);
+        }
+        None => _ = writeln!(text, "lease: never taken"),
+    }
+    for instance in instances {
+        let epoch = instance["epoch"].as_i64().map_or_else(String::new, |epoch| format!(" (epoch {epoch})"));
+        _ = writeln!(
+            text,
+            "instance {}: {}{epoch}, ferry {}, started {}, last seen {:.1}s ago",
+            instance["name"].as_str().unwrap_or("?"),
+            instance["role"].as_str().unwrap_or("?"),
+            instance["version"].as_str().unwrap_or("?"),
+            instance["started_at"].as_str().unwrap_or("?"),
+            instance["seen_ago"].as_f64().unwrap_or(0.0),
+        );
+    }
 }
 
 /// The database with its `-wal` and `-shm` files, in bytes: what it takes
@@ -129,8 +166,11 @@ pub fn describe(report: &Value) -> String {
         return format!("no state database at {database}: ferry has not run with this config yet");
     }
     let mut text = String::new();
-    let size = report["size_bytes"].as_u64().unwrap_or(0);
-    let _ = writeln!(text, "state database {database}: {}", crate::units::human_size(size));
+    match report["size_bytes"].as_u64() {
+        Some(size) => _ = writeln!(text, "state database {database}: {}", crate::units::human_size(size)),
+        None => _ = writeln!(text, "state database {database}"),
+    }
+    describe_instances(report, &mut text);
     let sources = report["sources"].as_array().map(Vec::as_slice).unwrap_or_default();
     if sources.is_empty() {
         let _ = writeln!(text, "no cursor committed yet");

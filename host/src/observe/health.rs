@@ -27,6 +27,9 @@ pub struct Health {
 struct Inner {
     /// The pipeline has started reading (plugins compiled, state open).
     running: bool,
+    /// This instance stands by for another that is active (shared state):
+    /// ready, though its pipeline does not run.
+    standby: bool,
     /// Why the source failed its last call; `None` while it answers.
     source_down: Option<String>,
     /// Parts of the source's input that fail while the rest flows (a
@@ -53,6 +56,11 @@ impl Health {
     /// The pipeline started (`true`) or ended (`false`).
     pub fn set_running(&self, running: bool) {
         self.inner().running = running;
+    }
+
+    /// This instance stands by (`true`) or no longer does (`false`).
+    pub fn set_standby(&self, standby: bool) {
+        self.inner().standby = standby;
     }
 
     /// A call to the source failed for `reason`; ferry retries it.
@@ -121,6 +129,9 @@ impl Health {
     /// else one line naming each part that is not ready and why.
     pub fn ready(&self) -> Result<(), String> {
         let inner = self.inner();
+        if inner.standby {
+            return Ok(());
+        }
         let mut problems = Vec::new();
         if !inner.running {
             problems.push("the pipeline is not running (starting or stopping)".to_owned());
@@ -184,6 +195,15 @@ mod tests {
         health.sink_up("sessions");
         health.source_up();
         assert_eq!(health.ready(), Ok(()));
+    }
+
+    #[test]
+    fn a_standby_is_ready_though_its_pipeline_does_not_run() {
+        let health = Health::default();
+        health.set_standby(true);
+        assert_eq!(health.ready(), Ok(()));
+        health.set_standby(false);
+        assert!(health.ready().is_err(), "taking over: not ready until the pipeline runs");
     }
 
     #[test]

@@ -6,7 +6,6 @@ use crate::retry::{Backoff, Retry};
 use crate::shutdown::{Shutdown, Stopped};
 use crate::state::{DeadLetter, State, StateError};
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
@@ -23,10 +22,10 @@ const COMMIT_BACKOFF: Backoff = Backoff { initial: Duration::from_millis(100), m
 
 /// The state database refused commits for [`GIVE_UP_AFTER`].
 #[derive(Debug, thiserror::Error)]
-#[error("cannot commit the cursor to the state database {} ({attempts} attempts over {}s failed; the last: {error}); stopping so that the service manager restarts ferry", database.display(), elapsed.as_secs())]
+#[error("cannot commit the cursor to the state database {database} ({attempts} attempts over {}s failed; the last: {error}); stopping so that the service manager restarts ferry", elapsed.as_secs())]
 pub struct CommitFailed {
-    /// The database file.
-    pub database: PathBuf,
+    /// The state database.
+    pub database: String,
     /// Failed attempts in a row.
     pub attempts: u32,
     /// How long they went on.
@@ -106,12 +105,17 @@ async fn commit(
         };
         let delay = retry.next_delay(None);
         let elapsed = started.elapsed();
+        if error.is_deposed() {
+            // Another instance leads now: retrying cannot succeed, and must not.
+            tracing::error!(error = %error, "The cursor was not committed: another instance has taken over. Stopping.");
+            return Err(Err(CommitFailed { database: state.location().to_string(), attempts: retry.attempts(), elapsed, error }));
+        }
         if elapsed >= GIVE_UP_AFTER {
-            let failed = CommitFailed { database: state.path().to_owned(), attempts: retry.attempts(), elapsed, error };
-            tracing::error!(database = %failed.database.display(), attempts = failed.attempts, error = %failed.error, "The state database refused every commit for {}s; stopping so that the service manager restarts ferry.", GIVE_UP_AFTER.as_secs());
+            let failed = CommitFailed { database: state.location().to_string(), attempts: retry.attempts(), elapsed, error };
+            tracing::error!(database = %failed.database, attempts = failed.attempts, error = %failed.error, "The state database refused every commit for {}s; stopping so that the service manager restarts ferry.", GIVE_UP_AFTER.as_secs());
             return Err(Err(failed));
         }
-        tracing::error!(database = %state.path().display(), error = %error, dead_letters = dead.len(), attempt = retry.attempts(), retry_in = ?delay, "Cannot commit the cursor; retrying. Events after it wait.");
+        tracing::error!(database = %state.location(), error = %error, dead_letters = dead.len(), attempt = retry.attempts(), retry_in = ?delay, "Cannot commit the cursor; retrying. Events after it wait.");
         retry.sleep(delay).await.map_err(Ok)?;
     }
 }

@@ -384,7 +384,7 @@ mod tests {
         let took = fired.elapsed();
         assert!(ended.is_ok(), "{ended:?}");
         assert!(took < Duration::from_millis(1200), "the run took {took:?} after shutdown with shutdown-timeout = 1s");
-        let state = State::open(state.path()).await.expect("reopen");
+        let state = State::open(state.path().expect("SQLite")).await.expect("reopen");
         assert_eq!(state.cursor(&source).await.expect("read"), None, "nothing acknowledged, nothing committed");
     }
 

@@ -117,7 +117,12 @@ impl Filter {
         self.stage.is_none() && self.component.is_none() && self.ids.is_empty() && self.limit.is_none()
     }
 
-    pub(super) fn push_where(&self, query: &mut sqlx::QueryBuilder<sqlx::Sqlite>) {
+    /// Adds the `WHERE` clause to `query`, of either backend.
+    pub(super) fn push_where<DB: sqlx::Database>(&self, query: &mut sqlx::QueryBuilder<DB>)
+    where
+        for<'q> String: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+        for<'q> i64: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    {
         let mut word = " WHERE ";
         if let Some(stage) = &self.stage {
             query.push(word).push("stage = ").push_bind(stage.clone());

@@ -212,7 +212,7 @@ fn holder_record() -> String {
 }
 
 /// The host's name (a container's own, in its namespace).
-fn host_name() -> String {
+pub(super) fn host_name() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
         .ok()
         .map(|name| name.trim().to_owned())

@@ -13,14 +13,19 @@
 //! its WAL and shared-memory files, the marker and the lock file are created
 //! 0600: they hold events.
 
+pub mod backend;
+pub mod copy;
 mod dead_letter;
+pub mod lease;
 pub mod lock;
 pub mod marker;
 mod origins;
 mod plugin_chain;
 mod store;
 
+pub use backend::{Location, PostgresLocation};
 pub use dead_letter::{DeadLetter, Filter, Stage, StoredCursor, StoredDeadLetter};
+pub use lease::LeadershipConfig;
 pub use lock::StorageLock;
 pub use marker::reset;
 pub use origins::{Origin, PositionOrigin, TakeOver};

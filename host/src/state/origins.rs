@@ -4,6 +4,7 @@
 //! it in files. Each move is one transaction, so a crash leaves the old key
 //! or the new one, never both or neither.
 
+use super::backend::{Backend, now, on_backend};
 use super::{State, StateError};
 use serde::Serialize;
 
@@ -77,24 +78,22 @@ fn keys(source: &str) -> [String; 2] {
 impl State {
     /// Every origin recorded, by source.
     pub async fn position_origins(&self) -> Result<Vec<PositionOrigin>, StateError> {
+        let sql = "SELECT source, kind, origin, at FROM position_origins ORDER BY source";
         let rows: Vec<(String, String, Option<String>, String)> =
-            sqlx::query_as("SELECT source, kind, origin, at FROM position_origins ORDER BY source")
-                .fetch_all(self.pool())
-                .await
-                .map_err(|err| self.error(err))?;
+            on_backend!(self, |pool| sqlx::query_as(sql).fetch_all(pool).await.map_err(|err| self.error(err)))?;
         Ok(rows.into_iter().map(|(source, kind, from, at)| PositionOrigin { source, kind, from, at }).collect())
     }
 
     /// Records that the position under `source` began as `origin`.
     pub async fn set_origin(&self, source: &str, origin: &Origin) -> Result<(), StateError> {
-        sqlx::query(UPSERT_ORIGIN)
-            .bind(source)
-            .bind(origin.kind())
-            .bind(origin.from())
-            .execute(self.pool())
-            .await
-            .map_err(|err| self.error(err))?;
-        Ok(())
+        let epoch = self.epoch();
+        let done: Result<(), sqlx::Error> = on_backend!(self, |pool| async {
+            let mut tx = Backend::begin(pool, epoch).await?;
+            sqlx::query(UPSERT_ORIGIN).bind(source).bind(origin.kind()).bind(origin.from()).bind(now()).execute(&mut *tx).await?;
+            tx.commit().await
+        }
+        .await);
+        done.map_err(|err| self.error(err))
     }
 
     /// Whether anything is stored under `source` (its cursor or its start time).
@@ -110,63 +109,56 @@ impl State {
     /// Moves the position stored under `from` (cursor, start time, dead
     /// letters) to `to`, which must hold none, and records the move.
     pub async fn move_position(&self, from: &str, to: &str) -> Result<(), StateError> {
-        let mut tx = self.pool().begin().await.map_err(|err| self.error(err))?;
-        for (old, new) in keys(from).iter().zip(keys(to)) {
-            sqlx::query("UPDATE cursors SET source = ? WHERE source = ?")
-                .bind(&new)
-                .bind(old)
-                .execute(&mut *tx)
-                .await
-                .map_err(|err| self.error(err))?;
-        }
-        sqlx::query("UPDATE dead_letters SET source = ? WHERE source = ?")
-            .bind(to)
-            .bind(from)
-            .execute(&mut *tx)
-            .await
-            .map_err(|err| self.error(err))?;
-        sqlx::query("DELETE FROM position_origins WHERE source = ?").bind(from).execute(&mut *tx).await.map_err(|err| self.error(err))?;
+        let epoch = self.epoch();
         let origin = Origin::Migrated { from: from.to_owned() };
-        sqlx::query(UPSERT_ORIGIN)
-            .bind(to)
-            .bind(origin.kind())
-            .bind(origin.from())
-            .execute(&mut *tx)
-            .await
-            .map_err(|err| self.error(err))?;
-        tx.commit().await.map_err(|err| self.error(err))
+        let done: Result<(), sqlx::Error> = on_backend!(self, |pool| async {
+            let mut tx = Backend::begin(pool, epoch).await?;
+            for (old, new) in keys(from).iter().zip(keys(to)) {
+                sqlx::query("UPDATE cursors SET source = $1 WHERE source = $2").bind(&new).bind(old).execute(&mut *tx).await?;
+            }
+            sqlx::query("UPDATE dead_letters SET source = $1 WHERE source = $2").bind(to).bind(from).execute(&mut *tx).await?;
+            sqlx::query("DELETE FROM position_origins WHERE source = $1").bind(from).execute(&mut *tx).await?;
+            sqlx::query(UPSERT_ORIGIN).bind(to).bind(origin.kind()).bind(origin.from()).bind(now()).execute(&mut *tx).await?;
+            tx.commit().await
+        }
+        .await);
+        done.map_err(|err| self.error(err))
     }
 
     /// Stores a position taken over whole, replacing whatever was stored
     /// under its key, and records where it came from.
     pub async fn take_over(&self, take: &TakeOver<'_>) -> Result<(), StateError> {
-        let mut tx = self.pool().begin().await.map_err(|err| self.error(err))?;
+        let epoch = self.epoch();
         let [cursor_key, start_key] = keys(take.source);
-        for (key, value) in [(&cursor_key, take.position), (&start_key, take.start_time)] {
-            sqlx::query("DELETE FROM cursors WHERE source = ?").bind(key).execute(&mut *tx).await.map_err(|err| self.error(err))?;
-            if let Some(value) = value {
-                sqlx::query("INSERT INTO cursors (source, position) VALUES (?, ?)")
-                    .bind(key)
-                    .bind(value)
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(|err| self.error(err))?;
+        let done: Result<(), sqlx::Error> = on_backend!(self, |pool| async {
+            let mut tx = Backend::begin(pool, epoch).await?;
+            for (key, value) in [(&cursor_key, take.position), (&start_key, take.start_time)] {
+                sqlx::query("DELETE FROM cursors WHERE source = $1").bind(key).execute(&mut *tx).await?;
+                if let Some(value) = value {
+                    sqlx::query("INSERT INTO cursors (source, position, updated_at) VALUES ($1, $2, $3)")
+                        .bind(key)
+                        .bind(value)
+                        .bind(now())
+                        .execute(&mut *tx)
+                        .await?;
+                }
             }
+            sqlx::query(UPSERT_ORIGIN)
+                .bind(take.source)
+                .bind(take.origin.kind())
+                .bind(take.origin.from())
+                .bind(now())
+                .execute(&mut *tx)
+                .await?;
+            tx.commit().await
         }
-        sqlx::query(UPSERT_ORIGIN)
-            .bind(take.source)
-            .bind(take.origin.kind())
-            .bind(take.origin.from())
-            .execute(&mut *tx)
-            .await
-            .map_err(|err| self.error(err))?;
-        tx.commit().await.map_err(|err| self.error(err))
+        .await);
+        done.map_err(|err| self.error(err))
     }
 }
 
-const UPSERT_ORIGIN: &str = "INSERT INTO position_origins (source, kind, origin) VALUES (?, ?, ?)
-     ON CONFLICT (source) DO UPDATE SET kind = excluded.kind, origin = excluded.origin,
-         at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now')";
+const UPSERT_ORIGIN: &str = "INSERT INTO position_origins (source, kind, origin, at) VALUES ($1, $2, $3, $4)
+     ON CONFLICT (source) DO UPDATE SET kind = excluded.kind, origin = excluded.origin, at = excluded.at";
 
 #[cfg(test)]
 mod tests {

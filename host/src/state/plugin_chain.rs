@@ -4,6 +4,7 @@
 //! tell a plugin the config takes out on purpose from one whose file went
 //! missing while ferry was stopped (see `app::PluginChain::check_remembered`).
 
+use super::backend::{Backend, Location, on_backend};
 use super::{State, StateError};
 use sqlx::sqlite::SqliteConnectOptions;
 use sqlx::{ConnectOptions, Connection, Row};
@@ -22,36 +23,78 @@ pub struct ChainPlugin {
 
 const SELECT_CHAIN: &str = "SELECT name, wasm, settings FROM plugin_chain ORDER BY position";
 
+/// A plugin of the chain from a row of either backend.
+macro_rules! chain_plugin {
+    ($row:expr) => {{
+        let row = $row;
+        (|| -> Result<ChainPlugin, sqlx::Error> {
+            Ok(ChainPlugin {
+                name: row.try_get("name")?,
+                wasm: PathBuf::from(row.try_get::<String, _>("wasm")?),
+                settings: row.try_get::<Option<String>, _>("settings")?.map(PathBuf::from),
+            })
+        })()
+    }};
+}
+
 impl State {
     /// Records `plugins`, in order, as the chain that runs now, replacing
     /// the one recorded before, in one transaction.
     pub async fn remember_plugin_chain(&self, plugins: &[ChainPlugin]) -> Result<(), StateError> {
-        let mut tx = self.pool().begin().await.map_err(|err| self.error(err))?;
-        sqlx::query("DELETE FROM plugin_chain").execute(&mut *tx).await.map_err(|err| self.error(err))?;
-        for (position, plugin) in plugins.iter().enumerate() {
-            sqlx::query("INSERT INTO plugin_chain (position, name, wasm, settings) VALUES (?, ?, ?, ?)")
-                .bind(i64::try_from(position).unwrap_or(i64::MAX))
-                .bind(&plugin.name)
-                .bind(plugin.wasm.to_string_lossy())
-                .bind(plugin.settings.as_ref().map(|path| path.to_string_lossy()))
-                .execute(&mut *tx)
-                .await
-                .map_err(|err| self.error(err))?;
+        let epoch = self.epoch();
+        let done: Result<(), sqlx::Error> = on_backend!(self, |pool| async {
+            let mut tx = Backend::begin(pool, epoch).await?;
+            sqlx::query("DELETE FROM plugin_chain").execute(&mut *tx).await?;
+            for (position, plugin) in plugins.iter().enumerate() {
+                sqlx::query("INSERT INTO plugin_chain (position, name, wasm, settings) VALUES ($1, $2, $3, $4)")
+                    .bind(i64::try_from(position).unwrap_or(i64::MAX))
+                    .bind(&plugin.name)
+                    .bind(plugin.wasm.to_string_lossy().into_owned())
+                    .bind(plugin.settings.as_ref().map(|path| path.to_string_lossy().into_owned()))
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            tx.commit().await
         }
-        tx.commit().await.map_err(|err| self.error(err))
+        .await);
+        done.map_err(|err| self.error(err))
     }
 
     /// The chain recorded last, in order; empty when none was.
     pub async fn plugin_chain(&self) -> Result<Vec<ChainPlugin>, StateError> {
-        let rows = sqlx::query(SELECT_CHAIN).fetch_all(self.pool()).await.map_err(|err| self.error(err))?;
-        rows.iter().map(chain_plugin).collect::<Result<_, _>>().map_err(|err| self.error(err))
+        on_backend!(self, |pool| {
+            let rows = sqlx::query(SELECT_CHAIN).fetch_all(pool).await.map_err(|err| self.error(err))?;
+            rows.iter().map(|row| chain_plugin!(row)).collect::<Result<_, _>>().map_err(|err| self.error(err))
+        })
     }
 }
 
-/// The chain recorded last in the database at `path`, read without writing
+/// The chain recorded last in the state at `location`, read without writing
 /// anything: no database (a first run) or one from before this record
 /// means none, an empty list. `ferry check` must not create or change state.
-pub async fn last_plugin_chain(path: &Path) -> Result<Vec<ChainPlugin>, StateError> {
+pub async fn last_plugin_chain(location: &Location) -> Result<Vec<ChainPlugin>, StateError> {
+    match location {
+        Location::Sqlite(path) => last_in_sqlite(path).await,
+        Location::Postgres(postgres) => {
+            let error = |err: sqlx::Error| StateError::at(location, format!("cannot read the plugin chain that last ran: {err}"));
+            let mut connection = postgres.options().map_err(error)?.connect().await.map_err(error)?;
+            let read = async {
+                let recorded: Option<String> =
+                    sqlx::query_scalar("SELECT to_regclass('plugin_chain')::text").fetch_one(&mut connection).await?;
+                if recorded.is_none() {
+                    return Ok(Vec::new());
+                }
+                let rows = sqlx::query(SELECT_CHAIN).fetch_all(&mut connection).await?;
+                rows.iter().map(|row| chain_plugin!(row)).collect()
+            };
+            let chain = read.await.map_err(error);
+            let _ = connection.close().await;
+            chain
+        }
+    }
+}
+
+async fn last_in_sqlite(path: &Path) -> Result<Vec<ChainPlugin>, StateError> {
     if !path.exists() {
         return Ok(Vec::new());
     }
@@ -65,19 +108,11 @@ pub async fn last_plugin_chain(path: &Path) -> Result<Vec<ChainPlugin>, StateErr
             return Ok(Vec::new());
         }
         let rows = sqlx::query(SELECT_CHAIN).fetch_all(&mut connection).await?;
-        rows.iter().map(chain_plugin).collect()
+        rows.iter().map(|row| chain_plugin!(row)).collect()
     };
     let chain = read.await.map_err(error);
     let _ = connection.close().await;
     chain
-}
-
-fn chain_plugin(row: &sqlx::sqlite::SqliteRow) -> Result<ChainPlugin, sqlx::Error> {
-    Ok(ChainPlugin {
-        name: row.try_get("name")?,
-        wasm: PathBuf::from(row.try_get::<String, _>("wasm")?),
-        settings: row.try_get::<Option<String>, _>("settings")?.map(PathBuf::from),
-    })
 }
 
 #[cfg(test)]
@@ -96,7 +131,7 @@ mod tests {
     async fn the_last_chain_is_read_back_in_order_without_writing() {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("ferry.db");
-        assert_eq!(last_plugin_chain(&path).await.expect("no database"), []);
+        assert_eq!(last_plugin_chain(&Location::Sqlite(path.clone())).await.expect("no database"), []);
         assert!(!path.exists(), "reading creates no database");
 
         let state = State::open(&path).await.expect("open");
@@ -106,10 +141,10 @@ mod tests {
         let expected = [plugin("redact", true), plugin("a", false)];
         assert_eq!(state.plugin_chain().await.expect("read"), expected);
         // While ferry runs (its WAL open) and after it stopped.
-        assert_eq!(last_plugin_chain(&path).await.expect("read-only"), expected);
+        assert_eq!(last_plugin_chain(&Location::Sqlite(path.clone())).await.expect("read-only"), expected);
         state.close().await;
         let modified = std::fs::metadata(&path).and_then(|meta| meta.modified()).expect("mtime");
-        assert_eq!(last_plugin_chain(&path).await.expect("read-only"), expected);
+        assert_eq!(last_plugin_chain(&Location::Sqlite(path.clone())).await.expect("read-only"), expected);
         assert_eq!(std::fs::metadata(&path).and_then(|meta| meta.modified()).expect("mtime"), modified);
     }
 
@@ -121,6 +156,6 @@ mod tests {
         let mut connection = connection.expect("an empty database");
         sqlx::query("CREATE TABLE cursors (source TEXT)").execute(&mut connection).await.expect("a table");
         connection.close().await.expect("close");
-        assert_eq!(last_plugin_chain(&path).await.expect("read-only"), []);
+        assert_eq!(last_plugin_chain(&Location::Sqlite(path.clone())).await.expect("read-only"), []);
     }
 }

@@ -1,25 +1,42 @@
+use super::backend::{Backend, Location, Pool, insert_dead_letter, now, on_backend, stored_dead_letter};
 use super::lock::{self, StorageLock};
 use super::{DeadLetter, Filter, StoredCursor, StoredDeadLetter};
+use sqlx::Row;
+use sqlx::postgres::PgPoolOptions;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{Row, SqlitePool};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 
-/// The schema's migrations (`host/migrations`).
-static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+/// The SQLite schema's migrations (`host/migrations/sqlite`).
+static SQLITE_MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
+
+/// The PostgreSQL schema's migrations (`host/migrations/postgres`).
+static POSTGRES_MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
 
 /// A state database could not be opened, migrated, read or written.
 #[derive(Debug, thiserror::Error)]
-#[error("state database {}: {message}", path.display())]
+#[error("state database {place}: {message}")]
 pub struct StateError {
-    path: PathBuf,
+    place: String,
     message: String,
+    deposed: bool,
 }
 
 impl StateError {
     pub(super) fn new(path: &Path, message: String) -> StateError {
-        StateError { path: path.to_owned(), message }
+        StateError { place: path.display().to_string(), message, deposed: false }
+    }
+
+    pub(super) fn at(location: &Location, message: String) -> StateError {
+        StateError { place: location.to_string(), message, deposed: false }
+    }
+
+    /// True when the write was refused because another instance has taken
+    /// over (PostgreSQL's fence): this one must stop, not retry.
+    pub fn is_deposed(&self) -> bool {
+        self.deposed
     }
 }
 
@@ -47,21 +64,24 @@ fn restrict(path: &Path) -> std::io::Result<()> {
     Ok(())
 }
 
-/// The state database. Cheap to clone; clones share one connection pool
-/// (and the storage lock, when this state holds it).
+/// The state database. Cheap to clone; clones share one connection pool,
+/// the storage lock (when this state holds it) and the lease epoch (when
+/// this instance leads on PostgreSQL).
 #[derive(Clone, Debug)]
 pub struct State {
-    pool: SqlitePool,
-    path: PathBuf,
+    pool: Pool,
+    location: Arc<Location>,
     lock: Option<Arc<StorageLock>>,
+    epoch: Arc<AtomicI64>,
 }
 
 impl State {
-    /// Opens (creating if needed) the database at `path` for reading, and
-    /// brings its schema up to date. It takes no lock a running ferry would
-    /// be refused by: `status` and `dead-letters list` work beside one.
-    /// This does not look at the marker of past runs: `ferry start` opens
-    /// its state with [`State::open_guarded`], holding the storage lock.
+    /// Opens (creating if needed) the SQLite database at `path` for
+    /// reading, and brings its schema up to date. It takes no lock a running
+    /// ferry would be refused by: `status` and `dead-letters list` work
+    /// beside one. This does not look at the marker of past runs: `ferry
+    /// start` opens its state with [`State::open_guarded`], holding the
+    /// storage lock.
     pub async fn open(path: &Path) -> Result<State, StateError> {
         let beside = lock::share(path);
         let state = State::connect(path, None).await?;
@@ -73,6 +93,37 @@ impl State {
         state.migrate().await?;
         drop(beside);
         Ok(state)
+    }
+
+    /// Opens the state at `location` for reading: [`State::open`] for
+    /// SQLite; for PostgreSQL, connects and brings the schema up to date
+    /// (PostgreSQL serialises concurrent migrations itself).
+    pub async fn open_at(location: &Location) -> Result<State, StateError> {
+        match location {
+            Location::Sqlite(path) => State::open(path).await,
+            Location::Postgres(_) => State::connect_postgres(location).await,
+        }
+    }
+
+    /// Opens the state at `location` for `ferry start`: the SQLite database
+    /// holding its lock and checked against its marker
+    /// ([`State::open_guarded`]); a PostgreSQL one is shared, and its lease
+    /// (`state::lease`) decides who writes.
+    pub async fn open_to_run(location: &Location, config: &Path) -> Result<State, StateError> {
+        match location {
+            Location::Sqlite(path) => State::open_guarded(path, config).await,
+            Location::Postgres(_) => State::connect_postgres(location).await,
+        }
+    }
+
+    /// Opens the state at `location` for a command that writes as `ferry
+    /// start` does (a replay): SQLite's storage lock keeps it from running
+    /// beside one; on PostgreSQL it runs beside the instances.
+    pub async fn open_to_write(location: &Location) -> Result<State, StateError> {
+        match location {
+            Location::Sqlite(path) => State::open_exclusive(path).await,
+            Location::Postgres(_) => State::connect_postgres(location).await,
+        }
     }
 
     /// Opens (creating if needed) the database at `path`, whose storage
@@ -89,7 +140,7 @@ impl State {
 
     /// Opens the database's connection pool, creating the file 0600.
     async fn connect(path: &Path, lock: Option<Arc<StorageLock>>) -> Result<State, StateError> {
-        let error = |message: String| StateError { path: path.to_owned(), message };
+        let error = |message: String| StateError::new(path, message);
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir).map_err(|err| error(format!("cannot create its folder: {err}")))?;
         }
@@ -102,26 +153,93 @@ impl State {
             .busy_timeout(Duration::from_secs(10));
         let pool =
             SqlitePoolOptions::new().max_connections(4).connect_with(options).await.map_err(|err| error(format!("cannot open: {err}")))?;
-        Ok(State { pool, path: path.to_owned(), lock })
+        Ok(State::with(Pool::Sqlite(pool), Location::Sqlite(path.to_owned()), lock))
+    }
+
+    /// Connects to the PostgreSQL database at `location` and brings its
+    /// schema up to date.
+    async fn connect_postgres(location: &Location) -> Result<State, StateError> {
+        let Location::Postgres(postgres) = location else { unreachable!("only called for PostgreSQL") };
+        let error = |message: String| StateError::at(location, message);
+        let options = postgres.options().map_err(|err| error(err.to_string()))?;
+        let pool = PgPoolOptions::new()
+            .max_connections(4)
+            .acquire_timeout(Duration::from_secs(10))
+            .connect_with(options)
+            .await
+            .map_err(|err| error(format!("cannot connect: {err}")))?;
+        let state = State::with(Pool::Postgres(pool), location.clone(), None);
+        state.migrate().await?;
+        Ok(state)
+    }
+
+    fn with(pool: Pool, location: Location, lock: Option<Arc<StorageLock>>) -> State {
+        State { pool, location: Arc::new(location), lock, epoch: Arc::new(AtomicI64::new(0)) }
     }
 
     async fn migrate(&self) -> Result<(), StateError> {
-        MIGRATOR.run(&self.pool).await.map_err(|err| StateError::new(&self.path, format!("cannot update its schema: {err}")))
+        let done = match &self.pool {
+            Pool::Sqlite(pool) => SQLITE_MIGRATOR.run(pool).await,
+            Pool::Postgres(pool) => POSTGRES_MIGRATOR.run(pool).await,
+        };
+        done.map_err(|err| StateError::at(&self.location, format!("cannot update its schema: {err}")))
     }
 
     /// True when every migration of this ferry has been applied.
     async fn schema_is_current(&self) -> bool {
-        let applied: Vec<i64> =
-            sqlx::query_scalar("SELECT version FROM _sqlx_migrations WHERE success").fetch_all(&self.pool).await.unwrap_or_default();
-        MIGRATOR
+        let migrator = match self.pool {
+            Pool::Sqlite(_) => &SQLITE_MIGRATOR,
+            Pool::Postgres(_) => &POSTGRES_MIGRATOR,
+        };
+        let applied: Vec<i64> = on_backend!(self, |pool| sqlx::query_scalar("SELECT version FROM _sqlx_migrations WHERE success")
+            .fetch_all(pool)
+            .await
+            .unwrap_or_default());
+        migrator
             .iter()
             .filter(|migration| !migration.migration_type.is_down_migration())
             .all(|migration| applied.contains(&migration.version))
     }
 
-    /// The database file.
-    pub fn path(&self) -> &Path {
-        &self.path
+    /// Where this state is.
+    pub fn location(&self) -> &Location {
+        &self.location
+    }
+
+    /// The SQLite database file; `None` on PostgreSQL.
+    pub fn path(&self) -> Option<&Path> {
+        match &*self.location {
+            Location::Sqlite(path) => Some(path),
+            Location::Postgres(_) => None,
+        }
+    }
+
+    /// The connection pool, for the other parts of this module.
+    pub(super) fn pool(&self) -> &Pool {
+        &self.pool
+    }
+
+    /// Makes every later write of this state (and its clones) carry
+    /// `epoch`, the lease this instance holds: PostgreSQL's fence refuses
+    /// them once another instance has taken over.
+    pub(super) fn fence_with(&self, epoch: i64) {
+        self.epoch.store(epoch, Ordering::SeqCst);
+    }
+
+    /// The epoch writes carry; `None` for an operator's command.
+    pub(super) fn epoch(&self) -> Option<i64> {
+        Some(self.epoch.load(Ordering::SeqCst)).filter(|epoch| *epoch > 0)
+    }
+
+    pub(super) fn error(&self, err: sqlx::Error) -> StateError {
+        let deposed = err.as_database_error().and_then(|db| db.code()).is_some_and(|code| code == super::backend::FENCE_CODE);
+        let message = match (&err, deposed) {
+            (sqlx::Error::Database(db), true) => {
+                format!("{}; this instance no longer leads and has stopped writing", db.message().trim_start_matches("ferry fence: "))
+            }
+            _ => err.to_string(),
+        };
+        StateError { place: self.location.to_string(), message, deposed }
     }
 
     /// This database's identity (see the `identity` migration), written
@@ -131,48 +249,36 @@ impl State {
             return Ok(id);
         }
         let id = format!("{:016x}{:016x}", fastrand::u64(..), fastrand::u64(..));
-        sqlx::query("INSERT OR IGNORE INTO identity (only, id) VALUES (1, ?)")
+        on_backend!(self, |pool| sqlx::query("INSERT INTO identity (only, id) VALUES (1, $1) ON CONFLICT (only) DO NOTHING")
             .bind(&id)
-            .execute(&self.pool)
+            .execute(pool)
             .await
-            .map_err(|err| self.error(err))?;
+            .map(drop)
+            .map_err(|err| self.error(err)))?;
         // Another ferry on the same database may have written one first.
-        self.stored_identity().await?.ok_or_else(|| StateError::new(&self.path, "its identity could not be written".into()))
+        self.stored_identity().await?.ok_or_else(|| StateError::at(&self.location, "its identity could not be written".into()))
     }
 
     /// This database's identity, if it has one.
     pub async fn stored_identity(&self) -> Result<Option<String>, StateError> {
-        sqlx::query_scalar("SELECT id FROM identity WHERE only = 1").fetch_optional(&self.pool).await.map_err(|err| self.error(err))
-    }
-
-    /// The connection pool, for the other parts of this module.
-    pub(super) fn pool(&self) -> &SqlitePool {
-        &self.pool
-    }
-
-    pub(super) fn error(&self, err: sqlx::Error) -> StateError {
-        StateError { path: self.path.clone(), message: err.to_string() }
+        on_backend!(self, |pool| sqlx::query_scalar("SELECT id FROM identity WHERE only = 1")
+            .fetch_optional(pool)
+            .await
+            .map_err(|err| self.error(err)))
     }
 
     /// The committed position of `source`, if it ever committed one.
     pub async fn cursor(&self, source: &str) -> Result<Option<String>, StateError> {
-        sqlx::query_scalar("SELECT position FROM cursors WHERE source = ?")
+        on_backend!(self, |pool| sqlx::query_scalar("SELECT position FROM cursors WHERE source = $1")
             .bind(source)
-            .fetch_optional(&self.pool)
+            .fetch_optional(pool)
             .await
-            .map_err(|err| self.error(err))
+            .map_err(|err| self.error(err)))
     }
 
     /// Records that `source` has got to `position`.
     pub async fn commit_cursor(&self, source: &str, position: &str) -> Result<(), StateError> {
-        sqlx::query(UPSERT_CURSOR)
-            .bind(source)
-            .bind(position)
-            .bind(None::<&str>)
-            .execute(&self.pool)
-            .await
-            .map_err(|err| self.error(err))?;
-        Ok(())
+        self.commit(source, position, None, &[]).await
     }
 
     /// Records that `source` has got to `position` and stores the dead
@@ -182,12 +288,17 @@ impl State {
     /// nanoseconds, UTC); the stored one only moves forward, and with the
     /// cursor, so it never claims an event that is not yet acknowledged.
     pub async fn commit(&self, source: &str, position: &str, newest: Option<&str>, letters: &[DeadLetter]) -> Result<(), StateError> {
-        let mut tx = self.pool.begin().await.map_err(|err| self.error(err))?;
-        for letter in letters {
-            insert_dead_letter(&mut tx, letter).await.map_err(|err| self.error(err))?;
+        let epoch = self.epoch();
+        let done: Result<(), sqlx::Error> = on_backend!(self, |pool| async {
+            let mut tx = Backend::begin(pool, epoch).await?;
+            for letter in letters {
+                insert_dead_letter!(&mut *tx, letter).await?;
+            }
+            sqlx::query(UPSERT_CURSOR).bind(source).bind(position).bind(newest).bind(now()).execute(&mut *tx).await?;
+            tx.commit().await
         }
-        sqlx::query(UPSERT_CURSOR).bind(source).bind(position).bind(newest).execute(&mut *tx).await.map_err(|err| self.error(err))?;
-        tx.commit().await.map_err(|err| self.error(err))
+        .await);
+        done.map_err(|err| self.error(err))
     }
 
     /// Writes dead letters in one transaction: all of them or none.
@@ -195,89 +306,95 @@ impl State {
         if letters.is_empty() {
             return Ok(());
         }
-        let mut tx = self.pool.begin().await.map_err(|err| self.error(err))?;
-        for letter in letters {
-            insert_dead_letter(&mut tx, letter).await.map_err(|err| self.error(err))?;
+        let epoch = self.epoch();
+        let done: Result<(), sqlx::Error> = on_backend!(self, |pool| async {
+            let mut tx = Backend::begin(pool, epoch).await?;
+            for letter in letters {
+                insert_dead_letter!(&mut *tx, letter).await?;
+            }
+            tx.commit().await
         }
-        tx.commit().await.map_err(|err| self.error(err))
+        .await);
+        done.map_err(|err| self.error(err))
     }
 
     /// Dead letters in the order they were written, oldest first.
     pub async fn dead_letters(&self, limit: u32) -> Result<Vec<StoredDeadLetter>, StateError> {
-        let rows = sqlx::query(
-            "SELECT id, created_at, source, position, event_id, stage, component, reason, payload, session_id, sink
-             FROM dead_letters ORDER BY id LIMIT ?",
-        )
-        .bind(limit)
-        .fetch_all(&self.pool)
-        .await
-        .map_err(|err| self.error(err))?;
-        rows.iter().map(|row| StoredDeadLetter::from_row(row).map_err(|err| self.error(err))).collect()
+        self.find_dead_letters(&Filter { limit: Some(limit), ..Filter::default() }).await
     }
 
     /// How many dead letters are stored.
     pub async fn dead_letter_count(&self) -> Result<u64, StateError> {
-        let count: i64 =
-            sqlx::query_scalar("SELECT COUNT(*) FROM dead_letters").fetch_one(&self.pool).await.map_err(|err| self.error(err))?;
+        let count: i64 = on_backend!(self, |pool| sqlx::query_scalar("SELECT COUNT(*) FROM dead_letters")
+            .fetch_one(pool)
+            .await
+            .map_err(|err| self.error(err)))?;
         Ok(u64::try_from(count).unwrap_or(0))
     }
 
     /// Every source's cursor, by source name.
     pub async fn cursors(&self) -> Result<Vec<StoredCursor>, StateError> {
-        let rows = sqlx::query("SELECT source, position, updated_at, newest_event_time FROM cursors ORDER BY source")
-            .fetch_all(&self.pool)
-            .await
-            .map_err(|err| self.error(err))?;
-        rows.iter()
-            .map(|row| -> Result<StoredCursor, sqlx::Error> {
-                Ok(StoredCursor {
-                    source: row.try_get("source")?,
-                    position: row.try_get("position")?,
-                    updated_at: row.try_get("updated_at")?,
-                    newest_event_time: row.try_get("newest_event_time")?,
+        let sql = "SELECT source, position, updated_at, newest_event_time FROM cursors ORDER BY source";
+        on_backend!(self, |pool| {
+            let rows = sqlx::query(sql).fetch_all(pool).await.map_err(|err| self.error(err))?;
+            rows.iter()
+                .map(|row| -> Result<StoredCursor, sqlx::Error> {
+                    Ok(StoredCursor {
+                        source: row.try_get("source")?,
+                        position: row.try_get("position")?,
+                        updated_at: row.try_get("updated_at")?,
+                        newest_event_time: row.try_get("newest_event_time")?,
+                    })
                 })
-            })
-            .collect::<Result<_, _>>()
-            .map_err(|err| self.error(err))
+                .collect::<Result<_, _>>()
+                .map_err(|err| self.error(err))
+        })
     }
 
     /// How many dead letters each stage and component holds:
     /// `(stage, component, count)`, by stage then component.
     pub async fn dead_letter_counts(&self) -> Result<Vec<(String, String, u64)>, StateError> {
+        let sql = "SELECT stage, component, COUNT(*) FROM dead_letters GROUP BY stage, component ORDER BY stage, component";
         let rows: Vec<(String, String, i64)> =
-            sqlx::query_as("SELECT stage, component, COUNT(*) FROM dead_letters GROUP BY stage, component ORDER BY stage, component")
-                .fetch_all(&self.pool)
-                .await
-                .map_err(|err| self.error(err))?;
+            on_backend!(self, |pool| sqlx::query_as(sql).fetch_all(pool).await.map_err(|err| self.error(err)))?;
         Ok(rows.into_iter().map(|(stage, component, count)| (stage, component, u64::try_from(count).unwrap_or(0))).collect())
     }
 
     /// The dead letters `filter` names, oldest first.
     pub async fn find_dead_letters(&self, filter: &Filter) -> Result<Vec<StoredDeadLetter>, StateError> {
-        let mut query = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
-            "SELECT id, created_at, source, position, event_id, stage, component, reason, payload, session_id, sink FROM dead_letters",
-        );
-        filter.push_where(&mut query);
-        query.push(" ORDER BY id");
-        if let Some(limit) = filter.limit {
-            query.push(" LIMIT ").push_bind(limit);
-        }
-        let rows = query.build().fetch_all(&self.pool).await.map_err(|err| self.error(err))?;
-        rows.iter().map(|row| StoredDeadLetter::from_row(row).map_err(|err| self.error(err))).collect()
+        on_backend!(self, |pool| {
+            let mut query = sqlx::QueryBuilder::new(
+                "SELECT id, created_at, source, position, event_id, stage, component, reason, payload, session_id, sink FROM dead_letters",
+            );
+            filter.push_where(&mut query);
+            query.push(" ORDER BY id");
+            if let Some(limit) = filter.limit {
+                query.push(" LIMIT ").push_bind(i64::from(limit));
+            }
+            let rows = query.build().fetch_all(pool).await.map_err(|err| self.error(err))?;
+            rows.iter().map(|row| stored_dead_letter!(row).map_err(|err| self.error(err))).collect()
+        })
     }
 
     /// Deletes the dead letters `filter` names (its limit the oldest so
     /// many); how many were deleted.
     pub async fn purge_dead_letters(&self, filter: &Filter) -> Result<u64, StateError> {
-        let mut query = sqlx::QueryBuilder::<sqlx::Sqlite>::new("DELETE FROM dead_letters WHERE id IN (SELECT id FROM dead_letters");
-        filter.push_where(&mut query);
-        query.push(" ORDER BY id");
-        if let Some(limit) = filter.limit {
-            query.push(" LIMIT ").push_bind(limit);
+        let epoch = self.epoch();
+        let done: Result<u64, sqlx::Error> = on_backend!(self, |pool| async {
+            let mut tx = Backend::begin(pool, epoch).await?;
+            let mut query = sqlx::QueryBuilder::new("DELETE FROM dead_letters WHERE id IN (SELECT id FROM dead_letters");
+            filter.push_where(&mut query);
+            query.push(" ORDER BY id");
+            if let Some(limit) = filter.limit {
+                query.push(" LIMIT ").push_bind(i64::from(limit));
+            }
+            query.push(")");
+            let deleted = query.build().execute(&mut *tx).await?.rows_affected();
+            tx.commit().await?;
+            Ok(deleted)
         }
-        query.push(")");
-        let done = query.build().execute(&self.pool).await.map_err(|err| self.error(err))?;
-        Ok(done.rows_affected())
+        .await);
+        done.map_err(|err| self.error(err))
     }
 
     /// Records what a replay made of dead letters, in one transaction: a
@@ -286,87 +403,54 @@ impl State {
     /// first failure (stage, component, reason, payload), and each further
     /// failure (a second sink of a fan-out) gets a row of its own.
     pub async fn settle_replayed(&self, outcomes: &[(i64, Vec<DeadLetter>)]) -> Result<(), StateError> {
-        let mut tx = self.pool.begin().await.map_err(|err| self.error(err))?;
-        for (id, failures) in outcomes {
-            let result = match failures.split_first() {
-                None => sqlx::query("DELETE FROM dead_letters WHERE id = ?").bind(id).execute(&mut *tx).await.map(drop),
-                Some((first, rest)) => {
-                    let updated = sqlx::query(
-                        "UPDATE dead_letters SET stage = ?, component = ?, reason = ?, payload = ?, event_id = COALESCE(?, event_id),
-                             session_id = COALESCE(?, session_id), sink = COALESCE(?, sink), created_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now') WHERE id = ?",
-                    )
-                    .bind(first.stage.as_str())
-                    .bind(&first.component)
-                    .bind(&first.reason)
-                    .bind(&first.payload)
-                    .bind(&first.event_id)
-                    .bind(&first.session_id)
-                    .bind(&first.sink)
-                    .bind(id)
-                    .execute(&mut *tx)
-                    .await
-                    .map(drop);
-                    let mut inserted = Ok(());
-                    for letter in rest {
-                        inserted = inserted.and(insert_dead_letter(&mut tx, letter).await);
+        let epoch = self.epoch();
+        let done: Result<(), sqlx::Error> = on_backend!(self, |pool| async {
+            let mut tx = Backend::begin(pool, epoch).await?;
+            for (id, failures) in outcomes {
+                match failures.split_first() {
+                    None => {
+                        sqlx::query("DELETE FROM dead_letters WHERE id = $1").bind(id).execute(&mut *tx).await?;
                     }
-                    updated.and(inserted)
+                    Some((first, rest)) => {
+                        sqlx::query(UPDATE_REPLAYED)
+                            .bind(first.stage.as_str())
+                            .bind(&first.component)
+                            .bind(&first.reason)
+                            .bind(&first.payload)
+                            .bind(&first.event_id)
+                            .bind(&first.session_id)
+                            .bind(&first.sink)
+                            .bind(now())
+                            .bind(id)
+                            .execute(&mut *tx)
+                            .await?;
+                        for letter in rest {
+                            insert_dead_letter!(&mut *tx, letter).await?;
+                        }
+                    }
                 }
-            };
-            result.map_err(|err| self.error(err))?;
+            }
+            tx.commit().await
         }
-        tx.commit().await.map_err(|err| self.error(err))
+        .await);
+        done.map_err(|err| self.error(err))
     }
 
     /// Closes the pool, waiting for writes in progress.
     pub async fn close(&self) {
-        self.pool.close().await;
+        on_backend!(self, |pool| pool.close().await);
     }
 }
 
-const UPSERT_CURSOR: &str = "INSERT INTO cursors (source, position, newest_event_time) VALUES (?, ?, ?)
+const UPSERT_CURSOR: &str = "INSERT INTO cursors (source, position, newest_event_time, updated_at) VALUES ($1, $2, $3, $4)
      ON CONFLICT (source) DO UPDATE SET position = excluded.position,
          newest_event_time = CASE
              WHEN cursors.newest_event_time IS NULL OR excluded.newest_event_time > cursors.newest_event_time THEN excluded.newest_event_time
              ELSE cursors.newest_event_time END,
-         updated_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now')";
+         updated_at = excluded.updated_at";
 
-async fn insert_dead_letter(tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>, letter: &DeadLetter) -> Result<(), sqlx::Error> {
-    sqlx::query(
-        "INSERT INTO dead_letters (source, position, event_id, stage, component, reason, payload, session_id, sink)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-    )
-    .bind(&letter.source)
-    .bind(&letter.position)
-    .bind(&letter.event_id)
-    .bind(letter.stage.as_str())
-    .bind(&letter.component)
-    .bind(&letter.reason)
-    .bind(&letter.payload)
-    .bind(&letter.session_id)
-    .bind(&letter.sink)
-    .execute(&mut **tx)
-    .await?;
-    Ok(())
-}
-
-impl StoredDeadLetter {
-    fn from_row(row: &sqlx::sqlite::SqliteRow) -> Result<StoredDeadLetter, sqlx::Error> {
-        Ok(StoredDeadLetter {
-            id: row.try_get("id")?,
-            created_at: row.try_get("created_at")?,
-            source: row.try_get("source")?,
-            position: row.try_get("position")?,
-            event_id: row.try_get("event_id")?,
-            stage: row.try_get("stage")?,
-            component: row.try_get("component")?,
-            reason: row.try_get("reason")?,
-            payload: row.try_get("payload")?,
-            session_id: row.try_get("session_id")?,
-            sink: row.try_get("sink")?,
-        })
-    }
-}
+const UPDATE_REPLAYED: &str = "UPDATE dead_letters SET stage = $1, component = $2, reason = $3, payload = $4,
+     event_id = COALESCE($5, event_id), session_id = COALESCE($6, session_id), sink = COALESCE($7, sink), created_at = $8 WHERE id = $9";
 
 #[cfg(test)]
 mod tests {

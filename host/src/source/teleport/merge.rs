@@ -195,7 +195,7 @@ impl TeleportSource {
                     "ingestion started from {stored}; start-time cannot change once ingestion started: set it back to {stored}, \
                      or start over from the new one with `ferry state reset --empty --config {}` (it deletes every cursor and dead letter in {})",
                     self.file.display(),
-                    state.path().display()
+                    state.location()
                 ),
             )),
             (Some(stored), _) => {

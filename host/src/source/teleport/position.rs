@@ -82,7 +82,7 @@ pub async fn settle(state: &State, settle: &Settle<'_>) -> Result<(), String> {
             return Err(format!(
                 "state database {}: Teleport positions are stored under other addresses ({}) and none under {} or {own_address}; \
                  say which one is this cluster's with `ferry state adopt-position --config {} KEY`",
-                state.path().display(),
+                state.location(),
                 several.join(", "),
                 settle.key,
                 settle.config_file.display()
@@ -189,17 +189,13 @@ pub async fn adopt(state: &State, key: &str, old: &str) -> Result<String, String
     }
     if !state.has_position(old).await.map_err(fail)? {
         let stored = address_keyed(state, key).await.map_err(fail)?;
-        return Err(format!(
-            "state database {}: nothing is stored under {old} (stored by address: {})",
-            state.path().display(),
-            list(&stored)
-        ));
+        return Err(format!("state database {}: nothing is stored under {old} (stored by address: {})", state.location(), list(&stored)));
     }
     if state.has_position(key).await.map_err(fail)? {
-        return Err(format!("state database {}: {key} already holds this cluster's position; it is kept", state.path().display()));
+        return Err(format!("state database {}: {key} already holds this cluster's position; it is kept", state.location()));
     }
     state.move_position(old, key).await.map_err(fail)?;
-    Ok(format!("{}: the position stored under {old} is now {key}'s; the next `ferry start` resumes from it.", state.path().display()))
+    Ok(format!("{}: the position stored under {old} is now {key}'s; the next `ferry start` resumes from it.", state.location()))
 }
 
 fn list(keys: &[String]) -> String {
@@ -219,7 +215,7 @@ pub async fn import(state: &State, settle: &Settle<'_>, dir: &Path, replace: boo
     if !replace && state.has_position(settle.key).await.map_err(|err| err.to_string())? {
         return Err(format!(
             "state database {}: {} already holds this cluster's position; add --replace to replace it with {}'s",
-            state.path().display(),
+            state.location(),
             settle.key,
             dir.display()
         ));

@@ -273,19 +273,13 @@ fn the_templates_read_only_values_that_values_yaml_defines() {
 }
 
 #[test]
-fn one_pod_at_a_time_with_probes_on_healthz_and_readyz() {
+fn probes_on_healthz_and_readyz_and_one_recreated_pod_on_sqlite() {
     let (_, deployment) = templates().into_iter().find(|(name, _)| name == "deployment.yaml").expect("templates/deployment.yaml");
-    for needed in [
-        "replicas: 1",
-        "type: Recreate",
-        "path: /healthz",
-        "path: /readyz",
-        "--http-addr",
-        "mountPath: {{ .Values.eventHandler.storagePath | quote }}",
-    ] {
+    for needed in
+        ["type: Recreate", "path: /healthz", "path: /readyz", "--http-addr", "mountPath: {{ .Values.eventHandler.storagePath | quote }}"]
+    {
         assert!(deployment.contains(needed), "deployment.yaml lacks `{needed}`");
     }
-    assert!(!deployment.contains("replicas: {{"), "the replica count must not be a value: two readers of one state race on the cursor");
 }
 
 // ---------------------------------------------------------------------------
@@ -842,4 +836,136 @@ fn crd_create_renders_the_operators_role_bot_and_token() {
     assert_eq!(own_bot.object("TeleportProvisionToken", "ferry-tbot")["spec"]["join_method"].as_str(), Some("github"));
     refused(&[MINIMAL, "crd: {create: true}"], &["crd.tokenSpecOverride", "join_method"]);
     refused(&[MINIMAL, TBOT, "crd: {create: true, tokenSpecOverride: {join_method: token}}"], &["tbot.joinMethod"]);
+}
+
+// ---------------------------------------------------------------------------
+// Several replicas, sharing their state in PostgreSQL.
+
+const POSTGRES_URL: &str = "postgres://ferry@db.example:5432/ferry?sslmode=verify-full&sslrootcert=/etc/ferry/pg/ca.pem&sslcert=/etc/ferry/pg/client.pem&sslkey=/etc/ferry/pg/client.key";
+
+fn postgres_values(replicas: u32) -> String {
+    format!(
+        "
+storage:
+  postgres:
+    url: \"{POSTGRES_URL}\"
+    passwordSecret: {{name: ferry-db, key: pw}}
+    tlsSecretName: ferry-db-tls
+    lease: 20s
+replicas: {replicas}
+"
+    )
+}
+
+/// ferry.toml as TOML (the keys of several instances may be newer than the
+/// ferry this crate builds against).
+fn ferry_toml_table(rendered: &Rendered) -> toml::Table {
+    let text = rendered.ferry_toml();
+    text.parse().unwrap_or_else(|err| panic!("the chart's ferry.toml is not TOML: {err}\n{text}"))
+}
+
+fn volume(rendered: &Rendered, name: &str) -> Option<Yaml> {
+    rendered.pod()["volumes"].as_vec().expect("volumes").iter().find(|v| v["name"].as_str() == Some(name)).cloned()
+}
+
+/// The mount of `name` in ferry's container, if any.
+fn mount(rendered: &Rendered, name: &str) -> Option<Yaml> {
+    rendered.ferry_container()["volumeMounts"].as_vec().expect("mounts").iter().find(|m| m["name"].as_str() == Some(name)).cloned()
+}
+
+fn env_var(rendered: &Rendered, name: &str) -> Option<Yaml> {
+    rendered.ferry_container()["env"].as_vec().and_then(|env| env.iter().find(|e| e["name"].as_str() == Some(name)).cloned())
+}
+
+#[test]
+fn sqlite_storage_runs_one_pod_recreated_on_its_volume() {
+    let rendered = installs(&[MINIMAL, "persistentVolumeClaim: {enabled: true}"]);
+    let deployment = rendered.deployment();
+    assert_eq!(deployment["spec"]["replicas"].as_i64(), Some(1));
+    assert_eq!(deployment["spec"]["strategy"]["type"].as_str(), Some("Recreate"), "two pods must never open one SQLite state");
+    assert!(!rendered.kinds().contains("PodDisruptionBudget"), "one pod: nothing to keep available during a drain");
+    assert!(rendered.kinds().contains("PersistentVolumeClaim"));
+    let config = ferry_toml_table(&rendered);
+    assert_eq!(config["storage"].as_str(), Some("/var/lib/teleport/plugins/event-handler/storage"), "eventHandler.storagePath");
+    assert!(!config.contains_key("plugin-cache") && !config.contains_key("leadership"), "{config:?}");
+    assert_eq!(mount(&rendered, "storage").expect("the state's volume")["mountPath"].as_str(), config["storage"].as_str());
+    assert!(env_var(&rendered, "FERRY_STORAGE_PASSWORD").is_none());
+    rendered.ferry_config();
+}
+
+#[test]
+fn postgres_storage_runs_several_pods_rolling_with_a_disruption_budget_and_no_volume() {
+    let rendered = installs(&[MINIMAL, &postgres_values(3)]);
+    let deployment = rendered.deployment();
+    assert_eq!(deployment["spec"]["replicas"].as_i64(), Some(3), "replicas");
+    let strategy = &deployment["spec"]["strategy"];
+    assert_eq!(strategy["type"].as_str(), Some("RollingUpdate"));
+    assert_eq!(strategy["rollingUpdate"]["maxUnavailable"].as_i64(), Some(0), "an update never leaves fewer pods ready");
+
+    let budget = rendered.object("PodDisruptionBudget", "ferry");
+    assert_eq!(budget["spec"]["minAvailable"].as_i64(), Some(1));
+    assert_eq!(budget["spec"]["selector"]["matchLabels"], deployment["spec"]["selector"]["matchLabels"], "it covers ferry's pods");
+
+    assert!(!rendered.kinds().contains("PersistentVolumeClaim"), "no claim: the state is in PostgreSQL");
+    assert!(
+        volume(&rendered, "storage").is_none() && mount(&rendered, "storage").is_none(),
+        "no state volume: {:?}",
+        rendered.pod()["volumes"]
+    );
+
+    let config = ferry_toml_table(&rendered);
+    assert_eq!(config["storage"].as_str(), Some(POSTGRES_URL), "storage.postgres.url");
+    assert!(!config.contains_key("storage-password-file"), "the password comes from the environment");
+    assert_eq!(config["leadership"]["lease"].as_str(), Some("20s"), "storage.postgres.lease");
+    assert!(config["leadership"].get("instance").is_none(), "each pod's name (the host name) names its instance");
+
+    // The compiled plugins are each pod's own, on an emptyDir.
+    let cache = config["plugin-cache"].as_str().expect("plugin-cache");
+    assert_eq!(mount(&rendered, "plugin-cache").expect("the plugin cache's mount")["mountPath"].as_str(), Some(cache));
+    assert!(!volume(&rendered, "plugin-cache").expect("the plugin cache's volume")["emptyDir"].is_badvalue());
+
+    let password = env_var(&rendered, "FERRY_STORAGE_PASSWORD").expect("FERRY_STORAGE_PASSWORD");
+    let reference = &password["valueFrom"]["secretKeyRef"];
+    assert_eq!((reference["name"].as_str(), reference["key"].as_str()), (Some("ferry-db"), Some("pw")), "storage.postgres.passwordSecret");
+
+    // The TLS files the URL names are where the Secret is mounted.
+    let tls = mount(&rendered, "postgres-tls").expect("the TLS files' mount");
+    assert_eq!(tls["readOnly"].as_bool(), Some(true));
+    let dir = tls["mountPath"].as_str().expect("a path");
+    for param in ["sslrootcert", "sslcert", "sslkey"] {
+        assert!(POSTGRES_URL.contains(&format!("{param}={dir}/")), "{param} is under {dir}");
+    }
+    assert_eq!(volume(&rendered, "postgres-tls").expect("its volume")["secret"]["secretName"].as_str(), Some("ferry-db-tls"));
+}
+
+#[test]
+fn one_pod_on_postgres_rolls_too_and_needs_no_budget_nor_tls_files() {
+    let values = "storage: {postgres: {url: 'postgres://ferry@db.example/ferry', passwordSecret: {name: ferry-db}}}";
+    let rendered = installs(&[MINIMAL, values]);
+    assert_eq!(rendered.deployment()["spec"]["strategy"]["type"].as_str(), Some("RollingUpdate"), "a new pod stands by first");
+    assert!(!rendered.kinds().contains("PodDisruptionBudget"), "one pod: a budget of one would block every drain");
+    assert!(mount(&rendered, "postgres-tls").is_none() && volume(&rendered, "postgres-tls").is_none());
+    let password = env_var(&rendered, "FERRY_STORAGE_PASSWORD").expect("FERRY_STORAGE_PASSWORD");
+    assert_eq!(password["valueFrom"]["secretKeyRef"]["key"].as_str(), Some("password"), "the default key");
+    assert_eq!(ferry_toml_table(&rendered)["leadership"]["lease"].as_str(), Some("15s"), "the default lease");
+}
+
+#[test]
+fn storage_values_that_cannot_work_are_refused() {
+    refused(&[MINIMAL, "replicas: 2"], &["replicas is 2", "storage.postgres.url"]);
+    refused(&[MINIMAL, "replicas: 0"], &["replicas"]);
+    let with_password = refused(
+        &[MINIMAL, "storage: {postgres: {url: 'postgres://ferry:hunter2@db.example:5432/ferry'}}"],
+        &["storage.postgres.url", "password", "storage.postgres.passwordSecret.name"],
+    );
+    assert!(!with_password.contains("hunter2"), "the refusal shows the password: {with_password}");
+    // A colon after the host is a port or an option, not a password.
+    installs(&[MINIMAL, "storage: {postgres: {url: 'postgres://db.example:5432/ferry?options=-c%20a%3Db@c'}}"]);
+    refused(&[MINIMAL, "storage: {postgres: {url: 'mysql://db.example/ferry'}}"], &["storage.postgres.url", "postgres://"]);
+    refused(&[MINIMAL, &postgres_values(2), "persistentVolumeClaim: {enabled: true}"], &["persistentVolumeClaim", "PostgreSQL"]);
+    refused(&[MINIMAL, &postgres_values(2), "persistentVolumeClaim: {existingClaim: state}"], &["persistentVolumeClaim", "PostgreSQL"]);
+    refused(&[MINIMAL, &postgres_values(2), "storage: {postgres: {passwordSecret: {key: ''}}}"], &["storage.postgres.passwordSecret.key"]);
+    refused(&[MINIMAL, "storage: {postgres: {passwordSecret: {name: ferry-db}}}"], &["storage.postgres.url"]);
+    refused(&[MINIMAL, "storage: {postgres: {tlsSecretName: ferry-db-tls}}"], &["storage.postgres.url"]);
+    refused(&[MINIMAL, &postgres_values(2), "storage: {postgres: {lease: soon}}"], &["lease"]);
 }

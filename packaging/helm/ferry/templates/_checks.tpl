@@ -42,6 +42,37 @@ includes this, so every install and template runs it.
 {{- if $v.tbot.enabled }}
 {{- include "ferry.tbot.checks" . }}
 {{- end }}
+{{- include "ferry.storage.checks" . }}
+{{- end }}
+
+{{/*
+Where the state lives: SQLite on the pod's volume, one pod; or PostgreSQL,
+shared by every replica, with no volume.
+*/}}
+{{- define "ferry.storage.checks" -}}
+{{- $v := .Values }}
+{{- $pg := $v.storage.postgres }}
+{{- if $pg.url }}
+{{- if not (regexMatch "^postgres(ql)?://" $pg.url) }}
+{{- fail "storage.postgres.url must be a postgres:// URL (postgres://USER@HOST:5432/DATABASE?sslmode=verify-full)" }}
+{{- end }}
+{{- if regexMatch "^postgres(ql)?://[^/?#@:]*:[^/?#@]*@" $pg.url }}
+{{- fail "storage.postgres.url holds a password, which ferry would show in its logs: remove it from the URL and name a Secret holding it in storage.postgres.passwordSecret.name" }}
+{{- end }}
+{{- if or $v.persistentVolumeClaim.enabled $v.persistentVolumeClaim.existingClaim }}
+{{- fail "persistentVolumeClaim.enabled and persistentVolumeClaim.existingClaim have no use with storage.postgres.url: the state is in PostgreSQL; remove them" }}
+{{- end }}
+{{- if and $pg.passwordSecret.name (not $pg.passwordSecret.key) }}
+{{- fail "storage.postgres.passwordSecret.key is required with storage.postgres.passwordSecret.name: the key of the password in that Secret" }}
+{{- end }}
+{{- else }}
+{{- if gt (int $v.replicas) 1 }}
+{{- fail (printf "replicas is %d: more than one pod needs storage.postgres.url, where the pods share their state and take turns; SQLite on a volume belongs to one pod" (int $v.replicas)) }}
+{{- end }}
+{{- if or $pg.passwordSecret.name $pg.tlsSecretName }}
+{{- fail "storage.postgres.passwordSecret.name and storage.postgres.tlsSecretName need storage.postgres.url: set it, or remove them" }}
+{{- end }}
+{{- end }}
 {{- end }}
 
 {{/* tbot as ferry's chart runs it: one identity output, for ferry. */}}

@@ -33,6 +33,9 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- define "ferry.configPath" -}}/etc/ferry/ferry.toml{{- end }}
 {{- define "ferry.pluginsPath" -}}/etc/ferry/plugins{{- end }}
 {{- define "ferry.credentialsDir" -}}/var/lib/teleport/plugins/event-handler{{- end }}
+{{- /* With PostgreSQL storage: its TLS files, and the compiled plugins' pod-local cache. */}}
+{{- define "ferry.postgresTlsDir" -}}/etc/ferry/pg{{- end }}
+{{- define "ferry.pluginCachePath" -}}/var/cache/ferry/plugins{{- end }}
 
 {{/* The labels of an object: the chart's, then the user's for that object. */}}
 {{- define "ferry.labelsWith" -}}

@@ -27,7 +27,7 @@ CREATE TABLE dead_letters (
 CREATE INDEX dead_letters_by_event ON dead_letters (event_id);
 
 CREATE TABLE identity (
-    only       INTEGER PRIMARY KEY NOT NULL CHECK (only = 1),
+    "only"     INTEGER PRIMARY KEY NOT NULL CHECK ("only" = 1),
     id         TEXT NOT NULL,
     created_at TEXT NOT NULL DEFAULT (to_char(clock_timestamp() AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"'))
 );

@@ -28,21 +28,6 @@ pub struct FerryConfig {
     #[serde(default = "default_storage")]
     pub storage: PathBuf,
 
-    /// A file holding the password for a `postgres://` storage (its first
-    /// line). Default: the environment variable FERRY_STORAGE_PASSWORD, if
-    /// set. The URL itself must hold none: it is shown in logs.
-    pub storage_password_file: Option<PathBuf>,
-
-    /// Folder for compiled plugins. Default `plugin-cache` in the storage
-    /// folder; with PostgreSQL storage, none (plugins are compiled at every
-    /// start): a shared temporary folder is no place for machine code ferry
-    /// would load.
-    pub plugin_cache: Option<PathBuf>,
-
-    /// How instances sharing a PostgreSQL state take turns.
-    #[serde(default)]
-    pub leadership: crate::state::LeadershipConfig,
-
     /// Folder to load the plugin chain from: every `*.wasm` in it, in name
     /// order, each with an optional `NAME.toml` beside it. Default `./plugins`
     /// (a missing default folder means no plugins). Not allowed together
@@ -100,6 +85,21 @@ pub struct FerryConfig {
 
     /// How log lines look: `text` (default) or `json`; `--log-format` wins.
     pub log_format: Option<crate::observe::LogFormat>,
+
+    /// A file holding the password for a `postgres://` storage (its first
+    /// line). Default: the environment variable FERRY_STORAGE_PASSWORD, if
+    /// set. The URL itself must hold none: it is shown in logs.
+    pub storage_password_file: Option<PathBuf>,
+
+    /// Folder for compiled plugins. Default `plugin-cache` in the storage
+    /// folder; with PostgreSQL storage, none (plugins are compiled at every
+    /// start): a shared temporary folder is no place for machine code ferry
+    /// would load.
+    pub plugin_cache: Option<PathBuf>,
+
+    /// How instances sharing a PostgreSQL state take turns.
+    #[serde(default)]
+    pub leadership: crate::state::LeadershipConfig,
 
     /// Whether the source came from `[teleport]` (errors then name its keys).
     #[serde(skip)]

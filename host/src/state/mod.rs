@@ -31,3 +31,6 @@ pub use marker::reset;
 pub use origins::{Origin, PositionOrigin, TakeOver};
 pub use plugin_chain::{ChainPlugin, last_plugin_chain};
 pub use store::{State, StateError};
+
+#[cfg(test)]
+mod postgres_tests;

@@ -249,7 +249,7 @@ impl State {
             return Ok(id);
         }
         let id = format!("{:016x}{:016x}", fastrand::u64(..), fastrand::u64(..));
-        on_backend!(self, |pool| sqlx::query("INSERT INTO identity (only, id) VALUES (1, $1) ON CONFLICT (only) DO NOTHING")
+        on_backend!(self, |pool| sqlx::query("INSERT INTO identity (\"only\", id) VALUES (1, $1) ON CONFLICT (\"only\") DO NOTHING")
             .bind(&id)
             .execute(pool)
             .await
@@ -261,7 +261,7 @@ impl State {
 
     /// This database's identity, if it has one.
     pub async fn stored_identity(&self) -> Result<Option<String>, StateError> {
-        on_backend!(self, |pool| sqlx::query_scalar("SELECT id FROM identity WHERE only = 1")
+        on_backend!(self, |pool| sqlx::query_scalar("SELECT id FROM identity WHERE \"only\" = 1")
             .fetch_optional(pool)
             .await
             .map_err(|err| self.error(err)))

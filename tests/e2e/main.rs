@@ -38,6 +38,7 @@ mod rotation;
 mod script_plugins;
 mod service;
 mod service_user;
+mod several_instances;
 mod shutdown;
 mod sink_faults;
 mod sink_status;

@@ -1,0 +1,189 @@
+//! Several instances on one PostgreSQL state (a real server from Debian's
+//! packages, started by the stand-in): one active, the others standing by;
+//! a standby takes over when the active one dies, from the shared cursor;
+//! an active one paused past its lease comes back, commits nothing and
+//! steps down.
+
+use crate::util::{self, Config, DEADLINE, IN, OUT, Running, Sandbox};
+use ferry_standin::postgres::Postgres;
+use serde_json::Value;
+use std::collections::BTreeSet;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+const BATCH: usize = 50;
+const LEASE: &str = "2s";
+
+/// A file job on the PostgreSQL database `url`, batches of 50, one in flight.
+fn config(url: &str) -> String {
+    Config::new()
+        .pipeline(BATCH, "20ms")
+        .set("pipeline.batches-in-flight", 1)
+        .file_source(IN, true)
+        .set("source.file.poll-interval", "20ms")
+        .file_sink("default", OUT)
+        .set("storage", url)
+        .text()
+}
+
+/// `ferry start` as the instance `name` (its own config file, the same
+/// but for `[leadership] instance`), with the database's password in the
+/// environment.
+fn start(sandbox: &Sandbox, server: &Postgres, name: &str) -> Running {
+    let file = format!("ferry-{name}.toml");
+    let text = std::fs::read_to_string(sandbox.config()).expect("ferry.toml");
+    sandbox.write(&file, format!("{text}\n[leadership]\ninstance = \"{name}\"\nlease = \"{LEASE}\"\n").as_bytes());
+    let mut command = Command::new(util::FERRY);
+    command
+        .args(["start", "--config"])
+        .arg(sandbox.path(&file))
+        .current_dir(sandbox.root())
+        .env("FERRY_STORAGE_PASSWORD", server.password())
+        .env_remove("FERRY_LOG");
+    sandbox.spawn_command(command)
+}
+
+/// A distinct event per number.
+fn event(n: usize) -> String {
+    format!("{{\"uid\":\"e-{n}\",\"event\":\"user.login\",\"time\":\"2026-12-07T10:00:00Z\",\"user\":\"u{n}\"}}\n")
+}
+
+fn uids(sandbox: &Sandbox) -> Vec<String> {
+    sandbox
+        .out_lines()
+        .iter()
+        .map(|line| {
+            let value: Value = serde_json::from_str(line).unwrap_or_else(|err| panic!("not JSON ({err}): {line}"));
+            value["uid"].as_str().unwrap_or_else(|| panic!("no uid: {line}")).to_owned()
+        })
+        .collect()
+}
+
+fn leads(running: &Running) -> bool {
+    running.stderr().contains("This instance is now the active one")
+}
+
+/// Waits for `running` to become the active instance; how long it took.
+fn wait_to_lead(sandbox: &Sandbox, running: &Running, since: Instant) -> Duration {
+    util::wait_for("the standby to take over", DEADLINE, || leads(running), || sandbox.report(Some(&running.snapshot())));
+    since.elapsed()
+}
+
+fn wait_delivered(sandbox: &Sandbox, count: usize, running: &Running) {
+    util::wait_for(
+        &format!("{count} distinct events delivered"),
+        DEADLINE,
+        || uids(sandbox).into_iter().collect::<BTreeSet<_>>().len() >= count,
+        || sandbox.report(Some(&running.snapshot())),
+    );
+}
+
+#[test]
+fn a_standby_takes_over_from_the_shared_cursor_each_time_the_active_one_is_killed() {
+    let server = Postgres::start();
+    let url = server.create_database("takeover");
+    let sandbox = Sandbox::new("several_instances", &config(&url));
+    let mut active = start(&sandbox, &server, "a");
+    util::wait_for("a to lead", DEADLINE, || leads(&active), || sandbox.report(Some(&active.snapshot())));
+    let mut standby = start(&sandbox, &server, "b");
+    util::wait_for(
+        "b to stand by",
+        DEADLINE,
+        || standby.stderr().contains("Standing by: another instance is active"),
+        || sandbox.report(Some(&standby.snapshot())),
+    );
+
+    let mut written = 0;
+    let mut takeovers = Vec::new();
+    let mut names = ["a", "b"];
+    for round in 0..3 {
+        let upto = written + 400;
+        sandbox.append(IN, (written..upto).map(event).collect::<String>().as_bytes());
+        written = upto;
+        wait_delivered(&sandbox, written - 200, &active);
+        // The active one dies mid-stream, as a host would.
+        let killed_at = Instant::now();
+        active.kill(&sandbox);
+        sandbox.append(IN, (written..written + 100).map(event).collect::<String>().as_bytes());
+        written += 100;
+        takeovers.push(wait_to_lead(&sandbox, &standby, killed_at));
+        // The killed one comes back, as its service manager restarts it: a standby now.
+        names.swap(0, 1);
+        let restarted = start(&sandbox, &server, names[1]);
+        active = std::mem::replace(&mut standby, restarted);
+        util::wait_for(
+            &format!("round {round}: the restarted instance to stand by"),
+            DEADLINE,
+            || standby.stderr().contains("Standing by"),
+            || sandbox.report(Some(&standby.snapshot())),
+        );
+    }
+    wait_delivered(&sandbox, written, &active);
+    let delivered = uids(&sandbox);
+    let distinct: BTreeSet<&String> = delivered.iter().collect();
+    let wanted: BTreeSet<String> = (0..written).map(|n| format!("e-{n}")).collect();
+    assert_eq!(distinct.len(), written, "every event once at least{}", sandbox.report(None));
+    assert!(distinct.iter().all(|uid| wanted.contains(*uid)), "only events that were written");
+    let duplicates = delivered.len() - distinct.len();
+    // At most the batch in flight at each kill is sent again.
+    assert!(duplicates <= takeovers.len() * BATCH, "{duplicates} duplicates for {} takeovers{}", takeovers.len(), sandbox.report(None));
+    // A lease of 2 s, tried every third of it: a takeover within the lease and a try, plus start-up.
+    for took in &takeovers {
+        assert!(*took < Duration::from_secs(20), "a takeover took {took:?}{}", sandbox.report(None));
+    }
+    eprintln!("takeovers: {takeovers:?}; duplicates: {duplicates}");
+
+    let mut status = Command::new(util::FERRY);
+    status
+        .args(["status", "--config"])
+        .arg(sandbox.path(&format!("ferry-{}.toml", names[0])))
+        .env("FERRY_STORAGE_PASSWORD", server.password());
+    let shown = util::stdout_of_success(status);
+    assert!(shown.contains(&format!("lease: held by {} (epoch 4)", names[0])), "{shown}");
+    assert!(shown.contains(&format!("instance {}: active (epoch 4)", names[0])), "{shown}");
+    assert!(shown.contains(&format!("instance {}: standby", names[1])), "{shown}");
+    active.terminate();
+    active.wait(&sandbox, DEADLINE).assert_success(&sandbox);
+    standby.terminate();
+    standby.wait(&sandbox, DEADLINE).assert_success(&sandbox);
+}
+
+#[test]
+fn an_instance_paused_past_its_lease_commits_nothing_and_steps_down() {
+    let server = Postgres::start();
+    let url = server.create_database("paused");
+    let sandbox = Sandbox::new("several_instances_paused", &config(&url));
+    let mut first = start(&sandbox, &server, "a");
+    util::wait_for("a to lead", DEADLINE, || leads(&first), || sandbox.report(Some(&first.snapshot())));
+    let second = start(&sandbox, &server, "b");
+    sandbox.append(IN, (0..300).map(event).collect::<String>().as_bytes());
+    wait_delivered(&sandbox, 300, &first);
+
+    signal(&first, "STOP");
+    let paused_at = Instant::now();
+    wait_to_lead(&sandbox, &second, paused_at);
+    sandbox.append(IN, (300..600).map(event).collect::<String>().as_bytes());
+    wait_delivered(&sandbox, 600, &second);
+    let cursor_before = server.sql("paused", "SELECT position FROM cursors WHERE source LIKE 'file:%'");
+    signal(&first, "CONT");
+    let ended = first.wait(&sandbox, DEADLINE);
+    assert!(
+        !ended.success(),
+        "a deposed instance exits with a failure, for its service manager to restart it{}",
+        sandbox.report(Some(&ended))
+    );
+    assert!(ended.stderr.contains("is no longer the active one"), "{}", sandbox.report(Some(&ended)));
+    assert_eq!(
+        server.sql("paused", "SELECT position FROM cursors WHERE source LIKE 'file:%'"),
+        cursor_before,
+        "a committed nothing after it came back"
+    );
+    assert_eq!(server.sql("paused", "SELECT holder, epoch FROM leases").trim(), "b|2");
+    sandbox.append(IN, (600..700).map(event).collect::<String>().as_bytes());
+    wait_delivered(&sandbox, 700, &second);
+}
+
+fn signal(running: &Running, name: &str) {
+    let status = Command::new("kill").args([&format!("-{name}"), &running.pid().to_string()]).status().expect("kill");
+    assert!(status.success(), "kill -{name} failed");
+}

@@ -22,16 +22,18 @@
 //! out, lost, duplicates (with what the lost acknowledgements explain), the
 //! samples, and every ERROR line ferry logged, grouped.
 
+mod live;
+
 use anyhow::{Context, bail};
 use clap::Parser;
 use ferry_standin::logstash::{Chaos, LogstashStandIn};
 use ferry_standin::teleport::{IdentitySpec, StandInOptions, TeleportStandIn};
-use serde_json::{Value, json};
-use std::collections::{BTreeMap, HashMap};
+use live::{Counts, RECORDING_EVENTS, RECORDING_EVERY, signal, spawn_with_env, teleport_log};
+use serde_json::Value;
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant, SystemTime};
 
 /// `ferry-soak`: two ferry processes under faults, signals and rotations for a while.
@@ -56,8 +58,6 @@ struct Args {
     dir: PathBuf,
 }
 
-const RECORDING_EVERY: Duration = Duration::from_secs(20);
-const RECORDING_EVENTS: usize = 30;
 const ROTATE_EVERY: Duration = Duration::from_secs(120);
 const HUP_EVERY: Duration = Duration::from_secs(10);
 const RENEW_EVERY: Duration = Duration::from_secs(300);
@@ -71,40 +71,6 @@ fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
     runtime.block_on(soak(args))
-}
-
-/// The audit log to come: `rate` events a second for the run, and a
-/// recording every [`RECORDING_EVERY`], timed from `start`.
-fn teleport_log(start: SystemTime, run: Duration, rate: u64) -> (Vec<Value>, BTreeMap<String, Vec<Value>>) {
-    let time = |at: Duration| humantime::format_rfc3339_millis(start + at).to_string();
-    let kinds = ["user.login", "session.start", "session.end", "exec", "db.session.query", "app.session.request"];
-    let total = run.as_secs() * rate;
-    let events = (0..total)
-        .map(|n| {
-            let at = Duration::from_millis(n * 1000 / rate.max(1));
-            let kind = kinds[(n % kinds.len() as u64) as usize];
-            json!({ "event": kind, "uid": format!("soak-a-{n}"), "time": time(at), "user": "alice", "login": "root", "code": "T0000I", "success": true })
-        })
-        .collect();
-    let recordings = (0..run.as_secs() / RECORDING_EVERY.as_secs())
-        .map(|m| {
-            let sid = format!("soak-rec-{m:04}");
-            let base = RECORDING_EVERY * u32::try_from(m).unwrap_or(u32::MAX);
-            let events = (0..RECORDING_EVENTS)
-                .map(|ei| {
-                    let kind = match ei {
-                        0 => "session.start",
-                        n if n + 1 == RECORDING_EVENTS => "session.end",
-                        _ => "print",
-                    };
-                    let at = base + Duration::from_millis(ei as u64 * 10);
-                    json!({ "event": kind, "ei": ei, "sid": sid, "uid": format!("soak-r-{m}-{ei}"), "time": time(at), "data": "bHMgLWxhCg==" })
-                })
-                .collect();
-            (sid, events)
-        })
-        .collect();
-    (events, recordings)
 }
 
 async fn soak(args: Args) -> anyhow::Result<()> {
@@ -149,8 +115,8 @@ async fn soak(args: Args) -> anyhow::Result<()> {
     std::fs::write(dir.join("file.toml"), file_config)?;
     std::fs::write(dir.join("in.jsonl"), "")?;
 
-    let mut ferry_a = spawn(&ferry, &dir, "teleport")?;
-    let mut ferry_b = spawn(&ferry, &dir, "file")?;
+    let mut ferry_a = spawn_with_env(&ferry, &dir, "teleport", "teleport", &[])?;
+    let mut ferry_b = spawn_with_env(&ferry, &dir, "file", "file", &[])?;
     let writer = FileWriter::start(dir.join("in.jsonl"), args.rate);
     logstash.set_chaos(Some(Chaos { rate: 0.10, seed: 0x50A4 }));
 
@@ -268,26 +234,6 @@ fn long_validity() -> ferry_standin::teleport::Validity {
     ferry_standin::teleport::Validity::For(Duration::from_secs(24 * 3600))
 }
 
-fn spawn(ferry: &Path, dir: &Path, name: &str) -> anyhow::Result<Child> {
-    let log = std::fs::File::create(dir.join(format!("{name}.log")))?;
-    Command::new(ferry)
-        .args(["start", "--config", &format!("{name}.toml"), "--log-format", "json"])
-        .current_dir(dir)
-        .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()
-        .with_context(|| format!("cannot start {}", ferry.display()))
-}
-
-fn signal(child: &Child, signal: libc::c_int) {
-    if let Ok(pid) = libc::pid_t::try_from(child.id()) {
-        // SAFETY: kill(2) with a pid of our own child and a valid signal.
-        unsafe {
-            libc::kill(pid, signal);
-        }
-    }
-}
-
 /// Issues the identity again, written beside and renamed over, as tbot does.
 fn renew(teleport: &TeleportStandIn, dir: &Path) -> anyhow::Result<()> {
     let next = dir.join("identity.next");
@@ -342,29 +288,6 @@ impl Produced {
         let elapsed = SystemTime::now().duration_since(start).unwrap_or_default();
         let recordings = elapsed.as_secs() / RECORDING_EVERY.as_secs() + 1;
         Produced { audit: elapsed.as_millis() as u64 * rate / 1000, recording_events: recordings * RECORDING_EVENTS as u64, file }
-    }
-}
-
-/// Events received, by uid.
-struct Counts(HashMap<String, usize>);
-
-impl Counts {
-    fn of(events: &[Value]) -> Counts {
-        let mut counts = HashMap::new();
-        for event in events {
-            if let Some(uid) = event.get("uid").and_then(Value::as_str) {
-                *counts.entry(uid.to_owned()).or_default() += 1;
-            }
-        }
-        Counts(counts)
-    }
-
-    fn distinct(&self, prefix: &str) -> usize {
-        self.0.keys().filter(|uid| uid.starts_with(prefix)).count()
-    }
-
-    fn total(&self, prefix: &str) -> usize {
-        self.0.iter().filter(|(uid, _)| uid.starts_with(prefix)).map(|(_, n)| n).sum()
     }
 }
 

@@ -274,6 +274,7 @@ fn every_metric_the_docs_name_is_one_ferry_exposes() {
 /// docs/configuration.md, and a TOML text that puts an unknown key in it.
 const TABLES: &[(&str, &str)] = &[
     ("top", "zz-probe = 1\n"),
+    ("leadership", "[leadership]\nzz-probe = 1\n"),
     ("pipeline", "[pipeline]\nzz-probe = 1\n"),
     ("source", "[source.zz-probe]\n"),
     ("source.file", "[source.file]\nzz-probe = 1\n"),

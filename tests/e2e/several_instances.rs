@@ -4,14 +4,17 @@
 //! an active one paused past its lease comes back, commits nothing and
 //! steps down.
 
+use crate::teleport::Cluster;
 use crate::util::{self, Config, DEADLINE, IN, OUT, Running, Sandbox};
 use ferry_standin::postgres::Postgres;
-use serde_json::Value;
+use ferry_standin::teleport::{IdentitySpec, StandInOptions};
+use serde_json::{Value, json};
 use std::collections::BTreeSet;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 const BATCH: usize = 50;
+const SESSIONS: &str = "sessions.jsonl";
 const LEASE: &str = "2s";
 
 /// A file job on the PostgreSQL database `url`, batches of 50, one in flight.
@@ -186,4 +189,108 @@ fn an_instance_paused_past_its_lease_commits_nothing_and_steps_down() {
 fn signal(running: &Running, name: &str) {
     let status = Command::new("kill").args([&format!("-{name}"), &running.pid().to_string()]).status().expect("kill");
     assert!(status.success(), "kill -{name} failed");
+}
+
+/// A Teleport audit log that grows for `seconds` from now, `rate` events a
+/// second, with a recording of 20 events every 4 s (its `session.upload`
+/// announced in the log).
+fn live_log(seconds: u64, rate: u64) -> StandInOptions {
+    let start = std::time::SystemTime::now();
+    let time = |at: Duration| humantime::format_rfc3339_millis(start + at).to_string();
+    let events = (0..seconds * rate)
+        .map(|n| json!({ "event": "user.login", "uid": format!("a-{n}"), "time": time(Duration::from_millis(n * 1000 / rate)), "user": "alice" }))
+        .collect();
+    let sessions = (0..seconds / 4)
+        .map(|m| {
+            let sid = format!("rec-{m:03}");
+            let events = (0..20)
+                .map(|ei| {
+                    let kind = match ei {
+                        0 => "session.start",
+                        19 => "session.end",
+                        _ => "print",
+                    };
+                    let at = Duration::from_secs(m * 4) + Duration::from_millis(ei * 10);
+                    json!({ "event": kind, "ei": ei, "sid": sid, "uid": format!("r-{m}-{ei}"), "time": time(at) })
+                })
+                .collect();
+            (sid, events)
+        })
+        .collect();
+    StandInOptions { events, sessions, announce_sessions: true, export_api: false, live: true, ..StandInOptions::default() }
+}
+
+/// Every uid of `file`'s lines, with how often it came.
+fn tally(sandbox: &Sandbox, file: &str) -> std::collections::BTreeMap<String, usize> {
+    let mut counts = std::collections::BTreeMap::new();
+    for line in util::complete_lines(&sandbox.read(file)) {
+        let value: Value = serde_json::from_str(&line).unwrap_or_else(|err| panic!("not JSON ({err}): {line}"));
+        if let Some(uid) = value["uid"].as_str() {
+            *counts.entry(uid.to_owned()).or_default() += 1;
+        }
+    }
+    counts
+}
+
+#[test]
+fn the_audit_log_and_its_recordings_survive_a_takeover_after_each_kill() {
+    let cluster = Cluster::start(live_log(24, 20));
+    let server = Postgres::start();
+    let url = server.create_database("teleport");
+    let start_time = humantime::format_rfc3339_seconds(std::time::SystemTime::now() - Duration::from_secs(60)).to_string();
+    let config = Config::teleport_job(&cluster.standin.address())
+        .set("start-time", start_time.as_str())
+        .set("window-size", "1h")
+        .set("skip-session-types", Vec::<&str>::new())
+        .set("storage", url.as_str())
+        .file_sink("default", OUT)
+        .file_sink("sessions", SESSIONS);
+    let sandbox = Sandbox::new("several_instances_teleport", &config.text());
+    cluster.standin.write_identity_with(&sandbox.path("identity"), &IdentitySpec::default()).expect("identity");
+    let mut active = start(&sandbox, &server, "a");
+    util::wait_for("a to lead", DEADLINE, || leads(&active), || sandbox.report(Some(&active.snapshot())));
+    let mut standby = start(&sandbox, &server, "b");
+    let mut names = ["a", "b"];
+    let mut kills = 0;
+    for _ in 0..3 {
+        // The log grows meanwhile; the active one dies mid-stream.
+        std::thread::sleep(Duration::from_secs(6));
+        let killed_at = Instant::now();
+        active.kill(&sandbox);
+        kills += 1;
+        wait_to_lead(&sandbox, &standby, killed_at);
+        names.swap(0, 1);
+        let restarted = start(&sandbox, &server, names[1]);
+        active = std::mem::replace(&mut standby, restarted);
+    }
+    let audit = cluster.audit_log();
+    let recordings: usize = 24 / 4 * 20;
+    util::wait_for(
+        "the whole audit log and every recording",
+        Duration::from_secs(120),
+        || tally(&sandbox, OUT).len() >= audit.len() && tally(&sandbox, SESSIONS).len() >= recordings,
+        || {
+            format!(
+                "{} audit of {}, {} recording events of {recordings}{}",
+                tally(&sandbox, OUT).len(),
+                audit.len(),
+                tally(&sandbox, SESSIONS).len(),
+                sandbox.report(Some(&active.snapshot()))
+            )
+        },
+    );
+    let (out, sessions) = (tally(&sandbox, OUT), tally(&sandbox, SESSIONS));
+    for event in &audit {
+        let uid = event["uid"].as_str().expect("every served event has a uid");
+        assert!(out.contains_key(uid), "audit event {uid} lost{}", sandbox.report(None));
+    }
+    assert_eq!(sessions.len(), recordings, "every recording event, none foreign");
+    let duplicates: usize = out.values().chain(sessions.values()).map(|n| n - 1).sum();
+    // The batches in flight at each kill (10 events, one at a time, for the
+    // audit log and for a recording's stream).
+    assert!(duplicates <= kills * 2 * 10, "{duplicates} duplicates for {kills} kills{}", sandbox.report(None));
+    active.terminate();
+    active.wait(&sandbox, DEADLINE).assert_success(&sandbox);
+    standby.terminate();
+    standby.wait(&sandbox, DEADLINE).assert_success(&sandbox);
 }

@@ -82,6 +82,7 @@ pub struct Reloader {
 #[derive(PartialEq)]
 struct FixedParts {
     storage: String,
+    leadership: String,
     pipeline: String,
     source: String,
     sinks: String,
@@ -90,7 +91,8 @@ struct FixedParts {
 impl FixedParts {
     fn of(config: &FerryConfig) -> FixedParts {
         FixedParts {
-            storage: format!("{:?}", config.resolve(&config.storage)),
+            storage: format!("{:?} {:?} {:?}", config.resolve(&config.storage), config.storage_password_file, config.plugin_cache),
+            leadership: format!("{:?}", config.leadership),
             pipeline: format!("{:?}", config.pipeline),
             source: format!("{:?}", config.source),
             sinks: format!("{:?}", config.sinks),
@@ -101,6 +103,7 @@ impl FixedParts {
     fn changed_in(&self, other: &FixedParts) -> Vec<&'static str> {
         [
             ("storage", self.storage != other.storage),
+            ("[leadership]", self.leadership != other.leadership),
             ("[pipeline]", self.pipeline != other.pipeline),
             ("[source]", self.source != other.source),
             ("[sinks]", self.sinks != other.sinks),

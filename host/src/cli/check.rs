@@ -68,6 +68,11 @@ fn probes_failed(failed: usize, total: usize, lead: &str) -> String {
 /// the other: `(target, what worked or why it failed)`.
 pub async fn probe_all(config: &FerryConfig) -> Vec<(String, Result<String, String>)> {
     let mut results = Vec::new();
+    if let Ok(location @ crate::state::Location::Postgres(_)) = config.state_location() {
+        let probe = tokio::time::timeout(PROBE_TIMEOUT, crate::state::lease::probe(&location));
+        let result = probe.await.unwrap_or_else(|_| Err(format!("no answer within {}", humantime::format_duration(PROBE_TIMEOUT))));
+        results.push((format!("state {location}"), result));
+    }
     if let Ok(SourceConfig::Teleport(teleport)) = config.source() {
         let target = format!("teleport {}", teleport.addr);
         results.push((target, probe_teleport(config, teleport).await));

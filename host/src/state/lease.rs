@@ -228,6 +228,36 @@ impl State {
     }
 }
 
+/// Connects to the PostgreSQL state at `location` without changing it, for
+/// `ferry check --probe`: what the database says of the lease.
+pub async fn probe(location: &super::Location) -> Result<String, String> {
+    use sqlx::{ConnectOptions, Connection};
+    let super::Location::Postgres(postgres) = location else { return Ok("a SQLite file, nothing to connect to".into()) };
+    let mut connection =
+        postgres.options().map_err(|err| err.to_string())?.connect().await.map_err(|err| format!("cannot connect: {err}"))?;
+    let read = async {
+        let tables: Option<String> = sqlx::query_scalar("SELECT to_regclass('leases')::text").fetch_one(&mut connection).await?;
+        if tables.is_none() {
+            return Ok(
+                "connected; no ferry has run on it yet (its tables are made at the first start, or by `ferry state migrate`)".to_owned()
+            );
+        }
+        let holder: Option<(String, i64, f64)> =
+            sqlx::query_as("SELECT holder, epoch, EXTRACT(EPOCH FROM (expires_at - now()))::float8 FROM leases WHERE name = $1")
+                .bind(LEASE)
+                .fetch_optional(&mut connection)
+                .await?;
+        Ok(match holder {
+            Some((name, epoch, left)) if left >= 0.0 => format!("connected; {name} is active (epoch {epoch})"),
+            Some((name, epoch, _)) => format!("connected; the lease of {name} (epoch {epoch}) ran out: no instance is active"),
+            None => "connected; no instance has led yet".to_owned(),
+        })
+    };
+    let said = read.await.map_err(|err: sqlx::Error| err.to_string());
+    let _ = connection.close().await;
+    said
+}
+
 fn millis(duration: Duration) -> f64 {
     duration.as_secs_f64() * 1000.0
 }

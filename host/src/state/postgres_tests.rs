@@ -161,3 +161,21 @@ async fn a_state_copies_from_sqlite_to_postgres_and_back_whole() {
     let err = super::copy::copy(&postgres, &Location::Sqlite(dir.path().join("third/ferry.db"))).await.expect_err("refused");
     assert!(err.to_string().contains("ferry-0 is active on it; stop every instance first"), "{err}");
 }
+
+#[tokio::test]
+async fn a_probe_says_who_leads_and_changes_nothing() {
+    let server = Postgres::start();
+    let place = location(&server, "probed");
+    let said = super::lease::probe(&place).await.expect("connects");
+    assert!(said.contains("no ferry has run on it yet"), "{said}");
+    assert_eq!(server.sql("probed", "SELECT count(*) FROM pg_tables WHERE schemaname = 'public'").trim(), "0", "a probe creates nothing");
+    let state = State::open_at(&place).await.expect("open");
+    assert!(super::lease::probe(&place).await.expect("connects").contains("no instance has led yet"));
+    state.try_lead("ferry-0", Duration::from_secs(60)).await.expect("ask").expect("free");
+    assert_eq!(super::lease::probe(&place).await.expect("connects"), "connected; ferry-0 is active (epoch 1)");
+    let Location::Postgres(right) = &place else { unreachable!() };
+    let wrong = Location::Postgres(PostgresLocation::new(right.url(), Some("not-the-password".into())).expect("a URL"));
+    let refused = super::lease::probe(&wrong).await.expect_err("a wrong password");
+    assert!(refused.starts_with("cannot connect: ") && refused.contains("password"), "{refused}");
+    assert!(!refused.contains("not-the-password"), "{refused}");
+}

@@ -15,14 +15,12 @@ mod live;
 
 use anyhow::{Context, bail};
 use clap::Parser;
-use ferry_standin::logstash::LogstashStandIn;
 use ferry_standin::postgres::Postgres;
-use ferry_standin::teleport::{IdentitySpec, StandInOptions, TeleportStandIn, Validity};
-use live::{Counts, RECORDING_EVENTS, RECORDING_EVERY, signal, spawn_with_env, teleport_log};
+use live::{Counts, Live, RECORDING_EVENTS, RECORDING_EVERY, signal, spawn_with_env};
 use std::fmt::Write as _;
 use std::path::PathBuf;
 use std::process::Child;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 /// `ferry-failover`: kill the active one of two ferry instances again and again.
 #[derive(Debug, clap::Parser)]
@@ -64,33 +62,14 @@ struct Instance {
 
 async fn failover(args: Args) -> anyhow::Result<()> {
     let ferry = std::fs::canonicalize(&args.ferry).with_context(|| format!("no ferry binary at {}", args.ferry.display()))?;
-    let _ = std::fs::remove_dir_all(&args.dir);
-    std::fs::create_dir_all(&args.dir)?;
-    let dir = std::fs::canonicalize(&args.dir)?;
     let run = Duration::from_secs(args.minutes * 60);
-    let start = SystemTime::now();
-    let (events, sessions) = teleport_log(start, run, args.rate);
-    let audit_total = events.len();
-    let options = StandInOptions { events, sessions, announce_sessions: true, export_api: false, live: true, ..StandInOptions::default() };
-    let teleport = TeleportStandIn::start(options).await?;
-    let logstash = LogstashStandIn::start(None).await?;
-    let pki = logstash.pki.write(&dir.join("pki"))?;
-    teleport.write_identity_with(
-        &dir.join("identity"),
-        &IdentitySpec { validity: Validity::For(Duration::from_secs(24 * 3600)), ..IdentitySpec::default() },
-    )?;
+    let live = Live::set_up(&args.dir, run, args.rate).await?;
+    let (dir, start, audit_total) = (live.dir.clone(), live.start, live.audit_total);
+    let (teleport, logstash) = (&live.teleport, &live.logstash);
+    let sink = |name: &str, path: &str| live.sink(name, path, "2s");
     let database = Postgres::start();
     let url = database.create_database("failover");
     let password = [("FERRY_STORAGE_PASSWORD", database.password().to_owned())];
-    let sink = |name: &str, path: &str| {
-        format!(
-            "[sinks.{name}]\ntype = \"logstash\"\nurl = \"{}{path}\"\nca = {:?}\ncert = {:?}\nkey = {:?}\nretry-max = \"2s\"\n",
-            logstash.url(),
-            pki.ca,
-            pki.client_cert,
-            pki.client_key
-        )
-    };
     for name in ["a", "b"] {
         let config = format!(
             "storage = \"{url}\"\nstart-time = \"{}\"\nwindow-size = \"1h\"\ntimeout = \"1s\"\nbatch = 100\nconcurrency = 3\nskip-session-types = []\n\n[teleport]\naddr = \"{}\"\nidentity = \"identity\"\n\n[leadership]\ninstance = \"{name}\"\nlease = \"{}\"\n\n[pipeline]\nbatch-size = {BATCH}\nbatches-in-flight = {IN_FLIGHT}\nlinger = \"200ms\"\n\n{}\n{}\nper-session = true\n",

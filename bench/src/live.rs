@@ -3,9 +3,12 @@
 //! and signalled, and the events a Logstash stand-in received, counted.
 
 use anyhow::Context;
+use ferry_standin::logstash::LogstashStandIn;
+use ferry_standin::pki::PkiFiles;
+use ferry_standin::teleport::{IdentitySpec, StandInOptions, TeleportStandIn, Validity};
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, HashMap};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, SystemTime};
 
@@ -90,4 +93,50 @@ impl Counts {
     pub fn total(&self, prefix: &str) -> usize {
         self.0.iter().filter(|(uid, _)| uid.starts_with(prefix)).map(|(_, n)| n).sum()
     }
+}
+
+/// What a long run sets up first: its folder (emptied), a Teleport stand-in
+/// whose log grows for `run` at `rate` events a second (legacy engine, with
+/// recordings), its identity in `identity`, and a Logstash stand-in.
+pub struct Live {
+    pub dir: PathBuf,
+    pub start: SystemTime,
+    pub audit_total: usize,
+    pub teleport: TeleportStandIn,
+    pub logstash: LogstashStandIn,
+    pub pki: PkiFiles,
+}
+
+impl Live {
+    pub async fn set_up(dir: &Path, run: Duration, rate: u64) -> anyhow::Result<Live> {
+        let _ = std::fs::remove_dir_all(dir);
+        std::fs::create_dir_all(dir)?;
+        let dir = std::fs::canonicalize(dir)?;
+        let start = SystemTime::now();
+        let (events, sessions) = teleport_log(start, run, rate);
+        let audit_total = events.len();
+        let options =
+            StandInOptions { events, sessions, announce_sessions: true, export_api: false, live: true, ..StandInOptions::default() };
+        let teleport = TeleportStandIn::start(options).await?;
+        let logstash = LogstashStandIn::start(None).await?;
+        let pki = logstash.pki.write(&dir.join("pki"))?;
+        teleport.write_identity_with(&dir.join("identity"), &IdentitySpec { validity: long_validity(), ..IdentitySpec::default() })?;
+        Ok(Live { dir, start, audit_total, teleport, logstash, pki })
+    }
+
+    /// A `[sinks.NAME]` table sending to the Logstash stand-in's `path`.
+    pub fn sink(&self, name: &str, path: &str, retry_max: &str) -> String {
+        format!(
+            "[sinks.{name}]\ntype = \"logstash\"\nurl = \"{}{path}\"\nca = {:?}\ncert = {:?}\nkey = {:?}\nretry-max = \"{retry_max}\"\n",
+            self.logstash.url(),
+            self.pki.ca,
+            self.pki.client_cert,
+            self.pki.client_key
+        )
+    }
+}
+
+/// An identity that outlives any run.
+pub fn long_validity() -> Validity {
+    Validity::For(Duration::from_secs(24 * 3600))
 }

@@ -26,9 +26,9 @@ mod live;
 
 use anyhow::{Context, bail};
 use clap::Parser;
-use ferry_standin::logstash::{Chaos, LogstashStandIn};
-use ferry_standin::teleport::{IdentitySpec, StandInOptions, TeleportStandIn};
-use live::{Counts, RECORDING_EVENTS, RECORDING_EVERY, signal, spawn_with_env, teleport_log};
+use ferry_standin::logstash::Chaos;
+use ferry_standin::teleport::{IdentitySpec, TeleportStandIn};
+use live::{Counts, Live, RECORDING_EVENTS, RECORDING_EVERY, long_validity, signal, spawn_with_env};
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -75,27 +75,11 @@ fn main() -> anyhow::Result<()> {
 
 async fn soak(args: Args) -> anyhow::Result<()> {
     let ferry = std::fs::canonicalize(&args.ferry).with_context(|| format!("no ferry binary at {}", args.ferry.display()))?;
-    let _ = std::fs::remove_dir_all(&args.dir);
-    std::fs::create_dir_all(&args.dir)?;
-    let dir = std::fs::canonicalize(&args.dir)?;
     let run = Duration::from_secs(args.minutes * 60);
-    let start = SystemTime::now();
-    let (events, sessions) = teleport_log(start, run, args.rate);
-    let audit_total = events.len();
-    let options = StandInOptions { events, sessions, announce_sessions: true, export_api: false, live: true, ..StandInOptions::default() };
-    let teleport = TeleportStandIn::start(options).await?;
-    let logstash = LogstashStandIn::start(None).await?;
-    let pki = logstash.pki.write(&dir.join("pki"))?;
-    teleport.write_identity_with(&dir.join("identity"), &IdentitySpec { validity: long_validity(), ..IdentitySpec::default() })?;
-    let sink = |name: &str, path: &str| {
-        format!(
-            "[sinks.{name}]\ntype = \"logstash\"\nurl = \"{}{path}\"\nca = {:?}\ncert = {:?}\nkey = {:?}\nretry-max = \"5s\"\n",
-            logstash.url(),
-            pki.ca,
-            pki.client_cert,
-            pki.client_key
-        )
-    };
+    let live = Live::set_up(&args.dir, run, args.rate).await?;
+    let (dir, start, audit_total) = (live.dir.clone(), live.start, live.audit_total);
+    let (teleport, logstash) = (&live.teleport, &live.logstash);
+    let sink = |name: &str, path: &str| live.sink(name, path, "5s");
     let plugin = match &args.plugin {
         Some(path) => format!("\n[[plugins]]\npath = {:?}\n[plugins.config]\nfields = [\"login\"]\n", std::fs::canonicalize(path)?),
         None => String::new(),
@@ -134,7 +118,7 @@ async fn soak(args: Args) -> anyhow::Result<()> {
             signal(&ferry_b, libc::SIGHUP);
         }
         if due(&mut next.renew, now, RENEW_EVERY) {
-            renew(&teleport, &dir)?;
+            renew(teleport, &dir)?;
         }
         if due(&mut next.rotate, now, ROTATE_EVERY) {
             writer.rotate();
@@ -228,10 +212,6 @@ async fn soak(args: Args) -> anyhow::Result<()> {
     std::fs::write(dir.join("report.md"), &report)?;
     println!("{report}\nreport: {}", dir.join("report.md").display());
     Ok(())
-}
-
-fn long_validity() -> ferry_standin::teleport::Validity {
-    ferry_standin::teleport::Validity::For(Duration::from_secs(24 * 3600))
 }
 
 /// Issues the identity again, written beside and renamed over, as tbot does.

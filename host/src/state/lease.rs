@@ -43,7 +43,7 @@ impl Default for LeadershipConfig {
 impl LeadershipConfig {
     /// This instance's name.
     pub fn instance_name(&self) -> String {
-        self.instance.clone().unwrap_or_else(|| super::lock::host_name())
+        self.instance.clone().unwrap_or_else(super::lock::host_name)
     }
 
     /// The lease's length, at least a second.
@@ -77,7 +77,7 @@ pub struct Holder {
 }
 
 /// One instance of the deployment, for `ferry status`.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
 pub struct Instance {
     /// Its name (`[leadership] instance`).
     pub name: String,
@@ -203,28 +203,16 @@ impl State {
     /// Every instance that ran on this database, most recently seen first.
     pub async fn instances(&self) -> Result<Vec<Instance>, StateError> {
         let Pool::Postgres(pool) = self.pool() else { return Ok(Vec::new()) };
-        let rows: Vec<(String, String, Option<i64>, String, String, String, f64)> = sqlx::query_as(
+        sqlx::query_as(
             "SELECT name, role, epoch, version,
-                 to_char(started_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"'),
-                 to_char(seen_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"'),
-                 EXTRACT(EPOCH FROM (now() - seen_at))::float8
+                 to_char(started_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"') AS started_at,
+                 to_char(seen_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"') AS seen_at,
+                 EXTRACT(EPOCH FROM (now() - seen_at))::float8 AS seen_ago
              FROM instances ORDER BY seen_at DESC, name",
         )
         .fetch_all(pool)
         .await
-        .map_err(|err| self.error(err))?;
-        Ok(rows
-            .into_iter()
-            .map(|(name, role, epoch, version, started_at, seen_at, seen_ago)| Instance {
-                name,
-                role,
-                epoch,
-                version,
-                started_at,
-                seen_at,
-                seen_ago,
-            })
-            .collect())
+        .map_err(|err| self.error(err))
     }
 }
 

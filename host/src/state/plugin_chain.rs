@@ -37,6 +37,23 @@ macro_rules! chain_plugin {
     }};
 }
 
+/// The recorded chain through `$connection` (of either backend), none when
+/// `$tables` (a query for the `plugin_chain` table) finds no such table: a
+/// database from before this record.
+macro_rules! read_recorded_chain {
+    ($connection:ident, $tables:expr) => {
+        async {
+            let recorded: Option<String> = sqlx::query_scalar($tables).fetch_optional(&mut $connection).await?;
+            if recorded.is_none() {
+                return Ok(Vec::new());
+            }
+            let rows = sqlx::query(SELECT_CHAIN).fetch_all(&mut $connection).await?;
+            rows.iter().map(|row| chain_plugin!(row)).collect::<Result<Vec<_>, sqlx::Error>>()
+        }
+        .await
+    };
+}
+
 impl State {
     /// Records `plugins`, in order, as the chain that runs now, replacing
     /// the one recorded before, in one transaction.
@@ -78,16 +95,8 @@ pub async fn last_plugin_chain(location: &Location) -> Result<Vec<ChainPlugin>, 
         Location::Postgres(postgres) => {
             let error = |err: sqlx::Error| StateError::at(location, format!("cannot read the plugin chain that last ran: {err}"));
             let mut connection = postgres.options().map_err(error)?.connect().await.map_err(error)?;
-            let read = async {
-                let recorded: Option<String> =
-                    sqlx::query_scalar("SELECT to_regclass('plugin_chain')::text").fetch_one(&mut connection).await?;
-                if recorded.is_none() {
-                    return Ok(Vec::new());
-                }
-                let rows = sqlx::query(SELECT_CHAIN).fetch_all(&mut connection).await?;
-                rows.iter().map(|row| chain_plugin!(row)).collect()
-            };
-            let chain = read.await.map_err(error);
+            let tables = "SELECT tablename FROM pg_tables WHERE schemaname = current_schema() AND tablename = 'plugin_chain'";
+            let chain = read_recorded_chain!(connection, tables).map_err(error);
             let _ = connection.close().await;
             chain
         }
@@ -100,17 +109,8 @@ async fn last_in_sqlite(path: &Path) -> Result<Vec<ChainPlugin>, StateError> {
     }
     let error = |err: sqlx::Error| StateError::new(path, format!("cannot read the plugin chain that last ran: {err}"));
     let mut connection = SqliteConnectOptions::new().filename(path).read_only(true).connect().await.map_err(error)?;
-    let read = async {
-        let recorded: Option<String> = sqlx::query_scalar("SELECT name FROM sqlite_master WHERE type = 'table' AND name = 'plugin_chain'")
-            .fetch_optional(&mut connection)
-            .await?;
-        if recorded.is_none() {
-            return Ok(Vec::new());
-        }
-        let rows = sqlx::query(SELECT_CHAIN).fetch_all(&mut connection).await?;
-        rows.iter().map(|row| chain_plugin!(row)).collect()
-    };
-    let chain = read.await.map_err(error);
+    let tables = "SELECT name FROM sqlite_master WHERE type = 'table' AND name = 'plugin_chain'";
+    let chain = read_recorded_chain!(connection, tables).map_err(error);
     let _ = connection.close().await;
     chain
 }

@@ -51,6 +51,7 @@ async fn the_state_api_works(state: &State) {
     let chain = [ChainPlugin { name: "redact".into(), wasm: PathBuf::from("/p/redact.wasm"), settings: None }];
     state.remember_plugin_chain(&chain).await.expect("chain");
     assert_eq!(state.plugin_chain().await.expect("chain"), chain);
+    assert_eq!(super::last_plugin_chain(state.location()).await.expect("read without writing"), chain);
     let id = state.identity().await.expect("identity");
     assert_eq!(state.identity().await.expect("again"), id);
 }

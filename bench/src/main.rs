@@ -17,6 +17,7 @@
 //! cargo run --release -p ferry-bench -- --teleport
 //! ```
 
+mod examples;
 mod files;
 mod reference;
 mod standin;
@@ -58,7 +59,10 @@ pub struct BenchArgs {
     /// With `--teleport`: the folder holding the Python and JavaScript
     /// example plugins built (`tag.wasm`, `reshape.wasm`; `cargo test`
     /// builds them into `target/wasm-plugins/wasm32-wasip2/release`). Adds a
-    /// variant for each with the original's config.
+    /// variant for each with the original's config, and for the Go and C
+    /// examples (`plugins/go/team-tags`, `plugins/c/drop-types`), which the
+    /// bench builds with `ferry plugin build` (Go: `go` on PATH or FERRY_GO;
+    /// C: clang for WASI).
     #[arg(long, requires = "teleport")]
     pub examples: Option<std::path::PathBuf>,
     /// With `--teleport`: the compile cache every run of ferry shares, as a

@@ -8,8 +8,11 @@
 //! `wait4`, are its own, and no stand-in shares a runtime with another. The
 //! reference client ([`super::reference`]) runs the same way. Rounds are
 //! interleaved and the median of each figure is reported, as the file mode
-//! does. `--examples` adds the Python and JavaScript example plugins
-//! (`tag`, `reshape`) as variants with the original's config.
+//! does. `--examples` adds the Python, JavaScript, Go and C example plugins
+//! (`tag`, `reshape`, `team-tags`, `drop-types`; the last two built here by
+//! `ferry plugin build`, see [`super::examples`]) as variants with the
+//! original's config, and a table per language: the job's figures beside
+//! each component's size and first-start compile time.
 //!
 //! What is measured, per run:
 //! - events/s: events recorded by the Logstash stand-in over the span from
@@ -32,6 +35,7 @@
 //! SIGTERM and its peak RSS, how far it read ahead of the sink, and how long
 //! it took to stop are reported.
 
+use super::examples::{self, Examples};
 use super::reference::Settings;
 use super::standin::{LogstashReady, Serve, StandIn, Tally, TeleportReady};
 use crate::BenchArgs;
@@ -61,30 +65,67 @@ enum Plugin {
     Python,
     /// `plugins/js/reshape`, from `--examples`.
     JavaScript,
+    /// `plugins/go/team-tags`, built by `ferry plugin build`.
+    Go,
+    /// `plugins/c/drop-types`, built by `ferry plugin build`.
+    C,
+}
+
+/// A WebAssembly plugin of a run: its name, component and settings (`NAME.toml`).
+struct PluginFiles {
+    name: &'static str,
+    wasm: Vec<u8>,
+    settings: String,
 }
 
 impl Plugin {
     /// The plugin's component and its settings (`NAME.toml` beside it),
     /// for the plugins folder of a run; `None` for no WebAssembly plugin.
-    fn files(self, examples: Option<&Path>) -> anyhow::Result<Option<(&'static str, Vec<u8>, &'static str)>> {
-        let example = |name: &'static str, settings: &'static str| -> anyhow::Result<_> {
-            let path = examples.context("the Python and JavaScript variants need --examples")?.join(format!("{name}.wasm"));
-            let wasm = std::fs::read(&path)
-                .with_context(|| format!("cannot read the example plugin {} (build it with `cargo test`)", path.display()))?;
-            Ok(Some((name, wasm, settings)))
-        };
-        match self {
-            Plugin::None | Plugin::Compiled => Ok(None),
-            Plugin::Wasm => Ok(Some(("redact", ferry::cli::demo::REDACT_PLUGIN.to_vec(), ferry::cli::demo::DEMO_REDACT_CONFIG))),
+    fn files(self, examples: Option<&Examples>) -> anyhow::Result<Option<PluginFiles>> {
+        let examples = || examples.context("the Python, JavaScript, Go and C variants need --examples");
+        let files = |name: &'static str, wasm: Vec<u8>, settings: &str| Some(PluginFiles { name, wasm, settings: settings.to_owned() });
+        Ok(match self {
+            Plugin::None | Plugin::Compiled => None,
+            Plugin::Wasm => files("redact", ferry::cli::demo::REDACT_PLUGIN.to_vec(), ferry::cli::demo::DEMO_REDACT_CONFIG),
             // Patterns that match no sample event, so that every event
             // still arrives, yet each event's type is read and tried.
-            Plugin::Python => {
-                example("tag", "[config]\ntags = { pipeline = \"ferry\", env = \"bench\" }\ndrop = [\"lint.*\", \"*.bench_skipped\"]\n")
-            }
-            Plugin::JavaScript => example(
+            Plugin::Python => files(
+                "tag",
+                examples()?.built("tag")?,
+                "[config]\ntags = { pipeline = \"ferry\", env = \"bench\" }\ndrop = [\"lint.*\", \"*.bench_skipped\"]\n",
+            ),
+            Plugin::JavaScript => files(
                 "reshape",
+                examples()?.built("reshape")?,
                 "[config]\nrename = { \"addr.remote\" = \"remote_addr\" }\nlowercase = [\"user\"]\nroutes = [{ types = \"session.*\", sinks = [\"default\"] }]\n",
             ),
+            // The example's own settings: every event gets a team (its
+            // user's, its role's, else the default) and is kept.
+            Plugin::Go => {
+                let wasm = &examples()?.go;
+                let settings = std::fs::read_to_string(wasm.with_extension("toml")).context("cannot read team-tags.toml")?;
+                files("team-tags", std::fs::read(wasm).with_context(|| format!("cannot read {}", wasm.display()))?, &settings)
+            }
+            Plugin::C => {
+                let wasm = &examples()?.c;
+                files(
+                    "drop-types",
+                    std::fs::read(wasm).with_context(|| format!("cannot read {}", wasm.display()))?,
+                    "max-memory = \"32MiB\"\n\n[config]\ntypes = [\"session.bench_skipped\", \"lint.*\"]\n",
+                )
+            }
+        })
+    }
+
+    /// The language the plugin is written in, for the per-language table.
+    fn language(self) -> Option<&'static str> {
+        match self {
+            Plugin::Wasm => Some("Rust"),
+            Plugin::Python => Some("Python"),
+            Plugin::JavaScript => Some("JavaScript"),
+            Plugin::Go => Some("Go"),
+            Plugin::C => Some("C"),
+            Plugin::None | Plugin::Compiled => None,
         }
     }
 }
@@ -108,6 +149,8 @@ impl Variant {
             Plugin::Compiled => "redact (compiled in)",
             Plugin::Python => "Python tag",
             Plugin::JavaScript => "JavaScript reshape",
+            Plugin::Go => "Go team-tags",
+            Plugin::C => "C drop-types",
         };
         match self {
             Variant::Reference => "reference client".into(),
@@ -153,6 +196,43 @@ struct Report {
     /// Which ferry ran: `--ferry`'s binary, or the one built in.
     ferry: String,
     variants: Vec<Row>,
+    /// One row per plugin language with the original's config (with
+    /// `--examples`, all five).
+    languages: Vec<LanguageRow>,
+    targets: Targets,
+}
+
+/// The targets for the Go and C plugins, from the per-language rows.
+#[derive(Debug, Default, Serialize)]
+struct Targets {
+    /// The C plugin's events/s over the Rust redact plugin's (target ≥ 0.9).
+    c_to_rust: Option<f64>,
+    /// The Go plugin's events/s (target ≥ 50,000).
+    go_events_per_second: Option<f64>,
+}
+
+impl Targets {
+    fn of(languages: &[LanguageRow]) -> Targets {
+        let rate = |language: &str| languages.iter().find(|row| row.language == language).map(|row| row.events_per_second);
+        Targets {
+            c_to_rust: rate("C").zip(rate("Rust")).filter(|(_, rust)| *rust > 0.0).map(|(c, rust)| c / rust),
+            go_events_per_second: rate("Go"),
+        }
+    }
+}
+
+/// One language's plugin in the whole job (original config), and what it
+/// costs before its first event.
+#[derive(Debug, Serialize)]
+struct LanguageRow {
+    language: &'static str,
+    variant: String,
+    events_per_second: f64,
+    cpu_seconds_per_100k: f64,
+    peak_rss_mib: f64,
+    component_kib: f64,
+    /// Loading the component with an empty compile cache, as at a first start.
+    first_start_compile_ms: f64,
 }
 
 /// The stand-ins of one bench, each in its own process, and the folder
@@ -238,10 +318,18 @@ pub async fn run(args: &BenchArgs) -> anyhow::Result<()> {
         Variant::Native(Plugin::None),
         Variant::Single(Plugin::Wasm),
     ];
-    if args.examples.is_some() {
-        variants.extend([Variant::Original(Plugin::Python), Variant::Original(Plugin::JavaScript)]);
-    }
-    let examples = args.examples.as_deref();
+    // Kept until the runs are over: the Go and C examples are built into it.
+    let work = tempfile::tempdir().context("cannot create a temporary folder")?;
+    let examples = match &args.examples {
+        Some(built) => {
+            variants.extend([Plugin::Python, Plugin::JavaScript, Plugin::Go, Plugin::C].map(Variant::Original));
+            Some(Examples::prepare(built, || exe.ferry(), work.path())?)
+        }
+        None => None,
+    };
+    let examples = examples.as_ref();
+    // Loading a plugin runs its `init` on a runtime of ferry's own.
+    let first_starts = tokio::task::block_in_place(|| first_starts(&variants, examples))?;
     let rounds = args.rounds.max(1);
     let mut runs: Vec<Vec<Run>> = vec![Vec::new(); variants.len()];
     for round in 0..rounds {
@@ -262,6 +350,8 @@ pub async fn run(args: &BenchArgs) -> anyhow::Result<()> {
         cores: std::thread::available_parallelism().map_or(1, |n| n.get()),
         load_average: load_average(),
         ferry: exe.describe(),
+        languages: Vec::new(),
+        targets: Targets::default(),
         variants: variants
             .iter()
             .zip(medians)
@@ -272,12 +362,49 @@ pub async fn run(args: &BenchArgs) -> anyhow::Result<()> {
             })
             .collect(),
     };
+    let languages = languages(&report.variants, &variants, first_starts);
+    let report = Report { targets: Targets::of(&languages), languages, ..report };
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
         print_table(&report);
     }
     Ok(())
+}
+
+/// Each WebAssembly plugin's size and first-start compile time, measured
+/// once per plugin, in this process, before the rounds.
+fn first_starts(variants: &[Variant], examples: Option<&Examples>) -> anyhow::Result<Vec<(Plugin, u64, Duration)>> {
+    let mut measured = Vec::new();
+    for variant in variants {
+        let Variant::Original(plugin) = *variant else { continue };
+        if let Some(files) = plugin.files(examples)? {
+            let (size, took) = examples::first_start(files.name, &files.wasm, &files.settings)?;
+            measured.push((plugin, size, took));
+        }
+    }
+    Ok(measured)
+}
+
+/// The per-language table: each language's plugin with the original's
+/// config, its figures from the rounds beside its size and compile time.
+fn languages(rows: &[Row], variants: &[Variant], first_starts: Vec<(Plugin, u64, Duration)>) -> Vec<LanguageRow> {
+    first_starts
+        .into_iter()
+        .filter_map(|(plugin, size, took)| {
+            let at = variants.iter().position(|variant| *variant == Variant::Original(plugin))?;
+            let row = &rows[at];
+            Some(LanguageRow {
+                language: plugin.language()?,
+                variant: row.variant.clone(),
+                events_per_second: row.median.events_per_second,
+                cpu_seconds_per_100k: row.median.cpu_seconds_per_100k,
+                peak_rss_mib: row.median.peak_rss_mib,
+                component_kib: size as f64 / 1024.0,
+                first_start_compile_ms: took.as_secs_f64() * 1000.0,
+            })
+        })
+        .collect()
 }
 
 fn load_average() -> String {
@@ -306,6 +433,33 @@ fn print_table(report: &Report) {
             m.requests
         );
     }
+    if report.languages.is_empty() {
+        return;
+    }
+    println!();
+    println!("| language | plugin (original config) | events/s | CPU s / 100k | peak RSS MiB | component KiB | first-start compile ms |");
+    println!("| --- | --- | ---: | ---: | ---: | ---: | ---: |");
+    for row in &report.languages {
+        println!(
+            "| {} | {} | {:.0} | {:.2} | {:.1} | {:.0} | {:.0} |",
+            row.language,
+            row.variant,
+            row.events_per_second,
+            row.cpu_seconds_per_100k,
+            row.peak_rss_mib,
+            row.component_kib,
+            row.first_start_compile_ms
+        );
+    }
+    println!();
+    if let Some(ratio) = report.targets.c_to_rust {
+        let verdict = if ratio >= 0.9 { "met" } else { "missed" };
+        println!("C drop-types / Rust redact: {ratio:.2}× (target ≥ 0.9×: {verdict})");
+    }
+    if let Some(rate) = report.targets.go_events_per_second {
+        let verdict = if rate >= 50_000.0 { "met" } else { "missed" };
+        println!("Go team-tags: {rate:.0} events/s (target ≥ 50k/s: {verdict})");
+    }
 }
 
 /// Writes the child's files into `dir` and returns the command that runs it.
@@ -313,7 +467,7 @@ fn child_command(
     exe: &Exes,
     peers: &Peers,
     variant: Variant,
-    examples: Option<&Path>,
+    examples: Option<&Examples>,
     dir: &Path,
 ) -> anyhow::Result<std::process::Command> {
     let (addr, identity) = (&peers.teleport_ready.addr, peers.identity.display());
@@ -343,7 +497,7 @@ fn child_command(
             std::fs::create_dir_all(&plugins).context("cannot create the plugins folder")?;
             std::fs::create_dir_all(dir.join("storage")).context("cannot create the storage folder")?;
             std::os::unix::fs::symlink(&peers.plugin_cache, dir.join("storage/plugin-cache")).context("cannot link the compile cache")?;
-            if let Some((name, wasm, settings)) = plugin.files(examples)? {
+            if let Some(PluginFiles { name, wasm, settings }) = plugin.files(examples)? {
                 std::fs::write(plugins.join(format!("10-{name}.wasm")), wasm).with_context(|| format!("cannot write the {name} plugin"))?;
                 std::fs::write(plugins.join(format!("10-{name}.toml")), settings).context("cannot write the plugin settings")?;
             }
@@ -396,7 +550,7 @@ impl ChildLog {
     }
 }
 
-async fn run_once(exe: &Exes, peers: &mut Peers, variant: Variant, examples: Option<&Path>, events: usize) -> anyhow::Result<Run> {
+async fn run_once(exe: &Exes, peers: &mut Peers, variant: Variant, examples: Option<&Examples>, events: usize) -> anyhow::Result<Run> {
     let dir = tempfile::tempdir().context("cannot create a temporary folder")?;
     let dir = dir.path();
     // Whatever an earlier run left behind is not this run's.

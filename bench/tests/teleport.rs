@@ -2,7 +2,9 @@
 //! stand-ins in processes of their own. A small run (2,000 events, one
 //! round) must report every variant with a rate above zero, and every event
 //! must have reached the Logstash stand-in exactly once in every variant,
-//! ferry's (the Python and JavaScript examples among them) and the
+//! ferry's (the Python, JavaScript, Go and C examples among them, the Go
+//! and C ones built by `ferry plugin build`, so Go and clang must be there
+//! as `./test` installs them) and the
 //! reference client's alike. `--backlog` must show ferry
 //! holding back while the sink refuses or ignores it, and stopping when told.
 
@@ -41,6 +43,8 @@ fn the_teleport_bench_reports_every_variant_with_every_event_delivered_once() {
         "single, redact (WebAssembly)",
         "original config, Python tag",
         "original config, JavaScript reshape",
+        "original config, Go team-tags",
+        "original config, C drop-types",
     ] {
         assert!(names.contains(&expected), "variant `{expected}` missing from {names:?}");
     }
@@ -67,6 +71,22 @@ fn the_teleport_bench_reports_every_variant_with_every_event_delivered_once() {
     }
     let reference = variants.iter().find(|v| v["variant"] == "reference client").expect("the reference client");
     assert_eq!(reference["ratio_to_reference"], 1.0, "{reference}");
+
+    // One row per language, each with its component's size and first-start
+    // compile time; the targets' two figures from those rows.
+    let languages = report["languages"].as_array().expect("a list of languages");
+    let names: Vec<&str> = languages.iter().filter_map(|row| row["language"].as_str()).collect();
+    assert_eq!(names, ["Rust", "Python", "JavaScript", "Go", "C"], "{report}");
+    for row in languages {
+        let language = &row["language"];
+        assert!(row["events_per_second"].as_f64().is_some_and(|rate| rate > 0.0), "{language}: a rate\n{row}");
+        assert!(row["component_kib"].as_f64().is_some_and(|kib| kib > 10.0), "{language}: the component's size\n{row}");
+        assert!(row["first_start_compile_ms"].as_f64().is_some_and(|ms| ms > 0.0), "{language}: its compile time\n{row}");
+    }
+    let rate = |language: &str| languages.iter().find(|row| row["language"] == language).and_then(|row| row["events_per_second"].as_f64());
+    let (c, rust, go) = (rate("C").expect("C"), rate("Rust").expect("Rust"), rate("Go").expect("Go"));
+    assert_eq!(report["targets"]["c_to_rust"].as_f64(), Some(c / rust), "{report}");
+    assert_eq!(report["targets"]["go_events_per_second"].as_f64(), Some(go), "{report}");
 }
 
 #[test]

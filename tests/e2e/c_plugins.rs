@@ -118,3 +118,118 @@ fn building_c_without_clang_says_what_to_install_on_one_line() {
         )
     );
 }
+
+/// `ferry plugin new NAME --lang c --template json` into the sandbox; the folder.
+fn json_scaffold(sandbox: &Sandbox, name: &str) -> PathBuf {
+    let root = sandbox.root().to_string_lossy().into_owned();
+    let output = sandbox.run_args(&["plugin", "new", name, "--lang", "c", "--template", "json", "--dir", &root], None);
+    output.assert_success(sandbox);
+    sandbox.path(name)
+}
+
+/// The JSON template's reader, natively: its own test (escapes, nesting,
+/// bad text refused with a reason), built with the host's C compiler as the
+/// scaffold's README says, with warnings as errors and the sanitizers on.
+#[test]
+fn the_c_json_templates_reader_passes_its_native_test() {
+    let sandbox = Sandbox::new("c_json_reader", "");
+    let dir = json_scaffold(&sandbox, "reader");
+    let binary = dir.join("json_test");
+    let mut cc = Command::new("cc");
+    cc.args(["-std=c11", "-Wall", "-Wextra", "-Werror", "-O1", "-fsanitize=address,undefined", "-fno-sanitize-recover=all", "-o"])
+        .arg(&binary)
+        .arg(dir.join("test/json_test.c"))
+        .arg(dir.join("json.c"));
+    util::stdout_of_success(cc);
+    assert_eq!(util::stdout_of_success(Command::new(&binary)), "ok\n");
+}
+
+/// Events whose JSON only a real reader gets right, with the verdict the
+/// JSON template gives each under its default settings (drop `session.data`
+/// and `app.session.chunk`, redact `addr.remote`).
+const ODD_EVENTS: [(&str, &str); 6] = [
+    // The type with an escape in it is still `session.data`.
+    (r#"{"event":"session.d\u0061ta","uid":"odd-1","time":"2024-05-01T00:00:00Z","ei":0}"#, "dropped"),
+    // An `event` inside a nested object is not the event's type.
+    (r#"{"meta":{"event":"session.data"},"event":"user.login","uid":"odd-2","time":"2024-05-01T00:00:00Z","ei":0}"#, "kept"),
+    // A key written with an escape, and a value with quotes and braces in it.
+    (
+        r#"{"event":"user.login","uid":"odd-3","addr.r\u0065mote":"a \"}\" b","time":"2024-05-01T00:00:00Z","ei":0}"#,
+        r#"replaced: ~/addr.remote "a \"}\" b" → "[redacted]""#,
+    ),
+    // A value that is an object is redacted whole.
+    (
+        r#"{"event":"user.login","uid":"odd-4","addr.remote":{"ip":"10.0.0.1","port":[22]},"time":"2024-05-01T00:00:00Z","ei":0}"#,
+        r#"replaced: ~/addr.remote {"ip":"10.0.0.1","port":[22]} → "[redacted]""#,
+    ),
+    // A string with every kind of escape passes through untouched.
+    (r#"{"event":"user.login","uid":"odd-5","note":"\"\\\/\b\f\n\r\t\u00e9\ud83d\ude00","time":"2024-05-01T00:00:00Z","ei":0}"#, "kept"),
+    // JSON ferry reads, nested deeper than the reader goes: a fail verdict
+    // with the reason, not a crash.
+    (
+        concat!(
+            r#"{"event":"user.login","uid":"odd-6","time":"2024-05-01T00:00:00Z","ei":0,"deep":"#,
+            "[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[",
+            "]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]}"
+        ),
+        "failed: not a JSON object: nested deeper than JSON_MAX_DEPTH at byte 144",
+    ),
+];
+
+/// The JSON template, built by `ferry plugin build` and run by `ferry plugin
+/// test`: on the fixtures it drops the configured types and redacts the
+/// configured field wherever it is a top-level key; on odd events it reads
+/// escapes and nesting as JSON means them, and fails what it cannot read.
+#[test]
+fn the_c_json_template_builds_and_reads_events_as_json() {
+    let sandbox = Sandbox::new("c_json_template", "");
+    let dir = json_scaffold(&sandbox, "reads-json");
+    let wasm = util::build_plugin(&sandbox, &dir, "reads-json");
+
+    let events = util::fixtures();
+    sandbox.write(IN, util::jsonl(&events).as_bytes());
+    let output = util::plugin_test(&sandbox, &wasm, &["--cache", "none"], IN);
+    output.assert_success(&sandbox);
+    let dropped = |e: &&FixtureEvent| ["session.data", "app.session.chunk"].contains(&e.event_type.as_str());
+    let drops = events.iter().filter(dropped).count();
+    let redacted = events.iter().filter(|e| !dropped(e) && e.value.get("addr.remote").is_some()).count();
+    assert!(drops > 0 && redacted > 0, "the fixtures have events of both kinds");
+    assert_eq!(
+        output.stdout.lines().last().unwrap_or_default(),
+        format!(
+            "summary: {} events in 1 calls: {} kept, {redacted} replaced, 0 routed, {drops} dropped, 0 failed (0 failed calls); 0 invalid lines",
+            events.len(),
+            events.len() - drops - redacted
+        ),
+        "{}",
+        sandbox.report(Some(&output))
+    );
+
+    let odd: String = ODD_EVENTS.iter().map(|(line, _)| format!("{line}\n")).collect();
+    sandbox.write("odd.jsonl", odd.as_bytes());
+    let output = util::plugin_test(&sandbox, &wasm, &["--cache", "none"], "odd.jsonl");
+    output.assert_success(&sandbox);
+    let verdicts: Vec<&str> = output.stdout.lines().take(ODD_EVENTS.len()).collect();
+    for (i, ((_, expected), got)) in ODD_EVENTS.iter().zip(&verdicts).enumerate() {
+        assert_eq!(*got, format!("#{} odd-{} {expected}", i + 1, i + 1), "{}", sandbox.report(Some(&output)));
+    }
+}
+
+/// Settings the JSON template cannot use are refused at load, on one line.
+#[test]
+fn the_c_json_template_refuses_settings_it_cannot_use_on_one_line() {
+    let sandbox = Sandbox::new("c_json_settings", "");
+    let dir = json_scaffold(&sandbox, "strict");
+    let wasm = util::build_plugin(&sandbox, &dir, "strict");
+    sandbox.write(IN, util::jsonl(&util::fixtures()).as_bytes());
+    for (config, expected) in [
+        (r#"{"drop":"session.data"}"#, "config: `drop` must be a list of strings"),
+        (r#"{"redact":["login",7]}"#, "config: `redact` must be a list of strings"),
+        (r#"{"drops":["session.data"]}"#, "config: unknown key `drops` (there are `drop` and `redact`)"),
+    ] {
+        let output = util::plugin_test(&sandbox, &wasm, &["--config", config, "--cache", "none"], IN);
+        assert_eq!(output.one_line_error(&sandbox), format!("plugin `strict` refused its config: {expected}"), "{config}");
+    }
+    let output = sandbox.run_args(&["plugin", "new", "go-json", "--lang", "go", "--template", "json"], None);
+    assert_eq!(output.one_line_error(&sandbox), "--template json: there is no such Go template (`json` is a C template: give --lang c)");
+}

@@ -25,7 +25,8 @@
  * nested object that comes before the top-level field, a type written
  * with a `\` escape is not recognised, and config strings may not hold
  * escapes either (init refuses them). For more, parse each line with a
- * JSON reader of your choice compiled in beside this file.
+ * JSON reader compiled in beside this file: `ferry plugin new NAME --lang c
+ * --template json` writes a plugin that does, with a small reader of its own.
  *
  * Memory: the buffers handed in (`events`, `config`) belong to the plugin
  * and are freed here; what is returned (verdicts, lines, fail reasons, an

@@ -35,6 +35,10 @@ pub enum PluginCommand {
         /// The language to write it in.
         #[arg(long, required_unless_present = "example")]
         lang: Option<scaffold::Language>,
+        /// Which template of the language: `json` (C only) reads each event
+        /// with a small JSON reader written into the folder.
+        #[arg(long, value_enum, default_value_t = scaffold::Template::Plain, conflicts_with = "example")]
+        template: scaffold::Template,
         /// Write this built example plugin (and its settings) instead of a
         /// plugin's source.
         #[arg(long, value_name = "NAME", conflicts_with_all = ["name", "lang"])]
@@ -59,7 +63,7 @@ impl PluginCommand {
                 PluginCommand::Test(args) => test::test(&args, std::io::stdin().lock(), std::io::BufWriter::new(stdout)).map(drop)?,
                 PluginCommand::Inspect(args) => inspect::inspect(&args, stdout)?,
                 PluginCommand::New { example: Some(example), dir, .. } => write_example(example, &dir)?,
-                PluginCommand::New { name: Some(name), lang: Some(lang), dir, .. } => new(&name, lang, &dir)?,
+                PluginCommand::New { name: Some(name), lang: Some(lang), template, dir, .. } => new(&name, lang, template, &dir)?,
                 PluginCommand::New { .. } => anyhow::bail!("ferry plugin new: give NAME and --lang, or --example NAME"),
                 PluginCommand::Build(args) => build::run(&args, stdout).map(drop)?,
             }
@@ -70,8 +74,8 @@ impl PluginCommand {
 }
 
 /// `ferry plugin new`: writes the scaffold and says how to go on.
-fn new(name: &str, language: scaffold::Language, dir: &Path) -> anyhow::Result<()> {
-    let scaffold = scaffold::create(name, language, dir)?;
+fn new(name: &str, language: scaffold::Language, template: scaffold::Template, dir: &Path) -> anyhow::Result<()> {
+    let scaffold = scaffold::create_from(name, language, template, dir)?;
     say!("Created the {language} plugin `{name}` in {}:", scaffold.dir.display())?;
     for file in &scaffold.files {
         say!("  {file}")?;

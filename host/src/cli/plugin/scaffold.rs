@@ -43,6 +43,19 @@ impl std::fmt::Display for Language {
     }
 }
 
+/// Which of a language's templates `ferry plugin new` writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum Template {
+    /// The language's starting plugin: drops the types its config lists and
+    /// marks every other event (every language has it).
+    #[default]
+    Plain,
+    /// C only: each event read with a small JSON reader that the folder
+    /// carries (`json.h`, `json.c` and its native test); drops the types
+    /// its config lists and redacts the fields it lists.
+    Json,
+}
+
 /// Why a scaffold could not be written.
 #[derive(Debug, thiserror::Error)]
 pub enum ScaffoldError {
@@ -57,6 +70,14 @@ pub enum ScaffoldError {
     Exists {
         /// The plugin's folder.
         path: PathBuf,
+    },
+    /// The template is not one of this language's.
+    #[error("--template {template}: there is no such {language} template (`json` is a C template: give --lang c)")]
+    Template {
+        /// The template asked for.
+        template: &'static str,
+        /// The language asked for.
+        language: Language,
     },
     /// The C bindings could not be generated from the contract.
     #[error("{0}")]
@@ -90,7 +111,15 @@ const WIT: &str = include_str!("../../../../wit/plugin.wit");
 
 /// Writes a new plugin called `name` in `language` into `parent/name`.
 pub fn create(name: &str, language: Language, parent: &Path) -> Result<Scaffold, ScaffoldError> {
+    create_from(name, language, Template::Plain, parent)
+}
+
+/// Writes a new plugin called `name` in `language` from `template` into `parent/name`.
+pub fn create_from(name: &str, language: Language, template: Template, parent: &Path) -> Result<Scaffold, ScaffoldError> {
     check_name(name)?;
+    if template == Template::Json && language != Language::C {
+        return Err(ScaffoldError::Template { template: "json", language });
+    }
     let dir = parent.join(name);
     if dir.exists() {
         return Err(ScaffoldError::Exists { path: dir });
@@ -103,8 +132,8 @@ pub fn create(name: &str, language: Language, parent: &Path) -> Result<Scaffold,
             .replace("{{type_name}}", &type_name(name))
             .replace("{{ferry_version}}", env!("CARGO_PKG_VERSION"))
     };
-    let files: Vec<(&'static str, String)> = match language {
-        Language::Rust => vec![
+    let files: Vec<(&'static str, String)> = match (language, template) {
+        (Language::Rust, _) => vec![
             ("Cargo.toml", fill(include_str!("../../../templates/rust/Cargo.toml"))),
             // Pins the dependencies ferry's own plugins are built and tested with.
             ("Cargo.lock", include_str!("../../../../plugins/Cargo.lock").to_owned()),
@@ -124,24 +153,33 @@ pub fn create(name: &str, language: Language, parent: &Path) -> Result<Scaffold,
             ("ferry-event/src/lines.rs", include_str!("../../../../event/src/lines.rs").to_owned()),
             ("wit/plugin.wit", WIT.to_owned()),
         ],
-        Language::Python => vec![
+        (Language::Python, _) => vec![
             ("app.py", fill(include_str!("../../../templates/python/app.py"))),
             ("README.md", fill(include_str!("../../../templates/python/README.md"))),
             ("wit/plugin.wit", WIT.to_owned()),
         ],
-        Language::Js => vec![
+        (Language::Js, _) => vec![
             ("app.js", fill(include_str!("../../../templates/js/app.js"))),
             ("package.json", fill(include_str!("../../../templates/js/package.json"))),
             ("README.md", fill(include_str!("../../../templates/js/README.md"))),
             ("wit/plugin.wit", WIT.to_owned()),
         ],
-        Language::C => vec![
+        (Language::C, Template::Json) => vec![
+            ("NAME.c", fill(include_str!("../../../templates/c/json/plugin.c"))),
+            ("json.h", include_str!("../../../templates/c/json/json.h").to_owned()),
+            ("json.c", include_str!("../../../templates/c/json/json.c").to_owned()),
+            ("test/json_test.c", include_str!("../../../templates/c/json/test/json_test.c").to_owned()),
+            ("NAME.toml", fill(include_str!("../../../templates/c/json/plugin.toml"))),
+            ("README.md", fill(include_str!("../../../templates/c/json/README.md"))),
+            ("wit/plugin.wit", WIT.to_owned()),
+        ],
+        (Language::C, Template::Plain) => vec![
             ("NAME.c", fill(include_str!("../../../templates/c/plugin.c"))),
             ("NAME.toml", fill(include_str!("../../../templates/c/plugin.toml"))),
             ("README.md", fill(include_str!("../../../templates/c/README.md"))),
             ("wit/plugin.wit", WIT.to_owned()),
         ],
-        Language::Go => vec![
+        (Language::Go, _) => vec![
             ("main.go", fill(include_str!("../../../templates/go/main.go"))),
             ("go.mod", fill(include_str!("../../../templates/go/go.mod"))),
             ("NAME.toml", fill(include_str!("../../../templates/go/plugin.toml"))),

@@ -137,6 +137,41 @@ fn a_c_scaffold_builds_and_runs() {
     check_built(&wasm, "c-start");
 }
 
+/// The C template with a JSON reader: the reader and its native test are
+/// written beside the plugin, built as the plugin's own code; it is a C
+/// template only.
+#[test]
+fn the_c_json_scaffold_carries_its_reader_and_builds() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let scaffold = create_from("c-json", Language::C, Template::Json, dir.path()).expect("scaffolds");
+    assert_eq!(
+        scaffold.files,
+        [
+            "c-json.c",
+            "json.h",
+            "json.c",
+            "test/json_test.c",
+            "c-json.toml",
+            "README.md",
+            "wit/plugin.wit",
+            "bindings/plugin.h",
+            "bindings/plugin.c",
+            "bindings/plugin_component_type.o"
+        ]
+    );
+    let readme = std::fs::read_to_string(scaffold.dir.join("README.md")).expect("README");
+    for step in &scaffold.build {
+        assert!(readme.contains(step.as_str()), "the README should say `{step}`");
+    }
+    let wasm = ferry_plugin_build::c::build_plugin(&scaffold.dir, &ferry_plugin_build::quiet).expect("builds");
+    let settings = std::fs::read_to_string(scaffold.dir.join("c-json.toml")).expect("settings");
+    load_path(&wasm, "c-json", &settings, Arc::new(Metrics::default())).expect("loads with the settings it was written with");
+
+    let err = create_from("go-json", Language::Go, Template::Json, dir.path()).expect_err("no Go JSON template");
+    assert_eq!(err.to_string(), "--template json: there is no such Go template (`json` is a C template: give --lang c)");
+    assert!(!dir.path().join("go-json").exists(), "nothing is written");
+}
+
 /// Built as `ferry plugin build` builds it: the Go toolchain (`./test`
 /// installs it and names it in `FERRY_GO`), then made a component in
 /// process; offline, with the SDK the scaffold carries.

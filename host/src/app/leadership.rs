@@ -66,6 +66,9 @@ impl Leadership {
             }
         };
         health.set_standby(false);
+        if held.is_none() {
+            let _ = state.heartbeat(&self.instance, "stopped", None).await;
+        }
         if let Some(held) = held {
             tracing::info!(instance = %self.instance, epoch = held.epoch, "This instance is now the active one: it resumes from the shared cursor.");
             self.metrics.set_leader(true, held.epoch);

@@ -118,14 +118,22 @@ impl StateCommand {
             }
             StateCommand::ImportEventHandler { dir, replace, config } => {
                 let (source, state) = teleport_and_state(&config).await?;
+                let held = state.hold_still("ferry state import-event-handler").await?;
                 let said = source.import_event_handler(&state, &dir, replace).await;
+                if let Some(held) = held {
+                    state.release_lead("ferry state import-event-handler", held).await?;
+                }
                 state.close().await;
                 say!("{}", said.map_err(anyhow::Error::msg)?)?;
                 Ok(())
             }
             StateCommand::AdoptPosition { key, config } => {
                 let (source, state) = teleport_and_state(&config).await?;
+                let held = state.hold_still("ferry state adopt-position").await?;
                 let said = source.adopt_position(&state, &key).await;
+                if let Some(held) = held {
+                    state.release_lead("ferry state adopt-position", held).await?;
+                }
                 state.close().await;
                 say!("{}", said.map_err(anyhow::Error::msg)?)?;
                 Ok(())

@@ -42,7 +42,7 @@ pub async fn copy(from: &Location, to: &Location) -> Result<Copied, StateError> 
         }
         Location::Postgres(_) => State::open_at(from).await?,
     };
-    let held = hold_still(&source).await?;
+    let held = source.hold_still(COPY_HOLDER).await?;
     let target = State::open_to_write(to).await?;
     let copied = copy_between(&source, &target).await;
     if let Some(held) = held {
@@ -51,24 +51,6 @@ pub async fn copy(from: &Location, to: &Location) -> Result<Copied, StateError> 
     target.close().await;
     source.close().await;
     copied
-}
-
-/// Keeps a PostgreSQL source still: refused while an instance leads; else
-/// its lease is taken for the copy.
-async fn hold_still(source: &State) -> Result<Option<super::lease::Held>, StateError> {
-    if !source.is_shared() {
-        return Ok(None);
-    }
-    match source.try_lead(COPY_HOLDER, std::time::Duration::from_secs(600)).await? {
-        Some(held) => Ok(Some(held)),
-        None => {
-            let holder = source.lease_holder().await?.map_or_else(|| "an instance".to_owned(), |holder| holder.name);
-            Err(StateError::at(
-                source.location(),
-                format!("{holder} is active on it; stop every instance first (the copy must not miss a commit)"),
-            ))
-        }
-    }
 }
 
 async fn copy_between(source: &State, target: &State) -> Result<Copied, StateError> {

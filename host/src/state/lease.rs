@@ -125,6 +125,25 @@ impl State {
         Ok(epoch.map(|epoch| Held { epoch }))
     }
 
+    /// Takes the lease for `command`, an operator's command that must not
+    /// run beside an active instance (it copies or moves the position), for
+    /// ten minutes at most; refused, naming the active instance, while one
+    /// leads. `None` on SQLite, whose storage lock does the same. Let it go
+    /// with [`State::release_lead`].
+    pub async fn hold_still(&self, command: &str) -> Result<Option<Held>, StateError> {
+        if !self.is_shared() {
+            return Ok(None);
+        }
+        if let Some(held) = self.try_lead(command, Duration::from_secs(600)).await? {
+            return Ok(Some(held));
+        }
+        let holder = self.lease_holder().await?.map_or_else(|| "an instance".to_owned(), |holder| holder.name);
+        Err(StateError::at(
+            self.location(),
+            format!("{holder} is active on it; stop every instance first (`{command}` must not run beside one)"),
+        ))
+    }
+
     /// Renews the lease `held`; false when it is no longer this instance's
     /// (another took over): the caller must step down.
     pub async fn renew_lead(&self, instance: &str, held: Held, lease: Duration) -> Result<bool, StateError> {

@@ -160,7 +160,10 @@ async fn a_state_copies_from_sqlite_to_postgres_and_back_whole() {
     let leading = State::open_at(&postgres).await.expect("open");
     leading.try_lead("ferry-0", Duration::from_secs(60)).await.expect("ask").expect("free");
     let err = super::copy::copy(&postgres, &Location::Sqlite(dir.path().join("third/ferry.db"))).await.expect_err("refused");
-    assert!(err.to_string().contains("ferry-0 is active on it; stop every instance first"), "{err}");
+    assert!(
+        err.to_string().contains("ferry-0 is active on it; stop every instance first (`ferry state copy` must not run beside one)"),
+        "{err}"
+    );
 }
 
 #[tokio::test]

@@ -262,6 +262,12 @@ fn the_audit_log_and_its_recordings_survive_a_takeover_after_each_kill() {
         names.swap(0, 1);
         let restarted = start(&sandbox, &server, names[1]);
         active = std::mem::replace(&mut standby, restarted);
+        util::wait_for(
+            "the restarted instance to stand by",
+            DEADLINE,
+            || standby.stderr().contains("Standing by"),
+            || sandbox.report(Some(&standby.snapshot())),
+        );
     }
     let audit = cluster.audit_log();
     let recordings: usize = 24 / 4 * 20;

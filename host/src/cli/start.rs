@@ -41,13 +41,14 @@ pub async fn run(
     if let Some(listener) = http {
         tokio::spawn(crate::observe::http::serve(listener, metrics.clone(), health, shutdown.clone()));
     }
-    // Signals are heeded from here: a standby waiting for the lease stops
-    // at SIGTERM too.
-    crate::shutdown::fire_on_signals(trigger.clone());
     crate::shutdown::fire_on_panic(trigger.clone());
     let leadership = crate::app::Leadership::new(&config.leadership, metrics.clone());
     let held = std::cell::Cell::new(None);
     let lead = async |state: &crate::state::State| {
+        // Signals are heeded from here, once the plugins are compiled (a
+        // SIGTERM during the compile ends ferry at once, as it should: there
+        // is nothing to drain), and while a standby waits for the lease.
+        crate::shutdown::fire_on_signals(trigger.clone());
         let lease = leadership.wait_for_lease(state, shutdown.clone()).await?;
         held.set(lease);
         Ok(lease.is_some())

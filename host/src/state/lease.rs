@@ -43,7 +43,7 @@ impl Default for LeadershipConfig {
 impl LeadershipConfig {
     /// This instance's name.
     pub fn instance_name(&self) -> String {
-        self.instance.clone().unwrap_or_else(|| super::lock::host_name())
+        self.instance.clone().unwrap_or_else(super::lock::host_name)
     }
 
     /// The lease's length, at least a second.
@@ -203,7 +203,7 @@ impl State {
     /// Every instance that ran on this database, most recently seen first.
     pub async fn instances(&self) -> Result<Vec<Instance>, StateError> {
         let Pool::Postgres(pool) = self.pool() else { return Ok(Vec::new()) };
-        let rows: Vec<(String, String, Option<i64>, String, String, String, f64)> = sqlx::query_as(
+        let rows: Vec<InstanceRow> = sqlx::query_as(
             "SELECT name, role, epoch, version,
                  to_char(started_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"'),
                  to_char(seen_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"'),
@@ -227,6 +227,10 @@ impl State {
             .collect())
     }
 }
+
+/// A row of `instances` as `State::instances` reads it: name, role, epoch,
+/// version, started and seen (RFC 3339), seconds since seen.
+type InstanceRow = (String, String, Option<i64>, String, String, String, f64);
 
 fn millis(duration: Duration) -> f64 {
     duration.as_secs_f64() * 1000.0

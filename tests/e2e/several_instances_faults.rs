@@ -305,10 +305,10 @@ fn state_copy_mid_stream_moves_a_sqlite_deployment_to_postgres_with_every_event_
     let server = Postgres::start();
     let url = server.create_database("moved");
     let sandbox = Sandbox::new("several_instances_copy", &sqlite_config().text());
-    let total = 3000;
+    let total = 5000;
     let mut running = sandbox.spawn_start();
-    write_events(&sandbox, 0, total);
-    util::wait_for("some events delivered", DEADLINE, || sandbox.out_count() >= 500, || sandbox.report(Some(&running.snapshot())));
+    write_events(&sandbox, 0, 100);
+    util::wait_for("the first events delivered", DEADLINE, || sandbox.out_count() >= 100, || sandbox.report(Some(&running.snapshot())));
 
     // Refused while ferry runs on the folder, naming it.
     let refused = ferry_with_password(&sandbox, &server, &["state", "copy", "storage", &url]);
@@ -316,6 +316,9 @@ fn state_copy_mid_stream_moves_a_sqlite_deployment_to_postgres_with_every_event_
     assert!(message.contains("ferry start") || message.contains(&running.pid().to_string()), "names the holder: {message}");
     assert!(!message.contains(server.password()), "{message}");
 
+    // Stopped while it works through a burst.
+    write_events(&sandbox, 100, total);
+    util::wait_for("more events delivered", DEADLINE, || sandbox.out_count() >= 600, || sandbox.report(Some(&running.snapshot())));
     running.terminate();
     running.wait(&sandbox, DEADLINE).assert_success(&sandbox);
     let before = sandbox.out_count();

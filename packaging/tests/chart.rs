@@ -936,6 +936,31 @@ fn postgres_storage_runs_several_pods_rolling_with_a_disruption_budget_and_no_vo
         assert!(POSTGRES_URL.contains(&format!("{param}={dir}/")), "{param} is under {dir}");
     }
     assert_eq!(volume(&rendered, "postgres-tls").expect("its volume")["secret"]["secretName"].as_str(), Some("ferry-db-tls"));
+
+    // ferry itself loads it: the URL is its storage, the lease its [leadership] lease.
+    let loaded = rendered.ferry_config();
+    match loaded.state_location().expect("a state location") {
+        ferry::state::Location::Postgres(postgres) => assert_eq!(postgres.url(), POSTGRES_URL),
+        other => panic!("the chart's storage is not PostgreSQL: {other}"),
+    }
+    assert_eq!(loaded.leadership.lease(), std::time::Duration::from_secs(20));
+    assert_eq!(loaded.leadership.instance, None, "each pod's host name names its instance");
+}
+
+#[test]
+fn the_postgres_example_values_run_three_replicas_on_the_database_they_name() {
+    let path = chart().join("ci/postgres-values.yaml");
+    let values = std::fs::read_to_string(&path).unwrap_or_else(|err| panic!("read {}: {err}", path.display()));
+    let rendered = installs(&[&values]);
+    assert_eq!(rendered.deployment()["spec"]["replicas"].as_i64(), Some(3));
+    assert!(rendered.kinds().contains("PodDisruptionBudget"));
+    let loaded = rendered.ferry_config();
+    let Ok(ferry::state::Location::Postgres(postgres)) = loaded.state_location() else {
+        panic!("ci/postgres-values.yaml runs on PostgreSQL: {}", rendered.ferry_toml())
+    };
+    assert!(postgres.url().starts_with("postgres://ferry@postgres.db.svc:5432/ferry?sslmode=verify-full"), "{}", postgres.url());
+    assert!(env_var(&rendered, "FERRY_STORAGE_PASSWORD").is_some());
+    assert!(mount(&rendered, "postgres-tls").is_some());
 }
 
 #[test]

@@ -503,11 +503,39 @@ fn signal(child: &Child, signal: libc::c_int) {
     unsafe { libc::kill(pid, signal) };
 }
 
-/// `signal` to the server and its backends (its own process group).
+/// `signal` to the server and its backends. The server leads a process
+/// group of its own, but each backend leaves it (PostgreSQL calls
+/// `setsid()` in every child it forks), so the backends are found as the
+/// server's children. The server is signalled first: stopped, it forks no
+/// backend that the scan below would miss.
 fn signal_group(child: &Child, signal: libc::c_int) {
     let Ok(pid) = libc::pid_t::try_from(child.id()) else { return };
+    // Listed before: a killed server's children go to another parent.
+    let mut backends = children_of(pid);
     // SAFETY: as in `signal`; the group is the one the server leads.
     unsafe { libc::kill(-pid, signal) };
+    backends.extend(children_of(pid).into_iter().filter(|backend| !backends.contains(backend)).collect::<Vec<_>>());
+    for backend in backends {
+        // SAFETY: a child of the server we have not reaped: while the
+        // server lives, its children are not reaped by anyone else either,
+        // and a pid just freed names a process only after it is reused.
+        unsafe { libc::kill(backend, signal) };
+    }
+}
+
+/// The processes whose parent is `parent` (from `/proc/PID/stat`).
+fn children_of(parent: libc::pid_t) -> Vec<libc::pid_t> {
+    let Ok(entries) = std::fs::read_dir("/proc") else { return Vec::new() };
+    entries
+        .filter_map(Result::ok)
+        .filter_map(|entry| entry.file_name().to_str()?.parse::<libc::pid_t>().ok())
+        .filter(|&pid| {
+            // `PID (COMM) STATE PPID …`; COMM may hold spaces and parentheses.
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+            let after_comm = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+            after_comm.split_whitespace().nth(1).and_then(|ppid| ppid.parse::<libc::pid_t>().ok()) == Some(parent)
+        })
+        .collect()
 }
 
 #[cfg(test)]

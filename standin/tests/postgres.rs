@@ -72,6 +72,38 @@ fn a_paused_server_answers_nothing_until_resumed() {
     assert_eq!(psql_as_ferry(&url, postgres.password(), "SELECT 1").expect("after resume"), "1");
 }
 
+/// An open connection is frozen too, as behind a dropped network: the
+/// backend serving it stops with the server (each backend is a process
+/// group of its own, so signalling the server's group alone would miss it).
+#[test]
+fn a_paused_server_freezes_open_connections_too() {
+    use std::io::{BufRead, Write};
+    let postgres = Postgres::start();
+    let url = postgres.create_database("open");
+    let mut psql = Command::new(Postgres::bin().join("psql"))
+        .args(["-X", "-q", "-A", "-t", "-d", &url])
+        .env("PGPASSWORD", postgres.password())
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("run psql");
+    let mut stdin = psql.stdin.take().expect("stdin");
+    let stdout = std::io::BufReader::new(psql.stdout.take().expect("stdout"));
+    let (lines, answers) = std::sync::mpsc::channel();
+    std::thread::spawn(move || stdout.lines().map_while(Result::ok).for_each(|line| drop(lines.send(line))));
+    writeln!(stdin, "SELECT 1;").expect("ask");
+    assert_eq!(answers.recv_timeout(Duration::from_secs(10)).expect("an answer"), "1");
+
+    postgres.pause();
+    writeln!(stdin, "SELECT 2;").expect("ask");
+    let frozen = answers.recv_timeout(Duration::from_millis(1500));
+    postgres.resume();
+    assert!(frozen.is_err(), "the open connection answered while the server was paused: {frozen:?}");
+    assert_eq!(answers.recv_timeout(Duration::from_secs(10)).expect("the answer after resume"), "2");
+    drop(stdin);
+    let _ = psql.wait();
+}
+
 #[test]
 fn with_tls_ferry_needs_its_client_certificate() {
     let pki = Pki::generate("postgres").expect("a PKI");

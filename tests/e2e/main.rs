@@ -39,6 +39,7 @@ mod script_plugins;
 mod service;
 mod service_user;
 mod several_instances;
+mod several_instances_faults;
 mod shutdown;
 mod sink_faults;
 mod sink_status;

@@ -13,12 +13,12 @@ use std::collections::BTreeSet;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-const BATCH: usize = 50;
+pub(crate) const BATCH: usize = 50;
 const SESSIONS: &str = "sessions.jsonl";
-const LEASE: &str = "2s";
+pub(crate) const LEASE: &str = "2s";
 
 /// A file job on the PostgreSQL database `url`, batches of 50, one in flight.
-fn config(url: &str) -> String {
+pub(crate) fn config(url: &str) -> String {
     Config::new()
         .pipeline(BATCH, "20ms")
         .set("pipeline.batches-in-flight", 1)
@@ -32,10 +32,15 @@ fn config(url: &str) -> String {
 /// `ferry start` as the instance `name` (its own config file, the same
 /// but for `[leadership] instance`), with the database's password in the
 /// environment.
-fn start(sandbox: &Sandbox, server: &Postgres, name: &str) -> Running {
+pub(crate) fn start(sandbox: &Sandbox, server: &Postgres, name: &str) -> Running {
+    start_leased(sandbox, server, name, LEASE)
+}
+
+/// `start` with a lease of `lease`.
+pub(crate) fn start_leased(sandbox: &Sandbox, server: &Postgres, name: &str, lease: &str) -> Running {
     let file = format!("ferry-{name}.toml");
     let text = std::fs::read_to_string(sandbox.config()).expect("ferry.toml");
-    sandbox.write(&file, format!("{text}\n[leadership]\ninstance = \"{name}\"\nlease = \"{LEASE}\"\n").as_bytes());
+    sandbox.write(&file, format!("{text}\n[leadership]\ninstance = \"{name}\"\nlease = \"{lease}\"\n").as_bytes());
     let mut command = Command::new(util::FERRY);
     command
         .args(["start", "--config"])
@@ -47,11 +52,11 @@ fn start(sandbox: &Sandbox, server: &Postgres, name: &str) -> Running {
 }
 
 /// A distinct event per number.
-fn event(n: usize) -> String {
+pub(crate) fn event(n: usize) -> String {
     format!("{{\"uid\":\"e-{n}\",\"event\":\"user.login\",\"time\":\"2026-12-07T10:00:00Z\",\"user\":\"u{n}\"}}\n")
 }
 
-fn uids(sandbox: &Sandbox) -> Vec<String> {
+pub(crate) fn uids(sandbox: &Sandbox) -> Vec<String> {
     sandbox
         .out_lines()
         .iter()
@@ -62,17 +67,17 @@ fn uids(sandbox: &Sandbox) -> Vec<String> {
         .collect()
 }
 
-fn leads(running: &Running) -> bool {
+pub(crate) fn leads(running: &Running) -> bool {
     running.stderr().contains("This instance is now the active one")
 }
 
 /// Waits for `running` to become the active instance; how long it took.
-fn wait_to_lead(sandbox: &Sandbox, running: &Running, since: Instant) -> Duration {
+pub(crate) fn wait_to_lead(sandbox: &Sandbox, running: &Running, since: Instant) -> Duration {
     util::wait_for("the standby to take over", DEADLINE, || leads(running), || sandbox.report(Some(&running.snapshot())));
     since.elapsed()
 }
 
-fn wait_delivered(sandbox: &Sandbox, count: usize, running: &Running) {
+pub(crate) fn wait_delivered(sandbox: &Sandbox, count: usize, running: &Running) {
     util::wait_for(
         &format!("{count} distinct events delivered"),
         DEADLINE,
@@ -186,7 +191,7 @@ fn an_instance_paused_past_its_lease_commits_nothing_and_steps_down() {
     wait_delivered(&sandbox, 700, &second);
 }
 
-fn signal(running: &Running, name: &str) {
+pub(crate) fn signal(running: &Running, name: &str) {
     let status = Command::new("kill").args([&format!("-{name}"), &running.pid().to_string()]).status().expect("kill");
     assert!(status.success(), "kill -{name} failed");
 }

@@ -109,10 +109,21 @@ impl Leadership {
             if finished.sleep_or_stop(self.config.renew_every()).await {
                 return None;
             }
-            let lost = match state.renew_lead(&self.instance, held, self.config.lease()).await {
+            // A database that stops answering (a partition, a frozen
+            // server) leaves a query hanging without an error: its answer
+            // is awaited no longer than the lease this instance can still
+            // count on. The lease runs from before the renewal was sent:
+            // the database's `now()` is no earlier.
+            let asked_at = Instant::now();
+            let renewal = state.renew_lead(&self.instance, held, self.config.lease());
+            let answer = tokio::time::timeout_at(renewed_at + self.config.lease(), renewal)
+                .await
+                .unwrap_or_else(|_| Err(StateError::no_answer(&state, renewed_at.elapsed())));
+            let lost = match answer {
                 Ok(true) => {
-                    renewed_at = Instant::now();
-                    let _ = state.heartbeat(&self.instance, "active", Some(held.epoch)).await;
+                    renewed_at = asked_at;
+                    let heartbeat = state.heartbeat(&self.instance, "active", Some(held.epoch));
+                    let _ = tokio::time::timeout(self.config.renew_every(), heartbeat).await;
                     continue;
                 }
                 Ok(false) => {

@@ -94,7 +94,8 @@ pub async fn last_plugin_chain(location: &Location) -> Result<Vec<ChainPlugin>, 
         Location::Sqlite(path) => last_in_sqlite(path).await,
         Location::Postgres(postgres) => {
             let error = |err: sqlx::Error| StateError::at(location, format!("cannot read the plugin chain that last ran: {err}"));
-            let mut connection = postgres.options().map_err(error)?.connect().await.map_err(error)?;
+            let unreachable = |err: sqlx::Error| StateError::at(location, format!("cannot connect: {err}"));
+            let mut connection = postgres.options().map_err(error)?.connect().await.map_err(unreachable)?;
             let tables = "SELECT tablename FROM pg_tables WHERE schemaname = current_schema() AND tablename = 'plugin_chain'";
             let chain = read_recorded_chain!(connection, tables).map_err(error);
             let _ = connection.close().await;

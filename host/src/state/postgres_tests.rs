@@ -183,3 +183,49 @@ async fn a_probe_says_who_leads_and_changes_nothing() {
     assert!(refused.starts_with("cannot connect: ") && refused.contains("password"), "{refused}");
     assert!(!refused.contains("not-the-password"), "{refused}");
 }
+
+/// The instances' clocks may disagree (a host whose NTP broke): the lease
+/// must be judged by the database's clock alone. Every time the lease SQL
+/// writes into `expires_at` is the database's `now()` plus a length; no
+/// time of this process is bound into it.
+#[test]
+fn no_lease_time_comes_from_the_instances_clock() {
+    let source = include_str!("lease.rs");
+    let code = source.split("#[cfg(test)]").next().unwrap_or(source);
+    for clock in ["SystemTime", "backend::now", "super::now", "Utc::now", "OffsetDateTime", "humantime"] {
+        assert!(!code.contains(clock), "state/lease.rs reads the instance's clock ({clock}): the database's clock must judge the lease");
+    }
+    let writes: Vec<&str> =
+        code.lines().filter(|line| line.contains("expires_at =") || line.contains("VALUES ($1, $2, 1,")).map(str::trim).collect();
+    assert!(writes.len() >= 3, "the lease's take, renewal and release write expires_at: {writes:?}");
+    for line in writes {
+        let from_excluded = line.contains("expires_at = excluded.expires_at");
+        assert!(line.contains("now()") || from_excluded, "expires_at not from the database's now(): {line}");
+    }
+}
+
+/// Whatever this process's clock says, the database's decides: a lease of
+/// an hour that the database's clock has passed is taken at once, and one
+/// of a second that the database's clock has not reached yet is not.
+#[tokio::test]
+async fn a_lease_expires_by_the_databases_clock_alone() {
+    let server = Postgres::start();
+    let place = location(&server, "clock");
+    let (first, second) = (State::open_at(&place).await.expect("open"), State::open_at(&place).await.expect("open"));
+    let held = first.try_lead("a", Duration::from_secs(3600)).await.expect("ask").expect("free");
+    let holder = second.lease_holder().await.expect("read").expect("held");
+    assert!((3590.0..=3600.0).contains(&holder.expires_in), "an hour, by the database: {holder:?}");
+    assert_eq!(second.try_lead("b", Duration::from_secs(1)).await.expect("ask"), None);
+    // The database's clock runs past the hour (moved here, as a clock that jumped would).
+    server.sql("clock", "UPDATE leases SET expires_at = now() - interval '1 millisecond'");
+    let taken = second.try_lead("b", Duration::from_secs(1)).await.expect("ask").expect("the database says it ran out");
+    assert_eq!(taken.epoch, held.epoch + 1);
+    assert!(!first.renew_lead("a", held, Duration::from_secs(3600)).await.expect("renew"), "a learns it lost the lease");
+
+    // A lease of a second that the database's clock says has an hour left.
+    server.sql("clock", "UPDATE leases SET expires_at = now() + interval '1 hour'");
+    tokio::time::sleep(Duration::from_millis(1300)).await;
+    assert_eq!(first.try_lead("a", Duration::from_secs(1)).await.expect("ask"), None, "b's second is not over by the database's clock");
+    let holder = first.lease_holder().await.expect("read").expect("held");
+    assert_eq!((holder.name.as_str(), holder.epoch), ("b", taken.epoch));
+}

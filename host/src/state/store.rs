@@ -33,6 +33,12 @@ impl StateError {
         StateError { place: location.to_string(), message, deposed: false }
     }
 
+    /// The database of `state` gave no answer within `waited` (it hangs:
+    /// a partition, a frozen server).
+    pub fn no_answer(state: &State, waited: std::time::Duration) -> StateError {
+        StateError::at(state.location(), format!("no answer within {waited:?}"))
+    }
+
     /// True when the write was refused because another instance has taken
     /// over (PostgreSQL's fence): this one must stop, not retry.
     pub fn is_deposed(&self) -> bool {

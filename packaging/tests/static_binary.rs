@@ -55,7 +55,9 @@ fn the_static_binary_needs_nothing_from_the_machine_and_runs_the_demo() {
 
     let bytes = std::fs::read(&binary).expect("read the binary");
     let mib = bytes.len() as f64 / (1024.0 * 1024.0);
-    assert!(mib <= 40.0, "the shipped binary is {mib:.1} MiB, over the 40 MiB a user expects of it");
+    // 40 MiB until the PostgreSQL client came in (SCRAM, the wire protocol:
+    // 41.6 MiB); the bound catches a dependency that drags in much more.
+    assert!(mib <= 44.0, "the shipped binary is {mib:.1} MiB, over the 44 MiB a user expects of it");
     assert!(contains(&bytes, b".symtab"), "the binary lost its symbol table: a panic's backtrace would name no function");
     assert!(!contains(&bytes, b"FERRY_TEST_"), "a test-only switch (feature `test-hooks`) is in the release binary");
 

@@ -133,10 +133,15 @@ func objectFields(text []byte, names []string, values []json.RawMessage) error {
 	return nil
 }
 
+// maxDepth is how deep objects and arrays may nest, as in encoding/json:
+// deeper text is refused rather than run the plugin out of stack.
+const maxDepth = 10000
+
 // scanner walks a JSON text, validating what it skips.
 type scanner struct {
-	text []byte
-	at   int
+	text  []byte
+	at    int
+	depth int
 }
 
 // member reads `"key": value` and keeps the value if the key is asked for.
@@ -219,9 +224,13 @@ func (s *scanner) value() error {
 
 // container skips an object (keyed) or an array, nested to any depth.
 func (s *scanner) container(end byte, keyed bool) error {
+	if s.depth++; s.depth > maxDepth {
+		return s.fail("nested too deep")
+	}
 	s.at++
 	s.space()
 	if s.take(end) {
+		s.depth--
 		return nil
 	}
 	for {
@@ -243,6 +252,7 @@ func (s *scanner) container(end byte, keyed bool) error {
 		}
 		s.space()
 		if s.take(end) {
+			s.depth--
 			return nil
 		}
 		if !s.take(',') {

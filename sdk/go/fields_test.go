@@ -188,3 +188,15 @@ func TestFieldsAgreeWithEncodingJSONOnTheFixtures(t *testing.T) {
 		}
 	}
 }
+
+func TestNestingDeeperThanEncodingJSONAllowsIsRefused(t *testing.T) {
+	deep := func(n int) []byte {
+		return []byte(`{"x":` + strings.Repeat("[", n) + strings.Repeat("]", n) + `,"user":1}`)
+	}
+	if v, err := NewEvent(deep(maxDepth - 1)).Field("user"); err != nil || string(v) != "1" {
+		t.Fatalf("within the limit: %s %v", v, err)
+	}
+	if _, err := NewEvent(deep(maxDepth + 1)).Field("user"); err == nil || !strings.HasSuffix(err.Error(), "nested too deep") {
+		t.Fatalf("past the limit: %v", err)
+	}
+}

@@ -23,6 +23,16 @@
 // [Outcome] per event, in order: [Keep], [Replace], [Drop], [Route] or
 // [Fail]. [Log] and [Count] reach ferry's log and metrics.
 //
+// An [Event] is its JSON text. [Event.Fields] (and [Event.Field]) reads
+// only the top-level fields a plugin names, in one pass that skips every
+// other value by its brackets and quotes, without decoding it: raw values
+// pointing into the event, nil when absent, the last one when a key
+// repeats, an error saying at which byte the JSON is malformed (hand it on
+// as the event's [Fail] reason). [Text] and [Items] read a raw string and
+// a raw array. Decoding a whole event with encoding/json costs several
+// times more; the header ([Event.Type], [Event.ID], …) is read with the
+// same scanner.
+//
 // There is no generator of bindings for Go here, so this package carries the
 // contract (wit/plugin.wit, `ferry:plugin@0.2.0`) by hand: abi.go lowers and
 // lifts its two exports and two imports per the component model's canonical

@@ -52,46 +52,40 @@ func (e *Event) Index() int64 { return e.read().index }
 // empty for events outside a session.
 func (e *Event) SessionID() string { return e.read().sessionID }
 
-// wireHeader is what encoding/json reads the header from: every other field
-// is skipped. `event` is raw because the `ecs` plugin makes it an object
-// (and keeps Teleport's fields under `teleport`, the id in `event.id` and
-// the time in `@timestamp`), as ferry's own reader knows.
-type wireHeader struct {
-	Event     json.RawMessage `json:"event"`
-	UID       any             `json:"uid"`
-	Time      any             `json:"time"`
-	Timestamp any             `json:"@timestamp"`
-	EI        any             `json:"ei"`
-	SID       any             `json:"sid"`
-	Teleport  *struct {
-		Event any `json:"event"`
-		UID   any `json:"uid"`
-		EI    any `json:"ei"`
-		SID   any `json:"sid"`
-	} `json:"teleport"`
-}
+// headerNames are the top-level fields the header is read from. `event`
+// may be an object: the `ecs` plugin makes it one and keeps Teleport's
+// fields under `teleport` (the time in `@timestamp`), as ferry's own
+// reader knows.
+var headerNames = []string{"event", "uid", "time", "ei", "sid", "teleport", "@timestamp"}
 
-// read reads the header at the first call. JSON that cannot be read gives
-// empty fields: the plugin finds out why when it parses the event itself.
+// teleportNames are the fields read from `teleport` of a mapped event.
+var teleportNames = []string{"event", "uid", "ei", "sid"}
+
+// read reads the header at the first call, in one pass of the same scanner
+// as [Event.Fields]. JSON that cannot be read gives empty fields: the
+// plugin finds out why when it reads the event itself.
 func (e *Event) read() *header {
 	if e.header != nil {
 		return e.header
 	}
 	h := &header{}
-	var wire wireHeader
-	if json.Unmarshal(e.JSON, &wire) == nil {
-		var eventType string
-		if json.Unmarshal(wire.Event, &eventType) == nil {
-			h.eventType = eventType
-		}
-		h.id, h.time, h.sessionID, h.index = text(wire.UID), text(wire.Time), text(wire.SID), number(wire.EI)
-		if t := wire.Teleport; t != nil && h.eventType == "" {
-			h.eventType, h.sessionID, h.index = text(t.Event), text(t.SID), number(t.EI)
+	var wire [7]json.RawMessage
+	if objectFields(e.JSON, headerNames, wire[:]) == nil {
+		h.eventType, _ = Text(wire[0])
+		h.id, _ = Text(wire[1])
+		h.time, _ = Text(wire[2])
+		h.index, _ = integer(wire[3])
+		h.sessionID, _ = Text(wire[4])
+		var mapped [4]json.RawMessage
+		if h.eventType == "" && wire[5] != nil && objectFields(wire[5], teleportNames, mapped[:]) == nil {
+			h.eventType, _ = Text(mapped[0])
+			h.index, _ = integer(mapped[2])
+			h.sessionID, _ = Text(mapped[3])
 			if h.id == "" {
-				h.id = text(t.UID)
+				h.id, _ = Text(mapped[1])
 			}
 			if h.time == "" {
-				h.time = text(wire.Timestamp)
+				h.time, _ = Text(wire[6])
 			}
 		}
 	}
@@ -101,21 +95,6 @@ func (e *Event) read() *header {
 	}
 	e.header = h
 	return h
-}
-
-// text is a header field that should be a string; anything else reads as absent.
-func text(value any) string {
-	s, _ := value.(string)
-	return s
-}
-
-// number is a header field that should be an integer; anything else reads as 0.
-func number(value any) int64 {
-	f, ok := value.(float64)
-	if !ok || f != float64(int64(f)) {
-		return 0
-	}
-	return int64(f)
 }
 
 // Split is the events of a JSON Lines buffer, as ferry hands a batch over:

@@ -29,9 +29,11 @@ type Settings struct {
 	Roles   map[string]string `json:"roles"`
 }
 
-// TeamTags is the plugin: the lookup tables.
+// TeamTags is the plugin: the lookup tables, and each team as a JSON
+// string, encoded once rather than per event.
 type TeamTags struct {
 	Settings
+	quoted map[string][]byte
 }
 
 // New reads the tables; a team named "" is refused (it would tag nothing).
@@ -50,30 +52,48 @@ func New(config []byte) (plugin.Plugin, error) {
 	if len(settings.Users) == 0 && len(settings.Roles) == 0 && settings.Default == "" {
 		return nil, errors.New("config: give `users`, `roles` or `default`: with none, no event gets a team")
 	}
-	return &TeamTags{settings}, nil
+	quoted := map[string][]byte{settings.Default: nil}
+	for _, table := range []map[string]string{settings.Users, settings.Roles} {
+		for _, team := range table {
+			quoted[team] = nil
+		}
+	}
+	for team := range quoted {
+		quoted[team], _ = json.Marshal(team)
+	}
+	return &TeamTags{settings, quoted}, nil
 }
 
-// owner is what team-tags reads of an event.
+// owner is what team-tags reads of an event: the raw values of its
+// top-level `user`, `roles`, `user_roles` and `team` (nil when absent),
+// found by the SDK's field reader without decoding the rest of the event.
 type owner struct {
-	User      any             `json:"user"`
-	Roles     []any           `json:"roles"`
-	UserRoles []any           `json:"user_roles"`
-	Team      json.RawMessage `json:"team"`
+	User, Roles, UserRoles, Team json.RawMessage
 }
 
-// Team is the event's team, "" for none.
+// ownerOf reads an event's owner fields in one pass over its JSON.
+func ownerOf(event *plugin.Event) (owner, error) {
+	values, err := event.Fields("user", "roles", "user_roles", "team")
+	if err != nil {
+		return owner{}, err
+	}
+	return owner{User: values[0], Roles: values[1], UserRoles: values[2], Team: values[3]}, nil
+}
+
+// Team is the event's team, "" for none. A user that is not a string, or
+// roles that are not an array of strings, own nothing.
 func (t *TeamTags) Team(o *owner) string {
-	if user, ok := o.User.(string); ok {
+	if user, ok := plugin.Text(o.User); ok {
 		if team, ok := t.Users[user]; ok {
 			return team
 		}
 	}
-	roles := o.Roles
+	roles := plugin.Items(o.Roles)
 	if len(roles) == 0 {
-		roles = o.UserRoles
+		roles = plugin.Items(o.UserRoles)
 	}
 	for _, role := range roles {
-		if name, ok := role.(string); ok {
+		if name, ok := plugin.Text(role); ok {
 			if team, ok := t.Roles[name]; ok {
 				return team
 			}
@@ -87,9 +107,9 @@ func (t *TeamTags) Process(batch []*plugin.Event) []plugin.Outcome {
 	outcomes := make([]plugin.Outcome, len(batch))
 	tagged := uint64(0)
 	for i, event := range batch {
-		var o owner
-		if err := json.Unmarshal(event.JSON, &o); err != nil {
-			outcomes[i] = plugin.Fail("not a JSON object: " + err.Error())
+		o, err := ownerOf(event)
+		if err != nil {
+			outcomes[i] = plugin.Fail(err.Error())
 			continue
 		}
 		team := t.Team(&o)
@@ -97,7 +117,7 @@ func (t *TeamTags) Process(batch []*plugin.Event) []plugin.Outcome {
 			outcomes[i] = plugin.Keep()
 			continue
 		}
-		outcomes[i] = plugin.Replace(withTeam(event.JSON, team))
+		outcomes[i] = plugin.Replace(withTeam(event.JSON, t.quoted[team]))
 		tagged++
 	}
 	if tagged > 0 {
@@ -106,19 +126,20 @@ func (t *TeamTags) Process(batch []*plugin.Event) []plugin.Outcome {
 	return outcomes
 }
 
-// withTeam is the event's JSON object with `"team":team` as its last field.
-func withTeam(event []byte, team string) []byte {
-	value, _ := json.Marshal(team)
+// withTeam is the event's JSON object with `"team":` and the JSON string
+// team as its last field.
+func withTeam(event []byte, team []byte) []byte {
 	end := len(event) - 1
 	for end > 0 && event[end] != '}' {
 		end--
 	}
-	out := append([]byte{}, event[:end]...)
+	out := make([]byte, 0, len(event)+len(team)+len(`,"team":`))
+	out = append(out, event[:end]...)
 	if len(bytes.TrimSpace(event[1:end])) > 0 {
 		out = append(out, ',')
 	}
 	out = append(out, `"team":`...)
-	out = append(out, value...)
+	out = append(out, team...)
 	return append(out, event[end:]...)
 }
 

@@ -53,6 +53,26 @@ func TestUsersComeBeforeRolesAndTheDefaultComesLast(t *testing.T) {
 	}
 }
 
+// An event that is not one JSON object fails with what is wrong and where;
+// owner fields of the wrong kind own nothing; nested names are not read.
+func TestBadEventsFailSayingWhereAndOddOwnersOwnNothing(t *testing.T) {
+	tags := newTags(t, `{"users":{"alice":"data"},"roles":{"admin":"security"}}`)
+	outcomes := tags.Process(plugin.Split([]byte(strings.Join([]string{
+		`{"event":"user.login","user":"alice",}`,
+		`{"event":"user.login","roles":"admin","user_roles":{"admin":1},"x":{"user":"alice"}}`,
+		`{"us\u0065r":"alice","user_roles":[1,"admin"]}`,
+	}, "\n"))))
+	if !outcomes[0].IsFail() || outcomes[0].Reason() != "malformed JSON at byte 37: expected a key" {
+		t.Errorf("bad JSON: %v %q", outcomes[0].IsFail(), outcomes[0].Reason())
+	}
+	if !outcomes[1].IsKeep() {
+		t.Errorf("odd owners: %s", outcomes[1].JSON())
+	}
+	if got := string(outcomes[2].JSON()); got != `{"us\u0065r":"alice","user_roles":[1,"admin"],"team":"data"}` {
+		t.Errorf("escaped key: %s", got)
+	}
+}
+
 func TestAConfigThatTagsNothingOrMisspeltIsRefused(t *testing.T) {
 	for config, want := range map[string]string{
 		`{}`:                           "config: give `users`, `roles` or `default`: with none, no event gets a team",
@@ -100,4 +120,29 @@ func TestTheFixturesAreTaggedByTheirOwners(t *testing.T) {
 	if teams["data"] != 40 || teams["platform"] != 11 || teams["security"] != 2 || len(teams) != 3 {
 		t.Fatalf("teams: %v", teams)
 	}
+}
+
+// BenchmarkProcess runs the fixtures through Process in batches of 500, as
+// ferry's release bench does (`go test -bench . -benchmem`).
+func BenchmarkProcess(b *testing.B) {
+	text, err := os.ReadFile("../../../fixtures/teleport-events.jsonl")
+	if err != nil {
+		b.Fatal(err)
+	}
+	lines := strings.Split(strings.TrimSpace(string(text)), "\n")
+	var batch []string
+	for len(batch) < 500 {
+		batch = append(batch, lines...)
+	}
+	joined := []byte(strings.Join(batch[:500], "\n"))
+	p, err := New([]byte(`{"users":{"alice":"data"},"roles":{"admin":"security"},"default":"other"}`))
+	if err != nil {
+		b.Fatal(err)
+	}
+	tags := p.(*TeamTags)
+	b.ResetTimer()
+	for b.Loop() {
+		tags.Process(plugin.Split(joined))
+	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*500), "ns/event")
 }

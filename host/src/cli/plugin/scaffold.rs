@@ -189,6 +189,7 @@ pub fn create_from(name: &str, language: Language, template: Template, parent: &
             ("ferry-plugin/doc.go", include_str!("../../../../sdk/go/doc.go").to_owned()),
             ("ferry-plugin/plugin.go", include_str!("../../../../sdk/go/plugin.go").to_owned()),
             ("ferry-plugin/event.go", include_str!("../../../../sdk/go/event.go").to_owned()),
+            ("ferry-plugin/fields.go", include_str!("../../../../sdk/go/fields.go").to_owned()),
             ("ferry-plugin/outcome.go", include_str!("../../../../sdk/go/outcome.go").to_owned()),
             ("ferry-plugin/abi.go", include_str!("../../../../sdk/go/abi.go").to_owned()),
             ("ferry-plugin/host_native.go", include_str!("../../../../sdk/go/host_native.go").to_owned()),

@@ -191,6 +191,7 @@ fn a_go_scaffold_builds_and_runs() {
             "ferry-plugin/doc.go",
             "ferry-plugin/plugin.go",
             "ferry-plugin/event.go",
+            "ferry-plugin/fields.go",
             "ferry-plugin/outcome.go",
             "ferry-plugin/abi.go",
             "ferry-plugin/host_native.go"

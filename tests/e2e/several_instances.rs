@@ -77,6 +77,25 @@ pub(crate) fn wait_to_lead(sandbox: &Sandbox, running: &Running, since: Instant)
     since.elapsed()
 }
 
+/// Waits until `running` stands by.
+pub(crate) fn wait_standing_by(sandbox: &Sandbox, running: &Running) {
+    util::wait_for(
+        "the instance to stand by",
+        DEADLINE,
+        || running.stderr().contains("Standing by: another instance is active"),
+        || sandbox.report(Some(&running.snapshot())),
+    );
+}
+
+/// Stops each of `instances` with SIGTERM, as a service manager does, and
+/// fails unless each exits cleanly.
+pub(crate) fn stop_cleanly<const N: usize>(sandbox: &Sandbox, instances: [&mut Running; N]) {
+    for running in instances {
+        running.terminate();
+        running.wait(sandbox, DEADLINE).assert_success(sandbox);
+    }
+}
+
 pub(crate) fn wait_delivered(sandbox: &Sandbox, count: usize, running: &Running) {
     util::wait_for(
         &format!("{count} distinct events delivered"),
@@ -94,17 +113,12 @@ fn a_standby_takes_over_from_the_shared_cursor_each_time_the_active_one_is_kille
     let mut active = start(&sandbox, &server, "a");
     util::wait_for("a to lead", DEADLINE, || leads(&active), || sandbox.report(Some(&active.snapshot())));
     let mut standby = start(&sandbox, &server, "b");
-    util::wait_for(
-        "b to stand by",
-        DEADLINE,
-        || standby.stderr().contains("Standing by: another instance is active"),
-        || sandbox.report(Some(&standby.snapshot())),
-    );
+    wait_standing_by(&sandbox, &standby);
 
     let mut written = 0;
     let mut takeovers = Vec::new();
     let mut names = ["a", "b"];
-    for round in 0..3 {
+    for _ in 0..3 {
         let upto = written + 400;
         sandbox.append(IN, (written..upto).map(event).collect::<String>().as_bytes());
         written = upto;
@@ -119,12 +133,7 @@ fn a_standby_takes_over_from_the_shared_cursor_each_time_the_active_one_is_kille
         names.swap(0, 1);
         let restarted = start(&sandbox, &server, names[1]);
         active = std::mem::replace(&mut standby, restarted);
-        util::wait_for(
-            &format!("round {round}: the restarted instance to stand by"),
-            DEADLINE,
-            || standby.stderr().contains("Standing by"),
-            || sandbox.report(Some(&standby.snapshot())),
-        );
+        wait_standing_by(&sandbox, &standby);
     }
     wait_delivered(&sandbox, written, &active);
     let delivered = uids(&sandbox);
@@ -150,10 +159,7 @@ fn a_standby_takes_over_from_the_shared_cursor_each_time_the_active_one_is_kille
     assert!(shown.contains(&format!("lease: held by {} (epoch 4)", names[0])), "{shown}");
     assert!(shown.contains(&format!("instance {}: active (epoch 4)", names[0])), "{shown}");
     assert!(shown.contains(&format!("instance {}: standby", names[1])), "{shown}");
-    active.terminate();
-    active.wait(&sandbox, DEADLINE).assert_success(&sandbox);
-    standby.terminate();
-    standby.wait(&sandbox, DEADLINE).assert_success(&sandbox);
+    stop_cleanly(&sandbox, [&mut active, &mut standby]);
 }
 
 #[test]
@@ -267,12 +273,7 @@ fn the_audit_log_and_its_recordings_survive_a_takeover_after_each_kill() {
         names.swap(0, 1);
         let restarted = start(&sandbox, &server, names[1]);
         active = std::mem::replace(&mut standby, restarted);
-        util::wait_for(
-            "the restarted instance to stand by",
-            DEADLINE,
-            || standby.stderr().contains("Standing by"),
-            || sandbox.report(Some(&standby.snapshot())),
-        );
+        wait_standing_by(&sandbox, &standby);
     }
     let audit = cluster.audit_log();
     let recordings: usize = 24 / 4 * 20;
@@ -300,8 +301,5 @@ fn the_audit_log_and_its_recordings_survive_a_takeover_after_each_kill() {
     // The batches in flight at each kill (10 events, one at a time, for the
     // audit log and for a recording's stream).
     assert!(duplicates <= kills * 2 * 10, "{duplicates} duplicates for {kills} kills{}", sandbox.report(None));
-    active.terminate();
-    active.wait(&sandbox, DEADLINE).assert_success(&sandbox);
-    standby.terminate();
-    standby.wait(&sandbox, DEADLINE).assert_success(&sandbox);
+    stop_cleanly(&sandbox, [&mut active, &mut standby]);
 }

@@ -4,7 +4,9 @@
 //! a standby is probed; a SQLite deployment moves to PostgreSQL mid-stream;
 //! the database asks for TLS and a client certificate.
 
-use crate::several_instances::{BATCH, config, event, leads, start, start_leased, uids, wait_delivered, wait_to_lead};
+use crate::several_instances::{
+    BATCH, config, event, leads, start, start_leased, stop_cleanly, uids, wait_delivered, wait_standing_by, wait_to_lead,
+};
 use crate::util::{self, Config, DEADLINE, IN, OUT, Running, Sandbox};
 use ferry_standin::pki::Pki;
 use ferry_standin::postgres::Postgres;
@@ -25,16 +27,6 @@ fn assert_all_arrived(sandbox: &Sandbox, count: usize) -> usize {
     assert_eq!(distinct.len(), count, "every event at least once{}", sandbox.report(None));
     assert!(distinct.iter().all(|uid| wanted.contains(*uid)), "only events that were written{}", sandbox.report(None));
     delivered.len() - distinct.len()
-}
-
-/// Waits until `running` stands by.
-fn wait_standing_by(sandbox: &Sandbox, running: &Running) {
-    util::wait_for(
-        "the instance to stand by",
-        DEADLINE,
-        || running.stderr().contains("Standing by: another instance is active"),
-        || sandbox.report(Some(&running.snapshot())),
-    );
 }
 
 /// How long after now `running` wrote a stderr line holding `text`, if
@@ -99,10 +91,7 @@ fn a_database_restart_within_the_lease_loses_nothing_and_ferry_keeps_running() {
         active.stderr_count("Cannot commit the cursor"),
         active.stderr_count("Cannot renew the lease")
     );
-    active.terminate();
-    active.wait(&sandbox, DEADLINE).assert_success(&sandbox);
-    standby.terminate();
-    standby.wait(&sandbox, DEADLINE).assert_success(&sandbox);
+    stop_cleanly(&sandbox, [&mut active, &mut standby]);
 }
 
 #[test]
@@ -155,10 +144,7 @@ fn a_database_down_longer_than_the_lease_deposes_the_active_one_and_an_instance_
     eprintln!(
         "a stepped down {deposed_after:?} after the database stopped and exited after {exited_after:?}; {row} leads {took:?} after it was back; {duplicates} duplicates"
     );
-    second.terminate();
-    second.wait(&sandbox, DEADLINE).assert_success(&sandbox);
-    restarted.terminate();
-    restarted.wait(&sandbox, DEADLINE).assert_success(&sandbox);
+    stop_cleanly(&sandbox, [&mut second, &mut restarted]);
 }
 
 /// A record of every cursor write that landed, with the epoch the writer
@@ -234,8 +220,7 @@ fn a_partition_from_the_database_past_the_lease_lands_no_write_of_the_old_epoch(
     wait_committed_to_the_end(&sandbox, &server, "partition", &second);
     eprintln!("a stepped down {stepped_down:?} into the partition; {duplicates} duplicates; {} cursor writes audited", rows.len());
     let mut second = second;
-    second.terminate();
-    second.wait(&sandbox, DEADLINE).assert_success(&sandbox);
+    stop_cleanly(&sandbox, [&mut second]);
 }
 
 /// The value of `name` in Prometheus text, if it is there.
@@ -279,8 +264,7 @@ fn a_healthy_standby_is_ready_and_the_metrics_tell_who_leads() {
     let metrics = util::http_get(&standby_addr, "/metrics").expect("the new active one's /metrics").body;
     assert_eq!(metric(&metrics, "ferry_leader").as_deref(), Some("1"), "{metrics}");
     assert_eq!(metric(&metrics, "ferry_lease_epoch").as_deref(), Some("2"), "{metrics}");
-    standby.terminate();
-    standby.wait(&sandbox, DEADLINE).assert_success(&sandbox);
+    stop_cleanly(&sandbox, [&mut standby]);
 }
 
 /// `ferry ARGS…` with the database's password in the environment, to its end.
@@ -319,8 +303,7 @@ fn state_copy_mid_stream_moves_a_sqlite_deployment_to_postgres_with_every_event_
     // Stopped while it works through a burst.
     write_events(&sandbox, 100, total);
     util::wait_for("more events delivered", DEADLINE, || sandbox.out_count() >= 600, || sandbox.report(Some(&running.snapshot())));
-    running.terminate();
-    running.wait(&sandbox, DEADLINE).assert_success(&sandbox);
+    stop_cleanly(&sandbox, [&mut running]);
     let before = sandbox.out_count();
     assert!(before < total, "stopped mid-stream: {before} of {total} delivered; write more events");
     let copied = ferry_with_password(&sandbox, &server, &["state", "copy", "storage", &url]);
@@ -336,8 +319,7 @@ fn state_copy_mid_stream_moves_a_sqlite_deployment_to_postgres_with_every_event_
     let twice: Vec<_> = arrived.iter().filter(|(_, n)| **n > 1).map(|(uid, _)| uid).collect();
     assert_eq!(arrived.len(), total, "no gap across the switch{}", sandbox.report(Some(&moved.snapshot())));
     assert!(twice.is_empty(), "sent again across the switch: {twice:?}{}", sandbox.report(None));
-    moved.terminate();
-    moved.wait(&sandbox, DEADLINE).assert_success(&sandbox);
+    stop_cleanly(&sandbox, [&mut moved]);
     eprintln!("{before} of {total} events before the switch, the rest after, each once");
 }
 
@@ -371,8 +353,7 @@ fn over_tls_with_a_client_certificate_ferry_commits_and_a_wrong_ca_is_one_line_n
     wait_committed_to_the_end(&sandbox, &server, "tls", &running);
     let ssl = server.sql("tls", "SELECT count(*) FROM pg_stat_ssl JOIN pg_stat_activity USING (pid) WHERE ssl AND application_name = 'ferry' AND client_dn LIKE '%ferry%'");
     assert_ne!(ssl, "0", "ferry's connections are TLS with its client certificate");
-    running.terminate();
-    running.wait(&sandbox, DEADLINE).assert_success(&sandbox);
+    stop_cleanly(&sandbox, [&mut running]);
 
     let other = Pki::generate("another").expect("another PKI");
     sandbox.write("wrong-ca.crt", other.ca.cert.as_bytes());

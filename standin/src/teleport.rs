@@ -239,6 +239,21 @@ pub struct SeenCall {
     pub peer: Option<PeerInfo>,
 }
 
+/// One `ExportUnstructuredEvents` request as the stand-in saw it: which
+/// chunk of which date, from which cursor, and who asked (each instance of
+/// a shared export has its own identity, so a test can tell them apart).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExportRequest {
+    /// The UTC date asked for, `YYYY-MM-DD`.
+    pub date: String,
+    /// The chunk's name.
+    pub chunk: String,
+    /// The cursor to resume after; empty from the chunk's start.
+    pub cursor: String,
+    /// The connection it came on.
+    pub peer: Option<PeerInfo>,
+}
+
 /// An identity the stand-in wrote.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct IssuedIdentity {
@@ -298,6 +313,7 @@ struct Shared {
     export_streams: Mutex<(usize, usize)>,
     locks: Mutex<Vec<LockV2>>,
     calls: Mutex<Vec<SeenCall>>,
+    export_requests: Mutex<Vec<ExportRequest>>,
     /// Audit events served in pages, repeats included.
     served: std::sync::atomic::AtomicU64,
     connections: Mutex<Vec<PeerInfo>>,
@@ -355,6 +371,7 @@ impl TeleportStandIn {
             export_streams: Mutex::default(),
             locks: Mutex::default(),
             calls: Mutex::default(),
+            export_requests: Mutex::default(),
             served: std::sync::atomic::AtomicU64::new(0),
             connections: Mutex::default(),
             handshake_errors: Mutex::default(),
@@ -447,6 +464,12 @@ impl TeleportStandIn {
         lock(&self.shared.calls).clone()
     }
 
+    /// Every `ExportUnstructuredEvents` request so far, in arrival order,
+    /// refused ones (a fault, an unknown chunk) included.
+    pub fn export_requests(&self) -> Vec<ExportRequest> {
+        lock(&self.shared.export_requests).clone()
+    }
+
     /// Every TLS connection established so far.
     pub fn connections(&self) -> Vec<PeerInfo> {
         lock(&self.shared.connections).clone()
@@ -501,17 +524,13 @@ impl TeleportStandIn {
     /// chunk streams them. Empty without the export API.
     pub fn export_layout(&self) -> Vec<ExportDate> {
         let Some(export) = &self.shared.export else { return Vec::new() };
-        let date = |day: i64| {
-            let time = UNIX_EPOCH + Duration::from_secs(u64::try_from(day * SECONDS_PER_DAY).unwrap_or(0));
-            humantime::format_rfc3339_seconds(time).to_string()[..10].to_owned()
-        };
         let chunk = |number: usize, events: &Vec<usize>| {
             (chunk_name(number), events.iter().map(|&at| self.shared.audit[at].event.id.clone()).collect())
         };
         export
             .days
             .iter()
-            .map(|(&day, chunks)| (date(day), chunks.iter().enumerate().map(|(n, events)| chunk(n, events)).collect()))
+            .map(|(&day, chunks)| (date_text(day), chunks.iter().enumerate().map(|(n, events)| chunk(n, events)).collect()))
             .collect()
     }
 }
@@ -621,9 +640,19 @@ impl Export {
     }
 
     fn chunks(&self, date: Option<&prost_types::Timestamp>) -> &[Vec<usize>] {
-        let day = date.map_or(0, |t| t.seconds.div_euclid(SECONDS_PER_DAY));
-        self.days.get(&day).map_or(&[], Vec::as_slice)
+        self.days.get(&day_of(date)).map_or(&[], Vec::as_slice)
     }
+}
+
+/// The UTC day number of an export request's date (day 0 without one).
+fn day_of(date: Option<&prost_types::Timestamp>) -> i64 {
+    date.map_or(0, |t| t.seconds.div_euclid(SECONDS_PER_DAY))
+}
+
+/// A UTC day number as `YYYY-MM-DD`.
+fn date_text(day: i64) -> String {
+    let time = UNIX_EPOCH + Duration::from_secs(u64::try_from(day * SECONDS_PER_DAY).unwrap_or(0));
+    humantime::format_rfc3339_seconds(time).to_string()[..10].to_owned()
 }
 
 fn chunk_name(number: usize) -> String {
@@ -705,6 +734,16 @@ impl Service {
         };
         self.shared.served.fetch_add(page.len() as u64, std::sync::atomic::Ordering::Relaxed);
         Ok(EventsUnstructured { items: page.into_iter().map(|stored| stored.event.clone()).collect(), last_key })
+    }
+
+    fn record_export_request(&self, request: &Request<ExportUnstructuredEventsRequest>) {
+        let asked = request.get_ref();
+        lock(&self.shared.export_requests).push(ExportRequest {
+            date: date_text(day_of(asked.date.as_ref())),
+            chunk: asked.chunk.clone(),
+            cursor: asked.cursor.clone(),
+            peer: request.extensions().get::<PeerInfo>().cloned(),
+        });
     }
 
     fn export(&self) -> Result<&Export, Status> {
@@ -793,6 +832,7 @@ impl AuditLogService for Service {
         request: Request<ExportUnstructuredEventsRequest>,
     ) -> Result<Response<Self::ExportUnstructuredEventsStream>, Status> {
         let open = OpenExportStream::new(self.shared.clone());
+        self.record_export_request(&request);
         let cut = self.begin(Method::ExportUnstructuredEvents, &request).await?;
         if !self.shared.export_stream_delay.is_zero() {
             tokio::time::sleep(self.shared.export_stream_delay).await;
@@ -1278,6 +1318,40 @@ mod tests {
             }
         }
         assert!(stand_in.events_served() > 0);
+    }
+
+    /// Each export request is recorded with its date, chunk, cursor and
+    /// caller, refused ones too, so that a test of a shared export can tell
+    /// who read what from where.
+    #[tokio::test]
+    async fn export_requests_are_recorded_with_their_chunk_cursor_and_caller() {
+        let events = (0..5).map(|n| serde_json::json!({"event": "x", "uid": format!("u{n}"), "time": "2024-05-01T10:00:00Z"})).collect();
+        let options = StandInOptions { events, sessions: BTreeMap::new(), chunk_size: 2, ..StandInOptions::default() };
+        let stand_in = TeleportStandIn::start(options).await.expect("start");
+        let service = Service { shared: stand_in.shared.clone() };
+        let peer = PeerInfo { sni: None, alpn: Vec::new(), common_name: "ferry-b".into(), serial: "1001".into() };
+        let ask = |chunk: &str, cursor: &str, peer: Option<PeerInfo>| {
+            let mut request = Request::new(ExportUnstructuredEventsRequest {
+                date: Some(prost_types::Timestamp { seconds: 1_714_521_600, nanos: 0 }), // 2024-05-01
+                chunk: chunk.into(),
+                cursor: cursor.into(),
+            });
+            if let Some(peer) = peer {
+                request.extensions_mut().insert(peer);
+            }
+            request
+        };
+        assert!(stand_in.export_requests().is_empty());
+        assert!(service.export_unstructured_events(ask("chunk-0001", "", Some(peer.clone()))).await.is_ok());
+        assert!(service.export_unstructured_events(ask("chunk-0002", "1", None)).await.is_ok());
+        let refused = service.export_unstructured_events(ask("chunk-0009", "", None)).await.err().expect("an unknown chunk");
+        assert_eq!(refused.code(), tonic::Code::NotFound);
+        let seen: Vec<(String, String, String, Option<String>)> = (stand_in.export_requests().into_iter())
+            .map(|asked| (asked.date, asked.chunk, asked.cursor, asked.peer.map(|peer| peer.common_name)))
+            .collect();
+        let row = |chunk: &str, cursor: &str, who: Option<&str>| ("2024-05-01".into(), chunk.into(), cursor.into(), who.map(Into::into));
+        assert_eq!(seen, [row("chunk-0001", "", Some("ferry-b")), row("chunk-0002", "1", None), row("chunk-0009", "", None)]);
+        assert_eq!(stand_in.export_requests()[0].peer.as_ref().map(|peer| peer.serial.as_str()), Some("1001"));
     }
 
     #[test]

@@ -40,6 +40,7 @@ mod service;
 mod service_user;
 mod several_instances;
 mod several_instances_faults;
+mod shared_export;
 mod shutdown;
 mod sink_faults;
 mod sink_status;

@@ -38,9 +38,15 @@ pub(crate) fn start(sandbox: &Sandbox, server: &Postgres, name: &str) -> Running
 
 /// `start` with a lease of `lease`.
 pub(crate) fn start_leased(sandbox: &Sandbox, server: &Postgres, name: &str, lease: &str) -> Running {
-    let file = format!("ferry-{name}.toml");
     let text = std::fs::read_to_string(sandbox.config()).expect("ferry.toml");
-    sandbox.write(&file, format!("{text}\n[leadership]\ninstance = \"{name}\"\nlease = \"{lease}\"\n").as_bytes());
+    spawn_instance(sandbox, server, name, &format!("{text}\n[leadership]\ninstance = \"{name}\"\nlease = \"{lease}\"\n"))
+}
+
+/// `ferry start` on the config `text`, written to the instance `name`'s own
+/// file (`ferry-NAME.toml`), with the database's password in the environment.
+pub(crate) fn spawn_instance(sandbox: &Sandbox, server: &Postgres, name: &str, text: &str) -> Running {
+    let file = format!("ferry-{name}.toml");
+    sandbox.write(&file, text.as_bytes());
     let mut command = Command::new(util::FERRY);
     command
         .args(["start", "--config"])

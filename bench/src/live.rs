@@ -52,15 +52,21 @@ pub fn teleport_log(start: SystemTime, run: Duration, rate: u64) -> (Vec<Value>,
 
 /// `ferry start --config NAME.toml` in `dir` with `env`, logging JSON to `LOG.log`.
 pub fn spawn_with_env(ferry: &Path, dir: &Path, name: &str, log: &str, env: &[(&str, String)]) -> anyhow::Result<Child> {
+    spawn_ferry(Command::new(ferry), dir, name, log, env).with_context(|| format!("cannot start {}", ferry.display()))
+}
+
+/// As [`spawn_with_env`], `ferry` the command that runs ferry's command line
+/// (a binary, or a bench binary's own `ferry` subcommand).
+pub fn spawn_ferry(mut ferry: Command, dir: &Path, name: &str, log: &str, env: &[(&str, String)]) -> anyhow::Result<Child> {
     let log = std::fs::File::create(dir.join(format!("{log}.log")))?;
-    Command::new(ferry)
+    ferry
         .args(["start", "--config", &format!("{name}.toml"), "--log-format", "json"])
         .current_dir(dir)
         .envs(env.iter().map(|(key, value)| (*key, value)))
         .stdout(Stdio::null())
         .stderr(log)
         .spawn()
-        .with_context(|| format!("cannot start {}", ferry.display()))
+        .context("cannot start ferry")
 }
 
 pub fn signal(child: &Child, signal: libc::c_int) {
@@ -126,14 +132,20 @@ impl Live {
 
     /// A `[sinks.NAME]` table sending to the Logstash stand-in's `path`.
     pub fn sink(&self, name: &str, path: &str, retry_max: &str) -> String {
-        format!(
-            "[sinks.{name}]\ntype = \"logstash\"\nurl = \"{}{path}\"\nca = {:?}\ncert = {:?}\nkey = {:?}\nretry-max = \"{retry_max}\"\n",
-            self.logstash.url(),
-            self.pki.ca,
-            self.pki.client_cert,
-            self.pki.client_key
-        )
+        logstash_sink(&self.logstash, &self.pki, name, path, retry_max)
     }
+}
+
+/// A `[sinks.NAME]` table sending to `logstash`'s `path` with the client
+/// certificate of `pki`.
+pub fn logstash_sink(logstash: &LogstashStandIn, pki: &PkiFiles, name: &str, path: &str, retry_max: &str) -> String {
+    format!(
+        "[sinks.{name}]\ntype = \"logstash\"\nurl = \"{}{path}\"\nca = {:?}\ncert = {:?}\nkey = {:?}\nretry-max = \"{retry_max}\"\n",
+        logstash.url(),
+        pki.ca,
+        pki.client_cert,
+        pki.client_key
+    )
 }
 
 /// An identity that outlives any run.

@@ -112,12 +112,19 @@ impl TeleportSource {
         &self.name
     }
 
+    /// Whether `source`, a name letters and cursors are stored under, is
+    /// this cluster's: slot 0's or another slot's (`dead-letters replay`
+    /// reads the chunks and recordings of every slot again).
+    pub fn is_this_cluster(&self, source: &str) -> bool {
+        (0..=crate::state::lease::MOST_SLOTS).any(|slot| slot_source_name(&self.cluster_key, slot) == source)
+    }
+
     /// Reads slot `slot`'s share of the export chunks, of `slots` (see
     /// [`Share`]); its cursor is its own, stored under a name of its own
     /// above slot 0.
     pub fn take_slot(&mut self, slot: u32, slots: u32) {
         self.share = Share { slot, slots: slots.max(1) };
-        self.name = if slot == 0 { self.cluster_key.clone() } else { format!("{}#slot-{slot}", self.cluster_key) };
+        self.name = slot_source_name(&self.cluster_key, slot);
     }
 
     /// `dead-letters replay` of an export chunk given up on: reads it again
@@ -339,6 +346,13 @@ impl TeleportSource {
         drop(self.watcher);
         Ok(())
     }
+}
+
+/// The name slot `slot` of the cluster `cluster_key` stores its cursor and
+/// letters under: the cluster's own for slot 0, so that a deployment of one
+/// slot keeps the name it always had.
+fn slot_source_name(cluster_key: &str, slot: u32) -> String {
+    if slot == 0 { cluster_key.to_owned() } else { format!("{cluster_key}#slot-{slot}") }
 }
 
 struct Locking {
@@ -665,6 +679,12 @@ async fn sleep_until(at: Option<Instant>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn slot_zero_keeps_the_clusters_name_and_the_others_add_theirs() {
+        assert_eq!(slot_source_name("teleport:c", 0), "teleport:c");
+        assert_eq!(slot_source_name("teleport:c", 2), "teleport:c#slot-2");
+    }
 
     #[test]
     fn recordings_waiting_hold_the_audit_log_only_while_they_move_or_briefly() {

@@ -78,6 +78,7 @@ pub struct Metrics {
     source_parts_failing: Gauge,
     leader: Gauge,
     lease_epoch: Gauge,
+    slot: Gauge,
     /// The newest event time of each batch between the plugins and the
     /// commit, by batch sequence number: the lag is measured from what
     /// was committed, not from what was read.
@@ -141,6 +142,12 @@ impl Default for Metrics {
             "The epoch of the lease this instance holds (PostgreSQL state); it grows by one at every takeover. 0 while standing by.",
             lease_epoch.clone(),
         );
+        let slot = Gauge::default();
+        registry.register(
+            "ferry_slot",
+            "The slot whose lease this instance holds while active ([leadership] slots; 0 with one slot or SQLite state).",
+            slot.clone(),
+        );
         Metrics {
             registry,
             counters,
@@ -152,6 +159,7 @@ impl Default for Metrics {
             source_parts_failing,
             leader,
             lease_epoch,
+            slot,
             batch_times: Mutex::new(BTreeMap::new()),
             newest_time: Mutex::new(None),
         }
@@ -245,11 +253,16 @@ impl Metrics {
         Some(SystemTime::now().duration_since(newest).unwrap_or_default())
     }
 
-    /// Whether this instance is the active one, and the epoch of its lease
-    /// (0 with SQLite state, or while standing by).
+    /// Whether this instance is active, and the epoch of its lease (0 with
+    /// SQLite state, or while standing by).
     pub fn set_leader(&self, leads: bool, epoch: i64) {
         self.leader.set(i64::from(leads));
         self.lease_epoch.set(epoch);
+    }
+
+    /// The slot whose lease this instance holds.
+    pub fn set_slot(&self, slot: u32) {
+        self.slot.set(i64::from(slot));
     }
 
     /// Every metric in the OpenMetrics text format, which Prometheus reads

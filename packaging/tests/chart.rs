@@ -993,4 +993,20 @@ fn storage_values_that_cannot_work_are_refused() {
     refused(&[MINIMAL, "storage: {postgres: {passwordSecret: {name: ferry-db}}}"], &["storage.postgres.url"]);
     refused(&[MINIMAL, "storage: {postgres: {tlsSecretName: ferry-db-tls}}"], &["storage.postgres.url"]);
     refused(&[MINIMAL, &postgres_values(2), "storage: {postgres: {lease: soon}}"], &["lease"]);
+    refused(&[MINIMAL, &postgres_values(2), "storage: {postgres: {slots: 3}}"], &["storage.postgres.slots is 3", "replicas is 2"]);
+    refused(&[MINIMAL, &postgres_values(2), "storage: {postgres: {slots: 0}}"], &["storage.postgres.slots is 0"]);
+    refused(&[MINIMAL, "storage: {postgres: {slots: 2}}"], &["storage.postgres.slots is 2", "storage.postgres.url"]);
+}
+
+#[test]
+fn slots_export_on_several_pods_at_once_on_the_export_engine() {
+    let rendered = installs(&[MINIMAL, &postgres_values(4), "storage: {postgres: {slots: 3}}"]);
+    let config = ferry_toml_table(&rendered);
+    assert_eq!(config["leadership"]["slots"].as_integer(), Some(3), "storage.postgres.slots");
+    assert_eq!(config["teleport"]["engine"].as_str(), Some("export"), "slots share the export engine's chunks");
+    let loaded = rendered.ferry_config();
+    assert_eq!(loaded.leadership.slots, 3);
+    loaded.check_slots().expect("ferry takes the chart's slots");
+    let one = ferry_toml_table(&installs(&[MINIMAL, &postgres_values(2)]));
+    assert!(one["leadership"].get("slots").is_none() && one["teleport"].get("engine").is_none(), "one slot: the config as before");
 }

@@ -297,6 +297,32 @@ impl FerryConfig {
         if self.dry_run { storage.join("dry-run").join("ferry.db") } else { storage.join("ferry.db") }
     }
 
+    /// Refuses `[leadership] slots` above 1 where instances cannot share
+    /// the input: without PostgreSQL there is one instance; only the export
+    /// engine's chunks can be shared (a file, or pages of the legacy engine,
+    /// are read by one reader in order).
+    pub fn check_slots(&self) -> Result<(), ConfigError> {
+        let slots = self.leadership.slots;
+        let refuse = |why: &str| Err(ConfigError::invalid(&self.file, "leadership.slots", format!("slots = {slots}: {why}")));
+        if slots == 0 || slots > crate::state::lease::MOST_SLOTS {
+            return refuse(&format!("must be between 1 and {}", crate::state::lease::MOST_SLOTS));
+        }
+        if slots == 1 {
+            return Ok(());
+        }
+        if self.storage_url().is_none() {
+            return refuse("several instances at once need a shared state: set storage to a postgres:// URL");
+        }
+        match &self.source {
+            Some(SourceConfig::Teleport(teleport)) if teleport.engine == crate::source::teleport::config::Engine::Export => Ok(()),
+            Some(SourceConfig::Teleport(_)) => refuse(&format!(
+                "only the export engine's chunks can be shared between instances: set {}.engine = \"export\" (Teleport 15.2 or later)",
+                self.source_key()
+            )),
+            _ => refuse("only a Teleport source on the export engine can be shared between instances"),
+        }
+    }
+
     /// The folder of compiled plugins: `plugin-cache`, else beside the
     /// state in its folder; none with PostgreSQL storage unless set.
     pub fn plugin_cache_dir(&self) -> Option<PathBuf> {
@@ -481,5 +507,28 @@ mod tests {
         assert!(legacy.to_string().contains("`teleport.session-sink`"), "{legacy}");
         let file = parse("[source.file]\npath = \"in.jsonl\"\n[sinks.sessions]\ntype = \"stdout\"\n").expect("valid");
         assert_eq!(file.session_sink().expect("no Teleport source"), None);
+    }
+
+    #[test]
+    fn slots_above_one_need_postgres_and_the_export_engine() {
+        let with = |storage: &str, source: &str, slots: u32| {
+            let text = format!("storage = \"{storage}\"\n[leadership]\nslots = {slots}\n{source}[sinks.default]\ntype = \"stdout\"\n");
+            parse(&text).expect("valid").check_slots().map_err(|err| err.to_string())
+        };
+        let (pg, export) = ("postgres://ferry@db/ferry", "[source.teleport]\naddr = \"t:443\"\nidentity = \"i\"\nengine = \"export\"\n");
+        with(pg, export, 3).expect("PostgreSQL and the export engine");
+        with("state", "[source.file]\npath = \"in.jsonl\"\n", 1).expect("one slot is every deployment");
+        let refusals = [
+            (with("state", export, 2), "storage to a postgres:// URL"),
+            (with(pg, &export.replace("export", "legacy"), 2), "set source.teleport.engine = \"export\""),
+            (with(pg, &export.replace("engine = \"export\"\n", ""), 2), "only the export engine"),
+            (with(pg, "[source.file]\npath = \"in.jsonl\"\n", 2), "only a Teleport source"),
+            (with(pg, export, 0), "between 1 and 64"),
+        ];
+        for (refused, why) in refusals {
+            let text = refused.expect_err("refused");
+            assert!(text.starts_with("/etc/ferry/ferry.toml: `leadership.slots`: slots = "), "{text}");
+            assert!(text.contains(why) && !text.contains('\n'), "{text}");
+        }
     }
 }

@@ -43,15 +43,16 @@ impl Leadership {
     pub async fn wait_for_lease(&self, state: &State, mut shutdown: Shutdown) -> Result<Option<Held>, StateError> {
         if !state.is_shared() {
             self.metrics.set_leader(true, 0);
-            return Ok(Some(Held { epoch: 0 }));
+            return Ok(Some(Held::ALONE));
         }
+        state.check_slots(self.config.slots).await?;
         state.instance_started(&self.instance).await?;
         let health = crate::observe::health();
         health.set_standby(true);
         self.metrics.set_leader(false, 0);
         let mut announced = None;
         let held = loop {
-            match state.try_lead(&self.instance, self.config.lease()).await {
+            match state.try_lead_any(&self.instance, self.config.lease(), self.config.slots).await {
                 Ok(Some(held)) => break Some(held),
                 Ok(None) => {
                     self.announce_standby(state, &mut announced).await;
@@ -70,9 +71,11 @@ impl Leadership {
             let _ = state.heartbeat(&self.instance, "stopped", None).await;
         }
         if let Some(held) = held {
-            tracing::info!(instance = %self.instance, epoch = held.epoch, "This instance is now the active one: it resumes from the shared cursor.");
+            let lease = crate::state::lease::lease_name(held.slot);
+            tracing::info!(instance = %self.instance, %lease, epoch = held.epoch, "This instance is now active on lease {lease}: it resumes from that slot's shared cursor.");
             self.metrics.set_leader(true, held.epoch);
-            state.heartbeat(&self.instance, "active", Some(held.epoch)).await?;
+            self.metrics.set_slot(held.slot);
+            state.heartbeat(&self.instance, "active", Some(held)).await?;
         }
         Ok(held)
     }
@@ -122,12 +125,12 @@ impl Leadership {
             let lost = match answer {
                 Ok(true) => {
                     renewed_at = asked_at;
-                    let heartbeat = state.heartbeat(&self.instance, "active", Some(held.epoch));
+                    let heartbeat = state.heartbeat(&self.instance, "active", Some(held));
                     let _ = tokio::time::timeout(self.config.renew_every(), heartbeat).await;
                     continue;
                 }
                 Ok(false) => {
-                    let holder = state.lease_holder().await.ok().flatten();
+                    let holder = state.lease_holder_of(held.slot).await.ok().flatten();
                     let by = holder.map_or_else(String::new, |holder| format!(": {} holds it with epoch {}", holder.name, holder.epoch));
                     format!("another instance took the lease over (this one held epoch {}){by}", held.epoch)
                 }

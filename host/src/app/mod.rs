@@ -29,6 +29,7 @@ use crate::plugin::{Loaded, PluginError, PluginSpec, Runtime, Transform, WasmPlu
 use crate::retry::Backoff;
 use crate::sink::{self, Sink};
 use crate::source::Source;
+use crate::state::lease::Held;
 use crate::state::{State, StateError, StorageLock};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -76,6 +77,7 @@ pub struct Parts {
 /// the storage folder.
 pub async fn build_parts(config: &FerryConfig, metrics: Arc<Metrics>, use_cache: bool) -> Result<Parts, BuildError> {
     config.pipeline.validate().map_err(|(key, message)| ConfigError::invalid(&config.file, key, message))?;
+    config.check_slots()?;
     let context: Context = config.context();
     let mut source = Source::build(config.source()?, config.source_key(), &context)?;
     source.send_sessions_to(config.session_sink()?);
@@ -144,17 +146,18 @@ pub fn load_plugins(runtime: &Runtime, specs: Vec<PluginSpec>) -> Result<Vec<(Wa
 /// Also returns the runtime the plugins were loaded by and the plugin files
 /// of the chain as loaded, for the reloader.
 pub async fn build_pipeline(config: &FerryConfig, metrics: Arc<Metrics>) -> Result<(Pipeline, Arc<Runtime>, Vec<Member>), BuildError> {
-    let built = build_pipeline_when(config, metrics, async |_: &State| Ok(true)).await?;
+    let built = build_pipeline_when(config, metrics, async |_: &State| Ok(Some(Held::ALONE))).await?;
     Ok(built.expect("a pipeline that needs no lease is always built"))
 }
 
 /// [`build_pipeline`], which reads and writes the state only once `lead`
-/// says this instance may (it waits for the lease of a shared state while
-/// the plugins are compiled and the sinks built); `None` when it says no.
+/// says this instance may, and on which slot (it waits for a lease of a
+/// shared state once the plugins are compiled and the sinks built); `None`
+/// when it says no.
 pub async fn build_pipeline_when(
     config: &FerryConfig,
     metrics: Arc<Metrics>,
-    lead: impl AsyncFnOnce(&State) -> Result<bool, BuildError>,
+    lead: impl AsyncFnOnce(&State) -> Result<Option<Held>, BuildError>,
 ) -> Result<Option<(Pipeline, Arc<Runtime>, Vec<Member>)>, BuildError> {
     let mut parts = build_parts(config, metrics.clone(), true).await?;
     let transforms: Vec<Box<dyn Transform>> =
@@ -162,10 +165,11 @@ pub async fn build_pipeline_when(
     let runtime = parts.runtime.clone();
     let members = std::mem::take(&mut parts.members);
     let state = open_state(config).await?;
-    if !lead(&state).await? {
+    let Some(held) = lead(&state).await? else {
         state.close().await;
         return Ok(None);
-    }
+    };
+    parts.source.take_slot(held.slot, config.leadership.slots);
     let pipeline = assemble_on(config, parts, transforms, metrics, state).await?;
     // What a later start must not run without.
     pipeline.state.remember_plugin_chain(&members.iter().cloned().map(Into::into).collect::<Vec<_>>()).await?;

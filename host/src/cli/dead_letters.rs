@@ -299,11 +299,11 @@ async fn read_source_letters_again(letters: &[StoredDeadLetter], source: &Source
             continue;
         }
         let (what, answer) = match (ChunkLetter::parse(&letter.payload), RecordingLetter::parse(&letter.payload), source) {
-            (Some(chunk), _, Source::Teleport(teleport)) if teleport.name() == letter.source => {
+            (Some(chunk), _, Source::Teleport(teleport)) if teleport.is_this_cluster(&letter.source) => {
                 let what = format!("export chunk {} of {}", chunk.chunk, chunk.date);
                 (what, teleport.read_export_chunk(&chunk).await)
             }
-            (None, Some(recording), Source::Teleport(teleport)) if teleport.name() == letter.source => {
+            (None, Some(recording), Source::Teleport(teleport)) if teleport.is_this_cluster(&letter.source) => {
                 let what = format!("session recording {} from event {}", recording.sid, recording.next_index);
                 (what, teleport.read_recording(&recording).await)
             }

@@ -51,13 +51,13 @@ pub async fn run(
         crate::shutdown::fire_on_signals(trigger.clone());
         let lease = leadership.wait_for_lease(state, shutdown.clone()).await?;
         held.set(lease);
-        Ok(lease.is_some())
+        Ok(lease)
     };
     let Some((mut pipeline, runtime, plugins)) = crate::app::build_pipeline_when(&config, metrics.clone(), lead).await? else {
         tracing::info!("Stopped while standing by.");
         return Ok(());
     };
-    let kept = leadership.keep(pipeline.state.clone(), held.get().unwrap_or(crate::state::lease::Held { epoch: 0 }), trigger);
+    let kept = leadership.keep(pipeline.state.clone(), held.get().unwrap_or(crate::state::lease::Held::ALONE), trigger);
     let reloader = crate::app::reload::Reloader::new(
         file,
         config,

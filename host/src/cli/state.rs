@@ -120,8 +120,8 @@ impl StateCommand {
                 let (source, state) = teleport_and_state(&config).await?;
                 let held = state.hold_still("ferry state import-event-handler").await?;
                 let said = source.import_event_handler(&state, &dir, replace).await;
-                if let Some(held) = held {
-                    state.release_lead("ferry state import-event-handler", held).await?;
+                if held.is_some() {
+                    state.release_all("ferry state import-event-handler").await?;
                 }
                 state.close().await;
                 say!("{}", said.map_err(anyhow::Error::msg)?)?;
@@ -131,8 +131,8 @@ impl StateCommand {
                 let (source, state) = teleport_and_state(&config).await?;
                 let held = state.hold_still("ferry state adopt-position").await?;
                 let said = source.adopt_position(&state, &key).await;
-                if let Some(held) = held {
-                    state.release_lead("ferry state adopt-position", held).await?;
+                if held.is_some() {
+                    state.release_all("ferry state adopt-position").await?;
                 }
                 state.close().await;
                 say!("{}", said.map_err(anyhow::Error::msg)?)?;

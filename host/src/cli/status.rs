@@ -66,32 +66,40 @@ pub async fn gather(state: &State, now: SystemTime) -> anyhow::Result<Value> {
         "dead_letters": { "total": total, "by_stage": by_stage, "by_component": by_component },
     });
     if state.is_shared() {
-        report["lease"] = serde_json::to_value(
-            state
-                .lease_holder()
-                .await?
-                .map(|holder| json!({ "holder": holder.name, "epoch": holder.epoch, "expires_in_seconds": holder.expires_in })),
-        )?;
+        let leases: Vec<Value> = state
+            .leases()
+            .await?
+            .into_iter()
+            .map(|holder| json!({ "lease": holder.lease, "holder": holder.name, "epoch": holder.epoch, "expires_in_seconds": holder.expires_in }))
+            .collect();
+        report["lease"] = leases.first().cloned().unwrap_or(Value::Null);
+        report["leases"] = Value::Array(leases);
         report["instances"] = serde_json::to_value(state.instances().await?)?;
     }
     Ok(report)
 }
 
-/// The lease and every instance of a shared (PostgreSQL) state: who is
-/// active, who stands by, and when each was last heard from.
+/// The leases and every instance of a shared (PostgreSQL) state: who is
+/// active on which slot, who stands by, and when each was last heard from.
 fn describe_instances(report: &Value, text: &mut String) {
     let Some(instances) = report["instances"].as_array() else { return };
-    match report["lease"].as_object() {
-        Some(lease) => {
-            let expires = lease["expires_in_seconds"].as_f64().unwrap_or(0.0);
-            let state =
-                if expires >= 0.0 { format!("renewed, runs out in {expires:.1}s") } else { format!("ran out {:.1}s ago", -expires) };
-            _ = writeln!(text, "lease: held by {} (epoch {}), {state}", lease["holder"].as_str().unwrap_or("?"), lease["epoch"]);
-        }
-        None => _ = writeln!(text, "lease: never taken"),
+    let leases = report["leases"].as_array().map(Vec::as_slice).unwrap_or_default();
+    if leases.is_empty() {
+        _ = writeln!(text, "lease: never taken");
+    }
+    for lease in leases {
+        let expires = lease["expires_in_seconds"].as_f64().unwrap_or(0.0);
+        let state = if expires >= 0.0 { format!("renewed, runs out in {expires:.1}s") } else { format!("ran out {:.1}s ago", -expires) };
+        let name = lease["lease"].as_str().unwrap_or("?");
+        let what = if name == "active" { "lease".to_owned() } else { format!("lease {name}") };
+        _ = writeln!(text, "{what}: held by {} (epoch {}), {state}", lease["holder"].as_str().unwrap_or("?"), lease["epoch"]);
     }
     for instance in instances {
-        let epoch = instance["epoch"].as_i64().map_or_else(String::new, |epoch| format!(" (epoch {epoch})"));
+        let lease = match instance["lease"].as_str() {
+            Some(name) if name != "active" => format!(" {name}"),
+            _ => String::new(),
+        };
+        let epoch = instance["epoch"].as_i64().map_or_else(String::new, |epoch| format!("{lease} (epoch {epoch})"));
         _ = writeln!(
             text,
             "instance {}: {}{epoch}, ferry {}, started {}, last seen {:.1}s ago",

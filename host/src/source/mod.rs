@@ -145,6 +145,14 @@ impl Source {
         }
     }
 
+    /// Reads slot `slot`'s share of the input, of `slots` (`[leadership]
+    /// slots`; only the Teleport source's export engine shares).
+    pub fn take_slot(&mut self, slot: u32, slots: u32) {
+        if let Source::Teleport(source) = self {
+            source.take_slot(slot, slots);
+        }
+    }
+
     /// The name this source's cursor and dead letters are stored under.
     pub fn name(&self) -> &str {
         match self {

@@ -6,6 +6,7 @@
 //! for each pool. What differs (the schema's types, the lease and its
 //! fence) lives in each backend's migrations.
 
+use super::lease::Held;
 use sqlx::postgres::PgConnectOptions;
 use sqlx::{Postgres, Sqlite, Transaction};
 use std::fmt;
@@ -174,25 +175,33 @@ pub(super) fn now() -> String {
 
 /// What each backend does to begin a write.
 pub(super) trait Backend: sqlx::Database {
-    /// Begins a transaction that carries `epoch`, the lease of the instance
+    /// Begins a transaction that carries `fence`, the lease of the instance
     /// writing (none for an operator's command): PostgreSQL's fence checks
-    /// it on every row written; SQLite has one writer and no fence.
-    fn begin(pool: &sqlx::Pool<Self>, epoch: Option<i64>) -> impl Future<Output = Result<Transaction<'static, Self>, sqlx::Error>> + Send;
+    /// its epoch against its slot's lease on every row written; SQLite has
+    /// one writer and no fence.
+    fn begin(pool: &sqlx::Pool<Self>, fence: Option<Held>) -> impl Future<Output = Result<Transaction<'static, Self>, sqlx::Error>> + Send;
 }
 
 impl Backend for Sqlite {
-    fn begin(pool: &sqlx::Pool<Self>, _epoch: Option<i64>) -> impl Future<Output = Result<Transaction<'static, Self>, sqlx::Error>> + Send {
+    fn begin(
+        pool: &sqlx::Pool<Self>,
+        _fence: Option<Held>,
+    ) -> impl Future<Output = Result<Transaction<'static, Self>, sqlx::Error>> + Send {
         pool.begin()
     }
 }
 
 impl Backend for Postgres {
-    fn begin(pool: &sqlx::Pool<Self>, epoch: Option<i64>) -> impl Future<Output = Result<Transaction<'static, Self>, sqlx::Error>> + Send {
+    fn begin(pool: &sqlx::Pool<Self>, fence: Option<Held>) -> impl Future<Output = Result<Transaction<'static, Self>, sqlx::Error>> + Send {
         let pool = pool.clone();
         async move {
             let mut tx = pool.begin().await?;
-            if let Some(epoch) = epoch {
-                sqlx::query("SELECT set_config('ferry.epoch', $1, true)").bind(epoch.to_string()).execute(&mut *tx).await?;
+            if let Some(held) = fence {
+                sqlx::query("SELECT set_config('ferry.epoch', $1, true), set_config('ferry.lease', $2, true)")
+                    .bind(held.epoch.to_string())
+                    .bind(super::lease::lease_name(held.slot))
+                    .execute(&mut *tx)
+                    .await?;
             }
             Ok(tx)
         }

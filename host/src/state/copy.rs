@@ -45,8 +45,8 @@ pub async fn copy(from: &Location, to: &Location) -> Result<Copied, StateError> 
     let held = source.hold_still(COPY_HOLDER).await?;
     let target = State::open_to_write(to).await?;
     let copied = copy_between(&source, &target).await;
-    if let Some(held) = held {
-        let _ = source.release_lead(COPY_HOLDER, held).await;
+    if held.is_some() {
+        let _ = source.release_all(COPY_HOLDER).await;
     }
     target.close().await;
     source.close().await;
@@ -75,9 +75,9 @@ impl State {
         origins: &[super::PositionOrigin],
         letters: &[StoredDeadLetter],
     ) -> Result<(), StateError> {
-        let epoch = self.epoch();
+        let fence = self.fence();
         let done: Result<(), sqlx::Error> = on_backend!(self, |pool| async {
-            let mut tx = Backend::begin(pool, epoch).await?;
+            let mut tx = Backend::begin(pool, fence).await?;
             for cursor in cursors {
                 sqlx::query("INSERT INTO cursors (source, position, updated_at, newest_event_time) VALUES ($1, $2, $3, $4)")
                     .bind(&cursor.source)

@@ -86,9 +86,9 @@ impl State {
 
     /// Records that the position under `source` began as `origin`.
     pub async fn set_origin(&self, source: &str, origin: &Origin) -> Result<(), StateError> {
-        let epoch = self.epoch();
+        let fence = self.fence();
         let done: Result<(), sqlx::Error> = on_backend!(self, |pool| async {
-            let mut tx = Backend::begin(pool, epoch).await?;
+            let mut tx = Backend::begin(pool, fence).await?;
             sqlx::query(UPSERT_ORIGIN).bind(source).bind(origin.kind()).bind(origin.from()).bind(now()).execute(&mut *tx).await?;
             tx.commit().await
         }
@@ -109,10 +109,10 @@ impl State {
     /// Moves the position stored under `from` (cursor, start time, dead
     /// letters) to `to`, which must hold none, and records the move.
     pub async fn move_position(&self, from: &str, to: &str) -> Result<(), StateError> {
-        let epoch = self.epoch();
+        let fence = self.fence();
         let origin = Origin::Migrated { from: from.to_owned() };
         let done: Result<(), sqlx::Error> = on_backend!(self, |pool| async {
-            let mut tx = Backend::begin(pool, epoch).await?;
+            let mut tx = Backend::begin(pool, fence).await?;
             for (old, new) in keys(from).iter().zip(keys(to)) {
                 sqlx::query("UPDATE cursors SET source = $1 WHERE source = $2").bind(&new).bind(old).execute(&mut *tx).await?;
             }
@@ -128,10 +128,10 @@ impl State {
     /// Stores a position taken over whole, replacing whatever was stored
     /// under its key, and records where it came from.
     pub async fn take_over(&self, take: &TakeOver<'_>) -> Result<(), StateError> {
-        let epoch = self.epoch();
+        let fence = self.fence();
         let [cursor_key, start_key] = keys(take.source);
         let done: Result<(), sqlx::Error> = on_backend!(self, |pool| async {
-            let mut tx = Backend::begin(pool, epoch).await?;
+            let mut tx = Backend::begin(pool, fence).await?;
             for (key, value) in [(&cursor_key, take.position), (&start_key, take.start_time)] {
                 sqlx::query("DELETE FROM cursors WHERE source = $1").bind(key).execute(&mut *tx).await?;
                 if let Some(value) = value {

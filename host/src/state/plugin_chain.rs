@@ -58,9 +58,9 @@ impl State {
     /// Records `plugins`, in order, as the chain that runs now, replacing
     /// the one recorded before, in one transaction.
     pub async fn remember_plugin_chain(&self, plugins: &[ChainPlugin]) -> Result<(), StateError> {
-        let epoch = self.epoch();
+        let fence = self.fence();
         let done: Result<(), sqlx::Error> = on_backend!(self, |pool| async {
-            let mut tx = Backend::begin(pool, epoch).await?;
+            let mut tx = Backend::begin(pool, fence).await?;
             sqlx::query("DELETE FROM plugin_chain").execute(&mut *tx).await?;
             for (position, plugin) in plugins.iter().enumerate() {
                 sqlx::query("INSERT INTO plugin_chain (position, name, wasm, settings) VALUES ($1, $2, $3, $4)")

@@ -73,21 +73,21 @@ async fn a_standby_takes_over_only_once_the_lease_ran_out_and_the_deposed_cannot
     let place = location(&server, "lease");
     let (first, second) = (State::open_at(&place).await.expect("open"), State::open_at(&place).await.expect("open"));
     let lease = Duration::from_millis(1500);
-    let held = first.try_lead("a", lease).await.expect("ask").expect("nobody held it");
-    assert_eq!(held, Held { epoch: 1 });
-    assert_eq!(second.try_lead("b", lease).await.expect("ask"), None, "a's lease is live");
+    let held = first.try_lead("a", lease, 0).await.expect("ask").expect("nobody held it");
+    assert_eq!(held, Held { slot: 0, epoch: 1 });
+    assert_eq!(second.try_lead("b", lease, 0).await.expect("ask"), None, "a's lease is live");
     first.commit("teleport", "p-1", None, &[]).await.expect("the leader commits");
     assert!(first.renew_lead("a", held, lease).await.expect("renew"));
 
     tokio::time::sleep(lease + Duration::from_millis(300)).await;
-    let taken = second.try_lead("b", lease).await.expect("ask").expect("a's lease ran out");
-    assert_eq!(taken, Held { epoch: 2 });
+    let taken = second.try_lead("b", lease, 0).await.expect("ask").expect("a's lease ran out");
+    assert_eq!(taken, Held { slot: 0, epoch: 2 });
     assert_eq!(second.cursor("teleport").await.expect("read").as_deref(), Some("p-1"), "b resumes where a committed");
 
     // a was paused past its lease and comes back believing it leads.
     let refused = first.commit("teleport", "p-stale", None, &[letter("u-9")]).await.expect_err("fenced");
     assert!(refused.is_deposed(), "{refused}");
-    assert!(refused.to_string().contains("a write with epoch 1 refused; b leads with epoch 2"), "{refused}");
+    assert!(refused.to_string().contains("a write with epoch 1 of lease active refused; b holds it with epoch 2"), "{refused}");
     assert!(!first.renew_lead("a", held, lease).await.expect("renew"), "a learns it lost the lease");
     assert_eq!(second.cursor("teleport").await.expect("read").as_deref(), Some("p-1"), "nothing of a's was written");
     assert_eq!(second.dead_letter_count().await.expect("count"), 0);
@@ -96,7 +96,7 @@ async fn a_standby_takes_over_only_once_the_lease_ran_out_and_the_deposed_cannot
     let holder = first.lease_holder().await.expect("read").expect("held");
     assert_eq!((holder.name.as_str(), holder.epoch), ("b", 2));
     second.release_lead("b", taken).await.expect("release");
-    assert_eq!(first.try_lead("a", lease).await.expect("ask"), Some(Held { epoch: 3 }), "a released lease is taken at once");
+    assert_eq!(first.try_lead("a", lease, 0).await.expect("ask"), Some(Held { slot: 0, epoch: 3 }), "a released lease is taken at once");
 }
 
 #[tokio::test]
@@ -105,13 +105,13 @@ async fn the_database_itself_refuses_a_write_with_a_stale_epoch() {
     let place = location(&server, "fence");
     let state = State::open_at(&place).await.expect("open");
     let lease = Duration::from_millis(200);
-    state.try_lead("a", lease).await.expect("ask").expect("epoch 1");
+    state.try_lead("a", lease, 0).await.expect("ask").expect("epoch 1");
     tokio::time::sleep(Duration::from_millis(300)).await;
-    state.try_lead("b", lease).await.expect("ask").expect("epoch 2");
+    state.try_lead("b", lease, 0).await.expect("ask").expect("epoch 2");
     // Any client, not only ferry's code: a transaction that says epoch 1.
     let stale = "BEGIN; SELECT set_config('ferry.epoch', '1', true); INSERT INTO cursors (source, position) VALUES ('x', 'y'); COMMIT;";
     let refused = server.try_sql("fence", stale).expect_err("the fence refuses it");
-    assert!(refused.contains("a write with epoch 1 refused; b leads with epoch 2"), "{refused}");
+    assert!(refused.contains("a write with epoch 1 of lease active refused; b holds it with epoch 2"), "{refused}");
     let current = "BEGIN; SELECT set_config('ferry.epoch', '2', true); INSERT INTO cursors (source, position) VALUES ('x', 'y'); COMMIT;";
     server.try_sql("fence", current).expect("the current epoch writes");
     let deleting = "BEGIN; SELECT set_config('ferry.epoch', '1', true); DELETE FROM cursors; COMMIT;";
@@ -158,7 +158,7 @@ async fn a_state_copies_from_sqlite_to_postgres_and_back_whole() {
 
     // An instance leads on PostgreSQL: the copy must not miss its commits.
     let leading = State::open_at(&postgres).await.expect("open");
-    leading.try_lead("ferry-0", Duration::from_secs(60)).await.expect("ask").expect("free");
+    leading.try_lead("ferry-0", Duration::from_secs(60), 0).await.expect("ask").expect("free");
     let err = super::copy::copy(&postgres, &Location::Sqlite(dir.path().join("third/ferry.db"))).await.expect_err("refused");
     assert!(
         err.to_string().contains("ferry-0 is active on it; stop every instance first (`ferry state copy` must not run beside one)"),
@@ -175,7 +175,7 @@ async fn a_probe_says_who_leads_and_changes_nothing() {
     assert_eq!(server.sql("probed", "SELECT count(*) FROM pg_tables WHERE schemaname = 'public'").trim(), "0", "a probe creates nothing");
     let state = State::open_at(&place).await.expect("open");
     assert!(super::lease::probe(&place).await.expect("connects").contains("no instance has led yet"));
-    state.try_lead("ferry-0", Duration::from_secs(60)).await.expect("ask").expect("free");
+    state.try_lead("ferry-0", Duration::from_secs(60), 0).await.expect("ask").expect("free");
     assert_eq!(super::lease::probe(&place).await.expect("connects"), "connected; ferry-0 is active (epoch 1)");
     let Location::Postgres(right) = &place else { unreachable!() };
     let wrong = Location::Postgres(PostgresLocation::new(right.url(), Some("not-the-password".into())).expect("a URL"));
@@ -212,20 +212,77 @@ async fn a_lease_expires_by_the_databases_clock_alone() {
     let server = Postgres::start();
     let place = location(&server, "clock");
     let (first, second) = (State::open_at(&place).await.expect("open"), State::open_at(&place).await.expect("open"));
-    let held = first.try_lead("a", Duration::from_secs(3600)).await.expect("ask").expect("free");
+    let held = first.try_lead("a", Duration::from_secs(3600), 0).await.expect("ask").expect("free");
     let holder = second.lease_holder().await.expect("read").expect("held");
     assert!((3590.0..=3600.0).contains(&holder.expires_in), "an hour, by the database: {holder:?}");
-    assert_eq!(second.try_lead("b", Duration::from_secs(1)).await.expect("ask"), None);
+    assert_eq!(second.try_lead("b", Duration::from_secs(1), 0).await.expect("ask"), None);
     // The database's clock runs past the hour (moved here, as a clock that jumped would).
     server.sql("clock", "UPDATE leases SET expires_at = now() - interval '1 millisecond'");
-    let taken = second.try_lead("b", Duration::from_secs(1)).await.expect("ask").expect("the database says it ran out");
+    let taken = second.try_lead("b", Duration::from_secs(1), 0).await.expect("ask").expect("the database says it ran out");
     assert_eq!(taken.epoch, held.epoch + 1);
     assert!(!first.renew_lead("a", held, Duration::from_secs(3600)).await.expect("renew"), "a learns it lost the lease");
 
     // A lease of a second that the database's clock says has an hour left.
     server.sql("clock", "UPDATE leases SET expires_at = now() + interval '1 hour'");
     tokio::time::sleep(Duration::from_millis(1300)).await;
-    assert_eq!(first.try_lead("a", Duration::from_secs(1)).await.expect("ask"), None, "b's second is not over by the database's clock");
+    assert_eq!(first.try_lead("a", Duration::from_secs(1), 0).await.expect("ask"), None, "b's second is not over by the database's clock");
     let holder = first.lease_holder().await.expect("read").expect("held");
     assert_eq!((holder.name.as_str(), holder.epoch), ("b", taken.epoch));
+}
+
+#[tokio::test]
+async fn each_slot_is_fenced_by_its_own_lease() {
+    let server = Postgres::start();
+    let place = location(&server, "slots");
+    let (zero, one, late) = (
+        State::open_at(&place).await.expect("open"),
+        State::open_at(&place).await.expect("open"),
+        State::open_at(&place).await.expect("open"),
+    );
+    let lease = Duration::from_millis(600);
+    assert_eq!(zero.try_lead_any("a", lease, 2).await.expect("ask"), Some(Held { slot: 0, epoch: 1 }));
+    assert_eq!(one.try_lead_any("b", lease, 2).await.expect("ask"), Some(Held { slot: 1, epoch: 1 }), "slot 0 is taken: slot 1");
+    assert_eq!(late.try_lead_any("c", lease, 2).await.expect("ask"), None, "both slots are held");
+    // Both write at once, each under its own lease.
+    zero.commit("teleport:c", "0", None, &[letter("u-0")]).await.expect("slot 0 commits");
+    one.commit("teleport:c#slot-1", "1", None, &[letter("u-1")]).await.expect("slot 1 commits");
+    // b pauses past its lease; c takes slot 1 over, and a, renewing, keeps slot 0.
+    assert!(zero.renew_lead("a", Held { slot: 0, epoch: 1 }, lease).await.expect("renew"));
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    assert!(
+        zero.renew_lead("a", Held { slot: 0, epoch: 1 }, lease).await.expect("renew"),
+        "nobody took slot 0, so a late renewal keeps it"
+    );
+    assert_eq!(late.try_lead_any("c", lease, 2).await.expect("ask"), Some(Held { slot: 1, epoch: 2 }));
+    let refused = one.commit("teleport:c#slot-1", "stale", None, &[letter("u-stale")]).await.expect_err("b is fenced off");
+    assert!(refused.is_deposed(), "{refused}");
+    assert!(refused.to_string().contains("epoch 1 of lease slot-1 refused; c holds it with epoch 2"), "{refused}");
+    late.commit("teleport:c#slot-1", "2", None, &[]).await.expect("c writes slot 1");
+    assert_eq!(one.cursor("teleport:c#slot-1").await.expect("read").as_deref(), Some("2"));
+    assert_eq!(zero.dead_letter_count().await.expect("count"), 2, "b's stale letter was refused with its cursor");
+}
+
+#[tokio::test]
+async fn fewer_slots_than_ran_are_refused_and_operators_commands_wait_for_every_slot() {
+    let server = Postgres::start();
+    let place = location(&server, "fewer");
+    let (running, operator) = (State::open_at(&place).await.expect("open"), State::open_at(&place).await.expect("open"));
+    running.check_slots(1).await.expect("a fresh database takes any number");
+    running.try_lead("a", Duration::from_secs(60), 2).await.expect("ask").expect("slot 2 is free");
+    let refused = operator.check_slots(2).await.expect_err("slot 2 ran");
+    assert!(refused.to_string().contains("ran with 3 slots (lease slot-2 exists)"), "{refused}");
+    operator.check_slots(3).await.expect("as many as ran");
+    operator.check_slots(4).await.expect("more than ran");
+    let refused = operator.hold_still("ferry state copy").await.expect_err("a holds slot 2");
+    assert!(refused.to_string().contains("a is active on it"), "{refused}");
+    assert_eq!(
+        running.leases().await.expect("leases").iter().filter(|l| l.name == "ferry state copy" && l.expires_in > 0.0).count(),
+        0,
+        "what it took it let go"
+    );
+    running.release_lead("a", Held { slot: 2, epoch: 1 }).await.expect("release");
+    operator.hold_still("ferry state copy").await.expect("free").expect("held");
+    assert!(running.leases().await.expect("leases").iter().all(|l| l.name == "ferry state copy" && l.expires_in > 0.0), "every slot held");
+    operator.release_all("ferry state copy").await.expect("release");
+    assert!(running.try_lead("a", Duration::from_secs(60), 2).await.expect("ask").is_some(), "let go");
 }

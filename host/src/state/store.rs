@@ -1,12 +1,12 @@
 use super::backend::{Backend, Location, Pool, insert_dead_letter, now, on_backend, stored_dead_letter};
+use super::lease::Held;
 use super::lock::{self, StorageLock};
 use super::{DeadLetter, Filter, StoredCursor, StoredDeadLetter};
 use sqlx::Row;
 use sqlx::postgres::PgPoolOptions;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 /// The SQLite schema's migrations (`host/migrations/sqlite`).
@@ -78,7 +78,7 @@ pub struct State {
     pool: Pool,
     location: Arc<Location>,
     lock: Option<Arc<StorageLock>>,
-    epoch: Arc<AtomicI64>,
+    fence: Arc<Mutex<Option<Held>>>,
 }
 
 impl State {
@@ -180,7 +180,7 @@ impl State {
     }
 
     fn with(pool: Pool, location: Location, lock: Option<Arc<StorageLock>>) -> State {
-        State { pool, location: Arc::new(location), lock, epoch: Arc::new(AtomicI64::new(0)) }
+        State { pool, location: Arc::new(location), lock, fence: Arc::default() }
     }
 
     async fn migrate(&self) -> Result<(), StateError> {
@@ -226,15 +226,16 @@ impl State {
     }
 
     /// Makes every later write of this state (and its clones) carry
-    /// `epoch`, the lease this instance holds: PostgreSQL's fence refuses
-    /// them once another instance has taken over.
-    pub(super) fn fence_with(&self, epoch: i64) {
-        self.epoch.store(epoch, Ordering::SeqCst);
+    /// `held`, the lease this instance holds (its slot and epoch):
+    /// PostgreSQL's fence refuses them once another instance has taken that
+    /// slot over.
+    pub(super) fn fence_with(&self, held: Held) {
+        *self.fence.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(held).filter(|held| held.epoch > 0);
     }
 
-    /// The epoch writes carry; `None` for an operator's command.
-    pub(super) fn epoch(&self) -> Option<i64> {
-        Some(self.epoch.load(Ordering::SeqCst)).filter(|epoch| *epoch > 0)
+    /// The lease writes carry; `None` for an operator's command.
+    pub(super) fn fence(&self) -> Option<Held> {
+        *self.fence.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     pub(super) fn error(&self, err: sqlx::Error) -> StateError {
@@ -294,9 +295,9 @@ impl State {
     /// nanoseconds, UTC); the stored one only moves forward, and with the
     /// cursor, so it never claims an event that is not yet acknowledged.
     pub async fn commit(&self, source: &str, position: &str, newest: Option<&str>, letters: &[DeadLetter]) -> Result<(), StateError> {
-        let epoch = self.epoch();
+        let fence = self.fence();
         let done: Result<(), sqlx::Error> = on_backend!(self, |pool| async {
-            let mut tx = Backend::begin(pool, epoch).await?;
+            let mut tx = Backend::begin(pool, fence).await?;
             for letter in letters {
                 insert_dead_letter!(&mut *tx, letter).await?;
             }
@@ -312,9 +313,9 @@ impl State {
         if letters.is_empty() {
             return Ok(());
         }
-        let epoch = self.epoch();
+        let fence = self.fence();
         let done: Result<(), sqlx::Error> = on_backend!(self, |pool| async {
-            let mut tx = Backend::begin(pool, epoch).await?;
+            let mut tx = Backend::begin(pool, fence).await?;
             for letter in letters {
                 insert_dead_letter!(&mut *tx, letter).await?;
             }
@@ -385,9 +386,9 @@ impl State {
     /// Deletes the dead letters `filter` names (its limit the oldest so
     /// many); how many were deleted.
     pub async fn purge_dead_letters(&self, filter: &Filter) -> Result<u64, StateError> {
-        let epoch = self.epoch();
+        let fence = self.fence();
         let done: Result<u64, sqlx::Error> = on_backend!(self, |pool| async {
-            let mut tx = Backend::begin(pool, epoch).await?;
+            let mut tx = Backend::begin(pool, fence).await?;
             let mut query = sqlx::QueryBuilder::new("DELETE FROM dead_letters WHERE id IN (SELECT id FROM dead_letters");
             filter.push_where(&mut query);
             query.push(" ORDER BY id");
@@ -409,9 +410,9 @@ impl State {
     /// first failure (stage, component, reason, payload), and each further
     /// failure (a second sink of a fan-out) gets a row of its own.
     pub async fn settle_replayed(&self, outcomes: &[(i64, Vec<DeadLetter>)]) -> Result<(), StateError> {
-        let epoch = self.epoch();
+        let fence = self.fence();
         let done: Result<(), sqlx::Error> = on_backend!(self, |pool| async {
-            let mut tx = Backend::begin(pool, epoch).await?;
+            let mut tx = Backend::begin(pool, fence).await?;
             for (id, failures) in outcomes {
                 match failures.split_first() {
                     None => {

@@ -9,10 +9,10 @@
 //! the stored cursor never claims an event that is not delivered, for the
 //! audit log and for every session alike.
 
-use super::audit::{self, AuditItem, ChunkGiveUp, Reader, Settings, TypeFilter};
+use super::audit::{self, AuditItem, ChunkGiveUp, Reader, Settings, Share, TypeFilter};
 use super::config::{TeleportSourceConfig, parse_start_time, truncate_to_second};
 use super::connect::{ConnectOptions, IdentityWatcher, audit_log_client, auth_client, connect_lazy};
-use super::cursor::{Cursor, PositionSnapshot, SessionProgress};
+use super::cursor::{AuditCursor, Cursor, PositionSnapshot, SessionProgress};
 use super::lock::{FailedLogins, lock_for, run_locker};
 use super::position::{self, Settle};
 use super::sessions::{RecordingLetter, SessionItem, SessionReader};
@@ -51,6 +51,10 @@ const HOLD_WITHOUT_PROGRESS: Duration = Duration::from_secs(30);
 /// A configured Teleport source.
 pub struct TeleportSource {
     name: String,
+    /// The cluster's name for positions (`teleport:<cluster>`): `name` is
+    /// this with the slot added, for a slot above 0.
+    cluster_key: String,
+    share: Share,
     config: TeleportSourceConfig,
     file: PathBuf,
     /// ferry's storage folder, where the event handler's saved state is
@@ -81,7 +85,9 @@ impl TeleportSource {
         let cluster = watcher.current().cluster_name().to_owned();
         let name = if cluster.is_empty() { position::address_key(&config.addr) } else { position::cluster_key(&cluster) };
         Ok(TeleportSource {
+            cluster_key: name.clone(),
             name,
+            share: Share::WHOLE,
             config: config.clone(),
             file: ctx.file.clone(),
             storage: None,
@@ -100,9 +106,25 @@ impl TeleportSource {
         self.session_sink = sink;
     }
 
-    /// The name the cursor is stored under: `teleport:<cluster>`.
+    /// The name the cursor is stored under: `teleport:<cluster>`, and
+    /// `teleport:<cluster>#slot-K` for slot K above 0.
     pub fn name(&self) -> &str {
         &self.name
+    }
+
+    /// Whether `source`, a name letters and cursors are stored under, is
+    /// this cluster's: slot 0's or another slot's (`dead-letters replay`
+    /// reads the chunks and recordings of every slot again).
+    pub fn is_this_cluster(&self, source: &str) -> bool {
+        (0..=crate::state::lease::MOST_SLOTS).any(|slot| slot_source_name(&self.cluster_key, slot) == source)
+    }
+
+    /// Reads slot `slot`'s share of the export chunks, of `slots` (see
+    /// [`Share`]); its cursor is its own, stored under a name of its own
+    /// above slot 0.
+    pub fn take_slot(&mut self, slot: u32, slots: u32) {
+        self.share = Share { slot, slots: slots.max(1) };
+        self.name = slot_source_name(&self.cluster_key, slot);
     }
 
     /// `dead-letters replay` of an export chunk given up on: reads it again
@@ -182,10 +204,23 @@ impl TeleportSource {
     /// the start time at the first run and refuses a `start-time` that
     /// differs from the stored one, as the event handler does.
     pub async fn prepare(&mut self, state: &State) -> Result<(), ConfigError> {
-        position::settle(state, &self.settle_with(self.storage.as_deref()))
-            .await
-            .map_err(|message| ConfigError::invalid(&self.file, "storage", message))?;
-        let key = format!("{}#start-time", self.name);
+        if self.share.slot == 0 {
+            // The event handler's position, or an older ferry's, is one
+            // position: slot 0's.
+            position::settle(state, &self.settle_with(self.storage.as_deref()))
+                .await
+                .map_err(|message| ConfigError::invalid(&self.file, "storage", message))?;
+        }
+        self.settle_start_time(state).await?;
+        if self.share.slot > 0 {
+            self.begin_slot(state).await.map_err(|err| ConfigError::invalid(&self.file, "storage", err.to_string()))?;
+        }
+        Ok(())
+    }
+
+    /// Every slot starts where the deployment started.
+    async fn settle_start_time(&mut self, state: &State) -> Result<(), ConfigError> {
+        let key = format!("{}#start-time", self.cluster_key);
         let stored = state.cursor(&key).await.map_err(|err| ConfigError::invalid(&self.file, "storage", err.to_string()))?;
         match (stored, self.start_time) {
             (Some(stored), Some(wanted)) if format_time(wanted) != stored => Err(ConfigError::invalid(
@@ -217,6 +252,31 @@ impl TeleportSource {
         }
     }
 
+    /// A slot above 0 that runs for the first time, in a deployment whose
+    /// slot 0 has exported already (the deployment went from fewer slots to
+    /// more), starts from slot 0's dates, with the chunks slot 0 finished or
+    /// is partway through counted as done: slot 0 reads its partial ones to
+    /// their end, so every chunk is still read once. Without this it would
+    /// read every date from `start-time` again.
+    async fn begin_slot(&self, state: &State) -> Result<(), crate::state::StateError> {
+        if state.cursor(&self.name).await?.is_some() {
+            return Ok(());
+        }
+        let Some(Ok(first)) = state.cursor(&self.cluster_key).await?.map(|text| Cursor::parse(&text)) else { return Ok(()) };
+        let AuditCursor::Export(mut export) = first.audit else { return Ok(()) };
+        for date in &mut export.dates {
+            let partial = std::mem::take(&mut date.partial);
+            date.done.extend(partial.into_keys());
+        }
+        let cursor = Cursor { audit: AuditCursor::Export(export), sessions: Vec::new() };
+        tracing::info!(
+            slot = self.share.slot,
+            "Slot {} starts from the dates slot 0 exports, with the chunks it read counted as done.",
+            self.share.slot
+        );
+        state.commit_cursor(&self.name, &cursor.encode()).await
+    }
+
     /// Reads from `position` until shutdown, or until caught up with
     /// `exit-on-last-event`.
     pub async fn run(self, position: Option<String>, out: mpsc::Sender<SourceRecord>, shutdown: Shutdown) -> Result<(), SourceError> {
@@ -225,6 +285,12 @@ impl TeleportSource {
             Some(text) => Cursor::parse(&text).map_err(error)?,
             None => Cursor::default(),
         };
+        if self.share.slots > 1 && matches!(cursor.audit, AuditCursor::Legacy(_)) {
+            return Err(error(format!(
+                "this cluster's audit log was read with the legacy engine, which one instance pages alone; [leadership] slots = {} shares the export engine's chunks: set slots = 1, or start the deployment over on the export engine",
+                self.share.slots
+            )));
+        }
         let addr = self.config.addr.clone();
         let channel = connect_lazy(&addr, &self.watcher.client_tls(), &ConnectOptions::default()).map_err(|err| error(err.to_string()))?;
         let client = audit_log_client(channel.clone());
@@ -246,6 +312,7 @@ impl TeleportSource {
             backoff: Backoff { initial: Duration::from_millis(500), max: Duration::from_secs(10) },
             errors: Default::default(),
             chunk_give_up: ChunkGiveUp { attempts: self.config.chunk_retry_attempts, time: self.config.chunk_retry_time.0 },
+            share: self.share,
         };
         let reader =
             Reader { settings: Arc::new(settings), client: client.clone(), out: audit_tx, shutdown: shutdown.clone(), buffer: Vec::new() };
@@ -279,6 +346,13 @@ impl TeleportSource {
         drop(self.watcher);
         Ok(())
     }
+}
+
+/// The name slot `slot` of the cluster `cluster_key` stores its cursor and
+/// letters under: the cluster's own for slot 0, so that a deployment of one
+/// slot keeps the name it always had.
+fn slot_source_name(cluster_key: &str, slot: u32) -> String {
+    if slot == 0 { cluster_key.to_owned() } else { format!("{cluster_key}#slot-{slot}") }
 }
 
 struct Locking {
@@ -605,6 +679,12 @@ async fn sleep_until(at: Option<Instant>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn slot_zero_keeps_the_clusters_name_and_the_others_add_theirs() {
+        assert_eq!(slot_source_name("teleport:c", 0), "teleport:c");
+        assert_eq!(slot_source_name("teleport:c", 2), "teleport:c#slot-2");
+    }
 
     #[test]
     fn recordings_waiting_hold_the_audit_log_only_while_they_move_or_briefly() {

@@ -62,6 +62,12 @@ shared by every replica, with no volume.
 {{- if or $v.persistentVolumeClaim.enabled $v.persistentVolumeClaim.existingClaim }}
 {{- fail "persistentVolumeClaim.enabled and persistentVolumeClaim.existingClaim have no use with storage.postgres.url: the state is in PostgreSQL; remove them" }}
 {{- end }}
+{{- if lt (int $pg.slots) 1 }}
+{{- fail (printf "storage.postgres.slots is %d: at least one pod must export" (int $pg.slots)) }}
+{{- end }}
+{{- if gt (int $pg.slots) (int $v.replicas) }}
+{{- fail (printf "storage.postgres.slots is %d but replicas is %d: each slot needs a pod of its own; run replicas = slots + 1, so that a standby covers a pod that stops" (int $pg.slots) (int $v.replicas)) }}
+{{- end }}
 {{- if and $pg.passwordSecret.name (not $pg.passwordSecret.key) }}
 {{- fail "storage.postgres.passwordSecret.key is required with storage.postgres.passwordSecret.name: the key of the password in that Secret" }}
 {{- end }}
@@ -71,6 +77,9 @@ shared by every replica, with no volume.
 {{- end }}
 {{- if or $pg.passwordSecret.name $pg.tlsSecretName }}
 {{- fail "storage.postgres.passwordSecret.name and storage.postgres.tlsSecretName need storage.postgres.url: set it, or remove them" }}
+{{- end }}
+{{- if gt (int $pg.slots) 1 }}
+{{- fail (printf "storage.postgres.slots is %d: pods exporting at once share their state in PostgreSQL; set storage.postgres.url" (int $pg.slots)) }}
 {{- end }}
 {{- end }}
 {{- end }}

@@ -72,7 +72,7 @@ impl Reader {
         let mut found_new = false;
         for at in 0..cursor.dates.len() {
             let date = start_of(&cursor.dates[at].date);
-            let listed = self.chunks(date).await?;
+            let listed = self.chunks(date).await?.into_iter().filter(|chunk| self.settings.share.takes(chunk)).collect();
             let new = chunks_to_read(&cursor.dates[at], listed);
             if !new.is_empty() {
                 found_new = true;
@@ -348,6 +348,37 @@ impl Reader {
     }
 }
 
+/// The export chunks one instance reads when `[leadership] slots` instances
+/// run at once: those whose name hashes to its slot. The hash (FNV-1a, 64
+/// bits, of the chunk's name) is fixed by this definition, not by a
+/// library's version, so that instances of different ferry versions agree
+/// on it during a rolling update: every chunk has exactly one slot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Share {
+    /// This instance's slot, `0..slots`.
+    pub slot: u32,
+    /// How many slots the deployment has.
+    pub slots: u32,
+}
+
+impl Share {
+    /// One instance reads every chunk.
+    pub const WHOLE: Share = Share { slot: 0, slots: 1 };
+
+    /// Whether `chunk` is this slot's to read.
+    pub fn takes(&self, chunk: &str) -> bool {
+        self.slots <= 1 || slot_of(chunk, self.slots) == self.slot
+    }
+}
+
+/// The slot of `chunk` among `slots`.
+fn slot_of(chunk: &str, slots: u32) -> u32 {
+    const OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
+    const PRIME: u64 = 0x0000_0100_0000_01b3;
+    let hash = chunk.bytes().fold(OFFSET, |hash, byte| (hash ^ u64::from(byte)).wrapping_mul(PRIME));
+    u32::try_from(hash % u64::from(slots.max(1))).unwrap_or(0)
+}
+
 /// The bound on asking again for an export chunk Teleport will not serve
 /// (`chunk-retry-attempts`, `chunk-retry-time`): it is given up once it was
 /// refused `attempts` times in a row *and* `time` has passed since the first
@@ -543,6 +574,23 @@ mod tests {
     fn asks_are_spread_over_the_time() {
         assert_eq!(BOUND.spacing(), Duration::from_secs(120));
         assert_eq!(ChunkGiveUp { attempts: 0, time: Duration::from_secs(6) }.spacing(), Duration::from_secs(6));
+    }
+
+    #[test]
+    fn every_chunk_has_exactly_one_slot_and_the_slots_share_them() {
+        // FNV-1a of "a" is 0xaf63dc4c8601ec8c: the hash is the published one.
+        assert_eq!(slot_of("a", u32::MAX), u32::try_from(0xaf63_dc4c_8601_ec8c_u64 % u64::from(u32::MAX)).expect("fits"));
+        let chunks: Vec<String> = (0..300).map(|n| format!("{n:016x}-chunk")).collect();
+        let shares: Vec<Share> = (0..3).map(|slot| Share { slot, slots: 3 }).collect();
+        for chunk in &chunks {
+            let takers = shares.iter().filter(|share| share.takes(chunk)).count();
+            assert_eq!(takers, 1, "{chunk} is read by exactly one of three slots");
+            assert!(Share::WHOLE.takes(chunk), "one slot reads everything");
+        }
+        for share in &shares {
+            let taken = chunks.iter().filter(|chunk| share.takes(chunk)).count();
+            assert!((60..=140).contains(&taken), "slot {} takes {taken} of 300 chunks: a fair share", share.slot);
+        }
     }
 
     #[test]

@@ -22,7 +22,7 @@
 mod export;
 mod legacy;
 
-pub use export::{ChunkGiveUp, ChunkLetter, read_chunk_again};
+pub use export::{ChunkGiveUp, ChunkLetter, Share, read_chunk_again};
 
 use super::config::Engine;
 use super::connect::describe_status;
@@ -101,6 +101,8 @@ pub struct Settings {
     pub errors: Mutex<ErrorEvery>,
     /// When an export chunk Teleport will not serve is given up.
     pub chunk_give_up: ChunkGiveUp,
+    /// Which export chunks this instance reads: its slot's share.
+    pub share: Share,
 }
 
 /// One task reading the audit log: the shared settings, and its own client

@@ -108,10 +108,12 @@ impl Shared {
         );
     }
 
-    /// The cursor rows' sources, sorted.
-    fn cursor_sources(&self) -> Vec<String> {
+    /// The slots' cursor rows (the cluster's, `#slot-k`), sorted; not the
+    /// stored start time (`#start-time`).
+    fn slot_cursor_rows(&self) -> Vec<String> {
         let rows = self.server.try_sql(self.database, "SELECT source FROM cursors ORDER BY source").unwrap_or_default();
-        rows.lines().map(str::to_owned).collect()
+        let slot_row = |source: &&str| *source == CURSOR || source.strip_prefix(CURSOR).is_some_and(|rest| rest.starts_with("#slot-"));
+        rows.lines().filter(slot_row).map(str::to_owned).collect()
     }
 
     /// Waits until `count` distinct events arrived at Logstash.
@@ -147,7 +149,8 @@ impl Shared {
     }
 
     fn report(&self, running: &Running) -> String {
-        format!("leases: {:?}\nrequests: {:?}{}", self.leases(), self.requests(), self.sandbox.report(Some(&running.snapshot())))
+        let requests: Vec<String> = self.requests().iter().map(|r| format!("{} by {} from {:?}", r.chunk, caller(r), r.cursor)).collect();
+        format!("leases: {:?}\nrequests: {requests:?}{}", self.leases(), self.sandbox.report(Some(&running.snapshot())))
     }
 }
 
@@ -173,8 +176,8 @@ fn three_instances_export_the_chunks_of_a_date_at_once_each_chunk_once() {
     util::wait_for(
         "the three slots' cursor rows",
         DEADLINE,
-        || shared.cursor_sources() == slot_cursors(3),
-        || format!("cursor rows: {:?}{}", shared.cursor_sources(), shared.report(&a)),
+        || shared.slot_cursor_rows() == slot_cursors(3),
+        || format!("cursor rows: {:?}{}", shared.slot_cursor_rows(), shared.report(&a)),
     );
 
     let got = ids(&shared.logstash.events());
@@ -194,8 +197,12 @@ fn three_instances_export_the_chunks_of_a_date_at_once_each_chunk_once() {
     assert_eq!(callers, everyone, "each instance read chunks of the date{}", shared.report(&a));
 
     let shown = shared.status("a");
-    for lease in ["active", "slot-1", "slot-2"] {
-        assert!(shown.contains(lease), "`ferry status` lists the lease `{lease}`:\n{shown}");
+    let leases = shared.leases();
+    assert_eq!(leases.keys().collect::<Vec<_>>(), ["active", "slot-1", "slot-2"], "a lease per slot");
+    for (lease, (holder, epoch)) in &leases {
+        let named = if lease == "active" { "lease".to_owned() } else { format!("lease {lease}") };
+        let line = format!("{named}: held by {holder} (epoch {epoch})");
+        assert!(shown.contains(&line), "`ferry status` lists the lease `{lease}` ({line}):\n{shown}");
     }
     for name in ["a", "b", "c"] {
         assert!(shown.contains(&format!("instance {name}:")), "`ferry status` lists the instance {name}:\n{shown}");
@@ -271,7 +278,11 @@ fn a_standby_takes_over_a_killed_slot_and_finishes_its_chunks() {
     assert!(other_chunks.values().all(|&count| count == 1), "the other slots' chunks once each: {other_chunks:?}");
     assert!(others.iter().all(|request| request.cursor.is_empty()), "the other slots' chunks from their start: {others:?}");
     assert_eq!(slot_one.len() + other_chunks.len(), chunks.len(), "every chunk was read{}", shared.report(&standby));
-    eprintln!("{victim} killed after reading {read_by_victim:?}; d read {by_d:?}; duplicates {duplicates}");
+    let resumed: Vec<String> = (requests.iter())
+        .filter(|request| caller(request) == "ferry-d" && read_by_victim.contains(&request.chunk))
+        .map(|request| format!("{} from {:?}", request.chunk, request.cursor))
+        .collect();
+    eprintln!("{victim} killed after reading {read_by_victim:?}; d read {by_d:?}, resuming {resumed:?}; duplicates {duplicates}");
 
     let Ok([mut one, mut two]) = <[Running; 2]>::try_from(instances.into_values().collect::<Vec<_>>()) else {
         panic!("two instances besides d are left")

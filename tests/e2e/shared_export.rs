@@ -159,6 +159,11 @@ fn caller(request: &ExportRequest) -> String {
     request.peer.as_ref().map(|peer| peer.common_name.clone()).unwrap_or_default()
 }
 
+/// The chunks `who` (a certificate's common name) asked for.
+fn read_by(requests: &[ExportRequest], who: &str) -> BTreeSet<String> {
+    requests.iter().filter(|request| caller(request) == who).map(|request| request.chunk.clone()).collect()
+}
+
 /// The cursor rows of `slots` slots: `teleport:<cluster>`, then `#slot-k`.
 fn slot_cursors(slots: usize) -> Vec<String> {
     std::iter::once(CURSOR.to_owned()).chain((1..slots).map(|slot| format!("{CURSOR}#slot-{slot}"))).collect()
@@ -226,9 +231,7 @@ fn a_standby_takes_over_a_killed_slot_and_finishes_its_chunks() {
     let chunks = shared.chunks();
     let arrived_of_victim = || {
         let got = ids(&shared.logstash.events());
-        let read: BTreeSet<String> =
-            shared.requests().iter().filter(|request| caller(request) == victim_caller).map(|r| r.chunk.clone()).collect();
-        read.iter().flat_map(|chunk| &chunks[chunk]).filter(|id| got.contains_key(*id)).count()
+        read_by(&shared.requests(), &victim_caller).iter().flat_map(|chunk| &chunks[chunk]).filter(|id| got.contains_key(*id)).count()
     };
     util::wait_for(
         &format!("some events of the chunks {victim} (slot 1) read"),
@@ -238,8 +241,7 @@ fn a_standby_takes_over_a_killed_slot_and_finishes_its_chunks() {
     );
     let mut killed = instances.remove(&victim).expect("the victim runs");
     killed.kill(&shared.sandbox);
-    let read_by_victim: BTreeSet<String> =
-        shared.requests().iter().filter(|request| caller(request) == victim_caller).map(|request| request.chunk.clone()).collect();
+    let read_by_victim = read_by(&shared.requests(), &victim_caller);
 
     util::wait_for(
         "the standby d to take slot 1, its epoch one higher",
@@ -264,7 +266,7 @@ fn a_standby_takes_over_a_killed_slot_and_finishes_its_chunks() {
     // Slot 1's chunks were read by the killed instance and then d, no others;
     // every other chunk by one instance, once, from its start.
     let requests = shared.requests();
-    let by_d: BTreeSet<String> = requests.iter().filter(|request| caller(request) == "ferry-d").map(|r| r.chunk.clone()).collect();
+    let by_d = read_by(&requests, "ferry-d");
     assert!(!by_d.is_empty(), "d read the chunks of slot 1 left when {victim} died{}", shared.report(&standby));
     let slot_one: BTreeSet<&String> = read_by_victim.iter().chain(&by_d).collect();
     let others: Vec<&ExportRequest> =

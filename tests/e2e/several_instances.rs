@@ -73,8 +73,9 @@ pub(crate) fn uids(sandbox: &Sandbox) -> Vec<String> {
         .collect()
 }
 
+/// True once `running` holds a lease (with one slot, the only one: `active`).
 pub(crate) fn leads(running: &Running) -> bool {
-    running.stderr().contains("This instance is now the active one")
+    running.stderr().contains("This instance is now active on lease")
 }
 
 /// Waits for `running` to become the active instance; how long it took.

@@ -73,9 +73,8 @@ pub(crate) fn uids(sandbox: &Sandbox) -> Vec<String> {
         .collect()
 }
 
-/// True once `running` holds a lease (with one slot, the only one: `active`).
 pub(crate) fn leads(running: &Running) -> bool {
-    running.stderr().contains("This instance is now active on lease")
+    running.stderr().contains("This instance is now the active one")
 }
 
 /// Waits for `running` to become the active instance; how long it took.

@@ -127,7 +127,12 @@ fn a_database_down_longer_than_the_lease_deposes_the_active_one_and_an_instance_
     let back_at = Instant::now();
     // Its service manager starts the deposed one again: a standby or the leader, whichever asks first.
     let mut restarted = start(&sandbox, &server, "a");
-    util::wait_for("an instance to lead", DEADLINE, || leads(&second) || leads(&restarted), || sandbox.report(Some(&second.snapshot())));
+    util::wait_for(
+        "an instance to lead",
+        DEADLINE,
+        || leads(&second) || restarted.stderr().matches("This instance is now the active one").count() > 0,
+        || sandbox.report(Some(&second.snapshot())),
+    );
     let took = back_at.elapsed();
     write_events(&sandbox, 400, 500);
     let leader = if leads(&second) { &second } else { &restarted };

@@ -72,7 +72,7 @@ impl Leadership {
         }
         if let Some(held) = held {
             let lease = crate::state::lease::lease_name(held.slot);
-            tracing::info!(instance = %self.instance, %lease, epoch = held.epoch, "This instance is now active on lease {lease}: it resumes from that slot's shared cursor.");
+            tracing::info!(instance = %self.instance, %lease, epoch = held.epoch, "This instance is now the active one on lease {lease}: it resumes from that slot's shared cursor.");
             self.metrics.set_leader(true, held.epoch);
             self.metrics.set_slot(held.slot);
             state.heartbeat(&self.instance, "active", Some(held)).await?;

@@ -72,7 +72,7 @@ impl Leadership {
         }
         if let Some(held) = held {
             let lease = crate::state::lease::lease_name(held.slot);
-            tracing::info!(instance = %self.instance, %lease, epoch = held.epoch, "This instance is now active on lease {lease}: it resumes from that slot's shared cursor.");
+            tracing::info!(instance = %self.instance, %lease, epoch = held.epoch, "This instance is now the active one on lease {lease}: it resumes from that slot's shared cursor.");
             self.metrics.set_leader(true, held.epoch);
             self.metrics.set_slot(held.slot);
             state.heartbeat(&self.instance, "active", Some(held)).await?;
@@ -80,20 +80,23 @@ impl Leadership {
         Ok(held)
     }
 
-    /// Says once per holder who is active while this instance stands by.
-    async fn announce_standby(&self, state: &State, announced: &mut Option<(String, i64)>) {
-        let Ok(Some(holder)) = state.lease_holder().await else { return };
-        let now = Some((holder.name.clone(), holder.epoch));
-        if *announced != now {
-            tracing::info!(
-                instance = %self.instance,
-                active = %holder.name,
-                epoch = holder.epoch,
-                lease = ?self.config.lease(),
-                "Standing by: another instance is active; this one takes over once its lease runs out."
-            );
-            *announced = now;
+    /// Says once per change of holders who is active while this instance
+    /// stands by.
+    async fn announce_standby(&self, state: &State, announced: &mut Option<Vec<(String, i64)>>) {
+        let Ok(leases) = state.leases().await else { return };
+        let now: Vec<(String, i64)> = leases.iter().map(|holder| (holder.name.clone(), holder.epoch)).collect();
+        if announced.as_ref() == Some(&now) || leases.is_empty() {
+            return;
         }
+        let active: Vec<String> =
+            leases.iter().map(|holder| format!("{} on {} (epoch {})", holder.name, holder.lease, holder.epoch)).collect();
+        tracing::info!(
+            instance = %self.instance,
+            active = %active.join(", "),
+            lease = ?self.config.lease(),
+            "Standing by: other instances are active; this one takes over a lease once it runs out."
+        );
+        *announced = Some(now);
     }
 
     /// Renews `held` while the pipeline runs, firing `stop` when the lease

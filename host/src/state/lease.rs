@@ -349,16 +349,23 @@ pub async fn probe(location: &super::Location) -> Result<String, String> {
                 "connected; no ferry has run on it yet (its tables are made at the first start, or by `ferry state migrate`)".to_owned()
             );
         }
-        let holder: Option<(String, i64, f64)> =
-            sqlx::query_as("SELECT holder, epoch, EXTRACT(EPOCH FROM (expires_at - now()))::float8 FROM leases WHERE name = $1")
-                .bind(lease_name(0))
-                .fetch_optional(&mut connection)
+        let mut leases: Vec<(String, String, i64, f64)> =
+            sqlx::query_as("SELECT name, holder, epoch, EXTRACT(EPOCH FROM (expires_at - now()))::float8 FROM leases")
+                .fetch_all(&mut connection)
                 .await?;
-        Ok(match holder {
-            Some((name, epoch, left)) if left >= 0.0 => format!("connected; {name} is active (epoch {epoch})"),
-            Some((name, epoch, _)) => format!("connected; the lease of {name} (epoch {epoch}) ran out: no instance is active"),
-            None => "connected; no instance has led yet".to_owned(),
-        })
+        leases.sort_by_key(|(name, ..)| slot_of_lease(name).unwrap_or(u32::MAX));
+        let said: Vec<String> = leases
+            .iter()
+            .map(|(lease, name, epoch, left)| {
+                let on = if lease == "active" { String::new() } else { format!(" on {lease}") };
+                if *left >= 0.0 {
+                    format!("{name} is active{on} (epoch {epoch})")
+                } else {
+                    format!("the lease{on} of {name} (epoch {epoch}) ran out: no instance is active{on}")
+                }
+            })
+            .collect();
+        Ok(if said.is_empty() { "connected; no instance has led yet".to_owned() } else { format!("connected; {}", said.join("; ")) })
     };
     let said = read.await.map_err(|err: sqlx::Error| err.to_string());
     let _ = connection.close().await;

@@ -177,6 +177,13 @@ async fn a_probe_says_who_leads_and_changes_nothing() {
     assert!(super::lease::probe(&place).await.expect("connects").contains("no instance has led yet"));
     state.try_lead("ferry-0", Duration::from_secs(60), 0).await.expect("ask").expect("free");
     assert_eq!(super::lease::probe(&place).await.expect("connects"), "connected; ferry-0 is active (epoch 1)");
+    state.try_lead("ferry-1", Duration::from_millis(1), 2).await.expect("ask").expect("free");
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    assert_eq!(
+        super::lease::probe(&place).await.expect("connects"),
+        "connected; ferry-0 is active (epoch 1); the lease on slot-2 of ferry-1 (epoch 1) ran out: no instance is active on slot-2",
+        "every slot, in order"
+    );
     let Location::Postgres(right) = &place else { unreachable!() };
     let wrong = Location::Postgres(PostgresLocation::new(right.url(), Some("not-the-password".into())).expect("a URL"));
     let refused = super::lease::probe(&wrong).await.expect_err("a wrong password");

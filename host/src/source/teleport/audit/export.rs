@@ -72,8 +72,8 @@ impl Reader {
         let mut found_new = false;
         for at in 0..cursor.dates.len() {
             let date = start_of(&cursor.dates[at].date);
-            let listed = self.chunks(date).await?.into_iter().filter(|chunk| self.settings.share.takes(chunk)).collect();
-            let new = chunks_to_read(&cursor.dates[at], listed);
+            let listed = self.chunks(date).await?;
+            let new = chunks_to_read(&cursor.dates[at], listed, self.settings.share);
             if !new.is_empty() {
                 found_new = true;
                 self.export_chunks(cursor, at, new).await?;
@@ -430,22 +430,28 @@ impl Refusals {
     }
 }
 
-/// The chunks of a date to read: those listed and not done, then those
-/// under way (a cursor stored) that the listing no longer has, which are
-/// asked for all the same: a chunk left partial by a crash must be read to
-/// its end or given up with a dead letter, never dropped with its date.
-fn chunks_to_read(date: &DateCursor, listed: Vec<String>) -> Vec<String> {
-    let mut chunks: Vec<String> = listed.into_iter().filter(|chunk| !date.done.contains(chunk)).collect();
+/// The chunks of a date to read: those listed, of this slot's `share`,
+/// and not done; then those under way (a cursor stored), which are read to
+/// their end whatever the share says now (a slot added meanwhile counts
+/// them done) and asked for all the same when the listing no longer has
+/// them: a chunk left partial by a crash must be read to its end or given
+/// up with a dead letter, never dropped with its date.
+fn chunks_to_read(date: &DateCursor, listed: Vec<String>, share: Share) -> Vec<String> {
+    let (mine, others): (Vec<String>, Vec<String>) = listed.into_iter().partition(|chunk| share.takes(chunk));
+    let mut chunks: Vec<String> = mine.into_iter().filter(|chunk| !date.done.contains(chunk)).collect();
     for (chunk, cursor) in &date.partial {
-        if !chunks.contains(chunk) && !date.done.contains(chunk) {
+        if chunks.contains(chunk) || date.done.contains(chunk) {
+            continue;
+        }
+        if !others.contains(chunk) {
             tracing::warn!(
                 chunk = %chunk,
                 date = %date.date,
                 "Export chunk {chunk} of {}, read up to cursor {cursor:?}, is no longer listed; asking for it before giving it up.",
                 date.date
             );
-            chunks.push(chunk.clone());
         }
+        chunks.push(chunk.clone());
     }
     chunks
 }
@@ -577,6 +583,19 @@ mod tests {
     }
 
     #[test]
+    fn a_slot_reads_its_share_and_finishes_what_it_started_of_another() {
+        let share = Share { slot: 1, slots: 2 };
+        let names: Vec<String> = (0..40).map(|n| format!("c{n}")).collect();
+        let (mine, others): (Vec<&String>, Vec<&String>) = names.iter().partition(|chunk| share.takes(chunk));
+        let date =
+            DateCursor { date: "2024-05-01".into(), done: vec![mine[0].clone()], partial: [(others[0].clone(), "5".to_owned())].into() };
+        let read = chunks_to_read(&date, names.clone(), share);
+        let mut expected: Vec<String> = mine[1..].iter().map(|chunk| (*chunk).clone()).collect();
+        expected.push(others[0].clone());
+        assert_eq!(read, expected, "its own chunks not done, then the partial one it started before the slots changed");
+    }
+
+    #[test]
     fn every_chunk_has_exactly_one_slot_and_the_slots_share_them() {
         // FNV-1a of "a" is 0xaf63dc4c8601ec8c: the hash is the published one.
         assert_eq!(slot_of("a", u32::MAX), u32::try_from(0xaf63_dc4c_8601_ec8c_u64 % u64::from(u32::MAX)).expect("fits"));
@@ -601,7 +620,11 @@ mod tests {
             partial: [("c2".to_owned(), "17".to_owned()), ("c4".to_owned(), "3".to_owned())].into(),
         };
         let listed = vec!["c1".to_owned(), "c3".to_owned(), "c4".to_owned()];
-        assert_eq!(chunks_to_read(&date, listed), ["c3", "c4", "c2"], "done ones skipped, the unlisted partial one kept, none twice");
-        assert_eq!(chunks_to_read(&date, Vec::new()), ["c2", "c4"], "an empty listing still reads the partial chunks");
+        assert_eq!(
+            chunks_to_read(&date, listed, Share::WHOLE),
+            ["c3", "c4", "c2"],
+            "done ones skipped, the unlisted partial one kept, none twice"
+        );
+        assert_eq!(chunks_to_read(&date, Vec::new(), Share::WHOLE), ["c2", "c4"], "an empty listing still reads the partial chunks");
     }
 }

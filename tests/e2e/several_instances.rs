@@ -88,7 +88,7 @@ pub(crate) fn wait_standing_by(sandbox: &Sandbox, running: &Running) {
     util::wait_for(
         "the instance to stand by",
         DEADLINE,
-        || running.stderr().contains("Standing by: another instance is active"),
+        || running.stderr().contains("Standing by: "),
         || sandbox.report(Some(&running.snapshot())),
     );
 }

@@ -76,10 +76,15 @@ impl Shared {
     /// `ferry start` as the instance `name`, with its own identity file
     /// (user `ferry-NAME`) and config file (`ferry-NAME.toml`).
     fn start(&self, name: &str) -> Running {
+        self.start_with(name, |config| config)
+    }
+
+    /// [`Shared::start`] with the base config `configure`d further.
+    fn start_with(&self, name: &str, configure: impl FnOnce(Config) -> Config) -> Running {
         let identity = format!("identity-{name}");
         let spec = IdentitySpec { user: format!("ferry-{name}"), ..IdentitySpec::default() };
         self.cluster.standin.write_identity_with(&self.sandbox.path(&identity), &spec).expect("identity written");
-        let config = self.base.clone().set("leadership.instance", name).set("teleport.identity", identity.as_str());
+        let config = configure(self.base.clone()).set("leadership.instance", name).set("teleport.identity", identity.as_str());
         spawn_instance(&self.sandbox, &self.server, name, &config.text())
     }
 
@@ -290,6 +295,70 @@ fn a_standby_takes_over_a_killed_slot_and_finishes_its_chunks() {
         panic!("two instances besides d are left")
     };
     stop_cleanly(&shared.sandbox, [&mut one, &mut two, &mut standby]);
+}
+
+/// A deployment of one slot, stopped mid-export, comes back with three: the
+/// new slots start from slot 0's dates with the chunks it read or was
+/// reading counted as done, and slot 0 finishes its partial ones, so every
+/// chunk is started once and every event arrives once.
+#[test]
+fn more_slots_later_start_no_chunk_twice() {
+    let shared =
+        Shared::set_up("shared-export-more", "more", (600, 20, Duration::from_millis(500)), 1, |config| config.set("concurrency", 2));
+    let mut alone = shared.start("a");
+    util::wait_for(
+        "a third of the events, by the one slot",
+        DEADLINE,
+        || ids(&shared.logstash.events()).len() >= 200,
+        || shared.report(&alone),
+    );
+    stop_cleanly(&shared.sandbox, [&mut alone]);
+    let before = ids(&shared.logstash.events()).len();
+    assert!(before < 600, "stopped mid-export ({before} of 600 arrived)");
+    // What slot 0 committed: the chunks it finished, and where it is in the others.
+    let position = shared.server.sql(shared.database, &format!("SELECT position FROM cursors WHERE source = '{CURSOR}'"));
+    let position: serde_json::Value = serde_json::from_str(position.trim()).expect("slot 0's cursor is JSON");
+    let date = &position["audit"]["dates"][0];
+    let done: BTreeSet<String> =
+        date["done"].as_array().expect("done chunks").iter().filter_map(|c| c.as_str().map(String::from)).collect();
+    let partial: BTreeMap<String, String> = serde_json::from_value(date["partial"].clone()).unwrap_or_default();
+    assert!(!done.is_empty(), "slot 0 finished chunks before it stopped: {position}");
+    let asked_before = shared.requests().len();
+
+    let three = |config: Config| config.set("leadership.slots", util::count(3));
+    let mut instances = [shared.start_with("a", three), shared.start_with("b", three), shared.start_with("c", three)];
+    shared.wait_for_holders(3, &instances[0]);
+    shared.wait_delivered(600, &instances[0]);
+    let got = ids(&shared.logstash.events());
+    let twice: Vec<_> = got.iter().filter(|(_, count)| **count > 1).collect();
+    assert!(twice.is_empty(), "no event twice across the change of slots: {twice:?}{}", shared.report(&instances[0]));
+    // After the change: no finished chunk is asked for again, and a partial
+    // one only from where slot 0 was, by slot 0's holder alone.
+    let slot_zero = format!("ferry-{}", shared.leases()["active"].0);
+    for request in &shared.requests()[asked_before..] {
+        assert!(
+            !done.contains(&request.chunk),
+            "{} was finished before, yet asked for again{}",
+            request.chunk,
+            shared.report(&instances[0])
+        );
+        if let Some(cursor) = partial.get(&request.chunk) {
+            assert_eq!(
+                (&request.cursor, caller(request)),
+                (cursor, slot_zero.clone()),
+                "{} resumed by slot 0 from its cursor",
+                request.chunk
+            );
+        }
+    }
+    util::wait_for(
+        "the three slots' cursor rows",
+        DEADLINE,
+        || shared.slot_cursor_rows() == slot_cursors(3),
+        || format!("cursor rows: {:?}{}", shared.slot_cursor_rows(), shared.report(&instances[0])),
+    );
+    let [one, two, three] = &mut instances;
+    stop_cleanly(&shared.sandbox, [one, two, three]);
 }
 
 /// `ferry check` and `ferry start` with `slots` above one where they cannot

@@ -11,8 +11,8 @@
 //! cursor or write a dead letter: its first write fails, and it steps down.
 //!
 //! With `slots = N` (N > 1) a deployment has N leases, one per slot: `active`
-//! (slot 0, which also runs what only one instance may: the event handler's
-//! import, operators' commands) and `slot-1` … `slot-{N-1}`. Each slot has
+//! (slot 0, whose cursor is the one the event handler's import settles) and
+//! `slot-1` … `slot-{N-1}`; an operator's command takes them all. Each slot has
 //! its own epoch, and the fence checks a write against the lease it names
 //! (`ferry.lease`), so N instances run at once and each is fenced alone.
 //!
@@ -255,15 +255,7 @@ impl State {
     /// Every lease ever taken, slot 0 first: who holds it, for `ferry status`.
     pub async fn leases(&self) -> Result<Vec<Holder>, StateError> {
         let Pool::Postgres(pool) = self.pool() else { return Ok(Vec::new()) };
-        let rows: Vec<(String, String, i64, f64)> =
-            sqlx::query_as("SELECT name, holder, epoch, EXTRACT(EPOCH FROM (expires_at - now()))::float8 FROM leases")
-                .fetch_all(pool)
-                .await
-                .map_err(|err| self.error(err))?;
-        let mut holders: Vec<Holder> =
-            rows.into_iter().map(|(lease, name, epoch, expires_in)| Holder { lease, name, epoch, expires_in }).collect();
-        holders.sort_by_key(|holder| slot_of_lease(&holder.lease).unwrap_or(u32::MAX));
-        Ok(holders)
+        read_leases(pool).await.map_err(|err| self.error(err))
     }
 
     /// Refuses `slots` when the deployment ran with more: the slots above
@@ -349,16 +341,12 @@ pub async fn probe(location: &super::Location) -> Result<String, String> {
                 "connected; no ferry has run on it yet (its tables are made at the first start, or by `ferry state migrate`)".to_owned()
             );
         }
-        let mut leases: Vec<(String, String, i64, f64)> =
-            sqlx::query_as("SELECT name, holder, epoch, EXTRACT(EPOCH FROM (expires_at - now()))::float8 FROM leases")
-                .fetch_all(&mut connection)
-                .await?;
-        leases.sort_by_key(|(name, ..)| slot_of_lease(name).unwrap_or(u32::MAX));
-        let said: Vec<String> = leases
-            .iter()
-            .map(|(lease, name, epoch, left)| {
+        let said: Vec<String> = read_leases(&mut connection)
+            .await?
+            .into_iter()
+            .map(|Holder { lease, name, epoch, expires_in }| {
                 let on = if lease == "active" { String::new() } else { format!(" on {lease}") };
-                if *left >= 0.0 {
+                if expires_in >= 0.0 {
                     format!("{name} is active{on} (epoch {epoch})")
                 } else {
                     format!("the lease{on} of {name} (epoch {epoch}) ran out: no instance is active{on}")
@@ -370,6 +358,19 @@ pub async fn probe(location: &super::Location) -> Result<String, String> {
     let said = read.await.map_err(|err: sqlx::Error| err.to_string());
     let _ = connection.close().await;
     said
+}
+
+/// Every lease ever taken, slot 0 first, by its holder and the database's
+/// clock.
+async fn read_leases<'c>(executor: impl sqlx::PgExecutor<'c>) -> Result<Vec<Holder>, sqlx::Error> {
+    let rows: Vec<(String, String, i64, f64)> =
+        sqlx::query_as("SELECT name, holder, epoch, EXTRACT(EPOCH FROM (expires_at - now()))::float8 FROM leases")
+            .fetch_all(executor)
+            .await?;
+    let mut holders: Vec<Holder> =
+        rows.into_iter().map(|(lease, name, epoch, expires_in)| Holder { lease, name, epoch, expires_in }).collect();
+    holders.sort_by_key(|holder| slot_of_lease(&holder.lease).unwrap_or(u32::MAX));
+    Ok(holders)
 }
 
 /// The slot a lease's name is of; `None` for a name no slot has.
